@@ -1,0 +1,62 @@
+//! `pg_aveloxis`: the Aveloxis schema, identities and SQL API inside PostgreSQL.
+//!
+//! Rust holds the pure logic (identity layout, URL parsing); the SQL API and the
+//! tables are in `sql/`, one file per domain, wired in below in dependency order.
+//! `docs/sql-api.md` lists every function.
+
+use pgrx::prelude::*;
+
+pub mod identity;
+pub mod registry;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Schemas, roles and the platforms table come first: everything else lives in them.
+extension_sql_file!("../../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[pg_schema]
+mod aveloxis {
+    /// The version of the loaded library. After a package upgrade and before
+    /// `ALTER EXTENSION pg_aveloxis UPDATE`, it differs from `pg_extension.extversion`;
+    /// `aveloxis-agent status` shows both.
+    #[pgrx::pg_extern(immutable, parallel_safe)]
+    fn version() -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+}
+
+extension_sql_file!(
+    "../../sql/registry.sql",
+    name = "registry",
+    requires = ["bootstrap", registry::aveloxis_ops::parse_repo_url_with_hosts]
+);
+
+// Grants run last, once every object they name exists.
+extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
+
+#[cfg(feature = "pg_test")]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn version_matches_extension_version() {
+        let lib = Spi::get_one::<&str>("SELECT aveloxis.version()").unwrap().unwrap();
+        let ext = Spi::get_one::<&str>("SELECT extversion FROM pg_extension WHERE extname = 'pg_aveloxis'")
+            .unwrap()
+            .unwrap();
+        assert_eq!(lib, env!("CARGO_PKG_VERSION"));
+        assert_eq!(lib, ext);
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

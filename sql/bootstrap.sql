@@ -1,0 +1,37 @@
+-- Schemas, roles and the platform dimension: the ground every other file stands on.
+--
+-- The install script creates its schemas itself (the control file says
+-- schema = pg_catalog, as pg_cron does) so that they are extension members and
+-- DROP EXTENSION removes them. Roles are cluster-wide and survive DROP EXTENSION
+-- (docs/operations.md); they are created only when absent.
+
+CREATE SCHEMA aveloxis;
+COMMENT ON SCHEMA aveloxis IS 'pg_aveloxis SQL API: the functions agents, analysts and DBAs call';
+CREATE SCHEMA aveloxis_ops;
+COMMENT ON SCHEMA aveloxis_ops IS 'pg_aveloxis operations: configuration, queue, staging; written only through the aveloxis API';
+CREATE SCHEMA aveloxis_data;
+COMMENT ON SCHEMA aveloxis_data IS 'pg_aveloxis collected data (Augur/Aveloxis table and column names); read-only for analysts';
+
+DO $roles$
+DECLARE
+    role_name text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY['aveloxis_agent', 'aveloxis_analyst', 'aveloxis_admin'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+CREATE TABLE aveloxis_data.platforms (
+    platform_id   smallint PRIMARY KEY CHECK (platform_id BETWEEN 1 AND 255),
+    platform_name text NOT NULL UNIQUE
+);
+COMMENT ON TABLE aveloxis_data.platforms IS 'Forge kinds; platform_id is byte 0 of every deterministic contributor id';
+INSERT INTO aveloxis_data.platforms (platform_id, platform_name) VALUES
+    (1, 'GitHub'),
+    (2, 'GitLab'),
+    (3, 'Git');
+-- Rows a DBA adds (a future forge) survive pg_dump; the seeds come back with the extension.
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE platform_id > 3');

@@ -1,0 +1,45 @@
+-- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
+-- analysts get read access to aveloxis_data.
+--
+-- apply_grants() is re-run at the end of every upgrade script, so objects added by
+-- an upgrade get the same treatment as a fresh install. Functions that write are
+-- SECURITY DEFINER with a pinned search_path; nobody but these roles may execute them.
+CREATE FUNCTION aveloxis_ops.apply_grants()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    REVOKE ALL ON ALL FUNCTIONS IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC;
+
+    -- aveloxis_analyst: read the data and the read-only API.
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_data TO aveloxis_analyst;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_data TO aveloxis_analyst;
+    GRANT EXECUTE ON FUNCTION
+        aveloxis.version(),
+        aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.parse_repo_url(text),
+        aveloxis.resolve_repo(text),
+        aveloxis.registry_counts()
+    TO aveloxis_analyst;
+
+    -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
+    GRANT USAGE ON SCHEMA aveloxis TO aveloxis_agent;
+    GRANT EXECUTE ON FUNCTION
+        aveloxis.version(),
+        aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.parse_repo_url(text),
+        aveloxis.resolve_repo(text),
+        aveloxis.registry_counts(),
+        aveloxis.add_repo(text, text),
+        aveloxis.record_rename(bigint, text)
+    TO aveloxis_agent;
+
+    -- aveloxis_admin: the whole API, and read access everywhere.
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data TO aveloxis_admin;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_ops, aveloxis_data TO aveloxis_admin;
+    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA aveloxis TO aveloxis_admin;
+END
+$$;
+
+SELECT aveloxis_ops.apply_grants();
