@@ -93,7 +93,11 @@ mod aveloxis {
         match super::platform_uuid_bytes(platform, user_id) {
             Ok(bytes) => pgrx::Uuid::from_bytes(bytes),
             Err(e) => {
-                ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string());
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    e.to_string()
+                );
             }
         }
     }
@@ -115,26 +119,49 @@ mod unit_tests {
         assert_eq!(text(1, 29740296), "0101c5cd-0800-0000-0000-000000000000");
         assert_eq!(text(2, 42), "02000000-2a00-0000-0000-000000000000");
         assert_eq!(text(3, 1), "03000000-0100-0000-0000-000000000000");
-        assert_eq!(text(1, u32::MAX as i64), "01ffffff-ff00-0000-0000-000000000000");
+        assert_eq!(
+            text(1, u32::MAX as i64),
+            "01ffffff-ff00-0000-0000-000000000000"
+        );
     }
 
     #[test]
     fn extended_layout_vectors() {
         // 2^32: the Go layout gives the same UUID as id 1; ours is marked and distinct.
         assert_eq!(text(1, 1 << 32), "01010000-0000-8000-0000-000000000000");
-        assert_eq!(text(1, (1 << 32) + 5), "01010000-0005-8000-0000-000000000000");
+        assert_eq!(
+            text(1, (1 << 32) + 5),
+            "01010000-0005-8000-0000-000000000000"
+        );
         assert_eq!(text(1, 1 << 40), "01000000-0000-8000-0001-000000000000");
         assert_eq!(text(255, i64::MAX), "ffffffff-ffff-807f-ffff-000000000000");
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(platform_uuid_bytes(1, 0), Err(PlatformUuidError::UserIdNotPositive(0)));
-        assert_eq!(platform_uuid_bytes(1, -1), Err(PlatformUuidError::UserIdNotPositive(-1)));
-        assert_eq!(platform_uuid_bytes(0, 1), Err(PlatformUuidError::PlatformOutOfRange(0)));
-        assert_eq!(platform_uuid_bytes(256, 1), Err(PlatformUuidError::PlatformOutOfRange(256)));
-        assert_eq!(platform_uuid_bytes(-3, 1), Err(PlatformUuidError::PlatformOutOfRange(-3)));
-        assert!(PlatformUuidError::UserIdNotPositive(0).to_string().contains("not positive"));
+        assert_eq!(
+            platform_uuid_bytes(1, 0),
+            Err(PlatformUuidError::UserIdNotPositive(0))
+        );
+        assert_eq!(
+            platform_uuid_bytes(1, -1),
+            Err(PlatformUuidError::UserIdNotPositive(-1))
+        );
+        assert_eq!(
+            platform_uuid_bytes(0, 1),
+            Err(PlatformUuidError::PlatformOutOfRange(0))
+        );
+        assert_eq!(
+            platform_uuid_bytes(256, 1),
+            Err(PlatformUuidError::PlatformOutOfRange(256))
+        );
+        assert_eq!(
+            platform_uuid_bytes(-3, 1),
+            Err(PlatformUuidError::PlatformOutOfRange(-3))
+        );
+        assert!(PlatformUuidError::UserIdNotPositive(0)
+            .to_string()
+            .contains("not positive"));
     }
 
     #[test]
@@ -145,7 +172,11 @@ mod unit_tests {
             assert_eq!(big[6], EXTENDED_LAYOUT_MARKER, "k={k}");
             let small_candidate = k & 0xffff_ffff;
             if small_candidate > 0 {
-                assert_ne!(big, platform_uuid_bytes(1, small_candidate).unwrap(), "k={k}");
+                assert_ne!(
+                    big,
+                    platform_uuid_bytes(1, small_candidate).unwrap(),
+                    "k={k}"
+                );
             }
         }
     }

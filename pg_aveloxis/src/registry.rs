@@ -92,7 +92,10 @@ pub fn parse_repo_url(input: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, Re
     }
     if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(err(
-            format!("repository URL {:?} contains whitespace or control characters", redact(s)),
+            format!(
+                "repository URL {:?} contains whitespace or control characters",
+                redact(s)
+            ),
             "Pass one URL per call, without spaces or line breaks.",
         ));
     }
@@ -113,11 +116,17 @@ pub fn parse_repo_url(input: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, Re
         if path.starts_with('/') {
             return local_path(path);
         }
-        return Err(err(format!("file URL {s:?} is not an absolute local path"), HINT_FORMS));
+        return Err(err(
+            format!("file URL {s:?} is not an absolute local path"),
+            HINT_FORMS,
+        ));
     }
     if let Some(scheme_end) = s.find("://") {
         let scheme = s[..scheme_end].to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "https" | "http" | "ssh" | "git" | "git+ssh" | "ssh+git") {
+        if !matches!(
+            scheme.as_str(),
+            "https" | "http" | "ssh" | "git" | "git+ssh" | "ssh+git"
+        ) {
             return Err(err(
                 format!("unsupported URL scheme {scheme:?} in {:?}", redact(s)),
                 HINT_FORMS,
@@ -130,7 +139,10 @@ pub fn parse_repo_url(input: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, Re
         let (authority, path) = (&s[..colon], s[colon + 1..].trim_start_matches('/'));
         if !authority.is_empty() && !authority.contains('/') {
             if path.is_empty() {
-                return Err(err(format!("SSH URL {s:?} has no repository path"), HINT_FORMS));
+                return Err(err(
+                    format!("SSH URL {s:?} has no repository path"),
+                    HINT_FORMS,
+                ));
             }
             return remote(&format!("ssh://{authority}/{path}"), s, hosts);
         }
@@ -151,12 +163,21 @@ pub fn parse_repo_url(input: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, Re
 /// A remote URL. `parsable` is a URL the `url` crate reads (scp syntax rewritten to
 /// ssh://); `given` is what the user wrote, kept as the clone URL of plain git remotes.
 fn remote(parsable: &str, given: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, RepoUrlError> {
-    let url = Url::parse(parsable)
-        .map_err(|e| err(format!("cannot parse repository URL {:?}: {e}", redact(given)), HINT_FORMS))?;
+    let url = Url::parse(parsable).map_err(|e| {
+        err(
+            format!("cannot parse repository URL {:?}: {e}", redact(given)),
+            HINT_FORMS,
+        )
+    })?;
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| err(format!("repository URL {:?} has no host", redact(given)), HINT_FORMS))?
+        .ok_or_else(|| {
+            err(
+                format!("repository URL {:?} has no host", redact(given)),
+                HINT_FORMS,
+            )
+        })?
         .to_ascii_lowercase();
     let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
     let is_ssh = url.scheme().contains("ssh");
@@ -183,7 +204,10 @@ fn remote(parsable: &str, given: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl
     }
     if segments.iter().any(|s| *s == "." || *s == "..") {
         return Err(err(
-            format!("repository URL {:?} has '.' or '..' path segments", redact(given)),
+            format!(
+                "repository URL {:?} has '.' or '..' path segments",
+                redact(given)
+            ),
             HINT_FORMS,
         ));
     }
@@ -220,12 +244,18 @@ fn remote(parsable: &str, given: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl
         _ => {
             if url.query().is_some() || url.fragment().is_some() {
                 return Err(err(
-                    format!("git remote URL {:?} carries a query or fragment", redact(given)),
+                    format!(
+                        "git remote URL {:?} carries a query or fragment",
+                        redact(given)
+                    ),
                     "Give the URL you would pass to git clone.",
                 ));
             }
             let Some((name, owner)) = segments.split_last() else {
-                return Err(err(format!("git remote URL {given:?} has no repository path"), HINT_FORMS));
+                return Err(err(
+                    format!("git remote URL {given:?} has no repository path"),
+                    HINT_FORMS,
+                ));
             };
             Ok(RepoUrl {
                 platform_id: PLATFORM_GIT,
@@ -251,9 +281,15 @@ fn strip_git_suffix(mut name: &str) -> &str {
 /// '-', '_' and '.'; anything else is a typo or an attempt to smuggle characters.
 fn check_forge_segments(segments: &[&str], given: &str) -> Result<(), RepoUrlError> {
     for s in segments {
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
             return Err(err(
-                format!("{s:?} in {:?} is not a valid owner or repository name", redact(given)),
+                format!(
+                    "{s:?} in {:?} is not a valid owner or repository name",
+                    redact(given)
+                ),
                 "Forge owner and repository names use only letters, digits, '-', '_' and '.'.",
             ));
         }
@@ -263,7 +299,12 @@ fn check_forge_segments(segments: &[&str], given: &str) -> Result<(), RepoUrlErr
 
 /// GitHub and GitLab ignore letter case in owner and repository paths, so the key is
 /// lower-case while the stored URL keeps the spelling given.
-fn forge_repo(platform_id: i16, host: &str, url: &Url, segments: &[&str]) -> Result<RepoUrl, RepoUrlError> {
+fn forge_repo(
+    platform_id: i16,
+    host: &str,
+    url: &Url,
+    segments: &[&str],
+) -> Result<RepoUrl, RepoUrlError> {
     let path = segments.join("/");
     // An explicit https port is kept (GitHub Enterprise on :8443); an ssh port is not
     // part of the web URL.
@@ -337,11 +378,22 @@ mod aveloxis_ops {
             gitlab: &gitlab_hosts,
         };
         match super::parse_repo_url(url, &hosts) {
-            Ok(r) => TableIterator::once((r.platform_id, r.host, r.owner, r.name, r.repo_git, r.url_key)),
+            Ok(r) => TableIterator::once((
+                r.platform_id,
+                r.host,
+                r.owner,
+                r.name,
+                r.repo_git,
+                r.url_key,
+            )),
             Err(e) => {
-                pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.message, function_name!())
-                    .set_hint(e.hint)
-                    .report(PgLogLevel::ERROR);
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    e.message,
+                    function_name!(),
+                )
+                .set_hint(e.hint)
+                .report(PgLogLevel::ERROR);
                 unreachable!("ERROR-level reports do not return")
             }
         }
@@ -361,11 +413,19 @@ mod unit_tests {
 
     fn parse(u: &str) -> Result<RepoUrl, RepoUrlError> {
         let (gh, gl) = hosts();
-        parse_repo_url(u, &ForgeHosts { github: &gh, gitlab: &gl })
+        parse_repo_url(
+            u,
+            &ForgeHosts {
+                github: &gh,
+                gitlab: &gl,
+            },
+        )
     }
 
     fn key(u: &str) -> String {
-        parse(u).unwrap_or_else(|e| panic!("{u}: {}", e.message)).url_key
+        parse(u)
+            .unwrap_or_else(|e| panic!("{u}: {}", e.message))
+            .url_key
     }
 
     #[test]
@@ -393,7 +453,10 @@ mod unit_tests {
         let r = parse("git@github.com:CHAOSS/Augur.git").unwrap();
         assert_eq!(r.platform_id, PLATFORM_GITHUB);
         assert_eq!(r.repo_git, "https://github.com/CHAOSS/Augur");
-        assert_eq!((r.owner.as_deref(), r.name.as_str()), (Some("CHAOSS"), "Augur"));
+        assert_eq!(
+            (r.owner.as_deref(), r.name.as_str()),
+            (Some("CHAOSS"), "Augur")
+        );
         assert_eq!(r.host.as_deref(), Some("github.com"));
     }
 
@@ -403,7 +466,10 @@ mod unit_tests {
         assert_eq!(r.platform_id, PLATFORM_GITHUB);
         assert_eq!(r.repo_git, "https://ghe.example.com:8443/Team/Tool");
         assert_eq!(r.url_key, "ghe.example.com/team/tool");
-        assert_eq!(parse("git@ghe.example.com:Team/Tool.git").unwrap().url_key, r.url_key);
+        assert_eq!(
+            parse("git@ghe.example.com:Team/Tool.git").unwrap().url_key,
+            r.url_key
+        );
     }
 
     #[test]
@@ -415,9 +481,15 @@ mod unit_tests {
         assert_eq!(r.platform_id, PLATFORM_GITLAB);
         assert_eq!(r.owner.as_deref(), Some("Group/Sub.Group"));
         assert_eq!(r.name, "Project");
-        assert_eq!(r.repo_git, "https://gitlab.example.org/Group/Sub.Group/Project");
+        assert_eq!(
+            r.repo_git,
+            "https://gitlab.example.org/Group/Sub.Group/Project"
+        );
         assert_eq!(r.url_key, "gitlab.example.org/group/sub.group/project");
-        assert_eq!(key("https://GITLAB.example.org/group/sub.group/project/"), r.url_key);
+        assert_eq!(
+            key("https://GITLAB.example.org/group/sub.group/project/"),
+            r.url_key
+        );
     }
 
     #[test]
@@ -426,7 +498,10 @@ mod unit_tests {
         assert_eq!(r.platform_id, PLATFORM_GIT);
         assert_eq!(r.repo_git, "https://git.kernel.org/pub/scm/git/Git.git");
         assert_eq!(r.url_key, "git.kernel.org/pub/scm/git/Git");
-        assert_eq!((r.owner.as_deref(), r.name.as_str()), (Some("pub/scm/git"), "Git"));
+        assert_eq!(
+            (r.owner.as_deref(), r.name.as_str()),
+            (Some("pub/scm/git"), "Git")
+        );
         assert_eq!(key("https://git.kernel.org/pub/scm/git/Git"), r.url_key);
         assert_eq!(key("git://GIT.kernel.org/pub/scm/git/Git.git/"), r.url_key);
         assert_ne!(key("https://git.kernel.org/pub/scm/git/git"), r.url_key);
@@ -445,7 +520,11 @@ mod unit_tests {
         assert_eq!(key("/srv//git/widget.git/"), r.url_key);
         assert_eq!(key("file:///srv/git/widget.git"), r.url_key);
         assert_eq!(key("/home/me/widget/.git"), key("/home/me/widget"));
-        assert_ne!(key("/srv/git/widget"), r.url_key, "a bare repo dir and a work tree differ");
+        assert_ne!(
+            key("/srv/git/widget"),
+            r.url_key,
+            "a bare repo dir and a work tree differ"
+        );
     }
 
     #[test]
@@ -459,15 +538,30 @@ mod unit_tests {
             ("ext::sh -c touch% /tmp/pwned", "whitespace"),
             ("ext::ssh-evil", "remote-helper"),
             ("fd::17", "remote-helper"),
-            ("ftp://example.org/repo.git", "unsupported URL scheme \"ftp\""),
+            (
+                "ftp://example.org/repo.git",
+                "unsupported URL scheme \"ftp\"",
+            ),
             ("javascript://x", "unsupported URL scheme"),
             ("https://github.com/chaoss", "exactly <owner>/<repo>"),
-            ("https://github.com/chaoss/augur/issues/12", "exactly <owner>/<repo>"),
+            (
+                "https://github.com/chaoss/augur/issues/12",
+                "exactly <owner>/<repo>",
+            ),
             ("https://github.com/", "exactly <owner>/<repo>"),
-            ("https://github.com/cha%20oss/augur", "not a valid owner or repository name"),
+            (
+                "https://github.com/cha%20oss/augur",
+                "not a valid owner or repository name",
+            ),
             ("https://gitlab.com/justaproject", "<namespace>/<project>"),
-            ("https://user:hunter2@github.com/chaoss/augur", "carries credentials"),
-            ("https://ghp_abc123@github.com/chaoss/augur", "carries credentials"),
+            (
+                "https://user:hunter2@github.com/chaoss/augur",
+                "carries credentials",
+            ),
+            (
+                "https://ghp_abc123@github.com/chaoss/augur",
+                "carries credentials",
+            ),
             ("ssh://git:pw@example.org/x.git", "carries credentials"),
             ("https://example.org/repo.git?ref=main", "query or fragment"),
             ("https://example.org/", "no repository path"),
@@ -494,9 +588,16 @@ mod unit_tests {
 
     #[test]
     fn credentials_never_echoed() {
-        for input in ["https://user:hunter2@github.com/a/b", "https://ghp_secret@github.com/a/b"] {
+        for input in [
+            "https://user:hunter2@github.com/a/b",
+            "https://ghp_secret@github.com/a/b",
+        ] {
             let e = parse(input).unwrap_err();
-            assert!(!e.message.contains("hunter2") && !e.message.contains("ghp_secret"), "{}", e.message);
+            assert!(
+                !e.message.contains("hunter2") && !e.message.contains("ghp_secret"),
+                "{}",
+                e.message
+            );
         }
     }
 

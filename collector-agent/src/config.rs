@@ -1,0 +1,91 @@
+//! Agent configuration: command-line flags and environment first, then a TOML file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::AgentError;
+
+/// The config file (`--config`, or `AVELOXIS_CONFIG`). Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `postgres://user:password@host:port/database`
+    pub database_url: Option<String>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(path).map_err(|e| AgentError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| AgentError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The database URL: the flag or `DATABASE_URL` wins over the config file.
+pub fn database_url(
+    flag_or_env: Option<String>,
+    config_path: Option<&PathBuf>,
+) -> Result<String, AgentError> {
+    if let Some(url) = flag_or_env.filter(|u| !u.trim().is_empty()) {
+        return Ok(url);
+    }
+    if let Some(path) = config_path {
+        if let Some(url) = ConfigFile::load(path)?.database_url {
+            return Ok(url);
+        }
+    }
+    Err(AgentError::NoDatabase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_wins_over_file() {
+        let dir = std::env::temp_dir().join(format!("aveloxis-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(&file, "database_url = \"postgres://file/db\"\n").unwrap();
+        assert_eq!(
+            database_url(Some("postgres://flag/db".into()), Some(&file)).unwrap(),
+            "postgres://flag/db"
+        );
+        assert_eq!(
+            database_url(None, Some(&file)).unwrap(),
+            "postgres://file/db"
+        );
+        assert_eq!(
+            database_url(Some("  ".into()), Some(&file)).unwrap(),
+            "postgres://file/db"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_everything_is_a_clear_error() {
+        let e = database_url(None, None).unwrap_err();
+        assert!(matches!(e, AgentError::NoDatabase));
+        assert!(e.hint().unwrap().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_the_problem() {
+        let missing = PathBuf::from("/nonexistent/aveloxis.toml");
+        let e = database_url(None, Some(&missing)).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/aveloxis.toml"), "{e}");
+        let dir = std::env::temp_dir().join(format!("aveloxis-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(&file, "databse_url = \"typo\"\n").unwrap();
+        let e = database_url(None, Some(&file)).unwrap_err();
+        assert!(e.to_string().contains("databse_url"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,119 @@
+//! The agent's door into PostgreSQL: connect, check the extension, call `aveloxis.*`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::error::AgentError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a database with pg_aveloxis installed.
+pub struct Api {
+    conn: PgConnection,
+    /// `host:port/database`, for messages (never the password).
+    pub target: String,
+    /// The installed SQL version (`pg_extension.extversion`).
+    pub extension_version: String,
+}
+
+/// `host:port/database` of a URL, for messages: never user or password.
+pub fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(default database)")
+    )
+}
+
+impl Api {
+    pub async fn connect(url: &str) -> Result<Self, AgentError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| AgentError::Unreachable {
+                target: "(unparsable DATABASE_URL)".into(),
+                message: e.to_string(),
+            })?
+            .application_name("aveloxis-agent")
+            .log_statements(tracing::log::LevelFilter::Debug);
+        let target = describe(&options);
+        let mut conn =
+            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    return Err(AgentError::Unreachable {
+                        target,
+                        message: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(AgentError::Unreachable {
+                        target,
+                        message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    })
+                }
+            };
+        let version: Option<String> = sqlx::query_scalar(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_aveloxis'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| AgentError::sql("reading pg_extension", e))?;
+        let Some(extension_version) = version else {
+            return Err(AgentError::ExtensionMissing { target });
+        };
+        Ok(Self {
+            conn,
+            target,
+            extension_version,
+        })
+    }
+
+    /// The loaded library's version (`aveloxis.version()`).
+    pub async fn library_version(&mut self) -> Result<String, AgentError> {
+        sqlx::query_scalar("SELECT aveloxis.version()")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| AgentError::sql("aveloxis.version()", e))
+    }
+
+    pub async fn registry_counts(&mut self) -> Result<RegistryCounts, AgentError> {
+        let row = sqlx::query("SELECT * FROM aveloxis.registry_counts()")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| AgentError::sql("aveloxis.registry_counts()", e))?;
+        Ok(RegistryCounts {
+            repo_groups: row.get("repo_groups"),
+            repos: row.get("repos"),
+            github_repos: row.get("github_repos"),
+            gitlab_repos: row.get("gitlab_repos"),
+            git_repos: row.get("git_repos"),
+        })
+    }
+
+    /// Registers a repository (`aveloxis.add_repo`); returns its repo_id.
+    pub async fn add_repo(&mut self, url: &str, group: &str) -> Result<i64, AgentError> {
+        sqlx::query_scalar("SELECT aveloxis.add_repo($1, $2)")
+            .bind(url)
+            .bind(group)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| AgentError::sql(format!("adding {url}"), e))
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryCounts {
+    pub repo_groups: i64,
+    pub repos: i64,
+    pub github_repos: i64,
+    pub gitlab_repos: i64,
+    pub git_repos: i64,
+}
