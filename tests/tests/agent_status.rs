@@ -1,0 +1,126 @@
+//! `aveloxis-agent status` and `add` against real databases, and their errors.
+
+use harness::{output_text, TestDb};
+
+#[tokio::test]
+async fn status_prints_version_and_registry_counts() {
+    let db = TestDb::with_extension("agent_status").await;
+    let out = db.agent(&[
+        "add",
+        "https://github.com/chaoss/augur",
+        "git@gitlab.com:fdroid/fdroidclient.git",
+        "/srv/git/x",
+    ]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "add failed: {stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+
+    let out = db.agent(&["status"]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "status failed: {stderr}");
+    let version = harness::extension_version();
+    assert!(
+        stdout.contains(&format!("pg_aveloxis   {version}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("repo groups   1"), "{stdout}");
+    assert!(
+        stdout.contains("repos         3 (GitHub 1, GitLab 1, git 1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&db.name), "{stdout}");
+}
+
+#[tokio::test]
+async fn add_reports_every_bad_url_and_keeps_the_good_ones() {
+    let db = TestDb::with_extension("agent_add_bad").await;
+    let out = db.agent(&[
+        "add",
+        "ftp://example.org/x.git",
+        "https://github.com/chaoss/augur",
+        "https://github.com/chaoss",
+    ]);
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains("https://github.com/chaoss/augur"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("unsupported URL scheme \"ftp\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exactly <owner>/<repo>"), "{stderr}");
+    assert!(
+        stderr.contains("2 of 3 repositories were not added"),
+        "{stderr}"
+    );
+    let out = db.agent(&["status"]);
+    assert!(
+        output_text(&out).0.contains("repos         1 "),
+        "{:?}",
+        output_text(&out)
+    );
+}
+
+#[tokio::test]
+async fn status_explains_a_missing_extension() {
+    let db = TestDb::empty("agent_no_extension").await;
+    let out = db.agent(&["status"]);
+    let (_, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("pg_aveloxis extension is not installed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("CREATE EXTENSION pg_aveloxis"), "{stderr}");
+}
+
+#[tokio::test]
+async fn status_explains_an_unreachable_database() {
+    // Port 1 on loopback: nothing listens there.
+    let out = std::process::Command::new(harness::agent_bin())
+        .args([
+            "status",
+            "--database-url",
+            "postgres://someone:s3cret@127.0.0.1:1/aveloxis",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:1/aveloxis"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "the password leaked: {stderr}");
+}
+
+#[tokio::test]
+async fn status_without_any_database_says_how_to_configure_one() {
+    let out = std::process::Command::new(harness::agent_bin())
+        .arg("status")
+        .env_remove("DATABASE_URL")
+        .env_remove("AVELOXIS_CONFIG")
+        .output()
+        .unwrap();
+    let (_, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn status_reads_the_config_file() {
+    let db = TestDb::with_extension("agent_config").await;
+    let file = std::env::temp_dir().join(format!("{}.toml", db.name));
+    std::fs::write(&file, format!("database_url = \"{}\"\n", db.url())).unwrap();
+    let out = std::process::Command::new(harness::agent_bin())
+        .args(["status", "--config", file.to_str().unwrap()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("repos         0"), "{stdout}");
+}

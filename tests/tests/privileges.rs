@@ -1,0 +1,229 @@
+//! The roles of DESIGN §5, exercised through real logins: agents use the API but
+//! cannot touch the tables, analysts read but cannot write, strangers get nothing.
+
+use harness::sqlx::{self, Connection};
+use harness::TestDb;
+
+async fn login_roles(db: &TestDb) {
+    // Login roles are cluster-wide: name them after the database so parallel tests differ.
+    let n = &db.name;
+    db.execute(&format!(
+        "CREATE ROLE {n}_agent LOGIN IN ROLE aveloxis_agent;
+         CREATE ROLE {n}_analyst LOGIN IN ROLE aveloxis_analyst;
+         CREATE ROLE {n}_admin LOGIN IN ROLE aveloxis_admin;
+         CREATE ROLE {n}_nobody LOGIN;"
+    ))
+    .await;
+}
+
+async fn drop_login_roles(db: &TestDb) {
+    let n = &db.name;
+    let mut conn = db.connect().await;
+    for suffix in ["agent", "analyst", "admin", "nobody"] {
+        sqlx::raw_sql(&format!(
+            "DROP OWNED BY {n}_{suffix}; DROP ROLE {n}_{suffix};"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+async fn sqlstate(conn: &mut sqlx::PgConnection, sql: &str) -> Option<String> {
+    match sqlx::raw_sql(sql).execute(&mut *conn).await {
+        Ok(_) => None,
+        Err(sqlx::Error::Database(e)) => Some(e.code().unwrap_or_default().into_owned()),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+const DENIED: Option<&str> = Some("42501");
+
+#[tokio::test]
+async fn each_role_gets_exactly_its_part_of_the_api() {
+    let db = TestDb::with_extension("privileges").await;
+    login_roles(&db).await;
+    let n = db.name.clone();
+
+    let mut agent = db.connect_as(&format!("{n}_agent")).await;
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            "SELECT aveloxis.add_repo('https://github.com/chaoss/augur')"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            "SELECT aveloxis.record_rename(1, 'https://github.com/chaoss/augur2')"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        sqlstate(&mut agent, "SELECT * FROM aveloxis.registry_counts()").await,
+        None
+    );
+    assert_eq!(
+        sqlstate(&mut agent, "SELECT * FROM aveloxis_data.repos")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            "INSERT INTO aveloxis_data.repo_groups (rg_name) VALUES ('x')"
+        )
+        .await
+        .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            "SELECT aveloxis.add_forge_host('ghe.example.com', 1::smallint)"
+        )
+        .await
+        .as_deref(),
+        DENIED
+    );
+    agent.close().await.unwrap();
+
+    let mut analyst = db.connect_as(&format!("{n}_analyst")).await;
+    assert_eq!(
+        sqlstate(&mut analyst, "SELECT repo_git FROM aveloxis_data.repos").await,
+        None
+    );
+    assert_eq!(
+        sqlstate(
+            &mut analyst,
+            "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        sqlstate(
+            &mut analyst,
+            "SELECT aveloxis.platform_uuid(1::smallint, 1)"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        sqlstate(
+            &mut analyst,
+            "SELECT aveloxis.add_repo('https://github.com/a/b')"
+        )
+        .await
+        .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(&mut analyst, "DELETE FROM aveloxis_data.repos")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(&mut analyst, "SELECT * FROM aveloxis_ops.forge_hosts")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    analyst.close().await.unwrap();
+
+    let mut admin = db.connect_as(&format!("{n}_admin")).await;
+    assert_eq!(
+        sqlstate(
+            &mut admin,
+            "SELECT aveloxis.add_forge_host('ghe.example.com', 1::smallint)"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        sqlstate(&mut admin, "SELECT * FROM aveloxis_ops.forge_hosts").await,
+        None
+    );
+    assert_eq!(
+        sqlstate(
+            &mut admin,
+            "SELECT aveloxis.add_repo('https://ghe.example.com/a/b')"
+        )
+        .await,
+        None
+    );
+    admin.close().await.unwrap();
+
+    let mut nobody = db.connect_as(&format!("{n}_nobody")).await;
+    assert_eq!(
+        sqlstate(&mut nobody, "SELECT aveloxis.version()")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(&mut nobody, "SELECT count(*) FROM aveloxis_data.repos")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    nobody.close().await.unwrap();
+
+    let mut conn = db.connect().await;
+    let repos: Vec<(String, i16)> =
+        sqlx::query_as("SELECT repo_git, platform_id FROM aveloxis_data.repos ORDER BY repo_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        repos,
+        [
+            ("https://github.com/chaoss/augur2".into(), 1),
+            ("https://ghe.example.com/a/b".into(), 1)
+        ]
+    );
+    conn.close().await.unwrap();
+    drop_login_roles(&db).await;
+}
+
+#[tokio::test]
+async fn security_definer_functions_pin_their_search_path() {
+    let db = TestDb::with_extension("privileges_search_path").await;
+    let mut conn = db.connect().await;
+    let unpinned: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname LIKE 'aveloxis%' AND p.prosecdef
+           AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, aveloxis, pg_temp']",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        unpinned.is_empty(),
+        "SECURITY DEFINER without a pinned search_path: {unpinned:?}"
+    );
+    let definers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'aveloxis' AND p.prosecdef",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        definers >= 5,
+        "expected the writing API to be SECURITY DEFINER, found {definers}"
+    );
+}

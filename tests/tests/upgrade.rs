@@ -1,0 +1,250 @@
+//! Upgrades from day one (docs/upgrades.md).
+//!
+//! 1. A database built from the oldest released install script plus every upgrade
+//!    script must have the same schema as a fresh install of the current version.
+//! 2. The current version's released (frozen) install script must build the same
+//!    schema as the one the code generates now: a schema change without a version
+//!    bump and an upgrade script fails here.
+//!
+//! "Same schema" = `pg_dump --schema-only` output, normalized, after dissolving the
+//! extension membership (pg_dump omits member objects) and initial privileges (so
+//! grants are compared too), plus the tables registered for pg_dump's data.
+
+use std::path::{Path, PathBuf};
+
+use harness::sqlx;
+use harness::{diff, extension_version, pg_extension_dir, repo_root, TestDb};
+
+type Version = (u64, u64, u64);
+
+fn parse_version(v: &str) -> Option<Version> {
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
+
+/// Released install scripts `migrations/pg_aveloxis--<x.y.z>.sql`, oldest first.
+fn frozen_install_scripts() -> Vec<(Version, String, PathBuf)> {
+    let mut found: Vec<_> = std::fs::read_dir(repo_root().join("migrations"))
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name()?.to_str()?.to_string();
+            let version = name
+                .strip_prefix("pg_aveloxis--")?
+                .strip_suffix(".sql")?
+                .to_string();
+            Some((parse_version(&version)?, version, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The schema of a database as text that differs only where the schemas differ.
+async fn normalized_schema(db: &TestDb) -> String {
+    // pg_dump leaves extension members out (CREATE EXTENSION recreates them): dissolve
+    // the membership so it dumps every object, and drop the recorded initial privileges
+    // so it dumps every grant. The database is thrown away afterwards.
+    db.execute(
+        "DELETE FROM pg_depend WHERE deptype = 'e' AND refclassid = 'pg_extension'::regclass
+           AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_aveloxis');
+         DELETE FROM pg_init_privs WHERE privtype = 'e';",
+    )
+    .await;
+    let out = db.pg_program("pg_dump", &["--schema-only", "--no-tablespaces"]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !(l.is_empty()
+                || l.starts_with("--")
+                || l.starts_with("SET ")
+                || l.starts_with("SELECT pg_catalog.set_config")
+                // pg_dump >= 15.14 fences its output with a random key (CVE-2025-8714).
+                || l.starts_with("\\restrict ")
+                || l.starts_with("\\unrestrict "))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// What pg_dump will keep the data of: extension tables and sequences registered with
+/// pg_extension_config_dump, and their filters.
+async fn config_dump_registrations(db: &TestDb) -> Vec<(String, String)> {
+    let mut conn = db.connect().await;
+    sqlx::query_as(
+        "SELECT cfg::regclass::text, coalesce(cond, '')
+         FROM pg_extension, unnest(extconfig, extcondition) AS u(cfg, cond)
+         WHERE extname = 'pg_aveloxis' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Installs a frozen script under a test-only version name, removed when dropped.
+struct AliasScript(PathBuf);
+
+impl AliasScript {
+    fn install(frozen: &Path, alias_version: &str) -> AliasScript {
+        let dir = pg_extension_dir();
+        let target = dir.join(format!("pg_aveloxis--{alias_version}.sql"));
+        let tmp = dir.join(format!(
+            ".pg_aveloxis--{alias_version}.sql.{}",
+            std::process::id()
+        ));
+        std::fs::copy(frozen, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &target))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot write {} ({e}): the upgrade test installs scripts into PostgreSQL's extension \
+                     directory; run it as root, as scripts/test.sh does in CI",
+                    target.display()
+                )
+            });
+        AliasScript(target)
+    }
+}
+
+impl Drop for AliasScript {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn oldest_release_plus_upgrades_equals_fresh_install() {
+    let current = extension_version();
+    let frozen = frozen_install_scripts();
+    let (_, oldest, oldest_path) = frozen
+        .first()
+        .expect("migrations/ holds no released install script");
+
+    // The oldest release's frozen script is in the extension directory under its own
+    // name unless it is the current version, whose name the generated script holds.
+    let _alias;
+    let start_version = if *oldest == current {
+        _alias = AliasScript::install(oldest_path, &format!("{current}-frozen-chain"));
+        format!("{current}-frozen-chain")
+    } else {
+        oldest.clone()
+    };
+
+    let upgraded = TestDb::empty("upgrade_chain").await;
+    upgraded
+        .execute(&format!(
+            "CREATE EXTENSION pg_aveloxis VERSION '{start_version}'"
+        ))
+        .await;
+    if *oldest != current {
+        upgraded.execute("ALTER EXTENSION pg_aveloxis UPDATE").await;
+    }
+    let mut conn = upgraded.connect().await;
+    let version: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_aveloxis'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let expected_version = if start_version == *oldest {
+        current.clone()
+    } else {
+        start_version.clone()
+    };
+    assert_eq!(
+        version, expected_version,
+        "ALTER EXTENSION UPDATE did not reach the current version"
+    );
+
+    let fresh = TestDb::with_extension("upgrade_fresh").await;
+
+    assert_eq!(
+        config_dump_registrations(&upgraded).await,
+        config_dump_registrations(&fresh).await,
+        "tables registered with pg_extension_config_dump differ: an upgrade script must register what it creates"
+    );
+    let (a, b) = (
+        normalized_schema(&upgraded).await,
+        normalized_schema(&fresh).await,
+    );
+    assert!(
+        a == b,
+        "the schema after upgrading from {oldest} differs from a fresh install of {current}:\n{}",
+        diff(
+            &format!("{oldest} + upgrades"),
+            &a,
+            &format!("fresh {current}"),
+            &b
+        )
+    );
+}
+
+#[tokio::test]
+async fn current_version_is_frozen_and_unchanged() {
+    let current = extension_version();
+    let frozen = frozen_install_scripts();
+    let Some((_, _, frozen_path)) = frozen.iter().find(|(_, v, _)| *v == current) else {
+        panic!(
+            "migrations/pg_aveloxis--{current}.sql is missing: every version that lands is released, so \
+             freeze its install script with scripts/freeze-release.sh (docs/upgrades.md)"
+        );
+    };
+    let _alias = AliasScript::install(frozen_path, &format!("{current}-frozen-check"));
+    let released = TestDb::empty("frozen_released").await;
+    released
+        .execute(&format!(
+            "CREATE EXTENSION pg_aveloxis VERSION '{current}-frozen-check'"
+        ))
+        .await;
+    let generated = TestDb::with_extension("frozen_generated").await;
+
+    assert_eq!(
+        config_dump_registrations(&released).await,
+        config_dump_registrations(&generated).await
+    );
+    let (a, b) = (
+        normalized_schema(&released).await,
+        normalized_schema(&generated).await,
+    );
+    assert!(
+        a == b,
+        "the code's schema differs from released {current}: bump the version in pg_aveloxis/Cargo.toml, \
+         write migrations/pg_aveloxis--{current}--<new>.sql and freeze the new version (docs/upgrades.md):\n{}",
+        diff(&format!("released {current}"), &a, "generated now", &b)
+    );
+}
+
+#[test]
+fn upgrade_scripts_chain_from_released_versions() {
+    // Every upgrade script starts at a version that has a frozen install script or is
+    // reached by another upgrade: no dangling scripts, nothing edited by hand into a gap.
+    let frozen: Vec<String> = frozen_install_scripts()
+        .into_iter()
+        .map(|(_, v, _)| v)
+        .collect();
+    for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(body) = name
+            .strip_prefix("pg_aveloxis--")
+            .and_then(|n| n.strip_suffix(".sql"))
+        else {
+            panic!("unexpected file in migrations/: {name}");
+        };
+        if let Some((from, to)) = body.split_once("--") {
+            assert!(
+                parse_version(from).is_some() && parse_version(to).is_some(),
+                "bad versions in {name}"
+            );
+            assert!(
+                frozen.contains(&from.to_string()),
+                "{name} starts from {from}, which was never released"
+            );
+            assert!(
+                frozen.contains(&to.to_string()),
+                "{name} ends at {to}, which has no frozen install script"
+            );
+        } else {
+            assert!(parse_version(body).is_some(), "bad version in {name}");
+        }
+    }
+}
