@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:15
+-- pg_aveloxis/src/lib.rs:17
 -- bootstrap
 -- Schemas, roles and the platform dimension: the ground every other file stands on.
 --
@@ -49,12 +49,12 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:17
+-- pg_aveloxis/src/lib.rs:19
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:22
+-- pg_aveloxis/src/lib.rs:24
 -- pg_aveloxis::aveloxis::version
 CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
 IMMUTABLE STRICT PARALLEL SAFE
@@ -63,29 +63,12 @@ AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/registry.rs:354
+-- pg_aveloxis/src/registry.rs:329
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::registry::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/registry.rs:360
+-- pg_aveloxis/src/registry.rs:335
 -- pg_aveloxis::registry::aveloxis_ops::parse_repo_url_with_hosts
 CREATE  FUNCTION aveloxis_ops."parse_repo_url_with_hosts"(
 	"url" TEXT, /* & str */
@@ -105,7 +88,7 @@ AS 'MODULE_PATHNAME', 'parse_repo_url_with_hosts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:28
+-- pg_aveloxis/src/lib.rs:30
 -- requires:
 --   bootstrap
 --   registry::aveloxis_ops::parse_repo_url_with_hosts
@@ -222,7 +205,8 @@ DECLARE
     group_id bigint;
 BEGIN
     IF url IS NULL THEN
-        RAISE EXCEPTION 'repository URL is NULL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'repository URL is NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass a GitHub or GitLab URL, a git remote, or an absolute local path.';
     END IF;
     IF group_name IS NULL OR btrim(group_name) = '' THEN
         RAISE EXCEPTION 'repo group name is empty'
@@ -296,7 +280,8 @@ DECLARE
     owner_id  bigint;
 BEGIN
     IF target_id IS NULL OR new_url IS NULL THEN
-        RAISE EXCEPTION 'record_rename needs a repo_id and a new URL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'record_rename needs a repo_id and a new URL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass the repo_id (aveloxis.resolve_repo(<old url>) finds it) and the URL the repository has now.';
     END IF;
     SELECT r.repo_id, r.platform_id, r.repo_host, r.repo_git INTO current
     FROM aveloxis_data.repos r WHERE r.repo_id = target_id FOR UPDATE;
@@ -379,7 +364,24 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:38
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:37
 -- finalize
 -- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
 -- analysts get read access to aveloxis_data.

@@ -110,7 +110,8 @@ DECLARE
     group_id bigint;
 BEGIN
     IF url IS NULL THEN
-        RAISE EXCEPTION 'repository URL is NULL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'repository URL is NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass a GitHub or GitLab URL, a git remote, or an absolute local path.';
     END IF;
     IF group_name IS NULL OR btrim(group_name) = '' THEN
         RAISE EXCEPTION 'repo group name is empty'
@@ -184,7 +185,8 @@ DECLARE
     owner_id  bigint;
 BEGIN
     IF target_id IS NULL OR new_url IS NULL THEN
-        RAISE EXCEPTION 'record_rename needs a repo_id and a new URL' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'record_rename needs a repo_id and a new URL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass the repo_id (aveloxis.resolve_repo(<old url>) finds it) and the URL the repository has now.';
     END IF;
     SELECT r.repo_id, r.platform_id, r.repo_host, r.repo_git INTO current
     FROM aveloxis_data.repos r WHERE r.repo_id = target_id FOR UPDATE;

@@ -9,11 +9,7 @@ use crate::db::Api;
 use crate::error::AgentError;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "aveloxis-agent",
-    version,
-    about = "Network and git I/O for pg_aveloxis"
-)]
+#[command(name = "aveloxis-agent", version, about = "Network and git I/O for pg_aveloxis")]
 pub struct Cli {
     /// PostgreSQL URL of the database with pg_aveloxis (overrides the config file).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -90,11 +86,7 @@ async fn add(api: &mut Api, urls: &[String], group: &str) -> Result<(), AgentErr
         Ok(())
     } else {
         Err(AgentError::Sql {
-            context: format!(
-                "{} of {} repositories were not added",
-                failures.len(),
-                urls.len()
-            ),
+            context: format!("{} of {} repositories were not added", failures.len(), urls.len()),
             message: failures.join(", "),
             hint: None,
         })

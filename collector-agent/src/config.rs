@@ -28,10 +28,7 @@ impl ConfigFile {
 }
 
 /// The database URL: the flag or `DATABASE_URL` wins over the config file.
-pub fn database_url(
-    flag_or_env: Option<String>,
-    config_path: Option<&PathBuf>,
-) -> Result<String, AgentError> {
+pub fn database_url(flag_or_env: Option<String>, config_path: Option<&PathBuf>) -> Result<String, AgentError> {
     if let Some(url) = flag_or_env.filter(|u| !u.trim().is_empty()) {
         return Ok(url);
     }
@@ -57,10 +54,7 @@ mod tests {
             database_url(Some("postgres://flag/db".into()), Some(&file)).unwrap(),
             "postgres://flag/db"
         );
-        assert_eq!(
-            database_url(None, Some(&file)).unwrap(),
-            "postgres://file/db"
-        );
+        assert_eq!(database_url(None, Some(&file)).unwrap(), "postgres://file/db");
         assert_eq!(
             database_url(Some("  ".into()), Some(&file)).unwrap(),
             "postgres://file/db"

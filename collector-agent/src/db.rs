@@ -39,29 +39,26 @@ impl Api {
             .application_name("aveloxis-agent")
             .log_statements(tracing::log::LevelFilter::Debug);
         let target = describe(&options);
-        let mut conn =
-            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
-            {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => {
-                    return Err(AgentError::Unreachable {
-                        target,
-                        message: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(AgentError::Unreachable {
-                        target,
-                        message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-                    })
-                }
-            };
-        let version: Option<String> = sqlx::query_scalar(
-            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_aveloxis'",
-        )
-        .fetch_optional(&mut conn)
-        .await
-        .map_err(|e| AgentError::sql("reading pg_extension", e))?;
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(AgentError::Unreachable {
+                    target,
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(AgentError::Unreachable {
+                    target,
+                    message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                })
+            }
+        };
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_aveloxis'")
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| AgentError::sql("reading pg_extension", e))?;
         let Some(extension_version) = version else {
             return Err(AgentError::ExtensionMissing { target });
         };

@@ -41,9 +41,9 @@ impl AgentError {
             Self::Unreachable { .. } => {
                 Some("is PostgreSQL running there, and are DATABASE_URL's host, port, user and password right?".into())
             }
-            Self::ExtensionMissing { .. } => Some(
-                "as a superuser, run CREATE EXTENSION pg_aveloxis; in that database (docs/operations.md)".into(),
-            ),
+            Self::ExtensionMissing { .. } => {
+                Some("as a superuser, run CREATE EXTENSION pg_aveloxis; in that database (docs/operations.md)".into())
+            }
             Self::Sql { hint, .. } => hint.clone(),
         }
     }
@@ -78,11 +78,12 @@ impl fmt::Display for AgentError {
                 write!(f, "cannot connect to PostgreSQL at {target}: {message}")
             }
             Self::ExtensionMissing { target } => {
-                write!(f, "the database {target} is reachable but the pg_aveloxis extension is not installed in it")
+                write!(
+                    f,
+                    "the database {target} is reachable but the pg_aveloxis extension is not installed in it"
+                )
             }
-            Self::Sql {
-                context, message, ..
-            } => write!(f, "{context}: {message}"),
+            Self::Sql { context, message, .. } => write!(f, "{context}: {message}"),
         }
     }
 }

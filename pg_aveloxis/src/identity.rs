@@ -93,13 +93,81 @@ mod aveloxis {
         match super::platform_uuid_bytes(platform, user_id) {
             Ok(bytes) => pgrx::Uuid::from_bytes(bytes),
             Err(e) => {
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    e.to_string()
-                );
+                ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string());
             }
         }
+    }
+}
+
+#[cfg(feature = "pg_test")]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::{int, sql_error, text};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn sql_vectors_match_augur_and_the_extended_layout() {
+        for (platform, id, expected) in [
+            (1, 1i64, "01000000-0100-0000-0000-000000000000"),
+            (1, 29740296, "0101c5cd-0800-0000-0000-000000000000"),
+            (2, 42, "02000000-2a00-0000-0000-000000000000"),
+            (1, 4294967295, "01ffffff-ff00-0000-0000-000000000000"),
+            (1, 4294967296, "01010000-0000-8000-0000-000000000000"),
+            (1, 4294967301, "01010000-0005-8000-0000-000000000000"),
+        ] {
+            let got = text(&format!(
+                "SELECT aveloxis.platform_uuid({platform}::smallint, {id})::text"
+            ));
+            assert_eq!(got.as_deref(), Some(expected), "({platform}, {id})");
+        }
+    }
+
+    #[pg_test]
+    fn declared_immutable_strict_parallel_safe() {
+        let flags = text(
+            "SELECT provolatile::text || proisstrict::text || proparallel::text FROM pg_proc
+             WHERE oid = 'aveloxis.platform_uuid(smallint, bigint)'::regprocedure",
+        );
+        assert_eq!(flags.as_deref(), Some("itrues"));
+        assert_eq!(text("SELECT aveloxis.platform_uuid(NULL, 1)::text"), None);
+        assert_eq!(text("SELECT aveloxis.platform_uuid(1::smallint, NULL)::text"), None);
+    }
+
+    #[pg_test]
+    fn bad_input_gets_a_clear_error() {
+        for (sql, expected) in [
+            (
+                "SELECT aveloxis.platform_uuid(1::smallint, 0)",
+                "22023 user id 0 is not positive",
+            ),
+            (
+                "SELECT aveloxis.platform_uuid(1::smallint, -5)",
+                "22023 user id -5 is not positive",
+            ),
+            (
+                "SELECT aveloxis.platform_uuid(0::smallint, 1)",
+                "22023 platform 0 is outside 1..255",
+            ),
+            (
+                "SELECT aveloxis.platform_uuid(256::smallint, 1)",
+                "22023 platform 256 is outside 1..255",
+            ),
+        ] {
+            let err = sql_error(sql).unwrap_or_else(|| panic!("{sql} succeeded"));
+            assert!(err.starts_with(expected), "{sql}: {err}");
+        }
+    }
+
+    #[pg_test]
+    fn no_large_id_collides_with_a_small_one_set_based() {
+        // 50,000 small ids, 50,000 multiples of 2^32 (the Go layout's collision class)
+        // and 50,000 ids just above 2^32, across two platforms: all distinct.
+        let distinct = int("SELECT count(DISTINCT aveloxis.platform_uuid(p, id)) FROM (
+                 SELECT id FROM generate_series(1::bigint, 50000) id
+                 UNION ALL SELECT k * 4294967296 FROM generate_series(1::bigint, 50000) k
+                 UNION ALL SELECT 4294967296 + k FROM generate_series(1::bigint, 50000) k
+             ) ids, (VALUES (1::smallint), (2::smallint)) platforms(p)");
+        assert_eq!(distinct, Some(300_000));
     }
 }
 
@@ -119,38 +187,26 @@ mod unit_tests {
         assert_eq!(text(1, 29740296), "0101c5cd-0800-0000-0000-000000000000");
         assert_eq!(text(2, 42), "02000000-2a00-0000-0000-000000000000");
         assert_eq!(text(3, 1), "03000000-0100-0000-0000-000000000000");
-        assert_eq!(
-            text(1, u32::MAX as i64),
-            "01ffffff-ff00-0000-0000-000000000000"
-        );
+        assert_eq!(text(1, u32::MAX as i64), "01ffffff-ff00-0000-0000-000000000000");
     }
 
     #[test]
     fn extended_layout_vectors() {
         // 2^32: the Go layout gives the same UUID as id 1; ours is marked and distinct.
         assert_eq!(text(1, 1 << 32), "01010000-0000-8000-0000-000000000000");
-        assert_eq!(
-            text(1, (1 << 32) + 5),
-            "01010000-0005-8000-0000-000000000000"
-        );
+        assert_eq!(text(1, (1 << 32) + 5), "01010000-0005-8000-0000-000000000000");
         assert_eq!(text(1, 1 << 40), "01000000-0000-8000-0001-000000000000");
         assert_eq!(text(255, i64::MAX), "ffffffff-ffff-807f-ffff-000000000000");
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(
-            platform_uuid_bytes(1, 0),
-            Err(PlatformUuidError::UserIdNotPositive(0))
-        );
+        assert_eq!(platform_uuid_bytes(1, 0), Err(PlatformUuidError::UserIdNotPositive(0)));
         assert_eq!(
             platform_uuid_bytes(1, -1),
             Err(PlatformUuidError::UserIdNotPositive(-1))
         );
-        assert_eq!(
-            platform_uuid_bytes(0, 1),
-            Err(PlatformUuidError::PlatformOutOfRange(0))
-        );
+        assert_eq!(platform_uuid_bytes(0, 1), Err(PlatformUuidError::PlatformOutOfRange(0)));
         assert_eq!(
             platform_uuid_bytes(256, 1),
             Err(PlatformUuidError::PlatformOutOfRange(256))
@@ -172,11 +228,7 @@ mod unit_tests {
             assert_eq!(big[6], EXTENDED_LAYOUT_MARKER, "k={k}");
             let small_candidate = k & 0xffff_ffff;
             if small_candidate > 0 {
-                assert_ne!(
-                    big,
-                    platform_uuid_bytes(1, small_candidate).unwrap(),
-                    "k={k}"
-                );
+                assert_ne!(big, platform_uuid_bytes(1, small_candidate).unwrap(), "k={k}");
             }
         }
     }

@@ -8,6 +8,8 @@ use pgrx::prelude::*;
 
 pub mod identity;
 pub mod registry;
+#[cfg(feature = "pg_test")]
+pub mod test_support;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -28,10 +30,7 @@ mod aveloxis {
 extension_sql_file!(
     "../../sql/registry.sql",
     name = "registry",
-    requires = [
-        "bootstrap",
-        registry::aveloxis_ops::parse_repo_url_with_hosts
-    ]
+    requires = ["bootstrap", registry::aveloxis_ops::parse_repo_url_with_hosts]
 );
 
 // Grants run last, once every object they name exists.
@@ -44,14 +43,10 @@ mod tests {
 
     #[pg_test]
     fn version_matches_extension_version() {
-        let lib = Spi::get_one::<&str>("SELECT aveloxis.version()")
+        let lib = Spi::get_one::<&str>("SELECT aveloxis.version()").unwrap().unwrap();
+        let ext = Spi::get_one::<&str>("SELECT extversion FROM pg_extension WHERE extname = 'pg_aveloxis'")
             .unwrap()
             .unwrap();
-        let ext = Spi::get_one::<&str>(
-            "SELECT extversion FROM pg_extension WHERE extname = 'pg_aveloxis'",
-        )
-        .unwrap()
-        .unwrap();
         assert_eq!(lib, env!("CARGO_PKG_VERSION"));
         assert_eq!(lib, ext);
     }

@@ -116,10 +116,7 @@ pub fn parse_repo_url(input: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, Re
         if path.starts_with('/') {
             return local_path(path);
         }
-        return Err(err(
-            format!("file URL {s:?} is not an absolute local path"),
-            HINT_FORMS,
-        ));
+        return Err(err(format!("file URL {s:?} is not an absolute local path"), HINT_FORMS));
     }
     if let Some(scheme_end) = s.find("://") {
         let scheme = s[..scheme_end].to_ascii_lowercase();
@@ -139,10 +136,7 @@ pub fn parse_repo_url(input: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl, Re
         let (authority, path) = (&s[..colon], s[colon + 1..].trim_start_matches('/'));
         if !authority.is_empty() && !authority.contains('/') {
             if path.is_empty() {
-                return Err(err(
-                    format!("SSH URL {s:?} has no repository path"),
-                    HINT_FORMS,
-                ));
+                return Err(err(format!("SSH URL {s:?} has no repository path"), HINT_FORMS));
             }
             return remote(&format!("ssh://{authority}/{path}"), s, hosts);
         }
@@ -172,12 +166,7 @@ fn remote(parsable: &str, given: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| {
-            err(
-                format!("repository URL {:?} has no host", redact(given)),
-                HINT_FORMS,
-            )
-        })?
+        .ok_or_else(|| err(format!("repository URL {:?} has no host", redact(given)), HINT_FORMS))?
         .to_ascii_lowercase();
     let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
     let is_ssh = url.scheme().contains("ssh");
@@ -204,10 +193,7 @@ fn remote(parsable: &str, given: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl
     }
     if segments.iter().any(|s| *s == "." || *s == "..") {
         return Err(err(
-            format!(
-                "repository URL {:?} has '.' or '..' path segments",
-                redact(given)
-            ),
+            format!("repository URL {:?} has '.' or '..' path segments", redact(given)),
             HINT_FORMS,
         ));
     }
@@ -244,10 +230,7 @@ fn remote(parsable: &str, given: &str, hosts: &ForgeHosts<'_>) -> Result<RepoUrl
         _ => {
             if url.query().is_some() || url.fragment().is_some() {
                 return Err(err(
-                    format!(
-                        "git remote URL {:?} carries a query or fragment",
-                        redact(given)
-                    ),
+                    format!("git remote URL {:?} carries a query or fragment", redact(given)),
                     "Give the URL you would pass to git clone.",
                 ));
             }
@@ -286,10 +269,7 @@ fn check_forge_segments(segments: &[&str], given: &str) -> Result<(), RepoUrlErr
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(err(
-                format!(
-                    "{s:?} in {:?} is not a valid owner or repository name",
-                    redact(given)
-                ),
+                format!("{s:?} in {:?} is not a valid owner or repository name", redact(given)),
                 "Forge owner and repository names use only letters, digits, '-', '_' and '.'.",
             ));
         }
@@ -299,12 +279,7 @@ fn check_forge_segments(segments: &[&str], given: &str) -> Result<(), RepoUrlErr
 
 /// GitHub and GitLab ignore letter case in owner and repository paths, so the key is
 /// lower-case while the stored URL keeps the spelling given.
-fn forge_repo(
-    platform_id: i16,
-    host: &str,
-    url: &Url,
-    segments: &[&str],
-) -> Result<RepoUrl, RepoUrlError> {
+fn forge_repo(platform_id: i16, host: &str, url: &Url, segments: &[&str]) -> Result<RepoUrl, RepoUrlError> {
     let path = segments.join("/");
     // An explicit https port is kept (GitHub Enterprise on :8443); an ssh port is not
     // part of the web URL.
@@ -378,14 +353,7 @@ mod aveloxis_ops {
             gitlab: &gitlab_hosts,
         };
         match super::parse_repo_url(url, &hosts) {
-            Ok(r) => TableIterator::once((
-                r.platform_id,
-                r.host,
-                r.owner,
-                r.name,
-                r.repo_git,
-                r.url_key,
-            )),
+            Ok(r) => TableIterator::once((r.platform_id, r.host, r.owner, r.name, r.repo_git, r.url_key)),
             Err(e) => {
                 pgrx::pg_sys::panic::ErrorReport::new(
                     PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -397,6 +365,279 @@ mod aveloxis_ops {
                 unreachable!("ERROR-level reports do not return")
             }
         }
+    }
+}
+
+#[cfg(feature = "pg_test")]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::{int, sql_error, text};
+    use pgrx::prelude::*;
+
+    fn add(url: &str) -> i64 {
+        int(&format!("SELECT aveloxis.add_repo('{url}')")).unwrap()
+    }
+
+    fn repo_count() -> i64 {
+        int("SELECT count(*) FROM aveloxis_data.repos").unwrap()
+    }
+
+    #[pg_test]
+    fn add_repo_is_idempotent_across_spellings() {
+        let id = add("https://github.com/chaoss/augur");
+        for spelling in [
+            "https://github.com/CHAOSS/Augur.git",
+            "git@github.com:chaoss/augur.git",
+            "github.com/chaoss/augur/",
+            "https://www.github.com/chaoss/augur",
+        ] {
+            assert_eq!(add(spelling), id, "{spelling}");
+        }
+        assert_eq!(repo_count(), 1);
+        assert_eq!(
+            text("SELECT rg_name FROM aveloxis_data.repo_groups").as_deref(),
+            Some("Default")
+        );
+        // The first spelling is the one stored.
+        assert_eq!(
+            text("SELECT repo_git FROM aveloxis_data.repos").as_deref(),
+            Some("https://github.com/chaoss/augur")
+        );
+    }
+
+    #[pg_test]
+    fn add_repo_stores_platform_host_owner_and_name() {
+        Spi::run("SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint)").unwrap();
+        for (url, expected) in [
+            (
+                "git@github.com:CHAOSS/Augur.git",
+                "1|github.com|CHAOSS|Augur|https://github.com/CHAOSS/Augur",
+            ),
+            (
+                "https://gitlab.example.org/Group/Sub/Project/-/issues",
+                "2|gitlab.example.org|Group/Sub|Project|https://gitlab.example.org/Group/Sub/Project",
+            ),
+            (
+                "https://git.kernel.org/pub/scm/git/git.git",
+                "3|git.kernel.org|pub/scm/git|git|https://git.kernel.org/pub/scm/git/git.git",
+            ),
+            ("/srv/git/widget.git", "3|||widget|/srv/git/widget.git"),
+        ] {
+            let id = add(url);
+            let row = text(&format!(
+                "SELECT concat_ws('|', platform_id, coalesce(repo_host, ''), coalesce(repo_owner, ''), repo_name, repo_git)
+                 FROM aveloxis_data.repos WHERE repo_id = {id}"
+            ));
+            assert_eq!(row.as_deref(), Some(expected), "{url}");
+        }
+    }
+
+    #[pg_test]
+    fn resolve_repo_finds_any_spelling_and_nothing_else() {
+        let id = add("https://gitlab.com/fdroid/fdroidclient");
+        assert_eq!(
+            int("SELECT aveloxis.resolve_repo('git@gitlab.com:FDroid/FDroidClient.git')"),
+            Some(id)
+        );
+        assert_eq!(
+            int("SELECT aveloxis.resolve_repo('https://gitlab.com/fdroid/other')"),
+            None
+        );
+        assert_eq!(int("SELECT aveloxis.resolve_repo(NULL)"), None);
+        let err = sql_error("SELECT aveloxis.resolve_repo('ftp://x/y')").unwrap();
+        assert!(err.starts_with("22023 unsupported URL scheme"), "{err}");
+    }
+
+    #[pg_test]
+    fn renames_keep_one_row_and_every_past_url() {
+        let id = add("https://github.com/old-owner/old-name");
+        Spi::run(&format!(
+            "SELECT aveloxis.record_rename({id}, 'https://github.com/New-Owner/New-Name')"
+        ))
+        .unwrap();
+        assert_eq!(
+            text(&format!(
+                "SELECT concat_ws('|', repo_git, repo_owner, repo_name) FROM aveloxis_data.repos WHERE repo_id = {id}"
+            ))
+            .as_deref(),
+            Some("https://github.com/New-Owner/New-Name|New-Owner|New-Name")
+        );
+        assert_eq!(
+            int("SELECT aveloxis.resolve_repo('https://github.com/old-owner/old-name')"),
+            Some(id)
+        );
+        assert_eq!(
+            int("SELECT aveloxis.resolve_repo('https://github.com/new-owner/new-name')"),
+            Some(id)
+        );
+        assert_eq!(
+            add("https://github.com/old-owner/old-name.git"),
+            id,
+            "the old URL is no new repo"
+        );
+        assert_eq!(repo_count(), 1);
+        assert_eq!(
+            text(
+                "SELECT string_agg(url_key || ':' || (superseded_at IS NULL), ',' ORDER BY url_key)
+                 FROM aveloxis_data.repo_url_history"
+            )
+            .as_deref(),
+            Some("github.com/new-owner/new-name:true,github.com/old-owner/old-name:false")
+        );
+
+        // Renamed back (GitHub lets an owner take the old name again): one current URL.
+        Spi::run(&format!(
+            "SELECT aveloxis.record_rename({id}, 'github.com/old-owner/old-name')"
+        ))
+        .unwrap();
+        assert_eq!(
+            text("SELECT string_agg(url_key, ',') FROM aveloxis_data.repo_url_history WHERE superseded_at IS NULL")
+                .as_deref(),
+            Some("github.com/old-owner/old-name")
+        );
+        assert_eq!(int("SELECT count(*) FROM aveloxis_data.repo_url_history"), Some(2));
+
+        // A case-only rename changes the shown URL, not the identity.
+        Spi::run(&format!(
+            "SELECT aveloxis.record_rename({id}, 'https://github.com/Old-Owner/Old-Name')"
+        ))
+        .unwrap();
+        assert_eq!(
+            text(&format!(
+                "SELECT repo_git FROM aveloxis_data.repos WHERE repo_id = {id}"
+            ))
+            .as_deref(),
+            Some("https://github.com/Old-Owner/Old-Name")
+        );
+        assert_eq!(int("SELECT count(*) FROM aveloxis_data.repo_url_history"), Some(2));
+    }
+
+    #[pg_test]
+    fn renames_that_cannot_be_right_are_refused() {
+        let a = add("https://github.com/chaoss/augur");
+        let b = add("https://github.com/chaoss/grimoirelab");
+        for (sql, expected) in [
+            (
+                format!("SELECT aveloxis.record_rename({b}, 'https://github.com/chaoss/augur')"),
+                format!(
+                    "23505 cannot rename repo {b} to https://github.com/chaoss/augur: that URL belongs to repo {a}"
+                ),
+            ),
+            (
+                format!("SELECT aveloxis.record_rename({a}, 'https://gitlab.com/chaoss/augur')"),
+                format!("22023 repo {a} is on github.com, but https://gitlab.com/chaoss/augur is on gitlab.com"),
+            ),
+            (
+                "SELECT aveloxis.record_rename(999999, 'https://github.com/x/y')".to_string(),
+                "P0002 repo 999999 does not exist".to_string(),
+            ),
+            (
+                format!("SELECT aveloxis.record_rename({a}, NULL)"),
+                "22004 record_rename needs a repo_id and a new URL".to_string(),
+            ),
+            (
+                format!("SELECT aveloxis.record_rename({a}, 'https://github.com/chaoss')"),
+                "22023 a GitHub repository URL names exactly <owner>/<repo>".to_string(),
+            ),
+        ] {
+            let err = sql_error(&sql).unwrap_or_else(|| panic!("{sql} succeeded"));
+            assert!(
+                err.starts_with(&expected),
+                "{sql}:\n  got      {err}\n  expected {expected}"
+            );
+            assert!(!err.ends_with("| "), "{sql}: no hint in {err}");
+        }
+        assert_eq!(repo_count(), 2);
+        assert_eq!(int("SELECT count(*) FROM aveloxis_data.repo_url_history"), Some(2));
+    }
+
+    #[pg_test]
+    fn bad_urls_are_refused_with_sqlstate_message_and_hint() {
+        for (url, expected) in [
+            ("", "22023 repository URL is empty"),
+            (
+                "-oProxyCommand=touch",
+                "22023 repository URL \"-oProxyCommand=touch\" starts with '-'",
+            ),
+            (
+                "ext::sh",
+                "22023 repository URL \"ext::sh\" uses git's '<transport>::' remote-helper syntax",
+            ),
+            ("ftp://example.org/x.git", "22023 unsupported URL scheme \"ftp\""),
+            (
+                "https://github.com/chaoss",
+                "22023 a GitHub repository URL names exactly <owner>/<repo>",
+            ),
+            (
+                "https://gitlab.com/project",
+                "22023 a GitLab project URL names <namespace>/<project>",
+            ),
+            (
+                "https://tok:en@github.com/a/b",
+                "22023 repository URL \"https://REDACTED@github.com/a/b\" carries credentials",
+            ),
+            (
+                "relative/dir",
+                "22023 \"relative/dir\" is neither a URL nor an absolute path",
+            ),
+        ] {
+            let sql = format!("SELECT aveloxis.add_repo('{}')", url.replace('\'', "''"));
+            let err = sql_error(&sql).unwrap_or_else(|| panic!("{url:?} was accepted"));
+            assert!(
+                err.starts_with(expected),
+                "{url:?}:\n  got      {err}\n  expected {expected}"
+            );
+            assert!(!err.ends_with("| "), "{url:?}: no hint in {err}");
+        }
+        let err = sql_error("SELECT aveloxis.add_repo(NULL)").unwrap();
+        assert!(err.starts_with("22004 repository URL is NULL"), "{err}");
+        assert_eq!(repo_count(), 0, "nothing half-registered");
+    }
+
+    #[pg_test]
+    fn groups_are_created_on_demand_and_repos_stay_in_theirs() {
+        let id = int("SELECT aveloxis.add_repo('https://github.com/chaoss/augur', 'CHAOSS')").unwrap();
+        assert_eq!(
+            int("SELECT aveloxis.add_repo('https://github.com/chaoss/augur', 'Other')"),
+            Some(id)
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT rg_name FROM aveloxis_data.repos JOIN aveloxis_data.repo_groups USING (repo_group_id)
+                 WHERE repo_id = {id}"
+            ))
+            .as_deref(),
+            Some("CHAOSS")
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM aveloxis_data.repo_groups"),
+            Some(1),
+            "no empty group 'Other'"
+        );
+        let err = sql_error("SELECT aveloxis.add_repo('https://github.com/a/b', '2024')").unwrap();
+        assert!(err.starts_with("22023 repo group name \"2024\" is all digits"), "{err}");
+        let err = sql_error("SELECT aveloxis.add_repo('https://github.com/a/b', '  ')").unwrap();
+        assert!(err.starts_with("22023 repo group name is empty"), "{err}");
+    }
+
+    #[pg_test]
+    fn forge_hosts_decide_the_platform() {
+        assert_eq!(
+            text("SELECT platform_id::text FROM aveloxis.parse_repo_url('https://ghe.corp.example/a/b')").as_deref(),
+            Some("3")
+        );
+        Spi::run("SELECT aveloxis.add_forge_host('WWW.GHE.corp.example', 1::smallint)").unwrap();
+        assert_eq!(
+            text("SELECT platform_id || ' ' || repo_git FROM aveloxis.parse_repo_url('https://ghe.corp.example/a/b.git')")
+                .as_deref(),
+            Some("1 https://ghe.corp.example/a/b")
+        );
+        assert_eq!(
+            text("SELECT api_url FROM aveloxis_ops.forge_hosts WHERE host = 'ghe.corp.example'").as_deref(),
+            Some("https://ghe.corp.example/api/v3")
+        );
+        let err = sql_error("SELECT aveloxis.add_forge_host('git.example', 3::smallint)").unwrap();
+        assert!(err.starts_with("22023 platform 3 is not a forge with an API"), "{err}");
     }
 }
 
@@ -423,9 +664,7 @@ mod unit_tests {
     }
 
     fn key(u: &str) -> String {
-        parse(u)
-            .unwrap_or_else(|e| panic!("{u}: {}", e.message))
-            .url_key
+        parse(u).unwrap_or_else(|e| panic!("{u}: {}", e.message)).url_key
     }
 
     #[test]
@@ -453,10 +692,7 @@ mod unit_tests {
         let r = parse("git@github.com:CHAOSS/Augur.git").unwrap();
         assert_eq!(r.platform_id, PLATFORM_GITHUB);
         assert_eq!(r.repo_git, "https://github.com/CHAOSS/Augur");
-        assert_eq!(
-            (r.owner.as_deref(), r.name.as_str()),
-            (Some("CHAOSS"), "Augur")
-        );
+        assert_eq!((r.owner.as_deref(), r.name.as_str()), (Some("CHAOSS"), "Augur"));
         assert_eq!(r.host.as_deref(), Some("github.com"));
     }
 
@@ -466,10 +702,7 @@ mod unit_tests {
         assert_eq!(r.platform_id, PLATFORM_GITHUB);
         assert_eq!(r.repo_git, "https://ghe.example.com:8443/Team/Tool");
         assert_eq!(r.url_key, "ghe.example.com/team/tool");
-        assert_eq!(
-            parse("git@ghe.example.com:Team/Tool.git").unwrap().url_key,
-            r.url_key
-        );
+        assert_eq!(parse("git@ghe.example.com:Team/Tool.git").unwrap().url_key, r.url_key);
     }
 
     #[test]
@@ -481,15 +714,9 @@ mod unit_tests {
         assert_eq!(r.platform_id, PLATFORM_GITLAB);
         assert_eq!(r.owner.as_deref(), Some("Group/Sub.Group"));
         assert_eq!(r.name, "Project");
-        assert_eq!(
-            r.repo_git,
-            "https://gitlab.example.org/Group/Sub.Group/Project"
-        );
+        assert_eq!(r.repo_git, "https://gitlab.example.org/Group/Sub.Group/Project");
         assert_eq!(r.url_key, "gitlab.example.org/group/sub.group/project");
-        assert_eq!(
-            key("https://GITLAB.example.org/group/sub.group/project/"),
-            r.url_key
-        );
+        assert_eq!(key("https://GITLAB.example.org/group/sub.group/project/"), r.url_key);
     }
 
     #[test]
@@ -498,10 +725,7 @@ mod unit_tests {
         assert_eq!(r.platform_id, PLATFORM_GIT);
         assert_eq!(r.repo_git, "https://git.kernel.org/pub/scm/git/Git.git");
         assert_eq!(r.url_key, "git.kernel.org/pub/scm/git/Git");
-        assert_eq!(
-            (r.owner.as_deref(), r.name.as_str()),
-            (Some("pub/scm/git"), "Git")
-        );
+        assert_eq!((r.owner.as_deref(), r.name.as_str()), (Some("pub/scm/git"), "Git"));
         assert_eq!(key("https://git.kernel.org/pub/scm/git/Git"), r.url_key);
         assert_eq!(key("git://GIT.kernel.org/pub/scm/git/Git.git/"), r.url_key);
         assert_ne!(key("https://git.kernel.org/pub/scm/git/git"), r.url_key);
@@ -538,30 +762,18 @@ mod unit_tests {
             ("ext::sh -c touch% /tmp/pwned", "whitespace"),
             ("ext::ssh-evil", "remote-helper"),
             ("fd::17", "remote-helper"),
-            (
-                "ftp://example.org/repo.git",
-                "unsupported URL scheme \"ftp\"",
-            ),
+            ("ftp://example.org/repo.git", "unsupported URL scheme \"ftp\""),
             ("javascript://x", "unsupported URL scheme"),
             ("https://github.com/chaoss", "exactly <owner>/<repo>"),
-            (
-                "https://github.com/chaoss/augur/issues/12",
-                "exactly <owner>/<repo>",
-            ),
+            ("https://github.com/chaoss/augur/issues/12", "exactly <owner>/<repo>"),
             ("https://github.com/", "exactly <owner>/<repo>"),
             (
                 "https://github.com/cha%20oss/augur",
                 "not a valid owner or repository name",
             ),
             ("https://gitlab.com/justaproject", "<namespace>/<project>"),
-            (
-                "https://user:hunter2@github.com/chaoss/augur",
-                "carries credentials",
-            ),
-            (
-                "https://ghp_abc123@github.com/chaoss/augur",
-                "carries credentials",
-            ),
+            ("https://user:hunter2@github.com/chaoss/augur", "carries credentials"),
+            ("https://ghp_abc123@github.com/chaoss/augur", "carries credentials"),
             ("ssh://git:pw@example.org/x.git", "carries credentials"),
             ("https://example.org/repo.git?ref=main", "query or fragment"),
             ("https://example.org/", "no repository path"),

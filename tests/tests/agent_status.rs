@@ -19,10 +19,7 @@ async fn status_prints_version_and_registry_counts() {
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "status failed: {stderr}");
     let version = harness::extension_version();
-    assert!(
-        stdout.contains(&format!("pg_aveloxis   {version}")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("pg_aveloxis   {version}")), "{stdout}");
     assert!(stdout.contains("repo groups   1"), "{stdout}");
     assert!(
         stdout.contains("repos         3 (GitHub 1, GitLab 1, git 1)"),
@@ -42,19 +39,10 @@ async fn add_reports_every_bad_url_and_keeps_the_good_ones() {
     ]);
     let (stdout, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stdout.contains("https://github.com/chaoss/augur"),
-        "{stdout}"
-    );
-    assert!(
-        stderr.contains("unsupported URL scheme \"ftp\""),
-        "{stderr}"
-    );
+    assert!(stdout.contains("https://github.com/chaoss/augur"), "{stdout}");
+    assert!(stderr.contains("unsupported URL scheme \"ftp\""), "{stderr}");
     assert!(stderr.contains("exactly <owner>/<repo>"), "{stderr}");
-    assert!(
-        stderr.contains("2 of 3 repositories were not added"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("2 of 3 repositories were not added"), "{stderr}");
     let out = db.agent(&["status"]);
     assert!(
         output_text(&out).0.contains("repos         1 "),
@@ -69,10 +57,7 @@ async fn status_explains_a_missing_extension() {
     let out = db.agent(&["status"]);
     let (_, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(
-        stderr.contains("pg_aveloxis extension is not installed"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("pg_aveloxis extension is not installed"), "{stderr}");
     assert!(stderr.contains("CREATE EXTENSION pg_aveloxis"), "{stderr}");
 }
 

@@ -22,10 +22,7 @@ async fn dump_and_restore_keep_registry_data() {
     std::fs::write(&dump_path, dump).unwrap();
 
     let target = TestDb::empty("dump_target").await;
-    target.pg_program(
-        "pg_restore",
-        &["--exit-on-error", dump_path.to_str().unwrap()],
-    );
+    target.pg_program("pg_restore", &["--exit-on-error", dump_path.to_str().unwrap()]);
     std::fs::remove_file(&dump_path).unwrap();
 
     let mut conn = target.connect().await;
@@ -39,12 +36,7 @@ async fn dump_and_restore_keep_registry_data() {
     assert_eq!(
         repos,
         [
-            (
-                1,
-                "https://github.com/chaoss/augur-renamed".into(),
-                1,
-                "CHAOSS".into()
-            ),
+            (1, "https://github.com/chaoss/augur-renamed".into(), 1, "CHAOSS".into()),
             (
                 2,
                 "https://gitlab.example.org/group/sub/project".into(),
@@ -54,30 +46,23 @@ async fn dump_and_restore_keep_registry_data() {
             (3, "/srv/git/local.git".into(), 3, "Default".into()),
         ]
     );
-    let old_url: Option<i64> =
-        sqlx::query_scalar("SELECT aveloxis.resolve_repo('https://github.com/chaoss/augur')")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let old_url: Option<i64> = sqlx::query_scalar("SELECT aveloxis.resolve_repo('https://github.com/chaoss/augur')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(old_url, Some(1), "URL history survives the dump");
-    let hosts: Vec<String> =
-        sqlx::query_scalar("SELECT host FROM aveloxis_ops.forge_hosts ORDER BY host")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let hosts: Vec<String> = sqlx::query_scalar("SELECT host FROM aveloxis_ops.forge_hosts ORDER BY host")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(
         hosts,
         ["github.com", "gitlab.com", "gitlab.example.org"],
         "seeds once, DBA rows kept"
     );
-    let next: i64 = sqlx::query_scalar(
-        "SELECT aveloxis.add_repo('https://github.com/chaoss/grimoirelab', 'CHAOSS')",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(
-        next, 4,
-        "the identity sequence continues after the restored rows"
-    );
+    let next: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/chaoss/grimoirelab', 'CHAOSS')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(next, 4, "the identity sequence continues after the restored rows");
 }

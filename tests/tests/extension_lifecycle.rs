@@ -25,12 +25,11 @@ async fn create_extension_builds_schemas_platforms_roles_and_version() {
     let db = TestDb::with_extension("lifecycle_create").await;
     let mut conn = db.connect().await;
 
-    let schemas: Vec<String> = sqlx::query_scalar(
-        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'aveloxis%' ORDER BY 1",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let schemas: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'aveloxis%' ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(schemas, ["aveloxis", "aveloxis_data", "aveloxis_ops"]);
 
     let platforms: Vec<(i16, String)> =
@@ -40,19 +39,14 @@ async fn create_extension_builds_schemas_platforms_roles_and_version() {
             .unwrap();
     assert_eq!(
         platforms,
-        [
-            (1, "GitHub".into()),
-            (2, "GitLab".into()),
-            (3, "Git".into())
-        ]
+        [(1, "GitHub".into()), (2, "GitLab".into()), (3, "Git".into())]
     );
 
-    let roles = sqlx::query(
-        "SELECT rolname::text, rolcanlogin FROM pg_roles WHERE rolname LIKE 'aveloxis\\_%' ORDER BY 1",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let roles =
+        sqlx::query("SELECT rolname::text, rolcanlogin FROM pg_roles WHERE rolname LIKE 'aveloxis\\_%' ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     let roles: Vec<(String, bool)> = roles.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
         roles,
@@ -63,12 +57,11 @@ async fn create_extension_builds_schemas_platforms_roles_and_version() {
         ]
     );
 
-    let (lib, ext): (String, String) = sqlx::query_as(
-        "SELECT aveloxis.version(), extversion FROM pg_extension WHERE extname = 'pg_aveloxis'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (lib, ext): (String, String) =
+        sqlx::query_as("SELECT aveloxis.version(), extversion FROM pg_extension WHERE extname = 'pg_aveloxis'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(lib, harness::extension_version());
     assert_eq!(ext, harness::extension_version());
 
@@ -82,10 +75,7 @@ async fn create_extension_builds_schemas_platforms_roles_and_version() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert!(
-        strays.is_empty(),
-        "relations outside the extension: {strays:?}"
-    );
+    assert!(strays.is_empty(), "relations outside the extension: {strays:?}");
 }
 
 #[tokio::test]
@@ -102,15 +92,11 @@ async fn drop_extension_leaves_only_the_roles_and_create_works_again() {
         "DROP EXTENSION left objects behind"
     );
     let mut conn = db.connect().await;
-    let roles: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'aveloxis\\_%'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(
-        roles, 3,
-        "the roles are cluster-wide and stay (docs/operations.md)"
-    );
+    let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'aveloxis\\_%'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(roles, 3, "the roles are cluster-wide and stay (docs/operations.md)");
 
     // Roles already exist now: the install script must not trip over them.
     db.execute("CREATE EXTENSION pg_aveloxis").await;
@@ -133,8 +119,5 @@ async fn the_extension_refuses_another_schema() {
         .execute(&mut conn)
         .await
         .unwrap_err();
-    assert!(
-        err.to_string().contains("must be installed in schema"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("must be installed in schema"), "{err}");
 }

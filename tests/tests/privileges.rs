@@ -20,12 +20,10 @@ async fn drop_login_roles(db: &TestDb) {
     let n = &db.name;
     let mut conn = db.connect().await;
     for suffix in ["agent", "analyst", "admin", "nobody"] {
-        sqlx::raw_sql(&format!(
-            "DROP OWNED BY {n}_{suffix}; DROP ROLE {n}_{suffix};"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        sqlx::raw_sql(&format!("DROP OWNED BY {n}_{suffix}; DROP ROLE {n}_{suffix};"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -55,11 +53,7 @@ async fn each_role_gets_exactly_its_part_of_the_api() {
         None
     );
     assert_eq!(
-        sqlstate(
-            &mut agent,
-            "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')"
-        )
-        .await,
+        sqlstate(&mut agent, "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')").await,
         None
     );
     assert_eq!(
@@ -106,28 +100,17 @@ async fn each_role_gets_exactly_its_part_of_the_api() {
         None
     );
     assert_eq!(
-        sqlstate(
-            &mut analyst,
-            "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')"
-        )
-        .await,
+        sqlstate(&mut analyst, "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')").await,
         None
     );
     assert_eq!(
-        sqlstate(
-            &mut analyst,
-            "SELECT aveloxis.platform_uuid(1::smallint, 1)"
-        )
-        .await,
+        sqlstate(&mut analyst, "SELECT aveloxis.platform_uuid(1::smallint, 1)").await,
         None
     );
     assert_eq!(
-        sqlstate(
-            &mut analyst,
-            "SELECT aveloxis.add_repo('https://github.com/a/b')"
-        )
-        .await
-        .as_deref(),
+        sqlstate(&mut analyst, "SELECT aveloxis.add_repo('https://github.com/a/b')")
+            .await
+            .as_deref(),
         DENIED
     );
     assert_eq!(
@@ -158,20 +141,14 @@ async fn each_role_gets_exactly_its_part_of_the_api() {
         None
     );
     assert_eq!(
-        sqlstate(
-            &mut admin,
-            "SELECT aveloxis.add_repo('https://ghe.example.com/a/b')"
-        )
-        .await,
+        sqlstate(&mut admin, "SELECT aveloxis.add_repo('https://ghe.example.com/a/b')").await,
         None
     );
     admin.close().await.unwrap();
 
     let mut nobody = db.connect_as(&format!("{n}_nobody")).await;
     assert_eq!(
-        sqlstate(&mut nobody, "SELECT aveloxis.version()")
-            .await
-            .as_deref(),
+        sqlstate(&mut nobody, "SELECT aveloxis.version()").await.as_deref(),
         DENIED
     );
     assert_eq!(

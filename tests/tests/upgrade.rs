@@ -30,10 +30,7 @@ fn frozen_install_scripts() -> Vec<(Version, String, PathBuf)> {
         .filter_map(|e| {
             let path = e.unwrap().path();
             let name = path.file_name()?.to_str()?.to_string();
-            let version = name
-                .strip_prefix("pg_aveloxis--")?
-                .strip_suffix(".sql")?
-                .to_string();
+            let version = name.strip_prefix("pg_aveloxis--")?.strip_suffix(".sql")?.to_string();
             Some((parse_version(&version)?, version, path))
         })
         .collect();
@@ -90,10 +87,7 @@ impl AliasScript {
     fn install(frozen: &Path, alias_version: &str) -> AliasScript {
         let dir = pg_extension_dir();
         let target = dir.join(format!("pg_aveloxis--{alias_version}.sql"));
-        let tmp = dir.join(format!(
-            ".pg_aveloxis--{alias_version}.sql.{}",
-            std::process::id()
-        ));
+        let tmp = dir.join(format!(".pg_aveloxis--{alias_version}.sql.{}", std::process::id()));
         std::fs::copy(frozen, &tmp)
             .and_then(|_| std::fs::rename(&tmp, &target))
             .unwrap_or_else(|e| {
@@ -117,9 +111,7 @@ impl Drop for AliasScript {
 async fn oldest_release_plus_upgrades_equals_fresh_install() {
     let current = extension_version();
     let frozen = frozen_install_scripts();
-    let (_, oldest, oldest_path) = frozen
-        .first()
-        .expect("migrations/ holds no released install script");
+    let (_, oldest, oldest_path) = frozen.first().expect("migrations/ holds no released install script");
 
     // The oldest release's frozen script is in the extension directory under its own
     // name unless it is the current version, whose name the generated script holds.
@@ -133,19 +125,16 @@ async fn oldest_release_plus_upgrades_equals_fresh_install() {
 
     let upgraded = TestDb::empty("upgrade_chain").await;
     upgraded
-        .execute(&format!(
-            "CREATE EXTENSION pg_aveloxis VERSION '{start_version}'"
-        ))
+        .execute(&format!("CREATE EXTENSION pg_aveloxis VERSION '{start_version}'"))
         .await;
     if *oldest != current {
         upgraded.execute("ALTER EXTENSION pg_aveloxis UPDATE").await;
     }
     let mut conn = upgraded.connect().await;
-    let version: String =
-        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_aveloxis'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let version: String = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'pg_aveloxis'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     let expected_version = if start_version == *oldest {
         current.clone()
     } else {
@@ -163,19 +152,11 @@ async fn oldest_release_plus_upgrades_equals_fresh_install() {
         config_dump_registrations(&fresh).await,
         "tables registered with pg_extension_config_dump differ: an upgrade script must register what it creates"
     );
-    let (a, b) = (
-        normalized_schema(&upgraded).await,
-        normalized_schema(&fresh).await,
-    );
+    let (a, b) = (normalized_schema(&upgraded).await, normalized_schema(&fresh).await);
     assert!(
         a == b,
         "the schema after upgrading from {oldest} differs from a fresh install of {current}:\n{}",
-        diff(
-            &format!("{oldest} + upgrades"),
-            &a,
-            &format!("fresh {current}"),
-            &b
-        )
+        diff(&format!("{oldest} + upgrades"), &a, &format!("fresh {current}"), &b)
     );
 }
 
@@ -202,10 +183,7 @@ async fn current_version_is_frozen_and_unchanged() {
         config_dump_registrations(&released).await,
         config_dump_registrations(&generated).await
     );
-    let (a, b) = (
-        normalized_schema(&released).await,
-        normalized_schema(&generated).await,
-    );
+    let (a, b) = (normalized_schema(&released).await, normalized_schema(&generated).await);
     assert!(
         a == b,
         "the code's schema differs from released {current}: bump the version in pg_aveloxis/Cargo.toml, \
@@ -218,16 +196,10 @@ async fn current_version_is_frozen_and_unchanged() {
 fn upgrade_scripts_chain_from_released_versions() {
     // Every upgrade script starts at a version that has a frozen install script or is
     // reached by another upgrade: no dangling scripts, nothing edited by hand into a gap.
-    let frozen: Vec<String> = frozen_install_scripts()
-        .into_iter()
-        .map(|(_, v, _)| v)
-        .collect();
+    let frozen: Vec<String> = frozen_install_scripts().into_iter().map(|(_, v, _)| v).collect();
     for entry in std::fs::read_dir(repo_root().join("migrations")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let Some(body) = name
-            .strip_prefix("pg_aveloxis--")
-            .and_then(|n| n.strip_suffix(".sql"))
-        else {
+        let Some(body) = name.strip_prefix("pg_aveloxis--").and_then(|n| n.strip_suffix(".sql")) else {
             panic!("unexpected file in migrations/: {name}");
         };
         if let Some((from, to)) = body.split_once("--") {
