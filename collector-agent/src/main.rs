@@ -9,7 +9,10 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AVELOXIS_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AVELOXIS_LOG")
+                .unwrap_or_else(|_| "warn,sqlx::postgres::notice=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli::run(args).await {

@@ -109,3 +109,17 @@ async fn status_reads_the_config_file() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("repos         0"), "{stdout}");
 }
+
+#[tokio::test]
+async fn add_passes_on_the_servers_notices() {
+    let db = TestDb::with_extension("agent_notice").await;
+    assert!(db.agent(&["add", "https://github.com/chaoss/augur"]).status.success());
+    let out = db.agent(&["add", "https://github.com/CHAOSS/augur.git", "--group", "Elsewhere"]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("repo 1\t"), "{stdout}");
+    assert!(
+        stderr.contains("already registered as repo 1 in group \"Default\"; it stays there"),
+        "{stderr}"
+    );
+}
