@@ -23,17 +23,24 @@ COMMENT ON SCHEMA aveloxis_ops IS 'pg_aveloxis operations: configuration, queue,
 CREATE SCHEMA aveloxis_data;
 COMMENT ON SCHEMA aveloxis_data IS 'pg_aveloxis collected data (Augur/Aveloxis table and column names); read-only for analysts';
 
-DO $roles$
-DECLARE
-    role_name text;
+-- Creates a NOLOGIN role unless it exists. Roles are cluster-wide, so CREATE EXTENSION
+-- running at once in two databases of a new cluster races to create them: the loser
+-- waits on pg_authid's unique index and then fails, which here means success.
+CREATE FUNCTION aveloxis_ops.ensure_role(role_name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
-    FOREACH role_name IN ARRAY ARRAY['aveloxis_agent', 'aveloxis_analyst', 'aveloxis_admin'] LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
-        END IF;
-    END LOOP;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+        EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
-$roles$;
+$$;
+SELECT aveloxis_ops.ensure_role(role_name)
+FROM unnest(ARRAY['aveloxis_agent', 'aveloxis_analyst', 'aveloxis_admin']) AS role_name;
 
 CREATE TABLE aveloxis_data.platforms (
     platform_id   smallint PRIMARY KEY CHECK (platform_id BETWEEN 1 AND 255),
@@ -60,6 +67,23 @@ CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -361,23 +385,6 @@ BEGIN
     END IF;
 END
 $$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */

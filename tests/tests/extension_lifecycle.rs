@@ -121,3 +121,66 @@ async fn the_extension_refuses_another_schema() {
         .unwrap_err();
     assert!(err.to_string().contains("must be installed in schema"), "{err}");
 }
+
+/// Roles are cluster-wide: CREATE EXTENSION in two databases of a new cluster at once
+/// must not fail because the other session created the role first. Session A holds an
+/// uncommitted CREATE ROLE; session B, asking for the same role, waits on pg_authid's
+/// unique index; when A commits, B must succeed instead of raising 23505.
+#[tokio::test]
+async fn ensure_role_survives_a_concurrent_creator() {
+    use harness::sqlx::Connection;
+
+    let db = TestDb::with_extension("lifecycle_role_race").await;
+    let role = format!("{}_raced", db.name);
+    let mut a = db.connect().await;
+    let mut b = db.connect().await;
+    let b_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut b)
+        .await
+        .unwrap();
+
+    let mut tx = a.begin().await.unwrap();
+    sqlx::query("SELECT aveloxis_ops.ensure_role($1)")
+        .bind(&role)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    let b_call = tokio::spawn({
+        let role = role.clone();
+        async move {
+            let result = sqlx::query("SELECT aveloxis_ops.ensure_role($1)")
+                .bind(&role)
+                .execute(&mut b)
+                .await;
+            (result.map(|_| ()), b)
+        }
+    });
+    // Wait until B is blocked behind A's uncommitted role (a state, not a duration).
+    let mut observer = db.connect().await;
+    loop {
+        let waiting: bool = sqlx::query_scalar("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1")
+            .bind(b_pid)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tx.commit().await.unwrap();
+    let (result, _b) = b_call.await.unwrap();
+    assert!(result.is_ok(), "the second creator failed: {result:?}");
+
+    let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
+        .bind(&role)
+        .fetch_one(&mut observer)
+        .await
+        .unwrap();
+    assert_eq!(roles, 1);
+    sqlx::raw_sql(&format!("DROP ROLE {role}"))
+        .execute(&mut observer)
+        .await
+        .unwrap();
+}
