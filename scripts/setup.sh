@@ -7,7 +7,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
     postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-    libclang-dev clang build-essential pkg-config sudo git ca-certificates
+    libclang-dev clang build-essential pkg-config libssl-dev sudo git ca-certificates
 )
 
 missing=()
