@@ -4,13 +4,13 @@
 -- apply_grants() is re-run at the end of every upgrade script, so objects added by
 -- an upgrade get the same treatment as a fresh install. Functions that write are
 -- SECURITY DEFINER with a pinned search_path; nobody but these roles may execute them.
-CREATE FUNCTION aveloxis_ops.apply_grants()
+CREATE OR REPLACE FUNCTION aveloxis_ops.apply_grants()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    REVOKE ALL ON ALL FUNCTIONS IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC;
+    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC;
 
     -- aveloxis_analyst: read the data and the read-only API.
     GRANT USAGE ON SCHEMA aveloxis, aveloxis_data TO aveloxis_analyst;
@@ -32,13 +32,27 @@ BEGIN
         aveloxis.resolve_repo(text),
         aveloxis.registry_counts(),
         aveloxis.add_repo(text, text),
-        aveloxis.record_rename(bigint, text)
+        aveloxis.record_rename(bigint, text),
+        aveloxis.drain_begin(bigint),
+        aveloxis.drain_step(bigint, bigint, integer),
+        aveloxis.drain_finish(bigint, text),
+        aveloxis.pending_repos(),
+        aveloxis.requeue_rejects(bigint)
     TO aveloxis_agent;
+    GRANT EXECUTE ON PROCEDURE
+        aveloxis.drain(bigint, integer),
+        aveloxis.drain_all(integer),
+        aveloxis.retry_rejects(bigint, integer)
+    TO aveloxis_agent;
+    -- Agents stage with COPY or INSERT; the drain owns every other column.
+    GRANT USAGE ON SCHEMA aveloxis_ops TO aveloxis_agent;
+    GRANT INSERT (repo_id, platform_id, entity, envelope_version, payload, context)
+        ON aveloxis_ops.staging TO aveloxis_agent;
 
     -- aveloxis_admin: the whole API, and read access everywhere.
     GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data TO aveloxis_admin;
     GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_ops, aveloxis_data TO aveloxis_admin;
-    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA aveloxis TO aveloxis_admin;
+    GRANT EXECUTE ON ALL ROUTINES IN SCHEMA aveloxis TO aveloxis_admin;
 END
 $$;
 

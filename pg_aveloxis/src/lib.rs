@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 pub mod identity;
 pub mod registry;
+pub mod sanitize;
 #[cfg(feature = "pg_test")]
 pub mod test_support;
 
@@ -31,6 +32,32 @@ extension_sql_file!(
     "../../sql/registry.sql",
     name = "registry",
     requires = ["bootstrap", registry::aveloxis_ops::parse_repo_url_with_hosts]
+);
+
+extension_sql_file!("../../sql/staging.sql", name = "staging", requires = ["registry"]);
+extension_sql_file!(
+    "../../sql/contributors.sql",
+    name = "contributors",
+    requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../../sql/issues.sql",
+    name = "issues",
+    requires = ["registry", "contributors"]
+);
+extension_sql_file!(
+    "../../sql/drain.sql",
+    name = "drain",
+    requires = [
+        "staging",
+        "contributors",
+        "issues",
+        identity::aveloxis::platform_uuid,
+        sanitize::aveloxis_ops::sanitize_json,
+        sanitize::aveloxis_ops::json_syntax_error,
+        sanitize::aveloxis_ops::forge_timestamp,
+        aveloxis::version
+    ]
 );
 
 // Grants run last, once every object they name exists.

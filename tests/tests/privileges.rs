@@ -204,3 +204,64 @@ async fn security_definer_functions_pin_their_search_path() {
         "expected the writing API to be SECURITY DEFINER, found {definers}"
     );
 }
+
+#[tokio::test]
+async fn agents_stage_and_drain_but_cannot_touch_what_the_drain_owns() {
+    let db = TestDb::with_extension("privileges_staging").await;
+    login_roles(&db).await;
+    let n = db.name.clone();
+    let mut agent = db.connect_as(&format!("{n}_agent")).await;
+    let repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/o/r')")
+        .fetch_one(&mut agent)
+        .await
+        .unwrap();
+    let stage = format!(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         VALUES ({repo}, 1, 'issue', '{{\"id\": 9, \"number\": 1, \"title\": \"t\", \"state\": \"open\"}}')"
+    );
+    assert_eq!(sqlstate(&mut agent, &stage).await, None);
+    assert_eq!(
+        sqlstate(&mut agent, &format!("CALL aveloxis.drain({repo})")).await,
+        None
+    );
+    assert_eq!(
+        sqlstate(&mut agent, "UPDATE aveloxis_ops.staging SET drained_at = NULL")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            &format!(
+                "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, drained_at)
+                 VALUES ({repo}, 1, 'issue', '{{}}', now())"
+            )
+        )
+        .await
+        .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(&mut agent, "SELECT * FROM aveloxis_ops.staging_rejects")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(&mut agent, "SELECT aveloxis_ops.resolve_users()")
+            .await
+            .as_deref(),
+        DENIED
+    );
+    agent.close().await.unwrap();
+
+    let mut conn = db.connect().await;
+    let titles: Vec<String> = sqlx::query_scalar("SELECT issue_title FROM aveloxis_data.issues")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(titles, ["t"]);
+    conn.close().await.unwrap();
+    drop_login_roles(&db).await;
+}

@@ -50,8 +50,8 @@ async fn normalized_schema(db: &TestDb) -> String {
     )
     .await;
     let out = db.pg_program("pg_dump", &["--schema-only", "--no-tablespaces"]);
-    String::from_utf8(out.stdout)
-        .unwrap()
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text
         .lines()
         .filter(|l| {
             !(l.is_empty()
@@ -62,8 +62,28 @@ async fn normalized_schema(db: &TestDb) -> String {
                 || l.starts_with("\\restrict ")
                 || l.starts_with("\\unrestrict "))
         })
-        .map(|l| format!("{l}\n"))
-        .collect()
+        .collect();
+    // An object's ACL lists grants in the order they were made, which differs between
+    // an upgraded and a fresh database without meaning anything: sort each run of
+    // GRANT/REVOKE lines.
+    let mut normalized = String::new();
+    let mut acl_run: Vec<&str> = Vec::new();
+    for line in lines.into_iter().chain(std::iter::once("")) {
+        if line.starts_with("GRANT ") || line.starts_with("REVOKE ") {
+            acl_run.push(line);
+            continue;
+        }
+        acl_run.sort_unstable();
+        for acl in acl_run.drain(..) {
+            normalized.push_str(acl);
+            normalized.push('\n');
+        }
+        if !line.is_empty() {
+            normalized.push_str(line);
+            normalized.push('\n');
+        }
+    }
+    normalized
 }
 
 /// What pg_dump will keep the data of: extension tables and sequences registered with

@@ -1,0 +1,715 @@
+-- The drain: staged payloads -> aveloxis_data, set-based, in FK order, a batch per
+-- transaction (docs/staging-contract.md).
+--
+--   CALL aveloxis.drain(repo_id)      drains one repository, COMMIT after every batch
+--   CALL aveloxis.drain_all()         drains every repository with pending rows
+--   aveloxis.drain_step(...)          one batch; what the procedures loop over
+--   aveloxis.retry_rejects(repo_id)   puts rejected rows back and drains them again
+--
+-- Each batch runs set-based statements. If one fails, the batch is redone one row at a
+-- time, each in its own subtransaction, and only the rows that still fail go to
+-- staging_rejects with their error: one bad payload never loses the good ones.
+
+-- Entities in the order they are drained: parents before the rows that point at them.
+CREATE FUNCTION aveloxis_ops.drain_entities()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['contributor', 'issue'] $$;
+
+-- Scratch tables of the drain, one set per session, emptied at every COMMIT.
+CREATE FUNCTION aveloxis_ops.drain_scratch()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pg_temp.drain_issues') IS NOT NULL THEN
+        RETURN;
+    END IF;
+    CREATE TEMP TABLE drain_rows (
+        staging_id  bigint PRIMARY KEY,
+        platform_id smallint NOT NULL,
+        doc         jsonb,
+        parse_error text
+    ) ON COMMIT DELETE ROWS;
+    -- Every user object met in the batch, one row per (platform, id), resolved to cntrb_id.
+    CREATE TEMP TABLE drain_users (
+        platform_id smallint NOT NULL,
+        user_id     bigint NOT NULL,
+        login       text,
+        user_type   text,
+        node_id     text,
+        avatar_url  text,
+        api_url     text,
+        html_url    text,
+        gravatar_id text,
+        site_admin  text,
+        name        text,
+        email       text,
+        staging_id  bigint NOT NULL,
+        cntrb_id    uuid,
+        PRIMARY KEY (platform_id, user_id)
+    ) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE drain_user_refs (
+        platform_id smallint NOT NULL,
+        staging_id  bigint NOT NULL,
+        u           jsonb
+    ) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE drain_issues (
+        staging_id        bigint PRIMARY KEY,
+        platform_id       smallint NOT NULL,
+        platform_issue_id bigint,
+        issue_number      integer,
+        node_id           text,
+        issue_title       text,
+        issue_body        text,
+        issue_state       text,
+        issue_url         text,
+        html_url          text,
+        reporter          jsonb,
+        closed_by         jsonb,
+        assignees         jsonb,
+        labels            jsonb,
+        is_pull_request   boolean NOT NULL,
+        created_at        timestamptz,
+        updated_at        timestamptz,
+        closed_at         timestamptz,
+        comment_count     integer,
+        issue_id          bigint,
+        changed           boolean NOT NULL DEFAULT false,
+        was_inserted      boolean NOT NULL DEFAULT false
+    ) ON COMMIT DELETE ROWS;
+END
+$$;
+
+-- A user object from a payload, or NULL when there is none: JSON null, {} and objects
+-- without a positive numeric id are "no user", never a made-up person.
+CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
+                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
+                THEN (u ->> 'id')::bigint END
+$$;
+
+-- Collects the user objects referenced by the batch (drain_user_refs, filled by the
+-- entity mappers) into drain_users, one row per account; the newest staged wins.
+CREATE FUNCTION aveloxis_ops.collect_users()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO pg_temp.drain_users
+        (platform_id, user_id, login, user_type, node_id, avatar_url, api_url, html_url, gravatar_id,
+         site_admin, name, email, staging_id)
+    SELECT DISTINCT ON (r.platform_id, aveloxis_ops.user_id_of(r.u))
+           r.platform_id, aveloxis_ops.user_id_of(r.u), nullif(r.u ->> 'login', ''), r.u ->> 'type',
+           r.u ->> 'node_id', r.u ->> 'avatar_url', r.u ->> 'url', coalesce(r.u ->> 'html_url', r.u ->> 'web_url'),
+           nullif(r.u ->> 'gravatar_id', ''), r.u ->> 'site_admin', nullif(r.u ->> 'name', ''),
+           nullif(r.u ->> 'email', ''), r.staging_id
+    FROM pg_temp.drain_user_refs r
+    WHERE aveloxis_ops.user_id_of(r.u) IS NOT NULL
+    ORDER BY r.platform_id, aveloxis_ops.user_id_of(r.u), r.staging_id DESC;
+END
+$$;
+
+-- Resolves every row of drain_users to a cntrb_id (R1-R4), creating contributors and
+-- identities, following renames. Returns (inserted, updated) contributor counts.
+--
+-- One transaction-scoped lock per platform serializes this short step across
+-- concurrent drains: contributors are shared by all repositories, and without it two
+-- drains could race on one account (deadlocks, or the login index tripping, R3).
+CREATE FUNCTION aveloxis_ops.resolve_users(OUT inserted bigint, OUT updated bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    platform smallint;
+BEGIN
+    inserted := 0;
+    updated := 0;
+    FOR platform IN SELECT DISTINCT platform_id FROM pg_temp.drain_users ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.contributors', platform));
+    END LOOP;
+
+    -- Two accounts of one batch claiming one login (a rename race inside the batch):
+    -- the most recently staged keeps it.
+    UPDATE pg_temp.drain_users d SET login = NULL
+    FROM (SELECT platform_id, user_id,
+                 row_number() OVER (PARTITION BY platform_id, lower(login) ORDER BY staging_id DESC) AS rank
+          FROM pg_temp.drain_users WHERE login IS NOT NULL) r
+    WHERE r.platform_id = d.platform_id AND r.user_id = d.user_id AND r.rank > 1;
+
+    -- R1/R2: a known account keeps its cntrb_id, whatever it was.
+    UPDATE pg_temp.drain_users d SET cntrb_id = i.cntrb_id
+    FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = d.platform_id AND i.platform_user_id = d.user_id;
+
+    -- Then by login: a contributor known by login only (no account id yet) is this account.
+    UPDATE pg_temp.drain_users d SET cntrb_id = c.cntrb_id
+    FROM aveloxis_data.contributors c
+    WHERE d.cntrb_id IS NULL AND d.login IS NOT NULL AND c.cntrb_deleted = 0
+      AND ((d.platform_id = 1 AND lower(c.gh_login) = lower(d.login) AND c.gh_user_id IS NULL)
+        OR (d.platform_id = 2 AND lower(c.gl_username) = lower(d.login) AND c.gl_id IS NULL));
+
+    -- Else a new contributor with the deterministic id (R1).
+    UPDATE pg_temp.drain_users d SET cntrb_id = aveloxis.platform_uuid(d.platform_id, d.user_id)
+    WHERE d.cntrb_id IS NULL;
+
+    WITH ins AS (
+        INSERT INTO aveloxis_data.contributors AS c
+            (cntrb_id, cntrb_login, cntrb_full_name, cntrb_email,
+             gh_user_id, gh_login, gh_url, gh_html_url, gh_node_id, gh_avatar_url, gh_gravatar_id, gh_type, gh_site_admin,
+             gl_id, gl_username, gl_web_url, gl_avatar_url, gl_full_name,
+             tool_source, tool_version, data_source)
+        SELECT d.cntrb_id, d.login, d.name, d.email,
+               CASE WHEN d.platform_id = 1 THEN d.user_id END, CASE WHEN d.platform_id = 1 THEN d.login END,
+               CASE WHEN d.platform_id = 1 THEN d.api_url END, CASE WHEN d.platform_id = 1 THEN d.html_url END,
+               CASE WHEN d.platform_id = 1 THEN d.node_id END, CASE WHEN d.platform_id = 1 THEN d.avatar_url END,
+               CASE WHEN d.platform_id = 1 THEN d.gravatar_id END, CASE WHEN d.platform_id = 1 THEN d.user_type END,
+               CASE WHEN d.platform_id = 1 THEN d.site_admin END,
+               CASE WHEN d.platform_id = 2 THEN d.user_id END, CASE WHEN d.platform_id = 2 THEN d.login END,
+               CASE WHEN d.platform_id = 2 THEN d.html_url END, CASE WHEN d.platform_id = 2 THEN d.avatar_url END,
+               CASE WHEN d.platform_id = 2 THEN d.name END,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_users d
+        ORDER BY d.cntrb_id
+        ON CONFLICT (cntrb_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO inserted FROM ins;
+
+    -- R3: a login now held by another account was freed by a rename; the old holder
+    -- loses it (its history keeps it) before the new holder's row is written.
+    WITH freed AS (
+        UPDATE aveloxis_data.contributor_identities i SET login = NULL
+        FROM pg_temp.drain_users d
+        WHERE i.platform_id = d.platform_id AND lower(i.login) = lower(d.login)
+          AND i.platform_user_id <> d.user_id
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    UPDATE aveloxis_data.contributor_login_history h SET replaced_at = now()
+    FROM freed f
+    WHERE h.platform_id = f.platform_id AND h.platform_user_id = f.platform_user_id AND h.replaced_at IS NULL;
+
+    INSERT INTO aveloxis_data.contributor_identities AS i
+        (platform_id, platform_user_id, cntrb_id, login, name, email, avatar_url, profile_url, user_type, node_id)
+    SELECT d.platform_id, d.user_id, d.cntrb_id, d.login, d.name, d.email, d.avatar_url, d.html_url,
+           d.user_type, d.node_id
+    FROM pg_temp.drain_users d
+    ORDER BY d.platform_id, d.user_id
+    ON CONFLICT (platform_id, platform_user_id) DO UPDATE
+        SET login = EXCLUDED.login, name = coalesce(EXCLUDED.name, i.name), email = coalesce(EXCLUDED.email, i.email),
+            avatar_url = EXCLUDED.avatar_url, profile_url = EXCLUDED.profile_url,
+            user_type = EXCLUDED.user_type, node_id = EXCLUDED.node_id, last_seen_at = now()
+        WHERE (i.login, i.avatar_url, i.profile_url, i.user_type, i.node_id)
+              IS DISTINCT FROM (EXCLUDED.login, EXCLUDED.avatar_url, EXCLUDED.profile_url, EXCLUDED.user_type, EXCLUDED.node_id)
+           OR (EXCLUDED.name IS NOT NULL AND EXCLUDED.name IS DISTINCT FROM i.name)
+           OR (EXCLUDED.email IS NOT NULL AND EXCLUDED.email IS DISTINCT FROM i.email);
+
+    -- Renames: the account's other logins are replaced; the current one is recorded.
+    UPDATE aveloxis_data.contributor_login_history h SET replaced_at = now()
+    FROM pg_temp.drain_users d
+    WHERE h.platform_id = d.platform_id AND h.platform_user_id = d.user_id AND h.replaced_at IS NULL
+      AND h.login IS DISTINCT FROM d.login;
+    INSERT INTO aveloxis_data.contributor_login_history AS h (platform_id, platform_user_id, login, cntrb_id)
+    SELECT d.platform_id, d.user_id, d.login, d.cntrb_id FROM pg_temp.drain_users d WHERE d.login IS NOT NULL
+    ORDER BY d.platform_id, d.user_id
+    ON CONFLICT (platform_id, platform_user_id, login) DO UPDATE SET replaced_at = NULL
+        WHERE h.replaced_at IS NOT NULL;
+
+    -- The denormalized gh_*/gl_* copies follow the identity (R4); cntrb_login follows a
+    -- rename of the login it was copied from. cntrb_id is never touched (R2).
+    WITH upd AS (
+        UPDATE aveloxis_data.contributors c
+        SET gh_user_id = d.user_id,
+            cntrb_login = CASE WHEN c.cntrb_login IS NULL OR c.cntrb_login = c.gh_login THEN d.login ELSE c.cntrb_login END,
+            gh_login = d.login, gh_url = d.api_url, gh_html_url = d.html_url, gh_node_id = d.node_id,
+            gh_avatar_url = d.avatar_url, gh_gravatar_id = d.gravatar_id, gh_type = d.user_type,
+            gh_site_admin = d.site_admin,
+            cntrb_full_name = coalesce(d.name, c.cntrb_full_name), cntrb_email = coalesce(d.email, c.cntrb_email)
+        FROM pg_temp.drain_users d
+        WHERE d.platform_id = 1 AND c.cntrb_id = d.cntrb_id
+          AND ((c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url, c.gh_gravatar_id,
+                c.gh_type, c.gh_site_admin)
+               IS DISTINCT FROM (d.user_id, d.login, d.api_url, d.html_url, d.node_id, d.avatar_url, d.gravatar_id,
+                d.user_type, d.site_admin)
+            OR (d.name IS NOT NULL AND d.name IS DISTINCT FROM c.cntrb_full_name)
+            OR (d.email IS NOT NULL AND d.email IS DISTINCT FROM c.cntrb_email))
+        RETURNING 1
+    ), upd_gl AS (
+        UPDATE aveloxis_data.contributors c
+        SET gl_id = d.user_id,
+            cntrb_login = CASE WHEN c.cntrb_login IS NULL OR c.cntrb_login = c.gl_username THEN d.login ELSE c.cntrb_login END,
+            gl_username = d.login, gl_web_url = d.html_url, gl_avatar_url = d.avatar_url,
+            gl_full_name = coalesce(d.name, c.gl_full_name)
+        FROM pg_temp.drain_users d
+        WHERE d.platform_id = 2 AND c.cntrb_id = d.cntrb_id
+          AND (c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
+              IS DISTINCT FROM (d.user_id, d.login, d.html_url, d.avatar_url)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM upd_gl) INTO updated;
+    -- Rows inserted just now are "updated" by the statement above only if they differ,
+    -- which they never do: the counts do not overlap.
+END
+$$;
+
+-- Counts of one entity in one batch.
+CREATE TYPE aveloxis_ops.drain_counts AS (
+    inserted  bigint,
+    updated   bigint,
+    unchanged bigint,
+    skipped   bigint
+);
+
+-- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
+CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    no_user bigint;
+    resolved record;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    RETURN ROW(resolved.inserted, resolved.updated,
+               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user)::aveloxis_ops.drain_counts;
+END
+$$;
+
+-- 'issue' payloads: GitHub issue objects as /repos/{o}/{r}/issues returns them.
+-- Pull requests in that list (they carry "pull_request") are counted as skipped:
+-- they are drained from their own 'pull_request' payloads.
+CREATE FUNCTION aveloxis_ops.drain_issues(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_issues;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    -- Each payload is taken apart once (jsonb_to_record), not once per field.
+    INSERT INTO pg_temp.drain_issues
+        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
+         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
+         closed_at, comment_count)
+    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.title, x.body, x.state, x.url, x.html_url,
+           x."user", x.closed_by,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
+           -- Old API versions sent "pull_request" with null URLs on every issue.
+           jsonb_typeof(x.pull_request) = 'object'
+               AND coalesce(x.pull_request ->> 'url', x.pull_request ->> 'html_url') IS NOT NULL,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), x.comments
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, number integer, node_id text, title text, body text, state text,
+                                     url text, html_url text, "user" jsonb, closed_by jsonb, assignee jsonb,
+                                     assignees jsonb, labels jsonb, pull_request jsonb, created_at text,
+                                     updated_at text, closed_at text, comments integer)
+    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+
+    IF EXISTS (SELECT FROM pg_temp.drain_issues WHERE platform_issue_id IS NULL OR issue_number IS NULL) THEN
+        RAISE EXCEPTION 'issue payload without a numeric "id" and "number"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage issue objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    SELECT count(*) INTO result.skipped FROM pg_temp.drain_issues WHERE is_pull_request;
+    DELETE FROM pg_temp.drain_issues WHERE is_pull_request;
+    -- One issue staged twice in a batch: the newest version wins, the others are unchanged.
+    DELETE FROM pg_temp.drain_issues d USING pg_temp.drain_issues e
+    WHERE e.platform_issue_id = d.platform_issue_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, u
+    FROM pg_temp.drain_issues d,
+         LATERAL (SELECT d.reporter UNION ALL SELECT d.closed_by
+                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a) refs(u);
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.issues AS i
+            (repo_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state, issue_url,
+             html_url, reporter_id, closed_by_id, created_at, updated_at, closed_at, comment_count,
+             tool_source, tool_version, data_source)
+        SELECT repo, d.platform_issue_id, d.issue_number, d.node_id, d.issue_title, d.issue_body, d.issue_state,
+               d.issue_url, d.html_url, ru.cntrb_id, rc.cntrb_id, d.created_at, d.updated_at, d.closed_at,
+               d.comment_count, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_issues d
+        LEFT JOIN pg_temp.drain_users ru
+               ON ru.platform_id = d.platform_id AND ru.user_id = aveloxis_ops.user_id_of(d.reporter)
+        LEFT JOIN pg_temp.drain_users rc
+               ON rc.platform_id = d.platform_id AND rc.user_id = aveloxis_ops.user_id_of(d.closed_by)
+        ORDER BY d.platform_issue_id
+        ON CONFLICT (repo_id, platform_issue_id) DO UPDATE
+            SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
+                issue_title = EXCLUDED.issue_title, issue_body = EXCLUDED.issue_body,
+                issue_state = EXCLUDED.issue_state, issue_url = EXCLUDED.issue_url, html_url = EXCLUDED.html_url,
+                reporter_id = coalesce(EXCLUDED.reporter_id, i.reporter_id),
+                closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
+                comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
+                data_collection_date = now()
+            -- An older payload never overwrites a newer one; an identical one changes nothing.
+            WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
+              AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,
+                    i.created_at, i.updated_at, i.closed_at, i.comment_count)
+                   IS DISTINCT FROM
+                   (EXCLUDED.issue_number, EXCLUDED.node_id, EXCLUDED.issue_title, EXCLUDED.issue_body,
+                    EXCLUDED.issue_state, EXCLUDED.issue_url, EXCLUDED.html_url, EXCLUDED.created_at,
+                    EXCLUDED.updated_at, EXCLUDED.closed_at, EXCLUDED.comment_count)
+                OR (EXCLUDED.reporter_id IS NOT NULL AND EXCLUDED.reporter_id IS DISTINCT FROM i.reporter_id)
+                OR (EXCLUDED.closed_by_id IS NOT NULL AND EXCLUDED.closed_by_id IS DISTINCT FROM i.closed_by_id))
+        RETURNING i.issue_id, i.platform_issue_id, (i.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_issues d SET issue_id = up.issue_id, changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_issue_id = d.platform_issue_id;
+
+    -- Labels and assignees of changed issues become exactly what the payload lists.
+    DELETE FROM aveloxis_data.issue_labels l USING pg_temp.drain_issues d
+    WHERE d.changed AND l.issue_id = d.issue_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
+                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_text);
+    INSERT INTO aveloxis_data.issue_labels AS l
+        (issue_id, repo_id, label_text, label_description, label_color, platform_label_id,
+         tool_source, tool_version, data_source)
+    SELECT DISTINCT ON (d.issue_id, e ->> 'name')
+           d.issue_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
+           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END,
+           'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_issues d, jsonb_array_elements(d.labels) e
+    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
+    ORDER BY d.issue_id, e ->> 'name'
+    ON CONFLICT (issue_id, label_text) DO UPDATE
+        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
+            platform_label_id = EXCLUDED.platform_label_id
+        WHERE (l.label_description, l.label_color, l.platform_label_id)
+              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
+
+    DELETE FROM aveloxis_data.issue_assignees a USING pg_temp.drain_issues d
+    WHERE d.changed AND a.issue_id = d.issue_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
+                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
+    INSERT INTO aveloxis_data.issue_assignees AS a
+        (issue_id, repo_id, platform_assignee_id, cntrb_id, tool_source, tool_version, data_source)
+    SELECT DISTINCT ON (d.issue_id, u.user_id)
+           d.issue_id, repo, u.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
+    JOIN pg_temp.drain_users u ON u.user_id = aveloxis_ops.user_id_of(e)
+    WHERE d.changed AND u.platform_id = d.platform_id
+    ORDER BY d.issue_id, u.user_id
+    ON CONFLICT (issue_id, platform_assignee_id) DO NOTHING;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_issues;
+    result.unchanged := total - result.skipped - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
+-- Dispatch by entity.
+CREATE FUNCTION aveloxis_ops.drain_entity(entity text, repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE entity
+        WHEN 'contributor' THEN RETURN aveloxis_ops.drain_contributors(only_staging_id);
+        WHEN 'issue' THEN RETURN aveloxis_ops.drain_issues(repo, only_staging_id);
+    END CASE;
+END
+$$;
+
+-- Moves staged rows into staging_rejects with their error; a row rejected before
+-- (retry_rejects) counts one more attempt.
+CREATE FUNCTION aveloxis_ops.reject(staging_ids bigint[], error text, sqlstate text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH moved AS (
+        DELETE FROM aveloxis_ops.staging s WHERE s.staging_id = ANY (staging_ids) RETURNING s.*
+    ), ins AS (
+        INSERT INTO aveloxis_ops.staging_rejects AS r
+            (staging_id, repo_id, platform_id, entity, envelope_version, payload, context, staged_at, error, sqlstate)
+        SELECT m.staging_id, m.repo_id, m.platform_id, m.entity, m.envelope_version, m.payload, m.context,
+               m.staged_at, error, sqlstate
+        FROM moved m
+        ON CONFLICT (staging_id) DO UPDATE
+            SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, attempts = r.attempts + 1,
+                last_rejected_at = now(), payload = EXCLUDED.payload, context = EXCLUDED.context
+        RETURNING 1
+    )
+    SELECT count(*) FROM ins
+$$;
+
+CREATE FUNCTION aveloxis_ops.add_counts(run bigint, entity text, c aveloxis_ops.drain_counts, rejected bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO aveloxis_ops.drain_run_counts AS t (run_id, entity, inserted, updated, unchanged, skipped, rejected)
+    VALUES (run, entity, coalesce(c.inserted, 0), coalesce(c.updated, 0), coalesce(c.unchanged, 0),
+            coalesce(c.skipped, 0), rejected)
+    ON CONFLICT (run_id, entity) DO UPDATE
+        SET inserted = t.inserted + EXCLUDED.inserted, updated = t.updated + EXCLUDED.updated,
+            unchanged = t.unchanged + EXCLUDED.unchanged, skipped = t.skipped + EXCLUDED.skipped,
+            rejected = t.rejected + EXCLUDED.rejected
+$$;
+
+-- Starts a drain run of a repository; returns its run_id.
+CREATE FUNCTION aveloxis.drain_begin(repo_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = drain_begin.repo_id) THEN
+        RAISE EXCEPTION 'repo % does not exist', drain_begin.repo_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
+    END IF;
+    INSERT INTO aveloxis_ops.drain_runs (repo_id) VALUES (drain_begin.repo_id) RETURNING run_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Drains one batch of one repository, in entity order, and says what is left:
+-- 'more' (call again), 'done', or 'busy' (another session holds the repository's drain).
+-- One transaction: the caller commits between steps.
+CREATE FUNCTION aveloxis.drain_step(repo_id bigint, run_id bigint, batch_size integer DEFAULT 1000)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target     bigint := drain_step.repo_id;
+    run        bigint := drain_step.run_id;
+    ent        text;
+    after_id   bigint;
+    taken      bigint;
+    batch      aveloxis_ops.drain_counts;
+    one        aveloxis_ops.drain_counts;
+    rejected   bigint;
+    row_id     bigint;
+    err_text   text;
+    err_state  text;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One drain per repository at a time; transaction-scoped, so it can never leak.
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.drain', target)) THEN
+        RETURN 'busy';
+    END IF;
+    PERFORM aveloxis_ops.drain_scratch();
+
+    FOREACH ent IN ARRAY aveloxis_ops.drain_entities() LOOP
+        -- Rows left pending earlier in this run are not read again until the next run.
+        SELECT c.last_staging_id INTO after_id FROM aveloxis_ops.drain_run_counts c
+        WHERE c.run_id = run AND c.entity = ent;
+        DELETE FROM pg_temp.drain_rows;
+        BEGIN
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, doc, parse_error)
+            SELECT s.staging_id, s.platform_id, CASE WHEN e.err IS NULL THEN c.clean::jsonb END,
+                   'payload is not valid JSON: ' || e.err
+            FROM (SELECT st.staging_id, st.platform_id, st.payload FROM aveloxis_ops.staging st
+                  WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
+                    AND st.staging_id > coalesce(after_id, 0)
+                  ORDER BY st.staging_id LIMIT batch_size FOR UPDATE SKIP LOCKED) s,
+                 LATERAL (SELECT aveloxis_ops.sanitize_json(s.payload) AS clean) c,
+                 LATERAL (SELECT aveloxis_ops.json_syntax_error(c.clean) AS err) e;
+        EXCEPTION WHEN OTHERS THEN
+            -- Valid JSON that jsonb still refuses (e.g. nesting too deep): find it row by row.
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, doc, parse_error)
+            SELECT st.staging_id, st.platform_id, p.doc, 'payload is not valid JSON: ' || p.err
+            FROM (SELECT st.staging_id, st.platform_id, st.payload FROM aveloxis_ops.staging st
+                  WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
+                    AND st.staging_id > coalesce(after_id, 0)
+                  ORDER BY st.staging_id LIMIT batch_size FOR UPDATE SKIP LOCKED) st,
+                 LATERAL aveloxis_ops.parse_payload(st.payload) p;
+        END;
+        SELECT count(*) INTO taken FROM pg_temp.drain_rows;
+        CONTINUE WHEN taken = 0;
+
+        INSERT INTO aveloxis_ops.drain_run_counts AS c (run_id, entity, last_staging_id)
+        SELECT run, ent, max(staging_id) FROM pg_temp.drain_rows
+        ON CONFLICT ON CONSTRAINT drain_run_counts_pkey DO UPDATE SET last_staging_id = EXCLUDED.last_staging_id;
+
+        -- Every entity's payload is one JSON object.
+        UPDATE pg_temp.drain_rows r
+        SET parse_error = format('payload is a JSON %s, not an object', jsonb_typeof(r.doc)), doc = NULL
+        WHERE jsonb_typeof(r.doc) <> 'object';
+        rejected := 0;
+        FOR row_id, err_text IN SELECT staging_id, parse_error FROM pg_temp.drain_rows WHERE parse_error IS NOT NULL LOOP
+            rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], err_text, '22P02');
+        END LOOP;
+
+        BEGIN
+            batch := aveloxis_ops.drain_entity(ent, target, NULL);
+            UPDATE aveloxis_ops.staging s SET drained_at = now()
+            FROM pg_temp.drain_rows r WHERE r.staging_id = s.staging_id AND r.doc IS NOT NULL;
+            -- Rows put back by requeue_rejects() that now drained are no longer rejects.
+            DELETE FROM aveloxis_ops.staging_rejects j
+            USING pg_temp.drain_rows r WHERE j.staging_id = r.staging_id AND r.doc IS NOT NULL;
+        EXCEPTION WHEN OTHERS THEN
+            -- Something in the batch cannot be stored: redo it row by row, so only that
+            -- row is rejected and the others are stored.
+            batch := ROW(0, 0, 0, 0)::aveloxis_ops.drain_counts;
+            FOR row_id IN SELECT staging_id FROM pg_temp.drain_rows WHERE doc IS NOT NULL ORDER BY staging_id LOOP
+                BEGIN
+                    one := aveloxis_ops.drain_entity(ent, target, row_id);
+                    UPDATE aveloxis_ops.staging s SET drained_at = now() WHERE s.staging_id = row_id;
+                    DELETE FROM aveloxis_ops.staging_rejects j WHERE j.staging_id = row_id;
+                    batch.inserted := batch.inserted + one.inserted;
+                    batch.updated := batch.updated + one.updated;
+                    batch.unchanged := batch.unchanged + one.unchanged;
+                    batch.skipped := batch.skipped + one.skipped;
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS err_text = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
+                    rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], err_text, err_state);
+                END;
+            END LOOP;
+        END;
+        PERFORM aveloxis_ops.add_counts(run, ent, batch, rejected);
+        RETURN 'more';
+    END LOOP;
+    RETURN 'done';
+END
+$$;
+
+-- Parses one payload the slow, exact way: the jsonb, or why not.
+CREATE FUNCTION aveloxis_ops.parse_payload(payload text, OUT doc jsonb, OUT err text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    doc := aveloxis_ops.sanitize_json(payload)::jsonb;
+EXCEPTION WHEN OTHERS THEN
+    err := SQLERRM;
+END
+$$;
+
+-- Ends a drain run, records its outcome and reports its counts as a NOTICE.
+CREATE FUNCTION aveloxis.drain_finish(run_id bigint, last_step text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.drain_runs;
+    summary text;
+BEGIN
+    UPDATE aveloxis_ops.drain_runs d
+    SET finished_at = clock_timestamp(), outcome = CASE last_step WHEN 'busy' THEN 'lock_busy' ELSE 'drained' END
+    WHERE d.run_id = drain_finish.run_id RETURNING * INTO run;
+    IF last_step = 'busy' THEN
+        RAISE NOTICE 'repo % is being drained by another session; this drain (run %) returns without draining more',
+            run.repo_id, run.run_id;
+        RETURN;
+    END IF;
+    SELECT string_agg(format('%s: %s inserted, %s updated, %s unchanged, %s skipped, %s rejected',
+                             c.entity, c.inserted, c.updated, c.unchanged, c.skipped, c.rejected), '; '
+                      ORDER BY array_position(aveloxis_ops.drain_entities(), c.entity))
+    INTO summary
+    FROM aveloxis_ops.drain_run_counts c WHERE c.run_id = run.run_id;
+    RAISE NOTICE 'drained repo % (run %): %', run.repo_id, run.run_id, coalesce(summary, 'nothing pending');
+END
+$$;
+
+-- Drains everything staged for one repository, committing after every batch. Call it
+-- outside an explicit transaction block (autocommit), as CALL requires for COMMIT.
+CREATE PROCEDURE aveloxis.drain(repo_id bigint, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step text;
+BEGIN
+    run := aveloxis.drain_begin(repo_id);
+    COMMIT;
+    LOOP
+        step := aveloxis.drain_step(repo_id, run, batch_size);
+        COMMIT;
+        EXIT WHEN step <> 'more';
+    END LOOP;
+    PERFORM aveloxis.drain_finish(run, step);
+    COMMIT;
+END
+$$;
+
+-- Repositories with staged rows not drained yet.
+CREATE FUNCTION aveloxis.pending_repos()
+RETURNS SETOF bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT DISTINCT s.repo_id FROM aveloxis_ops.staging s WHERE s.drained_at IS NULL ORDER BY 1
+$$;
+
+-- Drains every repository that has pending staged rows, one after another.
+CREATE PROCEDURE aveloxis.drain_all(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    pending bigint;
+BEGIN
+    FOR pending IN SELECT r FROM aveloxis.pending_repos() r LOOP
+        CALL aveloxis.drain(pending, batch_size);
+    END LOOP;
+END
+$$;
+
+-- Puts a repository's rejected rows back into staging (after a fix to the extension or
+-- the data) and drains them again; rows that fail again return with attempts + 1.
+CREATE FUNCTION aveloxis.requeue_rejects(repo_id bigint)
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH back AS (
+        INSERT INTO aveloxis_ops.staging
+            (staging_id, repo_id, platform_id, entity, envelope_version, payload, context, staged_at)
+        SELECT r.staging_id, r.repo_id, r.platform_id, r.entity, r.envelope_version, r.payload, r.context, r.staged_at
+        FROM aveloxis_ops.staging_rejects r WHERE r.repo_id = requeue_rejects.repo_id
+        ON CONFLICT (staging_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) FROM back
+$$;
+
+CREATE PROCEDURE aveloxis.retry_rejects(repo_id bigint, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM aveloxis.requeue_rejects(repo_id);
+    COMMIT;
+    CALL aveloxis.drain(repo_id, batch_size);
+END
+$$;

@@ -1,0 +1,565 @@
+//! The staged pipeline end to end: real recorded GitHub payloads staged as text, drained
+//! by `CALL aveloxis.drain`, and the stored rows compared with the fixture JSON, which
+//! the test reads independently.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use harness::sqlx::{self, Row};
+use harness::{fixture_records, TestDb};
+use serde_json::Value;
+
+const ISSUE_FIXTURES: &[&str] = &[
+    "github/issues/pygithub/Repository.testGetIssues.json",
+    "github/issues/pygithub/Issue.setUp.json",
+    "github/issues/pygithub/Issue572.testIssueAsPullRequest.json",
+    "github/issues/pygithub/Issue572.testPullReqeustAsIssue.json",
+    "github/issues/pygithub/PaginatedList.testSliceIndexingUntilFourthPage.json",
+    "github/issues/pygithub/Repository.testGetIssuesWithTypeWildcard.json",
+    "github/issues/octokit/paginate-issues.normalized-fixture.json",
+    "github/issues/octokit/search-issues.normalized-fixture.json",
+];
+
+/// The issue objects of a fixture (search results unwrapped), in recorded order.
+fn issue_records(path: &str) -> Vec<Value> {
+    fixture_records(path)
+        .into_iter()
+        .flat_map(|r| match r.get("items") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => vec![r],
+        })
+        .filter(|r| r.get("number").is_some() && r["url"].as_str().is_some_and(|u| u.contains("/issues/")))
+        .collect()
+}
+
+fn is_pull_request(issue: &Value) -> bool {
+    let pr = &issue["pull_request"];
+    pr.is_object() && (pr["url"].is_string() || pr["html_url"].is_string())
+}
+
+fn user_id(u: &Value) -> Option<i64> {
+    u.get("id").and_then(Value::as_i64).filter(|id| *id > 0)
+}
+
+/// What the issues table must hold for these records: the newest version of each issue.
+fn expected_issues(records: &[Value]) -> BTreeMap<i64, Value> {
+    let mut newest: BTreeMap<i64, Value> = BTreeMap::new();
+    for r in records.iter().filter(|r| !is_pull_request(r)) {
+        let id = r["id"].as_i64().unwrap();
+        let replace = match newest.get(&id) {
+            None => true,
+            Some(old) => r["updated_at"].as_str().unwrap_or("") >= old["updated_at"].as_str().unwrap_or(""),
+        };
+        if replace {
+            newest.insert(id, r.clone());
+        }
+    }
+    newest
+}
+
+async fn add_repo(db: &TestDb, url: &str) -> i64 {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar("SELECT aveloxis.add_repo($1)")
+        .bind(url)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_github_issue_fixture_drains_to_its_values() {
+    let db = TestDb::with_extension("drain_issue_fixtures").await;
+    let mut checked_issues = 0;
+    for (n, path) in ISSUE_FIXTURES.iter().enumerate() {
+        let records = issue_records(path);
+        assert!(!records.is_empty(), "{path} holds no issue objects");
+        let repo = add_repo(&db, &format!("https://github.com/fixtures/repo{n}")).await;
+        db.stage(repo, "issue", &records.iter().map(Value::to_string).collect::<Vec<_>>())
+            .await;
+        let counts = db.drain(repo).await;
+
+        let expected = expected_issues(&records);
+        let prs = records.iter().filter(|r| is_pull_request(r)).count() as i64;
+        let non_prs = records.len() as i64 - prs;
+        assert_eq!(
+            counts,
+            [(
+                "issue".to_string(),
+                expected.len() as i64,
+                0,
+                non_prs - expected.len() as i64,
+                prs,
+                0
+            )],
+            "{path}: (entity, inserted, updated, unchanged, skipped, rejected)"
+        );
+
+        let mut conn = db.connect().await;
+        let rows = sqlx::query(
+            "SELECT i.platform_issue_id, i.issue_number, i.issue_title, i.issue_body, i.issue_state, i.html_url,
+                    to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created,
+                    to_char(i.closed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS closed,
+                    i.comment_count, c.gh_login AS reporter,
+                    (SELECT array_agg(l.label_text ORDER BY l.label_text) FROM aveloxis_data.issue_labels l
+                     WHERE l.issue_id = i.issue_id) AS labels,
+                    (SELECT array_agg(a.platform_assignee_id ORDER BY a.platform_assignee_id)
+                     FROM aveloxis_data.issue_assignees a WHERE a.issue_id = i.issue_id) AS assignees,
+                    (SELECT bool_and(a.cntrb_id = aveloxis.platform_uuid(1::smallint, a.platform_assignee_id))
+                     FROM aveloxis_data.issue_assignees a WHERE a.issue_id = i.issue_id) AS assignee_ids_deterministic
+             FROM aveloxis_data.issues i LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = i.reporter_id
+             WHERE i.repo_id = $1 ORDER BY 1",
+        )
+        .bind(repo)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), expected.len(), "{path}");
+        for row in rows {
+            let id: i64 = row.get("platform_issue_id");
+            let want = &expected[&id];
+            let ctx = format!("{path} issue {id}");
+            assert_eq!(
+                row.get::<i32, _>("issue_number") as i64,
+                want["number"].as_i64().unwrap(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("issue_title").as_deref(),
+                want["title"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("issue_body").as_deref(),
+                want["body"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("issue_state").as_deref(),
+                want["state"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("html_url").as_deref(),
+                want["html_url"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("created").as_deref(),
+                want["created_at"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("closed").as_deref(),
+                want["closed_at"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<i32>, _>("comment_count").map(i64::from),
+                want["comments"].as_i64(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("reporter").as_deref(),
+                want["user"]["login"].as_str(),
+                "{ctx}"
+            );
+
+            let labels: BTreeSet<String> = want["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["name"].as_str().map(str::to_string))
+                .collect();
+            let got: BTreeSet<String> = row
+                .get::<Option<Vec<String>>, _>("labels")
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            assert_eq!(got, labels, "{ctx} labels");
+
+            let mut assignees: BTreeSet<i64> = want["assignees"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(user_id)
+                .collect();
+            if want.get("assignees").is_none() {
+                assignees.extend(user_id(&want["assignee"]));
+            }
+            let got: BTreeSet<i64> = row
+                .get::<Option<Vec<i64>>, _>("assignees")
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            assert_eq!(got, assignees, "{ctx} assignees");
+            if !assignees.is_empty() {
+                assert_eq!(
+                    row.get::<Option<bool>, _>("assignee_ids_deterministic"),
+                    Some(true),
+                    "{ctx}"
+                );
+            }
+            checked_issues += 1;
+        }
+    }
+    assert!(checked_issues > 30, "only {checked_issues} issues were compared");
+
+    // Every account seen got exactly one contributor, with the deterministic id (R1).
+    let mut conn = db.connect().await;
+    let (contributors, identities, deterministic): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.contributors),
+                (SELECT count(*) FROM aveloxis_data.contributor_identities),
+                (SELECT count(*) FROM aveloxis_data.contributor_identities
+                 WHERE cntrb_id = aveloxis.platform_uuid(platform_id, platform_user_id))",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((contributors, deterministic), (identities, identities));
+}
+
+#[tokio::test]
+async fn redrain_changes_nothing_and_newer_payloads_update() {
+    let db = TestDb::with_extension("drain_idempotent").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    let records = issue_records(ISSUE_FIXTURES[0]);
+    let payloads: Vec<String> = records.iter().map(Value::to_string).collect();
+    db.stage(repo, "issue", &payloads).await;
+    db.drain(repo).await;
+
+    let snapshot = "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
+        SELECT i.*::text AS t FROM aveloxis_data.issues i
+        UNION ALL SELECT l::text FROM aveloxis_data.issue_labels l
+        UNION ALL SELECT a::text FROM aveloxis_data.issue_assignees a
+        UNION ALL SELECT c::text FROM aveloxis_data.contributors c
+        UNION ALL SELECT (x.platform_id, x.platform_user_id, x.cntrb_id, x.login)::text
+                  FROM aveloxis_data.contributor_identities x) s(t)";
+    let mut conn = db.connect().await;
+    let before: String = sqlx::query_scalar(snapshot).fetch_one(&mut conn).await.unwrap();
+
+    db.stage(repo, "issue", &payloads).await;
+    let counts = db.drain(repo).await;
+    assert_eq!(counts, [("issue".to_string(), 0, 0, 16, 0, 0)]);
+    let after: String = sqlx::query_scalar(snapshot).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(before, after, "re-draining identical payloads changed stored rows");
+
+    // A newer version of one issue: title, state and labels follow it.
+    let mut newer = records[0].clone();
+    newer["title"] = "Renamed upstream".into();
+    newer["state"] = "closed".into();
+    newer["updated_at"] = "2030-01-01T00:00:00Z".into();
+    newer["labels"] = Value::Array(vec![]);
+    // And an older version of another: it must not win.
+    let mut older = records[1].clone();
+    older["title"] = "Stale".into();
+    older["updated_at"] = "2001-01-01T00:00:00Z".into();
+    db.stage(repo, "issue", &[newer.to_string(), older.to_string()]).await;
+    let counts = db.drain(repo).await;
+    assert_eq!(counts, [("issue".to_string(), 0, 1, 1, 0, 0)]);
+    let (title, state, labels): (String, String, i64) = sqlx::query_as(
+        "SELECT issue_title, issue_state,
+                (SELECT count(*) FROM aveloxis_data.issue_labels l WHERE l.issue_id = i.issue_id)
+         FROM aveloxis_data.issues i WHERE platform_issue_id = $1",
+    )
+    .bind(records[0]["id"].as_i64().unwrap())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (title.as_str(), state.as_str(), labels),
+        ("Renamed upstream", "closed", 0)
+    );
+    let stale: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.issues WHERE issue_title = 'Stale'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stale, 0);
+}
+
+#[tokio::test]
+async fn corrupted_payloads_are_rejected_and_their_neighbours_stored() {
+    let db = TestDb::with_extension("drain_rejects").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    let records = issue_records(ISSUE_FIXTURES[0]);
+    let mut payloads: Vec<String> = records.iter().map(Value::to_string).collect();
+    let good = payloads.len() as i64;
+    let truncated = payloads[3][..payloads[3].len() / 2].to_string();
+    payloads.insert(2, truncated);
+    payloads.insert(5, r#"{"id": "not a number", "number": 7, "title": "x"}"#.to_string());
+    payloads.insert(9, r#"{"title": "no id, no number"}"#.to_string());
+    payloads.push(r#"[1, 2, 3]"#.to_string());
+    db.stage(repo, "issue", &payloads).await;
+
+    let counts = db.drain(repo).await;
+    assert_eq!(counts, [("issue".to_string(), good, 0, 0, 0, 4)]);
+
+    let mut conn = db.connect().await;
+    let rejects: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT error, sqlstate, attempts FROM aveloxis_ops.staging_rejects WHERE repo_id = $1 ORDER BY staging_id",
+    )
+    .bind(repo)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rejects.len(), 4);
+    assert!(
+        rejects[0].0.starts_with("payload is not valid JSON: EOF while parsing"),
+        "{rejects:?}"
+    );
+    assert!(
+        rejects[1].0.contains("invalid input syntax for type bigint"),
+        "{rejects:?}"
+    );
+    assert_eq!(rejects[2].0, "issue payload without a numeric \"id\" and \"number\"");
+    assert_eq!(rejects[3].0, "payload is a JSON array, not an object");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "every staged row is drained or rejected");
+
+    // Fix one rejected payload in place and retry: it drains; the others come back with attempts 2.
+    sqlx::query(
+        "UPDATE aveloxis_ops.staging_rejects SET payload = replace(payload, '\"not a number\"', '424242')
+         WHERE payload LIKE '%not a number%'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("CALL aveloxis.retry_rejects($1)")
+        .bind(repo)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let after: Vec<(String, i32)> =
+        sqlx::query_as("SELECT error, attempts FROM aveloxis_ops.staging_rejects ORDER BY staging_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(after.iter().map(|r| r.1).collect::<Vec<_>>(), [2, 2, 2]);
+    let fixed: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.issues WHERE platform_issue_id = 424242")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fixed, 1);
+}
+
+#[tokio::test]
+async fn bad_text_and_dates_are_cleaned_at_the_boundary() {
+    let db = TestDb::with_extension("drain_sanitize").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    let payloads = [
+        // NUL, control and lone-surrogate escapes; a zero and a pre-1970 date.
+        r#"{"id": 1, "number": 1, "title": "nul\u0000 bell\u0007 half\ud800 ok", "body": "tab\tkept\u0000",
+            "state": "open", "created_at": "0001-01-01T00:00:00Z", "updated_at": "1969-07-20T20:17:00Z",
+            "closed_at": "not a date", "user": null, "assignees": [{}], "labels": null}"#,
+        // An escaped backslash before u0000 is text, not a NUL.
+        r#"{"id": 2, "number": 2, "title": "path C:\\u0000dir", "state": "open", "user": {},
+            "created_at": "2020-02-29T12:00:00+02:00"}"#,
+    ];
+    db.stage(repo, "issue", &payloads.map(str::to_string)).await;
+    assert_eq!(db.drain(repo).await, [("issue".to_string(), 2, 0, 0, 0, 0)]);
+    let mut conn = db.connect().await;
+    type Row = (String, Option<String>, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT issue_title, issue_body, created_at::text, updated_at::text, reporter_id::text
+         FROM aveloxis_data.issues ORDER BY platform_issue_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows[0],
+        (
+            "nul bell half\u{fffd} ok".into(),
+            Some("tab\tkept".into()),
+            None,
+            None,
+            None
+        )
+    );
+    assert_eq!(rows[1].0, "path C:\\u0000dir");
+    assert_eq!(rows[1].2.as_deref(), Some("2020-02-29 10:00:00+00"));
+    assert_eq!(rows[1].4, None, "an empty user object is no user");
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.contributors")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(people, 0, "null and {{}} users never become fake people");
+}
+
+#[tokio::test]
+async fn renames_keep_the_contributor_and_free_the_old_login() {
+    let db = TestDb::with_extension("drain_renames").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    let issue = |id: i64, user_id: i64, login: &str, updated: &str| {
+        format!(
+            r#"{{"id": {id}, "number": {id}, "title": "t", "state": "open", "updated_at": "{updated}",
+                "user": {{"id": {user_id}, "login": "{login}", "type": "User"}}}}"#
+        )
+    };
+    db.stage(repo, "issue", &[issue(1, 100, "alice", "2020-01-01T00:00:00Z")])
+        .await;
+    db.drain(repo).await;
+    // alice renames to alice2; later bob (a new account) takes the name "alice".
+    db.stage(repo, "issue", &[issue(2, 100, "alice2", "2021-01-01T00:00:00Z")])
+        .await;
+    db.drain(repo).await;
+    db.stage(repo, "issue", &[issue(3, 200, "Alice", "2022-01-01T00:00:00Z")])
+        .await;
+    db.drain(repo).await;
+    let mut conn = db.connect().await;
+    let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT i.platform_user_id, i.login, c.gh_login FROM aveloxis_data.contributor_identities i
+         JOIN aveloxis_data.contributors c USING (cntrb_id) ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (100, Some("alice2".into()), "alice2".into()),
+            (200, Some("Alice".into()), "Alice".into())
+        ]
+    );
+    let history: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT platform_user_id, login, replaced_at IS NOT NULL FROM aveloxis_data.contributor_login_history
+         ORDER BY 1, first_seen_at, login",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        history,
+        [
+            (100, "alice".into(), true),
+            (100, "alice2".into(), false),
+            (200, "Alice".into(), false)
+        ]
+    );
+    let ids: Vec<bool> = sqlx::query_scalar(
+        "SELECT cntrb_id = aveloxis.platform_uuid(1::smallint, platform_user_id)
+         FROM aveloxis_data.contributor_identities ORDER BY platform_user_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ids, [true, true], "cntrb_id never changes (R2)");
+
+    // Account 100 shows up as "alice" again (renamed back, or an old payload drained
+    // last) while 200 holds "Alice": the drain trusts the payload it drains last, frees
+    // the login from 200, and nothing fails.
+    db.stage(repo, "issue", &[issue(4, 100, "alice", "2023-01-01T00:00:00Z")])
+        .await;
+    assert_eq!(db.drain(repo).await[0].5, 0, "the login index never rejects a row");
+    let holders: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.contributor_identities WHERE lower(login) = 'alice'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(holders, 1);
+}
+
+#[tokio::test]
+async fn contributor_payloads_make_deterministic_contributors() {
+    let db = TestDb::with_extension("drain_contributors").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    let users: Vec<Value> = fixture_records("github/contributors/pygithub/Repository.testGetContributors.json");
+    assert!(!users.is_empty());
+    db.stage(
+        repo,
+        "contributor",
+        &users.iter().map(Value::to_string).collect::<Vec<_>>(),
+    )
+    .await;
+    let counts = db.drain(repo).await;
+    let distinct: BTreeSet<i64> = users.iter().filter_map(user_id).collect();
+    assert_eq!(counts, [("contributor".to_string(), distinct.len() as i64, 0, 0, 0, 0)]);
+    let mut conn = db.connect().await;
+    for u in &users {
+        let (login, uuid_ok): (String, bool) = sqlx::query_as(
+            "SELECT gh_login, cntrb_id = aveloxis.platform_uuid(1::smallint, gh_user_id)
+             FROM aveloxis_data.contributors WHERE gh_user_id = $1",
+        )
+        .bind(user_id(u).unwrap())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(Some(login.as_str()), u["login"].as_str());
+        assert!(uuid_ok);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_drains_never_duplicate_or_deadlock() {
+    let db = TestDb::with_extension("drain_concurrent").await;
+    let records = issue_records(ISSUE_FIXTURES[0]);
+    let payloads: Vec<String> = records.iter().map(Value::to_string).collect();
+    let mut repos = Vec::new();
+    for n in 0..4 {
+        let repo = add_repo(&db, &format!("https://github.com/o/concurrent{n}")).await;
+        // The same people appear in every repository: drains contend on contributors.
+        db.stage(repo, "issue", &payloads).await;
+        repos.push(repo);
+    }
+    let pool = db.pool(8).await;
+    let mut tasks = Vec::new();
+    for &repo in &repos {
+        for _ in 0..2 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut conn = pool.acquire().await.unwrap();
+                sqlx::query("CALL aveloxis.drain($1, 4)")
+                    .bind(repo)
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (issues, contributors, pending): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.issues), (SELECT count(*) FROM aveloxis_data.contributors),
+                (SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let people: BTreeSet<i64> = records
+        .iter()
+        .flat_map(|r| [user_id(&r["user"]), user_id(&r["assignee"]), user_id(&r["closed_by"])])
+        .flatten()
+        .chain(
+            records
+                .iter()
+                .flat_map(|r| r["assignees"].as_array().into_iter().flatten().filter_map(user_id)),
+        )
+        .collect();
+    assert_eq!((issues, contributors, pending), (16 * 4, people.len() as i64, 0));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn id_only_stubs_are_rejected_one_by_one_and_none_is_lost() {
+    // PyGithub's pagination fixture trims issues to {"id": N}: not storable as issues.
+    let db = TestDb::with_extension("drain_stubs").await;
+    let repo = add_repo(&db, "https://github.com/openframeworks/openFrameworks").await;
+    let stubs = fixture_records("github/issues/pygithub/Issue33.testClosedIssues.json");
+    assert!(stubs.len() > 100);
+    db.stage(repo, "issue", &stubs.iter().map(Value::to_string).collect::<Vec<_>>())
+        .await;
+    assert_eq!(
+        db.drain(repo).await,
+        [("issue".to_string(), 0, 0, 0, 0, stubs.len() as i64)]
+    );
+    let mut conn = db.connect().await;
+    let (rejects, distinct_errors): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT error) FROM aveloxis_ops.staging_rejects WHERE repo_id = $1")
+            .bind(repo)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((rejects, distinct_errors), (stubs.len() as i64, 1));
+}
