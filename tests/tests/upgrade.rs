@@ -240,3 +240,68 @@ fn upgrade_scripts_chain_from_released_versions() {
         }
     }
 }
+
+#[tokio::test]
+async fn data_from_the_oldest_release_survives_the_upgrades() {
+    let current = extension_version();
+    let frozen = frozen_install_scripts();
+    let (_, oldest, oldest_path) = frozen.first().expect("no released install script");
+    let _alias;
+    let start_version = if *oldest == current {
+        _alias = AliasScript::install(oldest_path, &format!("{current}-frozen-data"));
+        format!("{current}-frozen-data")
+    } else {
+        oldest.clone()
+    };
+    let db = TestDb::empty("upgrade_live_data").await;
+    db.execute(&format!("CREATE EXTENSION pg_aveloxis VERSION '{start_version}'"))
+        .await;
+    // What 0.1.0 offered: the registry.
+    db.execute(
+        "SELECT aveloxis.add_repo('https://github.com/chaoss/augur', 'CHAOSS');
+         SELECT aveloxis.add_repo('/srv/git/local.git');
+         SELECT aveloxis.record_rename(1, 'https://github.com/chaoss/augur-next');",
+    )
+    .await;
+    if *oldest != current {
+        db.execute("ALTER EXTENSION pg_aveloxis UPDATE").await;
+    }
+    let mut conn = db.connect().await;
+    let repos: Vec<(i64, String)> = sqlx::query_as("SELECT repo_id, repo_git FROM aveloxis_data.repos ORDER BY 1")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        repos,
+        [
+            (1, "https://github.com/chaoss/augur-next".into()),
+            (2, "/srv/git/local.git".into())
+        ]
+    );
+    let old: Option<i64> = sqlx::query_scalar("SELECT aveloxis.resolve_repo('https://github.com/chaoss/augur')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(old, Some(1));
+    let next: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/chaoss/grimoirelab')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(next, 3, "identity sequences continue across the upgrade");
+    if *oldest != current {
+        // The upgraded database does what the current version does: stage and drain.
+        sqlx::query(
+            "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+             VALUES (1, 1, 'issue', '{\"id\": 1, \"number\": 1, \"title\": \"after upgrade\", \"state\": \"open\"}')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("CALL aveloxis.drain(1)").execute(&mut conn).await.unwrap();
+        let title: String = sqlx::query_scalar("SELECT issue_title FROM aveloxis_data.issues")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(title, "after upgrade");
+    }
+}
