@@ -14,7 +14,7 @@
 CREATE FUNCTION aveloxis_ops.drain_entities()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY['contributor', 'issue'] $$;
+AS $$ SELECT ARRAY['contributor', 'issue', 'issue_comment'] $$;
 
 -- Scratch tables of the drain, one set per session, emptied at every COMMIT.
 CREATE FUNCTION aveloxis_ops.drain_scratch()
@@ -30,7 +30,26 @@ BEGIN
         staging_id  bigint PRIMARY KEY,
         platform_id smallint NOT NULL,
         doc         jsonb,
-        parse_error text
+        context     jsonb,
+        parse_error text,
+        -- Set by a mapper when the row's parent has not arrived: it stays staged.
+        pending     boolean NOT NULL DEFAULT false
+    ) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE drain_comments (
+        staging_id      bigint PRIMARY KEY,
+        platform_id     smallint NOT NULL,
+        platform_msg_id bigint,
+        node_id         text,
+        body            text,
+        html_url        text,
+        parent_number   integer,
+        author          jsonb,
+        created_at      timestamptz,
+        updated_at      timestamptz,
+        issue_id        bigint,
+        msg_id          bigint,
+        changed         boolean NOT NULL DEFAULT false,
+        was_inserted    boolean NOT NULL DEFAULT false
     ) ON COMMIT DELETE ROWS;
     -- Every user object met in the batch, one row per (platform, id), resolved to cntrb_id.
     CREATE TEMP TABLE drain_users (
@@ -262,7 +281,8 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
     inserted  bigint,
     updated   bigint,
     unchanged bigint,
-    skipped   bigint
+    skipped   bigint,
+    pending   bigint
 );
 
 -- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
@@ -286,7 +306,7 @@ BEGIN
     PERFORM aveloxis_ops.collect_users();
     resolved := aveloxis_ops.resolve_users();
     RETURN ROW(resolved.inserted, resolved.updated,
-               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user)::aveloxis_ops.drain_counts;
+               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
 $$;
 
@@ -427,6 +447,104 @@ BEGIN
     INTO result.inserted, result.updated
     FROM pg_temp.drain_issues;
     result.unchanged := total - result.skipped - result.inserted - result.updated;
+    result.pending := 0;
+    RETURN result;
+END
+$$;
+
+-- 'issue_comment' payloads: GitHub issue comments (/repos/{o}/{r}/issues/comments or
+-- /issues/{n}/comments). The parent is context.parent_number, else the tail of
+-- issue_url. A comment whose issue has not been drained yet stays pending; comments
+-- on pull requests stay pending until pull requests are drained.
+CREATE FUNCTION aveloxis_ops.drain_issue_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_comments;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    INSERT INTO pg_temp.drain_comments
+        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, author, created_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id, x.node_id, x.body, x.html_url,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.issue_url FROM '/issues/([0-9]{1,9})$')::integer),
+           x."user", aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, issue_url text, "user" jsonb,
+                                     created_at text, updated_at text)
+    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+
+    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE platform_msg_id IS NULL) THEN
+        RAISE EXCEPTION 'issue comment payload without a numeric "id"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'issue comment payload names no parent: no "issue_url" ending in a number, and no context.parent_number'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage comments of /issues/{n}/comments with context {"parent_number": n}.';
+    END IF;
+
+    UPDATE pg_temp.drain_comments c SET issue_id = i.issue_id
+    FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.issue_number = c.parent_number;
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_comments c WHERE c.staging_id = r.staging_id AND c.issue_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_comments WHERE issue_id IS NULL;
+    DELETE FROM pg_temp.drain_comments WHERE issue_id IS NULL;
+    DELETE FROM pg_temp.drain_comments d USING pg_temp.drain_comments e
+    WHERE e.platform_msg_id = d.platform_msg_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c.author FROM pg_temp.drain_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'issue_comment', c.platform_msg_id, c.node_id, u.cntrb_id, c.body, c.created_at,
+               c.updated_at, c.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_comments c
+        LEFT JOIN pg_temp.drain_users u
+               ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c.author)
+        ORDER BY c.platform_msg_id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
+                msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
+                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
+                   IS DISTINCT FROM
+                   (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_updated_at,
+                    EXCLUDED.msg_html_url)
+                OR (EXCLUDED.cntrb_id IS NOT NULL AND EXCLUDED.cntrb_id IS DISTINCT FROM m.cntrb_id))
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_comments c SET msg_id = up.msg_id, changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_msg_id = c.platform_msg_id;
+
+    INSERT INTO aveloxis_data.issue_message_ref
+        (issue_id, msg_id, repo_id, platform_src_id, tool_source, tool_version, data_source)
+    SELECT c.issue_id, c.msg_id, repo, c.platform_msg_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_comments c WHERE c.was_inserted
+    ORDER BY c.msg_id
+    ON CONFLICT (issue_id, msg_id) DO NOTHING;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
     RETURN result;
 END
 $$;
@@ -441,6 +559,7 @@ BEGIN
     CASE entity
         WHEN 'contributor' THEN RETURN aveloxis_ops.drain_contributors(only_staging_id);
         WHEN 'issue' THEN RETURN aveloxis_ops.drain_issues(repo, only_staging_id);
+        WHEN 'issue_comment' THEN RETURN aveloxis_ops.drain_issue_comments(repo, only_staging_id);
     END CASE;
 END
 $$;
@@ -473,13 +592,14 @@ RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO aveloxis_ops.drain_run_counts AS t (run_id, entity, inserted, updated, unchanged, skipped, rejected)
+    INSERT INTO aveloxis_ops.drain_run_counts AS t
+        (run_id, entity, inserted, updated, unchanged, skipped, pending, rejected)
     VALUES (run, entity, coalesce(c.inserted, 0), coalesce(c.updated, 0), coalesce(c.unchanged, 0),
-            coalesce(c.skipped, 0), rejected)
+            coalesce(c.skipped, 0), coalesce(c.pending, 0), rejected)
     ON CONFLICT (run_id, entity) DO UPDATE
         SET inserted = t.inserted + EXCLUDED.inserted, updated = t.updated + EXCLUDED.updated,
             unchanged = t.unchanged + EXCLUDED.unchanged, skipped = t.skipped + EXCLUDED.skipped,
-            rejected = t.rejected + EXCLUDED.rejected
+            pending = t.pending + EXCLUDED.pending, rejected = t.rejected + EXCLUDED.rejected
 $$;
 
 -- Starts a drain run of a repository; returns its run_id.
@@ -536,10 +656,10 @@ BEGIN
         WHERE c.run_id = run AND c.entity = ent;
         DELETE FROM pg_temp.drain_rows;
         BEGIN
-            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, doc, parse_error)
-            SELECT s.staging_id, s.platform_id, CASE WHEN e.err IS NULL THEN c.clean::jsonb END,
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc, parse_error)
+            SELECT s.staging_id, s.platform_id, s.context, CASE WHEN e.err IS NULL THEN c.clean::jsonb END,
                    'payload is not valid JSON: ' || e.err
-            FROM (SELECT st.staging_id, st.platform_id, st.payload FROM aveloxis_ops.staging st
+            FROM (SELECT st.staging_id, st.platform_id, st.context, st.payload FROM aveloxis_ops.staging st
                   WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
                     AND st.staging_id > coalesce(after_id, 0)
                   ORDER BY st.staging_id LIMIT batch_size FOR UPDATE SKIP LOCKED) s,
@@ -547,9 +667,9 @@ BEGIN
                  LATERAL (SELECT aveloxis_ops.json_syntax_error(c.clean) AS err) e;
         EXCEPTION WHEN OTHERS THEN
             -- Valid JSON that jsonb still refuses (e.g. nesting too deep): find it row by row.
-            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, doc, parse_error)
-            SELECT st.staging_id, st.platform_id, p.doc, 'payload is not valid JSON: ' || p.err
-            FROM (SELECT st.staging_id, st.platform_id, st.payload FROM aveloxis_ops.staging st
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc, parse_error)
+            SELECT st.staging_id, st.platform_id, st.context, p.doc, 'payload is not valid JSON: ' || p.err
+            FROM (SELECT st.staging_id, st.platform_id, st.context, st.payload FROM aveloxis_ops.staging st
                   WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
                     AND st.staging_id > coalesce(after_id, 0)
                   ORDER BY st.staging_id LIMIT batch_size FOR UPDATE SKIP LOCKED) st,
@@ -574,23 +694,27 @@ BEGIN
         BEGIN
             batch := aveloxis_ops.drain_entity(ent, target, NULL);
             UPDATE aveloxis_ops.staging s SET drained_at = now()
-            FROM pg_temp.drain_rows r WHERE r.staging_id = s.staging_id AND r.doc IS NOT NULL;
+            FROM pg_temp.drain_rows r WHERE r.staging_id = s.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
             -- Rows put back by requeue_rejects() that now drained are no longer rejects.
             DELETE FROM aveloxis_ops.staging_rejects j
-            USING pg_temp.drain_rows r WHERE j.staging_id = r.staging_id AND r.doc IS NOT NULL;
+            USING pg_temp.drain_rows r WHERE j.staging_id = r.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
         EXCEPTION WHEN OTHERS THEN
             -- Something in the batch cannot be stored: redo it row by row, so only that
             -- row is rejected and the others are stored.
-            batch := ROW(0, 0, 0, 0)::aveloxis_ops.drain_counts;
+            batch := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+            UPDATE pg_temp.drain_rows SET pending = false;
             FOR row_id IN SELECT staging_id FROM pg_temp.drain_rows WHERE doc IS NOT NULL ORDER BY staging_id LOOP
                 BEGIN
                     one := aveloxis_ops.drain_entity(ent, target, row_id);
-                    UPDATE aveloxis_ops.staging s SET drained_at = now() WHERE s.staging_id = row_id;
-                    DELETE FROM aveloxis_ops.staging_rejects j WHERE j.staging_id = row_id;
+                    IF one.pending = 0 THEN
+                        UPDATE aveloxis_ops.staging s SET drained_at = now() WHERE s.staging_id = row_id;
+                        DELETE FROM aveloxis_ops.staging_rejects j WHERE j.staging_id = row_id;
+                    END IF;
                     batch.inserted := batch.inserted + one.inserted;
                     batch.updated := batch.updated + one.updated;
                     batch.unchanged := batch.unchanged + one.unchanged;
                     batch.skipped := batch.skipped + one.skipped;
+                    batch.pending := batch.pending + one.pending;
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS err_text = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
                     rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], err_text, err_state);
@@ -634,8 +758,8 @@ BEGIN
             run.repo_id, run.run_id;
         RETURN;
     END IF;
-    SELECT string_agg(format('%s: %s inserted, %s updated, %s unchanged, %s skipped, %s rejected',
-                             c.entity, c.inserted, c.updated, c.unchanged, c.skipped, c.rejected), '; '
+    SELECT string_agg(format('%s: %s inserted, %s updated, %s unchanged, %s skipped, %s pending, %s rejected',
+                             c.entity, c.inserted, c.updated, c.unchanged, c.skipped, c.pending, c.rejected), '; '
                       ORDER BY array_position(aveloxis_ops.drain_entities(), c.entity))
     INTO summary
     FROM aveloxis_ops.drain_run_counts c WHERE c.run_id = run.run_id;

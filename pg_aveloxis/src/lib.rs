@@ -45,6 +45,7 @@ extension_sql_file!(
     name = "issues",
     requires = ["registry", "contributors"]
 );
+extension_sql_file!("../../sql/messages.sql", name = "messages", requires = ["issues"]);
 extension_sql_file!(
     "../../sql/drain.sql",
     name = "drain",
@@ -52,6 +53,7 @@ extension_sql_file!(
         "staging",
         "contributors",
         "issues",
+        "messages",
         identity::aveloxis::platform_uuid,
         sanitize::aveloxis_ops::sanitize_json,
         sanitize::aveloxis_ops::json_syntax_error,
