@@ -41,6 +41,9 @@ COMMENT ON TABLE aveloxis_data.contributors IS 'One row per person or bot; cntrb
 CREATE INDEX contributors_login_idx ON aveloxis_data.contributors (cntrb_login);
 CREATE INDEX contributors_gh_user_id_idx ON aveloxis_data.contributors (gh_user_id) WHERE gh_user_id IS NOT NULL;
 CREATE INDEX contributors_gl_id_idx ON aveloxis_data.contributors (gl_id) WHERE gl_id IS NOT NULL;
+-- Contributors known by login only (no account id yet), found by login when the account shows up.
+CREATE INDEX contributors_gh_login_only_idx ON aveloxis_data.contributors (lower(gh_login)) WHERE gh_user_id IS NULL;
+CREATE INDEX contributors_gl_login_only_idx ON aveloxis_data.contributors (lower(gl_username)) WHERE gl_id IS NULL;
 
 CREATE TABLE aveloxis_data.contributor_identities (
     platform_id      smallint NOT NULL REFERENCES aveloxis_data.platforms,

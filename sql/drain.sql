@@ -16,7 +16,10 @@ RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ARRAY['contributor', 'issue', 'issue_comment'] $$;
 
--- Scratch tables of the drain, one set per session, emptied at every COMMIT.
+-- Scratch tables of the drain, one set per session, emptied at every COMMIT. Rows stay
+-- inline (toast_tuple_target): compressing each document into a temp TOAST table cost
+-- more than the parse itself. Staged rows need no row locks: the per-repository
+-- advisory lock already keeps other drains away.
 CREATE FUNCTION aveloxis_ops.drain_scratch()
 RETURNS void
 LANGUAGE plpgsql
@@ -29,12 +32,12 @@ BEGIN
     CREATE TEMP TABLE drain_rows (
         staging_id  bigint PRIMARY KEY,
         platform_id smallint NOT NULL,
-        doc         jsonb,
+        doc         jsonb COMPRESSION lz4,
         context     jsonb,
         parse_error text,
         -- Set by a mapper when the row's parent has not arrived: it stays staged.
         pending     boolean NOT NULL DEFAULT false
-    ) ON COMMIT DELETE ROWS;
+    ) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE drain_comments (
         staging_id      bigint PRIMARY KEY,
         platform_id     smallint NOT NULL,
@@ -50,7 +53,7 @@ BEGIN
         msg_id          bigint,
         changed         boolean NOT NULL DEFAULT false,
         was_inserted    boolean NOT NULL DEFAULT false
-    ) ON COMMIT DELETE ROWS;
+    ) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS;
     -- Every user object met in the batch, one row per (platform, id), resolved to cntrb_id.
     CREATE TEMP TABLE drain_users (
         platform_id smallint NOT NULL,
@@ -97,7 +100,7 @@ BEGIN
         issue_id          bigint,
         changed           boolean NOT NULL DEFAULT false,
         was_inserted      boolean NOT NULL DEFAULT false
-    ) ON COMMIT DELETE ROWS;
+    ) WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS;
 END
 $$;
 
@@ -131,6 +134,8 @@ BEGIN
     FROM pg_temp.drain_user_refs r
     WHERE aveloxis_ops.user_id_of(r.u) IS NOT NULL
     ORDER BY r.platform_id, aveloxis_ops.user_id_of(r.u), r.staging_id DESC;
+    -- Scratch tables have no statistics until analyzed; the joins below need them.
+    ANALYZE pg_temp.drain_users;
 END
 $$;
 
@@ -167,11 +172,15 @@ BEGIN
     WHERE i.platform_id = d.platform_id AND i.platform_user_id = d.user_id;
 
     -- Then by login: a contributor known by login only (no account id yet) is this account.
+    -- (One statement per platform, so each uses its partial index.)
     UPDATE pg_temp.drain_users d SET cntrb_id = c.cntrb_id
     FROM aveloxis_data.contributors c
-    WHERE d.cntrb_id IS NULL AND d.login IS NOT NULL AND c.cntrb_deleted = 0
-      AND ((d.platform_id = 1 AND lower(c.gh_login) = lower(d.login) AND c.gh_user_id IS NULL)
-        OR (d.platform_id = 2 AND lower(c.gl_username) = lower(d.login) AND c.gl_id IS NULL));
+    WHERE d.cntrb_id IS NULL AND d.platform_id = 1 AND d.login IS NOT NULL
+      AND lower(c.gh_login) = lower(d.login) AND c.gh_user_id IS NULL AND c.cntrb_deleted = 0;
+    UPDATE pg_temp.drain_users d SET cntrb_id = c.cntrb_id
+    FROM aveloxis_data.contributors c
+    WHERE d.cntrb_id IS NULL AND d.platform_id = 2 AND d.login IS NOT NULL
+      AND lower(c.gl_username) = lower(d.login) AND c.gl_id IS NULL AND c.cntrb_deleted = 0;
 
     -- Else a new contributor with the deterministic id (R1).
     UPDATE pg_temp.drain_users d SET cntrb_id = aveloxis.platform_uuid(d.platform_id, d.user_id)
@@ -362,6 +371,7 @@ BEGIN
     WHERE e.platform_issue_id = d.platform_issue_id
       AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
 
+    ANALYZE pg_temp.drain_issues;
     INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
     SELECT d.platform_id, d.staging_id, u
     FROM pg_temp.drain_issues d,
@@ -409,8 +419,9 @@ BEGIN
     FROM up WHERE up.platform_issue_id = d.platform_issue_id;
 
     -- Labels and assignees of changed issues become exactly what the payload lists.
+    -- (Issues inserted just now have none to remove.)
     DELETE FROM aveloxis_data.issue_labels l USING pg_temp.drain_issues d
-    WHERE d.changed AND l.issue_id = d.issue_id
+    WHERE d.changed AND NOT d.was_inserted AND l.issue_id = d.issue_id
       AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
                       WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_text);
     INSERT INTO aveloxis_data.issue_labels AS l
@@ -430,17 +441,20 @@ BEGIN
               IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
 
     DELETE FROM aveloxis_data.issue_assignees a USING pg_temp.drain_issues d
-    WHERE d.changed AND a.issue_id = d.issue_id
+    WHERE d.changed AND NOT d.was_inserted AND a.issue_id = d.issue_id
       AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
                       WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
+    -- Assignee ids first, then an equality join (hashable) to the resolved users.
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.issue_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
+        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
     INSERT INTO aveloxis_data.issue_assignees AS a
         (issue_id, repo_id, platform_assignee_id, cntrb_id, tool_source, tool_version, data_source)
-    SELECT DISTINCT ON (d.issue_id, u.user_id)
-           d.issue_id, repo, u.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
-    JOIN pg_temp.drain_users u ON u.user_id = aveloxis_ops.user_id_of(e)
-    WHERE d.changed AND u.platform_id = d.platform_id
-    ORDER BY d.issue_id, u.user_id
+    SELECT w.issue_id, repo, w.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY w.issue_id, w.user_id
     ON CONFLICT (issue_id, platform_assignee_id) DO NOTHING;
 
     SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
@@ -502,6 +516,7 @@ BEGIN
     WHERE e.platform_msg_id = d.platform_msg_id
       AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
 
+    ANALYZE pg_temp.drain_comments;
     INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
     SELECT c.platform_id, c.staging_id, c.author FROM pg_temp.drain_comments c;
     PERFORM aveloxis_ops.collect_users();
@@ -655,28 +670,28 @@ BEGIN
         SELECT c.last_staging_id INTO after_id FROM aveloxis_ops.drain_run_counts c
         WHERE c.run_id = run AND c.entity = ent;
         DELETE FROM pg_temp.drain_rows;
+        -- Each payload is de-toasted, sanitized and parsed exactly once: this is the
+        -- floor every drain pays. Only a batch holding an unparsable payload takes the
+        -- slower path that finds it and says why.
         BEGIN
-            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc, parse_error)
-            SELECT s.staging_id, s.platform_id, s.context, CASE WHEN e.err IS NULL THEN c.clean::jsonb END,
-                   'payload is not valid JSON: ' || e.err
-            FROM (SELECT st.staging_id, st.platform_id, st.context, st.payload FROM aveloxis_ops.staging st
-                  WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
-                    AND st.staging_id > coalesce(after_id, 0)
-                  ORDER BY st.staging_id LIMIT batch_size FOR UPDATE SKIP LOCKED) s,
-                 LATERAL (SELECT aveloxis_ops.sanitize_json(s.payload) AS clean) c,
-                 LATERAL (SELECT aveloxis_ops.json_syntax_error(c.clean) AS err) e;
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc)
+            SELECT st.staging_id, st.platform_id, st.context, aveloxis_ops.sanitize_json(st.payload)::jsonb
+            FROM aveloxis_ops.staging st
+            WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
+              AND st.staging_id > coalesce(after_id, 0)
+            ORDER BY st.staging_id LIMIT batch_size;
         EXCEPTION WHEN OTHERS THEN
-            -- Valid JSON that jsonb still refuses (e.g. nesting too deep): find it row by row.
             INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc, parse_error)
             SELECT st.staging_id, st.platform_id, st.context, p.doc, 'payload is not valid JSON: ' || p.err
             FROM (SELECT st.staging_id, st.platform_id, st.context, st.payload FROM aveloxis_ops.staging st
                   WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
                     AND st.staging_id > coalesce(after_id, 0)
-                  ORDER BY st.staging_id LIMIT batch_size FOR UPDATE SKIP LOCKED) st,
+                  ORDER BY st.staging_id LIMIT batch_size) st,
                  LATERAL aveloxis_ops.parse_payload(st.payload) p;
         END;
         SELECT count(*) INTO taken FROM pg_temp.drain_rows;
         CONTINUE WHEN taken = 0;
+        ANALYZE pg_temp.drain_rows;
 
         INSERT INTO aveloxis_ops.drain_run_counts AS c (run_id, entity, last_staging_id)
         SELECT run, ent, max(staging_id) FROM pg_temp.drain_rows
@@ -728,13 +743,19 @@ BEGIN
 END
 $$;
 
--- Parses one payload the slow, exact way: the jsonb, or why not.
+-- Parses one payload the slow, exact way: the jsonb, or why not (with line and
+-- column when the JSON itself is broken).
 CREATE FUNCTION aveloxis_ops.parse_payload(payload text, OUT doc jsonb, OUT err text)
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    clean text := aveloxis_ops.sanitize_json(payload);
 BEGIN
-    doc := aveloxis_ops.sanitize_json(payload)::jsonb;
+    err := aveloxis_ops.json_syntax_error(clean);
+    IF err IS NULL THEN
+        doc := clean::jsonb;
+    END IF;
 EXCEPTION WHEN OTHERS THEN
     err := SQLERRM;
 END
