@@ -96,3 +96,169 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_identities', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_login_history', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors_aliases', '');
+
+-- Email lookups (resolve_email): contributors' own and canonical emails, and aliases.
+CREATE INDEX contributors_email_idx ON aveloxis_data.contributors (lower(cntrb_email)) WHERE cntrb_email IS NOT NULL;
+CREATE INDEX contributors_canonical_idx ON aveloxis_data.contributors (lower(cntrb_canonical))
+    WHERE cntrb_canonical IS NOT NULL;
+CREATE INDEX contributors_aliases_lower_idx ON aveloxis_data.contributors_aliases (lower(alias_email));
+
+-- Who an email belongs to, as far as the database knows (R12's database step; later
+-- phases call it before spending API quota). At most one row:
+--   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
+--   account (cntrb_id NULL when that account is not known yet, login still given);
+--   'email': a contributor's own or canonical email; 'alias': a commit-author alias.
+CREATE FUNCTION aveloxis.resolve_email(email text)
+RETURNS TABLE (cntrb_id uuid, login text, source text)
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    m text[];
+    platform smallint;
+    account bigint;
+BEGIN
+    -- GitHub: [id+]login@users.noreply.github.com; GitLab: id-login@users.noreply.<host>.
+    m := regexp_match(address, '^(?:([0-9]+)\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
+    IF m IS NOT NULL THEN
+        platform := 1;
+    ELSE
+        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.gitlab\.com$');
+        platform := CASE WHEN m IS NOT NULL THEN 2 END;
+    END IF;
+    IF m IS NOT NULL THEN
+        account := m[1]::bigint;
+        RETURN QUERY
+            SELECT coalesce(
+                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
+                        WHERE i.platform_id = platform AND i.platform_user_id = account),
+                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
+                        WHERE account IS NULL AND i.platform_id = platform AND lower(i.login) = m[2])),
+                   m[2],
+                   CASE WHEN account IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+        SELECT c.cntrb_id, c.cntrb_login, 'email'::text FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        ORDER BY c.gh_user_id IS NULL, c.gl_id IS NULL, c.data_collection_date
+        LIMIT 1;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT c.cntrb_id, c.cntrb_login, 'alias'::text
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c USING (cntrb_id)
+        WHERE lower(a.alias_email) = address
+        LIMIT 1;
+END
+$$;
+
+-- Records that a contributor has an account on a platform (R11: search-resolve and
+-- commit resolution call this). Adds the identity and fills gh_*/gl_* columns that
+-- are empty; never changes cntrb_id or cntrb_login.
+CREATE FUNCTION aveloxis.link_contributor(cntrb_id uuid, platform smallint, user_id bigint, login text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target uuid := link_contributor.cntrb_id;
+    holder uuid;
+BEGIN
+    IF target IS NULL OR platform IS NULL OR user_id IS NULL THEN
+        RAISE EXCEPTION 'link_contributor needs a cntrb_id, a platform and a user id'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'login may be NULL; the others may not.';
+    END IF;
+    IF platform NOT IN (1, 2) OR user_id <= 0 THEN
+        RAISE EXCEPTION 'platform % / user id % is not a forge account', platform, user_id
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use platform 1 (GitHub) or 2 (GitLab) and the forge''s numeric user id.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = target AND c.cntrb_deleted = 0) THEN
+        RAISE EXCEPTION 'contributor % does not exist or was merged away', target
+            USING ERRCODE = 'no_data_found', HINT = 'Merged contributors point to their winner; link that one.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.contributors', platform));
+    SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    IF FOUND AND holder <> target THEN
+        RAISE EXCEPTION 'account % on platform % already belongs to contributor %', user_id, platform, holder
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'If both contributors are the same person, aveloxis.merge_contributors(winner, loser) joins them.';
+    END IF;
+    -- A login now shown for this account is no longer another account's (R3).
+    UPDATE aveloxis_data.contributor_identities i SET login = NULL
+    WHERE i.platform_id = platform AND lower(i.login) = lower(link_contributor.login) AND i.platform_user_id <> user_id;
+    INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
+    VALUES (platform, user_id, target, link_contributor.login)
+    ON CONFLICT (platform_id, platform_user_id) DO UPDATE
+        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = now();
+    IF link_contributor.login IS NOT NULL THEN
+        INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
+        VALUES (platform, user_id, link_contributor.login, target)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    UPDATE aveloxis_data.contributors c
+    SET gh_user_id = CASE WHEN platform = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
+        gh_login = CASE WHEN platform = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
+        gl_id = CASE WHEN platform = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
+        gl_username = CASE WHEN platform = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
+    WHERE c.cntrb_id = target;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3): the winner takes the loser's
+-- accounts and fills its empty fields from the loser; the loser's emails become the
+-- winner's aliases; the loser is marked cntrb_deleted = 1 and kept, so rows that point
+-- at it keep their history (R2, R10).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'merge_contributors needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Merge into the row it was merged into.';
+    END IF;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner;
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source, tool_version, data_source)
+    SELECT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email), 'pg_aveloxis', aveloxis.version(), 'aveloxis.merge_contributors'
+    FROM unnest(ARRAY[l.cntrb_email, l.cntrb_canonical]) AS e
+    WHERE e IS NOT NULL
+    ON CONFLICT (alias_email) DO UPDATE SET cntrb_id = EXCLUDED.cntrb_id;
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+END
+$$;

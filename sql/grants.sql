@@ -20,7 +20,14 @@ BEGIN
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.parse_repo_url(text),
         aveloxis.resolve_repo(text),
-        aveloxis.registry_counts()
+        aveloxis.registry_counts(),
+        aveloxis.resolve_email(text),
+        aveloxis.contributor_quality(),
+        aveloxis.duplicate_contributors(integer),
+        aveloxis.identity_anomalies(),
+        aveloxis.enrichment_progress(),
+        aveloxis.search_resolve_queue(),
+        aveloxis.contributor_fk_integrity()
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -37,7 +44,9 @@ BEGIN
         aveloxis.drain_step(bigint, bigint, integer),
         aveloxis.drain_finish(bigint, text),
         aveloxis.pending_repos(),
-        aveloxis.requeue_rejects(bigint)
+        aveloxis.requeue_rejects(bigint),
+        aveloxis.resolve_email(text),
+        aveloxis.link_contributor(uuid, smallint, bigint, text)
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+pub mod contributors;
 pub mod identity;
 pub mod registry;
 pub mod sanitize;
@@ -60,6 +61,12 @@ extension_sql_file!(
         sanitize::aveloxis_ops::forge_timestamp,
         aveloxis::version
     ]
+);
+
+extension_sql_file!(
+    "../../sql/diagnostics.sql",
+    name = "diagnostics",
+    requires = ["contributors", "issues", "messages"]
 );
 
 // Grants run last, once every object they name exists.
