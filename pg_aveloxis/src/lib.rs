@@ -48,6 +48,11 @@ extension_sql_file!(
 );
 extension_sql_file!("../../sql/messages.sql", name = "messages", requires = ["issues"]);
 extension_sql_file!(
+    "../../sql/pull_requests.sql",
+    name = "pull_requests",
+    requires = ["messages"]
+);
+extension_sql_file!(
     "../../sql/drain.sql",
     name = "drain",
     requires = [
@@ -55,6 +60,7 @@ extension_sql_file!(
         "contributors",
         "issues",
         "messages",
+        "pull_requests",
         identity::aveloxis::platform_uuid,
         sanitize::aveloxis_ops::sanitize_json,
         sanitize::aveloxis_ops::json_syntax_error,

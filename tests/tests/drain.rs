@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use harness::sqlx::{self, Row};
 use harness::{fixture_records, TestDb};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const ISSUE_FIXTURES: &[&str] = &[
     "github/issues/pygithub/Repository.testGetIssues.json",
@@ -719,4 +719,376 @@ async fn comments_before_their_issues_wait_and_then_drain_complete() {
     .unwrap();
     let stored: BTreeMap<i64, i64> = stored.into_iter().map(|(m, n)| (m, n as i64)).collect();
     assert_eq!(stored, expected);
+}
+
+/// Pull request objects of the fixtures, with the repository path they were fetched from.
+fn pull_request_records() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for path in [
+        "github/pulls/pygithub/PullRequest.setUp.json",
+        "github/pulls/pygithub/Repository.testGetPullsWithArguments.json",
+        "github/pulls/pygithub/PullRequest.testMarkReadyForReview.json",
+        "github/issues/pygithub/Issue572.testIssueAsPullRequest.json",
+    ] {
+        let exchanges: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(harness::fixture_path(path)).unwrap()).unwrap();
+        for e in exchanges {
+            let api_path = e["path"].as_str().unwrap().to_string();
+            let items = match &e["response"] {
+                Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
+            };
+            for pr in items
+                .into_iter()
+                .filter(|p| p.get("head").is_some() && p.get("number").is_some())
+            {
+                let repo = api_path.split('/').skip(2).take(2).collect::<Vec<_>>().join("/");
+                out.push((repo, pr));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_github_pull_request_fixture_drains_to_its_values() {
+    let db = TestDb::with_extension("drain_pr_fixtures").await;
+    let records = pull_request_records();
+    assert!(records.len() >= 12, "{} pull requests", records.len());
+    let mut repos: BTreeMap<String, i64> = BTreeMap::new();
+    for (repo_path, pr) in &records {
+        if !repos.contains_key(repo_path) {
+            let id = add_repo(&db, &format!("https://github.com/{repo_path}")).await;
+            repos.insert(repo_path.clone(), id);
+        }
+        db.stage(repos[repo_path], "pull_request", &[json_envelope(pr, &[])])
+            .await;
+    }
+    let mut checked = 0;
+    let mut deleted_forks = 0;
+    for (repo_path, repo) in &repos {
+        let counts = db.drain(*repo).await;
+        assert_eq!(counts.iter().map(|c| c.6).sum::<i64>(), 0, "{repo_path}: {counts:?}");
+        let mut conn = db.connect().await;
+        // A pull request recorded twice: the newest version is the one stored.
+        let mut newest: BTreeMap<i64, &Value> = BTreeMap::new();
+        for (_, pr) in records.iter().filter(|(p, _)| p == repo_path) {
+            let id = pr["id"].as_i64().unwrap();
+            if newest
+                .get(&id)
+                .is_none_or(|old| pr["updated_at"].as_str().unwrap_or("") >= old["updated_at"].as_str().unwrap_or(""))
+            {
+                newest.insert(id, pr);
+            }
+        }
+        for pr in newest.values() {
+            let row = sqlx::query(
+                "SELECT p.pr_number, p.pr_title, p.pr_body, p.pr_state, p.pr_draft, p.merge_commit_sha,
+                        to_char(p.merged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS merged,
+                        c.gh_login AS author,
+                        (SELECT coalesce(pr_src_meta_label, '') || '@' || coalesce(pr_sha, '')
+                         FROM aveloxis_data.pull_request_meta m
+                         WHERE m.pull_request_id = p.pull_request_id AND pr_head_or_base = 'head') AS head,
+                        (SELECT coalesce(pr_src_meta_label, '') || '@' || coalesce(pr_sha, '')
+                         FROM aveloxis_data.pull_request_meta m
+                         WHERE m.pull_request_id = p.pull_request_id AND pr_head_or_base = 'base') AS base,
+                        (SELECT count(*) FROM aveloxis_data.pull_request_meta m
+                         JOIN aveloxis_data.pull_request_repo r USING (pr_repo_meta_id)
+                         WHERE m.pull_request_id = p.pull_request_id AND m.pr_head_or_base = 'head') AS head_repo_rows,
+                        (SELECT array_agg(platform_reviewer_id ORDER BY 1) FROM aveloxis_data.pull_request_reviewers r
+                         WHERE r.pull_request_id = p.pull_request_id) AS reviewers
+                 FROM aveloxis_data.pull_requests p LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = p.author_id
+                 WHERE p.repo_id = $1 AND p.platform_pr_id = $2",
+            )
+            .bind(repo)
+            .bind(pr["id"].as_i64().unwrap())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            let ctx = format!("{repo_path} #{}", pr["number"]);
+            let state = if pr["merged_at"].is_string() {
+                "merged"
+            } else {
+                pr["state"].as_str().unwrap()
+            };
+            assert_eq!(
+                row.get::<i32, _>("pr_number") as i64,
+                pr["number"].as_i64().unwrap(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("pr_title").as_deref(),
+                pr["title"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("pr_body").as_deref(),
+                pr["body"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("pr_state").as_deref(),
+                Some(state),
+                "{ctx}"
+            );
+            assert_eq!(row.get::<Option<bool>, _>("pr_draft"), pr["draft"].as_bool(), "{ctx}");
+            assert_eq!(
+                row.get::<Option<String>, _>("merged").as_deref(),
+                pr["merged_at"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("merge_commit_sha").as_deref(),
+                pr["merge_commit_sha"].as_str(),
+                "{ctx}"
+            );
+            assert_eq!(
+                row.get::<Option<String>, _>("author").as_deref(),
+                pr["user"]["login"].as_str(),
+                "{ctx}"
+            );
+            for side in ["head", "base"] {
+                let want = format!(
+                    "{}@{}",
+                    pr[side]["label"].as_str().unwrap_or_default(),
+                    pr[side]["sha"].as_str().unwrap_or_default()
+                );
+                assert_eq!(
+                    row.get::<Option<String>, _>(side).as_deref(),
+                    Some(want.as_str()),
+                    "{ctx} {side}"
+                );
+            }
+            let head_repo = pr["head"]["repo"].is_object();
+            deleted_forks += usize::from(!head_repo);
+            assert_eq!(
+                row.get::<i64, _>("head_repo_rows"),
+                i64::from(head_repo),
+                "{ctx}: deleted fork has no repo row"
+            );
+            let want: BTreeSet<i64> = pr["requested_reviewers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(user_id)
+                .collect();
+            let got: BTreeSet<i64> = row
+                .get::<Option<Vec<i64>>, _>("reviewers")
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            assert_eq!(got, want, "{ctx} requested reviewers");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} pull requests compared");
+    assert!(deleted_forks >= 2, "the fixtures hold deleted-fork pull requests");
+}
+
+fn json_envelope(pr: &Value, children: &[(&str, Value)]) -> String {
+    let mut env = serde_json::Map::new();
+    env.insert("pull_request".into(), pr.clone());
+    for (k, v) in children {
+        env.insert((*k).into(), v.clone());
+    }
+    Value::Object(env).to_string()
+}
+
+#[tokio::test]
+async fn pull_request_envelopes_sync_their_children() {
+    let db = TestDb::with_extension("drain_pr_children").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    let pr = pull_request_records()
+        .into_iter()
+        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
+        .unwrap()
+        .1;
+    let commits = fixture_records("github/pull_commits/pygithub/PullRequest.testGetCommits.json");
+    let files = fixture_records("github/pull_files/pygithub/PullRequest.testGetFiles.json");
+    let reviews = fixture_records("github/pull_reviews/pygithub/PullRequestReview.testAttributes.json")
+        .into_iter()
+        .filter(|r| r.get("state").is_some())
+        .collect::<Vec<_>>();
+    let requested = fixture_records("github/pull_reviews/pygithub/PullRequest.testReviewRequests.json")
+        .into_iter()
+        .find(|r| r["users"].as_array().is_some_and(|u| !u.is_empty()))
+        .expect("a non-empty requested_reviewers answer");
+    let envelope = json_envelope(
+        &pr,
+        &[
+            ("commits", Value::Array(commits.clone())),
+            ("files", Value::Array(files.clone())),
+            ("reviews", Value::Array(reviews.clone())),
+            ("requested_reviewers", requested.clone()),
+        ],
+    );
+    db.stage(repo, "pull_request", std::slice::from_ref(&envelope)).await;
+    assert_eq!(db.drain(repo).await, [("pull_request".to_string(), 1, 0, 0, 0, 0, 0)]);
+
+    let mut conn = db.connect().await;
+    type FileRow = (String, Option<i32>, Option<i32>, Option<String>);
+    let files_db: Vec<FileRow> = sqlx::query_as(
+        "SELECT pr_file_path, pr_file_additions, pr_file_deletions, pr_file_status
+         FROM aveloxis_data.pull_request_files ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut want_files: Vec<FileRow> = files
+        .iter()
+        .map(|f| {
+            (
+                f["filename"].as_str().unwrap().to_string(),
+                f["additions"].as_i64().map(|n| n as i32),
+                f["deletions"].as_i64().map(|n| n as i32),
+                f["status"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    want_files.sort();
+    assert_eq!(files_db, want_files);
+
+    let shas: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT pr_cmt_sha, pr_cmt_message FROM aveloxis_data.pull_request_commits ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut want_shas: Vec<(String, Option<String>)> = commits
+        .iter()
+        .map(|c| {
+            (
+                c["sha"].as_str().unwrap().to_string(),
+                c["commit"]["message"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    want_shas.sort();
+    assert_eq!(shas, want_shas);
+
+    let reviews_db: Vec<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT r.platform_review_id, r.review_state, c.gh_login FROM aveloxis_data.pull_request_reviews r
+         LEFT JOIN aveloxis_data.contributors c USING (cntrb_id) ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut want_reviews: Vec<(i64, Option<String>, Option<String>)> = reviews
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["state"].as_str().map(str::to_string),
+                r["user"]["login"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    want_reviews.sort();
+    assert_eq!(reviews_db, want_reviews);
+    let bodies = reviews
+        .iter()
+        .filter(|r| r["body"].as_str().is_some_and(|b| !b.trim().is_empty()))
+        .count() as i64;
+    let (review_messages, review_refs): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.messages WHERE msg_source = 'review'),
+                (SELECT count(*) FROM aveloxis_data.pull_request_review_message_ref)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((review_messages, review_refs), (bodies, bodies));
+
+    let reviewers: Vec<i64> =
+        sqlx::query_scalar("SELECT platform_reviewer_id FROM aveloxis_data.pull_request_reviewers ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let want: BTreeSet<i64> = requested["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(user_id)
+        .collect();
+    assert_eq!(reviewers, want.into_iter().collect::<Vec<_>>());
+
+    // The same envelope again: nothing changes.
+    db.stage(repo, "pull_request", std::slice::from_ref(&envelope)).await;
+    assert_eq!(db.drain(repo).await, [("pull_request".to_string(), 0, 0, 1, 0, 0, 0)]);
+
+    // An older envelope with one file must not shrink the set; a newer one with one file does.
+    let mut older = pr.clone();
+    older["updated_at"] = "2001-01-01T00:00:00Z".into();
+    db.stage(
+        repo,
+        "pull_request",
+        &[json_envelope(&older, &[("files", Value::Array(files[..1].to_vec()))])],
+    )
+    .await;
+    db.drain(repo).await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.pull_request_files")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, files.len() as i64);
+    let mut newer = pr.clone();
+    newer["updated_at"] = "2031-01-01T00:00:00Z".into();
+    db.stage(
+        repo,
+        "pull_request",
+        &[json_envelope(&newer, &[("files", Value::Array(files[..1].to_vec()))])],
+    )
+    .await;
+    db.drain(repo).await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.pull_request_files")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let commits_left: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.pull_request_commits")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        commits_left,
+        commits.len() as i64,
+        "a list the envelope does not carry is left alone"
+    );
+
+    // A comment on the pull request (issues and PRs share numbers) finds it.
+    db.stage_with_context(
+        repo,
+        "issue_comment",
+        &[r#"{"id": 4242, "body": "LGTM", "user": {"id": 5, "login": "five"}}"#.to_string()],
+        Some(r#"{"parent_number": 31}"#),
+    )
+    .await;
+    let counts = db.drain(repo).await;
+    assert_eq!(counts.last().unwrap(), &("issue_comment".to_string(), 1, 0, 0, 0, 0, 0));
+    let linked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM aveloxis_data.pull_request_message_ref r JOIN aveloxis_data.pull_requests p
+         USING (pull_request_id) WHERE p.pr_number = 31",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(linked, 1);
+}
+
+#[tokio::test]
+async fn two_accounts_with_one_login_in_one_payload_resolve_deterministically() {
+    // Recorded years apart, the fixtures hold two accounts named "sfdye" (ids 343369 and
+    // 1016390). In one envelope, the newer account keeps the login; nothing fails.
+    let db = TestDb::with_extension("drain_login_tie").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    let pr = json!({"id": 1, "number": 1, "state": "open", "head": {}, "base": {},
+                    "requested_reviewers": [{"id": 343369, "login": "sfdye"}],
+                    "user": {"id": 1016390, "login": "sfdye"}});
+    db.stage(repo, "pull_request", &[json_envelope(&pr, &[])]).await;
+    assert_eq!(db.drain(repo).await[0].6, 0);
+    let mut conn = db.connect().await;
+    let logins: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT platform_user_id, login FROM aveloxis_data.contributor_identities ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(logins, [(343369, None), (1016390, Some("sfdye".into()))]);
 }
