@@ -14,7 +14,7 @@
 CREATE FUNCTION aveloxis_ops.drain_entities()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_comment'] $$;
+AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment', 'release'] $$;
 
 -- Scratch tables of the drain, one set per session, emptied at every COMMIT. Rows stay
 -- inline (toast_tuple_target): compressing each document into a temp TOAST table cost
@@ -350,7 +350,7 @@ BEGIN
     DELETE FROM pg_temp.drain_users;
     INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
     SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
     GET DIAGNOSTICS total = ROW_COUNT;
     SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
     PERFORM aveloxis_ops.collect_users();
@@ -397,7 +397,7 @@ BEGIN
                                      url text, html_url text, "user" jsonb, closed_by jsonb, assignee jsonb,
                                      assignees jsonb, labels jsonb, pull_request jsonb, created_at text,
                                      updated_at text, closed_at text, comments integer)
-    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
     GET DIAGNOSTICS total = ROW_COUNT;
 
     IF EXISTS (SELECT FROM pg_temp.drain_issues WHERE platform_issue_id IS NULL OR issue_number IS NULL) THEN
@@ -526,7 +526,7 @@ BEGIN
     DELETE FROM pg_temp.drain_users;
 
     IF EXISTS (SELECT FROM pg_temp.drain_rows r
-               WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+               WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
                  AND jsonb_typeof(r.doc -> 'pull_request') IS DISTINCT FROM 'object') THEN
         RAISE EXCEPTION 'pull_request envelope without a "pull_request" object'
             USING ERRCODE = 'not_null_violation',
@@ -564,7 +564,7 @@ BEGIN
              created_at text, updated_at text, closed_at text, merged_at text, merge_commit_sha text,
              commits integer, additions integer, deletions integer, changed_files integer, labels jsonb,
              assignee jsonb, assignees jsonb, requested_reviewers jsonb, head jsonb, base jsonb)
-    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
     GET DIAGNOSTICS total = ROW_COUNT;
     IF EXISTS (SELECT FROM pg_temp.drain_prs WHERE platform_pr_id IS NULL OR pr_number IS NULL) THEN
         RAISE EXCEPTION 'pull request object without a numeric "id" and "number"'
@@ -851,7 +851,7 @@ BEGIN
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, issue_url text, "user" jsonb,
                                      created_at text, updated_at text)
-    WHERE r.doc IS NOT NULL AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
     GET DIAGNOSTICS total = ROW_COUNT;
 
     IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE platform_msg_id IS NULL) THEN
@@ -933,6 +933,174 @@ BEGIN
 END
 $$;
 
+-- 'issue_event' payloads: GitHub issue events (/repos/{o}/{r}/issues/events, whose items
+-- carry the "issue"; or /issues/{n}/events with context {"parent_number": n}). An event
+-- of a pull request goes to pull_request_events; one whose parent has not arrived waits.
+CREATE FUNCTION aveloxis_ops.drain_issue_events(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+    ins_issue bigint;
+    ins_pr bigint;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    DROP TABLE IF EXISTS pg_temp.drain_events;
+    CREATE TEMP TABLE drain_events ON COMMIT DROP AS
+    SELECT r.staging_id, r.platform_id, x.id AS platform_event_id, x.node_id, x.event AS action, x.commit_id,
+           x.actor, x.assignee, aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    CASE WHEN jsonb_typeof(x.issue -> 'number') = 'number' THEN (x.issue ->> 'number')::integer END)
+               AS parent_number,
+           NULL::bigint AS issue_id, NULL::bigint AS pull_request_id
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, event text, commit_id text, actor jsonb, assignee jsonb,
+                                     created_at text, issue jsonb)
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
+        RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number, and no context.parent_number'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
+    END IF;
+    UPDATE pg_temp.drain_events e SET issue_id = i.issue_id
+    FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.issue_number = e.parent_number;
+    UPDATE pg_temp.drain_events e SET pull_request_id = p.pull_request_id
+    FROM aveloxis_data.pull_requests p WHERE e.issue_id IS NULL AND p.repo_id = repo AND p.pr_number = e.parent_number;
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_events e WHERE e.staging_id = r.staging_id AND e.issue_id IS NULL AND e.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_events WHERE issue_id IS NULL AND pull_request_id IS NULL;
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT e.platform_id, e.staging_id, u FROM pg_temp.drain_events e,
+           LATERAL (SELECT e.actor UNION ALL SELECT e.assignee) refs(u)
+    WHERE e.issue_id IS NOT NULL OR e.pull_request_id IS NOT NULL;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    -- Events never change once they happened: insert what is new.
+    WITH ins AS (
+        INSERT INTO aveloxis_data.issue_events
+            (issue_id, repo_id, platform_id, platform_event_id, node_id, cntrb_id, action, action_commit_hash,
+             assignee_id, created_at)
+        SELECT DISTINCT ON (e.platform_event_id)
+               e.issue_id, repo, e.platform_id, e.platform_event_id, e.node_id, a.cntrb_id, e.action, e.commit_id,
+               s.cntrb_id, e.created_at
+        FROM pg_temp.drain_events e
+        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
+        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
+        WHERE e.issue_id IS NOT NULL
+        ORDER BY e.platform_event_id
+        ON CONFLICT (repo_id, platform_event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO ins_issue FROM ins;
+    WITH ins AS (
+        INSERT INTO aveloxis_data.pull_request_events
+            (pull_request_id, repo_id, platform_id, platform_event_id, node_id, cntrb_id, action, action_commit_hash,
+             assignee_id, created_at)
+        SELECT DISTINCT ON (e.platform_event_id)
+               e.pull_request_id, repo, e.platform_id, e.platform_event_id, e.node_id, a.cntrb_id, e.action,
+               e.commit_id, s.cntrb_id, e.created_at
+        FROM pg_temp.drain_events e
+        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
+        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
+        WHERE e.pull_request_id IS NOT NULL
+        ORDER BY e.platform_event_id
+        ON CONFLICT (repo_id, platform_event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO ins_pr FROM ins;
+    result.inserted := ins_issue + ins_pr;
+    result.updated := 0;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted;
+    RETURN result;
+END
+$$;
+
+-- 'release' payloads: GitHub release objects (/repos/{o}/{r}/releases).
+CREATE FUNCTION aveloxis_ops.drain_releases(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    DROP TABLE IF EXISTS pg_temp.drain_releases;
+    CREATE TEMP TABLE drain_releases ON COMMIT DROP AS
+    SELECT DISTINCT ON (x.id) r.staging_id, r.platform_id, x.id::text AS release_id, x.name, x.body, x.author,
+           x.tag_name, x.html_url, x.draft, x.prerelease,
+           aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
+           aveloxis_ops.forge_timestamp(x.published_at) AS published_at,
+           aveloxis_ops.forge_timestamp(x.updated_at) AS updated_at
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, name text, body text, author jsonb, tag_name text, html_url text,
+                                     draft boolean, prerelease boolean, created_at text, published_at text,
+                                     updated_at text)
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY x.id, r.staging_id DESC;
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_releases WHERE release_id IS NULL) THEN
+        RAISE EXCEPTION 'release payload without a numeric "id"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage release objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, d.author FROM pg_temp.drain_releases d;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+    WITH up AS (
+        INSERT INTO aveloxis_data.releases AS t
+            (repo_id, release_id, release_name, release_description, release_author, release_author_id,
+             release_tag_name, release_url, release_created_at, release_published_at, release_updated_at,
+             release_is_draft, release_is_prerelease, tool_source, tool_version, data_source)
+        SELECT repo, d.release_id, d.name, d.body, d.author ->> 'login', u.cntrb_id, d.tag_name, d.html_url,
+               d.created_at, d.published_at, d.updated_at, d.draft, d.prerelease,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_releases d
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
+        ORDER BY d.release_id
+        ON CONFLICT (repo_id, release_id) DO UPDATE
+            SET release_name = EXCLUDED.release_name, release_description = EXCLUDED.release_description,
+                release_author = EXCLUDED.release_author,
+                release_author_id = coalesce(EXCLUDED.release_author_id, t.release_author_id),
+                release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
+                release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
+                release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
+                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = now()
+            WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
+                   t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
+                  IS DISTINCT FROM
+                  (EXCLUDED.release_name, EXCLUDED.release_description, EXCLUDED.release_tag_name, EXCLUDED.release_url,
+                   EXCLUDED.release_created_at, EXCLUDED.release_published_at, EXCLUDED.release_updated_at,
+                   EXCLUDED.release_is_draft, EXCLUDED.release_is_prerelease)
+        RETURNING (t.xmax = 0) AS was_inserted
+    )
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
+    INTO result.inserted, result.updated FROM up;
+    result.skipped := 0;
+    result.pending := 0;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
 -- Dispatch by entity.
 CREATE FUNCTION aveloxis_ops.drain_entity(entity text, repo bigint, only_staging_id bigint)
 RETURNS aveloxis_ops.drain_counts
@@ -945,6 +1113,8 @@ BEGIN
         WHEN 'issue' THEN RETURN aveloxis_ops.drain_issues(repo, only_staging_id);
         WHEN 'pull_request' THEN RETURN aveloxis_ops.drain_pull_requests(repo, only_staging_id);
         WHEN 'issue_comment' THEN RETURN aveloxis_ops.drain_issue_comments(repo, only_staging_id);
+        WHEN 'issue_event' THEN RETURN aveloxis_ops.drain_issue_events(repo, only_staging_id);
+        WHEN 'release' THEN RETURN aveloxis_ops.drain_releases(repo, only_staging_id);
     END CASE;
 END
 $$;
@@ -1025,6 +1195,7 @@ DECLARE
     row_id     bigint;
     err_text   text;
     err_state  text;
+    unmapped   bigint;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
@@ -1076,6 +1247,11 @@ BEGIN
             rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], err_text, '22P02');
         END LOOP;
 
+        -- Only GitHub payloads are mapped so far: others wait, counted, until their
+        -- mapping ships (an upgrade); they are never mapped as if they were GitHub's.
+        UPDATE pg_temp.drain_rows r SET pending = true WHERE r.doc IS NOT NULL AND r.platform_id <> 1;
+        GET DIAGNOSTICS unmapped = ROW_COUNT;
+
         BEGIN
             batch := aveloxis_ops.drain_entity(ent, target, NULL);
             UPDATE aveloxis_ops.staging s SET drained_at = now()
@@ -1087,8 +1263,8 @@ BEGIN
             -- Something in the batch cannot be stored: redo it row by row, so only that
             -- row is rejected and the others are stored.
             batch := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-            UPDATE pg_temp.drain_rows SET pending = false;
-            FOR row_id IN SELECT staging_id FROM pg_temp.drain_rows WHERE doc IS NOT NULL ORDER BY staging_id LOOP
+            FOR row_id IN SELECT staging_id FROM pg_temp.drain_rows WHERE doc IS NOT NULL AND NOT pending
+                          ORDER BY staging_id LOOP
                 BEGIN
                     one := aveloxis_ops.drain_entity(ent, target, row_id);
                     IF one.pending = 0 THEN
@@ -1106,6 +1282,7 @@ BEGIN
                 END;
             END LOOP;
         END;
+        batch.pending := batch.pending + unmapped;
         PERFORM aveloxis_ops.add_counts(run, ent, batch, rejected);
         RETURN 'more';
     END LOOP;

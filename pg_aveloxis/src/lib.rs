@@ -53,6 +53,11 @@ extension_sql_file!(
     requires = ["messages"]
 );
 extension_sql_file!(
+    "../../sql/events_releases.sql",
+    name = "events_releases",
+    requires = ["pull_requests"]
+);
+extension_sql_file!(
     "../../sql/drain.sql",
     name = "drain",
     requires = [
@@ -61,6 +66,7 @@ extension_sql_file!(
         "issues",
         "messages",
         "pull_requests",
+        "events_releases",
         identity::aveloxis::platform_uuid,
         sanitize::aveloxis_ops::sanitize_json,
         sanitize::aveloxis_ops::json_syntax_error,

@@ -1092,3 +1092,140 @@ async fn two_accounts_with_one_login_in_one_payload_resolve_deterministically() 
             .unwrap();
     assert_eq!(logins, [(343369, None), (1016390, Some("sfdye".into()))]);
 }
+
+#[tokio::test]
+async fn events_and_releases_drain_and_wait_for_their_parents() {
+    let db = TestDb::with_extension("drain_events_releases").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    // Repository-wide events name their issue; none of those issues is here yet.
+    let events = fixture_records("github/issue_events/pygithub/Repository.testGetIssuesEvents.json");
+    db.stage(
+        repo,
+        "issue_event",
+        &events.iter().map(Value::to_string).collect::<Vec<_>>(),
+    )
+    .await;
+    let counts = db.drain(repo).await;
+    assert_eq!(
+        counts,
+        [("issue_event".to_string(), 0, 0, 0, 0, events.len() as i64, 0)]
+    );
+
+    // Their issues arrive (the events' own issue objects; PRs among them become PRs).
+    let parents: BTreeMap<i64, Value> = events
+        .iter()
+        .map(|e| (e["issue"]["number"].as_i64().unwrap(), e["issue"].clone()))
+        .collect();
+    let (prs, issues): (Vec<&Value>, Vec<&Value>) = parents.values().partition(|i| is_pull_request(i));
+    db.stage(repo, "issue", &issues.iter().map(|i| i.to_string()).collect::<Vec<_>>())
+        .await;
+    let pr_envelopes: Vec<String> = prs
+        .iter()
+        .map(|i| {
+            let mut pr = (*i).clone();
+            pr["head"] = json!({});
+            pr["base"] = json!({});
+            json_envelope(&pr, &[])
+        })
+        .collect();
+    db.stage(repo, "pull_request", &pr_envelopes).await;
+    let counts = db.drain(repo).await;
+    let ev = counts.iter().find(|c| c.0 == "issue_event").unwrap();
+    let distinct: BTreeSet<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!((ev.1, ev.5, ev.6), (distinct.len() as i64, 0, 0), "{counts:?}");
+
+    let mut conn = db.connect().await;
+    let stored: Vec<(i64, String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT e.platform_event_id, e.action, c.gh_login, i.issue_number FROM aveloxis_data.issue_events e
+         JOIN aveloxis_data.issues i USING (issue_id) LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = e.cntrb_id
+         UNION ALL
+         SELECT e.platform_event_id, e.action, c.gh_login, p.pr_number FROM aveloxis_data.pull_request_events e
+         JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+         LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = e.cntrb_id ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut want: Vec<(i64, String, Option<String>, i32)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["event"].as_str().unwrap().to_string(),
+                e["actor"]["login"].as_str().map(str::to_string),
+                e["issue"]["number"].as_i64().unwrap() as i32,
+            )
+        })
+        .collect();
+    want.sort();
+    want.dedup_by_key(|w| w.0);
+    assert_eq!(stored, want);
+
+    // Releases.
+    let releases: Vec<Value> = fixture_records("github/releases/octokit/release-assets.normalized-fixture.json")
+        .into_iter()
+        .chain(fixture_records(
+            "github/releases/pygithub/ReleaseRead.testAttributes.json",
+        ))
+        .filter(|r| r.get("tag_name").is_some())
+        .collect();
+    assert!(!releases.is_empty());
+    db.stage(
+        repo,
+        "release",
+        &releases.iter().map(Value::to_string).collect::<Vec<_>>(),
+    )
+    .await;
+    let counts = db.drain(repo).await;
+    let distinct: BTreeSet<i64> = releases.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(
+        counts,
+        [(
+            "release".to_string(),
+            distinct.len() as i64,
+            0,
+            releases.len() as i64 - distinct.len() as i64,
+            0,
+            0,
+            0
+        )]
+    );
+    for r in &releases {
+        let (name, tag, author, published): (Option<String>, Option<String>, Option<String>, Option<String>) =
+            sqlx::query_as(
+                "SELECT release_name, release_tag_name, release_author,
+                        to_char(release_published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                 FROM aveloxis_data.releases WHERE release_id = $1",
+            )
+            .bind(r["id"].as_i64().unwrap().to_string())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), r["name"].as_str());
+        assert_eq!(tag.as_deref(), r["tag_name"].as_str());
+        assert_eq!(author.as_deref(), r["author"]["login"].as_str());
+        assert_eq!(published.as_deref(), r["published_at"].as_str());
+    }
+}
+
+#[tokio::test]
+async fn gitlab_payloads_wait_instead_of_being_mapped_as_github() {
+    let db = TestDb::with_extension("drain_gitlab_waits").await;
+    let repo = add_repo(&db, "https://gitlab.com/fdroid/fdroidclient").await;
+    db.stage(
+        repo,
+        "issue",
+        &[r#"{"id": 1, "iid": 1, "title": "a GitLab issue", "state": "opened"}"#.to_string()],
+    )
+    .await;
+    assert_eq!(db.drain(repo).await, [("issue".to_string(), 0, 0, 0, 0, 1, 0)]);
+    let mut conn = db.connect().await;
+    let (issues, waiting): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.issues),
+                (SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((issues, waiting), (0, 1));
+}
