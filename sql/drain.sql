@@ -14,7 +14,8 @@
 CREATE FUNCTION aveloxis_ops.drain_entities()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment', 'release'] $$;
+AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment', 'review_comment', 'release',
+                    'repo_info'] $$;
 
 -- Scratch tables of the drain, one set per session, emptied at every COMMIT. Rows stay
 -- inline (toast_tuple_target): compressing each document into a temp TOAST table cost
@@ -1101,6 +1102,205 @@ BEGIN
 END
 $$;
 
+-- 'review_comment' payloads: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
+-- or /pulls/{n}/comments). The pull request is the tail of pull_request_url, else
+-- context.parent_number; until it has been drained the comment waits.
+CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    DROP TABLE IF EXISTS pg_temp.drain_review_comments;
+    CREATE TEMP TABLE drain_review_comments ON COMMIT DROP AS
+    SELECT r.staging_id, r.platform_id, x.*,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer) AS parent_number,
+           NULL::bigint AS pull_request_id, NULL::bigint AS msg_id, false AS was_inserted, false AS changed
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
+                                     "user" jsonb, pull_request_review_id bigint, in_reply_to_id bigint,
+                                     diff_hunk text, path text, "position" integer, original_position integer,
+                                     line integer, original_line integer, side text, commit_id text,
+                                     original_commit_id text, author_association text, created_at text,
+                                     updated_at text)
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE id IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
+            USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
+    END IF;
+    UPDATE pg_temp.drain_review_comments c SET pull_request_id = p.pull_request_id
+    FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.pr_number = c.parent_number;
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments d USING pg_temp.drain_review_comments e
+    WHERE e.id = d.id AND (coalesce(aveloxis_ops.forge_timestamp(e.updated_at), '-infinity'), e.staging_id)
+                        > (coalesce(aveloxis_ops.forge_timestamp(d.updated_at), '-infinity'), d.staging_id);
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c."user" FROM pg_temp.drain_review_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'review_comment', c.id, c.node_id, u.cntrb_id, c.body,
+               aveloxis_ops.forge_timestamp(c.created_at), aveloxis_ops.forge_timestamp(c.updated_at), c.html_url,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_review_comments c
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c."user")
+        ORDER BY c.id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
+                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = now()
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
+                  IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
+    FROM up WHERE up.platform_msg_id = c.id;
+    UPDATE pg_temp.drain_review_comments c SET msg_id = m.msg_id
+    FROM aveloxis_data.messages m
+    WHERE c.msg_id IS NULL AND m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id;
+
+    INSERT INTO aveloxis_data.review_comments AS t
+        (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
+         diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
+         author_association)
+    SELECT repo, c.pull_request_id, c.msg_id, c.id, v.pr_review_id, c.pull_request_review_id, c.in_reply_to_id,
+           c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
+           c.original_commit_id, c.author_association
+    FROM pg_temp.drain_review_comments c
+    LEFT JOIN aveloxis_data.pull_request_reviews v
+           ON v.pull_request_id = c.pull_request_id AND v.platform_review_id = c.pull_request_review_id
+    WHERE c.changed
+    ORDER BY c.id
+    ON CONFLICT (repo_id, platform_src_id) DO UPDATE
+        SET pr_review_id = coalesce(EXCLUDED.pr_review_id, t.pr_review_id), diff_hunk = EXCLUDED.diff_hunk,
+            path = EXCLUDED.path, "position" = EXCLUDED."position", line = EXCLUDED.line, side = EXCLUDED.side,
+            commit_id = EXCLUDED.commit_id;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated FROM pg_temp.drain_review_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
+-- 'repo_info' payloads: the repository object (/repos/{o}/{r}). The current row is
+-- replaced when it changed, its previous version kept in repo_info_history; the forge's
+-- id becomes repos.repo_src_id (a forge repository registered twice is an error).
+CREATE FUNCTION aveloxis_ops.drain_repo_info(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+    newest record;
+    twin bigint;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    -- Only the newest staged version matters.
+    SELECT x.*, r.staging_id INTO newest
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, full_name text, description text, homepage text,
+                                     default_branch text, language text, license jsonb, fork boolean,
+                                     archived boolean, visibility text, has_issues boolean, has_wiki boolean,
+                                     has_pages boolean, forks_count integer, subscribers_count integer,
+                                     watchers_count integer, stargazers_count integer, open_issues_count integer,
+                                     size integer, created_at text, updated_at text, pushed_at text)
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    result := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF newest.id IS NULL THEN
+        RAISE EXCEPTION 'repo_info payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage the repository object as /repos/{owner}/{repo} returns it.';
+    END IF;
+    SELECT r.repo_id INTO twin FROM aveloxis_data.repos r JOIN aveloxis_data.repos me ON me.repo_id = repo
+    WHERE r.repo_host IS NOT DISTINCT FROM me.repo_host AND r.repo_src_id = newest.id AND r.repo_id <> repo;
+    IF FOUND THEN
+        RAISE EXCEPTION 'repo % is forge repository % (%), which is already registered as repo %',
+                repo, newest.id, newest.full_name, twin
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'One of the two URLs is an old name: record_rename() the current one, then remove the other.';
+    END IF;
+    UPDATE aveloxis_data.repos r SET repo_src_id = newest.id
+    WHERE r.repo_id = repo AND r.repo_src_id IS DISTINCT FROM newest.id;
+
+    DROP TABLE IF EXISTS pg_temp.drain_repo_info;
+    CREATE TEMP TABLE drain_repo_info ON COMMIT DROP AS
+    SELECT repo AS repo_id, newest.id AS repo_src_id, newest.node_id, newest.full_name, newest.description,
+           newest.homepage, newest.default_branch, newest.language AS primary_language,
+           coalesce(newest.license ->> 'spdx_id', newest.license ->> 'name') AS license,
+           newest.fork AS is_fork, newest.archived, newest.visibility,
+           coalesce(newest.has_issues, false)::text AS issues_enabled, newest.has_wiki::text AS wiki_enabled,
+           newest.has_pages::text AS pages_enabled, newest.forks_count AS fork_count,
+           coalesce(newest.subscribers_count, newest.watchers_count) AS watchers_count,
+           newest.stargazers_count AS stars_count, newest.open_issues_count AS open_issues,
+           newest.size AS size_kb, aveloxis_ops.forge_timestamp(newest.created_at) AS created_at,
+           aveloxis_ops.forge_timestamp(newest.updated_at) AS updated_at,
+           aveloxis_ops.forge_timestamp(newest.pushed_at) AS pushed_at;
+
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repo_info c WHERE c.repo_id = repo) THEN
+        INSERT INTO aveloxis_data.repo_info
+            (repo_id, repo_src_id, node_id, full_name, description, homepage, default_branch, primary_language,
+             license, is_fork, archived, visibility, issues_enabled, wiki_enabled, pages_enabled, fork_count,
+             watchers_count, stars_count, open_issues, size_kb, created_at, updated_at, pushed_at,
+             tool_source, tool_version, data_source)
+        SELECT i.*, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain' FROM pg_temp.drain_repo_info i;
+        result.inserted := 1;
+    ELSIF EXISTS (
+        SELECT FROM aveloxis_data.repo_info c JOIN pg_temp.drain_repo_info i USING (repo_id)
+        WHERE (c.repo_src_id, c.node_id, c.full_name, c.description, c.homepage, c.default_branch, c.primary_language,
+               c.license, c.is_fork, c.archived, c.visibility, c.issues_enabled, c.wiki_enabled, c.pages_enabled,
+               c.fork_count, c.watchers_count, c.stars_count, c.open_issues, c.size_kb, c.created_at, c.updated_at,
+               c.pushed_at)
+              IS DISTINCT FROM
+              (i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch, i.primary_language,
+               i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled, i.pages_enabled,
+               i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at, i.updated_at,
+               i.pushed_at)) THEN
+        INSERT INTO aveloxis_data.repo_info_history SELECT c.* FROM aveloxis_data.repo_info c WHERE c.repo_id = repo;
+        UPDATE aveloxis_data.repo_info c
+        SET repo_src_id = i.repo_src_id, node_id = i.node_id, full_name = i.full_name, description = i.description,
+            homepage = i.homepage, default_branch = i.default_branch, primary_language = i.primary_language,
+            license = i.license, is_fork = i.is_fork, archived = i.archived, visibility = i.visibility,
+            issues_enabled = i.issues_enabled, wiki_enabled = i.wiki_enabled, pages_enabled = i.pages_enabled,
+            fork_count = i.fork_count, watchers_count = i.watchers_count, stars_count = i.stars_count,
+            open_issues = i.open_issues, size_kb = i.size_kb, created_at = i.created_at, updated_at = i.updated_at,
+            pushed_at = i.pushed_at, tool_version = aveloxis.version(), data_collection_date = now()
+        FROM pg_temp.drain_repo_info i WHERE c.repo_id = repo;
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
 -- Dispatch by entity.
 CREATE FUNCTION aveloxis_ops.drain_entity(entity text, repo bigint, only_staging_id bigint)
 RETURNS aveloxis_ops.drain_counts
@@ -1115,6 +1315,8 @@ BEGIN
         WHEN 'issue_comment' THEN RETURN aveloxis_ops.drain_issue_comments(repo, only_staging_id);
         WHEN 'issue_event' THEN RETURN aveloxis_ops.drain_issue_events(repo, only_staging_id);
         WHEN 'release' THEN RETURN aveloxis_ops.drain_releases(repo, only_staging_id);
+        WHEN 'review_comment' THEN RETURN aveloxis_ops.drain_review_comments(repo, only_staging_id);
+        WHEN 'repo_info' THEN RETURN aveloxis_ops.drain_repo_info(repo, only_staging_id);
     END CASE;
 END
 $$;

@@ -58,6 +58,11 @@ extension_sql_file!(
     requires = ["pull_requests"]
 );
 extension_sql_file!(
+    "../../sql/repo_info.sql",
+    name = "repo_info",
+    requires = ["events_releases"]
+);
+extension_sql_file!(
     "../../sql/drain.sql",
     name = "drain",
     requires = [
@@ -67,6 +72,7 @@ extension_sql_file!(
         "messages",
         "pull_requests",
         "events_releases",
+        "repo_info",
         identity::aveloxis::platform_uuid,
         sanitize::aveloxis_ops::sanitize_json,
         sanitize::aveloxis_ops::json_syntax_error,

@@ -1229,3 +1229,140 @@ async fn gitlab_payloads_wait_instead_of_being_mapped_as_github() {
     .unwrap();
     assert_eq!((issues, waiting), (0, 1));
 }
+
+#[tokio::test]
+async fn review_comments_join_their_pull_request_and_review() {
+    let db = TestDb::with_extension("drain_review_comments").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    let comments = fixture_records("github/pull_review_comments/pygithub/PullRequest.testGetReviewComments.json");
+    assert!(!comments.is_empty());
+    db.stage_with_context(
+        repo,
+        "review_comment",
+        &comments.iter().map(Value::to_string).collect::<Vec<_>>(),
+        Some(r#"{"parent_number": 31}"#),
+    )
+    .await;
+    // The pull request is not there yet: the comments wait.
+    assert_eq!(db.drain(repo).await[0].5, comments.len() as i64);
+    let pr = pull_request_records()
+        .into_iter()
+        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
+        .unwrap()
+        .1;
+    db.stage(repo, "pull_request", &[json_envelope(&pr, &[])]).await;
+    let counts = db.drain(repo).await;
+    let rc = counts.iter().find(|c| c.0 == "review_comment").unwrap();
+    assert_eq!((rc.1, rc.5, rc.6), (comments.len() as i64, 0, 0), "{counts:?}");
+    let mut conn = db.connect().await;
+    for c in &comments {
+        let (body, path, hunk, login): (Option<String>, Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT m.msg_text, r.path, r.diff_hunk, ct.gh_login FROM aveloxis_data.review_comments r
+             JOIN aveloxis_data.messages m USING (msg_id) LEFT JOIN aveloxis_data.contributors ct ON ct.cntrb_id = m.cntrb_id
+             JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+             WHERE r.platform_src_id = $1 AND p.pr_number = 31 AND m.msg_source = 'review_comment'",
+        )
+        .bind(c["id"].as_i64().unwrap())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(body.as_deref(), c["body"].as_str());
+        assert_eq!(path.as_deref(), c["path"].as_str());
+        assert_eq!(hunk.as_deref(), c["diff_hunk"].as_str());
+        assert_eq!(login.as_deref(), c["user"]["login"].as_str());
+    }
+}
+
+#[tokio::test]
+async fn repo_info_keeps_one_current_row_and_its_history() {
+    let db = TestDb::with_extension("drain_repo_info").await;
+    let repo = add_repo(&db, "https://github.com/octokit-fixture-org/hello-world").await;
+    let info = fixture_records("github/repo/octokit/get-repository.normalized-fixture.json").remove(0);
+    db.stage(repo, "repo_info", &[info.to_string()]).await;
+    assert_eq!(db.drain(repo).await, [("repo_info".to_string(), 1, 0, 0, 0, 0, 0)]);
+    let mut conn = db.connect().await;
+    let row: (i64, Option<i32>, Option<i32>, String, Option<String>, i64) = sqlx::query_as(
+        "SELECT i.repo_src_id, i.stars_count, i.fork_count, i.issues_enabled, i.default_branch, r.repo_src_id
+         FROM aveloxis_data.repo_info i JOIN aveloxis_data.repos r USING (repo_id)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(row.0, info["id"].as_i64().unwrap());
+    assert_eq!(row.1.map(i64::from), info["stargazers_count"].as_i64());
+    assert_eq!(row.2.map(i64::from), info["forks_count"].as_i64());
+    assert_eq!(row.3, info["has_issues"].as_bool().unwrap().to_string());
+    assert_eq!(row.4.as_deref(), info["default_branch"].as_str());
+    assert_eq!(
+        row.5,
+        info["id"].as_i64().unwrap(),
+        "the forge id is recorded on the repo"
+    );
+
+    // Same again: unchanged. A change: one current row, the old one in history.
+    db.stage(repo, "repo_info", &[info.to_string()]).await;
+    assert_eq!(db.drain(repo).await, [("repo_info".to_string(), 0, 0, 1, 0, 0, 0)]);
+    let mut starred = info.clone();
+    starred["stargazers_count"] = json!(info["stargazers_count"].as_i64().unwrap_or(0) + 100);
+    db.stage(repo, "repo_info", &[starred.to_string()]).await;
+    assert_eq!(db.drain(repo).await, [("repo_info".to_string(), 0, 1, 0, 0, 0, 0)]);
+    let (current, history): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.repo_info), (SELECT count(*) FROM aveloxis_data.repo_info_history)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((current, history), (1, 1));
+
+    // The same forge repository under a second registered URL is an error, not a silent merge.
+    let twin = add_repo(&db, "https://github.com/octokit-fixture-org/hello-world-old-name").await;
+    db.stage(twin, "repo_info", &[info.to_string()]).await;
+    assert_eq!(db.drain(twin).await[0].6, 1);
+    let error: String = sqlx::query_scalar("SELECT error FROM aveloxis_ops.staging_rejects WHERE repo_id = $1")
+        .bind(twin)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        error.contains(&format!("which is already registered as repo {repo}")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn ghost_bots_and_non_ascii_text() {
+    let db = TestDb::with_extension("drain_ghost_bots").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    let ghost = json!({"login": "ghost", "id": 10137, "type": "User"});
+    let bot = json!({"login": "dependabot[bot]", "id": 49699333, "type": "Bot"});
+    let issues: Vec<String> = (1..=3)
+        .map(|n| {
+            json!({"id": n, "number": n, "state": "open", "title": "Überprüfung 日本語 — naïve café ☕",
+                   "body": "emoji 🚀 and RTL שלום", "user": if n == 3 { bot.clone() } else { ghost.clone() }})
+            .to_string()
+        })
+        .collect();
+    db.stage(repo, "issue", &issues).await;
+    assert_eq!(db.drain(repo).await[0].1, 3);
+    let mut conn = db.connect().await;
+    let people: Vec<(String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT gh_login, gh_type, cntrb_id = aveloxis.platform_uuid(1::smallint, gh_user_id)
+         FROM aveloxis_data.contributors ORDER BY gh_user_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        people,
+        [
+            ("ghost".into(), Some("User".into()), true),
+            ("dependabot[bot]".into(), Some("Bot".into()), true)
+        ],
+        "the ghost account is one placeholder contributor, not one per row"
+    );
+    let title: String = sqlx::query_scalar("SELECT issue_title FROM aveloxis_data.issues WHERE issue_number = 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(title, "Überprüfung 日本語 — naïve café ☕");
+}
