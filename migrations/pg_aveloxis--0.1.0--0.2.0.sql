@@ -1804,6 +1804,13 @@ BEGIN
                                      created_at text, issue jsonb)
     WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
     GET DIAGNOSTICS total = ROW_COUNT;
+    -- Timeline items (/issues/{n}/timeline) may be staged as events too: comments and
+    -- reviews are drained from their own endpoints (their ids are another id space),
+    -- and commits, cross-references and line comments have no event id. Counted, not stored.
+    DELETE FROM pg_temp.drain_events
+    WHERE action IN ('commented', 'reviewed', 'committed', 'cross-referenced', 'line-commented')
+       OR (platform_event_id IS NULL AND action IS NOT NULL);
+    GET DIAGNOSTICS result.skipped = ROW_COUNT;
     IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
         RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
             USING ERRCODE = 'not_null_violation',
@@ -1864,8 +1871,7 @@ BEGIN
     SELECT count(*) INTO ins_pr FROM ins;
     result.inserted := ins_issue + ins_pr;
     result.updated := 0;
-    result.skipped := 0;
-    result.unchanged := total - result.pending - result.inserted;
+    result.unchanged := total - result.skipped - result.pending - result.inserted;
     RETURN result;
 END
 $$;

@@ -327,8 +327,33 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:21
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:26
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/sanitize.rs:260
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:271
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -354,17 +379,6 @@ AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:271
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/identity.rs:86
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
 /* </end connected objects> */
@@ -379,20 +393,6 @@ CREATE  FUNCTION aveloxis."platform_uuid"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:21
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:26
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -2256,6 +2256,13 @@ BEGIN
                                      created_at text, issue jsonb)
     WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
     GET DIAGNOSTICS total = ROW_COUNT;
+    -- Timeline items (/issues/{n}/timeline) may be staged as events too: comments and
+    -- reviews are drained from their own endpoints (their ids are another id space),
+    -- and commits, cross-references and line comments have no event id. Counted, not stored.
+    DELETE FROM pg_temp.drain_events
+    WHERE action IN ('commented', 'reviewed', 'committed', 'cross-referenced', 'line-commented')
+       OR (platform_event_id IS NULL AND action IS NOT NULL);
+    GET DIAGNOSTICS result.skipped = ROW_COUNT;
     IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
         RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
             USING ERRCODE = 'not_null_violation',
@@ -2316,8 +2323,7 @@ BEGIN
     SELECT count(*) INTO ins_pr FROM ins;
     result.inserted := ins_issue + ins_pr;
     result.updated := 0;
-    result.skipped := 0;
-    result.unchanged := total - result.pending - result.inserted;
+    result.unchanged := total - result.skipped - result.pending - result.inserted;
     RETURN result;
 END
 $$;

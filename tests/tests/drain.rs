@@ -1366,3 +1366,57 @@ async fn ghost_bots_and_non_ascii_text() {
         .unwrap();
     assert_eq!(title, "Überprüfung 日本語 — naïve café ☕");
 }
+
+#[tokio::test]
+async fn timeline_items_become_events_and_the_rest_is_counted() {
+    let db = TestDb::with_extension("drain_timeline").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    db.stage(
+        repo,
+        "issue",
+        &[json!({"id": 28, "number": 28, "title": "t", "state": "open"}).to_string()],
+    )
+    .await;
+    let items = fixture_records("github/issue_timeline/pygithub/Issue.testGetTimeline.json");
+    db.stage_with_context(
+        repo,
+        "issue_event",
+        &items.iter().map(Value::to_string).collect::<Vec<_>>(),
+        Some(r#"{"parent_number": 28}"#),
+    )
+    .await;
+    let counts = db.drain(repo).await;
+    let not_events = [
+        "commented",
+        "reviewed",
+        "committed",
+        "cross-referenced",
+        "line-commented",
+    ];
+    let skipped = items
+        .iter()
+        .filter(|i| not_events.contains(&i["event"].as_str().unwrap()) || i.get("id").is_none())
+        .count() as i64;
+    let events: BTreeSet<i64> = items
+        .iter()
+        .filter(|i| !not_events.contains(&i["event"].as_str().unwrap()))
+        .filter_map(|i| i["id"].as_i64())
+        .collect();
+    let ev = counts.iter().find(|c| c.0 == "issue_event").unwrap();
+    assert_eq!(
+        (ev.1, ev.4, ev.5, ev.6),
+        (events.len() as i64, skipped, 0, 0),
+        "{counts:?}"
+    );
+    let mut conn = db.connect().await;
+    let stored: Vec<i64> = sqlx::query_scalar("SELECT platform_event_id FROM aveloxis_data.issue_events ORDER BY 1")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, events.into_iter().collect::<Vec<_>>());
+    let undrained: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(undrained, 0, "skipped items are drained and counted, not left behind");
+}
