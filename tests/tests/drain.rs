@@ -1420,3 +1420,50 @@ async fn timeline_items_become_events_and_the_rest_is_counted() {
         .unwrap();
     assert_eq!(undrained, 0, "skipped items are drained and counted, not left behind");
 }
+
+#[tokio::test]
+async fn a_second_drain_of_a_busy_repo_returns_at_once_and_says_so() {
+    use harness::sqlx::Connection;
+    let db = TestDb::with_extension("drain_busy").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    db.stage(
+        repo,
+        "issue",
+        &[json!({"id": 1, "number": 1, "title": "t", "state": "open"}).to_string()],
+    )
+    .await;
+
+    // Session A holds the repository's drain lock, as a drain does during a batch.
+    let mut a = db.connect().await;
+    let mut tx = a.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('aveloxis.drain', $1))")
+        .bind(repo)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    // Session B's drain must not wait for it. The timeout only turns a regression (a
+    // drain that waits) into a failure instead of a hang.
+    let mut b = db.connect().await;
+    sqlx::raw_sql("SET statement_timeout = '120s'")
+        .execute(&mut b)
+        .await
+        .unwrap();
+    sqlx::query("CALL aveloxis.drain($1)")
+        .bind(repo)
+        .execute(&mut b)
+        .await
+        .unwrap();
+    let (outcome, pending): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT outcome FROM aveloxis_ops.drain_runs ORDER BY run_id DESC LIMIT 1),
+                (SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL)",
+    )
+    .fetch_one(&mut b)
+    .await
+    .unwrap();
+    assert_eq!((outcome.as_str(), pending), ("lock_busy", 1));
+
+    // Once A is done, the next drain drains.
+    tx.rollback().await.unwrap();
+    assert_eq!(db.drain(repo).await[0].1, 1);
+}

@@ -220,6 +220,18 @@ async fn agents_stage_and_drain_but_cannot_touch_what_the_drain_owns() {
          VALUES ({repo}, 1, 'issue', '{{\"id\": 9, \"number\": 1, \"title\": \"t\", \"state\": \"open\"}}')"
     );
     assert_eq!(sqlstate(&mut agent, &stage).await, None);
+    // COPY, as agents stage in bulk, with exactly the agent columns.
+    let mut copy = agent
+        .copy_in_raw("COPY aveloxis_ops.staging (repo_id, platform_id, entity, payload) FROM STDIN")
+        .await
+        .unwrap();
+    copy.send(
+        format!("{repo}\t1\tissue\t{{\"id\": 10, \"number\": 2, \"title\": \"copied\", \"state\": \"open\"}}\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    copy.finish().await.unwrap();
     assert_eq!(
         sqlstate(&mut agent, &format!("CALL aveloxis.drain({repo})")).await,
         None
@@ -257,11 +269,11 @@ async fn agents_stage_and_drain_but_cannot_touch_what_the_drain_owns() {
     agent.close().await.unwrap();
 
     let mut conn = db.connect().await;
-    let titles: Vec<String> = sqlx::query_scalar("SELECT issue_title FROM aveloxis_data.issues")
+    let titles: Vec<String> = sqlx::query_scalar("SELECT issue_title FROM aveloxis_data.issues ORDER BY issue_number")
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(titles, ["t"]);
+    assert_eq!(titles, ["t", "copied"]);
     conn.close().await.unwrap();
     drop_login_roles(&db).await;
 }
