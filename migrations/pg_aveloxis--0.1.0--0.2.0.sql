@@ -984,6 +984,21 @@ BEGIN
 END
 $$;
 
+-- Drops a per-batch scratch table (ON COMMIT DROP) left by an earlier call in the same
+-- transaction: the row-by-row fallback maps one batch several times. A plain
+-- DROP ... IF EXISTS would send the client a NOTICE on every batch.
+CREATE FUNCTION aveloxis_ops.drop_batch_table(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pg_temp.' || quote_ident(name)) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE pg_temp.%I', name);
+    END IF;
+END
+$$;
+
 -- A user object from a payload, or NULL when there is none: JSON null, {} and objects
 -- without a positive numeric id are "no user", never a made-up person.
 CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
@@ -1790,7 +1805,7 @@ DECLARE
 BEGIN
     DELETE FROM pg_temp.drain_user_refs;
     DELETE FROM pg_temp.drain_users;
-    DROP TABLE IF EXISTS pg_temp.drain_events;
+    PERFORM aveloxis_ops.drop_batch_table('drain_events');
     CREATE TEMP TABLE drain_events ON COMMIT DROP AS
     SELECT r.staging_id, r.platform_id, x.id AS platform_event_id, x.node_id, x.event AS action, x.commit_id,
            x.actor, x.assignee, aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
@@ -1888,7 +1903,7 @@ DECLARE
 BEGIN
     DELETE FROM pg_temp.drain_user_refs;
     DELETE FROM pg_temp.drain_users;
-    DROP TABLE IF EXISTS pg_temp.drain_releases;
+    PERFORM aveloxis_ops.drop_batch_table('drain_releases');
     CREATE TEMP TABLE drain_releases ON COMMIT DROP AS
     SELECT DISTINCT ON (x.id) r.staging_id, r.platform_id, x.id::text AS release_id, x.name, x.body, x.author,
            x.tag_name, x.html_url, x.draft, x.prerelease,
@@ -1962,7 +1977,7 @@ DECLARE
 BEGIN
     DELETE FROM pg_temp.drain_user_refs;
     DELETE FROM pg_temp.drain_users;
-    DROP TABLE IF EXISTS pg_temp.drain_review_comments;
+    PERFORM aveloxis_ops.drop_batch_table('drain_review_comments');
     CREATE TEMP TABLE drain_review_comments ON COMMIT DROP AS
     SELECT r.staging_id, r.platform_id, x.*,
            coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
@@ -2097,7 +2112,7 @@ BEGIN
     UPDATE aveloxis_data.repos r SET repo_src_id = newest.id
     WHERE r.repo_id = repo AND r.repo_src_id IS DISTINCT FROM newest.id;
 
-    DROP TABLE IF EXISTS pg_temp.drain_repo_info;
+    PERFORM aveloxis_ops.drop_batch_table('drain_repo_info');
     CREATE TEMP TABLE drain_repo_info ON COMMIT DROP AS
     SELECT repo AS repo_id, newest.id AS repo_src_id, newest.node_id, newest.full_name, newest.description,
            newest.homepage, newest.default_branch, newest.language AS primary_language,
