@@ -21,15 +21,25 @@ AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue
 -- inline (toast_tuple_target): compressing each document into a temp TOAST table cost
 -- more than the parse itself. Staged rows need no row locks: the per-repository
 -- advisory lock already keeps other drains away.
+--
+-- The marker table names the layout: a session that outlived an ALTER EXTENSION UPDATE
+-- still holds the old version's tables, which are replaced here.
 CREATE FUNCTION aveloxis_ops.drain_scratch()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    scratch text;
 BEGIN
-    IF to_regclass('pg_temp.drain_issues') IS NOT NULL THEN
+    IF to_regclass('pg_temp.drain_scratch_layout_3') IS NOT NULL THEN
         RETURN;
     END IF;
+    FOREACH scratch IN ARRAY ARRAY['drain_rows', 'drain_prs', 'drain_comments', 'drain_users', 'drain_user_refs',
+                                   'drain_issues'] LOOP
+        PERFORM aveloxis_ops.drop_batch_table(scratch);
+    END LOOP;
+    CREATE TEMP TABLE drain_scratch_layout_3 ();
     CREATE TEMP TABLE drain_rows (
         staging_id  bigint PRIMARY KEY,
         platform_id smallint NOT NULL,
@@ -110,6 +120,9 @@ BEGIN
         email       text,
         staging_id  bigint NOT NULL,
         cntrb_id    uuid,
+        -- Known account whose stored identity and contributor row already say what the
+        -- payload says: nothing to write (most accounts of a steady-state batch).
+        settled     boolean,
         PRIMARY KEY (platform_id, user_id)
     ) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE drain_user_refs (
@@ -181,14 +194,16 @@ BEGIN
     INSERT INTO pg_temp.drain_users
         (platform_id, user_id, login, user_type, node_id, avatar_url, api_url, html_url, gravatar_id,
          site_admin, name, email, staging_id)
-    SELECT DISTINCT ON (r.platform_id, aveloxis_ops.user_id_of(r.u))
-           r.platform_id, aveloxis_ops.user_id_of(r.u), nullif(r.u ->> 'login', ''), r.u ->> 'type',
+    SELECT DISTINCT ON (r.platform_id, r.user_id)
+           r.platform_id, r.user_id, nullif(r.u ->> 'login', ''), r.u ->> 'type',
            r.u ->> 'node_id', r.u ->> 'avatar_url', r.u ->> 'url', coalesce(r.u ->> 'html_url', r.u ->> 'web_url'),
            nullif(r.u ->> 'gravatar_id', ''), r.u ->> 'site_admin', nullif(r.u ->> 'name', ''),
            nullif(r.u ->> 'email', ''), r.staging_id
-    FROM pg_temp.drain_user_refs r
-    WHERE aveloxis_ops.user_id_of(r.u) IS NOT NULL
-    ORDER BY r.platform_id, aveloxis_ops.user_id_of(r.u), r.staging_id DESC;
+    -- OFFSET 0 keeps the id computed once per reference, not once per use.
+    FROM (SELECT f.platform_id, f.staging_id, f.u, aveloxis_ops.user_id_of(f.u) AS user_id
+          FROM pg_temp.drain_user_refs f OFFSET 0) r
+    WHERE r.user_id IS NOT NULL
+    ORDER BY r.platform_id, r.user_id, r.staging_id DESC;
     -- Scratch tables have no statistics until analyzed; the joins below need them.
     ANALYZE pg_temp.drain_users;
 END
@@ -205,7 +220,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    platform smallint;
+    platform        smallint;
+    holder_platform smallint;
+    holder_user     bigint;
 BEGIN
     inserted := 0;
     updated := 0;
@@ -223,21 +240,49 @@ BEGIN
           FROM pg_temp.drain_users WHERE login IS NOT NULL) r
     WHERE r.platform_id = d.platform_id AND r.user_id = d.user_id AND r.rank > 1;
 
-    -- R1/R2: a known account keeps its cntrb_id, whatever it was.
-    UPDATE pg_temp.drain_users d SET cntrb_id = i.cntrb_id
-    FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = d.platform_id AND i.platform_user_id = d.user_id;
+    -- R1/R2: a known account keeps its cntrb_id, whatever it was. Lookups here and below
+    -- are correlated subqueries: one index probe per account of the batch, whatever the
+    -- planner believes about tables that grow faster than autovacuum analyzes them.
+    UPDATE pg_temp.drain_users d
+    SET (cntrb_id, settled) = (
+        SELECT i.cntrb_id,
+               (i.login, i.avatar_url, i.profile_url, i.user_type, i.node_id)
+                   IS NOT DISTINCT FROM (d.login, d.avatar_url, d.html_url, d.user_type, d.node_id)
+               AND (d.name IS NULL OR d.name IS NOT DISTINCT FROM i.name)
+               AND (d.email IS NULL OR d.email IS NOT DISTINCT FROM i.email)
+               AND CASE d.platform_id
+                   WHEN 1 THEN (c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url,
+                                c.gh_gravatar_id, c.gh_type, c.gh_site_admin)
+                                   IS NOT DISTINCT FROM
+                               (d.user_id, d.login, d.api_url, d.html_url, d.node_id, d.avatar_url, d.gravatar_id,
+                                d.user_type, d.site_admin)
+                               AND (d.name IS NULL OR d.name IS NOT DISTINCT FROM c.cntrb_full_name)
+                               AND (d.email IS NULL OR d.email IS NOT DISTINCT FROM c.cntrb_email)
+                   WHEN 2 THEN (c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
+                                   IS NOT DISTINCT FROM (d.user_id, d.login, d.html_url, d.avatar_url)
+                               AND (d.name IS NULL OR d.name IS NOT DISTINCT FROM c.gl_full_name)
+                   ELSE false END
+        FROM aveloxis_data.contributor_identities i
+        JOIN aveloxis_data.contributors c ON c.cntrb_id = i.cntrb_id
+        WHERE i.platform_id = d.platform_id AND i.platform_user_id = d.user_id);
+    IF NOT EXISTS (SELECT FROM pg_temp.drain_users WHERE settled IS NOT TRUE) THEN
+        RETURN;
+    END IF;
+    -- The statements below touch only the accounts that are new or changed.
+    ANALYZE pg_temp.drain_users;
 
     -- Then by login: a contributor known by login only (no account id yet) is this account.
     -- (One statement per platform, so each uses its partial index.)
-    UPDATE pg_temp.drain_users d SET cntrb_id = c.cntrb_id
-    FROM aveloxis_data.contributors c
-    WHERE d.cntrb_id IS NULL AND d.platform_id = 1 AND d.login IS NOT NULL
-      AND lower(c.gh_login) = lower(d.login) AND c.gh_user_id IS NULL AND c.cntrb_deleted = 0;
-    UPDATE pg_temp.drain_users d SET cntrb_id = c.cntrb_id
-    FROM aveloxis_data.contributors c
-    WHERE d.cntrb_id IS NULL AND d.platform_id = 2 AND d.login IS NOT NULL
-      AND lower(c.gl_username) = lower(d.login) AND c.gl_id IS NULL AND c.cntrb_deleted = 0;
+    UPDATE pg_temp.drain_users d
+    SET cntrb_id = (SELECT c.cntrb_id FROM aveloxis_data.contributors c
+                    WHERE lower(c.gh_login) = lower(d.login) AND c.gh_user_id IS NULL AND c.cntrb_deleted = 0
+                    ORDER BY c.cntrb_id LIMIT 1)
+    WHERE d.cntrb_id IS NULL AND d.platform_id = 1 AND d.login IS NOT NULL;
+    UPDATE pg_temp.drain_users d
+    SET cntrb_id = (SELECT c.cntrb_id FROM aveloxis_data.contributors c
+                    WHERE lower(c.gl_username) = lower(d.login) AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+                    ORDER BY c.cntrb_id LIMIT 1)
+    WHERE d.cntrb_id IS NULL AND d.platform_id = 2 AND d.login IS NOT NULL;
 
     -- Else a new contributor with the deterministic id (R1).
     UPDATE pg_temp.drain_users d SET cntrb_id = aveloxis.platform_uuid(d.platform_id, d.user_id)
@@ -260,6 +305,7 @@ BEGIN
                CASE WHEN d.platform_id = 2 THEN d.name END,
                'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
         FROM pg_temp.drain_users d
+        WHERE d.settled IS NOT TRUE
         ORDER BY d.cntrb_id
         ON CONFLICT (cntrb_id) DO NOTHING
         RETURNING 1
@@ -267,23 +313,30 @@ BEGIN
     SELECT count(*) INTO inserted FROM ins;
 
     -- R3: a login now held by another account was freed by a rename; the old holder
-    -- loses it (its history keeps it) before the new holder's row is written.
-    WITH freed AS (
-        UPDATE aveloxis_data.contributor_identities i SET login = NULL
+    -- loses it (its history keeps it) before the new holder's row is written. Renames
+    -- are rare: the holders are found by index, one probe per changed account.
+    FOR holder_platform, holder_user IN
+        SELECT h.platform_id, h.platform_user_id
         FROM pg_temp.drain_users d
-        WHERE i.platform_id = d.platform_id AND lower(i.login) = lower(d.login)
-          AND i.platform_user_id <> d.user_id
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    UPDATE aveloxis_data.contributor_login_history h SET replaced_at = now()
-    FROM freed f
-    WHERE h.platform_id = f.platform_id AND h.platform_user_id = f.platform_user_id AND h.replaced_at IS NULL;
+        CROSS JOIN LATERAL (SELECT x.platform_id, x.platform_user_id
+                            FROM aveloxis_data.contributor_identities x
+                            WHERE x.platform_id = d.platform_id AND lower(x.login) = lower(d.login)
+                              AND x.platform_user_id <> d.user_id
+                            LIMIT 1) h
+        WHERE d.settled IS NOT TRUE AND d.login IS NOT NULL
+    LOOP
+        UPDATE aveloxis_data.contributor_identities i SET login = NULL
+        WHERE i.platform_id = holder_platform AND i.platform_user_id = holder_user;
+        UPDATE aveloxis_data.contributor_login_history h SET replaced_at = now()
+        WHERE h.platform_id = holder_platform AND h.platform_user_id = holder_user AND h.replaced_at IS NULL;
+    END LOOP;
 
     INSERT INTO aveloxis_data.contributor_identities AS i
         (platform_id, platform_user_id, cntrb_id, login, name, email, avatar_url, profile_url, user_type, node_id)
     SELECT d.platform_id, d.user_id, d.cntrb_id, d.login, d.name, d.email, d.avatar_url, d.html_url,
            d.user_type, d.node_id
     FROM pg_temp.drain_users d
+    WHERE d.settled IS NOT TRUE
     ORDER BY d.platform_id, d.user_id
     ON CONFLICT (platform_id, platform_user_id) DO UPDATE
         SET login = EXCLUDED.login, name = coalesce(EXCLUDED.name, i.name), email = coalesce(EXCLUDED.email, i.email),
@@ -295,12 +348,15 @@ BEGIN
            OR (EXCLUDED.email IS NOT NULL AND EXCLUDED.email IS DISTINCT FROM i.email);
 
     -- Renames: the account's other logins are replaced; the current one is recorded.
+    -- (A settled account's login is unchanged, so its history is already current.)
     UPDATE aveloxis_data.contributor_login_history h SET replaced_at = now()
     FROM pg_temp.drain_users d
-    WHERE h.platform_id = d.platform_id AND h.platform_user_id = d.user_id AND h.replaced_at IS NULL
+    WHERE d.settled IS NOT TRUE
+      AND h.platform_id = d.platform_id AND h.platform_user_id = d.user_id AND h.replaced_at IS NULL
       AND h.login IS DISTINCT FROM d.login;
     INSERT INTO aveloxis_data.contributor_login_history AS h (platform_id, platform_user_id, login, cntrb_id)
-    SELECT d.platform_id, d.user_id, d.login, d.cntrb_id FROM pg_temp.drain_users d WHERE d.login IS NOT NULL
+    SELECT d.platform_id, d.user_id, d.login, d.cntrb_id FROM pg_temp.drain_users d
+    WHERE d.settled IS NOT TRUE AND d.login IS NOT NULL
     ORDER BY d.platform_id, d.user_id
     ON CONFLICT (platform_id, platform_user_id, login) DO UPDATE SET replaced_at = NULL
         WHERE h.replaced_at IS NOT NULL;
@@ -316,7 +372,7 @@ BEGIN
             gh_site_admin = d.site_admin,
             cntrb_full_name = coalesce(d.name, c.cntrb_full_name), cntrb_email = coalesce(d.email, c.cntrb_email)
         FROM pg_temp.drain_users d
-        WHERE d.platform_id = 1 AND c.cntrb_id = d.cntrb_id
+        WHERE d.settled IS NOT TRUE AND d.platform_id = 1 AND c.cntrb_id = d.cntrb_id
           AND ((c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url, c.gh_gravatar_id,
                 c.gh_type, c.gh_site_admin)
                IS DISTINCT FROM (d.user_id, d.login, d.api_url, d.html_url, d.node_id, d.avatar_url, d.gravatar_id,
@@ -331,7 +387,7 @@ BEGIN
             gl_username = d.login, gl_web_url = d.html_url, gl_avatar_url = d.avatar_url,
             gl_full_name = coalesce(d.name, c.gl_full_name)
         FROM pg_temp.drain_users d
-        WHERE d.platform_id = 2 AND c.cntrb_id = d.cntrb_id
+        WHERE d.settled IS NOT TRUE AND d.platform_id = 2 AND c.cntrb_id = d.cntrb_id
           AND (c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
               IS DISTINCT FROM (d.user_id, d.login, d.html_url, d.avatar_url)
         RETURNING 1
@@ -649,10 +705,11 @@ BEGIN
     UPDATE pg_temp.drain_prs d SET changed = true, was_inserted = up.was_inserted
     FROM up WHERE up.platform_pr_id = d.platform_pr_id;
     -- Ids for all, and whether this envelope is at least as new as what is stored.
+    -- (Correlated: one index probe per row, however stale the table's statistics.)
     UPDATE pg_temp.drain_prs d
-    SET pull_request_id = p.pull_request_id,
-        fresh = (d.updated_at IS NULL OR p.updated_at IS NULL OR d.updated_at >= p.updated_at)
-    FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.platform_pr_id = d.platform_pr_id;
+    SET (pull_request_id, fresh) = (
+        SELECT p.pull_request_id, (d.updated_at IS NULL OR p.updated_at IS NULL OR d.updated_at >= p.updated_at)
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.platform_pr_id = d.platform_pr_id);
 
     -- Labels and assignees come with the PR object: synced when it changed.
     DELETE FROM aveloxis_data.pull_request_labels l USING pg_temp.drain_prs d
@@ -882,11 +939,16 @@ BEGIN
     END IF;
 
     -- Issues and pull requests share one number space: the parent is one or the other.
-    UPDATE pg_temp.drain_comments c SET issue_id = i.issue_id
-    FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.issue_number = c.parent_number;
-    UPDATE pg_temp.drain_comments c SET pull_request_id = p.pull_request_id
-    FROM aveloxis_data.pull_requests p
-    WHERE c.issue_id IS NULL AND p.repo_id = repo AND p.pr_number = c.parent_number;
+    -- Correlated lookups: one index probe per comment. (A join let the planner, misled by
+    -- statistics older than the drain's own inserts, hash the repository's every issue
+    -- for each batch: quadratic in the repository's size.)
+    UPDATE pg_temp.drain_comments c
+    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
+                    WHERE i.repo_id = repo AND i.issue_number = c.parent_number);
+    UPDATE pg_temp.drain_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number)
+    WHERE c.issue_id IS NULL;
     UPDATE pg_temp.drain_rows r SET pending = true
     FROM pg_temp.drain_comments c
     WHERE c.staging_id = r.staging_id AND c.issue_id IS NULL AND c.pull_request_id IS NULL;
@@ -996,10 +1058,14 @@ BEGIN
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
     END IF;
-    UPDATE pg_temp.drain_events e SET issue_id = i.issue_id
-    FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.issue_number = e.parent_number;
-    UPDATE pg_temp.drain_events e SET pull_request_id = p.pull_request_id
-    FROM aveloxis_data.pull_requests p WHERE e.issue_id IS NULL AND p.repo_id = repo AND p.pr_number = e.parent_number;
+    -- Correlated lookups, as for comments: one index probe per event.
+    UPDATE pg_temp.drain_events e
+    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
+                    WHERE i.repo_id = repo AND i.issue_number = e.parent_number);
+    UPDATE pg_temp.drain_events e
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = e.parent_number)
+    WHERE e.issue_id IS NULL;
     UPDATE pg_temp.drain_rows r SET pending = true
     FROM pg_temp.drain_events e WHERE e.staging_id = r.staging_id AND e.issue_id IS NULL AND e.pull_request_id IS NULL;
     SELECT count(*) INTO result.pending FROM pg_temp.drain_events WHERE issue_id IS NULL AND pull_request_id IS NULL;
@@ -1161,8 +1227,9 @@ BEGIN
         RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
             USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
     END IF;
-    UPDATE pg_temp.drain_review_comments c SET pull_request_id = p.pull_request_id
-    FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.pr_number = c.parent_number;
+    UPDATE pg_temp.drain_review_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number);
     UPDATE pg_temp.drain_rows r SET pending = true
     FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
     SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
@@ -1197,20 +1264,22 @@ BEGIN
     )
     UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
     FROM up WHERE up.platform_msg_id = c.id;
-    UPDATE pg_temp.drain_review_comments c SET msg_id = m.msg_id
-    FROM aveloxis_data.messages m
-    WHERE c.msg_id IS NULL AND m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id;
+    UPDATE pg_temp.drain_review_comments c
+    SET msg_id = (SELECT m.msg_id FROM aveloxis_data.messages m
+                  WHERE m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id)
+    WHERE c.msg_id IS NULL;
 
     INSERT INTO aveloxis_data.review_comments AS t
         (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
          diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
          author_association)
-    SELECT repo, c.pull_request_id, c.msg_id, c.id, v.pr_review_id, c.pull_request_review_id, c.in_reply_to_id,
+    SELECT repo, c.pull_request_id, c.msg_id, c.id,
+           (SELECT v.pr_review_id FROM aveloxis_data.pull_request_reviews v
+            WHERE v.pull_request_id = c.pull_request_id AND v.platform_review_id = c.pull_request_review_id),
+           c.pull_request_review_id, c.in_reply_to_id,
            c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
            c.original_commit_id, c.author_association
     FROM pg_temp.drain_review_comments c
-    LEFT JOIN aveloxis_data.pull_request_reviews v
-           ON v.pull_request_id = c.pull_request_id AND v.platform_review_id = c.pull_request_review_id
     WHERE c.changed
     ORDER BY c.id
     ON CONFLICT (repo_id, platform_src_id) DO UPDATE

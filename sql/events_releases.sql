@@ -42,7 +42,7 @@ CREATE TABLE aveloxis_data.releases (
     -- GitHub's release id as text; GitLab's tag name.
     release_id            text NOT NULL,
     release_name          text,
-    release_description   text,
+    release_description   text COMPRESSION lz4,
     release_author        text,
     release_author_id     uuid REFERENCES aveloxis_data.contributors,
     release_tag_name      text,

@@ -11,7 +11,7 @@ CREATE TABLE aveloxis_data.messages (
     platform_msg_id      bigint NOT NULL,
     node_id              text,
     cntrb_id             uuid REFERENCES aveloxis_data.contributors,
-    msg_text             text,
+    msg_text             text COMPRESSION lz4,
     msg_timestamp        timestamptz,
     msg_updated_at       timestamptz,
     msg_html_url         text,

@@ -13,7 +13,7 @@ CREATE TABLE aveloxis_data.pull_requests (
     pr_html_url           text,
     pr_diff_url           text,
     pr_title              text,
-    pr_body               text,
+    pr_body               text COMPRESSION lz4,
     -- 'open', 'closed' or 'merged' (merged_at set).
     pr_state              text,
     pr_locked             boolean,

@@ -54,7 +54,7 @@ CREATE TABLE aveloxis_data.review_comments (
     pr_review_id         bigint REFERENCES aveloxis_data.pull_request_reviews ON DELETE SET NULL,
     platform_review_id   bigint,
     in_reply_to_id       bigint,
-    diff_hunk            text,
+    diff_hunk            text COMPRESSION lz4,
     path                 text,
     position             integer,
     original_position    integer,

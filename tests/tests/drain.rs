@@ -1467,3 +1467,79 @@ async fn a_second_drain_of_a_busy_repo_returns_at_once_and_says_so() {
     tx.rollback().await.unwrap();
     assert_eq!(db.drain(repo).await[0].1, 1);
 }
+
+#[tokio::test]
+async fn known_accounts_are_written_only_when_they_changed() {
+    let db = TestDb::with_extension("drain_settled").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    let issue = |id: i64, avatar: &str| {
+        format!(
+            r#"{{"id": {id}, "number": {id}, "title": "t", "state": "open", "updated_at": "2020-01-01T00:00:00Z",
+                "user": {{"id": 100, "login": "alice", "type": "User", "avatar_url": "{avatar}"}}}}"#
+        )
+    };
+    let row_versions = "SELECT i.xmin::text || '/' || c.xmin::text || '/' || h.xmin::text
+        FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+        JOIN aveloxis_data.contributor_login_history h USING (platform_id, platform_user_id)";
+    db.stage(repo, "issue", &[issue(1, "https://a/1")]).await;
+    db.drain(repo).await;
+    let mut conn = db.connect().await;
+    let before: String = sqlx::query_scalar(row_versions).fetch_one(&mut conn).await.unwrap();
+
+    // The same account, unchanged, in a later batch: no row of it is rewritten.
+    db.stage(repo, "issue", &[issue(2, "https://a/1")]).await;
+    db.drain(repo).await;
+    let after: String = sqlx::query_scalar(row_versions).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(before, after, "an unchanged account is settled without writes");
+
+    // A changed field (same login) is still written to the identity and the contributor.
+    db.stage(repo, "issue", &[issue(3, "https://a/2")]).await;
+    db.drain(repo).await;
+    let avatars: (String, String) = sqlx::query_as(
+        "SELECT i.avatar_url, c.gh_avatar_url FROM aveloxis_data.contributor_identities i
+         JOIN aveloxis_data.contributors c USING (cntrb_id)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(avatars, ("https://a/2".into(), "https://a/2".into()));
+    let reporters: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM aveloxis_data.issues WHERE reporter_id = aveloxis.platform_uuid(1::smallint, 100)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(reporters, 3, "settled or not, every issue points at its reporter");
+}
+
+#[tokio::test]
+async fn a_session_holding_older_scratch_tables_still_drains() {
+    // A session that drained before an ALTER EXTENSION UPDATE keeps the old version's
+    // temp tables; the drain replaces them instead of failing on a missing column.
+    let db = TestDb::with_extension("drain_old_scratch").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    db.stage(
+        repo,
+        "issue",
+        &[r#"{"id": 7, "number": 7, "title": "t", "state": "open", "user": {"id": 5, "login": "u"}}"#.into()],
+    )
+    .await;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE drain_issues (staging_id bigint PRIMARY KEY);
+         CREATE TEMP TABLE drain_users (platform_id smallint, user_id bigint, PRIMARY KEY (platform_id, user_id));",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("CALL aveloxis.drain($1)")
+        .bind(repo)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.issues")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+}
