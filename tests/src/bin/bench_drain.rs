@@ -531,7 +531,7 @@ async fn main() {
             .unwrap();
     }
     let list = stored_tables.map(|t| format!("aveloxis_data.{t}")).join(", ");
-    sqlx::raw_sql(&format!("TRUNCATE {list}; CHECKPOINT"))
+    sqlx::raw_sql(&format!("TRUNCATE {list} CASCADE; CHECKPOINT"))
         .execute(&mut conn)
         .await
         .unwrap();
