@@ -525,10 +525,12 @@ async fn main() {
         "issue_message_ref",
     ];
     for table in stored_tables {
-        sqlx::raw_sql(&format!("CREATE TABLE copy_{table} AS SELECT * FROM aveloxis_data.{table}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE copy_{table} AS SELECT * FROM aveloxis_data.{table}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
     let list = stored_tables.map(|t| format!("aveloxis_data.{t}")).join(", ");
     sqlx::raw_sql(&format!("TRUNCATE {list} CASCADE; CHECKPOINT"))
