@@ -27,7 +27,10 @@ BEGIN
         aveloxis.identity_anomalies(),
         aveloxis.enrichment_progress(),
         aveloxis.search_resolve_queue(),
-        aveloxis.contributor_fk_integrity()
+        aveloxis.contributor_fk_integrity(),
+        aveloxis.queue_health(),
+        aveloxis.why_not_collected(bigint),
+        aveloxis.job_history(bigint, integer)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -46,7 +49,14 @@ BEGIN
         aveloxis.pending_repos(),
         aveloxis.requeue_rejects(bigint),
         aveloxis.resolve_email(text),
-        aveloxis.link_contributor(uuid, smallint, bigint, text)
+        aveloxis.link_contributor(uuid, smallint, bigint, text),
+        aveloxis.claim(text, text[], integer, interval),
+        aveloxis.heartbeat(bigint[], text),
+        aveloxis.complete(bigint, jsonb, text),
+        aveloxis.fail(bigint, text, text, text),
+        aveloxis.queue_health(),
+        aveloxis.why_not_collected(bigint),
+        aveloxis.job_history(bigint, integer)
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

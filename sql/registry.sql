@@ -156,6 +156,8 @@ BEGIN
 
     INSERT INTO aveloxis_data.repo_url_history (url_key, repo_id, repo_git, source)
     VALUES (parsed.url_key, new_id, parsed.repo_git, 'add_repo');
+    -- Its jobs, one per phase (sql/queue.sql).
+    PERFORM aveloxis_ops.enqueue_repo(new_id);
     RETURN new_id;
 END
 $$;

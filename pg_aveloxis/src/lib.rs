@@ -87,6 +87,12 @@ extension_sql_file!(
     requires = ["contributors", "issues", "messages"]
 );
 
+extension_sql_file!(
+    "../../sql/queue.sql",
+    name = "queue",
+    requires = ["registry", "staging"]
+);
+
 // Grants run last, once every object they name exists.
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 

@@ -159,11 +159,12 @@ async fn ensure_role_survives_a_concurrent_creator() {
     // Wait until B is blocked behind A's uncommitted role (a state, not a duration).
     let mut observer = db.connect().await;
     loop {
-        let waiting: bool = sqlx::query_scalar("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1")
-            .bind(b_pid)
-            .fetch_one(&mut observer)
-            .await
-            .unwrap();
+        let waiting: bool =
+            sqlx::query_scalar("SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1")
+                .bind(b_pid)
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
         if waiting {
             break;
         }
