@@ -12,6 +12,8 @@
 # (cron.database_name = aveloxis), trusts local connections and skips fsync: it holds
 # nothing worth keeping. Its directory is AVELOXIS_CLUSTER_DIR, by default one per
 # checkout under /tmp (which the postgres user can reach, unlike /root).
+# AVELOXIS_CLUSTER_EXTRA_CONF, if set when the cluster is created, is appended to its
+# configuration (one setting per line).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -53,6 +55,10 @@ full_page_writes = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 CONF
+    # Extra settings for a cluster of a special kind (e.g. the scheduler worker's test).
+    if [ -n "${AVELOXIS_CLUSTER_EXTRA_CONF:-}" ]; then
+        printf '%s\n' "$AVELOXIS_CLUSTER_EXTRA_CONF" | as_postgres tee -a "$DATA/postgresql.auto.conf" >/dev/null
+    fi
 }
 
 start() {

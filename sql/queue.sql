@@ -153,8 +153,11 @@ CREATE TABLE aveloxis_ops.jobs (
     CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
 );
 COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
--- The claim's scan: unleased jobs in claim order.
-CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (phase, retry_first DESC, priority, due_at, repo_id)
+-- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
+-- for several phases walks it once; phase is a filter). Due jobs come first in each
+-- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
+-- than it asked for.
+CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
     WHERE lease_owner IS NULL;
 CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
 

@@ -10,10 +10,17 @@ pub mod contributors;
 pub mod identity;
 pub mod registry;
 pub mod sanitize;
+pub mod scheduler;
 #[cfg(feature = "pg_test")]
 pub mod test_support;
 
 ::pgrx::pg_module_magic!(name, version);
+
+/// Registers the GUCs and, when preloaded, the scheduler's background worker.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    scheduler::init();
+}
 
 // Schemas, roles and the platforms table come first: everything else lives in them.
 extension_sql_file!("../../sql/bootstrap.sql", name = "bootstrap", bootstrap);
