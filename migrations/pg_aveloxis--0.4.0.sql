@@ -327,19 +327,50 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:28
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:33
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/sanitize.rs:260
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:271
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
+-- pg_aveloxis/src/sanitize.rs:277
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -354,14 +385,14 @@ AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:277
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+-- pg_aveloxis/src/sanitize.rs:271
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1354,784 +1385,6 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.staging_rejects', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_runs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.drain_runs', 'run_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_run_counts', '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:97
--- requires:
---   registry
---   staging
-
--- The work queue: one job per (repository, phase), claimed as a lease.
---
---   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
---   aveloxis.heartbeat(job_ids, agent)              renews leases
---   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
---   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
---   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
---   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
---   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
---
--- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
--- that is not renewed expires, and the job returns to the queue with its attempt counted.
-
--- Settings: the defaults ship with the extension; what an operator changes is kept in
--- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
-CREATE TABLE aveloxis_ops.setting_defaults (
-    name          text PRIMARY KEY,
-    default_value text NOT NULL,
-    kind          text NOT NULL CHECK (kind IN ('interval', 'integer')),
-    description   text NOT NULL
-);
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
-    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
-    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
-    ('analysis.cadence', '30 days', 'interval', 'How often analyses run'),
-    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
-    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
-    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
-    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
-    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
-    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
-    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
-    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only');
-
-CREATE TABLE aveloxis_ops.setting_overrides (
-    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
-    value text NOT NULL
-);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
-CREATE VIEW aveloxis_ops.settings AS
-    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
-    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
-COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
-
--- A setting's value; a clear error for an unknown name.
-CREATE FUNCTION aveloxis_ops.setting(setting_name text)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    setting_value text;
-BEGIN
-    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    RETURN setting_value;
-END
-$$;
-
-CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    setting_kind text;
-BEGIN
-    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    BEGIN
-        IF setting_kind = 'interval' THEN
-            PERFORM new_value::interval;
-        ELSIF new_value::integer < 0 THEN
-            RAISE EXCEPTION 'negative';
-        END IF;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
-            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')' ELSE 'non-negative integer' END, new_value
-            USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
-    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
-END
-$$;
-
--- Back to the default value.
-CREATE FUNCTION aveloxis.reset_setting(setting_name text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.setting(setting_name);
-    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
-END
-$$;
-
--- The scheduler's clock: now() plus the test offset.
-CREATE FUNCTION aveloxis_ops.clock()
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT now() + aveloxis_ops.setting('clock.offset')::interval $$;
-
-CREATE TABLE aveloxis_ops.jobs (
-    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    phase                text NOT NULL CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis')),
-    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
-    priority             integer NOT NULL DEFAULT 100,
-    due_at               timestamptz NOT NULL DEFAULT now(),
-    -- due_at came from the cadence (tick() re-aligns these when a cadence changes).
-    due_from_cadence     boolean NOT NULL DEFAULT false,
-    lease_owner          text,
-    leased_at            timestamptz,
-    lease_expires_at     timestamptz,
-    lease_length         interval,
-    lease_run_id         bigint,
-    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
-    attempts             integer NOT NULL DEFAULT 0,
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    backoff_until        timestamptz,
-    -- Served before other due jobs: the last run was partial or failed transiently.
-    retry_first          boolean NOT NULL DEFAULT false,
-    sidelined_until      timestamptz,
-    sideline_reason      text,
-    force_full           boolean NOT NULL DEFAULT false,
-    last_attempted_at    timestamptz,
-    last_success_at      timestamptz,
-    -- When the last successful run was claimed: incremental runs collect from there.
-    last_success_started_at timestamptz,
-    last_error           text,
-    last_error_class     text,
-    last_outcome         jsonb,
-    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
-    agent_state          jsonb NOT NULL DEFAULT '{}',
-    UNIQUE (repo_id, phase),
-    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
-);
-COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
--- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
--- for several phases walks it once; phase is a filter). Due jobs come first in each
--- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
--- than it asked for.
-CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
-    WHERE lease_owner IS NULL;
-CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-
-CREATE TABLE aveloxis_ops.job_runs (
-    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
-    repo_id     bigint NOT NULL,
-    phase       text NOT NULL,
-    agent       text NOT NULL,
-    attempt     integer NOT NULL,
-    started_at  timestamptz NOT NULL,
-    finished_at timestamptz,
-    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
-                                        'lease_expired')),
-    error       text,
-    result      jsonb
-);
-COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
-CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
-CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
-
--- The phases a repository gets: forge data for forges, git for all, distribution
--- evidence for GitHub (reference 002, section 7).
-CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution']
-                         WHEN 2 THEN ARRAY['collect', 'facade']
-                         ELSE ARRAY['facade'] END
-$$;
-
--- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
-CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
-    SELECT r.repo_id, p, aveloxis_ops.clock()
-    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
-    WHERE r.repo_id = repo
-    ON CONFLICT (repo_id, phase) DO NOTHING
-$$;
-
-CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
-        RAISE EXCEPTION 'repo % does not exist', repo
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
-    END IF;
-END
-$$;
-
--- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
--- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
-CREATE FUNCTION aveloxis_ops.expire_leases()
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH expired AS (
-        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
-        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= aveloxis_ops.clock()
-        FOR UPDATE SKIP LOCKED
-    ), released AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-            retry_first = true
-        FROM expired e WHERE j.job_id = e.job_id
-        RETURNING j.job_id
-    ), closed AS (
-        UPDATE aveloxis_ops.job_runs r
-        SET finished_at = aveloxis_ops.clock(), outcome = 'lease_expired',
-            error = 'the lease expired without a heartbeat; the job went back to the queue'
-        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
-        RETURNING 1
-    )
-    SELECT count(*) FROM released
-$$;
-
--- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
--- last run was partial or failed transiently, then priority, then due time, then repo.
--- Sidelined and backing-off jobs are never handed out.
-CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
-                               lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-    ph text;
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF phases IS NULL OR cardinality(phases) = 0
-       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
-        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Phases are collect, facade, distribution and analysis.';
-    END IF;
-    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
-    FOREACH ph IN ARRAY phases LOOP
-        IF aveloxis_ops.setting(ph || '.max_leased')::integer > 0 THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim', 0), hashtext(ph));
-        END IF;
-    END LOOP;
-
-    PERFORM aveloxis_ops.expire_leases();
-
-    RETURN QUERY
-    WITH limits AS (
-        SELECT p AS phase,
-               CASE WHEN aveloxis_ops.setting(p || '.max_leased')::integer = 0 THEN max_jobs
-                    ELSE greatest(0, aveloxis_ops.setting(p || '.max_leased')::integer
-                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
-                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
-        FROM unnest(phases) p
-    ), candidates AS MATERIALIZED (
-        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
-        FROM aveloxis_ops.jobs j
-        WHERE j.phase = ANY (phases)
-          AND j.lease_owner IS NULL
-          AND j.due_at <= at
-          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
-          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
-        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.job_id
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
-                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
-              FROM candidates c) c
-        JOIN limits l ON l.phase = c.phase
-        WHERE c.n <= l.room
-    ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at
-        FROM aveloxis_ops.jobs j JOIN picked p ON p.job_id = j.job_id
-        RETURNING job_runs.job_id, job_runs.run_id
-    ), leased AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
-        FROM runs r WHERE r.job_id = j.job_id
-        RETURNING j.*
-    )
-    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
-           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
-                WHEN l.phase = 'collect'
-                    THEN l.last_success_started_at - aveloxis_ops.setting('collect.since_overlap')::interval
-                ELSE l.last_success_started_at END,
-           l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id
-    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
-END
-$$;
-
--- Renews the agent's leases by their lease length; returns the jobs still leased to it
--- (a job missing from the answer was lost: its lease had expired and moved on).
-CREATE FUNCTION aveloxis.heartbeat(job_ids bigint[], agent text)
-RETURNS SETOF bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
-    WHERE j.job_id = ANY (job_ids) AND j.lease_owner = heartbeat.agent
-    RETURNING j.job_id
-$$;
-
--- The job as its caller may finish it: leased to that agent, or (its lease lapsed) to no one.
-CREATE FUNCTION aveloxis_ops.finishing_job(job bigint, agent text)
-RETURNS aveloxis_ops.jobs
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    j aveloxis_ops.jobs;
-BEGIN
-    SELECT * INTO j FROM aveloxis_ops.jobs WHERE job_id = job FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', job USING ERRCODE = 'no_data_found';
-    END IF;
-    IF agent IS NULL THEN
-        RETURN j;
-    END IF;
-    IF j.lease_owner IS NOT NULL AND j.lease_owner <> agent THEN
-        RAISE EXCEPTION 'job % is leased to %, not to %', job, j.lease_owner, agent
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Your lease expired and another agent claimed the job; drop this run''s result.';
-    END IF;
-    -- Unleased: only the agent whose lease lapsed, with no claim since, may still finish it.
-    IF j.lease_owner IS NULL AND NOT EXISTS (
-        SELECT FROM (SELECT r.agent, r.outcome FROM aveloxis_ops.job_runs r WHERE r.job_id = job
-                     ORDER BY r.run_id DESC LIMIT 1) last
-        WHERE last.agent = finishing_job.agent AND last.outcome = 'lease_expired') THEN
-        RAISE EXCEPTION 'job % is not leased to %', job, agent
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Claim the job with aveloxis.claim() before completing or failing it.';
-    END IF;
-    RETURN j;
-END
-$$;
-
--- Records the end of a run in job_runs (the lease's run, or a new row for a run whose
--- lease had already lapsed) and releases the lease.
-CREATE FUNCTION aveloxis_ops.finish_run(j aveloxis_ops.jobs, agent text, outcome text, error text, result jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = finish_run.outcome, error = finish_run.error,
-                                       result = finish_run.result
-    WHERE r.run_id = j.lease_run_id AND j.lease_owner IS NOT NULL;
-    IF NOT FOUND THEN
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, finished_at, outcome,
-                                           error, result)
-        VALUES (j.job_id, j.repo_id, j.phase, coalesce(finish_run.agent, '(unknown)'), j.attempts, coalesce(j.leased_at, at), at,
-                finish_run.outcome, finish_run.error, finish_run.result);
-    END IF;
-    UPDATE aveloxis_ops.jobs SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL,
-                                 lease_run_id = NULL
-    WHERE job_id = j.job_id;
-END
-$$;
-
--- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
--- partial run (complete = false) is served again first, soon; a complete one is next due
--- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
-CREATE FUNCTION aveloxis.complete(job bigint, outcome jsonb DEFAULT '{}', agent text DEFAULT NULL)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    j        aveloxis_ops.jobs := aveloxis_ops.finishing_job(job, agent);
-    at       timestamptz := aveloxis_ops.clock();
-    whole    boolean;
-    next_due timestamptz;
-BEGIN
-    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
-        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
-        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    whole := coalesce((outcome ->> 'complete')::boolean, true);
-    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    PERFORM aveloxis_ops.finish_run(j, agent, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
-                                    outcome - 'state');
-    UPDATE aveloxis_ops.jobs SET
-        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
-        backoff_until = NULL, retry_first = NOT whole,
-        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
-        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
-        force_full = force_full AND NOT whole,
-        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
-        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
-        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- A failed run, by class (reference 001 and 002 section 6.4):
---   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
---              (10th) sidelines the job for one cadence, and the count starts over
---   skip       the phase does not apply now; not a failure: next due after the cadence
---   gone       404/410: every phase of the repository is sidelined; its data is kept
---   auth       credentials, not the job: back after one backoff base, not counted
---   fatal      will not succeed by retrying: next due after the cadence, counted
-CREATE FUNCTION aveloxis.fail(job bigint, error text, class text, agent text DEFAULT NULL)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    j        aveloxis_ops.jobs;
-    at       timestamptz := aveloxis_ops.clock();
-    base     interval;
-    cadence  interval;
-    limit_n  integer;
-    n        integer;
-    next_due timestamptz;
-BEGIN
-    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
-        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Classes are transient, skip, gone, auth and fatal.';
-    END IF;
-    j := aveloxis_ops.finishing_job(job, agent);
-    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
-    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(j, agent, class, error, NULL);
-
-    IF class = 'transient' THEN
-        n := j.consecutive_failures + 1;
-        IF n % limit_n = 0 THEN
-            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
-                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
-            WHERE job_id = j.job_id;
-            next_due := at + cadence;
-        ELSE
-            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
-            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
-        END IF;
-        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
-    ELSIF class = 'skip' THEN
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
-            backoff_until = NULL, priority = 100
-        WHERE job_id = j.job_id;
-    ELSIF class = 'gone' THEN
-        next_due := 'infinity';
-        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
-            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
-        WHERE repo_id = j.repo_id;
-    ELSIF class = 'auth' THEN
-        next_due := at + base;
-        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
-    ELSE
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
-            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
-        WHERE job_id = j.job_id;
-    END IF;
-    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
-CREATE FUNCTION aveloxis.prioritize(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
-                                 backoff_until = NULL
-    WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- The next collection of the repository is a full one (the flag clears on success).
-CREATE FUNCTION aveloxis.force_recollect(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
-                                 due_from_cadence = false
-    WHERE repo_id = repo AND phase IN ('collect', 'facade');
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'It is shown to whoever asks why_not_collected().';
-    END IF;
-    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.unsideline(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
-                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
-    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- Housekeeping, every minute under pg_cron or the background worker: expired leases
--- back to the queue, due dates re-aligned to changed cadences, drained staging and old
--- run history deleted. A second concurrent tick returns at once.
-CREATE PROCEDURE aveloxis.tick()
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    expired  bigint;
-    aligned  bigint;
-    purged   bigint;
-    pruned   bigint;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
-        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
-        RETURN;
-    END IF;
-    expired := aveloxis_ops.expire_leases();
-    UPDATE aveloxis_ops.jobs j
-    SET due_at = j.last_success_at + aveloxis_ops.setting(j.phase || '.cadence')::interval
-    WHERE j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
-      AND j.due_at <> j.last_success_at + aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    GET DIAGNOSTICS aligned = ROW_COUNT;
-    DELETE FROM aveloxis_ops.staging s
-    WHERE s.drained_at < aveloxis_ops.clock() - aveloxis_ops.setting('staging.retention')::interval;
-    GET DIAGNOSTICS purged = ROW_COUNT;
-    DELETE FROM aveloxis_ops.job_runs r
-    WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    IF expired + aligned + purged + pruned > 0 THEN
-        RAISE LOG 'aveloxis.tick: % expired leases returned, % due dates re-aligned, % drained staging rows and % old runs deleted',
-            expired, aligned, purged, pruned;
-    END IF;
-END
-$$;
-
--- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
-CREATE FUNCTION aveloxis.schedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
-                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
-                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
-    END IF;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
-    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick()';
-END
-$$;
-
-CREATE FUNCTION aveloxis.unschedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    removed bigint := 0;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RETURN 'pg_cron is not installed: nothing was scheduled';
-    END IF;
-    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = $1' INTO removed USING 'aveloxis-tick';
-    RETURN format('removed %s scheduled job(s)', removed);
-END
-$$;
-
--- Per phase: how the queue stands.
-CREATE FUNCTION aveloxis.queue_health()
-RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
-               oldest_due_age interval, failures_last_day bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS (SELECT aveloxis_ops.clock() AS now)
-    SELECT p.phase,
-           count(j.job_id),
-           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
-                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
-           count(*) FILTER (WHERE j.backoff_until > at.now),
-           count(*) FILTER (WHERE j.sidelined_until > at.now),
-           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           (SELECT count(*) FROM aveloxis_ops.job_runs r
-            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
-              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
-    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis']) AS p(phase)
-    CROSS JOIN at
-    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
-    GROUP BY p.phase, at.now
-    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], p.phase)
-$$;
-
--- One row per phase of the repository, saying in words what it waits for.
-CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
-RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY
-    SELECT j.phase,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
-                WHEN j.sidelined_until > at THEN 'sidelined'
-                WHEN j.backoff_until > at THEN 'backing off'
-                WHEN j.due_at > at THEN 'waiting'
-                ELSE 'due' END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
-                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
-                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
-                WHEN j.sidelined_until = 'infinity'
-                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
-                WHEN j.sidelined_until > at
-                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
-                WHEN j.backoff_until > at
-                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
-                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
-                WHEN j.due_at > at
-                    THEN format('due at %s (%s)', j.due_at,
-                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
-                                     ELSE format('cadence %s after the last success at %s',
-                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
-                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
-                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
-                END
-    FROM aveloxis_ops.jobs j
-    WHERE j.repo_id = repo
-    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
-END
-$$;
-
--- The repository's runs, newest first.
-CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
-RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
-               finished_at timestamptz, outcome text, error text, result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
-    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
-    ORDER BY r.run_id DESC LIMIT max_rows
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:28
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:33
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -3848,6 +3101,771 @@ BEGIN
     COMMIT;
     CALL aveloxis.drain(repo_id, batch_size);
 END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:97
+-- requires:
+--   registry
+--   staging
+
+-- The work queue: one job per (repository, phase), claimed as a lease.
+--
+--   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
+--   aveloxis.heartbeat(job_ids, agent)              renews leases
+--   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
+--   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
+--   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
+--   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
+--   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
+--
+-- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
+-- that is not renewed expires, and the job returns to the queue with its attempt counted.
+
+-- Settings: the defaults ship with the extension; what an operator changes is kept in
+-- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
+CREATE TABLE aveloxis_ops.setting_defaults (
+    name          text PRIMARY KEY,
+    default_value text NOT NULL,
+    kind          text NOT NULL CHECK (kind IN ('interval', 'integer')),
+    description   text NOT NULL
+);
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
+    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
+    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
+    ('analysis.cadence', '30 days', 'interval', 'How often analyses run'),
+    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
+    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
+    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
+    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
+    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
+    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
+    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
+    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only');
+
+CREATE TABLE aveloxis_ops.setting_overrides (
+    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
+    value text NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
+CREATE VIEW aveloxis_ops.settings AS
+    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
+    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
+COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
+
+-- A setting's value; a clear error for an unknown name.
+CREATE FUNCTION aveloxis_ops.setting(setting_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    setting_value text;
+BEGIN
+    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    RETURN setting_value;
+END
+$$;
+
+CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')' ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+END
+$$;
+
+-- Back to the default value.
+CREATE FUNCTION aveloxis.reset_setting(setting_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.setting(setting_name);
+    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+END
+$$;
+
+-- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
+-- SQL function with SET options is planned again at every call.)
+CREATE FUNCTION aveloxis_ops.clock()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
+                            '0')::interval;
+END
+$$;
+
+CREATE TABLE aveloxis_ops.jobs (
+    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    phase                text NOT NULL CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis')),
+    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
+    priority             integer NOT NULL DEFAULT 100,
+    due_at               timestamptz NOT NULL DEFAULT now(),
+    -- due_at came from the cadence (tick() re-aligns these when a cadence changes).
+    due_from_cadence     boolean NOT NULL DEFAULT false,
+    lease_owner          text,
+    leased_at            timestamptz,
+    lease_expires_at     timestamptz,
+    lease_length         interval,
+    lease_run_id         bigint,
+    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
+    attempts             integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    backoff_until        timestamptz,
+    -- Served before other due jobs: the last run was partial or failed transiently.
+    retry_first          boolean NOT NULL DEFAULT false,
+    sidelined_until      timestamptz,
+    sideline_reason      text,
+    force_full           boolean NOT NULL DEFAULT false,
+    last_attempted_at    timestamptz,
+    last_success_at      timestamptz,
+    -- When the last successful run was claimed: incremental runs collect from there.
+    last_success_started_at timestamptz,
+    last_error           text,
+    last_error_class     text,
+    last_outcome         jsonb,
+    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
+    agent_state          jsonb NOT NULL DEFAULT '{}',
+    UNIQUE (repo_id, phase),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
+-- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
+-- for several phases walks it once; phase is a filter). Due jobs come first in each
+-- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
+-- than it asked for.
+CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
+    WHERE lease_owner IS NULL;
+CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE aveloxis_ops.job_runs (
+    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
+    repo_id     bigint NOT NULL,
+    phase       text NOT NULL,
+    agent       text NOT NULL,
+    attempt     integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
+                                        'lease_expired')),
+    error       text,
+    result      jsonb
+);
+COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
+CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
+CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
+
+-- The phases a repository gets: forge data for forges, git for all, distribution
+-- evidence for GitHub (reference 002, section 7).
+CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution']
+                         WHEN 2 THEN ARRAY['collect', 'facade']
+                         ELSE ARRAY['facade'] END
+$$;
+
+-- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
+CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
+    SELECT r.repo_id, p, aveloxis_ops.clock()
+    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
+    WHERE r.repo_id = repo
+    ON CONFLICT (repo_id, phase) DO NOTHING
+$$;
+
+CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
+        RAISE EXCEPTION 'repo % does not exist', repo
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
+    END IF;
+END
+$$;
+
+-- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
+-- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
+CREATE FUNCTION aveloxis_ops.expire_leases()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
+        RETURN 0;
+    END IF;
+    WITH expired AS (
+        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
+        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
+        FOR UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+            retry_first = true
+        FROM expired e WHERE j.job_id = e.job_id
+        RETURNING j.job_id
+    ), closed AS (
+        UPDATE aveloxis_ops.job_runs r
+        SET finished_at = at, outcome = 'lease_expired',
+            error = 'the lease expired without a heartbeat; the job went back to the queue'
+        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO released FROM back;
+    RETURN released;
+END
+$$;
+
+-- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
+-- last run was partial or failed transiently, then priority, then due time, then repo.
+-- Sidelined and backing-off jobs are never handed out.
+CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Phases are collect, facade, distribution and analysis.';
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim', 0), hashtext(ph));
+        END IF;
+    END LOOP;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at
+        FROM aveloxis_ops.jobs j JOIN picked p ON p.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+-- Renews the agent's leases by their lease length; returns the jobs still leased to it
+-- (a job missing from the answer was lost: its lease had expired and moved on).
+CREATE FUNCTION aveloxis.heartbeat(job_ids bigint[], agent text)
+RETURNS SETOF bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
+    WHERE j.job_id = ANY (job_ids) AND j.lease_owner = heartbeat.agent
+    RETURNING j.job_id
+$$;
+
+-- The job as its caller may finish it: leased to that agent, or (its lease lapsed) to no one.
+CREATE FUNCTION aveloxis_ops.finishing_job(job bigint, agent text)
+RETURNS aveloxis_ops.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j aveloxis_ops.jobs;
+BEGIN
+    SELECT * INTO j FROM aveloxis_ops.jobs WHERE job_id = job FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', job USING ERRCODE = 'no_data_found';
+    END IF;
+    IF agent IS NULL THEN
+        RETURN j;
+    END IF;
+    IF j.lease_owner IS NOT NULL AND j.lease_owner <> agent THEN
+        RAISE EXCEPTION 'job % is leased to %, not to %', job, j.lease_owner, agent
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Your lease expired and another agent claimed the job; drop this run''s result.';
+    END IF;
+    -- Unleased: only the agent whose lease lapsed, with no claim since, may still finish it.
+    IF j.lease_owner IS NULL AND NOT EXISTS (
+        SELECT FROM (SELECT r.agent, r.outcome FROM aveloxis_ops.job_runs r WHERE r.job_id = job
+                     ORDER BY r.run_id DESC LIMIT 1) last
+        WHERE last.agent = finishing_job.agent AND last.outcome = 'lease_expired') THEN
+        RAISE EXCEPTION 'job % is not leased to %', job, agent
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Claim the job with aveloxis.claim() before completing or failing it.';
+    END IF;
+    RETURN j;
+END
+$$;
+
+-- Records the end of a run in job_runs (the lease's run, or a new row for a run whose
+-- lease had already lapsed) and releases the lease.
+CREATE FUNCTION aveloxis_ops.finish_run(j aveloxis_ops.jobs, agent text, outcome text, error text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = finish_run.outcome, error = finish_run.error,
+                                       result = finish_run.result
+    WHERE r.run_id = j.lease_run_id AND j.lease_owner IS NOT NULL;
+    IF NOT FOUND THEN
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, finished_at, outcome,
+                                           error, result)
+        VALUES (j.job_id, j.repo_id, j.phase, coalesce(finish_run.agent, '(unknown)'), j.attempts, coalesce(j.leased_at, at), at,
+                finish_run.outcome, finish_run.error, finish_run.result);
+    END IF;
+    UPDATE aveloxis_ops.jobs SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL,
+                                 lease_run_id = NULL
+    WHERE job_id = j.job_id;
+END
+$$;
+
+-- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
+-- partial run (complete = false) is served again first, soon; a complete one is next due
+-- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
+CREATE FUNCTION aveloxis.complete(job bigint, outcome jsonb DEFAULT '{}', agent text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs := aveloxis_ops.finishing_job(job, agent);
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(j, agent, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    UPDATE aveloxis_ops.jobs SET
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- A failed run, by class (reference 001 and 002 section 6.4):
+--   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
+--              (10th) sidelines the job for one cadence, and the count starts over
+--   skip       the phase does not apply now; not a failure: next due after the cadence
+--   gone       404/410: every phase of the repository is sidelined; its data is kept
+--   auth       credentials, not the job: back after one backoff base, not counted
+--   fatal      will not succeed by retrying: next due after the cadence, counted
+CREATE FUNCTION aveloxis.fail(job bigint, error text, class text, agent text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs;
+    at       timestamptz := aveloxis_ops.clock();
+    base     interval;
+    cadence  interval;
+    limit_n  integer;
+    n        integer;
+    next_due timestamptz;
+BEGIN
+    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
+        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Classes are transient, skip, gone, auth and fatal.';
+    END IF;
+    j := aveloxis_ops.finishing_job(job, agent);
+    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
+    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
+    PERFORM aveloxis_ops.finish_run(j, agent, class, error, NULL);
+
+    IF class = 'transient' THEN
+        n := j.consecutive_failures + 1;
+        IF n % limit_n = 0 THEN
+            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
+                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
+            WHERE job_id = j.job_id;
+            next_due := at + cadence;
+        ELSE
+            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
+            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
+        END IF;
+        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
+    ELSIF class = 'skip' THEN
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
+            backoff_until = NULL, priority = 100
+        WHERE job_id = j.job_id;
+    ELSIF class = 'gone' THEN
+        next_due := 'infinity';
+        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
+            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
+        WHERE repo_id = j.repo_id;
+    ELSIF class = 'auth' THEN
+        next_due := at + base;
+        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
+    ELSE
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
+            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
+        WHERE job_id = j.job_id;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
+CREATE FUNCTION aveloxis.prioritize(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
+                                 backoff_until = NULL
+    WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- The next collection of the repository is a full one (the flag clears on success).
+CREATE FUNCTION aveloxis.force_recollect(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
+                                 due_from_cadence = false
+    WHERE repo_id = repo AND phase IN ('collect', 'facade');
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is shown to whoever asks why_not_collected().';
+    END IF;
+    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.unsideline(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
+                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
+    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- Housekeeping, every minute under pg_cron or the background worker: expired leases
+-- back to the queue, due dates re-aligned to changed cadences, drained staging and old
+-- run history deleted. A second concurrent tick returns at once.
+CREATE PROCEDURE aveloxis.tick()
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    expired  bigint;
+    aligned  bigint;
+    purged   bigint;
+    pruned   bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
+        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
+        RETURN;
+    END IF;
+    expired := aveloxis_ops.expire_leases();
+    UPDATE aveloxis_ops.jobs j
+    SET due_at = j.last_success_at + aveloxis_ops.setting(j.phase || '.cadence')::interval
+    WHERE j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+      AND j.due_at <> j.last_success_at + aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    GET DIAGNOSTICS aligned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.staging s
+    WHERE s.drained_at < aveloxis_ops.clock() - aveloxis_ops.setting('staging.retention')::interval;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    DELETE FROM aveloxis_ops.job_runs r
+    WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    IF expired + aligned + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % due dates re-aligned, % drained staging rows and % old runs deleted',
+            expired, aligned, purged, pruned;
+    END IF;
+END
+$$;
+
+-- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
+CREATE FUNCTION aveloxis.schedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
+                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
+                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
+    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick()';
+END
+$$;
+
+CREATE FUNCTION aveloxis.unschedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    removed bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'pg_cron is not installed: nothing was scheduled';
+    END IF;
+    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = $1' INTO removed USING 'aveloxis-tick';
+    RETURN format('removed %s scheduled job(s)', removed);
+END
+$$;
+
+-- Per phase: how the queue stands.
+CREATE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis']) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], p.phase)
+$$;
+
+-- One row per phase of the repository, saying in words what it waits for.
+CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j
+    WHERE j.repo_id = repo
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
+END
+$$;
+
+-- The repository's runs, newest first.
+CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
+RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
+               finished_at timestamptz, outcome text, error text, result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
+    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
+    ORDER BY r.run_id DESC LIMIT max_rows
 $$;
 /* </end connected objects> */
 

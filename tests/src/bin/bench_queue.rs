@@ -122,20 +122,24 @@ async fn main() {
     let db = TestDb::with_extension("bench_queue").await;
     let mut conn = db.connect().await;
     let start = Instant::now();
-    sqlx::query("SELECT aveloxis.add_repo('https://github.com/bench/r' || g) FROM generate_series(1, $1) g")
-        .bind(repos as i64)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // add_repo takes a transaction-scoped advisory lock per URL: a few thousand per transaction.
+    for first in (1..=repos as i64).step_by(2_000) {
+        sqlx::query("SELECT aveloxis.add_repo('https://github.com/bench/r' || g) FROM generate_series($1, $2) g")
+            .bind(first)
+            .bind((first + 1_999).min(repos as i64))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     sqlx::raw_sql(GO_QUEUE).execute(&mut conn).await.unwrap();
     // The same jobs, due at the same times, in the Go queue (its key is the job id here).
-    sqlx::raw_sql(
-        "INSERT INTO go_collection_queue (repo_id, due_at) SELECT job_id, due_at FROM aveloxis_ops.jobs;
-         VACUUM ANALYZE aveloxis_ops.jobs; VACUUM ANALYZE go_collection_queue;",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    for sql in [
+        "INSERT INTO go_collection_queue (repo_id, due_at) SELECT job_id, due_at FROM aveloxis_ops.jobs",
+        "VACUUM ANALYZE aveloxis_ops.jobs",
+        "VACUUM ANALYZE go_collection_queue",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.jobs")
         .fetch_one(&mut conn)
         .await
