@@ -30,7 +30,8 @@ BEGIN
         aveloxis.contributor_fk_integrity(),
         aveloxis.queue_health(),
         aveloxis.why_not_collected(bigint),
-        aveloxis.job_history(bigint, integer)
+        aveloxis.job_history(bigint, integer),
+        aveloxis.token_status()
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -56,7 +57,11 @@ BEGIN
         aveloxis.fail(bigint, text, text, text),
         aveloxis.queue_health(),
         aveloxis.why_not_collected(bigint),
-        aveloxis.job_history(bigint, integer)
+        aveloxis.job_history(bigint, integer),
+        aveloxis.token_acquire(text[], text, integer, smallint),
+        aveloxis.token_settle(text, text, integer, timestamptz, integer, smallint),
+        aveloxis.token_invalidate(text, text, smallint),
+        aveloxis.token_status()
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

@@ -100,6 +100,8 @@ extension_sql_file!(
     requires = ["registry", "staging"]
 );
 
+extension_sql_file!("../../sql/tokens.sql", name = "tokens", requires = ["queue"]);
+
 // Grants run last, once every object they name exists.
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 
