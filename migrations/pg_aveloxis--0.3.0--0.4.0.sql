@@ -913,6 +913,23 @@ BEGIN
 END
 $$;
 
+-- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
+-- response at all).
+CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    UPDATE aveloxis_ops.token_budgets t SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0)
+    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
+END
+$$;
+
 -- A 401: the token is not used again (all its buckets) until a response settles it.
 CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
                                           platform smallint DEFAULT 1)
@@ -1063,6 +1080,7 @@ BEGIN
         aveloxis.job_history(bigint, integer),
         aveloxis.token_acquire(text[], text, integer, smallint),
         aveloxis.token_settle(text, text, integer, timestamptz, integer, smallint),
+        aveloxis.token_release(text, text, integer, smallint),
         aveloxis.token_invalidate(text, text, smallint),
         aveloxis.token_status()
     TO aveloxis_agent;

@@ -60,6 +60,7 @@ BEGIN
         aveloxis.job_history(bigint, integer),
         aveloxis.token_acquire(text[], text, integer, smallint),
         aveloxis.token_settle(text, text, integer, timestamptz, integer, smallint),
+        aveloxis.token_release(text, text, integer, smallint),
         aveloxis.token_invalidate(text, text, smallint),
         aveloxis.token_status()
     TO aveloxis_agent;

@@ -3,6 +3,7 @@
 --
 --   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
 --   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
+--   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
 --   aveloxis.token_invalidate(fingerprint, reason)       after a 401
 --   aveloxis.token_status()                              the budgets, for operators
 --
@@ -169,6 +170,23 @@ BEGIN
         outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
         reported_at = EXCLUDED.reported_at,
         invalid_at = NULL, invalid_reason = NULL;
+END
+$$;
+
+-- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
+-- response at all).
+CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    UPDATE aveloxis_ops.token_budgets t SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0)
+    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
 END
 $$;
 

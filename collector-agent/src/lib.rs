@@ -5,3 +5,4 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod forge;
