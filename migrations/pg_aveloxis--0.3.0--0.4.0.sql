@@ -349,6 +349,58 @@ BEGIN
 END
 $$;
 
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at) RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+END
+$$;
+
 -- Renews the agent's leases by their lease length; returns the jobs still leased to it
 -- (a job missing from the answer was lost: its lease had expired and moved on).
 CREATE FUNCTION aveloxis.heartbeat(job_ids bigint[], agent text)
@@ -960,6 +1012,113 @@ AS $$
     FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
 $$;
 
+-- Review comments of older API versions name their pull request under _links only.
+CREATE OR REPLACE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_review_comments');
+    CREATE TEMP TABLE drain_review_comments ON COMMIT DROP AS
+    SELECT r.staging_id, r.platform_id, x.*,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
+                    -- Older API versions link the pull request only under _links.
+                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
+               AS parent_number,
+           NULL::bigint AS pull_request_id, NULL::bigint AS msg_id, false AS was_inserted, false AS changed
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
+                                     "user" jsonb, pull_request_review_id bigint, in_reply_to_id bigint,
+                                     diff_hunk text, path text, "position" integer, original_position integer,
+                                     line integer, original_line integer, side text, commit_id text,
+                                     original_commit_id text, author_association text, created_at text,
+                                     updated_at text)
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE id IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
+            USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
+    END IF;
+    UPDATE pg_temp.drain_review_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number);
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments d USING pg_temp.drain_review_comments e
+    WHERE e.id = d.id AND (coalesce(aveloxis_ops.forge_timestamp(e.updated_at), '-infinity'), e.staging_id)
+                        > (coalesce(aveloxis_ops.forge_timestamp(d.updated_at), '-infinity'), d.staging_id);
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c."user" FROM pg_temp.drain_review_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'review_comment', c.id, c.node_id, u.cntrb_id, c.body,
+               aveloxis_ops.forge_timestamp(c.created_at), aveloxis_ops.forge_timestamp(c.updated_at), c.html_url,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_review_comments c
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c."user")
+        ORDER BY c.id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
+                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = now()
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
+                  IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
+    FROM up WHERE up.platform_msg_id = c.id;
+    UPDATE pg_temp.drain_review_comments c
+    SET msg_id = (SELECT m.msg_id FROM aveloxis_data.messages m
+                  WHERE m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id)
+    WHERE c.msg_id IS NULL;
+
+    INSERT INTO aveloxis_data.review_comments AS t
+        (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
+         diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
+         author_association)
+    SELECT repo, c.pull_request_id, c.msg_id, c.id,
+           (SELECT v.pr_review_id FROM aveloxis_data.pull_request_reviews v
+            WHERE v.pull_request_id = c.pull_request_id AND v.platform_review_id = c.pull_request_review_id),
+           c.pull_request_review_id, c.in_reply_to_id,
+           c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
+           c.original_commit_id, c.author_association
+    FROM pg_temp.drain_review_comments c
+    WHERE c.changed
+    ORDER BY c.id
+    ON CONFLICT (repo_id, platform_src_id) DO UPDATE
+        SET pr_review_id = coalesce(EXCLUDED.pr_review_id, t.pr_review_id), diff_hunk = EXCLUDED.diff_hunk,
+            path = EXCLUDED.path, "position" = EXCLUDED."position", line = EXCLUDED.line, side = EXCLUDED.side,
+            commit_id = EXCLUDED.commit_id;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated FROM pg_temp.drain_review_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis.add_repo(url text, group_name text DEFAULT 'Default')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -1072,6 +1231,7 @@ BEGIN
         aveloxis.resolve_email(text),
         aveloxis.link_contributor(uuid, smallint, bigint, text),
         aveloxis.claim(text, text[], integer, interval),
+        aveloxis.claim_repo(text, bigint, text, interval),
         aveloxis.heartbeat(bigint[], text),
         aveloxis.complete(bigint, jsonb, text),
         aveloxis.fail(bigint, text, text, text),

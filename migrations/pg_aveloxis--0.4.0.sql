@@ -332,6 +332,17 @@ CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:271
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/sanitize.rs:265
 -- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
 CREATE  FUNCTION aveloxis_ops."sanitize_json"(
@@ -351,48 +362,6 @@ CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:271
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:28
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:33
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1137,6 +1106,58 @@ BEGIN
            l.attempts, l.lease_expires_at, l.agent_state
     FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id
     ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at) RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
 END
 $$;
 
@@ -1901,6 +1922,116 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:91
+-- requires:
+--   contributors
+--   issues
+--   messages
+
+-- Data-quality diagnostics for analysts: the reference's contributor diagnostic
+-- queries (reference/003, "Diagnostic queries") as functions returning rows. All
+-- read-only. (The unresolved-commit-authors diagnostic arrives with the commits table.)
+
+-- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
+CREATE FUNCTION aveloxis.contributor_quality()
+RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
+               thin bigint, merged_away bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
+           count(*) FILTER (WHERE gl_id IS NOT NULL),
+           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
+           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
+           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
+           count(*) FILTER (WHERE cntrb_deleted = 1),
+           count(*)
+    FROM aveloxis_data.contributors
+$$;
+
+-- 2. Accounts that more than one active contributor row claims (rename casualties).
+CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
+RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
+    FROM aveloxis_data.contributors c
+    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
+    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
+    GROUP BY p.platform_id, p.user_id
+    HAVING count(*) > 1
+    ORDER BY count(*) DESC, p.platform_id, p.user_id
+    LIMIT max_rows
+$$;
+
+-- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
+-- pointing at a merged-away contributor (both should never return rows).
+CREATE FUNCTION aveloxis.identity_anomalies()
+RETURNS TABLE (kind text, key text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
+           count(DISTINCT i.cntrb_id)::text
+    FROM aveloxis_data.contributor_identities i
+    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
+    UNION ALL
+    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
+    FROM aveloxis_data.contributors_aliases a
+    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
+    UNION ALL
+    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
+    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+    WHERE c.cntrb_deleted = 1
+$$;
+
+-- 5. Enrichment progress of thin contributors (30-day cooldown, R6).
+CREATE FUNCTION aveloxis.enrichment_progress()
+RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE cntrb_last_enriched_at IS NULL),
+           count(*) FILTER (WHERE cntrb_last_enriched_at < now() - interval '30 days'),
+           count(*) FILTER (WHERE cntrb_last_enriched_at >= now() - interval '30 days')
+    FROM aveloxis_data.contributors
+    WHERE cntrb_login IS NOT NULL AND cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0
+$$;
+
+-- 6. Contributors waiting for a search by email (30-day cooldown).
+CREATE FUNCTION aveloxis.search_resolve_queue()
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FROM aveloxis_data.contributors
+    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND cntrb_email NOT LIKE '%noreply%' AND cntrb_deleted = 0
+      AND (cntrb_last_search_attempted_at IS NULL OR cntrb_last_search_attempted_at < now() - interval '30 days')
+$$;
+
+-- 8. Rows referencing a contributor that does not exist (R10; always 0 while the
+-- foreign keys stand; kept for databases restored or migrated from elsewhere).
+CREATE FUNCTION aveloxis.contributor_fk_integrity()
+RETURNS TABLE (table_name text, orphans bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'issues.reporter_id', count(*) FROM aveloxis_data.issues i
+    WHERE i.reporter_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id)
+    UNION ALL
+    SELECT 'issues.closed_by_id', count(*) FROM aveloxis_data.issues i
+    WHERE i.closed_by_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.closed_by_id)
+    UNION ALL
+    SELECT 'issue_assignees.cntrb_id', count(*) FROM aveloxis_data.issue_assignees a
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = a.cntrb_id)
+    UNION ALL
+    SELECT 'messages.cntrb_id', count(*) FROM aveloxis_data.messages m
+    WHERE m.cntrb_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = m.cntrb_id)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:57
 -- requires:
 --   messages
@@ -2268,6 +2399,37 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.review_comments', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.review_comments', 'review_comment_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_affiliations', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_affiliations', 'ca_id'), '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:28
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:33
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -3478,8 +3640,9 @@ END
 $$;
 
 -- 'review_comment' payloads: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
--- or /pulls/{n}/comments). The pull request is the tail of pull_request_url, else
--- context.parent_number; until it has been drained the comment waits.
+-- or /pulls/{n}/comments). The pull request is context.parent_number, else the tail of
+-- pull_request_url (or of _links.pull_request.href in older API versions); until it has
+-- been drained the comment waits.
 CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
 RETURNS aveloxis_ops.drain_counts
 LANGUAGE plpgsql
@@ -3496,7 +3659,10 @@ BEGIN
     SELECT r.staging_id, r.platform_id, x.*,
            coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
                          THEN (r.context ->> 'parent_number')::integer END,
-                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer) AS parent_number,
+                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
+                    -- Older API versions link the pull request only under _links.
+                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
+               AS parent_number,
            NULL::bigint AS pull_request_id, NULL::bigint AS msg_id, false AS was_inserted, false AS changed
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
@@ -3988,116 +4154,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:91
--- requires:
---   contributors
---   issues
---   messages
-
--- Data-quality diagnostics for analysts: the reference's contributor diagnostic
--- queries (reference/003, "Diagnostic queries") as functions returning rows. All
--- read-only. (The unresolved-commit-authors diagnostic arrives with the commits table.)
-
--- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
-CREATE FUNCTION aveloxis.contributor_quality()
-RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
-               thin bigint, merged_away bigint, total bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
-           count(*) FILTER (WHERE gl_id IS NOT NULL),
-           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
-           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
-           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
-           count(*) FILTER (WHERE cntrb_deleted = 1),
-           count(*)
-    FROM aveloxis_data.contributors
-$$;
-
--- 2. Accounts that more than one active contributor row claims (rename casualties).
-CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
-RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
-    FROM aveloxis_data.contributors c
-    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
-    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
-    GROUP BY p.platform_id, p.user_id
-    HAVING count(*) > 1
-    ORDER BY count(*) DESC, p.platform_id, p.user_id
-    LIMIT max_rows
-$$;
-
--- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
--- pointing at a merged-away contributor (both should never return rows).
-CREATE FUNCTION aveloxis.identity_anomalies()
-RETURNS TABLE (kind text, key text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
-           count(DISTINCT i.cntrb_id)::text
-    FROM aveloxis_data.contributor_identities i
-    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
-    UNION ALL
-    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
-    FROM aveloxis_data.contributors_aliases a
-    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
-    UNION ALL
-    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
-    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
-    WHERE c.cntrb_deleted = 1
-$$;
-
--- 5. Enrichment progress of thin contributors (30-day cooldown, R6).
-CREATE FUNCTION aveloxis.enrichment_progress()
-RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE cntrb_last_enriched_at IS NULL),
-           count(*) FILTER (WHERE cntrb_last_enriched_at < now() - interval '30 days'),
-           count(*) FILTER (WHERE cntrb_last_enriched_at >= now() - interval '30 days')
-    FROM aveloxis_data.contributors
-    WHERE cntrb_login IS NOT NULL AND cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0
-$$;
-
--- 6. Contributors waiting for a search by email (30-day cooldown).
-CREATE FUNCTION aveloxis.search_resolve_queue()
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FROM aveloxis_data.contributors
-    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND cntrb_email NOT LIKE '%noreply%' AND cntrb_deleted = 0
-      AND (cntrb_last_search_attempted_at IS NULL OR cntrb_last_search_attempted_at < now() - interval '30 days')
-$$;
-
--- 8. Rows referencing a contributor that does not exist (R10; always 0 while the
--- foreign keys stand; kept for databases restored or migrated from elsewhere).
-CREATE FUNCTION aveloxis.contributor_fk_integrity()
-RETURNS TABLE (table_name text, orphans bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'issues.reporter_id', count(*) FROM aveloxis_data.issues i
-    WHERE i.reporter_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id)
-    UNION ALL
-    SELECT 'issues.closed_by_id', count(*) FROM aveloxis_data.issues i
-    WHERE i.closed_by_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.closed_by_id)
-    UNION ALL
-    SELECT 'issue_assignees.cntrb_id', count(*) FROM aveloxis_data.issue_assignees a
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = a.cntrb_id)
-    UNION ALL
-    SELECT 'messages.cntrb_id', count(*) FROM aveloxis_data.messages m
-    WHERE m.cntrb_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = m.cntrb_id)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:106
 -- finalize
 -- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
@@ -4154,6 +4210,7 @@ BEGIN
         aveloxis.resolve_email(text),
         aveloxis.link_contributor(uuid, smallint, bigint, text),
         aveloxis.claim(text, text[], integer, interval),
+        aveloxis.claim_repo(text, bigint, text, interval),
         aveloxis.heartbeat(bigint[], text),
         aveloxis.complete(bigint, jsonb, text),
         aveloxis.fail(bigint, text, text, text),

@@ -1190,8 +1190,9 @@ END
 $$;
 
 -- 'review_comment' payloads: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
--- or /pulls/{n}/comments). The pull request is the tail of pull_request_url, else
--- context.parent_number; until it has been drained the comment waits.
+-- or /pulls/{n}/comments). The pull request is context.parent_number, else the tail of
+-- pull_request_url (or of _links.pull_request.href in older API versions); until it has
+-- been drained the comment waits.
 CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
 RETURNS aveloxis_ops.drain_counts
 LANGUAGE plpgsql
@@ -1208,7 +1209,10 @@ BEGIN
     SELECT r.staging_id, r.platform_id, x.*,
            coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
                          THEN (r.context ->> 'parent_number')::integer END,
-                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer) AS parent_number,
+                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
+                    -- Older API versions link the pull request only under _links.
+                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
+               AS parent_number,
            NULL::bigint AS pull_request_id, NULL::bigint AS msg_id, false AS was_inserted, false AS changed
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,

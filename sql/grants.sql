@@ -52,6 +52,7 @@ BEGIN
         aveloxis.resolve_email(text),
         aveloxis.link_contributor(uuid, smallint, bigint, text),
         aveloxis.claim(text, text[], integer, interval),
+        aveloxis.claim_repo(text, bigint, text, interval),
         aveloxis.heartbeat(bigint[], text),
         aveloxis.complete(bigint, jsonb, text),
         aveloxis.fail(bigint, text, text, text),

@@ -353,6 +353,58 @@ BEGIN
 END
 $$;
 
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at) RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+END
+$$;
+
 -- Renews the agent's leases by their lease length; returns the jobs still leased to it
 -- (a job missing from the answer was lost: its lease had expired and moved on).
 CREATE FUNCTION aveloxis.heartbeat(job_ids bigint[], agent text)

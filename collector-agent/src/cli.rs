@@ -27,6 +27,18 @@ pub struct Cli {
 pub enum Command {
     /// Show the extension version and the registry counts.
     Status,
+    /// Collect repositories now, one after another, through the same path as `run`
+    /// (added first if new): fetch, stage, drain, and report to the queue.
+    Collect {
+        /// GitHub repository URLs.
+        #[arg(required = true)]
+        urls: Vec<String>,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        /// The name this agent gives the queue (shown by why_not_collected()).
+        #[arg(long, default_value_t = format!("collect-{}", std::process::id()))]
+        agent: String,
+    },
     /// Register repositories by URL or absolute local path.
     Add {
         /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories.
@@ -38,12 +50,24 @@ pub enum Command {
     },
 }
 
+/// How to reach GitHub.
+#[derive(Debug, clap::Args)]
+pub struct ForgeArgs {
+    /// GitHub tokens, comma-separated. Never logged or stored: the database sees fingerprints.
+    #[arg(long, env = "GITHUB_TOKENS", hide_env_values = true, value_delimiter = ',')]
+    pub github_tokens: Vec<String>,
+    /// The GitHub API root (GitHub Enterprise: https://host/api/v3/).
+    #[arg(long, env = "GITHUB_API_URL", default_value = crate::forge::github::DEFAULT_API_URL)]
+    pub github_api_url: String,
+}
+
 pub async fn run(cli: Cli) -> Result<(), AgentError> {
     let url = config::database_url(cli.database_url, cli.config.as_ref())?;
     let mut api = Api::connect(&url).await?;
     let result = match cli.command {
         Command::Status => status(&mut api).await,
         Command::Add { urls, group } => add(&mut api, &urls, &group).await,
+        Command::Collect { urls, forge, agent } => collect(&mut api, &url, &urls, &forge, &agent).await,
     };
     api.close().await;
     result
@@ -89,6 +113,123 @@ async fn add(api: &mut Api, urls: &[String], group: &str) -> Result<(), AgentErr
             context: format!("{} of {} repositories were not added", failures.len(), urls.len()),
             message: failures.join(", "),
             hint: None,
+        })
+    }
+}
+
+/// Lease length of a one-shot collection; renewed while it runs.
+const LEASE_SECS: i64 = 600;
+
+async fn collect(
+    api: &mut Api,
+    database_url: &str,
+    urls: &[String],
+    forge: &ForgeArgs,
+    agent: &str,
+) -> Result<(), AgentError> {
+    use crate::collect;
+    use crate::forge::github::{GithubClient, GithubConfig};
+    use crate::forge::tokens::TokenPool;
+
+    if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
+        return Err(AgentError::Config {
+            path: "GITHUB_TOKENS".into(),
+            message: "no GitHub token given (set GITHUB_TOKENS=tok1,tok2 or pass --github-tokens)".into(),
+        });
+    }
+    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Config {
+        path: "--github-api-url".into(),
+        message: format!("{}: {e}", forge.github_api_url),
+    })?;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(database_url)
+        .await
+        .map_err(|e| AgentError::Unreachable {
+            target: api.target.clone(),
+            message: e.to_string(),
+        })?;
+    let pool = TokenPool::new(forge.github_tokens.clone(), 1, db.clone());
+    let github = GithubClient::new(config, pool).map_err(|e| AgentError::Config {
+        path: "HTTP client".into(),
+        message: e.to_string(),
+    })?;
+
+    let mut failures = Vec::new();
+    for url in urls {
+        let platform: Result<i16, _> = sqlx::query_scalar("SELECT platform_id FROM aveloxis.parse_repo_url($1)")
+            .bind(url)
+            .fetch_one(&db)
+            .await;
+        match platform {
+            Ok(1) => {}
+            Ok(_) => {
+                eprintln!("error: {url}: only GitHub repositories can be collected so far (GitLab and git: next)");
+                failures.push(url.clone());
+                continue;
+            }
+            Err(e) => {
+                eprintln!("error: {}", AgentError::sql(format!("reading {url}"), e));
+                failures.push(url.clone());
+                continue;
+            }
+        }
+        let repo_id = api.add_repo(url, "Default").await?;
+        let job = match collect::claim_repo(&db, agent, repo_id, "collect", LEASE_SECS).await {
+            Ok(job) => job,
+            Err(e) => {
+                let e = AgentError::sql(format!("claiming {url}"), e);
+                eprintln!("error: {e}");
+                failures.push(url.clone());
+                continue;
+            }
+        };
+        let heartbeat = {
+            let db = db.clone();
+            let agent = agent.to_string();
+            let job_id = job.job_id;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(LEASE_SECS as u64 / 3)).await;
+                    let _ = sqlx::query("SELECT aveloxis.heartbeat(ARRAY[$1], $2)")
+                        .bind(job_id)
+                        .bind(&agent)
+                        .execute(&db)
+                        .await;
+                }
+            })
+        };
+        let result = collect::collect_github(&github, &db, &job).await;
+        heartbeat.abort();
+        let failed = result.as_ref().err().map(|(_, e)| e.to_string());
+        let outcome = collect::finish(&db, agent, &job, result)
+            .await
+            .map_err(|e| AgentError::sql(format!("finishing {url}"), e))?;
+        let staged: usize = outcome.staged.values().sum();
+        println!(
+            "repo {repo_id}\t{url}\t{} requests, {} not modified, {staged} items staged {:?}{}",
+            outcome.requests,
+            outcome.not_modified,
+            outcome.staged,
+            if outcome.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} endpoints skipped", outcome.skipped.len())
+            }
+        );
+        if let Some(error) = failed {
+            eprintln!("error: {url}: {error}");
+            failures.push(url.clone());
+        }
+    }
+    db.close().await;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AgentError::Sql {
+            context: format!("{} of {} repositories were not collected", failures.len(), urls.len()),
+            message: failures.join(", "),
+            hint: Some("aveloxis.why_not_collected(repo) and aveloxis.job_history(repo) say why".into()),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! identities, queue, drain) happens in the extension, reached through `aveloxis.*`.
 
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -15,6 +15,44 @@ use std::time::Duration;
 use serde_json::Value;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// The replay key of a request in repository mode: the path and the `page` parameter.
+fn page_key(path_and_query: &str) -> String {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let page = query.split('&').find_map(|p| p.strip_prefix("page=")).unwrap_or("1");
+    format!("{}#{page}", path.to_ascii_lowercase())
+}
+
+struct SamePage(String);
+
+impl wiremock::Match for SamePage {
+    fn matches(&self, request: &Request) -> bool {
+        let pq = match request.url.query() {
+            Some(q) => format!("{}?{q}", request.url.path()),
+            None => request.url.path().to_string(),
+        };
+        page_key(&pq) == self.0
+    }
+}
+
+/// Answers 304 to a request whose If-None-Match is the recorded ETag, else the recording.
+struct Conditional {
+    etag: Option<String>,
+    page: ResponseTemplate,
+}
+
+impl Respond for Conditional {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let sent = request.headers.get("if-none-match").and_then(|v| v.to_str().ok());
+        match (&self.etag, sent) {
+            (Some(etag), Some(sent)) if etag == sent => ResponseTemplate::new(304)
+                .append_header("ETag", etag.as_str())
+                .append_header("X-RateLimit-Remaining", "4999")
+                .append_header("X-RateLimit-Reset", "4102444800"),
+            _ => self.page.clone(),
+        }
+    }
+}
+
 use crate::fixture_path;
 
 /// One recorded exchange.
@@ -154,6 +192,56 @@ impl ReplayServer {
         }
     }
 
+    /// Serves recordings as one repository's API, the way a collector asks for it: a
+    /// request matches a recording of the same path and `page` (other query parameters,
+    /// such as `per_page`, `state` or `sort`, are the client's business); the first
+    /// recording of each page answers every time; a conditional request with the recorded
+    /// ETag gets a 304; and a `Link` whose next page was not recorded is dropped, so the
+    /// replayed lists end where the recordings do. Returns the pages served, by
+    /// `lower-case path#page`.
+    pub async fn load_repository(&self, fixtures: &[&str]) -> BTreeMap<String, Exchange> {
+        let mut pages: BTreeMap<String, Exchange> = BTreeMap::new();
+        for fixture in fixtures {
+            for e in exchanges(fixture) {
+                if e.method == "GET" && e.status == 200 {
+                    pages.entry(page_key(&e.path)).or_insert(e);
+                }
+            }
+        }
+        let recorded: std::collections::BTreeSet<String> = pages.keys().cloned().collect();
+        for (key, mut e) in pages.clone() {
+            let keep_link = e
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("link"))
+                .and_then(|(_, v)| next_target(v))
+                .map(|next| {
+                    let next = next.split_once("://").map_or(next.as_str(), |(_, rest)| rest);
+                    let path = next.find('/').map_or("", |i| &next[i..]);
+                    recorded.contains(&page_key(path))
+                })
+                .unwrap_or(false);
+            if !keep_link {
+                e.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("link"));
+            }
+            let etag = e
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("etag"))
+                .map(|(_, v)| v.clone());
+            let page = self.template(&e);
+            self.server
+                .register(
+                    Mock::given(wiremock::matchers::method("GET"))
+                        .and(SamePage(key))
+                        .respond_with(Conditional { etag, page })
+                        .with_priority(100),
+                )
+                .await;
+        }
+        pages
+    }
+
     /// The next `statuses.len()` requests of `path` (method GET, exact path and query)
     /// get these statuses (with `headers` and a GitHub-style message body) before the
     /// recording answers again.
@@ -236,4 +324,14 @@ impl ReplayServer {
             })
             .collect()
     }
+}
+
+/// The `rel="next"` target of a Link header value.
+fn next_target(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .contains("rel=\"next\"")
+            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
 }

@@ -1,0 +1,402 @@
+//! Collecting one claimed job from GitHub: fetch every entity with the fewest calls,
+//! stage it raw (staging contract v1), drain, and report the outcome to the queue.
+//!
+//! Lists are read newest-updated first and stop at the first item older than the
+//! incremental `since`, so the URL of each list's first page never changes between runs:
+//! its ETag makes a no-change collection a set of 304s (no quota, nothing staged).
+//! Labels and assignees come inside issue and pull request objects (no per-item calls);
+//! per pull request only what the list lacks is fetched: reviews, commits, files and
+//! requested reviewers, each once.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sqlx::postgres::PgPool;
+
+use crate::forge::{Fetched, Forge, ForgeError, Request};
+
+/// A job as `aveloxis.claim` / `claim_repo` hand it out.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub job_id: i64,
+    pub repo_id: i64,
+    pub phase: String,
+    pub repo_git: String,
+    pub platform_id: i16,
+    /// RFC 3339, or None for a full collection.
+    pub since: Option<String>,
+    pub attempt: i32,
+    pub agent_state: Value,
+}
+
+const JOB_COLUMNS: &str = "job_id, repo_id, phase, repo_git, platform_id,
+    to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since, attempt, agent_state";
+
+fn job_from_row(row: &sqlx::postgres::PgRow) -> ClaimedJob {
+    use sqlx::Row;
+    ClaimedJob {
+        job_id: row.get("job_id"),
+        repo_id: row.get("repo_id"),
+        phase: row.get("phase"),
+        repo_git: row.get("repo_git"),
+        platform_id: row.get("platform_id"),
+        since: row.get("since"),
+        attempt: row.get("attempt"),
+        agent_state: row.get("agent_state"),
+    }
+}
+
+/// Leases up to `max` due jobs of `phases`.
+pub async fn claim(
+    db: &PgPool,
+    agent: &str,
+    phases: &[&str],
+    max: i32,
+    lease_secs: i64,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM aveloxis.claim($1, $2, $3, make_interval(secs => $4))"
+    ))
+    .bind(agent)
+    .bind(phases)
+    .bind(max)
+    .bind(lease_secs as f64)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().map(job_from_row).collect())
+}
+
+/// Leases one repository's job now (the one-shot `collect`).
+pub async fn claim_repo(
+    db: &PgPool,
+    agent: &str,
+    repo_id: i64,
+    phase: &str,
+    lease_secs: i64,
+) -> Result<ClaimedJob, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM aveloxis.claim_repo($1, $2, $3, make_interval(secs => $4))"
+    ))
+    .bind(agent)
+    .bind(repo_id)
+    .bind(phase)
+    .bind(lease_secs as f64)
+    .fetch_one(db)
+    .await?;
+    Ok(job_from_row(&row))
+}
+
+/// What one collection did, reported to `aveloxis.complete` (without `state`) and shown.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Items staged per entity.
+    pub staged: BTreeMap<String, usize>,
+    pub requests: usize,
+    pub not_modified: usize,
+    /// Endpoints skipped (404/403: not applicable), with the reason.
+    pub skipped: Vec<String>,
+    /// ETags of the lists' first pages, keyed by endpoint.
+    pub etags: BTreeMap<String, String>,
+}
+
+impl Outcome {
+    pub fn report(&self) -> Value {
+        json!({
+            "complete": true,
+            "counts": self.staged,
+            "requests": self.requests,
+            "not_modified": self.not_modified,
+            "skipped": self.skipped,
+            "state": {"etags": self.etags},
+        })
+    }
+}
+
+/// `owner/name` of a GitHub repository URL.
+pub fn owner_and_name(repo_git: &str) -> Option<(String, String)> {
+    let url = url::Url::parse(repo_git).ok()?;
+    let mut parts = url.path_segments()?.filter(|s| !s.is_empty());
+    let owner = parts.next()?.to_string();
+    let name = parts.next()?.trim_end_matches(".git").to_string();
+    Some((owner, name))
+}
+
+struct Collector<'a, F: Forge> {
+    forge: &'a F,
+    db: &'a PgPool,
+    job: &'a ClaimedJob,
+    previous_etags: BTreeMap<String, String>,
+    outcome: Outcome,
+}
+
+/// The item's time that decides whether an incremental list can stop.
+fn item_time(item: &Value) -> Option<&str> {
+    item.get("updated_at")
+        .or_else(|| item.get("created_at"))
+        .and_then(Value::as_str)
+}
+
+impl<F: Forge> Collector<'_, F> {
+    /// Fetches one request, counting it; None for a skipped endpoint.
+    async fn fetch(&mut self, endpoint: &str, request: Request) -> Result<Option<Fetched>, ForgeError> {
+        self.outcome.requests += 1;
+        match self.forge.fetch(&request).await {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(e) if e.class() == "skip" => {
+                tracing::info!(repo = self.job.repo_id, endpoint, "skipped: {e}");
+                self.outcome.skipped.push(format!("{endpoint}: {e}"));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn stage(&mut self, entity: &str, payloads: Vec<String>) -> Result<(), sqlx::Error> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let n = payloads.len();
+        sqlx::query(
+            "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+             SELECT $1, $2, $3, unnest($4::text[])",
+        )
+        .bind(self.job.repo_id)
+        .bind(self.job.platform_id)
+        .bind(entity)
+        .bind(&payloads)
+        .execute(self.db)
+        .await?;
+        *self.outcome.staged.entry(entity.to_string()).or_default() += n;
+        Ok(())
+    }
+
+    /// Walks a list newest first, stopping at items older than `since`; returns the
+    /// items, or None when the first page was not modified or the endpoint skipped.
+    async fn list(&mut self, endpoint: &str, first: String) -> Result<Option<Vec<Value>>, ForgeError> {
+        let mut request = Request::new(first).with_etag(self.previous_etags.get(endpoint).cloned());
+        let mut items = Vec::new();
+        let mut first_page = true;
+        loop {
+            let Some(fetched) = self.fetch(endpoint, request.clone()).await? else {
+                return Ok(None);
+            };
+            let (body, etag, next) = match fetched {
+                Fetched::NotModified => {
+                    self.outcome.not_modified += 1;
+                    if let Some(etag) = self.previous_etags.get(endpoint) {
+                        self.outcome.etags.insert(endpoint.to_string(), etag.clone());
+                    }
+                    return Ok(None);
+                }
+                Fetched::Page { body, etag, next, .. } => (body, etag, next),
+            };
+            if first_page {
+                if let Some(etag) = etag {
+                    self.outcome.etags.insert(endpoint.to_string(), etag);
+                }
+                first_page = false;
+            }
+            // A single object (the repository) is always taken; lists stop at `since`.
+            let (page, is_list) = match body {
+                Value::Array(page) => (page, true),
+                other => (vec![other], false),
+            };
+            let mut older = false;
+            for item in page {
+                match (&self.job.since, item_time(&item).filter(|_| is_list)) {
+                    (Some(since), Some(t)) if t < since.as_str() => older = true,
+                    _ => items.push(item),
+                }
+            }
+            match next {
+                Some(next) if !older => request = Request::new(next),
+                _ => return Ok(Some(items)),
+            }
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), ForgeError> {
+        let (owner, name) = owner_and_name(&self.job.repo_git).ok_or_else(|| ForgeError::Rejected {
+            url: self.job.repo_git.clone(),
+            status: 0,
+            message: "not a GitHub repository URL".into(),
+        })?;
+        let base = format!("repos/{owner}/{name}");
+
+        if let Some(info) = self.list("repo_info", base.clone()).await? {
+            self.stage("repo_info", info.iter().map(Value::to_string).collect())
+                .await?;
+        }
+        let simple = [
+            ("contributor", format!("{base}/contributors?per_page=100")),
+            (
+                "issue",
+                format!("{base}/issues?state=all&sort=updated&direction=desc&per_page=100"),
+            ),
+            (
+                "issue_comment",
+                format!("{base}/issues/comments?sort=updated&direction=desc&per_page=100"),
+            ),
+            ("issue_event", format!("{base}/issues/events?per_page=100")),
+            (
+                "review_comment",
+                format!("{base}/pulls/comments?sort=updated&direction=desc&per_page=100"),
+            ),
+            ("release", format!("{base}/releases?per_page=100")),
+        ];
+        for (entity, first) in simple {
+            if let Some(items) = self.list(entity, first).await? {
+                self.stage(entity, items.iter().map(Value::to_string).collect()).await?;
+            }
+        }
+
+        let pulls = self
+            .list(
+                "pull_request",
+                format!("{base}/pulls?state=all&sort=updated&direction=desc&per_page=100"),
+            )
+            .await?;
+        for pr in pulls.unwrap_or_default() {
+            let Some(number) = pr.get("number").and_then(Value::as_i64) else {
+                self.stage("pull_request", vec![json!({"pull_request": pr}).to_string()])
+                    .await?;
+                continue;
+            };
+            let mut envelope = json!({"pull_request": pr});
+            for (child, path) in [
+                ("reviews", format!("{base}/pulls/{number}/reviews?per_page=100")),
+                ("commits", format!("{base}/pulls/{number}/commits?per_page=100")),
+                ("files", format!("{base}/pulls/{number}/files?per_page=100")),
+                (
+                    "requested_reviewers",
+                    format!("{base}/pulls/{number}/requested_reviewers"),
+                ),
+            ] {
+                // Children are complete lists (the drain syncs them): no `since`, no ETag.
+                let mut request = Request::new(path);
+                let mut all = Vec::new();
+                let mut whole = true;
+                loop {
+                    match self.fetch(child, request.clone()).await? {
+                        Some(Fetched::Page { body, next, .. }) => {
+                            match body {
+                                Value::Array(page) => all.extend(page),
+                                object => {
+                                    envelope[child] = object;
+                                    break;
+                                }
+                            }
+                            match next {
+                                Some(next) => request = Request::new(next),
+                                None => {
+                                    envelope[child] = Value::Array(std::mem::take(&mut all));
+                                    break;
+                                }
+                            }
+                        }
+                        // Skipped (or unchanged): leave the list out, so the drain keeps what it has.
+                        _ => {
+                            whole = false;
+                            break;
+                        }
+                    }
+                }
+                if !whole {
+                    tracing::debug!(repo = self.job.repo_id, number, child, "left out of the envelope");
+                }
+            }
+            self.stage("pull_request", vec![envelope.to_string()]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects one GitHub job into staging and returns what was done. The caller drains and
+/// completes or fails the job.
+pub async fn collect_github<F: Forge>(
+    forge: &F,
+    db: &PgPool,
+    job: &ClaimedJob,
+) -> Result<Outcome, (Outcome, ForgeError)> {
+    let previous_etags = job
+        .agent_state
+        .get("etags")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    // A full collection asks for everything again, unconditionally.
+    let previous_etags = if job.since.is_none() {
+        BTreeMap::new()
+    } else {
+        previous_etags
+    };
+    let mut collector = Collector {
+        forge,
+        db,
+        job,
+        previous_etags,
+        outcome: Outcome::default(),
+    };
+    match collector.run().await {
+        Ok(()) => Ok(collector.outcome),
+        Err(e) => Err((collector.outcome, e)),
+    }
+}
+
+/// Drains what was staged and completes the job; on a collection error, drains what was
+/// staged anyway (nothing fetched is lost) and fails the job with the error's class.
+pub async fn finish(
+    db: &PgPool,
+    agent: &str,
+    job: &ClaimedJob,
+    result: Result<Outcome, (Outcome, ForgeError)>,
+) -> Result<Outcome, sqlx::Error> {
+    sqlx::query("CALL aveloxis.drain($1)")
+        .bind(job.repo_id)
+        .execute(db)
+        .await?;
+    match result {
+        Ok(outcome) => {
+            sqlx::query("SELECT aveloxis.complete($1, $2, $3)")
+                .bind(job.job_id)
+                .bind(outcome.report())
+                .bind(agent)
+                .execute(db)
+                .await?;
+            Ok(outcome)
+        }
+        Err((outcome, error)) => {
+            sqlx::query("SELECT aveloxis.fail($1, $2, $3, $4)")
+                .bind(job.job_id)
+                .bind(error.to_string())
+                .bind(error.class())
+                .bind(agent)
+                .execute(db)
+                .await?;
+            tracing::warn!(repo = job.repo_id, class = error.class(), "collection failed: {error}");
+            Ok(outcome)
+        }
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn owner_and_name_of_urls() {
+        assert_eq!(
+            owner_and_name("https://github.com/PyGithub/PyGithub"),
+            Some(("PyGithub".into(), "PyGithub".into()))
+        );
+        assert_eq!(
+            owner_and_name("https://github.com/o/r.git/"),
+            Some(("o".into(), "r".into()))
+        );
+        assert_eq!(owner_and_name("https://github.com/o"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! `aveloxis-agent collect` end to end: the real agent binary against the replay server
+//! serving the recorded traffic of PyGithub/PyGithub as one repository, into a real
+//! database through staging, the drain and the queue.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use harness::replay::{Exchange, ReplayServer};
+use harness::sqlx;
+use harness::{fixture_path, output_text, TestDb};
+use serde_json::Value;
+
+const REPO: &str = "https://github.com/PyGithub/PyGithub";
+
+/// Every GitHub recording of the fixtures, in a stable order.
+fn github_fixtures() -> Vec<String> {
+    let root = fixture_path("github");
+    let mut files = Vec::new();
+    for kind in std::fs::read_dir(&root).unwrap() {
+        let kind = kind.unwrap().path();
+        for source in std::fs::read_dir(&kind).unwrap() {
+            for file in std::fs::read_dir(source.unwrap().path()).unwrap() {
+                let file = file.unwrap().path();
+                if file.extension().is_some_and(|e| e == "json") {
+                    files.push(
+                        file.strip_prefix(root.parent().unwrap())
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The items the replay serves for a list endpoint, following its replayed `Link`s.
+fn served_items(pages: &BTreeMap<String, Exchange>, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut key = format!("{}#1", path.to_ascii_lowercase());
+    while let Some(e) = pages.get(&key) {
+        items.extend(e.response.as_array().cloned().unwrap_or_default());
+        let next = e
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("link"))
+            .and_then(|(_, v)| v.split(',').find(|p| p.contains("rel=\"next\"")))
+            .map(|p| {
+                p.trim()
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            });
+        let Some(next) = next else { break };
+        let url = url_path_and_page(&next);
+        key = url;
+    }
+    items
+}
+
+/// `lower-case path#page` of an absolute URL.
+fn url_path_and_page(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path_query = rest.find('/').map_or("", |i| &rest[i..]);
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    let page = query.split('&').find_map(|p| p.strip_prefix("page=")).unwrap_or("1");
+    format!("{}#{page}", path.to_ascii_lowercase())
+}
+
+#[tokio::test]
+async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
+    let db = TestDb::with_extension("collect_github").await;
+    let replay = ReplayServer::start().await;
+    let fixtures = github_fixtures();
+    let pages = replay
+        .load_repository(&fixtures.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let api = replay.api_url();
+    let args = ["collect", REPO, "--github-api-url", api.as_str()];
+    let out = db.agent_async(&args, &[("GITHUB_TOKENS", "tok-1,tok-2")]).await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "collect failed:\n{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("tok-1") && !stderr.contains("tok-1"),
+        "a token was printed"
+    );
+
+    let pool = db.pool(2).await;
+    // Issues: every non-PR issue of the replayed pages, with its title.
+    let issues = served_items(&pages, "/repos/PyGithub/PyGithub/issues");
+    assert!(!issues.is_empty(), "the replay serves issues");
+    let expected: BTreeSet<(i64, String)> = issues
+        .iter()
+        // Old recordings carry "pull_request" with null URLs on plain issues.
+        .filter(|i| !(i["pull_request"]["url"].is_string() || i["pull_request"]["html_url"].is_string()))
+        .map(|i| (i["number"].as_i64().unwrap(), i["title"].as_str().unwrap().to_string()))
+        .collect();
+    let stored: BTreeSet<(i64, String)> =
+        sqlx::query_as("SELECT issue_number::bigint, issue_title FROM aveloxis_data.issues")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(stored, expected);
+    // Releases and the repository itself.
+    let releases = served_items(&pages, "/repos/PyGithub/PyGithub/releases");
+    let stored_releases: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.releases")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored_releases as usize, releases.len());
+    let repo_src_id: Option<i64> = sqlx::query_scalar("SELECT repo_src_id FROM aveloxis_data.repos")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let recorded_repo = &pages["/repos/pygithub/pygithub#1"].response;
+    assert_eq!(repo_src_id, recorded_repo["id"].as_i64());
+    // The job completed, with its counts and ETags.
+    let (outcome, state): (String, Value) = sqlx::query_as(
+        "SELECT r.outcome, j.agent_state FROM aveloxis_ops.job_runs r JOIN aveloxis_ops.jobs j USING (job_id)
+         WHERE j.phase = 'collect'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "complete");
+    assert!(state["etags"]["issue"].is_string(), "{state}");
+    // Everything staged was drained, except children whose parent the replay never served
+    // (it replays only the recorded pages): those wait, pending, and nothing was rejected.
+    let (waiting, unexplained, rejected): (i64, i64, i64) = sqlx::query_as(
+        r"WITH left_over AS (
+              SELECT s.entity, coalesce((regexp_match(s.payload::jsonb ->> 'issue_url', '/(\d+)$'))[1],
+                                        s.payload::jsonb -> 'issue' ->> 'number',
+                                        (regexp_match(s.payload::jsonb ->> 'pull_request_url', '/(\d+)$'))[1])::int AS parent
+              FROM aveloxis_ops.staging s WHERE s.drained_at IS NULL)
+          SELECT count(*),
+                 count(*) FILTER (WHERE entity NOT IN ('issue_comment', 'issue_event', 'review_comment')
+                                     OR parent IS NULL
+                                     OR parent IN (SELECT issue_number FROM aveloxis_data.issues
+                                                   UNION SELECT pr_number FROM aveloxis_data.pull_requests)),
+                 (SELECT count(*) FROM aveloxis_ops.staging_rejects)
+          FROM left_over",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let reject_errors: Vec<(String, String)> = sqlx::query_as("SELECT entity, error FROM aveloxis_ops.staging_rejects")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (unexplained, rejected),
+        (0, 0),
+        "{waiting} rows wait for parents; rejects: {reject_errors:?}"
+    );
+    let stored_comments: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(stored_comments > 0, "comments on served issues are stored");
+
+    // Nothing changed: the second collection asks with ETags, gets 304s, stages nothing.
+    let staged_before: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.staging")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let first_run_requests = replay.requests().await.len();
+    let out = db.agent_async(&args, &[("GITHUB_TOKENS", "tok-1,tok-2")]).await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "second collect failed:\n{stdout}\n{stderr}");
+    let staged_after: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.staging")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(staged_after, staged_before, "a no-change collection stages nothing");
+    let second: Vec<_> = replay.requests().await.into_iter().skip(first_run_requests).collect();
+    assert!(!second.is_empty());
+    assert!(
+        second.iter().all(|r| r.1.is_some()),
+        "every request of the second run is conditional: {second:?}"
+    );
+    println!(
+        "first run: {first_run_requests} requests; second run: {} conditional requests",
+        second.len()
+    );
+}
