@@ -39,6 +39,25 @@ pub enum Command {
         #[arg(long, default_value_t = format!("collect-{}", std::process::id()))]
         agent: String,
     },
+    /// Work the queue: `--workers` tasks claim due collect jobs, collect, drain and report,
+    /// renewing their leases. SIGTERM or SIGINT: each worker finishes its job (staging,
+    /// draining and reporting what it fetched) and stops; nothing stays leased.
+    Run {
+        #[command(flatten)]
+        forge: ForgeArgs,
+        /// Concurrent workers.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Seconds between claims while nothing is due.
+        #[arg(long, default_value_t = 10)]
+        poll_seconds: u64,
+        /// Stop once nothing is due (instead of waiting for more).
+        #[arg(long)]
+        once: bool,
+        /// The name this agent gives the queue; workers append /1, /2, ...
+        #[arg(long, default_value_t = format!("run-{}", std::process::id()))]
+        agent: String,
+    },
     /// Register repositories by URL or absolute local path.
     Add {
         /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories.
@@ -68,6 +87,13 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Status => status(&mut api).await,
         Command::Add { urls, group } => add(&mut api, &urls, &group).await,
         Command::Collect { urls, forge, agent } => collect(&mut api, &url, &urls, &forge, &agent).await,
+        Command::Run {
+            forge,
+            workers,
+            poll_seconds,
+            once,
+            agent,
+        } => run_queue(&api, &url, &forge, workers, poll_seconds, once, &agent).await,
     };
     api.close().await;
     result
@@ -128,32 +154,8 @@ async fn collect(
     agent: &str,
 ) -> Result<(), AgentError> {
     use crate::collect;
-    use crate::forge::github::{GithubClient, GithubConfig};
-    use crate::forge::tokens::TokenPool;
 
-    if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
-        return Err(AgentError::Config {
-            path: "GITHUB_TOKENS".into(),
-            message: "no GitHub token given (set GITHUB_TOKENS=tok1,tok2 or pass --github-tokens)".into(),
-        });
-    }
-    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Config {
-        path: "--github-api-url".into(),
-        message: format!("{}: {e}", forge.github_api_url),
-    })?;
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(database_url)
-        .await
-        .map_err(|e| AgentError::Unreachable {
-            target: api.target.clone(),
-            message: e.to_string(),
-        })?;
-    let pool = TokenPool::new(forge.github_tokens.clone(), 1, db.clone());
-    let github = GithubClient::new(config, pool).map_err(|e| AgentError::Config {
-        path: "HTTP client".into(),
-        message: e.to_string(),
-    })?;
+    let (db, github) = connect_github(api, database_url, forge, 4).await?;
 
     let mut failures = Vec::new();
     for url in urls {
@@ -184,21 +186,7 @@ async fn collect(
                 continue;
             }
         };
-        let heartbeat = {
-            let db = db.clone();
-            let agent = agent.to_string();
-            let job_id = job.job_id;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(LEASE_SECS as u64 / 3)).await;
-                    let _ = sqlx::query("SELECT aveloxis.heartbeat(ARRAY[$1], $2)")
-                        .bind(job_id)
-                        .bind(&agent)
-                        .execute(&db)
-                        .await;
-                }
-            })
-        };
+        let heartbeat = heartbeat(&db, agent, job.job_id);
         let result = collect::collect_github(&github, &db, &job).await;
         heartbeat.abort();
         let failed = result.as_ref().err().map(|(_, e)| e.to_string());
@@ -232,4 +220,165 @@ async fn collect(
             hint: Some("aveloxis.why_not_collected(repo) and aveloxis.job_history(repo) say why".into()),
         })
     }
+}
+
+/// A database pool and a GitHub client spending the given tokens.
+async fn connect_github(
+    api: &Api,
+    database_url: &str,
+    forge: &ForgeArgs,
+    connections: u32,
+) -> Result<(sqlx::PgPool, crate::forge::github::GithubClient), AgentError> {
+    use crate::forge::github::{GithubClient, GithubConfig};
+    use crate::forge::tokens::TokenPool;
+
+    if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
+        return Err(AgentError::Config {
+            path: "GITHUB_TOKENS".into(),
+            message: "no GitHub token given (set GITHUB_TOKENS=tok1,tok2 or pass --github-tokens)".into(),
+        });
+    }
+    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Config {
+        path: "--github-api-url".into(),
+        message: format!("{}: {e}", forge.github_api_url),
+    })?;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(database_url)
+        .await
+        .map_err(|e| AgentError::Unreachable {
+            target: api.target.clone(),
+            message: e.to_string(),
+        })?;
+    let pool = TokenPool::new(forge.github_tokens.clone(), 1, db.clone());
+    let github = GithubClient::new(config, pool).map_err(|e| AgentError::Config {
+        path: "HTTP client".into(),
+        message: e.to_string(),
+    })?;
+    Ok((db, github))
+}
+
+/// Renews a job's lease every third of its length until aborted.
+fn heartbeat(db: &sqlx::PgPool, agent: &str, job_id: i64) -> tokio::task::JoinHandle<()> {
+    let db = db.clone();
+    let agent = agent.to_string();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(LEASE_SECS as u64 / 3)).await;
+            if let Err(e) = sqlx::query("SELECT aveloxis.heartbeat(ARRAY[$1], $2)")
+                .bind(job_id)
+                .bind(&agent)
+                .execute(&db)
+                .await
+            {
+                tracing::warn!(job_id, "heartbeat failed: {e}");
+            }
+        }
+    })
+}
+
+async fn run_queue(
+    api: &Api,
+    database_url: &str,
+    forge: &ForgeArgs,
+    workers: usize,
+    poll_seconds: u64,
+    once: bool,
+    agent: &str,
+) -> Result<(), AgentError> {
+    use std::sync::Arc;
+
+    use crate::collect;
+
+    let workers = workers.max(1);
+    let (db, github) = connect_github(api, database_url, forge, workers as u32 * 2 + 2).await?;
+    let github = Arc::new(github);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::warn!("stopping: workers finish their current job, then exit");
+        let _ = stop_tx.send(true);
+    });
+
+    let mut tasks = Vec::new();
+    for n in 1..=workers {
+        let db = db.clone();
+        let github = github.clone();
+        let mut stop = stop_rx.clone();
+        let name = format!("{agent}/{n}");
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            let mut failures = 0usize;
+            while !*stop.borrow() {
+                let jobs = match collect::claim(&db, &name, &["collect"], 1, LEASE_SECS).await {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::error!(worker = %name, "claim failed: {e}");
+                        failures += 1;
+                        Vec::new()
+                    }
+                };
+                let Some(job) = jobs.into_iter().next() else {
+                    if once {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(poll_seconds)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                };
+                if job.platform_id != 1 {
+                    let _ = sqlx::query("SELECT aveloxis.fail($1, $2, 'skip', $3)")
+                        .bind(job.job_id)
+                        .bind("this agent collects GitHub repositories only so far")
+                        .bind(&name)
+                        .execute(&db)
+                        .await;
+                    tracing::warn!(
+                        repo = job.repo_id,
+                        "not a GitHub repository: skipped until its next cadence"
+                    );
+                    continue;
+                }
+                let beat = heartbeat(&db, &name, job.job_id);
+                let result = collect::collect_github(github.as_ref(), &db, &job).await;
+                beat.abort();
+                let failed = result.is_err();
+                match collect::finish(&db, &name, &job, result).await {
+                    Ok(outcome) => {
+                        println!(
+                            "repo {}\t{}\t{} requests, {} not modified, {} items staged{}",
+                            job.repo_id,
+                            job.repo_git,
+                            outcome.requests,
+                            outcome.not_modified,
+                            outcome.staged.values().sum::<usize>(),
+                            if failed { " (failed: see job_history)" } else { "" }
+                        );
+                        done += 1;
+                        failures += usize::from(failed);
+                    }
+                    Err(e) => {
+                        tracing::error!(worker = %name, repo = job.repo_id, "reporting the job failed: {e}");
+                        failures += 1;
+                    }
+                }
+            }
+            (done, failures)
+        }));
+    }
+    let (mut done, mut failures) = (0, 0);
+    for task in tasks {
+        let (d, f) = task.await.unwrap_or((0, 1));
+        done += d;
+        failures += f;
+    }
+    db.close().await;
+    println!("{done} jobs run, {failures} failed");
+    Ok(())
 }

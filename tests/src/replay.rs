@@ -200,6 +200,11 @@ impl ReplayServer {
     /// replayed lists end where the recordings do. Returns the pages served, by
     /// `lower-case path#page`.
     pub async fn load_repository(&self, fixtures: &[&str]) -> BTreeMap<String, Exchange> {
+        self.load_repository_slowly(fixtures, Duration::ZERO).await
+    }
+
+    /// [`load_repository`](Self::load_repository), every answer `delay` late.
+    pub async fn load_repository_slowly(&self, fixtures: &[&str], delay: Duration) -> BTreeMap<String, Exchange> {
         let mut pages: BTreeMap<String, Exchange> = BTreeMap::new();
         for fixture in fixtures {
             for e in exchanges(fixture) {
@@ -229,7 +234,7 @@ impl ReplayServer {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("etag"))
                 .map(|(_, v)| v.clone());
-            let page = self.template(&e);
+            let page = self.template(&e).set_delay(delay);
             self.server
                 .register(
                     Mock::given(wiremock::matchers::method("GET"))
