@@ -149,7 +149,7 @@ async fn run_once_works_the_queue_and_a_killed_agent_loses_nothing() {
         .execute(&pool)
         .await
         .unwrap();
-    let out = spawn_run(&db, &replay_b, &["--once", "--agent", "rescuer"])
+    let out = spawn_run(&db, &replay_b, &["--once", "--workers", "1", "--agent", "rescuer"])
         .wait_with_output()
         .await
         .unwrap();
