@@ -114,6 +114,18 @@ async fn status(api: &mut Api) -> Result<(), AgentError> {
         "repos         {} (GitHub {}, GitLab {}, git {})",
         counts.repos, counts.github_repos, counts.gitlab_repos, counts.git_repos
     );
+    let health = api.queue_health().await?;
+    println!();
+    println!(
+        "{:<13} {:>8} {:>8} {:>7} {:>11} {:>10} {:>16} {:>15}",
+        "phase", "jobs", "due", "leased", "backing off", "sidelined", "oldest due", "failures (24h)"
+    );
+    for h in health {
+        println!(
+            "{:<13} {:>8} {:>8} {:>7} {:>11} {:>10} {:>16} {:>15}",
+            h.phase, h.jobs, h.due, h.leased, h.backing_off, h.sidelined, h.oldest_due_age, h.failures_last_day
+        );
+    }
     Ok(())
 }
 

@@ -97,6 +97,8 @@ pub struct Outcome {
     pub skipped: Vec<String>,
     /// ETags of the lists' first pages, keyed by endpoint.
     pub etags: BTreeMap<String, String>,
+    /// The repository's new URL, when collection found it renamed.
+    pub renamed_to: Option<String>,
 }
 
 impl Outcome {
@@ -107,6 +109,7 @@ impl Outcome {
             "requests": self.requests,
             "not_modified": self.not_modified,
             "skipped": self.skipped,
+            "renamed_to": self.renamed_to,
             "state": {"etags": self.etags},
         })
     }
@@ -215,15 +218,44 @@ impl<F: Forge> Collector<'_, F> {
         }
     }
 
+    /// Records a rename the repository object reveals (its `html_url` is not the
+    /// registered URL) and moves `base` to the current name.
+    async fn follow_rename(&mut self, repo: &Value, base: &mut String) -> Result<(), ForgeError> {
+        let (Some(html_url), Some(full_name)) = (
+            repo.get("html_url").and_then(Value::as_str),
+            repo.get("full_name").and_then(Value::as_str),
+        ) else {
+            return Ok(());
+        };
+        let current = format!("repos/{full_name}");
+        if current.eq_ignore_ascii_case(base) {
+            return Ok(());
+        }
+        sqlx::query("SELECT aveloxis.record_rename($1, $2)")
+            .bind(self.job.repo_id)
+            .bind(html_url)
+            .execute(self.db)
+            .await?;
+        tracing::info!(repo = self.job.repo_id, from = %self.job.repo_git, to = html_url, "repository renamed");
+        self.outcome.renamed_to = Some(html_url.to_string());
+        *base = current;
+        Ok(())
+    }
+
     async fn run(&mut self) -> Result<(), ForgeError> {
         let (owner, name) = owner_and_name(&self.job.repo_git).ok_or_else(|| ForgeError::Rejected {
             url: self.job.repo_git.clone(),
             status: 0,
             message: "not a GitHub repository URL".into(),
         })?;
-        let base = format!("repos/{owner}/{name}");
+        let mut base = format!("repos/{owner}/{name}");
 
         if let Some(info) = self.list("repo_info", base.clone()).await? {
+            // A renamed or transferred repository (GitHub redirects the old name): record the
+            // new name, and collect the rest under it.
+            if let Some(repo) = info.first() {
+                self.follow_rename(repo, &mut base).await?;
+            }
             self.stage("repo_info", info.iter().map(Value::to_string).collect())
                 .await?;
         }

@@ -91,6 +91,31 @@ impl Api {
         })
     }
 
+    /// `aveloxis.queue_health()`: per phase, how the queue stands.
+    pub async fn queue_health(&mut self) -> Result<Vec<QueueHealth>, AgentError> {
+        let rows = sqlx::query(
+            "SELECT phase, jobs, due, leased, backing_off, sidelined,
+                    coalesce(date_trunc('second', oldest_due_age)::text, '-') AS oldest_due_age, failures_last_day
+             FROM aveloxis.queue_health()",
+        )
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(|e| AgentError::sql("aveloxis.queue_health()", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueHealth {
+                phase: r.get("phase"),
+                jobs: r.get("jobs"),
+                due: r.get("due"),
+                leased: r.get("leased"),
+                backing_off: r.get("backing_off"),
+                sidelined: r.get("sidelined"),
+                oldest_due_age: r.get("oldest_due_age"),
+                failures_last_day: r.get("failures_last_day"),
+            })
+            .collect())
+    }
+
     /// Registers a repository (`aveloxis.add_repo`); returns its repo_id.
     pub async fn add_repo(&mut self, url: &str, group: &str) -> Result<i64, AgentError> {
         sqlx::query_scalar("SELECT aveloxis.add_repo($1, $2)")
@@ -113,4 +138,16 @@ pub struct RegistryCounts {
     pub github_repos: i64,
     pub gitlab_repos: i64,
     pub git_repos: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueHealth {
+    pub phase: String,
+    pub jobs: i64,
+    pub due: i64,
+    pub leased: i64,
+    pub backing_off: i64,
+    pub sidelined: i64,
+    pub oldest_due_age: String,
+    pub failures_last_day: i64,
 }

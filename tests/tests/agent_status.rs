@@ -26,6 +26,25 @@ async fn status_prints_version_and_registry_counts() {
         "{stdout}"
     );
     assert!(stdout.contains(&db.name), "{stdout}");
+    // The queue, per phase: collect for the two forge repositories, facade for all three,
+    // distribution for the GitHub one; all due.
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("phase"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let jobs_and_due: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[1], r[2])).collect();
+    assert_eq!(
+        jobs_and_due,
+        [
+            ("collect", "2", "2"),
+            ("facade", "3", "3"),
+            ("distribution", "1", "1"),
+            ("analysis", "0", "0")
+        ],
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

@@ -188,3 +188,53 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
         second.len()
     );
 }
+
+#[tokio::test]
+async fn a_renamed_repository_is_followed_and_recorded_once() {
+    let db = TestDb::with_extension("collect_rename").await;
+    let replay = ReplayServer::start().await;
+    let fixtures = github_fixtures();
+    replay
+        .load_repository(&fixtures.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let api = replay.api_url();
+    let moved = format!("{api}repos/PyGithub/PyGithub");
+    replay
+        .fail_next(
+            "/repos/old-owner/old-name",
+            &[301],
+            &[("Location", moved.as_str())],
+            "Moved Permanently",
+        )
+        .await;
+    let old_url = "https://github.com/old-owner/old-name";
+    let out = db
+        .agent_async(
+            &["collect", old_url, "--github-api-url", api.as_str()],
+            &[("GITHUB_TOKENS", "tok-1")],
+        )
+        .await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "collect failed:\n{stdout}\n{stderr}");
+    let pool = db.pool(1).await;
+    let repos: Vec<(i64, String)> = sqlx::query_as("SELECT repo_id, lower(repo_git) FROM aveloxis_data.repos")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        repos,
+        [(1, REPO.to_ascii_lowercase())],
+        "one repository, under its new name"
+    );
+    let old: Option<i64> = sqlx::query_scalar("SELECT aveloxis.resolve_repo($1)")
+        .bind(old_url)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(old, Some(1), "the old URL still finds it");
+    let issues: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.issues")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(issues > 0, "the rest was collected under the new name");
+}
