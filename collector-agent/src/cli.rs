@@ -60,12 +60,16 @@ pub enum Command {
     },
     /// Register repositories by URL or absolute local path.
     Add {
-        /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories.
+        /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories. A
+        /// GitHub organization or user (https://github.com/<owner>) adds all its repositories
+        /// (needs GITHUB_TOKENS).
         #[arg(required = true)]
         urls: Vec<String>,
         /// Repo group to add them to.
         #[arg(long, default_value = "Default")]
         group: String,
+        #[command(flatten)]
+        forge: ForgeArgs,
     },
 }
 
@@ -85,7 +89,7 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
     let mut api = Api::connect(&url).await?;
     let result = match cli.command {
         Command::Status => status(&mut api).await,
-        Command::Add { urls, group } => add(&mut api, &urls, &group).await,
+        Command::Add { urls, group, forge } => add(&mut api, &url, &urls, &group, &forge).await,
         Command::Collect { urls, forge, agent } => collect(&mut api, &url, &urls, &forge, &agent).await,
         Command::Run {
             forge,
@@ -129,9 +133,90 @@ async fn status(api: &mut Api) -> Result<(), AgentError> {
     Ok(())
 }
 
-async fn add(api: &mut Api, urls: &[String], group: &str) -> Result<(), AgentError> {
-    // Every URL is tried; failures are reported together so none is silently skipped.
+/// The owner of a GitHub owner URL (`https://github.com/<owner>`), if that is what it is.
+fn github_owner(url: &str, api_url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?.to_ascii_lowercase();
+    let api_host = url::Url::parse(api_url).ok()?.host_str()?.to_ascii_lowercase();
+    let web_host = api_host.strip_prefix("api.").unwrap_or(&api_host).to_string();
+    if host != "github.com" && host != "www.github.com" && host != web_host && host != api_host {
+        return None;
+    }
+    let segments: Vec<&str> = parsed.path_segments()?.filter(|s| !s.is_empty()).collect();
+    (segments.len() == 1).then(|| segments[0].to_string())
+}
+
+/// Every repository URL of a GitHub organization, or else of a user.
+async fn owner_repositories(github: &crate::forge::github::GithubClient, owner: &str) -> Result<Vec<String>, String> {
+    use crate::forge::{Fetched, Forge, Request};
+
+    for kind in ["orgs", "users"] {
+        let mut request = Request::new(format!("{kind}/{owner}/repos?per_page=100&type=all"));
+        let mut urls = Vec::new();
+        loop {
+            match github.fetch(&request).await {
+                Ok(Fetched::Page { body, next, .. }) => {
+                    urls.extend(
+                        body.as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|r| r.get("html_url").and_then(|u| u.as_str()).map(str::to_string)),
+                    );
+                    match next {
+                        Some(next) => request = Request::new(next),
+                        None => return Ok(urls),
+                    }
+                }
+                Ok(Fetched::NotModified) => return Ok(urls),
+                Err(crate::forge::ForgeError::NotFound { .. }) if kind == "orgs" && urls.is_empty() => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Err(format!("{owner} is neither a GitHub organization nor a user"))
+}
+
+async fn add(
+    api: &mut Api,
+    database_url: &str,
+    urls: &[String],
+    group: &str,
+    forge: &ForgeArgs,
+) -> Result<(), AgentError> {
+    // Organizations and users expand to their repositories first.
+    let mut expanded = Vec::new();
     let mut failures = Vec::new();
+    let mut github = None;
+    for url in urls {
+        let owner = github_owner(url, &forge.github_api_url);
+        let has_tokens = forge.github_tokens.iter().any(|t| !t.trim().is_empty());
+        let Some(owner) = owner.filter(|_| has_tokens) else {
+            if github_owner(url, &forge.github_api_url).is_some() {
+                eprintln!("hint: {url} names an owner: with GITHUB_TOKENS set, add lists and adds its repositories");
+            }
+            expanded.push(url.clone());
+            continue;
+        };
+        if github.is_none() {
+            github = Some(connect_github(api, database_url, forge, 2).await?);
+        }
+        let (_, client) = github.as_ref().expect("connected above");
+        match owner_repositories(client, &owner).await {
+            Ok(found) => {
+                println!("{url}: {} repositories", found.len());
+                expanded.extend(found);
+            }
+            Err(e) => {
+                eprintln!("error: {url}: {e}");
+                failures.push(url.clone());
+            }
+        }
+    }
+    if let Some((db, _)) = github {
+        db.close().await;
+    }
+    let urls = &expanded;
+    // Every URL is tried; failures are reported together so none is silently skipped.
     for url in urls {
         match api.add_repo(url, group).await {
             Ok(id) => println!("repo {id}\t{url}"),

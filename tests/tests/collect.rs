@@ -238,3 +238,79 @@ async fn a_renamed_repository_is_followed_and_recorded_once() {
         .unwrap();
     assert!(issues > 0, "the rest was collected under the new name");
 }
+
+#[tokio::test]
+async fn adding_an_organization_or_a_user_adds_their_repositories() {
+    let db = TestDb::with_extension("add_owner").await;
+    let replay = ReplayServer::start().await;
+    let api = replay.api_url();
+    let repos = |names: &[&str]| {
+        wiremock::ResponseTemplate::new(200).set_body_json(
+            names
+                .iter()
+                .map(|n| serde_json::json!({"full_name": n, "html_url": format!("https://github.com/{n}")}))
+                .collect::<Vec<_>>(),
+        )
+    };
+    replay
+        .respond(
+            "/orgs/acme/repos?per_page=100&type=all",
+            repos(&["acme/one", "acme/two"]),
+            1,
+        )
+        .await;
+    // bob is a user: the organization lookup is a 404.
+    replay
+        .respond("/users/bob/repos?per_page=100&type=all", repos(&["bob/dotfiles"]), 1)
+        .await;
+    let out = db
+        .agent_async(
+            &[
+                "add",
+                "https://github.com/acme",
+                "https://github.com/bob",
+                "https://github.com/chaoss/augur",
+                "--github-api-url",
+                api.as_str(),
+            ],
+            &[("GITHUB_TOKENS", "tok-1")],
+        )
+        .await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "add failed:\n{stdout}\n{stderr}");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT lower(repo_git) FROM aveloxis_data.repos ORDER BY 1")
+        .fetch_all(&db.pool(1).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [
+            "https://github.com/acme/one",
+            "https://github.com/acme/two",
+            "https://github.com/bob/dotfiles",
+            "https://github.com/chaoss/augur"
+        ]
+    );
+
+    // An owner that is neither is an error naming it; nothing else is lost.
+    let out = db
+        .agent_async(
+            &[
+                "add",
+                "https://github.com/nobody",
+                "https://github.com/chaoss/grimoirelab",
+                "--github-api-url",
+                api.as_str(),
+            ],
+            &[("GITHUB_TOKENS", "tok-1")],
+        )
+        .await;
+    let (_, stderr) = output_text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("https://github.com/nobody"), "{stderr}");
+    let added: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.repos WHERE repo_name = 'grimoirelab'")
+        .fetch_one(&db.pool(1).await)
+        .await
+        .unwrap();
+    assert_eq!(added, 1);
+}
