@@ -284,7 +284,15 @@ async fn collect(
             }
         };
         let heartbeat = heartbeat(&db, agent, job.job_id);
-        let result = collect::collect_github(&github, &db, &job).await;
+        // A spinner on a terminal (hidden when stderr is not one, as under CI or systemd).
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {prefix} {wide_msg}")
+                .expect("a valid template"),
+        );
+        bar.set_prefix(url.clone());
+        let result = collect::collect_github(&github, &db, &job, Some(&bar)).await;
+        bar.finish_and_clear();
         heartbeat.abort();
         let failed = result.as_ref().err().map(|(_, e)| e.to_string());
         let outcome = collect::finish(&db, agent, &job, result)
@@ -443,7 +451,7 @@ async fn run_queue(
                     continue;
                 }
                 let beat = heartbeat(&db, &name, job.job_id);
-                let result = collect::collect_github(github.as_ref(), &db, &job).await;
+                let result = collect::collect_github(github.as_ref(), &db, &job, None).await;
                 beat.abort();
                 let failed = result.is_err();
                 match collect::finish(&db, &name, &job, result).await {

@@ -99,6 +99,9 @@ pub struct Outcome {
     pub etags: BTreeMap<String, String>,
     /// The repository's new URL, when collection found it renamed.
     pub renamed_to: Option<String>,
+    /// A full collection's check against what the forge reports: open issues and pull
+    /// requests gathered vs the repository's `open_issues_count`.
+    pub completeness: Option<Value>,
 }
 
 impl Outcome {
@@ -110,6 +113,7 @@ impl Outcome {
             "not_modified": self.not_modified,
             "skipped": self.skipped,
             "renamed_to": self.renamed_to,
+            "completeness": self.completeness,
             "state": {"etags": self.etags},
         })
     }
@@ -128,6 +132,7 @@ struct Collector<'a, F: Forge> {
     forge: &'a F,
     db: &'a PgPool,
     job: &'a ClaimedJob,
+    progress: Option<&'a indicatif::ProgressBar>,
     previous_etags: BTreeMap<String, String>,
     outcome: Outcome,
 }
@@ -143,6 +148,14 @@ impl<F: Forge> Collector<'_, F> {
     /// Fetches one request, counting it; None for a skipped endpoint.
     async fn fetch(&mut self, endpoint: &str, request: Request) -> Result<Option<Fetched>, ForgeError> {
         self.outcome.requests += 1;
+        if let Some(bar) = self.progress {
+            bar.set_message(format!(
+                "{endpoint} ({} requests, {} items staged)",
+                self.outcome.requests,
+                self.outcome.staged.values().sum::<usize>()
+            ));
+            bar.tick();
+        }
         match self.forge.fetch(&request).await {
             Ok(fetched) => Ok(Some(fetched)),
             Err(e) if e.class() == "skip" => {
@@ -250,7 +263,11 @@ impl<F: Forge> Collector<'_, F> {
         })?;
         let mut base = format!("repos/{owner}/{name}");
 
+        let mut reported_open = Value::Null;
         if let Some(info) = self.list("repo_info", base.clone()).await? {
+            if let Some(open) = info.first().and_then(|r| r.get("open_issues_count")) {
+                reported_open = open.clone();
+            }
             // A renamed or transferred repository (GitHub redirects the old name): record the
             // new name, and collect the rest under it.
             if let Some(repo) = info.first() {
@@ -278,6 +295,13 @@ impl<F: Forge> Collector<'_, F> {
         ];
         for (entity, first) in simple {
             if let Some(items) = self.list(entity, first).await? {
+                if entity == "issue" && self.job.since.is_none() {
+                    // The issues list holds pull requests too, as open_issues_count counts them.
+                    let gathered = items.iter().filter(|i| i["state"] == "open").count();
+                    self.outcome.completeness = Some(json!({
+                        "open_issues_and_pulls": {"reported": reported_open, "gathered": gathered}
+                    }));
+                }
                 self.stage(entity, items.iter().map(Value::to_string).collect()).await?;
             }
         }
@@ -349,6 +373,7 @@ pub async fn collect_github<F: Forge>(
     forge: &F,
     db: &PgPool,
     job: &ClaimedJob,
+    progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Outcome, (Outcome, ForgeError)> {
     let previous_etags = job
         .agent_state
@@ -370,6 +395,7 @@ pub async fn collect_github<F: Forge>(
         forge,
         db,
         job,
+        progress,
         previous_etags,
         outcome: Outcome::default(),
     };

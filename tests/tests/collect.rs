@@ -129,6 +129,20 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
     .unwrap();
     assert_eq!(outcome, "complete");
     assert!(state["etags"]["issue"].is_string(), "{state}");
+    // The completeness check is recorded with the run: open issues and pull requests
+    // gathered against what the repository object reports.
+    let check: Value = sqlx::query_scalar(
+        "SELECT r.result -> 'completeness' -> 'open_issues_and_pulls' FROM aveloxis_ops.job_runs r
+         JOIN aveloxis_ops.jobs j USING (job_id) WHERE j.phase = 'collect'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let open_served = issues.iter().filter(|i| i["state"] == "open").count();
+    assert_eq!(
+        check,
+        serde_json::json!({"reported": recorded_repo["open_issues_count"], "gathered": open_served})
+    );
     // Everything staged was drained, except children whose parent the replay never served
     // (it replays only the recorded pages): those wait, pending, and nothing was rejected.
     let (waiting, unexplained, rejected): (i64, i64, i64) = sqlx::query_as(

@@ -76,7 +76,7 @@ async fn main() {
     let github = GithubClient::new(config, TokenPool::new(["bench-token".to_string()], 1, pool.clone())).unwrap();
 
     let job = claim_repo(&pool, "bench", repo, "collect", 600).await.unwrap();
-    let first = finish(&pool, "bench", &job, collect_github(&github, &pool, &job).await)
+    let first = finish(&pool, "bench", &job, collect_github(&github, &pool, &job, None).await)
         .await
         .unwrap();
     let first_requests = replay.requests().await;
@@ -87,7 +87,7 @@ async fn main() {
         .await
         .unwrap();
     let job = claim_repo(&pool, "bench", repo, "collect", 600).await.unwrap();
-    let second = finish(&pool, "bench", &job, collect_github(&github, &pool, &job).await)
+    let second = finish(&pool, "bench", &job, collect_github(&github, &pool, &job, None).await)
         .await
         .unwrap();
     let second_requests: Vec<_> = replay.requests().await.into_iter().skip(first_requests.len()).collect();
