@@ -174,7 +174,7 @@ END
 $$;
 
 -- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
--- response at all).
+-- response at all). The request is taken as spent: a known budget goes down by its cost.
 CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
                                        platform smallint DEFAULT 1)
 RETURNS void
@@ -185,7 +185,10 @@ AS $$
 BEGIN
     PERFORM aveloxis_ops.check_fingerprint(fingerprint);
     PERFORM aveloxis_ops.check_bucket(bucket);
-    UPDATE aveloxis_ops.token_budgets t SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0)
+    UPDATE aveloxis_ops.token_budgets t
+    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
+                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
     WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
 END
 $$;

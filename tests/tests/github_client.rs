@@ -270,3 +270,54 @@ async fn truncated_bodies_and_slow_answers_are_retried() {
     let (body, _, _) = page(impatient.fetch(&Request::new(COMMENTS_PATH)).await.unwrap());
     assert_eq!(body, recorded.response, "a timed-out request is retried");
 }
+
+#[tokio::test]
+async fn two_agents_sharing_a_token_never_exceed_its_reported_budget() {
+    let db = TestDb::with_extension("gh_shared_token").await;
+    let replay = ReplayServer::start().await;
+    // Answers without rate-limit headers: every request spends one of the reported budget.
+    replay
+        .respond(
+            "/repos/o/r",
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": 1})),
+            1000,
+        )
+        .await;
+    let pool = db.pool(4).await;
+    sqlx::query("SELECT aveloxis.set_setting('tokens.reserve', '0')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT aveloxis.token_settle($1, 'core', 20, now() + interval '1 hour')")
+        .bind(Token::new("shared").fingerprint)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let mut config = GithubConfig::new(&replay.api_url()).unwrap();
+        config.max_wait = Duration::ZERO; // out of budget: give up at once instead of waiting an hour
+        let gh = GithubClient::new(config, TokenPool::new(["shared".to_string()], 1, db.pool(2).await)).unwrap();
+        agents.push(tokio::spawn(async move {
+            let mut served = 0;
+            loop {
+                match gh.fetch(&Request::new("/repos/o/r")).await {
+                    Ok(_) => served += 1,
+                    Err(e) => {
+                        assert_eq!(e.class(), "transient", "{e}");
+                        return served;
+                    }
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for agent in agents {
+        total += agent.await.unwrap();
+    }
+    assert_eq!(
+        total, 20,
+        "two agents on one token spent exactly the 20 requests it reported"
+    );
+    assert_eq!(replay.requests().await.len(), 20, "and the forge saw no more");
+}
