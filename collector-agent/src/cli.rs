@@ -79,25 +79,59 @@ pub struct ForgeArgs {
     /// GitHub tokens, comma-separated. Never logged or stored: the database sees fingerprints.
     #[arg(long, env = "GITHUB_TOKENS", hide_env_values = true, value_delimiter = ',')]
     pub github_tokens: Vec<String>,
-    /// The GitHub API root (GitHub Enterprise: https://host/api/v3/).
-    #[arg(long, env = "GITHUB_API_URL", default_value = crate::forge::github::DEFAULT_API_URL)]
+    /// The GitHub API root (GitHub Enterprise: https://host/api/v3/); default https://api.github.com/.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "")]
     pub github_api_url: String,
+}
+
+impl ForgeArgs {
+    /// Flags and environment win; the config file fills what they leave empty.
+    fn with_config(mut self, config_path: Option<&PathBuf>) -> Result<Self, AgentError> {
+        let file = match config_path {
+            Some(path) if self.github_tokens.iter().all(|t| t.trim().is_empty()) || self.github_api_url.is_empty() => {
+                Some(config::ConfigFile::load(path)?)
+            }
+            _ => None,
+        };
+        if let Some(file) = file {
+            if self.github_tokens.iter().all(|t| t.trim().is_empty()) {
+                self.github_tokens = file.github_tokens.unwrap_or_default();
+            }
+            if self.github_api_url.is_empty() {
+                self.github_api_url = file.github_api_url.unwrap_or_default();
+            }
+        }
+        if self.github_api_url.is_empty() {
+            self.github_api_url = crate::forge::github::DEFAULT_API_URL.to_string();
+        }
+        Ok(self)
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<(), AgentError> {
     let url = config::database_url(cli.database_url, cli.config.as_ref())?;
     let mut api = Api::connect(&url).await?;
+    let config_path = cli.config.clone();
     let result = match cli.command {
         Command::Status => status(&mut api).await,
-        Command::Add { urls, group, forge } => add(&mut api, &url, &urls, &group, &forge).await,
-        Command::Collect { urls, forge, agent } => collect(&mut api, &url, &urls, &forge, &agent).await,
+        Command::Add { urls, group, forge } => match forge.with_config(config_path.as_ref()) {
+            Ok(forge) => add(&mut api, &url, &urls, &group, &forge).await,
+            Err(e) => Err(e),
+        },
+        Command::Collect { urls, forge, agent } => match forge.with_config(config_path.as_ref()) {
+            Ok(forge) => collect(&mut api, &url, &urls, &forge, &agent).await,
+            Err(e) => Err(e),
+        },
         Command::Run {
             forge,
             workers,
             poll_seconds,
             once,
             agent,
-        } => run_queue(&api, &url, &forge, workers, poll_seconds, once, &agent).await,
+        } => match forge.with_config(config_path.as_ref()) {
+            Ok(forge) => run_queue(&api, &url, &forge, workers, poll_seconds, once, &agent).await,
+            Err(e) => Err(e),
+        },
     };
     api.close().await;
     result
@@ -338,13 +372,14 @@ async fn connect_github(
     use crate::forge::tokens::TokenPool;
 
     if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
-        return Err(AgentError::Config {
-            path: "GITHUB_TOKENS".into(),
-            message: "no GitHub token given (set GITHUB_TOKENS=tok1,tok2 or pass --github-tokens)".into(),
+        return Err(AgentError::Setting {
+            name: "GITHUB_TOKENS".into(),
+            message: "no GitHub token given (GITHUB_TOKENS=tok1,tok2, --github-tokens, or github_tokens = [...])"
+                .into(),
         });
     }
-    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Config {
-        path: "--github-api-url".into(),
+    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Setting {
+        name: "--github-api-url".into(),
         message: format!("{}: {e}", forge.github_api_url),
     })?;
     let db = sqlx::postgres::PgPoolOptions::new()
@@ -356,8 +391,8 @@ async fn connect_github(
             message: e.to_string(),
         })?;
     let pool = TokenPool::new(forge.github_tokens.clone(), 1, db.clone());
-    let github = GithubClient::new(config, pool).map_err(|e| AgentError::Config {
-        path: "HTTP client".into(),
+    let github = GithubClient::new(config, pool).map_err(|e| AgentError::Setting {
+        name: "HTTP client".into(),
         message: e.to_string(),
     })?;
     Ok((db, github))
@@ -486,4 +521,60 @@ async fn run_queue(
     db.close().await;
     println!("{done} jobs run, {failures} failed");
     Ok(())
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn forge(tokens: &[&str], api: &str) -> ForgeArgs {
+        ForgeArgs {
+            github_tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            github_api_url: api.to_string(),
+        }
+    }
+
+    #[test]
+    fn tokens_and_api_url_come_from_flags_first_then_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("aveloxis-forge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(
+            &file,
+            "github_tokens = [\"file-1\", \"file-2\"]\ngithub_api_url = \"https://ghe.example.com/api/v3/\"\n",
+        )
+        .unwrap();
+        let from_file = forge(&[], "").with_config(Some(&file)).unwrap();
+        assert_eq!(from_file.github_tokens, ["file-1", "file-2"]);
+        assert_eq!(from_file.github_api_url, "https://ghe.example.com/api/v3/");
+        let flags = forge(&["flag"], "https://other/api/v3/")
+            .with_config(Some(&file))
+            .unwrap();
+        assert_eq!(flags.github_tokens, ["flag"]);
+        assert_eq!(flags.github_api_url, "https://other/api/v3/");
+        let defaults = forge(&[], "").with_config(None).unwrap();
+        assert!(defaults.github_tokens.is_empty());
+        assert_eq!(defaults.github_api_url, crate::forge::github::DEFAULT_API_URL);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn owner_urls_are_recognized() {
+        let api = "https://api.github.com/";
+        assert_eq!(
+            github_owner("https://github.com/chaoss", api).as_deref(),
+            Some("chaoss")
+        );
+        assert_eq!(
+            github_owner("https://github.com/chaoss/", api).as_deref(),
+            Some("chaoss")
+        );
+        assert_eq!(github_owner("https://github.com/chaoss/augur", api), None);
+        assert_eq!(github_owner("https://gitlab.com/chaoss", api), None);
+        assert_eq!(github_owner("/srv/git/x", api), None);
+        assert_eq!(
+            github_owner("https://ghe.example.com/team", "https://ghe.example.com/api/v3/").as_deref(),
+            Some("team")
+        );
+    }
 }

@@ -158,6 +158,9 @@ impl<F: Forge> Collector<'_, F> {
         }
         match self.forge.fetch(&request).await {
             Ok(fetched) => Ok(Some(fetched)),
+            // The repository itself not found: it is gone (deleted, or private to us), not an
+            // endpoint to skip. The job fails as `gone` and the repository is sidelined.
+            Err(ForgeError::NotFound { url }) if endpoint == "repo_info" => Err(ForgeError::Gone { url }),
             Err(e) if e.class() == "skip" => {
                 tracing::info!(repo = self.job.repo_id, endpoint, "skipped: {e}");
                 self.outcome.skipped.push(format!("{endpoint}: {e}"));

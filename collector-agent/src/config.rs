@@ -12,6 +12,10 @@ use crate::error::AgentError;
 pub struct ConfigFile {
     /// `postgres://user:password@host:port/database`
     pub database_url: Option<String>,
+    /// GitHub tokens (the file must then be readable by the agent's user only).
+    pub github_tokens: Option<Vec<String>>,
+    /// The GitHub API root, e.g. a GitHub Enterprise `https://host/api/v3/`.
+    pub github_api_url: Option<String>,
 }
 
 impl ConfigFile {

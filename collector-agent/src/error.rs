@@ -8,6 +8,8 @@ pub enum AgentError {
     NoDatabase,
     /// The config file could not be read or parsed.
     Config { path: String, message: String },
+    /// A setting is missing or wrong (not the config file's syntax).
+    Setting { name: String, message: String },
     /// PostgreSQL could not be reached or refused the login.
     Unreachable { target: String, message: String },
     /// The database answers but `CREATE EXTENSION pg_aveloxis` has not been run.
@@ -23,7 +25,7 @@ pub enum AgentError {
 impl AgentError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::NoDatabase | Self::Config { .. } => 2,
+            Self::NoDatabase | Self::Config { .. } | Self::Setting { .. } => 2,
             Self::Unreachable { .. } => 3,
             Self::ExtensionMissing { .. } => 4,
             Self::Sql { .. } => 1,
@@ -38,6 +40,9 @@ impl AgentError {
                     .into(),
             ),
             Self::Config { .. } => Some("the config file is TOML, e.g. database_url = \"postgres://...\"".into()),
+            Self::Setting { name, .. } => Some(format!(
+                "set {name} with its flag, its environment variable, or in the config file (docs/agent.md, Configuration)"
+            )),
             Self::Unreachable { .. } => {
                 Some("is PostgreSQL running there, and are DATABASE_URL's host, port, user and password right?".into())
             }
@@ -71,6 +76,7 @@ impl fmt::Display for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoDatabase => write!(f, "no database configured"),
+            Self::Setting { name, message } => write!(f, "{name}: {message}"),
             Self::Config { path, message } => {
                 write!(f, "cannot read config file {path}: {message}")
             }

@@ -106,6 +106,68 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
             .into_iter()
             .collect();
     assert_eq!(stored, expected);
+    // Labels and assignees as each recorded issue lists them; reporters with deterministic ids.
+    let plain: Vec<&Value> = issues
+        .iter()
+        .filter(|i| !(i["pull_request"]["url"].is_string() || i["pull_request"]["html_url"].is_string()))
+        .collect();
+    let expected_labels: BTreeSet<(i64, String)> = plain
+        .iter()
+        .flat_map(|i| {
+            let n = i["number"].as_i64().unwrap();
+            i["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |l| (n, l["name"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    let stored_labels: BTreeSet<(i64, String)> = sqlx::query_as(
+        "SELECT i.issue_number::bigint, l.label_text FROM aveloxis_data.issue_labels l JOIN aveloxis_data.issues i USING (issue_id)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(stored_labels, expected_labels);
+    let expected_assignees: BTreeSet<(i64, i64)> = plain
+        .iter()
+        .flat_map(|i| {
+            let n = i["number"].as_i64().unwrap();
+            i["assignees"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |a| a["id"].as_i64().map(|id| (n, id)))
+        })
+        .chain(
+            plain
+                .iter()
+                .filter_map(|i| Some((i["number"].as_i64()?, i["assignee"]["id"].as_i64()?))),
+        )
+        .collect();
+    let stored_assignees: BTreeSet<(i64, i64)> = sqlx::query_as(
+        "SELECT i.issue_number::bigint, a.platform_assignee_id FROM aveloxis_data.issue_assignees a
+         JOIN aveloxis_data.issues i USING (issue_id)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(stored_assignees, expected_assignees);
+    let reporters_ok: bool = sqlx::query_scalar(
+        "SELECT bool_and(c.cntrb_id = aveloxis.platform_uuid(1::smallint, c.gh_user_id))
+         FROM aveloxis_data.issues i JOIN aveloxis_data.contributors c ON c.cntrb_id = i.reporter_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        reporters_ok,
+        "every reporter is the contributor with its deterministic id"
+    );
     // Releases and the repository itself.
     let releases = served_items(&pages, "/repos/PyGithub/PyGithub/releases");
     let stored_releases: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.releases")
@@ -327,4 +389,36 @@ async fn adding_an_organization_or_a_user_adds_their_repositories() {
         .await
         .unwrap();
     assert_eq!(added, 1);
+}
+
+#[tokio::test]
+async fn a_repository_that_is_gone_is_sidelined_with_its_reason() {
+    let db = TestDb::with_extension("collect_gone").await;
+    let replay = ReplayServer::start().await;
+    let api = replay.api_url();
+    let url = "https://github.com/deleted/repository";
+    let out = db
+        .agent_async(
+            &["collect", url, "--github-api-url", api.as_str()],
+            &[("GITHUB_TOKENS", "tok-1")],
+        )
+        .await;
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("gone"), "{stderr}");
+    assert_eq!(
+        replay.requests().await.len(),
+        1,
+        "nothing else is asked of a repository that is gone"
+    );
+    let reasons: Vec<(String, String)> = sqlx::query_as("SELECT status, reason FROM aveloxis.why_not_collected(1)")
+        .fetch_all(&db.pool(1).await)
+        .await
+        .unwrap();
+    assert!(
+        reasons
+            .iter()
+            .all(|(status, reason)| status == "sidelined" && reason.contains("gone")),
+        "{reasons:?}"
+    );
 }
