@@ -222,15 +222,16 @@ async fn add(
     let mut failures = Vec::new();
     let mut github = None;
     for url in urls {
-        let owner = github_owner(url, &forge.github_api_url);
-        let has_tokens = forge.github_tokens.iter().any(|t| !t.trim().is_empty());
-        let Some(owner) = owner.filter(|_| has_tokens) else {
-            if github_owner(url, &forge.github_api_url).is_some() {
-                eprintln!("hint: {url} names an owner: with GITHUB_TOKENS set, add lists and adds its repositories");
-            }
+        let Some(owner) = github_owner(url, &forge.github_api_url) else {
             expanded.push(url.clone());
             continue;
         };
+        if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
+            // add_repo refuses it below with its own message; say how to expand it.
+            eprintln!("hint: {url} names an owner: with GITHUB_TOKENS set, add lists and adds its repositories");
+            expanded.push(url.clone());
+            continue;
+        }
         if github.is_none() {
             github = Some(connect_github(api, database_url, forge, 2).await?);
         }
@@ -332,18 +333,7 @@ async fn collect(
         let outcome = collect::finish(&db, agent, &job, result)
             .await
             .map_err(|e| AgentError::sql(format!("finishing {url}"), e))?;
-        let staged: usize = outcome.staged.values().sum();
-        println!(
-            "repo {repo_id}\t{url}\t{} requests, {} not modified, {staged} items staged {:?}{}",
-            outcome.requests,
-            outcome.not_modified,
-            outcome.staged,
-            if outcome.skipped.is_empty() {
-                String::new()
-            } else {
-                format!(", {} endpoints skipped", outcome.skipped.len())
-            }
-        );
+        println!("repo {repo_id}\t{url}\t{}", outcome.summary());
         if let Some(error) = failed {
             eprintln!("error: {url}: {error}");
             failures.push(url.clone());
@@ -492,12 +482,10 @@ async fn run_queue(
                 match collect::finish(&db, &name, &job, result).await {
                     Ok(outcome) => {
                         println!(
-                            "repo {}\t{}\t{} requests, {} not modified, {} items staged{}",
+                            "repo {}\t{}\t{}{}",
                             job.repo_id,
                             job.repo_git,
-                            outcome.requests,
-                            outcome.not_modified,
-                            outcome.staged.values().sum::<usize>(),
+                            outcome.summary(),
                             if failed { " (failed: see job_history)" } else { "" }
                         );
                         done += 1;

@@ -105,6 +105,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// One line for operators: requests, 304s, what was staged, what was skipped.
+    pub fn summary(&self) -> String {
+        let skipped = match self.skipped.len() {
+            0 => String::new(),
+            n => format!(", {n} endpoints skipped"),
+        };
+        format!(
+            "{} requests, {} not modified, {} items staged {:?}{skipped}",
+            self.requests,
+            self.not_modified,
+            self.staged.values().sum::<usize>(),
+            self.staged
+        )
+    }
+
     pub fn report(&self) -> Value {
         json!({
             "complete": true,

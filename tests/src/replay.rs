@@ -15,22 +15,62 @@ use std::time::Duration;
 use serde_json::Value;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// The replay key of a request in repository mode: the path and the `page` parameter.
-fn page_key(path_and_query: &str) -> String {
+/// The replay key of a request in repository mode: the lower-case path and the `page`
+/// parameter, as `path#page`. Takes a path and query, or an absolute URL (a `Link` target).
+pub fn page_key(path_or_url: &str) -> String {
+    let path_and_query = match path_or_url.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => path_or_url,
+    };
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let page = query.split('&').find_map(|p| p.strip_prefix("page=")).unwrap_or("1");
     format!("{}#{page}", path.to_ascii_lowercase())
+}
+
+/// A request URL's path and query, as recordings write them.
+fn path_and_query(request: &Request) -> String {
+    match request.url.query() {
+        Some(q) => format!("{}?{q}", request.url.path()),
+        None => request.url.path().to_string(),
+    }
+}
+
+/// The `rel="next"` target of an exchange's `Link` header, if it has one.
+pub fn next_page(e: &Exchange) -> Option<String> {
+    e.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("link"))
+        .and_then(|(_, v)| aveloxis_agent::forge::next_link(v))
+}
+
+/// Every GitHub recording of `../shared/fixtures`, as paths relative to it, in a stable order.
+pub fn github_fixtures() -> Vec<String> {
+    let root = fixture_path("github");
+    let mut files = Vec::new();
+    for kind in std::fs::read_dir(&root).unwrap() {
+        for source in std::fs::read_dir(kind.unwrap().path()).unwrap() {
+            for file in std::fs::read_dir(source.unwrap().path()).unwrap() {
+                let file = file.unwrap().path();
+                if file.extension().is_some_and(|e| e == "json") {
+                    files.push(
+                        file.strip_prefix(root.parent().unwrap())
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 struct SamePage(String);
 
 impl wiremock::Match for SamePage {
     fn matches(&self, request: &Request) -> bool {
-        let pq = match request.url.query() {
-            Some(q) => format!("{}?{q}", request.url.path()),
-            None => request.url.path().to_string(),
-        };
-        page_key(&pq) == self.0
+        page_key(&path_and_query(request)) == self.0
     }
 }
 
@@ -110,12 +150,7 @@ struct ExactPath(String);
 
 impl wiremock::Match for ExactPath {
     fn matches(&self, request: &Request) -> bool {
-        let url = &request.url;
-        let pq = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        normalized(&pq) == self.0
+        normalized(&path_and_query(request)) == self.0
     }
 }
 
@@ -215,17 +250,7 @@ impl ReplayServer {
         }
         let recorded: std::collections::BTreeSet<String> = pages.keys().cloned().collect();
         for (key, mut e) in pages.clone() {
-            let keep_link = e
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("link"))
-                .and_then(|(_, v)| next_target(v))
-                .map(|next| {
-                    let next = next.split_once("://").map_or(next.as_str(), |(_, rest)| rest);
-                    let path = next.find('/').map_or("", |i| &next[i..]);
-                    recorded.contains(&page_key(path))
-                })
-                .unwrap_or(false);
+            let keep_link = next_page(&e).is_some_and(|next| recorded.contains(&page_key(&next)));
             if !keep_link {
                 e.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("link"));
             }
@@ -320,23 +345,10 @@ impl ReplayServer {
             .unwrap_or_default()
             .into_iter()
             .map(|r| {
-                let pq = match r.url.query() {
-                    Some(q) => format!("{}?{q}", r.url.path()),
-                    None => r.url.path().to_string(),
-                };
+                let pq = path_and_query(&r);
                 let header = |n: &str| r.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
                 (pq, header("if-none-match"), header("authorization"))
             })
             .collect()
     }
-}
-
-/// The `rel="next"` target of a Link header value.
-fn next_target(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params
-            .contains("rel=\"next\"")
-            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-    })
 }

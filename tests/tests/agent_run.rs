@@ -4,33 +4,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use harness::replay::ReplayServer;
+use harness::replay::{github_fixtures, ReplayServer};
 use harness::sqlx::{self, PgPool};
-use harness::{agent_bin, fixture_path, TestDb};
+use harness::{agent_bin, TestDb};
 
 const REPO: &str = "https://github.com/PyGithub/PyGithub";
-
-fn github_fixtures() -> Vec<String> {
-    let root = fixture_path("github");
-    let mut files = Vec::new();
-    for kind in std::fs::read_dir(&root).unwrap() {
-        for source in std::fs::read_dir(kind.unwrap().path()).unwrap() {
-            for file in std::fs::read_dir(source.unwrap().path()).unwrap() {
-                let file = file.unwrap().path();
-                if file.extension().is_some_and(|e| e == "json") {
-                    files.push(
-                        file.strip_prefix(root.parent().unwrap())
-                            .unwrap()
-                            .to_string_lossy()
-                            .into_owned(),
-                    );
-                }
-            }
-        }
-    }
-    files.sort();
-    files
-}
 
 async fn replay(delay: Duration) -> ReplayServer {
     let replay = ReplayServer::start().await;

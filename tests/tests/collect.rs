@@ -4,70 +4,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harness::replay::{Exchange, ReplayServer};
+use harness::replay::{github_fixtures, next_page, page_key, Exchange, ReplayServer};
 use harness::sqlx;
-use harness::{fixture_path, output_text, TestDb};
+use harness::{output_text, TestDb};
 use serde_json::Value;
 
 const REPO: &str = "https://github.com/PyGithub/PyGithub";
 
-/// Every GitHub recording of the fixtures, in a stable order.
-fn github_fixtures() -> Vec<String> {
-    let root = fixture_path("github");
-    let mut files = Vec::new();
-    for kind in std::fs::read_dir(&root).unwrap() {
-        let kind = kind.unwrap().path();
-        for source in std::fs::read_dir(&kind).unwrap() {
-            for file in std::fs::read_dir(source.unwrap().path()).unwrap() {
-                let file = file.unwrap().path();
-                if file.extension().is_some_and(|e| e == "json") {
-                    files.push(
-                        file.strip_prefix(root.parent().unwrap())
-                            .unwrap()
-                            .to_string_lossy()
-                            .into_owned(),
-                    );
-                }
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// The items the replay serves for a list endpoint, following its replayed `Link`s.
 fn served_items(pages: &BTreeMap<String, Exchange>, path: &str) -> Vec<Value> {
     let mut items = Vec::new();
-    let mut key = format!("{}#1", path.to_ascii_lowercase());
+    let mut key = page_key(path);
     while let Some(e) = pages.get(&key) {
         items.extend(e.response.as_array().cloned().unwrap_or_default());
-        let next = e
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("link"))
-            .and_then(|(_, v)| v.split(',').find(|p| p.contains("rel=\"next\"")))
-            .map(|p| {
-                p.trim()
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            });
-        let Some(next) = next else { break };
-        let url = url_path_and_page(&next);
-        key = url;
+        let Some(next) = next_page(e) else { break };
+        key = page_key(&next);
     }
     items
-}
-
-/// `lower-case path#page` of an absolute URL.
-fn url_path_and_page(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let path_query = rest.find('/').map_or("", |i| &rest[i..]);
-    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
-    let page = query.split('&').find_map(|p| p.strip_prefix("page=")).unwrap_or("1");
-    format!("{}#{page}", path.to_ascii_lowercase())
 }
 
 #[tokio::test]

@@ -15,30 +15,8 @@ use std::collections::BTreeMap;
 use aveloxis_agent::collect::{claim_repo, collect_github, finish};
 use aveloxis_agent::forge::github::{GithubClient, GithubConfig};
 use aveloxis_agent::forge::tokens::TokenPool;
-use harness::replay::ReplayServer;
-use harness::{fixture_path, TestDb};
-
-fn github_fixtures() -> Vec<String> {
-    let root = fixture_path("github");
-    let mut files = Vec::new();
-    for kind in std::fs::read_dir(&root).unwrap() {
-        for source in std::fs::read_dir(kind.unwrap().path()).unwrap() {
-            for file in std::fs::read_dir(source.unwrap().path()).unwrap() {
-                let file = file.unwrap().path();
-                if file.extension().is_some_and(|e| e == "json") {
-                    files.push(
-                        file.strip_prefix(root.parent().unwrap())
-                            .unwrap()
-                            .to_string_lossy()
-                            .into_owned(),
-                    );
-                }
-            }
-        }
-    }
-    files.sort();
-    files
-}
+use harness::replay::{github_fixtures, ReplayServer};
+use harness::TestDb;
 
 /// Requests by endpoint kind: the path after /repos/{o}/{r}, numbers folded.
 fn endpoint(path: &str) -> String {
