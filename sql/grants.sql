@@ -63,7 +63,11 @@ BEGIN
         aveloxis.token_settle(text, text, integer, timestamptz, integer, smallint),
         aveloxis.token_release(text, text, integer, smallint),
         aveloxis.token_invalidate(text, text, smallint),
-        aveloxis.token_status()
+        aveloxis.token_status(),
+        aveloxis.commit_authors_to_resolve(bigint, integer),
+        aveloxis.record_commit_author(bigint, text, smallint, bigint, text, text, text),
+        aveloxis.link_commit_author(bigint, text, uuid, text, text),
+        aveloxis.record_commit_author_miss(text, text, text, text)
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

@@ -30,11 +30,18 @@ pub enum Command {
     /// Collect repositories now, one after another, through the same path as `run`
     /// (added first if new): fetch, stage, drain, and report to the queue.
     Collect {
-        /// GitHub repository URLs.
+        /// Repository URLs (GitHub, or any git remote) or absolute paths of local git
+        /// repositories (git history only, no forge needed).
         #[arg(required = true)]
         urls: Vec<String>,
+        /// Phases to run, of those the repository has: collect (forge API data, GitHub
+        /// so far) and facade (git history).
+        #[arg(long, value_delimiter = ',', default_value = "collect,facade")]
+        phases: Vec<String>,
         #[command(flatten)]
         forge: ForgeArgs,
+        #[command(flatten)]
+        git: GitArgs,
         /// The name this agent gives the queue (shown by why_not_collected()).
         #[arg(long, default_value_t = format!("collect-{}", std::process::id()))]
         agent: String,
@@ -43,8 +50,13 @@ pub enum Command {
     /// renewing their leases. SIGTERM or SIGINT: each worker finishes its job (staging,
     /// draining and reporting what it fetched) and stops; nothing stays leased.
     Run {
+        /// Phases to claim (default: collect and facade with GitHub tokens, else facade).
+        #[arg(long, value_delimiter = ',')]
+        phases: Vec<String>,
         #[command(flatten)]
         forge: ForgeArgs,
+        #[command(flatten)]
+        git: GitArgs,
         /// Concurrent workers.
         #[arg(long, default_value_t = 4)]
         workers: usize,
@@ -84,7 +96,46 @@ pub struct ForgeArgs {
     pub github_api_url: String,
 }
 
+/// Where and how git history is read.
+#[derive(Debug, clap::Args)]
+pub struct GitArgs {
+    /// Directory holding one bare clone per repository (default:
+    /// $XDG_CACHE_HOME/aveloxis/clones, else ~/.cache/aveloxis/clones).
+    #[arg(long, env = "AVELOXIS_CLONE_DIR")]
+    pub clone_dir: Option<PathBuf>,
+    /// Threads reading commits (default: one per core).
+    #[arg(long)]
+    pub walk_threads: Option<usize>,
+}
+
+impl GitArgs {
+    fn options(&self) -> Result<crate::facade::FacadeOptions, AgentError> {
+        let dir = match &self.clone_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let cache = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .ok_or_else(|| AgentError::Setting {
+                        name: "--clone-dir".into(),
+                        message: "no clone directory given and neither XDG_CACHE_HOME nor HOME is set".into(),
+                    })?;
+                cache.join("aveloxis").join("clones")
+            }
+        };
+        let mut options = crate::facade::FacadeOptions::new(dir);
+        if let Some(threads) = self.walk_threads {
+            options.threads = threads.max(1);
+        }
+        Ok(options)
+    }
+}
+
 impl ForgeArgs {
+    fn has_tokens(&self) -> bool {
+        self.github_tokens.iter().any(|t| !t.trim().is_empty())
+    }
+
     /// Flags and environment win; the config file fills what they leave empty.
     fn with_config(mut self, config_path: Option<&PathBuf>) -> Result<Self, AgentError> {
         let file = match config_path {
@@ -118,19 +169,34 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
             Ok(forge) => add(&mut api, &url, &urls, &group, &forge).await,
             Err(e) => Err(e),
         },
-        Command::Collect { urls, forge, agent } => match forge.with_config(config_path.as_ref()) {
-            Ok(forge) => collect(&mut api, &url, &urls, &forge, &agent).await,
-            Err(e) => Err(e),
+        Command::Collect {
+            urls,
+            phases,
+            forge,
+            git,
+            agent,
+        } => match (forge.with_config(config_path.as_ref()), git.options()) {
+            (Ok(forge), Ok(git)) => collect(&mut api, &url, &urls, &phases, &forge, git, &agent).await,
+            (Err(e), _) | (_, Err(e)) => Err(e),
         },
         Command::Run {
+            phases,
             forge,
+            git,
             workers,
             poll_seconds,
             once,
             agent,
-        } => match forge.with_config(config_path.as_ref()) {
-            Ok(forge) => run_queue(&api, &url, &forge, workers, poll_seconds, once, &agent).await,
-            Err(e) => Err(e),
+        } => match (forge.with_config(config_path.as_ref()), git.options()) {
+            (Ok(forge), Ok(git)) => {
+                let settings = RunSettings {
+                    workers,
+                    poll_seconds,
+                    once,
+                };
+                run_queue(&api, &url, &phases, &forge, git, settings, &agent).await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
         },
     };
     api.close().await;
@@ -278,71 +344,215 @@ async fn add(
 /// Lease length of a one-shot collection; renewed while it runs.
 const LEASE_SECS: i64 = 600;
 
+/// The phases a repository of a platform has (aveloxis_ops.phases_of), of those this
+/// agent runs.
+fn agent_phases(platform_id: i16) -> &'static [&'static str] {
+    match platform_id {
+        1 | 2 => &["collect", "facade"],
+        _ => &["facade"],
+    }
+}
+
+/// What every job of this agent needs: the database, GitHub when tokens were given, and
+/// the facade's options.
+struct Workshop {
+    db: sqlx::PgPool,
+    github: Option<crate::forge::github::GithubClient>,
+    git: crate::facade::FacadeOptions,
+    /// The first GitHub token, for cloning private GitHub repositories over https.
+    github_clone_token: Option<String>,
+}
+
+impl Workshop {
+    async fn open(
+        api: &Api,
+        database_url: &str,
+        forge: &ForgeArgs,
+        git: crate::facade::FacadeOptions,
+        connections: u32,
+    ) -> Result<Workshop, AgentError> {
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(connections)
+            .connect(database_url)
+            .await
+            .map_err(|e| AgentError::Unreachable {
+                target: api.target.clone(),
+                message: e.to_string(),
+            })?;
+        let github = if forge.has_tokens() {
+            Some(github_client(&db, forge)?)
+        } else {
+            None
+        };
+        Ok(Workshop {
+            db,
+            github,
+            git,
+            github_clone_token: forge.github_tokens.iter().find(|t| !t.trim().is_empty()).cloned(),
+        })
+    }
+
+    /// Runs one claimed job and reports it to the queue. Returns the line to print and
+    /// whether the job failed.
+    async fn work(
+        &self,
+        agent: &str,
+        job: &crate::collect::ClaimedJob,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Result<(String, bool), sqlx::Error> {
+        use crate::{collect, facade};
+
+        let beat = heartbeat(&self.db, agent, job.job_id);
+        let result = match (job.phase.as_str(), job.platform_id, &self.github) {
+            ("collect", 1, Some(github)) => {
+                let result = collect::collect_github(github, &self.db, job, bar).await;
+                let failed = result.is_err();
+                collect::finish(&self.db, agent, job, result)
+                    .await
+                    .map(|outcome| (outcome.summary(), failed))
+            }
+            ("facade", _, github) => {
+                let mut options = self.git.clone();
+                if job.platform_id == 1 {
+                    options.credentials.https_token = self.github_clone_token.clone();
+                }
+                let forge = match (job.platform_id, github) {
+                    (1, Some(github)) => {
+                        collect::owner_and_name(&job.repo_git).map(|(owner, name)| facade::authors::ForgeRepo {
+                            forge: github,
+                            owner,
+                            name,
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(bar) = bar {
+                    bar.set_message("facade: fetching and walking the git history");
+                }
+                let result = facade::collect_facade(&self.db, job, &options, forge).await;
+                let failed = result.is_err();
+                facade::finish(&self.db, agent, job, &result).await.map(|()| {
+                    let line = match &result {
+                        Ok(o) => o.summary(),
+                        Err((o, e)) => format!("{} ({e})", o.summary()),
+                    };
+                    (line, failed)
+                })
+            }
+            (phase, platform, github) => {
+                let why = if phase == "collect" && platform == 1 && github.is_none() {
+                    "no GitHub tokens on this agent (GITHUB_TOKENS)"
+                } else {
+                    "this agent does not run this phase for this platform yet"
+                };
+                sqlx::query("SELECT aveloxis.fail($1, $2, 'skip', $3)")
+                    .bind(job.job_id)
+                    .bind(why)
+                    .bind(agent)
+                    .execute(&self.db)
+                    .await
+                    .map(|_| (format!("skipped: {why}"), true))
+            }
+        };
+        beat.abort();
+        result
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn collect(
     api: &mut Api,
     database_url: &str,
     urls: &[String],
+    phases: &[String],
     forge: &ForgeArgs,
+    git: crate::facade::FacadeOptions,
     agent: &str,
 ) -> Result<(), AgentError> {
     use crate::collect;
 
-    let (db, github) = connect_github(api, database_url, forge, 4).await?;
+    if let Some(unknown) = phases.iter().find(|p| !["collect", "facade"].contains(&p.as_str())) {
+        return Err(AgentError::Setting {
+            name: "--phases".into(),
+            message: format!("unknown phase {unknown:?}: collect runs the phases collect and facade"),
+        });
+    }
+    let shop = Workshop::open(api, database_url, forge, git, 4).await?;
+    let db = &shop.db;
 
     let mut failures = Vec::new();
     for url in urls {
-        let platform: Result<i16, _> = sqlx::query_scalar("SELECT platform_id FROM aveloxis.parse_repo_url($1)")
+        let platform: i16 = match sqlx::query_scalar("SELECT platform_id FROM aveloxis.parse_repo_url($1)")
             .bind(url)
-            .fetch_one(&db)
-            .await;
-        match platform {
-            Ok(1) => {}
-            Ok(_) => {
-                eprintln!("error: {url}: only GitHub repositories can be collected so far (GitLab and git: next)");
-                failures.push(url.clone());
-                continue;
-            }
+            .fetch_one(db)
+            .await
+        {
+            Ok(platform) => platform,
             Err(e) => {
                 eprintln!("error: {}", AgentError::sql(format!("reading {url}"), e));
                 failures.push(url.clone());
                 continue;
             }
+        };
+        let wanted: Vec<&str> = agent_phases(platform)
+            .iter()
+            .copied()
+            .filter(|p| phases.iter().any(|w| w == p))
+            .collect();
+        if platform == 2 && wanted.contains(&"collect") {
+            eprintln!("note: {url}: GitLab API collection is not built yet; collecting its git history only");
+        }
+        let wanted: Vec<&str> = wanted
+            .into_iter()
+            .filter(|p| !(platform == 2 && *p == "collect"))
+            .collect();
+        if platform == 1 && wanted.contains(&"collect") && shop.github.is_none() {
+            eprintln!(
+                "error: {url}: collecting GitHub data needs tokens (GITHUB_TOKENS=tok1,tok2, --github-tokens, or \
+                 github_tokens in the config file); --phases facade collects its git history alone"
+            );
+            failures.push(url.clone());
+            continue;
+        }
+        if wanted.is_empty() {
+            eprintln!("error: {url}: none of the phases {phases:?} applies to it");
+            failures.push(url.clone());
+            continue;
         }
         let repo_id = api.add_repo(url, "Default").await?;
-        let job = match collect::claim_repo(&db, agent, repo_id, "collect", LEASE_SECS).await {
-            Ok(job) => job,
-            Err(e) => {
-                let e = AgentError::sql(format!("claiming {url}"), e);
-                eprintln!("error: {e}");
+        for phase in wanted {
+            let job = match collect::claim_repo(db, agent, repo_id, phase, LEASE_SECS).await {
+                Ok(job) => job,
+                Err(e) => {
+                    let e = AgentError::sql(format!("claiming {url} ({phase})"), e);
+                    eprintln!("error: {e}");
+                    failures.push(url.clone());
+                    continue;
+                }
+            };
+            // A spinner on a terminal (hidden when stderr is not one, as under CI or systemd).
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {prefix} {wide_msg}")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(format!("{url} ({phase})"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let worked = shop.work(agent, &job, Some(&bar)).await;
+            bar.finish_and_clear();
+            let (line, failed) = worked.map_err(|e| AgentError::sql(format!("finishing {url} ({phase})"), e))?;
+            println!("repo {repo_id}\t{url}\t{phase}: {line}");
+            if failed {
+                eprintln!("error: {url}: the {phase} job failed (aveloxis.job_history({repo_id}) says why)");
                 failures.push(url.clone());
-                continue;
             }
-        };
-        let heartbeat = heartbeat(&db, agent, job.job_id);
-        // A spinner on a terminal (hidden when stderr is not one, as under CI or systemd).
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {prefix} {wide_msg}")
-                .expect("a valid template"),
-        );
-        bar.set_prefix(url.clone());
-        let result = collect::collect_github(&github, &db, &job, Some(&bar)).await;
-        bar.finish_and_clear();
-        heartbeat.abort();
-        let failed = result.as_ref().err().map(|(_, e)| e.to_string());
-        let outcome = collect::finish(&db, agent, &job, result)
-            .await
-            .map_err(|e| AgentError::sql(format!("finishing {url}"), e))?;
-        println!("repo {repo_id}\t{url}\t{}", outcome.summary());
-        if let Some(error) = failed {
-            eprintln!("error: {url}: {error}");
-            failures.push(url.clone());
         }
     }
-    db.close().await;
+    shop.db.close().await;
     if failures.is_empty() {
         Ok(())
     } else {
+        failures.dedup();
         Err(AgentError::Sql {
             context: format!("{} of {} repositories were not collected", failures.len(), urls.len()),
             message: failures.join(", "),
@@ -351,27 +561,45 @@ async fn collect(
     }
 }
 
-/// A database pool and a GitHub client spending the given tokens.
+/// A GitHub client spending the given tokens through the shared budgets.
+fn github_client(db: &sqlx::PgPool, forge: &ForgeArgs) -> Result<crate::forge::github::GithubClient, AgentError> {
+    use crate::forge::github::{GithubClient, GithubConfig};
+    use crate::forge::tokens::TokenPool;
+
+    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Setting {
+        name: "--github-api-url".into(),
+        message: format!("{}: {e}", forge.github_api_url),
+    })?;
+    let pool = TokenPool::new(
+        forge
+            .github_tokens
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .cloned()
+            .collect::<Vec<_>>(),
+        1,
+        db.clone(),
+    );
+    GithubClient::new(config, pool).map_err(|e| AgentError::Setting {
+        name: "HTTP client".into(),
+        message: e.to_string(),
+    })
+}
+
+/// A database pool and a GitHub client spending the given tokens (`add` expanding owners).
 async fn connect_github(
     api: &Api,
     database_url: &str,
     forge: &ForgeArgs,
     connections: u32,
 ) -> Result<(sqlx::PgPool, crate::forge::github::GithubClient), AgentError> {
-    use crate::forge::github::{GithubClient, GithubConfig};
-    use crate::forge::tokens::TokenPool;
-
-    if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
+    if !forge.has_tokens() {
         return Err(AgentError::Setting {
             name: "GITHUB_TOKENS".into(),
             message: "no GitHub token given (GITHUB_TOKENS=tok1,tok2, --github-tokens, or github_tokens = [...])"
                 .into(),
         });
     }
-    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Setting {
-        name: "--github-api-url".into(),
-        message: format!("{}: {e}", forge.github_api_url),
-    })?;
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
         .connect(database_url)
@@ -380,11 +608,7 @@ async fn connect_github(
             target: api.target.clone(),
             message: e.to_string(),
         })?;
-    let pool = TokenPool::new(forge.github_tokens.clone(), 1, db.clone());
-    let github = GithubClient::new(config, pool).map_err(|e| AgentError::Setting {
-        name: "HTTP client".into(),
-        message: e.to_string(),
-    })?;
+    let github = github_client(&db, forge)?;
     Ok((db, github))
 }
 
@@ -407,22 +631,48 @@ fn heartbeat(db: &sqlx::PgPool, agent: &str, job_id: i64) -> tokio::task::JoinHa
     })
 }
 
-async fn run_queue(
-    api: &Api,
-    database_url: &str,
-    forge: &ForgeArgs,
+/// How `run` paces itself.
+struct RunSettings {
     workers: usize,
     poll_seconds: u64,
     once: bool,
+}
+
+async fn run_queue(
+    api: &Api,
+    database_url: &str,
+    phases: &[String],
+    forge: &ForgeArgs,
+    git: crate::facade::FacadeOptions,
+    settings: RunSettings,
     agent: &str,
 ) -> Result<(), AgentError> {
     use std::sync::Arc;
 
     use crate::collect;
 
+    let RunSettings {
+        workers,
+        poll_seconds,
+        once,
+    } = settings;
+    let phases: Vec<String> = if phases.is_empty() {
+        if forge.has_tokens() {
+            vec!["collect".into(), "facade".into()]
+        } else {
+            vec!["facade".into()]
+        }
+    } else {
+        phases.to_vec()
+    };
+    if let Some(unknown) = phases.iter().find(|p| !["collect", "facade"].contains(&p.as_str())) {
+        return Err(AgentError::Setting {
+            name: "--phases".into(),
+            message: format!("unknown phase {unknown:?}: run claims the phases collect and facade"),
+        });
+    }
     let workers = workers.max(1);
-    let (db, github) = connect_github(api, database_url, forge, workers as u32 * 2 + 2).await?;
-    let github = Arc::new(github);
+    let shop = Arc::new(Workshop::open(api, database_url, forge, git, workers as u32 * 3 + 2).await?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -436,15 +686,16 @@ async fn run_queue(
 
     let mut tasks = Vec::new();
     for n in 1..=workers {
-        let db = db.clone();
-        let github = github.clone();
+        let shop = shop.clone();
+        let phases = phases.clone();
         let mut stop = stop_rx.clone();
         let name = format!("{agent}/{n}");
         tasks.push(tokio::spawn(async move {
+            let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
             let mut done = 0usize;
             let mut failures = 0usize;
             while !*stop.borrow() {
-                let jobs = match collect::claim(&db, &name, &["collect"], 1, LEASE_SECS).await {
+                let jobs = match collect::claim(&shop.db, &name, &phases, 1, LEASE_SECS).await {
                     Ok(jobs) => jobs,
                     Err(e) => {
                         tracing::error!(worker = %name, "claim failed: {e}");
@@ -462,30 +713,13 @@ async fn run_queue(
                     }
                     continue;
                 };
-                if job.platform_id != 1 {
-                    let _ = sqlx::query("SELECT aveloxis.fail($1, $2, 'skip', $3)")
-                        .bind(job.job_id)
-                        .bind("this agent collects GitHub repositories only so far")
-                        .bind(&name)
-                        .execute(&db)
-                        .await;
-                    tracing::warn!(
-                        repo = job.repo_id,
-                        "not a GitHub repository: skipped until its next cadence"
-                    );
-                    continue;
-                }
-                let beat = heartbeat(&db, &name, job.job_id);
-                let result = collect::collect_github(github.as_ref(), &db, &job, None).await;
-                beat.abort();
-                let failed = result.is_err();
-                match collect::finish(&db, &name, &job, result).await {
-                    Ok(outcome) => {
+                match shop.work(&name, &job, None).await {
+                    Ok((line, failed)) => {
                         println!(
-                            "repo {}\t{}\t{}{}",
+                            "repo {}\t{}\t{}: {line}{}",
                             job.repo_id,
                             job.repo_git,
-                            outcome.summary(),
+                            job.phase,
                             if failed { " (failed: see job_history)" } else { "" }
                         );
                         done += 1;
@@ -506,7 +740,7 @@ async fn run_queue(
         done += d;
         failures += f;
     }
-    db.close().await;
+    shop.db.close().await;
     println!("{done} jobs run, {failures} failed");
     Ok(())
 }

@@ -6,4 +6,5 @@ pub mod collect;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod facade;
 pub mod forge;

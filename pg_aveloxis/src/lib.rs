@@ -102,6 +102,12 @@ extension_sql_file!(
 
 extension_sql_file!("../../sql/tokens.sql", name = "tokens", requires = ["queue"]);
 
+extension_sql_file!(
+    "../../sql/facade.sql",
+    name = "facade",
+    requires = ["drain", "queue", "repo_info", "contributors"]
+);
+
 // Grants run last, once every object they name exists.
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 

@@ -21,7 +21,15 @@ async fn replay(delay: Duration) -> ReplayServer {
 
 fn spawn_run(db: &TestDb, replay: &ReplayServer, extra: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(agent_bin())
-        .args(["run", "--github-api-url", &replay.api_url(), "--poll-seconds", "1"])
+        .args([
+            "run",
+            "--phases",
+            "collect",
+            "--github-api-url",
+            &replay.api_url(),
+            "--poll-seconds",
+            "1",
+        ])
         .args(extra)
         .env("DATABASE_URL", db.url())
         .env("GITHUB_TOKENS", "tok-1")

@@ -32,7 +32,7 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
         .load_repository(&fixtures.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
     let api = replay.api_url();
-    let args = ["collect", REPO, "--github-api-url", api.as_str()];
+    let args = ["collect", REPO, "--phases", "collect", "--github-api-url", api.as_str()];
     let out = db.agent_async(&args, &[("GITHUB_TOKENS", "tok-1,tok-2")]).await;
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "collect failed:\n{stdout}\n{stderr}");
@@ -320,7 +320,14 @@ async fn a_renamed_repository_is_followed_and_recorded_once() {
     let old_url = "https://github.com/old-owner/old-name";
     let out = db
         .agent_async(
-            &["collect", old_url, "--github-api-url", api.as_str()],
+            &[
+                "collect",
+                old_url,
+                "--phases",
+                "collect",
+                "--github-api-url",
+                api.as_str(),
+            ],
             &[("GITHUB_TOKENS", "tok-1")],
         )
         .await;
@@ -433,7 +440,7 @@ async fn a_repository_that_is_gone_is_sidelined_with_its_reason() {
     let url = "https://github.com/deleted/repository";
     let out = db
         .agent_async(
-            &["collect", url, "--github-api-url", api.as_str()],
+            &["collect", url, "--phases", "collect", "--github-api-url", api.as_str()],
             &[("GITHUB_TOKENS", "tok-1")],
         )
         .await;

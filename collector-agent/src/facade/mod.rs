@@ -1,0 +1,466 @@
+//! The facade phase: a repository's git history into the database. git I/O in
+//! `git.rs`; the walk is spread over threads and streamed into staging in batches while
+//! the extension drains what already arrived, so memory stays bounded and both cores work.
+
+pub mod authors;
+pub mod git;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use git2::{Oid, Repository};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::collect::ClaimedJob;
+use crate::forge::Forge;
+
+pub use git::{check_url, CommitRecord, Credentials, GitError, GitSource};
+
+/// How the facade works on this agent.
+#[derive(Clone, Debug)]
+pub struct FacadeOptions {
+    /// Where the bare clones live (`<clone_dir>/repo_<repo_id>`).
+    pub clone_dir: PathBuf,
+    /// Threads reading commits (both cores: 2).
+    pub threads: usize,
+    /// Commits per staging INSERT.
+    pub stage_batch: usize,
+    pub credentials: Credentials,
+}
+
+impl FacadeOptions {
+    pub fn new(clone_dir: PathBuf) -> Self {
+        FacadeOptions {
+            clone_dir,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+            stage_batch: 500,
+            credentials: Credentials::default(),
+        }
+    }
+}
+
+/// What one facade job did.
+#[derive(Debug, Default)]
+pub struct FacadeOutcome {
+    /// The default branch's head after the fetch (None: an empty repository).
+    pub head: Option<String>,
+    /// Every commit walked (full), or only those new since the last head.
+    pub full_walk: bool,
+    pub commits_staged: usize,
+    /// Commits the default branch no longer reaches (a force-push), staged for removal.
+    pub commits_removed: usize,
+    pub authors: Option<authors::Resolution>,
+    /// Why the author resolution did not run or stopped.
+    pub authors_error: Option<String>,
+}
+
+impl FacadeOutcome {
+    pub fn summary(&self) -> String {
+        let authors = match &self.authors {
+            Some(r) => format!(
+                ", authors {:?}, {} commit rows linked, {} requests{}",
+                r.by_step,
+                r.commits_linked,
+                r.requests,
+                r.stopped
+                    .as_ref()
+                    .map(|s| format!(" (API steps stopped: {s})"))
+                    .unwrap_or_default()
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{} walk, {} commits staged, {} removed{authors}",
+            if self.full_walk { "full" } else { "incremental" },
+            self.commits_staged,
+            self.commits_removed
+        )
+    }
+
+    pub fn report(&self) -> Value {
+        json!({
+            "complete": true,
+            "counts": {"commit": self.commits_staged, "commit_removed": self.commits_removed},
+            "full_walk": self.full_walk,
+            "authors": self.authors.as_ref().map(|r| json!({
+                "by_step": r.by_step, "commits_linked": r.commits_linked, "requests": r.requests, "stopped": r.stopped,
+            })),
+            "authors_error": self.authors_error,
+            "state": {"head": self.head},
+        })
+    }
+}
+
+/// A facade failure: git's, or the database's while staging.
+#[derive(Debug)]
+pub enum FacadeError {
+    Git(GitError),
+    Database(sqlx::Error),
+}
+
+impl FacadeError {
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Git(e) => e.class(),
+            Self::Database(_) => "transient",
+        }
+    }
+}
+
+impl std::fmt::Display for FacadeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Git(e) => write!(f, "{e}"),
+            Self::Database(e) => write!(f, "staging commits: {e}"),
+        }
+    }
+}
+
+impl From<GitError> for FacadeError {
+    fn from(e: GitError) -> Self {
+        Self::Git(e)
+    }
+}
+
+impl From<sqlx::Error> for FacadeError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+/// Runs one facade job up to (not including) completing it: clone or fetch, walk what
+/// is new, stage it while the extension drains in step, then resolve commit authors
+/// (the HTTP steps only with a forge). The caller completes or fails the job
+/// ([`finish`]).
+pub async fn collect_facade<F: Forge>(
+    db: &PgPool,
+    job: &ClaimedJob,
+    options: &FacadeOptions,
+    forge: Option<authors::ForgeRepo<'_, F>>,
+) -> Result<FacadeOutcome, (FacadeOutcome, FacadeError)> {
+    let mut outcome = FacadeOutcome::default();
+    match stage_history(db, job, options, &mut outcome).await {
+        Ok(()) => {}
+        Err(e) => return Err((outcome, e)),
+    }
+    // Authors are resolved against drained commits.
+    if let Err(e) = sqlx::query("CALL aveloxis.drain($1)")
+        .bind(job.repo_id)
+        .execute(db)
+        .await
+    {
+        return Err((outcome, e.into()));
+    }
+    match authors::resolve(db, job.repo_id, forge).await {
+        Ok(resolution) => outcome.authors = Some(resolution),
+        Err(e) => {
+            tracing::warn!(repo = job.repo_id, "commit-author resolution failed: {e}");
+            outcome.authors_error = Some(e.to_string());
+        }
+    }
+    Ok(outcome)
+}
+
+async fn stage_history(
+    db: &PgPool,
+    job: &ClaimedJob,
+    options: &FacadeOptions,
+    outcome: &mut FacadeOutcome,
+) -> Result<(), FacadeError> {
+    let source = check_url(&job.repo_git)?;
+    let clone_path = options.clone_dir.join(format!("repo_{}", job.repo_id));
+    let credentials = options.credentials.clone();
+    let previous_head = job
+        .agent_state
+        .get("head")
+        .and_then(Value::as_str)
+        .and_then(|h| Oid::from_str(h).ok());
+    let full = job.since.is_none() || previous_head.is_none();
+    let path = clone_path.clone();
+    // git2 is blocking: the clone, the walk and the JSON encoding run on threads.
+    let plan = tokio::task::spawn_blocking(move || -> Result<WalkPlan, GitError> {
+        let (repo, head) = git::sync_clone(&source, &path, &credentials)?;
+        plan_walk(&repo, head, if full { None } else { previous_head })
+    })
+    .await
+    .expect("clone thread panicked")?;
+    outcome.head = plan.head.map(|h| h.to_string());
+    outcome.full_walk = plan.hide.is_empty();
+    let Some(head) = plan.head else {
+        return Ok(());
+    };
+    if !plan.removed.is_empty() {
+        let payloads: Vec<String> = plan
+            .removed
+            .iter()
+            .map(|h| json!({"hash": h.to_string()}).to_string())
+            .collect();
+        for chunk in payloads.chunks(options.stage_batch) {
+            stage(db, job, "commit_removed", chunk).await?;
+        }
+        outcome.commits_removed = plan.removed.len();
+    }
+
+    // Walker threads -> an encoder thread -> batches of JSON -> staging INSERTs here,
+    // with a drain running beside them whenever the previous one is done.
+    let (record_tx, record_rx) = mpsc::sync_channel(options.stage_batch * 2);
+    let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, GitError>>(4);
+    let threads = options.threads;
+    let batch = options.stage_batch;
+    let walk_path = clone_path.clone();
+    let hide = plan.hide.clone();
+    let walker = std::thread::spawn(move || walk(&walk_path, head, &hide, threads, record_tx));
+    let encoder = std::thread::spawn(move || {
+        let mut payloads = Vec::with_capacity(batch);
+        for record in record_rx {
+            let payload = record.map(|r| serde_json::to_string(&r).expect("a commit record encodes"));
+            match payload {
+                Ok(p) => payloads.push(p),
+                Err(e) => {
+                    let _ = batch_tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+            if payloads.len() == batch && batch_tx.blocking_send(Ok(std::mem::take(&mut payloads))).is_err() {
+                return;
+            }
+        }
+        if !payloads.is_empty() {
+            let _ = batch_tx.blocking_send(Ok(payloads));
+        }
+    });
+    let mut drain: Option<tokio::task::JoinHandle<Result<(), sqlx::Error>>> = None;
+    let mut failure = None;
+    while let Some(next) = batch_rx.recv().await {
+        match next {
+            Ok(payloads) => {
+                if let Err(e) = stage(db, job, "commit", &payloads).await {
+                    failure = Some(FacadeError::Database(e));
+                    break;
+                }
+                outcome.commits_staged += payloads.len();
+                if drain.as_ref().is_none_or(|d| d.is_finished()) {
+                    if let Some(done) = drain.take() {
+                        done.await.expect("drain task panicked")?;
+                    }
+                    let db = db.clone();
+                    let repo_id = job.repo_id;
+                    drain = Some(tokio::spawn(async move {
+                        sqlx::query("CALL aveloxis.drain($1)")
+                            .bind(repo_id)
+                            .execute(&db)
+                            .await
+                            .map(|_| ())
+                    }));
+                }
+            }
+            Err(e) => {
+                failure = Some(FacadeError::Git(e));
+                break;
+            }
+        }
+    }
+    drop(batch_rx);
+    encoder.join().expect("encoder thread panicked");
+    let walked = walker.join().expect("walker thread panicked");
+    if let Some(d) = drain {
+        d.await.expect("drain task panicked")?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    walked?;
+    Ok(())
+}
+
+/// What to walk: the new head, what to hide (the previous head when it is still an
+/// ancestor-or-rewrite we can see), and the commits a rewrite dropped.
+struct WalkPlan {
+    head: Option<Oid>,
+    hide: Vec<Oid>,
+    removed: Vec<Oid>,
+}
+
+fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>) -> Result<WalkPlan, GitError> {
+    let local = |e: git2::Error| GitError::Local {
+        path: repo.path().to_path_buf(),
+        message: e.message().to_string(),
+    };
+    let Some(head) = head else {
+        return Ok(WalkPlan {
+            head: None,
+            hide: Vec::new(),
+            removed: Vec::new(),
+        });
+    };
+    let Some(previous) = previous else {
+        return Ok(WalkPlan {
+            head: Some(head),
+            hide: Vec::new(),
+            removed: Vec::new(),
+        });
+    };
+    if repo.find_commit(previous).is_err() {
+        // The clone no longer has the last head (cloned again): walk everything; the
+        // drain skips what is stored.
+        tracing::info!(%previous, "the last walked head is not in the clone: walking the whole history");
+        return Ok(WalkPlan {
+            head: Some(head),
+            hide: Vec::new(),
+            removed: Vec::new(),
+        });
+    }
+    // A force-push: what the old head reached and the new one does not is gone from
+    // the default branch.
+    let mut removed = Vec::new();
+    if previous != head && !repo.graph_descendant_of(head, previous).map_err(local)? {
+        let mut gone = repo.revwalk().map_err(local)?;
+        gone.push(previous).map_err(local)?;
+        gone.hide(head).map_err(local)?;
+        for oid in gone {
+            removed.push(oid.map_err(local)?);
+        }
+        tracing::info!(%previous, %head, removed = removed.len(), "history was rewritten");
+    }
+    Ok(WalkPlan {
+        head: Some(head),
+        hide: vec![previous],
+        removed,
+    })
+}
+
+async fn stage(db: &PgPool, job: &ClaimedJob, entity: &str, payloads: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         SELECT $1, $2, $3, unnest($4::text[])",
+    )
+    .bind(job.repo_id)
+    .bind(job.platform_id)
+    .bind(entity)
+    .bind(payloads)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Drains what was staged and completes the job; on failure, drains what was staged
+/// anyway and fails the job with the error's class.
+pub async fn finish(
+    db: &PgPool,
+    agent: &str,
+    job: &ClaimedJob,
+    result: &Result<FacadeOutcome, (FacadeOutcome, FacadeError)>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("CALL aveloxis.drain($1)")
+        .bind(job.repo_id)
+        .execute(db)
+        .await?;
+    match result {
+        Ok(outcome) => {
+            sqlx::query("SELECT aveloxis.complete($1, $2, $3)")
+                .bind(job.job_id)
+                .bind(outcome.report())
+                .bind(agent)
+                .execute(db)
+                .await?;
+        }
+        Err((_, error)) => {
+            sqlx::query("SELECT aveloxis.fail($1, $2, $3, $4)")
+                .bind(job.job_id)
+                .bind(error.to_string())
+                .bind(error.class())
+                .bind(agent)
+                .execute(db)
+                .await?;
+            tracing::warn!(repo = job.repo_id, class = error.class(), "facade failed: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// Commits handed to a walker thread at a time.
+const WALK_CHUNK: usize = 64;
+
+/// Walks `head` minus `hide` on `threads` threads, each with its own handle on the
+/// clone, and sends every commit read to `out` (in no particular order). Stops early,
+/// without error, when `out` is closed. Returns how many commits were sent.
+pub fn walk(
+    clone_path: &Path,
+    head: Oid,
+    hide: &[Oid],
+    threads: usize,
+    out: mpsc::SyncSender<Result<CommitRecord, GitError>>,
+) -> Result<usize, GitError> {
+    // Objects read from our own clone were checked when the pack was fetched and
+    // indexed; re-hashing every object on read (libgit2's default, SHA-1DC) cost more
+    // than a third of the walk. git itself does not re-hash on read either.
+    git2::opts::strict_hash_verification(false);
+    let repo = Repository::open_bare(clone_path).map_err(|e| GitError::Local {
+        path: clone_path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let revwalk = git::commits_to_walk(&repo, head, hide)?;
+    let (work_tx, work_rx) = mpsc::sync_channel::<Vec<Oid>>(threads * 4);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let mut workers = Vec::new();
+    for _ in 0..threads.max(1) {
+        let work_rx = work_rx.clone();
+        let out = out.clone();
+        let path = clone_path.to_path_buf();
+        workers.push(std::thread::spawn(move || -> Result<usize, GitError> {
+            let repo = Repository::open_bare(&path).map_err(|e| GitError::Local {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let mut sent = 0;
+            loop {
+                let chunk = match work_rx.lock().expect("walk queue lock").recv() {
+                    Ok(chunk) => chunk,
+                    Err(_) => return Ok(sent),
+                };
+                for oid in chunk {
+                    if out.send(git::read_commit(&repo, oid)).is_err() {
+                        return Ok(sent);
+                    }
+                    sent += 1;
+                }
+            }
+        }));
+    }
+    drop(out);
+    let mut chunk = Vec::with_capacity(WALK_CHUNK);
+    let mut walk_error = None;
+    for oid in revwalk {
+        match oid {
+            Ok(oid) => chunk.push(oid),
+            Err(e) => {
+                walk_error = Some(GitError::Local {
+                    path: clone_path.to_path_buf(),
+                    message: format!("walking the history: {}", e.message()),
+                });
+                break;
+            }
+        }
+        if chunk.len() == WALK_CHUNK
+            && work_tx
+                .send(std::mem::replace(&mut chunk, Vec::with_capacity(WALK_CHUNK)))
+                .is_err()
+        {
+            break;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = work_tx.send(chunk);
+    }
+    drop(work_tx);
+    let mut total = 0;
+    for w in workers {
+        total += w.join().expect("walker thread panicked")?;
+    }
+    match walk_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
