@@ -1,0 +1,358 @@
+//! The facade end to end: `aveloxis-agent collect <local path>` (a git-only repository,
+//! no forge) against scripted repositories, checked against what the git CLI prints.
+
+use std::collections::BTreeSet;
+
+use harness::gitrepo::{Change, Commit, ScriptedRepo};
+use harness::sqlx;
+use harness::{output_text, TestDb};
+
+type Numstat = BTreeSet<(String, String, String, String)>;
+
+async fn stored_numstat(pool: &sqlx::PgPool) -> Numstat {
+    sqlx::query_as::<_, (String, String, i32, i32, bool)>(
+        "SELECT cmt_commit_hash, cmt_filename, cmt_added, cmt_removed, cmt_binary FROM aveloxis_data.commits",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(h, f, a, r, binary)| {
+        if binary {
+            (h, f, "-".into(), "-".into())
+        } else {
+            (h, f, a.to_string(), r.to_string())
+        }
+    })
+    .collect()
+}
+
+fn collect(db: &TestDb, repo: &ScriptedRepo, clones: &std::path::Path) -> String {
+    let out = db.agent(&["collect", repo.path_str(), "--clone-dir", clones.to_str().unwrap()]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "collect failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+fn lines(n: usize, tag: &str) -> Vec<u8> {
+    (0..n).map(|i| format!("{tag} line {i}\n")).collect::<String>().into_bytes()
+}
+
+/// Merges (octopus too), a rename, a text->binary change, binaries, an empty commit,
+/// non-ASCII names, noreply, bot and empty emails.
+fn script(repo: &ScriptedRepo) {
+    let base = lines(40, "a");
+    let mut renamed = lines(40, "a");
+    renamed.extend_from_slice(b"one more line\n");
+    let binary: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01";
+    repo.import(&[
+        Commit {
+            branch: "main",
+            mark: 1,
+            from: None,
+            merge: &[],
+            author: "Zoë Ünïcode <zoe@mail.example.org>",
+            time: "1700000000 +0530",
+            message: "Initial commit: ünïcode\n\nWith a body.\n",
+            changes: vec![
+                Change::Write("README", b"hello\nworld\n"),
+                Change::Write("src/a.txt", &base),
+                Change::Write("docs/naïve file.md", b"caf\xc3\xa9\n"),
+            ],
+        },
+        Commit {
+            branch: "main",
+            mark: 2,
+            from: Some(1),
+            merge: &[],
+            author: "Alice <12345+alice@users.noreply.github.com>",
+            time: "1700003600 -0800",
+            message: "Rename a to b\n",
+            changes: vec![Change::Delete("src/a.txt"), Change::Write("src/b.txt", &renamed)],
+        },
+        Commit {
+            branch: "main",
+            mark: 3,
+            from: Some(2),
+            merge: &[],
+            author: "Bob <bob@example.com>",
+            time: "1700007200 +0000",
+            message: "Add a binary, make README binary\n",
+            changes: vec![Change::Write("img.bin", binary), Change::Write("README", binary)],
+        },
+        Commit {
+            branch: "main",
+            mark: 4,
+            from: Some(3),
+            merge: &[],
+            author: "dependabot[bot] <49699333+dependabot[bot]@users.noreply.github.com>",
+            time: "1700010800 +0000",
+            message: "An empty commit\n",
+            changes: vec![],
+        },
+        Commit {
+            branch: "side1",
+            mark: 5,
+            from: Some(2),
+            merge: &[],
+            author: "Anon <>",
+            time: "1700014400 +0100",
+            message: "Side one\n",
+            changes: vec![Change::Write("side1.txt", b"one\n")],
+        },
+        Commit {
+            branch: "side2",
+            mark: 6,
+            from: Some(2),
+            merge: &[],
+            author: "Carol <carol@example.com>",
+            time: "1700018000 +0100",
+            message: "Side two\n",
+            changes: vec![Change::Write("side2.txt", b"two\n"), Change::Delete("docs/naïve file.md")],
+        },
+        Commit {
+            branch: "side3",
+            mark: 7,
+            from: Some(2),
+            merge: &[],
+            author: "Carol <carol@example.com>",
+            time: "1700021600 +0100",
+            message: "Side three\n",
+            changes: vec![Change::Write("side3.txt", b"three\n")],
+        },
+        Commit {
+            branch: "main",
+            mark: 8,
+            from: Some(4),
+            merge: &[5],
+            author: "Bob <bob@example.com>",
+            time: "1700025200 +0000",
+            message: "Merge side1\n",
+            changes: vec![Change::Write("side1.txt", b"one\n")],
+        },
+        Commit {
+            branch: "main",
+            mark: 9,
+            from: Some(8),
+            merge: &[6, 7],
+            author: "Bob <bob@example.com>",
+            time: "1700028800 +0000",
+            message: "Octopus merge of side2 and side3\n",
+            changes: vec![
+                Change::Write("side2.txt", b"two\n"),
+                Change::Write("side3.txt", b"three\n"),
+                Change::Delete("docs/naïve file.md"),
+            ],
+        },
+    ]);
+}
+
+#[tokio::test]
+async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_only_what_is_new() {
+    let db = TestDb::with_extension("facade").await;
+    let repo = ScriptedRepo::new("facade");
+    script(&repo);
+    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let pool = db.pool(2).await;
+
+    let stdout = collect(&db, &repo, &clones);
+    assert!(stdout.contains("facade: full walk, 9 commits staged"), "{stdout}");
+    let expected = repo.numstat();
+    assert_eq!(stored_numstat(&pool).await, expected);
+    // The things the script was made to contain are really there.
+    let merges: BTreeSet<_> = [repo.mark(8), repo.mark(9)].into();
+    for (hash, file, ..) in &expected {
+        if merges.contains(hash) || *hash == repo.mark(4) {
+            assert_eq!(file, "(no files)");
+        }
+    }
+    assert!(expected.contains(&(repo.mark(2), "src/b.txt".into(), "1".into(), "0".into())), "rename");
+    assert!(expected.contains(&(repo.mark(3), "README".into(), "-".into(), "-".into())), "text->binary");
+    let previous: Option<String> = sqlx::query_scalar(
+        "SELECT cmt_previous_filename FROM aveloxis_data.commits WHERE cmt_filename = 'src/b.txt'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(previous.as_deref(), Some("src/a.txt"));
+
+    // Parents and messages are complete after one pass.
+    let parents: BTreeSet<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT cmt_commit_hash, array_agg(parent_hash ORDER BY parent_position)
+         FROM aveloxis_data.commit_parents GROUP BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let git_parents: BTreeSet<_> = repo.parents().into_iter().filter(|(_, p)| !p.is_empty()).collect();
+    assert_eq!(parents, git_parents);
+    let messages: BTreeSet<(String, String)> =
+        sqlx::query_as("SELECT cmt_hash, rtrim(cmt_msg, E'\\n') FROM aveloxis_data.commit_messages")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(messages, repo.messages());
+
+    // People, times and offsets as git recorded them.
+    let (name, raw, date, offset, ts): (String, String, String, i16, String) = sqlx::query_as(
+        "SELECT cmt_author_name, cmt_author_raw_email, cmt_author_date, cmt_author_tz_offset,
+                to_char(cmt_author_timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+         FROM aveloxis_data.commits WHERE cmt_commit_hash = $1 AND cmt_filename = 'README'",
+    )
+    .bind(repo.mark(1))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (name.as_str(), raw.as_str(), date.as_str(), offset, ts.as_str()),
+        ("Zoë Ünïcode", "zoe@mail.example.org", "2023-11-15", 330, "2023-11-14 22:13:20")
+    );
+    let empty_email: String = sqlx::query_scalar(
+        "SELECT cmt_author_raw_email FROM aveloxis_data.commits WHERE cmt_commit_hash = $1",
+    )
+    .bind(repo.mark(5))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(empty_email, "");
+
+    // Aggregates: one patch per commit with an author time, per author and year.
+    let patches: i64 = sqlx::query_scalar("SELECT sum(patches)::bigint FROM aveloxis_data.dm_repo_annual")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(patches, 9);
+    let (bob_patches, bob_files, bob_added): (i64, i64, i64) = sqlx::query_as(
+        "SELECT patches, files, added FROM aveloxis_data.dm_repo_monthly
+         WHERE email = 'bob@example.com' AND year = 2023 AND month = 11",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // Bob: one commit changing img.bin and README (binary: 0 lines), two merges.
+    assert_eq!((bob_patches, bob_files, bob_added), (3, 2, 0));
+    let group_patches: i64 =
+        sqlx::query_scalar("SELECT sum(patches)::bigint FROM aveloxis_data.dm_repo_group_weekly")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(group_patches, 9);
+
+    // Git-only: the free resolution steps ran; the noreply author got an account, the
+    // bot and the empty email were skipped, the rest recorded as misses with a cooldown.
+    let alice: (Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT c.cmt_author_platform_username, k.gh_user_id FROM aveloxis_data.commits c
+         JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cmt_ght_author_id WHERE c.cmt_commit_hash = $1",
+    )
+    .bind(repo.mark(2))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(alice, (Some("alice".into()), Some(12345)));
+    let misses: BTreeSet<(String, String)> =
+        sqlx::query_as("SELECT email, outcome FROM aveloxis_data.unresolved_commit_emails")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let expected_misses: BTreeSet<(String, String)> = [
+        ("", "skipped"),
+        ("49699333+dependabot[bot]@users.noreply.github.com", "skipped"),
+        ("bob@example.com", "not_found"),
+        ("carol@example.com", "not_found"),
+        ("zoe@mail.example.org", "not_found"),
+    ]
+    .into_iter()
+    .map(|(e, o)| (e.to_string(), o.to_string()))
+    .collect();
+    assert_eq!(misses, expected_misses);
+
+    // A second run finds nothing new and stores nothing more.
+    let stdout = collect(&db, &repo, &clones);
+    assert!(stdout.contains("facade: incremental walk, 0 commits staged"), "{stdout}");
+    assert_eq!(stored_numstat(&pool).await, expected);
+
+    // New commits are picked up incrementally.
+    repo.import(&[Commit {
+        branch: "main",
+        mark: 10,
+        from: Some(9),
+        merge: &[],
+        author: "Bob <bob@example.com>",
+        time: "1710000000 +0000",
+        message: "Later work\n",
+        changes: vec![Change::Write("later.txt", &lines(3, "later"))],
+    }]);
+    let stdout = collect(&db, &repo, &clones);
+    assert!(stdout.contains("facade: incremental walk, 1 commits staged"), "{stdout}");
+    assert_eq!(stored_numstat(&pool).await, repo.numstat());
+
+    // A force-push rewrites the last commit: the dropped commit leaves, the new one
+    // arrives, nothing is duplicated, and the aggregates follow.
+    repo.git(&["update-ref", "refs/heads/main", &repo.mark(9)]);
+    repo.import(&[Commit {
+        branch: "main",
+        mark: 11,
+        from: Some(9),
+        merge: &[],
+        author: "Bob <bob@example.com>",
+        time: "1710000001 +0000",
+        message: "Later work, rewritten\n",
+        changes: vec![Change::Write("later.txt", &lines(5, "rewritten"))],
+    }]);
+    let stdout = collect(&db, &repo, &clones);
+    assert!(stdout.contains("1 commits staged, 1 removed"), "{stdout}");
+    assert_eq!(stored_numstat(&pool).await, repo.numstat());
+    let (patches, added): (i64, i64) = sqlx::query_as(
+        "SELECT patches, added FROM aveloxis_data.dm_repo_annual WHERE email = 'bob@example.com' AND year = 2024",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((patches, added), (1, 5));
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM aveloxis_data.commit_parents WHERE cmt_commit_hash = $1)
+              + (SELECT count(*) FROM aveloxis_data.commit_messages WHERE cmt_hash = $1)",
+    )
+    .bind(repo.mark(10))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    let _ = std::fs::remove_dir_all(&clones);
+}
+
+#[tokio::test]
+async fn unsafe_urls_are_refused_before_anything_runs() {
+    let db = TestDb::with_extension("facade_unsafe").await;
+    let pool = db.pool(1).await;
+    // add_repo accepts the URL (it is a well-formed https remote); the facade refuses to
+    // fetch from a path that git would read as an option, and fails the job as fatal.
+    let url = "https://example.org/group/-upload-pack";
+    let repo_id: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo($1)")
+        .bind(url)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let out = db.agent(&["collect", url, "--phases", "facade", "--clone-dir", clones.to_str().unwrap()]);
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("refusing to clone"), "{stdout}");
+    let (class, error): (String, String) = sqlx::query_as(
+        "SELECT r.outcome, r.error FROM aveloxis_ops.job_runs r
+         WHERE r.repo_id = $1 AND r.phase = 'facade'",
+    )
+    .bind(repo_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(error.contains("a path part starting with '-'"), "{error}");
+    assert_eq!(class, "fatal");
+    assert!(!clones.join(format!("repo_{repo_id}")).exists(), "nothing was cloned");
+}
