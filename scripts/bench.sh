@@ -3,6 +3,7 @@
 #   scripts/bench.sh drain [envelopes]   the drain vs a row-at-a-time client vs the floor
 #   scripts/bench.sh queue [jobs] [cycles]  claim->complete cycles/s, 1/4/16 claimers, vs the Go claim
 #   scripts/bench.sh requests              requests of a GitHub collection vs the Go endpoint plan
+#   scripts/bench.sh facade <repo> [rounds]  facade ingest vs git log --numstat on a clone of <repo>
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -23,5 +24,9 @@ case "$what" in
     drain) cargo run -q --release -p aveloxis-tests --bin bench_drain -- "${2:-100000}" ;;
     queue) cargo run -q --release -p aveloxis-tests --bin bench_queue -- "${2:-100000}" "${3:-5000}" ;;
     requests) cargo run -q --release -p aveloxis-tests --bin bench_requests ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests)" ;;
+    facade)
+        repo=${2:?"usage: scripts/bench.sh facade <path of a git repository with 10,000+ commits> [rounds]"}
+        cargo build -q --release -p collector-agent
+        AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_facade -- "$repo" "${3:-3}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, facade)" ;;
 esac

@@ -35,7 +35,10 @@ fn collect(db: &TestDb, repo: &ScriptedRepo, clones: &std::path::Path) -> String
 }
 
 fn lines(n: usize, tag: &str) -> Vec<u8> {
-    (0..n).map(|i| format!("{tag} line {i}\n")).collect::<String>().into_bytes()
+    (0..n)
+        .map(|i| format!("{tag} line {i}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// Merges (octopus too), a rename, a text->binary change, binaries, an empty commit,
@@ -108,7 +111,10 @@ fn script(repo: &ScriptedRepo) {
             author: "Carol <carol@example.com>",
             time: "1700018000 +0100",
             message: "Side two\n",
-            changes: vec![Change::Write("side2.txt", b"two\n"), Change::Delete("docs/naïve file.md")],
+            changes: vec![
+                Change::Write("side2.txt", b"two\n"),
+                Change::Delete("docs/naïve file.md"),
+            ],
         },
         Commit {
             branch: "side3",
@@ -166,14 +172,19 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
             assert_eq!(file, "(no files)");
         }
     }
-    assert!(expected.contains(&(repo.mark(2), "src/b.txt".into(), "1".into(), "0".into())), "rename");
-    assert!(expected.contains(&(repo.mark(3), "README".into(), "-".into(), "-".into())), "text->binary");
-    let previous: Option<String> = sqlx::query_scalar(
-        "SELECT cmt_previous_filename FROM aveloxis_data.commits WHERE cmt_filename = 'src/b.txt'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    assert!(
+        expected.contains(&(repo.mark(2), "src/b.txt".into(), "1".into(), "0".into())),
+        "rename"
+    );
+    assert!(
+        expected.contains(&(repo.mark(3), "README".into(), "-".into(), "-".into())),
+        "text->binary"
+    );
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT cmt_previous_filename FROM aveloxis_data.commits WHERE cmt_filename = 'src/b.txt'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(previous.as_deref(), Some("src/a.txt"));
 
     // Parents and messages are complete after one pass.
@@ -209,15 +220,20 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
     .unwrap();
     assert_eq!(
         (name.as_str(), raw.as_str(), date.as_str(), offset, ts.as_str()),
-        ("Zoë Ünïcode", "zoe@mail.example.org", "2023-11-15", 330, "2023-11-14 22:13:20")
+        (
+            "Zoë Ünïcode",
+            "zoe@mail.example.org",
+            "2023-11-15",
+            330,
+            "2023-11-14 22:13:20"
+        )
     );
-    let empty_email: String = sqlx::query_scalar(
-        "SELECT cmt_author_raw_email FROM aveloxis_data.commits WHERE cmt_commit_hash = $1",
-    )
-    .bind(repo.mark(5))
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let empty_email: String =
+        sqlx::query_scalar("SELECT cmt_author_raw_email FROM aveloxis_data.commits WHERE cmt_commit_hash = $1")
+            .bind(repo.mark(5))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(empty_email, "");
 
     // Aggregates: one patch per commit with an author time, per author and year.
@@ -235,11 +251,10 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
     .unwrap();
     // Bob: one commit changing img.bin and README (binary: 0 lines), two merges.
     assert_eq!((bob_patches, bob_files, bob_added), (3, 2, 0));
-    let group_patches: i64 =
-        sqlx::query_scalar("SELECT sum(patches)::bigint FROM aveloxis_data.dm_repo_group_weekly")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let group_patches: i64 = sqlx::query_scalar("SELECT sum(patches)::bigint FROM aveloxis_data.dm_repo_group_weekly")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(group_patches, 9);
 
     // Git-only: the free resolution steps ran; the noreply author got an account, the
@@ -274,7 +289,10 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
 
     // A second run finds nothing new and stores nothing more.
     let stdout = collect(&db, &repo, &clones);
-    assert!(stdout.contains("facade: incremental walk, 0 commits staged"), "{stdout}");
+    assert!(
+        stdout.contains("facade: incremental walk, 0 commits staged"),
+        "{stdout}"
+    );
     assert_eq!(stored_numstat(&pool).await, expected);
 
     // New commits are picked up incrementally.
@@ -289,7 +307,10 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
         changes: vec![Change::Write("later.txt", &lines(3, "later"))],
     }]);
     let stdout = collect(&db, &repo, &clones);
-    assert!(stdout.contains("facade: incremental walk, 1 commits staged"), "{stdout}");
+    assert!(
+        stdout.contains("facade: incremental walk, 1 commits staged"),
+        "{stdout}"
+    );
     assert_eq!(stored_numstat(&pool).await, repo.numstat());
 
     // A force-push rewrites the last commit: the dropped commit leaves, the new one
@@ -340,7 +361,14 @@ async fn unsafe_urls_are_refused_before_anything_runs() {
         .await
         .unwrap();
     let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
-    let out = db.agent(&["collect", url, "--phases", "facade", "--clone-dir", clones.to_str().unwrap()]);
+    let out = db.agent(&[
+        "collect",
+        url,
+        "--phases",
+        "facade",
+        "--clone-dir",
+        clones.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("refusing to clone"), "{stdout}");

@@ -207,10 +207,25 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     assert_eq!(
         linked,
         vec![
-            ("7+nora@users.noreply.github.com".into(), "nora".into(), Some(7), uuid(7).await),
-            ("dave@example.com".into(), dave_login.clone(), Some(dave_id), uuid(dave_id).await),
+            (
+                "7+nora@users.noreply.github.com".into(),
+                "nora".into(),
+                Some(7),
+                uuid(7).await
+            ),
+            (
+                "dave@example.com".into(),
+                dave_login.clone(),
+                Some(dave_id),
+                uuid(dave_id).await
+            ),
             ("erin@example.com".into(), "erin-gh".into(), Some(202), uuid(202).await),
-            ("frank@example.com".into(), "frank-gh".into(), Some(303), uuid(303).await),
+            (
+                "frank@example.com".into(),
+                "frank-gh".into(),
+                Some(303),
+                uuid(303).await
+            ),
             (
                 "known@example.com".into(),
                 "kim".into(),
@@ -226,7 +241,12 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
             .unwrap();
     assert_eq!(
         aliases,
-        ["dave@example.com", "erin@example.com", "frank@example.com", "known@example.com"]
+        [
+            "dave@example.com",
+            "erin@example.com",
+            "frank@example.com",
+            "known@example.com"
+        ]
     );
 
     // The miss waits out its cooldown: no request now, three once it has passed.

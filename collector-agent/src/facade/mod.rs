@@ -205,7 +205,7 @@ async fn stage_history(
 
     // Walker threads -> an encoder thread -> batches of JSON -> staging INSERTs here,
     // with a drain running beside them whenever the previous one is done.
-    let (record_tx, record_rx) = mpsc::sync_channel(options.stage_batch * 2);
+    let (record_tx, record_rx) = mpsc::sync_channel(options.threads * 4);
     let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, GitError>>(4);
     let threads = options.threads;
     let batch = options.stage_batch;
@@ -214,7 +214,7 @@ async fn stage_history(
     let walker = std::thread::spawn(move || walk(&walk_path, head, &hide, threads, record_tx));
     let encoder = std::thread::spawn(move || {
         let mut payloads = Vec::with_capacity(batch);
-        for record in record_rx {
+        for record in record_rx.into_iter().flatten() {
             let payload = record.map(|r| serde_json::to_string(&r).expect("a commit record encodes"));
             match payload {
                 Ok(p) => payloads.push(p),
@@ -391,7 +391,7 @@ pub fn walk(
     head: Oid,
     hide: &[Oid],
     threads: usize,
-    out: mpsc::SyncSender<Result<CommitRecord, GitError>>,
+    out: mpsc::SyncSender<Vec<Result<CommitRecord, GitError>>>,
 ) -> Result<usize, GitError> {
     // Objects read from our own clone were checked when the pack was fetched and
     // indexed; re-hashing every object on read (libgit2's default, SHA-1DC) cost more
@@ -420,12 +420,13 @@ pub fn walk(
                     Ok(chunk) => chunk,
                     Err(_) => return Ok(sent),
                 };
-                for oid in chunk {
-                    if out.send(git::read_commit(&repo, oid)).is_err() {
-                        return Ok(sent);
-                    }
-                    sent += 1;
+                // A chunk in, a chunk out: one hand-off per chunk, not per commit.
+                let records: Vec<_> = chunk.into_iter().map(|oid| git::read_commit(&repo, oid)).collect();
+                let n = records.len();
+                if out.send(records).is_err() {
+                    return Ok(sent);
                 }
+                sent += n;
             }
         }));
     }
