@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use harness::{agent_bin, sqlx, TestDb};
 
 /// Runs a command to completion; returns wall time, user+system CPU and peak RSS (KiB).
+// The child is reaped by wait4 (which also reports its resource use), not Child::wait.
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> (Duration, Duration, i64) {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data filled by the kernel; pid is our own child.
