@@ -3,8 +3,8 @@
 # and install pg_aveloxis, start a local cluster, register repositories with the agent,
 # and show what the database now holds. Re-running it is fast and changes nothing new.
 #
-# At this stage of the project the job registers repositories; collection (GitHub,
-# GitLab, git history) arrives with the agent's later issues.
+# The repository collected is this checkout's own git history (a git-only repository:
+# no forge, no network); forge repositories are registered to show the queue.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
@@ -25,19 +25,29 @@ cargo build -q -p collector-agent
 agent=$REPO_ROOT/target/debug/aveloxis-agent
 
 step "registering repositories: this checkout (git only) and two forge repositories"
-"$agent" add "$REPO_ROOT" --group "Local"
 "$agent" add https://github.com/chaoss/augur git@gitlab.com:fdroid/fdroidclient.git --group "CHAOSS and friends"
+
+step "collecting this checkout's git history, offline (aveloxis-agent collect $REPO_ROOT)"
+clone_dir=${AVELOXIS_CLONE_DIR:-$REPO_ROOT/target/aveloxis-clones}
+"$agent" collect "$REPO_ROOT" --clone-dir "$clone_dir"
 
 step "aveloxis-agent status"
 "$agent" status
 
-step "what aveloxis_data.repos holds"
+step "what the database now holds"
 "$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
     SELECT r.repo_id, p.platform_name AS platform, g.rg_name AS repo_group, r.repo_owner, r.repo_name, r.repo_git
     FROM aveloxis_data.repos r
     JOIN aveloxis_data.platforms p USING (platform_id)
     JOIN aveloxis_data.repo_groups g USING (repo_group_id)
-    ORDER BY r.repo_id"
+    ORDER BY r.repo_id" -c "
+    SELECT count(DISTINCT c.cmt_commit_hash) AS commits, count(*) AS commit_file_rows,
+           sum(c.cmt_added) AS lines_added, sum(c.cmt_removed) AS lines_removed,
+           min(c.cmt_author_date) AS first_commit, max(c.cmt_author_date) AS last_commit
+    FROM aveloxis_data.commits c WHERE c.repo_id = aveloxis.resolve_repo('$REPO_ROOT')" -c "
+    SELECT year, month, email, patches, added, removed, files
+    FROM aveloxis_data.dm_repo_monthly WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')
+    ORDER BY year DESC, month DESC, patches DESC LIMIT 10"
 
 cat <<MSG
 The cluster keeps running for you to explore:
