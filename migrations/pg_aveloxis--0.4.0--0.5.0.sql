@@ -241,16 +241,22 @@ DECLARE
     version text := aveloxis.version();
 BEGIN
     PERFORM aveloxis_ops.drop_batch_table('drain_commits');
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    -- One row per commit (a commit staged twice in one batch counts once: its files
+    -- must not be summed twice), with everything that is per commit computed once.
     CREATE TEMP TABLE drain_commits ON COMMIT DROP AS
-    SELECT r.staging_id, c.hash, c.parents, c.message, c.files,
+    SELECT DISTINCT ON (c.hash)
+           r.staging_id, c.hash, c.parents, c.message, c.files,
            c.author ->> 'name' AS author_name, c.author ->> 'email' AS author_raw_email,
            lower(btrim(c.author ->> 'email')) AS author_email, c.author ->> 'time' AS author_time,
            c.committer ->> 'name' AS committer_name, c.committer ->> 'email' AS committer_raw_email,
-           lower(btrim(c.committer ->> 'email')) AS committer_email, c.committer ->> 'time' AS committer_time
+           lower(btrim(c.committer ->> 'email')) AS committer_email, c.committer ->> 'time' AS committer_time,
+           NULL::text AS author_affiliation, NULL::text AS committer_affiliation
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS c(hash text, parents jsonb, message text, files jsonb, author jsonb, committer jsonb)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY c.hash, r.staging_id DESC;
     IF EXISTS (SELECT FROM pg_temp.drain_commits
                WHERE hash IS NULL OR hash !~ '^[0-9a-f]{40}([0-9a-f]{24})?$'
                   OR jsonb_typeof(coalesce(files, '[]')) <> 'array' OR jsonb_typeof(coalesce(parents, '[]')) <> 'array') THEN
@@ -258,30 +264,37 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Stage the agent''s commit envelope (docs/staging-contract.md).';
     END IF;
+    -- Affiliations: one lookup per distinct email of the batch.
+    WITH emails AS (
+        SELECT e.email, aveloxis_ops.email_affiliation(e.email) AS affiliation
+        FROM (SELECT author_email AS email FROM pg_temp.drain_commits
+              UNION SELECT committer_email FROM pg_temp.drain_commits) e
+        WHERE e.email LIKE '%@%'
+    )
+    UPDATE pg_temp.drain_commits c
+    SET author_affiliation = (SELECT e.affiliation FROM emails e WHERE e.email = c.author_email),
+        committer_affiliation = (SELECT e.affiliation FROM emails e WHERE e.email = c.committer_email)
+    WHERE EXISTS (SELECT FROM emails e WHERE e.affiliation IS NOT NULL);
 
-    -- One row per (commit, file); a path listed twice in one commit (a type change
-    -- shown as delete + add) is one row with both counts.
-    WITH rows AS (
-        SELECT c.hash, c.author_name, c.author_raw_email, c.author_email, c.author_time, c.committer_name,
-               c.committer_raw_email, c.committer_email, c.committer_time,
-               coalesce(f.path, '(no files)') AS path, f.previous_path,
-               coalesce(f.added, 0) AS added, coalesce(f.removed, 0) AS removed, coalesce(f."binary", false) AS is_binary
+    -- One row per (commit, file); a path listed twice in one commit is one row with
+    -- both counts.
+    WITH files AS (
+        SELECT c.hash, coalesce(f.path, '(no files)') AS path, min(f.previous_path) AS previous_path,
+               coalesce(sum(f.added), 0)::integer AS added, coalesce(sum(f.removed), 0)::integer AS removed,
+               coalesce(bool_or(f."binary"), false) AS is_binary
         FROM pg_temp.drain_commits c
         LEFT JOIN LATERAL jsonb_to_recordset(nullif(coalesce(c.files, '[]'), '[]'))
             AS f(path text, previous_path text, added integer, removed integer, "binary" boolean) ON true
-    ), merged AS (
-        SELECT r.hash, min(r.author_name) AS author_name, min(r.author_raw_email) AS author_raw_email,
-               min(r.author_email) AS author_email, min(r.author_time) AS author_time,
-               min(r.committer_name) AS committer_name, min(r.committer_raw_email) AS committer_raw_email,
-               min(r.committer_email) AS committer_email, min(r.committer_time) AS committer_time, r.path,
-               min(r.previous_path) AS previous_path, sum(r.added)::integer AS added, sum(r.removed)::integer AS removed,
-               bool_or(r.is_binary) AS is_binary
-        FROM rows r GROUP BY r.hash, r.path
-    ), domains AS (
-        SELECT d.email, aveloxis_ops.email_affiliation(d.email) AS affiliation
-        FROM (SELECT author_email AS email FROM pg_temp.drain_commits
-              UNION SELECT committer_email FROM pg_temp.drain_commits) d
-        WHERE d.email LIKE '%@%'
+        GROUP BY c.hash, coalesce(f.path, '(no files)')
+    ), people AS (
+        SELECT c.hash, c.author_name, c.author_raw_email, c.author_email, left(c.author_time, 10) AS author_date,
+               c.author_affiliation, c.committer_name, c.committer_raw_email, c.committer_email,
+               left(c.committer_time, 10) AS committer_date, c.committer_affiliation,
+               aveloxis_ops.forge_timestamp(c.author_time) AS author_ts,
+               aveloxis_ops.forge_timestamp(c.committer_time) AS committer_ts,
+               aveloxis_ops.tz_offset_minutes(c.author_time) AS author_offset,
+               aveloxis_ops.tz_offset_minutes(c.committer_time) AS committer_offset
+        FROM pg_temp.drain_commits c
     ), ins AS (
         INSERT INTO aveloxis_data.commits AS t
             (repo_id, cmt_commit_hash, cmt_author_name, cmt_author_raw_email, cmt_author_email, cmt_author_date,
@@ -289,16 +302,11 @@ BEGIN
              cmt_committer_date, cmt_committer_affiliation, cmt_added, cmt_removed, cmt_filename,
              cmt_previous_filename, cmt_binary, cmt_author_timestamp, cmt_committer_timestamp, cmt_ght_committed_at,
              cmt_author_tz_offset, cmt_committer_tz_offset, tool_source, tool_version, data_source)
-        SELECT repo, m.hash, m.author_name, m.author_raw_email, m.author_email, left(m.author_time, 10),
-               da.affiliation, m.committer_name, m.committer_raw_email, m.committer_email, left(m.committer_time, 10),
-               dc.affiliation, m.added, m.removed, m.path, m.previous_path, m.is_binary,
-               aveloxis_ops.forge_timestamp(m.author_time), aveloxis_ops.forge_timestamp(m.committer_time),
-               aveloxis_ops.forge_timestamp(m.committer_time),
-               aveloxis_ops.tz_offset_minutes(m.author_time), aveloxis_ops.tz_offset_minutes(m.committer_time),
-               source, version, 'git'
-        FROM merged m
-        LEFT JOIN domains da ON da.email = m.author_email
-        LEFT JOIN domains dc ON dc.email = m.committer_email
+        SELECT repo, f.hash, p.author_name, p.author_raw_email, p.author_email, p.author_date, p.author_affiliation,
+               p.committer_name, p.committer_raw_email, p.committer_email, p.committer_date, p.committer_affiliation,
+               f.added, f.removed, f.path, f.previous_path, f.is_binary, p.author_ts, p.committer_ts, p.committer_ts,
+               p.author_offset, p.committer_offset, source, version, 'git'
+        FROM files f JOIN people p ON p.hash = f.hash
         ON CONFLICT (repo_id, cmt_commit_hash, cmt_filename) DO NOTHING
         RETURNING t.cmt_commit_hash, t.cmt_author_email, t.cmt_author_timestamp
     ), backlog AS (
@@ -316,7 +324,7 @@ BEGIN
     ON CONFLICT DO NOTHING;
 
     INSERT INTO aveloxis_data.commit_messages (repo_id, cmt_hash, cmt_msg, tool_source, tool_version, data_source)
-    SELECT DISTINCT ON (c.hash) repo, c.hash, coalesce(c.message, ''), source, version, 'git'
+    SELECT repo, c.hash, coalesce(c.message, ''), source, version, 'git'
     FROM pg_temp.drain_commits c
     ON CONFLICT (repo_id, cmt_hash) DO NOTHING;
 
@@ -366,19 +374,21 @@ BEGIN
 END
 $$;
 
--- The UTC offset in minutes of an RFC 3339 time ('...+05:30' -> 330, 'Z' -> 0).
+-- The UTC offset in minutes of an RFC 3339 time ('...+05:30' -> 330, 'Z' -> 0). A plain
+-- SQL expression, so the planner inlines it (a SET clause or an atomic body would make
+-- it a function call per row); every name in it is schema-qualified.
 CREATE FUNCTION aveloxis_ops.tz_offset_minutes(value text)
 RETURNS smallint
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
     SELECT CASE
-        WHEN value ~ 'Z$' THEN 0::smallint
-        WHEN value ~ '[+-][0-9]{2}:[0-9]{2}$' THEN
-            ((CASE WHEN substr(value, length(value) - 5, 1) = '-' THEN -1 ELSE 1 END)
-             * (substr(value, length(value) - 4, 2)::integer * 60 + substr(value, length(value) - 1, 2)::integer))::smallint
-    END;
-END;
+        WHEN pg_catalog.right(value, 1) = 'Z' THEN 0::smallint
+        WHEN pg_catalog.right(value, 6) OPERATOR(pg_catalog.~) '^[+-][0-9]{2}:[0-9]{2}$' THEN
+            ((CASE pg_catalog.substr(pg_catalog.right(value, 6), 1, 1) WHEN '-' THEN -1 ELSE 1 END)
+             OPERATOR(pg_catalog.*) (pg_catalog.substr(pg_catalog.right(value, 5), 1, 2)::integer OPERATOR(pg_catalog.*) 60
+                                     OPERATOR(pg_catalog.+) pg_catalog.substr(pg_catalog.right(value, 5), 4, 2)::integer))::smallint
+    END
+$$;
 
 -- Recomputes the aggregates of one repository's stale (email, year) groups, and the
 -- repo-group aggregates of the same groups. The drain calls it when it finishes a

@@ -232,6 +232,7 @@ async fn stage_history(
         }
     });
     let mut drain: Option<tokio::task::JoinHandle<Result<(), sqlx::Error>>> = None;
+    let mut drained_upto = 0;
     let mut failure = None;
     while let Some(next) = batch_rx.recv().await {
         match next {
@@ -241,7 +242,12 @@ async fn stage_history(
                     break;
                 }
                 outcome.commits_staged += payloads.len();
-                if drain.as_ref().is_none_or(|d| d.is_finished()) {
+                // A drain beside the walk once enough is waiting: each drain ends by
+                // refreshing the aggregates it touched, so fewer, larger drains cost less.
+                if outcome.commits_staged - drained_upto >= DRAIN_EVERY
+                    && drain.as_ref().is_none_or(|d| d.is_finished())
+                {
+                    drained_upto = outcome.commits_staged;
                     if let Some(done) = drain.take() {
                         done.await.expect("drain task panicked")?;
                     }
@@ -379,6 +385,9 @@ pub async fn finish(
     }
     Ok(())
 }
+
+/// Commits staged between two drains started beside the walk.
+const DRAIN_EVERY: usize = 2000;
 
 /// Commits handed to a walker thread at a time.
 const WALK_CHUNK: usize = 64;

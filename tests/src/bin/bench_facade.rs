@@ -20,7 +20,11 @@ use harness::{agent_bin, sqlx, TestDb};
 #[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> (Duration, Duration, i64) {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn");
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data filled by the kernel; pid is our own child.
