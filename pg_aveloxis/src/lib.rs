@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 pub mod contributors;
+pub mod facade;
 pub mod identity;
 pub mod registry;
 pub mod sanitize;

@@ -1,0 +1,93 @@
+//! Tests of the facade's SQL (sql/facade.sql): affiliations by email domain, the UTC
+//! offset of git times, and the commit-author verbs. The walk and the drain of commit
+//! envelopes are tested end to end in tests/tests/facade.rs and facade_authors.rs.
+
+#[cfg(feature = "pg_test")]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::test_support::{int, sql_error, text};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn affiliation_is_the_domains_else_the_nearest_parent_domains() {
+        Spi::run(
+            "INSERT INTO aveloxis_data.contributor_affiliations (ca_domain, ca_affiliation, ca_active) VALUES
+                 ('example.com', 'Example Inc', true), ('labs.example.com', 'Example Labs', true),
+                 ('gone.org', 'Gone', false)",
+        )
+        .unwrap();
+        let of = |email: &str| text(&format!("SELECT aveloxis_ops.email_affiliation('{email}')"));
+        assert_eq!(of("a@example.com").as_deref(), Some("Example Inc"));
+        assert_eq!(of("a@mail.example.com").as_deref(), Some("Example Inc"));
+        assert_eq!(of("a@x.labs.example.com").as_deref(), Some("Example Labs"));
+        assert_eq!(of("a@gone.org"), None, "inactive");
+        assert_eq!(
+            of("a@example.community"),
+            None,
+            "a suffix of a label is not a parent domain"
+        );
+        assert_eq!(of("nobody"), None);
+    }
+
+    #[pg_test]
+    fn set_affiliation_reaffiliates_stored_commits_and_refuses_what_is_not_a_domain() {
+        let repo = int("SELECT aveloxis.add_repo('/srv/git/affiliated')").unwrap();
+        Spi::run(&format!(
+            "INSERT INTO aveloxis_data.commits (repo_id, cmt_commit_hash, cmt_author_email, cmt_committer_email,
+                                                cmt_added, cmt_removed, cmt_filename, cmt_author_timestamp)
+             VALUES ({repo}, 'h1', 'a@dev.acme.io', 'c@other.org', 1, 0, 'f', '2024-05-01'),
+                    ({repo}, 'h2', 'b@other.org', 'b@other.org', 1, 0, 'f', '2024-05-01')"
+        ))
+        .unwrap();
+        assert_eq!(int("SELECT aveloxis.set_affiliation('ACME.io', 'Acme')"), Some(1));
+        assert_eq!(
+            text("SELECT cmt_author_affiliation FROM aveloxis_data.commits WHERE cmt_commit_hash = 'h1'").as_deref(),
+            Some("Acme")
+        );
+        assert_eq!(
+            int(&format!(
+                "SELECT count(*) FROM aveloxis_ops.commit_aggregate_backlog WHERE repo_id = {repo} AND year = 2024"
+            )),
+            Some(1)
+        );
+        let err = sql_error("SELECT aveloxis.set_affiliation('not a domain', 'x')").unwrap();
+        assert!(err.starts_with("22023 not an email domain"), "{err}");
+    }
+
+    #[pg_test]
+    fn tz_offsets_of_git_times() {
+        let of = |t: &str| int(&format!("SELECT aveloxis_ops.tz_offset_minutes('{t}')"));
+        assert_eq!(of("2023-11-15T00:13:20+05:30"), Some(330));
+        assert_eq!(of("2023-11-14T10:13:20-08:00"), Some(-480));
+        assert_eq!(of("2023-11-14T18:13:20Z"), Some(0));
+        assert_eq!(of("yesterday"), None);
+    }
+
+    #[pg_test]
+    fn commit_author_verbs_check_their_input() {
+        let repo = int("SELECT aveloxis.add_repo('/srv/git/verbs')").unwrap();
+        let err = sql_error(&format!(
+            "SELECT aveloxis.record_commit_author({repo}, 'a@b.c', 3::smallint, 1, 'x')"
+        ))
+        .unwrap();
+        assert!(err.contains("platform must be 1 (GitHub) or 2 (GitLab)"), "{err}");
+        let err = sql_error(&format!(
+            "SELECT aveloxis.record_commit_author({repo}, 'a@b.c', 1::smallint, NULL, NULL)"
+        ))
+        .unwrap();
+        assert!(err.contains("needs an account id or a login"), "{err}");
+        let err = sql_error("SELECT aveloxis.record_commit_author_miss('a@b.c', 'maybe', 'why')").unwrap();
+        assert!(err.contains("outcome must be"), "{err}");
+        // A miss waits resolve.cooldown; a second miss counts an attempt.
+        Spi::run("SELECT aveloxis.record_commit_author_miss('A@B.c', 'not_found', 'nothing found')").unwrap();
+        Spi::run("SELECT aveloxis.record_commit_author_miss('a@b.c', 'not_found', 'nothing found')").unwrap();
+        assert_eq!(
+            text(
+                "SELECT attempts || ' ' || (retry_after - last_attempted_at)::text
+                 FROM aveloxis_data.unresolved_commit_emails WHERE email = 'a@b.c'"
+            )
+            .as_deref(),
+            Some("2 7 days")
+        );
+    }
+}
