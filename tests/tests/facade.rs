@@ -345,6 +345,36 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
     .await
     .unwrap();
     assert_eq!(orphans, 0);
+
+    // Rewritten again, then collected in full (force_recollect): the full walk still
+    // removes what the rewrite dropped.
+    repo.git(&["update-ref", "refs/heads/main", &repo.mark(9)]);
+    repo.import(&[Commit {
+        branch: "main",
+        mark: 12,
+        from: Some(9),
+        merge: &[],
+        author: "Bob <bob@example.com>",
+        time: "1710000002 +0000",
+        message: "Later work, rewritten twice\n",
+        changes: vec![Change::Write("later.txt", &lines(2, "twice"))],
+    }]);
+    let repo_id: i64 = sqlx::query_scalar("SELECT aveloxis.resolve_repo($1)")
+        .bind(repo.path_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT aveloxis.force_recollect($1)")
+        .bind(repo_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let stdout = collect(&db, &repo, &clones);
+    assert!(
+        stdout.contains("facade: full walk, 10 commits staged, 1 removed"),
+        "{stdout}"
+    );
+    assert_eq!(stored_numstat(&pool).await, repo.numstat());
     let _ = std::fs::remove_dir_all(&clones);
 }
 
@@ -383,4 +413,75 @@ async fn unsafe_urls_are_refused_before_anything_runs() {
     assert!(error.contains("a path part starting with '-'"), "{error}");
     assert_eq!(class, "fatal");
     assert!(!clones.join(format!("repo_{repo_id}")).exists(), "nothing was cloned");
+}
+
+#[tokio::test]
+async fn the_clone_follows_the_default_branch_and_is_made_again_when_the_origin_changes() {
+    let db = TestDb::with_extension("facade_origin").await;
+    let pool = db.pool(1).await;
+    let repo = ScriptedRepo::new("origin");
+    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let one = |branch, mark, from, file| Commit {
+        branch,
+        mark,
+        from,
+        merge: &[],
+        author: "Dee <dee@example.com>",
+        time: "1700000000 +0000",
+        message: "work\n",
+        changes: vec![Change::Write(file, b"x\n")],
+    };
+    repo.import(&[one("main", 1, None, "a"), one("trunk", 2, Some(1), "b")]);
+    collect(&db, &repo, &clones);
+    assert_eq!(stored_numstat(&pool).await, repo.numstat());
+
+    // The origin's default branch moves from main to trunk: the next run follows it.
+    repo.git(&["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    let stdout = collect(&db, &repo, &clones);
+    assert!(stdout.contains("incremental walk, 1 commits staged"), "{stdout}");
+    let hashes: BTreeSet<String> = sqlx::query_scalar("SELECT DISTINCT cmt_commit_hash FROM aveloxis_data.commits")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(hashes, [repo.mark(1), repo.mark(2)].into());
+
+    // The repository moves (record_rename): the clone is made again from the new origin.
+    let moved = ScriptedRepo::new("origin-moved");
+    std::fs::remove_dir_all(&moved.path).unwrap();
+    let copy = std::process::Command::new("cp")
+        .args(["-a", repo.path_str(), moved.path_str()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let repo_id: i64 = sqlx::query_scalar("SELECT aveloxis.resolve_repo($1)")
+        .bind(repo.path_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT aveloxis.record_rename($1, $2)")
+        .bind(repo_id)
+        .bind(moved.path_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let clone = clones.join(format!("repo_{repo_id}"));
+    let origin = |clone: &std::path::Path| {
+        String::from_utf8(
+            std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(clone)
+                .args(["config", "remote.origin.url"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert_eq!(origin(&clone).trim(), repo.path_str());
+    let stdout = collect(&db, &moved, &clones);
+    assert!(stdout.contains("incremental walk, 0 commits staged"), "{stdout}");
+    assert_eq!(origin(&clone).trim(), moved.path_str());
+    let _ = std::fs::remove_dir_all(&clones);
 }

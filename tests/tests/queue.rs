@@ -223,9 +223,15 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
                 .unwrap();
                 if jobs.is_empty() {
                     // Nothing returns to the queue in this test: if unleased due jobs are left
-                    // now, they were there when this claim came back empty.
+                    // now, they were there when this claim came back empty. FOR UPDATE waits
+                    // for claims still in flight (they hold the rows SKIP LOCKED passed over)
+                    // and re-reads those rows once they are leased; without it, another
+                    // claimer's uncommitted lease looked like a job left behind (a flaky
+                    // failure seen once in CI: 27 such jobs).
                     let left: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM aveloxis_ops.jobs WHERE lease_owner IS NULL AND last_success_at IS NULL",
+                        "SELECT count(*) FROM (SELECT FROM aveloxis_ops.jobs
+                                               WHERE lease_owner IS NULL AND last_success_at IS NULL
+                                               FOR UPDATE) unleased",
                     )
                     .fetch_one(&mut c)
                     .await

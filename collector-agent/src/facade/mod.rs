@@ -177,12 +177,12 @@ async fn stage_history(
         .get("head")
         .and_then(Value::as_str)
         .and_then(|h| Oid::from_str(h).ok());
-    let full = job.since.is_none() || previous_head.is_none();
+    let full = job.since.is_none();
     let path = clone_path.clone();
     // git2 is blocking: the clone, the walk and the JSON encoding run on threads.
     let plan = tokio::task::spawn_blocking(move || -> Result<WalkPlan, GitError> {
         let (repo, head) = git::sync_clone(&source, &path, &credentials)?;
-        plan_walk(&repo, head, if full { None } else { previous_head })
+        plan_walk(&repo, head, previous_head, full)
     })
     .await
     .expect("clone thread panicked")?;
@@ -289,7 +289,9 @@ struct WalkPlan {
     removed: Vec<Oid>,
 }
 
-fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>) -> Result<WalkPlan, GitError> {
+/// `full`: walk everything (first run, force_recollect) even when the previous head is
+/// known; a rewrite since that head is still detected and its dropped commits removed.
+fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: bool) -> Result<WalkPlan, GitError> {
     let local = |e: git2::Error| GitError::Local {
         path: repo.path().to_path_buf(),
         message: e.message().to_string(),
@@ -332,7 +334,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>) -> Res
     }
     Ok(WalkPlan {
         head: Some(head),
-        hide: vec![previous],
+        hide: if full { Vec::new() } else { vec![previous] },
         removed,
     })
 }
