@@ -429,7 +429,7 @@ impl Workshop {
                 if let Some(bar) = bar {
                     bar.set_message("facade: fetching and walking the git history");
                 }
-                let result = facade::collect_facade(&self.db, job, &options, forge).await;
+                let result = facade::collect_facade(&self.db, job, &options, forge, job.platform_id == 1).await;
                 let failed = result.is_err();
                 facade::finish(&self.db, agent, job, &result).await.map(|()| {
                     let line = match &result {

@@ -149,16 +149,29 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     };
 
     // Within the misses' cooldown nothing is asked.
-    let r = authors::resolve(&pool, repo_id, forge()).await.unwrap();
+    let r = authors::resolve(&pool, repo_id, forge(), true).await.unwrap();
     assert_eq!((r.requests, r.trail.len()), (0, 0), "{r:?}");
     assert!(requests(&server).await.is_empty());
 
-    // Past it, each email goes down the chain until a step finds its account.
+    // Past it, without tokens for this GitHub repository, the emails the free steps do
+    // not resolve are deferred, not recorded as misses (no cooldown starts).
     sqlx::query("SELECT aveloxis.set_setting('clock.offset', '8 days')")
         .execute(&pool)
         .await
         .unwrap();
-    let r = authors::resolve(&pool, repo_id, forge()).await.unwrap();
+    let r = authors::resolve(&pool, repo_id, None::<ForgeRepo<'_, GithubClient>>, true)
+        .await
+        .unwrap();
+    assert_eq!(r.by_step, BTreeMap::from([("deferred", 4)]), "{r:?}");
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("SELECT attempts FROM aveloxis_data.unresolved_commit_emails WHERE outcome = 'not_found'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, [1, 1, 1, 1]);
+
+    // With the API, each email goes down the chain until a step finds its account.
+    let r = authors::resolve(&pool, repo_id, forge(), true).await.unwrap();
     let trail: BTreeMap<&str, Step> = r.trail.iter().map(|(e, s)| (e.as_str(), *s)).collect();
     assert_eq!(
         trail,
@@ -250,14 +263,14 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     );
 
     // The miss waits out its cooldown: no request now, three once it has passed.
-    let r = authors::resolve(&pool, repo_id, forge()).await.unwrap();
+    let r = authors::resolve(&pool, repo_id, forge(), true).await.unwrap();
     assert_eq!(r.requests, 0);
     assert_eq!(requests(&server).await.len(), 9);
     sqlx::query("SELECT aveloxis.set_setting('clock.offset', '16 days')")
         .execute(&pool)
         .await
         .unwrap();
-    let r = authors::resolve(&pool, repo_id, forge()).await.unwrap();
+    let r = authors::resolve(&pool, repo_id, forge(), true).await.unwrap();
     assert_eq!(r.trail, vec![("gina@example.com".to_string(), Step::NotFound)]);
     assert_eq!(requests(&server).await.len(), 12);
     let (outcome, attempts): (String, i32) = sqlx::query_as(

@@ -16,7 +16,7 @@
 //! quota every run. The HTTP steps spend tokens through the shared budgets (core for the
 //! commit, search for the searches).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -34,6 +34,9 @@ pub enum Step {
     UserSearch,
     CommitSearch,
     NotFound,
+    /// The HTTP steps should have run but could not (no tokens, or they stopped this run):
+    /// nothing is recorded, the email is tried again next run.
+    Deferred,
 }
 
 impl Step {
@@ -47,6 +50,7 @@ impl Step {
             Self::UserSearch => "user_search",
             Self::CommitSearch => "commit_search",
             Self::NotFound => "not_found",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -139,18 +143,23 @@ const MAX_CONSECUTIVE_REJECTIONS: usize = 50;
 
 /// Resolves the authors of `repo_id`'s unresolved commits. Errors are the database's;
 /// a forge failure stops the HTTP steps (recorded in `stopped`), never the job.
+/// `forge_expected`: the repository is on a forge whose HTTP steps should run (GitHub);
+/// when they cannot (`forge` is None: no tokens; or they stopped), emails the free steps
+/// did not resolve are deferred to a later run instead of being recorded as misses.
 pub async fn resolve<F: Forge>(
     db: &PgPool,
     repo_id: i64,
     forge: Option<ForgeRepo<'_, F>>,
+    forge_expected: bool,
 ) -> Result<Resolution, sqlx::Error> {
     let mut out = Resolution::default();
     let mut cache: HashMap<String, Found> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut api_open = forge.is_some();
     let mut rejections = 0usize;
-    // Each round takes emails still unresolved and not cooling down; every email taken
-    // is settled (hit or recorded miss), so rounds end. An email left unsettled (the API
-    // stopped) ends the loop too.
+    // Each round takes emails still unresolved and not cooling down and settles each
+    // (hit, recorded miss, or deferred); emails seen before in this run are passed over,
+    // and a round with nothing new ends the loop.
     loop {
         let rows =
             sqlx::query("SELECT email, raw_email, name, sample_hash FROM aveloxis.commit_authors_to_resolve($1, 500)")
@@ -163,11 +172,15 @@ pub async fn resolve<F: Forge>(
         let mut settled_any = false;
         for row in &rows {
             let email: String = row.get("email");
+            if !seen.insert(email.clone()) {
+                continue;
+            }
             let name: Option<String> = row.get("name");
             let sample_hash: String = row.get("sample_hash");
             let (step, found) = match cache.get(&email) {
                 Some(found) => (Step::Cache, Some(found.clone())),
                 None => {
+                    let http_runs = api_open && forge.is_some();
                     let (step, found) = one_email(
                         db,
                         &email,
@@ -186,9 +199,10 @@ pub async fn resolve<F: Forge>(
                         out.stopped = Some(stop.to_string());
                     }
                     match step {
+                        Ok(Step::NotFound) if !http_runs && forge_expected => (Step::Deferred, None),
                         Ok(step) => (step, found),
                         // The API stopped before this email was settled: it stays for next run.
-                        Err(_) => continue,
+                        Err(_) => (Step::Deferred, None),
                     }
                 }
             };
@@ -198,6 +212,7 @@ pub async fn resolve<F: Forge>(
                     cache.insert(email.clone(), found.clone());
                     out.commits_linked += record_hit(db, repo_id, &email, name.as_deref(), found, step).await?;
                 }
+                (None, Step::Deferred) => {}
                 (None, Step::Skipped) => {
                     let reason = junk_reason(&email).unwrap_or("skipped");
                     record_miss(db, &email, "skipped", reason, name.as_deref()).await?;

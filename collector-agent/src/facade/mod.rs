@@ -132,13 +132,15 @@ impl From<sqlx::Error> for FacadeError {
 
 /// Runs one facade job up to (not including) completing it: clone or fetch, walk what
 /// is new, stage it while the extension drains in step, then resolve commit authors
-/// (the HTTP steps only with a forge). The caller completes or fails the job
+/// (the HTTP steps only with a forge; `forge_expected` when the repository is on one whose
+/// steps should run, see [`authors::resolve`]). The caller completes or fails the job
 /// ([`finish`]).
 pub async fn collect_facade<F: Forge>(
     db: &PgPool,
     job: &ClaimedJob,
     options: &FacadeOptions,
     forge: Option<authors::ForgeRepo<'_, F>>,
+    forge_expected: bool,
 ) -> Result<FacadeOutcome, (FacadeOutcome, FacadeError)> {
     let mut outcome = FacadeOutcome::default();
     match stage_history(db, job, options, &mut outcome).await {
@@ -153,7 +155,7 @@ pub async fn collect_facade<F: Forge>(
     {
         return Err((outcome, e.into()));
     }
-    match authors::resolve(db, job.repo_id, forge).await {
+    match authors::resolve(db, job.repo_id, forge, forge_expected).await {
         Ok(resolution) => outcome.authors = Some(resolution),
         Err(e) => {
             tracing::warn!(repo = job.repo_id, "commit-author resolution failed: {e}");
