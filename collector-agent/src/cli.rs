@@ -371,14 +371,7 @@ impl Workshop {
         git: crate::facade::FacadeOptions,
         connections: u32,
     ) -> Result<Workshop, AgentError> {
-        let db = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(connections)
-            .connect(database_url)
-            .await
-            .map_err(|e| AgentError::Unreachable {
-                target: api.target.clone(),
-                message: e.to_string(),
-            })?;
+        let db = connect_pool(api, database_url, connections).await?;
         let github = if forge.has_tokens() {
             Some(github_client(&db, forge)?)
         } else {
@@ -561,6 +554,18 @@ async fn collect(
     }
 }
 
+/// A pool of `connections` to the database `api` already reached.
+async fn connect_pool(api: &Api, database_url: &str, connections: u32) -> Result<sqlx::PgPool, AgentError> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(database_url)
+        .await
+        .map_err(|e| AgentError::Unreachable {
+            target: api.target.clone(),
+            message: e.to_string(),
+        })
+}
+
 /// A GitHub client spending the given tokens through the shared budgets.
 fn github_client(db: &sqlx::PgPool, forge: &ForgeArgs) -> Result<crate::forge::github::GithubClient, AgentError> {
     use crate::forge::github::{GithubClient, GithubConfig};
@@ -600,14 +605,7 @@ async fn connect_github(
                 .into(),
         });
     }
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(connections)
-        .connect(database_url)
-        .await
-        .map_err(|e| AgentError::Unreachable {
-            target: api.target.clone(),
-            message: e.to_string(),
-        })?;
+    let db = connect_pool(api, database_url, connections).await?;
     let github = github_client(&db, forge)?;
     Ok((db, github))
 }

@@ -189,18 +189,8 @@ impl<F: Forge> Collector<'_, F> {
         if payloads.is_empty() {
             return Ok(());
         }
-        let n = payloads.len();
-        sqlx::query(
-            "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
-             SELECT $1, $2, $3, unnest($4::text[])",
-        )
-        .bind(self.job.repo_id)
-        .bind(self.job.platform_id)
-        .bind(entity)
-        .bind(&payloads)
-        .execute(self.db)
-        .await?;
-        *self.outcome.staged.entry(entity.to_string()).or_default() += n;
+        stage(self.db, self.job, entity, &payloads).await?;
+        *self.outcome.staged.entry(entity.to_string()).or_default() += payloads.len();
         Ok(())
     }
 
@@ -423,6 +413,60 @@ pub async fn collect_github<F: Forge>(
     }
 }
 
+/// Stages a job's payloads of one entity in one multi-row INSERT (staging contract v1).
+pub async fn stage(db: &PgPool, job: &ClaimedJob, entity: &str, payloads: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         SELECT $1, $2, $3, unnest($4::text[])",
+    )
+    .bind(job.repo_id)
+    .bind(job.platform_id)
+    .bind(entity)
+    .bind(payloads)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Reports a job to the queue: `aveloxis.complete` with its report, or `aveloxis.fail`
+/// with the error's message and class. With `drain_first`, what was staged is drained
+/// before (nothing fetched is lost, even when the job failed).
+pub async fn report(
+    db: &PgPool,
+    agent: &str,
+    job: &ClaimedJob,
+    drain_first: bool,
+    result: Result<Value, (String, &'static str)>,
+) -> Result<(), sqlx::Error> {
+    if drain_first {
+        sqlx::query("CALL aveloxis.drain($1)")
+            .bind(job.repo_id)
+            .execute(db)
+            .await?;
+    }
+    match result {
+        Ok(report) => {
+            sqlx::query("SELECT aveloxis.complete($1, $2, $3)")
+                .bind(job.job_id)
+                .bind(report)
+                .bind(agent)
+                .execute(db)
+                .await?;
+        }
+        Err((error, class)) => {
+            sqlx::query("SELECT aveloxis.fail($1, $2, $3, $4)")
+                .bind(job.job_id)
+                .bind(&error)
+                .bind(class)
+                .bind(agent)
+                .execute(db)
+                .await?;
+            tracing::warn!(repo = job.repo_id, phase = %job.phase, class, "job failed: {error}");
+        }
+    }
+    Ok(())
+}
+
 /// Drains what was staged and completes the job; on a collection error, drains what was
 /// staged anyway (nothing fetched is lost) and fails the job with the error's class.
 pub async fn finish(
@@ -431,29 +475,13 @@ pub async fn finish(
     job: &ClaimedJob,
     result: Result<Outcome, (Outcome, ForgeError)>,
 ) -> Result<Outcome, sqlx::Error> {
-    sqlx::query("CALL aveloxis.drain($1)")
-        .bind(job.repo_id)
-        .execute(db)
-        .await?;
     match result {
         Ok(outcome) => {
-            sqlx::query("SELECT aveloxis.complete($1, $2, $3)")
-                .bind(job.job_id)
-                .bind(outcome.report())
-                .bind(agent)
-                .execute(db)
-                .await?;
+            report(db, agent, job, true, Ok(outcome.report())).await?;
             Ok(outcome)
         }
         Err((outcome, error)) => {
-            sqlx::query("SELECT aveloxis.fail($1, $2, $3, $4)")
-                .bind(job.job_id)
-                .bind(error.to_string())
-                .bind(error.class())
-                .bind(agent)
-                .execute(db)
-                .await?;
-            tracing::warn!(repo = job.repo_id, class = error.class(), "collection failed: {error}");
+            report(db, agent, job, true, Err((error.to_string(), error.class()))).await?;
             Ok(outcome)
         }
     }

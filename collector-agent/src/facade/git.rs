@@ -33,7 +33,7 @@ impl GitError {
         }
     }
 
-    fn local(path: &Path, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn local(path: &Path, e: impl std::fmt::Display) -> Self {
         Self::Local {
             path: path.to_path_buf(),
             message: e.to_string(),

@@ -13,7 +13,7 @@ use git2::{Oid, Repository};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::collect::ClaimedJob;
+use crate::collect::{stage, ClaimedJob};
 use crate::forge::Forge;
 
 pub use git::{check_url, CommitRecord, Credentials, GitError, GitSource};
@@ -294,10 +294,7 @@ struct WalkPlan {
 /// `full`: walk everything (first run, force_recollect) even when the previous head is
 /// known; a rewrite since that head is still detected and its dropped commits removed.
 fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: bool) -> Result<WalkPlan, GitError> {
-    let local = |e: git2::Error| GitError::Local {
-        path: repo.path().to_path_buf(),
-        message: e.message().to_string(),
-    };
+    let local = |e: git2::Error| GitError::local(repo.path(), e.message());
     let Some(head) = head else {
         return Ok(WalkPlan {
             head: None,
@@ -341,53 +338,19 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
     })
 }
 
-async fn stage(db: &PgPool, job: &ClaimedJob, entity: &str, payloads: &[String]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
-         SELECT $1, $2, $3, unnest($4::text[])",
-    )
-    .bind(job.repo_id)
-    .bind(job.platform_id)
-    .bind(entity)
-    .bind(payloads)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Drains what was staged and completes the job; on failure, drains what was staged
-/// anyway and fails the job with the error's class.
+/// Completes or fails the job. A successful run drained everything before resolving
+/// authors; a failed one drains what it staged first (nothing fetched is lost).
 pub async fn finish(
     db: &PgPool,
     agent: &str,
     job: &ClaimedJob,
     result: &Result<FacadeOutcome, (FacadeOutcome, FacadeError)>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("CALL aveloxis.drain($1)")
-        .bind(job.repo_id)
-        .execute(db)
-        .await?;
-    match result {
-        Ok(outcome) => {
-            sqlx::query("SELECT aveloxis.complete($1, $2, $3)")
-                .bind(job.job_id)
-                .bind(outcome.report())
-                .bind(agent)
-                .execute(db)
-                .await?;
-        }
-        Err((_, error)) => {
-            sqlx::query("SELECT aveloxis.fail($1, $2, $3, $4)")
-                .bind(job.job_id)
-                .bind(error.to_string())
-                .bind(error.class())
-                .bind(agent)
-                .execute(db)
-                .await?;
-            tracing::warn!(repo = job.repo_id, class = error.class(), "facade failed: {error}");
-        }
-    }
-    Ok(())
+    let result = match result {
+        Ok(outcome) => Ok(outcome.report()),
+        Err((_, error)) => Err((error.to_string(), error.class())),
+    };
+    crate::collect::report(db, agent, job, result.is_err(), result).await
 }
 
 /// Commits staged between two drains started beside the walk.
@@ -410,10 +373,7 @@ pub fn walk(
     // indexed; re-hashing every object on read (libgit2's default, SHA-1DC) cost more
     // than a third of the walk. git itself does not re-hash on read either.
     git2::opts::strict_hash_verification(false);
-    let repo = Repository::open_bare(clone_path).map_err(|e| GitError::Local {
-        path: clone_path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let repo = Repository::open_bare(clone_path).map_err(|e| GitError::local(clone_path, e))?;
     let revwalk = git::commits_to_walk(&repo, head, hide)?;
     let (work_tx, work_rx) = mpsc::sync_channel::<Vec<Oid>>(threads * 4);
     let work_rx = Arc::new(Mutex::new(work_rx));
@@ -423,10 +383,7 @@ pub fn walk(
         let out = out.clone();
         let path = clone_path.to_path_buf();
         workers.push(std::thread::spawn(move || -> Result<usize, GitError> {
-            let repo = Repository::open_bare(&path).map_err(|e| GitError::Local {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let repo = Repository::open_bare(&path).map_err(|e| GitError::local(&path, e))?;
             let mut sent = 0;
             loop {
                 let chunk = match work_rx.lock().expect("walk queue lock").recv() {
@@ -450,10 +407,10 @@ pub fn walk(
         match oid {
             Ok(oid) => chunk.push(oid),
             Err(e) => {
-                walk_error = Some(GitError::Local {
-                    path: clone_path.to_path_buf(),
-                    message: format!("walking the history: {}", e.message()),
-                });
+                walk_error = Some(GitError::local(
+                    clone_path,
+                    format!("walking the history: {}", e.message()),
+                ));
                 break;
             }
         }
