@@ -966,7 +966,7 @@ END
 $$;
 
 -- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
--- response at all). The request is taken as spent: a known budget goes down by its cost.
+-- response at all).
 CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
                                        platform smallint DEFAULT 1)
 RETURNS void
@@ -977,10 +977,7 @@ AS $$
 BEGIN
     PERFORM aveloxis_ops.check_fingerprint(fingerprint);
     PERFORM aveloxis_ops.check_bucket(bucket);
-    UPDATE aveloxis_ops.token_budgets t
-    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
-                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
+    UPDATE aveloxis_ops.token_budgets t SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0)
     WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
 END
 $$;
