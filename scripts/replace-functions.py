@@ -12,8 +12,9 @@ import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
 sources = "\n".join(p.read_text() for p in sorted((root / "sql").glob("*.sql")))
-# A definition runs from its CREATE to the `$$;` that closes its body.
-pattern = re.compile(r"^CREATE (FUNCTION|PROCEDURE) ([\w.]+)\(.*?\$\$;$", re.S | re.M)
+# A definition runs from its CREATE to the `$$;` that closes its body, or the `END;` of
+# a SQL-standard (BEGIN ATOMIC) body.
+pattern = re.compile(r"^CREATE (FUNCTION|PROCEDURE) ([\w.]+)\(.*?(?:\$\$;|^END;)$", re.S | re.M)
 found = {}
 for m in pattern.finditer(sources):
     found.setdefault(m.group(2), []).append(m.group(0))

@@ -20,6 +20,10 @@ step "CREATE EXTENSION pg_aveloxis (or update it to $(extension_version))"
     -c 'CREATE EXTENSION IF NOT EXISTS pg_aveloxis' \
     -c 'ALTER EXTENSION pg_aveloxis UPDATE'
 
+step "allowing local repositories under $(dirname "$REPO_ROOT") (registry.local_path_roots; none by default)"
+"$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -v roots="$(dirname "$REPO_ROOT")" \
+    -c "SELECT aveloxis.set_setting('registry.local_path_roots', :'roots')" >/dev/null
+
 step "building aveloxis-agent"
 cargo build -q -p collector-agent
 agent=$REPO_ROOT/target/debug/aveloxis-agent

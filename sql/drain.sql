@@ -22,6 +22,14 @@ AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue
 -- more than the parse itself. Staged rows need no row locks: the per-repository
 -- advisory lock already keeps other drains away.
 --
+-- The drain runs with its owner's rights (drain_step is SECURITY DEFINER) in the
+-- caller's session, and the caller can create temp tables too. So a scratch table is
+-- used only if the drain made it: owned by the role the drain runs as (the caller
+-- cannot create tables owned by another role, nor add triggers, rules or children to
+-- them). A same-named table the caller made stops the drain with an error: it is never
+-- written, read or dropped (dropping it could run nothing of the caller's, but refusing
+-- is simpler to reason about).
+--
 -- The marker table names the layout: a session that outlived an ALTER EXTENSION UPDATE
 -- still holds the old version's tables, which are replaced here.
 CREATE FUNCTION aveloxis_ops.drain_scratch()
@@ -31,12 +39,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     scratch text;
+    names   text[] := ARRAY['drain_rows', 'drain_prs', 'drain_comments', 'drain_users', 'drain_user_refs',
+                            'drain_issues'];
+    ours    bigint;
 BEGIN
-    IF to_regclass('pg_temp.drain_scratch_layout_3') IS NOT NULL THEN
+    -- Every name the drain uses in pg_temp, this layout's and older ones', is checked.
+    PERFORM aveloxis_ops.check_scratch_owner(n)
+    FROM unnest(names || ARRAY['drain_scratch_layout_3', 'drain_commits', 'drain_removed', 'stale_groups',
+                               'stale_commits', 'unfit_fields']) n;
+    SELECT count(*) INTO ours FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
+      AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);
+    IF ours = cardinality(names) + 1 THEN
         RETURN;
     END IF;
-    FOREACH scratch IN ARRAY ARRAY['drain_rows', 'drain_prs', 'drain_comments', 'drain_users', 'drain_user_refs',
-                                   'drain_issues'] LOOP
+    FOREACH scratch IN ARRAY names || 'drain_scratch_layout_3'::text LOOP
         PERFORM aveloxis_ops.drop_batch_table(scratch);
     END LOOP;
     CREATE TEMP TABLE drain_scratch_layout_3 ();
@@ -157,18 +174,164 @@ BEGIN
 END
 $$;
 
+-- Refuses a temp table of a name the drain uses that the drain did not make (DESIGN §5:
+-- elevated code never uses an object the caller could have created). current_user is
+-- the role the drain runs as: the extension's owner inside drain_step.
+CREATE FUNCTION aveloxis_ops.check_scratch_owner(name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner_name text;
+BEGIN
+    SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO owner_name
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relname = check_scratch_owner.name
+      AND c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
+    IF FOUND THEN
+        RAISE EXCEPTION 'this session holds a temporary relation "%" owned by %, not made by the drain; the drain refuses to use it',
+            name, owner_name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('DROP TABLE pg_temp.%I, or drain from a new session.', name);
+    END IF;
+END
+$$;
+
 -- Drops a per-batch scratch table (ON COMMIT DROP) left by an earlier call in the same
 -- transaction: the row-by-row fallback maps one batch several times. A plain
--- DROP ... IF EXISTS would send the client a NOTICE on every batch.
+-- DROP ... IF EXISTS would send the client a NOTICE on every batch. A table of that
+-- name the drain did not make is refused, never dropped or used.
 CREATE FUNCTION aveloxis_ops.drop_batch_table(name text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM aveloxis_ops.check_scratch_owner(name);
     IF to_regclass('pg_temp.' || quote_ident(name)) IS NOT NULL THEN
         EXECUTE format('DROP TABLE pg_temp.%I', name);
     END IF;
+END
+$$;
+
+-- The typed fields each entity's mapper reads, by path in the payload: a value of the
+-- wrong JSON type or out of range is removed before mapping, so that field is stored
+-- as NULL and counted (drain_run_nulled), and the rest of the row is stored. A key
+-- field (is_key) that does not fit rejects the row, naming the entity and the field:
+-- without it the row cannot be stored. Text fields take any value (its JSON text);
+-- values inside arrays (a pull request's reviews and files) are checked by their
+-- mappers, and one that cannot be stored rejects its row with the entity named.
+CREATE FUNCTION aveloxis_ops.drain_fields(entity text)
+RETURNS TABLE (path text[], kind text, is_key boolean)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT f.path::text[], f.kind, f.is_key
+    FROM (VALUES
+        ('issue', '{id}', 'bigint', true), ('issue', '{number}', 'integer', true),
+        ('issue', '{comments}', 'integer', false), ('issue', '{created_at}', 'timestamp', false),
+        ('issue', '{updated_at}', 'timestamp', false), ('issue', '{closed_at}', 'timestamp', false),
+        ('pull_request', '{pull_request,id}', 'bigint', true), ('pull_request', '{pull_request,number}', 'integer', true),
+        ('pull_request', '{pull_request,locked}', 'boolean', false),
+        ('pull_request', '{pull_request,draft}', 'boolean', false),
+        ('pull_request', '{pull_request,merged}', 'boolean', false),
+        ('pull_request', '{pull_request,commits}', 'integer', false),
+        ('pull_request', '{pull_request,additions}', 'integer', false),
+        ('pull_request', '{pull_request,deletions}', 'integer', false),
+        ('pull_request', '{pull_request,changed_files}', 'integer', false),
+        ('pull_request', '{pull_request,created_at}', 'timestamp', false),
+        ('pull_request', '{pull_request,updated_at}', 'timestamp', false),
+        ('pull_request', '{pull_request,closed_at}', 'timestamp', false),
+        ('pull_request', '{pull_request,merged_at}', 'timestamp', false),
+        ('issue_comment', '{id}', 'bigint', true), ('issue_comment', '{created_at}', 'timestamp', false),
+        ('issue_comment', '{updated_at}', 'timestamp', false),
+        ('issue_event', '{id}', 'bigint', true), ('issue_event', '{created_at}', 'timestamp', false),
+        ('release', '{id}', 'bigint', true), ('release', '{draft}', 'boolean', false),
+        ('release', '{prerelease}', 'boolean', false), ('release', '{created_at}', 'timestamp', false),
+        ('release', '{published_at}', 'timestamp', false), ('release', '{updated_at}', 'timestamp', false),
+        ('review_comment', '{id}', 'bigint', true),
+        ('review_comment', '{pull_request_review_id}', 'bigint', false),
+        ('review_comment', '{in_reply_to_id}', 'bigint', false),
+        ('review_comment', '{position}', 'integer', false),
+        ('review_comment', '{original_position}', 'integer', false),
+        ('review_comment', '{line}', 'integer', false), ('review_comment', '{original_line}', 'integer', false),
+        ('review_comment', '{created_at}', 'timestamp', false),
+        ('review_comment', '{updated_at}', 'timestamp', false),
+        ('repo_info', '{id}', 'bigint', true), ('repo_info', '{fork}', 'boolean', false),
+        ('repo_info', '{archived}', 'boolean', false), ('repo_info', '{has_issues}', 'boolean', false),
+        ('repo_info', '{has_wiki}', 'boolean', false), ('repo_info', '{has_pages}', 'boolean', false),
+        ('repo_info', '{forks_count}', 'integer', false), ('repo_info', '{subscribers_count}', 'integer', false),
+        ('repo_info', '{watchers_count}', 'integer', false), ('repo_info', '{stargazers_count}', 'integer', false),
+        ('repo_info', '{open_issues_count}', 'integer', false), ('repo_info', '{size}', 'integer', false),
+        ('repo_info', '{created_at}', 'timestamp', false), ('repo_info', '{updated_at}', 'timestamp', false),
+        ('repo_info', '{pushed_at}', 'timestamp', false)
+    ) AS f(entity, path, kind, is_key)
+    WHERE f.entity = drain_fields.entity
+$$;
+
+-- Whether a JSON value fits a mapper's column of that kind (absent and JSON null fit:
+-- they are NULL already). Integers are whole numbers in range, as numbers or strings
+-- of digits; booleans are JSON booleans or "true"/"false"; timestamps are what
+-- forge_timestamp reads (zero and pre-1970 dates do not fit: they are unknown).
+CREATE FUNCTION aveloxis_ops.json_fits(v jsonb, kind text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN true
+        WHEN kind = 'integer' THEN
+            CASE WHEN jsonb_typeof(v) IN ('number', 'string') AND (v #>> '{}') ~ '^[+-]?[0-9]{1,10}$'
+                 THEN (v #>> '{}')::numeric BETWEEN -2147483648 AND 2147483647 ELSE false END
+        WHEN kind = 'bigint' THEN
+            CASE WHEN jsonb_typeof(v) IN ('number', 'string') AND (v #>> '{}') ~ '^[+-]?[0-9]{1,19}$'
+                 THEN (v #>> '{}')::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 ELSE false END
+        WHEN kind = 'boolean' THEN
+            jsonb_typeof(v) = 'boolean' OR (jsonb_typeof(v) = 'string' AND (v #>> '{}') IN ('true', 'false'))
+        WHEN kind = 'timestamp' THEN
+            jsonb_typeof(v) = 'string' AND aveloxis_ops.forge_timestamp(v #>> '{}') IS NOT NULL
+        ELSE true END
+$$;
+
+-- Before mapping a batch: rows whose key field does not fit are marked for rejection
+-- (parse_error names the entity and the field); other fields that do not fit are
+-- removed from the document and counted per field in drain_run_nulled.
+CREATE FUNCTION aveloxis_ops.null_unfit_fields(run bigint, ent text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    PERFORM aveloxis_ops.drop_batch_table('unfit_fields');
+    -- The common case: every field fits, one pass and nothing else.
+    CREATE TEMP TABLE unfit_fields ON COMMIT DROP AS
+    SELECT r.staging_id, f.path, f.kind, f.is_key, left(r.doc #>> f.path, 60) AS shown
+    FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
+      AND NOT aveloxis_ops.json_fits(r.doc #> f.path, f.kind);
+    IF NOT EXISTS (SELECT FROM pg_temp.unfit_fields) THEN
+        DROP TABLE pg_temp.unfit_fields;
+        RETURN;
+    END IF;
+    UPDATE pg_temp.drain_rows r
+    SET parse_error = format('field "%s" is %s, not a usable %s id; the row cannot be stored without it',
+                             array_to_string(u.path, '.'), u.shown, u.kind),
+        doc = NULL
+    FROM pg_temp.unfit_fields u
+    WHERE u.staging_id = r.staging_id AND u.is_key;
+    FOR bad IN SELECT u.path, array_agg(u.staging_id) AS ids, count(*) AS n
+               FROM pg_temp.unfit_fields u
+               WHERE NOT u.is_key AND NOT EXISTS (SELECT FROM pg_temp.unfit_fields k
+                                                  WHERE k.staging_id = u.staging_id AND k.is_key)
+               GROUP BY u.path LOOP
+        UPDATE pg_temp.drain_rows r SET doc = r.doc #- bad.path WHERE r.staging_id = ANY (bad.ids);
+        INSERT INTO aveloxis_ops.drain_run_nulled AS t (run_id, entity, field, nulled)
+        VALUES (run, ent, array_to_string(bad.path, '.'), bad.n)
+        ON CONFLICT (run_id, entity, field) DO UPDATE SET nulled = t.nulled + EXCLUDED.nulled;
+    END LOOP;
+    DROP TABLE pg_temp.unfit_fields;
 END
 $$;
 
@@ -1544,9 +1707,10 @@ BEGIN
         UPDATE pg_temp.drain_rows r
         SET parse_error = format('payload is a JSON %s, not an object', jsonb_typeof(r.doc)), doc = NULL
         WHERE jsonb_typeof(r.doc) <> 'object';
+        PERFORM aveloxis_ops.null_unfit_fields(run, ent);
         rejected := 0;
         FOR row_id, err_text IN SELECT staging_id, parse_error FROM pg_temp.drain_rows WHERE parse_error IS NOT NULL LOOP
-            rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], err_text, '22P02');
+            rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, '22P02');
         END LOOP;
 
         -- Only GitHub payloads are mapped so far: others wait, counted, until their
@@ -1582,7 +1746,7 @@ BEGIN
                     batch.pending := batch.pending + one.pending;
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS err_text = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
-                    rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], err_text, err_state);
+                    rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, err_state);
                 END;
             END LOOP;
         END;
@@ -1623,6 +1787,7 @@ AS $$
 DECLARE
     run aveloxis_ops.drain_runs;
     summary text;
+    nulled text;
 BEGIN
     UPDATE aveloxis_ops.drain_runs d
     SET finished_at = clock_timestamp(), outcome = CASE last_step WHEN 'busy' THEN 'lock_busy' ELSE 'drained' END
@@ -1637,6 +1802,12 @@ BEGIN
                       ORDER BY array_position(aveloxis_ops.drain_entities(), c.entity))
     INTO summary
     FROM aveloxis_ops.drain_run_counts c WHERE c.run_id = run.run_id;
+    SELECT string_agg(format('%s.%s %s', n.entity, n.field, n.nulled), ', ' ORDER BY n.entity, n.field)
+    INTO nulled
+    FROM aveloxis_ops.drain_run_nulled n WHERE n.run_id = run.run_id;
+    IF nulled IS NOT NULL THEN
+        summary := summary || '; fields stored as NULL because their value did not fit: ' || nulled;
+    END IF;
     RAISE NOTICE 'drained repo % (run %): %', run.repo_id, run.run_id, coalesce(summary, 'nothing pending');
 END
 $$;

@@ -635,6 +635,44 @@ BEGIN
 END
 $$;
 
+-- The agent's forms of the three calls above: the repository is the one the caller's
+-- facade lease is for, so an agent resolves authors only of repositories it collects.
+CREATE FUNCTION aveloxis.commit_authors_to_resolve(lease_token uuid, max_emails integer DEFAULT 1000)
+RETURNS TABLE (email text, raw_email text, name text, sample_hash text, commits bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM aveloxis.commit_authors_to_resolve(aveloxis_ops.lease_repo(lease_token, 'facade'),
+                                                                  max_emails);
+END
+$$;
+
+CREATE FUNCTION aveloxis.link_commit_author(lease_token uuid, email text, cntrb_id uuid, login text DEFAULT NULL,
+                                            source text DEFAULT 'commit author')
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    RETURN aveloxis.link_commit_author(aveloxis_ops.lease_repo(lease_token, 'facade'), email, cntrb_id, login, source);
+END
+$$;
+
+CREATE FUNCTION aveloxis.record_commit_author(lease_token uuid, email text, platform smallint, user_id bigint,
+                                              login text, name text DEFAULT NULL, source text DEFAULT NULL,
+                                              OUT cntrb_id uuid, OUT commits_linked bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    SELECT r.cntrb_id, r.commits_linked INTO cntrb_id, commits_linked
+    FROM aveloxis.record_commit_author(aveloxis_ops.lease_repo(lease_token, 'facade'), email, platform, user_id,
+                                       login, name, source) r;
+END
+$$;
+
+
 -- Records that an email could not be resolved (or is a bot/junk address never looked
 -- up), so it is not tried again before the cooldown (setting resolve.cooldown; bots:
 -- resolve.skip_cooldown).

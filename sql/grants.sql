@@ -43,7 +43,7 @@ BEGIN
         aveloxis.resolve_repo(text),
         aveloxis.registry_counts(),
         aveloxis.add_repo(text, text),
-        aveloxis.record_rename(bigint, text),
+        aveloxis.record_rename(uuid, text),
         aveloxis.drain_begin(bigint),
         aveloxis.drain_step(bigint, bigint, integer),
         aveloxis.drain_finish(bigint, text),
@@ -53,9 +53,10 @@ BEGIN
         aveloxis.link_contributor(uuid, smallint, bigint, text),
         aveloxis.claim(text, text[], integer, interval),
         aveloxis.claim_repo(text, bigint, text, interval),
-        aveloxis.heartbeat(bigint[], text),
-        aveloxis.complete(bigint, jsonb, text),
-        aveloxis.fail(bigint, text, text, text),
+        aveloxis.heartbeat(uuid[]),
+        aveloxis.complete(bigint, uuid, jsonb),
+        aveloxis.fail(bigint, uuid, text, text),
+        aveloxis.stage(uuid, text, text[], jsonb[]),
         aveloxis.queue_health(),
         aveloxis.why_not_collected(bigint),
         aveloxis.job_history(bigint, integer),
@@ -64,9 +65,9 @@ BEGIN
         aveloxis.token_release(text, text, integer, smallint),
         aveloxis.token_invalidate(text, text, smallint),
         aveloxis.token_status(),
-        aveloxis.commit_authors_to_resolve(bigint, integer),
-        aveloxis.record_commit_author(bigint, text, smallint, bigint, text, text, text),
-        aveloxis.link_commit_author(bigint, text, uuid, text, text),
+        aveloxis.commit_authors_to_resolve(uuid, integer),
+        aveloxis.record_commit_author(uuid, text, smallint, bigint, text, text, text),
+        aveloxis.link_commit_author(uuid, text, uuid, text, text),
         aveloxis.record_commit_author_miss(text, text, text, text)
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
@@ -74,10 +75,10 @@ BEGIN
         aveloxis.drain_all(integer),
         aveloxis.retry_rejects(bigint, integer)
     TO aveloxis_agent;
-    -- Agents stage with COPY or INSERT; the drain owns every other column.
-    GRANT USAGE ON SCHEMA aveloxis_ops TO aveloxis_agent;
-    GRANT INSERT (repo_id, platform_id, entity, envelope_version, payload, context)
-        ON aveloxis_ops.staging TO aveloxis_agent;
+    -- Agents stage through aveloxis.stage() under a lease; they hold no privilege on any
+    -- table (a grant of 0.6.0 and earlier, taken back here).
+    REVOKE ALL ON ALL TABLES IN SCHEMA aveloxis_ops FROM aveloxis_agent;
+    REVOKE USAGE ON SCHEMA aveloxis_ops FROM aveloxis_agent;
 
     -- aveloxis_admin: the whole API, and read access everywhere.
     GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data TO aveloxis_admin;

@@ -16,7 +16,7 @@
 CREATE TABLE aveloxis_ops.setting_defaults (
     name          text PRIMARY KEY,
     default_value text NOT NULL,
-    kind          text NOT NULL CHECK (kind IN ('interval', 'integer')),
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check CHECK (kind IN ('interval', 'integer', 'paths')),
     description   text NOT NULL
 );
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
@@ -39,7 +39,9 @@ INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, descriptio
     ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
     ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
     ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
-    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only');
+    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
+    ('registry.local_path_roots', '', 'paths',
+     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
 
 CREATE TABLE aveloxis_ops.setting_overrides (
     name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
@@ -85,12 +87,19 @@ BEGIN
     BEGIN
         IF setting_kind = 'interval' THEN
             PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
         ELSIF new_value::integer < 0 THEN
             RAISE EXCEPTION 'negative';
         END IF;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
-            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')' ELSE 'non-negative integer' END, new_value
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              ELSE 'non-negative integer' END, new_value
             USING ERRCODE = 'invalid_parameter_value';
     END;
     INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
@@ -179,10 +188,15 @@ CREATE TABLE aveloxis_ops.job_runs (
     outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
                                         'lease_expired')),
     error       text,
-    result      jsonb
+    result      jsonb,
+    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
+    -- never stored, so reading this table does not let anyone act as the lease holder.
+    lease_token_digest bytea
 );
 COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
 CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
+CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
+    WHERE lease_token_digest IS NOT NULL;
 CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
 
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
@@ -270,7 +284,7 @@ CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAU
                                lease interval DEFAULT '15 minutes')
 RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
                since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb)
+               agent_state jsonb, lease_token uuid)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
@@ -330,10 +344,12 @@ BEGIN
               FROM candidates c) c
         JOIN room l ON l.phase = c.phase
         WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
     ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at
-        FROM aveloxis_ops.jobs j JOIN picked p ON p.job_id = j.job_id
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
         RETURNING job_runs.job_id, job_runs.run_id
     ), leased AS (
         UPDATE aveloxis_ops.jobs j
@@ -347,8 +363,8 @@ BEGIN
                 WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
                 ELSE l.last_success_started_at END,
            l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
     ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
 END
 $$;
@@ -359,7 +375,7 @@ CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFA
                                     lease interval DEFAULT '15 minutes')
 RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
                since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb)
+               agent_state jsonb, lease_token uuid)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
@@ -369,6 +385,7 @@ DECLARE
     overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
     j       aveloxis_ops.jobs;
     run     bigint;
+    token   uuid := gen_random_uuid();
 BEGIN
     IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
         RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
@@ -388,8 +405,9 @@ BEGIN
         RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
     END IF;
-    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at)
-    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at) RETURNING job_runs.run_id INTO run;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
+    RETURNING job_runs.run_id INTO run;
     UPDATE aveloxis_ops.jobs x
     SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
         lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
@@ -400,60 +418,102 @@ BEGIN
            CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
                 WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
                 ELSE j.last_success_started_at END,
-           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
     FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
 END
 $$;
 
--- Renews the agent's leases by their lease length; returns the jobs still leased to it
--- (a job missing from the answer was lost: its lease had expired and moved on).
-CREATE FUNCTION aveloxis.heartbeat(job_ids bigint[], agent text)
+-- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
+CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
+
+-- Renews the leases whose tokens are given by their lease length; returns the jobs still
+-- leased under them (a job missing from the answer was lost: its lease expired and the
+-- job went back to the queue, or was claimed again).
+CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
 RETURNS SETOF bigint
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
     UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
-    WHERE j.job_id = ANY (job_ids) AND j.lease_owner = heartbeat.agent
+    FROM aveloxis_ops.job_runs r
+    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
+      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
     RETURNING j.job_id
 $$;
 
--- The job as its caller may finish it: leased to that agent, or (its lease lapsed) to no one.
-CREATE FUNCTION aveloxis_ops.finishing_job(job bigint, agent text)
-RETURNS aveloxis_ops.jobs
+-- The lease a token proves, locked: the job and the run the token was handed out with.
+-- Accepted while the lease is held (even past its expiry, until someone else claims the
+-- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
+-- the reason: the holder of a stale token learns that its result was not taken.
+CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    j aveloxis_ops.jobs;
+    r      aveloxis_ops.job_runs;
+    latest bigint;
 BEGIN
-    SELECT * INTO j FROM aveloxis_ops.jobs WHERE job_id = job FOR UPDATE;
+    IF lease_token IS NULL THEN
+        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
+    END IF;
+    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
+    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
+        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
+    END IF;
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', job USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
+            USING ERRCODE = 'no_data_found';
     END IF;
-    IF agent IS NULL THEN
-        RETURN j;
+    run := r.run_id;
+    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
+        RETURN;
     END IF;
-    IF j.lease_owner IS NOT NULL AND j.lease_owner <> agent THEN
-        RAISE EXCEPTION 'job % is leased to %, not to %', job, j.lease_owner, agent
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Your lease expired and another agent claimed the job; drop this run''s result.';
+    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
+    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
+        RETURN;
     END IF;
-    -- Unleased: only the agent whose lease lapsed, with no claim since, may still finish it.
-    IF j.lease_owner IS NULL AND NOT EXISTS (
-        SELECT FROM (SELECT r.agent, r.outcome FROM aveloxis_ops.job_runs r WHERE r.job_id = job
-                     ORDER BY r.run_id DESC LIMIT 1) last
-        WHERE last.agent = finishing_job.agent AND last.outcome = 'lease_expired') THEN
-        RAISE EXCEPTION 'job % is not leased to %', job, agent
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Claim the job with aveloxis.claim() before completing or failing it.';
+    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
+        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
+            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
     END IF;
-    RETURN j;
+    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
+        j.job_id, r.run_id
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
 END
 $$;
 
--- Records the end of a run in job_runs (the lease's run, or a new row for a run whose
--- lease had already lapsed) and releases the lease.
-CREATE FUNCTION aveloxis_ops.finish_run(j aveloxis_ops.jobs, agent text, outcome text, error text, result jsonb)
+-- The repository of the lease a token proves, for calls that write one repository's
+-- data outside staging (record_rename, commit-author links): only for a lease of the
+-- given phase.
+CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease record := aveloxis_ops.held_lease(lease_token, NULL);
+    j     aveloxis_ops.jobs := lease.j;
+BEGIN
+    IF j.phase <> lease_phase THEN
+        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN j.repo_id;
+END
+$$;
+
+-- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
+-- gets its real outcome instead of lease_expired) and releases the lease.
+CREATE FUNCTION aveloxis_ops.finish_run(j aveloxis_ops.jobs, run bigint, outcome text, error text, result jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -463,13 +523,7 @@ DECLARE
 BEGIN
     UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = finish_run.outcome, error = finish_run.error,
                                        result = finish_run.result
-    WHERE r.run_id = j.lease_run_id AND j.lease_owner IS NOT NULL;
-    IF NOT FOUND THEN
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, finished_at, outcome,
-                                           error, result)
-        VALUES (j.job_id, j.repo_id, j.phase, coalesce(finish_run.agent, '(unknown)'), j.attempts, coalesce(j.leased_at, at), at,
-                finish_run.outcome, finish_run.error, finish_run.result);
-    END IF;
+    WHERE r.run_id = finish_run.run;
     UPDATE aveloxis_ops.jobs SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL,
                                  lease_run_id = NULL
     WHERE job_id = j.job_id;
@@ -479,13 +533,14 @@ $$;
 -- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
 -- partial run (complete = false) is served again first, soon; a complete one is next due
 -- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
-CREATE FUNCTION aveloxis.complete(job bigint, outcome jsonb DEFAULT '{}', agent text DEFAULT NULL)
+CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
 RETURNS timestamptz
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
-    j        aveloxis_ops.jobs := aveloxis_ops.finishing_job(job, agent);
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
     at       timestamptz := aveloxis_ops.clock();
     whole    boolean;
     next_due timestamptz;
@@ -499,7 +554,7 @@ BEGIN
     END IF;
     whole := coalesce((outcome ->> 'complete')::boolean, true);
     next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    PERFORM aveloxis_ops.finish_run(j, agent, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+    PERFORM aveloxis_ops.finish_run(j, lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
                                     outcome - 'state');
     UPDATE aveloxis_ops.jobs SET
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -522,13 +577,14 @@ $$;
 --   gone       404/410: every phase of the repository is sidelined; its data is kept
 --   auth       credentials, not the job: back after one backoff base, not counted
 --   fatal      will not succeed by retrying: next due after the cadence, counted
-CREATE FUNCTION aveloxis.fail(job bigint, error text, class text, agent text DEFAULT NULL)
+CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
 RETURNS timestamptz
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     j        aveloxis_ops.jobs;
+    lease    record;
     at       timestamptz := aveloxis_ops.clock();
     base     interval;
     cadence  interval;
@@ -540,11 +596,12 @@ BEGIN
         RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Classes are transient, skip, gone, auth and fatal.';
     END IF;
-    j := aveloxis_ops.finishing_job(job, agent);
+    lease := aveloxis_ops.held_lease(lease_token, job);
+    j := lease.j;
     base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
     cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
     limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(j, agent, class, error, NULL);
+    PERFORM aveloxis_ops.finish_run(j, lease.run, class, error, NULL);
 
     IF class = 'transient' THEN
         n := j.consecutive_failures + 1;

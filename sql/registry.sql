@@ -98,6 +98,35 @@ $$;
 
 -- Register a repository; returns its repo_id. Idempotent: any spelling of a known
 -- repository (or of one of its past names) returns the existing id.
+-- A local path (file:// key) is registered only under a directory an admin allows
+-- (setting registry.local_path_roots, empty by default): otherwise anyone who may add
+-- repositories could make any git directory the agent's host can read visible to
+-- analysts. Paths are the agent host's; they carry no '.' or '..' (parse_repo_url).
+CREATE FUNCTION aveloxis_ops.check_local_path(url_key text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    path  text;
+    roots text[];
+BEGIN
+    IF url_key IS NULL OR NOT starts_with(url_key, 'file://') THEN
+        RETURN;
+    END IF;
+    path := substr(url_key, 8);
+    SELECT coalesce(array_agg(rtrim(btrim(r), '/')), '{}') INTO roots
+    FROM unnest(string_to_array(aveloxis_ops.setting('registry.local_path_roots'), ',')) r
+    WHERE btrim(r) <> '';
+    IF NOT EXISTS (SELECT FROM unnest(roots) r WHERE path = r OR starts_with(path, r || '/')) THEN
+        RAISE EXCEPTION 'local path % is not under a directory allowed for local repositories (%)', path,
+            CASE WHEN cardinality(roots) = 0 THEN 'none is allowed' ELSE array_to_string(roots, ', ') END
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An admin allows directories with SELECT aveloxis.set_setting(''registry.local_path_roots'', ''/srv/git,/data/repos'').';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION aveloxis.add_repo(url text, group_name text DEFAULT 'Default')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -124,6 +153,7 @@ BEGIN
     END IF;
 
     SELECT * INTO STRICT parsed FROM aveloxis.parse_repo_url(url);
+    PERFORM aveloxis_ops.check_local_path(parsed.url_key);
 
     -- Two sessions adding spellings of one repository must end with one row.
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.repo_url:' || parsed.url_key, 0));
@@ -205,6 +235,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Register the repository on the new host with aveloxis.add_repo().';
     END IF;
+    PERFORM aveloxis_ops.check_local_path(parsed.url_key);
 
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.repo_url:' || parsed.url_key, 0));
     SELECT h.repo_id INTO owner_id FROM aveloxis_data.repo_url_history h WHERE h.url_key = parsed.url_key;
@@ -223,6 +254,17 @@ BEGIN
     UPDATE aveloxis_data.repos r
     SET repo_git = parsed.repo_git, repo_owner = parsed.repo_owner, repo_name = parsed.repo_name
     WHERE r.repo_id = target_id;
+END
+$$;
+
+-- The agent's record_rename: the repository is the one the caller's collect lease is for.
+CREATE FUNCTION aveloxis.record_rename(lease_token uuid, new_url text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis.record_rename(aveloxis_ops.lease_repo(lease_token, 'collect'), new_url);
 END
 $$;
 

@@ -18,7 +18,10 @@ CREATE TABLE aveloxis_ops.staging (
     -- What the forge omits and the drain needs (docs/staging-contract.md).
     context          jsonb,
     staged_at        timestamptz NOT NULL DEFAULT now(),
-    drained_at       timestamptz
+    drained_at       timestamptz,
+    -- The run (aveloxis_ops.job_runs) whose lease staged the row; NULL for rows an admin
+    -- staged directly. What one agent staged can always be found, and removed.
+    job_run_id       bigint
 );
 COMMENT ON TABLE aveloxis_ops.staging IS 'Raw forge payloads waiting for (or done with) CALL aveloxis.drain()';
 CREATE INDEX staging_pending_idx ON aveloxis_ops.staging (repo_id, entity, staging_id) WHERE drained_at IS NULL;
@@ -67,9 +70,70 @@ CREATE TABLE aveloxis_ops.drain_run_counts (
 );
 COMMENT ON TABLE aveloxis_ops.drain_run_counts IS 'Per-entity outcome counts of a drain run';
 
+-- Fields a drain run stored as NULL because the payload's value had the wrong type or
+-- range (a bad field never loses the rest of its row: docs/staging-contract.md).
+CREATE TABLE aveloxis_ops.drain_run_nulled (
+    run_id bigint NOT NULL REFERENCES aveloxis_ops.drain_runs ON DELETE CASCADE,
+    entity text NOT NULL,
+    field  text NOT NULL,
+    nulled bigint NOT NULL,
+    PRIMARY KEY (run_id, entity, field)
+);
+COMMENT ON TABLE aveloxis_ops.drain_run_nulled IS 'Per drain run, entity and field: values stored as NULL because they did not fit';
+
+-- The agents' door into staging: rows are staged under a lease, for the lease's
+-- repository and platform, and only of the entities the lease's phase produces
+-- (docs/operations.md, Security). A compromised agent can stage only for the jobs it
+-- holds, never for another repository.
+CREATE FUNCTION aveloxis_ops.phase_entities(phase text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE phase
+        WHEN 'collect' THEN ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
+                                  'review_comment', 'release', 'repo_info']
+        WHEN 'facade' THEN ARRAY['commit', 'commit_removed']
+        ELSE '{}'::text[] END
+$$;
+
+-- Stages payloads of one entity (staging contract v1) under the lease the token proves;
+-- contexts, when given, pair with payloads by position. Returns the rows staged.
+CREATE FUNCTION aveloxis.stage(lease_token uuid, entity text, payloads text[], contexts jsonb[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, NULL);
+    j        aveloxis_ops.jobs := lease.j;
+    platform smallint;
+    staged   bigint;
+BEGIN
+    IF entity IS NULL OR NOT entity = ANY (aveloxis_ops.phase_entities(j.phase)) THEN
+        RAISE EXCEPTION 'a % lease stages %, not %', j.phase,
+            array_to_string(aveloxis_ops.phase_entities(j.phase), ', '), coalesce(entity, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF payloads IS NULL OR array_position(payloads, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'payloads must be an array of JSON texts without NULLs' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF contexts IS NOT NULL AND cardinality(contexts) <> cardinality(payloads) THEN
+        RAISE EXCEPTION '% payloads but % contexts: they pair by position', cardinality(payloads), cardinality(contexts)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r.platform_id INTO platform FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+    INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, context, job_run_id)
+    SELECT j.repo_id, platform, stage.entity, p.payload, p.context, lease.run
+    FROM unnest(payloads, contexts) AS p(payload, context);
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    RETURN staged;
+END
+$$;
+
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.staging', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.staging', 'staging_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.staging_rejects', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_runs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.drain_runs', 'run_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_run_counts', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_run_nulled', '');

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config;
 use crate::db::Api;
-use crate::error::AgentError;
+use crate::error::{is_connection_error, AgentError, Backoff};
 
 #[derive(Debug, Parser)]
 #[command(name = "aveloxis-agent", version, about = "Network and git I/O for pg_aveloxis")]
@@ -69,6 +69,10 @@ pub enum Command {
         /// The name this agent gives the queue; workers append /1, /2, ...
         #[arg(long, default_value_t = format!("run-{}", std::process::id()))]
         agent: String,
+        /// Seconds to keep trying, at start, while PostgreSQL cannot be reached (once running,
+        /// workers wait out any outage).
+        #[arg(long, default_value_t = 60)]
+        connect_wait: u64,
     },
     /// Register repositories by URL or absolute local path.
     Add {
@@ -91,9 +95,13 @@ pub struct ForgeArgs {
     /// GitHub tokens, comma-separated. Never logged or stored: the database sees fingerprints.
     #[arg(long, env = "GITHUB_TOKENS", hide_env_values = true, value_delimiter = ',')]
     pub github_tokens: Vec<String>,
-    /// The GitHub API root (GitHub Enterprise: https://host/api/v3/); default https://api.github.com/.
+    /// github.com's API root (default https://api.github.com/); GITHUB_TOKENS are sent there
+    /// only. GitHub Enterprise hosts get their own tokens: [tokens] in the config file.
     #[arg(long, env = "GITHUB_API_URL", default_value = "")]
     pub github_api_url: String,
+    /// Tokens of other GitHub API hosts, by API host (config file `[tokens]` only).
+    #[arg(skip)]
+    pub host_tokens: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Where and how git history is read.
@@ -132,17 +140,29 @@ impl GitArgs {
 }
 
 impl ForgeArgs {
+    /// Any GitHub token, for any API host.
     fn has_tokens(&self) -> bool {
-        self.github_tokens.iter().any(|t| !t.trim().is_empty())
+        self.github_tokens
+            .iter()
+            .chain(self.host_tokens.values().flatten())
+            .any(|t| !t.trim().is_empty())
     }
 
-    /// Flags and environment win; the config file fills what they leave empty.
+    /// Tokens by API host, for [`crate::forge::hosts::GithubHosts`].
+    fn token_settings(&self) -> crate::forge::hosts::TokenSettings {
+        crate::forge::hosts::TokenSettings {
+            github_api_url: self.github_api_url.clone(),
+            github_tokens: self.github_tokens.clone(),
+            by_api_host: self.host_tokens.clone(),
+        }
+    }
+
+    /// Flags and environment win; the config file fills what they leave empty, and alone
+    /// holds the tokens of other API hosts (`[tokens]`).
     fn with_config(mut self, config_path: Option<&PathBuf>) -> Result<Self, AgentError> {
         let file = match config_path {
-            Some(path) if self.github_tokens.iter().all(|t| t.trim().is_empty()) || self.github_api_url.is_empty() => {
-                Some(config::ConfigFile::load(path)?)
-            }
-            _ => None,
+            Some(path) => Some(config::ConfigFile::load(path)?),
+            None => None,
         };
         if let Some(file) = file {
             if self.github_tokens.iter().all(|t| t.trim().is_empty()) {
@@ -151,6 +171,7 @@ impl ForgeArgs {
             if self.github_api_url.is_empty() {
                 self.github_api_url = file.github_api_url.unwrap_or_default();
             }
+            self.host_tokens = file.tokens.unwrap_or_default();
         }
         if self.github_api_url.is_empty() {
             self.github_api_url = crate::forge::github::DEFAULT_API_URL.to_string();
@@ -161,7 +182,13 @@ impl ForgeArgs {
 
 pub async fn run(cli: Cli) -> Result<(), AgentError> {
     let url = config::database_url(cli.database_url, cli.config.as_ref())?;
-    let mut api = Api::connect(&url).await?;
+    // `run` is a service: at start it keeps trying while PostgreSQL cannot be reached
+    // (`--connect-wait`); one-shot commands report it at once.
+    let connect_wait = match &cli.command {
+        Command::Run { connect_wait, .. } => std::time::Duration::from_secs(*connect_wait),
+        _ => std::time::Duration::ZERO,
+    };
+    let mut api = waiting_for_the_database(connect_wait, Backoff::database(), || Api::connect(&url)).await?;
     let config_path = cli.config.clone();
     let result = match cli.command {
         Command::Status => status(&mut api).await,
@@ -187,12 +214,14 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
             poll_seconds,
             once,
             agent,
+            connect_wait,
         } => match (forge.with_config(config_path.as_ref()), git.options()) {
             (Ok(forge), Ok(git)) => {
                 let settings = RunSettings {
                     workers,
                     poll_seconds,
                     once,
+                    connect_wait: std::time::Duration::from_secs(connect_wait),
                 };
                 run_queue(&api, &url, &phases, &forge, git, settings, &agent).await
             }
@@ -292,7 +321,7 @@ async fn add(
             expanded.push(url.clone());
             continue;
         };
-        if forge.github_tokens.iter().all(|t| t.trim().is_empty()) {
+        if !forge.has_tokens() {
             // add_repo refuses it below with its own message; say how to expand it.
             eprintln!("hint: {url} names an owner: with GITHUB_TOKENS set, add lists and adds its repositories");
             expanded.push(url.clone());
@@ -301,8 +330,12 @@ async fn add(
         if github.is_none() {
             github = Some(connect_github(api, database_url, forge, 2).await?);
         }
-        let (_, client) = github.as_ref().expect("connected above");
-        match owner_repositories(client, &owner).await {
+        let (_, hosts) = github.as_ref().expect("connected above");
+        let listed = match hosts.for_repo(url) {
+            Ok(client) => owner_repositories(client, &owner).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match listed {
             Ok(found) => {
                 println!("{url}: {} repositories", found.len());
                 expanded.extend(found);
@@ -353,14 +386,14 @@ fn agent_phases(platform_id: i16) -> &'static [&'static str] {
     }
 }
 
-/// What every job of this agent needs: the database, GitHub when tokens were given, and
-/// the facade's options.
+/// What every job of this agent needs: the database, a GitHub client per API host with
+/// tokens, and the facade's options.
 struct Workshop {
     db: sqlx::PgPool,
-    github: Option<crate::forge::github::GithubClient>,
+    /// github.com's API and each GitHub Enterprise host that has tokens; each host's tokens
+    /// go to that host only (API requests, and git over https to its web host).
+    github: crate::forge::hosts::GithubHosts,
     git: crate::facade::FacadeOptions,
-    /// The first GitHub token, for cloning private GitHub repositories over https.
-    github_clone_token: Option<String>,
 }
 
 impl Workshop {
@@ -370,19 +403,41 @@ impl Workshop {
         forge: &ForgeArgs,
         git: crate::facade::FacadeOptions,
         connections: u32,
+        connect_wait: std::time::Duration,
     ) -> Result<Workshop, AgentError> {
-        let db = connect_pool(api, database_url, connections).await?;
-        let github = if forge.has_tokens() {
-            Some(github_client(&db, forge)?)
-        } else {
-            None
-        };
-        Ok(Workshop {
-            db,
-            github,
-            git,
-            github_clone_token: forge.github_tokens.iter().find(|t| !t.trim().is_empty()).cloned(),
+        let db = waiting_for_the_database(connect_wait, Backoff::database(), || {
+            connect_pool(api, database_url, connections)
         })
+        .await?;
+        let github = github_hosts(&db, forge)?;
+        Ok(Workshop { db, github, git })
+    }
+
+    /// Completes or fails a collect job; the report is sent again while the database cannot
+    /// be reached ([`redeliver`]).
+    async fn finish_collect(
+        &self,
+        agent: &str,
+        job: &crate::collect::ClaimedJob,
+        result: Result<crate::collect::Outcome, (crate::collect::Outcome, crate::forge::ForgeError)>,
+    ) -> Result<(String, bool), sqlx::Error> {
+        use crate::collect;
+
+        let failed = result.is_err();
+        let line = match &result {
+            Ok(outcome) | Err((outcome, _)) => outcome.summary(),
+        };
+        // What `finish` reports, kept to send again.
+        let again = match &result {
+            Ok(outcome) => Ok(outcome.report()),
+            Err((_, error)) => Err((error.to_string(), error.class())),
+        };
+        let first = collect::finish(&self.db, agent, job, result).await.map(|_| ());
+        redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+            collect::report(&self.db, agent, job, true, again.clone())
+        })
+        .await?;
+        Ok((line, failed))
     }
 
     /// Runs one claimed job and reports it to the queue. Returns the line to print and
@@ -395,22 +450,27 @@ impl Workshop {
     ) -> Result<(String, bool), sqlx::Error> {
         use crate::{collect, facade};
 
-        let beat = heartbeat(&self.db, agent, job.job_id);
-        let result = match (job.phase.as_str(), job.platform_id, &self.github) {
-            ("collect", 1, Some(github)) => {
+        let beat = heartbeat(&self.db, job);
+        // The client of the repository's own API host, or why there is none.
+        let github = self.github.for_repo(&job.repo_git);
+        let result = match (job.phase.as_str(), job.platform_id, github) {
+            ("collect", 1, Ok(github)) => {
                 let result = collect::collect_github(github, &self.db, job, bar).await;
-                let failed = result.is_err();
-                collect::finish(&self.db, agent, job, result)
+                self.finish_collect(agent, job, result).await
+            }
+            // Tokens, but none for this repository's host (a GitHub Enterprise host not in
+            // [tokens]): `auth`, naming the host; other hosts' tokens are never sent there.
+            ("collect", 1, Err(no_token)) if !self.github.is_empty() => {
+                self.finish_collect(agent, job, Err((collect::Outcome::default(), no_token)))
                     .await
-                    .map(|outcome| (outcome.summary(), failed))
             }
             ("facade", _, github) => {
                 let mut options = self.git.clone();
                 if job.platform_id == 1 {
-                    options.credentials.https_token = self.github_clone_token.clone();
+                    options.credentials.https_token = self.github.clone_token_for(&job.repo_git);
                 }
                 let forge = match (job.platform_id, github) {
-                    (1, Some(github)) => {
+                    (1, Ok(github)) => {
                         collect::owner_and_name(&job.repo_git).map(|(owner, name)| facade::authors::ForgeRepo {
                             forge: github,
                             owner,
@@ -424,7 +484,12 @@ impl Workshop {
                 }
                 let result = facade::collect_facade(&self.db, job, &options, forge, job.platform_id == 1).await;
                 let failed = result.is_err();
-                facade::finish(&self.db, agent, job, &result).await.map(|()| {
+                let first = facade::finish(&self.db, agent, job, &result).await;
+                redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+                    facade::finish(&self.db, agent, job, &result)
+                })
+                .await
+                .map(|()| {
                     let line = match &result {
                         Ok(o) => o.summary(),
                         Err((o, e)) => format!("{} ({e})", o.summary()),
@@ -433,15 +498,15 @@ impl Workshop {
                 })
             }
             (phase, platform, github) => {
-                let why = if phase == "collect" && platform == 1 && github.is_none() {
+                let why = if phase == "collect" && platform == 1 && github.is_err() {
                     "no GitHub tokens on this agent (GITHUB_TOKENS)"
                 } else {
                     "this agent does not run this phase for this platform yet"
                 };
-                sqlx::query("SELECT aveloxis.fail($1, $2, 'skip', $3)")
+                sqlx::query("SELECT aveloxis.fail($1, $2, $3, 'skip')")
                     .bind(job.job_id)
+                    .bind(job.lease_token)
                     .bind(why)
-                    .bind(agent)
                     .execute(&self.db)
                     .await
                     .map(|_| (format!("skipped: {why}"), true))
@@ -470,7 +535,7 @@ async fn collect(
             message: format!("unknown phase {unknown:?}: collect runs the phases collect and facade"),
         });
     }
-    let shop = Workshop::open(api, database_url, forge, git, 4).await?;
+    let shop = Workshop::open(api, database_url, forge, git, 4, std::time::Duration::ZERO).await?;
     let db = &shop.db;
 
     let mut failures = Vec::new();
@@ -499,13 +564,15 @@ async fn collect(
             .into_iter()
             .filter(|p| !(platform == 2 && *p == "collect"))
             .collect();
-        if platform == 1 && wanted.contains(&"collect") && shop.github.is_none() {
-            eprintln!(
-                "error: {url}: collecting GitHub data needs tokens (GITHUB_TOKENS=tok1,tok2, --github-tokens, or \
-                 github_tokens in the config file); --phases facade collects its git history alone"
-            );
-            failures.push(url.clone());
-            continue;
+        if platform == 1 && wanted.contains(&"collect") {
+            if let Err(e) = shop.github.for_repo(url) {
+                eprintln!(
+                    "error: {url}: collecting GitHub data needs a token for its API host: {e}; --phases facade \
+                     collects its git history alone"
+                );
+                failures.push(url.clone());
+                continue;
+            }
         }
         if wanted.is_empty() {
             eprintln!("error: {url}: none of the phases {phases:?} applies to it");
@@ -558,6 +625,9 @@ async fn collect(
 async fn connect_pool(api: &Api, database_url: &str, connections: u32) -> Result<sqlx::PgPool, AgentError> {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
+        // A database that went away makes calls fail within this (and then be retried),
+        // so a stop signal is not held up for long.
+        .acquire_timeout(std::time::Duration::from_secs(10))
         .connect(database_url)
         .await
         .map_err(|e| AgentError::Unreachable {
@@ -566,29 +636,16 @@ async fn connect_pool(api: &Api, database_url: &str, connections: u32) -> Result
         })
 }
 
-/// A GitHub client spending the given tokens through the shared budgets.
-fn github_client(db: &sqlx::PgPool, forge: &ForgeArgs) -> Result<crate::forge::github::GithubClient, AgentError> {
-    use crate::forge::github::{GithubClient, GithubConfig};
+/// A GitHub client per API host with tokens, each spending its own host's tokens through
+/// the shared budgets.
+fn github_hosts(db: &sqlx::PgPool, forge: &ForgeArgs) -> Result<crate::forge::hosts::GithubHosts, AgentError> {
     use crate::forge::tokens::TokenPool;
 
-    let config = GithubConfig::new(&forge.github_api_url).map_err(|e| AgentError::Setting {
-        name: "--github-api-url".into(),
-        message: format!("{}: {e}", forge.github_api_url),
-    })?;
-    let pool = TokenPool::new(
-        forge
-            .github_tokens
-            .iter()
-            .filter(|t| !t.trim().is_empty())
-            .cloned()
-            .collect::<Vec<_>>(),
-        1,
-        db.clone(),
-    );
-    GithubClient::new(config, pool).map_err(|e| AgentError::Setting {
-        name: "HTTP client".into(),
-        message: e.to_string(),
-    })
+    crate::forge::hosts::GithubHosts::new(&forge.token_settings(), |tokens| TokenPool::new(tokens, 1, db.clone()))
+        .map_err(|message| AgentError::Setting {
+            name: "GitHub API hosts and tokens (--github-api-url, [tokens])".into(),
+            message,
+        })
 }
 
 /// A database pool and a GitHub client spending the given tokens (`add` expanding owners).
@@ -597,36 +654,192 @@ async fn connect_github(
     database_url: &str,
     forge: &ForgeArgs,
     connections: u32,
-) -> Result<(sqlx::PgPool, crate::forge::github::GithubClient), AgentError> {
+) -> Result<(sqlx::PgPool, crate::forge::hosts::GithubHosts), AgentError> {
     if !forge.has_tokens() {
         return Err(AgentError::Setting {
             name: "GITHUB_TOKENS".into(),
-            message: "no GitHub token given (GITHUB_TOKENS=tok1,tok2, --github-tokens, or github_tokens = [...])"
+            message: "no GitHub token given (GITHUB_TOKENS=tok1,tok2, --github-tokens, github_tokens = [...], or \
+                      [tokens] in the config file)"
                 .into(),
         });
     }
     let db = connect_pool(api, database_url, connections).await?;
-    let github = github_client(&db, forge)?;
+    let github = github_hosts(&db, forge)?;
     Ok((db, github))
 }
 
 /// Renews a job's lease every third of its length until aborted.
-fn heartbeat(db: &sqlx::PgPool, agent: &str, job_id: i64) -> tokio::task::JoinHandle<()> {
+fn heartbeat(db: &sqlx::PgPool, job: &crate::collect::ClaimedJob) -> tokio::task::JoinHandle<()> {
     let db = db.clone();
-    let agent = agent.to_string();
+    let (job_id, token) = (job.job_id, job.lease_token);
     tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(LEASE_SECS as u64 / 3);
+        let mut retry = Backoff::database();
+        let mut wait = every;
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(LEASE_SECS as u64 / 3)).await;
-            if let Err(e) = sqlx::query("SELECT aveloxis.heartbeat(ARRAY[$1], $2)")
-                .bind(job_id)
-                .bind(&agent)
-                .execute(&db)
+            tokio::time::sleep(wait).await;
+            wait = every;
+            match sqlx::query_scalar::<_, i64>("SELECT aveloxis.heartbeat(ARRAY[$1])")
+                .bind(token)
+                .fetch_all(&db)
                 .await
             {
-                tracing::warn!(job_id, "heartbeat failed: {e}");
+                Ok(held) if held.is_empty() => {
+                    tracing::warn!(
+                        job_id,
+                        "heartbeat: the lease was lost (it expired and the job went back)"
+                    )
+                }
+                Ok(_) => {}
+                // The database went away: renew again soon (with backoff) rather than a third
+                // of the lease from now, so a short outage does not cost the lease.
+                Err(e) if is_connection_error(&e) => {
+                    wait = retry.next_delay().min(every);
+                    tracing::warn!(
+                        job_id,
+                        "heartbeat failed, the database cannot be reached: {e}; trying again in {:.1} s",
+                        wait.as_secs_f64()
+                    );
+                    continue;
+                }
+                Err(e) => tracing::warn!(job_id, "heartbeat failed: {e}"),
             }
+            retry.reset();
         }
     })
+}
+
+/// Attempts at reporting a job's outcome, the first included, while the database cannot be
+/// reached: 0.5 s doubling to 30 s between them, about a minute in all.
+const REPORT_ATTEMPTS: u32 = 8;
+
+/// `repo <id> (<phase>)`, for messages about a job.
+fn job_label(job: &crate::collect::ClaimedJob) -> String {
+    format!("repo {} ({}, job {})", job.repo_id, job.phase, job.job_id)
+}
+
+/// Runs `connect` until it succeeds, fails otherwise than by an unreachable PostgreSQL, or
+/// `wait` has passed (zero: one attempt); each retry is logged with the error and the wait.
+async fn waiting_for_the_database<T, F, Fut>(
+    wait: std::time::Duration,
+    mut backoff: Backoff,
+    mut connect: F,
+) -> Result<T, AgentError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match connect().await {
+            Err(AgentError::Unreachable { target, message }) if tokio::time::Instant::now() < deadline => {
+                let next = backoff
+                    .next_delay()
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                tracing::warn!(
+                    "cannot connect to PostgreSQL at {target}: {message}; trying again in {:.1} s",
+                    next.as_secs_f64()
+                );
+                tokio::time::sleep(next).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A job's report (`complete` or `fail`, after the drain) that the database did not take
+/// because the connection failed is sent again with backoff, up to `attempts` in all
+/// (`first` was the first). If it still fails that is logged as an error: the lease then
+/// expires and the job returns to the queue, and what was staged stays in staging for the
+/// next run's drain, so nothing is lost.
+async fn redeliver<F, Fut>(
+    what: &str,
+    first: Result<(), sqlx::Error>,
+    mut backoff: Backoff,
+    attempts: u32,
+    mut again: F,
+) -> Result<(), sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
+{
+    let mut result = first;
+    let mut attempt = 1;
+    loop {
+        match result {
+            Err(e) if is_connection_error(&e) && attempt < attempts => {
+                let wait = backoff.next_delay();
+                tracing::warn!(
+                    "reporting {what}: the database cannot be reached ({e}); attempt {} of {attempts} in {:.1} s",
+                    attempt + 1,
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                result = again().await;
+            }
+            Err(e) => {
+                if is_connection_error(&e) {
+                    tracing::error!(
+                        "REPORT LOST: {what}: the outcome could not be reported in {attempt} attempts ({e}); the \
+                         lease will expire and the job return to the queue (what it staged stays in staging)"
+                    );
+                }
+                return Err(e);
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// What a worker's claim brought.
+enum Claimed {
+    Job(crate::collect::ClaimedJob),
+    /// Nothing due (or the claim failed otherwise than by the connection: logged, counted).
+    Nothing,
+    /// The agent is stopping.
+    Stopped,
+}
+
+/// Claims one due job. While the database cannot be reached the claim is tried again with
+/// backoff (each retry logged with the error and the wait) until it answers or the agent
+/// is stopped: an outage never ends the worker.
+async fn claim_next(
+    db: &sqlx::PgPool,
+    name: &str,
+    phases: &[&str],
+    backoff: &mut Backoff,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    failures: &mut usize,
+) -> Claimed {
+    loop {
+        if *stop.borrow() {
+            return Claimed::Stopped;
+        }
+        match crate::collect::claim(db, name, phases, 1, LEASE_SECS).await {
+            Ok(jobs) => {
+                backoff.reset();
+                return jobs.into_iter().next().map_or(Claimed::Nothing, Claimed::Job);
+            }
+            Err(e) if is_connection_error(&e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(
+                    worker = %name,
+                    "claim: the database cannot be reached: {e}; trying again in {:.1} s",
+                    wait.as_secs_f64()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(worker = %name, "claim failed: {e}");
+                *failures += 1;
+                return Claimed::Nothing;
+            }
+        }
+    }
 }
 
 /// How `run` paces itself.
@@ -634,6 +847,8 @@ struct RunSettings {
     workers: usize,
     poll_seconds: u64,
     once: bool,
+    /// How long to keep trying at start while PostgreSQL cannot be reached.
+    connect_wait: std::time::Duration,
 }
 
 async fn run_queue(
@@ -647,12 +862,11 @@ async fn run_queue(
 ) -> Result<(), AgentError> {
     use std::sync::Arc;
 
-    use crate::collect;
-
     let RunSettings {
         workers,
         poll_seconds,
         once,
+        connect_wait,
     } = settings;
     let phases: Vec<String> = if phases.is_empty() {
         if forge.has_tokens() {
@@ -670,7 +884,7 @@ async fn run_queue(
         });
     }
     let workers = workers.max(1);
-    let shop = Arc::new(Workshop::open(api, database_url, forge, git, workers as u32 * 3 + 2).await?);
+    let shop = Arc::new(Workshop::open(api, database_url, forge, git, workers as u32 * 3 + 2, connect_wait).await?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -692,24 +906,19 @@ async fn run_queue(
             let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
             let mut done = 0usize;
             let mut failures = 0usize;
+            let mut backoff = Backoff::database();
             while !*stop.borrow() {
-                let jobs = match collect::claim(&shop.db, &name, &phases, 1, LEASE_SECS).await {
-                    Ok(jobs) => jobs,
-                    Err(e) => {
-                        tracing::error!(worker = %name, "claim failed: {e}");
-                        failures += 1;
-                        Vec::new()
+                let job = match claim_next(&shop.db, &name, &phases, &mut backoff, &mut stop, &mut failures).await {
+                    Claimed::Job(job) => job,
+                    Claimed::Stopped => break,
+                    Claimed::Nothing if once => break,
+                    Claimed::Nothing => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(poll_seconds)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
                     }
-                };
-                let Some(job) = jobs.into_iter().next() else {
-                    if once {
-                        break;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(poll_seconds)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    continue;
                 };
                 match shop.work(&name, &job, None).await {
                     Ok((line, failed)) => {
@@ -751,6 +960,7 @@ mod unit_tests {
         ForgeArgs {
             github_tokens: tokens.iter().map(|t| t.to_string()).collect(),
             github_api_url: api.to_string(),
+            host_tokens: Default::default(),
         }
     }
 
@@ -776,6 +986,152 @@ mod unit_tests {
         assert!(defaults.github_tokens.is_empty());
         assert_eq!(defaults.github_api_url, crate::forge::github::DEFAULT_API_URL);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn enterprise_tokens_come_from_the_config_file_keyed_by_api_host() {
+        let dir = std::env::temp_dir().join(format!("aveloxis-host-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(&file, "[tokens]\n\"ghe.example.com\" = [\"ghe-1\"]\n").unwrap();
+        // GITHUB_TOKENS given: the file is read all the same for the other hosts.
+        let args = forge(&["gh-1"], "").with_config(Some(&file)).unwrap();
+        assert!(args.has_tokens());
+        assert_eq!(args.github_tokens, ["gh-1"]);
+        let settings = args.token_settings();
+        assert_eq!(settings.by_api_host["ghe.example.com"], ["ghe-1"]);
+        assert!(forge(&[], "").with_config(Some(&file)).unwrap().has_tokens());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn quick() -> Backoff {
+        Backoff::new(
+            std::time::Duration::from_millis(5),
+            std::time::Duration::from_millis(20),
+        )
+    }
+
+    fn connection_lost() -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "terminating connection due to administrator command",
+        ))
+    }
+
+    #[tokio::test]
+    async fn run_waits_for_the_database_at_start_and_one_shot_commands_do_not() {
+        let unreachable = || AgentError::Unreachable {
+            target: "db:5432/x".into(),
+            message: "connection refused".into(),
+        };
+        let attempts = std::cell::Cell::new(0);
+        let connect = || {
+            attempts.set(attempts.get() + 1);
+            let n = attempts.get();
+            async move {
+                if n < 3 {
+                    Err(unreachable())
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let wait = std::time::Duration::from_secs(5);
+        assert_eq!(waiting_for_the_database(wait, quick(), connect).await.unwrap(), 3);
+        // One-shot commands: a single attempt.
+        attempts.set(0);
+        let e = waiting_for_the_database(std::time::Duration::ZERO, quick(), connect)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AgentError::Unreachable { .. }));
+        assert_eq!(attempts.get(), 1);
+        // The wait is bounded.
+        let started = std::time::Instant::now();
+        let never = || async { Err::<(), _>(unreachable()) };
+        let e = waiting_for_the_database(std::time::Duration::from_millis(200), quick(), never)
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        // Anything else (no extension, a refused login...) is not waited out.
+        attempts.set(0);
+        let missing = || {
+            attempts.set(attempts.get() + 1);
+            async {
+                Err::<(), _>(AgentError::ExtensionMissing {
+                    target: "db:5432/x".into(),
+                })
+            }
+        };
+        assert!(waiting_for_the_database(wait, quick(), missing).await.is_err());
+        assert_eq!(attempts.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_report_the_database_dropped_is_sent_again_a_bounded_number_of_times() {
+        // The connection comes back on the third attempt.
+        let sent = std::cell::Cell::new(1);
+        let again = || {
+            sent.set(sent.get() + 1);
+            let n = sent.get();
+            async move {
+                if n < 3 {
+                    Err(connection_lost())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        redeliver("repo 1 (collect)", Err(connection_lost()), quick(), 8, again)
+            .await
+            .unwrap();
+        assert_eq!(sent.get(), 3);
+        // It never comes back: given up after 4 attempts in all.
+        sent.set(1);
+        let never = || {
+            sent.set(sent.get() + 1);
+            async { Err(sqlx::Error::PoolTimedOut) }
+        };
+        let e = redeliver("repo 1 (collect)", Err(sqlx::Error::PoolTimedOut), quick(), 4, never)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, sqlx::Error::PoolTimedOut));
+        assert_eq!(sent.get(), 4);
+        // An error of the call itself (a lease lost to another agent) is not sent again.
+        sent.set(1);
+        let e = redeliver("repo 1 (collect)", Err(sqlx::Error::RowNotFound), quick(), 8, never)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, sqlx::Error::RowNotFound));
+        assert_eq!(sent.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_worker_waits_out_an_unreachable_database_until_stopped() {
+        // Nothing listens there: every claim fails to connect.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(100))
+            .connect_lazy(&format!("postgres://agent@127.0.0.1:{port}/aveloxis"))
+            .unwrap();
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            let _ = stop_tx.send(true);
+        });
+        let mut backoff = quick();
+        let mut failures = 0;
+        let started = std::time::Instant::now();
+        let claimed = claim_next(&db, "test/1", &["facade"], &mut backoff, &mut stop, &mut failures).await;
+        assert!(
+            matches!(claimed, Claimed::Stopped),
+            "the worker kept trying until stopped"
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+        assert_eq!(failures, 0, "an outage is not a failed job");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPool;
 
-use crate::forge::{Fetched, Forge, ForgeError, Request};
+use crate::forge::{EndpointFailure, Fetched, Forge, ForgeError, Request};
 
 /// A job as `aveloxis.claim` / `claim_repo` hand it out.
 #[derive(Clone, Debug)]
@@ -27,10 +27,13 @@ pub struct ClaimedJob {
     pub since: Option<String>,
     pub attempt: i32,
     pub agent_state: Value,
+    /// The lease's receipt: every later call about this job (heartbeat, stage, complete,
+    /// fail) proves the lease with it. Never logged.
+    pub lease_token: uuid::Uuid,
 }
 
 const JOB_COLUMNS: &str = "job_id, repo_id, phase, repo_git, platform_id,
-    to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since, attempt, agent_state";
+    to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since, attempt, agent_state, lease_token";
 
 fn job_from_row(row: &sqlx::postgres::PgRow) -> ClaimedJob {
     use sqlx::Row;
@@ -43,6 +46,7 @@ fn job_from_row(row: &sqlx::postgres::PgRow) -> ClaimedJob {
         since: row.get("since"),
         attempt: row.get("attempt"),
         agent_state: row.get("agent_state"),
+        lease_token: row.get("lease_token"),
     }
 }
 
@@ -173,15 +177,18 @@ impl<F: Forge> Collector<'_, F> {
         }
         match self.forge.fetch(&request).await {
             Ok(fetched) => Ok(Some(fetched)),
-            // The repository itself not found: it is gone (deleted, or private to us), not an
-            // endpoint to skip. The job fails as `gone` and the repository is sidelined.
-            Err(ForgeError::NotFound { url }) if endpoint == "repo_info" => Err(ForgeError::Gone { url }),
-            Err(e) if e.class() == "skip" => {
-                tracing::info!(repo = self.job.repo_id, endpoint, "skipped: {e}");
-                self.outcome.skipped.push(format!("{endpoint}: {e}"));
-                Ok(None)
-            }
-            Err(e) => Err(e),
+            // Only the repository's own object (`repos/{owner}/{name}`, after redirects)
+            // answering 404 or 410 makes the repository gone (the job fails as `gone` and every
+            // phase is sidelined). Anywhere else 404, 403, 410 and a redirect that cannot be
+            // followed skip that endpoint alone (reference 001: skippable).
+            Err(e) => match e.at_endpoint(endpoint == "repo_info") {
+                EndpointFailure::Skip(e) => {
+                    tracing::info!(repo = self.job.repo_id, endpoint, "skipped: {e}");
+                    self.outcome.skipped.push(format!("{endpoint}: {e}"));
+                    Ok(None)
+                }
+                EndpointFailure::Fail(e) => Err(e),
+            },
         }
     }
 
@@ -253,7 +260,7 @@ impl<F: Forge> Collector<'_, F> {
             return Ok(());
         }
         sqlx::query("SELECT aveloxis.record_rename($1, $2)")
-            .bind(self.job.repo_id)
+            .bind(self.job.lease_token)
             .bind(html_url)
             .execute(self.db)
             .await?;
@@ -413,18 +420,14 @@ pub async fn collect_github<F: Forge>(
     }
 }
 
-/// Stages a job's payloads of one entity in one multi-row INSERT (staging contract v1).
+/// Stages a job's payloads of one entity in one call under its lease (staging contract v1).
 pub async fn stage(db: &PgPool, job: &ClaimedJob, entity: &str, payloads: &[String]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
-         SELECT $1, $2, $3, unnest($4::text[])",
-    )
-    .bind(job.repo_id)
-    .bind(job.platform_id)
-    .bind(entity)
-    .bind(payloads)
-    .execute(db)
-    .await?;
+    sqlx::query("SELECT aveloxis.stage($1, $2, $3)")
+        .bind(job.lease_token)
+        .bind(entity)
+        .bind(payloads)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -448,20 +451,20 @@ pub async fn report(
         Ok(report) => {
             sqlx::query("SELECT aveloxis.complete($1, $2, $3)")
                 .bind(job.job_id)
+                .bind(job.lease_token)
                 .bind(report)
-                .bind(agent)
                 .execute(db)
                 .await?;
         }
         Err((error, class)) => {
             sqlx::query("SELECT aveloxis.fail($1, $2, $3, $4)")
                 .bind(job.job_id)
+                .bind(job.lease_token)
                 .bind(&error)
                 .bind(class)
-                .bind(agent)
                 .execute(db)
                 .await?;
-            tracing::warn!(repo = job.repo_id, phase = %job.phase, class, "job failed: {error}");
+            tracing::warn!(repo = job.repo_id, phase = %job.phase, agent, class, "job failed: {error}");
         }
     }
     Ok(())

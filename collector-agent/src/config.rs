@@ -1,5 +1,6 @@
 //! Agent configuration: command-line flags and environment first, then a TOML file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -12,10 +13,15 @@ use crate::error::AgentError;
 pub struct ConfigFile {
     /// `postgres://user:password@host:port/database`
     pub database_url: Option<String>,
-    /// GitHub tokens (the file must then be readable by the agent's user only).
+    /// github.com's tokens, sent to `github_api_url` only (the file must then be readable by
+    /// the agent's user only).
     pub github_tokens: Option<Vec<String>>,
-    /// The GitHub API root, e.g. a GitHub Enterprise `https://host/api/v3/`.
+    /// github.com's API root (default `https://api.github.com/`; a replay server in tests).
     pub github_api_url: Option<String>,
+    /// Tokens of other GitHub API hosts (GitHub Enterprise), keyed by API host
+    /// (`"ghe.example.com"`: API at `https://ghe.example.com/api/v3/`) or API root URL.
+    /// Each host's tokens are sent to that host only.
+    pub tokens: Option<BTreeMap<String, Vec<String>>>,
 }
 
 impl ConfigFile {
@@ -64,6 +70,19 @@ mod tests {
             "postgres://file/db"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_keyed_by_api_host() {
+        let file: ConfigFile = toml::from_str(
+            "github_tokens = [\"gh\"]\n[tokens]\n\"ghe.example.com\" = [\"ghe-1\", \"ghe-2\"]\n\
+             \"https://git.corp.example/api/v3/\" = [\"corp\"]\n",
+        )
+        .unwrap();
+        let tokens = file.tokens.unwrap();
+        assert_eq!(tokens["ghe.example.com"], ["ghe-1", "ghe-2"]);
+        assert_eq!(tokens["https://git.corp.example/api/v3/"], ["corp"]);
+        assert_eq!(file.github_tokens.unwrap(), ["gh"]);
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod tests {
 
     #[pg_test]
     fn set_affiliation_reaffiliates_stored_commits_and_refuses_what_is_not_a_domain() {
+        Spi::run("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')").unwrap();
         let repo = int("SELECT aveloxis.add_repo('/srv/git/affiliated')").unwrap();
         Spi::run(&format!(
             "INSERT INTO aveloxis_data.commits (repo_id, cmt_commit_hash, cmt_author_email, cmt_committer_email,
@@ -65,6 +66,7 @@ mod tests {
 
     #[pg_test]
     fn commit_author_verbs_check_their_input() {
+        Spi::run("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')").unwrap();
         let repo = int("SELECT aveloxis.add_repo('/srv/git/verbs')").unwrap();
         let err = sql_error(&format!(
             "SELECT aveloxis.record_commit_author({repo}, 'a@b.c', 3::smallint, 1, 'x')"

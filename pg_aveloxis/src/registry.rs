@@ -383,6 +383,39 @@ mod tests {
     }
 
     #[pg_test]
+    fn local_paths_only_under_allowed_roots() {
+        // A fresh install allows none: any absolute path would make that directory's git
+        // history readable by analysts.
+        let err = sql_error("SELECT aveloxis.add_repo('/etc/secret-repo')").unwrap();
+        assert!(
+            err.starts_with("42501 local path /etc/secret-repo is not under a directory allowed"),
+            "{err}"
+        );
+        Spi::run("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git, /data/repos/')").unwrap();
+        assert!(add("/srv/git/widget.git") > 0);
+        assert!(add("file:///data/repos/other") > 0);
+        for refused in ["/srv/gitx/a", "/etc/passwd", "/srv", "file:///data/reposx"] {
+            let err = sql_error(&format!("SELECT aveloxis.add_repo('{refused}')"))
+                .unwrap_or_else(|| panic!("{refused} was accepted"));
+            assert!(err.starts_with("42501 "), "{refused}: {err}");
+        }
+        // Forge URLs are not paths: unaffected.
+        assert!(add("https://github.com/a/b") > 0);
+        // The setting takes absolute paths only.
+        for bad in ["relative/dir", "/srv/../etc", "/srv/./x"] {
+            let err = sql_error(&format!(
+                "SELECT aveloxis.set_setting('registry.local_path_roots', '{bad}')"
+            ))
+            .unwrap();
+            assert!(err.starts_with("22023 "), "{bad}: {err}");
+        }
+        // A rename cannot move a local repository out of the allowed roots either.
+        let id = add("/srv/git/moving");
+        let err = sql_error(&format!("SELECT aveloxis.record_rename({id}::bigint, '/etc/moved')")).unwrap();
+        assert!(err.starts_with("42501 "), "{err}");
+    }
+
+    #[pg_test]
     fn add_repo_is_idempotent_across_spellings() {
         let id = add("https://github.com/chaoss/augur");
         for spelling in [

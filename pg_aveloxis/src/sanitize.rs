@@ -4,28 +4,59 @@
 //! cleaned of what PostgreSQL refuses or what analysts must never see:
 //! * `\u0000` escapes: jsonb rejects them (SQLSTATE 22P05) and would lose the row;
 //! * unpaired UTF-16 surrogate escapes (`\ud800` alone): also 22P05; they become U+FFFD;
-//! * escapes of control characters other than tab, newline and carriage return
-//!   (C0, DEL, C1): dropped, as the reference system does for text.
+//! * control characters other than tab, newline and carriage return (C0, DEL, C1),
+//!   escaped (`\u0085`) or raw: dropped, as the reference system does for text. JSON
+//!   allows raw DEL and C1 inside strings (only C0 must be escaped), and raw C0 would
+//!   make the whole document unparsable, so both forms are removed.
 //!
-//! Raw control characters cannot appear inside valid JSON strings, so cleaning the
-//! escapes covers every text field. A backslash preceded by an odd number of
-//! backslashes is itself escaped (`\\u0000` is the literal text `\u0000`) and is kept.
+//! A backslash preceded by an odd number of backslashes is itself escaped (`\\u0000`
+//! is the literal text `\u0000`) and is kept.
 
 use std::borrow::Cow;
 
-/// Cleans a JSON document's escapes; returns the input untouched when nothing needs it.
+/// A raw control character to drop at `bytes[i]`: its length in bytes (1 for C0 and DEL,
+/// 2 for C1, which UTF-8 writes as 0xC2 0x80..=0x9F), or 0.
+#[inline]
+fn raw_control_len(bytes: &[u8], i: usize) -> usize {
+    match bytes[i] {
+        b'\t' | b'\n' | b'\r' => 0,
+        0x00..=0x1f | 0x7f => 1,
+        0xc2 if i + 1 < bytes.len() && (0x80..=0x9f).contains(&bytes[i + 1]) => 2,
+        _ => 0,
+    }
+}
+
+/// Whether the document needs any cleaning at all (the common case is no).
+fn needs_cleaning(bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, b"\\u").is_some()
+        || bytes
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| (b < 0x20 || b == 0x7f || b == 0xc2) && raw_control_len(bytes, i) > 0)
+}
+
+/// Cleans a JSON document's escapes and raw control characters; returns the input
+/// untouched when nothing needs it.
 pub fn sanitize_json(input: &str) -> Cow<'_, str> {
     let bytes = input.as_bytes();
-    // Fast path: no \u escape at all (memchr scans at memory speed).
-    if memchr::memmem::find(bytes, b"\\u").is_none() {
+    if !needs_cleaning(bytes) {
         return Cow::Borrowed(input);
     }
     let mut out = String::with_capacity(input.len());
     let mut i = 0;
     let mut last = 0;
+    let mut changed = false;
     while i < bytes.len() {
         if bytes[i] != b'\\' {
-            i += 1;
+            let raw = raw_control_len(bytes, i);
+            if raw > 0 {
+                out.push_str(&input[last..i]);
+                i += raw;
+                last = i;
+                changed = true;
+            } else {
+                i += 1;
+            }
             continue;
         }
         // An escape starts here; `\\` consumes both backslashes.
@@ -61,13 +92,14 @@ pub fn sanitize_json(input: &str) -> Cow<'_, str> {
                 out.push_str(&input[last..i]);
                 out.push_str(r);
                 last = i + 6;
+                changed = true;
             }
             i += 6;
             continue;
         }
         i += 2;
     }
-    if last == 0 {
+    if !changed {
         return Cow::Borrowed(input);
     }
     out.push_str(&input[last..]);
@@ -189,6 +221,21 @@ mod unit_tests {
         // Three backslashes: an escaped backslash, then a real \u0000 escape.
         assert_eq!(sanitize_json(r#"{"b":"a\\\u0000b"}"#), r#"{"b":"a\\b"}"#);
         assert_eq!(sanitize_json(r#"\u0000\u0000"#), "");
+    }
+
+    #[test]
+    fn raw_del_and_c1_dropped_other_text_kept() {
+        // Raw DEL and C1 (U+0085 NEL, U+009F) are valid in JSON strings: dropped anyway.
+        assert_eq!(sanitize_json("{\"t\":\"a\u{7f}b\u{85}c\u{9f}d\"}"), r#"{"t":"abcd"}"#);
+        // Raw C0 would make the document unparsable: dropped, so the row survives.
+        assert_eq!(sanitize_json("{\"t\":\"a\u{1}b\u{1b}c\"}"), r#"{"t":"abc"}"#);
+        // Neighbours of C1 in UTF-8 (U+00A0 no-break space, U+00A9 ©, U+0100) are text.
+        let text = "{\"t\":\"\u{a0}\u{a9}\u{100}\u{c0}\"}";
+        assert!(matches!(sanitize_json(text), Cow::Borrowed(_)));
+        // Whitespace between tokens stays.
+        assert!(matches!(sanitize_json("{\n\t\"t\": 1\r\n}"), Cow::Borrowed(_)));
+        // Both forms in one document, with an escaped backslash before a u.
+        assert_eq!(sanitize_json("[\"\\\\u0085\u{85}\\u0085x\"]"), r#"["\\u0085x"]"#);
     }
 
     #[test]

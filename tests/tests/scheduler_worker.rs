@@ -76,6 +76,10 @@ async fn the_background_worker_runs_tick_when_enabled() {
         .execute(&mut conn)
         .await
         .unwrap();
+    sqlx::query("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     sqlx::query("SELECT aveloxis.add_repo('/srv/git/worker.git')")
         .execute(&mut conn)
         .await

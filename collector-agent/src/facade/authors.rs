@@ -141,14 +141,15 @@ type AccountIn = fn(&Value) -> Option<&Value>;
 /// API rejections (422) in a row after which the HTTP steps stop for this run.
 const MAX_CONSECUTIVE_REJECTIONS: usize = 50;
 
-/// Resolves the authors of `repo_id`'s unresolved commits. Errors are the database's;
+/// Resolves the authors of the unresolved commits of the repository whose facade lease
+/// `lease_token` proves. Errors are the database's;
 /// a forge failure stops the HTTP steps (recorded in `stopped`), never the job.
 /// `forge_expected`: the repository is on a forge whose HTTP steps should run (GitHub);
 /// when they cannot (`forge` is None: no tokens; or they stopped), emails the free steps
 /// did not resolve are deferred to a later run instead of being recorded as misses.
 pub async fn resolve<F: Forge>(
     db: &PgPool,
-    repo_id: i64,
+    lease_token: uuid::Uuid,
     forge: Option<ForgeRepo<'_, F>>,
     forge_expected: bool,
 ) -> Result<Resolution, sqlx::Error> {
@@ -163,7 +164,7 @@ pub async fn resolve<F: Forge>(
     loop {
         let rows =
             sqlx::query("SELECT email, raw_email, name, sample_hash FROM aveloxis.commit_authors_to_resolve($1, 500)")
-                .bind(repo_id)
+                .bind(lease_token)
                 .fetch_all(db)
                 .await?;
         if rows.is_empty() {
@@ -210,7 +211,7 @@ pub async fn resolve<F: Forge>(
             match (&found, step) {
                 (Some(found), _) => {
                     cache.insert(email.clone(), found.clone());
-                    out.commits_linked += record_hit(db, repo_id, &email, name.as_deref(), found, step).await?;
+                    out.commits_linked += record_hit(db, lease_token, &email, name.as_deref(), found, step).await?;
                 }
                 (None, Step::Deferred) => {}
                 (None, Step::Skipped) => {
@@ -315,7 +316,10 @@ async fn one_email<F: Forge>(
             Ok(Fetched::NotModified) => {}
             // The commit is not on the forge (or not this repository's), the search
             // found nothing to show: the next step may.
-            Err(ForgeError::NotFound { .. }) | Err(ForgeError::Forbidden { .. }) => *rejections = 0,
+            Err(ForgeError::NotFound { .. })
+            | Err(ForgeError::Forbidden { .. })
+            | Err(ForgeError::Gone { .. })
+            | Err(ForgeError::Redirect { .. }) => *rejections = 0,
             Err(ForgeError::Rejected { .. }) => *rejections += 1,
             Err(stop) => return Ok((Err(stop), None)),
         }
@@ -325,7 +329,7 @@ async fn one_email<F: Forge>(
 
 async fn record_hit(
     db: &PgPool,
-    repo_id: i64,
+    lease_token: uuid::Uuid,
     email: &str,
     name: Option<&str>,
     found: &Found,
@@ -338,7 +342,7 @@ async fn record_hit(
             login,
         } => {
             sqlx::query("SELECT commits_linked FROM aveloxis.record_commit_author($1, $2, $3, $4, $5, $6, $7)")
-                .bind(repo_id)
+                .bind(lease_token)
                 .bind(email)
                 .bind(platform)
                 .bind(user_id)
@@ -350,7 +354,7 @@ async fn record_hit(
         }
         Found::Contributor(id) => {
             sqlx::query("SELECT aveloxis.link_commit_author($1, $2, $3::uuid) AS commits_linked")
-                .bind(repo_id)
+                .bind(lease_token)
                 .bind(email)
                 .bind(id)
                 .fetch_one(db)

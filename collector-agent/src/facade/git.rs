@@ -12,8 +12,17 @@ use serde::Serialize;
 pub enum GitError {
     /// The URL is not one the facade clones from (option injection, `ext::`, ...).
     UnsafeUrl { url: String, reason: String },
-    /// The origin answered that the repository does not exist (or is not ours to read).
+    /// The repository does not exist: a remote answered that it is not there (or not
+    /// ours to read), or a local source path no longer exists at all. The only `gone`.
     NotFound { url: String, message: String },
+    /// The source or the clone cannot be read: missing or corrupt objects, a bad pack, a
+    /// local path that is not a git repository. `fatal`: retried after the cadence, and the
+    /// repository's other phases go on.
+    Unreadable {
+        url: String,
+        clone: PathBuf,
+        message: String,
+    },
     /// Credentials were refused.
     Auth { url: String, message: String },
     /// Network or origin trouble worth retrying.
@@ -27,6 +36,7 @@ impl GitError {
         match self {
             Self::UnsafeUrl { .. } => "fatal",
             Self::NotFound { .. } => "gone",
+            Self::Unreadable { .. } => "fatal",
             Self::Auth { .. } => "auth",
             Self::Transient { .. } => "transient",
             Self::Local { .. } => "transient",
@@ -40,17 +50,44 @@ impl GitError {
         }
     }
 
-    fn from_fetch(url: &str, e: git2::Error) -> Self {
+    /// Classes a failed fetch from `source` into the clone at `clone`. Only a remote saying
+    /// the repository is not there is `NotFound`; libgit2's "object not found" and other
+    /// object-database errors are damage, not absence.
+    fn from_fetch(source: &GitSource, clone: &Path, e: git2::Error) -> Self {
+        use git2::ErrorClass as C;
         let message = e.message().to_string();
-        let url = url.to_string();
-        match e.code() {
-            git2::ErrorCode::Auth => Self::Auth { url, message },
-            git2::ErrorCode::NotFound => Self::NotFound { url, message },
-            _ if message.contains("404") || message.contains("not found") || message.contains("does not exist") => {
+        let url = source.fetch_url();
+        let lower = message.to_ascii_lowercase();
+        let damaged = matches!(e.class(), C::Odb | C::Object | C::Zlib | C::Indexer | C::Sha1 | C::Tree);
+        let network = matches!(
+            e.class(),
+            C::Http | C::Ssh | C::Net | C::Ssl | C::Os | C::Callback | C::None
+        );
+        let unreadable = |message| Self::Unreadable {
+            url: url.clone(),
+            clone: clone.to_path_buf(),
+            message,
+        };
+        if e.code() == git2::ErrorCode::Auth || (network && (lower.contains("401") || lower.contains("authentication")))
+        {
+            return Self::Auth { url, message };
+        }
+        match source {
+            // The path exists (sync_clone checked): what libgit2 cannot read there is damage
+            // or not a repository, never a network blip and never absence.
+            GitSource::Local(_) => unreadable(message),
+            GitSource::Remote(_) if damaged => unreadable(message),
+            GitSource::Remote(_)
+                if network
+                    && (e.code() == git2::ErrorCode::NotFound
+                        || lower.contains("404")
+                        || lower.contains("repository not found")
+                        || lower.contains("not found")
+                        || lower.contains("does not exist")) =>
+            {
                 Self::NotFound { url, message }
             }
-            _ if message.contains("401") || message.contains("authentication") => Self::Auth { url, message },
-            _ => Self::Transient { url, message },
+            GitSource::Remote(_) => Self::Transient { url, message },
         }
     }
 }
@@ -60,6 +97,12 @@ impl std::fmt::Display for GitError {
         match self {
             Self::UnsafeUrl { url, reason } => write!(f, "refusing to clone {url:?}: {reason}"),
             Self::NotFound { url, message } => write!(f, "{url}: repository not found ({message})"),
+            Self::Unreadable { url, clone, message } => write!(
+                f,
+                "fetching {url} into {} failed on missing or corrupt objects, a bad pack, or a source that is not \
+                 a git repository: {message}",
+                clone.display()
+            ),
             Self::Auth { url, message } => write!(f, "{url}: credentials refused ({message})"),
             Self::Transient { url, message } => write!(f, "{url}: fetch failed ({message})"),
             Self::Local { path, message } => write!(f, "{}: {message}", path.display()),
@@ -179,6 +222,30 @@ pub fn sync_clone(
     credentials: &Credentials,
 ) -> Result<(Repository, Option<Oid>), GitError> {
     let url = source.fetch_url();
+    if let GitSource::Local(path) = source {
+        // Only a source path that no longer exists at all is a repository gone.
+        match std::fs::metadata(path) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(GitError::NotFound {
+                    url,
+                    message: "the path no longer exists".into(),
+                })
+            }
+            Err(e) => {
+                return Err(GitError::Unreadable {
+                    url,
+                    clone: clone_path.to_path_buf(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
     let repo = match Repository::open_bare(clone_path) {
         Ok(repo) => {
             let same_origin = repo
@@ -207,7 +274,7 @@ pub fn sync_clone(
         }
         Err(_) => init_bare(clone_path, &url)?,
     };
-    fetch(&repo, &url, credentials)?;
+    fetch(&repo, source, credentials)?;
     let head = repo.head().ok().and_then(|h| h.target());
     Ok((repo, head))
 }
@@ -226,7 +293,7 @@ fn init_bare(path: &Path, url: &str) -> Result<Repository, GitError> {
     Ok(repo)
 }
 
-fn fetch(repo: &Repository, url: &str, credentials: &Credentials) -> Result<(), GitError> {
+fn fetch(repo: &Repository, source: &GitSource, credentials: &Credentials) -> Result<(), GitError> {
     let path = repo.path().to_path_buf();
     let mut remote = repo.find_remote("origin").map_err(|e| GitError::local(&path, e))?;
     let token = credentials.https_token.clone();
@@ -268,7 +335,7 @@ fn fetch(repo: &Repository, url: &str, credentials: &Credentials) -> Result<(), 
             Some(&mut options),
             None,
         )
-        .map_err(|e| GitError::from_fetch(url, e))?;
+        .map_err(|e| GitError::from_fetch(source, &path, e))?;
     // HEAD follows the origin's default branch (it can move, e.g. master -> main).
     let default_branch = remote
         .default_branch()
@@ -525,6 +592,87 @@ mod unit_tests {
             assert!(err.contains(reason), "{url:?}: {err}");
             assert!(matches!(check_url(url), Err(GitError::UnsafeUrl { .. })));
         }
+    }
+
+    /// A scratch directory of this test process.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aveloxis-git-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A repository of two commits under `dir`; returns its path and the first commit's blob.
+    fn source_repo(dir: &Path) -> (PathBuf, Oid) {
+        let path = dir.join("source");
+        let repo = Repository::init(&path).unwrap();
+        let sig = git2::Signature::new("A", "a@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let mut parent: Option<Oid> = None;
+        let mut first_blob = None;
+        for (i, text) in ["one\n", "one\ntwo\n"].iter().enumerate() {
+            let blob = repo.blob(text.as_bytes()).unwrap();
+            let mut tree = repo.treebuilder(None).unwrap();
+            tree.insert("file.txt", blob, 0o100644).unwrap();
+            let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+            let parents: Vec<git2::Commit<'_>> = parent.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            parent = Some(
+                repo.commit(Some("HEAD"), &sig, &sig, &format!("commit {i}"), &tree, &parents)
+                    .unwrap(),
+            );
+            first_blob.get_or_insert(blob);
+        }
+        (path, first_blob.unwrap())
+    }
+
+    fn loose_object(repo: &Path, oid: Oid) -> PathBuf {
+        let hex = oid.to_string();
+        repo.join(".git").join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    #[test]
+    fn an_intact_local_source_is_cloned() {
+        let dir = scratch("intact");
+        let (source, _) = source_repo(&dir);
+        let (_, head) = sync_clone(&GitSource::Local(source), &dir.join("clone"), &Credentials::default()).unwrap();
+        assert!(head.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_source_with_a_missing_or_corrupt_object_is_fatal_not_gone() {
+        for damage in ["missing", "corrupt"] {
+            let dir = scratch(&format!("damaged-{damage}"));
+            let (source, blob) = source_repo(&dir);
+            let object = loose_object(&source, blob);
+            std::fs::remove_file(&object).unwrap();
+            if damage == "corrupt" {
+                std::fs::write(&object, b"not a zlib stream at all").unwrap();
+            }
+            let err = sync_clone(&GitSource::Local(source), &dir.join("clone"), &Credentials::default())
+                .err()
+                .expect("a damaged source cannot be fetched");
+            assert_eq!(err.class(), "fatal", "{damage}: {err}");
+            assert!(
+                err.to_string().contains("source"),
+                "{damage}: the message says why: {err}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_local_source_that_no_longer_exists_is_gone() {
+        let dir = scratch("vanished");
+        let err = sync_clone(
+            &GitSource::Local(dir.join("no-such-repository")),
+            &dir.join("clone"),
+            &Credentials::default(),
+        )
+        .err()
+        .expect("nothing to fetch");
+        assert_eq!(err.class(), "gone", "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub async fn collect_facade<F: Forge>(
     {
         return Err((outcome, e.into()));
     }
-    match authors::resolve(db, job.repo_id, forge, forge_expected).await {
+    match authors::resolve(db, job.lease_token, forge, forge_expected).await {
         Ok(resolution) => outcome.authors = Some(resolution),
         Err(e) => {
             tracing::warn!(repo = job.repo_id, "commit-author resolution failed: {e}");

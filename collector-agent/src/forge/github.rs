@@ -10,9 +10,13 @@
 //!   moves to another token or waits for the reset; a secondary limit (its documented body
 //!   texts) backs off; any other 403 is Forbidden (the endpoint is skipped);
 //! - 5xx, timeouts and connection errors are retried with bounded, jittered backoff;
-//! - 301/308 are followed (up to 5 hops) and reported as a move, 302/307 followed;
-//! - 404 → NotFound, 410 → Gone, 422 and other 4xx → Rejected, never retried;
-//! - tokens are only ever sent to the API's own host.
+//! - 301/308 are followed (up to 5 hops) and reported as a move, 302/307 followed; a 3xx
+//!   without `Location`, or a sixth hop, is a `Redirect` error of that request;
+//! - 204 No Content (GitHub's contributors of an empty repository) is an empty list;
+//! - 404 → NotFound, 410 → Gone (both skip the endpoint; the collection decides when the
+//!   repository itself is gone), 422 and other 4xx → Rejected, never retried;
+//! - tokens are only ever sent to the API's own origin (scheme, host and port): the first
+//!   URL, every `Location` and every `Link` are checked before a token is attached.
 
 use std::time::Duration;
 
@@ -92,16 +96,41 @@ impl GithubClient {
         &self.config
     }
 
-    /// The request's URL, which must be on the API host.
+    pub(crate) fn tokens(&self) -> &TokenPool {
+        &self.tokens
+    }
+
+    /// The API's host as tokens are keyed by it: `host`, or `host:port` off the default port.
+    pub fn api_host(&self) -> String {
+        super::hosts::host_port(&self.config.api_url)
+    }
+
+    /// The request's URL (a path under the API root, or an absolute URL), which must be on
+    /// the API's origin.
     fn resolve(&self, path: &str) -> Result<Url, ForgeError> {
         let url = self
             .config
             .api_url
             .join(path.trim_start_matches('/'))
             .map_err(|_| ForgeError::ForeignUrl { url: path.to_string() })?;
-        if url.host_str() != self.config.api_url.host_str()
-            || url.port_or_known_default() != self.config.api_url.port_or_known_default()
-            || url.scheme() != self.config.api_url.scheme()
+        self.on_api_origin(url)
+    }
+
+    /// A `Location` or `Link` target, relative to the URL that gave it, which must be on
+    /// the API's origin.
+    fn follow(&self, from: &Url, target: &str) -> Result<Url, ForgeError> {
+        let url = from.join(target).map_err(|_| ForgeError::ForeignUrl {
+            url: target.to_string(),
+        })?;
+        self.on_api_origin(url)
+    }
+
+    /// Only URLs of the API's own scheme, host and port are ever sent a token.
+    fn on_api_origin(&self, url: Url) -> Result<Url, ForgeError> {
+        let api = &self.config.api_url;
+        if url.scheme() != api.scheme()
+            || url.host_str().map(str::to_ascii_lowercase) != api.host_str().map(str::to_ascii_lowercase)
+            || url.port_or_known_default() != api.port_or_known_default()
         {
             return Err(ForgeError::ForeignUrl { url: url.to_string() });
         }
@@ -194,12 +223,20 @@ impl GithubClient {
             }
 
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                let target = header(&headers, LOCATION.as_str()).map(str::to_string);
-                hops += 1;
-                let Some(target) = target.filter(|_| hops <= 5) else {
-                    return Err(ForgeError::Gone { url: url.to_string() });
+                let Some(target) = header(&headers, LOCATION.as_str()).map(str::to_string) else {
+                    return Err(ForgeError::Redirect {
+                        url: url.to_string(),
+                        message: format!("HTTP {status} without a Location header"),
+                    });
                 };
-                let next = self.resolve(&target)?;
+                hops += 1;
+                if hops > 5 {
+                    return Err(ForgeError::Redirect {
+                        url: request.path.clone(),
+                        message: format!("redirects without end (more than 5 hops; the last to {target})"),
+                    });
+                }
+                let next = self.follow(&url, &target)?;
                 if matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT) {
                     moved_to = Some(next.to_string());
                 }
@@ -209,10 +246,19 @@ impl GithubClient {
             if status == StatusCode::NOT_MODIFIED {
                 return Ok(Fetched::NotModified);
             }
+            if status == StatusCode::NO_CONTENT {
+                // GitHub's contributors of an empty repository: nothing, not an error.
+                return Ok(Fetched::Page {
+                    body: serde_json::Value::Array(Vec::new()),
+                    etag: header(&headers, "etag").map(str::to_string),
+                    next: None,
+                    moved_to,
+                });
+            }
             if status.is_success() {
                 let etag = header(&headers, "etag").map(str::to_string);
                 let next = match header(&headers, LINK.as_str()).and_then(next_link) {
-                    Some(next) => Some(self.resolve(&next)?.to_string()),
+                    Some(next) => Some(self.follow(&url, &next)?.to_string()),
                     None => None,
                 };
                 let text = response.text().await.map_err(|e| ForgeError::Transient {
@@ -328,6 +374,104 @@ mod unit_tests {
         assert_eq!(bucket_of(&u("https://api.github.com/repos/o/r/issues")), "core");
         assert_eq!(bucket_of(&u("https://api.github.com/search/users?q=x")), "search");
         assert_eq!(bucket_of(&u("https://api.github.com/graphql")), "graphql");
+    }
+
+    use crate::forge::test_server::TestServer;
+
+    fn client(origin: &str, tokens: &[&str]) -> GithubClient {
+        let mut config = GithubConfig::new(origin).unwrap();
+        config.retry_base = Duration::from_millis(5);
+        config.max_retries = 2;
+        GithubClient::new(config, TokenPool::unshared(tokens.iter().map(|t| t.to_string()))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_410_or_an_unfollowable_redirect_is_a_skip_of_that_request() {
+        let server = TestServer::start();
+        let gh = client(&server.origin, &["tok"]);
+        server.route("/repos/o/r/issues/events", 410, &[], "{\"message\": \"Gone\"}");
+        server.route("/repos/o/r/releases", 302, &[], "");
+        server.route("/repos/o/r/labels", 302, &[("Location", "/repos/o/r/labels")], "");
+        type Expected = fn(&ForgeError) -> bool;
+        let cases: [(&str, usize, Expected); 3] = [
+            ("repos/o/r/issues/events", 1, |e| matches!(e, ForgeError::Gone { .. })),
+            ("repos/o/r/releases", 1, |e| matches!(e, ForgeError::Redirect { .. })),
+            // The first request and five hops.
+            ("repos/o/r/labels", 6, |e| matches!(e, ForgeError::Redirect { .. })),
+        ];
+        for (path, requests, expected) in cases {
+            let before = server.requests().len();
+            let err = gh.fetch(&Request::new(path)).await.unwrap_err();
+            assert!(expected(&err), "{path}: {err}");
+            assert_eq!(err.class(), "skip", "{path}: never gone by itself: {err}");
+            assert_eq!(server.requests().len() - before, requests, "{path}: not retried");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_content_is_an_empty_list() {
+        let server = TestServer::start();
+        let gh = client(&server.origin, &["tok"]);
+        server.route("/repos/o/empty/contributors?per_page=100", 204, &[], "");
+        match gh
+            .fetch(&Request::new("repos/o/empty/contributors?per_page=100"))
+            .await
+            .unwrap()
+        {
+            Fetched::Page { body, next, .. } => {
+                assert_eq!(body, serde_json::json!([]));
+                assert_eq!(next, None);
+            }
+            Fetched::NotModified => panic!("a page was expected"),
+        }
+        assert_eq!(server.requests().len(), 1, "not retried as a broken body");
+    }
+
+    #[tokio::test]
+    async fn tokens_never_leave_the_api_origin() {
+        let api = TestServer::start();
+        // Another host (a GitHub Enterprise, say): same address, another port.
+        let other = TestServer::start();
+        let gh = client(&api.origin, &["tok-github"]);
+        let elsewhere = format!("{}/repos/o/r", other.origin);
+        api.route("/repos/o/moved", 301, &[("Location", &elsewhere)], "");
+        api.route(
+            "/repos/o/relative",
+            302,
+            &[("Location", &format!("//{}/repos/o/r", other.host))],
+            "",
+        );
+        api.route(
+            "/repos/o/r/issues",
+            200,
+            &[(
+                "Link",
+                &format!("<{}/repos/o/r/issues?page=2>; rel=\"next\"", other.origin),
+            )],
+            "[]",
+        );
+        api.route("/repos/o/same", 302, &[("Location", "/repos/o/r")], "");
+        api.route("/repos/o/r", 200, &[], "{\"id\": 1}");
+        for path in [
+            "repos/o/moved",
+            "repos/o/relative",
+            "repos/o/r/issues",
+            elsewhere.as_str(),
+        ] {
+            let err = gh.fetch(&Request::new(path)).await.unwrap_err();
+            assert!(matches!(err, ForgeError::ForeignUrl { .. }), "{path}: {err}");
+        }
+        // A redirect on the API's own origin is followed, with the token.
+        assert!(matches!(
+            gh.fetch(&Request::new("repos/o/same")).await.unwrap(),
+            Fetched::Page { .. }
+        ));
+        assert!(other.requests().is_empty(), "the other host was never contacted");
+        let seen = api.requests();
+        assert_eq!(seen.len(), 5);
+        assert!(seen
+            .iter()
+            .all(|r| r.header("authorization") == Some("token tok-github")));
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! (`github.rs`); GitLab implements the same trait next.
 
 pub mod github;
+pub mod hosts;
+#[cfg(test)]
+pub(crate) mod test_server;
 pub mod tokens;
 
 use std::fmt;
@@ -53,12 +56,22 @@ pub enum ForgeError {
     NotFound { url: String },
     /// 403 that is not a rate limit (a private resource, a disabled feature). Skip the endpoint.
     Forbidden { url: String, message: String },
-    /// 410, or a redirect chain without end: the repository is gone.
+    /// 410: the endpoint's resource is gone. Skip the endpoint (only the repository's own
+    /// object answering 404 or 410 makes the repository gone: [`ForgeError::at_endpoint`]).
     Gone { url: String },
+    /// A redirect that cannot be followed: a 3xx without `Location`, or more than 5 hops.
+    /// A protocol error of this one request: skip the endpoint.
+    Redirect { url: String, message: String },
+    /// The repository's own object (`repos/{owner}/{name}`, after redirects) answered 404
+    /// or 410: the repository is gone (deleted, or private to us) and is sidelined.
+    RepositoryGone { url: String, status: u16 },
     /// 422 and other 4xx: the request itself is wrong; retrying cannot help.
     Rejected { url: String, status: u16, message: String },
     /// No valid token is left (401 on every one, or none configured).
     Auth { message: String },
+    /// This agent holds no token for the API host a repository lives on; tokens are only
+    /// ever sent to the host they were configured for.
+    NoToken { api_host: String, how: String },
     /// 5xx, timeouts and connection errors after the retries, or a rate limit lasting past
     /// the longest wait: try the job again later.
     Transient { url: String, message: String },
@@ -68,15 +81,47 @@ pub enum ForgeError {
     Database(sqlx::Error),
 }
 
+/// What a failed fetch means for the collection it is part of.
+#[derive(Debug)]
+pub enum EndpointFailure {
+    /// The endpoint does not apply to this repository now: log it, list it among the
+    /// skipped endpoints, and go on with the next one.
+    Skip(ForgeError),
+    /// The job ends on this error, failed with its class.
+    Fail(ForgeError),
+}
+
 impl ForgeError {
     /// The failure class of `aveloxis.fail` for a job that ends on this error.
     pub fn class(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } | Self::Forbidden { .. } => "skip",
-            Self::Gone { .. } => "gone",
+            Self::NotFound { .. } | Self::Forbidden { .. } | Self::Gone { .. } | Self::Redirect { .. } => "skip",
+            Self::RepositoryGone { .. } => "gone",
             Self::Rejected { .. } | Self::ForeignUrl { .. } => "fatal",
-            Self::Auth { .. } => "auth",
+            Self::Auth { .. } | Self::NoToken { .. } => "auth",
             Self::Transient { .. } | Self::Database(_) => "transient",
+        }
+    }
+
+    /// What this error means for an endpoint of a collection. `repository_object`: the
+    /// request was the repository's own object (`repos/{owner}/{name}`, endpoint
+    /// `repo_info`); only its 404 or 410 makes the repository gone. A redirect it could
+    /// not follow says nothing about whether the repository exists: transient. On any
+    /// other endpoint 404, 403, 410 and unfollowable redirects skip that endpoint alone.
+    pub fn at_endpoint(self, repository_object: bool) -> EndpointFailure {
+        let error = match self {
+            Self::NotFound { url } if repository_object => Self::RepositoryGone { url, status: 404 },
+            Self::Gone { url } if repository_object => Self::RepositoryGone { url, status: 410 },
+            Self::Redirect { url, message } if repository_object => Self::Transient {
+                url,
+                message: format!("{message}: whether the repository still exists cannot be told"),
+            },
+            other => other,
+        };
+        if error.class() == "skip" {
+            EndpointFailure::Skip(error)
+        } else {
+            EndpointFailure::Fail(error)
         }
     }
 }
@@ -86,13 +131,23 @@ impl fmt::Display for ForgeError {
         match self {
             Self::NotFound { url } => write!(f, "{url}: 404 Not Found"),
             Self::Forbidden { url, message } => write!(f, "{url}: 403 Forbidden: {message}"),
-            Self::Gone { url } => write!(f, "{url}: the resource is gone (410, or redirects without end)"),
+            Self::Gone { url } => write!(f, "{url}: 410 Gone"),
+            Self::Redirect { url, message } => write!(f, "{url}: {message}"),
+            Self::RepositoryGone { url, status } => {
+                write!(
+                    f,
+                    "{url}: HTTP {status}: the repository is gone (deleted, or not visible to our tokens)"
+                )
+            }
             Self::Rejected { url, status, message } => write!(f, "{url}: HTTP {status}, not retried: {message}"),
             Self::Auth { message } => write!(
                 f,
                 "no usable token: {message} (set GITHUB_TOKENS to valid tokens; aveloxis.token_status() lists \
                  the invalidated ones by fingerprint)"
             ),
+            Self::NoToken { api_host, how } => {
+                write!(f, "this agent has no token for the API host {api_host}: {how}")
+            }
             Self::Transient { url, message } => write!(f, "{url}: {message}; the job will be retried"),
             Self::ForeignUrl { url } => write!(f, "refusing to send a token to {url}: not the API host"),
             Self::Database(e) => write!(f, "token budgets unavailable: {e}"),
@@ -128,6 +183,65 @@ pub fn next_link(link: &str) -> Option<String> {
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+
+    fn skipped(e: &EndpointFailure) -> bool {
+        matches!(e, EndpointFailure::Skip(_))
+    }
+
+    #[test]
+    fn only_the_repository_object_can_make_a_repository_gone() {
+        let url = || "https://api.github.com/repos/o/r/issues".to_string();
+        let redirect = || ForgeError::Redirect {
+            url: url(),
+            message: "HTTP 302 without a Location header".into(),
+        };
+        // On any other endpoint 404, 403, 410 and unfollowable redirects skip that endpoint.
+        for e in [
+            ForgeError::NotFound { url: url() },
+            ForgeError::Forbidden {
+                url: url(),
+                message: "Repository access blocked".into(),
+            },
+            ForgeError::Gone { url: url() },
+            redirect(),
+        ] {
+            let shown = e.to_string();
+            assert_eq!(e.class(), "skip", "{shown}");
+            assert!(skipped(&e.at_endpoint(false)), "{shown}");
+        }
+        // The repository object answering 404 or 410: gone, and only then.
+        for (e, status) in [
+            (ForgeError::NotFound { url: url() }, 404),
+            (ForgeError::Gone { url: url() }, 410),
+        ] {
+            match e.at_endpoint(true) {
+                EndpointFailure::Fail(e) => {
+                    assert_eq!(e.class(), "gone", "{e}");
+                    assert!(e.to_string().contains(&status.to_string()), "{e}");
+                }
+                EndpointFailure::Skip(e) => panic!("the repository object was skipped: {e}"),
+            }
+        }
+        // A redirect the repository object could not follow: we cannot tell, so transient.
+        match redirect().at_endpoint(true) {
+            EndpointFailure::Fail(e) => assert_eq!(e.class(), "transient", "{e}"),
+            EndpointFailure::Skip(e) => panic!("skipped: {e}"),
+        }
+        // Other failures end the job with their own class wherever they happen.
+        let transient = ForgeError::Transient {
+            url: url(),
+            message: "HTTP 502".into(),
+        };
+        assert!(matches!(transient.at_endpoint(false), EndpointFailure::Fail(e) if e.class() == "transient"));
+        let forbidden_repo = ForgeError::Forbidden {
+            url: url(),
+            message: "private".into(),
+        };
+        assert!(
+            skipped(&forbidden_repo.at_endpoint(true)),
+            "a 403 on the repository stays a skip"
+        );
+    }
 
     #[test]
     fn next_link_is_found_among_others() {
