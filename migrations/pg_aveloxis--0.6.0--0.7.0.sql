@@ -113,12 +113,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     lease record := aveloxis_ops.held_lease(lease_token, NULL);
+    j     aveloxis_ops.jobs := lease.j;
 BEGIN
-    IF lease.j.phase <> lease_phase THEN
-        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, lease.j.job_id,
-            lease.j.phase USING ERRCODE = 'insufficient_privilege';
+    IF j.phase <> lease_phase THEN
+        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
-    RETURN lease.j.repo_id;
+    RETURN j.repo_id;
 END
 $$;
 
@@ -172,7 +173,7 @@ BEGIN
     WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
     FOREACH ph IN ARRAY phases LOOP
         IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim', 0), hashtext(ph));
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
         END IF;
     END LOOP;
     PERFORM aveloxis_ops.expire_leases();
@@ -433,12 +434,13 @@ SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     lease    record := aveloxis_ops.held_lease(lease_token, NULL);
+    j        aveloxis_ops.jobs := lease.j;
     platform smallint;
     staged   bigint;
 BEGIN
-    IF entity IS NULL OR NOT entity = ANY (aveloxis_ops.phase_entities(lease.j.phase)) THEN
-        RAISE EXCEPTION 'a % lease stages %, not %', lease.j.phase,
-            array_to_string(aveloxis_ops.phase_entities(lease.j.phase), ', '), coalesce(entity, 'NULL')
+    IF entity IS NULL OR NOT entity = ANY (aveloxis_ops.phase_entities(j.phase)) THEN
+        RAISE EXCEPTION 'a % lease stages %, not %', j.phase,
+            array_to_string(aveloxis_ops.phase_entities(j.phase), ', '), coalesce(entity, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF payloads IS NULL OR array_position(payloads, NULL) IS NOT NULL THEN
@@ -448,9 +450,9 @@ BEGIN
         RAISE EXCEPTION '% payloads but % contexts: they pair by position', cardinality(payloads), cardinality(contexts)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT r.platform_id INTO platform FROM aveloxis_data.repos r WHERE r.repo_id = lease.j.repo_id;
+    SELECT r.platform_id INTO platform FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
     INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, context, job_run_id)
-    SELECT lease.j.repo_id, platform, stage.entity, p.payload, p.context, lease.run
+    SELECT j.repo_id, platform, stage.entity, p.payload, p.context, lease.run
     FROM unnest(payloads, contexts) AS p(payload, context);
     GET DIAGNOSTICS staged = ROW_COUNT;
     RETURN staged;
@@ -492,7 +494,8 @@ BEGIN
     -- Every name the drain uses in pg_temp, this layout's and older ones', is checked.
     PERFORM aveloxis_ops.check_scratch_owner(n)
     FROM unnest(names || ARRAY['drain_scratch_layout_3', 'drain_commits', 'drain_removed', 'stale_groups',
-                               'stale_commits', 'unfit_fields']) n;
+                               'stale_commits', 'unfit_fields', 'drain_events', 'drain_releases',
+                               'drain_repo_info', 'drain_review_comments']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);
@@ -637,7 +640,7 @@ CREATE OR REPLACE FUNCTION aveloxis_ops.drain_fields(entity text)
 RETURNS TABLE (path text[], kind text, is_key boolean)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT f.path, f.kind, f.is_key
+    SELECT f.path::text[], f.kind, f.is_key
     FROM (VALUES
         ('issue', '{id}', 'bigint', true), ('issue', '{number}', 'integer', true),
         ('issue', '{comments}', 'integer', false), ('issue', '{created_at}', 'timestamp', false),
@@ -711,12 +714,11 @@ BEGIN
     PERFORM aveloxis_ops.drop_batch_table('unfit_fields');
     -- The common case: every field fits, one pass and nothing else.
     CREATE TEMP TABLE unfit_fields ON COMMIT DROP AS
-    SELECT r.staging_id, f.path, f.kind, f.is_key, left(r.doc #>> f.path, 60) AS shown
+    SELECT r.staging_id, f.path, f.kind, f.is_key, left((r.doc #> f.path)::text, 60) AS shown
     FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f
     WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
       AND NOT aveloxis_ops.json_fits(r.doc #> f.path, f.kind);
     IF NOT EXISTS (SELECT FROM pg_temp.unfit_fields) THEN
-        DROP TABLE pg_temp.unfit_fields;
         RETURN;
     END IF;
     UPDATE pg_temp.drain_rows r
@@ -735,7 +737,6 @@ BEGIN
         VALUES (run, ent, array_to_string(bad.path, '.'), bad.n)
         ON CONFLICT (run_id, entity, field) DO UPDATE SET nulled = t.nulled + EXCLUDED.nulled;
     END LOOP;
-    DROP TABLE pg_temp.unfit_fields;
 END
 $$;
 

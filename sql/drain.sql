@@ -46,7 +46,8 @@ BEGIN
     -- Every name the drain uses in pg_temp, this layout's and older ones', is checked.
     PERFORM aveloxis_ops.check_scratch_owner(n)
     FROM unnest(names || ARRAY['drain_scratch_layout_3', 'drain_commits', 'drain_removed', 'stale_groups',
-                               'stale_commits', 'unfit_fields']) n;
+                               'stale_commits', 'unfit_fields', 'drain_events', 'drain_releases',
+                               'drain_repo_info', 'drain_review_comments']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);
@@ -307,12 +308,11 @@ BEGIN
     PERFORM aveloxis_ops.drop_batch_table('unfit_fields');
     -- The common case: every field fits, one pass and nothing else.
     CREATE TEMP TABLE unfit_fields ON COMMIT DROP AS
-    SELECT r.staging_id, f.path, f.kind, f.is_key, left(r.doc #>> f.path, 60) AS shown
+    SELECT r.staging_id, f.path, f.kind, f.is_key, left((r.doc #> f.path)::text, 60) AS shown
     FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f
     WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
       AND NOT aveloxis_ops.json_fits(r.doc #> f.path, f.kind);
     IF NOT EXISTS (SELECT FROM pg_temp.unfit_fields) THEN
-        DROP TABLE pg_temp.unfit_fields;
         RETURN;
     END IF;
     UPDATE pg_temp.drain_rows r
@@ -331,7 +331,6 @@ BEGIN
         VALUES (run, ent, array_to_string(bad.path, '.'), bad.n)
         ON CONFLICT (run_id, entity, field) DO UPDATE SET nulled = t.nulled + EXCLUDED.nulled;
     END LOOP;
-    DROP TABLE pg_temp.unfit_fields;
 END
 $$;
 

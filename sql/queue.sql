@@ -313,7 +313,7 @@ BEGIN
     WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
     FOREACH ph IN ARRAY phases LOOP
         IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim', 0), hashtext(ph));
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
         END IF;
     END LOOP;
     PERFORM aveloxis_ops.expire_leases();

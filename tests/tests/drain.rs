@@ -303,15 +303,22 @@ async fn corrupted_payloads_are_rejected_and_their_neighbours_stored() {
     .unwrap();
     assert_eq!(rejects.len(), 4);
     assert!(
-        rejects[0].0.starts_with("payload is not valid JSON: EOF while parsing"),
+        rejects[0]
+            .0
+            .starts_with("issue: payload is not valid JSON: EOF while parsing"),
         "{rejects:?}"
     );
-    assert!(
-        rejects[1].0.contains("invalid input syntax for type bigint"),
-        "{rejects:?}"
+    // An unusable key names the entity and the field (0.6.0 said only
+    // `invalid input syntax for type bigint: "not a number"`).
+    assert_eq!(
+        rejects[1].0,
+        "issue: field \"id\" is \"not a number\", not a usable bigint id; the row cannot be stored without it"
     );
-    assert_eq!(rejects[2].0, "issue payload without a numeric \"id\" and \"number\"");
-    assert_eq!(rejects[3].0, "payload is a JSON array, not an object");
+    assert_eq!(
+        rejects[2].0,
+        "issue: issue payload without a numeric \"id\" and \"number\""
+    );
+    assert_eq!(rejects[3].0, "issue: payload is a JSON array, not an object");
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL")
         .fetch_one(&mut conn)
         .await
@@ -621,7 +628,10 @@ async fn comments_find_their_issue_through_context_or_issue_url() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert!(error.starts_with("issue comment payload names no parent"), "{error}");
+    assert!(
+        error.starts_with("issue_comment: issue comment payload names no parent"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

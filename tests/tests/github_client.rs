@@ -207,7 +207,7 @@ async fn not_found_gone_forbidden_and_rejected_are_classified_and_not_retried() 
     assert!(matches!(err, ForgeError::NotFound { .. }), "{err}");
     assert_eq!(err.class(), "skip");
 
-    for (status, class) in [(410, "gone"), (422, "fatal"), (403, "skip")] {
+    for (status, class) in [(410, "skip"), (422, "fatal"), (403, "skip")] {
         let before = replay.requests().await.len();
         replay.fail_next(COMMENTS_PATH, &[status], &[], "Nope").await;
         let err = gh.fetch(&Request::new(COMMENTS_PATH)).await.unwrap_err();

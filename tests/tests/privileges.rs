@@ -56,10 +56,22 @@ async fn each_role_gets_exactly_its_part_of_the_api() {
         sqlstate(&mut agent, "SELECT aveloxis.resolve_repo('github.com/chaoss/augur')").await,
         None
     );
+    // Renames are recorded under a collect lease (record_rename(lease_token, url)); the
+    // repo-id form is the admins'.
     assert_eq!(
         sqlstate(
             &mut agent,
-            "SELECT aveloxis.record_rename(1, 'https://github.com/chaoss/augur2')"
+            "SELECT aveloxis.record_rename(1::bigint, 'https://github.com/chaoss/augur2')"
+        )
+        .await
+        .as_deref(),
+        DENIED
+    );
+    assert_eq!(
+        sqlstate(
+            &mut agent,
+            "SELECT aveloxis.record_rename(c.lease_token, 'https://github.com/chaoss/augur2')
+             FROM aveloxis.claim_repo('a', 1, 'collect') c"
         )
         .await,
         None
@@ -215,23 +227,34 @@ async fn agents_stage_and_drain_but_cannot_touch_what_the_drain_owns() {
         .fetch_one(&mut agent)
         .await
         .unwrap();
-    let stage = format!(
-        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
-         VALUES ({repo}, 1, 'issue', '{{\"id\": 9, \"number\": 1, \"title\": \"t\", \"state\": \"open\"}}')"
-    );
-    assert_eq!(sqlstate(&mut agent, &stage).await, None);
-    // COPY, as agents stage in bulk, with exactly the agent columns.
-    let mut copy = agent
-        .copy_in_raw("COPY aveloxis_ops.staging (repo_id, platform_id, entity, payload) FROM STDIN")
-        .await
-        .unwrap();
-    copy.send(
-        format!("{repo}\t1\tissue\t{{\"id\": 10, \"number\": 2, \"title\": \"copied\", \"state\": \"open\"}}\n")
-            .as_bytes(),
-    )
+    // Agents stage through aveloxis.stage() under a lease; the table itself is closed to
+    // them (0.6.0 granted INSERT and COPY on it, for any repository).
+    let token: sqlx::types::Uuid = sqlx::query_scalar(&format!(
+        "SELECT lease_token FROM aveloxis.claim_repo('a', {repo}, 'collect')"
+    ))
+    .fetch_one(&mut agent)
     .await
     .unwrap();
-    copy.finish().await.unwrap();
+    let staged: i64 = sqlx::query_scalar("SELECT aveloxis.stage($1, 'issue', $2)")
+        .bind(token)
+        .bind(vec![
+            r#"{"id": 9, "number": 1, "title": "t", "state": "open"}"#.to_string(),
+            r#"{"id": 10, "number": 2, "title": "copied", "state": "open"}"#.to_string(),
+        ])
+        .fetch_one(&mut agent)
+        .await
+        .unwrap();
+    assert_eq!(staged, 2);
+    let direct = format!(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         VALUES ({repo}, 1, 'issue', '{{\"id\": 11, \"number\": 3}}')"
+    );
+    assert_eq!(sqlstate(&mut agent, &direct).await.as_deref(), DENIED);
+    let copy_refused = agent
+        .copy_in_raw("COPY aveloxis_ops.staging (repo_id, platform_id, entity, payload) FROM STDIN")
+        .await
+        .is_err();
+    assert!(copy_refused, "COPY into staging must be refused to agents");
     assert_eq!(
         sqlstate(&mut agent, &format!("CALL aveloxis.drain({repo})")).await,
         None

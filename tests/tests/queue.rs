@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use harness::sqlx::types::Uuid;
 use harness::sqlx::{self, PgConnection, Row};
 use harness::{cluster_url, TestDb};
 
@@ -23,15 +24,15 @@ async fn set_clock(conn: &mut PgConnection, offset: &str) {
         .unwrap();
 }
 
-/// (job_id, repo_id, phase, since is null, full_run, attempt)
+/// (job_id, repo_id, phase, since is null, full_run, attempt, lease_token)
 async fn claim(
     conn: &mut PgConnection,
     agent: &str,
     phases: &[&str],
     max: i32,
-) -> Vec<(i64, i64, String, bool, bool, i32)> {
+) -> Vec<(i64, i64, String, bool, bool, i32, Uuid)> {
     sqlx::query_as(
-        "SELECT job_id, repo_id, phase, since IS NULL, full_run, attempt
+        "SELECT job_id, repo_id, phase, since IS NULL, full_run, attempt, lease_token
          FROM aveloxis.claim($1, $2, $3, '5 minutes')",
     )
     .bind(agent)
@@ -40,6 +41,16 @@ async fn claim(
     .fetch_all(conn)
     .await
     .unwrap()
+}
+
+async fn complete(conn: &mut PgConnection, job: i64, token: Uuid, outcome: &str) {
+    sqlx::query("SELECT aveloxis.complete($1, $2, $3::jsonb)")
+        .bind(job)
+        .bind(token)
+        .bind(outcome)
+        .execute(conn)
+        .await
+        .unwrap();
 }
 
 async fn why(conn: &mut PgConnection, repo: i64) -> BTreeMap<String, (String, String)> {
@@ -80,7 +91,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
 
     let got = claim(&mut conn, "agent-a", &["collect"], 10).await;
     assert_eq!(got.len(), 2, "both forge repositories' collect jobs are due");
-    let (job, repo, _, since_null, full, attempt) = got[0].clone();
+    let (job, repo, _, since_null, full, attempt, token) = got[0].clone();
     assert_eq!(
         (repo, since_null, full, attempt),
         (gh, true, true, 1),
@@ -94,32 +105,45 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
         reasons["collect"].1
     );
 
-    let heartbeat: Vec<i64> = sqlx::query_scalar("SELECT aveloxis.heartbeat(ARRAY[$1], 'agent-a')")
-        .bind(job)
+    let heartbeat: Vec<i64> = sqlx::query_scalar("SELECT aveloxis.heartbeat(ARRAY[$1])")
+        .bind(token)
         .fetch_all(&mut conn)
         .await
         .unwrap();
     assert_eq!(heartbeat, [job]);
-    let not_mine: Vec<i64> = sqlx::query_scalar("SELECT aveloxis.heartbeat(ARRAY[$1], 'agent-b')")
-        .bind(job)
+    // Whoever does not hold the token can neither renew nor finish the lease, whatever
+    // agent name it gives (0.6.0 let complete(job, outcome, NULL) through).
+    let forged = Uuid::from_u128(0x1234);
+    let not_mine: Vec<i64> = sqlx::query_scalar("SELECT aveloxis.heartbeat(ARRAY[$1])")
+        .bind(forged)
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert!(not_mine.is_empty(), "another agent cannot renew the lease");
-
-    let err = sqlx::query("SELECT aveloxis.complete($1, '{}', 'agent-b')")
+    assert!(not_mine.is_empty(), "a forged token cannot renew the lease");
+    for token in [Some(forged), None] {
+        let err = sqlx::query("SELECT aveloxis.complete($1, $2, '{}')")
+            .bind(job)
+            .bind(token)
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("lease token"), "{err}");
+    }
+    complete(
+        &mut conn,
+        job,
+        token,
+        r#"{"complete": true, "counts": {"issues": 3}, "state": {"etag": "x"}}"#,
+    )
+    .await;
+    // The token is spent with its run.
+    let err = sqlx::query("SELECT aveloxis.fail($1, $2, 'late', 'transient')")
         .bind(job)
+        .bind(token)
         .execute(&mut conn)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("is leased to agent-a"), "{err}");
-    sqlx::query(
-        r#"SELECT aveloxis.complete($1, '{"complete": true, "counts": {"issues": 3}, "state": {"etag": "x"}}', 'agent-a')"#,
-    )
-    .bind(job)
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    assert!(err.to_string().contains("its lease token is spent"), "{err}");
     let reasons = why(&mut conn, gh).await;
     assert_eq!(reasons["collect"].0, "waiting");
     assert!(
@@ -133,7 +157,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
     set_clock(&mut conn, "1 day 1 second").await;
     let row = sqlx::query(
         "SELECT job_id, full_run, since = (SELECT started_at FROM aveloxis_ops.job_runs WHERE job_id = $1
-                                          ORDER BY run_id LIMIT 1) - interval '1 hour', agent_state
+                                          ORDER BY run_id LIMIT 1) - interval '1 hour', agent_state, lease_token
          FROM aveloxis.claim('agent-a', ARRAY['collect'], 10) WHERE repo_id = $2",
     )
     .bind(job)
@@ -147,11 +171,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
     assert_eq!(row.get::<serde_json::Value, _>(3), serde_json::json!({"etag": "x"}));
 
     // force_recollect: the next run is full, and the flag clears on success.
-    sqlx::query("SELECT aveloxis.complete($1, '{}', 'agent-a')")
-        .bind(job)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    complete(&mut conn, job, row.get(4), "{}").await;
     sqlx::query("SELECT aveloxis.force_recollect($1)")
         .bind(gh)
         .execute(&mut conn)
@@ -160,11 +180,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
     let forced = claim(&mut conn, "agent-a", &["collect"], 10).await;
     let forced = forced.iter().find(|j| j.0 == job).expect("forced job is due at once");
     assert!(forced.4 && forced.3, "forced run is full, with no since");
-    sqlx::query("SELECT aveloxis.complete($1, '{}', 'agent-a')")
-        .bind(job)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    complete(&mut conn, job, forced.6, "{}").await;
     let flag: bool = sqlx::query_scalar("SELECT force_full FROM aveloxis_ops.jobs WHERE job_id = $1")
         .bind(job)
         .fetch_one(&mut conn)
@@ -214,8 +230,8 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             let agent = format!("claimer-{claimer}");
             let mut taken = 0usize;
             loop {
-                let jobs: Vec<i64> = sqlx::query_scalar(
-                    "SELECT job_id FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution'], 25)",
+                let jobs: Vec<(i64, Uuid)> = sqlx::query_as(
+                    "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution'], 25)",
                 )
                 .bind(&agent)
                 .fetch_all(&mut c)
@@ -239,13 +255,8 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
                     assert_eq!(left, 0, "{agent} came back empty while jobs were due");
                     return taken;
                 }
-                for job in &jobs {
-                    sqlx::query("SELECT aveloxis.complete($1, '{}', $2)")
-                        .bind(job)
-                        .bind(&agent)
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
+                for (job, token) in &jobs {
+                    complete(&mut c, *job, *token, "{}").await;
                 }
                 taken += jobs.len();
             }
@@ -276,7 +287,7 @@ async fn an_abandoned_lease_expires_and_the_job_completes_elsewhere() {
     let mut lost = db.connect().await;
     let first = claim(&mut lost, "agent-lost", &["facade"], 1).await;
     assert_eq!(first.len(), 1);
-    let job = first[0].0;
+    let (job, lost_token) = (first[0].0, first[0].6);
     // The claimer's connection dies mid-lease.
     sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
         .execute(&mut lost)
@@ -292,11 +303,24 @@ async fn an_abandoned_lease_expires_and_the_job_completes_elsewhere() {
     let second = claim(&mut conn, "agent-b", &["facade"], 1).await;
     assert_eq!(second.len(), 1);
     assert_eq!((second[0].0, second[0].5), (job, 2), "the expired attempt is counted");
-    sqlx::query("SELECT aveloxis.complete($1, '{}', 'agent-b')")
-        .bind(job)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // The lost agent comes back while agent-b holds the job: its token is stale, refused
+    // with the reason, for staging and finishing alike.
+    for sql in [
+        "SELECT aveloxis.stage($2, 'commit', ARRAY['{}']) WHERE $1 > 0",
+        "SELECT aveloxis.complete($1, $2, '{}')",
+    ] {
+        let err = sqlx::query(sql)
+            .bind(job)
+            .bind(lost_token)
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("expired and the job was claimed again"),
+            "{sql}: {err}"
+        );
+    }
+    complete(&mut conn, job, second[0].6, "{}").await;
 
     let runs: Vec<(String, i32, String)> =
         sqlx::query_as("SELECT agent, attempt, outcome FROM aveloxis_ops.job_runs ORDER BY run_id")
@@ -311,12 +335,16 @@ async fn an_abandoned_lease_expires_and_the_job_completes_elsewhere() {
         ]
     );
     // The lost agent's late report is refused: someone else finished the job.
-    let err = sqlx::query("SELECT aveloxis.complete($1, '{}', 'agent-lost')")
+    let err = sqlx::query("SELECT aveloxis.complete($1, $2, '{}')")
         .bind(job)
+        .bind(lost_token)
         .execute(&mut conn)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("is not leased to agent-lost"), "{err}");
+    assert!(
+        err.to_string().contains("expired and the job was claimed again"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -330,12 +358,13 @@ async fn transient_failures_back_off_quadratically_then_sideline() {
         set_clock(&mut conn, &format!("{clock_s} seconds")).await;
         let got = claim(&mut conn, "agent", &["facade"], 1).await;
         assert_eq!(got.len(), 1, "claimable again before failure {failure}");
-        let job = got[0].0;
+        let (job, token) = (got[0].0, got[0].6);
         // One second early, the job is still backing off (checked after the first failure).
         let next: f64 = sqlx::query_scalar(
-            "SELECT extract(epoch FROM aveloxis.fail($1, 'HTTP 502', 'transient', 'agent') - aveloxis_ops.clock())::float8",
+            "SELECT extract(epoch FROM aveloxis.fail($1, $2, 'HTTP 502', 'transient') - aveloxis_ops.clock())::float8",
         )
         .bind(job)
+        .bind(token)
         .fetch_one(&mut conn)
         .await
         .unwrap();
@@ -361,11 +390,12 @@ async fn transient_failures_back_off_quadratically_then_sideline() {
 
     // After the sideline the count starts over.
     set_clock(&mut conn, &format!("{clock_s} seconds")).await;
-    let job = claim(&mut conn, "agent", &["facade"], 1).await[0].0;
+    let got = claim(&mut conn, "agent", &["facade"], 1).await;
     let next: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM aveloxis.fail($1, 'HTTP 502', 'transient', 'agent') - aveloxis_ops.clock())::float8",
+        "SELECT extract(epoch FROM aveloxis.fail($1, $2, 'HTTP 502', 'transient') - aveloxis_ops.clock())::float8",
     )
-    .bind(job)
+    .bind(got[0].0)
+    .bind(got[0].6)
     .fetch_one(&mut conn)
     .await
     .unwrap();
@@ -383,11 +413,7 @@ async fn partial_and_retried_jobs_are_served_first_and_gone_sidelines_the_repo()
     set_clock(&mut conn, "1 minute").await;
     let first = claim(&mut conn, "agent", &["facade"], 1).await;
     assert_eq!(first[0].1, a);
-    sqlx::query(r#"SELECT aveloxis.complete($1, '{"complete": false}', 'agent')"#)
-        .bind(first[0].0)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    complete(&mut conn, first[0].0, first[0].6, r#"{"complete": false}"#).await;
     let order: Vec<i64> = claim(&mut conn, "agent", &["facade"], 3)
         .await
         .iter()
@@ -418,8 +444,9 @@ async fn partial_and_retried_jobs_are_served_first_and_gone_sidelines_the_repo()
 
     // 404 on collect: the whole repository is sidelined, with the reason; unsideline resumes it.
     let collect = claim(&mut conn, "agent", &["collect"], 1).await;
-    sqlx::query("SELECT aveloxis.fail($1, 'HTTP 404 Not Found', 'gone', 'agent')")
+    sqlx::query("SELECT aveloxis.fail($1, $2, 'HTTP 404 Not Found', 'gone')")
         .bind(collect[0].0)
+        .bind(collect[0].6)
         .execute(&mut conn)
         .await
         .unwrap();
@@ -442,13 +469,12 @@ async fn partial_and_retried_jobs_are_served_first_and_gone_sidelines_the_repo()
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(
-        claim(&mut conn, "agent", &["collect", "distribution"], 5).await.len(),
-        2
-    );
+    let again = claim(&mut conn, "agent", &["collect", "distribution"], 5).await;
+    assert_eq!(again.len(), 2);
 
-    let err = sqlx::query("SELECT aveloxis.fail($1, 'x', 'oops', 'agent')")
-        .bind(collect[0].0)
+    let err = sqlx::query("SELECT aveloxis.fail($1, $2, 'x', 'oops')")
+        .bind(again[0].0)
+        .bind(again[0].6)
         .execute(&mut conn)
         .await
         .unwrap_err();
@@ -465,12 +491,9 @@ async fn tick_realigns_due_dates_and_purges_old_rows() {
     let db = TestDb::with_extension("queue_tick").await;
     let mut conn = db.connect().await;
     let repo = add_repo(&mut conn, "/srv/git/t.git").await;
-    let job = claim(&mut conn, "agent", &["facade"], 1).await[0].0;
-    sqlx::query("SELECT aveloxis.complete($1, '{}', 'agent')")
-        .bind(job)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let got = claim(&mut conn, "agent", &["facade"], 1).await;
+    let job = got[0].0;
+    complete(&mut conn, job, got[0].6, "{}").await;
     sqlx::query("SELECT aveloxis.set_setting('facade.cadence', '7 days')")
         .execute(&mut conn)
         .await
@@ -522,7 +545,8 @@ async fn pg_cron_runs_tick_in_the_cluster() {
     sqlx::raw_sql(
         "CREATE EXTENSION IF NOT EXISTS pg_cron;
          DROP EXTENSION IF EXISTS pg_aveloxis CASCADE;
-         CREATE EXTENSION pg_aveloxis;",
+         CREATE EXTENSION pg_aveloxis;
+         SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git');",
     )
     .execute(&mut conn)
     .await
@@ -583,4 +607,32 @@ async fn pg_cron_runs_tick_in_the_cluster() {
         "pg_cron did not run aveloxis.tick() within 150 s; failures: {cron_errors:?}"
     );
     assert_eq!(said, "removed 1 scheduled job(s)");
+}
+
+#[tokio::test]
+async fn a_phase_limit_caps_its_leases_across_claimers() {
+    // max_leased > 0 serializes the phase's claims; 0.6.0 failed every such claim
+    // (pg_advisory_xact_lock(bigint, integer) does not exist; found by plpgsql_check).
+    let db = TestDb::with_extension("queue_limit").await;
+    let mut conn = db.connect().await;
+    for n in 0..5 {
+        add_repo(&mut conn, &format!("/srv/git/limit{n}.git")).await;
+    }
+    sqlx::query("SELECT aveloxis.set_setting('facade.max_leased', '2')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let first = claim(&mut conn, "a", &["facade"], 3).await;
+    assert_eq!(first.len(), 2, "the limit caps one claim");
+    let mut other = db.connect().await;
+    assert!(
+        claim(&mut other, "b", &["facade"], 3).await.is_empty(),
+        "and the next claimer"
+    );
+    complete(&mut conn, first[0].0, first[0].6, "{}").await;
+    assert_eq!(
+        claim(&mut other, "b", &["facade"], 3).await.len(),
+        1,
+        "a finished lease frees one place"
+    );
 }

@@ -1,0 +1,615 @@
+//! Fault injection: the drain's backend terminated mid-batch, the cluster restarted
+//! (immediate, as in a crash) while `aveloxis-agent run` works with three workers, and the
+//! agent SIGKILLed mid-walk and mid-API-collection. After recovery (lease expiry, or the
+//! agent reconnecting by itself) the database must hold exactly what an uninterrupted run
+//! of the same data stores: 0 rows lost, 0 duplicated (a canonical dump of every
+//! `aveloxis_data` table compared as a multiset).
+//!
+//! No timed assertions: every wait polls a condition and fails after a generous bound.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use harness::gitrepo::{Change, Commit, ScriptedRepo};
+use harness::private_cluster::PrivateCluster;
+use harness::replay::{github_fixtures, ReplayServer};
+use harness::sqlx::{self, Connection, PgConnection};
+use harness::{agent_bin, diff, fixture_records, TestDb};
+use serde_json::{json, Value};
+
+/// How long any wait may take before the test fails.
+const BOUND: Duration = Duration::from_secs(120);
+
+async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// Runs statements; panics with the SQL on failure.
+async fn exec(url: &str, sql: &str) {
+    let mut conn = connect(url).await;
+    if let Err(e) = sqlx::raw_sql(sql).execute(&mut conn).await {
+        panic!("SQL failed: {e}\n{sql}");
+    }
+}
+
+/// One bigint, or None while the server cannot answer (it may be restarting).
+async fn try_i64(url: &str, sql: &str) -> Option<i64> {
+    let mut conn = PgConnection::connect(url).await.ok()?;
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.ok()
+}
+
+async fn i64_of(url: &str, sql: &str) -> i64 {
+    let mut conn = connect(url).await;
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+}
+
+async fn text_of(url: &str, sql: &str) -> String {
+    let mut conn = connect(url).await;
+    sqlx::query_scalar::<_, Option<String>>(sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .unwrap_or_default()
+}
+
+/// Polls `check` until it gives a value; fails saying `what` after [`BOUND`].
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + BOUND;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {} s", BOUND.as_secs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every table of `aveloxis_data`, without the columns that differ between two databases
+/// holding the same data: identity keys, the columns referring to them, and `repo_id`.
+const TABLES: &str = "
+SELECT c.relname::text,
+       coalesce(array_agg(a.attname::text) FILTER (WHERE a.attidentity <> '' OR a.attname = 'repo_id'
+           OR EXISTS (SELECT FROM pg_constraint f
+                      JOIN pg_attribute r ON r.attrelid = f.confrelid AND r.attnum = f.confkey[1]
+                      WHERE f.contype = 'f' AND f.conrelid = c.oid AND f.conkey = ARRAY[a.attnum]
+                        AND r.attidentity <> '')), '{}')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = 'aveloxis_data' AND c.relkind = 'r'
+GROUP BY c.relname ORDER BY 1";
+
+/// A canonical dump of the stored data: one sorted line per row (duplicates stay visible).
+/// Times of the last day or later were taken from the clock while collecting (collection
+/// dates, retry times), not from the data: they read `(clock)`.
+async fn dump(url: &str) -> String {
+    let mut conn = connect(url).await;
+    let tables: Vec<(String, Vec<String>)> = sqlx::query_as(TABLES).fetch_all(&mut conn).await.unwrap();
+    let mut lines = Vec::new();
+    for (table, volatile) in tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            r#"SELECT coalesce((SELECT jsonb_object_agg(k, CASE
+                   WHEN v #>> '{{}}' !~ '^\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?|Z)$' THEN v
+                   WHEN (v #>> '{{}}')::timestamptz > now() - interval '1 day' THEN '"(clock)"' ELSE v END)
+                 FROM jsonb_each(to_jsonb(t) - $1::text[]) AS e(k, v)), '{{}}')::text
+               FROM aveloxis_data.{table} t"#
+        ))
+        .bind(&volatile)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("dumping {table}: {e}"));
+        lines.extend(rows.into_iter().map(|r| format!("{table} {r}")));
+    }
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+/// Asserts the faulted database stores exactly what the uninterrupted one does.
+async fn assert_same_data(reference: &str, faulted: &str, what: &str) {
+    let (expected, got) = (dump(reference).await, dump(faulted).await);
+    eprintln!("DEBUG {what}: {} lines", expected.lines().count());
+    assert!(
+        expected == got,
+        "{what}: the stored rows differ from the uninterrupted run's (- uninterrupted, + faulted):\n{}",
+        diff("uninterrupted", &expected, "faulted", &got)
+    );
+}
+
+async fn add_repos(url: &str, urls: &[&str]) -> Vec<i64> {
+    let mut conn = connect(url).await;
+    let mut ids = Vec::new();
+    for u in urls {
+        ids.push(
+            sqlx::query_scalar("SELECT aveloxis.add_repo($1)")
+                .bind(u)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+/// A directory under the temp dir, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("aveloxis-fi-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+/// Owned arguments from borrowed ones.
+fn strings(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts the agent against `url`, its stdout and stderr into `log` (a pipe nobody reads
+/// could fill and stall it); killed if the test ends first.
+fn spawn_agent<S: AsRef<OsStr>>(url: &str, args: &[S], env: &[(&str, &str)], log: &str) -> tokio::process::Child {
+    let file = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new(agent_bin())
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env_remove("AVELOXIS_CONFIG")
+        .env_remove("GITHUB_TOKENS")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start aveloxis-agent")
+}
+
+/// Waits (bounded) for the agent to exit and asserts it succeeded; returns its log.
+async fn exits_cleanly(mut agent: tokio::process::Child, log: &str) -> String {
+    let status = tokio::time::timeout(BOUND * 3, agent.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the agent did not exit:\n{}", read(log)))
+        .unwrap();
+    let text = read(log);
+    assert!(status.success(), "the agent failed ({status}):\n{text}");
+    text
+}
+
+fn read(log: &str) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// A history of `n` commits, each rewriting one of 25 files with contents that name the
+/// repository (so two repositories never share a commit).
+fn history(label: &str, n: usize) -> ScriptedRepo {
+    let repo = ScriptedRepo::new(label);
+    let authors = [
+        "Ann Example <ann@example.com>",
+        "Bo <bo@example.org>",
+        "Cy <12345+cy@users.noreply.github.com>",
+        "Dee <>",
+    ];
+    let contents: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{label} {i}\n").repeat(i % 7 + 1).into_bytes())
+        .collect();
+    let messages: Vec<String> = (0..n).map(|i| format!("{label}: change {i}\n")).collect();
+    let times: Vec<String> = (0..n).map(|i| format!("{} +0000", 1_600_000_000 + i * 3600)).collect();
+    let paths: Vec<String> = (0..n).map(|i| format!("src/f{}.txt", i % 25)).collect();
+    let commits: Vec<Commit> = (0..n)
+        .map(|i| Commit {
+            branch: "main",
+            mark: i as u32 + 1,
+            from: (i > 0).then_some(i as u32),
+            merge: &[],
+            author: authors[i % authors.len()],
+            time: &times[i],
+            message: &messages[i],
+            changes: vec![Change::Write(&paths[i], &contents[i])],
+        })
+        .collect();
+    repo.import(&commits);
+    repo
+}
+
+/// `n` GitHub issue payloads shaped like a recorded one: varied reporters, labels, states.
+fn issue_payloads(n: i64) -> Vec<String> {
+    let template = fixture_records("github/issues/octokit/paginate-issues.normalized-fixture.json").remove(0);
+    (1..=n)
+        .map(|k| {
+            let mut issue = template.clone();
+            let user = 1000 + k % 37;
+            issue["id"] = json!(700_000_000 + k);
+            issue["number"] = json!(k);
+            issue["node_id"] = json!(format!("I_fault{k}"));
+            issue["title"] = json!(format!("Fault issue {k}"));
+            issue["body"] = json!(format!("Body of issue {k}.\n").repeat((k % 9 + 1) as usize));
+            issue["user"]["id"] = json!(user);
+            issue["user"]["login"] = json!(format!("user-{user}"));
+            issue["user"]["node_id"] = json!(format!("U_fault{user}"));
+            issue["labels"] = json!([{"id": 9000 + k % 5, "node_id": format!("LA{}", k % 5),
+                "name": format!("area/{}", k % 5), "color": "ededed", "default": false, "description": null}]);
+            issue["state"] = json!(if k % 3 == 0 { "open" } else { "closed" });
+            issue["closed_at"] = if k % 3 == 0 {
+                Value::Null
+            } else {
+                json!("2020-01-02T03:04:05Z")
+            };
+            issue["url"] = json!(format!("https://api.github.com/repos/fault/drain/issues/{k}"));
+            issue["html_url"] = json!(format!("https://github.com/fault/drain/issues/{k}"));
+            issue.to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn drain_backend_terminated_mid_batch_loses_and_doubles_nothing() {
+    const ISSUES: i64 = 4000;
+    let payloads = issue_payloads(ISSUES);
+    let reference = TestDb::with_extension("fi_drain_ref").await;
+    let repo = add_repos(&reference.url(), &["https://github.com/fault/drain"]).await[0];
+    reference.stage(repo, "issue", &payloads).await;
+    exec(&reference.url(), &format!("CALL aveloxis.drain({repo}, 50)")).await;
+
+    let db = TestDb::with_extension("fi_drain").await;
+    let url = db.url();
+    let repo = add_repos(&url, &["https://github.com/fault/drain"]).await[0];
+    db.stage(repo, "issue", &payloads).await;
+    let mut victim = db.connect().await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut victim)
+        .await
+        .unwrap();
+    let drain = tokio::spawn(async move {
+        sqlx::query("CALL aveloxis.drain($1, 50)")
+            .bind(repo)
+            .execute(&mut victim)
+            .await
+            .map(|_| ())
+    });
+    let drained = "SELECT count(drained_at) FROM aveloxis_ops.staging";
+    let url_ = url.as_str();
+    wait_for("the drain committed a batch", move || async move {
+        Some(i64_of(url_, drained).await).filter(|n| *n > 0)
+    })
+    .await;
+    let terminated = i64_of(&url, &format!("SELECT pg_terminate_backend({pid})::int::int8")).await;
+    let result = tokio::time::timeout(BOUND, drain)
+        .await
+        .expect("the drain ends")
+        .unwrap();
+    let at_kill = i64_of(&url, drained).await;
+    eprintln!("DEBUG at kill {at_kill}");
+    assert!(
+        terminated == 1 && result.is_err() && at_kill < ISSUES,
+        "the drain was not cut mid-run (terminated {terminated}, result {result:?}, {at_kill} of {ISSUES} drained): \
+         stage more rows"
+    );
+
+    // The next drain takes over where the committed batches stopped.
+    exec(&url, &format!("CALL aveloxis.drain({repo}, 50)")).await;
+    let (left, rejected): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL),
+                (SELECT count(*) FROM aveloxis_ops.staging_rejects)",
+    )
+    .fetch_one(&mut db.connect().await)
+    .await
+    .unwrap();
+    assert_eq!((left, rejected), (0, 0), "every staged row drained, none rejected");
+    // Across both runs every issue was inserted once, none written twice.
+    let counts: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT sum(inserted)::bigint, sum(updated)::bigint, sum(unchanged)::bigint, sum(rejected)::bigint
+         FROM aveloxis_ops.drain_run_counts WHERE entity = 'issue'",
+    )
+    .fetch_one(&mut db.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        (ISSUES, 0, 0, 0),
+        "(inserted, updated, unchanged, rejected) over both runs"
+    );
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT platform_issue_id FROM aveloxis_data.issues ORDER BY 1")
+        .fetch_all(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(ids, (1..=ISSUES).map(|k| 700_000_000 + k).collect::<Vec<_>>());
+    assert_same_data(&reference.url(), &url, "drain terminated mid-batch").await;
+}
+
+/// Progress of the queue and staging, to tell a stalled recovery from a working one.
+const PROGRESS: &str = "
+SELECT concat_ws('/', (SELECT count(*) FROM aveloxis_ops.staging), (SELECT count(drained_at) FROM aveloxis_ops.staging),
+                 (SELECT count(*) FROM aveloxis_ops.job_runs), (SELECT count(finished_at) FROM aveloxis_ops.job_runs),
+                 (SELECT string_agg(job_id || lease_owner, ',') FROM aveloxis_ops.jobs))";
+
+const QUEUE_STATE: &str = "
+SELECT string_agg(format('job %s repo %s: leased by %s, success %s, backoff until %s, error %s',
+                         job_id, repo_id, lease_owner, last_success_at, backoff_until, last_error), E'\n' ORDER BY job_id)
+FROM aveloxis_ops.jobs";
+
+#[tokio::test]
+async fn cluster_restart_during_run_with_three_workers_loses_and_doubles_nothing() {
+    const REPOS: usize = 5;
+    let scratch = Scratch::new("restart");
+    let repos: Vec<ScriptedRepo> = (0..REPOS).map(|i| history(&format!("fi-restart-{i}"), 1500)).collect();
+    let paths: Vec<&str> = repos.iter().map(ScriptedRepo::path_str).collect();
+    let facade = |clones: &str, extra: &[&str]| {
+        let mut args = strings(&["run", "--phases", "facade", "--workers", "3", "--poll-seconds", "1"]);
+        args.extend(strings(&["--clone-dir", clones]).into_iter().chain(strings(extra)));
+        args
+    };
+
+    let reference = TestDb::with_extension("fi_restart_ref").await;
+    add_repos(&reference.url(), &paths).await;
+    let log = scratch.path("reference.log");
+    let args = facade(&scratch.path("clones-ref"), &["--once"]);
+    let out = exits_cleanly(spawn_agent(&reference.url(), &args, &[], &log), &log).await;
+    assert!(out.contains(&format!("{REPOS} jobs run, 0 failed")), "{out}");
+
+    let cluster = PrivateCluster::start("fi-restart");
+    let url = cluster.url.as_str();
+    exec(
+        url,
+        &format!(
+            "CREATE EXTENSION pg_aveloxis;
+             SELECT aveloxis.set_setting('registry.local_path_roots', '{}');",
+            std::env::temp_dir().display()
+        ),
+    )
+    .await;
+    add_repos(url, &paths).await;
+    let log = scratch.path("restarted.log");
+    let args = facade(&scratch.path("clones"), &["--agent", "crashy"]);
+    let mut agent = spawn_agent(url, &args, &[], &log);
+    // Jobs in progress: leased, and commits arriving.
+    wait_for("the workers leased jobs and staged commits", move || async move {
+        try_i64(
+            url,
+            "SELECT count(*) FROM aveloxis_ops.jobs WHERE lease_owner IS NOT NULL
+               AND EXISTS (SELECT FROM aveloxis_ops.staging)",
+        )
+        .await
+        .filter(|n| *n > 0)
+    })
+    .await;
+    cluster.restart_immediate();
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent exited on the restart:\n{}",
+        read(&log)
+    );
+    let done_before = i64_of(url, "SELECT count(last_success_at) FROM aveloxis_ops.jobs").await;
+    assert!(
+        done_before < REPOS as i64,
+        "every job had completed before the restart: make the histories longer"
+    );
+
+    // Recovery: the agent reconnects by itself. What was leased when the server went down
+    // either comes back from its worker or waits for its lease to expire; a job failed by
+    // the outage waits out its backoff. When nothing moves for a while, time passes
+    // (clock.offset, in hours: past every lease and backoff, short of the 1-day cadence).
+    let deadline = Instant::now() + BOUND * 3;
+    let (mut last, mut still_since, mut hours) = (String::new(), Instant::now(), 0);
+    loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            panic!("the agent exited after the restart ({status}):\n{}", read(&log));
+        }
+        let done = try_i64(url, "SELECT count(last_success_at) FROM aveloxis_ops.jobs").await;
+        if done == Some(REPOS as i64) {
+            break;
+        }
+        let mut conn = PgConnection::connect(url).await.ok();
+        let progress = match conn.as_mut() {
+            Some(c) => sqlx::query_scalar::<_, String>(PROGRESS).fetch_one(c).await.ok(),
+            None => None,
+        };
+        if let Some(progress) = progress {
+            if progress != last {
+                (last, still_since) = (progress, Instant::now());
+            } else if still_since.elapsed() > Duration::from_secs(15) && hours < 12 {
+                hours += 1;
+                exec(
+                    url,
+                    &format!("SELECT aveloxis.set_setting('clock.offset', '{hours} hours'); CALL aveloxis.tick();"),
+                )
+                .await;
+                still_since = Instant::now();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the facade jobs did not all complete after the restart (clock moved {hours} h):\n{}\n{}",
+            text_of(url, QUEUE_STATE).await,
+            read(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Stopped, the agent leaves nothing leased and exits 0.
+    let pid = agent.id().expect("the agent runs") as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let text = exits_cleanly(agent, &log).await;
+    let (leased, pending) = (
+        i64_of(
+            url,
+            "SELECT count(*) FROM aveloxis_ops.jobs WHERE lease_owner IS NOT NULL",
+        )
+        .await,
+        i64_of(
+            url,
+            "SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL",
+        )
+        .await,
+    );
+    assert_eq!(
+        (leased, pending),
+        (0, 0),
+        "(leased jobs, undrained rows) after the stop:\n{text}"
+    );
+    assert_same_data(&reference.url(), url, "cluster restarted during run").await;
+}
+
+/// The agent `run` killed (SIGKILL) once `staged` says it is mid-job, its lease expired
+/// (the clock an hour on, then `tick()`), a second agent finishing the job: the database
+/// must then equal the uninterrupted run's.
+async fn kill_expire_rescue(url: &str, args: &[String], env: &[(&str, &str)], staged: &str, scratch: &Scratch) {
+    let log = scratch.path("victim.log");
+    let mut victim_args = args.to_vec();
+    victim_args.extend(strings(&["--workers", "1", "--agent", "victim"]));
+    let mut victim = spawn_agent(url, &victim_args, env, &log);
+    wait_for("the agent staged rows", move || async move {
+        Some(i64_of(url, staged).await).filter(|n| *n > 0)
+    })
+    .await;
+    victim.kill().await.unwrap();
+    let (owner, finished): (Option<String>, i64) = sqlx::query_as(
+        "SELECT (SELECT lease_owner FROM aveloxis_ops.jobs WHERE lease_owner IS NOT NULL),
+                (SELECT count(finished_at) FROM aveloxis_ops.job_runs)",
+    )
+    .fetch_one(&mut connect(url).await)
+    .await
+    .unwrap();
+    assert_eq!(
+        (owner.as_deref(), finished),
+        (Some("victim/1"), 0),
+        "killed mid-job, the lease held:\n{}",
+        read(&log)
+    );
+
+    exec(
+        url,
+        "SELECT aveloxis.set_setting('clock.offset', '1 hour'); CALL aveloxis.tick();",
+    )
+    .await;
+    let log = scratch.path("rescuer.log");
+    let mut rescuer_args = args.to_vec();
+    rescuer_args.extend(strings(&["--workers", "1", "--agent", "rescuer", "--once"]));
+    exits_cleanly(spawn_agent(url, &rescuer_args, env, &log), &log).await;
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT agent, outcome FROM aveloxis_ops.job_runs ORDER BY run_id")
+            .fetch_all(&mut connect(url).await)
+            .await
+            .unwrap();
+    assert_eq!(
+        runs,
+        [
+            ("victim/1".to_string(), "lease_expired".to_string()),
+            ("rescuer/1".to_string(), "complete".to_string())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn agent_sigkilled_mid_walk_loses_and_doubles_nothing() {
+    const COMMITS: usize = 6000;
+    let scratch = Scratch::new("kill-walk");
+    let repo = history("fi-kill-walk", COMMITS);
+    let run = |clones: &str| {
+        strings(&[
+            "run",
+            "--phases",
+            "facade",
+            "--poll-seconds",
+            "1",
+            "--clone-dir",
+            clones,
+        ])
+    };
+
+    let reference = TestDb::with_extension("fi_kill_walk_ref").await;
+    add_repos(&reference.url(), &[repo.path_str()]).await;
+    let log = scratch.path("reference.log");
+    let mut args = run(&scratch.path("clones-ref"));
+    args.push("--once".into());
+    exits_cleanly(spawn_agent(&reference.url(), &args, &[], &log), &log).await;
+
+    let db = TestDb::with_extension("fi_kill_walk").await;
+    add_repos(&db.url(), &[repo.path_str()]).await;
+    kill_expire_rescue(
+        &db.url(),
+        &run(&scratch.path("clones")),
+        &[],
+        "SELECT count(*) FROM aveloxis_ops.staging WHERE entity = 'commit'",
+        &scratch,
+    )
+    .await;
+    let walked = i64_of(
+        &db.url(),
+        "SELECT count(*) FROM aveloxis_ops.staging s JOIN aveloxis_ops.job_runs r ON r.run_id = s.job_run_id
+         WHERE r.agent = 'victim/1'",
+    )
+    .await;
+    eprintln!("DEBUG walked {walked}");
+    assert!(
+        walked < COMMITS as i64,
+        "the victim staged all {COMMITS} commits before it was killed: make the history longer"
+    );
+    assert_same_data(&reference.url(), &db.url(), "agent killed mid-walk").await;
+}
+
+#[tokio::test]
+async fn agent_sigkilled_mid_api_collection_loses_and_doubles_nothing() {
+    const REPO: &str = "https://github.com/PyGithub/PyGithub";
+    let scratch = Scratch::new("kill-api");
+    let fixtures = github_fixtures();
+    let fixtures: Vec<&str> = fixtures.iter().map(String::as_str).collect();
+    let run = |api: &str| {
+        strings(&[
+            "run",
+            "--phases",
+            "collect",
+            "--poll-seconds",
+            "1",
+            "--github-api-url",
+            api,
+        ])
+    };
+    let env = [("GITHUB_TOKENS", "tok-1")];
+
+    let reference = TestDb::with_extension("fi_kill_api_ref").await;
+    let replay_ref = ReplayServer::start().await;
+    replay_ref.load_repository(&fixtures).await;
+    add_repos(&reference.url(), &[REPO]).await;
+    let log = scratch.path("reference.log");
+    let mut args = run(&replay_ref.api_url());
+    args.push("--once".into());
+    exits_cleanly(spawn_agent(&reference.url(), &args, &env, &log), &log).await;
+
+    // Slow answers, so the kill lands between two lists.
+    let db = TestDb::with_extension("fi_kill_api").await;
+    let replay = ReplayServer::start().await;
+    replay
+        .load_repository_slowly(&fixtures, Duration::from_millis(150))
+        .await;
+    add_repos(&db.url(), &[REPO]).await;
+    kill_expire_rescue(
+        &db.url(),
+        &run(&replay.api_url()),
+        &env,
+        "SELECT count(DISTINCT entity) - 1 FROM aveloxis_ops.staging",
+        &scratch,
+    )
+    .await;
+    assert_same_data(&reference.url(), &db.url(), "agent killed mid-API-collection").await;
+}
