@@ -35,9 +35,14 @@ fn needs_cleaning(bytes: &[u8]) -> bool {
             .any(|(i, &b)| (b < 0x20 || b == 0x7f || b == 0xc2) && raw_control_len(bytes, i) > 0)
 }
 
-/// Cleans a JSON document's escapes and raw control characters; returns the input
+/// Cleans a JSON document's escapes and raw control characters, and drops byte-order
+/// marks before it (JSON has none; an editor or a proxy may add one); returns the input
 /// untouched when nothing needs it.
 pub fn sanitize_json(input: &str) -> Cow<'_, str> {
+    let unmarked = input.trim_start_matches('\u{feff}');
+    if unmarked.len() != input.len() {
+        return Cow::Owned(sanitize_json(unmarked).into_owned());
+    }
     let bytes = input.as_bytes();
     if !needs_cleaning(bytes) {
         return Cow::Borrowed(input);
@@ -232,6 +237,8 @@ mod unit_tests {
         // Neighbours of C1 in UTF-8 (U+00A0 no-break space, U+00A9 ©, U+0100) are text.
         let text = "{\"t\":\"\u{a0}\u{a9}\u{100}\u{c0}\"}";
         assert!(matches!(sanitize_json(text), Cow::Borrowed(_)));
+        // Byte-order marks before the document go; inside strings they are text.
+        assert_eq!(sanitize_json("\u{feff}\u{feff}{\"t\":\"\u{feff}\"}"), "{\"t\":\"\u{feff}\"}");
         // Whitespace between tokens stays.
         assert!(matches!(sanitize_json("{\n\t\"t\": 1\r\n}"), Cow::Borrowed(_)));
         // Both forms in one document, with an escaped backslash before a u.
