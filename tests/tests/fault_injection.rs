@@ -355,7 +355,7 @@ async fn cluster_restart_during_run_with_three_workers_loses_and_doubles_nothing
     let repos: Vec<ScriptedRepo> = (0..REPOS).map(|i| history(&format!("fi-restart-{i}"), 1500)).collect();
     let paths: Vec<&str> = repos.iter().map(ScriptedRepo::path_str).collect();
     let facade = |clones: &str, extra: &[&str]| {
-        let mut args = strings(&["run", "--phases", "facade", "--workers", "3", "--poll-seconds", "1"]);
+        let mut args = strings(&["run", "--phases", "facade", "--poll-seconds", "1"]);
         args.extend(strings(&["--clone-dir", clones]).into_iter().chain(strings(extra)));
         args
     };
@@ -363,7 +363,7 @@ async fn cluster_restart_during_run_with_three_workers_loses_and_doubles_nothing
     let reference = TestDb::with_extension("fi_restart_ref").await;
     add_repos(&reference.url(), &paths).await;
     let log = scratch.path("reference.log");
-    let args = facade(&scratch.path("clones-ref"), &["--once"]);
+    let args = facade(&scratch.path("clones-ref"), &["--once", "--workers", "1"]);
     let out = exits_cleanly(spawn_agent(&reference.url(), &args, &[], &log), &log).await;
     eprintln!("DEBUG reference: {}", out.lines().last().unwrap_or_default());
 
@@ -380,7 +380,7 @@ async fn cluster_restart_during_run_with_three_workers_loses_and_doubles_nothing
     .await;
     add_repos(url, &paths).await;
     let log = scratch.path("restarted.log");
-    let args = facade(&scratch.path("clones"), &["--agent", "crashy"]);
+    let args = facade(&scratch.path("clones"), &["--agent", "crashy", "--workers", "3"]);
     let mut agent = spawn_agent(url, &args, &[], &log);
     // Jobs in progress: leased, and commits arriving.
     wait_for("the workers leased jobs and staged commits", move || async move {
@@ -467,6 +467,8 @@ async fn cluster_restart_during_run_with_three_workers_loses_and_doubles_nothing
         (0, 0),
         "(leased jobs, undrained rows) after the stop:\n{text}"
     );
+    eprintln!("DEBUG runs:\n{}", text_of(url, "SELECT string_agg(format('run %s job %s %s %s staged=%s reported=%s err=%s', r.run_id, r.job_id, r.agent, r.outcome, (SELECT count(*) FROM aveloxis_ops.staging s WHERE s.job_run_id = r.run_id), r.result->'counts'->>'commit', r.error), E'\n' ORDER BY r.run_id) FROM aveloxis_ops.job_runs r").await);
+    eprintln!("DEBUG log:\n{text}");
     assert_same_data(&reference.url(), url, "cluster restarted during run").await;
 }
 

@@ -66,10 +66,10 @@ async fn round(db: &TestDb, system: System, claimers: usize, cycles: usize) -> (
             let agent = format!("bench-{n}");
             let mut got = Vec::with_capacity(share);
             for _ in 0..share {
-                let job: Option<i64> = match system {
-                    System::Aveloxis => sqlx::query_scalar(
-                        "SELECT job_id FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution'], 1, \
-                         '5 minutes')",
+                let job: Option<(i64, Option<sqlx::types::Uuid>)> = match system {
+                    System::Aveloxis => sqlx::query_as(
+                        "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution'], \
+                         1, '5 minutes')",
                     )
                     .bind(&agent)
                     .fetch_optional(&mut conn)
@@ -79,14 +79,15 @@ async fn round(db: &TestDb, system: System, claimers: usize, cycles: usize) -> (
                         .bind(&agent)
                         .fetch_optional(&mut conn)
                         .await
-                        .unwrap(),
+                        .unwrap()
+                        .map(|job: i64| (job, None)),
                 };
-                let job = job.expect("the queue ran dry: use more jobs than cycles");
+                let (job, token) = job.expect("the queue ran dry: use more jobs than cycles");
                 match system {
                     System::Aveloxis => {
-                        sqlx::query("SELECT aveloxis.complete($1, '{\"complete\": true}', $2)")
+                        sqlx::query("SELECT aveloxis.complete($1, $2, '{\"complete\": true}')")
                             .bind(job)
-                            .bind(&agent)
+                            .bind(token)
                             .execute(&mut conn)
                             .await
                             .unwrap();
