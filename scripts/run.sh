@@ -21,8 +21,12 @@ step "CREATE EXTENSION pg_aveloxis (or update it to $(extension_version))"
     -c 'ALTER EXTENSION pg_aveloxis UPDATE'
 
 step "allowing local repositories under $(dirname "$REPO_ROOT") (registry.local_path_roots; none by default)"
-"$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -v roots="$(dirname "$REPO_ROOT")" \
-    -c "SELECT aveloxis.set_setting('registry.local_path_roots', :'roots')" >/dev/null
+"$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -v roots="$(dirname "$REPO_ROOT")" >/dev/null \
+    <<<"SELECT aveloxis.set_setting('registry.local_path_roots', :'roots')"
+
+step "switching on in-database scheduling: pg_cron runs CALL aveloxis.tick() every minute"
+"$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS pg_cron' \
+    -c 'SELECT aveloxis.schedule()' -c "SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'aveloxis-tick'"
 
 step "building aveloxis-agent"
 cargo build -q -p collector-agent
@@ -52,6 +56,16 @@ step "what the database now holds"
     SELECT year, month, email, patches, added, removed, files
     FROM aveloxis_data.dm_repo_monthly WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')
     ORDER BY year DESC, month DESC, patches DESC LIMIT 10"
+
+step "an analyst's answer: who wrote this repository, and how much of it?"
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT c.cmt_author_name AS author, count(DISTINCT c.cmt_commit_hash) AS commits,
+           round(100.0 * count(DISTINCT c.cmt_commit_hash)
+                 / sum(count(DISTINCT c.cmt_commit_hash)) OVER (), 1) AS pct_of_commits,
+           sum(c.cmt_added) AS lines_added, min(c.cmt_author_timestamp)::date AS first, max(c.cmt_author_timestamp)::date AS last
+    FROM aveloxis_data.commits c WHERE c.repo_id = aveloxis.resolve_repo('$REPO_ROOT')
+    GROUP BY 1 ORDER BY 2 DESC LIMIT 5" -c "
+    SELECT phase, status, reason FROM aveloxis.why_not_collected(aveloxis.resolve_repo('https://github.com/chaoss/augur'))"
 
 cat <<MSG
 The cluster keeps running for you to explore:
