@@ -660,6 +660,7 @@ AS $$
         ('issue_comment', '{id}', 'bigint', true), ('issue_comment', '{created_at}', 'timestamp', false),
         ('issue_comment', '{updated_at}', 'timestamp', false),
         ('issue_event', '{id}', 'bigint', true), ('issue_event', '{created_at}', 'timestamp', false),
+        ('issue_event', '{issue,number}', 'integer', false),
         ('release', '{id}', 'bigint', true), ('release', '{draft}', 'boolean', false),
         ('release', '{prerelease}', 'boolean', false), ('release', '{created_at}', 'timestamp', false),
         ('release', '{published_at}', 'timestamp', false), ('release', '{updated_at}', 'timestamp', false),
@@ -894,6 +895,20 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION aveloxis_ops.parse_payload(payload text, OUT doc jsonb, OUT err text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    clean text := aveloxis_ops.sanitize_json(payload);
+BEGIN
+    doc := clean::jsonb;
+EXCEPTION WHEN OTHERS THEN
+    doc := NULL;
+    err := coalesce(aveloxis_ops.json_syntax_error(clean), SQLERRM);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis_ops.check_local_path(url_key text)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -1087,7 +1102,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC;
+    -- Everything is granted anew below: a routine an upgrade took out of a role's part
+    -- (0.7.0: the repo-id forms of record_rename and the commit-author calls) must not
+    -- keep that role's grant from an earlier version.
+    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC, aveloxis_agent, aveloxis_analyst;
 
     -- aveloxis_analyst: read the data and the read-only API.
     GRANT USAGE ON SCHEMA aveloxis, aveloxis_data TO aveloxis_analyst;

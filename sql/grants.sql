@@ -10,7 +10,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC;
+    -- Everything is granted anew below: a routine an upgrade took out of a role's part
+    -- (0.7.0: the repo-id forms of record_rename and the commit-author calls) must not
+    -- keep that role's grant from an earlier version.
+    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC, aveloxis_agent, aveloxis_analyst;
 
     -- aveloxis_analyst: read the data and the read-only API.
     GRANT USAGE ON SCHEMA aveloxis, aveloxis_data TO aveloxis_analyst;

@@ -238,7 +238,10 @@ mod unit_tests {
         let text = "{\"t\":\"\u{a0}\u{a9}\u{100}\u{c0}\"}";
         assert!(matches!(sanitize_json(text), Cow::Borrowed(_)));
         // Byte-order marks before the document go; inside strings they are text.
-        assert_eq!(sanitize_json("\u{feff}\u{feff}{\"t\":\"\u{feff}\"}"), "{\"t\":\"\u{feff}\"}");
+        assert_eq!(
+            sanitize_json("\u{feff}\u{feff}{\"t\":\"\u{feff}\"}"),
+            "{\"t\":\"\u{feff}\"}"
+        );
         // Whitespace between tokens stays.
         assert!(matches!(sanitize_json("{\n\t\"t\": 1\r\n}"), Cow::Borrowed(_)));
         // Both forms in one document, with an escaped backslash before a u.

@@ -186,7 +186,11 @@ fn apply(doc: &Value, m: &Mutation) -> String {
             doc["body"] = json!("é\u{85}x".repeat(*len / 4));
             doc.to_string()
         }
-        Mutation::Deep(depth) => set_raw(doc, &["title".to_string()], &format!("{}{}", "[".repeat(*depth), "]".repeat(*depth))),
+        Mutation::Deep(depth) => set_raw(
+            doc,
+            &["title".to_string()],
+            &format!("{}{}", "[".repeat(*depth), "]".repeat(*depth)),
+        ),
         Mutation::Prefix(p) => format!("{p}{doc}"),
     }
 }
@@ -259,9 +263,24 @@ async fn every_generated_payload_ends_drained_pending_or_rejected_with_a_reason(
 
     // Every row is drained, pending or rejected with a reason; nothing else.
     let total = staged.len() as i64;
-    let drained = count(&mut conn, "SELECT count(*) FROM aveloxis_ops.staging WHERE repo_id = $1 AND drained_at IS NOT NULL", repo).await;
-    let pending = count(&mut conn, "SELECT count(*) FROM aveloxis_ops.staging WHERE repo_id = $1 AND drained_at IS NULL", repo).await;
-    let rejected = count(&mut conn, "SELECT count(*) FROM aveloxis_ops.staging_rejects WHERE repo_id = $1", repo).await;
+    let drained = count(
+        &mut conn,
+        "SELECT count(*) FROM aveloxis_ops.staging WHERE repo_id = $1 AND drained_at IS NOT NULL",
+        repo,
+    )
+    .await;
+    let pending = count(
+        &mut conn,
+        "SELECT count(*) FROM aveloxis_ops.staging WHERE repo_id = $1 AND drained_at IS NULL",
+        repo,
+    )
+    .await;
+    let rejected = count(
+        &mut conn,
+        "SELECT count(*) FROM aveloxis_ops.staging_rejects WHERE repo_id = $1",
+        repo,
+    )
+    .await;
     let without_reason = count(
         &mut conn,
         "SELECT count(*) FROM aveloxis_ops.staging_rejects WHERE repo_id = $1 AND coalesce(btrim(error), '') = ''",
@@ -324,11 +343,20 @@ async fn every_generated_payload_ends_drained_pending_or_rejected_with_a_reason(
             Some(Mutation::Truncate(_)) => false,
         };
         if must_store {
-            assert!(is_stored, "seed {seed}: issue {n} ({m:?}) was not stored:\n{}", &payload[..payload.len().min(400)]);
+            assert!(
+                is_stored,
+                "seed {seed}: issue {n} ({m:?}) was not stored:\n{}",
+                &payload[..payload.len().min(400)]
+            );
         }
-        *outcomes.entry(if is_stored { "stored" } else { "not stored" }).or_default() += 1;
+        *outcomes
+            .entry(if is_stored { "stored" } else { "not stored" })
+            .or_default() += 1;
     }
-    assert!(outcomes.get("stored").copied().unwrap_or(0) > 60, "seed {seed}: {outcomes:?}");
+    assert!(
+        outcomes.get("stored").copied().unwrap_or(0) > 60,
+        "seed {seed}: {outcomes:?}"
+    );
     let nulled = count(
         &mut conn,
         "SELECT coalesce(sum(n.nulled), 0)::bigint FROM aveloxis_ops.drain_run_nulled n

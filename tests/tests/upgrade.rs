@@ -324,3 +324,80 @@ async fn data_from_the_oldest_release_survives_the_upgrades() {
         assert_eq!(jobs, expected);
     }
 }
+
+#[tokio::test]
+async fn leases_held_under_0_6_0_survive_the_update_to_0_7_0() {
+    // 0.6.0 leases had no token. After ALTER EXTENSION UPDATE nobody can finish them (no
+    // token exists); they expire after their lease length, the job returns to the queue
+    // with the attempt counted, and what the old agent staged is drained.
+    let db = TestDb::empty("upgrade_leases").await;
+    db.execute(
+        "CREATE EXTENSION pg_aveloxis VERSION '0.6.0';
+         SELECT aveloxis.add_repo('https://github.com/o/leased');",
+    )
+    .await;
+    let mut conn = db.connect().await;
+    let job: i64 =
+        sqlx::query_scalar("SELECT job_id FROM aveloxis.claim('old-agent', ARRAY['collect'], 1, '10 minutes')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         VALUES (1, 1, 'issue', '{\"id\": 5, \"number\": 5, \"title\": \"staged by 0.6.0\", \"state\": \"open\"}')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    db.execute("ALTER EXTENSION pg_aveloxis UPDATE").await;
+
+    let mut conn = db.connect().await;
+    // The old agent's calls no longer exist; no token can finish the lease.
+    let old = sqlx::query("SELECT aveloxis.complete($1, '{}'::jsonb, 'old-agent')")
+        .bind(job)
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(old.to_string().contains("does not exist"), "{old}");
+    let forged = sqlx::query("SELECT aveloxis.complete($1, gen_random_uuid(), '{}')")
+        .bind(job)
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(forged.to_string().contains("lease token"), "{forged}");
+    let (status, _): (String, String) =
+        sqlx::query_as("SELECT status, reason FROM aveloxis.why_not_collected(1) WHERE phase = 'collect'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(status, "leased", "the lease holds until it expires");
+    // Past its length, the job comes back, attempt counted, with a token.
+    sqlx::query("SELECT aveloxis.set_setting('clock.offset', '11 minutes')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (again, attempt, token): (i64, i32, sqlx::types::Uuid) =
+        sqlx::query_as("SELECT job_id, attempt, lease_token FROM aveloxis.claim('new-agent', ARRAY['collect'], 1)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((again, attempt), (job, 2));
+    sqlx::query("CALL aveloxis.drain(1)").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT aveloxis.complete($1, $2, '{}')")
+        .bind(job)
+        .bind(token)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let title: String = sqlx::query_scalar("SELECT issue_title FROM aveloxis_data.issues")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(title, "staged by 0.6.0");
+    let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM aveloxis_ops.job_runs ORDER BY run_id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(outcomes, ["lease_expired", "complete"]);
+}
