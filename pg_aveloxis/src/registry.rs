@@ -441,6 +441,7 @@ mod tests {
     #[pg_test]
     fn add_repo_stores_platform_host_owner_and_name() {
         Spi::run("SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint)").unwrap();
+        Spi::run("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')").unwrap();
         for (url, expected) in [
             (
                 "git@github.com:CHAOSS/Augur.git",

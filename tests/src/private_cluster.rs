@@ -13,28 +13,30 @@ pub struct PrivateCluster {
     pub url: String,
 }
 
-/// `scripts/cluster.sh <command>` on the cluster in `dir`.
-fn cluster_sh(dir: &PathBuf, command: &str) -> Output {
+/// `scripts/cluster.sh <command>` on the cluster in `dir`, with `extra_conf` appended to the
+/// configuration of a cluster it creates.
+fn cluster_sh(dir: &PathBuf, command: &str, extra_conf: &str) -> Output {
     Command::new("bash")
         .arg(repo_root().join("scripts/cluster.sh"))
         .arg(command)
         .env("AVELOXIS_CLUSTER_DIR", dir)
-        .env_remove("AVELOXIS_CLUSTER_EXTRA_CONF")
+        .env("AVELOXIS_CLUSTER_EXTRA_CONF", extra_conf)
         .output()
         .expect("run scripts/cluster.sh")
 }
 
 impl PrivateCluster {
-    /// Creates and starts a cluster under /tmp (the postgres OS user must reach it).
-    pub fn start(label: &str) -> PrivateCluster {
+    /// Creates and starts a cluster under /tmp (the postgres OS user must reach it), with
+    /// `extra_conf` (settings, one per line) after cluster.sh's own.
+    pub fn start(label: &str, extra_conf: &str) -> PrivateCluster {
         let dir = PathBuf::from(format!("/tmp/pg_aveloxis-{label}-{}", std::process::id()));
         // A leftover of an earlier run with the same pid: not ours to keep.
-        let _ = cluster_sh(&dir, "destroy");
+        let _ = cluster_sh(&dir, "destroy", "");
         let mut cluster = PrivateCluster {
             dir,
             url: String::new(),
         };
-        let out = cluster_sh(&cluster.dir, "start");
+        let out = cluster_sh(&cluster.dir, "start", extra_conf);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -103,6 +105,6 @@ fn current_user_is(name: &str) -> bool {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        let _ = cluster_sh(&self.dir, "destroy");
+        let _ = cluster_sh(&self.dir, "destroy", "");
     }
 }
