@@ -396,6 +396,49 @@ async fn bad_text_and_dates_are_cleaned_at_the_boundary() {
 }
 
 #[tokio::test]
+async fn a_bad_field_is_stored_as_null_and_counted_and_raw_c1_never_reaches_the_data() {
+    // 0.6.0 rejected the whole row for a `comments` of the wrong type ("invalid input syntax
+    // for type integer: \"abc\"", naming neither entity nor field) and stored raw DEL/C1.
+    let db = TestDb::with_extension("drain_bad_field").await;
+    let repo = add_repo(&db, "https://github.com/o/r").await;
+    let payloads = [
+        r#"{"id": 1, "number": 1, "title": "wrong count", "state": "open", "comments": "abc"}"#.to_string(),
+        r#"{"id": 2, "number": 2, "title": "overflow", "state": "open", "comments": 99999999999,
+            "created_at": {"not": "a date"}}"#
+            .to_string(),
+        "{\"id\": 3, \"number\": 3, \"title\": \"c1\u{85}del\u{7f}nbsp\u{a0}end\", \"state\": \"open\"}".to_string(),
+    ];
+    db.stage(repo, "issue", &payloads).await;
+    assert_eq!(db.drain(repo).await, [("issue".to_string(), 3, 0, 0, 0, 0, 0)]);
+    let mut conn = db.connect().await;
+    let rows: Vec<(String, Option<i32>)> =
+        sqlx::query_as("SELECT issue_title, comment_count FROM aveloxis_data.issues ORDER BY issue_number")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("wrong count".to_string(), None),
+            ("overflow".to_string(), None),
+            ("c1delnbsp\u{a0}end".to_string(), None)
+        ]
+    );
+    let nulled: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT entity, field, nulled FROM aveloxis_ops.drain_run_nulled ORDER BY field")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        nulled,
+        [
+            ("issue".to_string(), "comments".to_string(), 2),
+            ("issue".to_string(), "created_at".to_string(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn renames_keep_the_contributor_and_free_the_old_login() {
     let db = TestDb::with_extension("drain_renames").await;
     let repo = add_repo(&db, "https://github.com/o/r").await;
