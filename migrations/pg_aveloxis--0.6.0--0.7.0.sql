@@ -494,8 +494,8 @@ BEGIN
     -- Every name the drain uses in pg_temp, this layout's and older ones', is checked.
     PERFORM aveloxis_ops.check_scratch_owner(n)
     FROM unnest(names || ARRAY['drain_scratch_layout_3', 'drain_commits', 'drain_removed', 'stale_groups',
-                               'stale_commits', 'unfit_fields', 'drain_events', 'drain_releases',
-                               'drain_repo_info', 'drain_review_comments']) n;
+                               'stale_commits', 'stale_group_commits', 'unfit_fields', 'drain_events',
+                               'drain_releases', 'drain_repo_info', 'drain_review_comments']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);
@@ -906,6 +906,116 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     doc := NULL;
     err := coalesce(aveloxis_ops.json_syntax_error(clean), SQLERRM);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.refresh_commit_aggregates(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    grp bigint;
+    groups bigint;
+    source text := 'aveloxis-facade';
+    version text := aveloxis.version();
+BEGIN
+    SELECT r.repo_group_id INTO grp FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    PERFORM aveloxis_ops.drop_batch_table('stale_groups');
+    CREATE TEMP TABLE stale_groups ON COMMIT DROP AS
+    WITH taken AS (
+        DELETE FROM aveloxis_ops.commit_aggregate_backlog b WHERE b.repo_id = repo RETURNING b.email, b.year
+    )
+    SELECT DISTINCT email, year FROM taken;
+    GET DIAGNOSTICS groups = ROW_COUNT;
+    IF groups = 0 THEN
+        RETURN 0;
+    END IF;
+    ANALYZE pg_temp.stale_groups;
+
+    -- This repository's commits in the stale groups, once.
+    PERFORM aveloxis_ops.drop_batch_table('stale_commits');
+    CREATE TEMP TABLE stale_commits ON COMMIT DROP AS
+    SELECT c.repo_id, c.cmt_author_email AS email,
+           coalesce(nullif(c.cmt_author_affiliation, ''), '(Unknown)') AS affiliation,
+           extract(year FROM c.cmt_author_timestamp)::smallint AS year,
+           extract(month FROM c.cmt_author_timestamp)::smallint AS month,
+           extract(week FROM c.cmt_author_timestamp)::smallint AS week,
+           c.cmt_added, c.cmt_removed, c.cmt_whitespace, c.cmt_filename, c.cmt_commit_hash
+    FROM pg_temp.stale_groups g
+    JOIN aveloxis_data.commits c ON c.repo_id = repo AND c.cmt_author_email = g.email
+    WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year;
+
+    DELETE FROM aveloxis_data.dm_repo_annual d USING pg_temp.stale_groups g
+    WHERE d.repo_id = repo AND d.email = g.email AND d.year = g.year;
+    DELETE FROM aveloxis_data.dm_repo_monthly d USING pg_temp.stale_groups g
+    WHERE d.repo_id = repo AND d.email = g.email AND d.year = g.year;
+    DELETE FROM aveloxis_data.dm_repo_weekly d USING pg_temp.stale_groups g
+    WHERE d.repo_id = repo AND d.email = g.email AND d.year = g.year;
+    INSERT INTO aveloxis_data.dm_repo_annual (repo_id, email, affiliation, year, added, removed, whitespace, files,
+                                              patches, tool_source, tool_version, data_source)
+    SELECT repo, s.email, s.affiliation, s.year, sum(s.cmt_added), sum(s.cmt_removed), sum(s.cmt_whitespace),
+           count(DISTINCT s.cmt_filename) FILTER (WHERE s.cmt_filename <> '(no files)'),
+           count(DISTINCT s.cmt_commit_hash), source, version, 'git'
+    FROM pg_temp.stale_commits s GROUP BY s.email, s.affiliation, s.year;
+    INSERT INTO aveloxis_data.dm_repo_monthly (repo_id, email, affiliation, year, month, added, removed, whitespace,
+                                               files, patches, tool_source, tool_version, data_source)
+    SELECT repo, s.email, s.affiliation, s.year, s.month, sum(s.cmt_added), sum(s.cmt_removed), sum(s.cmt_whitespace),
+           count(DISTINCT s.cmt_filename) FILTER (WHERE s.cmt_filename <> '(no files)'),
+           count(DISTINCT s.cmt_commit_hash), source, version, 'git'
+    FROM pg_temp.stale_commits s GROUP BY s.email, s.affiliation, s.year, s.month;
+    INSERT INTO aveloxis_data.dm_repo_weekly (repo_id, email, affiliation, year, week, added, removed, whitespace,
+                                              files, patches, tool_source, tool_version, data_source)
+    SELECT repo, s.email, s.affiliation, s.year, s.week, sum(s.cmt_added), sum(s.cmt_removed), sum(s.cmt_whitespace),
+           count(DISTINCT s.cmt_filename) FILTER (WHERE s.cmt_filename <> '(no files)'),
+           count(DISTINCT s.cmt_commit_hash), source, version, 'git'
+    FROM pg_temp.stale_commits s GROUP BY s.email, s.affiliation, s.year, s.week;
+
+    -- The repo group's aggregates of the same groups, over all its repositories. Drains
+    -- of two repositories of one group would both delete and re-insert the group's rows
+    -- (and one fail on the other's insert): one at a time per group, until commit. Each
+    -- statement after the lock sees what the other committed (READ COMMITTED).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.repo_group_aggregates', grp));
+    PERFORM aveloxis_ops.drop_batch_table('stale_group_commits');
+    CREATE TEMP TABLE stale_group_commits ON COMMIT DROP AS
+    SELECT c.cmt_author_email AS email,
+           coalesce(nullif(c.cmt_author_affiliation, ''), '(Unknown)') AS affiliation,
+           extract(year FROM c.cmt_author_timestamp)::smallint AS year,
+           extract(month FROM c.cmt_author_timestamp)::smallint AS month,
+           extract(week FROM c.cmt_author_timestamp)::smallint AS week,
+           c.cmt_added, c.cmt_removed, c.cmt_whitespace, c.repo_id, c.cmt_filename, c.cmt_commit_hash
+    FROM pg_temp.stale_groups g
+    JOIN aveloxis_data.repos r ON r.repo_group_id = grp
+    JOIN aveloxis_data.commits c ON c.repo_id = r.repo_id AND c.cmt_author_email = g.email
+    WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year;
+    DELETE FROM aveloxis_data.dm_repo_group_annual d USING pg_temp.stale_groups g
+    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
+    DELETE FROM aveloxis_data.dm_repo_group_monthly d USING pg_temp.stale_groups g
+    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
+    DELETE FROM aveloxis_data.dm_repo_group_weekly d USING pg_temp.stale_groups g
+    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
+    -- A path is a file per repository; a commit hash is one patch even when two
+    -- repositories of the group (forks) share it.
+    INSERT INTO aveloxis_data.dm_repo_group_annual (repo_group_id, email, affiliation, year, added, removed,
+                                                    whitespace, files, patches, tool_source, tool_version, data_source)
+    SELECT grp, s.email, s.affiliation, s.year, sum(s.cmt_added), sum(s.cmt_removed), sum(s.cmt_whitespace),
+           count(DISTINCT (s.repo_id, s.cmt_filename)) FILTER (WHERE s.cmt_filename <> '(no files)'),
+           count(DISTINCT s.cmt_commit_hash), source, version, 'git'
+    FROM pg_temp.stale_group_commits s GROUP BY s.email, s.affiliation, s.year;
+    INSERT INTO aveloxis_data.dm_repo_group_monthly (repo_group_id, email, affiliation, year, month, added, removed,
+                                                     whitespace, files, patches, tool_source, tool_version, data_source)
+    SELECT grp, s.email, s.affiliation, s.year, s.month, sum(s.cmt_added), sum(s.cmt_removed), sum(s.cmt_whitespace),
+           count(DISTINCT (s.repo_id, s.cmt_filename)) FILTER (WHERE s.cmt_filename <> '(no files)'),
+           count(DISTINCT s.cmt_commit_hash), source, version, 'git'
+    FROM pg_temp.stale_group_commits s GROUP BY s.email, s.affiliation, s.year, s.month;
+    INSERT INTO aveloxis_data.dm_repo_group_weekly (repo_group_id, email, affiliation, year, week, added, removed,
+                                                    whitespace, files, patches, tool_source, tool_version, data_source)
+    SELECT grp, s.email, s.affiliation, s.year, s.week, sum(s.cmt_added), sum(s.cmt_removed), sum(s.cmt_whitespace),
+           count(DISTINCT (s.repo_id, s.cmt_filename)) FILTER (WHERE s.cmt_filename <> '(no files)'),
+           count(DISTINCT s.cmt_commit_hash), source, version, 'git'
+    FROM pg_temp.stale_group_commits s GROUP BY s.email, s.affiliation, s.year, s.week;
+    RETURN groups;
 END
 $$;
 

@@ -46,8 +46,8 @@ BEGIN
     -- Every name the drain uses in pg_temp, this layout's and older ones', is checked.
     PERFORM aveloxis_ops.check_scratch_owner(n)
     FROM unnest(names || ARRAY['drain_scratch_layout_3', 'drain_commits', 'drain_removed', 'stale_groups',
-                               'stale_commits', 'unfit_fields', 'drain_events', 'drain_releases',
-                               'drain_repo_info', 'drain_review_comments']) n;
+                               'stale_commits', 'stale_group_commits', 'unfit_fields', 'drain_events',
+                               'drain_releases', 'drain_repo_info', 'drain_review_comments']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);

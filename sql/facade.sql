@@ -461,7 +461,11 @@ BEGIN
            count(DISTINCT s.cmt_commit_hash), source, version, 'git'
     FROM pg_temp.stale_commits s GROUP BY s.email, s.affiliation, s.year, s.week;
 
-    -- The repo group's aggregates of the same groups, over all its repositories.
+    -- The repo group's aggregates of the same groups, over all its repositories. Drains
+    -- of two repositories of one group would both delete and re-insert the group's rows
+    -- (and one fail on the other's insert): one at a time per group, until commit. Each
+    -- statement after the lock sees what the other committed (READ COMMITTED).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.repo_group_aggregates', grp));
     PERFORM aveloxis_ops.drop_batch_table('stale_group_commits');
     CREATE TEMP TABLE stale_group_commits ON COMMIT DROP AS
     SELECT c.cmt_author_email AS email,

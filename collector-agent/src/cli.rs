@@ -623,12 +623,16 @@ async fn collect(
 
 /// A pool of `connections` to the database `api` already reached.
 async fn connect_pool(api: &Api, database_url: &str, connections: u32) -> Result<sqlx::PgPool, AgentError> {
+    let options = crate::db::session_options(database_url).map_err(|e| AgentError::Unreachable {
+        target: api.target.clone(),
+        message: e.to_string(),
+    })?;
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
         // A database that went away makes calls fail within this (and then be retried),
         // so a stop signal is not held up for long.
         .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(database_url)
+        .connect_with(options)
         .await
         .map_err(|e| AgentError::Unreachable {
             target: api.target.clone(),

@@ -36,13 +36,25 @@ impl PrivateCluster {
             dir,
             url: String::new(),
         };
-        let out = cluster_sh(&cluster.dir, "start", extra_conf);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "the private cluster did not start: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // cluster.sh picks a free port, but two clusters starting at once may pick the
+        // same one: starts in this process wait for each other, and a start that lost the
+        // port to another process is tried again (cluster.sh start is idempotent).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempts = 0;
+        let stdout = loop {
+            attempts += 1;
+            let out = cluster_sh(&cluster.dir, "start", extra_conf);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                break stdout;
+            }
+            assert!(
+                attempts < 5,
+                "the private cluster did not start: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
         cluster.url = stdout
             .lines()
             .find_map(|l| l.strip_prefix("DATABASE_URL="))

@@ -71,6 +71,7 @@ async fn names_to_plant(db: &TestDb, with_scratch: bool) -> Vec<String> {
             "drain_removed",
             "stale_groups",
             "stale_commits",
+            "stale_group_commits",
             "unfit_fields",
             "drain_events",
             "drain_releases",

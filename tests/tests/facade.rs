@@ -485,3 +485,90 @@ async fn the_clone_follows_the_default_branch_and_is_made_again_when_the_origin_
     assert_eq!(origin(&clone).trim(), moved.path_str());
     let _ = std::fs::remove_dir_all(&clones);
 }
+
+#[tokio::test]
+async fn two_repositories_of_one_group_drain_their_aggregates_at_once() {
+    // Both drains refresh the group's dm_repo_group_* rows of the same author and year.
+    // 0.6.0 let the second delete nothing (the first's rows were not committed yet) and
+    // then fail on the first's insert: `duplicate key ... dm_repo_group_annual_pkey`
+    // (seen by tests/tests/fault_injection.rs under `run --workers 3`).
+    let db = TestDb::with_extension("facade_group_race").await;
+    let mut first = db.connect().await;
+    let (a, b): (i64, i64) =
+        sqlx::query_as("SELECT aveloxis.add_repo('/srv/git/a.git'), aveloxis.add_repo('/srv/git/b.git')")
+            .fetch_one(&mut first)
+            .await
+            .unwrap();
+    let envelope = |hash: char| {
+        serde_json::json!({
+            "hash": hash.to_string().repeat(40), "parents": [], "message": "m\n",
+            "author": {"name": "Ann", "email": "ann@example.com", "time": "2024-05-06T07:08:09+00:00"},
+            "committer": {"name": "Ann", "email": "ann@example.com", "time": "2024-05-06T07:08:09+00:00"},
+            "files": [{"path": format!("{hash}.txt"), "added": 2, "removed": 1}]
+        })
+        .to_string()
+    };
+    db.stage(a, "commit", &[envelope('a')]).await;
+    db.stage(b, "commit", &[envelope('b')]).await;
+
+    // The first drain refreshes the group's rows and holds its transaction open.
+    sqlx::raw_sql("BEGIN").execute(&mut first).await.unwrap();
+    let run: i64 = sqlx::query_scalar("SELECT aveloxis.drain_begin($1)")
+        .bind(a)
+        .fetch_one(&mut first)
+        .await
+        .unwrap();
+    let mut step = String::new();
+    for _ in 0..20 {
+        step = sqlx::query_scalar("SELECT aveloxis.drain_step($1, $2)")
+            .bind(a)
+            .bind(run)
+            .fetch_one(&mut first)
+            .await
+            .unwrap();
+        if step == "done" {
+            break;
+        }
+    }
+    assert_eq!(step, "done");
+    // The second drain starts meanwhile and must wait for it, then succeed.
+    let second = {
+        let url = db.url();
+        tokio::spawn(async move {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            sqlx::query("SELECT set_config('application_name', 'second-drain', false)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("CALL aveloxis.drain($1)").bind(b).execute(&mut conn).await
+        })
+    };
+    let mut waiting = false;
+    for _ in 0..600 {
+        waiting = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'second-drain'
+                                                         AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap();
+        if waiting || second.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(waiting, "the second drain never waited for the first");
+    sqlx::raw_sql("COMMIT").execute(&mut first).await.unwrap();
+    second
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the second drain failed: {e}"));
+    let group: (i64, i64, i64) = sqlx::query_as(
+        "SELECT added, removed, patches FROM aveloxis_data.dm_repo_group_annual
+         WHERE email = 'ann@example.com' AND year = 2024",
+    )
+    .fetch_one(&mut first)
+    .await
+    .unwrap();
+    assert_eq!(group, (4, 2, 2), "the group's row sums both repositories");
+}

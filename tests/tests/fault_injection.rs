@@ -77,10 +77,11 @@ where
 }
 
 /// Every table of `aveloxis_data`, without the columns that differ between two databases
-/// holding the same data: identity keys, the columns referring to them, and `repo_id`.
+/// holding the same data: identity keys, the columns referring to them, `repo_id`, and
+/// `attempts` (how often an email was looked up depends on how concurrent jobs interleave).
 const TABLES: &str = "
 SELECT c.relname::text,
-       coalesce(array_agg(a.attname::text) FILTER (WHERE a.attidentity <> '' OR a.attname = 'repo_id'
+       coalesce(array_agg(a.attname::text) FILTER (WHERE a.attidentity <> '' OR a.attname IN ('repo_id', 'attempts')
            OR EXISTS (SELECT FROM pg_constraint f
                       JOIN pg_attribute r ON r.attrelid = f.confrelid AND r.attnum = f.confkey[1]
                       WHERE f.contype = 'f' AND f.conrelid = c.oid AND f.conkey = ARRAY[a.attnum]
@@ -118,11 +119,22 @@ async fn dump(url: &str) -> String {
 /// Asserts the faulted database stores exactly what the uninterrupted one does.
 async fn assert_same_data(reference: &str, faulted: &str, what: &str) {
     let (expected, got) = (dump(reference).await, dump(faulted).await);
-    assert!(
-        expected == got,
-        "{what}: the stored rows differ from the uninterrupted run's (- uninterrupted, + faulted):\n{}",
-        diff("uninterrupted", &expected, "faulted", &got)
-    );
+    if expected != got {
+        let diff = diff("uninterrupted", &expected, "faulted", &got);
+        let mut count = std::collections::BTreeMap::<String, usize>::new();
+        for l in diff
+            .lines()
+            .filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++"))
+        {
+            *count.entry(l.split(' ').next().unwrap().to_string()).or_default() += 1;
+        }
+        let head: Vec<&str> = diff.lines().take(60).collect();
+        panic!(
+            "{what}: the stored rows differ from the uninterrupted run's, rows per table (- uninterrupted, \
+             + faulted): {count:?}\n{}\n...",
+            head.join("\n")
+        );
+    }
 }
 
 async fn add_repos(url: &str, urls: &[&str]) -> Vec<i64> {
@@ -155,15 +167,15 @@ impl Scratch {
     }
 }
 
-/// Owned arguments from borrowed ones.
-fn strings(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|s| s.to_string()).collect()
-}
-
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Arguments from one line (the paths in tests have no spaces).
+fn args(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
 }
 
 /// Starts the agent against `url`, its stdout and stderr into `log` (a pipe nobody reads
@@ -357,25 +369,17 @@ async fn restart_during_run(label: &str, conf: &str) {
     let scratch = Scratch::new(label);
     let repos: Vec<ScriptedRepo> = (0..REPOS).map(|i| history(&format!("{label}-{i}"), 1500)).collect();
     let paths: Vec<&str> = repos.iter().map(ScriptedRepo::path_str).collect();
-    let facade = |clones: &str, extra: &[&str]| {
-        let mut args = strings(&[
-            "run",
-            "--phases",
-            "facade",
-            "--poll-seconds",
-            "1",
-            "--clone-dir",
-            clones,
-        ]);
-        args.extend(strings(extra));
-        args
+    let facade = |clones: &str, extra: &str| {
+        args(&format!(
+            "run --phases facade --poll-seconds 1 --clone-dir {clones} {extra}"
+        ))
     };
 
     // The reference: one worker, so nothing but the data decides what it stores.
     let reference = TestDb::with_extension(label).await;
     add_repos(&reference.url(), &paths).await;
     let log = scratch.path("reference.log");
-    let args = facade(&scratch.path("clones-ref"), &["--once", "--workers", "1"]);
+    let args = facade(&scratch.path("clones-ref"), "--once --workers 1");
     let out = exits_cleanly(spawn_agent(&reference.url(), &args, &[], &log), &log).await;
     assert!(out.contains(&format!("{REPOS} jobs run, 0 failed")), "{out}");
 
@@ -393,7 +397,7 @@ async fn restart_during_run(label: &str, conf: &str) {
     .await;
     add_repos(url, &paths).await;
     let log = scratch.path("restarted.log");
-    let args = facade(&scratch.path("clones"), &["--agent", "crashy", "--workers", "3"]);
+    let args = facade(&scratch.path("clones"), "--agent crashy --workers 3");
     let mut agent = spawn_agent(url, &args, &[], &log);
     wait_for("the workers leased jobs and staged commits", move || async move {
         let sql = "SELECT count(*) FROM aveloxis_ops.jobs WHERE lease_owner IS NOT NULL
@@ -490,30 +494,46 @@ async fn cluster_restart_with_asynchronous_commit_loses_nothing_either() {
     restart_during_run("fi-restart-async", "").await;
 }
 
-/// The agent `run` killed (SIGKILL) once `staged` says it is mid-job, its lease expired
-/// (the clock an hour on, then `tick()`), a second agent finishing the job: the database
-/// must then equal the uninterrupted run's.
-async fn kill_expire_rescue(url: &str, args: &[String], env: &[(&str, &str)], staged: &str, scratch: &Scratch) {
+/// `run` (`args`) collects `repo` uninterrupted in one database; in another it is killed
+/// (SIGKILL) once `staged` says it is mid-job, its lease expires (the clock an hour on,
+/// then `tick()`), and a second agent finishes the job. Both databases must then hold the
+/// same rows. Returns the second.
+async fn kill_expire_rescue(
+    label: &str,
+    scratch: &Scratch,
+    repo: &str,
+    runs: [Vec<String>; 2],
+    env: &[(&str, &str)],
+    staged: &str,
+) -> TestDb {
+    let [reference_args, run] = runs;
+    let reference = TestDb::with_extension(&format!("{label}_ref")).await;
+    add_repos(&reference.url(), &[repo]).await;
+    let log = scratch.path("reference.log");
+    let once = [reference_args, args("--once")].concat();
+    exits_cleanly(spawn_agent(&reference.url(), &once, env, &log), &log).await;
+
+    let db = TestDb::with_extension(label).await;
+    let url = &db.url();
+    add_repos(url, &[repo]).await;
     let log = scratch.path("victim.log");
-    let mut victim_args = args.to_vec();
-    victim_args.extend(strings(&["--workers", "1", "--agent", "victim"]));
-    let mut victim = spawn_agent(url, &victim_args, env, &log);
+    let mut victim = spawn_agent(
+        url,
+        &[run.clone(), args("--workers 1 --agent victim")].concat(),
+        env,
+        &log,
+    );
     wait_for("the agent staged rows", move || async move {
         Some(i64_of(url, staged).await).filter(|n| *n > 0)
     })
     .await;
     victim.kill().await.unwrap();
-    let (owner, finished): (Option<String>, i64) = sqlx::query_as(
-        "SELECT (SELECT lease_owner FROM aveloxis_ops.jobs WHERE lease_owner IS NOT NULL),
-                (SELECT count(finished_at) FROM aveloxis_ops.job_runs)",
-    )
-    .fetch_one(&mut connect(url).await)
-    .await
-    .unwrap();
+    let held = "SELECT format('%s; %s runs finished', (SELECT lease_owner FROM aveloxis_ops.jobs WHERE lease_owner IS NOT NULL),
+                              (SELECT count(finished_at) FROM aveloxis_ops.job_runs))";
     assert_eq!(
-        (owner.as_deref(), finished),
-        (Some("victim/1"), 0),
-        "killed mid-job, the lease held:\n{}",
+        text_of(url, held).await,
+        "victim/1; 0 runs finished",
+        "killed mid-job:\n{}",
         read(&log)
     );
 
@@ -523,57 +543,28 @@ async fn kill_expire_rescue(url: &str, args: &[String], env: &[(&str, &str)], st
     )
     .await;
     let log = scratch.path("rescuer.log");
-    let mut rescuer_args = args.to_vec();
-    rescuer_args.extend(strings(&["--workers", "1", "--agent", "rescuer", "--once"]));
-    exits_cleanly(spawn_agent(url, &rescuer_args, env, &log), &log).await;
-    let runs: Vec<(String, String)> =
-        sqlx::query_as("SELECT agent, outcome FROM aveloxis_ops.job_runs ORDER BY run_id")
-            .fetch_all(&mut connect(url).await)
-            .await
-            .unwrap();
-    assert_eq!(
-        runs,
-        [
-            ("victim/1".to_string(), "lease_expired".to_string()),
-            ("rescuer/1".to_string(), "complete".to_string())
-        ]
-    );
+    let rescuer = [run, args("--workers 1 --agent rescuer --once")].concat();
+    exits_cleanly(spawn_agent(url, &rescuer, env, &log), &log).await;
+    let runs = "SELECT string_agg(agent || ' ' || outcome, ', ' ORDER BY run_id) FROM aveloxis_ops.job_runs";
+    assert_eq!(text_of(url, runs).await, "victim/1 lease_expired, rescuer/1 complete");
+    assert_same_data(&reference.url(), url, &format!("{label}: agent killed mid-job")).await;
+    db
 }
 
 #[tokio::test]
 async fn agent_sigkilled_mid_walk_loses_and_doubles_nothing() {
-    const COMMITS: usize = 6000;
+    const COMMITS: i64 = 6000;
+    let repo = history("fi-kill-walk", COMMITS as usize);
     let scratch = Scratch::new("kill-walk");
-    let repo = history("fi-kill-walk", COMMITS);
-    let run = |clones: &str| {
-        strings(&[
-            "run",
-            "--phases",
-            "facade",
-            "--poll-seconds",
-            "1",
-            "--clone-dir",
-            clones,
-        ])
+    let run = |dir: &str| {
+        args(&format!(
+            "run --phases facade --poll-seconds 1 --clone-dir {}",
+            scratch.path(dir)
+        ))
     };
-
-    let reference = TestDb::with_extension("fi_kill_walk_ref").await;
-    add_repos(&reference.url(), &[repo.path_str()]).await;
-    let log = scratch.path("reference.log");
-    let mut args = run(&scratch.path("clones-ref"));
-    args.push("--once".into());
-    exits_cleanly(spawn_agent(&reference.url(), &args, &[], &log), &log).await;
-
-    let db = TestDb::with_extension("fi_kill_walk").await;
-    add_repos(&db.url(), &[repo.path_str()]).await;
-    kill_expire_rescue(
-        &db.url(),
-        &run(&scratch.path("clones")),
-        &[],
-        "SELECT count(*) FROM aveloxis_ops.staging WHERE entity = 'commit'",
-        &scratch,
-    )
-    .await;
+    let staged = "SELECT count(*) FROM aveloxis_ops.staging WHERE entity = 'commit'";
+    let runs = [run("clones-ref"), run("clones")];
+    let db = kill_expire_rescue("fi_kill_walk", &scratch, repo.path_str(), runs, &[], staged).await;
     let walked = i64_of(
         &db.url(),
         "SELECT count(*) FROM aveloxis_ops.staging s JOIN aveloxis_ops.job_runs r ON r.run_id = s.job_run_id
@@ -581,54 +572,28 @@ async fn agent_sigkilled_mid_walk_loses_and_doubles_nothing() {
     )
     .await;
     assert!(
-        walked < COMMITS as i64,
+        walked < COMMITS,
         "the victim staged all {COMMITS} commits before it was killed: make the history longer"
     );
-    assert_same_data(&reference.url(), &db.url(), "agent killed mid-walk").await;
 }
 
 #[tokio::test]
 async fn agent_sigkilled_mid_api_collection_loses_and_doubles_nothing() {
-    const REPO: &str = "https://github.com/PyGithub/PyGithub";
-    let scratch = Scratch::new("kill-api");
     let fixtures = github_fixtures();
     let fixtures: Vec<&str> = fixtures.iter().map(String::as_str).collect();
-    let run = |api: &str| {
-        strings(&[
-            "run",
-            "--phases",
-            "collect",
-            "--poll-seconds",
-            "1",
-            "--github-api-url",
-            api,
-        ])
-    };
-    let env = [("GITHUB_TOKENS", "tok-1")];
-
-    let reference = TestDb::with_extension("fi_kill_api_ref").await;
-    let replay_ref = ReplayServer::start().await;
-    replay_ref.load_repository(&fixtures).await;
-    add_repos(&reference.url(), &[REPO]).await;
-    let log = scratch.path("reference.log");
-    let mut args = run(&replay_ref.api_url());
-    args.push("--once".into());
-    exits_cleanly(spawn_agent(&reference.url(), &args, &env, &log), &log).await;
-
+    let reference = ReplayServer::start().await;
+    reference.load_repository(&fixtures).await;
     // Slow answers, so the kill lands between two lists.
-    let db = TestDb::with_extension("fi_kill_api").await;
-    let replay = ReplayServer::start().await;
-    replay
-        .load_repository_slowly(&fixtures, Duration::from_millis(150))
-        .await;
-    add_repos(&db.url(), &[REPO]).await;
+    let slow = ReplayServer::start().await;
+    slow.load_repository_slowly(&fixtures, Duration::from_millis(150)).await;
+    let run = |api: String| args(&format!("run --phases collect --poll-seconds 1 --github-api-url {api}"));
     kill_expire_rescue(
-        &db.url(),
-        &run(&replay.api_url()),
-        &env,
+        "fi_kill_api",
+        &Scratch::new("kill-api"),
+        "https://github.com/PyGithub/PyGithub",
+        [run(reference.api_url()), run(slow.api_url())],
+        &[("GITHUB_TOKENS", "tok-1")],
         "SELECT count(DISTINCT entity) - 1 FROM aveloxis_ops.staging",
-        &scratch,
     )
     .await;
-    assert_same_data(&reference.url(), &db.url(), "agent killed mid-API-collection").await;
 }
