@@ -101,7 +101,9 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
         }
     }
 
-    let findings: Vec<(String, String, Option<String>, Option<i32>, String)> = sqlx::query_as(
+    // (routine, level, SQLSTATE, line, message)
+    type Finding = (String, String, Option<String>, Option<i32>, String);
+    let findings: Vec<Finding> = sqlx::query_as(
         "SELECT p.oid::regprocedure::text, c.level, c.sqlstate, c.lineno, c.message
          FROM pg_proc p
          JOIN pg_namespace n ON n.oid = p.pronamespace
