@@ -640,9 +640,9 @@ CREATE OR REPLACE FUNCTION aveloxis_ops.drain_fields(entity text)
 RETURNS TABLE (path text[], kind text, is_key boolean)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT f.path::text[], f.kind, f.is_key
+    SELECT f.path, f.kind, f.is_key
     FROM (VALUES
-        ('issue', '{id}', 'bigint', true), ('issue', '{number}', 'integer', true),
+        ('issue', '{id}'::text[], 'bigint', true), ('issue', '{number}', 'integer', true),
         ('issue', '{comments}', 'integer', false), ('issue', '{created_at}', 'timestamp', false),
         ('issue', '{updated_at}', 'timestamp', false), ('issue', '{closed_at}', 'timestamp', false),
         ('pull_request', '{pull_request,id}', 'bigint', true), ('pull_request', '{pull_request,number}', 'integer', true),
@@ -687,20 +687,24 @@ $$;
 CREATE OR REPLACE FUNCTION aveloxis_ops.json_fits(v jsonb, kind text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN true
-        WHEN kind = 'integer' THEN
-            CASE WHEN jsonb_typeof(v) IN ('number', 'string') AND (v #>> '{}') ~ '^[+-]?[0-9]{1,10}$'
-                 THEN (v #>> '{}')::numeric BETWEEN -2147483648 AND 2147483647 ELSE false END
-        WHEN kind = 'bigint' THEN
-            CASE WHEN jsonb_typeof(v) IN ('number', 'string') AND (v #>> '{}') ~ '^[+-]?[0-9]{1,19}$'
-                 THEN (v #>> '{}')::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 ELSE false END
-        WHEN kind = 'boolean' THEN
-            jsonb_typeof(v) = 'boolean' OR (jsonb_typeof(v) = 'string' AND (v #>> '{}') IN ('true', 'false'))
+        WHEN v IS NULL OR pg_catalog.jsonb_typeof(v) = 'null' THEN true
         WHEN kind = 'timestamp' THEN
-            jsonb_typeof(v) = 'string' AND aveloxis_ops.forge_timestamp(v #>> '{}') IS NOT NULL
+            pg_catalog.jsonb_typeof(v) = 'string' AND aveloxis_ops.forge_timestamp(v #>> '{}') IS NOT NULL
+        WHEN kind = 'boolean' THEN
+            pg_catalog.jsonb_typeof(v) = 'boolean'
+            OR (pg_catalog.jsonb_typeof(v) = 'string' AND (v #>> '{}') IN ('true', 'false'))
+        WHEN kind IN ('integer', 'bigint') THEN
+            CASE WHEN pg_catalog.jsonb_typeof(v) = 'number'
+                     THEN v::numeric = pg_catalog.trunc(v::numeric)
+                          AND v::numeric BETWEEN CASE kind WHEN 'integer' THEN -2147483648 ELSE -9223372036854775808 END
+                                             AND CASE kind WHEN 'integer' THEN 2147483647 ELSE 9223372036854775807 END
+                 WHEN pg_catalog.jsonb_typeof(v) = 'string' AND (v #>> '{}') ~ '^[+-]?[0-9]{1,19}$'
+                     THEN (v #>> '{}')::numeric
+                          BETWEEN CASE kind WHEN 'integer' THEN -2147483648 ELSE -9223372036854775808 END
+                              AND CASE kind WHEN 'integer' THEN 2147483647 ELSE 9223372036854775807 END
+                 ELSE false END
         ELSE true END
 $$;
 
@@ -712,16 +716,20 @@ AS $$
 DECLARE
     bad record;
 BEGIN
-    PERFORM aveloxis_ops.drop_batch_table('unfit_fields');
-    -- The common case: every field fits, one pass and nothing else.
-    CREATE TEMP TABLE unfit_fields ON COMMIT DROP AS
-    SELECT r.staging_id, f.path, f.kind, f.is_key, left((r.doc #> f.path)::text, 60) AS shown
-    FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
-      AND NOT aveloxis_ops.json_fits(r.doc #> f.path, f.kind);
-    IF NOT EXISTS (SELECT FROM pg_temp.unfit_fields) THEN
+    -- The common case: every field fits, one pass and nothing else. Each value is taken
+    -- out once (OFFSET 0 keeps the inlined json_fits from extracting it again per test).
+    IF NOT EXISTS (SELECT FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f,
+                               LATERAL (SELECT r.doc #> f.path AS v OFFSET 0) x
+                   WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
+                     AND NOT aveloxis_ops.json_fits(x.v, f.kind)) THEN
         RETURN;
     END IF;
+    PERFORM aveloxis_ops.drop_batch_table('unfit_fields');
+    CREATE TEMP TABLE unfit_fields ON COMMIT DROP AS
+    SELECT r.staging_id, f.path, f.kind, f.is_key, left(x.v::text, 60) AS shown
+    FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f, LATERAL (SELECT r.doc #> f.path AS v OFFSET 0) x
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
+      AND NOT aveloxis_ops.json_fits(x.v, f.kind);
     UPDATE pg_temp.drain_rows r
     SET parse_error = format('field "%s" is %s, not a usable %s id; the row cannot be stored without it',
                              array_to_string(u.path, '.'), u.shown, u.kind),

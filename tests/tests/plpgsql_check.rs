@@ -63,6 +63,11 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
         .unwrap();
     let url = "https://api.github.com/repos/o/checked";
     for (entity, payload) in [
+        // A field that does not fit makes the drain's unfit_fields table.
+        (
+            "issue",
+            serde_json::json!({"id": 5, "number": 1, "title": "t", "state": "open", "comments": "x"}),
+        ),
         (
             "issue_event",
             serde_json::json!({"id": 1, "event": "closed", "issue": {"number": 1}}),
