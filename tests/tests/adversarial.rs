@@ -92,17 +92,20 @@ async fn plant(conn: &mut PgConnection, role: &str, names: &[String]) {
     let mut sql = format!(
         "CREATE TEMP TABLE canary (ran_as text);
          GRANT ALL ON canary TO PUBLIC;
-         CREATE FUNCTION pg_temp.escalate() RETURNS trigger LANGUAGE plpgsql AS $f$
-         BEGIN
-             INSERT INTO pg_temp.canary VALUES (current_user);
-             ALTER ROLE {role} SUPERUSER;
-             RETURN NULL;
-         END $f$;
          CREATE FUNCTION pg_temp.escalate_fn() RETURNS boolean LANGUAGE plpgsql AS $f$
          BEGIN
              INSERT INTO pg_temp.canary VALUES (current_user);
-             ALTER ROLE {role} SUPERUSER;
+             BEGIN
+                 ALTER ROLE {role} SUPERUSER;
+             EXCEPTION WHEN insufficient_privilege THEN
+                 NULL;  -- run by the caller itself: recorded, harmless
+             END;
              RETURN true;
+         END $f$;
+         CREATE FUNCTION pg_temp.escalate() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+             PERFORM pg_temp.escalate_fn();
+             RETURN NULL;
          END $f$;
          CREATE FUNCTION pg_temp.jsonb_typeof(jsonb) RETURNS text LANGUAGE sql AS 'SELECT pg_temp.escalate_fn()::text';
          CREATE FUNCTION pg_temp.lower(text) RETURNS text LANGUAGE sql AS 'SELECT pg_temp.escalate_fn()::text';
@@ -123,6 +126,22 @@ async fn plant(conn: &mut PgConnection, role: &str, names: &[String]) {
         ));
     }
     sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap();
+    // The trap works: a write to a planted table runs the trigger (here as the caller,
+    // who cannot escalate) and the canary records it. Then the canary is emptied.
+    let first = &names[0];
+    sqlx::raw_sql(&format!("INSERT INTO pg_temp.\"{first}\" (x) VALUES ('self-test')"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        canary(conn).await,
+        [role.to_string()],
+        "the planted trigger did not fire"
+    );
+    sqlx::raw_sql("DELETE FROM pg_temp.canary")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
 }
 
 async fn canary(conn: &mut PgConnection) -> Vec<String> {

@@ -106,6 +106,25 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
         }
     }
 
+    // The checker does report what this test looks for: an injectable EXECUTE.
+    sqlx::raw_sql(
+        "CREATE FUNCTION pg_temp.injectable(t text) RETURNS void LANGUAGE plpgsql AS
+         $f$ BEGIN EXECUTE 'SELECT ' || t; END $f$",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let levels: Vec<String> = sqlx::query_scalar(
+        "SELECT level FROM plpgsql_check_function_tb('pg_temp.injectable(text)', security_warnings => true)",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert!(
+        levels.iter().any(|l| l == "security"),
+        "plpgsql_check reported {levels:?}"
+    );
+
     // (routine, level, SQLSTATE, line, message)
     type Finding = (String, String, Option<String>, Option<i32>, String);
     let findings: Vec<Finding> = sqlx::query_as(
@@ -116,8 +135,7 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
          LATERAL plpgsql_check_function_tb(p.oid, security_warnings => true) c
          WHERE n.nspname IN ('aveloxis', 'aveloxis_ops') AND l.lanname = 'plpgsql'
            AND p.prorettype <> 'trigger'::regtype
-           AND (c.level = 'error' OR c.message ILIKE '%security%' OR c.message ILIKE '%injection%'
-                OR c.message ILIKE '%search_path%')
+           AND c.level IN ('error', 'security')
          ORDER BY 1, 4",
     )
     .fetch_all(&mut *tx)
