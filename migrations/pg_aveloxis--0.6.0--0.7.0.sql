@@ -491,11 +491,9 @@ DECLARE
                             'drain_issues'];
     ours    bigint;
 BEGIN
-    -- Every name the drain uses in pg_temp, this layout's and older ones', is checked.
-    PERFORM aveloxis_ops.check_scratch_owner(n)
-    FROM unnest(names || ARRAY['drain_scratch_layout_3', 'drain_commits', 'drain_removed', 'stale_groups',
-                               'stale_commits', 'stale_group_commits', 'unfit_fields', 'drain_events',
-                               'drain_releases', 'drain_repo_info', 'drain_review_comments']) n;
+    -- The session-long tables are checked here; every per-batch table (ON COMMIT DROP) is
+    -- checked where it is made, by drop_batch_table.
+    PERFORM aveloxis_ops.check_scratch_owner(n) FROM unnest(names || 'drain_scratch_layout_3'::text) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);

@@ -676,7 +676,6 @@ BEGIN
 END
 $$;
 
-
 -- Records that an email could not be resolved (or is a bot/junk address never looked
 -- up), so it is not tried again before the cooldown (setting resolve.cooldown; bots:
 -- resolve.skip_cooldown).
