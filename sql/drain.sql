@@ -134,6 +134,10 @@ BEGIN
         site_admin  text,
         name        text,
         email       text,
+        -- Profile fields (full /users payloads carry them; list payloads do not).
+        company     text,
+        location    text,
+        created_at  timestamptz,
         staging_id  bigint NOT NULL,
         cntrb_id    uuid,
         -- Known account whose stored identity and contributor row already say what the
@@ -365,12 +369,13 @@ AS $$
 BEGIN
     INSERT INTO pg_temp.drain_users
         (platform_id, user_id, login, user_type, node_id, avatar_url, api_url, html_url, gravatar_id,
-         site_admin, name, email, staging_id)
+         site_admin, name, email, company, location, created_at, staging_id)
     SELECT DISTINCT ON (r.platform_id, r.user_id)
            r.platform_id, r.user_id, nullif(r.u ->> 'login', ''), r.u ->> 'type',
            r.u ->> 'node_id', r.u ->> 'avatar_url', r.u ->> 'url', coalesce(r.u ->> 'html_url', r.u ->> 'web_url'),
            nullif(r.u ->> 'gravatar_id', ''), r.u ->> 'site_admin', nullif(r.u ->> 'name', ''),
-           nullif(r.u ->> 'email', ''), r.staging_id
+           nullif(r.u ->> 'email', ''), nullif(btrim(r.u ->> 'company'), ''), nullif(btrim(r.u ->> 'location'), ''),
+           aveloxis_ops.forge_timestamp(r.u ->> 'created_at'), r.staging_id
     -- OFFSET 0 keeps the id computed once per reference, not once per use.
     FROM (SELECT f.platform_id, f.staging_id, f.u, aveloxis_ops.user_id_of(f.u) AS user_id
           FROM pg_temp.drain_user_refs f OFFSET 0) r
@@ -422,6 +427,9 @@ BEGIN
                    IS NOT DISTINCT FROM (d.login, d.avatar_url, d.html_url, d.user_type, d.node_id)
                AND (d.name IS NULL OR d.name IS NOT DISTINCT FROM i.name)
                AND (d.email IS NULL OR d.email IS NOT DISTINCT FROM i.email)
+               AND (d.company IS NULL OR d.company IS NOT DISTINCT FROM c.cntrb_company)
+               AND (d.location IS NULL OR d.location IS NOT DISTINCT FROM c.cntrb_location)
+               AND (d.created_at IS NULL OR d.created_at IS NOT DISTINCT FROM c.cntrb_created_at)
                AND CASE d.platform_id
                    WHEN 1 THEN (c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url,
                                 c.gh_gravatar_id, c.gh_type, c.gh_site_admin)
@@ -462,11 +470,11 @@ BEGIN
 
     WITH ins AS (
         INSERT INTO aveloxis_data.contributors AS c
-            (cntrb_id, cntrb_login, cntrb_full_name, cntrb_email,
+            (cntrb_id, cntrb_login, cntrb_full_name, cntrb_email, cntrb_company, cntrb_location, cntrb_created_at,
              gh_user_id, gh_login, gh_url, gh_html_url, gh_node_id, gh_avatar_url, gh_gravatar_id, gh_type, gh_site_admin,
              gl_id, gl_username, gl_web_url, gl_avatar_url, gl_full_name,
              tool_source, tool_version, data_source)
-        SELECT d.cntrb_id, d.login, d.name, d.email,
+        SELECT d.cntrb_id, d.login, d.name, d.email, d.company, d.location, d.created_at,
                CASE WHEN d.platform_id = 1 THEN d.user_id END, CASE WHEN d.platform_id = 1 THEN d.login END,
                CASE WHEN d.platform_id = 1 THEN d.api_url END, CASE WHEN d.platform_id = 1 THEN d.html_url END,
                CASE WHEN d.platform_id = 1 THEN d.node_id END, CASE WHEN d.platform_id = 1 THEN d.avatar_url END,
@@ -542,7 +550,9 @@ BEGIN
             gh_login = d.login, gh_url = d.api_url, gh_html_url = d.html_url, gh_node_id = d.node_id,
             gh_avatar_url = d.avatar_url, gh_gravatar_id = d.gravatar_id, gh_type = d.user_type,
             gh_site_admin = d.site_admin,
-            cntrb_full_name = coalesce(d.name, c.cntrb_full_name), cntrb_email = coalesce(d.email, c.cntrb_email)
+            cntrb_full_name = coalesce(d.name, c.cntrb_full_name), cntrb_email = coalesce(d.email, c.cntrb_email),
+            cntrb_company = coalesce(d.company, c.cntrb_company), cntrb_location = coalesce(d.location, c.cntrb_location),
+            cntrb_created_at = coalesce(d.created_at, c.cntrb_created_at)
         FROM pg_temp.drain_users d
         WHERE d.settled IS NOT TRUE AND d.platform_id = 1 AND c.cntrb_id = d.cntrb_id
           AND ((c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url, c.gh_gravatar_id,
@@ -550,18 +560,25 @@ BEGIN
                IS DISTINCT FROM (d.user_id, d.login, d.api_url, d.html_url, d.node_id, d.avatar_url, d.gravatar_id,
                 d.user_type, d.site_admin)
             OR (d.name IS NOT NULL AND d.name IS DISTINCT FROM c.cntrb_full_name)
-            OR (d.email IS NOT NULL AND d.email IS DISTINCT FROM c.cntrb_email))
+            OR (d.email IS NOT NULL AND d.email IS DISTINCT FROM c.cntrb_email)
+            OR (d.company IS NOT NULL AND d.company IS DISTINCT FROM c.cntrb_company)
+            OR (d.location IS NOT NULL AND d.location IS DISTINCT FROM c.cntrb_location)
+            OR (d.created_at IS NOT NULL AND d.created_at IS DISTINCT FROM c.cntrb_created_at))
         RETURNING 1
     ), upd_gl AS (
         UPDATE aveloxis_data.contributors c
         SET gl_id = d.user_id,
             cntrb_login = CASE WHEN c.cntrb_login IS NULL OR c.cntrb_login = c.gl_username THEN d.login ELSE c.cntrb_login END,
             gl_username = d.login, gl_web_url = d.html_url, gl_avatar_url = d.avatar_url,
-            gl_full_name = coalesce(d.name, c.gl_full_name)
+            gl_full_name = coalesce(d.name, c.gl_full_name),
+            cntrb_company = coalesce(d.company, c.cntrb_company), cntrb_location = coalesce(d.location, c.cntrb_location),
+            cntrb_created_at = coalesce(d.created_at, c.cntrb_created_at)
         FROM pg_temp.drain_users d
         WHERE d.settled IS NOT TRUE AND d.platform_id = 2 AND c.cntrb_id = d.cntrb_id
-          AND (c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
+          AND ((c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
               IS DISTINCT FROM (d.user_id, d.login, d.html_url, d.avatar_url)
+            OR (d.company IS NOT NULL AND d.company IS DISTINCT FROM c.cntrb_company)
+            OR (d.location IS NOT NULL AND d.location IS DISTINCT FROM c.cntrb_location))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM upd_gl) INTO updated;
@@ -1514,8 +1531,9 @@ BEGIN
             USING ERRCODE = 'unique_violation',
                   HINT = 'One of the two URLs is an old name: record_rename() the current one, then remove the other.';
     END IF;
-    UPDATE aveloxis_data.repos r SET repo_src_id = newest.id
-    WHERE r.repo_id = repo AND r.repo_src_id IS DISTINCT FROM newest.id;
+    UPDATE aveloxis_data.repos r SET repo_src_id = newest.id, repo_archived = coalesce(newest.archived, r.repo_archived)
+    WHERE r.repo_id = repo
+      AND (r.repo_src_id, r.repo_archived) IS DISTINCT FROM (newest.id, coalesce(newest.archived, r.repo_archived));
 
     PERFORM aveloxis_ops.drop_batch_table('drain_repo_info');
     CREATE TEMP TABLE drain_repo_info ON COMMIT DROP AS

@@ -16,8 +16,8 @@ BEGIN
     REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC, aveloxis_agent, aveloxis_analyst;
 
     -- aveloxis_analyst: read the data and the read-only API.
-    GRANT USAGE ON SCHEMA aveloxis, aveloxis_data TO aveloxis_analyst;
-    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_data TO aveloxis_analyst;
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_data, aveloxis_augur_data TO aveloxis_analyst;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_data, aveloxis_augur_data TO aveloxis_analyst;
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
         aveloxis.platform_uuid(smallint, bigint),
@@ -34,7 +34,8 @@ BEGIN
         aveloxis.queue_health(),
         aveloxis.why_not_collected(bigint),
         aveloxis.job_history(bigint, integer),
-        aveloxis.token_status()
+        aveloxis.token_status(),
+        aveloxis.view_refresh_history(integer)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -84,8 +85,12 @@ BEGIN
     REVOKE USAGE ON SCHEMA aveloxis_ops FROM aveloxis_agent;
 
     -- aveloxis_admin: the whole API, and read access everywhere.
-    GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data TO aveloxis_admin;
-    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_ops, aveloxis_data TO aveloxis_admin;
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data, aveloxis_augur_data TO aveloxis_admin;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_ops, aveloxis_data, aveloxis_augur_data TO aveloxis_admin;
+    -- refresh_views() runs with its caller's rights and calls these steps.
+    GRANT EXECUTE ON FUNCTION aveloxis_ops.refresh_begin(boolean), aveloxis_ops.refresh_one(bigint, integer),
+        aveloxis_ops.refresh_end(bigint), aveloxis_ops.refresh_order()
+    TO aveloxis_admin;
     GRANT EXECUTE ON ALL ROUTINES IN SCHEMA aveloxis TO aveloxis_admin;
 END
 $$;

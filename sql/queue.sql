@@ -740,6 +740,8 @@ BEGIN
     DELETE FROM aveloxis_ops.job_runs r
     WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
     GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.view_refresh_runs r
+    WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_history')::interval;
     IF expired + aligned + purged + pruned > 0 THEN
         RAISE LOG 'aveloxis.tick: % expired leases returned, % due dates re-aligned, % drained staging rows and % old runs deleted',
             expired, aligned, purged, pruned;
@@ -762,7 +764,11 @@ BEGIN
                          '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
     END IF;
     EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
-    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick()';
+    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
+        'CALL aveloxis.refresh_views(true)';
+    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
+           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
 END
 $$;
 
@@ -777,7 +783,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
         RETURN 'pg_cron is not installed: nothing was scheduled';
     END IF;
-    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = $1' INTO removed USING 'aveloxis-tick';
+    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
+        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
     RETURN format('removed %s scheduled job(s)', removed);
 END
 $$;

@@ -49,6 +49,8 @@ CREATE TABLE aveloxis_data.repos (
     tool_version         text,
     data_source          text,
     data_collection_date timestamptz NOT NULL DEFAULT now(),
+    -- The forge's archived flag, from the latest repository object (false until collected).
+    repo_archived        boolean NOT NULL DEFAULT false,
     CHECK (platform_id = 3 OR repo_host IS NOT NULL)
 );
 COMMENT ON TABLE aveloxis_data.repos IS 'One row per repository, whatever URL it was added or renamed under';

@@ -109,6 +109,28 @@ extension_sql_file!(
     requires = ["drain", "queue", "repo_info", "contributors"]
 );
 
+extension_sql_file!("../../sql/analysis.sql", name = "analysis", requires = ["registry"]);
+
+extension_sql_file!(
+    "../../sql/augur_compat.sql",
+    name = "augur_compat",
+    requires = ["facade", "analysis", "events_releases", "repo_info"]
+);
+
+extension_sql_file!(
+    "../../sql/matviews.sql",
+    name = "matviews",
+    requires = ["augur_compat"]
+);
+
+extension_sql_file!(
+    "../../sql/refresh.sql",
+    name = "refresh",
+    requires = ["matviews", "queue"]
+);
+
+extension_sql_file!("../../sql/activity.sql", name = "activity", requires = ["facade", "drain"]);
+
 // Grants run last, once every object they name exists.
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 
