@@ -24,9 +24,10 @@ step "allowing local repositories under $(dirname "$REPO_ROOT") (registry.local_
 "$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -v roots="$(dirname "$REPO_ROOT")" >/dev/null \
     <<<"SELECT aveloxis.set_setting('registry.local_path_roots', :'roots')"
 
-step "switching on in-database scheduling: pg_cron runs CALL aveloxis.tick() every minute"
+step "switching on in-database scheduling: pg_cron runs aveloxis.tick() every minute and refreshes the views"
 "$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS pg_cron' \
-    -c 'SELECT aveloxis.schedule()' -c "SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'aveloxis-tick'"
+    -c 'SELECT aveloxis.unschedule()' -c 'SELECT aveloxis.schedule()' \
+    -c "SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'aveloxis-%' ORDER BY jobname"
 
 step "building aveloxis-agent"
 cargo build -q -p collector-agent
@@ -66,6 +67,21 @@ step "an analyst's answer: who wrote this repository, and how much of it?"
     FROM aveloxis_data.commits c WHERE c.repo_id = aveloxis.resolve_repo('$REPO_ROOT')
     GROUP BY 1 ORDER BY 2 DESC LIMIT 5" -c "
     SELECT phase, status, reason FROM aveloxis.why_not_collected(aveloxis.resolve_repo('https://github.com/chaoss/augur'))"
+
+step "refreshing the materialized views 8Knot reads (CALL aveloxis.refresh_views(), as pg_cron does weekly)"
+"$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'CALL aveloxis.refresh_views()' -c "
+    SELECT view_name, concurrent, row_count, round(extract(epoch FROM duration) * 1000) AS ms, error
+    FROM aveloxis.view_refresh_history(1) ORDER BY duration DESC LIMIT 6"
+
+step "as 8Knot sees it (search_path aveloxis_augur_data,aveloxis_data): who is new, and this month's activity"
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "SET search_path = aveloxis_augur_data, aveloxis_data" -c "
+    SELECT r.repo_name, count(*) AS actions, count(DISTINCT a.cntrb_id) AS contributors,
+           count(*) FILTER (WHERE a.rank = 1) AS first_actions
+    FROM explorer_contributor_actions a JOIN repo r USING (repo_id) GROUP BY 1" -c "
+    SELECT date_trunc('month', day)::date AS month, sum(commits) AS commits, sum(lines_added) AS lines_added,
+           sum(lines_removed) AS lines_removed, sum(new_contributors) AS new_contributors
+    FROM repo_daily_activity WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')
+    GROUP BY 1 ORDER BY 1 DESC LIMIT 6"
 
 cat <<MSG
 The cluster keeps running for you to explore:

@@ -1,0 +1,567 @@
+//! The read side: 8Knot's queries against aveloxis_augur_data, the materialized views
+//! and their refresh, and the daily activity the triggers keep (docs/analytics.md).
+//! Data arrives through the real pipeline: the replayed GitHub fixtures collected by the
+//! agent, and a scripted git repository through the facade.
+
+use std::time::{Duration, Instant};
+
+use harness::gitrepo::{Change, Commit, ScriptedRepo};
+use harness::replay::{github_fixtures, ReplayServer};
+use harness::sqlx::{self, Connection, PgConnection, PgPool};
+use harness::{cluster_url, output_text, TestDb};
+
+const REPO: &str = "https://github.com/PyGithub/PyGithub";
+const SEARCH_PATH: &str = "SET search_path = aveloxis_augur_data, aveloxis_data";
+
+/// A database holding the collected fixture repository and a facade-collected git repository.
+async fn collected(label: &str) -> (TestDb, PgPool, ScriptedRepo) {
+    let db = TestDb::with_extension(label).await;
+    let replay = ReplayServer::start().await;
+    let fixtures = github_fixtures();
+    replay
+        .load_repository(&fixtures.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let api = replay.api_url();
+    let out = db
+        .agent_async(
+            &["collect", REPO, "--phases", "collect", "--github-api-url", api.as_str()],
+            &[("GITHUB_TOKENS", "tok-1")],
+        )
+        .await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "collect failed:\n{stdout}\n{stderr}");
+
+    let git = ScriptedRepo::new(label);
+    git.import(&[
+        Commit {
+            branch: "main",
+            mark: 1,
+            from: None,
+            merge: &[],
+            author: "Ann <ann@example.org>",
+            time: "1700000000 +0530",
+            message: "first\n",
+            changes: vec![Change::Write("a.txt", b"1\n2\n3\n"), Change::Write("b.txt", b"x\n")],
+        },
+        Commit {
+            branch: "main",
+            mark: 2,
+            from: Some(1),
+            merge: &[],
+            author: "Bob <bob@example.org>",
+            time: "1700090000 -0800",
+            message: "second\n",
+            changes: vec![Change::Write("a.txt", b"1\n3\n4\n5\n")],
+        },
+        Commit {
+            branch: "main",
+            mark: 3,
+            from: Some(2),
+            merge: &[],
+            author: "Ann <ann@example.org>",
+            time: "1700200000 +0000",
+            message: "third\n",
+            changes: vec![Change::Write("c.txt", b"c\n")],
+        },
+    ]);
+    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let out = db.agent(&["collect", git.path_str(), "--clone-dir", clones.to_str().unwrap()]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "facade collect failed:\n{stdout}\n{stderr}");
+    let pool = db.pool(3).await;
+    (db, pool, git)
+}
+
+async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// 8Knot's 13 queries (8knot-contract.md §2), as it sends them, each cast into its cache
+/// table's column types; returns (query, rows).
+const EIGHT_KNOT_QUERIES: &[(&str, &str)] = &[
+    ("issues", "SELECT r.repo_id::int4, r.repo_name::text, i.issue_id::int4, i.gh_issue_number::int4, i.gh_issue_id::int8,
+        left(i.reporter_id::text, 15), left(i.cntrb_id::text, 15), i.created_at::text, i.closed_at::text
+      FROM repo r JOIN issues i ON r.repo_id = i.repo_id
+      WHERE r.repo_id IN (SELECT repo_id FROM repo) AND i.pull_request_id IS NULL
+        AND i.created_at < now() AND (i.closed_at < now() OR i.closed_at IS NULL)"),
+    ("commits", "SELECT DISTINCT r.repo_id::int4, c.cmt_commit_hash::text, c.cmt_author_email::text,
+        c.cmt_author_date::text, timezone('utc', c.cmt_author_timestamp)::text,
+        timezone('utc', c.cmt_committer_timestamp)::text
+      FROM repo r JOIN commits c ON r.repo_id = c.repo_id
+      WHERE c.repo_id IN (SELECT repo_id FROM repo) AND timezone('utc', c.cmt_author_timestamp) < now()
+        AND timezone('utc', c.cmt_committer_timestamp) < now()"),
+    ("prs", "SELECT r.repo_id::int4, r.repo_name::text, pr.pull_request_id::int4, pr.pr_src_number::int4,
+        left(pr.pr_augur_contributor_id::text, 15), pr.pr_created_at::text, pr.pr_closed_at::text, pr.pr_merged_at::text
+      FROM repo r JOIN pull_requests pr ON r.repo_id = pr.repo_id
+      WHERE pr.repo_id IN (SELECT repo_id FROM repo) AND pr.pr_created_at < now()
+        AND (pr.pr_closed_at < now() OR pr.pr_closed_at IS NULL) AND (pr.pr_merged_at < now() OR pr.pr_merged_at IS NULL)"),
+    ("contributors", "SELECT repo_id::int4, repo_name::text, left(cntrb_id::text, 15), timezone('utc', created_at)::text,
+        login::text, action::text, rank::int4
+      FROM explorer_contributor_actions WHERE repo_id IN (SELECT repo_id FROM repo) AND timezone('utc', created_at) < now()"),
+    ("affiliation", "SELECT left(c.cntrb_id::text, 15), c.created_at::text, c.repo_id::int4, c.login::text, c.action::text,
+        c.rank::int4, con.cntrb_company::text, string_agg(ca.alias_email, ' , ' ORDER BY ca.alias_email)::text
+      FROM explorer_contributor_actions c JOIN contributors_aliases ca ON c.cntrb_id = ca.cntrb_id
+      JOIN contributors con ON c.cntrb_id = con.cntrb_id
+      WHERE c.repo_id IN (SELECT repo_id FROM repo) AND timezone('utc', c.created_at) < now()
+      GROUP BY c.cntrb_id, c.created_at, c.repo_id, c.login, c.action, c.rank, con.cntrb_company"),
+    ("issue_assignee", "SELECT issue_id::int4, id::int4, created::text, closed::text, assign_date::text,
+        assignment_action::text, left(assignee::text, 15)
+      FROM explorer_issue_assignments WHERE id IN (SELECT repo_id FROM repo) AND created < now()
+        AND (closed < now() OR closed IS NULL) AND (assign_date < now() OR assign_date IS NULL)"),
+    ("pr_assignee", "SELECT pull_request_id::int4, id::int4, created::text, closed::text, assign_date::text,
+        assignment_action::text, left(assignee::text, 15)
+      FROM explorer_pr_assignments WHERE id IN (SELECT repo_id FROM repo) AND created < now()
+        AND (closed < now() OR closed IS NULL) AND (assign_date < now() OR assign_date IS NULL)"),
+    ("pr_response", "SELECT t.pull_request_id::int4, t.id::int4, t.cntrb_id::text, t.msg_timestamp::text,
+        t.msg_cntrb_id::text, t.pr_created_at::text, t.pr_closed_at::text
+      FROM (SELECT * FROM explorer_pr_response WHERE ID IN (SELECT repo_id FROM repo)) t"),
+    ("repo_languages", "SELECT repo_id::int4 AS id, programming_language::text, code_lines::int4, files::int4
+      FROM explorer_repo_languages WHERE repo_id IN (SELECT repo_id FROM repo)"),
+    ("package_version", "SELECT rdl.repo_id::int4, rdl.name::text, rdl.current_release_date::text,
+        rdl.latest_release_date::text, rdl.libyear::float4,
+        CASE WHEN rdl.libyear >= 1.0 THEN 'Greater than a year' ELSE 'Less than a year' END
+      FROM repo_deps_libyear rdl
+      WHERE rdl.repo_id IN (SELECT repo_id FROM repo) AND rdl.libyear >= 0
+        AND rdl.data_collection_date = (SELECT max(x.data_collection_date) FROM repo_deps_libyear x
+                                        WHERE x.repo_id = rdl.repo_id)"),
+    ("repo_releases", "SELECT r.repo_id::int4, r.release_name::text, r.release_created_at::text,
+        r.release_published_at::text, r.release_updated_at::text
+      FROM releases r WHERE r.repo_id IN (SELECT repo_id FROM repo) AND r.release_published_at IS NOT NULL"),
+    ("ossf_score", "SELECT s.repo_id::int4, s.name::text, s.score::float4, s.data_collection_date::text
+      FROM repo_deps_scorecard s
+      WHERE s.repo_id IN (SELECT repo_id FROM repo)
+        AND s.data_collection_date = (SELECT max(x.data_collection_date) FROM repo_deps_scorecard x
+                                      WHERE x.repo_id = s.repo_id)"),
+    ("repo_info", "SELECT DISTINCT repo_id::int4, issues_enabled::text, fork_count::int4, watchers_count::int4,
+        license::text, stars_count::int4, code_of_conduct_file::text, security_issue_file::text,
+        security_audit_file::text, data_collection_date::text
+      FROM repo_info ri
+      WHERE repo_id IN (SELECT repo_id FROM repo)
+        AND data_collection_date = (SELECT max(x.data_collection_date) FROM repo_info x WHERE x.repo_id = ri.repo_id)"),
+];
+
+#[tokio::test]
+async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
+    let (db, pool, _git) = collected("analytics_8knot").await;
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+
+    // 8Knot's login: an analyst with the two-schema search path, as AUGUR_SCHEMA sets it.
+    // Roles are cluster-wide: one per test database.
+    let login = format!("eightknot_{}", db.name);
+    db.execute(&format!("CREATE ROLE {login} LOGIN IN ROLE aveloxis_analyst")).await;
+    let mut knot = db.connect_as(&login).await;
+    sqlx::raw_sql(SEARCH_PATH).execute(&mut knot).await.unwrap();
+
+    // Startup: repository and group discovery, and the bots list.
+    let discovered: Vec<(String, i64, String, String)> = sqlx::query_as(
+        "SELECT DISTINCT r.repo_git, r.repo_id, r.repo_name, rg.rg_name
+         FROM repo r JOIN repo_groups rg ON rg.repo_group_id = r.repo_group_id",
+    )
+    .fetch_all(&mut knot)
+    .await
+    .unwrap();
+    assert_eq!(discovered.len(), 2, "both repositories are offered: {discovered:?}");
+    assert!(discovered.iter().any(|(git, ..)| git == REPO));
+    sqlx::query("SELECT cntrb_id FROM contributors WHERE gh_type LIKE 'Bot'")
+        .fetch_all(&mut knot)
+        .await
+        .unwrap();
+
+    let mut rows = std::collections::BTreeMap::new();
+    for (name, sql) in EIGHT_KNOT_QUERIES {
+        let got = sqlx::query(sql)
+            .fetch_all(&mut knot)
+            .await
+            .unwrap_or_else(|e| panic!("8Knot's {name} query fails: {e}"));
+        rows.insert(*name, got.len());
+    }
+    // The data the fixtures hold reaches every query that reads it.
+    for name in ["issues", "commits", "prs", "contributors", "pr_response", "repo_releases", "repo_info", "pr_assignee"] {
+        assert!(rows[name] > 0, "8Knot's {name} query returns nothing: {rows:?}");
+    }
+
+    // explorer_pr_response has exactly Augur's seven columns, in order.
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = 'aveloxis_augur_data.explorer_pr_response'::regclass AND a.attnum > 0 ORDER BY a.attnum",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        columns,
+        ["pull_request_id", "id", "cntrb_id", "msg_timestamp", "msg_cntrb_id", "pr_created_at", "pr_closed_at"]
+    );
+    // Every materialized view can be refreshed CONCURRENTLY: it has a unique index on columns only.
+    let without: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c
+         WHERE c.relnamespace = 'aveloxis_augur_data'::regnamespace AND c.relkind = 'm'
+           AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique
+                           AND i.indpred IS NULL AND i.indexprs IS NULL)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(without.is_empty(), "views without a usable unique index: {without:?}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.refresh_order()").await, 22);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM pg_matviews WHERE schemaname = 'aveloxis_augur_data'").await,
+        22
+    );
+
+    // Naive UTC timestamps whatever the session's TimeZone.
+    sqlx::raw_sql("SET TimeZone = 'Asia/Kolkata'").execute(&mut knot).await.unwrap();
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM issues a JOIN aveloxis_data.issues b USING (issue_id)
+         WHERE a.created_at <> (b.created_at AT TIME ZONE 'UTC')",
+    )
+    .fetch_one(&mut knot)
+    .await
+    .unwrap();
+    assert_eq!(mismatched, 0);
+    let utc_text: String = sqlx::query_scalar(
+        "SELECT created_at::text FROM issues ORDER BY issue_id LIMIT 1",
+    )
+    .fetch_one(&mut knot)
+    .await
+    .unwrap();
+    sqlx::raw_sql("SET TimeZone = 'UTC'").execute(&mut knot).await.unwrap();
+    let again: String = sqlx::query_scalar("SELECT created_at::text FROM issues ORDER BY issue_id LIMIT 1")
+        .fetch_one(&mut knot)
+        .await
+        .unwrap();
+    assert_eq!(utc_text, again);
+    knot.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur() {
+    let (_db, pool, _git) = collected("analytics_views").await;
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    let v = "aveloxis_augur_data";
+
+    // One issue_opened per issue with a known reporter; one pull_request_open per PR.
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE action = 'issue_opened'")).await,
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues WHERE reporter_id IS NOT NULL AND created_at IS NOT NULL").await
+    );
+    let prs = scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.pull_requests WHERE author_id IS NOT NULL").await;
+    assert!(prs > 0);
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE action = 'pull_request_open'")).await,
+        prs
+    );
+    // Rank 1 is each contributor's FIRST action in the repository (Augur: the latest).
+    let wrong_rank = scalar_i64(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM {v}.explorer_contributor_actions a
+             WHERE a.rank = 1 AND a.created_at <> (SELECT min(b.created_at) FROM {v}.explorer_contributor_actions b
+                                                   WHERE b.cntrb_id = a.cntrb_id AND b.repo_id = a.repo_id)"
+        ),
+    )
+    .await;
+    assert_eq!(wrong_rank, 0);
+    let ranked_people = scalar_i64(&pool, &format!("SELECT count(DISTINCT (cntrb_id, repo_id)) FROM {v}.explorer_contributor_actions")).await;
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE rank = 1")).await,
+        ranked_people
+    );
+    // Issue comments are credited to their authors, on open issues too (Augur: the
+    // reporter, and comments on open issues dropped): a comment by someone other than
+    // the reporter, on an open issue.
+    sqlx::raw_sql(
+        "WITH target AS (SELECT i.issue_id, i.repo_id, i.reporter_id FROM aveloxis_data.issues i
+                         WHERE i.closed_at IS NULL AND i.reporter_id IS NOT NULL ORDER BY i.issue_id LIMIT 1),
+              author AS (SELECT c.cntrb_id FROM aveloxis_data.contributors c, target t
+                         WHERE c.cntrb_id <> t.reporter_id ORDER BY c.cntrb_id LIMIT 1),
+              m AS (INSERT INTO aveloxis_data.messages (repo_id, platform_id, msg_source, platform_msg_id, cntrb_id,
+                                                        msg_text, msg_timestamp)
+                    SELECT t.repo_id, 1, 'issue_comment', 999000111, a.cntrb_id, 'on an open issue',
+                           '2020-02-02 02:02:02+00' FROM target t, author a RETURNING msg_id, repo_id)
+         INSERT INTO aveloxis_data.issue_message_ref (issue_id, msg_id, repo_id)
+         SELECT t.issue_id, m.msg_id, m.repo_id FROM target t, m;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM {v}.explorer_contributor_actions a JOIN aveloxis_data.messages m
+                 ON m.platform_msg_id = 999000111 AND a.cntrb_id = m.cntrb_id AND a.created_at = m.msg_timestamp
+                 WHERE a.action = 'issue_comment'"
+            )
+        )
+        .await,
+        1,
+        "the comment on an open issue is its author's action"
+    );
+    let comments = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM aveloxis_data.messages m JOIN aveloxis_data.issue_message_ref x USING (msg_id)
+         WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL",
+    )
+    .await;
+    assert!(comments > 0, "the fixtures hold issue comments");
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM {v}.explorer_contributor_actions a
+                 JOIN aveloxis_data.messages m ON m.cntrb_id = a.cntrb_id AND m.msg_timestamp = a.created_at
+                 JOIN aveloxis_data.issue_message_ref x ON x.msg_id = m.msg_id
+                 WHERE a.action = 'issue_comment'"
+            )
+        )
+        .await,
+        comments
+    );
+    // Every PR appears in explorer_pr_response, with each of its messages.
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(DISTINCT pull_request_id) FROM {v}.explorer_pr_response")).await,
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.pull_requests").await
+    );
+    // Per repository counts.
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT coalesce(sum(commits_all_time), 0)::bigint FROM {v}.api_get_all_repos_commits")).await,
+        scalar_i64(&pool, "SELECT count(DISTINCT (repo_id, cmt_commit_hash)) FROM aveloxis_data.commits").await
+    );
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT coalesce(sum(issues_all_time), 0)::bigint FROM {v}.api_get_all_repos_issues")).await,
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues").await
+    );
+    // Libyear rows count only for their own repository (Augur cross-joins every repository).
+    sqlx::raw_sql(
+        "INSERT INTO aveloxis_data.repo_deps_libyear (repo_id, name, libyear, data_collection_date)
+         SELECT min(repo_id), 'left-pad', 2.5, '2026-01-15 12:00+00' FROM aveloxis_data.repos;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    assert_eq!(scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_all")).await, 1);
+    assert_eq!(scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_detail")).await, 1);
+    // Augur's boolean text flags.
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.repo_info WHERE issues_enabled NOT IN ('true', 'false')")).await,
+        0
+    );
+}
+
+/// The daily activity the triggers kept, compared with a recomputation from scratch.
+async fn assert_activity_matches_a_rebuild(pool: &PgPool, when: &str) {
+    let kept = scalar_i64(pool, "SELECT count(*) FROM aveloxis_data.repo_daily_activity").await;
+    assert!(kept > 0, "{when}: no activity kept");
+    let differing = scalar_i64(
+        pool,
+        "SELECT count(*) FROM (
+            (TABLE aveloxis_data.repo_daily_activity EXCEPT ALL SELECT * FROM aveloxis_ops.activity_from_scratch(NULL))
+            UNION ALL
+            (SELECT * FROM aveloxis_ops.activity_from_scratch(NULL) EXCEPT ALL TABLE aveloxis_data.repo_daily_activity)) d",
+    )
+    .await;
+    if differing > 0 {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT 'kept ' || a::text FROM (TABLE aveloxis_data.repo_daily_activity
+                 EXCEPT ALL SELECT * FROM aveloxis_ops.activity_from_scratch(NULL)) a
+             UNION ALL SELECT 'fresh ' || b::text FROM (SELECT * FROM aveloxis_ops.activity_from_scratch(NULL)
+                 EXCEPT ALL TABLE aveloxis_data.repo_daily_activity) b",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        panic!("{when}: the kept activity differs from a rebuild:\n{}", rows.join("\n"));
+    }
+    let wrong_firsts = scalar_i64(
+        pool,
+        "SELECT count(*) FROM aveloxis_data.repo_contributor_first f
+         WHERE f.first_at IS DISTINCT FROM aveloxis_ops.first_contribution(f.repo_id, f.cntrb_id)",
+    )
+    .await;
+    assert_eq!(wrong_firsts, 0, "{when}: first contributions drifted");
+}
+
+#[tokio::test]
+async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
+    let (_db, pool, _git) = collected("analytics_activity").await;
+    assert_activity_matches_a_rebuild(&pool, "after collection").await;
+    let sums: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT sum(issues_opened)::bigint, sum(prs_opened)::bigint, sum(commits)::bigint, sum(new_contributors)::bigint
+         FROM aveloxis_data.repo_daily_activity",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sums.0, scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues").await);
+    assert_eq!(sums.2, 3, "the three scripted commits");
+    assert!(sums.1 > 0 && sums.3 > 0, "{sums:?}");
+
+    // Re-staging the same payloads and draining again changes nothing.
+    let repo: i64 = scalar_i64(&pool, &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = '{REPO}'")).await;
+    sqlx::raw_sql(&format!("UPDATE aveloxis_ops.staging SET drained_at = NULL WHERE repo_id = {repo}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("CALL aveloxis.drain({repo})")).execute(&pool).await.unwrap();
+    assert_activity_matches_a_rebuild(&pool, "after a re-drain").await;
+
+    // Reopened issues, re-attributed comments, deleted pull requests, commit authors
+    // linked and re-linked: whatever statement changes the rows, the days follow.
+    sqlx::raw_sql(
+        "UPDATE aveloxis_data.issues SET closed_at = NULL
+         WHERE issue_id IN (SELECT issue_id FROM aveloxis_data.issues WHERE closed_at IS NOT NULL ORDER BY issue_id LIMIT 3);
+         UPDATE aveloxis_data.issues SET created_at = created_at - interval '400 days'
+         WHERE issue_id = (SELECT max(issue_id) FROM aveloxis_data.issues);
+         UPDATE aveloxis_data.messages SET cntrb_id = (SELECT reporter_id FROM aveloxis_data.issues
+                                                      WHERE reporter_id IS NOT NULL ORDER BY issue_id LIMIT 1)
+         WHERE msg_id IN (SELECT msg_id FROM aveloxis_data.messages ORDER BY msg_id LIMIT 5);
+         DELETE FROM aveloxis_data.pull_requests
+         WHERE pull_request_id IN (SELECT pull_request_id FROM aveloxis_data.pull_requests ORDER BY created_at LIMIT 2);
+         DELETE FROM aveloxis_data.messages WHERE msg_id IN (SELECT msg_id FROM aveloxis_data.messages ORDER BY msg_timestamp LIMIT 3);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_activity_matches_a_rebuild(&pool, "after updates and deletions").await;
+    sqlx::raw_sql(
+        "UPDATE aveloxis_data.commits SET cmt_ght_author_id = (SELECT min(cntrb_id::text)::uuid FROM aveloxis_data.contributors)
+         WHERE cmt_author_email = 'ann@example.org';",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_activity_matches_a_rebuild(&pool, "after commit authors were linked").await;
+    sqlx::raw_sql(
+        "UPDATE aveloxis_data.commits SET cmt_ght_author_id = (SELECT max(cntrb_id::text)::uuid FROM aveloxis_data.contributors)
+         WHERE cmt_author_email = 'ann@example.org';",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_activity_matches_a_rebuild(&pool, "after commit authors were re-linked").await;
+
+    // A force-push removes a commit: through the drain, as the facade stages it.
+    let (git_repo, hash): (i64, String) = sqlx::query_as(
+        "SELECT repo_id, cmt_commit_hash FROM aveloxis_data.commits WHERE cmt_filename = 'c.txt'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         VALUES ({git_repo}, 3, 'commit_removed', '{{\"hash\": \"{hash}\"}}')"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!("CALL aveloxis.drain({git_repo})")).execute(&pool).await.unwrap();
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.commits WHERE cmt_commit_hash = '{hash}'")).await,
+        0,
+        "the removed commit is gone"
+    );
+    assert_activity_matches_a_rebuild(&pool, "after a force-push").await;
+    assert_eq!(scalar_i64(&pool, "SELECT sum(commits)::bigint FROM aveloxis_data.repo_daily_activity").await, 2);
+
+    // The rebuild itself writes what the triggers kept.
+    let before: Vec<String> = sqlx::query_scalar("SELECT a::text FROM aveloxis_data.repo_daily_activity a ORDER BY 1")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT aveloxis.rebuild_activity()").execute(&pool).await.unwrap();
+    let after: Vec<String> = sqlx::query_scalar("SELECT a::text FROM aveloxis_data.repo_daily_activity a ORDER BY 1")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing_one() {
+    let (db, pool, _git) = collected("analytics_refresh").await;
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+
+    // A reader in the middle of a long transaction over the views 8Knot reads.
+    let mut reader = db.connect().await;
+    sqlx::raw_sql(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ;
+         SELECT count(*) FROM aveloxis_augur_data.explorer_contributor_actions;
+         SELECT count(*) FROM aveloxis_augur_data.explorer_pr_response;",
+    )
+    .execute(&mut reader)
+    .await
+    .unwrap();
+    // A table two views read, locked by someone else: their refreshes fail (lock_timeout),
+    // the others go on.
+    let mut locker = db.connect().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE aveloxis_data.repo_labor IN ACCESS EXCLUSIVE MODE;")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let mut refresher = db.connect().await;
+    sqlx::raw_sql("SET lock_timeout = '1s'").execute(&mut refresher).await.unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&mut refresher).await.unwrap();
+    let history: Vec<(String, bool, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT view_name, concurrent, row_count, error FROM aveloxis.view_refresh_history(1)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(history.len(), 22);
+    for (view, concurrent, rows, error) in &history {
+        if view == "explorer_repo_languages" || view == "explorer_repo_files" {
+            assert!(error.as_deref().unwrap_or("").contains("lock"), "{view}: {error:?}");
+        } else {
+            assert!(error.is_none() && rows.is_some() && *concurrent, "{view}: {rows:?} {error:?}");
+        }
+    }
+    // The reader was never waited on and still reads.
+    sqlx::query("SELECT count(*) FROM aveloxis_augur_data.explorer_contributor_actions")
+        .execute(&mut reader)
+        .await
+        .unwrap();
+    sqlx::raw_sql("COMMIT").execute(&mut reader).await.unwrap();
+    sqlx::raw_sql("ROLLBACK").execute(&mut locker).await.unwrap();
+
+    // A second caller returns at once while a refresh runs (the session lock).
+    let mut holder = db.connect().await;
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended('aveloxis.refresh_views', 0))")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let runs = scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.view_refresh_runs").await;
+    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.view_refresh_runs").await, runs);
+    holder.close().await.unwrap();
+
+    // pg_cron runs it: schedule the refresh of this database from the cron database and
+    // wait (bounded) for a run it made.
+    let mut cron = PgConnection::connect(&cluster_url()).await.unwrap();
+    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_cron").execute(&mut cron).await.unwrap();
+    let job = format!("aveloxis-test-refresh-{}", db.name);
+    sqlx::query("SELECT cron.schedule_in_database($1, '* * * * *', 'CALL aveloxis.refresh_views()', $2)")
+        .bind(&job)
+        .bind(&db.name)
+        .execute(&mut cron)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let ran = loop {
+        let by_cron: i64 = scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM aveloxis_ops.view_refresh_runs WHERE finished_at IS NOT NULL AND refresh_id > {runs}"),
+        )
+        .await;
+        if by_cron > 0 || Instant::now() > deadline {
+            break by_cron;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    sqlx::query("SELECT cron.unschedule($1)").bind(&job).execute(&mut cron).await.unwrap();
+    assert!(ran > 0, "pg_cron did not run the refresh within 150 s");
+    let failed = scalar_i64(&pool, "SELECT failed FROM aveloxis_ops.view_refresh_runs ORDER BY refresh_id DESC LIMIT 1").await;
+    assert_eq!(failed, 0);
+}
