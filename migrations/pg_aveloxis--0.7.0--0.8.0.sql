@@ -5,6 +5,9 @@
 -- * aveloxis.refresh_views() with per-view history; aveloxis.schedule() adds it to pg_cron.
 -- * repo_daily_activity kept current by statement triggers; rebuilt here from the data
 --   already stored (aveloxis.rebuild_activity()).
+-- * The analyst API (repo_stats, repo_activity, group_activity, top_contributors,
+--   new_contributors, contributor_activity), bot rules, and the completeness ledger that
+--   complete() now fills.
 -- * Tables for the analysis phases (repo_labor, repo_deps_libyear, repo_deps_scorecard).
 -- * The drain keeps contributors' company, location and created_at, and repos.repo_archived.
 
@@ -24,8 +27,11 @@ DECLARE
     ours    bigint;
 BEGIN
     -- The session-long tables are checked here; every per-batch table (ON COMMIT DROP) is
-    -- checked where it is made, by drop_batch_table.
-    PERFORM aveloxis_ops.check_scratch_owner(n) FROM unnest(names || 'drain_scratch_layout_3'::text) n;
+    -- checked where it is made, by drop_batch_table. The activity triggers' scratch
+    -- (sql/activity.sql) too: they check it again, but a refusal there would only reject
+    -- the batch's rows, not stop the drain with a clear error.
+    PERFORM aveloxis_ops.check_scratch_owner(n)
+    FROM unnest(names || ARRAY['drain_scratch_layout_3', 'activity_net']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);
@@ -840,58 +846,62 @@ FROM aveloxis_data.repo_deps_scorecard s;
 -- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
 -- deleted account) are left out of the per-contributor views: they cannot be ranked.
 
--- Every action of every known contributor, one row each (the source of four views).
+-- Every action of every known contributor, one row each, live over the base tables:
+-- the source of explorer_contributor_actions (and its three dependents) and of the
+-- analyst API (sql/analyst_api.sql).
+CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
+-- One row per commit (commits holds one row per changed file).
+SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
+       'commit'::text AS action, min(cm.cmt_id) AS source_id
+FROM aveloxis_data.commits cm
+WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
+GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
+UNION ALL
+SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
+FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
+FROM aveloxis_data.issue_events e
+WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
+FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
+FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
+FROM aveloxis_data.pull_request_events e
+WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
+FROM aveloxis_data.pull_request_reviews v
+WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
+UNION ALL
+-- Conversation comments and diff (review) comments: both are comments on the PR.
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
+  AND m.msg_timestamp IS NOT NULL
+  AND (EXISTS (SELECT FROM aveloxis_data.pull_request_message_ref x WHERE x.msg_id = m.msg_id)
+       OR EXISTS (SELECT FROM aveloxis_data.review_comments x WHERE x.msg_id = m.msg_id))
+UNION ALL
+-- Credited to the comment's author (Augur credits the issue's reporter), on open
+-- issues too (Augur's closed_at <> msg_timestamp drops them).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.msg_id = m.msg_id);
+COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
+
 -- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
 -- contribution" charts read rank = 1; Augur ranks newest first).
 CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
 SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
        c.cntrb_login::varchar AS login,
        row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
-FROM (
-    -- One row per commit (commits holds one row per changed file).
-    SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
-           'commit'::text AS action, min(cm.cmt_id) AS source_id
-    FROM aveloxis_data.commits cm
-    WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
-    GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
-    UNION ALL
-    SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
-    FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-    UNION ALL
-    SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
-    FROM aveloxis_data.issue_events e
-    WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-    UNION ALL
-    SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
-    FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-    UNION ALL
-    SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
-    FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-    WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-    UNION ALL
-    SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
-    FROM aveloxis_data.pull_request_events e
-    WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-    UNION ALL
-    SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
-    FROM aveloxis_data.pull_request_reviews v
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
-    UNION ALL
-    -- Conversation comments and diff (review) comments: both are comments on the PR.
-    SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
-    FROM aveloxis_data.messages m
-    WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
-      AND m.msg_timestamp IS NOT NULL
-      AND (EXISTS (SELECT FROM aveloxis_data.pull_request_message_ref x WHERE x.msg_id = m.msg_id)
-           OR EXISTS (SELECT FROM aveloxis_data.review_comments x WHERE x.msg_id = m.msg_id))
-    UNION ALL
-    -- Credited to the comment's author (Augur credits the issue's reporter), on open
-    -- issues too (Augur's closed_at <> msg_timestamp drops them).
-    SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
-    FROM aveloxis_data.messages m
-    WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-      AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.msg_id = m.msg_id)
-) a
+FROM aveloxis_data.contributor_actions a
 JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
 LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
 CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
@@ -1218,7 +1228,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     last_start timestamptz;
@@ -1240,7 +1250,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     target      text;
@@ -1279,7 +1289,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
 RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     done integer;
@@ -1334,7 +1344,7 @@ CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
 RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
                duration interval, row_count bigint, error text, run_finished_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
     SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
            r.finished_at
@@ -1396,8 +1406,10 @@ CREATE TABLE aveloxis_data.repo_contributor_first (
 COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
 CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
 
--- Lookups of one contributor's contributions to one repository (a removed first action).
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
 CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
 
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_daily_activity', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_contributor_first', '');
@@ -1804,6 +1816,642 @@ BEGIN
 END
 $$;
 
+-- From sql/bots.sql
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = now();
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+
+
+-- From sql/completeness.sql
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        IF reported IS NULL OR aveloxis_ops.gathered(repo, item.key) IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, aveloxis_ops.gathered(repo, item.key), now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+
+
+-- From sql/analyst_api.sql
+-- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
+-- and repo group, time series, contributors, bots, and the coverage every figure carries.
+-- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
+-- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
+
+-- Statistics and time series.
+
+-- Contributors the rules call bots (one pass over contributors; for exclude_bots).
+CREATE FUNCTION aveloxis_ops.bot_ids()
+RETURNS TABLE (cntrb_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
+              SELECT FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
+$$;
+
+-- Whether a commit author without a linked account looks like a bot by name or email.
+CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
+                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
+                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
+    END IF;
+    IF grain = 'day' AND until - since > 36600 THEN
+        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The series for a set of repositories (repo_activity and group_activity call it).
+-- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
+-- not counted, and every period is present, zero or not: coverage tells a real zero
+-- from missing data.
+CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id WHERE x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id WHERE x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.pull_request_id = p.pull_request_id AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
+END
+$$;
+
+-- A repository's activity over time: counts per period, response times (median, p90,
+-- hours), and the coverage of the data behind them.
+CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
+                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
+END
+$$;
+
+-- The same for every repository of a group (by name, as 8Knot's "org" is).
+CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
+                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    members bigint[];
+BEGIN
+    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
+    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+    WHERE lower(g.rg_name) = lower(repo_group);
+    IF members IS NULL THEN
+        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
+            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
+    END IF;
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
+END
+$$;
+
+-- Everything stored about one repository, per entity: how many, first and last
+-- activity, what the forge reported and the coverage, and when its phase last ran.
+CREATE FUNCTION aveloxis.repo_stats(repo bigint)
+RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
+               forge_reported bigint, coverage numeric, last_collected timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    collected timestamptz;
+    facaded   timestamptz;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
+    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
+               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
+        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
+        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
+                         max(c.cmt_author_timestamp), 'commits', facaded
+        FROM aveloxis_data.commits c WHERE c.repo_id = repo
+        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
+        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
+        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
+        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
+        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
+        FROM aveloxis_data.releases r WHERE r.repo_id = repo
+        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
+        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
+    )
+    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
+           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
+                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
+           c.at
+    FROM counts c
+    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
+END
+$$;
+
+-- The most active contributors of a repository in a range, by actions (explorer's
+-- definition: commits, issues and pull requests opened and closed, reviews, comments).
+CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
+                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
+RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
+               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT t.* FROM (
+        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
+               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+               count(*) FILTER (WHERE a.action = 'pull_request_open'),
+               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
+               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
+        FROM aveloxis_data.contributor_actions a
+        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
+          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
+    ) t
+    WHERE NOT exclude_bots OR t.rule IS NULL
+    ORDER BY 3 DESC, 2
+    LIMIT greatest(n, 0);
+END
+$$;
+
+-- Contributors whose first contribution to the repository falls in the range, with
+-- that first action.
+CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
+RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
+           (SELECT a.action FROM aveloxis_data.contributor_actions a
+            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
+            ORDER BY a.action LIMIT 1),
+           aveloxis.bot_rule(f.cntrb_id)
+    FROM aveloxis_data.repo_contributor_first f
+    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
+    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
+      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY f.first_at, 2;
+END
+$$;
+
+-- One contributor across the fleet: per repository, first and last action and counts.
+CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
+RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
+               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
+           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+           count(*) FILTER (WHERE a.action = 'pull_request_open'),
+           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
+    FROM aveloxis_data.contributor_actions a
+    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+    WHERE a.cntrb_id = cntrb
+    GROUP BY a.repo_id, r.repo_git
+    ORDER BY 5 DESC, 1
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(j, lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    UPDATE aveloxis_ops.jobs SET
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
 SELECT aveloxis.rebuild_activity();
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.apply_grants()
@@ -1837,7 +2485,17 @@ BEGIN
         aveloxis.why_not_collected(bigint),
         aveloxis.job_history(bigint, integer),
         aveloxis.token_status(),
-        aveloxis.view_refresh_history(integer)
+        aveloxis.view_refresh_history(integer),
+        aveloxis.bot_rule(uuid),
+        aveloxis.is_bot(uuid),
+        aveloxis.bots(),
+        aveloxis.completeness(bigint),
+        aveloxis.repo_stats(bigint),
+        aveloxis.repo_activity(bigint, date, date, text, boolean),
+        aveloxis.group_activity(text, date, date, text, boolean),
+        aveloxis.top_contributors(bigint, date, date, integer, boolean),
+        aveloxis.new_contributors(bigint, date, date),
+        aveloxis.contributor_activity(uuid)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.

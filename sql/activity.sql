@@ -48,8 +48,10 @@ CREATE TABLE aveloxis_data.repo_contributor_first (
 COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
 CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
 
--- Lookups of one contributor's contributions to one repository (a removed first action).
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
 CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
 
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_daily_activity', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_contributor_first', '');

@@ -44,8 +44,11 @@ DECLARE
     ours    bigint;
 BEGIN
     -- The session-long tables are checked here; every per-batch table (ON COMMIT DROP) is
-    -- checked where it is made, by drop_batch_table.
-    PERFORM aveloxis_ops.check_scratch_owner(n) FROM unnest(names || 'drain_scratch_layout_3'::text) n;
+    -- checked where it is made, by drop_batch_table. The activity triggers' scratch
+    -- (sql/activity.sql) too: they check it again, but a refusal there would only reject
+    -- the batch's rows, not stop the drain with a clear error.
+    PERFORM aveloxis_ops.check_scratch_owner(n)
+    FROM unnest(names || ARRAY['drain_scratch_layout_3', 'activity_net']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
       AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);

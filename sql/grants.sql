@@ -35,7 +35,17 @@ BEGIN
         aveloxis.why_not_collected(bigint),
         aveloxis.job_history(bigint, integer),
         aveloxis.token_status(),
-        aveloxis.view_refresh_history(integer)
+        aveloxis.view_refresh_history(integer),
+        aveloxis.bot_rule(uuid),
+        aveloxis.is_bot(uuid),
+        aveloxis.bots(),
+        aveloxis.completeness(bigint),
+        aveloxis.repo_stats(bigint),
+        aveloxis.repo_activity(bigint, date, date, text, boolean),
+        aveloxis.group_activity(text, date, date, text, boolean),
+        aveloxis.top_contributors(bigint, date, date, integer, boolean),
+        aveloxis.new_contributors(bigint, date, date),
+        aveloxis.contributor_activity(uuid)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.

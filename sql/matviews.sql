@@ -10,58 +10,62 @@
 -- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
 -- deleted account) are left out of the per-contributor views: they cannot be ranked.
 
--- Every action of every known contributor, one row each (the source of four views).
+-- Every action of every known contributor, one row each, live over the base tables:
+-- the source of explorer_contributor_actions (and its three dependents) and of the
+-- analyst API (sql/analyst_api.sql).
+CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
+-- One row per commit (commits holds one row per changed file).
+SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
+       'commit'::text AS action, min(cm.cmt_id) AS source_id
+FROM aveloxis_data.commits cm
+WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
+GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
+UNION ALL
+SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
+FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
+FROM aveloxis_data.issue_events e
+WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
+FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
+FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
+FROM aveloxis_data.pull_request_events e
+WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
+FROM aveloxis_data.pull_request_reviews v
+WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
+UNION ALL
+-- Conversation comments and diff (review) comments: both are comments on the PR.
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
+  AND m.msg_timestamp IS NOT NULL
+  AND (EXISTS (SELECT FROM aveloxis_data.pull_request_message_ref x WHERE x.msg_id = m.msg_id)
+       OR EXISTS (SELECT FROM aveloxis_data.review_comments x WHERE x.msg_id = m.msg_id))
+UNION ALL
+-- Credited to the comment's author (Augur credits the issue's reporter), on open
+-- issues too (Augur's closed_at <> msg_timestamp drops them).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.msg_id = m.msg_id);
+COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
+
 -- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
 -- contribution" charts read rank = 1; Augur ranks newest first).
 CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
 SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
        c.cntrb_login::varchar AS login,
        row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
-FROM (
-    -- One row per commit (commits holds one row per changed file).
-    SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
-           'commit'::text AS action, min(cm.cmt_id) AS source_id
-    FROM aveloxis_data.commits cm
-    WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
-    GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
-    UNION ALL
-    SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
-    FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-    UNION ALL
-    SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
-    FROM aveloxis_data.issue_events e
-    WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-    UNION ALL
-    SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
-    FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-    UNION ALL
-    SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
-    FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-    WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-    UNION ALL
-    SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
-    FROM aveloxis_data.pull_request_events e
-    WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-    UNION ALL
-    SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
-    FROM aveloxis_data.pull_request_reviews v
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
-    UNION ALL
-    -- Conversation comments and diff (review) comments: both are comments on the PR.
-    SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
-    FROM aveloxis_data.messages m
-    WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
-      AND m.msg_timestamp IS NOT NULL
-      AND (EXISTS (SELECT FROM aveloxis_data.pull_request_message_ref x WHERE x.msg_id = m.msg_id)
-           OR EXISTS (SELECT FROM aveloxis_data.review_comments x WHERE x.msg_id = m.msg_id))
-    UNION ALL
-    -- Credited to the comment's author (Augur credits the issue's reporter), on open
-    -- issues too (Augur's closed_at <> msg_timestamp drops them).
-    SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
-    FROM aveloxis_data.messages m
-    WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-      AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.msg_id = m.msg_id)
-) a
+FROM aveloxis_data.contributor_actions a
 JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
 LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
 CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions

@@ -556,6 +556,8 @@ BEGIN
     next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
     PERFORM aveloxis_ops.finish_run(j, lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
                                     outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
     UPDATE aveloxis_ops.jobs SET
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
         backoff_until = NULL, retry_first = NOT whole,

@@ -57,7 +57,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     last_start timestamptz;
@@ -79,7 +79,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     target      text;
@@ -118,7 +118,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
 RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     done integer;
@@ -173,7 +173,7 @@ CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
 RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
                duration interval, row_count bigint, error text, run_finished_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
     SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
            r.finished_at

@@ -103,8 +103,10 @@ pub struct Outcome {
     pub etags: BTreeMap<String, String>,
     /// The repository's new URL, when collection found it renamed.
     pub renamed_to: Option<String>,
-    /// A full collection's check against what the forge reports: open issues and pull
-    /// requests gathered vs the repository's `open_issues_count`.
+    /// What the forge reports, for the completeness ledger (`{"<entity>": {"reported": n}}`;
+    /// the database counts what was gathered): the repository object's open count and the
+    /// highest issue/PR number on every run, and on a full collection the number of
+    /// items each list served.
     pub completeness: Option<Value>,
 }
 
@@ -308,14 +310,33 @@ impl<F: Forge> Collector<'_, F> {
             ),
             ("release", format!("{base}/releases?per_page=100")),
         ];
+        let full = self.job.since.is_none();
+        let mut reported = serde_json::Map::new();
+        if reported_open.is_u64() {
+            reported.insert("open_issues_and_pull_requests".into(), json!({"reported": reported_open}));
+        }
         for (entity, first) in simple {
             if let Some(items) = self.list(entity, first).await? {
-                if entity == "issue" && self.job.since.is_none() {
-                    // The issues list holds pull requests too, as open_issues_count counts them.
-                    let gathered = items.iter().filter(|i| i["state"] == "open").count();
-                    self.outcome.completeness = Some(json!({
-                        "open_issues_and_pulls": {"reported": reported_open, "gathered": gathered}
-                    }));
+                if entity == "issue" {
+                    // Issues and pull requests share one number sequence: the highest number
+                    // seen is how many were ever opened (the list holds pull requests too).
+                    if let Some(highest) = items.iter().filter_map(|i| i["number"].as_u64()).max() {
+                        reported.insert("issues_and_pull_requests".into(), json!({"reported": highest}));
+                    }
+                    if full {
+                        let plain = items.iter().filter(|i| !is_pull_request(i)).count();
+                        reported.insert("issues".into(), json!({"reported": plain}));
+                    }
+                } else if full {
+                    let ledger = match entity {
+                        "issue_comment" => Some("issue_comments"),
+                        "review_comment" => Some("review_comments"),
+                        "release" => Some("releases"),
+                        _ => None,
+                    };
+                    if let Some(ledger) = ledger {
+                        reported.insert(ledger.into(), json!({"reported": items.len()}));
+                    }
                 }
                 self.stage(entity, items.iter().map(Value::to_string).collect()).await?;
             }
@@ -327,6 +348,14 @@ impl<F: Forge> Collector<'_, F> {
                 format!("{base}/pulls?state=all&sort=updated&direction=desc&per_page=100"),
             )
             .await?;
+        if full {
+            if let Some(pulls) = &pulls {
+                reported.insert("pull_requests".into(), json!({"reported": pulls.len()}));
+            }
+        }
+        if !reported.is_empty() {
+            self.outcome.completeness = Some(Value::Object(reported));
+        }
         for pr in pulls.unwrap_or_default() {
             let Some(number) = pr.get("number").and_then(Value::as_i64) else {
                 self.stage("pull_request", vec![json!({"pull_request": pr}).to_string()])
@@ -380,6 +409,12 @@ impl<F: Forge> Collector<'_, F> {
         }
         Ok(())
     }
+}
+
+/// Whether an item of the issues list is a pull request (old recordings carry a
+/// "pull_request" key with null URLs on plain issues).
+fn is_pull_request(item: &Value) -> bool {
+    item["pull_request"]["url"].is_string() || item["pull_request"]["html_url"].is_string()
 }
 
 /// Collects one GitHub job into staging and returns what was done. The caller drains and

@@ -131,6 +131,16 @@ extension_sql_file!(
 
 extension_sql_file!("../../sql/activity.sql", name = "activity", requires = ["facade", "drain"]);
 
+extension_sql_file!("../../sql/bots.sql", name = "bots", requires = ["contributors"]);
+
+extension_sql_file!("../../sql/completeness.sql", name = "completeness", requires = ["facade", "events_releases"]);
+
+extension_sql_file!(
+    "../../sql/analyst_api.sql",
+    name = "analyst_api",
+    requires = ["activity", "bots", "completeness", "matviews", "queue"]
+);
+
 // Grants run last, once every object they name exists.
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 

@@ -51,7 +51,8 @@ async fn names_to_plant(db: &TestDb, with_scratch: bool) -> Vec<String> {
     let mut conn = db.connect().await;
     let mut names: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname IN ('aveloxis', 'aveloxis_ops', 'aveloxis_data') AND c.relkind IN ('r', 'v', 'm', 'p')
+         WHERE n.nspname IN ('aveloxis', 'aveloxis_ops', 'aveloxis_data', 'aveloxis_augur_data')
+           AND c.relkind IN ('r', 'v', 'm', 'p')
          ORDER BY 1",
     )
     .fetch_all(&mut conn)
@@ -77,6 +78,7 @@ async fn names_to_plant(db: &TestDb, with_scratch: bool) -> Vec<String> {
             "drain_releases",
             "drain_repo_info",
             "drain_review_comments",
+            "activity_net",
         ] {
             names.push(scratch.to_string());
         }
@@ -203,6 +205,21 @@ async fn an_agent_login_cannot_escalate_through_objects_it_plants() {
             .as_deref(),
         Some("42501"),
         "the drain must refuse scratch tables the caller made"
+    );
+    assert_eq!(canary(&mut conn).await, Vec::<String>::new(), "planted trigger ran");
+    assert!(!is_superuser(&db, &agent.name).await, "the agent became superuser");
+    conn.close().await.unwrap();
+
+    // 1b. Only the activity triggers' scratch table planted: the drain's own scratch is
+    //     fine, the rows are written, and the triggers refuse to use the planted table.
+    let mut conn = db.connect_as(&agent.name).await;
+    plant(&mut conn, &agent.name, &["activity_net".to_string()]).await;
+    assert_eq!(
+        sqlstate(&mut conn, &format!("CALL aveloxis.drain({repo})"))
+            .await
+            .as_deref(),
+        Some("42501"),
+        "the activity triggers must refuse a scratch table the caller made"
     );
     assert_eq!(canary(&mut conn).await, Vec::<String>::new(), "planted trigger ran");
     assert!(!is_superuser(&db, &agent.name).await, "the agent became superuser");

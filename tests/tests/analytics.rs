@@ -577,3 +577,196 @@ async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing
     let failed = scalar_i64(&pool, "SELECT failed::bigint FROM aveloxis_ops.view_refresh_runs ORDER BY refresh_id DESC LIMIT 1").await;
     assert_eq!(failed, 0);
 }
+
+#[tokio::test]
+async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() {
+    let (db, pool, _git) = collected("analytics_api").await;
+    db.execute(&format!("CREATE ROLE analyst_{} LOGIN IN ROLE aveloxis_analyst", db.name)).await;
+    let mut analyst = db.connect_as(&format!("analyst_{}", db.name)).await;
+    let repo = scalar_i64(&pool, &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = '{REPO}'")).await;
+    let git_repo = scalar_i64(&pool, &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git <> '{REPO}'")).await;
+
+    // repo_stats: what is stored, set against what the forge reported.
+    let rows: Vec<(String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT entity, stored, forge_reported, coverage::text FROM aveloxis.repo_stats($1)",
+    )
+    .bind(repo)
+    .fetch_all(&mut analyst)
+    .await
+    .unwrap();
+    let issues = rows.iter().find(|r| r.0 == "issues").unwrap();
+    assert_eq!(issues.1, scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.issues WHERE repo_id = {repo}")).await);
+    assert!(issues.2.is_some() && issues.3.is_some(), "{issues:?}");
+    // The facade reported the commits the branch reaches: all three stored.
+    let commits: (i64, i64, String) = sqlx::query_as(
+        "SELECT reported, gathered, coverage::text FROM aveloxis.completeness($1) WHERE entity = 'commits'",
+    )
+    .bind(git_repo)
+    .fetch_one(&mut analyst)
+    .await
+    .unwrap();
+    assert_eq!(commits, (3, 3, "1".to_string()));
+
+    // A weekly series over the fixture's whole history: every week present, the counts
+    // those of the base tables, and coverage on every row (a zero week says how sure it is).
+    let range: (String, String) = sqlx::query_as(
+        "SELECT (min(created_at) AT TIME ZONE 'UTC')::date::text, (max(created_at) AT TIME ZONE 'UTC')::date::text
+         FROM aveloxis_data.issues WHERE repo_id = $1",
+    )
+    .bind(repo)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let series_sql = "SELECT count(*), sum(issues_opened)::bigint, sum(prs_opened)::bigint,
+                             count(*) FILTER (WHERE coverage_issues_prs IS NULL)
+                      FROM aveloxis.repo_activity($1, $2::date, $3::date, 'week', $4)";
+    let (weeks, opened, prs, uncovered): (i64, i64, i64, i64) = sqlx::query_as(series_sql)
+        .bind(repo)
+        .bind(&range.0)
+        .bind(&range.1)
+        .bind(false)
+        .fetch_one(&mut analyst)
+        .await
+        .unwrap();
+    let expected_weeks = scalar_i64(
+        &pool,
+        &format!("SELECT count(*) FROM generate_series(date_trunc('week', '{}'::date), '{}'::date, '1 week')", range.0, range.1),
+    )
+    .await;
+    assert_eq!(weeks, expected_weeks);
+    assert_eq!(opened, issues.1);
+    assert_eq!(
+        prs,
+        scalar_i64(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM aveloxis_data.pull_requests WHERE repo_id = {repo}
+                 AND (created_at AT TIME ZONE 'UTC')::date BETWEEN '{}' AND '{}'",
+                range.0, range.1
+            )
+        )
+        .await
+    );
+    assert_eq!(uncovered, 0, "every row carries its coverage");
+    // The same definitions over the base tables (exclude_bots reads them) agree when
+    // nobody is a bot, and leave a bot's issues out once it is one.
+    let reporter: (String, i64) = sqlx::query_as(
+        "SELECT reporter_id::text, count(*) FROM aveloxis_data.issues WHERE repo_id = $1 AND reporter_id IS NOT NULL
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+    )
+    .bind(repo)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let bots_before: i64 = scalar_i64(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = {repo} AND aveloxis.is_bot(i.reporter_id)"
+        ),
+    )
+    .await;
+    let (_, without_bots, ..): (i64, i64, i64, i64) = sqlx::query_as(series_sql)
+        .bind(repo)
+        .bind(&range.0)
+        .bind(&range.1)
+        .bind(true)
+        .fetch_one(&mut analyst)
+        .await
+        .unwrap();
+    assert_eq!(without_bots, opened - bots_before);
+    sqlx::query("SELECT aveloxis.set_bot($1::uuid, true, 'test: files issues automatically')")
+        .bind(&reporter.0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let rule: Option<String> = sqlx::query_scalar("SELECT aveloxis.bot_rule($1::uuid)")
+        .bind(&reporter.0)
+        .fetch_one(&mut analyst)
+        .await
+        .unwrap();
+    assert_eq!(rule.as_deref(), Some("override: test: files issues automatically"));
+    let (_, without_bots, ..): (i64, i64, i64, i64) = sqlx::query_as(series_sql)
+        .bind(repo)
+        .bind(&range.0)
+        .bind(&range.1)
+        .bind(true)
+        .fetch_one(&mut analyst)
+        .await
+        .unwrap();
+    assert_eq!(without_bots, opened - bots_before - reporter.1);
+
+    // The group's series is the sum of its repositories'.
+    let group: String = sqlx::query_scalar(
+        "SELECT g.rg_name FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id) WHERE r.repo_id = $1",
+    )
+    .bind(repo)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let group_total: i64 = sqlx::query_scalar(
+        "SELECT sum(issues_opened + commits)::bigint FROM aveloxis.group_activity($1, '2000-01-01', current_date, 'year')",
+    )
+    .bind(&group)
+    .fetch_one(&mut analyst)
+    .await
+    .unwrap();
+    let members: i64 = scalar_i64(
+        &pool,
+        &format!(
+            "SELECT sum(a.issues_opened + a.commits)::bigint FROM aveloxis_data.repo_daily_activity a
+             JOIN aveloxis_data.repos r USING (repo_id) JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+             WHERE g.rg_name = '{group}' AND a.day BETWEEN '2000-01-01' AND current_date"
+        ),
+    )
+    .await;
+    assert!(members > 0);
+    assert_eq!(group_total, members);
+
+    // Contributors: the top ones, the new ones, one across the fleet.
+    let top: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT cntrb_id::text, actions FROM aveloxis.top_contributors($1, '2000-01-01', current_date, 3)",
+    )
+    .bind(repo)
+    .fetch_all(&mut analyst)
+    .await
+    .unwrap();
+    assert_eq!(top.len(), 3);
+    assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1, "{top:?}");
+    let direct = scalar_i64(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM aveloxis_data.contributor_actions WHERE repo_id = {repo} AND cntrb_id = '{}'",
+            top[0].0
+        ),
+    )
+    .await;
+    assert_eq!(top[0].1, direct);
+    let across: i64 = sqlx::query_scalar("SELECT sum(actions)::bigint FROM aveloxis.contributor_activity($1::uuid)")
+        .bind(&top[0].0)
+        .fetch_one(&mut analyst)
+        .await
+        .unwrap();
+    assert!(across >= direct);
+    let newcomers: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.new_contributors($1, '2000-01-01', current_date)")
+        .bind(repo)
+        .fetch_one(&mut analyst)
+        .await
+        .unwrap();
+    assert_eq!(
+        newcomers,
+        scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.repo_contributor_first WHERE repo_id = {repo}")).await
+    );
+    assert!(newcomers > 0);
+
+    // Bad arguments are clear errors; the agent role has no part in this API.
+    let err = sqlx::query("SELECT * FROM aveloxis.repo_activity($1, '2020-01-01', '2020-02-01', 'fortnight')")
+        .bind(repo)
+        .fetch_all(&mut analyst)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("grain must be day, week, month or year"), "{err}");
+    db.execute(&format!("CREATE ROLE agent_{} LOGIN IN ROLE aveloxis_agent", db.name)).await;
+    let mut agent = db.connect_as(&format!("agent_{}", db.name)).await;
+    let err = sqlx::query("SELECT * FROM aveloxis.repo_stats($1)").bind(repo).fetch_all(&mut agent).await.unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}

@@ -225,20 +225,35 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
     .unwrap();
     assert_eq!(outcome, "complete");
     assert!(state["etags"]["issue"].is_string(), "{state}");
-    // The completeness check is recorded with the run: open issues and pull requests
-    // gathered against what the repository object reports.
+    // What the forge reported is recorded with the run, and the ledger sets it against
+    // what the drain stored: open issues and pull requests against the repository
+    // object's count, every list's items on this full collection.
     let check: Value = sqlx::query_scalar(
-        "SELECT r.result -> 'completeness' -> 'open_issues_and_pulls' FROM aveloxis_ops.job_runs r
+        "SELECT r.result -> 'completeness' FROM aveloxis_ops.job_runs r
          JOIN aveloxis_ops.jobs j USING (job_id) WHERE j.phase = 'collect'",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    let open_served = issues.iter().filter(|i| i["state"] == "open").count();
-    assert_eq!(
-        check,
-        serde_json::json!({"reported": recorded_repo["open_issues_count"], "gathered": open_served})
-    );
+    assert_eq!(check["open_issues_and_pull_requests"]["reported"], recorded_repo["open_issues_count"]);
+    let highest = issues.iter().filter_map(|i| i["number"].as_u64()).max().unwrap();
+    assert_eq!(check["issues_and_pull_requests"]["reported"], serde_json::json!(highest));
+    assert_eq!(check["issues"]["reported"], serde_json::json!(plain.len()));
+    let ledger: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT entity, reported, gathered FROM aveloxis.completeness(
+             (SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = $1))",
+    )
+    .bind(REPO)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let issues_row = ledger.iter().find(|(e, ..)| e == "issues").expect("an issues ledger row");
+    assert_eq!((issues_row.1, issues_row.2), (plain.len() as i64, stored.len() as i64));
+    let open_row = ledger
+        .iter()
+        .find(|(e, ..)| e == "open_issues_and_pull_requests")
+        .expect("an open-count ledger row");
+    assert_eq!(open_row.1, recorded_repo["open_issues_count"].as_i64().unwrap());
     // Everything staged was drained, except children whose parent the replay never served
     // (it replays only the recorded pages): those wait, pending, and nothing was rejected.
     let (waiting, unexplained, rejected): (i64, i64, i64) = sqlx::query_as(

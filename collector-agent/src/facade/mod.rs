@@ -51,6 +51,9 @@ pub struct FacadeOutcome {
     pub commits_staged: usize,
     /// Commits the default branch no longer reaches (a force-push), staged for removal.
     pub commits_removed: usize,
+    /// Commits the default branch reaches (what the clone says exists): the completeness
+    /// ledger's reported count of commits.
+    pub commits_reachable: Option<usize>,
     pub authors: Option<authors::Resolution>,
     /// Why the author resolution did not run or stopped.
     pub authors_error: Option<String>,
@@ -88,6 +91,7 @@ impl FacadeOutcome {
                 "by_step": r.by_step, "commits_linked": r.commits_linked, "requests": r.requests, "stopped": r.stopped,
             })),
             "authors_error": self.authors_error,
+            "completeness": self.commits_reachable.map(|n| json!({"commits": {"reported": n}})),
             "state": {"head": self.head},
         })
     }
@@ -184,11 +188,20 @@ async fn stage_history(
     // git2 is blocking: the clone, the walk and the JSON encoding run on threads.
     let plan = tokio::task::spawn_blocking(move || -> Result<WalkPlan, GitError> {
         let (repo, head) = git::sync_clone(&source, &path, &credentials)?;
-        plan_walk(&repo, head, previous_head, full)
+        let mut plan = plan_walk(&repo, head, previous_head, full)?;
+        if let Some(head) = plan.head {
+            // Unsorted: counting needs no order.
+            let local = |e: git2::Error| GitError::local(repo.path(), e.message());
+            let mut all = repo.revwalk().map_err(local)?;
+            all.push(head).map_err(local)?;
+            plan.reachable = all.count();
+        }
+        Ok(plan)
     })
     .await
     .expect("clone thread panicked")?;
     outcome.head = plan.head.map(|h| h.to_string());
+    outcome.commits_reachable = Some(plan.reachable);
     outcome.full_walk = plan.hide.is_empty();
     let Some(head) = plan.head else {
         return Ok(());
@@ -289,6 +302,7 @@ struct WalkPlan {
     head: Option<Oid>,
     hide: Vec<Oid>,
     removed: Vec<Oid>,
+    reachable: usize,
 }
 
 /// `full`: walk everything (first run, force_recollect) even when the previous head is
@@ -300,6 +314,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
             head: None,
             hide: Vec::new(),
             removed: Vec::new(),
+            reachable: 0,
         });
     };
     let Some(previous) = previous else {
@@ -307,6 +322,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
             head: Some(head),
             hide: Vec::new(),
             removed: Vec::new(),
+            reachable: 0,
         });
     };
     if repo.find_commit(previous).is_err() {
@@ -317,6 +333,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
             head: Some(head),
             hide: Vec::new(),
             removed: Vec::new(),
+            reachable: 0,
         });
     }
     // A force-push: what the old head reached and the new one does not is gone from
@@ -335,6 +352,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
         head: Some(head),
         hide: if full { Vec::new() } else { vec![previous] },
         removed,
+        reachable: 0,
     })
 }
 
