@@ -12,6 +12,12 @@
 -- * The drain keeps contributors' company, location and created_at, and repos.repo_archived.
 
 ALTER TABLE aveloxis_data.repos ADD COLUMN repo_archived boolean NOT NULL DEFAULT false;
+-- The facade stages the names where community files live ('repo_files').
+ALTER TABLE aveloxis_ops.staging DROP CONSTRAINT staging_entity_check,
+    ADD CONSTRAINT staging_entity_check
+    CHECK (entity IN ('contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
+                      'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
+                      'repo_files'));
 UPDATE aveloxis_data.repos r SET repo_archived = true
 FROM aveloxis_data.repo_info i WHERE i.repo_id = r.repo_id AND i.archived;
 
@@ -551,6 +557,166 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION aveloxis_ops.phase_entities(phase text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE phase
+        WHEN 'collect' THEN ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
+                                  'review_comment', 'release', 'repo_info']
+        WHEN 'facade' THEN ARRAY['commit', 'commit_removed', 'repo_files']
+        ELSE '{}'::text[] END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.drain_entities()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment', 'review_comment', 'release',
+                    'repo_info', 'commit', 'commit_removed', 'repo_files'] $$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.drain_entity(entity text, repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE entity
+        WHEN 'contributor' THEN RETURN aveloxis_ops.drain_contributors(only_staging_id);
+        WHEN 'issue' THEN RETURN aveloxis_ops.drain_issues(repo, only_staging_id);
+        WHEN 'pull_request' THEN RETURN aveloxis_ops.drain_pull_requests(repo, only_staging_id);
+        WHEN 'issue_comment' THEN RETURN aveloxis_ops.drain_issue_comments(repo, only_staging_id);
+        WHEN 'issue_event' THEN RETURN aveloxis_ops.drain_issue_events(repo, only_staging_id);
+        WHEN 'release' THEN RETURN aveloxis_ops.drain_releases(repo, only_staging_id);
+        WHEN 'review_comment' THEN RETURN aveloxis_ops.drain_review_comments(repo, only_staging_id);
+        WHEN 'repo_info' THEN RETURN aveloxis_ops.drain_repo_info(repo, only_staging_id);
+        WHEN 'commit' THEN RETURN aveloxis_ops.drain_commits(repo, only_staging_id);
+        WHEN 'commit_removed' THEN RETURN aveloxis_ops.drain_commits_removed(repo, only_staging_id);
+        WHEN 'repo_files' THEN RETURN aveloxis_ops.drain_repo_files(repo, only_staging_id);
+    END CASE;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.drain_step(repo_id bigint, run_id bigint, batch_size integer DEFAULT 1000)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+-- The planner cannot see how many rows a JSON document unnests into, guesses high, and
+-- JIT-compiles batches that take milliseconds: compilation alone cost 0.85 s per batch
+-- of 1,000 commits. Batches are small by design; JIT never pays here.
+SET jit = off
+AS $$
+DECLARE
+    target     bigint := drain_step.repo_id;
+    run        bigint := drain_step.run_id;
+    ent        text;
+    after_id   bigint;
+    taken      bigint;
+    batch      aveloxis_ops.drain_counts;
+    one        aveloxis_ops.drain_counts;
+    rejected   bigint;
+    row_id     bigint;
+    err_text   text;
+    err_state  text;
+    unmapped   bigint;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One drain per repository at a time; transaction-scoped, so it can never leak.
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.drain', target)) THEN
+        RETURN 'busy';
+    END IF;
+    PERFORM aveloxis_ops.drain_scratch();
+
+    FOREACH ent IN ARRAY aveloxis_ops.drain_entities() LOOP
+        -- Rows left pending earlier in this run are not read again until the next run.
+        SELECT c.last_staging_id INTO after_id FROM aveloxis_ops.drain_run_counts c
+        WHERE c.run_id = run AND c.entity = ent;
+        DELETE FROM pg_temp.drain_rows;
+        -- Each payload is de-toasted, sanitized and parsed exactly once: this is the
+        -- floor every drain pays. Only a batch holding an unparsable payload takes the
+        -- slower path that finds it and says why.
+        BEGIN
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc)
+            SELECT st.staging_id, st.platform_id, st.context, aveloxis_ops.sanitize_json(st.payload)::jsonb
+            FROM aveloxis_ops.staging st
+            WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
+              AND st.staging_id > coalesce(after_id, 0)
+            ORDER BY st.staging_id LIMIT batch_size;
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc, parse_error)
+            SELECT st.staging_id, st.platform_id, st.context, p.doc, 'payload is not valid JSON: ' || p.err
+            FROM (SELECT st.staging_id, st.platform_id, st.context, st.payload FROM aveloxis_ops.staging st
+                  WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
+                    AND st.staging_id > coalesce(after_id, 0)
+                  ORDER BY st.staging_id LIMIT batch_size) st,
+                 LATERAL aveloxis_ops.parse_payload(st.payload) p;
+        END;
+        SELECT count(*) INTO taken FROM pg_temp.drain_rows;
+        CONTINUE WHEN taken = 0;
+        ANALYZE pg_temp.drain_rows;
+
+        INSERT INTO aveloxis_ops.drain_run_counts AS c (run_id, entity, last_staging_id)
+        SELECT run, ent, max(staging_id) FROM pg_temp.drain_rows
+        ON CONFLICT ON CONSTRAINT drain_run_counts_pkey DO UPDATE SET last_staging_id = EXCLUDED.last_staging_id;
+
+        -- Every entity's payload is one JSON object.
+        UPDATE pg_temp.drain_rows r
+        SET parse_error = format('payload is a JSON %s, not an object', jsonb_typeof(r.doc)), doc = NULL
+        WHERE jsonb_typeof(r.doc) <> 'object';
+        PERFORM aveloxis_ops.null_unfit_fields(run, ent);
+        rejected := 0;
+        FOR row_id, err_text IN SELECT staging_id, parse_error FROM pg_temp.drain_rows WHERE parse_error IS NOT NULL LOOP
+            rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, '22P02');
+        END LOOP;
+
+        -- Only GitHub payloads are mapped so far: others wait, counted, until their
+        -- mapping ships (an upgrade); they are never mapped as if they were GitHub's.
+        -- Git history is the agent's own envelope, the same for every platform.
+        UPDATE pg_temp.drain_rows r SET pending = true
+        WHERE r.doc IS NOT NULL AND r.platform_id <> 1 AND ent NOT IN ('commit', 'commit_removed', 'repo_files');
+        GET DIAGNOSTICS unmapped = ROW_COUNT;
+
+        BEGIN
+            batch := aveloxis_ops.drain_entity(ent, target, NULL);
+            UPDATE aveloxis_ops.staging s SET drained_at = now()
+            FROM pg_temp.drain_rows r WHERE r.staging_id = s.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
+            -- Rows put back by requeue_rejects() that now drained are no longer rejects.
+            DELETE FROM aveloxis_ops.staging_rejects j
+            USING pg_temp.drain_rows r WHERE j.staging_id = r.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
+        EXCEPTION WHEN OTHERS THEN
+            -- Something in the batch cannot be stored: redo it row by row, so only that
+            -- row is rejected and the others are stored.
+            batch := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+            FOR row_id IN SELECT staging_id FROM pg_temp.drain_rows WHERE doc IS NOT NULL AND NOT pending
+                          ORDER BY staging_id LOOP
+                BEGIN
+                    one := aveloxis_ops.drain_entity(ent, target, row_id);
+                    IF one.pending = 0 THEN
+                        UPDATE aveloxis_ops.staging s SET drained_at = now() WHERE s.staging_id = row_id;
+                        DELETE FROM aveloxis_ops.staging_rejects j WHERE j.staging_id = row_id;
+                    END IF;
+                    batch.inserted := batch.inserted + one.inserted;
+                    batch.updated := batch.updated + one.updated;
+                    batch.unchanged := batch.unchanged + one.unchanged;
+                    batch.skipped := batch.skipped + one.skipped;
+                    batch.pending := batch.pending + one.pending;
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS err_text = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
+                    rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, err_state);
+                END;
+            END LOOP;
+        END;
+        batch.pending := batch.pending + unmapped;
+        PERFORM aveloxis_ops.add_counts(run, ent, batch, rejected);
+        RETURN 'more';
+    END LOOP;
+    -- Everything is in: the commit aggregates the new commits made stale are refreshed.
+    PERFORM aveloxis_ops.refresh_commit_aggregates(target);
+    RETURN 'done';
+END
+$$;
+
 -- From sql/analysis.sql
 -- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
 -- Augur's names and columns. The phases that fill them come later (issue 17); the
@@ -627,6 +793,107 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
 
+-- From sql/community_files.sql
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = now()
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
+$$;
+
 -- From sql/augur_compat.sql
 -- aveloxis_augur_data: Augur's relations under Augur's names, columns (in Augur's
 -- order) and types, over aveloxis_data. 8Knot runs against it unchanged with
@@ -674,11 +941,11 @@ SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_update
        i.wiki_enabled::varchar AS wiki_enabled, i.pages_enabled::varchar AS pages_enabled, i.fork_count,
        i.default_branch::varchar AS default_branch, i.watchers_count, NULL::integer AS "UUID",
        i.license::varchar AS license, i.stars_count, NULL::integer AS committers_count,
-       NULL::varchar AS issue_contributors_count, NULL::varchar AS changelog_file,
-       NULL::varchar AS contributing_file, NULL::varchar AS license_file,
-       i.code_of_conduct_file::varchar AS code_of_conduct_file,
-       i.security_issue_file::varchar AS security_issue_file,
-       i.security_audit_file::varchar AS security_audit_file,
+       NULL::varchar AS issue_contributors_count, f.changelog_file::varchar AS changelog_file,
+       f.contributing_file::varchar AS contributing_file, f.license_file::varchar AS license_file,
+       coalesce(f.code_of_conduct_file, i.code_of_conduct_file)::varchar AS code_of_conduct_file,
+       coalesce(f.security_issue_file, i.security_issue_file)::varchar AS security_issue_file,
+       coalesce(f.security_audit_file, i.security_audit_file)::varchar AS security_audit_file,
        NULL::varchar AS status, NULL::varchar AS keywords,
        (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = i.repo_id) AS commit_count,
        (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id) AS issues_count,
@@ -690,7 +957,8 @@ SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_update
        (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.merged_at IS NOT NULL) AS pull_requests_merged,
        i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
        i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_info i;
+FROM aveloxis_data.repo_info i
+LEFT JOIN aveloxis_data.repo_community_files f ON f.repo_id = i.repo_id;
 
 CREATE VIEW aveloxis_augur_data.contributors WITH (security_invoker = true) AS
 SELECT c.cntrb_id, c.cntrb_login::varchar AS cntrb_login, c.cntrb_email::varchar AS cntrb_email,

@@ -44,11 +44,11 @@ SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_update
        i.wiki_enabled::varchar AS wiki_enabled, i.pages_enabled::varchar AS pages_enabled, i.fork_count,
        i.default_branch::varchar AS default_branch, i.watchers_count, NULL::integer AS "UUID",
        i.license::varchar AS license, i.stars_count, NULL::integer AS committers_count,
-       NULL::varchar AS issue_contributors_count, NULL::varchar AS changelog_file,
-       NULL::varchar AS contributing_file, NULL::varchar AS license_file,
-       i.code_of_conduct_file::varchar AS code_of_conduct_file,
-       i.security_issue_file::varchar AS security_issue_file,
-       i.security_audit_file::varchar AS security_audit_file,
+       NULL::varchar AS issue_contributors_count, f.changelog_file::varchar AS changelog_file,
+       f.contributing_file::varchar AS contributing_file, f.license_file::varchar AS license_file,
+       coalesce(f.code_of_conduct_file, i.code_of_conduct_file)::varchar AS code_of_conduct_file,
+       coalesce(f.security_issue_file, i.security_issue_file)::varchar AS security_issue_file,
+       coalesce(f.security_audit_file, i.security_audit_file)::varchar AS security_audit_file,
        NULL::varchar AS status, NULL::varchar AS keywords,
        (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = i.repo_id) AS commit_count,
        (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id) AS issues_count,
@@ -60,7 +60,8 @@ SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_update
        (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.merged_at IS NOT NULL) AS pull_requests_merged,
        i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
        i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_info i;
+FROM aveloxis_data.repo_info i
+LEFT JOIN aveloxis_data.repo_community_files f ON f.repo_id = i.repo_id;
 
 CREATE VIEW aveloxis_augur_data.contributors WITH (security_invoker = true) AS
 SELECT c.cntrb_id, c.cntrb_login::varchar AS cntrb_login, c.cntrb_email::varchar AS cntrb_email,

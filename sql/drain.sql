@@ -15,7 +15,7 @@ CREATE FUNCTION aveloxis_ops.drain_entities()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment', 'review_comment', 'release',
-                    'repo_info', 'commit', 'commit_removed'] $$;
+                    'repo_info', 'commit', 'commit_removed', 'repo_files'] $$;
 
 -- Scratch tables of the drain, one set per session, emptied at every COMMIT. Rows stay
 -- inline (toast_tuple_target): compressing each document into a temp TOAST table cost
@@ -1606,6 +1606,7 @@ BEGIN
         WHEN 'repo_info' THEN RETURN aveloxis_ops.drain_repo_info(repo, only_staging_id);
         WHEN 'commit' THEN RETURN aveloxis_ops.drain_commits(repo, only_staging_id);
         WHEN 'commit_removed' THEN RETURN aveloxis_ops.drain_commits_removed(repo, only_staging_id);
+        WHEN 'repo_files' THEN RETURN aveloxis_ops.drain_repo_files(repo, only_staging_id);
     END CASE;
 END
 $$;
@@ -1747,7 +1748,7 @@ BEGIN
         -- mapping ships (an upgrade); they are never mapped as if they were GitHub's.
         -- Git history is the agent's own envelope, the same for every platform.
         UPDATE pg_temp.drain_rows r SET pending = true
-        WHERE r.doc IS NOT NULL AND r.platform_id <> 1 AND ent NOT IN ('commit', 'commit_removed');
+        WHERE r.doc IS NOT NULL AND r.platform_id <> 1 AND ent NOT IN ('commit', 'commit_removed', 'repo_files');
         GET DIAGNOSTICS unmapped = ROW_COUNT;
 
         BEGIN

@@ -9,7 +9,8 @@ CREATE TABLE aveloxis_ops.staging (
     platform_id      smallint NOT NULL REFERENCES aveloxis_data.platforms,
     entity           text NOT NULL CONSTRAINT staging_entity_check
                      CHECK (entity IN ('contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
-                                       'review_comment', 'release', 'repo_info', 'commit', 'commit_removed')),
+                                       'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
+                                       'repo_files')),
     envelope_version smallint NOT NULL DEFAULT 1 CHECK (envelope_version = 1),
     -- The forge's JSON as text, so that even a corrupted payload can be staged and then
     -- rejected with its error instead of failing the agent's whole COPY. lz4: faster
@@ -92,7 +93,7 @@ AS $$
     SELECT CASE phase
         WHEN 'collect' THEN ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
                                   'review_comment', 'release', 'repo_info']
-        WHEN 'facade' THEN ARRAY['commit', 'commit_removed']
+        WHEN 'facade' THEN ARRAY['commit', 'commit_removed', 'repo_files']
         ELSE '{}'::text[] END
 $$;
 

@@ -112,9 +112,15 @@ extension_sql_file!(
 extension_sql_file!("../../sql/analysis.sql", name = "analysis", requires = ["registry"]);
 
 extension_sql_file!(
+    "../../sql/community_files.sql",
+    name = "community_files",
+    requires = ["drain", "registry"]
+);
+
+extension_sql_file!(
     "../../sql/augur_compat.sql",
     name = "augur_compat",
-    requires = ["facade", "analysis", "events_releases", "repo_info"]
+    requires = ["facade", "analysis", "events_releases", "repo_info", "community_files"]
 );
 
 extension_sql_file!(

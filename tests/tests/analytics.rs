@@ -41,7 +41,15 @@ async fn collected(label: &str) -> (TestDb, PgPool, ScriptedRepo) {
             author: "Ann <ann@example.org>",
             time: "1700000000 +0530",
             message: "first\n",
-            changes: vec![Change::Write("a.txt", b"1\n2\n3\n"), Change::Write("b.txt", b"x\n")],
+            changes: vec![
+                Change::Write("a.txt", b"1\n2\n3\n"),
+                Change::Write("b.txt", b"x\n"),
+                Change::Write("CODE_OF_CONDUCT.md", b"be kind\n"),
+                Change::Write("SECURITY.md", b"top-level policy\n"),
+                Change::Write(".github/SECURITY.md", b"the policy GitHub shows\n"),
+                Change::Write("docs/code_of_conduct_faq.md", b"a decoy\n"),
+                Change::Write("docs/audits/2024-report.pdf", b"%PDF\n"),
+            ],
         },
         Commit {
             branch: "main",
@@ -397,6 +405,10 @@ async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
     .unwrap();
     assert_eq!(sums.0, scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues").await);
     assert_eq!(sums.2, 3, "the three scripted commits");
+    assert_eq!(
+        scalar_i64(&pool, "SELECT sum(lines_added)::bigint FROM aveloxis_data.repo_daily_activity").await,
+        scalar_i64(&pool, "SELECT sum(cmt_added)::bigint FROM aveloxis_data.commits").await
+    );
     assert!(sums.1 > 0 && sums.3 > 0, "{sums:?}");
 
     // Re-staging the same payloads and draining again changes nothing.
@@ -757,6 +769,21 @@ async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() 
         scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.repo_contributor_first WHERE repo_id = {repo}")).await
     );
     assert!(newcomers > 0);
+
+    // Community files, found in the tree with no request: where GitHub looks first wins,
+    // decoys are not taken, a directory of audits counts.
+    let files: (Option<String>, Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT code_of_conduct_file, security_issue_file, security_audit_file, license_file
+         FROM aveloxis_data.repo_community_files WHERE repo_id = $1",
+    )
+    .bind(git_repo)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        files,
+        (Some("CODE_OF_CONDUCT.md".into()), Some(".github/SECURITY.md".into()), Some("docs/audits".into()), None)
+    );
 
     // Bad arguments are clear errors; the agent role has no part in this API.
     let err = sqlx::query("SELECT * FROM aveloxis.repo_activity($1, '2020-01-01', '2020-02-01', 'fortnight')")

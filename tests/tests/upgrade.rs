@@ -401,3 +401,53 @@ async fn leases_held_under_0_6_0_survive_the_update_to_0_7_0() {
         .unwrap();
     assert_eq!(outcomes, ["lease_expired", "complete"]);
 }
+
+/// Data stored under 0.7.0 is on the read side after the update to 0.8.0: the daily
+/// activity is rebuilt by the upgrade script and the views hold it.
+#[tokio::test]
+async fn data_stored_under_0_7_0_reaches_the_read_side_after_the_update() {
+    let db = TestDb::empty("upgrade_read_side").await;
+    db.execute("CREATE EXTENSION pg_aveloxis VERSION '0.7.0'").await;
+    db.execute(
+        "SELECT aveloxis.add_repo('https://github.com/chaoss/augur', 'CHAOSS');
+         INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload) VALUES
+           (1, 1, 'issue', '{\"id\": 11, \"number\": 1, \"title\": \"one\", \"state\": \"closed\",
+                             \"user\": {\"login\": \"alice\", \"id\": 501, \"type\": \"User\"},
+                             \"created_at\": \"2024-01-02T03:04:05Z\", \"closed_at\": \"2024-01-05T00:00:00Z\"}'),
+           (1, 1, 'issue', '{\"id\": 12, \"number\": 2, \"title\": \"two\", \"state\": \"open\",
+                             \"user\": {\"login\": \"bob\", \"id\": 502, \"type\": \"User\"},
+                             \"created_at\": \"2024-02-02T03:04:05Z\"}');",
+    )
+    .await;
+    let mut conn = db.connect().await;
+    sqlx::query("CALL aveloxis.drain(1)").execute(&mut conn).await.unwrap();
+    sqlx::query("ALTER EXTENSION pg_aveloxis UPDATE TO '0.8.0'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (days, opened, closed, newcomers): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), sum(issues_opened)::bigint, sum(issues_closed)::bigint, sum(new_contributors)::bigint
+         FROM aveloxis_data.repo_daily_activity",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((days, opened, closed, newcomers), (3, 2, 1, 2));
+    let differing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ((TABLE aveloxis_data.repo_daily_activity
+                                EXCEPT ALL SELECT * FROM aveloxis_ops.activity_from_scratch(NULL))
+                               UNION ALL (SELECT * FROM aveloxis_ops.activity_from_scratch(NULL)
+                                          EXCEPT ALL TABLE aveloxis_data.repo_daily_activity)) d",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(differing, 0);
+    let actions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM aveloxis_augur_data.explorer_contributor_actions WHERE action = 'issue_opened'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(actions, 2, "the views are built with the data they find");
+}

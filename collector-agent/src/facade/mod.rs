@@ -195,6 +195,7 @@ async fn stage_history(
             let mut all = repo.revwalk().map_err(local)?;
             all.push(head).map_err(local)?;
             plan.reachable = all.count();
+            plan.files = community_file_candidates(&repo, head)?;
         }
         Ok(plan)
     })
@@ -202,6 +203,11 @@ async fn stage_history(
     .expect("clone thread panicked")?;
     outcome.head = plan.head.map(|h| h.to_string());
     outcome.commits_reachable = Some(plan.reachable);
+    if let Some(head) = plan.head {
+        // The extension decides which path is which community file (no API request).
+        let payload = json!({"head": head.to_string(), "paths": plan.files}).to_string();
+        stage(db, job, "repo_files", &[payload]).await?;
+    }
     outcome.full_walk = plan.hide.is_empty();
     let Some(head) = plan.head else {
         return Ok(());
@@ -303,6 +309,37 @@ struct WalkPlan {
     hide: Vec<Oid>,
     removed: Vec<Oid>,
     reachable: usize,
+    /// Where community files live (the top level, .github/ and docs/ of HEAD's tree).
+    files: Vec<String>,
+}
+
+/// Entries of HEAD's tree where forges look for community health files: the top level,
+/// `.github/` and `docs/` (names only, directories too; at most MAX_FILE_CANDIDATES).
+fn community_file_candidates(repo: &Repository, head: Oid) -> Result<Vec<String>, GitError> {
+    const MAX_FILE_CANDIDATES: usize = 5_000;
+    let local = |e: git2::Error| GitError::local(repo.path(), e.message());
+    let root = repo.find_commit(head).and_then(|c| c.tree()).map_err(local)?;
+    let mut paths = Vec::new();
+    for (prefix, tree) in [("", Some(root.clone())), (".github/", None), ("docs/", None)] {
+        let tree = match tree {
+            Some(t) => t,
+            None => match root.get_name(prefix.trim_end_matches('/')) {
+                Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => {
+                    repo.find_tree(entry.id()).map_err(local)?
+                }
+                _ => continue,
+            },
+        };
+        for entry in tree.iter() {
+            if let Some(name) = entry.name() {
+                paths.push(format!("{prefix}{name}"));
+            }
+            if paths.len() >= MAX_FILE_CANDIDATES {
+                return Ok(paths);
+            }
+        }
+    }
+    Ok(paths)
 }
 
 /// `full`: walk everything (first run, force_recollect) even when the previous head is
@@ -315,6 +352,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
             hide: Vec::new(),
             removed: Vec::new(),
             reachable: 0,
+            files: Vec::new(),
         });
     };
     let Some(previous) = previous else {
@@ -323,6 +361,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
             hide: Vec::new(),
             removed: Vec::new(),
             reachable: 0,
+            files: Vec::new(),
         });
     };
     if repo.find_commit(previous).is_err() {
@@ -334,6 +373,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
             hide: Vec::new(),
             removed: Vec::new(),
             reachable: 0,
+            files: Vec::new(),
         });
     }
     // A force-push: what the old head reached and the new one does not is gone from
@@ -353,6 +393,7 @@ fn plan_walk(repo: &Repository, head: Option<Oid>, previous: Option<Oid>, full: 
         hide: if full { Vec::new() } else { vec![previous] },
         removed,
         reachable: 0,
+        files: Vec::new(),
     })
 }
 
