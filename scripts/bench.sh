@@ -4,6 +4,7 @@
 #   scripts/bench.sh queue [jobs] [cycles]  claim->complete cycles/s, 1/4/16 claimers, vs the Go claim
 #   scripts/bench.sh requests              requests of a GitHub collection vs the Go endpoint plan
 #   scripts/bench.sh facade <repo> [rounds]  facade ingest vs git log --numstat on a clone of <repo>
+#   scripts/bench.sh views [repos]         aggregates' cost in the drain; refreshes and readers on a synthetic fleet
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -28,5 +29,6 @@ case "$what" in
         repo=${2:?"usage: scripts/bench.sh facade <path of a git repository with 10,000+ commits> [rounds]"}
         cargo build -q --release -p collector-agent
         AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_facade -- "$repo" "${3:-3}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, facade)" ;;
+    views) cargo run -q --release -p aveloxis-tests --bin bench_views -- "${2:-1000}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, facade, views)" ;;
 esac
