@@ -1057,7 +1057,7 @@ SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_
 FROM aveloxis_data.pull_requests p;
 
 CREATE VIEW aveloxis_augur_data.releases WITH (security_invoker = true) AS
-SELECT r.release_id::varchar AS release_id, r.repo_id, r.release_name::varchar AS release_name,
+SELECT r.release_id::char(256) AS release_id, r.repo_id, r.release_name::varchar AS release_name,
        r.release_description::varchar AS release_description, r.release_author::varchar AS release_author,
        r.release_created_at AT TIME ZONE 'UTC' AS release_created_at,
        r.release_published_at AT TIME ZONE 'UTC' AS release_published_at,
@@ -1269,6 +1269,8 @@ FROM aveloxis_data.pull_requests p
 LEFT JOIN aveloxis_data.pull_request_events e
        ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
 CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
+-- 8Knot reads these views by repository (WHERE id IN (...)).
+CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
 
 -- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
 -- pull request with each message on it (conversation, review bodies and diff
@@ -1292,6 +1294,7 @@ LEFT JOIN (
 ) m ON m.pull_request_id = p.pull_request_id;
 CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
     (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
+CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
 
 -- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
 -- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
@@ -1383,6 +1386,7 @@ SELECT i.issue_id, i.repo_id AS id,
 FROM aveloxis_data.issues i
 LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
 CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
+CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
 
 -- Lines and files per language, from each repository's latest labor scan.
 CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS

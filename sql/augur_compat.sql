@@ -160,7 +160,7 @@ SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_
 FROM aveloxis_data.pull_requests p;
 
 CREATE VIEW aveloxis_augur_data.releases WITH (security_invoker = true) AS
-SELECT r.release_id::varchar AS release_id, r.repo_id, r.release_name::varchar AS release_name,
+SELECT r.release_id::char(256) AS release_id, r.repo_id, r.release_name::varchar AS release_name,
        r.release_description::varchar AS release_description, r.release_author::varchar AS release_author,
        r.release_created_at AT TIME ZONE 'UTC' AS release_created_at,
        r.release_published_at AT TIME ZONE 'UTC' AS release_published_at,

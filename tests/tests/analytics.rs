@@ -148,6 +148,48 @@ const EIGHT_KNOT_QUERIES: &[(&str, &str)] = &[
         AND data_collection_date = (SELECT max(x.data_collection_date) FROM repo_info x WHERE x.repo_id = ri.repo_id)"),
 ];
 
+/// Augur's relations, column by column in Augur's (model) order with Augur's types
+/// (chaoss/augur augur/application/db/models/augur_data.py). Timestamp precision is not
+/// compared: Augur's are timestamp(0); ours keep what was stored.
+const AUGUR_COLUMNS: &[(&str, &str)] = &[
+    ("repo", "repo_id:bigint repo_group_id:bigint repo_git:varchar repo_path:varchar repo_name:varchar repo_added:timestamp repo_type:varchar url:varchar owner_id:integer description:varchar primary_language:varchar created_at:varchar forked_from:varchar updated_at:timestamp repo_archived_date_collected:timestamptz repo_archived:integer tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp repo_src_id:bigint"),
+    ("repo_groups", "repo_group_id:bigint rg_name:varchar rg_description:varchar rg_website:varchar rg_recache:smallint rg_last_modified:timestamp rg_type:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("contributors", "cntrb_id:uuid cntrb_login:varchar cntrb_email:varchar cntrb_full_name:varchar cntrb_company:varchar cntrb_created_at:timestamp cntrb_type:varchar cntrb_fake:smallint cntrb_deleted:smallint cntrb_long:numeric cntrb_lat:numeric cntrb_country_code:char cntrb_state:varchar cntrb_city:varchar cntrb_location:varchar cntrb_canonical:varchar cntrb_last_used:timestamptz gh_user_id:bigint gh_login:varchar gh_url:varchar gh_html_url:varchar gh_node_id:varchar gh_avatar_url:varchar gh_gravatar_id:varchar gh_followers_url:varchar gh_following_url:varchar gh_gists_url:varchar gh_starred_url:varchar gh_subscriptions_url:varchar gh_organizations_url:varchar gh_repos_url:varchar gh_events_url:varchar gh_received_events_url:varchar gh_type:varchar gh_site_admin:varchar gl_web_url:varchar gl_avatar_url:varchar gl_state:varchar gl_username:varchar gl_full_name:varchar gl_id:bigint tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("contributors_aliases", "cntrb_alias_id:bigint cntrb_id:uuid canonical_email:varchar alias_email:varchar cntrb_active:smallint cntrb_last_modified:timestamp tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("commits", "cmt_id:bigint repo_id:bigint cmt_commit_hash:varchar cmt_author_name:varchar cmt_author_raw_email:varchar cmt_author_email:varchar cmt_author_date:varchar cmt_author_affiliation:varchar cmt_committer_name:varchar cmt_committer_raw_email:varchar cmt_committer_email:varchar cmt_committer_date:varchar cmt_committer_affiliation:varchar cmt_added:integer cmt_removed:integer cmt_whitespace:integer cmt_filename:varchar cmt_date_attempted:timestamp cmt_ght_author_id:uuid cmt_ght_committer_id:integer cmt_ght_committed_at:timestamp cmt_committer_timestamp:timestamptz cmt_author_timestamp:timestamptz cmt_author_platform_username:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("issues", "issue_id:bigint repo_id:bigint reporter_id:uuid pull_request:bigint pull_request_id:bigint created_at:timestamp issue_title:varchar issue_body:varchar cntrb_id:uuid comment_count:bigint updated_at:timestamp closed_at:timestamp due_on:timestamp repository_url:varchar issue_url:varchar labels_url:varchar comments_url:varchar events_url:varchar html_url:varchar issue_state:varchar issue_node_id:varchar gh_issue_number:bigint gh_issue_id:bigint gh_user_id:bigint tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("pull_requests", "pull_request_id:bigint repo_id:bigint pr_url:varchar pr_src_id:bigint pr_src_node_id:varchar pr_html_url:varchar pr_diff_url:varchar pr_patch_url:varchar pr_issue_url:varchar pr_augur_issue_id:bigint pr_src_number:bigint pr_src_state:varchar pr_src_locked:boolean pr_src_title:varchar pr_augur_contributor_id:uuid pr_body:text pr_created_at:timestamp pr_updated_at:timestamp pr_closed_at:timestamp pr_merged_at:timestamp pr_merge_commit_sha:varchar pr_teams:bigint pr_milestone:varchar pr_commits_url:varchar pr_review_comments_url:varchar pr_review_comment_url:varchar pr_comments_url:varchar pr_statuses_url:varchar pr_meta_head_id:varchar pr_meta_base_id:varchar pr_src_issue_url:varchar pr_src_comments_url:varchar pr_src_review_comments_url:varchar pr_src_commits_url:varchar pr_src_statuses_url:varchar pr_src_author_association:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("releases", "release_id:char repo_id:bigint release_name:varchar release_description:varchar release_author:varchar release_created_at:timestamp release_published_at:timestamp release_updated_at:timestamp release_is_draft:boolean release_is_prerelease:boolean release_tag_name:varchar release_url:varchar tag_only:boolean tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("repo_info", "repo_info_id:bigint repo_id:bigint last_updated:timestamp issues_enabled:varchar open_issues:integer pull_requests_enabled:varchar wiki_enabled:varchar pages_enabled:varchar fork_count:integer default_branch:varchar watchers_count:integer UUID:integer license:varchar stars_count:integer committers_count:integer issue_contributors_count:varchar changelog_file:varchar contributing_file:varchar license_file:varchar code_of_conduct_file:varchar security_issue_file:varchar security_audit_file:varchar status:varchar keywords:varchar commit_count:bigint issues_count:bigint issues_closed:bigint pull_request_count:bigint pull_requests_open:bigint pull_requests_closed:bigint pull_requests_merged:bigint tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("repo_deps_libyear", "repo_deps_libyear_id:bigint repo_id:bigint name:varchar requirement:varchar type:varchar package_manager:varchar current_verion:varchar latest_version:varchar current_release_date:varchar latest_release_date:varchar libyear:float8 tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("repo_deps_scorecard", "repo_deps_scorecard_id:bigint repo_id:bigint name:varchar scorecard_check_details:jsonb score:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("repo_labor", "repo_labor_id:bigint repo_id:bigint repo_clone_date:timestamp rl_analysis_date:timestamp programming_language:varchar file_path:varchar file_name:varchar total_lines:integer code_lines:integer comment_lines:integer blank_lines:integer code_complexity:integer repo_url:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    ("message", "msg_id:bigint rgls_id:bigint platform_msg_id:bigint platform_node_id:varchar repo_id:bigint cntrb_id:uuid msg_text:varchar msg_timestamp:timestamp msg_sender_email:varchar msg_header:varchar pltfrm_id:bigint tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+];
+
+#[tokio::test]
+async fn augur_relations_have_augurs_columns_in_augurs_order_and_types() {
+    let db = TestDb::with_extension("analytics_columns").await;
+    let pool = db.pool(1).await;
+    for (relation, columns) in AUGUR_COLUMNS {
+        let ours: Vec<String> = sqlx::query_scalar(
+            "SELECT a.attname::text || ':' ||
+                    CASE t.typname WHEN 'int8' THEN 'bigint' WHEN 'int4' THEN 'integer' WHEN 'int2' THEN 'smallint'
+                                   WHEN 'bpchar' THEN 'char' WHEN 'float8' THEN 'float8' WHEN 'bool' THEN 'boolean'
+                                   ELSE t.typname::text END
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = ('aveloxis_augur_data.' || $1)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum",
+        )
+        .bind(relation)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{relation}: {e}"));
+        let expected: Vec<String> = columns.split(' ').map(String::from).collect();
+        assert_eq!(ours, expected, "aveloxis_augur_data.{relation}");
+    }
+}
+
 #[tokio::test]
 async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
     let (db, pool, _git) = collected("analytics_8knot").await;
@@ -796,4 +838,64 @@ async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() 
     let mut agent = db.connect_as(&format!("agent_{}", db.name)).await;
     let err = sqlx::query("SELECT * FROM aveloxis.repo_stats($1)").bind(repo).fetch_all(&mut agent).await.unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
+}
+
+/// Issues and their comments, with people who appear in both.
+fn issue_and_comment_payloads() -> (Vec<String>, Vec<String>) {
+    let user = |n: u64| serde_json::json!({"login": format!("person{}", n % 9), "id": 70_000 + n % 9, "type": "User"});
+    let day = |n: u64| format!("2024-{:02}-{:02}T{:02}:30:00Z", 1 + n % 6, 1 + n % 27, n % 24);
+    let issues = (1..=40u64)
+        .map(|n| {
+            let mut issue = serde_json::json!({"id": 600_000 + n, "number": n, "title": format!("issue {n}"),
+                "state": if n % 3 == 0 { "closed" } else { "open" }, "user": user(n), "created_at": day(n),
+                "updated_at": day(n + 1)});
+            if n % 3 == 0 {
+                issue["closed_at"] = serde_json::json!(day(n + 4));
+            }
+            issue.to_string()
+        })
+        .collect();
+    let comments = (1..=80u64)
+        .map(|n| {
+            serde_json::json!({"id": 700_000 + n,
+                "issue_url": format!("https://api.github.com/repos/order/test/issues/{}", 1 + (n - 1) / 2),
+                "user": user(n * 5), "body": "+1", "created_at": day(n / 2 + 7), "updated_at": day(n / 2 + 7)})
+            .to_string()
+        })
+        .collect();
+    (issues, comments)
+}
+
+#[tokio::test]
+async fn daily_activity_is_the_same_whatever_order_the_data_arrives_in() {
+    let (issues, comments) = issue_and_comment_payloads();
+    let mut kept = Vec::new();
+    for (label, order) in [("analytics_order_a", ["issue", "issue_comment"]), ("analytics_order_b", ["issue_comment", "issue"])] {
+        let db = TestDb::with_extension(label).await;
+        let pool = db.pool(1).await;
+        let repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/order/test')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        for entity in order {
+            let payloads = if entity == "issue" { &issues } else { &comments };
+            // Each entity in two halves, newest first: every drain sees a different part.
+            for half in payloads.rchunks(payloads.len() / 2) {
+                db.stage(repo, entity, half).await;
+                db.drain(repo).await;
+            }
+        }
+        assert_activity_matches_a_rebuild(&pool, label).await;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT (day, issues_opened, issues_closed, comments, new_contributors)::text
+             FROM aveloxis_data.repo_daily_activity ORDER BY day",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let comments_kept = scalar_i64(&pool, "SELECT sum(comments)::bigint FROM aveloxis_data.repo_daily_activity").await;
+        assert_eq!(comments_kept, 80, "{label}: every comment counted once its issue arrived");
+        kept.push(rows);
+    }
+    assert_eq!(kept[0], kept[1], "the order the data arrived in changed the activity");
 }

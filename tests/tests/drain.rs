@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harness::sqlx::{self, Row};
+use harness::sqlx::{self, PgConnection, Row};
 use harness::{fixture_records, TestDb};
 use serde_json::{json, Value};
 
@@ -1595,4 +1595,54 @@ async fn a_session_holding_older_scratch_tables_still_drains() {
         .await
         .unwrap();
     assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn user_profiles_keep_company_and_location_and_list_payloads_never_erase_them() {
+    let db = TestDb::with_extension("drain_profiles").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    // A real /users/{login} answer (recorded in a PyGithub fixture).
+    let profile = fixture_records("github/errors/pygithub/SpecificExceptions.testRateLimitExceeded.json")
+        .into_iter()
+        .find(|r| r["login"] == "jacquev6" && r.get("company").is_some())
+        .expect("the fixture holds /users/jacquev6");
+    assert!(profile["company"].is_string() && profile["location"].is_string());
+    db.stage(repo, "contributor", &[profile.to_string()]).await;
+    db.drain(repo).await;
+    let mut conn = db.connect().await;
+    let id = profile["id"].as_i64().unwrap();
+    let expected = (
+        profile["company"].as_str().map(String::from),
+        profile["location"].as_str().map(String::from),
+        profile["type"].as_str().map(String::from),
+        true,
+    );
+    assert_eq!(profile_of(&mut conn, id).await, expected);
+    // The same account in a list payload (no profile fields) changes none of them.
+    let listed = serde_json::json!({"login": profile["login"], "id": profile["id"], "type": "User",
+                                    "avatar_url": profile["avatar_url"], "html_url": profile["html_url"],
+                                    "url": profile["url"], "node_id": profile["node_id"]});
+    db.stage(repo, "contributor", &[listed.to_string()]).await;
+    db.drain(repo).await;
+    assert_eq!(profile_of(&mut conn, id).await, expected);
+    // And 8Knot's Affiliation page reads the company through aveloxis_augur_data.
+    let company: Option<String> = sqlx::query_scalar(
+        "SELECT cntrb_company FROM aveloxis_augur_data.contributors WHERE gh_user_id = $1",
+    )
+    .bind(profile["id"].as_i64().unwrap())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(company, expected.0);
+}
+
+async fn profile_of(conn: &mut PgConnection, id: i64) -> (Option<String>, Option<String>, Option<String>, bool) {
+    sqlx::query_as(
+        "SELECT cntrb_company, cntrb_location, gh_type, cntrb_created_at IS NOT NULL
+         FROM aveloxis_data.contributors WHERE gh_user_id = $1",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+    .unwrap()
 }
