@@ -313,7 +313,10 @@ impl<F: Forge> Collector<'_, F> {
         let full = self.job.since.is_none();
         let mut reported = serde_json::Map::new();
         if reported_open.is_u64() {
-            reported.insert("open_issues_and_pull_requests".into(), json!({"reported": reported_open}));
+            reported.insert(
+                "open_issues_and_pull_requests".into(),
+                json!({"reported": reported_open}),
+            );
         }
         for (entity, first) in simple {
             if let Some(items) = self.list(entity, first).await? {

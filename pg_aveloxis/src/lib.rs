@@ -123,11 +123,7 @@ extension_sql_file!(
     requires = ["facade", "analysis", "events_releases", "repo_info", "community_files"]
 );
 
-extension_sql_file!(
-    "../../sql/matviews.sql",
-    name = "matviews",
-    requires = ["augur_compat"]
-);
+extension_sql_file!("../../sql/matviews.sql", name = "matviews", requires = ["augur_compat"]);
 
 extension_sql_file!(
     "../../sql/refresh.sql",
@@ -135,11 +131,19 @@ extension_sql_file!(
     requires = ["matviews", "queue"]
 );
 
-extension_sql_file!("../../sql/activity.sql", name = "activity", requires = ["facade", "drain"]);
+extension_sql_file!(
+    "../../sql/activity.sql",
+    name = "activity",
+    requires = ["facade", "drain"]
+);
 
 extension_sql_file!("../../sql/bots.sql", name = "bots", requires = ["contributors"]);
 
-extension_sql_file!("../../sql/completeness.sql", name = "completeness", requires = ["facade", "events_releases"]);
+extension_sql_file!(
+    "../../sql/completeness.sql",
+    name = "completeness",
+    requires = ["facade", "events_releases"]
+);
 
 extension_sql_file!(
     "../../sql/analyst_api.sql",

@@ -81,7 +81,10 @@ async fn collected(label: &str) -> (TestDb, PgPool, ScriptedRepo) {
 }
 
 async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// 8Knot's 13 queries (8knot-contract.md §2), as it sends them, each cast into its cache
@@ -193,12 +196,16 @@ async fn augur_relations_have_augurs_columns_in_augurs_order_and_types() {
 #[tokio::test]
 async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
     let (db, pool, _git) = collected("analytics_8knot").await;
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     // 8Knot's login: an analyst with the two-schema search path, as AUGUR_SCHEMA sets it.
     // Roles are cluster-wide: one per test database.
     let login = format!("eightknot_{}", db.name);
-    db.execute(&format!("CREATE ROLE {login} LOGIN IN ROLE aveloxis_analyst")).await;
+    db.execute(&format!("CREATE ROLE {login} LOGIN IN ROLE aveloxis_analyst"))
+        .await;
     let mut knot = db.connect_as(&login).await;
     sqlx::raw_sql(SEARCH_PATH).execute(&mut knot).await.unwrap();
 
@@ -226,7 +233,16 @@ async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
         rows.insert(*name, got.len());
     }
     // The data the fixtures hold reaches every query that reads it.
-    for name in ["issues", "commits", "prs", "contributors", "pr_response", "repo_releases", "repo_info", "pr_assignee"] {
+    for name in [
+        "issues",
+        "commits",
+        "prs",
+        "contributors",
+        "pr_response",
+        "repo_releases",
+        "repo_info",
+        "pr_assignee",
+    ] {
         assert!(rows[name] > 0, "8Knot's {name} query returns nothing: {rows:?}");
     }
 
@@ -240,7 +256,15 @@ async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
     .unwrap();
     assert_eq!(
         columns,
-        ["pull_request_id", "id", "cntrb_id", "msg_timestamp", "msg_cntrb_id", "pr_created_at", "pr_closed_at"]
+        [
+            "pull_request_id",
+            "id",
+            "cntrb_id",
+            "msg_timestamp",
+            "msg_cntrb_id",
+            "pr_created_at",
+            "pr_closed_at"
+        ]
     );
     // Every materialized view can be refreshed CONCURRENTLY: it has a unique index on columns only.
     let without: Vec<String> = sqlx::query_scalar(
@@ -253,14 +277,24 @@ async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
     .await
     .unwrap();
     assert!(without.is_empty(), "views without a usable unique index: {without:?}");
-    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.refresh_order()").await, 22);
     assert_eq!(
-        scalar_i64(&pool, "SELECT count(*) FROM pg_matviews WHERE schemaname = 'aveloxis_augur_data'").await,
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.refresh_order()").await,
+        22
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM pg_matviews WHERE schemaname = 'aveloxis_augur_data'"
+        )
+        .await,
         22
     );
 
     // Naive UTC timestamps whatever the session's TimeZone.
-    sqlx::raw_sql("SET TimeZone = 'Asia/Kolkata'").execute(&mut knot).await.unwrap();
+    sqlx::raw_sql("SET TimeZone = 'Asia/Kolkata'")
+        .execute(&mut knot)
+        .await
+        .unwrap();
     let mismatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM issues a JOIN aveloxis_data.issues b USING (issue_id)
          WHERE a.created_at <> (b.created_at AT TIME ZONE 'UTC')",
@@ -269,12 +303,10 @@ async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
     .await
     .unwrap();
     assert_eq!(mismatched, 0);
-    let utc_text: String = sqlx::query_scalar(
-        "SELECT created_at::text FROM issues ORDER BY issue_id LIMIT 1",
-    )
-    .fetch_one(&mut knot)
-    .await
-    .unwrap();
+    let utc_text: String = sqlx::query_scalar("SELECT created_at::text FROM issues ORDER BY issue_id LIMIT 1")
+        .fetch_one(&mut knot)
+        .await
+        .unwrap();
     sqlx::raw_sql("SET TimeZone = 'UTC'").execute(&mut knot).await.unwrap();
     let again: String = sqlx::query_scalar("SELECT created_at::text FROM issues ORDER BY issue_id LIMIT 1")
         .fetch_one(&mut knot)
@@ -287,18 +319,37 @@ async fn eight_knot_runs_unchanged_against_aveloxis_augur_data() {
 #[tokio::test]
 async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur() {
     let (_db, pool, _git) = collected("analytics_views").await;
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
     let v = "aveloxis_augur_data";
 
     // One issue_opened per issue with a known reporter; one pull_request_open per PR.
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE action = 'issue_opened'")).await,
-        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues WHERE reporter_id IS NOT NULL AND created_at IS NOT NULL").await
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE action = 'issue_opened'")
+        )
+        .await,
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM aveloxis_data.issues WHERE reporter_id IS NOT NULL AND created_at IS NOT NULL"
+        )
+        .await
     );
-    let prs = scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.pull_requests WHERE author_id IS NOT NULL").await;
+    let prs = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM aveloxis_data.pull_requests WHERE author_id IS NOT NULL",
+    )
+    .await;
     assert!(prs > 0);
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE action = 'pull_request_open'")).await,
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE action = 'pull_request_open'")
+        )
+        .await,
         prs
     );
     // Rank 1 is each contributor's FIRST action in the repository (Augur: the latest).
@@ -312,9 +363,17 @@ async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur
     )
     .await;
     assert_eq!(wrong_rank, 0);
-    let ranked_people = scalar_i64(&pool, &format!("SELECT count(DISTINCT (cntrb_id, repo_id)) FROM {v}.explorer_contributor_actions")).await;
+    let ranked_people = scalar_i64(
+        &pool,
+        &format!("SELECT count(DISTINCT (cntrb_id, repo_id)) FROM {v}.explorer_contributor_actions"),
+    )
+    .await;
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE rank = 1")).await,
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE rank = 1")
+        )
+        .await,
         ranked_people
     );
     // Issue comments are credited to their authors, on open issues too (Augur: the
@@ -335,7 +394,10 @@ async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(
         scalar_i64(
             &pool,
@@ -371,16 +433,32 @@ async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur
     );
     // Every PR appears in explorer_pr_response, with each of its messages.
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT count(DISTINCT pull_request_id) FROM {v}.explorer_pr_response")).await,
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(DISTINCT pull_request_id) FROM {v}.explorer_pr_response")
+        )
+        .await,
         scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.pull_requests").await
     );
     // Per repository counts.
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT coalesce(sum(commits_all_time), 0)::bigint FROM {v}.api_get_all_repos_commits")).await,
-        scalar_i64(&pool, "SELECT count(DISTINCT (repo_id, cmt_commit_hash)) FROM aveloxis_data.commits").await
+        scalar_i64(
+            &pool,
+            &format!("SELECT coalesce(sum(commits_all_time), 0)::bigint FROM {v}.api_get_all_repos_commits")
+        )
+        .await,
+        scalar_i64(
+            &pool,
+            "SELECT count(DISTINCT (repo_id, cmt_commit_hash)) FROM aveloxis_data.commits"
+        )
+        .await
     );
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT coalesce(sum(issues_all_time), 0)::bigint FROM {v}.api_get_all_repos_issues")).await,
+        scalar_i64(
+            &pool,
+            &format!("SELECT coalesce(sum(issues_all_time), 0)::bigint FROM {v}.api_get_all_repos_issues")
+        )
+        .await,
         scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues").await
     );
     // Libyear rows count only for their own repository (Augur cross-joins every repository).
@@ -391,12 +469,25 @@ async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
-    assert_eq!(scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_all")).await, 1);
-    assert_eq!(scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_detail")).await, 1);
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_all")).await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_detail")).await,
+        1
+    );
     // Augur's boolean text flags.
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.repo_info WHERE issues_enabled NOT IN ('true', 'false')")).await,
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM {v}.repo_info WHERE issues_enabled NOT IN ('true', 'false')")
+        )
+        .await,
         0
     );
 }
@@ -445,21 +536,37 @@ async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(sums.0, scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues").await);
+    assert_eq!(
+        sums.0,
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.issues").await
+    );
     assert_eq!(sums.2, 3, "the three scripted commits");
     assert_eq!(
-        scalar_i64(&pool, "SELECT sum(lines_added)::bigint FROM aveloxis_data.repo_daily_activity").await,
+        scalar_i64(
+            &pool,
+            "SELECT sum(lines_added)::bigint FROM aveloxis_data.repo_daily_activity"
+        )
+        .await,
         scalar_i64(&pool, "SELECT sum(cmt_added)::bigint FROM aveloxis_data.commits").await
     );
     assert!(sums.1 > 0 && sums.3 > 0, "{sums:?}");
 
     // Re-staging the same payloads and draining again changes nothing.
-    let repo: i64 = scalar_i64(&pool, &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = '{REPO}'")).await;
-    sqlx::raw_sql(&format!("UPDATE aveloxis_ops.staging SET drained_at = NULL WHERE repo_id = {repo}"))
+    let repo: i64 = scalar_i64(
+        &pool,
+        &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = '{REPO}'"),
+    )
+    .await;
+    sqlx::raw_sql(&format!(
+        "UPDATE aveloxis_ops.staging SET drained_at = NULL WHERE repo_id = {repo}"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!("CALL aveloxis.drain({repo})"))
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::raw_sql(&format!("CALL aveloxis.drain({repo})")).execute(&pool).await.unwrap();
     assert_activity_matches_a_rebuild(&pool, "after a re-drain").await;
 
     // Reopened issues, re-attributed comments, deleted pull requests, commit authors
@@ -498,12 +605,11 @@ async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
     assert_activity_matches_a_rebuild(&pool, "after commit authors were re-linked").await;
 
     // A force-push removes a commit: through the drain, as the facade stages it.
-    let (git_repo, hash): (i64, String) = sqlx::query_as(
-        "SELECT repo_id, cmt_commit_hash FROM aveloxis_data.commits WHERE cmt_filename = 'c.txt'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (git_repo, hash): (i64, String) =
+        sqlx::query_as("SELECT repo_id, cmt_commit_hash FROM aveloxis_data.commits WHERE cmt_filename = 'c.txt'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     sqlx::raw_sql(&format!(
         "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
          VALUES ({git_repo}, 3, 'commit_removed', '{{\"hash\": \"{hash}\"}}')"
@@ -511,21 +617,38 @@ async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql(&format!("CALL aveloxis.drain({git_repo})")).execute(&pool).await.unwrap();
+    sqlx::raw_sql(&format!("CALL aveloxis.drain({git_repo})"))
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(
-        scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.commits WHERE cmt_commit_hash = '{hash}'")).await,
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM aveloxis_data.commits WHERE cmt_commit_hash = '{hash}'")
+        )
+        .await,
         0,
         "the removed commit is gone"
     );
     assert_activity_matches_a_rebuild(&pool, "after a force-push").await;
-    assert_eq!(scalar_i64(&pool, "SELECT sum(commits)::bigint FROM aveloxis_data.repo_daily_activity").await, 2);
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT sum(commits)::bigint FROM aveloxis_data.repo_daily_activity"
+        )
+        .await,
+        2
+    );
 
     // The rebuild itself writes what the triggers kept.
     let before: Vec<String> = sqlx::query_scalar("SELECT a::text FROM aveloxis_data.repo_daily_activity a ORDER BY 1")
         .fetch_all(&pool)
         .await
         .unwrap();
-    sqlx::query("SELECT aveloxis.rebuild_activity()").execute(&pool).await.unwrap();
+    sqlx::query("SELECT aveloxis.rebuild_activity()")
+        .execute(&pool)
+        .await
+        .unwrap();
     let after: Vec<String> = sqlx::query_scalar("SELECT a::text FROM aveloxis_data.repo_daily_activity a ORDER BY 1")
         .fetch_all(&pool)
         .await
@@ -536,7 +659,10 @@ async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
 #[tokio::test]
 async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing_one() {
     let (db, pool, _git) = collected("analytics_refresh").await;
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     // A reader in the middle of a long transaction over the views 8Knot reads.
     let mut reader = db.connect().await;
@@ -556,20 +682,28 @@ async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing
         .await
         .unwrap();
     let mut refresher = db.connect().await;
-    sqlx::raw_sql("SET lock_timeout = '1s'").execute(&mut refresher).await.unwrap();
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&mut refresher).await.unwrap();
-    let history: Vec<(String, bool, Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT view_name, concurrent, row_count, error FROM aveloxis.view_refresh_history(1)",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    sqlx::raw_sql("SET lock_timeout = '1s'")
+        .execute(&mut refresher)
+        .await
+        .unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&mut refresher)
+        .await
+        .unwrap();
+    let history: Vec<(String, bool, Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT view_name, concurrent, row_count, error FROM aveloxis.view_refresh_history(1)")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(history.len(), 22);
     for (view, concurrent, rows, error) in &history {
         if view == "explorer_repo_languages" || view == "explorer_repo_files" {
             assert!(error.as_deref().unwrap_or("").contains("lock"), "{view}: {error:?}");
         } else {
-            assert!(error.is_none() && rows.is_some() && *concurrent, "{view}: {rows:?} {error:?}");
+            assert!(
+                error.is_none() && rows.is_some() && *concurrent,
+                "{view}: {rows:?} {error:?}"
+            );
         }
     }
     // The reader was never waited on and still reads.
@@ -587,16 +721,29 @@ async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing
         .await
         .unwrap();
     let runs = scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.view_refresh_runs").await;
-    sqlx::raw_sql("CALL aveloxis.refresh_views()").execute(&pool).await.unwrap();
-    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.view_refresh_runs").await, runs);
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_ops.view_refresh_runs").await,
+        runs
+    );
     holder.close().await.unwrap();
 
     // pg_cron runs it: schedule the refresh of this database from the cron database and
     // wait (bounded) for a run it made.
     let mut cron = PgConnection::connect(&cluster_url()).await.unwrap();
-    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_cron").execute(&mut cron).await.unwrap();
+    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        .execute(&mut cron)
+        .await
+        .unwrap();
     let job = format!("aveloxis-test-refresh-{}", db.name);
-    let last_before = scalar_i64(&pool, "SELECT coalesce(max(refresh_id), 0) FROM aveloxis_ops.view_refresh_runs").await;
+    let last_before = scalar_i64(
+        &pool,
+        "SELECT coalesce(max(refresh_id), 0) FROM aveloxis_ops.view_refresh_runs",
+    )
+    .await;
     // pg_cron's launcher has been seen to miss the first job scheduled after it started
     // (pg_cron 1.4): a job not run within two minute boundaries is scheduled once more.
     let mut ran = 0;
@@ -622,34 +769,60 @@ async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        sqlx::query("SELECT cron.unschedule($1)").bind(&job).execute(&mut cron).await.unwrap();
+        sqlx::query("SELECT cron.unschedule($1)")
+            .bind(&job)
+            .execute(&mut cron)
+            .await
+            .unwrap();
         if ran > 0 {
             break;
         }
     }
     assert!(ran > 0, "pg_cron did not run the refresh (scheduled twice, 125 s each)");
-    let failed = scalar_i64(&pool, "SELECT failed::bigint FROM aveloxis_ops.view_refresh_runs ORDER BY refresh_id DESC LIMIT 1").await;
+    let failed = scalar_i64(
+        &pool,
+        "SELECT failed::bigint FROM aveloxis_ops.view_refresh_runs ORDER BY refresh_id DESC LIMIT 1",
+    )
+    .await;
     assert_eq!(failed, 0);
 }
 
 #[tokio::test]
 async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() {
     let (db, pool, _git) = collected("analytics_api").await;
-    db.execute(&format!("CREATE ROLE analyst_{} LOGIN IN ROLE aveloxis_analyst", db.name)).await;
+    db.execute(&format!(
+        "CREATE ROLE analyst_{} LOGIN IN ROLE aveloxis_analyst",
+        db.name
+    ))
+    .await;
     let mut analyst = db.connect_as(&format!("analyst_{}", db.name)).await;
-    let repo = scalar_i64(&pool, &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = '{REPO}'")).await;
-    let git_repo = scalar_i64(&pool, &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git <> '{REPO}'")).await;
+    let repo = scalar_i64(
+        &pool,
+        &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git = '{REPO}'"),
+    )
+    .await;
+    let git_repo = scalar_i64(
+        &pool,
+        &format!("SELECT repo_id FROM aveloxis_data.repos WHERE repo_git <> '{REPO}'"),
+    )
+    .await;
 
     // repo_stats: what is stored, set against what the forge reported.
-    let rows: Vec<(String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT entity, stored, forge_reported, coverage::text FROM aveloxis.repo_stats($1)",
-    )
-    .bind(repo)
-    .fetch_all(&mut analyst)
-    .await
-    .unwrap();
+    let rows: Vec<(String, i64, Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT entity, stored, forge_reported, coverage::text FROM aveloxis.repo_stats($1)")
+            .bind(repo)
+            .fetch_all(&mut analyst)
+            .await
+            .unwrap();
     let issues = rows.iter().find(|r| r.0 == "issues").unwrap();
-    assert_eq!(issues.1, scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.issues WHERE repo_id = {repo}")).await);
+    assert_eq!(
+        issues.1,
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM aveloxis_data.issues WHERE repo_id = {repo}")
+        )
+        .await
+    );
     assert!(issues.2.is_some() && issues.3.is_some(), "{issues:?}");
     // The facade reported the commits the branch reaches: all three stored.
     let commits: (i64, i64, String) = sqlx::query_as(
@@ -684,7 +857,10 @@ async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() 
         .unwrap();
     let expected_weeks = scalar_i64(
         &pool,
-        &format!("SELECT count(*) FROM generate_series(date_trunc('week', '{}'::date), '{}'::date, '1 week')", range.0, range.1),
+        &format!(
+            "SELECT count(*) FROM generate_series(date_trunc('week', '{}'::date), '{}'::date, '1 week')",
+            range.0, range.1
+        ),
     )
     .await;
     assert_eq!(weeks, expected_weeks);
@@ -801,14 +977,19 @@ async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() 
         .await
         .unwrap();
     assert!(across >= direct);
-    let newcomers: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.new_contributors($1, '2000-01-01', current_date)")
-        .bind(repo)
-        .fetch_one(&mut analyst)
-        .await
-        .unwrap();
+    let newcomers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM aveloxis.new_contributors($1, '2000-01-01', current_date)")
+            .bind(repo)
+            .fetch_one(&mut analyst)
+            .await
+            .unwrap();
     assert_eq!(
         newcomers,
-        scalar_i64(&pool, &format!("SELECT count(*) FROM aveloxis_data.repo_contributor_first WHERE repo_id = {repo}")).await
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM aveloxis_data.repo_contributor_first WHERE repo_id = {repo}")
+        )
+        .await
     );
     assert!(newcomers > 0);
 
@@ -824,7 +1005,12 @@ async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() 
     .unwrap();
     assert_eq!(
         files,
-        (Some("CODE_OF_CONDUCT.md".into()), Some(".github/SECURITY.md".into()), Some("docs/audits".into()), None)
+        (
+            Some("CODE_OF_CONDUCT.md".into()),
+            Some(".github/SECURITY.md".into()),
+            Some("docs/audits".into()),
+            None
+        )
     );
 
     // Bad arguments are clear errors; the agent role has no part in this API.
@@ -833,10 +1019,18 @@ async fn the_analyst_api_answers_with_coverage_and_leaves_bots_out_on_request() 
         .fetch_all(&mut analyst)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("grain must be day, week, month or year"), "{err}");
-    db.execute(&format!("CREATE ROLE agent_{} LOGIN IN ROLE aveloxis_agent", db.name)).await;
+    assert!(
+        err.to_string().contains("grain must be day, week, month or year"),
+        "{err}"
+    );
+    db.execute(&format!("CREATE ROLE agent_{} LOGIN IN ROLE aveloxis_agent", db.name))
+        .await;
     let mut agent = db.connect_as(&format!("agent_{}", db.name)).await;
-    let err = sqlx::query("SELECT * FROM aveloxis.repo_stats($1)").bind(repo).fetch_all(&mut agent).await.unwrap_err();
+    let err = sqlx::query("SELECT * FROM aveloxis.repo_stats($1)")
+        .bind(repo)
+        .fetch_all(&mut agent)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
 }
 
@@ -870,7 +1064,10 @@ fn issue_and_comment_payloads() -> (Vec<String>, Vec<String>) {
 async fn daily_activity_is_the_same_whatever_order_the_data_arrives_in() {
     let (issues, comments) = issue_and_comment_payloads();
     let mut kept = Vec::new();
-    for (label, order) in [("analytics_order_a", ["issue", "issue_comment"]), ("analytics_order_b", ["issue_comment", "issue"])] {
+    for (label, order) in [
+        ("analytics_order_a", ["issue", "issue_comment"]),
+        ("analytics_order_b", ["issue_comment", "issue"]),
+    ] {
         let db = TestDb::with_extension(label).await;
         let pool = db.pool(1).await;
         let repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/order/test')")
@@ -893,8 +1090,15 @@ async fn daily_activity_is_the_same_whatever_order_the_data_arrives_in() {
         .fetch_all(&pool)
         .await
         .unwrap();
-        let comments_kept = scalar_i64(&pool, "SELECT sum(comments)::bigint FROM aveloxis_data.repo_daily_activity").await;
-        assert_eq!(comments_kept, 80, "{label}: every comment counted once its issue arrived");
+        let comments_kept = scalar_i64(
+            &pool,
+            "SELECT sum(comments)::bigint FROM aveloxis_data.repo_daily_activity",
+        )
+        .await;
+        assert_eq!(
+            comments_kept, 80,
+            "{label}: every comment counted once its issue arrived"
+        );
         kept.push(rows);
     }
     assert_eq!(kept[0], kept[1], "the order the data arrived in changed the activity");

@@ -235,9 +235,15 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(check["open_issues_and_pull_requests"]["reported"], recorded_repo["open_issues_count"]);
+    assert_eq!(
+        check["open_issues_and_pull_requests"]["reported"],
+        recorded_repo["open_issues_count"]
+    );
     let highest = issues.iter().filter_map(|i| i["number"].as_u64()).max().unwrap();
-    assert_eq!(check["issues_and_pull_requests"]["reported"], serde_json::json!(highest));
+    assert_eq!(
+        check["issues_and_pull_requests"]["reported"],
+        serde_json::json!(highest)
+    );
     assert_eq!(check["issues"]["reported"], serde_json::json!(plain.len()));
     let ledger: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT entity, reported, gathered FROM aveloxis.completeness(
@@ -247,7 +253,10 @@ async fn collect_fills_the_database_and_a_second_run_is_conditional_only() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let issues_row = ledger.iter().find(|(e, ..)| e == "issues").expect("an issues ledger row");
+    let issues_row = ledger
+        .iter()
+        .find(|(e, ..)| e == "issues")
+        .expect("an issues ledger row");
     assert_eq!((issues_row.1, issues_row.2), (plain.len() as i64, stored.len() as i64));
     let open_row = ledger
         .iter()

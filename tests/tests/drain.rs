@@ -1626,13 +1626,12 @@ async fn user_profiles_keep_company_and_location_and_list_payloads_never_erase_t
     db.drain(repo).await;
     assert_eq!(profile_of(&mut conn, id).await, expected);
     // And 8Knot's Affiliation page reads the company through aveloxis_augur_data.
-    let company: Option<String> = sqlx::query_scalar(
-        "SELECT cntrb_company FROM aveloxis_augur_data.contributors WHERE gh_user_id = $1",
-    )
-    .bind(profile["id"].as_i64().unwrap())
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let company: Option<String> =
+        sqlx::query_scalar("SELECT cntrb_company FROM aveloxis_augur_data.contributors WHERE gh_user_id = $1")
+            .bind(profile["id"].as_i64().unwrap())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(company, expected.0);
 }
 

@@ -66,14 +66,22 @@ fn envelopes(issues: usize, commits: usize) -> (Vec<String>, Vec<String>, Vec<St
 /// Drains the envelopes in a fresh database, with or without the activity triggers;
 /// returns the seconds the drain took.
 async fn drain_once(with_triggers: bool, rows: &(Vec<String>, Vec<String>, Vec<String>)) -> f64 {
-    let db = TestDb::with_extension(if with_triggers { "bench_views_on" } else { "bench_views_off" }).await;
+    let db = TestDb::with_extension(if with_triggers {
+        "bench_views_on"
+    } else {
+        "bench_views_off"
+    })
+    .await;
     let mut conn = db.connect().await;
     exec(&mut conn, "SELECT aveloxis.add_repo('https://github.com/bench/drain')").await;
     if !with_triggers {
         for table in ACTIVITY_TABLES {
             for op in ["ins", "upd", "del"] {
-                exec(&mut conn, &format!("ALTER TABLE aveloxis_data.{table} DISABLE TRIGGER {table}_activity_{op}")
-                    .replace("pull_request_reviews_activity", "reviews_activity"))
+                exec(
+                    &mut conn,
+                    &format!("ALTER TABLE aveloxis_data.{table} DISABLE TRIGGER {table}_activity_{op}")
+                        .replace("pull_request_reviews_activity", "reviews_activity"),
+                )
                 .await;
             }
         }
@@ -226,7 +234,10 @@ async fn refresh(conn: &mut PgConnection) -> (f64, Vec<(String, f64, i64)>) {
     for (view, _, _, error) in &views {
         assert!(error.is_none(), "{view}: {error:?}");
     }
-    (took, views.into_iter().map(|(v, s, r, _)| (v, s, r.unwrap_or(0))).collect())
+    (
+        took,
+        views.into_iter().map(|(v, s, r, _)| (v, s, r.unwrap_or(0))).collect(),
+    )
 }
 
 /// 8Knot's contributors and pr_response queries for ten repositories; seconds each, and
@@ -264,7 +275,9 @@ fn median(v: &mut [f64]) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let repos: i64 = std::env::args().nth(1).map_or(1_000, |a| a.parse().expect("repos: a number"));
+    let repos: i64 = std::env::args()
+        .nth(1)
+        .map_or(1_000, |a| a.parse().expect("repos: a number"));
 
     // 1. The aggregates' cost inside the drain, two rounds in alternating order.
     let rows = envelopes(20_000, 10_000);
@@ -284,7 +297,10 @@ async fn main() {
             off.push(drain_once(false, &rows).await);
         }
     }
-    let (on_s, off_s) = (on.iter().sum::<f64>() / on.len() as f64, off.iter().sum::<f64>() / off.len() as f64);
+    let (on_s, off_s) = (
+        on.iter().sum::<f64>() / on.len() as f64,
+        off.iter().sum::<f64>() / off.len() as f64,
+    );
     println!(
         "  drain with the activity triggers {on_s:.2} s {on:.2?}, without {off_s:.2} s {off:.2?}: {:.3}x ({:+.1}%; goal <= +10%)",
         on_s / off_s,
