@@ -168,6 +168,12 @@ const AUGUR_COLUMNS: &[(&str, &str)] = &[
     ("repo_deps_scorecard", "repo_deps_scorecard_id:bigint repo_id:bigint name:varchar scorecard_check_details:jsonb score:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
     ("repo_labor", "repo_labor_id:bigint repo_id:bigint repo_clone_date:timestamp rl_analysis_date:timestamp programming_language:varchar file_path:varchar file_name:varchar total_lines:integer code_lines:integer comment_lines:integer blank_lines:integer code_complexity:integer repo_url:varchar tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
     ("message", "msg_id:bigint rgls_id:bigint platform_msg_id:bigint platform_node_id:varchar repo_id:bigint cntrb_id:uuid msg_text:varchar msg_timestamp:timestamp msg_sender_email:varchar msg_header:varchar pltfrm_id:bigint tool_source:varchar tool_version:varchar data_source:varchar data_collection_date:timestamp"),
+    // The five materialized views 8Knot reads (8knot-contract.md §3).
+    ("explorer_contributor_actions", "cntrb_id:uuid created_at:timestamptz repo_id:bigint action:text repo_name:varchar login:varchar rank:bigint"),
+    ("explorer_pr_assignments", "pull_request_id:bigint id:bigint created:timestamp closed:timestamp assign_date:timestamp assignment_action:varchar assignee:uuid node_id:varchar"),
+    ("explorer_issue_assignments", "issue_id:bigint id:bigint created:timestamp closed:timestamp assign_date:timestamp assignment_action:varchar assignee:uuid node_id:varchar"),
+    ("explorer_pr_response", "pull_request_id:bigint id:bigint cntrb_id:uuid msg_timestamp:timestamp msg_cntrb_id:uuid pr_created_at:timestamp pr_closed_at:timestamp"),
+    ("explorer_repo_languages", "repo_id:bigint repo_git:varchar repo_name:varchar programming_language:varchar code_lines:bigint files:integer"),
 ];
 
 #[tokio::test]
