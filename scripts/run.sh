@@ -73,15 +73,20 @@ step "refreshing the materialized views 8Knot reads (CALL aveloxis.refresh_views
     SELECT view_name, concurrent, row_count, round(extract(epoch FROM duration) * 1000) AS ms, error
     FROM aveloxis.view_refresh_history(1) ORDER BY duration DESC LIMIT 6"
 
-step "as 8Knot sees it (search_path aveloxis_augur_data,aveloxis_data): who is new, and this month's activity"
+step "an analyst's answers from the SQL API: what is stored, how complete, and the last weeks' activity"
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT entity, stored, first_activity::date AS first, last_activity::date AS last, forge_reported, coverage
+    FROM aveloxis.repo_stats(aveloxis.resolve_repo('$REPO_ROOT')) WHERE stored > 0 OR forge_reported IS NOT NULL" -c "
+    SELECT period_start AS week, commits, lines_added, lines_removed, new_contributors, coverage_commits
+    FROM aveloxis.repo_activity(aveloxis.resolve_repo('$REPO_ROOT'), current_date - 27, current_date, 'week')" -c "
+    SELECT code_of_conduct_file, security_issue_file, contributing_file, license_file
+    FROM aveloxis_data.repo_community_files WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')"
+
+step "as 8Knot sees it (search_path aveloxis_augur_data,aveloxis_data): commits and committers per day"
 "$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "SET search_path = aveloxis_augur_data, aveloxis_data" -c "
-    SELECT r.repo_name, count(*) AS actions, count(DISTINCT a.cntrb_id) AS contributors,
-           count(*) FILTER (WHERE a.rank = 1) AS first_actions
-    FROM explorer_contributor_actions a JOIN repo r USING (repo_id) GROUP BY 1" -c "
-    SELECT date_trunc('month', day)::date AS month, sum(commits) AS commits, sum(lines_added) AS lines_added,
-           sum(lines_removed) AS lines_removed, sum(new_contributors) AS new_contributors
-    FROM repo_daily_activity WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')
-    GROUP BY 1 ORDER BY 1 DESC LIMIT 6"
+    SELECT r.repo_name, d.cmt_committer_date, d.num_of_commits, d.num_of_unique_committers
+    FROM explorer_commits_and_committers_daily_count d JOIN repo r USING (repo_id)
+    ORDER BY d.cmt_committer_date DESC LIMIT 5"
 
 cat <<MSG
 The cluster keeps running for you to explore:
