@@ -203,3 +203,129 @@ SELECT s.repo_deps_scorecard_id, s.repo_id, s.name::varchar AS name, s.scorecard
        s.score::varchar AS score, s.tool_source::varchar AS tool_source, s.tool_version::varchar AS tool_version,
        s.data_source::varchar AS data_source, s.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
 FROM aveloxis_data.repo_deps_scorecard s;
+
+-- The children 8Knot's views are built from, and that Augur users query, under Augur's
+-- names and columns. Columns we do not keep (tool_source on some children, URLs Augur
+-- copies from the API) are NULL of Augur's type.
+CREATE VIEW aveloxis_augur_data.issue_events WITH (security_invoker = true) AS
+SELECT e.event_id, e.issue_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
+       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
+       e.node_id::varchar AS node_id, NULL::varchar AS node_url, e.platform_id::bigint AS platform_id,
+       e.platform_event_id AS issue_event_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_events e;
+
+CREATE VIEW aveloxis_augur_data.pull_request_events WITH (security_invoker = true) AS
+SELECT e.pr_event_id, e.pull_request_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
+       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
+       e.platform_event_id AS issue_event_src_id, e.node_id::varchar AS node_id, NULL::varchar AS node_url,
+       e.platform_id::bigint AS platform_id, e.platform_event_id AS pr_platform_event_id,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_events e;
+
+CREATE VIEW aveloxis_augur_data.pull_request_reviews WITH (security_invoker = true) AS
+SELECT v.pr_review_id, v.pull_request_id, v.repo_id, v.cntrb_id,
+       v.author_association::varchar AS pr_review_author_association, v.review_state::varchar AS pr_review_state,
+       v.review_body::varchar AS pr_review_body, v.submitted_at AT TIME ZONE 'UTC' AS pr_review_submitted_at,
+       v.platform_review_id AS pr_review_src_id, v.node_id::varchar AS pr_review_node_id,
+       v.html_url::varchar AS pr_review_html_url, NULL::varchar AS pr_review_pull_request_url,
+       v.commit_id::varchar AS pr_review_commit_id,
+       (SELECT r.platform_id::bigint FROM aveloxis_data.repos r WHERE r.repo_id = v.repo_id) AS platform_id,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       v.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviews v;
+
+CREATE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
+SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.msg_id = x.msg_id)::varchar AS issue_msg_ref_src_node_id,
+       x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
+       x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
+       x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_message_ref x;
+
+CREATE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
+SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.msg_id = x.msg_id)::varchar AS pr_message_ref_src_node_id,
+       NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_message_ref x;
+
+-- Augur's review messages are the diff comments (review_comments here); a review's own
+-- body is pull_request_reviews.pr_review_body.
+CREATE VIEW aveloxis_augur_data.pull_request_review_message_ref WITH (security_invoker = true) AS
+SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c.msg_id,
+       NULL::varchar AS pr_review_msg_url, c.platform_review_id AS pr_review_src_id,
+       c.platform_src_id AS pr_review_msg_src_id, m.node_id::varchar AS pr_review_msg_node_id,
+       c.diff_hunk::varchar AS pr_review_msg_diff_hunk, c.path::varchar AS pr_review_msg_path,
+       c."position"::bigint AS pr_review_msg_position, c.original_position::bigint AS pr_review_msg_original_position,
+       c.commit_id::varchar AS pr_review_msg_commit_id, c.original_commit_id::varchar AS pr_review_msg_original_commit_id,
+       m.msg_updated_at AT TIME ZONE 'UTC' AS pr_review_msg_updated_at, m.msg_html_url::varchar AS pr_review_msg_html_url,
+       NULL::varchar AS pr_url, c.author_association::varchar AS pr_review_msg_author_association,
+       NULL::bigint AS pr_review_msg_start_line, NULL::bigint AS pr_review_msg_original_start_line,
+       NULL::varchar AS pr_review_msg_start_side, c.line::bigint AS pr_review_msg_line,
+       c.original_line::bigint AS pr_review_msg_original_line, c.side::varchar AS pr_review_msg_side,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.review_comments c
+JOIN aveloxis_data.messages m ON m.msg_id = c.msg_id;
+
+CREATE VIEW aveloxis_augur_data.issue_labels WITH (security_invoker = true) AS
+SELECT l.issue_label_id, l.issue_id, l.repo_id, l.label_text::varchar AS label_text,
+       l.label_description::varchar AS label_description, l.label_color::varchar AS label_color,
+       l.platform_label_id AS label_src_id, NULL::varchar AS label_src_node_id, l.tool_source::varchar AS tool_source,
+       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
+       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_labels l;
+
+CREATE VIEW aveloxis_augur_data.pull_request_labels WITH (security_invoker = true) AS
+SELECT l.pr_label_id, l.pull_request_id, l.repo_id, l.platform_label_id AS pr_src_id, NULL::varchar AS pr_src_node_id,
+       NULL::varchar AS pr_src_url, l.label_name::varchar AS pr_src_description, l.label_color::varchar AS pr_src_color,
+       NULL::boolean AS pr_src_default_bool, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_labels l;
+
+CREATE VIEW aveloxis_augur_data.issue_assignees WITH (security_invoker = true) AS
+SELECT a.issue_assignee_id, a.issue_id, a.repo_id, a.cntrb_id, a.platform_assignee_id AS issue_assignee_src_id,
+       NULL::varchar AS issue_assignee_src_node, a.tool_source::varchar AS tool_source,
+       a.tool_version::varchar AS tool_version, a.data_source::varchar AS data_source,
+       a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_assignees a;
+
+CREATE VIEW aveloxis_augur_data.pull_request_assignees WITH (security_invoker = true) AS
+SELECT a.pr_assignee_id AS pr_assignee_map_id, a.pull_request_id, a.repo_id, a.cntrb_id AS contrib_id,
+       a.platform_assignee_id AS pr_assignee_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_assignees a;
+
+CREATE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
+SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
+       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p WHERE p.pull_request_id = r.pull_request_id)
+           AS pr_source_id,
+       r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
+       NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviewers r;
+
+CREATE VIEW aveloxis_augur_data.pull_request_commits WITH (security_invoker = true) AS
+SELECT c.pr_cmt_id, c.pull_request_id, c.repo_id, c.pr_cmt_sha::varchar AS pr_cmt_sha,
+       c.pr_cmt_node_id::varchar AS pr_cmt_node_id, c.pr_cmt_message::varchar AS pr_cmt_message,
+       NULL::varchar AS pr_cmt_comments_url, c.pr_cmt_author_cntrb_id,
+       c.pr_cmt_timestamp AT TIME ZONE 'UTC' AS pr_cmt_timestamp, c.pr_cmt_author_email::varchar AS pr_cmt_author_email,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_commits c;
+
+CREATE VIEW aveloxis_augur_data.pull_request_files WITH (security_invoker = true) AS
+SELECT f.pr_file_id, f.pull_request_id, f.repo_id, f.pr_file_additions::bigint AS pr_file_additions,
+       f.pr_file_deletions::bigint AS pr_file_deletions, f.pr_file_path::varchar AS pr_file_path,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       f.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_files f;
+
+CREATE VIEW aveloxis_augur_data.pull_request_meta WITH (security_invoker = true) AS
+SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varchar AS pr_head_or_base,
+       m.pr_src_meta_label::varchar AS pr_src_meta_label, m.pr_src_meta_ref::varchar AS pr_src_meta_ref,
+       m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_meta m;
