@@ -142,6 +142,9 @@ DECLARE
     run  bigint;
     step record;
 BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
     IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
         RAISE NOTICE 'a refresh of the views is already running; this call returns';
         RETURN;

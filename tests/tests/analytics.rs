@@ -680,6 +680,14 @@ async fn daily_activity_kept_by_the_triggers_equals_a_full_rebuild() {
 #[tokio::test]
 async fn a_refresh_never_blocks_readers_records_each_view_and_survives_a_failing_one() {
     let (db, pool, _git) = collected("analytics_refresh").await;
+    // Inside a transaction block it fails at once and holds nothing: the next call runs.
+    let mut in_block = db.connect().await;
+    let err = sqlx::raw_sql("BEGIN; CALL aveloxis.refresh_views();")
+        .execute(&mut in_block)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid transaction termination"), "{err}");
+    drop(in_block);
     sqlx::raw_sql("CALL aveloxis.refresh_views()")
         .execute(&pool)
         .await

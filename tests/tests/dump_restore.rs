@@ -36,10 +36,12 @@ async fn dump_and_restore_keep_registry_data() {
         .stage(
             1,
             "issue_comment",
-            &[r#"{"id": 21, "issue_url": "https://api.github.com/repos/chaoss/augur-renamed/issues/2",
+            &[
+                r#"{"id": 21, "issue_url": "https://api.github.com/repos/chaoss/augur-renamed/issues/2",
                   "user": {"login": "carol", "id": 503, "type": "User"}, "body": "+1",
                   "created_at": "2024-02-03T00:00:00Z", "updated_at": "2024-02-03T00:00:00Z"}"#
-                .to_string()],
+                    .to_string(),
+            ],
         )
         .await;
     source.drain(1).await;
