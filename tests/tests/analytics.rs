@@ -502,6 +502,87 @@ async fn the_views_say_what_the_base_tables_say_and_where_they_differ_from_augur
         scalar_i64(&pool, &format!("SELECT count(*) FROM {v}.explorer_libyear_detail")).await,
         1
     );
+    // Commits per day count commits, not (commit, file) rows as Augur's does.
+    let (git_commits, git_rows) = (
+        scalar_i64(
+            &pool,
+            "SELECT count(DISTINCT (repo_id, cmt_commit_hash)) FROM aveloxis_data.commits",
+        )
+        .await,
+        scalar_i64(&pool, "SELECT count(*) FROM aveloxis_data.commits").await,
+    );
+    assert!(git_rows > git_commits);
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            &format!("SELECT sum(num_of_commits)::bigint FROM {v}.explorer_commits_and_committers_daily_count")
+        )
+        .await,
+        git_commits
+    );
+    // Unknown contributors (the scripted commits' authors are linked to no account) are
+    // left out rather than ranked together as one NULL person.
+    assert!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM aveloxis_data.commits WHERE cmt_ght_author_id IS NULL"
+        )
+        .await
+            > 0
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM {v}.explorer_contributor_actions WHERE cntrb_id IS NULL")
+        )
+        .await,
+        0
+    );
+    // A pull request with three events and two messages: Augur's join of events to
+    // messages would count six comments and six of each event; these views count two and
+    // what happened. Its assignment names the assignee, not the actor.
+    sqlx::raw_sql(
+        "WITH p AS (SELECT pull_request_id, repo_id, created_at FROM aveloxis_data.pull_requests ORDER BY pull_request_id LIMIT 1),
+              people AS (SELECT array_agg(cntrb_id ORDER BY cntrb_id) AS ids FROM
+                         (SELECT cntrb_id FROM aveloxis_data.contributors ORDER BY cntrb_id LIMIT 2) x),
+              cleared AS (DELETE FROM aveloxis_data.pull_request_message_ref x USING p WHERE x.pull_request_id = p.pull_request_id),
+              cleared_events AS (DELETE FROM aveloxis_data.pull_request_events e USING p WHERE e.pull_request_id = p.pull_request_id),
+              ev AS (INSERT INTO aveloxis_data.pull_request_events (pull_request_id, repo_id, platform_id, platform_event_id,
+                                                                    node_id, cntrb_id, action, assignee_id, created_at)
+                     SELECT p.pull_request_id, p.repo_id, 1, 990000 + k, 'E' || k, people.ids[1],
+                            CASE k WHEN 1 THEN 'assigned' ELSE 'labeled' END,
+                            CASE k WHEN 1 THEN people.ids[2] END, p.created_at + k * interval '1 hour'
+                     FROM p, people, generate_series(1, 3) k),
+              m AS (INSERT INTO aveloxis_data.messages (repo_id, platform_id, msg_source, platform_msg_id, cntrb_id,
+                                                        msg_text, msg_timestamp)
+                    SELECT p.repo_id, 1, 'issue_comment', 991000 + k, people.ids[2], 'hi', p.created_at + k * interval '1 day'
+                    FROM p, people, generate_series(1, 2) k RETURNING msg_id, repo_id)
+         INSERT INTO aveloxis_data.pull_request_message_ref (pull_request_id, msg_id, repo_id)
+         SELECT p.pull_request_id, m.msg_id, m.repo_id FROM p, m;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql("CALL aveloxis.refresh_views()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let counts: (i64, i64, i64) = sqlx::query_as(&format!(
+        "SELECT comment_count, assigned_count, labeled_count FROM {v}.explorer_pr_response_times
+         WHERE pr_src_id = (SELECT platform_pr_id FROM aveloxis_data.pull_requests ORDER BY pull_request_id LIMIT 1)"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counts, (2, 1, 2));
+    let assignee_is_the_assignee: bool = sqlx::query_scalar(&format!(
+        "SELECT bool_and(a.assignee = e.assignee_id) FROM {v}.explorer_pr_assignments a
+         JOIN aveloxis_data.pull_request_events e ON e.pull_request_id = a.pull_request_id AND e.action = 'assigned'"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(assignee_is_the_assignee);
     // Augur's boolean text flags.
     assert_eq!(
         scalar_i64(
