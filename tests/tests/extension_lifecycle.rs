@@ -30,7 +30,10 @@ async fn create_extension_builds_schemas_platforms_roles_and_version() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(schemas, ["aveloxis", "aveloxis_data", "aveloxis_ops"]);
+    assert_eq!(
+        schemas,
+        ["aveloxis", "aveloxis_augur_data", "aveloxis_data", "aveloxis_ops"]
+    );
 
     let platforms: Vec<(i16, String)> =
         sqlx::query_as("SELECT platform_id, platform_name FROM aveloxis_data.platforms ORDER BY 1")
