@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use crate::error::AgentError;
+use crate::error::{AgentError, Backoff};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -159,4 +159,52 @@ pub struct QueueHealth {
     pub sidelined: i64,
     pub oldest_due_age: String,
     pub failures_last_day: i64,
+}
+
+/// A pool of `connections` to the database `api` already reached.
+pub async fn connect_pool(api: &Api, database_url: &str, connections: u32) -> Result<sqlx::PgPool, AgentError> {
+    let options = crate::db::session_options(database_url).map_err(|e| AgentError::Unreachable {
+        target: api.target.clone(),
+        message: e.to_string(),
+    })?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        // A database that went away makes calls fail within this (and then be retried),
+        // so a stop signal is not held up for long.
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| AgentError::Unreachable {
+            target: api.target.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// Runs `connect` until it succeeds, fails otherwise than by an unreachable PostgreSQL, or
+/// `wait` has passed (zero: one attempt); each retry is logged with the error and the wait.
+pub async fn waiting_for_the_database<T, F, Fut>(
+    wait: std::time::Duration,
+    mut backoff: Backoff,
+    mut connect: F,
+) -> Result<T, AgentError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match connect().await {
+            Err(AgentError::Unreachable { target, message }) if tokio::time::Instant::now() < deadline => {
+                let next = backoff
+                    .next_delay()
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                tracing::warn!(
+                    "cannot connect to PostgreSQL at {target}: {message}; trying again in {:.1} s",
+                    next.as_secs_f64()
+                );
+                tokio::time::sleep(next).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use aveloxis_agent::facade::authors::{self, ForgeRepo, Step};
 use aveloxis_agent::forge::github::{GithubClient, GithubConfig};
 use aveloxis_agent::forge::tokens::TokenPool;
+use aveloxis_agent::phases::facade::authors::{self, ForgeRepo, Step};
 use harness::gitrepo::{Change, Commit, ScriptedRepo};
 use harness::{fixture_records, output_text, sqlx, TestDb};
 use serde_json::json;

@@ -12,9 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use aveloxis_agent::collect::{claim_repo, collect_github, finish};
 use aveloxis_agent::forge::github::{GithubClient, GithubConfig};
 use aveloxis_agent::forge::tokens::TokenPool;
+use aveloxis_agent::phases::api::{collect_github, finish};
+use aveloxis_agent::queue::claim_repo;
 use harness::replay::{github_fixtures, ReplayServer};
 use harness::TestDb;
 

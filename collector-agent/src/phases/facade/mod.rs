@@ -13,8 +13,8 @@ use git2::{Oid, Repository};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::collect::{stage, ClaimedJob};
 use crate::forge::Forge;
+use crate::queue::{stage, ClaimedJob};
 
 pub use git::{check_url, CommitRecord, Credentials, GitError, GitSource};
 
@@ -409,7 +409,7 @@ pub async fn finish(
         Ok(outcome) => Ok(outcome.report()),
         Err((_, error)) => Err((error.to_string(), error.class())),
     };
-    crate::collect::report(db, agent, job, result.is_err(), result).await
+    crate::queue::report(db, agent, job, result.is_err(), result).await
 }
 
 /// Commits staged between two drains started beside the walk.
