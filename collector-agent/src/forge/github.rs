@@ -1,70 +1,27 @@
-//! The GitHub REST client (github.com or GitHub Enterprise through `--github-api-url`).
+//! The GitHub REST client (github.com or GitHub Enterprise through `--github-api-url`):
+//! GitHub's dialect of the shared HTTP rules (`http.rs`).
 //!
-//! HTTP rules (aveloxis-go-spec.md §8, with its ⚠ defects avoided):
-//! - tokens come from the shared budgets (`aveloxis.token_acquire`), and every answer's
-//!   `X-RateLimit-*` headers are settled back, so agents sharing a token never overspend;
-//! - 304 (a conditional request whose ETag still holds) costs no quota and returns
-//!   [`Fetched::NotModified`];
-//! - 401 invalidates the token, not the job: the next token is tried;
+//! - `Authorization: token …`, `Accept: application/vnd.github+json` and the API version;
+//! - budgets per bucket (`core`, `search`, `graphql`), settled from `X-RateLimit-Remaining`
+//!   / `-Reset` / `-Resource` (a one-hour window when Enterprise sends no reset);
 //! - 403/429 with `Retry-After` waits that long; a primary limit (`X-RateLimit-Remaining: 0`)
 //!   moves to another token or waits for the reset; a secondary limit (its documented body
-//!   texts) backs off; any other 403 is Forbidden (the endpoint is skipped);
-//! - 5xx, timeouts and connection errors are retried with bounded, jittered backoff;
-//! - 301/308 are followed (up to 5 hops) and reported as a move, 302/307 followed; a 3xx
-//!   without `Location`, or a sixth hop, is a `Redirect` error of that request;
-//! - 204 No Content (GitHub's contributors of an empty repository) is an empty list;
-//! - 404 → NotFound, 410 → Gone (both skip the endpoint; the collection decides when the
-//!   repository itself is gone), 422 and other 4xx → Rejected, never retried;
-//! - tokens are only ever sent to the API's own origin (scheme, host and port): the first
-//!   URL, every `Location` and every `Link` are checked before a token is attached.
+//!   texts) backs off; any other 403 is Forbidden;
+//! - the next page is `Link: rel="next"`.
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, IF_NONE_MATCH, LINK, LOCATION, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, LINK};
+use reqwest::{RequestBuilder, StatusCode, Url};
 
-use super::tokens::{Grant, TokenPool};
+use super::http::{header, retry_after, ClientConfig, Dialect, HttpApi, Limited, Reported};
+use super::tokens::TokenPool;
 use super::{next_link, Fetched, Forge, ForgeError, Request};
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com/";
 
-/// Limits of the client's patience.
-#[derive(Clone, Debug)]
-pub struct GithubConfig {
-    /// The API root, e.g. `https://api.github.com/` or `https://ghe.example.com/api/v3/`.
-    pub api_url: Url,
-    /// Retries of one request after 5xx, timeouts or connection errors.
-    pub max_retries: u32,
-    /// The first retry's backoff; it doubles each time (jittered, capped at 64 × base).
-    pub retry_base: Duration,
-    /// The longest rate-limit wait taken inside one fetch; longer ones end the fetch as
-    /// Transient so the job is retried later instead of holding its lease.
-    pub max_wait: Duration,
-    pub request_timeout: Duration,
-}
-
-impl GithubConfig {
-    pub fn new(api_url: &str) -> Result<Self, url::ParseError> {
-        let mut api_url = Url::parse(api_url)?;
-        if !api_url.path().ends_with('/') {
-            let path = format!("{}/", api_url.path());
-            api_url.set_path(&path);
-        }
-        Ok(GithubConfig {
-            api_url,
-            max_retries: 5,
-            retry_base: Duration::from_secs(1),
-            max_wait: Duration::from_secs(15 * 60),
-            request_timeout: Duration::from_secs(60),
-        })
-    }
-}
-
-pub struct GithubClient {
-    http: reqwest::Client,
-    config: GithubConfig,
-    tokens: TokenPool,
-}
+/// A GitHub client's limits and API root.
+pub type GithubConfig = ClientConfig;
 
 /// The rate-limit bucket a request spends from.
 fn bucket_of(url: &Url) -> &'static str {
@@ -78,289 +35,89 @@ fn bucket_of(url: &Url) -> &'static str {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+pub struct GithubDialect;
+
+impl Dialect for GithubDialect {
+    fn authorize(&self, get: RequestBuilder, token: &str) -> RequestBuilder {
+        get.header(AUTHORIZATION, format!("token {token}"))
+            .header(ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+    }
+
+    fn bucket(&self, url: &Url) -> &'static str {
+        bucket_of(url)
+    }
+
+    fn reported(&self, headers: &HeaderMap, bucket: &'static str) -> (Reported, &'static str) {
+        let reported = Reported {
+            remaining: header(headers, "x-ratelimit-remaining").and_then(|v| v.parse::<i32>().ok()),
+            reset: header(headers, "x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()),
+        };
+        let bucket = match header(headers, "x-ratelimit-resource") {
+            Some("search") => "search",
+            Some("graphql") => "graphql",
+            _ => bucket,
+        };
+        (reported, bucket)
+    }
+
+    fn default_window(&self) -> Duration {
+        // Older GitHub Enterprise sends no X-RateLimit-Reset: GitHub's one-hour window.
+        Duration::from_secs(3600)
+    }
+
+    fn limited(&self, status: StatusCode, headers: &HeaderMap, message: &str, reported: Reported) -> Limited {
+        let lower = message.to_lowercase();
+        if let Some(wait) = retry_after(headers) {
+            Limited::Wait(wait, "Retry-After")
+        } else if reported.remaining == Some(0) {
+            // Primary limit: settled at 0, so the budgets move to another token or say
+            // how long to wait.
+            Limited::Rotate
+        } else if status == StatusCode::TOO_MANY_REQUESTS
+            || lower.contains("secondary rate limit")
+            || lower.contains("abuse detection")
+            || lower.contains("rate limit exceeded")
+        {
+            Limited::Backoff
+        } else {
+            Limited::No
+        }
+    }
+
+    fn next_page(&self, _url: &Url, headers: &HeaderMap) -> Option<String> {
+        header(headers, LINK.as_str()).and_then(next_link)
+    }
+}
+
+pub struct GithubClient {
+    api: HttpApi<GithubDialect>,
 }
 
 impl GithubClient {
     pub fn new(config: GithubConfig, tokens: TokenPool) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.request_timeout)
-            .user_agent(concat!("aveloxis-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(GithubClient { http, config, tokens })
+        Ok(GithubClient {
+            api: HttpApi::new(config, tokens, GithubDialect)?,
+        })
     }
 
     pub fn config(&self) -> &GithubConfig {
-        &self.config
+        &self.api.config
     }
 
     pub(crate) fn tokens(&self) -> &TokenPool {
-        &self.tokens
+        &self.api.tokens
     }
 
     /// The API's host as tokens are keyed by it: `host`, or `host:port` off the default port.
     pub fn api_host(&self) -> String {
-        super::hosts::host_port(&self.config.api_url)
-    }
-
-    /// The request's URL (a path under the API root, or an absolute URL), which must be on
-    /// the API's origin.
-    fn resolve(&self, path: &str) -> Result<Url, ForgeError> {
-        let url = self
-            .config
-            .api_url
-            .join(path.trim_start_matches('/'))
-            .map_err(|_| ForgeError::ForeignUrl { url: path.to_string() })?;
-        self.on_api_origin(url)
-    }
-
-    /// A `Location` or `Link` target, relative to the URL that gave it, which must be on
-    /// the API's origin.
-    fn follow(&self, from: &Url, target: &str) -> Result<Url, ForgeError> {
-        let url = from.join(target).map_err(|_| ForgeError::ForeignUrl {
-            url: target.to_string(),
-        })?;
-        self.on_api_origin(url)
-    }
-
-    /// Only URLs of the API's own scheme, host and port are ever sent a token.
-    fn on_api_origin(&self, url: Url) -> Result<Url, ForgeError> {
-        let api = &self.config.api_url;
-        if url.scheme() != api.scheme()
-            || url.host_str().map(str::to_ascii_lowercase) != api.host_str().map(str::to_ascii_lowercase)
-            || url.port_or_known_default() != api.port_or_known_default()
-        {
-            return Err(ForgeError::ForeignUrl { url: url.to_string() });
-        }
-        Ok(url)
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.config.retry_base;
-        let exp = base.saturating_mul(1 << attempt.min(6));
-        exp + base.mul_f64(fastrand::f64())
-    }
-
-    /// Sleeps for a rate-limit wait, or gives up if it is longer than `max_wait`.
-    async fn wait(&self, url: &Url, wait: Duration, why: &str) -> Result<(), ForgeError> {
-        if wait > self.config.max_wait {
-            return Err(ForgeError::Transient {
-                url: url.to_string(),
-                message: format!("{why}; the next token is free in {} s", wait.as_secs()),
-            });
-        }
-        tracing::info!(url = %url, wait_ms = wait.as_millis() as u64, "{why}; waiting");
-        tokio::time::sleep(wait).await;
-        Ok(())
-    }
-
-    async fn fetch_url(&self, request: &Request) -> Result<Fetched, ForgeError> {
-        let mut url = self.resolve(&request.path)?;
-        let mut moved_to = None;
-        let mut hops = 0;
-        let mut failures = 0;
-        let mut secondary = 0;
-        loop {
-            let bucket = bucket_of(&url);
-            let token = match self.tokens.acquire(bucket).await? {
-                Grant::Use(token) => token,
-                Grant::Wait(wait) => {
-                    self.wait(&url, wait, "every token's rate limit is spent").await?;
-                    continue;
-                }
-            };
-            let mut get = self
-                .http
-                .get(url.clone())
-                .header(AUTHORIZATION, format!("token {}", token.secret()))
-                .header(ACCEPT, "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28");
-            if let (Some(etag), 0) = (&request.etag, hops) {
-                get = get.header(IF_NONE_MATCH, etag);
-            }
-            let response = match get.send().await {
-                Ok(response) => response,
-                Err(e) => {
-                    self.tokens.release(&token, bucket).await?;
-                    failures += 1;
-                    if failures > self.config.max_retries {
-                        return Err(ForgeError::Transient {
-                            url: url.to_string(),
-                            message: format!("no answer after {} attempts: {e}", failures),
-                        });
-                    }
-                    tracing::warn!(url = %url, attempt = failures, "request failed: {e}; retrying");
-                    tokio::time::sleep(self.backoff(failures - 1)).await;
-                    continue;
-                }
-            };
-            let status = response.status();
-            let headers = response.headers().clone();
-            // Settle the grant with what GitHub reported (or just end it).
-            let reported = (
-                header(&headers, "x-ratelimit-remaining").and_then(|v| v.parse::<i32>().ok()),
-                header(&headers, "x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()),
-            );
-            let settled_bucket = match header(&headers, "x-ratelimit-resource") {
-                Some("search") => "search",
-                Some("graphql") => "graphql",
-                _ => bucket,
-            };
-            match reported {
-                (Some(remaining), reset) => {
-                    // Without X-RateLimit-Reset (older GitHub Enterprise), assume GitHub's
-                    // one-hour window from now.
-                    let reset = reset.unwrap_or_else(|| {
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs() as i64 + 3600)
-                    });
-                    self.tokens.settle(&token, settled_bucket, remaining, reset).await?;
-                }
-                _ => self.tokens.release(&token, bucket).await?,
-            }
-
-            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                let Some(target) = header(&headers, LOCATION.as_str()).map(str::to_string) else {
-                    return Err(ForgeError::Redirect {
-                        url: url.to_string(),
-                        message: format!("HTTP {status} without a Location header"),
-                    });
-                };
-                hops += 1;
-                if hops > 5 {
-                    return Err(ForgeError::Redirect {
-                        url: request.path.clone(),
-                        message: format!("redirects without end (more than 5 hops; the last to {target})"),
-                    });
-                }
-                let next = self.follow(&url, &target)?;
-                if matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT) {
-                    moved_to = Some(next.to_string());
-                }
-                url = next;
-                continue;
-            }
-            if status == StatusCode::NOT_MODIFIED {
-                return Ok(Fetched::NotModified);
-            }
-            if status == StatusCode::NO_CONTENT {
-                // GitHub's contributors of an empty repository: nothing, not an error.
-                return Ok(Fetched::Page {
-                    body: serde_json::Value::Array(Vec::new()),
-                    etag: header(&headers, "etag").map(str::to_string),
-                    next: None,
-                    moved_to,
-                });
-            }
-            if status.is_success() {
-                let etag = header(&headers, "etag").map(str::to_string);
-                let next = match header(&headers, LINK.as_str()).and_then(next_link) {
-                    Some(next) => Some(self.follow(&url, &next)?.to_string()),
-                    None => None,
-                };
-                let text = response.text().await.map_err(|e| ForgeError::Transient {
-                    url: url.to_string(),
-                    message: format!("the body could not be read: {e}"),
-                })?;
-                let body = match serde_json::from_str(&text) {
-                    Ok(body) => body,
-                    Err(e) => {
-                        // A truncated or garbled body: ask again.
-                        failures += 1;
-                        if failures > self.config.max_retries {
-                            return Err(ForgeError::Transient {
-                                url: url.to_string(),
-                                message: format!("the body is not JSON after {failures} attempts: {e}"),
-                            });
-                        }
-                        tokio::time::sleep(self.backoff(failures - 1)).await;
-                        continue;
-                    }
-                };
-                return Ok(Fetched::Page {
-                    body,
-                    etag,
-                    next,
-                    moved_to,
-                });
-            }
-
-            let body = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-                .unwrap_or_else(|| body.chars().take(200).collect());
-            let retry_after = header(&headers, RETRY_AFTER.as_str())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            match status.as_u16() {
-                401 => {
-                    tracing::warn!(token = %token.fingerprint, url = %url, "401: invalidating the token");
-                    self.tokens
-                        .invalidate(&token, &format!("401 from {url}: {message}"))
-                        .await?;
-                    continue;
-                }
-                403 | 429 => {
-                    let lower = message.to_lowercase();
-                    if let Some(wait) = retry_after {
-                        self.wait(&url, wait, &format!("HTTP {status}: Retry-After")).await?;
-                    } else if reported.0 == Some(0) {
-                        // Primary limit: settled at 0, so the budgets move to another token
-                        // or say how long to wait.
-                        continue;
-                    } else if status == StatusCode::TOO_MANY_REQUESTS
-                        || lower.contains("secondary rate limit")
-                        || lower.contains("abuse detection")
-                        || lower.contains("rate limit exceeded")
-                    {
-                        secondary += 1;
-                        if secondary > self.config.max_retries {
-                            return Err(ForgeError::Transient {
-                                url: url.to_string(),
-                                message: format!("secondary rate limit persists: {message}"),
-                            });
-                        }
-                        let wait = self.backoff(secondary - 1);
-                        self.wait(&url, wait, "secondary rate limit").await?;
-                    } else {
-                        return Err(ForgeError::Forbidden {
-                            url: url.to_string(),
-                            message,
-                        });
-                    }
-                }
-                404 => return Err(ForgeError::NotFound { url: url.to_string() }),
-                410 => return Err(ForgeError::Gone { url: url.to_string() }),
-                500..=599 => {
-                    failures += 1;
-                    if failures > self.config.max_retries {
-                        return Err(ForgeError::Transient {
-                            url: url.to_string(),
-                            message: format!("HTTP {status} after {failures} attempts: {message}"),
-                        });
-                    }
-                    tracing::warn!(url = %url, attempt = failures, "HTTP {status}; retrying");
-                    tokio::time::sleep(self.backoff(failures - 1)).await;
-                }
-                code => {
-                    return Err(ForgeError::Rejected {
-                        url: url.to_string(),
-                        status: code,
-                        message,
-                    })
-                }
-            }
-        }
+        self.api.api_host()
     }
 }
 
 impl Forge for GithubClient {
     fn fetch(&self, request: &Request) -> impl std::future::Future<Output = Result<Fetched, ForgeError>> + Send {
-        self.fetch_url(request)
+        self.api.fetch(request)
     }
 }
 

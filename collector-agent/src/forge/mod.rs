@@ -1,10 +1,11 @@
 //! Forge clients: the HTTP half of collection. A [`Forge`] fetches one page (or one
 //! object) of an API, with conditional requests, token budgets, retries and error
-//! classes; collection code walks pages through it. GitHub implements it now
-//! (`github.rs`); GitLab implements the same trait next.
+//! classes; collection code walks pages through it. The HTTP rules are shared
+//! (`http.rs`); each forge is a dialect of them (`github.rs`, `gitlab.rs`).
 
 pub mod github;
 pub mod hosts;
+pub mod http;
 #[cfg(test)]
 pub(crate) mod test_server;
 pub mod tokens;
