@@ -4,6 +4,7 @@
 //! (`http.rs`); each forge is a dialect of them (`github.rs`, `gitlab.rs`).
 
 pub mod github;
+pub mod gitlab;
 pub mod hosts;
 pub mod http;
 #[cfg(test)]

@@ -29,7 +29,8 @@ struct Canned {
     body: String,
 }
 
-type Routes = Arc<Mutex<Vec<(String, Canned)>>>;
+/// Per route: the path, the answer, and how many more times it is given (None: always).
+type Routes = Arc<Mutex<Vec<(String, Canned, Option<usize>)>>>;
 
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`, without a trailing slash.
@@ -73,10 +74,15 @@ impl TestServer {
                 let canned = r
                     .lock()
                     .unwrap()
-                    .iter()
+                    .iter_mut()
                     .rev()
-                    .find(|(p, _)| *p == path)
-                    .map(|(_, c)| c.clone())
+                    .find(|(p, _, left)| *p == path && *left != Some(0))
+                    .map(|(_, c, left)| {
+                        if let Some(n) = left {
+                            *n -= 1;
+                        }
+                        c.clone()
+                    })
                     .unwrap_or(Canned {
                         status: 404,
                         headers: Vec::new(),
@@ -107,6 +113,15 @@ impl TestServer {
 
     /// Answers `path` (with its query) this way from now on.
     pub fn route(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str) {
+        self.push(path, status, headers, body, None);
+    }
+
+    /// Answers `path` this way the next `times` requests, then as routed before.
+    pub fn route_times(&self, path: &str, times: usize, status: u16, headers: &[(&str, &str)], body: &str) {
+        self.push(path, status, headers, body, Some(times));
+    }
+
+    fn push(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str, times: Option<usize>) {
         self.routes.lock().unwrap().push((
             path.to_string(),
             Canned {
@@ -114,6 +129,7 @@ impl TestServer {
                 headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
                 body: body.to_string(),
             },
+            times,
         ));
     }
 
