@@ -52,6 +52,9 @@ CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_fi
 -- action), and of a repository's reviews by time (the analyst API).
 CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
 CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
+-- One contributor's closes and merges (aveloxis.contributor_activity).
+CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
 
 -- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
 -- which rebuild both as the rows go in (after a restore with --disable-triggers:
