@@ -1867,7 +1867,10 @@ BEGIN
                                         amount bigint, sign integer) ON COMMIT DELETE ROWS;
     END IF;
     PERFORM aveloxis_ops.check_scratch_owner('activity_net');
-    TRUNCATE pg_temp.activity_net;
+    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
+    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
+    -- statement's facts at a time.
+    DELETE FROM pg_temp.activity_net;
     INSERT INTO pg_temp.activity_net
     SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
     UNION ALL
@@ -1951,7 +1954,7 @@ BEGIN
     WHERE a.repo_id = z.repo_id AND a.day = z.day
       AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
            a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    TRUNCATE pg_temp.activity_net;
+    DELETE FROM pg_temp.activity_net;
 END
 $$;
 
