@@ -879,7 +879,7 @@ BEGIN
         SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
             security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
             contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = now()
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
         WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
                f.changelog_file, f.license_file)
               IS DISTINCT FROM
@@ -2412,6 +2412,7 @@ AS $$
 DECLARE
     item     record;
     reported bigint;
+    gathered bigint;
     written  integer := 0;
 BEGIN
     IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
@@ -2421,13 +2422,14 @@ BEGIN
         reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
                               AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
                          THEN (item.value ->> 'reported')::bigint END;
-        IF reported IS NULL OR aveloxis_ops.gathered(repo, item.key) IS NULL THEN
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
             RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
                 CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
             CONTINUE;
         END IF;
         INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, aveloxis_ops.gathered(repo, item.key), now(), phase)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
         ON CONFLICT (repo_id, entity) DO UPDATE
             -- Issue numbers never go down: an incremental run sees only recent ones.
             SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)

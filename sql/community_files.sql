@@ -83,7 +83,7 @@ BEGIN
         SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
             security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
             contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = now()
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
         WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
                f.changelog_file, f.license_file)
               IS DISTINCT FROM

@@ -528,6 +528,20 @@ async fn an_analyst_login_reads_and_nothing_else() {
         format!("SELECT * FROM aveloxis.job_history({repo}, 5)"),
         "SELECT * FROM aveloxis.token_status()".to_string(),
         "SELECT count(*) FROM aveloxis_data.repos".to_string(),
+        // The read side (0.8.0): views, the analyst API, bots, completeness.
+        "SELECT count(*) FROM aveloxis_augur_data.explorer_contributor_actions".to_string(),
+        "SELECT count(*) FROM aveloxis_augur_data.issues".to_string(),
+        "SELECT * FROM aveloxis.view_refresh_history()".to_string(),
+        "SELECT * FROM aveloxis.bots()".to_string(),
+        "SELECT aveloxis.is_bot(gen_random_uuid())".to_string(),
+        format!("SELECT * FROM aveloxis.completeness({repo})"),
+        format!("SELECT * FROM aveloxis.repo_stats({repo})"),
+        format!("SELECT * FROM aveloxis.repo_activity({repo}, '2024-01-01', '2024-03-01', 'week', false)"),
+        format!("SELECT * FROM aveloxis.repo_activity({repo}, '2024-01-01', '2024-03-01', 'month', true)"),
+        "SELECT * FROM aveloxis.group_activity('Default', '2024-01-01', '2024-03-01')".to_string(),
+        format!("SELECT * FROM aveloxis.top_contributors({repo}, '2024-01-01')"),
+        format!("SELECT * FROM aveloxis.new_contributors({repo}, '2024-01-01')"),
+        "SELECT * FROM aveloxis.contributor_activity(gen_random_uuid())".to_string(),
     ] {
         assert_eq!(sqlstate(&mut conn, &sql).await, None, "{sql}");
     }
@@ -546,6 +560,9 @@ async fn an_analyst_login_reads_and_nothing_else() {
         "SELECT aveloxis.add_repo('https://github.com/a/b')".to_string(),
         "SELECT * FROM aveloxis_ops.jobs".to_string(),
         "SELECT * FROM aveloxis_ops.token_budgets".to_string(),
+        "CALL aveloxis.refresh_views()".to_string(),
+        "SELECT aveloxis.rebuild_activity()".to_string(),
+        "SELECT aveloxis.add_bot_pattern('x')".to_string(),
         "DELETE FROM aveloxis_data.repos".to_string(),
         "UPDATE aveloxis_data.contributors SET cntrb_login = 'x'".to_string(),
     ] {
