@@ -31,14 +31,22 @@ $$;
 SELECT aveloxis_ops.ensure_role(role_name)
 FROM unnest(ARRAY['aveloxis_agent', 'aveloxis_analyst', 'aveloxis_admin']) AS role_name;
 
+-- Identity platforms: whose account ids these are. 1 is github.com, 2 gitlab.com (byte 0
+-- of Augur's GithubUUID, kept), 3 plain git. Each forge host declared later gets its own
+-- row (16 and up, aveloxis.add_forge_host): user 42 of a self-managed GitLab is not user 42
+-- of gitlab.com (docs/identity.md).
 CREATE TABLE aveloxis_data.platforms (
     platform_id   smallint PRIMARY KEY CHECK (platform_id BETWEEN 1 AND 255),
-    platform_name text NOT NULL UNIQUE
+    platform_name text NOT NULL UNIQUE,
+    -- Which API its accounts come from: 1 GitHub, 2 GitLab, 3 none (plain git).
+    platform_kind smallint NOT NULL CHECK (platform_kind IN (1, 2, 3)),
+    -- The forge host whose accounts these are (NULL for plain git).
+    platform_host text UNIQUE
 );
-COMMENT ON TABLE aveloxis_data.platforms IS 'Forge kinds; platform_id is byte 0 of every deterministic contributor id';
-INSERT INTO aveloxis_data.platforms (platform_id, platform_name) VALUES
-    (1, 'GitHub'),
-    (2, 'GitLab'),
-    (3, 'Git');
+COMMENT ON TABLE aveloxis_data.platforms IS 'Identity platforms (a forge host each); platform_id is byte 0 of every deterministic contributor id';
+INSERT INTO aveloxis_data.platforms (platform_id, platform_name, platform_kind, platform_host) VALUES
+    (1, 'GitHub', 1, 'github.com'),
+    (2, 'GitLab', 2, 'gitlab.com'),
+    (3, 'Git', 3, NULL);
 -- Rows a DBA adds (a future forge) survive pg_dump; the seeds come back with the extension.
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE platform_id > 3');

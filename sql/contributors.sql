@@ -119,13 +119,18 @@ DECLARE
     platform smallint;
     account bigint;
 BEGIN
-    -- GitHub: [id+]login@users.noreply.github.com; GitLab: id-login@users.noreply.<host>.
+    -- GitHub: [id+]login@users.noreply.github.com; GitLab: id-login@users.noreply.<host>,
+    -- the host being gitlab.com or a declared self-managed one (its identity platform).
     m := regexp_match(address, '^(?:([0-9]+)\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
     IF m IS NOT NULL THEN
         platform := 1;
     ELSE
-        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.gitlab\.com$');
-        platform := CASE WHEN m IS NOT NULL THEN 2 END;
+        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.([a-z0-9.-]+)$');
+        SELECT p.platform_id INTO platform FROM aveloxis_data.platforms p
+        WHERE m IS NOT NULL AND p.platform_host = m[3] AND p.platform_kind = 2;
+        IF platform IS NULL THEN
+            m := NULL;
+        END IF;
     END IF;
     IF m IS NOT NULL THEN
         account := m[1]::bigint;
@@ -167,14 +172,16 @@ AS $$
 DECLARE
     target uuid := link_contributor.cntrb_id;
     holder uuid;
+    -- 1 GitHub or 2 GitLab: which gh_*/gl_* columns the account fills.
+    kind smallint := (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform);
 BEGIN
     IF target IS NULL OR platform IS NULL OR user_id IS NULL THEN
         RAISE EXCEPTION 'link_contributor needs a cntrb_id, a platform and a user id'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'login may be NULL; the others may not.';
     END IF;
-    IF platform NOT IN (1, 2) OR user_id <= 0 THEN
+    IF kind IS NULL OR kind NOT IN (1, 2) OR user_id <= 0 THEN
         RAISE EXCEPTION 'platform % / user id % is not a forge account', platform, user_id
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use platform 1 (GitHub) or 2 (GitLab) and the forge''s numeric user id.';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an identity platform of aveloxis_data.platforms (1 github.com, 2 gitlab.com, 16+ declared hosts) and the forge''s numeric user id.';
     END IF;
     IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = target AND c.cntrb_deleted = 0) THEN
         RAISE EXCEPTION 'contributor % does not exist or was merged away', target
@@ -201,10 +208,10 @@ BEGIN
         ON CONFLICT DO NOTHING;
     END IF;
     UPDATE aveloxis_data.contributors c
-    SET gh_user_id = CASE WHEN platform = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
-        gh_login = CASE WHEN platform = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
-        gl_id = CASE WHEN platform = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
-        gl_username = CASE WHEN platform = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
+    SET gh_user_id = CASE WHEN kind = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
+        gh_login = CASE WHEN kind = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
+        gl_id = CASE WHEN kind = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
+        gl_username = CASE WHEN kind = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
     WHERE c.cntrb_id = target;
 END
 $$;
@@ -260,5 +267,41 @@ BEGIN
     WHERE e IS NOT NULL
     ON CONFLICT (alias_email) DO UPDATE SET cntrb_id = EXCLUDED.cntrb_id;
     UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+END
+$$;
+
+-- A user object from a payload, or NULL when there is none: JSON null, {} and objects
+-- without a positive numeric id are "no user", never a made-up person.
+CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
+                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
+                THEN (u ->> 'id')::bigint END
+$$;
+
+-- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
+CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    no_user bigint;
+    resolved record;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    RETURN ROW(resolved.inserted, resolved.updated,
+               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
 $$;

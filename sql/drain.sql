@@ -48,20 +48,24 @@ BEGIN
     -- (sql/activity.sql) too: they check it again, but a refusal there would only reject
     -- the batch's rows, not stop the drain with a clear error.
     PERFORM aveloxis_ops.check_scratch_owner(n)
-    FROM unnest(names || ARRAY['drain_scratch_layout_3', 'activity_net']) n;
+    FROM unnest(names || ARRAY['drain_scratch_layout_4', 'activity_net']) n;
     SELECT count(*) INTO ours FROM pg_catalog.pg_class c
     WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
-      AND c.relname = ANY (names || 'drain_scratch_layout_3'::text);
+      AND c.relname = ANY (names || 'drain_scratch_layout_4'::text);
     IF ours = cardinality(names) + 1 THEN
         RETURN;
     END IF;
-    FOREACH scratch IN ARRAY names || 'drain_scratch_layout_3'::text LOOP
+    -- (An older version's marker goes too.)
+    FOREACH scratch IN ARRAY names || ARRAY['drain_scratch_layout_3', 'drain_scratch_layout_4'] LOOP
         PERFORM aveloxis_ops.drop_batch_table(scratch);
     END LOOP;
-    CREATE TEMP TABLE drain_scratch_layout_3 ();
+    CREATE TEMP TABLE drain_scratch_layout_4 ();
     CREATE TEMP TABLE drain_rows (
         staging_id  bigint PRIMARY KEY,
+        -- Whose account ids the payload carries (the repository host's identity platform).
         platform_id smallint NOT NULL,
+        -- Whose API wrote it, so which mapper reads it: 1 GitHub, 2 GitLab.
+        forge       smallint NOT NULL,
         doc         jsonb COMPRESSION lz4,
         context     jsonb,
         parse_error text,
@@ -114,6 +118,9 @@ BEGIN
         body            text,
         html_url        text,
         parent_number   integer,
+        -- 'issue' or 'pull_request' when the forge says (GitLab numbers them apart);
+        -- NULL when issues and pull requests share one number space (GitHub).
+        parent_kind     text,
         author          jsonb,
         created_at      timestamptz,
         updated_at      timestamptz,
@@ -126,6 +133,8 @@ BEGIN
     -- Every user object met in the batch, one row per (platform, id), resolved to cntrb_id.
     CREATE TEMP TABLE drain_users (
         platform_id smallint NOT NULL,
+        -- The identity platform's kind: 1 GitHub (gh_* columns), 2 GitLab (gl_* columns).
+        kind        smallint NOT NULL,
         user_id     bigint NOT NULL,
         login       text,
         user_type   text,
@@ -141,6 +150,8 @@ BEGIN
         company     text,
         location    text,
         created_at  timestamptz,
+        -- GitLab's account state (active, blocked, deactivated, banned...).
+        state       text,
         staging_id  bigint NOT NULL,
         cntrb_id    uuid,
         -- Known account whose stored identity and contributor row already say what the
@@ -228,52 +239,78 @@ $$;
 -- without it the row cannot be stored. Text fields take any value (its JSON text);
 -- values inside arrays (a pull request's reviews and files) are checked by their
 -- mappers, and one that cannot be stored rejects its row with the entity named.
-CREATE FUNCTION aveloxis_ops.drain_fields(entity text)
+CREATE FUNCTION aveloxis_ops.drain_fields(entity text, forge smallint)
 RETURNS TABLE (path text[], kind text, is_key boolean)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT f.path, f.kind, f.is_key
     FROM (VALUES
-        ('issue', '{id}'::text[], 'bigint', true), ('issue', '{number}', 'integer', true),
-        ('issue', '{comments}', 'integer', false), ('issue', '{created_at}', 'timestamp', false),
-        ('issue', '{updated_at}', 'timestamp', false), ('issue', '{closed_at}', 'timestamp', false),
-        ('pull_request', '{pull_request,id}', 'bigint', true), ('pull_request', '{pull_request,number}', 'integer', true),
-        ('pull_request', '{pull_request,locked}', 'boolean', false),
-        ('pull_request', '{pull_request,draft}', 'boolean', false),
-        ('pull_request', '{pull_request,merged}', 'boolean', false),
-        ('pull_request', '{pull_request,commits}', 'integer', false),
-        ('pull_request', '{pull_request,additions}', 'integer', false),
-        ('pull_request', '{pull_request,deletions}', 'integer', false),
-        ('pull_request', '{pull_request,changed_files}', 'integer', false),
-        ('pull_request', '{pull_request,created_at}', 'timestamp', false),
-        ('pull_request', '{pull_request,updated_at}', 'timestamp', false),
-        ('pull_request', '{pull_request,closed_at}', 'timestamp', false),
-        ('pull_request', '{pull_request,merged_at}', 'timestamp', false),
-        ('issue_comment', '{id}', 'bigint', true), ('issue_comment', '{created_at}', 'timestamp', false),
-        ('issue_comment', '{updated_at}', 'timestamp', false),
-        ('issue_event', '{id}', 'bigint', true), ('issue_event', '{created_at}', 'timestamp', false),
-        ('issue_event', '{issue,number}', 'integer', false),
-        ('release', '{id}', 'bigint', true), ('release', '{draft}', 'boolean', false),
-        ('release', '{prerelease}', 'boolean', false), ('release', '{created_at}', 'timestamp', false),
-        ('release', '{published_at}', 'timestamp', false), ('release', '{updated_at}', 'timestamp', false),
-        ('review_comment', '{id}', 'bigint', true),
-        ('review_comment', '{pull_request_review_id}', 'bigint', false),
-        ('review_comment', '{in_reply_to_id}', 'bigint', false),
-        ('review_comment', '{position}', 'integer', false),
-        ('review_comment', '{original_position}', 'integer', false),
-        ('review_comment', '{line}', 'integer', false), ('review_comment', '{original_line}', 'integer', false),
-        ('review_comment', '{created_at}', 'timestamp', false),
-        ('review_comment', '{updated_at}', 'timestamp', false),
-        ('repo_info', '{id}', 'bigint', true), ('repo_info', '{fork}', 'boolean', false),
-        ('repo_info', '{archived}', 'boolean', false), ('repo_info', '{has_issues}', 'boolean', false),
-        ('repo_info', '{has_wiki}', 'boolean', false), ('repo_info', '{has_pages}', 'boolean', false),
-        ('repo_info', '{forks_count}', 'integer', false), ('repo_info', '{subscribers_count}', 'integer', false),
-        ('repo_info', '{watchers_count}', 'integer', false), ('repo_info', '{stargazers_count}', 'integer', false),
-        ('repo_info', '{open_issues_count}', 'integer', false), ('repo_info', '{size}', 'integer', false),
-        ('repo_info', '{created_at}', 'timestamp', false), ('repo_info', '{updated_at}', 'timestamp', false),
-        ('repo_info', '{pushed_at}', 'timestamp', false)
-    ) AS f(entity, path, kind, is_key)
-    WHERE f.entity = drain_fields.entity
+        ('issue', '{id}'::text[], 'bigint', true, 1::smallint), ('issue', '{number}', 'integer', true, 1),
+        ('issue', '{comments}', 'integer', false, 1), ('issue', '{created_at}', 'timestamp', false, 1),
+        ('issue', '{updated_at}', 'timestamp', false, 1), ('issue', '{closed_at}', 'timestamp', false, 1),
+        ('pull_request', '{pull_request,id}', 'bigint', true, 1), ('pull_request', '{pull_request,number}', 'integer', true, 1),
+        ('pull_request', '{pull_request,locked}', 'boolean', false, 1),
+        ('pull_request', '{pull_request,draft}', 'boolean', false, 1),
+        ('pull_request', '{pull_request,merged}', 'boolean', false, 1),
+        ('pull_request', '{pull_request,commits}', 'integer', false, 1),
+        ('pull_request', '{pull_request,additions}', 'integer', false, 1),
+        ('pull_request', '{pull_request,deletions}', 'integer', false, 1),
+        ('pull_request', '{pull_request,changed_files}', 'integer', false, 1),
+        ('pull_request', '{pull_request,created_at}', 'timestamp', false, 1),
+        ('pull_request', '{pull_request,updated_at}', 'timestamp', false, 1),
+        ('pull_request', '{pull_request,closed_at}', 'timestamp', false, 1),
+        ('pull_request', '{pull_request,merged_at}', 'timestamp', false, 1),
+        ('issue_comment', '{id}', 'bigint', true, 1), ('issue_comment', '{created_at}', 'timestamp', false, 1),
+        ('issue_comment', '{updated_at}', 'timestamp', false, 1),
+        ('issue_event', '{id}', 'bigint', true, 1), ('issue_event', '{created_at}', 'timestamp', false, 1),
+        ('issue_event', '{issue,number}', 'integer', false, 1),
+        ('release', '{id}', 'bigint', true, 1), ('release', '{draft}', 'boolean', false, 1),
+        ('release', '{prerelease}', 'boolean', false, 1), ('release', '{created_at}', 'timestamp', false, 1),
+        ('release', '{published_at}', 'timestamp', false, 1), ('release', '{updated_at}', 'timestamp', false, 1),
+        ('review_comment', '{id}', 'bigint', true, 1),
+        ('review_comment', '{pull_request_review_id}', 'bigint', false, 1),
+        ('review_comment', '{in_reply_to_id}', 'bigint', false, 1),
+        ('review_comment', '{position}', 'integer', false, 1),
+        ('review_comment', '{original_position}', 'integer', false, 1),
+        ('review_comment', '{line}', 'integer', false, 1), ('review_comment', '{original_line}', 'integer', false, 1),
+        ('review_comment', '{created_at}', 'timestamp', false, 1),
+        ('review_comment', '{updated_at}', 'timestamp', false, 1),
+        ('repo_info', '{id}', 'bigint', true, 1), ('repo_info', '{fork}', 'boolean', false, 1),
+        ('repo_info', '{archived}', 'boolean', false, 1), ('repo_info', '{has_issues}', 'boolean', false, 1),
+        ('repo_info', '{has_wiki}', 'boolean', false, 1), ('repo_info', '{has_pages}', 'boolean', false, 1),
+        ('repo_info', '{forks_count}', 'integer', false, 1), ('repo_info', '{subscribers_count}', 'integer', false, 1),
+        ('repo_info', '{watchers_count}', 'integer', false, 1), ('repo_info', '{stargazers_count}', 'integer', false, 1),
+        ('repo_info', '{open_issues_count}', 'integer', false, 1), ('repo_info', '{size}', 'integer', false, 1),
+        ('repo_info', '{created_at}', 'timestamp', false, 1), ('repo_info', '{updated_at}', 'timestamp', false, 1),
+        ('repo_info', '{pushed_at}', 'timestamp', false, 1),
+        -- GitLab (REST v4) payloads.
+        ('issue', '{id}', 'bigint', true, 2), ('issue', '{iid}', 'integer', true, 2),
+        ('issue', '{user_notes_count}', 'integer', false, 2), ('issue', '{created_at}', 'timestamp', false, 2),
+        ('issue', '{updated_at}', 'timestamp', false, 2), ('issue', '{closed_at}', 'timestamp', false, 2),
+        ('pull_request', '{merge_request,id}', 'bigint', true, 2),
+        ('pull_request', '{merge_request,iid}', 'integer', true, 2),
+        ('pull_request', '{merge_request,draft}', 'boolean', false, 2),
+        ('pull_request', '{merge_request,work_in_progress}', 'boolean', false, 2),
+        ('pull_request', '{merge_request,created_at}', 'timestamp', false, 2),
+        ('pull_request', '{merge_request,updated_at}', 'timestamp', false, 2),
+        ('pull_request', '{merge_request,closed_at}', 'timestamp', false, 2),
+        ('pull_request', '{merge_request,merged_at}', 'timestamp', false, 2),
+        ('issue_comment', '{id}', 'bigint', true, 2), ('issue_comment', '{noteable_iid}', 'integer', false, 2),
+        ('issue_comment', '{created_at}', 'timestamp', false, 2), ('issue_comment', '{updated_at}', 'timestamp', false, 2),
+        ('review_comment', '{id}', 'bigint', true, 2), ('review_comment', '{noteable_iid}', 'integer', false, 2),
+        ('review_comment', '{position,new_line}', 'integer', false, 2),
+        ('review_comment', '{position,old_line}', 'integer', false, 2),
+        ('review_comment', '{created_at}', 'timestamp', false, 2),
+        ('review_comment', '{updated_at}', 'timestamp', false, 2),
+        ('issue_event', '{id}', 'bigint', true, 2), ('issue_event', '{created_at}', 'timestamp', false, 2),
+        ('issue_event', '{noteable_iid}', 'integer', false, 2),
+        ('release', '{created_at}', 'timestamp', false, 2), ('release', '{released_at}', 'timestamp', false, 2),
+        ('repo_info', '{id}', 'bigint', true, 2), ('repo_info', '{archived}', 'boolean', false, 2),
+        ('repo_info', '{forks_count}', 'integer', false, 2), ('repo_info', '{star_count}', 'integer', false, 2),
+        ('repo_info', '{open_issues_count}', 'integer', false, 2),
+        ('repo_info', '{created_at}', 'timestamp', false, 2), ('repo_info', '{last_activity_at}', 'timestamp', false, 2)
+    ) AS f(entity, path, kind, is_key, forge)
+    WHERE f.entity = drain_fields.entity AND f.forge = drain_fields.forge
 $$;
 
 -- Whether a JSON value fits a mapper's column of that kind (absent and JSON null fit:
@@ -320,7 +357,7 @@ DECLARE
 BEGIN
     -- The common case: every field fits, one pass and nothing else. Each value is taken
     -- out once (OFFSET 0 keeps the inlined json_fits from extracting it again per test).
-    IF NOT EXISTS (SELECT FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f,
+    IF NOT EXISTS (SELECT FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent, r.forge) f,
                                LATERAL (SELECT r.doc #> f.path AS v OFFSET 0) x
                    WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
                      AND NOT aveloxis_ops.json_fits(x.v, f.kind)) THEN
@@ -329,7 +366,7 @@ BEGIN
     PERFORM aveloxis_ops.drop_batch_table('unfit_fields');
     CREATE TEMP TABLE unfit_fields ON COMMIT DROP AS
     SELECT r.staging_id, f.path, f.kind, f.is_key, left(x.v::text, 60) AS shown
-    FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent) f, LATERAL (SELECT r.doc #> f.path AS v OFFSET 0) x
+    FROM pg_temp.drain_rows r, aveloxis_ops.drain_fields(ent, r.forge) f, LATERAL (SELECT r.doc #> f.path AS v OFFSET 0) x
     WHERE r.doc IS NOT NULL AND NOT r.pending AND r.parse_error IS NULL
       AND NOT aveloxis_ops.json_fits(x.v, f.kind);
     UPDATE pg_temp.drain_rows r
@@ -351,17 +388,6 @@ BEGIN
 END
 $$;
 
--- A user object from a payload, or NULL when there is none: JSON null, {} and objects
--- without a positive numeric id are "no user", never a made-up person.
-CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
-                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
-                THEN (u ->> 'id')::bigint END
-$$;
-
 -- Collects the user objects referenced by the batch (drain_user_refs, filled by the
 -- entity mappers) into drain_users, one row per account; the newest staged wins.
 CREATE FUNCTION aveloxis_ops.collect_users()
@@ -370,18 +396,23 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- GitHub users and GitLab users (UserBasic: username, web_url, state; the full
+    -- /users/:id adds organization, bot, public_email) are read into the same row.
     INSERT INTO pg_temp.drain_users
-        (platform_id, user_id, login, user_type, node_id, avatar_url, api_url, html_url, gravatar_id,
-         site_admin, name, email, company, location, created_at, staging_id)
+        (platform_id, kind, user_id, login, user_type, node_id, avatar_url, api_url, html_url, gravatar_id,
+         site_admin, name, email, company, location, created_at, state, staging_id)
     SELECT DISTINCT ON (r.platform_id, r.user_id)
-           r.platform_id, r.user_id, nullif(r.u ->> 'login', ''), r.u ->> 'type',
+           r.platform_id, p.platform_kind, r.user_id, nullif(coalesce(r.u ->> 'login', r.u ->> 'username'), ''),
+           coalesce(r.u ->> 'type', CASE WHEN r.u ->> 'bot' = 'true' THEN 'Bot' END),
            r.u ->> 'node_id', r.u ->> 'avatar_url', r.u ->> 'url', coalesce(r.u ->> 'html_url', r.u ->> 'web_url'),
            nullif(r.u ->> 'gravatar_id', ''), r.u ->> 'site_admin', nullif(r.u ->> 'name', ''),
-           nullif(r.u ->> 'email', ''), nullif(btrim(r.u ->> 'company'), ''), nullif(btrim(r.u ->> 'location'), ''),
-           aveloxis_ops.forge_timestamp(r.u ->> 'created_at'), r.staging_id
+           nullif(coalesce(r.u ->> 'email', r.u ->> 'public_email'), ''),
+           nullif(btrim(coalesce(r.u ->> 'company', r.u ->> 'organization')), ''), nullif(btrim(r.u ->> 'location'), ''),
+           aveloxis_ops.forge_timestamp(r.u ->> 'created_at'), r.u ->> 'state', r.staging_id
     -- OFFSET 0 keeps the id computed once per reference, not once per use.
     FROM (SELECT f.platform_id, f.staging_id, f.u, aveloxis_ops.user_id_of(f.u) AS user_id
           FROM pg_temp.drain_user_refs f OFFSET 0) r
+    JOIN aveloxis_data.platforms p ON p.platform_id = r.platform_id
     WHERE r.user_id IS NOT NULL
     ORDER BY r.platform_id, r.user_id, r.staging_id DESC;
     -- Scratch tables have no statistics until analyzed; the joins below need them.
@@ -433,7 +464,7 @@ BEGIN
                AND (d.company IS NULL OR d.company IS NOT DISTINCT FROM c.cntrb_company)
                AND (d.location IS NULL OR d.location IS NOT DISTINCT FROM c.cntrb_location)
                AND (d.created_at IS NULL OR d.created_at IS NOT DISTINCT FROM c.cntrb_created_at)
-               AND CASE d.platform_id
+               AND CASE d.kind
                    WHEN 1 THEN (c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url,
                                 c.gh_gravatar_id, c.gh_type, c.gh_site_admin)
                                    IS NOT DISTINCT FROM
@@ -443,6 +474,7 @@ BEGIN
                                AND (d.email IS NULL OR d.email IS NOT DISTINCT FROM c.cntrb_email)
                    WHEN 2 THEN (c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
                                    IS NOT DISTINCT FROM (d.user_id, d.login, d.html_url, d.avatar_url)
+                               AND (d.state IS NULL OR d.state IS NOT DISTINCT FROM c.gl_state)
                                AND (d.name IS NULL OR d.name IS NOT DISTINCT FROM c.gl_full_name)
                    ELSE false END
         FROM aveloxis_data.contributor_identities i
@@ -460,12 +492,12 @@ BEGIN
     SET cntrb_id = (SELECT c.cntrb_id FROM aveloxis_data.contributors c
                     WHERE lower(c.gh_login) = lower(d.login) AND c.gh_user_id IS NULL AND c.cntrb_deleted = 0
                     ORDER BY c.cntrb_id LIMIT 1)
-    WHERE d.cntrb_id IS NULL AND d.platform_id = 1 AND d.login IS NOT NULL;
+    WHERE d.cntrb_id IS NULL AND d.kind = 1 AND d.login IS NOT NULL;
     UPDATE pg_temp.drain_users d
     SET cntrb_id = (SELECT c.cntrb_id FROM aveloxis_data.contributors c
                     WHERE lower(c.gl_username) = lower(d.login) AND c.gl_id IS NULL AND c.cntrb_deleted = 0
                     ORDER BY c.cntrb_id LIMIT 1)
-    WHERE d.cntrb_id IS NULL AND d.platform_id = 2 AND d.login IS NOT NULL;
+    WHERE d.cntrb_id IS NULL AND d.kind = 2 AND d.login IS NOT NULL;
 
     -- Else a new contributor with the deterministic id (R1).
     UPDATE pg_temp.drain_users d SET cntrb_id = aveloxis.platform_uuid(d.platform_id, d.user_id)
@@ -475,17 +507,17 @@ BEGIN
         INSERT INTO aveloxis_data.contributors AS c
             (cntrb_id, cntrb_login, cntrb_full_name, cntrb_email, cntrb_company, cntrb_location, cntrb_created_at,
              gh_user_id, gh_login, gh_url, gh_html_url, gh_node_id, gh_avatar_url, gh_gravatar_id, gh_type, gh_site_admin,
-             gl_id, gl_username, gl_web_url, gl_avatar_url, gl_full_name,
+             gl_id, gl_username, gl_web_url, gl_avatar_url, gl_full_name, gl_state,
              tool_source, tool_version, data_source)
         SELECT d.cntrb_id, d.login, d.name, d.email, d.company, d.location, d.created_at,
-               CASE WHEN d.platform_id = 1 THEN d.user_id END, CASE WHEN d.platform_id = 1 THEN d.login END,
-               CASE WHEN d.platform_id = 1 THEN d.api_url END, CASE WHEN d.platform_id = 1 THEN d.html_url END,
-               CASE WHEN d.platform_id = 1 THEN d.node_id END, CASE WHEN d.platform_id = 1 THEN d.avatar_url END,
-               CASE WHEN d.platform_id = 1 THEN d.gravatar_id END, CASE WHEN d.platform_id = 1 THEN d.user_type END,
-               CASE WHEN d.platform_id = 1 THEN d.site_admin END,
-               CASE WHEN d.platform_id = 2 THEN d.user_id END, CASE WHEN d.platform_id = 2 THEN d.login END,
-               CASE WHEN d.platform_id = 2 THEN d.html_url END, CASE WHEN d.platform_id = 2 THEN d.avatar_url END,
-               CASE WHEN d.platform_id = 2 THEN d.name END,
+               CASE WHEN d.kind = 1 THEN d.user_id END, CASE WHEN d.kind = 1 THEN d.login END,
+               CASE WHEN d.kind = 1 THEN d.api_url END, CASE WHEN d.kind = 1 THEN d.html_url END,
+               CASE WHEN d.kind = 1 THEN d.node_id END, CASE WHEN d.kind = 1 THEN d.avatar_url END,
+               CASE WHEN d.kind = 1 THEN d.gravatar_id END, CASE WHEN d.kind = 1 THEN d.user_type END,
+               CASE WHEN d.kind = 1 THEN d.site_admin END,
+               CASE WHEN d.kind = 2 THEN d.user_id END, CASE WHEN d.kind = 2 THEN d.login END,
+               CASE WHEN d.kind = 2 THEN d.html_url END, CASE WHEN d.kind = 2 THEN d.avatar_url END,
+               CASE WHEN d.kind = 2 THEN d.name END, CASE WHEN d.kind = 2 THEN d.state END,
                'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
         FROM pg_temp.drain_users d
         WHERE d.settled IS NOT TRUE
@@ -557,7 +589,7 @@ BEGIN
             cntrb_company = coalesce(d.company, c.cntrb_company), cntrb_location = coalesce(d.location, c.cntrb_location),
             cntrb_created_at = coalesce(d.created_at, c.cntrb_created_at)
         FROM pg_temp.drain_users d
-        WHERE d.settled IS NOT TRUE AND d.platform_id = 1 AND c.cntrb_id = d.cntrb_id
+        WHERE d.settled IS NOT TRUE AND d.kind = 1 AND c.cntrb_id = d.cntrb_id
           AND ((c.gh_user_id, c.gh_login, c.gh_url, c.gh_html_url, c.gh_node_id, c.gh_avatar_url, c.gh_gravatar_id,
                 c.gh_type, c.gh_site_admin)
                IS DISTINCT FROM (d.user_id, d.login, d.api_url, d.html_url, d.node_id, d.avatar_url, d.gravatar_id,
@@ -573,13 +605,15 @@ BEGIN
         SET gl_id = d.user_id,
             cntrb_login = CASE WHEN c.cntrb_login IS NULL OR c.cntrb_login = c.gl_username THEN d.login ELSE c.cntrb_login END,
             gl_username = d.login, gl_web_url = d.html_url, gl_avatar_url = d.avatar_url,
-            gl_full_name = coalesce(d.name, c.gl_full_name),
+            gl_full_name = coalesce(d.name, c.gl_full_name), gl_state = coalesce(d.state, c.gl_state),
             cntrb_company = coalesce(d.company, c.cntrb_company), cntrb_location = coalesce(d.location, c.cntrb_location),
             cntrb_created_at = coalesce(d.created_at, c.cntrb_created_at)
         FROM pg_temp.drain_users d
-        WHERE d.settled IS NOT TRUE AND d.platform_id = 2 AND c.cntrb_id = d.cntrb_id
+        WHERE d.settled IS NOT TRUE AND d.kind = 2 AND c.cntrb_id = d.cntrb_id
           AND ((c.gl_id, c.gl_username, c.gl_web_url, c.gl_avatar_url)
               IS DISTINCT FROM (d.user_id, d.login, d.html_url, d.avatar_url)
+            OR (d.state IS NOT NULL AND d.state IS DISTINCT FROM c.gl_state)
+            OR (d.name IS NOT NULL AND d.name IS DISTINCT FROM c.gl_full_name)
             OR (d.company IS NOT NULL AND d.company IS DISTINCT FROM c.cntrb_company)
             OR (d.location IS NOT NULL AND d.location IS DISTINCT FROM c.cntrb_location))
         RETURNING 1
@@ -587,1004 +621,6 @@ BEGIN
     SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM upd_gl) INTO updated;
     -- Rows inserted just now are "updated" by the statement above only if they differ,
     -- which they never do: the counts do not overlap.
-END
-$$;
-
--- Counts of one entity in one batch.
-CREATE TYPE aveloxis_ops.drain_counts AS (
-    inserted  bigint,
-    updated   bigint,
-    unchanged bigint,
-    skipped   bigint,
-    pending   bigint
-);
-
--- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
-CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    no_user bigint;
-    resolved record;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    RETURN ROW(resolved.inserted, resolved.updated,
-               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
-END
-$$;
-
--- 'issue' payloads: GitHub issue objects as /repos/{o}/{r}/issues returns them.
--- Pull requests in that list (they carry "pull_request") are counted as skipped:
--- they are drained from their own 'pull_request' payloads.
-CREATE FUNCTION aveloxis_ops.drain_issues(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_issues;
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-
-    -- Each payload is taken apart once (jsonb_to_record), not once per field.
-    INSERT INTO pg_temp.drain_issues
-        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
-         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
-         closed_at, comment_count)
-    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.title, x.body, x.state, x.url, x.html_url,
-           x."user", x.closed_by,
-           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
-                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
-                ELSE '[]'::jsonb END,
-           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
-           -- Old API versions sent "pull_request" with null URLs on every issue.
-           jsonb_typeof(x.pull_request) = 'object'
-               AND coalesce(x.pull_request ->> 'url', x.pull_request ->> 'html_url') IS NOT NULL,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.closed_at), x.comments
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, number integer, node_id text, title text, body text, state text,
-                                     url text, html_url text, "user" jsonb, closed_by jsonb, assignee jsonb,
-                                     assignees jsonb, labels jsonb, pull_request jsonb, created_at text,
-                                     updated_at text, closed_at text, comments integer)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-
-    IF EXISTS (SELECT FROM pg_temp.drain_issues WHERE platform_issue_id IS NULL OR issue_number IS NULL) THEN
-        RAISE EXCEPTION 'issue payload without a numeric "id" and "number"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage issue objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    SELECT count(*) INTO result.skipped FROM pg_temp.drain_issues WHERE is_pull_request;
-    DELETE FROM pg_temp.drain_issues WHERE is_pull_request;
-    -- One issue staged twice in a batch: the newest version wins, the others are unchanged.
-    DELETE FROM pg_temp.drain_issues d USING pg_temp.drain_issues e
-    WHERE e.platform_issue_id = d.platform_issue_id
-      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
-
-    ANALYZE pg_temp.drain_issues;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT d.platform_id, d.staging_id, u
-    FROM pg_temp.drain_issues d,
-         LATERAL (SELECT d.reporter UNION ALL SELECT d.closed_by
-                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a) refs(u);
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.issues AS i
-            (repo_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state, issue_url,
-             html_url, reporter_id, closed_by_id, created_at, updated_at, closed_at, comment_count,
-             tool_source, tool_version, data_source)
-        SELECT repo, d.platform_issue_id, d.issue_number, d.node_id, d.issue_title, d.issue_body, d.issue_state,
-               d.issue_url, d.html_url, ru.cntrb_id, rc.cntrb_id, d.created_at, d.updated_at, d.closed_at,
-               d.comment_count, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_issues d
-        LEFT JOIN pg_temp.drain_users ru
-               ON ru.platform_id = d.platform_id AND ru.user_id = aveloxis_ops.user_id_of(d.reporter)
-        LEFT JOIN pg_temp.drain_users rc
-               ON rc.platform_id = d.platform_id AND rc.user_id = aveloxis_ops.user_id_of(d.closed_by)
-        ORDER BY d.platform_issue_id
-        ON CONFLICT (repo_id, platform_issue_id) DO UPDATE
-            SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
-                issue_title = EXCLUDED.issue_title, issue_body = EXCLUDED.issue_body,
-                issue_state = EXCLUDED.issue_state, issue_url = EXCLUDED.issue_url, html_url = EXCLUDED.html_url,
-                reporter_id = coalesce(EXCLUDED.reporter_id, i.reporter_id),
-                closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
-                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
-                comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
-                data_collection_date = now()
-            -- An older payload never overwrites a newer one; an identical one changes nothing.
-            WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
-              AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,
-                    i.created_at, i.updated_at, i.closed_at, i.comment_count)
-                   IS DISTINCT FROM
-                   (EXCLUDED.issue_number, EXCLUDED.node_id, EXCLUDED.issue_title, EXCLUDED.issue_body,
-                    EXCLUDED.issue_state, EXCLUDED.issue_url, EXCLUDED.html_url, EXCLUDED.created_at,
-                    EXCLUDED.updated_at, EXCLUDED.closed_at, EXCLUDED.comment_count)
-                OR (EXCLUDED.reporter_id IS NOT NULL AND EXCLUDED.reporter_id IS DISTINCT FROM i.reporter_id)
-                OR (EXCLUDED.closed_by_id IS NOT NULL AND EXCLUDED.closed_by_id IS DISTINCT FROM i.closed_by_id))
-        RETURNING i.issue_id, i.platform_issue_id, (i.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_issues d SET issue_id = up.issue_id, changed = true, was_inserted = up.was_inserted
-    FROM up WHERE up.platform_issue_id = d.platform_issue_id;
-
-    -- Labels and assignees of changed issues become exactly what the payload lists.
-    -- (Issues inserted just now have none to remove.)
-    DELETE FROM aveloxis_data.issue_labels l USING pg_temp.drain_issues d
-    WHERE d.changed AND NOT d.was_inserted AND l.issue_id = d.issue_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
-                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_text);
-    INSERT INTO aveloxis_data.issue_labels AS l
-        (issue_id, repo_id, label_text, label_description, label_color, platform_label_id,
-         tool_source, tool_version, data_source)
-    SELECT DISTINCT ON (d.issue_id, e ->> 'name')
-           d.issue_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
-           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END,
-           'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM pg_temp.drain_issues d, jsonb_array_elements(d.labels) e
-    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
-    ORDER BY d.issue_id, e ->> 'name'
-    ON CONFLICT (issue_id, label_text) DO UPDATE
-        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
-            platform_label_id = EXCLUDED.platform_label_id
-        WHERE (l.label_description, l.label_color, l.platform_label_id)
-              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
-
-    DELETE FROM aveloxis_data.issue_assignees a USING pg_temp.drain_issues d
-    WHERE d.changed AND NOT d.was_inserted AND a.issue_id = d.issue_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
-                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
-    -- Assignee ids first, then an equality join (hashable) to the resolved users.
-    WITH wanted AS MATERIALIZED (
-        SELECT DISTINCT d.issue_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
-        FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
-        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
-    )
-    INSERT INTO aveloxis_data.issue_assignees AS a
-        (issue_id, repo_id, platform_assignee_id, cntrb_id, tool_source, tool_version, data_source)
-    SELECT w.issue_id, repo, w.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
-    ORDER BY w.issue_id, w.user_id
-    ON CONFLICT (issue_id, platform_assignee_id) DO NOTHING;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated
-    FROM pg_temp.drain_issues;
-    result.unchanged := total - result.skipped - result.inserted - result.updated;
-    result.pending := 0;
-    RETURN result;
-END
-$$;
-
--- 'pull_request' envelopes (docs/staging-contract.md): {"pull_request": <the PR object>,
--- and optionally "reviews", "commits", "files" (the forge's lists) and
--- "requested_reviewers" (the forge's {"users", "teams"})}. A list that is present is
--- the complete current set and is synced; an absent one is left alone. Children are
--- synced only from an envelope at least as new as the stored pull request.
-CREATE FUNCTION aveloxis_ops.drain_pull_requests(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_prs;
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-
-    IF EXISTS (SELECT FROM pg_temp.drain_rows r
-               WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-                 AND jsonb_typeof(r.doc -> 'pull_request') IS DISTINCT FROM 'object') THEN
-        RAISE EXCEPTION 'pull_request envelope without a "pull_request" object'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage {"pull_request": <PR object>, "reviews": [...], ...} (docs/staging-contract.md).';
-    END IF;
-    INSERT INTO pg_temp.drain_prs
-        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
-         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
-         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
-         assignees, requested, head, base, reviews, commits, files)
-    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.url, x.html_url, x.diff_url, x.title, x.body,
-           CASE WHEN aveloxis_ops.forge_timestamp(x.merged_at) IS NOT NULL OR x.merged IS TRUE THEN 'merged'
-                ELSE x.state END,
-           x.locked, x.draft, x."user", x.author_association,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
-           x.merge_commit_sha, x.commits, x.additions, x.deletions, x.changed_files,
-           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
-           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
-                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
-                ELSE '[]'::jsonb END,
-           -- The envelope's /requested_reviewers, else the list inside the PR object.
-           CASE WHEN jsonb_typeof(r.doc -> 'requested_reviewers' -> 'users') = 'array'
-                    THEN r.doc -> 'requested_reviewers' -> 'users'
-                WHEN jsonb_typeof(r.doc -> 'requested_reviewers') = 'array' THEN r.doc -> 'requested_reviewers'
-                WHEN jsonb_typeof(x.requested_reviewers) = 'array' THEN x.requested_reviewers END,
-           x.head, x.base,
-           CASE WHEN jsonb_typeof(r.doc -> 'reviews') = 'array' THEN r.doc -> 'reviews' END,
-           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN r.doc -> 'commits' END,
-           CASE WHEN jsonb_typeof(r.doc -> 'files') = 'array' THEN r.doc -> 'files' END
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc -> 'pull_request') AS x(
-             id bigint, number integer, node_id text, url text, html_url text, diff_url text, title text, body text,
-             state text, locked boolean, draft boolean, merged boolean, "user" jsonb, author_association text,
-             created_at text, updated_at text, closed_at text, merged_at text, merge_commit_sha text,
-             commits integer, additions integer, deletions integer, changed_files integer, labels jsonb,
-             assignee jsonb, assignees jsonb, requested_reviewers jsonb, head jsonb, base jsonb)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-    IF EXISTS (SELECT FROM pg_temp.drain_prs WHERE platform_pr_id IS NULL OR pr_number IS NULL) THEN
-        RAISE EXCEPTION 'pull request object without a numeric "id" and "number"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage pull request objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    DELETE FROM pg_temp.drain_prs d USING pg_temp.drain_prs e
-    WHERE e.platform_pr_id = d.platform_pr_id
-      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
-    ANALYZE pg_temp.drain_prs;
-
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT d.platform_id, d.staging_id, u
-    FROM pg_temp.drain_prs d,
-         LATERAL (SELECT d.author UNION ALL SELECT d.head -> 'user' UNION ALL SELECT d.base -> 'user'
-                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a
-                  UNION ALL SELECT q FROM jsonb_array_elements(coalesce(d.requested, '[]')) q
-                  UNION ALL SELECT v -> 'user' FROM jsonb_array_elements(coalesce(d.reviews, '[]')) v
-                  UNION ALL SELECT c -> 'author' FROM jsonb_array_elements(coalesce(d.commits, '[]')) c) refs(u);
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.pull_requests AS p
-            (repo_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title, pr_body, pr_state,
-             pr_locked, pr_draft, author_id, pr_author_association, created_at, updated_at, closed_at, merged_at,
-             merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files,
-             tool_source, tool_version, data_source)
-        SELECT repo, d.platform_pr_id, d.pr_number, d.node_id, d.pr_url, d.pr_html_url, d.pr_diff_url, d.pr_title,
-               d.pr_body, d.pr_state, d.pr_locked, d.pr_draft, u.cntrb_id, d.pr_author_association, d.created_at,
-               d.updated_at, d.closed_at, d.merged_at, d.merge_commit_sha, d.pr_commit_count, d.pr_additions,
-               d.pr_deletions, d.pr_changed_files, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_prs d
-        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
-        ORDER BY d.platform_pr_id
-        ON CONFLICT (repo_id, platform_pr_id) DO UPDATE
-            SET pr_number = EXCLUDED.pr_number, node_id = EXCLUDED.node_id, pr_url = EXCLUDED.pr_url,
-                pr_html_url = EXCLUDED.pr_html_url, pr_diff_url = EXCLUDED.pr_diff_url, pr_title = EXCLUDED.pr_title,
-                pr_body = EXCLUDED.pr_body, pr_state = EXCLUDED.pr_state, pr_locked = EXCLUDED.pr_locked,
-                pr_draft = EXCLUDED.pr_draft, author_id = coalesce(EXCLUDED.author_id, p.author_id),
-                pr_author_association = EXCLUDED.pr_author_association, created_at = EXCLUDED.created_at,
-                updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at, merged_at = EXCLUDED.merged_at,
-                merge_commit_sha = EXCLUDED.merge_commit_sha,
-                -- The list endpoint omits counts the detail has: keep what is known.
-                pr_commit_count = coalesce(EXCLUDED.pr_commit_count, p.pr_commit_count),
-                pr_additions = coalesce(EXCLUDED.pr_additions, p.pr_additions),
-                pr_deletions = coalesce(EXCLUDED.pr_deletions, p.pr_deletions),
-                pr_changed_files = coalesce(EXCLUDED.pr_changed_files, p.pr_changed_files),
-                tool_version = EXCLUDED.tool_version, data_collection_date = now()
-            WHERE (p.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= p.updated_at)
-              AND ((p.pr_number, p.node_id, p.pr_url, p.pr_html_url, p.pr_diff_url, p.pr_title, p.pr_body, p.pr_state,
-                    p.pr_locked, p.pr_draft, p.pr_author_association, p.created_at, p.updated_at, p.closed_at,
-                    p.merged_at, p.merge_commit_sha)
-                   IS DISTINCT FROM
-                   (EXCLUDED.pr_number, EXCLUDED.node_id, EXCLUDED.pr_url, EXCLUDED.pr_html_url, EXCLUDED.pr_diff_url,
-                    EXCLUDED.pr_title, EXCLUDED.pr_body, EXCLUDED.pr_state, EXCLUDED.pr_locked, EXCLUDED.pr_draft,
-                    EXCLUDED.pr_author_association, EXCLUDED.created_at, EXCLUDED.updated_at, EXCLUDED.closed_at,
-                    EXCLUDED.merged_at, EXCLUDED.merge_commit_sha)
-                OR (EXCLUDED.author_id IS NOT NULL AND EXCLUDED.author_id IS DISTINCT FROM p.author_id)
-                OR (EXCLUDED.pr_commit_count IS NOT NULL AND EXCLUDED.pr_commit_count IS DISTINCT FROM p.pr_commit_count)
-                OR (EXCLUDED.pr_additions IS NOT NULL AND EXCLUDED.pr_additions IS DISTINCT FROM p.pr_additions)
-                OR (EXCLUDED.pr_deletions IS NOT NULL AND EXCLUDED.pr_deletions IS DISTINCT FROM p.pr_deletions)
-                OR (EXCLUDED.pr_changed_files IS NOT NULL AND EXCLUDED.pr_changed_files IS DISTINCT FROM p.pr_changed_files))
-        RETURNING p.platform_pr_id, (p.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_prs d SET changed = true, was_inserted = up.was_inserted
-    FROM up WHERE up.platform_pr_id = d.platform_pr_id;
-    -- Ids for all, and whether this envelope is at least as new as what is stored.
-    -- (Correlated: one index probe per row, however stale the table's statistics.)
-    UPDATE pg_temp.drain_prs d
-    SET (pull_request_id, fresh) = (
-        SELECT p.pull_request_id, (d.updated_at IS NULL OR p.updated_at IS NULL OR d.updated_at >= p.updated_at)
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.platform_pr_id = d.platform_pr_id);
-
-    -- Labels and assignees come with the PR object: synced when it changed.
-    DELETE FROM aveloxis_data.pull_request_labels l USING pg_temp.drain_prs d
-    WHERE d.changed AND NOT d.was_inserted AND l.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
-                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_name);
-    INSERT INTO aveloxis_data.pull_request_labels AS l
-        (pull_request_id, repo_id, label_name, label_description, label_color, platform_label_id)
-    SELECT DISTINCT ON (d.pull_request_id, e ->> 'name')
-           d.pull_request_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
-           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END
-    FROM pg_temp.drain_prs d, jsonb_array_elements(d.labels) e
-    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
-    ORDER BY d.pull_request_id, e ->> 'name'
-    ON CONFLICT (pull_request_id, label_name) DO UPDATE
-        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
-            platform_label_id = EXCLUDED.platform_label_id
-        WHERE (l.label_description, l.label_color, l.platform_label_id)
-              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
-
-    DELETE FROM aveloxis_data.pull_request_assignees a USING pg_temp.drain_prs d
-    WHERE d.changed AND NOT d.was_inserted AND a.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
-                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
-    WITH wanted AS MATERIALIZED (
-        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
-        FROM pg_temp.drain_prs d, jsonb_array_elements(d.assignees) e
-        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
-    )
-    INSERT INTO aveloxis_data.pull_request_assignees (pull_request_id, repo_id, platform_assignee_id, cntrb_id)
-    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
-    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
-    ORDER BY 1, 3
-    ON CONFLICT (pull_request_id, platform_assignee_id) DO NOTHING;
-
-    -- Requested reviewers: the current set, from a fresh envelope that carries one.
-    DELETE FROM aveloxis_data.pull_request_reviewers r USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.requested IS NOT NULL AND r.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.requested) e
-                      WHERE aveloxis_ops.user_id_of(e) = r.platform_reviewer_id);
-    WITH wanted AS MATERIALIZED (
-        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
-        FROM pg_temp.drain_prs d, jsonb_array_elements(d.requested) e
-        WHERE d.fresh AND d.requested IS NOT NULL AND aveloxis_ops.user_id_of(e) IS NOT NULL
-    )
-    INSERT INTO aveloxis_data.pull_request_reviewers (pull_request_id, repo_id, platform_reviewer_id, cntrb_id)
-    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
-    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
-    ORDER BY 1, 3
-    ON CONFLICT (pull_request_id, platform_reviewer_id) DO NOTHING;
-
-    -- Reviews; a review's non-empty body is also a message.
-    WITH v AS MATERIALIZED (
-        SELECT DISTINCT ON (d.pull_request_id, x.id)
-               d.pull_request_id, d.platform_id, x.id, x.node_id, x.state, x.body, x.html_url, x.commit_id,
-               x.author_association, aveloxis_ops.forge_timestamp(x.submitted_at) AS submitted_at,
-               aveloxis_ops.user_id_of(x."user") AS user_id
-        FROM pg_temp.drain_prs d, jsonb_array_elements(d.reviews) e,
-             jsonb_to_record(e) AS x(id bigint, node_id text, state text, body text, html_url text, commit_id text,
-                                    author_association text, submitted_at text, "user" jsonb)
-        WHERE d.fresh AND d.reviews IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.id IS NOT NULL
-        ORDER BY d.pull_request_id, x.id
-    )
-    INSERT INTO aveloxis_data.pull_request_reviews AS r
-        (pull_request_id, repo_id, platform_review_id, node_id, cntrb_id, review_state, review_body, submitted_at,
-         html_url, commit_id, author_association)
-    SELECT v.pull_request_id, repo, v.id, v.node_id, u.cntrb_id, v.state, v.body, v.submitted_at, v.html_url,
-           v.commit_id, v.author_association
-    FROM v LEFT JOIN pg_temp.drain_users u ON u.platform_id = v.platform_id AND u.user_id = v.user_id
-    ORDER BY 1, 3
-    ON CONFLICT (pull_request_id, platform_review_id) DO UPDATE
-        SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, r.cntrb_id),
-            review_state = EXCLUDED.review_state, review_body = EXCLUDED.review_body,
-            submitted_at = EXCLUDED.submitted_at, html_url = EXCLUDED.html_url, commit_id = EXCLUDED.commit_id,
-            author_association = EXCLUDED.author_association
-        WHERE (r.node_id, r.review_state, r.review_body, r.submitted_at, r.html_url, r.commit_id, r.author_association)
-              IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.review_state, EXCLUDED.review_body, EXCLUDED.submitted_at,
-                                EXCLUDED.html_url, EXCLUDED.commit_id, EXCLUDED.author_association);
-    DELETE FROM aveloxis_data.pull_request_reviews r USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.reviews IS NOT NULL AND r.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.reviews) e
-                      WHERE jsonb_typeof(e) = 'object' AND (e ->> 'id') = r.platform_review_id::text);
-    WITH bodies AS (
-        INSERT INTO aveloxis_data.messages AS m
-            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
-             msg_html_url, tool_source, tool_version, data_source)
-        SELECT repo, d.platform_id, 'review', r.platform_review_id, r.node_id, r.cntrb_id, r.review_body,
-               r.submitted_at, r.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_prs d JOIN aveloxis_data.pull_request_reviews r ON r.pull_request_id = d.pull_request_id
-        WHERE d.fresh AND d.reviews IS NOT NULL AND nullif(btrim(r.review_body), '') IS NOT NULL
-        ORDER BY r.platform_review_id
-        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
-            SET msg_text = EXCLUDED.msg_text, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
-                msg_timestamp = EXCLUDED.msg_timestamp, msg_html_url = EXCLUDED.msg_html_url
-            WHERE (m.msg_text, m.msg_timestamp, m.msg_html_url)
-                  IS DISTINCT FROM (EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_html_url)
-        RETURNING m.msg_id, m.platform_msg_id
-    )
-    INSERT INTO aveloxis_data.pull_request_review_message_ref (pr_review_id, msg_id, repo_id)
-    SELECT r.pr_review_id, b.msg_id, repo
-    FROM bodies b JOIN aveloxis_data.pull_request_reviews r
-         ON r.repo_id = repo AND r.platform_review_id = b.platform_msg_id
-    ON CONFLICT (pr_review_id, msg_id) DO NOTHING;
-
-    -- Commits (a force-push can remove some: the list is the current set).
-    INSERT INTO aveloxis_data.pull_request_commits AS c
-        (pull_request_id, repo_id, pr_cmt_sha, pr_cmt_node_id, pr_cmt_message, pr_cmt_author_cntrb_id,
-         pr_cmt_author_name, pr_cmt_author_email, pr_cmt_timestamp)
-    SELECT DISTINCT ON (d.pull_request_id, e ->> 'sha')
-           d.pull_request_id, repo, e ->> 'sha', e ->> 'node_id', e -> 'commit' ->> 'message', u.cntrb_id,
-           e -> 'commit' -> 'author' ->> 'name', e -> 'commit' -> 'author' ->> 'email',
-           aveloxis_ops.forge_timestamp(e -> 'commit' -> 'author' ->> 'date')
-    FROM pg_temp.drain_prs d
-    CROSS JOIN jsonb_array_elements(d.commits) e
-    LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(e -> 'author')
-    WHERE d.fresh AND d.commits IS NOT NULL AND jsonb_typeof(e) = 'object' AND e ->> 'sha' IS NOT NULL
-    ORDER BY d.pull_request_id, e ->> 'sha'
-    ON CONFLICT (pull_request_id, pr_cmt_sha) DO UPDATE
-        SET pr_cmt_message = EXCLUDED.pr_cmt_message,
-            pr_cmt_author_cntrb_id = coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id)
-        WHERE (c.pr_cmt_message, c.pr_cmt_author_cntrb_id) IS DISTINCT FROM
-              (EXCLUDED.pr_cmt_message, coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id));
-    DELETE FROM aveloxis_data.pull_request_commits c USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.commits IS NOT NULL AND c.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.commits) e WHERE e ->> 'sha' = c.pr_cmt_sha);
-
-    INSERT INTO aveloxis_data.pull_request_files AS f
-        (pull_request_id, repo_id, pr_file_path, pr_file_status, pr_file_additions, pr_file_deletions, pr_file_changes)
-    SELECT DISTINCT ON (d.pull_request_id, x.filename)
-           d.pull_request_id, repo, x.filename, x.status, x.additions, x.deletions, x.changes
-    FROM pg_temp.drain_prs d, jsonb_array_elements(d.files) e,
-         jsonb_to_record(e) AS x(filename text, status text, additions integer, deletions integer, changes integer)
-    WHERE d.fresh AND d.files IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.filename IS NOT NULL
-    ORDER BY d.pull_request_id, x.filename
-    ON CONFLICT (pull_request_id, pr_file_path) DO UPDATE
-        SET pr_file_status = EXCLUDED.pr_file_status, pr_file_additions = EXCLUDED.pr_file_additions,
-            pr_file_deletions = EXCLUDED.pr_file_deletions, pr_file_changes = EXCLUDED.pr_file_changes
-        WHERE (f.pr_file_status, f.pr_file_additions, f.pr_file_deletions, f.pr_file_changes)
-              IS DISTINCT FROM (EXCLUDED.pr_file_status, EXCLUDED.pr_file_additions, EXCLUDED.pr_file_deletions,
-                                EXCLUDED.pr_file_changes);
-    DELETE FROM aveloxis_data.pull_request_files f USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.files IS NOT NULL AND f.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.files) e WHERE e ->> 'filename' = f.pr_file_path);
-
-    -- Head and base; a head whose fork was deleted (repo null) has no repository row.
-    WITH m AS (
-        INSERT INTO aveloxis_data.pull_request_meta AS t
-            (pull_request_id, repo_id, pr_head_or_base, pr_src_meta_label, pr_src_meta_ref, pr_sha, cntrb_id)
-        SELECT d.pull_request_id, repo, side.name, side.v ->> 'label', side.v ->> 'ref', side.v ->> 'sha', u.cntrb_id
-        FROM pg_temp.drain_prs d
-        CROSS JOIN LATERAL (VALUES ('head', d.head), ('base', d.base)) AS side(name, v)
-        LEFT JOIN pg_temp.drain_users u
-               ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(side.v -> 'user')
-        WHERE d.fresh AND jsonb_typeof(side.v) = 'object'
-        ORDER BY 1, 3
-        ON CONFLICT (pull_request_id, pr_head_or_base) DO UPDATE
-            SET pr_src_meta_label = EXCLUDED.pr_src_meta_label, pr_src_meta_ref = EXCLUDED.pr_src_meta_ref,
-                pr_sha = EXCLUDED.pr_sha, cntrb_id = coalesce(EXCLUDED.cntrb_id, t.cntrb_id)
-        RETURNING t.pr_repo_meta_id, t.pull_request_id, t.pr_head_or_base
-    ), gone AS (
-        DELETE FROM aveloxis_data.pull_request_repo r USING m, pg_temp.drain_prs d
-        WHERE r.pr_repo_meta_id = m.pr_repo_meta_id AND d.pull_request_id = m.pull_request_id
-          AND jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') IS DISTINCT FROM 'object'
-    )
-    INSERT INTO aveloxis_data.pull_request_repo AS r
-        (pr_repo_meta_id, repo_id, pr_repo_head_or_base, pr_src_repo_id, pr_src_node_id, pr_repo_name,
-         pr_repo_full_name, pr_repo_private)
-    SELECT m.pr_repo_meta_id, repo, m.pr_head_or_base, x.id, x.node_id, x.name, x.full_name, x.private
-    FROM m JOIN pg_temp.drain_prs d ON d.pull_request_id = m.pull_request_id,
-         jsonb_to_record(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo')
-             AS x(id bigint, node_id text, name text, full_name text, private boolean)
-    WHERE jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') = 'object'
-    ORDER BY 1
-    ON CONFLICT (pr_repo_meta_id) DO UPDATE
-        SET pr_src_repo_id = EXCLUDED.pr_src_repo_id, pr_src_node_id = EXCLUDED.pr_src_node_id,
-            pr_repo_name = EXCLUDED.pr_repo_name, pr_repo_full_name = EXCLUDED.pr_repo_full_name,
-            pr_repo_private = EXCLUDED.pr_repo_private;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated
-    FROM pg_temp.drain_prs;
-    result.skipped := 0;
-    result.pending := 0;
-    result.unchanged := total - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-
--- 'issue_comment' payloads: GitHub issue comments (/repos/{o}/{r}/issues/comments or
--- /issues/{n}/comments). The parent is context.parent_number, else the tail of
--- issue_url. A comment whose issue has not been drained yet stays pending; comments
--- on pull requests stay pending until pull requests are drained.
-CREATE FUNCTION aveloxis_ops.drain_issue_comments(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_comments;
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-
-    INSERT INTO pg_temp.drain_comments
-        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, author, created_at, updated_at)
-    SELECT r.staging_id, r.platform_id, x.id, x.node_id, x.body, x.html_url,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
-                    substring(x.issue_url FROM '/issues/([0-9]{1,9})$')::integer),
-           x."user", aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, issue_url text, "user" jsonb,
-                                     created_at text, updated_at text)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-
-    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE platform_msg_id IS NULL) THEN
-        RAISE EXCEPTION 'issue comment payload without a numeric "id"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage comment objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'issue comment payload names no parent: no "issue_url" ending in a number, and no context.parent_number'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage comments of /issues/{n}/comments with context {"parent_number": n}.';
-    END IF;
-
-    -- Issues and pull requests share one number space: the parent is one or the other.
-    -- Correlated lookups: one index probe per comment. (A join let the planner, misled by
-    -- statistics older than the drain's own inserts, hash the repository's every issue
-    -- for each batch: quadratic in the repository's size.)
-    UPDATE pg_temp.drain_comments c
-    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
-                    WHERE i.repo_id = repo AND i.issue_number = c.parent_number);
-    UPDATE pg_temp.drain_comments c
-    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
-                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number)
-    WHERE c.issue_id IS NULL;
-    UPDATE pg_temp.drain_rows r SET pending = true
-    FROM pg_temp.drain_comments c
-    WHERE c.staging_id = r.staging_id AND c.issue_id IS NULL AND c.pull_request_id IS NULL;
-    SELECT count(*) INTO result.pending FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_comments d USING pg_temp.drain_comments e
-    WHERE e.platform_msg_id = d.platform_msg_id
-      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
-
-    ANALYZE pg_temp.drain_comments;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT c.platform_id, c.staging_id, c.author FROM pg_temp.drain_comments c;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.messages AS m
-            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
-             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
-        SELECT repo, c.platform_id, 'issue_comment', c.platform_msg_id, c.node_id, u.cntrb_id, c.body, c.created_at,
-               c.updated_at, c.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_comments c
-        LEFT JOIN pg_temp.drain_users u
-               ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c.author)
-        ORDER BY c.platform_msg_id
-        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
-            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
-                msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
-                msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
-                tool_version = EXCLUDED.tool_version, data_collection_date = now()
-            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
-              AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
-                   IS DISTINCT FROM
-                   (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_updated_at,
-                    EXCLUDED.msg_html_url)
-                OR (EXCLUDED.cntrb_id IS NOT NULL AND EXCLUDED.cntrb_id IS DISTINCT FROM m.cntrb_id))
-        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_comments c SET msg_id = up.msg_id, changed = true, was_inserted = up.was_inserted
-    FROM up WHERE up.platform_msg_id = c.platform_msg_id;
-
-    INSERT INTO aveloxis_data.issue_message_ref
-        (issue_id, msg_id, repo_id, platform_src_id, tool_source, tool_version, data_source)
-    SELECT c.issue_id, c.msg_id, repo, c.platform_msg_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.issue_id IS NOT NULL
-    ORDER BY c.msg_id
-    ON CONFLICT (issue_id, msg_id) DO NOTHING;
-    INSERT INTO aveloxis_data.pull_request_message_ref (pull_request_id, msg_id, repo_id, platform_src_id)
-    SELECT c.pull_request_id, c.msg_id, repo, c.platform_msg_id
-    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.pull_request_id IS NOT NULL
-    ORDER BY c.msg_id
-    ON CONFLICT (pull_request_id, msg_id) DO NOTHING;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated
-    FROM pg_temp.drain_comments;
-    result.skipped := 0;
-    result.unchanged := total - result.pending - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-
--- 'issue_event' payloads: GitHub issue events (/repos/{o}/{r}/issues/events, whose items
--- carry the "issue"; or /issues/{n}/events with context {"parent_number": n}). An event
--- of a pull request goes to pull_request_events; one whose parent has not arrived waits.
-CREATE FUNCTION aveloxis_ops.drain_issue_events(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-    ins_issue bigint;
-    ins_pr bigint;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    PERFORM aveloxis_ops.drop_batch_table('drain_events');
-    CREATE TEMP TABLE drain_events ON COMMIT DROP AS
-    SELECT r.staging_id, r.platform_id, x.id AS platform_event_id, x.node_id, x.event AS action, x.commit_id,
-           x.actor, x.assignee, aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
-                         THEN (r.context ->> 'parent_number')::integer END,
-                    CASE WHEN jsonb_typeof(x.issue -> 'number') = 'number' THEN (x.issue ->> 'number')::integer END)
-               AS parent_number,
-           NULL::bigint AS issue_id, NULL::bigint AS pull_request_id
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, event text, commit_id text, actor jsonb, assignee jsonb,
-                                     created_at text, issue jsonb)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-    -- Timeline items (/issues/{n}/timeline) may be staged as events too: comments and
-    -- reviews are drained from their own endpoints (their ids are another id space),
-    -- and commits, cross-references and line comments have no event id. Counted, not stored.
-    DELETE FROM pg_temp.drain_events
-    WHERE action IN ('commented', 'reviewed', 'committed', 'cross-referenced', 'line-commented')
-       OR (platform_event_id IS NULL AND action IS NOT NULL);
-    GET DIAGNOSTICS result.skipped = ROW_COUNT;
-    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
-        RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number, and no context.parent_number'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
-    END IF;
-    -- Correlated lookups, as for comments: one index probe per event.
-    UPDATE pg_temp.drain_events e
-    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
-                    WHERE i.repo_id = repo AND i.issue_number = e.parent_number);
-    UPDATE pg_temp.drain_events e
-    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
-                           WHERE p.repo_id = repo AND p.pr_number = e.parent_number)
-    WHERE e.issue_id IS NULL;
-    UPDATE pg_temp.drain_rows r SET pending = true
-    FROM pg_temp.drain_events e WHERE e.staging_id = r.staging_id AND e.issue_id IS NULL AND e.pull_request_id IS NULL;
-    SELECT count(*) INTO result.pending FROM pg_temp.drain_events WHERE issue_id IS NULL AND pull_request_id IS NULL;
-
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT e.platform_id, e.staging_id, u FROM pg_temp.drain_events e,
-           LATERAL (SELECT e.actor UNION ALL SELECT e.assignee) refs(u)
-    WHERE e.issue_id IS NOT NULL OR e.pull_request_id IS NOT NULL;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    -- Events never change once they happened: insert what is new.
-    WITH ins AS (
-        INSERT INTO aveloxis_data.issue_events
-            (issue_id, repo_id, platform_id, platform_event_id, node_id, cntrb_id, action, action_commit_hash,
-             assignee_id, created_at)
-        SELECT DISTINCT ON (e.platform_event_id)
-               e.issue_id, repo, e.platform_id, e.platform_event_id, e.node_id, a.cntrb_id, e.action, e.commit_id,
-               s.cntrb_id, e.created_at
-        FROM pg_temp.drain_events e
-        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
-        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
-        WHERE e.issue_id IS NOT NULL
-        ORDER BY e.platform_event_id
-        ON CONFLICT (repo_id, platform_event_id) DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO ins_issue FROM ins;
-    WITH ins AS (
-        INSERT INTO aveloxis_data.pull_request_events
-            (pull_request_id, repo_id, platform_id, platform_event_id, node_id, cntrb_id, action, action_commit_hash,
-             assignee_id, created_at)
-        SELECT DISTINCT ON (e.platform_event_id)
-               e.pull_request_id, repo, e.platform_id, e.platform_event_id, e.node_id, a.cntrb_id, e.action,
-               e.commit_id, s.cntrb_id, e.created_at
-        FROM pg_temp.drain_events e
-        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
-        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
-        WHERE e.pull_request_id IS NOT NULL
-        ORDER BY e.platform_event_id
-        ON CONFLICT (repo_id, platform_event_id) DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO ins_pr FROM ins;
-    result.inserted := ins_issue + ins_pr;
-    result.updated := 0;
-    result.unchanged := total - result.skipped - result.pending - result.inserted;
-    RETURN result;
-END
-$$;
-
--- 'release' payloads: GitHub release objects (/repos/{o}/{r}/releases).
-CREATE FUNCTION aveloxis_ops.drain_releases(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    PERFORM aveloxis_ops.drop_batch_table('drain_releases');
-    CREATE TEMP TABLE drain_releases ON COMMIT DROP AS
-    SELECT DISTINCT ON (x.id) r.staging_id, r.platform_id, x.id::text AS release_id, x.name, x.body, x.author,
-           x.tag_name, x.html_url, x.draft, x.prerelease,
-           aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
-           aveloxis_ops.forge_timestamp(x.published_at) AS published_at,
-           aveloxis_ops.forge_timestamp(x.updated_at) AS updated_at
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, name text, body text, author jsonb, tag_name text, html_url text,
-                                     draft boolean, prerelease boolean, created_at text, published_at text,
-                                     updated_at text)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY x.id, r.staging_id DESC;
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    IF EXISTS (SELECT FROM pg_temp.drain_releases WHERE release_id IS NULL) THEN
-        RAISE EXCEPTION 'release payload without a numeric "id"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage release objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT d.platform_id, d.staging_id, d.author FROM pg_temp.drain_releases d;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-    WITH up AS (
-        INSERT INTO aveloxis_data.releases AS t
-            (repo_id, release_id, release_name, release_description, release_author, release_author_id,
-             release_tag_name, release_url, release_created_at, release_published_at, release_updated_at,
-             release_is_draft, release_is_prerelease, tool_source, tool_version, data_source)
-        SELECT repo, d.release_id, d.name, d.body, d.author ->> 'login', u.cntrb_id, d.tag_name, d.html_url,
-               d.created_at, d.published_at, d.updated_at, d.draft, d.prerelease,
-               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_releases d
-        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
-        ORDER BY d.release_id
-        ON CONFLICT (repo_id, release_id) DO UPDATE
-            SET release_name = EXCLUDED.release_name, release_description = EXCLUDED.release_description,
-                release_author = EXCLUDED.release_author,
-                release_author_id = coalesce(EXCLUDED.release_author_id, t.release_author_id),
-                release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
-                release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
-                release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
-                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = now()
-            WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
-                   t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
-                  IS DISTINCT FROM
-                  (EXCLUDED.release_name, EXCLUDED.release_description, EXCLUDED.release_tag_name, EXCLUDED.release_url,
-                   EXCLUDED.release_created_at, EXCLUDED.release_published_at, EXCLUDED.release_updated_at,
-                   EXCLUDED.release_is_draft, EXCLUDED.release_is_prerelease)
-        RETURNING (t.xmax = 0) AS was_inserted
-    )
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
-    INTO result.inserted, result.updated FROM up;
-    result.skipped := 0;
-    result.pending := 0;
-    result.unchanged := total - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-
--- 'review_comment' payloads: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
--- or /pulls/{n}/comments). The pull request is context.parent_number, else the tail of
--- pull_request_url (or of _links.pull_request.href in older API versions); until it has
--- been drained the comment waits.
-CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    PERFORM aveloxis_ops.drop_batch_table('drain_review_comments');
-    CREATE TEMP TABLE drain_review_comments ON COMMIT DROP AS
-    SELECT r.staging_id, r.platform_id, x.*,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
-                         THEN (r.context ->> 'parent_number')::integer END,
-                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
-                    -- Older API versions link the pull request only under _links.
-                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
-               AS parent_number,
-           NULL::bigint AS pull_request_id, NULL::bigint AS msg_id, false AS was_inserted, false AS changed
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
-                                     "user" jsonb, pull_request_review_id bigint, in_reply_to_id bigint,
-                                     diff_hunk text, path text, "position" integer, original_position integer,
-                                     line integer, original_line integer, side text, commit_id text,
-                                     original_commit_id text, author_association text, created_at text,
-                                     updated_at text)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE id IS NULL) THEN
-        RAISE EXCEPTION 'review comment payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
-            HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
-            USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
-    END IF;
-    UPDATE pg_temp.drain_review_comments c
-    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
-                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number);
-    UPDATE pg_temp.drain_rows r SET pending = true
-    FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
-    SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_review_comments d USING pg_temp.drain_review_comments e
-    WHERE e.id = d.id AND (coalesce(aveloxis_ops.forge_timestamp(e.updated_at), '-infinity'), e.staging_id)
-                        > (coalesce(aveloxis_ops.forge_timestamp(d.updated_at), '-infinity'), d.staging_id);
-
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT c.platform_id, c.staging_id, c."user" FROM pg_temp.drain_review_comments c;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.messages AS m
-            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
-             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
-        SELECT repo, c.platform_id, 'review_comment', c.id, c.node_id, u.cntrb_id, c.body,
-               aveloxis_ops.forge_timestamp(c.created_at), aveloxis_ops.forge_timestamp(c.updated_at), c.html_url,
-               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_review_comments c
-        LEFT JOIN pg_temp.drain_users u ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c."user")
-        ORDER BY c.id
-        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
-            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
-                msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
-                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = now()
-            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
-              AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
-                  IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
-        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
-    FROM up WHERE up.platform_msg_id = c.id;
-    UPDATE pg_temp.drain_review_comments c
-    SET msg_id = (SELECT m.msg_id FROM aveloxis_data.messages m
-                  WHERE m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id)
-    WHERE c.msg_id IS NULL;
-
-    INSERT INTO aveloxis_data.review_comments AS t
-        (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
-         diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
-         author_association)
-    SELECT repo, c.pull_request_id, c.msg_id, c.id,
-           (SELECT v.pr_review_id FROM aveloxis_data.pull_request_reviews v
-            WHERE v.pull_request_id = c.pull_request_id AND v.platform_review_id = c.pull_request_review_id),
-           c.pull_request_review_id, c.in_reply_to_id,
-           c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
-           c.original_commit_id, c.author_association
-    FROM pg_temp.drain_review_comments c
-    WHERE c.changed
-    ORDER BY c.id
-    ON CONFLICT (repo_id, platform_src_id) DO UPDATE
-        SET pr_review_id = coalesce(EXCLUDED.pr_review_id, t.pr_review_id), diff_hunk = EXCLUDED.diff_hunk,
-            path = EXCLUDED.path, "position" = EXCLUDED."position", line = EXCLUDED.line, side = EXCLUDED.side,
-            commit_id = EXCLUDED.commit_id;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated FROM pg_temp.drain_review_comments;
-    result.skipped := 0;
-    result.unchanged := total - result.pending - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-
--- 'repo_info' payloads: the repository object (/repos/{o}/{r}). The current row is
--- replaced when it changed, its previous version kept in repo_info_history; the forge's
--- id becomes repos.repo_src_id (a forge repository registered twice is an error).
-CREATE FUNCTION aveloxis_ops.drain_repo_info(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-    newest record;
-    twin bigint;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    -- Only the newest staged version matters.
-    SELECT x.*, r.staging_id INTO newest
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, full_name text, description text, homepage text,
-                                     default_branch text, language text, license jsonb, fork boolean,
-                                     archived boolean, visibility text, has_issues boolean, has_wiki boolean,
-                                     has_pages boolean, forks_count integer, subscribers_count integer,
-                                     watchers_count integer, stargazers_count integer, open_issues_count integer,
-                                     size integer, created_at text, updated_at text, pushed_at text)
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    result := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF newest.id IS NULL THEN
-        RAISE EXCEPTION 'repo_info payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
-            HINT = 'Stage the repository object as /repos/{owner}/{repo} returns it.';
-    END IF;
-    SELECT r.repo_id INTO twin FROM aveloxis_data.repos r JOIN aveloxis_data.repos me ON me.repo_id = repo
-    WHERE r.repo_host IS NOT DISTINCT FROM me.repo_host AND r.repo_src_id = newest.id AND r.repo_id <> repo;
-    IF FOUND THEN
-        RAISE EXCEPTION 'repo % is forge repository % (%), which is already registered as repo %',
-                repo, newest.id, newest.full_name, twin
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'One of the two URLs is an old name: record_rename() the current one, then remove the other.';
-    END IF;
-    UPDATE aveloxis_data.repos r SET repo_src_id = newest.id, repo_archived = coalesce(newest.archived, r.repo_archived)
-    WHERE r.repo_id = repo
-      AND (r.repo_src_id, r.repo_archived) IS DISTINCT FROM (newest.id, coalesce(newest.archived, r.repo_archived));
-
-    PERFORM aveloxis_ops.drop_batch_table('drain_repo_info');
-    CREATE TEMP TABLE drain_repo_info ON COMMIT DROP AS
-    SELECT repo AS repo_id, newest.id AS repo_src_id, newest.node_id, newest.full_name, newest.description,
-           newest.homepage, newest.default_branch, newest.language AS primary_language,
-           coalesce(newest.license ->> 'spdx_id', newest.license ->> 'name') AS license,
-           newest.fork AS is_fork, newest.archived, newest.visibility,
-           coalesce(newest.has_issues, false)::text AS issues_enabled, newest.has_wiki::text AS wiki_enabled,
-           newest.has_pages::text AS pages_enabled, newest.forks_count AS fork_count,
-           coalesce(newest.subscribers_count, newest.watchers_count) AS watchers_count,
-           newest.stargazers_count AS stars_count, newest.open_issues_count AS open_issues,
-           newest.size AS size_kb, aveloxis_ops.forge_timestamp(newest.created_at) AS created_at,
-           aveloxis_ops.forge_timestamp(newest.updated_at) AS updated_at,
-           aveloxis_ops.forge_timestamp(newest.pushed_at) AS pushed_at;
-
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repo_info c WHERE c.repo_id = repo) THEN
-        INSERT INTO aveloxis_data.repo_info
-            (repo_id, repo_src_id, node_id, full_name, description, homepage, default_branch, primary_language,
-             license, is_fork, archived, visibility, issues_enabled, wiki_enabled, pages_enabled, fork_count,
-             watchers_count, stars_count, open_issues, size_kb, created_at, updated_at, pushed_at,
-             tool_source, tool_version, data_source)
-        SELECT i.*, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain' FROM pg_temp.drain_repo_info i;
-        result.inserted := 1;
-    ELSIF EXISTS (
-        SELECT FROM aveloxis_data.repo_info c JOIN pg_temp.drain_repo_info i USING (repo_id)
-        WHERE (c.repo_src_id, c.node_id, c.full_name, c.description, c.homepage, c.default_branch, c.primary_language,
-               c.license, c.is_fork, c.archived, c.visibility, c.issues_enabled, c.wiki_enabled, c.pages_enabled,
-               c.fork_count, c.watchers_count, c.stars_count, c.open_issues, c.size_kb, c.created_at, c.updated_at,
-               c.pushed_at)
-              IS DISTINCT FROM
-              (i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch, i.primary_language,
-               i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled, i.pages_enabled,
-               i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at, i.updated_at,
-               i.pushed_at)) THEN
-        INSERT INTO aveloxis_data.repo_info_history SELECT c.* FROM aveloxis_data.repo_info c WHERE c.repo_id = repo;
-        UPDATE aveloxis_data.repo_info c
-        SET repo_src_id = i.repo_src_id, node_id = i.node_id, full_name = i.full_name, description = i.description,
-            homepage = i.homepage, default_branch = i.default_branch, primary_language = i.primary_language,
-            license = i.license, is_fork = i.is_fork, archived = i.archived, visibility = i.visibility,
-            issues_enabled = i.issues_enabled, wiki_enabled = i.wiki_enabled, pages_enabled = i.pages_enabled,
-            fork_count = i.fork_count, watchers_count = i.watchers_count, stars_count = i.stars_count,
-            open_issues = i.open_issues, size_kb = i.size_kb, created_at = i.created_at, updated_at = i.updated_at,
-            pushed_at = i.pushed_at, tool_version = aveloxis.version(), data_collection_date = now()
-        FROM pg_temp.drain_repo_info i WHERE c.repo_id = repo;
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.inserted - result.updated;
-    RETURN result;
 END
 $$;
 
@@ -1692,6 +728,7 @@ DECLARE
     err_text   text;
     err_state  text;
     unmapped   bigint;
+    identity   smallint;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
@@ -1701,6 +738,7 @@ BEGIN
         RETURN 'busy';
     END IF;
     PERFORM aveloxis_ops.drain_scratch();
+    identity := aveloxis_ops.identity_platform_of(target);
 
     FOREACH ent IN ARRAY aveloxis_ops.drain_entities() LOOP
         -- Rows left pending earlier in this run are not read again until the next run.
@@ -1711,15 +749,15 @@ BEGIN
         -- floor every drain pays. Only a batch holding an unparsable payload takes the
         -- slower path that finds it and says why.
         BEGIN
-            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc)
-            SELECT st.staging_id, st.platform_id, st.context, aveloxis_ops.sanitize_json(st.payload)::jsonb
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, forge, context, doc)
+            SELECT st.staging_id, identity, st.platform_id, st.context, aveloxis_ops.sanitize_json(st.payload)::jsonb
             FROM aveloxis_ops.staging st
             WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
               AND st.staging_id > coalesce(after_id, 0)
             ORDER BY st.staging_id LIMIT batch_size;
         EXCEPTION WHEN OTHERS THEN
-            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, context, doc, parse_error)
-            SELECT st.staging_id, st.platform_id, st.context, p.doc, 'payload is not valid JSON: ' || p.err
+            INSERT INTO pg_temp.drain_rows (staging_id, platform_id, forge, context, doc, parse_error)
+            SELECT st.staging_id, identity, st.platform_id, st.context, p.doc, 'payload is not valid JSON: ' || p.err
             FROM (SELECT st.staging_id, st.platform_id, st.context, st.payload FROM aveloxis_ops.staging st
                   WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
                     AND st.staging_id > coalesce(after_id, 0)
@@ -1744,11 +782,11 @@ BEGIN
             rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, '22P02');
         END LOOP;
 
-        -- Only GitHub payloads are mapped so far: others wait, counted, until their
-        -- mapping ships (an upgrade); they are never mapped as if they were GitHub's.
-        -- Git history is the agent's own envelope, the same for every platform.
+        -- GitHub and GitLab payloads each have their mapper. A forge payload of any other
+        -- platform waits, counted, until a mapper for it ships; it is never read as if it
+        -- were GitHub's. Git history is the agent's own envelope, the same for every platform.
         UPDATE pg_temp.drain_rows r SET pending = true
-        WHERE r.doc IS NOT NULL AND r.platform_id <> 1 AND ent NOT IN ('commit', 'commit_removed', 'repo_files');
+        WHERE r.doc IS NOT NULL AND r.forge NOT IN (1, 2) AND ent NOT IN ('commit', 'commit_removed', 'repo_files');
         GET DIAGNOSTICS unmapped = ROW_COUNT;
 
         BEGIN

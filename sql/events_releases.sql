@@ -16,7 +16,11 @@ CREATE TABLE aveloxis_data.issue_events (
     assignee_id          uuid REFERENCES aveloxis_data.contributors,
     created_at           timestamptz,
     data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, platform_event_id)
+    -- Which id space platform_event_id is from: 'event' (GitHub's issue events), or
+    -- GitLab's 'state_event', 'label_event', 'milestone_event' and 'note' (system notes),
+    -- whose ids collide with one another.
+    event_source         text NOT NULL DEFAULT 'event',
+    UNIQUE (repo_id, event_source, platform_event_id)
 );
 CREATE INDEX issue_events_issue_idx ON aveloxis_data.issue_events (issue_id);
 
@@ -33,7 +37,8 @@ CREATE TABLE aveloxis_data.pull_request_events (
     assignee_id          uuid REFERENCES aveloxis_data.contributors,
     created_at           timestamptz,
     data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, platform_event_id)
+    event_source         text NOT NULL DEFAULT 'event',
+    UNIQUE (repo_id, event_source, platform_event_id)
 );
 CREATE INDEX pull_request_events_pr_idx ON aveloxis_data.pull_request_events (pull_request_id);
 
@@ -64,3 +69,381 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_events', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_events', 'pr_event_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.releases', '');
+
+-- 'issue_event' payloads, mapped per forge into drain_events, then written by one
+-- insert (drain_issue_events below): events never change once they happened.
+
+-- GitHub: issue events (/repos/{o}/{r}/issues/events, whose items
+-- carry the "issue"; or /issues/{n}/events with context {"parent_number": n}). An event
+-- of a pull request goes to pull_request_events; one whose parent has not arrived waits.
+CREATE FUNCTION aveloxis_ops.map_issue_events_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_events
+        (staging_id, platform_id, platform_event_id, event_source, node_id, action, commit_id, actor, assignee, created_at,
+         parent_number)
+    SELECT r.staging_id, r.platform_id, x.id AS platform_event_id, 'event', x.node_id, x.event AS action, x.commit_id,
+           x.actor, x.assignee, aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    CASE WHEN jsonb_typeof(x.issue -> 'number') = 'number' THEN (x.issue ->> 'number')::integer END)
+               AS parent_number
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, event text, commit_id text, actor jsonb, assignee jsonb,
+                                     created_at text, issue jsonb)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: resource state events (closed, reopened, merged, locked), resource label
+-- events (add/remove -> labeled/unlabeled), resource milestone events (add/remove ->
+-- milestoned/demilestoned), all of /{issues,merge_requests}/:iid/resource_*_events with
+-- context {"parent_number", "parent_kind"}; and system notes (the only history before
+-- GitLab 13.3/11.3), whose body names the action (aveloxis_ops.gitlab_note_action).
+-- The four are numbered apart: event_source keeps their ids from colliding, and node_id
+-- ("gitlab:<source>:<id>") names each event uniquely for the Augur-named views.
+CREATE FUNCTION aveloxis_ops.map_issue_events_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_events
+        (staging_id, platform_id, platform_event_id, event_source, node_id, action, commit_id, actor, assignee, created_at,
+         parent_number, parent_kind)
+    SELECT r.staging_id, r.platform_id, x.id, src.event_source, 'gitlab:' || src.event_source || ':' || x.id,
+           CASE src.event_source
+               WHEN 'state_event' THEN x.state
+               WHEN 'label_event' THEN CASE x.action WHEN 'add' THEN 'labeled' WHEN 'remove' THEN 'unlabeled' END
+               WHEN 'milestone_event' THEN CASE x.action WHEN 'add' THEN 'milestoned' WHEN 'remove' THEN 'demilestoned' END
+               ELSE aveloxis_ops.gitlab_note_action(x.body) END,
+           NULL, coalesce(x."user", x.author), NULL, aveloxis_ops.forge_timestamp(x.created_at),
+           coalesce(x.noteable_iid,
+                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END),
+           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type, x.resource_type))
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,
+                                     label jsonb, milestone jsonb, body text, system boolean, noteable_iid integer,
+                                     noteable_type text, resource_type text),
+         LATERAL (SELECT CASE WHEN x.system IS TRUE THEN 'note'
+                              WHEN jsonb_typeof(x.label) = 'object' THEN 'label_event'
+                              WHEN r.doc ? 'milestone' THEN 'milestone_event'
+                              WHEN x.state IS NOT NULL THEN 'state_event' END AS event_source) src
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE event_source IS NULL) THEN
+        RAISE EXCEPTION 'GitLab issue_event payload is none of: a resource state/label/milestone event, a system note'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage resource_*_events items and notes with "system": true (docs/staging-contract.md).';
+    END IF;
+    RETURN mapped;
+END
+$$;
+
+-- The GitHub event action a GitLab system note's body records, or NULL for notes that
+-- have no GitHub event (title or description changed, commits added, mentions in other
+-- issues, approvals: those come from /approvals). Bodies are GitLab's English templates
+-- (app/services/system_notes/*), with **markdown** in some versions.
+CREATE FUNCTION aveloxis_ops.gitlab_note_action(body text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN b ~ '^closed\M' THEN 'closed'
+        WHEN b ~ '^reopened\M' THEN 'reopened'
+        WHEN b ~ '^merged\M' THEN 'merged'
+        WHEN b ~ '^(re)?assigned to @' THEN 'assigned'
+        WHEN b ~ '^unassigned @' THEN 'unassigned'
+        WHEN b ~ '^changed milestone to ' THEN 'milestoned'
+        WHEN b ~ '^removed (the )?milestone' THEN 'demilestoned'
+        WHEN b ~ '^added ~' THEN 'labeled'
+        WHEN b ~ '^removed ~' THEN 'unlabeled'
+        WHEN b ~ '^changed title from ' THEN 'renamed'
+        WHEN b ~ '^(marked this merge request as draft|marked as a work in progress)' THEN 'converted_to_draft'
+        WHEN b ~ '^(marked this merge request as ready|unmarked as a work in progress)' THEN 'ready_for_review'
+        WHEN b ~ '^requested review from @' THEN 'review_requested'
+        WHEN b ~ '^removed review request for @' THEN 'review_request_removed'
+        WHEN b ~ '^mentioned in commit ' THEN 'referenced'
+        WHEN b ~ '^locked (this|the discussion)' THEN 'locked'
+        WHEN b ~ '^unlocked (this|the discussion)' THEN 'unlocked'
+    END
+    FROM (SELECT pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(body), '**', '')) AS b) n
+$$;
+
+-- One insert for every forge's events.
+CREATE FUNCTION aveloxis_ops.drain_issue_events(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+    ins_issue bigint;
+    ins_pr bigint;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_events');
+    CREATE TEMP TABLE drain_events (
+        staging_id        bigint PRIMARY KEY,
+        platform_id       smallint NOT NULL,
+        platform_event_id bigint,
+        event_source      text NOT NULL,
+        node_id           text,
+        action            text,
+        commit_id         text,
+        actor             jsonb,
+        assignee          jsonb,
+        created_at        timestamptz,
+        parent_number     integer,
+        -- As for comments: 'issue' or 'pull_request' when the forge numbers them apart.
+        parent_kind       text,
+        issue_id          bigint,
+        pull_request_id   bigint
+    ) ON COMMIT DROP;
+    total := aveloxis_ops.map_issue_events_github(only_staging_id) + aveloxis_ops.map_issue_events_gitlab(only_staging_id);
+    -- Timeline items (/issues/{n}/timeline) may be staged as events too: comments and
+    -- reviews are drained from their own endpoints (their ids are another id space),
+    -- and commits, cross-references and line comments have no event id. Counted, not stored.
+    -- GitLab system notes that record no GitHub event (a title edit, commits pushed) too.
+    DELETE FROM pg_temp.drain_events
+    WHERE action IN ('commented', 'reviewed', 'committed', 'cross-referenced', 'line-commented')
+       OR (platform_event_id IS NULL AND action IS NOT NULL)
+       OR (event_source = 'note' AND action IS NULL);
+    GET DIAGNOSTICS result.skipped = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
+        RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number, and no context.parent_number'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
+    END IF;
+    -- Correlated lookups, as for comments: one index probe per event.
+    UPDATE pg_temp.drain_events e
+    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
+                    WHERE i.repo_id = repo AND i.issue_number = e.parent_number)
+    WHERE e.parent_kind IS DISTINCT FROM 'pull_request';
+    UPDATE pg_temp.drain_events e
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = e.parent_number)
+    WHERE e.issue_id IS NULL AND e.parent_kind IS DISTINCT FROM 'issue';
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_events e WHERE e.staging_id = r.staging_id AND e.issue_id IS NULL AND e.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_events WHERE issue_id IS NULL AND pull_request_id IS NULL;
+    -- A change GitLab recorded both as a resource event and as a system note (versions
+    -- that wrote both) is one event: the note goes when the same action on the same
+    -- parent is within a second of a resource event, in this batch or stored.
+    WITH dup AS (
+        DELETE FROM pg_temp.drain_events n
+        WHERE n.event_source = 'note' AND (n.issue_id IS NOT NULL OR n.pull_request_id IS NOT NULL)
+          AND (EXISTS (SELECT FROM pg_temp.drain_events e
+                       WHERE e.event_source <> 'note' AND e.action = n.action
+                         AND e.issue_id IS NOT DISTINCT FROM n.issue_id
+                         AND e.pull_request_id IS NOT DISTINCT FROM n.pull_request_id
+                         AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second')
+               OR EXISTS (SELECT FROM aveloxis_data.issue_events e
+                          WHERE e.issue_id = n.issue_id AND e.event_source <> 'note' AND e.action = n.action
+                            AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second')
+               OR EXISTS (SELECT FROM aveloxis_data.pull_request_events e
+                          WHERE e.pull_request_id = n.pull_request_id AND e.event_source <> 'note' AND e.action = n.action
+                            AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second'))
+        RETURNING 1
+    )
+    SELECT result.skipped + count(*) INTO result.skipped FROM dup;
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT e.platform_id, e.staging_id, u FROM pg_temp.drain_events e,
+           LATERAL (SELECT e.actor UNION ALL SELECT e.assignee) refs(u)
+    WHERE e.issue_id IS NOT NULL OR e.pull_request_id IS NOT NULL;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    -- Events never change once they happened: insert what is new.
+    WITH ins AS (
+        INSERT INTO aveloxis_data.issue_events
+            (issue_id, repo_id, platform_id, platform_event_id, event_source, node_id, cntrb_id, action,
+             action_commit_hash, assignee_id, created_at)
+        SELECT DISTINCT ON (e.event_source, e.platform_event_id)
+               e.issue_id, repo, e.platform_id, e.platform_event_id, e.event_source, e.node_id, a.cntrb_id, e.action,
+               e.commit_id, s.cntrb_id, e.created_at
+        FROM pg_temp.drain_events e
+        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
+        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
+        WHERE e.issue_id IS NOT NULL
+        ORDER BY e.event_source, e.platform_event_id
+        ON CONFLICT (repo_id, event_source, platform_event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO ins_issue FROM ins;
+    WITH ins AS (
+        INSERT INTO aveloxis_data.pull_request_events
+            (pull_request_id, repo_id, platform_id, platform_event_id, event_source, node_id, cntrb_id, action,
+             action_commit_hash, assignee_id, created_at)
+        SELECT DISTINCT ON (e.event_source, e.platform_event_id)
+               e.pull_request_id, repo, e.platform_id, e.platform_event_id, e.event_source, e.node_id, a.cntrb_id,
+               e.action, e.commit_id, s.cntrb_id, e.created_at
+        FROM pg_temp.drain_events e
+        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
+        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
+        WHERE e.pull_request_id IS NOT NULL
+        ORDER BY e.event_source, e.platform_event_id
+        ON CONFLICT (repo_id, event_source, platform_event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO ins_pr FROM ins;
+    result.inserted := ins_issue + ins_pr;
+    result.updated := 0;
+    result.unchanged := total - result.skipped - result.pending - result.inserted;
+    RETURN result;
+END
+$$;
+
+-- 'release' payloads, mapped per forge into drain_releases, then written by one upsert
+-- (drain_releases below).
+
+-- GitHub: release objects (/repos/{o}/{r}/releases).
+CREATE FUNCTION aveloxis_ops.map_releases_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_releases
+        (staging_id, platform_id, release_id, name, body, author, tag_name, html_url, draft, prerelease, created_at,
+         published_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id::text, x.name, x.body, x.author,
+           x.tag_name, x.html_url, x.draft, x.prerelease,
+           aveloxis_ops.forge_timestamp(x.created_at),
+           aveloxis_ops.forge_timestamp(x.published_at),
+           aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, name text, body text, author jsonb, tag_name text, html_url text,
+                                     draft boolean, prerelease boolean, created_at text, published_at text,
+                                     updated_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: release objects (/projects/:id/releases). A GitLab release has no id: it is
+-- its tag, so release_id is the tag name. released_at is the publication date;
+-- "upcoming_release" (released_at in the future) is not a pre-release and is kept as a
+-- release; GitLab has no drafts. The URL is _links.self.
+CREATE FUNCTION aveloxis_ops.map_releases_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_releases
+        (staging_id, platform_id, release_id, name, body, author, tag_name, html_url, draft, prerelease, created_at,
+         published_at, updated_at)
+    SELECT r.staging_id, r.platform_id, nullif(x.tag_name, ''), x.name, x.description, x.author, nullif(x.tag_name, ''),
+           x._links ->> 'self', false, false, aveloxis_ops.forge_timestamp(x.created_at),
+           aveloxis_ops.forge_timestamp(x.released_at), NULL
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(tag_name text, name text, description text, author jsonb, _links jsonb,
+                                     created_at text, released_at text)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- One upsert for every forge's releases.
+CREATE FUNCTION aveloxis_ops.drain_releases(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_releases');
+    CREATE TEMP TABLE drain_releases (
+        staging_id   bigint NOT NULL,
+        platform_id  smallint NOT NULL,
+        release_id   text,
+        name         text,
+        body         text,
+        author       jsonb,
+        tag_name     text,
+        html_url     text,
+        draft        boolean,
+        prerelease   boolean,
+        created_at   timestamptz,
+        published_at timestamptz,
+        updated_at   timestamptz
+    ) ON COMMIT DROP;
+    PERFORM aveloxis_ops.map_releases_github(only_staging_id), aveloxis_ops.map_releases_gitlab(only_staging_id);
+    -- One release staged twice in a batch: the newest staged wins.
+    DELETE FROM pg_temp.drain_releases d USING pg_temp.drain_releases e
+    WHERE e.release_id = d.release_id AND e.staging_id > d.staging_id;
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_releases WHERE release_id IS NULL) THEN
+        RAISE EXCEPTION 'release payload without a numeric "id" (GitLab: a "tag_name")'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage release objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, d.author FROM pg_temp.drain_releases d;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+    WITH up AS (
+        INSERT INTO aveloxis_data.releases AS t
+            (repo_id, release_id, release_name, release_description, release_author, release_author_id,
+             release_tag_name, release_url, release_created_at, release_published_at, release_updated_at,
+             release_is_draft, release_is_prerelease, tool_source, tool_version, data_source)
+        SELECT repo, d.release_id, d.name, d.body, coalesce(d.author ->> 'login', d.author ->> 'username'), u.cntrb_id,
+               d.tag_name, d.html_url,
+               d.created_at, d.published_at, d.updated_at, d.draft, d.prerelease,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_releases d
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
+        ORDER BY d.release_id
+        ON CONFLICT (repo_id, release_id) DO UPDATE
+            SET release_name = EXCLUDED.release_name, release_description = EXCLUDED.release_description,
+                release_author = EXCLUDED.release_author,
+                release_author_id = coalesce(EXCLUDED.release_author_id, t.release_author_id),
+                release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
+                release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
+                release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
+                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = now()
+            WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
+                   t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
+                  IS DISTINCT FROM
+                  (EXCLUDED.release_name, EXCLUDED.release_description, EXCLUDED.release_tag_name, EXCLUDED.release_url,
+                   EXCLUDED.release_created_at, EXCLUDED.release_published_at, EXCLUDED.release_updated_at,
+                   EXCLUDED.release_is_draft, EXCLUDED.release_is_prerelease)
+        RETURNING (t.xmax = 0) AS was_inserted
+    )
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
+    INTO result.inserted, result.updated FROM up;
+    result.skipped := 0;
+    result.pending := 0;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;

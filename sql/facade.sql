@@ -585,6 +585,9 @@ DECLARE
     address text := lower(btrim(email));
     who uuid;
     account_login text := nullif(btrim(login), '');
+    -- The kind (1 GitHub, 2 GitLab) picks the gh_*/gl_* columns; the account ids are
+    -- those of the repository's host (its identity platform) when it is of that kind.
+    kind smallint := platform;
 BEGIN
     IF address IS NULL OR address = '' THEN
         RAISE EXCEPTION 'record_commit_author needs an email' USING ERRCODE = 'invalid_parameter_value';
@@ -592,6 +595,10 @@ BEGIN
     IF platform IS NULL OR platform NOT IN (1, 2) THEN
         RAISE EXCEPTION 'platform must be 1 (GitHub) or 2 (GitLab), not %', platform
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM aveloxis_data.repos r
+               WHERE r.repo_id = record_commit_author.repo_id AND r.platform_id = kind) THEN
+        platform := aveloxis_ops.identity_platform_of(record_commit_author.repo_id);
     END IF;
     IF (user_id IS NULL OR user_id <= 0) AND account_login IS NULL THEN
         RAISE EXCEPTION 'record_commit_author needs an account id or a login for %', address
@@ -607,8 +614,8 @@ BEGIN
                 (cntrb_id, cntrb_login, cntrb_email, cntrb_full_name, gh_user_id, gh_login, gl_id, gl_username,
                  tool_source, tool_version, data_source)
             VALUES (who, account_login, address, name,
-                    CASE WHEN platform = 1 THEN user_id END, CASE WHEN platform = 1 THEN account_login END,
-                    CASE WHEN platform = 2 THEN user_id END, CASE WHEN platform = 2 THEN account_login END,
+                    CASE WHEN kind = 1 THEN user_id END, CASE WHEN kind = 1 THEN account_login END,
+                    CASE WHEN kind = 2 THEN user_id END, CASE WHEN kind = 2 THEN account_login END,
                     'aveloxis-facade', aveloxis.version(), coalesce(source, 'commit author'))
             ON CONFLICT ON CONSTRAINT contributors_pkey DO NOTHING;
             PERFORM aveloxis.link_contributor(who, platform, user_id, account_login);
@@ -619,7 +626,7 @@ BEGIN
         IF who IS NULL THEN
             SELECT c.cntrb_id INTO who FROM aveloxis_data.contributors c
             WHERE c.cntrb_deleted = 0
-              AND CASE platform WHEN 1 THEN lower(c.gh_login) = lower(account_login)
+              AND CASE kind WHEN 1 THEN lower(c.gh_login) = lower(account_login)
                                 ELSE lower(c.gl_username) = lower(account_login) END
             ORDER BY c.data_collection_date LIMIT 1;
         END IF;
@@ -629,7 +636,7 @@ BEGIN
                 (cntrb_id, cntrb_login, cntrb_email, cntrb_full_name, gh_login, gl_username,
                  tool_source, tool_version, data_source)
             VALUES (who, account_login, address, name,
-                    CASE WHEN platform = 1 THEN account_login END, CASE WHEN platform = 2 THEN account_login END,
+                    CASE WHEN kind = 1 THEN account_login END, CASE WHEN kind = 2 THEN account_login END,
                     'aveloxis-facade', aveloxis.version(), coalesce(source, 'commit author'));
         END IF;
     END IF;

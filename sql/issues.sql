@@ -66,3 +66,219 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_labels', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_labels', 'issue_label_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_assignees', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_assignees', 'issue_assignee_id'), '');
+
+-- 'issue' payloads, mapped per forge into drain_issues (typed rows; users, labels and
+-- assignees as GitHub-shaped JSON), then written by one upsert (drain_issues below).
+
+-- GitHub: issue objects as /repos/{o}/{r}/issues returns them. Pull requests in that list
+-- (they carry "pull_request") are counted as skipped: they are drained from their own
+-- 'pull_request' payloads.
+CREATE FUNCTION aveloxis_ops.map_issues_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    -- Each payload is taken apart once (jsonb_to_record), not once per field.
+    INSERT INTO pg_temp.drain_issues
+        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
+         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
+         closed_at, comment_count)
+    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.title, x.body, x.state, x.url, x.html_url,
+           x."user", x.closed_by,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
+           -- Old API versions sent "pull_request" with null URLs on every issue.
+           jsonb_typeof(x.pull_request) = 'object'
+               AND coalesce(x.pull_request ->> 'url', x.pull_request ->> 'html_url') IS NOT NULL,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), x.comments
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, number integer, node_id text, title text, body text, state text,
+                                     url text, html_url text, "user" jsonb, closed_by jsonb, assignee jsonb,
+                                     assignees jsonb, labels jsonb, pull_request jsonb, created_at text,
+                                     updated_at text, closed_at text, comments integer)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: issue objects as /projects/:id/issues returns them. iid is the number;
+-- "opened" is GitHub's "open"; labels are names (or objects with with_labels_details);
+-- user_notes_count counts the comments (system notes excluded, as GitHub's count).
+-- The API URL is _links.self; web_url is .../-/issues/N or, on gitlab.com since 2025,
+-- .../-/work_items/N: both are kept as given.
+CREATE FUNCTION aveloxis_ops.map_issues_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_issues
+        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
+         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
+         closed_at, comment_count)
+    SELECT r.staging_id, r.platform_id, x.id, x.iid, NULL, x.title, x.description,
+           CASE x.state WHEN 'opened' THEN 'open' ELSE x.state END,
+           x._links ->> 'self', x.web_url, x.author, x.closed_by,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           aveloxis_ops.gitlab_labels(x.labels), false,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), x.user_notes_count
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, iid integer, title text, description text, state text,
+                                     _links jsonb, web_url text, author jsonb, closed_by jsonb, assignee jsonb,
+                                     assignees jsonb, labels jsonb, created_at text, updated_at text,
+                                     closed_at text, user_notes_count integer)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab labels as GitHub-shaped label objects: names (the default) become {"name": n};
+-- objects (with_labels_details=true) keep name, color, description and id.
+CREATE FUNCTION aveloxis_ops.gitlab_labels(labels jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.jsonb_typeof(labels) = 'array' THEN
+        coalesce((SELECT pg_catalog.jsonb_agg(CASE pg_catalog.jsonb_typeof(e)
+                                                  WHEN 'string' THEN pg_catalog.jsonb_build_object('name', e #>> '{}')
+                                                  ELSE e END)
+                  FROM pg_catalog.jsonb_array_elements(labels) e
+                  WHERE pg_catalog.jsonb_typeof(e) IN ('string', 'object')), '[]'::jsonb)
+        ELSE '[]'::jsonb END
+$$;
+
+-- One upsert for every forge's issues.
+CREATE FUNCTION aveloxis_ops.drain_issues(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_issues;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    total := aveloxis_ops.map_issues_github(only_staging_id) + aveloxis_ops.map_issues_gitlab(only_staging_id);
+
+    IF EXISTS (SELECT FROM pg_temp.drain_issues WHERE platform_issue_id IS NULL OR issue_number IS NULL) THEN
+        RAISE EXCEPTION 'issue payload without a numeric "id" and "number"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage issue objects as the forge returns them (GitLab''s number is "iid"; docs/staging-contract.md).';
+    END IF;
+    SELECT count(*) INTO result.skipped FROM pg_temp.drain_issues WHERE is_pull_request;
+    DELETE FROM pg_temp.drain_issues WHERE is_pull_request;
+    -- One issue staged twice in a batch: the newest version wins, the others are unchanged.
+    DELETE FROM pg_temp.drain_issues d USING pg_temp.drain_issues e
+    WHERE e.platform_issue_id = d.platform_issue_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+
+    ANALYZE pg_temp.drain_issues;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, u
+    FROM pg_temp.drain_issues d,
+         LATERAL (SELECT d.reporter UNION ALL SELECT d.closed_by
+                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a) refs(u);
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.issues AS i
+            (repo_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state, issue_url,
+             html_url, reporter_id, closed_by_id, created_at, updated_at, closed_at, comment_count,
+             tool_source, tool_version, data_source)
+        SELECT repo, d.platform_issue_id, d.issue_number, d.node_id, d.issue_title, d.issue_body, d.issue_state,
+               d.issue_url, d.html_url, ru.cntrb_id, rc.cntrb_id, d.created_at, d.updated_at, d.closed_at,
+               d.comment_count, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_issues d
+        LEFT JOIN pg_temp.drain_users ru
+               ON ru.platform_id = d.platform_id AND ru.user_id = aveloxis_ops.user_id_of(d.reporter)
+        LEFT JOIN pg_temp.drain_users rc
+               ON rc.platform_id = d.platform_id AND rc.user_id = aveloxis_ops.user_id_of(d.closed_by)
+        ORDER BY d.platform_issue_id
+        ON CONFLICT (repo_id, platform_issue_id) DO UPDATE
+            SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
+                issue_title = EXCLUDED.issue_title, issue_body = EXCLUDED.issue_body,
+                issue_state = EXCLUDED.issue_state, issue_url = EXCLUDED.issue_url, html_url = EXCLUDED.html_url,
+                reporter_id = coalesce(EXCLUDED.reporter_id, i.reporter_id),
+                closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
+                comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
+                data_collection_date = now()
+            -- An older payload never overwrites a newer one; an identical one changes nothing.
+            WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
+              AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,
+                    i.created_at, i.updated_at, i.closed_at, i.comment_count)
+                   IS DISTINCT FROM
+                   (EXCLUDED.issue_number, EXCLUDED.node_id, EXCLUDED.issue_title, EXCLUDED.issue_body,
+                    EXCLUDED.issue_state, EXCLUDED.issue_url, EXCLUDED.html_url, EXCLUDED.created_at,
+                    EXCLUDED.updated_at, EXCLUDED.closed_at, EXCLUDED.comment_count)
+                OR (EXCLUDED.reporter_id IS NOT NULL AND EXCLUDED.reporter_id IS DISTINCT FROM i.reporter_id)
+                OR (EXCLUDED.closed_by_id IS NOT NULL AND EXCLUDED.closed_by_id IS DISTINCT FROM i.closed_by_id))
+        RETURNING i.issue_id, i.platform_issue_id, (i.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_issues d SET issue_id = up.issue_id, changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_issue_id = d.platform_issue_id;
+
+    -- Labels and assignees of changed issues become exactly what the payload lists.
+    -- (Issues inserted just now have none to remove.)
+    DELETE FROM aveloxis_data.issue_labels l USING pg_temp.drain_issues d
+    WHERE d.changed AND NOT d.was_inserted AND l.issue_id = d.issue_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
+                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_text);
+    INSERT INTO aveloxis_data.issue_labels AS l
+        (issue_id, repo_id, label_text, label_description, label_color, platform_label_id,
+         tool_source, tool_version, data_source)
+    SELECT DISTINCT ON (d.issue_id, e ->> 'name')
+           d.issue_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
+           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END,
+           'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_issues d, jsonb_array_elements(d.labels) e
+    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
+    ORDER BY d.issue_id, e ->> 'name'
+    ON CONFLICT (issue_id, label_text) DO UPDATE
+        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
+            platform_label_id = EXCLUDED.platform_label_id
+        WHERE (l.label_description, l.label_color, l.platform_label_id)
+              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
+
+    DELETE FROM aveloxis_data.issue_assignees a USING pg_temp.drain_issues d
+    WHERE d.changed AND NOT d.was_inserted AND a.issue_id = d.issue_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
+                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
+    -- Assignee ids first, then an equality join (hashable) to the resolved users.
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.issue_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
+        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
+    INSERT INTO aveloxis_data.issue_assignees AS a
+        (issue_id, repo_id, platform_assignee_id, cntrb_id, tool_source, tool_version, data_source)
+    SELECT w.issue_id, repo, w.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY w.issue_id, w.user_id
+    ON CONFLICT (issue_id, platform_assignee_id) DO NOTHING;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_issues;
+    result.unchanged := total - result.skipped - result.inserted - result.updated;
+    result.pending := 0;
+    RETURN result;
+END
+$$;

@@ -43,3 +43,373 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.messages', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.messages', 'msg_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_message_ref', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_message_ref', 'issue_msg_ref_id'), '');
+
+-- 'issue_comment' payloads, mapped per forge into drain_comments, then written by one
+-- upsert (drain_issue_comments below).
+
+-- 'issue_comment' payloads: GitHub issue comments (/repos/{o}/{r}/issues/comments or
+-- /issues/{n}/comments). The parent is context.parent_number, else the tail of
+-- issue_url. A comment whose issue has not been drained yet stays pending; comments
+-- on pull requests stay pending until pull requests are drained.
+CREATE FUNCTION aveloxis_ops.map_issue_comments_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_comments
+        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, author, created_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id, x.node_id, x.body, x.html_url,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.issue_url FROM '/issues/([0-9]{1,9})$')::integer),
+           x."user", aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, issue_url text, "user" jsonb,
+                                     created_at text, updated_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: user notes (system = false, not DiffNote) of /issues/:iid/notes or
+-- /merge_requests/:iid/discussions. The parent is noteable_iid (else context.parent_number)
+-- of noteable_type Issue or MergeRequest: GitLab numbers issues and merge requests apart,
+-- so the kind decides where to look. A note has no URL of its own: the parent's web_url
+-- (context.parent_web_url) with #note_<id>, as GitLab links it.
+CREATE FUNCTION aveloxis_ops.map_issue_comments_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_comments
+        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, parent_kind, author,
+         created_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
+           CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
+           coalesce(x.noteable_iid,
+                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END),
+           aveloxis_ops.gitlab_parent_kind(coalesce(x.noteable_type, r.context ->> 'parent_kind')),
+           x.author, aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, created_at text, updated_at text,
+                                     noteable_iid integer, noteable_type text)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab's noteable_type / resource_type as our parent kind ('issue' or 'pull_request').
+CREATE FUNCTION aveloxis_ops.gitlab_parent_kind(noteable_type text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE noteable_type WHEN 'Issue' THEN 'issue' WHEN 'issue' THEN 'issue'
+                              WHEN 'MergeRequest' THEN 'pull_request' WHEN 'pull_request' THEN 'pull_request' END
+$$;
+
+-- One upsert for every forge's issue and pull request comments.
+CREATE FUNCTION aveloxis_ops.drain_issue_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_comments;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    total := aveloxis_ops.map_issue_comments_github(only_staging_id) + aveloxis_ops.map_issue_comments_gitlab(only_staging_id);
+
+    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE platform_msg_id IS NULL) THEN
+        RAISE EXCEPTION 'issue comment payload without a numeric "id"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'issue comment payload names no parent: no "issue_url" ending in a number (GitLab: "noteable_iid"), and no context.parent_number'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage comments of /issues/{n}/comments with context {"parent_number": n}.';
+    END IF;
+
+    -- Issues and pull requests share one number space: the parent is one or the other.
+    -- Correlated lookups: one index probe per comment. (A join let the planner, misled by
+    -- statistics older than the drain's own inserts, hash the repository's every issue
+    -- for each batch: quadratic in the repository's size.)
+    UPDATE pg_temp.drain_comments c
+    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
+                    WHERE i.repo_id = repo AND i.issue_number = c.parent_number)
+    WHERE c.parent_kind IS DISTINCT FROM 'pull_request';
+    UPDATE pg_temp.drain_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number)
+    WHERE c.issue_id IS NULL AND c.parent_kind IS DISTINCT FROM 'issue';
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_comments c
+    WHERE c.staging_id = r.staging_id AND c.issue_id IS NULL AND c.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_comments d USING pg_temp.drain_comments e
+    WHERE e.platform_msg_id = d.platform_msg_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+
+    ANALYZE pg_temp.drain_comments;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c.author FROM pg_temp.drain_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'issue_comment', c.platform_msg_id, c.node_id, u.cntrb_id, c.body, c.created_at,
+               c.updated_at, c.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_comments c
+        LEFT JOIN pg_temp.drain_users u
+               ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c.author)
+        ORDER BY c.platform_msg_id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
+                msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
+                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
+                   IS DISTINCT FROM
+                   (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_updated_at,
+                    EXCLUDED.msg_html_url)
+                OR (EXCLUDED.cntrb_id IS NOT NULL AND EXCLUDED.cntrb_id IS DISTINCT FROM m.cntrb_id))
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_comments c SET msg_id = up.msg_id, changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_msg_id = c.platform_msg_id;
+
+    INSERT INTO aveloxis_data.issue_message_ref
+        (issue_id, msg_id, repo_id, platform_src_id, tool_source, tool_version, data_source)
+    SELECT c.issue_id, c.msg_id, repo, c.platform_msg_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.issue_id IS NOT NULL
+    ORDER BY c.msg_id
+    ON CONFLICT (issue_id, msg_id) DO NOTHING;
+    INSERT INTO aveloxis_data.pull_request_message_ref (pull_request_id, msg_id, repo_id, platform_src_id)
+    SELECT c.pull_request_id, c.msg_id, repo, c.platform_msg_id
+    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.pull_request_id IS NOT NULL
+    ORDER BY c.msg_id
+    ON CONFLICT (pull_request_id, msg_id) DO NOTHING;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
+-- 'review_comment' payloads (comments on a pull request's diff), mapped per forge into
+-- drain_review_comments, then written by one upsert (drain_review_comments below).
+
+-- GitHub: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
+-- or /pulls/{n}/comments). The pull request is context.parent_number, else the tail of
+-- pull_request_url (or of _links.pull_request.href in older API versions); until it has
+-- been drained the comment waits.
+CREATE FUNCTION aveloxis_ops.map_review_comments_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_review_comments
+        (staging_id, platform_id, id, node_id, body, html_url, pull_request_url, "user", pull_request_review_id,
+         in_reply_to_id, diff_hunk, path, "position", original_position, line, original_line, side, commit_id,
+         original_commit_id, author_association, created_at, updated_at, parent_number)
+    SELECT r.staging_id, r.platform_id, x.*,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
+                    -- Older API versions link the pull request only under _links.
+                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
+               AS parent_number
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
+                                     "user" jsonb, pull_request_review_id bigint, in_reply_to_id bigint,
+                                     diff_hunk text, path text, "position" integer, original_position integer,
+                                     line integer, original_line integer, side text, commit_id text,
+                                     original_commit_id text, author_association text, created_at text,
+                                     updated_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: DiffNote notes (type "DiffNote" with a "position") of
+-- /merge_requests/:iid/discussions. path = new_path (old_path when the file was
+-- deleted), line = new_line, original_line = old_line, side LEFT when only the old line
+-- is set, commit_id = head_sha, original_commit_id = base_sha; the reply's parent is the
+-- discussion's first note (context.in_reply_to_id). The merge request is noteable_iid.
+CREATE FUNCTION aveloxis_ops.map_review_comments_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_review_comments
+        (staging_id, platform_id, id, node_id, body, html_url, pull_request_url, "user", pull_request_review_id,
+         in_reply_to_id, diff_hunk, path, "position", original_position, line, original_line, side, commit_id,
+         original_commit_id, author_association, created_at, updated_at, parent_number)
+    SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
+           CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
+           NULL, x.author, NULL,
+           CASE WHEN (r.context ->> 'in_reply_to_id') ~ '^[0-9]{1,18}$' THEN (r.context ->> 'in_reply_to_id')::bigint END,
+           NULL,
+           coalesce(x."position" ->> 'new_path', x."position" ->> 'old_path'),
+           NULL, NULL,
+           CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN (x."position" ->> 'new_line')::integer END,
+           CASE WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN (x."position" ->> 'old_line')::integer END,
+           CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN 'RIGHT'
+                WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN 'LEFT' END,
+           x."position" ->> 'head_sha', x."position" ->> 'base_sha', NULL, x.created_at, x.updated_at,
+           coalesce(x.noteable_iid,
+                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, "position" jsonb, created_at text,
+                                     updated_at text, noteable_iid integer)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- One upsert for every forge's review comments.
+CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_review_comments');
+    CREATE TEMP TABLE drain_review_comments (
+        staging_id             bigint PRIMARY KEY,
+        platform_id            smallint NOT NULL,
+        id                     bigint,
+        node_id                text,
+        body                   text,
+        html_url               text,
+        pull_request_url       text,
+        "user"                 jsonb,
+        pull_request_review_id bigint,
+        in_reply_to_id         bigint,
+        diff_hunk              text,
+        path                   text,
+        "position"             integer,
+        original_position      integer,
+        line                   integer,
+        original_line          integer,
+        side                   text,
+        commit_id              text,
+        original_commit_id     text,
+        author_association     text,
+        created_at             text,
+        updated_at             text,
+        parent_number          integer,
+        pull_request_id        bigint,
+        msg_id                 bigint,
+        was_inserted           boolean NOT NULL DEFAULT false,
+        changed                boolean NOT NULL DEFAULT false
+    ) ON COMMIT DROP;
+    total := aveloxis_ops.map_review_comments_github(only_staging_id)
+             + aveloxis_ops.map_review_comments_gitlab(only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE id IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
+            USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
+    END IF;
+    UPDATE pg_temp.drain_review_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number);
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments d USING pg_temp.drain_review_comments e
+    WHERE e.id = d.id AND (coalesce(aveloxis_ops.forge_timestamp(e.updated_at), '-infinity'), e.staging_id)
+                        > (coalesce(aveloxis_ops.forge_timestamp(d.updated_at), '-infinity'), d.staging_id);
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c."user" FROM pg_temp.drain_review_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'review_comment', c.id, c.node_id, u.cntrb_id, c.body,
+               aveloxis_ops.forge_timestamp(c.created_at), aveloxis_ops.forge_timestamp(c.updated_at), c.html_url,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_review_comments c
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c."user")
+        ORDER BY c.id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
+                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = now()
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
+                  IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
+    FROM up WHERE up.platform_msg_id = c.id;
+    UPDATE pg_temp.drain_review_comments c
+    SET msg_id = (SELECT m.msg_id FROM aveloxis_data.messages m
+                  WHERE m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id)
+    WHERE c.msg_id IS NULL;
+
+    INSERT INTO aveloxis_data.review_comments AS t
+        (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
+         diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
+         author_association)
+    SELECT repo, c.pull_request_id, c.msg_id, c.id,
+           (SELECT v.pr_review_id FROM aveloxis_data.pull_request_reviews v
+            WHERE v.pull_request_id = c.pull_request_id AND v.platform_review_id = c.pull_request_review_id),
+           c.pull_request_review_id, c.in_reply_to_id,
+           c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
+           c.original_commit_id, c.author_association
+    FROM pg_temp.drain_review_comments c
+    WHERE c.changed
+    ORDER BY c.id
+    ON CONFLICT (repo_id, platform_src_id) DO UPDATE
+        SET pr_review_id = coalesce(EXCLUDED.pr_review_id, t.pr_review_id), diff_hunk = EXCLUDED.diff_hunk,
+            path = EXCLUDED.path, "position" = EXCLUDED."position", line = EXCLUDED.line, side = EXCLUDED.side,
+            commit_id = EXCLUDED.commit_id;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated FROM pg_temp.drain_review_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
+    RETURN result;
+END
+$$;

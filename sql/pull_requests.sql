@@ -190,3 +190,462 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_message_r
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_message_ref', 'pr_msg_ref_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_review_message_ref', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_review_message_ref', 'pr_review_msg_ref_id'), '');
+
+-- 'pull_request' envelopes, mapped per forge into drain_prs (typed rows; users, labels,
+-- reviews and commits as GitHub-shaped JSON), then written by one upsert (below).
+
+-- GitHub 'pull_request' envelopes (docs/staging-contract.md): {"pull_request": <the PR object>,
+-- and optionally "reviews", "commits", "files" (the forge's lists) and
+-- "requested_reviewers" (the forge's {"users", "teams"})}. A list that is present is
+-- the complete current set and is synced; an absent one is left alone. Children are
+-- synced only from an envelope at least as new as the stored pull request.
+CREATE FUNCTION aveloxis_ops.map_pull_requests_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pg_temp.drain_rows r
+               WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending
+                 AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+                 AND jsonb_typeof(r.doc -> 'pull_request') IS DISTINCT FROM 'object') THEN
+        RAISE EXCEPTION 'pull_request envelope without a "pull_request" object'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage {"pull_request": <PR object>, "reviews": [...], ...} (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_prs
+        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
+         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
+         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
+         assignees, requested, head, base, reviews, commits, files)
+    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.url, x.html_url, x.diff_url, x.title, x.body,
+           CASE WHEN aveloxis_ops.forge_timestamp(x.merged_at) IS NOT NULL OR x.merged IS TRUE THEN 'merged'
+                ELSE x.state END,
+           x.locked, x.draft, x."user", x.author_association,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
+           x.merge_commit_sha, x.commits, x.additions, x.deletions, x.changed_files,
+           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           -- The envelope's /requested_reviewers, else the list inside the PR object.
+           CASE WHEN jsonb_typeof(r.doc -> 'requested_reviewers' -> 'users') = 'array'
+                    THEN r.doc -> 'requested_reviewers' -> 'users'
+                WHEN jsonb_typeof(r.doc -> 'requested_reviewers') = 'array' THEN r.doc -> 'requested_reviewers'
+                WHEN jsonb_typeof(x.requested_reviewers) = 'array' THEN x.requested_reviewers END,
+           x.head, x.base,
+           CASE WHEN jsonb_typeof(r.doc -> 'reviews') = 'array' THEN r.doc -> 'reviews' END,
+           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN r.doc -> 'commits' END,
+           CASE WHEN jsonb_typeof(r.doc -> 'files') = 'array' THEN r.doc -> 'files' END
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc -> 'pull_request') AS x(
+             id bigint, number integer, node_id text, url text, html_url text, diff_url text, title text, body text,
+             state text, locked boolean, draft boolean, merged boolean, "user" jsonb, author_association text,
+             created_at text, updated_at text, closed_at text, merged_at text, merge_commit_sha text,
+             commits integer, additions integer, deletions integer, changed_files integer, labels jsonb,
+             assignee jsonb, assignees jsonb, requested_reviewers jsonb, head jsonb, base jsonb)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab 'pull_request' envelopes: {"merge_request": <the MR object of the list>,
+-- and optionally "approvals" (/merge_requests/:iid/approvals), "reviewers"
+-- (/merge_requests/:iid/reviewers) and "commits" (/merge_requests/:iid/commits)}.
+-- States: opened -> open, merged, closed; locked (a merge in progress) -> open. The MR's
+-- reviewers are its requested reviewers. Each approval is an APPROVED review submitted
+-- at approved_at; a reviewer's requested_changes is CHANGES_REQUESTED and reviewed is
+-- COMMENTED. GitLab gives these no id: the review id is derived from (MR, user, state),
+-- never 0 and stable across runs. Head and base are the source and target branches (the
+-- base sha only when the envelope carries the MR's diff_refs).
+CREATE FUNCTION aveloxis_ops.map_pull_requests_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pg_temp.drain_rows r
+               WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending
+                 AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+                 AND jsonb_typeof(r.doc -> 'merge_request') IS DISTINCT FROM 'object') THEN
+        RAISE EXCEPTION 'GitLab pull_request envelope without a "merge_request" object'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage {"merge_request": <MR object>, "approvals": {...}, "commits": [...]} (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_prs
+        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
+         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
+         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
+         assignees, requested, head, base, reviews, commits, files)
+    SELECT r.staging_id, r.platform_id, x.id, x.iid, NULL, x.web_url, x.web_url, NULL, x.title, x.description,
+           CASE x.state WHEN 'opened' THEN 'open' WHEN 'locked' THEN 'open'
+                        WHEN 'merged' THEN 'merged' ELSE x.state END,
+           x.discussion_locked, coalesce(x.draft, x.work_in_progress), x.author, NULL,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
+           coalesce(x.merge_commit_sha, x.squash_commit_sha),
+           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN jsonb_array_length(r.doc -> 'commits') END,
+           NULL, NULL, NULL,
+           aveloxis_ops.gitlab_labels(x.labels),
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(r.doc -> 'reviewers') = 'array'
+                    THEN (SELECT coalesce(jsonb_agg(e -> 'user'), '[]') FROM jsonb_array_elements(r.doc -> 'reviewers') e
+                          WHERE jsonb_typeof(e -> 'user') = 'object')
+                WHEN jsonb_typeof(x.reviewers) = 'array' THEN x.reviewers END,
+           jsonb_build_object('label', x.source_branch, 'ref', x.source_branch, 'sha', coalesce(x.diff_refs ->> 'head_sha', x.sha),
+                              'user', x.author,
+                              'repo', CASE WHEN x.source_project_id IS NOT NULL
+                                           THEN jsonb_build_object('id', x.source_project_id) END),
+           jsonb_build_object('label', x.target_branch, 'ref', x.target_branch, 'sha', x.diff_refs ->> 'base_sha',
+                              'repo', CASE WHEN x.target_project_id IS NOT NULL
+                                           THEN jsonb_build_object('id', x.target_project_id) END),
+           CASE WHEN jsonb_typeof(r.doc -> 'approvals') = 'object' OR jsonb_typeof(r.doc -> 'reviewers') = 'array'
+                THEN aveloxis_ops.gitlab_reviews(x.id, r.doc -> 'approvals', r.doc -> 'reviewers') END,
+           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN
+               (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                           'sha', c ->> 'id',
+                           'commit', jsonb_build_object(
+                               'message', c ->> 'message',
+                               'author', jsonb_build_object('name', c ->> 'author_name', 'email', c ->> 'author_email',
+                                                            'date', c ->> 'authored_date')))), '[]')
+                FROM jsonb_array_elements(r.doc -> 'commits') c WHERE jsonb_typeof(c) = 'object') END,
+           NULL
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc -> 'merge_request') AS x(
+             id bigint, iid integer, web_url text, title text, description text, state text, discussion_locked boolean,
+             draft boolean, work_in_progress boolean, author jsonb, created_at text, updated_at text, closed_at text,
+             merged_at text, merge_commit_sha text, squash_commit_sha text, labels jsonb, assignee jsonb,
+             assignees jsonb, reviewers jsonb, source_branch text, target_branch text, sha text, diff_refs jsonb,
+             source_project_id bigint, target_project_id bigint)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- A GitLab review's id: GitLab gives approvals and reviewer states none. Derived from
+-- (merge request id, user id, state), positive and never 0, the same on every run.
+CREATE FUNCTION aveloxis_ops.gitlab_review_id(mr_id bigint, user_id bigint, state text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (pg_catalog.hashtextextended(mr_id::text || '/' || user_id::text || '/' || state, 0)
+            & 9223372036854775807::bigint) | 1::bigint
+$$;
+
+-- GitLab approvals ({"approved_by": [{"user", "approved_at"}]}) and reviewer states
+-- ([{"user", "state", "created_at"}]) as GitHub-shaped reviews. An approval is taken from
+-- the approvals list first (it carries approved_at; older instances send none, so NULL).
+CREATE FUNCTION aveloxis_ops.gitlab_reviews(mr_id bigint, approvals jsonb, reviewers jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_agg(v), '[]'::jsonb) FROM (
+        SELECT pg_catalog.jsonb_build_object(
+                   'id', aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(a -> 'user'), 'APPROVED'),
+                   'state', 'APPROVED', 'submitted_at', a -> 'approved_at', 'user', a -> 'user') AS v
+        FROM pg_catalog.jsonb_array_elements(
+                 CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
+                      THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
+        WHERE aveloxis_ops.user_id_of(a -> 'user') IS NOT NULL
+        UNION ALL
+        SELECT pg_catalog.jsonb_build_object(
+                   'id', aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(e -> 'user'), m.state),
+                   'state', m.state, 'submitted_at', e -> 'created_at', 'user', e -> 'user')
+        FROM pg_catalog.jsonb_array_elements(
+                 CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e,
+             LATERAL (SELECT CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
+                                                WHEN 'reviewed' THEN 'COMMENTED'
+                                                WHEN 'approved' THEN 'APPROVED' END AS state) m
+        WHERE m.state IS NOT NULL AND aveloxis_ops.user_id_of(e -> 'user') IS NOT NULL
+          -- An approval already listed by /approvals is not counted twice.
+          AND NOT (m.state = 'APPROVED' AND EXISTS (
+                   SELECT FROM pg_catalog.jsonb_array_elements(
+                                   CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
+                                        THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
+                   WHERE aveloxis_ops.user_id_of(a -> 'user') = aveloxis_ops.user_id_of(e -> 'user')))
+    ) reviews
+$$;
+
+-- One upsert for every forge's pull requests.
+CREATE FUNCTION aveloxis_ops.drain_pull_requests(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_prs;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    total := aveloxis_ops.map_pull_requests_github(only_staging_id) + aveloxis_ops.map_pull_requests_gitlab(only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_prs WHERE platform_pr_id IS NULL OR pr_number IS NULL) THEN
+        RAISE EXCEPTION 'pull request object without a numeric "id" and "number"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage pull request objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    DELETE FROM pg_temp.drain_prs d USING pg_temp.drain_prs e
+    WHERE e.platform_pr_id = d.platform_pr_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+    ANALYZE pg_temp.drain_prs;
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, u
+    FROM pg_temp.drain_prs d,
+         LATERAL (SELECT d.author UNION ALL SELECT d.head -> 'user' UNION ALL SELECT d.base -> 'user'
+                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a
+                  UNION ALL SELECT q FROM jsonb_array_elements(coalesce(d.requested, '[]')) q
+                  UNION ALL SELECT v -> 'user' FROM jsonb_array_elements(coalesce(d.reviews, '[]')) v
+                  UNION ALL SELECT c -> 'author' FROM jsonb_array_elements(coalesce(d.commits, '[]')) c) refs(u);
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.pull_requests AS p
+            (repo_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title, pr_body, pr_state,
+             pr_locked, pr_draft, author_id, pr_author_association, created_at, updated_at, closed_at, merged_at,
+             merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files,
+             tool_source, tool_version, data_source)
+        SELECT repo, d.platform_pr_id, d.pr_number, d.node_id, d.pr_url, d.pr_html_url, d.pr_diff_url, d.pr_title,
+               d.pr_body, d.pr_state, d.pr_locked, d.pr_draft, u.cntrb_id, d.pr_author_association, d.created_at,
+               d.updated_at, d.closed_at, d.merged_at, d.merge_commit_sha, d.pr_commit_count, d.pr_additions,
+               d.pr_deletions, d.pr_changed_files, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_prs d
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
+        ORDER BY d.platform_pr_id
+        ON CONFLICT (repo_id, platform_pr_id) DO UPDATE
+            SET pr_number = EXCLUDED.pr_number, node_id = EXCLUDED.node_id, pr_url = EXCLUDED.pr_url,
+                pr_html_url = EXCLUDED.pr_html_url, pr_diff_url = EXCLUDED.pr_diff_url, pr_title = EXCLUDED.pr_title,
+                pr_body = EXCLUDED.pr_body, pr_state = EXCLUDED.pr_state, pr_locked = EXCLUDED.pr_locked,
+                pr_draft = EXCLUDED.pr_draft, author_id = coalesce(EXCLUDED.author_id, p.author_id),
+                pr_author_association = EXCLUDED.pr_author_association, created_at = EXCLUDED.created_at,
+                updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at, merged_at = EXCLUDED.merged_at,
+                merge_commit_sha = EXCLUDED.merge_commit_sha,
+                -- The list endpoint omits counts the detail has: keep what is known.
+                pr_commit_count = coalesce(EXCLUDED.pr_commit_count, p.pr_commit_count),
+                pr_additions = coalesce(EXCLUDED.pr_additions, p.pr_additions),
+                pr_deletions = coalesce(EXCLUDED.pr_deletions, p.pr_deletions),
+                pr_changed_files = coalesce(EXCLUDED.pr_changed_files, p.pr_changed_files),
+                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+            WHERE (p.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= p.updated_at)
+              AND ((p.pr_number, p.node_id, p.pr_url, p.pr_html_url, p.pr_diff_url, p.pr_title, p.pr_body, p.pr_state,
+                    p.pr_locked, p.pr_draft, p.pr_author_association, p.created_at, p.updated_at, p.closed_at,
+                    p.merged_at, p.merge_commit_sha)
+                   IS DISTINCT FROM
+                   (EXCLUDED.pr_number, EXCLUDED.node_id, EXCLUDED.pr_url, EXCLUDED.pr_html_url, EXCLUDED.pr_diff_url,
+                    EXCLUDED.pr_title, EXCLUDED.pr_body, EXCLUDED.pr_state, EXCLUDED.pr_locked, EXCLUDED.pr_draft,
+                    EXCLUDED.pr_author_association, EXCLUDED.created_at, EXCLUDED.updated_at, EXCLUDED.closed_at,
+                    EXCLUDED.merged_at, EXCLUDED.merge_commit_sha)
+                OR (EXCLUDED.author_id IS NOT NULL AND EXCLUDED.author_id IS DISTINCT FROM p.author_id)
+                OR (EXCLUDED.pr_commit_count IS NOT NULL AND EXCLUDED.pr_commit_count IS DISTINCT FROM p.pr_commit_count)
+                OR (EXCLUDED.pr_additions IS NOT NULL AND EXCLUDED.pr_additions IS DISTINCT FROM p.pr_additions)
+                OR (EXCLUDED.pr_deletions IS NOT NULL AND EXCLUDED.pr_deletions IS DISTINCT FROM p.pr_deletions)
+                OR (EXCLUDED.pr_changed_files IS NOT NULL AND EXCLUDED.pr_changed_files IS DISTINCT FROM p.pr_changed_files))
+        RETURNING p.platform_pr_id, (p.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_prs d SET changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_pr_id = d.platform_pr_id;
+    -- Ids for all, and whether this envelope is at least as new as what is stored.
+    -- (Correlated: one index probe per row, however stale the table's statistics.)
+    UPDATE pg_temp.drain_prs d
+    SET (pull_request_id, fresh) = (
+        SELECT p.pull_request_id, (d.updated_at IS NULL OR p.updated_at IS NULL OR d.updated_at >= p.updated_at)
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.platform_pr_id = d.platform_pr_id);
+
+    -- Labels and assignees come with the PR object: synced when it changed.
+    DELETE FROM aveloxis_data.pull_request_labels l USING pg_temp.drain_prs d
+    WHERE d.changed AND NOT d.was_inserted AND l.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
+                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_name);
+    INSERT INTO aveloxis_data.pull_request_labels AS l
+        (pull_request_id, repo_id, label_name, label_description, label_color, platform_label_id)
+    SELECT DISTINCT ON (d.pull_request_id, e ->> 'name')
+           d.pull_request_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
+           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END
+    FROM pg_temp.drain_prs d, jsonb_array_elements(d.labels) e
+    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
+    ORDER BY d.pull_request_id, e ->> 'name'
+    ON CONFLICT (pull_request_id, label_name) DO UPDATE
+        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
+            platform_label_id = EXCLUDED.platform_label_id
+        WHERE (l.label_description, l.label_color, l.platform_label_id)
+              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
+
+    DELETE FROM aveloxis_data.pull_request_assignees a USING pg_temp.drain_prs d
+    WHERE d.changed AND NOT d.was_inserted AND a.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
+                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_prs d, jsonb_array_elements(d.assignees) e
+        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
+    INSERT INTO aveloxis_data.pull_request_assignees (pull_request_id, repo_id, platform_assignee_id, cntrb_id)
+    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY 1, 3
+    ON CONFLICT (pull_request_id, platform_assignee_id) DO NOTHING;
+
+    -- Requested reviewers: the current set, from a fresh envelope that carries one.
+    DELETE FROM aveloxis_data.pull_request_reviewers r USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.requested IS NOT NULL AND r.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.requested) e
+                      WHERE aveloxis_ops.user_id_of(e) = r.platform_reviewer_id);
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_prs d, jsonb_array_elements(d.requested) e
+        WHERE d.fresh AND d.requested IS NOT NULL AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
+    INSERT INTO aveloxis_data.pull_request_reviewers (pull_request_id, repo_id, platform_reviewer_id, cntrb_id)
+    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY 1, 3
+    ON CONFLICT (pull_request_id, platform_reviewer_id) DO NOTHING;
+
+    -- Reviews; a review's non-empty body is also a message.
+    WITH v AS MATERIALIZED (
+        SELECT DISTINCT ON (d.pull_request_id, x.id)
+               d.pull_request_id, d.platform_id, x.id, x.node_id, x.state, x.body, x.html_url, x.commit_id,
+               x.author_association, aveloxis_ops.forge_timestamp(x.submitted_at) AS submitted_at,
+               aveloxis_ops.user_id_of(x."user") AS user_id
+        FROM pg_temp.drain_prs d, jsonb_array_elements(d.reviews) e,
+             jsonb_to_record(e) AS x(id bigint, node_id text, state text, body text, html_url text, commit_id text,
+                                    author_association text, submitted_at text, "user" jsonb)
+        WHERE d.fresh AND d.reviews IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.id IS NOT NULL
+        ORDER BY d.pull_request_id, x.id
+    )
+    INSERT INTO aveloxis_data.pull_request_reviews AS r
+        (pull_request_id, repo_id, platform_review_id, node_id, cntrb_id, review_state, review_body, submitted_at,
+         html_url, commit_id, author_association)
+    SELECT v.pull_request_id, repo, v.id, v.node_id, u.cntrb_id, v.state, v.body, v.submitted_at, v.html_url,
+           v.commit_id, v.author_association
+    FROM v LEFT JOIN pg_temp.drain_users u ON u.platform_id = v.platform_id AND u.user_id = v.user_id
+    ORDER BY 1, 3
+    ON CONFLICT (pull_request_id, platform_review_id) DO UPDATE
+        SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, r.cntrb_id),
+            review_state = EXCLUDED.review_state, review_body = EXCLUDED.review_body,
+            submitted_at = EXCLUDED.submitted_at, html_url = EXCLUDED.html_url, commit_id = EXCLUDED.commit_id,
+            author_association = EXCLUDED.author_association
+        WHERE (r.node_id, r.review_state, r.review_body, r.submitted_at, r.html_url, r.commit_id, r.author_association)
+              IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.review_state, EXCLUDED.review_body, EXCLUDED.submitted_at,
+                                EXCLUDED.html_url, EXCLUDED.commit_id, EXCLUDED.author_association);
+    DELETE FROM aveloxis_data.pull_request_reviews r USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.reviews IS NOT NULL AND r.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.reviews) e
+                      WHERE jsonb_typeof(e) = 'object' AND (e ->> 'id') = r.platform_review_id::text);
+    WITH bodies AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, d.platform_id, 'review', r.platform_review_id, r.node_id, r.cntrb_id, r.review_body,
+               r.submitted_at, r.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_prs d JOIN aveloxis_data.pull_request_reviews r ON r.pull_request_id = d.pull_request_id
+        WHERE d.fresh AND d.reviews IS NOT NULL AND nullif(btrim(r.review_body), '') IS NOT NULL
+        ORDER BY r.platform_review_id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET msg_text = EXCLUDED.msg_text, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_timestamp = EXCLUDED.msg_timestamp, msg_html_url = EXCLUDED.msg_html_url
+            WHERE (m.msg_text, m.msg_timestamp, m.msg_html_url)
+                  IS DISTINCT FROM (EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_html_url)
+        RETURNING m.msg_id, m.platform_msg_id
+    )
+    INSERT INTO aveloxis_data.pull_request_review_message_ref (pr_review_id, msg_id, repo_id)
+    SELECT r.pr_review_id, b.msg_id, repo
+    FROM bodies b JOIN aveloxis_data.pull_request_reviews r
+         ON r.repo_id = repo AND r.platform_review_id = b.platform_msg_id
+    ON CONFLICT (pr_review_id, msg_id) DO NOTHING;
+
+    -- Commits (a force-push can remove some: the list is the current set).
+    INSERT INTO aveloxis_data.pull_request_commits AS c
+        (pull_request_id, repo_id, pr_cmt_sha, pr_cmt_node_id, pr_cmt_message, pr_cmt_author_cntrb_id,
+         pr_cmt_author_name, pr_cmt_author_email, pr_cmt_timestamp)
+    SELECT DISTINCT ON (d.pull_request_id, e ->> 'sha')
+           d.pull_request_id, repo, e ->> 'sha', e ->> 'node_id', e -> 'commit' ->> 'message', u.cntrb_id,
+           e -> 'commit' -> 'author' ->> 'name', e -> 'commit' -> 'author' ->> 'email',
+           aveloxis_ops.forge_timestamp(e -> 'commit' -> 'author' ->> 'date')
+    FROM pg_temp.drain_prs d
+    CROSS JOIN jsonb_array_elements(d.commits) e
+    LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(e -> 'author')
+    WHERE d.fresh AND d.commits IS NOT NULL AND jsonb_typeof(e) = 'object' AND e ->> 'sha' IS NOT NULL
+    ORDER BY d.pull_request_id, e ->> 'sha'
+    ON CONFLICT (pull_request_id, pr_cmt_sha) DO UPDATE
+        SET pr_cmt_message = EXCLUDED.pr_cmt_message,
+            pr_cmt_author_cntrb_id = coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id)
+        WHERE (c.pr_cmt_message, c.pr_cmt_author_cntrb_id) IS DISTINCT FROM
+              (EXCLUDED.pr_cmt_message, coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id));
+    DELETE FROM aveloxis_data.pull_request_commits c USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.commits IS NOT NULL AND c.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.commits) e WHERE e ->> 'sha' = c.pr_cmt_sha);
+
+    INSERT INTO aveloxis_data.pull_request_files AS f
+        (pull_request_id, repo_id, pr_file_path, pr_file_status, pr_file_additions, pr_file_deletions, pr_file_changes)
+    SELECT DISTINCT ON (d.pull_request_id, x.filename)
+           d.pull_request_id, repo, x.filename, x.status, x.additions, x.deletions, x.changes
+    FROM pg_temp.drain_prs d, jsonb_array_elements(d.files) e,
+         jsonb_to_record(e) AS x(filename text, status text, additions integer, deletions integer, changes integer)
+    WHERE d.fresh AND d.files IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.filename IS NOT NULL
+    ORDER BY d.pull_request_id, x.filename
+    ON CONFLICT (pull_request_id, pr_file_path) DO UPDATE
+        SET pr_file_status = EXCLUDED.pr_file_status, pr_file_additions = EXCLUDED.pr_file_additions,
+            pr_file_deletions = EXCLUDED.pr_file_deletions, pr_file_changes = EXCLUDED.pr_file_changes
+        WHERE (f.pr_file_status, f.pr_file_additions, f.pr_file_deletions, f.pr_file_changes)
+              IS DISTINCT FROM (EXCLUDED.pr_file_status, EXCLUDED.pr_file_additions, EXCLUDED.pr_file_deletions,
+                                EXCLUDED.pr_file_changes);
+    DELETE FROM aveloxis_data.pull_request_files f USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.files IS NOT NULL AND f.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.files) e WHERE e ->> 'filename' = f.pr_file_path);
+
+    -- Head and base; a head whose fork was deleted (repo null) has no repository row.
+    WITH m AS (
+        INSERT INTO aveloxis_data.pull_request_meta AS t
+            (pull_request_id, repo_id, pr_head_or_base, pr_src_meta_label, pr_src_meta_ref, pr_sha, cntrb_id)
+        SELECT d.pull_request_id, repo, side.name, side.v ->> 'label', side.v ->> 'ref', side.v ->> 'sha', u.cntrb_id
+        FROM pg_temp.drain_prs d
+        CROSS JOIN LATERAL (VALUES ('head', d.head), ('base', d.base)) AS side(name, v)
+        LEFT JOIN pg_temp.drain_users u
+               ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(side.v -> 'user')
+        WHERE d.fresh AND jsonb_typeof(side.v) = 'object'
+        ORDER BY 1, 3
+        ON CONFLICT (pull_request_id, pr_head_or_base) DO UPDATE
+            SET pr_src_meta_label = EXCLUDED.pr_src_meta_label, pr_src_meta_ref = EXCLUDED.pr_src_meta_ref,
+                pr_sha = EXCLUDED.pr_sha, cntrb_id = coalesce(EXCLUDED.cntrb_id, t.cntrb_id)
+        RETURNING t.pr_repo_meta_id, t.pull_request_id, t.pr_head_or_base
+    ), gone AS (
+        DELETE FROM aveloxis_data.pull_request_repo r USING m, pg_temp.drain_prs d
+        WHERE r.pr_repo_meta_id = m.pr_repo_meta_id AND d.pull_request_id = m.pull_request_id
+          AND jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') IS DISTINCT FROM 'object'
+    )
+    INSERT INTO aveloxis_data.pull_request_repo AS r
+        (pr_repo_meta_id, repo_id, pr_repo_head_or_base, pr_src_repo_id, pr_src_node_id, pr_repo_name,
+         pr_repo_full_name, pr_repo_private)
+    SELECT m.pr_repo_meta_id, repo, m.pr_head_or_base, x.id, x.node_id, x.name, x.full_name, x.private
+    FROM m JOIN pg_temp.drain_prs d ON d.pull_request_id = m.pull_request_id,
+         jsonb_to_record(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo')
+             AS x(id bigint, node_id text, name text, full_name text, private boolean)
+    WHERE jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') = 'object'
+    ORDER BY 1
+    ON CONFLICT (pr_repo_meta_id) DO UPDATE
+        SET pr_src_repo_id = EXCLUDED.pr_src_repo_id, pr_src_node_id = EXCLUDED.pr_src_node_id,
+            pr_repo_name = EXCLUDED.pr_repo_name, pr_repo_full_name = EXCLUDED.pr_repo_full_name,
+            pr_repo_private = EXCLUDED.pr_repo_private;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_prs;
+    result.skipped := 0;
+    result.pending := 0;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;

@@ -284,6 +284,70 @@ AS $$
     FROM aveloxis_data.repos r
 $$;
 
+-- The identity platform of a forge host: its own row of aveloxis_data.platforms, made
+-- here the first time (ids 16 to 255; 4-15 are left for future forge kinds). Account ids
+-- of two hosts never meet: contributor ids (byte 0) and identities are keyed by it.
+CREATE FUNCTION aveloxis_ops.ensure_identity_platform(host text, kind smallint)
+RETURNS smallint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_row aveloxis_data.platforms;
+    next_id   smallint;
+BEGIN
+    -- One allocator at a time: two hosts declared at once never take one id.
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.platforms', 0));
+    SELECT * INTO found_row FROM aveloxis_data.platforms p WHERE p.platform_host = host;
+    IF FOUND THEN
+        IF found_row.platform_kind <> kind THEN
+            IF EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.platform_id = found_row.platform_id) THEN
+                RAISE EXCEPTION 'host % already has % accounts; it cannot change forge kind', host,
+                        (SELECT count(*) FROM aveloxis_data.contributor_identities i
+                         WHERE i.platform_id = found_row.platform_id)
+                    USING ERRCODE = 'object_in_use',
+                          HINT = 'Declare the host with the kind it was first declared with.';
+            END IF;
+            UPDATE aveloxis_data.platforms p SET platform_kind = kind WHERE p.platform_id = found_row.platform_id;
+        END IF;
+        RETURN found_row.platform_id;
+    END IF;
+    -- A GitHub Enterprise host whose accounts were stored before 0.9.0 (as platform 1,
+    -- like github.com's) keeps them there: a new platform would make every one of its
+    -- people a second contributor.
+    IF EXISTS (SELECT FROM aveloxis_data.repos r
+               WHERE r.repo_host = host AND r.platform_id = kind AND r.repo_src_id IS NOT NULL) THEN
+        RAISE NOTICE 'host % keeps identity platform % (its accounts were stored there before 0.9.0)', host, kind;
+        RETURN kind;
+    END IF;
+    SELECT min(g)::smallint INTO next_id FROM generate_series(16, 255) g
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.platforms p WHERE p.platform_id = g);
+    IF next_id IS NULL THEN
+        RAISE EXCEPTION 'no identity platform id left for host % (ids 16-255 are all taken)', host
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Remove the platforms rows of hosts that are no longer collected (and their identities).';
+    END IF;
+    INSERT INTO aveloxis_data.platforms (platform_id, platform_name, platform_kind, platform_host)
+    VALUES (next_id, CASE kind WHEN 1 THEN 'GitHub' ELSE 'GitLab' END || ' at ' || host, kind, host);
+    RETURN next_id;
+END
+$$;
+
+-- Whose account ids a repository's payloads carry: its host's identity platform, else
+-- its forge kind (github.com, gitlab.com, and GitHub Enterprise hosts declared before
+-- 0.9.0, whose accounts were already stored as platform 1).
+CREATE FUNCTION aveloxis_ops.identity_platform_of(repo bigint)
+RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN r.platform_id = 3 THEN r.platform_id
+                ELSE coalesce((SELECT p.platform_id FROM aveloxis_data.platforms p
+                               WHERE p.platform_host = r.repo_host AND p.platform_kind = r.platform_id),
+                              r.platform_id) END
+    FROM aveloxis_data.repos r WHERE r.repo_id = repo
+$$;
+
 -- Declare a GitHub Enterprise (platform 1) or self-managed GitLab (platform 2) host.
 CREATE FUNCTION aveloxis.add_forge_host(host text, platform smallint, api_url text DEFAULT NULL)
 RETURNS void
@@ -304,6 +368,7 @@ BEGIN
                                             ELSE 'https://' || clean_host || '/api/v4' END))
     ON CONFLICT ON CONSTRAINT forge_hosts_pkey DO UPDATE
         SET platform_id = EXCLUDED.platform_id, api_url = EXCLUDED.api_url;
+    PERFORM aveloxis_ops.ensure_identity_platform(clean_host, platform);
     SELECT count(*) INTO plain_repos FROM aveloxis_data.repos r
     WHERE r.repo_host = clean_host AND r.platform_id = 3;
     IF plain_repos > 0 THEN

@@ -89,3 +89,185 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.review_comments', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.review_comments', 'review_comment_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_affiliations', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_affiliations', 'ca_id'), '');
+
+-- 'repo_info' payloads, mapped per forge into drain_repo_info, then written by one
+-- upsert (drain_repo_info below). The current row is replaced when it changed, its
+-- previous version kept in repo_info_history; the forge's id becomes repos.repo_src_id
+-- (a forge repository registered twice is an error).
+
+-- GitHub: the repository object (/repos/{o}/{r}).
+CREATE FUNCTION aveloxis_ops.map_repo_info_github(repo bigint, only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_repo_info
+    SELECT r.staging_id, repo, x.id, x.node_id, x.full_name, x.description, x.homepage, x.default_branch, x.language,
+           coalesce(x.license ->> 'spdx_id', x.license ->> 'name'), x.fork, x.archived, x.visibility,
+           coalesce(x.has_issues, false)::text, x.has_wiki::text, x.has_pages::text, x.forks_count,
+           coalesce(x.subscribers_count, x.watchers_count), x.stargazers_count, x.open_issues_count, x.size,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.pushed_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, full_name text, description text, homepage text,
+                                     default_branch text, language text, license jsonb, fork boolean,
+                                     archived boolean, visibility text, has_issues boolean, has_wiki boolean,
+                                     has_pages boolean, forks_count integer, subscribers_count integer,
+                                     watchers_count integer, stargazers_count integer, open_issues_count integer,
+                                     size integer, created_at text, updated_at text, pushed_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: the project object (/projects/:id?license=true&statistics=true). full_name is
+-- path_with_namespace; a fork has forked_from_project; the licence is the object's
+-- nickname, else its name (GitLab gives no SPDX id: "MIT License", "Apache License
+-- 2.0"); a feature is enabled unless its *_access_level is "disabled"; the size is
+-- statistics.repository_size in bytes (Reporter+ only, else NULL); GitLab has no
+-- watchers, no primary language in this object and no push date: last_activity_at is
+-- both updated_at and pushed_at. open_issues_count is the open issues alone.
+CREATE FUNCTION aveloxis_ops.map_repo_info_gitlab(repo bigint, only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_repo_info
+    SELECT r.staging_id, repo, x.id, NULL, x.path_with_namespace, x.description, x.web_url, x.default_branch, NULL,
+           coalesce(nullif(x.license ->> 'nickname', ''), x.license ->> 'name'),
+           coalesce(jsonb_typeof(x.forked_from_project) = 'object', false),
+           x.archived, x.visibility,
+           (coalesce(x.issues_access_level, CASE WHEN x.issues_enabled IS FALSE THEN 'disabled' END, 'enabled')
+                <> 'disabled')::text,
+           (coalesce(x.wiki_access_level, CASE WHEN x.wiki_enabled IS FALSE THEN 'disabled' END, 'enabled')
+                <> 'disabled')::text,
+           CASE WHEN x.pages_access_level IS NOT NULL THEN (x.pages_access_level <> 'disabled')::text END,
+           x.forks_count, NULL, x.star_count, x.open_issues_count,
+           CASE WHEN (x.statistics ->> 'repository_size') ~ '^[0-9]{1,18}$'
+                THEN least((x.statistics ->> 'repository_size')::bigint / 1024, 2147483647)::integer END,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.last_activity_at),
+           aveloxis_ops.forge_timestamp(x.last_activity_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, path_with_namespace text, description text, web_url text,
+                                     default_branch text, license jsonb, forked_from_project jsonb, archived boolean,
+                                     visibility text, issues_access_level text, issues_enabled boolean,
+                                     wiki_access_level text, wiki_enabled boolean, pages_access_level text,
+                                     forks_count integer, star_count integer, open_issues_count integer,
+                                     statistics jsonb, created_at text, last_activity_at text)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- One upsert for every forge's repository object.
+CREATE FUNCTION aveloxis_ops.drain_repo_info(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+    newest record;
+    twin bigint;
+BEGIN
+    PERFORM aveloxis_ops.drop_batch_table('drain_repo_info');
+    CREATE TEMP TABLE drain_repo_info (
+        staging_id       bigint NOT NULL,
+        repo_id          bigint NOT NULL,
+        repo_src_id      bigint,
+        node_id          text,
+        full_name        text,
+        description      text,
+        homepage         text,
+        default_branch   text,
+        primary_language text,
+        license          text,
+        is_fork          boolean,
+        archived         boolean,
+        visibility       text,
+        issues_enabled   text,
+        wiki_enabled     text,
+        pages_enabled    text,
+        fork_count       integer,
+        watchers_count   integer,
+        stars_count      integer,
+        open_issues      integer,
+        size_kb          integer,
+        created_at       timestamptz,
+        updated_at       timestamptz,
+        pushed_at        timestamptz
+    ) ON COMMIT DROP;
+    total := aveloxis_ops.map_repo_info_github(repo, only_staging_id) + aveloxis_ops.map_repo_info_gitlab(repo, only_staging_id);
+    result := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    -- Only the newest staged version matters.
+    DELETE FROM pg_temp.drain_repo_info d WHERE EXISTS (SELECT FROM pg_temp.drain_repo_info e WHERE e.staging_id > d.staging_id);
+    SELECT * INTO newest FROM pg_temp.drain_repo_info;
+    IF NOT FOUND THEN
+        RETURN result;
+    END IF;
+    IF newest.repo_src_id IS NULL THEN
+        RAISE EXCEPTION 'repo_info payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage the repository object as /repos/{owner}/{repo} (GitLab: /projects/:id) returns it.';
+    END IF;
+    SELECT r.repo_id INTO twin FROM aveloxis_data.repos r JOIN aveloxis_data.repos me ON me.repo_id = repo
+    WHERE r.repo_host IS NOT DISTINCT FROM me.repo_host AND r.repo_src_id = newest.repo_src_id AND r.repo_id <> repo;
+    IF FOUND THEN
+        RAISE EXCEPTION 'repo % is forge repository % (%), which is already registered as repo %',
+                repo, newest.repo_src_id, newest.full_name, twin
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'One of the two URLs is an old name: record_rename() the current one, then remove the other.';
+    END IF;
+    UPDATE aveloxis_data.repos r
+    SET repo_src_id = newest.repo_src_id, repo_archived = coalesce(newest.archived, r.repo_archived)
+    WHERE r.repo_id = repo
+      AND (r.repo_src_id, r.repo_archived)
+          IS DISTINCT FROM (newest.repo_src_id, coalesce(newest.archived, r.repo_archived));
+
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repo_info c WHERE c.repo_id = repo) THEN
+        INSERT INTO aveloxis_data.repo_info
+            (repo_id, repo_src_id, node_id, full_name, description, homepage, default_branch, primary_language,
+             license, is_fork, archived, visibility, issues_enabled, wiki_enabled, pages_enabled, fork_count,
+             watchers_count, stars_count, open_issues, size_kb, created_at, updated_at, pushed_at,
+             tool_source, tool_version, data_source)
+        SELECT i.repo_id, i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch,
+               i.primary_language, i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled,
+               i.pages_enabled, i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at,
+               i.updated_at, i.pushed_at, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_repo_info i;
+        result.inserted := 1;
+    ELSIF EXISTS (
+        SELECT FROM aveloxis_data.repo_info c JOIN pg_temp.drain_repo_info i USING (repo_id)
+        WHERE (c.repo_src_id, c.node_id, c.full_name, c.description, c.homepage, c.default_branch, c.primary_language,
+               c.license, c.is_fork, c.archived, c.visibility, c.issues_enabled, c.wiki_enabled, c.pages_enabled,
+               c.fork_count, c.watchers_count, c.stars_count, c.open_issues, c.size_kb, c.created_at, c.updated_at,
+               c.pushed_at)
+              IS DISTINCT FROM
+              (i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch, i.primary_language,
+               i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled, i.pages_enabled,
+               i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at, i.updated_at,
+               i.pushed_at)) THEN
+        INSERT INTO aveloxis_data.repo_info_history SELECT c.* FROM aveloxis_data.repo_info c WHERE c.repo_id = repo;
+        UPDATE aveloxis_data.repo_info c
+        SET repo_src_id = i.repo_src_id, node_id = i.node_id, full_name = i.full_name, description = i.description,
+            homepage = i.homepage, default_branch = i.default_branch, primary_language = i.primary_language,
+            license = i.license, is_fork = i.is_fork, archived = i.archived, visibility = i.visibility,
+            issues_enabled = i.issues_enabled, wiki_enabled = i.wiki_enabled, pages_enabled = i.pages_enabled,
+            fork_count = i.fork_count, watchers_count = i.watchers_count, stars_count = i.stars_count,
+            open_issues = i.open_issues, size_kb = i.size_kb, created_at = i.created_at, updated_at = i.updated_at,
+            pushed_at = i.pushed_at, tool_version = aveloxis.version(), data_collection_date = now()
+        FROM pg_temp.drain_repo_info i WHERE c.repo_id = repo;
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;

@@ -138,3 +138,12 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_runs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.drain_runs', 'run_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_run_counts', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.drain_run_nulled', '');
+
+-- Counts of one entity in one batch.
+CREATE TYPE aveloxis_ops.drain_counts AS (
+    inserted  bigint,
+    updated   bigint,
+    unchanged bigint,
+    skipped   bigint,
+    pending   bigint
+);

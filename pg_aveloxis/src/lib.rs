@@ -47,7 +47,7 @@ extension_sql_file!("../../sql/staging.sql", name = "staging", requires = ["regi
 extension_sql_file!(
     "../../sql/contributors.sql",
     name = "contributors",
-    requires = ["bootstrap"]
+    requires = ["bootstrap", "staging"]
 );
 extension_sql_file!(
     "../../sql/issues.sql",

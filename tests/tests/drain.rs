@@ -1261,14 +1261,16 @@ async fn events_and_releases_drain_and_wait_for_their_parents() {
     }
 }
 
+/// A forge payload staged for a plain git repository (no forge API, no mapper) waits,
+/// counted as pending; it is never read as if it were GitHub's or GitLab's.
 #[tokio::test]
-async fn gitlab_payloads_wait_instead_of_being_mapped_as_github() {
-    let db = TestDb::with_extension("drain_gitlab_waits").await;
-    let repo = add_repo(&db, "https://gitlab.com/fdroid/fdroidclient").await;
+async fn payloads_without_a_mapper_wait_instead_of_being_mapped_as_another_forge() {
+    let db = TestDb::with_extension("drain_unmapped_waits").await;
+    let repo = add_repo(&db, "https://git.example.org/some/project.git").await;
     db.stage(
         repo,
         "issue",
-        &[r#"{"id": 1, "iid": 1, "title": "a GitLab issue", "state": "opened"}"#.to_string()],
+        &[r#"{"id": 1, "number": 1, "title": "an issue on a plain git host", "state": "open"}"#.to_string()],
     )
     .await;
     assert_eq!(db.drain(repo).await, [("issue".to_string(), 0, 0, 0, 0, 1, 0)]);
