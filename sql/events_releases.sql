@@ -127,8 +127,8 @@ BEGIN
                WHEN 'milestone_event' THEN CASE x.action WHEN 'add' THEN 'milestoned' WHEN 'remove' THEN 'demilestoned' END
                ELSE aveloxis_ops.gitlab_note_action(x.body) END,
            NULL, coalesce(x."user", x.author), NULL, aveloxis_ops.forge_timestamp(x.created_at),
-           coalesce(x.noteable_iid,
-                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END),
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid),
            aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type, x.resource_type))
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,

@@ -53,6 +53,7 @@ BEGIN
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
         aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),
         aveloxis.resolve_repo(text),
         aveloxis.registry_counts(),

@@ -75,9 +75,10 @@ END
 $$;
 
 -- GitLab: user notes (system = false, not DiffNote) of /issues/:iid/notes or
--- /merge_requests/:iid/discussions. The parent is noteable_iid (else context.parent_number)
--- of noteable_type Issue or MergeRequest: GitLab numbers issues and merge requests apart,
--- so the kind decides where to look. A note has no URL of its own: the parent's web_url
+-- /merge_requests/:iid/discussions. The parent is the one the agent fetched it under
+-- (context parent_number and parent_kind), else the note's noteable_iid and noteable_type
+-- (Issue or MergeRequest): GitLab numbers issues and merge requests apart, so the kind
+-- decides where to look. A note has no URL of its own: the parent's web_url
 -- (context.parent_web_url) with #note_<id>, as GitLab links it.
 CREATE FUNCTION aveloxis_ops.map_issue_comments_gitlab(only_staging_id bigint)
 RETURNS bigint
@@ -92,9 +93,10 @@ BEGIN
          created_at, updated_at)
     SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
            CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
-           coalesce(x.noteable_iid,
-                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END),
-           aveloxis_ops.gitlab_parent_kind(coalesce(x.noteable_type, r.context ->> 'parent_kind')),
+           -- The parent the agent fetched it under (the request's path), else the note's own.
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid),
+           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type)),
            x.author, aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, created_at text, updated_at text,
@@ -283,8 +285,8 @@ BEGIN
            CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN 'RIGHT'
                 WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN 'LEFT' END,
            x."position" ->> 'head_sha', x."position" ->> 'base_sha', NULL, x.created_at, x.updated_at,
-           coalesce(x.noteable_iid,
-                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END)
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid)
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, "position" jsonb, created_at text,
                                      updated_at text, noteable_iid integer)

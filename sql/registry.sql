@@ -348,6 +348,18 @@ AS $$
     FROM aveloxis_data.repos r WHERE r.repo_id = repo
 $$;
 
+-- The forge hosts and their API roots, for agents (which read no table): a self-managed
+-- GitLab's tokens go to the API root declared here.
+CREATE FUNCTION aveloxis.forge_hosts()
+RETURNS TABLE (host text, platform_id smallint, api_url text, identity_platform smallint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT f.host, f.platform_id, f.api_url,
+           coalesce((SELECT p.platform_id FROM aveloxis_data.platforms p WHERE p.platform_host = f.host), f.platform_id)
+    FROM aveloxis_ops.forge_hosts f ORDER BY f.host
+$$;
+
 -- Declare a GitHub Enterprise (platform 1) or self-managed GitLab (platform 2) host.
 CREATE FUNCTION aveloxis.add_forge_host(host text, platform smallint, api_url text DEFAULT NULL)
 RETURNS void

@@ -104,6 +104,20 @@ pub struct ForgeArgs {
     /// Tokens of other GitHub API hosts, by API host (config file `[tokens]` only).
     #[arg(skip)]
     pub host_tokens: std::collections::BTreeMap<String, Vec<String>>,
+    /// gitlab.com tokens, comma-separated; sent to gitlab.com's API only.
+    #[arg(long, env = "GITLAB_TOKENS", hide_env_values = true, value_delimiter = ',')]
+    pub gitlab_tokens: Vec<String>,
+    /// gitlab.com's API root (default https://gitlab.com/api/v4/). Self-managed instances
+    /// get their own tokens: [gitlab_host_tokens] in the config file; their API roots are
+    /// what aveloxis.add_forge_host declared.
+    #[arg(long, env = "GITLAB_API_URL", default_value = "")]
+    pub gitlab_api_url: String,
+    /// Send GitLab tokens as `Authorization: Bearer` (OAuth 2) instead of `PRIVATE-TOKEN`.
+    #[arg(long, env = "GITLAB_BEARER")]
+    pub gitlab_bearer: bool,
+    /// Tokens of self-managed GitLab hosts (config file `[gitlab_host_tokens]` only).
+    #[arg(skip)]
+    pub gitlab_host_tokens: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Where and how git history is read.
@@ -150,6 +164,23 @@ impl ForgeArgs {
             .any(|t| !t.trim().is_empty())
     }
 
+    pub(crate) fn has_gitlab_tokens(&self) -> bool {
+        self.gitlab_tokens
+            .iter()
+            .chain(self.gitlab_host_tokens.values().flatten())
+            .any(|t| !t.trim().is_empty())
+    }
+
+    /// GitLab tokens by host, for [`crate::forge::hosts::GitlabHosts`].
+    pub(crate) fn gitlab_settings(&self) -> crate::forge::hosts::GitlabSettings {
+        crate::forge::hosts::GitlabSettings {
+            api_url: self.gitlab_api_url.clone(),
+            tokens: self.gitlab_tokens.clone(),
+            by_host: self.gitlab_host_tokens.clone(),
+            bearer: self.gitlab_bearer,
+        }
+    }
+
     /// Tokens by API host, for [`crate::forge::hosts::GithubHosts`].
     pub(crate) fn token_settings(&self) -> crate::forge::hosts::TokenSettings {
         crate::forge::hosts::TokenSettings {
@@ -174,6 +205,23 @@ impl ForgeArgs {
                 self.github_api_url = file.github_api_url.unwrap_or_default();
             }
             self.host_tokens = file.tokens.unwrap_or_default();
+            if self.gitlab_tokens.iter().all(|t| t.trim().is_empty()) {
+                self.gitlab_tokens = file.gitlab_tokens.unwrap_or_default();
+            }
+            if self.gitlab_api_url.is_empty() {
+                self.gitlab_api_url = file.gitlab_api_url.unwrap_or_default();
+            }
+            self.gitlab_host_tokens = file.gitlab_host_tokens.unwrap_or_default();
+            match file.gitlab_token_style.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("private-token") => {}
+                Some("bearer") => self.gitlab_bearer = true,
+                Some(other) => {
+                    return Err(AgentError::Setting {
+                        name: "gitlab_token_style".into(),
+                        message: format!("{other:?}: use \"private-token\" or \"bearer\""),
+                    })
+                }
+            }
         }
         if self.github_api_url.is_empty() {
             self.github_api_url = crate::forge::github::DEFAULT_API_URL.to_string();
@@ -385,6 +433,10 @@ mod unit_tests {
             github_tokens: tokens.iter().map(|t| t.to_string()).collect(),
             github_api_url: api.to_string(),
             host_tokens: Default::default(),
+            gitlab_tokens: Vec::new(),
+            gitlab_api_url: String::new(),
+            gitlab_bearer: false,
+            gitlab_host_tokens: Default::default(),
         }
     }
 

@@ -22,6 +22,16 @@ pub struct ConfigFile {
     /// (`"ghe.example.com"`: API at `https://ghe.example.com/api/v3/`) or API root URL.
     /// Each host's tokens are sent to that host only.
     pub tokens: Option<BTreeMap<String, Vec<String>>>,
+    /// gitlab.com's tokens, sent to `gitlab_api_url` only.
+    pub gitlab_tokens: Option<Vec<String>>,
+    /// gitlab.com's API root (default `https://gitlab.com/api/v4/`; a replay server in tests).
+    pub gitlab_api_url: Option<String>,
+    /// Tokens of self-managed GitLab instances, keyed by host (`"gitlab.example.org"`: API
+    /// root as declared by `aveloxis.add_forge_host`, else `https://<host>/api/v4/`) or API
+    /// root URL. Each host's tokens are sent to that host only.
+    pub gitlab_host_tokens: Option<BTreeMap<String, Vec<String>>>,
+    /// `"private-token"` (default: `PRIVATE-TOKEN` header) or `"bearer"` (OAuth 2 tokens).
+    pub gitlab_token_style: Option<String>,
 }
 
 impl ConfigFile {

@@ -90,6 +90,26 @@ pub async fn stage(db: &PgPool, job: &ClaimedJob, entity: &str, payloads: &[Stri
     Ok(())
 }
 
+/// Stages payloads of one entity, each with its context (the parent a GitLab event or
+/// note needs; JSON null for none), in one call under the job's lease.
+pub async fn stage_with_contexts(
+    db: &PgPool,
+    job: &ClaimedJob,
+    entity: &str,
+    payloads: &[String],
+    contexts: &[Value],
+) -> Result<(), sqlx::Error> {
+    let contexts: Vec<Option<String>> = contexts.iter().map(|c| (!c.is_null()).then(|| c.to_string())).collect();
+    sqlx::query("SELECT aveloxis.stage($1, $2, $3, $4::text[]::jsonb[])")
+        .bind(job.lease_token)
+        .bind(entity)
+        .bind(payloads)
+        .bind(contexts)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Reports a job to the queue: `aveloxis.complete` with its report, or `aveloxis.fail`
 /// with the error's message and class. With `drain_first`, what was staged is drained
 /// before (nothing fetched is lost, even when the job failed).

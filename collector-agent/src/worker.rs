@@ -25,6 +25,8 @@ struct Workshop {
     /// github.com's API and each GitHub Enterprise host that has tokens; each host's tokens
     /// go to that host only (API requests, and git over https to its web host).
     github: crate::forge::hosts::GithubHosts,
+    /// gitlab.com's API and each self-managed GitLab host that has tokens, likewise.
+    gitlab: crate::forge::hosts::GitlabHosts,
     git: crate::phases::facade::FacadeOptions,
 }
 
@@ -42,7 +44,8 @@ impl Workshop {
         })
         .await?;
         let github = github_hosts(&db, forge)?;
-        Ok(Workshop { db, github, git })
+        let gitlab = gitlab_hosts(&db, forge).await?;
+        Ok(Workshop { db, github, gitlab, git })
     }
 
     /// Completes or fails a collect job; the report is sent again while the database cannot
@@ -85,11 +88,23 @@ impl Workshop {
         let beat = heartbeat(&self.db, job);
         // The client of the repository's own API host, or why there is none.
         let github = self.github.for_repo(&job.repo_git);
+        let gitlab = self.gitlab.for_repo(&job.repo_git);
         let result = match (job.phase.as_str(), job.platform_id, github) {
             ("collect", 1, Ok(github)) => {
                 let result = collect::collect_github(github, &self.db, job, bar).await;
                 self.finish_collect(agent, job, result).await
             }
+            ("collect", 2, _) if gitlab.is_ok() || !self.gitlab.is_empty() => match gitlab {
+                Ok((gitlab, keyset)) => {
+                    let result = crate::phases::gitlab::collect_gitlab(gitlab, keyset, &self.db, job, bar).await;
+                    self.finish_collect(agent, job, result).await
+                }
+                // Tokens, but none for this project's host: `auth`, naming the host.
+                Err(no_token) => {
+                    self.finish_collect(agent, job, Err((collect::Outcome::default(), no_token)))
+                        .await
+                }
+            },
             // Tokens, but none for this repository's host (a GitHub Enterprise host not in
             // [tokens]): `auth`, naming the host; other hosts' tokens are never sent there.
             ("collect", 1, Err(no_token)) if !self.github.is_empty() => {
@@ -132,6 +147,8 @@ impl Workshop {
             (phase, platform, github) => {
                 let why = if phase == "collect" && platform == 1 && github.is_err() {
                     "no GitHub tokens on this agent (GITHUB_TOKENS)"
+                } else if phase == "collect" && platform == 2 {
+                    "no GitLab tokens on this agent (GITLAB_TOKENS)"
                 } else {
                     "this agent does not run this phase for this platform yet"
                 };
@@ -188,12 +205,15 @@ pub(crate) async fn collect(
             .filter(|p| phases.iter().any(|w| w == p))
             .collect();
         if platform == 2 && wanted.contains(&"collect") {
-            eprintln!("note: {url}: GitLab API collection is not built yet; collecting its git history only");
+            if let Err(e) = shop.gitlab.for_repo(url) {
+                eprintln!(
+                    "error: {url}: collecting GitLab data needs a token for its host: {e}; --phases facade collects \
+                     its git history alone"
+                );
+                failures.push(url.clone());
+                continue;
+            }
         }
-        let wanted: Vec<&str> = wanted
-            .into_iter()
-            .filter(|p| !(platform == 2 && *p == "collect"))
-            .collect();
         if platform == 1 && wanted.contains(&"collect") {
             if let Err(e) = shop.github.for_repo(url) {
                 eprintln!(
@@ -262,6 +282,30 @@ pub(crate) fn github_hosts(
     crate::forge::hosts::GithubHosts::new(&forge.token_settings(), |tokens| TokenPool::new(tokens, 1, db.clone()))
         .map_err(|message| AgentError::Setting {
             name: "GitHub API hosts and tokens (--github-api-url, [tokens])".into(),
+            message,
+        })
+}
+
+/// A GitLab client per instance with tokens: gitlab.com, and each self-managed host at the
+/// API root the database declares for it (aveloxis.forge_hosts()).
+pub(crate) async fn gitlab_hosts(
+    db: &sqlx::PgPool,
+    forge: &ForgeArgs,
+) -> Result<crate::forge::hosts::GitlabHosts, AgentError> {
+    use crate::forge::tokens::TokenPool;
+
+    let settings = forge.gitlab_settings();
+    let declared: Vec<(String, String)> = if settings.by_host.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as("SELECT host, api_url FROM aveloxis.forge_hosts() WHERE platform_id = 2")
+            .fetch_all(db)
+            .await
+            .map_err(|e| AgentError::sql("reading the declared GitLab hosts (aveloxis.forge_hosts())", e))?
+    };
+    crate::forge::hosts::GitlabHosts::new(&settings, &declared, |tokens| TokenPool::new(tokens, 2, db.clone()))
+        .map_err(|message| AgentError::Setting {
+            name: "GitLab hosts and tokens (--gitlab-api-url, GITLAB_TOKENS, [gitlab_host_tokens])".into(),
             message,
         })
 }
@@ -458,7 +502,7 @@ pub(crate) async fn run_queue(
         connect_wait,
     } = settings;
     let phases: Vec<String> = if phases.is_empty() {
-        if forge.has_tokens() {
+        if forge.has_tokens() || forge.has_gitlab_tokens() {
             vec!["collect".into(), "facade".into()]
         } else {
             vec!["facade".into()]

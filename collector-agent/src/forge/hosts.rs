@@ -314,3 +314,114 @@ mod unit_tests {
         assert_eq!(at_github[0].header("authorization"), Some("token tok-gh"));
     }
 }
+
+/// GitLab tokens as configured.
+#[derive(Clone, Debug, Default)]
+pub struct GitlabSettings {
+    /// gitlab.com's API root (`--gitlab-api-url`; empty: `https://gitlab.com/api/v4/`).
+    pub api_url: String,
+    /// gitlab.com's tokens (`GITLAB_TOKENS`).
+    pub tokens: Vec<String>,
+    /// Self-managed hosts' tokens, keyed by host or API root URL (`[gitlab_host_tokens]`).
+    pub by_host: BTreeMap<String, Vec<String>>,
+    /// `Authorization: Bearer` instead of `PRIVATE-TOKEN`.
+    pub bearer: bool,
+}
+
+/// The agent's GitLab clients, one per instance that has tokens. gitlab.com's repositories
+/// go to `--gitlab-api-url` with `GITLAB_TOKENS`; a self-managed host's to the API root
+/// its `[gitlab_host_tokens]` key gives, else the one `aveloxis.add_forge_host` declared,
+/// else `https://<host>/api/v4/`, with that host's tokens only.
+pub struct GitlabHosts {
+    /// Repository host, its client, and whether its instance pages issues by keyset.
+    served: Vec<(String, super::gitlab::GitlabClient, crate::phases::gitlab::KeysetSupport)>,
+}
+
+impl GitlabHosts {
+    /// `declared`: (host, API root) of the GitLab hosts the database knows.
+    pub fn new(
+        settings: &GitlabSettings,
+        declared: &[(String, String)],
+        pool: impl Fn(Vec<String>) -> TokenPool,
+    ) -> Result<Self, String> {
+        use super::gitlab::{GitlabClient, GitlabConfig, TokenStyle, DEFAULT_API_URL};
+        let style = if settings.bearer {
+            TokenStyle::Bearer
+        } else {
+            TokenStyle::PrivateToken
+        };
+        // Repository host -> (API root, tokens).
+        let mut wanted: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+        let main = match settings.api_url.trim() {
+            "" => DEFAULT_API_URL.to_string(),
+            url => url.to_string(),
+        };
+        wanted.insert("gitlab.com".into(), (main, settings.tokens.clone()));
+        for (key, tokens) in &settings.by_host {
+            let key = key.trim();
+            let (host, root) = if key.contains("://") {
+                let url = Url::parse(key).map_err(|e| format!("[gitlab_host_tokens] {key:?}: {e}"))?;
+                (host_port(&url), key.to_string())
+            } else if key.is_empty() || key.contains('/') {
+                return Err(format!(
+                    "[gitlab_host_tokens] {key:?} is neither a host (gitlab.example.org) nor an API root URL \
+                     (https://gitlab.example.org/api/v4/)"
+                ));
+            } else {
+                let host = key.to_ascii_lowercase();
+                let root = declared
+                    .iter()
+                    .find(|(h, _)| *h == host)
+                    .map(|(_, root)| root.clone())
+                    .unwrap_or_else(|| format!("https://{host}/api/v4/"));
+                (host, root)
+            };
+            let entry = wanted.entry(host).or_insert_with(|| (root.clone(), Vec::new()));
+            entry.0 = root;
+            entry.1.extend(tokens.iter().cloned());
+        }
+        let mut served = Vec::new();
+        for (host, (root, tokens)) in wanted {
+            let tokens = clean(&tokens);
+            if tokens.is_empty() {
+                continue;
+            }
+            let config = GitlabConfig::new(&root).map_err(|e| format!("GitLab API root {root:?} of {host}: {e}"))?;
+            let client =
+                GitlabClient::new(config, pool(tokens), style).map_err(|e| format!("HTTP client: {e}"))?;
+            served.push((host, client, Default::default()));
+        }
+        Ok(GitlabHosts { served })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.served.is_empty()
+    }
+
+    /// The client for a repository's instance, or why there is none (`NoToken`, class `auth`).
+    #[allow(clippy::type_complexity)]
+    pub fn for_repo(
+        &self,
+        repo_git: &str,
+    ) -> Result<(&super::gitlab::GitlabClient, &crate::phases::gitlab::KeysetSupport), ForgeError> {
+        let host = repo_host(repo_git).ok_or_else(|| ForgeError::Rejected {
+            url: repo_git.to_string(),
+            status: 0,
+            message: "not a GitLab repository URL".into(),
+        })?;
+        if let Some((_, client, keyset)) = self.served.iter().find(|(h, _, _)| *h == host) {
+            return Ok((client, keyset));
+        }
+        Err(ForgeError::NoToken {
+            api_host: host.clone(),
+            how: if host == "gitlab.com" {
+                "set GITLAB_TOKENS=tok1,tok2 (or --gitlab-tokens, or gitlab_tokens in the config file)".into()
+            } else {
+                format!(
+                    "add its tokens to the config file as [gitlab_host_tokens] \"{host}\" = [\"...\"] (docs/agent.md); \
+                     tokens of other hosts are never sent there"
+                )
+            },
+        })
+    }
+}

@@ -1,5 +1,7 @@
-//! What each phase fetches and stages. `api`: a forge's API (GitHub today); `facade`: the
-//! git history, the same for every platform.
+//! What each phase fetches and stages. `api`: GitHub's API; `gitlab`: GitLab's API (each
+//! forge's collection plan, staging raw payloads for the extension's per-forge mappers);
+//! `facade`: the git history, the same for every platform.
 
 pub mod api;
 pub mod facade;
+pub mod gitlab;
