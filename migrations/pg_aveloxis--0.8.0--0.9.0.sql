@@ -185,6 +185,16 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION aveloxis.forge_hosts()
+RETURNS TABLE (host text, platform_id smallint, api_url text, identity_platform smallint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT f.host, f.platform_id, f.api_url,
+           coalesce((SELECT p.platform_id FROM aveloxis_data.platforms p WHERE p.platform_host = f.host), f.platform_id)
+    FROM aveloxis_ops.forge_hosts f ORDER BY f.host
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis.link_contributor(cntrb_id uuid, platform smallint, user_id bigint, login text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -1747,9 +1757,10 @@ BEGIN
          created_at, updated_at)
     SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
            CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
-           coalesce(x.noteable_iid,
-                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END),
-           aveloxis_ops.gitlab_parent_kind(coalesce(x.noteable_type, r.context ->> 'parent_kind')),
+           -- The parent the agent fetched it under (the request's path), else the note's own.
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid),
+           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type)),
            x.author, aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, created_at text, updated_at text,
@@ -1804,8 +1815,8 @@ BEGIN
                WHEN 'milestone_event' THEN CASE x.action WHEN 'add' THEN 'milestoned' WHEN 'remove' THEN 'demilestoned' END
                ELSE aveloxis_ops.gitlab_note_action(x.body) END,
            NULL, coalesce(x."user", x.author), NULL, aveloxis_ops.forge_timestamp(x.created_at),
-           coalesce(x.noteable_iid,
-                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END),
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid),
            aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type, x.resource_type))
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,
@@ -2185,8 +2196,8 @@ BEGIN
            CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN 'RIGHT'
                 WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN 'LEFT' END,
            x."position" ->> 'head_sha', x."position" ->> 'base_sha', NULL, x.created_at, x.updated_at,
-           coalesce(x.noteable_iid,
-                    CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END)
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid)
     FROM pg_temp.drain_rows r,
          jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, "position" jsonb, created_at text,
                                      updated_at text, noteable_iid integer)
@@ -2442,5 +2453,114 @@ SELECT aveloxis_ops.ensure_identity_platform(f.host, f.platform_id)
 FROM aveloxis_ops.forge_hosts f
 WHERE f.host NOT IN ('github.com', 'gitlab.com')
 ORDER BY f.host;
+
+-- The grants: aveloxis.forge_hosts() is the agent's.
+-- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
+-- analysts get read access to aveloxis_data.
+--
+-- apply_grants() is re-run at the end of every upgrade script, so objects added by
+-- an upgrade get the same treatment as a fresh install. Functions that write are
+-- SECURITY DEFINER with a pinned search_path; nobody but these roles may execute them.
+CREATE OR REPLACE FUNCTION aveloxis_ops.apply_grants()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Everything is granted anew below: a routine an upgrade took out of a role's part
+    -- (0.7.0: the repo-id forms of record_rename and the commit-author calls) must not
+    -- keep that role's grant from an earlier version.
+    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC, aveloxis_agent, aveloxis_analyst;
+
+    -- aveloxis_analyst: read the data and the read-only API.
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_data, aveloxis_augur_data TO aveloxis_analyst;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_data, aveloxis_augur_data TO aveloxis_analyst;
+    GRANT EXECUTE ON FUNCTION
+        aveloxis.version(),
+        aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.parse_repo_url(text),
+        aveloxis.resolve_repo(text),
+        aveloxis.registry_counts(),
+        aveloxis.resolve_email(text),
+        aveloxis.contributor_quality(),
+        aveloxis.duplicate_contributors(integer),
+        aveloxis.identity_anomalies(),
+        aveloxis.enrichment_progress(),
+        aveloxis.search_resolve_queue(),
+        aveloxis.contributor_fk_integrity(),
+        aveloxis.queue_health(),
+        aveloxis.why_not_collected(bigint),
+        aveloxis.job_history(bigint, integer),
+        aveloxis.token_status(),
+        aveloxis.view_refresh_history(integer),
+        aveloxis.bot_rule(uuid),
+        aveloxis.is_bot(uuid),
+        aveloxis.bots(),
+        aveloxis.completeness(bigint),
+        aveloxis.repo_stats(bigint),
+        aveloxis.repo_activity(bigint, date, date, text, boolean),
+        aveloxis.group_activity(text, date, date, text, boolean),
+        aveloxis.top_contributors(bigint, date, date, integer, boolean),
+        aveloxis.new_contributors(bigint, date, date),
+        aveloxis.contributor_activity(uuid)
+    TO aveloxis_analyst;
+
+    -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
+    GRANT USAGE ON SCHEMA aveloxis TO aveloxis_agent;
+    GRANT EXECUTE ON FUNCTION
+        aveloxis.version(),
+        aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.forge_hosts(),
+        aveloxis.parse_repo_url(text),
+        aveloxis.resolve_repo(text),
+        aveloxis.registry_counts(),
+        aveloxis.add_repo(text, text),
+        aveloxis.record_rename(uuid, text),
+        aveloxis.drain_begin(bigint),
+        aveloxis.drain_step(bigint, bigint, integer),
+        aveloxis.drain_finish(bigint, text),
+        aveloxis.pending_repos(),
+        aveloxis.requeue_rejects(bigint),
+        aveloxis.resolve_email(text),
+        aveloxis.link_contributor(uuid, smallint, bigint, text),
+        aveloxis.claim(text, text[], integer, interval),
+        aveloxis.claim_repo(text, bigint, text, interval),
+        aveloxis.heartbeat(uuid[]),
+        aveloxis.complete(bigint, uuid, jsonb),
+        aveloxis.fail(bigint, uuid, text, text),
+        aveloxis.stage(uuid, text, text[], jsonb[]),
+        aveloxis.queue_health(),
+        aveloxis.why_not_collected(bigint),
+        aveloxis.job_history(bigint, integer),
+        aveloxis.token_acquire(text[], text, integer, smallint),
+        aveloxis.token_settle(text, text, integer, timestamptz, integer, smallint),
+        aveloxis.token_release(text, text, integer, smallint),
+        aveloxis.token_invalidate(text, text, smallint),
+        aveloxis.token_status(),
+        aveloxis.commit_authors_to_resolve(uuid, integer),
+        aveloxis.record_commit_author(uuid, text, smallint, bigint, text, text, text),
+        aveloxis.link_commit_author(uuid, text, uuid, text, text),
+        aveloxis.record_commit_author_miss(text, text, text, text)
+    TO aveloxis_agent;
+    GRANT EXECUTE ON PROCEDURE
+        aveloxis.drain(bigint, integer),
+        aveloxis.drain_all(integer),
+        aveloxis.retry_rejects(bigint, integer)
+    TO aveloxis_agent;
+    -- Agents stage through aveloxis.stage() under a lease; they hold no privilege on any
+    -- table (a grant of 0.6.0 and earlier, taken back here).
+    REVOKE ALL ON ALL TABLES IN SCHEMA aveloxis_ops FROM aveloxis_agent;
+    REVOKE USAGE ON SCHEMA aveloxis_ops FROM aveloxis_agent;
+
+    -- aveloxis_admin: the whole API, and read access everywhere.
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data, aveloxis_augur_data TO aveloxis_admin;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_ops, aveloxis_data, aveloxis_augur_data TO aveloxis_admin;
+    -- refresh_views() runs with its caller's rights and calls these steps.
+    GRANT EXECUTE ON FUNCTION aveloxis_ops.refresh_begin(boolean), aveloxis_ops.refresh_one(bigint, integer),
+        aveloxis_ops.refresh_end(bigint), aveloxis_ops.refresh_order()
+    TO aveloxis_admin;
+    GRANT EXECUTE ON ALL ROUTINES IN SCHEMA aveloxis TO aveloxis_admin;
+END
+$$;
 
 SELECT aveloxis_ops.apply_grants();

@@ -3,6 +3,7 @@
 #   scripts/bench.sh drain [envelopes]   the drain vs a row-at-a-time client vs the floor
 #   scripts/bench.sh queue [jobs] [cycles]  claim->complete cycles/s, 1/4/16 claimers, vs the Go claim
 #   scripts/bench.sh requests              requests of a GitHub collection vs the Go endpoint plan
+#   scripts/bench.sh gitlab [copies]       requests of a GitLab collection (18 x copies MRs) vs the Go GitLab plan
 #   scripts/bench.sh facade <repo> [rounds]  facade ingest vs git log --numstat on a clone of <repo>
 #   scripts/bench.sh views [repos]         aggregates' cost in the drain; refreshes and readers on a synthetic fleet
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
@@ -25,10 +26,11 @@ case "$what" in
     drain) cargo run -q --release -p aveloxis-tests --bin bench_drain -- "${2:-100000}" ;;
     queue) cargo run -q --release -p aveloxis-tests --bin bench_queue -- "${2:-100000}" "${3:-5000}" ;;
     requests) cargo run -q --release -p aveloxis-tests --bin bench_requests ;;
+    gitlab) cargo run -q --release -p aveloxis-tests --bin bench_gitlab -- "${2:-3}" ;;
     facade)
         repo=${2:?"usage: scripts/bench.sh facade <path of a git repository with 10,000+ commits> [rounds]"}
         cargo build -q --release -p collector-agent
         AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_facade -- "$repo" "${3:-3}" ;;
     views) cargo run -q --release -p aveloxis-tests --bin bench_views -- "${2:-1000}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, facade, views)" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views)" ;;
 esac

@@ -212,7 +212,12 @@ impl ForgeArgs {
                 self.gitlab_api_url = file.gitlab_api_url.unwrap_or_default();
             }
             self.gitlab_host_tokens = file.gitlab_host_tokens.unwrap_or_default();
-            match file.gitlab_token_style.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            match file
+                .gitlab_token_style
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 None | Some("private-token") => {}
                 Some("bearer") => self.gitlab_bearer = true,
                 Some(other) => {

@@ -45,7 +45,12 @@ impl Workshop {
         .await?;
         let github = github_hosts(&db, forge)?;
         let gitlab = gitlab_hosts(&db, forge).await?;
-        Ok(Workshop { db, github, gitlab, git })
+        Ok(Workshop {
+            db,
+            github,
+            gitlab,
+            git,
+        })
     }
 
     /// Completes or fails a collect job; the report is sent again while the database cannot
@@ -303,11 +308,12 @@ pub(crate) async fn gitlab_hosts(
             .await
             .map_err(|e| AgentError::sql("reading the declared GitLab hosts (aveloxis.forge_hosts())", e))?
     };
-    crate::forge::hosts::GitlabHosts::new(&settings, &declared, |tokens| TokenPool::new(tokens, 2, db.clone()))
-        .map_err(|message| AgentError::Setting {
+    crate::forge::hosts::GitlabHosts::new(&settings, &declared, |tokens| TokenPool::new(tokens, 2, db.clone())).map_err(
+        |message| AgentError::Setting {
             name: "GitLab hosts and tokens (--gitlab-api-url, GITLAB_TOKENS, [gitlab_host_tokens])".into(),
             message,
-        })
+        },
+    )
 }
 
 /// A database pool and a GitHub client spending the given tokens (`add` expanding owners).

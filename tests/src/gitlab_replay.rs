@@ -208,7 +208,11 @@ struct Responder {
 }
 
 fn query_of(request: &Request) -> BTreeMap<String, String> {
-    request.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    request
+        .url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 impl Responder {
@@ -224,7 +228,11 @@ impl Responder {
     fn page(&self, request: &Request, name: &str, mut list: Vec<Value>, state: &State) -> ResponseTemplate {
         let query = query_of(request);
         if let Some(after) = query.get("updated_after") {
-            list.retain(|i| i["updated_at"].as_str().is_some_and(|u| timestamp(u) > timestamp(after)));
+            list.retain(|i| {
+                i["updated_at"]
+                    .as_str()
+                    .is_some_and(|u| timestamp(u) > timestamp(after))
+            });
         }
         let per_page = query
             .get("per_page")
@@ -260,12 +268,23 @@ impl Responder {
             return t;
         }
         if !state.options.link_only.contains(name) {
-            let next = if page < pages { (page + 1).to_string() } else { String::new() };
+            let next = if page < pages {
+                (page + 1).to_string()
+            } else {
+                String::new()
+            };
             t = t
                 .append_header("X-Page", page.to_string())
                 .append_header("X-Per-Page", per_page.to_string())
                 .append_header("X-Next-Page", next)
-                .append_header("X-Prev-Page", if page > 1 { (page - 1).to_string() } else { String::new() });
+                .append_header(
+                    "X-Prev-Page",
+                    if page > 1 {
+                        (page - 1).to_string()
+                    } else {
+                        String::new()
+                    },
+                );
             if !state.options.no_totals {
                 t = t.append_header("X-Total-Pages", pages.to_string());
             }
@@ -303,7 +322,9 @@ fn timestamp(text: &str) -> i64 {
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146097 + doe - 719468;
-    days * 86400 + (c[0] as i64) * 3600 + (c.get(1).copied().unwrap_or(0.0) as i64) * 60
+    days * 86400
+        + (c[0] as i64) * 3600
+        + (c.get(1).copied().unwrap_or(0.0) as i64) * 60
         + c.get(2).copied().unwrap_or(0.0).floor() as i64
         - offset
 }
@@ -376,7 +397,12 @@ impl Respond for Responder {
                 }
                 self.page(request, "issues", by_created(project.issues.clone()), &state)
             }
-            "merge_requests" => self.page(request, "merge_requests", by_created(project.merge_requests.clone()), &state),
+            "merge_requests" => self.page(
+                request,
+                "merge_requests",
+                by_created(project.merge_requests.clone()),
+                &state,
+            ),
             "releases" => {
                 let mut list = by_created(project.releases.clone());
                 list.reverse();
@@ -390,7 +416,11 @@ impl Respond for Responder {
                 }
                 None if child.starts_with("merge_requests/") || child.starts_with("issues/") => {
                     let item = child.split('/').nth(1).and_then(|i| i.parse::<i64>().ok());
-                    let list = if child.starts_with("issues/") { &project.issues } else { &project.merge_requests };
+                    let list = if child.starts_with("issues/") {
+                        &project.issues
+                    } else {
+                        &project.merge_requests
+                    };
                     if list.iter().any(|i| i["iid"].as_i64() == item) {
                         self.page(request, child, Vec::new(), &state)
                     } else {

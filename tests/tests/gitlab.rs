@@ -50,7 +50,16 @@ async fn collect(db: &TestDb, replay: &GitlabReplay, config: &std::path::Path) -
     let config = config.to_str().unwrap();
     let out = db
         .agent_async(
-            &["--config", config, "collect", URL, "--phases", "collect", "--gitlab-api-url", api.as_str()],
+            &[
+                "--config",
+                config,
+                "collect",
+                URL,
+                "--phases",
+                "collect",
+                "--gitlab-api-url",
+                api.as_str(),
+            ],
             &[("GITLAB_TOKENS", "gl-tok")],
         )
         .await;
@@ -64,7 +73,11 @@ fn config_file(label: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("agent.toml");
     // Another instance's token: it must never reach gitlab.com's API.
-    std::fs::write(&file, "[gitlab_host_tokens]\n\"gitlab.example.org\" = [\"other-host-tok\"]\n").unwrap();
+    std::fs::write(
+        &file,
+        "[gitlab_host_tokens]\n\"gitlab.example.org\" = [\"other-host-tok\"]\n",
+    )
+    .unwrap();
     file
 }
 
@@ -123,7 +136,15 @@ async fn a_gitlab_project_is_collected_and_every_entity_matches_its_payload() {
 }
 
 async fn check_repo_info(pool: &PgPool, repo: i64, project: &GitlabProject) {
-    let row: (i64, String, Option<String>, Option<i32>, Option<i32>, Option<String>, bool) = sqlx::query_as(
+    let row: (
+        i64,
+        String,
+        Option<String>,
+        Option<i32>,
+        Option<i32>,
+        Option<String>,
+        bool,
+    ) = sqlx::query_as(
         "SELECT repo_src_id, full_name, license, stars_count, open_issues, default_branch, is_fork
          FROM aveloxis_data.repo_info WHERE repo_id = $1",
     )
@@ -151,17 +172,23 @@ async fn check_repo_info(pool: &PgPool, repo: i64, project: &GitlabProject) {
 async fn check_members(pool: &PgPool, project: &GitlabProject) {
     for m in &project.members {
         let id = uid(m).unwrap();
-        let row: (String, Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>) =
-            sqlx::query_as(
-                "SELECT cntrb_id::text, gl_id, gl_username, gl_web_url, gl_state, gl_avatar_url
+        let row: (
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT cntrb_id::text, gl_id, gl_username, gl_web_url, gl_state, gl_avatar_url
                  FROM aveloxis_data.contributors c
                  JOIN aveloxis_data.contributor_identities i USING (cntrb_id)
                  WHERE i.platform_id = 2 AND i.platform_user_id = $1",
-            )
-            .bind(id)
-            .fetch_one(pool)
-            .await
-            .unwrap_or_else(|e| panic!("member {m}: {e}"));
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("member {m}: {e}"));
         assert_eq!(row.0, uuid_of(pool, 2, id).await, "R1: deterministic id");
         assert_eq!(row.1, Some(id));
         assert_eq!(row.2.as_deref(), m["username"].as_str());
@@ -228,9 +255,19 @@ async fn check_issues(pool: &PgPool, repo: i64, project: &GitlabProject) {
         .iter()
         .flat_map(|i| {
             let n = i["iid"].as_i64().unwrap();
-            i["labels"].as_array().cloned().unwrap_or_default().into_iter().map(move |l| {
-                (n, l.as_str().map(str::to_string).unwrap_or_else(|| l["name"].as_str().unwrap().to_string()))
-            })
+            i["labels"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |l| {
+                    (
+                        n,
+                        l.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| l["name"].as_str().unwrap().to_string()),
+                    )
+                })
         })
         .collect();
     assert_eq!(labels, expected);
@@ -249,14 +286,28 @@ async fn check_issues(pool: &PgPool, repo: i64, project: &GitlabProject) {
         .iter()
         .flat_map(|i| {
             let n = i["iid"].as_i64().unwrap();
-            i["assignees"].as_array().cloned().unwrap_or_default().into_iter().filter_map(move |a| Some((n, uid(&a)?)))
+            i["assignees"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |a| Some((n, uid(&a)?)))
         })
         .collect();
     assert_eq!(assignees, expected);
 }
 
 async fn check_merge_requests(pool: &PgPool, repo: i64, project: &GitlabProject) {
-    type Row = (i32, i64, String, String, Option<bool>, Option<String>, Option<String>, Option<String>);
+    type Row = (
+        i32,
+        i64,
+        String,
+        String,
+        Option<bool>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let stored: BTreeMap<i64, Row> = sqlx::query_as(
         "SELECT pr_number, platform_pr_id, pr_title, pr_state, pr_draft,
                 to_char(merged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), merge_commit_sha,
@@ -306,7 +357,12 @@ async fn check_merge_requests(pool: &PgPool, repo: i64, project: &GitlabProject)
             .iter()
             .flat_map(|m| {
                 let n = m["iid"].as_i64().unwrap();
-                m[field].as_array().cloned().unwrap_or_default().into_iter().filter_map(move |u| Some((n, uid(&u)?)))
+                m[field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |u| Some((n, uid(&u)?)))
             })
             .collect();
         assert_eq!(stored, expected, "{table}");
@@ -334,8 +390,7 @@ async fn check_merge_requests(pool: &PgPool, repo: i64, project: &GitlabProject)
     }
     expected.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     assert!(!expected.is_empty());
-    let got: Vec<(i64, Option<String>, String)> =
-        reviews.iter().map(|r| (r.0, r.3.clone(), r.4.clone())).collect();
+    let got: Vec<(i64, Option<String>, String)> = reviews.iter().map(|r| (r.0, r.3.clone(), r.4.clone())).collect();
     assert_eq!(got.len(), expected.len(), "{reviews:?}");
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!((g.0, &g.2), (e.0, &e.2));
@@ -368,7 +423,11 @@ async fn check_merge_requests(pool: &PgPool, repo: i64, project: &GitlabProject)
         .flat_map(|(k, list)| {
             let n: i64 = k.split('/').nth(1).unwrap().parse().unwrap();
             list.as_array().unwrap().iter().map(move |c| {
-                (n, c["id"].as_str().unwrap().to_string(), c["author_email"].as_str().map(str::to_string))
+                (
+                    n,
+                    c["id"].as_str().unwrap().to_string(),
+                    c["author_email"].as_str().map(str::to_string),
+                )
             })
         })
         .collect();
@@ -382,7 +441,11 @@ async fn check_merge_requests(pool: &PgPool, repo: i64, project: &GitlabProject)
 fn listed(project: &GitlabProject, key: &str) -> bool {
     let mut parts = key.split('/');
     let (kind, iid) = (parts.next().unwrap(), parts.next().unwrap().parse::<i64>().ok());
-    let list = if kind == "issues" { &project.issues } else { &project.merge_requests };
+    let list = if kind == "issues" {
+        &project.issues
+    } else {
+        &project.merge_requests
+    };
     list.iter().any(|i| i["iid"].as_i64() == iid)
 }
 
@@ -420,7 +483,11 @@ async fn check_notes_and_events(pool: &PgPool, repo: i64, project: &GitlabProjec
     let mut expected = BTreeSet::new();
     let mut system = Vec::new();
     let mut diff_notes = Vec::new();
-    for (key, _) in project.children.iter().filter(|(k, _)| k.ends_with("/discussions") && listed(project, k)) {
+    for (key, _) in project
+        .children
+        .iter()
+        .filter(|(k, _)| k.ends_with("/discussions") && listed(project, k))
+    {
         let kind = if key.starts_with("issues/") { "issue" } else { "mr" };
         let n: i64 = key.split('/').nth(1).unwrap().parse().unwrap();
         for note in notes_of(project, key) {
@@ -443,7 +510,14 @@ async fn check_notes_and_events(pool: &PgPool, repo: i64, project: &GitlabProjec
 
     // Diff notes are review comments on their line.
     for (n, note) in &diff_notes {
-        let row: (i64, Option<String>, Option<i32>, Option<i32>, Option<String>, Option<String>) = sqlx::query_as(
+        let row: (
+            i64,
+            Option<String>,
+            Option<i32>,
+            Option<i32>,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(
             "SELECT p.pr_number::bigint, c.path, c.line, c.original_line, c.commit_id, c.original_commit_id
              FROM aveloxis_data.review_comments c JOIN aveloxis_data.pull_requests p USING (pull_request_id)
              WHERE c.repo_id = $1 AND c.platform_src_id = $2",
@@ -498,7 +572,8 @@ async fn check_notes_and_events(pool: &PgPool, repo: i64, project: &GitlabProjec
             Some("labeled")
         } else if body.starts_with("changed title from ") {
             Some("renamed")
-        } else if body.starts_with("marked this merge request as draft") || body.starts_with("marked as a work in progress")
+        } else if body.starts_with("marked this merge request as draft")
+            || body.starts_with("marked as a work in progress")
         {
             Some("converted_to_draft")
         } else if body.starts_with("marked this merge request as ready")
@@ -565,10 +640,17 @@ async fn check_releases(pool: &PgPool, repo: i64, project: &GitlabProject) {
 async fn check_requests(replay: &GitlabReplay, project: &GitlabProject) {
     let requests = replay.requests().await;
     // Every request carried gitlab.com's token; the other host's never left the agent.
-    assert!(requests.iter().all(|(_, t)| t.as_deref() == Some("gl-tok")), "{requests:?}");
+    assert!(
+        requests.iter().all(|(_, t)| t.as_deref() == Some("gl-tok")),
+        "{requests:?}"
+    );
     let paths: Vec<&str> = requests.iter().map(|(p, _)| p.as_str()).collect();
     // The 429 on /members/all was waited out and retried.
-    assert_eq!(paths.iter().filter(|p| p.contains("/members/all")).count(), 1 + 2, "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|p| p.contains("/members/all")).count(),
+        1 + 2,
+        "{paths:?}"
+    );
     // Keyset was refused (405) once, then issues were paged by offset (X-Next-Page).
     let issue_lists: Vec<&&str> = paths.iter().filter(|p| p.contains("/issues?")).collect();
     assert!(issue_lists[0].contains("pagination=keyset"), "{issue_lists:?}");
@@ -613,10 +695,17 @@ async fn an_incremental_run_asks_for_changes_since_the_last_run_and_catches_them
     let second: Vec<&String> = all[first..].iter().map(|(p, _)| p).collect();
     assert_eq!(second.len(), 7, "{second:?}");
     let lists: Vec<&&String> = second.iter().filter(|p| p.contains("updated_after=")).collect();
-    assert_eq!(lists.len(), 3, "issues (keyset probe, offset) and merge requests: {second:?}");
+    assert_eq!(
+        lists.len(),
+        3,
+        "issues (keyset probe, offset) and merge requests: {second:?}"
+    );
     for p in &lists {
         let value = p.split("updated_after=").nth(1).unwrap().split('&').next().unwrap();
-        assert!(value.contains("T") || value.contains("%3A"), "a timestamp, not a date: {value}");
+        assert!(
+            value.contains("T") || value.contains("%3A"),
+            "a timestamp, not a date: {value}"
+        );
     }
 
     // A merge request changed just now (on the watermark day) is collected by the next run.
@@ -653,20 +742,28 @@ async fn gitlab_data_reads_with_github_spellings_on_the_read_side() {
     let config = config_file("read-side");
     collect(&db, &replay, &config).await;
     let pool = db.pool(1).await;
-    let states: BTreeSet<String> = sqlx::query_scalar("SELECT DISTINCT pr_src_state FROM aveloxis_augur_data.pull_requests")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert!(!states.is_empty() && states.is_subset(&["open".to_string(), "closed".to_string()].into()), "{states:?}");
-    let issue_states: BTreeSet<String> = sqlx::query_scalar("SELECT DISTINCT issue_state FROM aveloxis_augur_data.issues")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert!(!issue_states.contains("opened") && !issue_states.is_empty(), "{issue_states:?}");
+    let states: BTreeSet<String> =
+        sqlx::query_scalar("SELECT DISTINCT pr_src_state FROM aveloxis_augur_data.pull_requests")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert!(
+        !states.is_empty() && states.is_subset(&["open".to_string(), "closed".to_string()].into()),
+        "{states:?}"
+    );
+    let issue_states: BTreeSet<String> =
+        sqlx::query_scalar("SELECT DISTINCT issue_state FROM aveloxis_augur_data.issues")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert!(
+        !issue_states.contains("opened") && !issue_states.is_empty(),
+        "{issue_states:?}"
+    );
     let review_states: BTreeSet<String> =
         sqlx::query_scalar("SELECT DISTINCT pr_review_state FROM aveloxis_augur_data.pull_request_reviews")
             .fetch_all(&pool)
@@ -677,15 +774,17 @@ async fn gitlab_data_reads_with_github_spellings_on_the_read_side() {
     assert_eq!(review_states, ["APPROVED".to_string()].into());
     // The materialized views refresh with GitLab rows in them, and 8Knot's contributor
     // actions count GitLab's merge requests and comments.
-    sqlx::query("CALL aveloxis.refresh_views(false)").execute(&pool).await.unwrap();
-    let actions: BTreeSet<String> = sqlx::query_scalar(
-        "SELECT DISTINCT action::text FROM aveloxis_augur_data.explorer_contributor_actions",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    sqlx::query("CALL aveloxis.refresh_views(false)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let actions: BTreeSet<String> =
+        sqlx::query_scalar("SELECT DISTINCT action::text FROM aveloxis_augur_data.explorer_contributor_actions")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     for wanted in ["pull_request_open", "issue_opened"] {
         assert!(actions.iter().any(|a| a == wanted), "{wanted} missing from {actions:?}");
     }
@@ -704,7 +803,8 @@ async fn gitlab_data_reads_with_github_spellings_on_the_read_side() {
 #[tokio::test]
 async fn each_gitlab_host_has_its_own_identities() {
     let db = TestDb::with_extension("gitlab_identity_hosts").await;
-    db.execute("SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint)").await;
+    db.execute("SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint)")
+        .await;
     let pool = db.pool(1).await;
     let platform: i16 = sqlx::query_scalar(
         "SELECT platform_id FROM aveloxis_data.platforms WHERE platform_host = 'gitlab.example.org'",
@@ -738,24 +838,25 @@ async fn each_gitlab_host_has_its_own_identities() {
     assert_ne!(ids[0].1, ids[1].1);
     // Noreply addresses name the account of their own host.
     for (host, expected) in [("gitlab.com", &ids[0].1), ("gitlab.example.org", &ids[1].1)] {
-        let found: (Option<String>, String) = sqlx::query_as(
-            "SELECT cntrb_id::text, source FROM aveloxis.resolve_email($1)",
-        )
-        .bind(format!("42-same-id@users.noreply.{host}"))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let found: (Option<String>, String) =
+            sqlx::query_as("SELECT cntrb_id::text, source FROM aveloxis.resolve_email($1)")
+                .bind(format!("42-same-id@users.noreply.{host}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!((found.0.as_ref(), found.1.as_str()), (Some(expected), "noreply_id"));
     }
     // An undeclared host's "noreply" address is nobody's account.
-    let none: Option<String> = sqlx::query_scalar("SELECT source FROM aveloxis.resolve_email('42-x@users.noreply.elsewhere.org')")
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
+    let none: Option<String> =
+        sqlx::query_scalar("SELECT source FROM aveloxis.resolve_email('42-x@users.noreply.elsewhere.org')")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
     assert_eq!(none, None);
     // GitLab's ghost (deleted users' placeholder) is one contributor however many rows.
     let ghost = r#"{"id": 9999, "username": "ghost", "name": "Ghost User", "state": "active"}"#;
-    db.stage(repos[0], "contributor", &[ghost.to_string(), ghost.to_string()]).await;
+    db.stage(repos[0], "contributor", &[ghost.to_string(), ghost.to_string()])
+        .await;
     db.drain(repos[0]).await;
     let ghosts: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.contributors WHERE gl_username = 'ghost'")
         .fetch_one(&pool)
@@ -769,10 +870,16 @@ async fn each_gitlab_host_has_its_own_identities() {
 #[tokio::test]
 async fn a_host_without_tokens_is_refused_by_name() {
     let db = TestDb::with_extension("gitlab_no_token").await;
-    db.execute("SELECT aveloxis.add_forge_host('gitlab.example.net', 2::smallint)").await;
+    db.execute("SELECT aveloxis.add_forge_host('gitlab.example.net', 2::smallint)")
+        .await;
     let out = db
         .agent_async(
-            &["collect", "https://gitlab.example.net/group/project", "--phases", "collect"],
+            &[
+                "collect",
+                "https://gitlab.example.net/group/project",
+                "--phases",
+                "collect",
+            ],
             &[("GITLAB_TOKENS", "gl-tok")],
         )
         .await;

@@ -451,3 +451,85 @@ async fn data_stored_under_0_7_0_reaches_the_read_side_after_the_update() {
     .unwrap();
     assert_eq!(actions, 2, "the views are built with the data they find");
 }
+
+/// A database populated under 0.8.0 updates to 0.9.0: its events keep their ids under
+/// event_source 'event', a GitHub Enterprise host whose accounts were stored as platform 1
+/// keeps them there, a self-managed GitLab host gets its own identity platform, and
+/// GitLab payloads that waited under 0.8.0 drain after the update.
+#[tokio::test]
+async fn data_stored_under_0_8_0_survives_the_update_and_gitlab_payloads_drain() {
+    let db = TestDb::empty("upgrade_gitlab").await;
+    db.execute("CREATE EXTENSION pg_aveloxis VERSION '0.8.0'").await;
+    db.execute(
+        "SELECT aveloxis.add_forge_host('ghe.example.com', 1::smallint);
+         SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint);
+         SELECT aveloxis.add_repo('https://ghe.example.com/team/tool', 'Enterprise');
+         SELECT aveloxis.add_repo('https://gitlab.com/group/project', 'Lab');
+         INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload) VALUES
+           (1, 1, 'repo_info', '{\"id\": 77, \"full_name\": \"team/tool\"}'),
+           (1, 1, 'issue', '{\"id\": 11, \"number\": 1, \"title\": \"one\", \"state\": \"closed\",
+                             \"user\": {\"login\": \"alice\", \"id\": 501, \"type\": \"User\"}}'),
+           (1, 1, 'issue_event', '{\"id\": 900, \"event\": \"closed\", \"issue\": {\"number\": 1},
+                                   \"actor\": {\"login\": \"alice\", \"id\": 501},
+                                   \"created_at\": \"2024-01-05T00:00:00Z\"}'),
+           (2, 2, 'issue', '{\"id\": 5, \"iid\": 1, \"title\": \"a GitLab issue\", \"state\": \"opened\",
+                             \"author\": {\"id\": 7, \"username\": \"gl-user\", \"state\": \"active\"}}');",
+    )
+    .await;
+    let mut conn = db.connect().await;
+    sqlx::query("CALL aveloxis.drain(1)").execute(&mut conn).await.unwrap();
+    sqlx::query("CALL aveloxis.drain(2)").execute(&mut conn).await.unwrap();
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_ops.staging WHERE drained_at IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 1, "0.8.0 leaves the GitLab issue waiting");
+
+    sqlx::query("ALTER EXTENSION pg_aveloxis UPDATE TO '0.9.0'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let event: (String, i64, String) =
+        sqlx::query_as("SELECT event_source, platform_event_id, action FROM aveloxis_data.issue_events")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(event, ("event".to_string(), 900, "closed".to_string()));
+    let platforms: Vec<(i16, i16, Option<String>)> =
+        sqlx::query_as("SELECT platform_id, platform_kind, platform_host FROM aveloxis_data.platforms ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        platforms,
+        [
+            (1, 1, Some("github.com".to_string())),
+            (2, 2, Some("gitlab.com".to_string())),
+            (3, 3, None),
+            (16, 2, Some("gitlab.example.org".to_string())),
+        ]
+    );
+    // The GitHub Enterprise host's accounts stay where 0.8.0 stored them.
+    let ghe: i16 = sqlx::query_scalar("SELECT aveloxis_ops.identity_platform_of(1)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ghe, 1);
+    let again: i16 = sqlx::query_scalar("SELECT aveloxis_ops.ensure_identity_platform('ghe.example.com', 1::smallint)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(again, 1);
+
+    // The GitLab issue that waited drains now, under gitlab.com's platform.
+    sqlx::query("CALL aveloxis.drain(2)").execute(&mut conn).await.unwrap();
+    let issue: (String, String) = sqlx::query_as(
+        "SELECT i.issue_state, c.gl_username FROM aveloxis_data.issues i
+         JOIN aveloxis_data.contributors c ON c.cntrb_id = i.reporter_id
+         WHERE i.repo_id = 2 AND c.cntrb_id = aveloxis.platform_uuid(2::smallint, 7)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(issue, ("open".to_string(), "gl-user".to_string()));
+}

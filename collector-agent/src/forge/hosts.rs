@@ -334,7 +334,11 @@ pub struct GitlabSettings {
 /// else `https://<host>/api/v4/`, with that host's tokens only.
 pub struct GitlabHosts {
     /// Repository host, its client, and whether its instance pages issues by keyset.
-    served: Vec<(String, super::gitlab::GitlabClient, crate::phases::gitlab::KeysetSupport)>,
+    served: Vec<(
+        String,
+        super::gitlab::GitlabClient,
+        crate::phases::gitlab::KeysetSupport,
+    )>,
 }
 
 impl GitlabHosts {
@@ -387,8 +391,7 @@ impl GitlabHosts {
                 continue;
             }
             let config = GitlabConfig::new(&root).map_err(|e| format!("GitLab API root {root:?} of {host}: {e}"))?;
-            let client =
-                GitlabClient::new(config, pool(tokens), style).map_err(|e| format!("HTTP client: {e}"))?;
+            let client = GitlabClient::new(config, pool(tokens), style).map_err(|e| format!("HTTP client: {e}"))?;
             served.push((host, client, Default::default()));
         }
         Ok(GitlabHosts { served })

@@ -64,7 +64,10 @@ pub fn project_path(repo_git: &str) -> Option<String> {
 /// less its overlap), as GitLab reads it (ISO 8601).
 fn updated_after(since: &Option<String>) -> String {
     match since {
-        Some(since) => format!("&updated_after={}", url::form_urlencoded::byte_serialize(since.as_bytes()).collect::<String>()),
+        Some(since) => format!(
+            "&updated_after={}",
+            url::form_urlencoded::byte_serialize(since.as_bytes()).collect::<String>()
+        ),
         None => String::new(),
     }
 }
@@ -161,8 +164,9 @@ impl<F: Forge> Collector<'_, F> {
         if self.keyset.get() == KeysetSupport::NO {
             return self.all("issue", offset).await;
         }
-        let keyset =
-            format!("{base}/issues?scope=all&state=all&pagination=keyset&order_by=created_at&sort=asc&per_page=100{filter}");
+        let keyset = format!(
+            "{base}/issues?scope=all&state=all&pagination=keyset&order_by=created_at&sort=asc&per_page=100{filter}"
+        );
         match self.all("issue", keyset).await {
             Ok(items) => {
                 self.keyset.set(true);
@@ -170,8 +174,13 @@ impl<F: Forge> Collector<'_, F> {
             }
             // "Keyset pagination is not yet available for this type of request" (before 18.3),
             // or an instance that refuses it: offset from here on.
-            Err(ForgeError::Rejected { status: 405, message, .. }) => {
-                tracing::info!(repo = self.job.repo_id, "keyset pagination refused ({message}); using offset pagination");
+            Err(ForgeError::Rejected {
+                status: 405, message, ..
+            }) => {
+                tracing::info!(
+                    repo = self.job.repo_id,
+                    "keyset pagination refused ({message}); using offset pagination"
+                );
                 self.keyset.set(false);
                 self.all("issue", offset).await
             }
@@ -192,7 +201,10 @@ impl<F: Forge> Collector<'_, F> {
         let parent = json!({"parent_number": iid, "parent_kind": parent_kind});
         let web_url = item["web_url"].as_str().map(str::to_string);
         if let Some(discussions) = self
-            .all("discussions", format!("{base}/{collection}/{iid}/discussions?per_page=100"))
+            .all(
+                "discussions",
+                format!("{base}/{collection}/{iid}/discussions?per_page=100"),
+            )
             .await?
         {
             let mut by_entity: BTreeMap<&'static str, Vec<(Value, Option<Value>)>> = BTreeMap::new();
@@ -216,7 +228,11 @@ impl<F: Forge> Collector<'_, F> {
                 self.stage(entity, notes).await?;
             }
         }
-        for events in ["resource_state_events", "resource_label_events", "resource_milestone_events"] {
+        for events in [
+            "resource_state_events",
+            "resource_label_events",
+            "resource_milestone_events",
+        ] {
             if let Some(list) = self
                 .all(events, format!("{base}/{collection}/{iid}/{events}?per_page=100"))
                 .await?
@@ -277,7 +293,10 @@ impl<F: Forge> Collector<'_, F> {
         self.stage("repo_info", vec![(project, None)]).await?;
         let base = format!("projects/{id}");
 
-        if let Some(members) = self.all("contributor", format!("{base}/members/all?per_page=100")).await? {
+        if let Some(members) = self
+            .all("contributor", format!("{base}/members/all?per_page=100"))
+            .await?
+        {
             self.stage("contributor", members.into_iter().map(|m| (m, None)).collect())
                 .await?;
         }
@@ -308,7 +327,9 @@ impl<F: Forge> Collector<'_, F> {
             let mrs = self
                 .all(
                     "pull_request",
-                    format!("{base}/merge_requests?scope=all&state=all&order_by=created_at&sort=asc&per_page=100{filter}"),
+                    format!(
+                        "{base}/merge_requests?scope=all&state=all&order_by=created_at&sort=asc&per_page=100{filter}"
+                    ),
                 )
                 .await?;
             if let Some(mrs) = mrs {
@@ -331,7 +352,10 @@ impl<F: Forge> Collector<'_, F> {
                         envelope["approvals"] = approvals;
                     }
                     if let Some(commits) = self
-                        .all("mr_commits", format!("{base}/merge_requests/{iid}/commits?per_page=100"))
+                        .all(
+                            "mr_commits",
+                            format!("{base}/merge_requests/{iid}/commits?per_page=100"),
+                        )
                         .await?
                     {
                         envelope["commits"] = Value::Array(commits);
