@@ -4,6 +4,9 @@
 //! payloads served. Also the Go system's GitLab defects (reference gitlab-parity.md), each
 //! shown absent, and identities per GitLab host.
 
+// Rows read back are wide tuples, one per checked relation.
+#![allow(clippy::type_complexity)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use harness::gitlab_replay::{devlake_project, GitlabProject, GitlabReplay, ReplayOptions};
