@@ -3,8 +3,9 @@
 # and install pg_aveloxis, start a local cluster, register repositories with the agent,
 # and show what the database now holds. Re-running it is fast and changes nothing new.
 #
-# The repository collected is this checkout's own git history (a git-only repository:
-# no forge, no network); forge repositories are registered to show the queue.
+# The repositories collected are this checkout's own git history (a git-only repository:
+# no forge, no network) and a GitLab project replayed by a local GitLab from recorded
+# gitlab.com traffic; other forge repositories are registered to show the queue.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
@@ -39,6 +40,29 @@ step "registering repositories: this checkout (git only) and two forge repositor
 step "collecting this checkout's git history, offline (aveloxis-agent collect $REPO_ROOT)"
 clone_dir=${AVELOXIS_CLONE_DIR:-$REPO_ROOT/target/aveloxis-clones}
 "$agent" collect "$REPO_ROOT" --clone-dir "$clone_dir"
+
+step "collecting a GitLab project: gitlab.com's gitlab-data/snowflake_spend, replayed by a local GitLab from recorded traffic"
+# The recorded answers of ../shared/fixtures/gitlab served as GitLab REST v4 does (no network);
+# the agent is pointed at it with --gitlab-api-url, as at a self-managed instance.
+cargo build -q -p aveloxis-tests --bin gitlab_demo_server
+coproc GITLAB_DEMO { exec "$REPO_ROOT/target/debug/gitlab_demo_server"; }
+demo_pid=$GITLAB_DEMO_PID
+trap 'kill "$demo_pid" 2>/dev/null || true' EXIT
+read -r gitlab_api <&"${GITLAB_DEMO[0]}"
+GITLAB_TOKENS=demo-token "$agent" collect https://gitlab.com/gitlab-data/snowflake_spend --phases collect \
+    --gitlab-api-url "$gitlab_api"
+kill "$demo_pid" 2>/dev/null || true
+wait "$demo_pid" 2>/dev/null || true
+trap - EXIT
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT entity, stored, first_activity::date AS first, last_activity::date AS last, forge_reported, coverage
+    FROM aveloxis.repo_stats(aveloxis.resolve_repo('https://gitlab.com/gitlab-data/snowflake_spend'))
+    WHERE stored > 0" -c "
+    SELECT pr_src_number AS mr, pr_src_state AS state, left(pr_src_title, 40) AS title,
+           pr_created_at::date AS opened, pr_merged_at::date AS merged
+    FROM aveloxis_augur_data.pull_requests
+    WHERE repo_id = aveloxis.resolve_repo('https://gitlab.com/gitlab-data/snowflake_spend')
+    ORDER BY pr_src_number LIMIT 5"
 
 step "aveloxis-agent status"
 "$agent" status

@@ -68,6 +68,7 @@ async fn names_to_plant(db: &TestDb, with_scratch: bool) -> Vec<String> {
             "drain_user_refs",
             "drain_issues",
             "drain_scratch_layout_3",
+            "drain_scratch_layout_4",
             "drain_commits",
             "drain_removed",
             "stale_groups",
@@ -239,6 +240,7 @@ async fn an_agent_login_cannot_escalate_through_objects_it_plants() {
         format!("SELECT aveloxis.requeue_rejects({repo})"),
         "SELECT aveloxis.token_acquire(ARRAY['ab12ab12ab12ab12'], 'core', 1)".to_string(),
         "SELECT aveloxis.resolve_email('someone@example.com')".to_string(),
+        "SELECT * FROM aveloxis.forge_hosts()".to_string(),
         format!("SELECT * FROM aveloxis.why_not_collected({repo})"),
         "SELECT * FROM aveloxis.queue_health()".to_string(),
     ];
@@ -278,6 +280,31 @@ async fn an_agent_login_cannot_escalate_through_objects_it_plants() {
     for sql in &facade_steps {
         assert_eq!(sqlstate(&mut conn, sql).await, None, "{sql}");
     }
+    // A GitLab project's payloads drain through the GitLab mappers among them too.
+    let gitlab_repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://gitlab.com/o/planted')")
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap();
+    let gitlab: Uuid = sqlx::query_scalar("SELECT lease_token FROM aveloxis.claim_repo('evil', $1, 'collect')")
+        .bind(gitlab_repo)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let gitlab_steps = [
+        format!(
+            "SELECT aveloxis.stage('{gitlab}', 'issue', ARRAY[$j${}$j$])",
+            r#"{"id": 70, "iid": 1, "title": "t", "state": "opened", "author": {"id": 7, "username": "carol"}}"#
+        ),
+        format!(
+            "SELECT aveloxis.stage('{gitlab}', 'issue_event', ARRAY[$j${}$j$], ARRAY[$j${}$j$::jsonb])",
+            r#"{"id": 71, "system": true, "body": "closed", "author": {"id": 7, "username": "carol"}}"#,
+            r#"{"parent_number": 1, "parent_kind": "issue"}"#
+        ),
+        format!("CALL aveloxis.drain({gitlab_repo})"),
+    ];
+    for sql in &gitlab_steps {
+        assert_eq!(sqlstate(&mut conn, sql).await, None, "{sql}");
+    }
     assert_eq!(canary(&mut conn).await, Vec::<String>::new(), "a planted object ran");
     assert!(!is_superuser(&db, &agent.name).await, "the agent became superuser");
     conn.close().await.unwrap();
@@ -294,6 +321,15 @@ async fn an_agent_login_cannot_escalate_through_objects_it_plants() {
     .await
     .unwrap();
     assert_eq!((issues, commits, contributors), (1, 1, 2));
+    let gitlab: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.issues i JOIN aveloxis_data.repos r USING (repo_id)
+                 WHERE r.repo_git = 'https://gitlab.com/o/planted'),
+                (SELECT count(*) FROM aveloxis_data.issue_events WHERE event_source = 'note')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(gitlab, (1, 1));
     admin.close().await.unwrap();
     agent.drop(&db).await;
 }

@@ -664,7 +664,7 @@ async fn check_requests(replay: &GitlabReplay, project: &GitlabProject) {
     assert_eq!(mr_lists, project.merge_requests.len().div_ceil(5));
     // No merge request was ever fetched on its own (the Go system fetched each six times):
     // each asked for six lists, once each (pages aside): approvals, commits, discussions and
-    // the three resource event lists.
+    // the three resource event lists; and its reviewers' states when it has reviewers.
     for m in &project.merge_requests {
         let iid = m["iid"].as_i64().unwrap();
         let own = format!("/api/v4/projects/{}/merge_requests/{iid}", project.id);
@@ -674,7 +674,12 @@ async fn check_requests(replay: &GitlabReplay, project: &GitlabProject) {
             .filter(|p| *p == own || p.starts_with(&format!("{own}/")))
             .collect();
         assert!(!endpoints.contains(own.as_str()), "MR {iid} was fetched on its own");
-        assert_eq!(endpoints.len(), 6, "MR {iid}: {endpoints:?}");
+        let with_reviewers = m["reviewers"].as_array().is_some_and(|r| !r.is_empty());
+        assert_eq!(
+            endpoints.len(),
+            6 + usize::from(with_reviewers),
+            "MR {iid}: {endpoints:?}"
+        );
     }
     assert!(paths.iter().all(|p| p.contains("/api/v4/projects/")), "{paths:?}");
     assert!(paths[0].contains("license=true") && paths[0].contains("statistics=true"));
@@ -890,4 +895,150 @@ async fn a_host_without_tokens_is_refused_by_name() {
     assert!(!out.status.success());
     assert!(stderr.contains("gitlab.example.net"), "{stdout}\n{stderr}");
     assert!(!stdout.contains("gl-tok") && !stderr.contains("gl-tok"));
+}
+
+/// Commit authors with GitLab noreply addresses get their account: a self-managed
+/// project's own host's addresses under that host's identity platform, gitlab.com's under
+/// gitlab.com's, in the same history.
+#[tokio::test]
+async fn gitlab_noreply_commit_authors_resolve_to_their_own_hosts_accounts() {
+    use aveloxis_agent::forge::github::GithubClient;
+    use aveloxis_agent::phases::facade::authors::{self, ForgeRepo};
+
+    let db = TestDb::with_extension("gitlab_noreply_authors").await;
+    db.execute("SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint)")
+        .await;
+    let pool = db.pool(2).await;
+    let repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://gitlab.example.org/group/project')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let platform: i16 = sqlx::query_scalar("SELECT aveloxis_ops.identity_platform_of($1)")
+        .bind(repo)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(platform >= 16);
+    let envelope = |hash: &str, email: &str| {
+        serde_json::json!({
+            "hash": hash, "parents": [],
+            "author": {"name": "Dev", "email": email, "time": "2024-01-01T00:00:00+00:00"},
+            "committer": {"name": "Dev", "email": email, "time": "2024-01-01T00:00:00+00:00"},
+            "message": "work\n", "files": [{"path": "a", "added": 1, "removed": 0}]
+        })
+        .to_string()
+    };
+    db.stage(
+        repo,
+        "commit",
+        &[
+            envelope(&"a".repeat(40), "7-jdoe@users.noreply.gitlab.example.org"),
+            envelope(&"b".repeat(40), "9-kim@users.noreply.gitlab.com"),
+        ],
+    )
+    .await;
+    db.drain(repo).await;
+    let lease: sqlx::types::Uuid =
+        sqlx::query_scalar("SELECT lease_token FROM aveloxis.claim_repo('test', $1, 'facade', '1 hour')")
+            .bind(repo)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let r = authors::resolve(
+        &pool,
+        lease,
+        Some("gitlab.example.org"),
+        None::<ForgeRepo<'_, GithubClient>>,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.by_step, BTreeMap::from([("noreply", 2)]), "{r:?}");
+    let authors: BTreeMap<String, String> = sqlx::query_as(
+        "SELECT cmt_author_email, cmt_ght_author_id::text FROM aveloxis_data.commits WHERE repo_id = $1",
+    )
+    .bind(repo)
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(
+        authors["7-jdoe@users.noreply.gitlab.example.org"],
+        uuid_of(&pool, platform, 7).await,
+        "the project's own host"
+    );
+    assert_eq!(
+        authors["9-kim@users.noreply.gitlab.com"],
+        uuid_of(&pool, 2, 9).await,
+        "gitlab.com's"
+    );
+    let usernames: BTreeSet<(i16, String)> = sqlx::query_as(
+        "SELECT i.platform_id, c.gl_username FROM aveloxis_data.contributor_identities i
+         JOIN aveloxis_data.contributors c USING (cntrb_id) WHERE i.platform_user_id IN (7, 9)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(
+        usernames,
+        [(2, "kim".to_string()), (platform, "jdoe".to_string())].into()
+    );
+}
+
+/// Reviewer states map onto GitHub's review states, an approval listed by both
+/// `/approvals` and `/reviewers` is one review, and the review ids are stable across drains.
+#[tokio::test]
+async fn reviewer_states_become_github_review_states() {
+    let db = TestDb::with_extension("gitlab_review_states").await;
+    let pool = db.pool(1).await;
+    let repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://gitlab.com/group/reviews')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let user = |id: i64, name: &str| serde_json::json!({"id": id, "username": name, "state": "active"});
+    let envelope = serde_json::json!({
+        "merge_request": {"id": 500, "iid": 1, "title": "t", "state": "opened", "author": user(1, "author"),
+                          "updated_at": "2024-01-02T00:00:00Z", "reviewers": [user(2, "ann"), user(3, "ben"), user(4, "cy")]},
+        "approvals": {"approved_by": [{"user": user(4, "cy"), "approved_at": "2024-01-02T00:00:00Z"}]},
+        "reviewers": [
+            {"user": user(2, "ann"), "state": "requested_changes", "created_at": "2024-01-01T00:00:00Z"},
+            {"user": user(3, "ben"), "state": "reviewed", "created_at": "2024-01-01T00:00:00Z"},
+            {"user": user(4, "cy"), "state": "approved", "created_at": "2024-01-01T00:00:00Z"},
+            {"user": user(5, "dee"), "state": "unreviewed", "created_at": "2024-01-01T00:00:00Z"}
+        ]
+    });
+    db.stage(repo, "pull_request", &[envelope.to_string()]).await;
+    db.drain(repo).await;
+    let read = || async {
+        sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT c.gl_username, v.review_state, v.platform_review_id FROM aveloxis_data.pull_request_reviews v
+             JOIN aveloxis_data.contributors c USING (cntrb_id) ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let first = read().await;
+    let states: Vec<(&str, &str)> = first.iter().map(|(u, s, _)| (u.as_str(), s.as_str())).collect();
+    assert_eq!(
+        states,
+        [("ann", "CHANGES_REQUESTED"), ("ben", "COMMENTED"), ("cy", "APPROVED")]
+    );
+    assert!(first.iter().all(|r| r.2 > 0));
+    // The MR's reviewers are its requested reviewers, as the /reviewers list names them.
+    let requested: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.pull_request_reviewers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(requested, 4);
+    // The same envelope again: the same ids, nothing added.
+    sqlx::query("UPDATE aveloxis_ops.staging SET drained_at = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    db.drain(repo).await;
+    assert_eq!(read().await, first);
 }

@@ -7,7 +7,8 @@
 //! - Issues and merge requests come from their lists, labels, assignees and reviewers
 //!   inside: no per-item GET. Per changed issue: its discussions (notes and system notes)
 //!   and its state, label and milestone events. Per changed merge request: approvals,
-//!   commits, discussions (notes, diff notes, system notes) and the three event lists.
+//!   commits, discussions (notes, diff notes, system notes) and the three event lists;
+//!   its reviewers' review states when it has reviewers.
 //! - Lists walk a stable order (`order_by=created_at&sort=asc`, so an item updated during
 //!   the walk keeps its place), filtered by `updated_after` = the last run's start less an
 //!   overlap (the queue's `since`). Issues use keyset pagination where the instance
@@ -359,6 +360,19 @@ impl<F: Forge> Collector<'_, F> {
                         .await?
                     {
                         envelope["commits"] = Value::Array(commits);
+                    }
+                    // Review states (requested changes, reviewed) exist only per MR, and only
+                    // for MRs that have reviewers: asked for those alone.
+                    if mr["reviewers"].as_array().is_some_and(|r| !r.is_empty()) {
+                        if let Some(reviewers) = self
+                            .all(
+                                "mr_reviewers",
+                                format!("{base}/merge_requests/{iid}/reviewers?per_page=100"),
+                            )
+                            .await?
+                        {
+                            envelope["reviewers"] = Value::Array(reviewers);
+                        }
                     }
                     self.stage("pull_request", vec![(envelope, None)]).await?;
                     self.item_history(&base, "merge_request", &mr).await?;

@@ -84,8 +84,10 @@ pub struct Resolution {
 }
 
 /// A noreply address's account: GitHub's `[id+]login@users.noreply.github.com`, GitLab's
-/// `id-login@users.noreply.gitlab.com`.
-pub fn parse_noreply(email: &str) -> Option<(i16, Option<i64>, String)> {
+/// `id-login@users.noreply.gitlab.com`, and a self-managed GitLab's
+/// `id-login@users.noreply.<host>` when `gitlab_host` is the repository's own GitLab host
+/// (the database then files the account under that host's identity platform).
+pub fn parse_noreply(email: &str, gitlab_host: Option<&str>) -> Option<(i16, Option<i64>, String)> {
     let email = email.trim().to_ascii_lowercase();
     let valid_login = |l: &str| {
         !l.is_empty()
@@ -102,7 +104,11 @@ pub fn parse_noreply(email: &str) -> Option<(i16, Option<i64>, String)> {
             None => valid_login(local).then(|| (1, None, local.to_string())),
         };
     }
-    if let Some(local) = email.strip_suffix("@users.noreply.gitlab.com") {
+    let own = gitlab_host.map(|h| format!("@users.noreply.{}", h.to_ascii_lowercase()));
+    let gitlab_local = email
+        .strip_suffix("@users.noreply.gitlab.com")
+        .or_else(|| own.as_deref().and_then(|own| email.strip_suffix(own)));
+    if let Some(local) = gitlab_local {
         let (id, login) = local.split_once('-')?;
         let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
         return valid_login(login).then(|| (2, Some(id), login.to_string()));
@@ -150,6 +156,7 @@ const MAX_CONSECUTIVE_REJECTIONS: usize = 50;
 pub async fn resolve<F: Forge>(
     db: &PgPool,
     lease_token: uuid::Uuid,
+    gitlab_host: Option<&str>,
     forge: Option<ForgeRepo<'_, F>>,
     forge_expected: bool,
 ) -> Result<Resolution, sqlx::Error> {
@@ -184,6 +191,7 @@ pub async fn resolve<F: Forge>(
                     let http_runs = api_open && forge.is_some();
                     let (step, found) = one_email(
                         db,
+                        gitlab_host,
                         &email,
                         &sample_hash,
                         forge.as_ref().filter(|_| api_open),
@@ -239,15 +247,17 @@ pub async fn resolve<F: Forge>(
 
 /// The steps after the cache for one email. `Err` when the HTTP steps had to stop
 /// before settling it.
+#[allow(clippy::too_many_arguments)]
 async fn one_email<F: Forge>(
     db: &PgPool,
+    gitlab_host: Option<&str>,
     email: &str,
     sample_hash: &str,
     forge: Option<&ForgeRepo<'_, F>>,
     out: &mut Resolution,
     rejections: &mut usize,
 ) -> Result<(Result<Step, ForgeError>, Option<Found>), sqlx::Error> {
-    if let Some((platform, user_id, login)) = parse_noreply(email) {
+    if let Some((platform, user_id, login)) = parse_noreply(email, gitlab_host) {
         return Ok((
             Ok(Step::Noreply),
             Some(Found::Account {
@@ -388,15 +398,15 @@ mod unit_tests {
     #[test]
     fn noreply_addresses_name_their_account() {
         assert_eq!(
-            parse_noreply("12345+Octo-Cat@users.noreply.github.com"),
+            parse_noreply("12345+Octo-Cat@users.noreply.github.com", None),
             Some((1, Some(12345), "octo-cat".into()))
         );
         assert_eq!(
-            parse_noreply("octocat@users.noreply.github.com"),
+            parse_noreply("octocat@users.noreply.github.com", None),
             Some((1, None, "octocat".into()))
         );
         assert_eq!(
-            parse_noreply("4242-jdoe@users.noreply.gitlab.com"),
+            parse_noreply("4242-jdoe@users.noreply.gitlab.com", None),
             Some((2, Some(4242), "jdoe".into()))
         );
         for not_one in [
@@ -408,8 +418,16 @@ mod unit_tests {
             "jdoe@users.noreply.gitlab.com",
             "",
         ] {
-            assert_eq!(parse_noreply(not_one), None, "{not_one}");
+            assert_eq!(parse_noreply(not_one, None), None, "{not_one}");
         }
+        // A self-managed GitLab's addresses, for its own repositories only.
+        let own = "7-jdoe@users.noreply.gitlab.example.org";
+        assert_eq!(
+            parse_noreply(own, Some("gitlab.example.org")),
+            Some((2, Some(7), "jdoe".into()))
+        );
+        assert_eq!(parse_noreply(own, None), None);
+        assert_eq!(parse_noreply(own, Some("gitlab.other.org")), None);
     }
 
     #[test]
