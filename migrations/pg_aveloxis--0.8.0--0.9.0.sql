@@ -474,6 +474,9 @@ AS $$
         ('pull_request', '{merge_request,iid}', 'integer', true, 2),
         ('pull_request', '{merge_request,draft}', 'boolean', false, 2),
         ('pull_request', '{merge_request,work_in_progress}', 'boolean', false, 2),
+        ('pull_request', '{merge_request,discussion_locked}', 'boolean', false, 2),
+        ('pull_request', '{merge_request,source_project_id}', 'bigint', false, 2),
+        ('pull_request', '{merge_request,target_project_id}', 'bigint', false, 2),
         ('pull_request', '{merge_request,created_at}', 'timestamp', false, 2),
         ('pull_request', '{merge_request,updated_at}', 'timestamp', false, 2),
         ('pull_request', '{merge_request,closed_at}', 'timestamp', false, 2),
@@ -486,9 +489,10 @@ AS $$
         ('review_comment', '{created_at}', 'timestamp', false, 2),
         ('review_comment', '{updated_at}', 'timestamp', false, 2),
         ('issue_event', '{id}', 'bigint', true, 2), ('issue_event', '{created_at}', 'timestamp', false, 2),
-        ('issue_event', '{noteable_iid}', 'integer', false, 2),
+        ('issue_event', '{noteable_iid}', 'integer', false, 2), ('issue_event', '{system}', 'boolean', false, 2),
         ('release', '{created_at}', 'timestamp', false, 2), ('release', '{released_at}', 'timestamp', false, 2),
         ('repo_info', '{id}', 'bigint', true, 2), ('repo_info', '{archived}', 'boolean', false, 2),
+        ('repo_info', '{issues_enabled}', 'boolean', false, 2), ('repo_info', '{wiki_enabled}', 'boolean', false, 2),
         ('repo_info', '{forks_count}', 'integer', false, 2), ('repo_info', '{star_count}', 'integer', false, 2),
         ('repo_info', '{open_issues_count}', 'integer', false, 2),
         ('repo_info', '{created_at}', 'timestamp', false, 2), ('repo_info', '{last_activity_at}', 'timestamp', false, 2)
@@ -643,7 +647,7 @@ BEGIN
                   HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
     END IF;
     IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number, and no context.parent_number'
+        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number (GitLab: "noteable_iid"), and no context.parent_number'
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
     END IF;
@@ -1354,7 +1358,7 @@ BEGIN
             HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
     END IF;
     IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
+        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url" (GitLab: "noteable_iid"), and no context.parent_number'
             USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
     END IF;
     UPDATE pg_temp.drain_review_comments c
@@ -1829,7 +1833,8 @@ BEGIN
          jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,
                                      label jsonb, milestone jsonb, body text, system boolean, noteable_iid integer,
                                      noteable_type text, resource_type text),
-         LATERAL (SELECT CASE WHEN x.system IS TRUE THEN 'note'
+         -- A note has a body (even one whose "system" flag did not fit); resource events never do.
+         LATERAL (SELECT CASE WHEN x.system IS TRUE OR r.doc ? 'body' THEN 'note'
                               WHEN jsonb_typeof(x.label) = 'object' THEN 'label_event'
                               WHEN r.doc ? 'milestone' THEN 'milestone_event'
                               WHEN x.state IS NOT NULL THEN 'state_event' END AS event_source) src

@@ -134,7 +134,8 @@ BEGIN
          jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,
                                      label jsonb, milestone jsonb, body text, system boolean, noteable_iid integer,
                                      noteable_type text, resource_type text),
-         LATERAL (SELECT CASE WHEN x.system IS TRUE THEN 'note'
+         -- A note has a body (even one whose "system" flag did not fit); resource events never do.
+         LATERAL (SELECT CASE WHEN x.system IS TRUE OR r.doc ? 'body' THEN 'note'
                               WHEN jsonb_typeof(x.label) = 'object' THEN 'label_event'
                               WHEN r.doc ? 'milestone' THEN 'milestone_event'
                               WHEN x.state IS NOT NULL THEN 'state_event' END AS event_source) src
@@ -227,7 +228,7 @@ BEGIN
                   HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
     END IF;
     IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number, and no context.parent_number'
+        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number (GitLab: "noteable_iid"), and no context.parent_number'
             USING ERRCODE = 'not_null_violation',
                   HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
     END IF;

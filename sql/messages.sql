@@ -345,7 +345,7 @@ BEGIN
             HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
     END IF;
     IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url", and no context.parent_number'
+        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url" (GitLab: "noteable_iid"), and no context.parent_number'
             USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
     END IF;
     UPDATE pg_temp.drain_review_comments c
