@@ -1042,3 +1042,32 @@ async fn reviewer_states_become_github_review_states() {
     db.drain(repo).await;
     assert_eq!(read().await, first);
 }
+
+/// Where the instance pages project issues by keyset (GitLab 18.3+), issues are walked by
+/// keyset through `Link` alone, with no offset request at all.
+#[tokio::test]
+async fn keyset_pagination_is_used_where_the_instance_offers_it() {
+    let db = TestDb::with_extension("gitlab_keyset").await;
+    let project = devlake_project();
+    let options = ReplayOptions {
+        max_per_page: 4,
+        keyset: true,
+        ..ReplayOptions::default()
+    };
+    let replay = GitlabReplay::start(project.clone(), options).await;
+    let config = config_file("keyset");
+    collect(&db, &replay, &config).await;
+    let paths: Vec<String> = replay.requests().await.into_iter().map(|(p, _)| p).collect();
+    let issue_lists: Vec<&String> = paths.iter().filter(|p| p.contains("/issues?")).collect();
+    assert_eq!(issue_lists.len(), project.issues.len().div_ceil(4), "{issue_lists:?}");
+    assert!(
+        issue_lists.iter().all(|p| p.contains("pagination=keyset")),
+        "{issue_lists:?}"
+    );
+    let pool = db.pool(1).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.issues")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, project.issues.len() as i64);
+}
