@@ -854,6 +854,13 @@ async fn each_gitlab_host_has_its_own_identities() {
                 .unwrap();
         assert_eq!((found.0.as_ref(), found.1.as_str()), (Some(expected), "noreply_id"));
     }
+    // A host whose accounts are stored cannot change forge kind.
+    let refused = sqlx::query("SELECT aveloxis.add_forge_host('gitlab.example.org', 1::smallint)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("55006"), "{refused}");
     // An undeclared host's "noreply" address is nobody's account.
     let none: Option<String> =
         sqlx::query_scalar("SELECT source FROM aveloxis.resolve_email('42-x@users.noreply.elsewhere.org')")
