@@ -1637,6 +1637,7 @@ $$;
 CREATE OR REPLACE FUNCTION aveloxis_ops.gitlab_labels(labels jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.jsonb_typeof(labels) = 'array' THEN
         coalesce((SELECT pg_catalog.jsonb_agg(CASE pg_catalog.jsonb_typeof(e)
@@ -1650,6 +1651,7 @@ $$;
 CREATE OR REPLACE FUNCTION aveloxis_ops.gitlab_note_action(body text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN b ~ '^closed\M' THEN 'closed'
@@ -1676,6 +1678,7 @@ $$;
 CREATE OR REPLACE FUNCTION aveloxis_ops.gitlab_parent_kind(noteable_type text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE noteable_type WHEN 'Issue' THEN 'issue' WHEN 'issue' THEN 'issue'
                               WHEN 'MergeRequest' THEN 'pull_request' WHEN 'pull_request' THEN 'pull_request' END
@@ -1684,6 +1687,7 @@ $$;
 CREATE OR REPLACE FUNCTION aveloxis_ops.gitlab_review_id(mr_id bigint, user_id bigint, state text)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT (pg_catalog.hashtextextended(mr_id::text || '/' || user_id::text || '/' || state, 0)
             & 9223372036854775807::bigint) | 1::bigint
@@ -1692,6 +1696,7 @@ $$;
 CREATE OR REPLACE FUNCTION aveloxis_ops.gitlab_reviews(mr_id bigint, approvals jsonb, reviewers jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(pg_catalog.jsonb_agg(v), '[]'::jsonb) FROM (
         SELECT pg_catalog.jsonb_build_object(

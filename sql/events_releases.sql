@@ -157,6 +157,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.gitlab_note_action(body text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN b ~ '^closed\M' THEN 'closed'

@@ -150,6 +150,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.gitlab_labels(labels jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.jsonb_typeof(labels) = 'array' THEN
         coalesce((SELECT pg_catalog.jsonb_agg(CASE pg_catalog.jsonb_typeof(e)

@@ -111,6 +111,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.gitlab_parent_kind(noteable_type text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE noteable_type WHEN 'Issue' THEN 'issue' WHEN 'issue' THEN 'issue'
                               WHEN 'MergeRequest' THEN 'pull_request' WHEN 'pull_request' THEN 'pull_request' END

@@ -336,6 +336,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.gitlab_review_id(mr_id bigint, user_id bigint, state text)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT (pg_catalog.hashtextextended(mr_id::text || '/' || user_id::text || '/' || state, 0)
             & 9223372036854775807::bigint) | 1::bigint
@@ -347,6 +348,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.gitlab_reviews(mr_id bigint, approvals jsonb, reviewers jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(pg_catalog.jsonb_agg(v), '[]'::jsonb) FROM (
         SELECT pg_catalog.jsonb_build_object(

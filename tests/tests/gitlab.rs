@@ -859,7 +859,10 @@ async fn each_gitlab_host_has_its_own_identities() {
         .execute(&pool)
         .await
         .unwrap_err();
-    let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    let code = refused
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
     assert_eq!(code.as_deref(), Some("55006"), "{refused}");
     // An undeclared host's "noreply" address is nobody's account.
     let none: Option<String> =

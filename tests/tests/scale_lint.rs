@@ -1,0 +1,340 @@
+//! The catalog lint of reference scale-out.md §2.2 (issue 16): the Citus rules a plain
+//! PostgreSQL 15 can check on the installed schema. Tables are classified as Citus would
+//! hold them (distributed by `repo_id`; reference; coordinator-local: the queue, leases,
+//! token budgets, settings and refresh bookkeeping, which need `FOR UPDATE SKIP LOCKED`
+//! and global advisory locks). L7 is dropped (Settled §6: materialized views may read
+//! distributed tables); L15 is L1.
+//!
+//! Each rule must return zero rows. Until the keys are migrated (issue 16), each rule's
+//! known findings are listed below, exactly: a new finding (a table added against the
+//! rule) fails the test, and so does a listed finding that disappeared (the list must
+//! shrink with the schema), so the debt is always the list in this file.
+
+use std::collections::BTreeSet;
+
+use harness::sqlx;
+use harness::TestDb;
+
+const PLAN: &str = r#"CREATE TEMP TABLE scale_plan AS
+SELECT c.oid::regclass AS rel,
+       CASE WHEN c.oid = ANY (ARRAY['aveloxis_ops.jobs', 'aveloxis_ops.job_runs', 'aveloxis_ops.setting_defaults',
+                                    'aveloxis_ops.setting_overrides', 'aveloxis_ops.token_budgets',
+                                    'aveloxis_ops.view_refresh_runs', 'aveloxis_ops.view_refreshes']::regclass[])
+                THEN 'local'
+            WHEN c.oid = ANY (ARRAY['aveloxis_data.repos', 'aveloxis_data.repo_url_history']::regclass[]) THEN 'reference'
+            WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'repo_id'
+                         AND NOT a.attisdropped) THEN 'distributed'
+            ELSE 'reference' END AS kind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('aveloxis', 'aveloxis_ops', 'aveloxis_data') AND c.relkind IN ('r', 'p') AND NOT c.relispartition"#;
+
+struct Rule {
+    name: &'static str,
+    what: &'static str,
+    sql: &'static str,
+    /// Findings accepted for now, each as its columns joined by `|`, with why.
+    known: &'static [&'static str],
+}
+
+const RULES: &[Rule] = &[
+    // the surrogate keys and child keys of 0.8.0 and before: migrated to (repo_id, ...) by issue 16
+    Rule {
+        name: "L1",
+        what: "every PK/UNIQUE key of a distributed table has repo_id among its key columns",
+        sql: r#"SELECT p.rel::text, i.indexrelid::regclass::text
+FROM scale_plan p JOIN pg_index i ON i.indrelid = p.rel
+JOIN pg_attribute a ON a.attrelid = p.rel AND a.attname = 'repo_id'
+WHERE p.kind = 'distributed' AND (i.indisunique OR i.indisexclusion)
+  AND NOT a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) ORDER BY 1, 2"#,
+        known: &[
+            "aveloxis_data.commit_messages|aveloxis_data.commit_messages_pkey",
+            "aveloxis_data.commits|aveloxis_data.commits_pkey",
+            "aveloxis_data.issue_assignees|aveloxis_data.issue_assignees_issue_id_platform_assignee_id_key",
+            "aveloxis_data.issue_assignees|aveloxis_data.issue_assignees_pkey",
+            "aveloxis_data.issue_events|aveloxis_data.issue_events_pkey",
+            "aveloxis_data.issue_labels|aveloxis_data.issue_labels_issue_id_label_text_key",
+            "aveloxis_data.issue_labels|aveloxis_data.issue_labels_pkey",
+            "aveloxis_data.issue_message_ref|aveloxis_data.issue_message_ref_issue_id_msg_id_key",
+            "aveloxis_data.issue_message_ref|aveloxis_data.issue_message_ref_pkey",
+            "aveloxis_data.issues|aveloxis_data.issues_pkey",
+            "aveloxis_data.messages|aveloxis_data.messages_pkey",
+            "aveloxis_data.pull_request_assignees|aveloxis_data.pull_request_assignees_pkey",
+            "aveloxis_data.pull_request_assignees|aveloxis_data.pull_request_assignees_pull_request_id_platform_assignee_id_key",
+            "aveloxis_data.pull_request_commits|aveloxis_data.pull_request_commits_pkey",
+            "aveloxis_data.pull_request_commits|aveloxis_data.pull_request_commits_pull_request_id_pr_cmt_sha_key",
+            "aveloxis_data.pull_request_events|aveloxis_data.pull_request_events_pkey",
+            "aveloxis_data.pull_request_files|aveloxis_data.pull_request_files_pkey",
+            "aveloxis_data.pull_request_files|aveloxis_data.pull_request_files_pull_request_id_pr_file_path_key",
+            "aveloxis_data.pull_request_labels|aveloxis_data.pull_request_labels_pkey",
+            "aveloxis_data.pull_request_labels|aveloxis_data.pull_request_labels_pull_request_id_label_name_key",
+            "aveloxis_data.pull_request_message_ref|aveloxis_data.pull_request_message_ref_pkey",
+            "aveloxis_data.pull_request_message_ref|aveloxis_data.pull_request_message_ref_pull_request_id_msg_id_key",
+            "aveloxis_data.pull_request_meta|aveloxis_data.pull_request_meta_pkey",
+            "aveloxis_data.pull_request_meta|aveloxis_data.pull_request_meta_pull_request_id_pr_head_or_base_key",
+            "aveloxis_data.pull_request_repo|aveloxis_data.pull_request_repo_pkey",
+            "aveloxis_data.pull_request_repo|aveloxis_data.pull_request_repo_pr_repo_meta_id_key",
+            "aveloxis_data.pull_request_review_message_ref|aveloxis_data.pull_request_review_message_ref_pkey",
+            "aveloxis_data.pull_request_review_message_ref|aveloxis_data.pull_request_review_message_ref_pr_review_id_msg_id_key",
+            "aveloxis_data.pull_request_reviewers|aveloxis_data.pull_request_reviewers_pkey",
+            "aveloxis_data.pull_request_reviewers|aveloxis_data.pull_request_reviewers_pull_request_id_platform_reviewer_id_key",
+            "aveloxis_data.pull_request_reviews|aveloxis_data.pull_request_reviews_pkey",
+            "aveloxis_data.pull_request_reviews|aveloxis_data.pull_request_reviews_pull_request_id_platform_review_id_key",
+            "aveloxis_data.pull_requests|aveloxis_data.pull_requests_pkey",
+            "aveloxis_data.repo_info|aveloxis_data.repo_info_pkey",
+            "aveloxis_data.review_comments|aveloxis_data.review_comments_pkey",
+            "aveloxis_ops.drain_runs|aveloxis_ops.drain_runs_pkey",
+            "aveloxis_ops.staging|aveloxis_ops.staging_pkey",
+            "aveloxis_ops.staging_rejects|aveloxis_ops.staging_rejects_pkey",
+        ],
+    },
+    // child foreign keys without repo_id: migrated with the keys (issue 16)
+    Rule {
+        name: "L2",
+        what: "a foreign key between two distributed tables pairs repo_id with repo_id",
+        sql: r#"SELECT con.conname::text, con.conrelid::regclass::text, con.confrelid::regclass::text
+FROM pg_constraint con
+JOIN scale_plan s ON s.rel = con.conrelid  AND s.kind = 'distributed'
+JOIN scale_plan d ON d.rel = con.confrelid AND d.kind = 'distributed'
+JOIN pg_attribute sa ON sa.attrelid = con.conrelid  AND sa.attname = 'repo_id'
+JOIN pg_attribute da ON da.attrelid = con.confrelid AND da.attname = 'repo_id'
+WHERE con.contype = 'f'
+  AND NOT EXISTS (SELECT FROM generate_subscripts(con.conkey, 1) k
+                  WHERE con.conkey[k] = sa.attnum AND con.confkey[k] = da.attnum) ORDER BY 2, 1"#,
+        known: &[
+            "issue_assignees_issue_id_fkey|aveloxis_data.issue_assignees|aveloxis_data.issues",
+            "issue_events_issue_id_fkey|aveloxis_data.issue_events|aveloxis_data.issues",
+            "issue_labels_issue_id_fkey|aveloxis_data.issue_labels|aveloxis_data.issues",
+            "issue_message_ref_issue_id_fkey|aveloxis_data.issue_message_ref|aveloxis_data.issues",
+            "issue_message_ref_msg_id_fkey|aveloxis_data.issue_message_ref|aveloxis_data.messages",
+            "pull_request_assignees_pull_request_id_fkey|aveloxis_data.pull_request_assignees|aveloxis_data.pull_requests",
+            "pull_request_commits_pull_request_id_fkey|aveloxis_data.pull_request_commits|aveloxis_data.pull_requests",
+            "pull_request_events_pull_request_id_fkey|aveloxis_data.pull_request_events|aveloxis_data.pull_requests",
+            "pull_request_files_pull_request_id_fkey|aveloxis_data.pull_request_files|aveloxis_data.pull_requests",
+            "pull_request_labels_pull_request_id_fkey|aveloxis_data.pull_request_labels|aveloxis_data.pull_requests",
+            "pull_request_message_ref_msg_id_fkey|aveloxis_data.pull_request_message_ref|aveloxis_data.messages",
+            "pull_request_message_ref_pull_request_id_fkey|aveloxis_data.pull_request_message_ref|aveloxis_data.pull_requests",
+            "pull_request_meta_pull_request_id_fkey|aveloxis_data.pull_request_meta|aveloxis_data.pull_requests",
+            "pull_request_repo_pr_repo_meta_id_fkey|aveloxis_data.pull_request_repo|aveloxis_data.pull_request_meta",
+            "pull_request_review_message_ref_msg_id_fkey|aveloxis_data.pull_request_review_message_ref|aveloxis_data.messages",
+            "pull_request_review_message_ref_pr_review_id_fkey|aveloxis_data.pull_request_review_message_ref|aveloxis_data.pull_request_reviews",
+            "pull_request_reviewers_pull_request_id_fkey|aveloxis_data.pull_request_reviewers|aveloxis_data.pull_requests",
+            "pull_request_reviews_pull_request_id_fkey|aveloxis_data.pull_request_reviews|aveloxis_data.pull_requests",
+            "review_comments_msg_id_fkey|aveloxis_data.review_comments|aveloxis_data.messages",
+            "review_comments_pr_review_id_fkey|aveloxis_data.review_comments|aveloxis_data.pull_request_reviews",
+            "review_comments_pull_request_id_fkey|aveloxis_data.review_comments|aveloxis_data.pull_requests",
+        ],
+    },
+    // must stay empty
+    Rule {
+        name: "L3",
+        what: "a foreign key over repo_id has no ON DELETE SET NULL/DEFAULT, no ON UPDATE CASCADE/SET NULL/DEFAULT",
+        sql: r#"SELECT con.conname::text, con.conrelid::regclass::text, con.confdeltype::text, con.confupdtype::text
+FROM pg_constraint con JOIN scale_plan s ON s.rel = con.conrelid AND s.kind = 'distributed'
+JOIN pg_attribute sa ON sa.attrelid = con.conrelid AND sa.attname = 'repo_id'
+WHERE con.contype = 'f' AND sa.attnum = ANY (con.conkey)
+  AND (con.confdeltype IN ('n','d') OR con.confupdtype IN ('c','n','d')) ORDER BY 2, 1"#,
+        known: &[],
+    },
+    // drain run bookkeeping keyed by run_id without repo_id (scale-out.md §1.1: add repo_id)
+    Rule {
+        name: "L4",
+        what: "no foreign key from a reference or local table to a distributed one, nor from a distributed to a local one",
+        sql: r#"SELECT con.conname::text, con.conrelid::regclass::text, s.kind, d.kind
+FROM pg_constraint con
+JOIN scale_plan s ON s.rel = con.conrelid JOIN scale_plan d ON d.rel = con.confrelid
+WHERE con.contype = 'f' AND (
+      (s.kind IN ('reference','local') AND d.kind = 'distributed')
+   OR (s.kind = 'distributed' AND d.kind = 'local')
+   OR (s.kind = 'reference' AND d.kind = 'local'
+       AND (con.confdeltype NOT IN ('a','r') OR con.confupdtype NOT IN ('a','r')))) ORDER BY 2, 1"#,
+        known: &[
+            "drain_run_counts_run_id_fkey|aveloxis_ops.drain_run_counts|reference|distributed",
+            "drain_run_nulled_run_id_fkey|aveloxis_ops.drain_run_nulled|reference|distributed",
+        ],
+    },
+    // must stay empty
+    Rule {
+        name: "L5",
+        what: "repo_id is bigint NOT NULL in every distributed table",
+        sql: r#"SELECT p.rel::text FROM scale_plan p
+LEFT JOIN pg_attribute a ON a.attrelid = p.rel AND a.attname = 'repo_id' AND NOT a.attisdropped
+WHERE p.kind = 'distributed' AND (a.attnum IS NULL OR a.atttypid <> 'int8'::regtype OR NOT a.attnotnull) ORDER BY 1"#,
+        known: &[],
+    },
+    // the daily activity triggers (0.8.0): Citus runs them only with citus.enable_unsafe_triggers; to become drain-side rollups
+    Rule {
+        name: "L8",
+        what: "no user trigger on a distributed or reference table",
+        sql: r#"SELECT tg.tgrelid::regclass::text, tg.tgname::text FROM pg_trigger tg JOIN scale_plan p ON p.rel = tg.tgrelid
+WHERE NOT tg.tgisinternal AND p.kind IN ('distributed','reference') ORDER BY 1, 2"#,
+        known: &[
+            "aveloxis_data.commits|commits_activity_del",
+            "aveloxis_data.commits|commits_activity_ins",
+            "aveloxis_data.commits|commits_activity_upd",
+            "aveloxis_data.issues|issues_activity_del",
+            "aveloxis_data.issues|issues_activity_ins",
+            "aveloxis_data.issues|issues_activity_upd",
+            "aveloxis_data.messages|messages_activity_del",
+            "aveloxis_data.messages|messages_activity_ins",
+            "aveloxis_data.messages|messages_activity_upd",
+            "aveloxis_data.pull_request_reviews|reviews_activity_del",
+            "aveloxis_data.pull_request_reviews|reviews_activity_ins",
+            "aveloxis_data.pull_request_reviews|reviews_activity_upd",
+            "aveloxis_data.pull_requests|pull_requests_activity_del",
+            "aveloxis_data.pull_requests|pull_requests_activity_ins",
+            "aveloxis_data.pull_requests|pull_requests_activity_upd",
+        ],
+    },
+    // must stay empty
+    Rule {
+        name: "L9",
+        what: "no rule on a distributed or reference table",
+        sql: r#"SELECT r.ev_class::regclass::text, r.rulename::text FROM pg_rewrite r JOIN scale_plan p ON p.rel = r.ev_class
+WHERE r.rulename <> '_RETURN' AND p.kind IN ('distributed','reference')"#,
+        known: &[],
+    },
+    // coordinator-minted ids kept below 2^31 for 8Knot (scale-out.md §1.4, Settled §4): an accepted finding
+    Rule {
+        name: "L10",
+        what: "identity sequences of Citus tables are bigint with the full range (workers take 2^48-wide ranges)",
+        sql: r#"SELECT p.rel::text, a.attname::text, s.seqtypid::regtype::text, s.seqmax
+FROM scale_plan p
+JOIN pg_depend dep ON dep.refclassid = 'pg_class'::regclass AND dep.refobjid = p.rel
+                  AND dep.classid = 'pg_class'::regclass AND dep.deptype IN ('a','i')
+JOIN pg_sequence s ON s.seqrelid = dep.objid
+JOIN pg_attribute a ON a.attrelid = p.rel AND a.attnum = dep.refobjsubid
+WHERE p.kind IN ('distributed','reference')
+  AND (s.seqtypid <> 'int8'::regtype OR s.seqmax < (1::bigint << 48)) ORDER BY 1"#,
+        known: &[
+            "aveloxis_data.issues|issue_id|bigint|2147483647",
+            "aveloxis_data.pull_requests|pull_request_id|bigint|2147483647",
+            "aveloxis_data.repo_groups|repo_group_id|bigint|2147483647",
+            "aveloxis_data.repos|repo_id|bigint|2147483647",
+        ],
+    },
+    // history rows without a key: a key (repo_id, history id) comes with the key migration
+    Rule {
+        name: "L11",
+        what: "every distributed or reference table has a primary key or replica identity",
+        sql: r#"SELECT p.rel::text FROM scale_plan p JOIN pg_class c ON c.oid = p.rel
+WHERE p.kind IN ('distributed','reference') AND c.relreplident <> 'f'
+  AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = p.rel AND (i.indisprimary OR i.indisreplident)) ORDER BY 1"#,
+        known: &[
+            "aveloxis_data.repo_info_history",
+        ],
+    },
+    // must stay empty
+    Rule {
+        name: "L12",
+        what: "no multi-level partitioning of a distributed table",
+        sql: r#"SELECT i1.inhparent::regclass::text FROM pg_inherits i1 JOIN pg_inherits i2 ON i2.inhparent = i1.inhrelid
+JOIN scale_plan p ON p.rel = i1.inhparent WHERE p.kind = 'distributed'"#,
+        known: &[],
+    },
+    // procedures (CALL cannot take SET search_path with COMMIT inside) and IMMUTABLE SQL helpers kept inlinable (a SET clause stops inlining; json_fits cost 4 s of a 100,000-envelope drain as a call)
+    Rule {
+        name: "L13",
+        what: "every SQL and PL/pgSQL routine pins search_path (not propagated to Citus workers)",
+        sql: r#"SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
+WHERE n.nspname IN ('aveloxis','aveloxis_ops') AND l.lanname IN ('sql','plpgsql')
+  AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%') ORDER BY 1"#,
+        known: &[
+            "aveloxis.drain(bigint,integer)",
+            "aveloxis.drain_all(integer)",
+            "aveloxis.refresh_views(boolean)",
+            "aveloxis.retry_rejects(bigint,integer)",
+            "aveloxis_ops.community_file(text[],text)",
+            "aveloxis_ops.drain_entities()",
+            "aveloxis_ops.drain_fields(text,smallint)",
+            "aveloxis_ops.issue_facts(aveloxis_data.issues)",
+            "aveloxis_ops.json_fits(jsonb,text)",
+            "aveloxis_ops.message_facts(aveloxis_data.messages)",
+            "aveloxis_ops.phase_entities(text)",
+            "aveloxis_ops.phases_of(smallint)",
+            "aveloxis_ops.pull_request_facts(aveloxis_data.pull_requests)",
+            "aveloxis_ops.refresh_order()",
+            "aveloxis_ops.review_facts(aveloxis_data.pull_request_reviews)",
+            "aveloxis_ops.tz_offset_minutes(text)",
+            "aveloxis_ops.user_id_of(jsonb)",
+        ],
+    },
+    // must stay empty
+    Rule {
+        name: "L14",
+        what: "the routines meant for delegation take repo_id bigint first",
+        sql: r#"SELECT f::regprocedure::text FROM unnest(ARRAY['aveloxis.drain(bigint,integer)']::regprocedure[]) f
+WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = f
+                  AND 'repo_id' = ANY (p.proargnames) AND p.proargtypes[0] = 'int8'::regtype)"#,
+        known: &[],
+    },
+    // child tables reached through their parent key today: repo_id-leading indexes come with the key migration
+    Rule {
+        name: "L16",
+        what: "every distributed table has an index leading with repo_id",
+        sql: r#"SELECT p.rel::text FROM scale_plan p JOIN pg_attribute a ON a.attrelid = p.rel AND a.attname = 'repo_id'
+WHERE p.kind = 'distributed'
+  AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = p.rel AND i.indkey[0] = a.attnum) ORDER BY 1"#,
+        known: &[
+            "aveloxis_data.issue_assignees",
+            "aveloxis_data.issue_labels",
+            "aveloxis_data.issue_message_ref",
+            "aveloxis_data.pull_request_assignees",
+            "aveloxis_data.pull_request_commits",
+            "aveloxis_data.pull_request_files",
+            "aveloxis_data.pull_request_labels",
+            "aveloxis_data.pull_request_message_ref",
+            "aveloxis_data.pull_request_meta",
+            "aveloxis_data.pull_request_repo",
+            "aveloxis_data.pull_request_review_message_ref",
+            "aveloxis_data.pull_request_reviewers",
+        ],
+    },
+];
+
+#[tokio::test]
+async fn the_schema_keeps_to_the_citus_rules_it_can_be_checked_against() {
+    let db = TestDb::with_extension("scale_lint").await;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(PLAN).execute(&mut conn).await.unwrap();
+    // Every table has a kind (a new one gets one by the rule above; this prints them).
+    let kinds: Vec<(String, String)> =
+        sqlx::query_as("SELECT rel::text, kind FROM scale_plan ORDER BY kind, rel::text")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert!(kinds.iter().any(|(_, k)| k == "local") && kinds.iter().any(|(_, k)| k == "distributed"));
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for rule in RULES {
+        let rows: Vec<String> = sqlx::raw_sql(&format!("SELECT concat_ws('|', VARIADIC ARRAY(SELECT x FROM json_each_text(row_to_json(q)) AS j(k, x))) FROM ({}) q", rule.sql))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", rule.name))
+            .into_iter()
+            .map(|r| sqlx::Row::get::<String, _>(&r, 0))
+            .collect();
+        let found: BTreeSet<&str> = rows.iter().map(String::as_str).collect();
+        let known: BTreeSet<&str> = rule.known.iter().copied().collect();
+        report.push(format!(
+            "{} {}: {} findings ({} known)",
+            rule.name,
+            rule.what,
+            found.len(),
+            known.len()
+        ));
+        let new: Vec<&&str> = found.difference(&known).collect();
+        let gone: Vec<&&str> = known.difference(&found).collect();
+        if !new.is_empty() {
+            failures.push(format!("{} ({}): new findings {new:?}", rule.name, rule.what));
+        }
+        if !gone.is_empty() {
+            failures.push(format!(
+                "{} ({}): fixed, remove from the known list: {gone:?}",
+                rule.name, rule.what
+            ));
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
