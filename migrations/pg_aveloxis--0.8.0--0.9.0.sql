@@ -232,7 +232,7 @@ BEGIN
     INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
     VALUES (platform, user_id, target, link_contributor.login)
     ON CONFLICT (platform_id, platform_user_id) DO UPDATE
-        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = now();
+        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = EXCLUDED.last_seen_at;
     IF link_contributor.login IS NOT NULL THEN
         INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
         VALUES (platform, user_id, link_contributor.login, target)
@@ -339,6 +339,36 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION aveloxis.record_commit_author_miss(email text, outcome text, reason text, name text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    address text := lower(btrim(email));
+    wait interval;
+    retry timestamptz;
+BEGIN
+    IF outcome IS NULL OR outcome NOT IN ('skipped', 'not_found') THEN
+        RAISE EXCEPTION 'outcome must be ''skipped'' or ''not_found'', not %', outcome
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    wait := aveloxis_ops.setting(CASE outcome WHEN 'skipped' THEN 'resolve.skip_cooldown'
+                                             ELSE 'resolve.cooldown' END)::interval;
+    -- The clock is read once, in VALUES: an ON CONFLICT ... DO UPDATE SET takes EXCLUDED's
+    -- value, never a function (Citus refuses non-immutable ones there, on any of its tables).
+    INSERT INTO aveloxis_data.unresolved_commit_emails AS u
+        (email, name, outcome, reason, retry_after, last_attempted_at)
+    VALUES (address, name, outcome, coalesce(reason, outcome), aveloxis_ops.clock() + wait, aveloxis_ops.clock())
+    ON CONFLICT ON CONSTRAINT unresolved_commit_emails_pkey DO UPDATE
+    SET attempts = u.attempts + 1, last_attempted_at = EXCLUDED.last_attempted_at, outcome = EXCLUDED.outcome,
+        reason = EXCLUDED.reason, name = coalesce(EXCLUDED.name, u.name), retry_after = EXCLUDED.retry_after
+    RETURNING u.retry_after INTO retry;
+    RETURN retry;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis.resolve_email(email text)
 RETURNS TABLE (cntrb_id uuid, login text, source text)
 LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
@@ -389,6 +419,64 @@ BEGIN
         FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c USING (cntrb_id)
         WHERE lower(a.alias_email) = address
         LIMIT 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.set_affiliation(domain text, affiliation text, active boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    d text := lower(btrim(set_affiliation.domain));
+    changed bigint;
+BEGIN
+    IF d IS NULL OR d !~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' THEN
+        RAISE EXCEPTION 'not an email domain: %', set_affiliation.domain USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass the part after the @, e.g. ''redhat.com''.';
+    END IF;
+    INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, tool_source)
+    VALUES (d, affiliation, coalesce(active, true), 'aveloxis.set_affiliation')
+    ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
+                                          data_collection_date = EXCLUDED.data_collection_date;
+    WITH touched AS (
+        UPDATE aveloxis_data.commits c
+        SET cmt_author_affiliation = aveloxis_ops.email_affiliation(c.cmt_author_email),
+            cmt_committer_affiliation = aveloxis_ops.email_affiliation(c.cmt_committer_email)
+        WHERE split_part(c.cmt_author_email, '@', 2) = d OR split_part(c.cmt_author_email, '@', 2) LIKE '%.' || d
+           OR split_part(c.cmt_committer_email, '@', 2) = d OR split_part(c.cmt_committer_email, '@', 2) LIKE '%.' || d
+        RETURNING c.repo_id, c.cmt_author_email, c.cmt_author_timestamp
+    ), queued AS (
+        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
+        SELECT DISTINCT t.repo_id, t.cmt_author_email, extract(year FROM t.cmt_author_timestamp AT TIME ZONE 'UTC')
+        FROM touched t WHERE t.cmt_author_timestamp IS NOT NULL AND t.cmt_author_email IS NOT NULL
+        ON CONFLICT DO NOTHING
+    )
+    SELECT count(*) INTO changed FROM touched;
+    RETURN changed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
 END
 $$;
 
@@ -567,7 +655,7 @@ BEGIN
             SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
                 msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
                 msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
-                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
             WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
               AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
                    IS DISTINCT FROM
@@ -789,7 +877,7 @@ BEGIN
                 closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
                 comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
-                data_collection_date = now()
+                data_collection_date = EXCLUDED.data_collection_date
             -- An older payload never overwrites a newer one; an identical one changes nothing.
             WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
               AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,
@@ -914,7 +1002,7 @@ BEGIN
                 pr_additions = coalesce(EXCLUDED.pr_additions, p.pr_additions),
                 pr_deletions = coalesce(EXCLUDED.pr_deletions, p.pr_deletions),
                 pr_changed_files = coalesce(EXCLUDED.pr_changed_files, p.pr_changed_files),
-                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
             WHERE (p.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= p.updated_at)
               AND ((p.pr_number, p.node_id, p.pr_url, p.pr_html_url, p.pr_diff_url, p.pr_title, p.pr_body, p.pr_state,
                     p.pr_locked, p.pr_draft, p.pr_author_association, p.created_at, p.updated_at, p.closed_at,
@@ -1188,7 +1276,7 @@ BEGIN
                 release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
                 release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
                 release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
-                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = now()
+                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = EXCLUDED.data_collection_date
             WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
                    t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
                   IS DISTINCT FROM
@@ -1390,7 +1478,7 @@ BEGIN
         ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
             SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
                 msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
-                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = now()
+                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = EXCLUDED.data_collection_date
             WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
               AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
                   IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
@@ -2265,6 +2353,27 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION aveloxis_ops.reject(staging_ids bigint[], error text, sqlstate text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH moved AS (
+        DELETE FROM aveloxis_ops.staging s WHERE s.staging_id = ANY (staging_ids) RETURNING s.*
+    ), ins AS (
+        INSERT INTO aveloxis_ops.staging_rejects AS r
+            (staging_id, repo_id, platform_id, entity, envelope_version, payload, context, staged_at, error, sqlstate)
+        SELECT m.staging_id, m.repo_id, m.platform_id, m.entity, m.envelope_version, m.payload, m.context,
+               m.staged_at, error, sqlstate
+        FROM moved m
+        ON CONFLICT (staging_id) DO UPDATE
+            SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, attempts = r.attempts + 1,
+                last_rejected_at = EXCLUDED.last_rejected_at, payload = EXCLUDED.payload, context = EXCLUDED.context
+        RETURNING 1
+    )
+    SELECT count(*) FROM ins
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis_ops.resolve_users(OUT inserted bigint, OUT updated bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -2395,7 +2504,7 @@ BEGIN
     ON CONFLICT (platform_id, platform_user_id) DO UPDATE
         SET login = EXCLUDED.login, name = coalesce(EXCLUDED.name, i.name), email = coalesce(EXCLUDED.email, i.email),
             avatar_url = EXCLUDED.avatar_url, profile_url = EXCLUDED.profile_url,
-            user_type = EXCLUDED.user_type, node_id = EXCLUDED.node_id, last_seen_at = now()
+            user_type = EXCLUDED.user_type, node_id = EXCLUDED.node_id, last_seen_at = EXCLUDED.last_seen_at
         WHERE (i.login, i.avatar_url, i.profile_url, i.user_type, i.node_id)
               IS DISTINCT FROM (EXCLUDED.login, EXCLUDED.avatar_url, EXCLUDED.profile_url, EXCLUDED.user_type, EXCLUDED.node_id)
            OR (EXCLUDED.name IS NOT NULL AND EXCLUDED.name IS DISTINCT FROM i.name)

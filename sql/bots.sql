@@ -90,7 +90,7 @@ BEGIN
     END IF;
     INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
     ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = now();
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
 END
 $$;
 

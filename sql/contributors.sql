@@ -201,7 +201,7 @@ BEGIN
     INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
     VALUES (platform, user_id, target, link_contributor.login)
     ON CONFLICT (platform_id, platform_user_id) DO UPDATE
-        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = now();
+        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = EXCLUDED.last_seen_at;
     IF link_contributor.login IS NOT NULL THEN
         INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
         VALUES (platform, user_id, link_contributor.login, target)

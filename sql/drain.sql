@@ -560,7 +560,7 @@ BEGIN
     ON CONFLICT (platform_id, platform_user_id) DO UPDATE
         SET login = EXCLUDED.login, name = coalesce(EXCLUDED.name, i.name), email = coalesce(EXCLUDED.email, i.email),
             avatar_url = EXCLUDED.avatar_url, profile_url = EXCLUDED.profile_url,
-            user_type = EXCLUDED.user_type, node_id = EXCLUDED.node_id, last_seen_at = now()
+            user_type = EXCLUDED.user_type, node_id = EXCLUDED.node_id, last_seen_at = EXCLUDED.last_seen_at
         WHERE (i.login, i.avatar_url, i.profile_url, i.user_type, i.node_id)
               IS DISTINCT FROM (EXCLUDED.login, EXCLUDED.avatar_url, EXCLUDED.profile_url, EXCLUDED.user_type, EXCLUDED.node_id)
            OR (EXCLUDED.name IS NOT NULL AND EXCLUDED.name IS DISTINCT FROM i.name)
@@ -668,7 +668,7 @@ AS $$
         FROM moved m
         ON CONFLICT (staging_id) DO UPDATE
             SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, attempts = r.attempts + 1,
-                last_rejected_at = now(), payload = EXCLUDED.payload, context = EXCLUDED.context
+                last_rejected_at = EXCLUDED.last_rejected_at, payload = EXCLUDED.payload, context = EXCLUDED.context
         RETURNING 1
     )
     SELECT count(*) FROM ins

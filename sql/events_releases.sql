@@ -432,7 +432,7 @@ BEGIN
                 release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
                 release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
                 release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
-                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = now()
+                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = EXCLUDED.data_collection_date
             WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
                    t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
                   IS DISTINCT FROM

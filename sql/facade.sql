@@ -211,7 +211,7 @@ BEGIN
     INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, tool_source)
     VALUES (d, affiliation, coalesce(active, true), 'aveloxis.set_affiliation')
     ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
-                                          data_collection_date = now();
+                                          data_collection_date = EXCLUDED.data_collection_date;
     WITH touched AS (
         UPDATE aveloxis_data.commits c
         SET cmt_author_affiliation = aveloxis_ops.email_affiliation(c.cmt_author_email),
@@ -710,10 +710,13 @@ BEGIN
     END IF;
     wait := aveloxis_ops.setting(CASE outcome WHEN 'skipped' THEN 'resolve.skip_cooldown'
                                              ELSE 'resolve.cooldown' END)::interval;
-    INSERT INTO aveloxis_data.unresolved_commit_emails AS u (email, name, outcome, reason, retry_after)
-    VALUES (address, name, outcome, coalesce(reason, outcome), aveloxis_ops.clock() + wait)
+    -- The clock is read once, in VALUES: an ON CONFLICT ... DO UPDATE SET takes EXCLUDED's
+    -- value, never a function (Citus refuses non-immutable ones there, on any of its tables).
+    INSERT INTO aveloxis_data.unresolved_commit_emails AS u
+        (email, name, outcome, reason, retry_after, last_attempted_at)
+    VALUES (address, name, outcome, coalesce(reason, outcome), aveloxis_ops.clock() + wait, aveloxis_ops.clock())
     ON CONFLICT ON CONSTRAINT unresolved_commit_emails_pkey DO UPDATE
-    SET attempts = u.attempts + 1, last_attempted_at = aveloxis_ops.clock(), outcome = EXCLUDED.outcome,
+    SET attempts = u.attempts + 1, last_attempted_at = EXCLUDED.last_attempted_at, outcome = EXCLUDED.outcome,
         reason = EXCLUDED.reason, name = coalesce(EXCLUDED.name, u.name), retry_after = EXCLUDED.retry_after
     RETURNING u.retry_after INTO retry;
     RETURN retry;

@@ -220,7 +220,7 @@ BEGIN
                 closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
                 comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
-                data_collection_date = now()
+                data_collection_date = EXCLUDED.data_collection_date
             -- An older payload never overwrites a newer one; an identical one changes nothing.
             WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
               AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,

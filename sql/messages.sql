@@ -185,7 +185,7 @@ BEGIN
             SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
                 msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
                 msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
-                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
             WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
               AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
                    IS DISTINCT FROM
@@ -378,7 +378,7 @@ BEGIN
         ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
             SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
                 msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
-                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = now()
+                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = EXCLUDED.data_collection_date
             WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
               AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
                   IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)

@@ -439,7 +439,7 @@ BEGIN
                 pr_additions = coalesce(EXCLUDED.pr_additions, p.pr_additions),
                 pr_deletions = coalesce(EXCLUDED.pr_deletions, p.pr_deletions),
                 pr_changed_files = coalesce(EXCLUDED.pr_changed_files, p.pr_changed_files),
-                tool_version = EXCLUDED.tool_version, data_collection_date = now()
+                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
             WHERE (p.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= p.updated_at)
               AND ((p.pr_number, p.node_id, p.pr_url, p.pr_html_url, p.pr_diff_url, p.pr_title, p.pr_body, p.pr_state,
                     p.pr_locked, p.pr_draft, p.pr_author_association, p.created_at, p.updated_at, p.closed_at,

@@ -338,3 +338,64 @@ async fn the_schema_keeps_to_the_citus_rules_it_can_be_checked_against() {
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Source lint S1 (scale-out.md §2.3): no `ON CONFLICT ... DO UPDATE SET` in `sql/` sets a
+/// non-immutable expression (Citus refuses them on its tables, distributed or reference:
+/// "functions used in the DO UPDATE SET clause of INSERTs on distributed tables must be
+/// marked IMMUTABLE"). `EXCLUDED`'s value, computed once when the row was proposed, is the
+/// way.
+#[test]
+fn no_do_update_set_calls_a_mutable_function() {
+    const MUTABLE: &[&str] = &[
+        "now()",
+        "clock_timestamp(",
+        "statement_timestamp(",
+        "transaction_timestamp(",
+        "current_timestamp",
+        "localtimestamp",
+        "random(",
+        "gen_random_uuid(",
+        "nextval(",
+        "aveloxis_ops.clock(",
+    ];
+    let dir = harness::repo_root().join("sql");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut found = Vec::new();
+    let mut clauses = 0;
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "sql")) {
+        // Comments dropped (line by line, so line numbers hold).
+        let text: String = std::fs::read_to_string(file)
+            .unwrap()
+            .to_lowercase()
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("do update") {
+            let clause = &rest[at..];
+            // The SET list ends at its WHERE, RETURNING or the statement's end.
+            let end = ["where", "returning", ";"]
+                .iter()
+                .filter_map(|t| clause.find(t))
+                .min()
+                .unwrap_or(clause.len());
+            let set = &clause[..end];
+            clauses += 1;
+            for f in MUTABLE {
+                if set.contains(f) {
+                    let line = text[..text.len() - rest.len() + at].lines().count() + 1;
+                    found.push(format!("{}:{line}: {f}", file.file_name().unwrap().to_string_lossy()));
+                }
+            }
+            rest = &clause[end.max(1)..];
+        }
+    }
+    assert!(
+        clauses > 20,
+        "only {clauses} DO UPDATE clauses found in {}",
+        dir.display()
+    );
+    assert!(found.is_empty(), "DO UPDATE SET with a mutable function: {found:#?}");
+}
