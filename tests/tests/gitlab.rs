@@ -1081,3 +1081,50 @@ async fn keyset_pagination_is_used_where_the_instance_offers_it() {
         .unwrap();
     assert_eq!(stored, project.issues.len() as i64);
 }
+
+/// A 429 that says "0 left" with `Retry-After` but no `RateLimit-Reset` (application limits,
+/// proxies in front of self-managed instances): the token's shared budget is free again when
+/// Retry-After says, not after the default one-minute window, which a client allowed to wait
+/// 5 seconds would refuse as transient.
+#[tokio::test]
+async fn retry_after_without_a_reset_frees_the_token_when_it_says() {
+    use aveloxis_agent::forge::gitlab::{GitlabClient, GitlabConfig, TokenStyle};
+    use aveloxis_agent::forge::tokens::TokenPool;
+    use aveloxis_agent::forge::{Forge, Request};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let db = TestDb::with_extension("gitlab_retry_after").await;
+    let pool = db.pool(2).await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/1/members/all"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .insert_header("RateLimit-Remaining", "0")
+                .set_body_string("Retry later"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("[]", "application/json"))
+        .mount(&server)
+        .await;
+    let mut config = GitlabConfig::new(&format!("{}/api/v4/", server.uri())).unwrap();
+    config.max_wait = std::time::Duration::from_secs(5);
+    let gl = GitlabClient::new(
+        config,
+        TokenPool::new(["tok".to_string()], 2, pool.clone()),
+        TokenStyle::PrivateToken,
+    )
+    .unwrap();
+    for endpoint in ["projects/1/members/all", "projects/1/issues"] {
+        gl.fetch(&Request::new(endpoint))
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}

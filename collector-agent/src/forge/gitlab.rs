@@ -82,10 +82,16 @@ impl Dialect for GitlabDialect {
     }
 
     fn reported(&self, headers: &HeaderMap, bucket: &'static str) -> (Reported, &'static str) {
+        // A 429 that says "0 left" with a Retry-After but no RateLimit-Reset (application
+        // limits, some self-managed proxies): the budget is back when Retry-After says, not
+        // after the default one-minute window.
+        let reset = header(headers, "ratelimit-reset")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .or_else(|| retry_after(headers).map(|wait| now_secs() + wait.as_secs().max(1) as i64));
         (
             Reported {
                 remaining: header(headers, "ratelimit-remaining").and_then(|v| v.trim().parse::<i32>().ok()),
-                reset: header(headers, "ratelimit-reset").and_then(|v| v.trim().parse::<i64>().ok()),
+                reset,
             },
             bucket,
         )
