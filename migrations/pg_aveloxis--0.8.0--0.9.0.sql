@@ -272,10 +272,7 @@ BEGIN
     -- A noreply address names its own host's account (gitlab.com's in a self-managed
     -- project's history is gitlab.com's); an account the API found is the repository's host's.
     IF address ~ '@users\.noreply\.[a-z0-9.-]+$' THEN
-        platform := coalesce((SELECT p.platform_id FROM aveloxis_data.platforms p
-                              WHERE p.platform_host = substring(address FROM '@users\.noreply\.([a-z0-9.-]+)$')
-                                AND p.platform_kind = kind),
-                             kind);
+        platform := coalesce(aveloxis_ops.noreply_platform(address, kind), kind);
     ELSIF EXISTS (SELECT FROM aveloxis_data.repos r
                   WHERE r.repo_id = record_commit_author.repo_id AND r.platform_id = kind) THEN
         platform := aveloxis_ops.identity_platform_of(record_commit_author.repo_id);
@@ -386,9 +383,8 @@ BEGIN
     IF m IS NOT NULL THEN
         platform := 1;
     ELSE
-        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.([a-z0-9.-]+)$');
-        SELECT p.platform_id INTO platform FROM aveloxis_data.platforms p
-        WHERE m IS NOT NULL AND p.platform_host = m[3] AND p.platform_kind = 2;
+        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
+        platform := CASE WHEN m IS NOT NULL THEN aveloxis_ops.noreply_platform(address, 2::smallint) END;
         IF platform IS NULL THEN
             m := NULL;
         END IF;
@@ -1786,31 +1782,27 @@ RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(pg_catalog.jsonb_agg(v), '[]'::jsonb) FROM (
-        SELECT pg_catalog.jsonb_build_object(
-                   'id', aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(a -> 'user'), 'APPROVED'),
-                   'state', 'APPROVED', 'submitted_at', a -> 'approved_at', 'user', a -> 'user') AS v
-        FROM pg_catalog.jsonb_array_elements(
-                 CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
-                      THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
-        WHERE aveloxis_ops.user_id_of(a -> 'user') IS NOT NULL
-        UNION ALL
-        SELECT pg_catalog.jsonb_build_object(
-                   'id', aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(e -> 'user'), m.state),
-                   'state', m.state, 'submitted_at', e -> 'created_at', 'user', e -> 'user')
-        FROM pg_catalog.jsonb_array_elements(
-                 CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e,
-             LATERAL (SELECT CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
-                                                WHEN 'reviewed' THEN 'COMMENTED'
-                                                WHEN 'approved' THEN 'APPROVED' END AS state) m
-        WHERE m.state IS NOT NULL AND aveloxis_ops.user_id_of(e -> 'user') IS NOT NULL
-          -- An approval already listed by /approvals is not counted twice.
-          AND NOT (m.state = 'APPROVED' AND EXISTS (
-                   SELECT FROM pg_catalog.jsonb_array_elements(
-                                   CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
-                                        THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
-                   WHERE aveloxis_ops.user_id_of(a -> 'user') = aveloxis_ops.user_id_of(e -> 'user')))
-    ) reviews
+    SELECT coalesce(pg_catalog.jsonb_agg(r.v), '[]'::jsonb) FROM (
+        -- One review per id; an approval in both lists is taken from /approvals.
+        SELECT DISTINCT ON (k.id)
+               pg_catalog.jsonb_build_object('id', k.id, 'state', s.state, 'submitted_at', s.submitted_at,
+                                             'user', s.u) AS v
+        FROM (SELECT 1 AS preference, a -> 'user' AS u, 'APPROVED' AS state, a -> 'approved_at' AS submitted_at
+              FROM pg_catalog.jsonb_array_elements(
+                       CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
+                            THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
+              UNION ALL
+              SELECT 2, e -> 'user', CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
+                                                        WHEN 'reviewed' THEN 'COMMENTED'
+                                                        WHEN 'approved' THEN 'APPROVED' END,
+                     e -> 'created_at'
+              FROM pg_catalog.jsonb_array_elements(
+                       CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e
+             ) s,
+             LATERAL (SELECT aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(s.u), s.state) AS id) k
+        WHERE s.state IS NOT NULL AND aveloxis_ops.user_id_of(s.u) IS NOT NULL
+        ORDER BY k.id, s.preference
+    ) r
 $$;
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.identity_platform_of(repo bigint)
@@ -2310,6 +2302,16 @@ BEGIN
     GET DIAGNOSTICS mapped = ROW_COUNT;
     RETURN mapped;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.noreply_platform(address text, kind smallint)
+RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.platform_id FROM aveloxis_data.platforms p
+    WHERE p.platform_kind = kind
+      AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
 $$;
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.null_unfit_fields(run bigint, ent text)

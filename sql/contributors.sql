@@ -103,6 +103,18 @@ CREATE INDEX contributors_canonical_idx ON aveloxis_data.contributors (lower(cnt
     WHERE cntrb_canonical IS NOT NULL;
 CREATE INDEX contributors_aliases_lower_idx ON aveloxis_data.contributors_aliases (lower(alias_email));
 
+-- The identity platform whose noreply domain (`users.noreply.<host>`) an address is at,
+-- among the platforms of that kind (1 GitHub, 2 GitLab); NULL for any other address.
+CREATE FUNCTION aveloxis_ops.noreply_platform(address text, kind smallint)
+RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.platform_id FROM aveloxis_data.platforms p
+    WHERE p.platform_kind = kind
+      AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
+$$;
+
 -- Who an email belongs to, as far as the database knows (R12's database step; later
 -- phases call it before spending API quota). At most one row:
 --   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
@@ -125,9 +137,8 @@ BEGIN
     IF m IS NOT NULL THEN
         platform := 1;
     ELSE
-        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.([a-z0-9.-]+)$');
-        SELECT p.platform_id INTO platform FROM aveloxis_data.platforms p
-        WHERE m IS NOT NULL AND p.platform_host = m[3] AND p.platform_kind = 2;
+        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
+        platform := CASE WHEN m IS NOT NULL THEN aveloxis_ops.noreply_platform(address, 2::smallint) END;
         IF platform IS NULL THEN
             m := NULL;
         END IF;

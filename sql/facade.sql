@@ -599,10 +599,7 @@ BEGIN
     -- A noreply address names its own host's account (gitlab.com's in a self-managed
     -- project's history is gitlab.com's); an account the API found is the repository's host's.
     IF address ~ '@users\.noreply\.[a-z0-9.-]+$' THEN
-        platform := coalesce((SELECT p.platform_id FROM aveloxis_data.platforms p
-                              WHERE p.platform_host = substring(address FROM '@users\.noreply\.([a-z0-9.-]+)$')
-                                AND p.platform_kind = kind),
-                             kind);
+        platform := coalesce(aveloxis_ops.noreply_platform(address, kind), kind);
     ELSIF EXISTS (SELECT FROM aveloxis_data.repos r
                   WHERE r.repo_id = record_commit_author.repo_id AND r.platform_id = kind) THEN
         platform := aveloxis_ops.identity_platform_of(record_commit_author.repo_id);

@@ -350,31 +350,27 @@ RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(pg_catalog.jsonb_agg(v), '[]'::jsonb) FROM (
-        SELECT pg_catalog.jsonb_build_object(
-                   'id', aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(a -> 'user'), 'APPROVED'),
-                   'state', 'APPROVED', 'submitted_at', a -> 'approved_at', 'user', a -> 'user') AS v
-        FROM pg_catalog.jsonb_array_elements(
-                 CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
-                      THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
-        WHERE aveloxis_ops.user_id_of(a -> 'user') IS NOT NULL
-        UNION ALL
-        SELECT pg_catalog.jsonb_build_object(
-                   'id', aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(e -> 'user'), m.state),
-                   'state', m.state, 'submitted_at', e -> 'created_at', 'user', e -> 'user')
-        FROM pg_catalog.jsonb_array_elements(
-                 CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e,
-             LATERAL (SELECT CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
-                                                WHEN 'reviewed' THEN 'COMMENTED'
-                                                WHEN 'approved' THEN 'APPROVED' END AS state) m
-        WHERE m.state IS NOT NULL AND aveloxis_ops.user_id_of(e -> 'user') IS NOT NULL
-          -- An approval already listed by /approvals is not counted twice.
-          AND NOT (m.state = 'APPROVED' AND EXISTS (
-                   SELECT FROM pg_catalog.jsonb_array_elements(
-                                   CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
-                                        THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
-                   WHERE aveloxis_ops.user_id_of(a -> 'user') = aveloxis_ops.user_id_of(e -> 'user')))
-    ) reviews
+    SELECT coalesce(pg_catalog.jsonb_agg(r.v), '[]'::jsonb) FROM (
+        -- One review per id; an approval in both lists is taken from /approvals.
+        SELECT DISTINCT ON (k.id)
+               pg_catalog.jsonb_build_object('id', k.id, 'state', s.state, 'submitted_at', s.submitted_at,
+                                             'user', s.u) AS v
+        FROM (SELECT 1 AS preference, a -> 'user' AS u, 'APPROVED' AS state, a -> 'approved_at' AS submitted_at
+              FROM pg_catalog.jsonb_array_elements(
+                       CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
+                            THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
+              UNION ALL
+              SELECT 2, e -> 'user', CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
+                                                        WHEN 'reviewed' THEN 'COMMENTED'
+                                                        WHEN 'approved' THEN 'APPROVED' END,
+                     e -> 'created_at'
+              FROM pg_catalog.jsonb_array_elements(
+                       CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e
+             ) s,
+             LATERAL (SELECT aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(s.u), s.state) AS id) k
+        WHERE s.state IS NOT NULL AND aveloxis_ops.user_id_of(s.u) IS NOT NULL
+        ORDER BY k.id, s.preference
+    ) r
 $$;
 
 -- One upsert for every forge's pull requests.

@@ -75,6 +75,42 @@ pub fn owner_and_name(repo_git: &str) -> Option<(String, String)> {
     Some((owner, name))
 }
 
+/// One request of a collection (any forge), counted in the outcome and shown on the
+/// progress bar; None for a skipped endpoint. Only the repository's own object
+/// (`repo_info`, after redirects) answering 404 or 410 makes the repository gone (the job
+/// fails as `gone` and every phase is sidelined). Anywhere else 404, 403, 410 and a
+/// redirect that cannot be followed skip that endpoint alone, logged and counted in the
+/// report (reference 001: skippable).
+pub(crate) async fn fetch_counted<F: Forge>(
+    forge: &F,
+    job: &ClaimedJob,
+    outcome: &mut Outcome,
+    progress: Option<&indicatif::ProgressBar>,
+    endpoint: &str,
+    request: Request,
+) -> Result<Option<Fetched>, ForgeError> {
+    outcome.requests += 1;
+    if let Some(bar) = progress {
+        bar.set_message(format!(
+            "{endpoint} ({} requests, {} items staged)",
+            outcome.requests,
+            outcome.staged.values().sum::<usize>()
+        ));
+        bar.tick();
+    }
+    match forge.fetch(&request).await {
+        Ok(fetched) => Ok(Some(fetched)),
+        Err(e) => match e.at_endpoint(endpoint == "repo_info") {
+            EndpointFailure::Skip(e) => {
+                tracing::info!(repo = job.repo_id, endpoint, "skipped: {e}");
+                outcome.skipped.push(format!("{endpoint}: {e}"));
+                Ok(None)
+            }
+            EndpointFailure::Fail(e) => Err(e),
+        },
+    }
+}
+
 struct Collector<'a, F: Forge> {
     forge: &'a F,
     db: &'a PgPool,
@@ -94,30 +130,15 @@ fn item_time(item: &Value) -> Option<&str> {
 impl<F: Forge> Collector<'_, F> {
     /// Fetches one request, counting it; None for a skipped endpoint.
     async fn fetch(&mut self, endpoint: &str, request: Request) -> Result<Option<Fetched>, ForgeError> {
-        self.outcome.requests += 1;
-        if let Some(bar) = self.progress {
-            bar.set_message(format!(
-                "{endpoint} ({} requests, {} items staged)",
-                self.outcome.requests,
-                self.outcome.staged.values().sum::<usize>()
-            ));
-            bar.tick();
-        }
-        match self.forge.fetch(&request).await {
-            Ok(fetched) => Ok(Some(fetched)),
-            // Only the repository's own object (`repos/{owner}/{name}`, after redirects)
-            // answering 404 or 410 makes the repository gone (the job fails as `gone` and every
-            // phase is sidelined). Anywhere else 404, 403, 410 and a redirect that cannot be
-            // followed skip that endpoint alone (reference 001: skippable).
-            Err(e) => match e.at_endpoint(endpoint == "repo_info") {
-                EndpointFailure::Skip(e) => {
-                    tracing::info!(repo = self.job.repo_id, endpoint, "skipped: {e}");
-                    self.outcome.skipped.push(format!("{endpoint}: {e}"));
-                    Ok(None)
-                }
-                EndpointFailure::Fail(e) => Err(e),
-            },
-        }
+        fetch_counted(
+            self.forge,
+            self.job,
+            &mut self.outcome,
+            self.progress,
+            endpoint,
+            request,
+        )
+        .await
     }
 
     async fn stage(&mut self, entity: &str, payloads: Vec<String>) -> Result<(), sqlx::Error> {

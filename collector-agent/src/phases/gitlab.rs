@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPool;
 
-use super::api::Outcome;
-use crate::forge::{EndpointFailure, Fetched, Forge, ForgeError, Request};
+use super::api::{fetch_counted, Outcome};
+use crate::forge::{Fetched, Forge, ForgeError, Request};
 use crate::queue::{stage_with_contexts, ClaimedJob};
 
 /// Whether an instance serves project issues by keyset: unknown until asked, then
@@ -98,26 +98,15 @@ impl<F: Forge> Collector<'_, F> {
     /// Fetches one request, counting it; None for a skipped endpoint (404/403: logged and
     /// counted in the outcome, never a failure of the repository).
     async fn fetch(&mut self, endpoint: &str, request: Request) -> Result<Option<Fetched>, ForgeError> {
-        self.outcome.requests += 1;
-        if let Some(bar) = self.progress {
-            bar.set_message(format!(
-                "{endpoint} ({} requests, {} items staged)",
-                self.outcome.requests,
-                self.outcome.staged.values().sum::<usize>()
-            ));
-            bar.tick();
-        }
-        match self.forge.fetch(&request).await {
-            Ok(fetched) => Ok(Some(fetched)),
-            Err(e) => match e.at_endpoint(endpoint == "repo_info") {
-                EndpointFailure::Skip(e) => {
-                    tracing::info!(repo = self.job.repo_id, endpoint, "skipped: {e}");
-                    self.outcome.skipped.push(format!("{endpoint}: {e}"));
-                    Ok(None)
-                }
-                EndpointFailure::Fail(e) => Err(e),
-            },
-        }
+        fetch_counted(
+            self.forge,
+            self.job,
+            &mut self.outcome,
+            self.progress,
+            endpoint,
+            request,
+        )
+        .await
     }
 
     /// Every page of a list (or the one object an endpoint returns); None when skipped.
