@@ -227,11 +227,12 @@ impl Responder {
     /// One page of a list, with GitLab's offset (or Link-only, or keyset) headers.
     fn page(&self, request: &Request, name: &str, mut list: Vec<Value>, state: &State) -> ResponseTemplate {
         let query = query_of(request);
+        // "updated on or after the given time" (GitLab's API documentation).
         if let Some(after) = query.get("updated_after") {
             list.retain(|i| {
                 i["updated_at"]
                     .as_str()
-                    .is_some_and(|u| timestamp(u) > timestamp(after))
+                    .is_some_and(|u| timestamp(u) >= timestamp(after))
             });
         }
         let per_page = query
@@ -293,40 +294,12 @@ impl Responder {
     }
 }
 
-/// Seconds since the epoch of a GitLab or PostgreSQL timestamp, for `updated_after`.
+/// Milliseconds since the epoch of a GitLab timestamp (RFC 3339), for `updated_after`
+/// and the `created_at` order.
 fn timestamp(text: &str) -> i64 {
-    let t = text.trim().replace(' ', "T");
-    let (date, rest) = t.split_once('T').unwrap_or((t.as_str(), "00:00:00Z"));
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap_or(0)).collect();
-    let (clock, zone) = match rest.find(['Z', '+']).or_else(|| rest.rfind('-')) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let c: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap_or(0.0)).collect();
-    let offset = match zone.strip_prefix(['+', '-']) {
-        Some(z) => {
-            let parts: Vec<i64> = z.split(':').map(|p| p.parse().unwrap_or(0)).collect();
-            let secs = parts.first().copied().unwrap_or(0) * 3600 + parts.get(1).copied().unwrap_or(0) * 60;
-            if zone.starts_with('-') {
-                -secs
-            } else {
-                secs
-            }
-        }
-        None => 0,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    days * 86400
-        + (c[0] as i64) * 3600
-        + (c.get(1).copied().unwrap_or(0.0) as i64) * 60
-        + c.get(2).copied().unwrap_or(0.0).floor() as i64
-        - offset
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .unwrap_or_else(|e| panic!("the replay read a timestamp it cannot parse: {text:?}: {e}"))
+        .timestamp_millis()
 }
 
 fn by_created(mut list: Vec<Value>) -> Vec<Value> {

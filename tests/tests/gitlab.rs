@@ -717,7 +717,7 @@ async fn an_incremental_run_asks_for_changes_since_the_last_run_and_catches_them
     }
 
     // A merge request changed just now (on the watermark day) is collected by the next run.
-    let now = chrono_like_now();
+    let now = gitlab_now();
     replay.update(|p| {
         let m = &mut p.merge_requests[0];
         m["title"] = Value::String("changed on the watermark day".into());
@@ -734,12 +734,8 @@ async fn an_incremental_run_asks_for_changes_since_the_last_run_and_catches_them
 }
 
 /// The current time as GitLab writes it.
-fn chrono_like_now() -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000Z"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+fn gitlab_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// GitLab rows read like GitHub's through the Augur-named views and the analyst API.
