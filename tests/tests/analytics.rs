@@ -72,7 +72,7 @@ async fn collected(label: &str) -> (TestDb, PgPool, ScriptedRepo) {
             changes: vec![Change::Write("c.txt", b"c\n")],
         },
     ]);
-    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let clones = db.scratch_dir("clones");
     let out = db.agent(&["collect", git.path_str(), "--clone-dir", clones.to_str().unwrap()]);
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "facade collect failed:\n{stdout}\n{stderr}");

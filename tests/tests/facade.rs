@@ -158,7 +158,7 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
     let db = TestDb::with_extension("facade").await;
     let repo = ScriptedRepo::new("facade");
     script(&repo);
-    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let clones = db.scratch_dir("clones");
     let pool = db.pool(2).await;
 
     let stdout = collect(&db, &repo, &clones);
@@ -390,7 +390,7 @@ async fn unsafe_urls_are_refused_before_anything_runs() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let clones = db.scratch_dir("clones");
     let out = db.agent(&[
         "collect",
         url,
@@ -420,7 +420,7 @@ async fn the_clone_follows_the_default_branch_and_is_made_again_when_the_origin_
     let db = TestDb::with_extension("facade_origin").await;
     let pool = db.pool(1).await;
     let repo = ScriptedRepo::new("origin");
-    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let clones = db.scratch_dir("clones");
     let one = |branch, mark, from, file| Commit {
         branch,
         mark,

@@ -63,7 +63,7 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     .unwrap();
 
     // First the history, git-only: the free steps run, the rest is recorded as missed.
-    let clones = std::env::temp_dir().join(format!("aveloxis-clones-{}", db.name));
+    let clones = db.scratch_dir("clones");
     let out = db.agent(&["collect", repo.path_str(), "--clone-dir", clones.to_str().unwrap()]);
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
