@@ -351,7 +351,7 @@ $$;
 -- Before mapping a batch: rows whose key field does not fit are marked for rejection
 -- (parse_error names the entity and the field); other fields that do not fit are
 -- removed from the document and counted per field in drain_run_nulled.
-CREATE FUNCTION aveloxis_ops.null_unfit_fields(run bigint, ent text)
+CREATE FUNCTION aveloxis_ops.null_unfit_fields(repo bigint, run bigint, ent text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -385,9 +385,9 @@ BEGIN
                                                   WHERE k.staging_id = u.staging_id AND k.is_key)
                GROUP BY u.path LOOP
         UPDATE pg_temp.drain_rows r SET doc = r.doc #- bad.path WHERE r.staging_id = ANY (bad.ids);
-        INSERT INTO aveloxis_ops.drain_run_nulled AS t (run_id, entity, field, nulled)
-        VALUES (run, ent, array_to_string(bad.path, '.'), bad.n)
-        ON CONFLICT (run_id, entity, field) DO UPDATE SET nulled = t.nulled + EXCLUDED.nulled;
+        INSERT INTO aveloxis_ops.drain_run_nulled AS t (repo_id, run_id, entity, field, nulled)
+        VALUES (repo, run, ent, array_to_string(bad.path, '.'), bad.n)
+        ON CONFLICT (repo_id, run_id, entity, field) DO UPDATE SET nulled = t.nulled + EXCLUDED.nulled;
     END LOOP;
 END
 $$;
@@ -653,20 +653,20 @@ $$;
 
 -- Moves staged rows into staging_rejects with their error; a row rejected before
 -- (retry_rejects) counts one more attempt.
-CREATE FUNCTION aveloxis_ops.reject(staging_ids bigint[], error text, sqlstate text)
+CREATE FUNCTION aveloxis_ops.reject(repo bigint, staging_ids bigint[], error text, sqlstate text)
 RETURNS bigint
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH moved AS (
-        DELETE FROM aveloxis_ops.staging s WHERE s.staging_id = ANY (staging_ids) RETURNING s.*
+        DELETE FROM aveloxis_ops.staging s WHERE s.repo_id = repo AND s.staging_id = ANY (staging_ids) RETURNING s.*
     ), ins AS (
         INSERT INTO aveloxis_ops.staging_rejects AS r
             (staging_id, repo_id, platform_id, entity, envelope_version, payload, context, staged_at, error, sqlstate)
         SELECT m.staging_id, m.repo_id, m.platform_id, m.entity, m.envelope_version, m.payload, m.context,
                m.staged_at, error, sqlstate
         FROM moved m
-        ON CONFLICT (staging_id) DO UPDATE
+        ON CONFLICT (repo_id, staging_id) DO UPDATE
             SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, attempts = r.attempts + 1,
                 last_rejected_at = EXCLUDED.last_rejected_at, payload = EXCLUDED.payload, context = EXCLUDED.context
         RETURNING 1
@@ -674,16 +674,17 @@ AS $$
     SELECT count(*) FROM ins
 $$;
 
-CREATE FUNCTION aveloxis_ops.add_counts(run bigint, entity text, c aveloxis_ops.drain_counts, rejected bigint)
+CREATE FUNCTION aveloxis_ops.add_counts(repo bigint, run bigint, entity text, c aveloxis_ops.drain_counts,
+                                        rejected bigint)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO aveloxis_ops.drain_run_counts AS t
-        (run_id, entity, inserted, updated, unchanged, skipped, pending, rejected)
-    VALUES (run, entity, coalesce(c.inserted, 0), coalesce(c.updated, 0), coalesce(c.unchanged, 0),
+        (repo_id, run_id, entity, inserted, updated, unchanged, skipped, pending, rejected)
+    VALUES (repo, run, entity, coalesce(c.inserted, 0), coalesce(c.updated, 0), coalesce(c.unchanged, 0),
             coalesce(c.skipped, 0), coalesce(c.pending, 0), rejected)
-    ON CONFLICT (run_id, entity) DO UPDATE
+    ON CONFLICT (repo_id, run_id, entity) DO UPDATE
         SET inserted = t.inserted + EXCLUDED.inserted, updated = t.updated + EXCLUDED.updated,
             unchanged = t.unchanged + EXCLUDED.unchanged, skipped = t.skipped + EXCLUDED.skipped,
             pending = t.pending + EXCLUDED.pending, rejected = t.rejected + EXCLUDED.rejected
@@ -747,7 +748,7 @@ BEGIN
     FOREACH ent IN ARRAY aveloxis_ops.drain_entities() LOOP
         -- Rows left pending earlier in this run are not read again until the next run.
         SELECT c.last_staging_id INTO after_id FROM aveloxis_ops.drain_run_counts c
-        WHERE c.run_id = run AND c.entity = ent;
+        WHERE c.repo_id = target AND c.run_id = run AND c.entity = ent;
         DELETE FROM pg_temp.drain_rows;
         -- Each payload is de-toasted, sanitized and parsed exactly once: this is the
         -- floor every drain pays. Only a batch holding an unparsable payload takes the
@@ -772,18 +773,18 @@ BEGIN
         CONTINUE WHEN taken = 0;
         ANALYZE pg_temp.drain_rows;
 
-        INSERT INTO aveloxis_ops.drain_run_counts AS c (run_id, entity, last_staging_id)
-        SELECT run, ent, max(staging_id) FROM pg_temp.drain_rows
+        INSERT INTO aveloxis_ops.drain_run_counts AS c (repo_id, run_id, entity, last_staging_id)
+        SELECT target, run, ent, max(staging_id) FROM pg_temp.drain_rows
         ON CONFLICT ON CONSTRAINT drain_run_counts_pkey DO UPDATE SET last_staging_id = EXCLUDED.last_staging_id;
 
         -- Every entity's payload is one JSON object.
         UPDATE pg_temp.drain_rows r
         SET parse_error = format('payload is a JSON %s, not an object', jsonb_typeof(r.doc)), doc = NULL
         WHERE jsonb_typeof(r.doc) <> 'object';
-        PERFORM aveloxis_ops.null_unfit_fields(run, ent);
+        PERFORM aveloxis_ops.null_unfit_fields(target, run, ent);
         rejected := 0;
         FOR row_id, err_text IN SELECT staging_id, parse_error FROM pg_temp.drain_rows WHERE parse_error IS NOT NULL LOOP
-            rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, '22P02');
+            rejected := rejected + aveloxis_ops.reject(target, ARRAY[row_id], ent || ': ' || err_text, '22P02');
         END LOOP;
 
         -- GitHub and GitLab payloads each have their mapper. A forge payload of any other
@@ -796,10 +797,12 @@ BEGIN
         BEGIN
             batch := aveloxis_ops.drain_entity(ent, target, NULL);
             UPDATE aveloxis_ops.staging s SET drained_at = now()
-            FROM pg_temp.drain_rows r WHERE r.staging_id = s.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
+            FROM pg_temp.drain_rows r
+            WHERE s.repo_id = target AND r.staging_id = s.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
             -- Rows put back by requeue_rejects() that now drained are no longer rejects.
             DELETE FROM aveloxis_ops.staging_rejects j
-            USING pg_temp.drain_rows r WHERE j.staging_id = r.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
+            USING pg_temp.drain_rows r
+            WHERE j.repo_id = target AND j.staging_id = r.staging_id AND r.doc IS NOT NULL AND NOT r.pending;
         EXCEPTION WHEN OTHERS THEN
             -- Something in the batch cannot be stored: redo it row by row, so only that
             -- row is rejected and the others are stored.
@@ -809,8 +812,9 @@ BEGIN
                 BEGIN
                     one := aveloxis_ops.drain_entity(ent, target, row_id);
                     IF one.pending = 0 THEN
-                        UPDATE aveloxis_ops.staging s SET drained_at = now() WHERE s.staging_id = row_id;
-                        DELETE FROM aveloxis_ops.staging_rejects j WHERE j.staging_id = row_id;
+                        UPDATE aveloxis_ops.staging s SET drained_at = now()
+                        WHERE s.repo_id = target AND s.staging_id = row_id;
+                        DELETE FROM aveloxis_ops.staging_rejects j WHERE j.repo_id = target AND j.staging_id = row_id;
                     END IF;
                     batch.inserted := batch.inserted + one.inserted;
                     batch.updated := batch.updated + one.updated;
@@ -819,12 +823,12 @@ BEGIN
                     batch.pending := batch.pending + one.pending;
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS err_text = MESSAGE_TEXT, err_state = RETURNED_SQLSTATE;
-                    rejected := rejected + aveloxis_ops.reject(ARRAY[row_id], ent || ': ' || err_text, err_state);
+                    rejected := rejected + aveloxis_ops.reject(target, ARRAY[row_id], ent || ': ' || err_text, err_state);
                 END;
             END LOOP;
         END;
         batch.pending := batch.pending + unmapped;
-        PERFORM aveloxis_ops.add_counts(run, ent, batch, rejected);
+        PERFORM aveloxis_ops.add_counts(target, run, ent, batch, rejected);
         RETURN 'more';
     END LOOP;
     -- Everything is in: the commit aggregates the new commits made stale are refreshed.
@@ -874,10 +878,10 @@ BEGIN
                              c.entity, c.inserted, c.updated, c.unchanged, c.skipped, c.pending, c.rejected), '; '
                       ORDER BY array_position(aveloxis_ops.drain_entities(), c.entity))
     INTO summary
-    FROM aveloxis_ops.drain_run_counts c WHERE c.run_id = run.run_id;
+    FROM aveloxis_ops.drain_run_counts c WHERE c.repo_id = run.repo_id AND c.run_id = run.run_id;
     SELECT string_agg(format('%s.%s %s', n.entity, n.field, n.nulled), ', ' ORDER BY n.entity, n.field)
     INTO nulled
-    FROM aveloxis_ops.drain_run_nulled n WHERE n.run_id = run.run_id;
+    FROM aveloxis_ops.drain_run_nulled n WHERE n.repo_id = run.repo_id AND n.run_id = run.run_id;
     IF nulled IS NOT NULL THEN
         summary := summary || '; fields stored as NULL because their value did not fit: ' || nulled;
     END IF;
@@ -940,7 +944,7 @@ AS $$
             (staging_id, repo_id, platform_id, entity, envelope_version, payload, context, staged_at)
         SELECT r.staging_id, r.repo_id, r.platform_id, r.entity, r.envelope_version, r.payload, r.context, r.staged_at
         FROM aveloxis_ops.staging_rejects r WHERE r.repo_id = requeue_rejects.repo_id
-        ON CONFLICT (staging_id) DO NOTHING
+        ON CONFLICT (repo_id, staging_id) DO NOTHING
         RETURNING 1
     )
     SELECT count(*) FROM back

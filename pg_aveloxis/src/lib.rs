@@ -151,6 +151,13 @@ extension_sql_file!(
     requires = ["activity", "bots", "completeness", "matviews", "queue"]
 );
 
+// The Citus plan reads every table, so it comes after all of them.
+extension_sql_file!(
+    "../../sql/scale_out.sql",
+    name = "scale_out",
+    requires = ["analyst_api", "refresh", "tokens", "analysis", "community_files"]
+);
+
 // Grants run last, once every object they name exists.
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 

@@ -1328,6 +1328,64 @@ async fn review_comments_join_their_pull_request_and_review() {
     }
 }
 
+/// A review the forge stops listing (a GitLab approval taken back, a review GitHub
+/// deleted) goes; the review comments that pointed to it stay, unlinked, with the forge's
+/// review id kept. The drain unlinks them itself: a foreign key over repo_id cannot SET
+/// NULL under Citus (docs/scaling.md).
+#[tokio::test]
+async fn a_review_no_longer_listed_goes_and_its_comments_stay_unlinked() {
+    let db = TestDb::with_extension("drain_review_gone").await;
+    let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
+    let pr = pull_request_records()
+        .into_iter()
+        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
+        .unwrap()
+        .1;
+    let review = |id: i64| {
+        json!({"id": id, "state": "COMMENTED", "body": format!("review {id}"), "submitted_at": "2024-02-01T10:00:00Z",
+               "user": {"login": "reviewer", "id": 6060, "type": "User"}})
+    };
+    db.stage(
+        repo,
+        "pull_request",
+        &[json_envelope(&pr, &[("reviews", json!([review(700001), review(700002)]))])],
+    )
+    .await;
+    let mut comment = fixture_records("github/pull_review_comments/pygithub/PullRequest.testGetReviewComments.json")[0].clone();
+    comment["pull_request_review_id"] = json!(700002);
+    db.stage_with_context(repo, "review_comment", &[comment.to_string()], Some(r#"{"parent_number": 31}"#))
+        .await;
+    db.drain(repo).await;
+    let mut conn = db.connect().await;
+    let linked: (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT v.platform_review_id, c.platform_review_id FROM aveloxis_data.review_comments c
+         LEFT JOIN aveloxis_data.pull_request_reviews v ON v.repo_id = c.repo_id AND v.pr_review_id = c.pr_review_id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(linked, (Some(700002), Some(700002)));
+
+    let mut newer = pr.clone();
+    newer["updated_at"] = "2031-01-01T00:00:00Z".into();
+    db.stage(repo, "pull_request", &[json_envelope(&newer, &[("reviews", json!([review(700001)]))])])
+        .await;
+    let counts = db.drain(repo).await;
+    assert_eq!(counts, [("pull_request".to_string(), 0, 1, 0, 0, 0, 0)]);
+    let reviews: Vec<i64> = sqlx::query_scalar("SELECT platform_review_id FROM aveloxis_data.pull_request_reviews")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(reviews, [700001]);
+    let unlinked: (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+        "SELECT c.pr_review_id, c.platform_review_id, c.platform_src_id FROM aveloxis_data.review_comments c",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unlinked, (None, Some(700002), comment["id"].as_i64().unwrap()));
+}
+
 #[tokio::test]
 async fn repo_info_keeps_one_current_row_and_its_history() {
     let db = TestDb::with_extension("drain_repo_info").await;

@@ -37,7 +37,7 @@ struct Rule {
 }
 
 const RULES: &[Rule] = &[
-    // the surrogate keys and child keys of 0.8.0 and before: migrated to (repo_id, ...) by issue 16
+    // must stay empty (0.10.0 moved every key of a distributed table onto (repo_id, ...))
     Rule {
         name: "L1",
         what: "every PK/UNIQUE key of a distributed table has repo_id among its key columns",
@@ -46,48 +46,9 @@ FROM scale_plan p JOIN pg_index i ON i.indrelid = p.rel
 JOIN pg_attribute a ON a.attrelid = p.rel AND a.attname = 'repo_id'
 WHERE p.kind = 'distributed' AND (i.indisunique OR i.indisexclusion)
   AND NOT a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) ORDER BY 1, 2"#,
-        known: &[
-            "aveloxis_data.commit_messages|aveloxis_data.commit_messages_pkey",
-            "aveloxis_data.commits|aveloxis_data.commits_pkey",
-            "aveloxis_data.issue_assignees|aveloxis_data.issue_assignees_issue_id_platform_assignee_id_key",
-            "aveloxis_data.issue_assignees|aveloxis_data.issue_assignees_pkey",
-            "aveloxis_data.issue_events|aveloxis_data.issue_events_pkey",
-            "aveloxis_data.issue_labels|aveloxis_data.issue_labels_issue_id_label_text_key",
-            "aveloxis_data.issue_labels|aveloxis_data.issue_labels_pkey",
-            "aveloxis_data.issue_message_ref|aveloxis_data.issue_message_ref_issue_id_msg_id_key",
-            "aveloxis_data.issue_message_ref|aveloxis_data.issue_message_ref_pkey",
-            "aveloxis_data.issues|aveloxis_data.issues_pkey",
-            "aveloxis_data.messages|aveloxis_data.messages_pkey",
-            "aveloxis_data.pull_request_assignees|aveloxis_data.pull_request_assignees_pkey",
-            "aveloxis_data.pull_request_assignees|aveloxis_data.pull_request_assignees_pull_request_id_platform_assignee_id_key",
-            "aveloxis_data.pull_request_commits|aveloxis_data.pull_request_commits_pkey",
-            "aveloxis_data.pull_request_commits|aveloxis_data.pull_request_commits_pull_request_id_pr_cmt_sha_key",
-            "aveloxis_data.pull_request_events|aveloxis_data.pull_request_events_pkey",
-            "aveloxis_data.pull_request_files|aveloxis_data.pull_request_files_pkey",
-            "aveloxis_data.pull_request_files|aveloxis_data.pull_request_files_pull_request_id_pr_file_path_key",
-            "aveloxis_data.pull_request_labels|aveloxis_data.pull_request_labels_pkey",
-            "aveloxis_data.pull_request_labels|aveloxis_data.pull_request_labels_pull_request_id_label_name_key",
-            "aveloxis_data.pull_request_message_ref|aveloxis_data.pull_request_message_ref_pkey",
-            "aveloxis_data.pull_request_message_ref|aveloxis_data.pull_request_message_ref_pull_request_id_msg_id_key",
-            "aveloxis_data.pull_request_meta|aveloxis_data.pull_request_meta_pkey",
-            "aveloxis_data.pull_request_meta|aveloxis_data.pull_request_meta_pull_request_id_pr_head_or_base_key",
-            "aveloxis_data.pull_request_repo|aveloxis_data.pull_request_repo_pkey",
-            "aveloxis_data.pull_request_repo|aveloxis_data.pull_request_repo_pr_repo_meta_id_key",
-            "aveloxis_data.pull_request_review_message_ref|aveloxis_data.pull_request_review_message_ref_pkey",
-            "aveloxis_data.pull_request_review_message_ref|aveloxis_data.pull_request_review_message_ref_pr_review_id_msg_id_key",
-            "aveloxis_data.pull_request_reviewers|aveloxis_data.pull_request_reviewers_pkey",
-            "aveloxis_data.pull_request_reviewers|aveloxis_data.pull_request_reviewers_pull_request_id_platform_reviewer_id_key",
-            "aveloxis_data.pull_request_reviews|aveloxis_data.pull_request_reviews_pkey",
-            "aveloxis_data.pull_request_reviews|aveloxis_data.pull_request_reviews_pull_request_id_platform_review_id_key",
-            "aveloxis_data.pull_requests|aveloxis_data.pull_requests_pkey",
-            "aveloxis_data.repo_info|aveloxis_data.repo_info_pkey",
-            "aveloxis_data.review_comments|aveloxis_data.review_comments_pkey",
-            "aveloxis_ops.drain_runs|aveloxis_ops.drain_runs_pkey",
-            "aveloxis_ops.staging|aveloxis_ops.staging_pkey",
-            "aveloxis_ops.staging_rejects|aveloxis_ops.staging_rejects_pkey",
-        ],
+        known: &[],
     },
-    // child foreign keys without repo_id: migrated with the keys (issue 16)
+    // must stay empty (0.10.0: child foreign keys pair repo_id with repo_id)
     Rule {
         name: "L2",
         what: "a foreign key between two distributed tables pairs repo_id with repo_id",
@@ -100,29 +61,7 @@ JOIN pg_attribute da ON da.attrelid = con.confrelid AND da.attname = 'repo_id'
 WHERE con.contype = 'f'
   AND NOT EXISTS (SELECT FROM generate_subscripts(con.conkey, 1) k
                   WHERE con.conkey[k] = sa.attnum AND con.confkey[k] = da.attnum) ORDER BY 2, 1"#,
-        known: &[
-            "issue_assignees_issue_id_fkey|aveloxis_data.issue_assignees|aveloxis_data.issues",
-            "issue_events_issue_id_fkey|aveloxis_data.issue_events|aveloxis_data.issues",
-            "issue_labels_issue_id_fkey|aveloxis_data.issue_labels|aveloxis_data.issues",
-            "issue_message_ref_issue_id_fkey|aveloxis_data.issue_message_ref|aveloxis_data.issues",
-            "issue_message_ref_msg_id_fkey|aveloxis_data.issue_message_ref|aveloxis_data.messages",
-            "pull_request_assignees_pull_request_id_fkey|aveloxis_data.pull_request_assignees|aveloxis_data.pull_requests",
-            "pull_request_commits_pull_request_id_fkey|aveloxis_data.pull_request_commits|aveloxis_data.pull_requests",
-            "pull_request_events_pull_request_id_fkey|aveloxis_data.pull_request_events|aveloxis_data.pull_requests",
-            "pull_request_files_pull_request_id_fkey|aveloxis_data.pull_request_files|aveloxis_data.pull_requests",
-            "pull_request_labels_pull_request_id_fkey|aveloxis_data.pull_request_labels|aveloxis_data.pull_requests",
-            "pull_request_message_ref_msg_id_fkey|aveloxis_data.pull_request_message_ref|aveloxis_data.messages",
-            "pull_request_message_ref_pull_request_id_fkey|aveloxis_data.pull_request_message_ref|aveloxis_data.pull_requests",
-            "pull_request_meta_pull_request_id_fkey|aveloxis_data.pull_request_meta|aveloxis_data.pull_requests",
-            "pull_request_repo_pr_repo_meta_id_fkey|aveloxis_data.pull_request_repo|aveloxis_data.pull_request_meta",
-            "pull_request_review_message_ref_msg_id_fkey|aveloxis_data.pull_request_review_message_ref|aveloxis_data.messages",
-            "pull_request_review_message_ref_pr_review_id_fkey|aveloxis_data.pull_request_review_message_ref|aveloxis_data.pull_request_reviews",
-            "pull_request_reviewers_pull_request_id_fkey|aveloxis_data.pull_request_reviewers|aveloxis_data.pull_requests",
-            "pull_request_reviews_pull_request_id_fkey|aveloxis_data.pull_request_reviews|aveloxis_data.pull_requests",
-            "review_comments_msg_id_fkey|aveloxis_data.review_comments|aveloxis_data.messages",
-            "review_comments_pr_review_id_fkey|aveloxis_data.review_comments|aveloxis_data.pull_request_reviews",
-            "review_comments_pull_request_id_fkey|aveloxis_data.review_comments|aveloxis_data.pull_requests",
-        ],
+        known: &[],
     },
     // must stay empty
     Rule {
@@ -135,7 +74,7 @@ WHERE con.contype = 'f' AND sa.attnum = ANY (con.conkey)
   AND (con.confdeltype IN ('n','d') OR con.confupdtype IN ('c','n','d')) ORDER BY 2, 1"#,
         known: &[],
     },
-    // drain run bookkeeping keyed by run_id without repo_id (scale-out.md §1.1: add repo_id)
+    // must stay empty (0.10.0: drain run counts carry repo_id)
     Rule {
         name: "L4",
         what: "no foreign key from a reference or local table to a distributed one, nor from a distributed to a local one",
@@ -147,10 +86,7 @@ WHERE con.contype = 'f' AND (
    OR (s.kind = 'distributed' AND d.kind = 'local')
    OR (s.kind = 'reference' AND d.kind = 'local'
        AND (con.confdeltype NOT IN ('a','r') OR con.confupdtype NOT IN ('a','r')))) ORDER BY 2, 1"#,
-        known: &[
-            "drain_run_counts_run_id_fkey|aveloxis_ops.drain_run_counts|reference|distributed",
-            "drain_run_nulled_run_id_fkey|aveloxis_ops.drain_run_nulled|reference|distributed",
-        ],
+        known: &[],
     },
     // must stay empty
     Rule {
@@ -212,16 +148,14 @@ WHERE p.kind IN ('distributed','reference')
             "aveloxis_data.repos|repo_id|bigint|2147483647",
         ],
     },
-    // history rows without a key: a key (repo_id, history id) comes with the key migration
+    // must stay empty (0.10.0: repo_info_history has its own key)
     Rule {
         name: "L11",
         what: "every distributed or reference table has a primary key or replica identity",
         sql: r#"SELECT p.rel::text FROM scale_plan p JOIN pg_class c ON c.oid = p.rel
 WHERE p.kind IN ('distributed','reference') AND c.relreplident <> 'f'
   AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = p.rel AND (i.indisprimary OR i.indisreplident)) ORDER BY 1"#,
-        known: &[
-            "aveloxis_data.repo_info_history",
-        ],
+        known: &[],
     },
     // must stay empty
     Rule {
@@ -268,27 +202,14 @@ WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = f
                   AND 'repo_id' = ANY (p.proargnames) AND p.proargtypes[0] = 'int8'::regtype)"#,
         known: &[],
     },
-    // child tables reached through their parent key today: repo_id-leading indexes come with the key migration
+    // must stay empty (the composite keys lead with repo_id)
     Rule {
         name: "L16",
         what: "every distributed table has an index leading with repo_id",
         sql: r#"SELECT p.rel::text FROM scale_plan p JOIN pg_attribute a ON a.attrelid = p.rel AND a.attname = 'repo_id'
 WHERE p.kind = 'distributed'
   AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = p.rel AND i.indkey[0] = a.attnum) ORDER BY 1"#,
-        known: &[
-            "aveloxis_data.issue_assignees",
-            "aveloxis_data.issue_labels",
-            "aveloxis_data.issue_message_ref",
-            "aveloxis_data.pull_request_assignees",
-            "aveloxis_data.pull_request_commits",
-            "aveloxis_data.pull_request_files",
-            "aveloxis_data.pull_request_labels",
-            "aveloxis_data.pull_request_message_ref",
-            "aveloxis_data.pull_request_meta",
-            "aveloxis_data.pull_request_repo",
-            "aveloxis_data.pull_request_review_message_ref",
-            "aveloxis_data.pull_request_reviewers",
-        ],
+        known: &[],
     },
 ];
 
@@ -337,6 +258,83 @@ async fn the_schema_keeps_to_the_citus_rules_it_can_be_checked_against() {
     }
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `aveloxis.distribution_plan()` holds every table as the lint's plan does, in an order
+/// Citus accepts (each table after every table it references); `aveloxis.distribute()`
+/// says what to install where Citus is absent, and its dry run lists the calls it would
+/// make, the drain's delegation last.
+#[tokio::test]
+async fn the_distribution_plan_is_the_linted_one_in_dependency_order() {
+    let db = TestDb::with_extension("scale_plan").await;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(PLAN).execute(&mut conn).await.unwrap();
+    let differ: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT coalesce(p.table_name, s.rel)::text, s.kind, p.kind
+         FROM aveloxis.distribution_plan() p FULL JOIN scale_plan s ON s.rel = p.table_name
+         WHERE p.kind IS DISTINCT FROM s.kind",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(differ.is_empty(), "the plan and the lint disagree: {differ:?}");
+    // Every foreign key between two Citus tables points to a table placed earlier.
+    let late: Vec<(String, String)> = sqlx::query_as(
+        "SELECT con.conrelid::regclass::text, con.confrelid::regclass::text
+         FROM pg_constraint con
+         JOIN aveloxis.distribution_plan() c ON c.table_name = con.conrelid
+         JOIN aveloxis.distribution_plan() p ON p.table_name = con.confrelid
+         WHERE con.contype = 'f' AND con.conrelid <> con.confrelid AND c.kind <> 'local' AND p.step >= c.step",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(late.is_empty(), "tables placed before what they reference: {late:?}");
+    let kinds: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, count(*) FROM aveloxis.distribution_plan() GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    eprintln!("plan: {kinds:?}");
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+
+    let err = sqlx::query("SELECT * FROM aveloxis.distribute()")
+        .fetch_all(&mut conn)
+        .await
+        .expect_err("distribute() without Citus must fail");
+    let err = err.into_database_error().unwrap();
+    assert_eq!(err.code().as_deref(), Some("0A000"));
+    assert!(err.message().contains("citus extension is not installed"), "{}", err.message());
+
+    let statements: Vec<(i32, String)> =
+        sqlx::query_as("SELECT step, statement FROM aveloxis.distribute(dry_run => true) ORDER BY step")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let planned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM aveloxis.distribution_plan() WHERE kind <> 'local'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(statements.len() as i64, planned + 1);
+    let first_distributed = statements
+        .iter()
+        .position(|(_, s)| s.contains("create_distributed_table"))
+        .unwrap();
+    assert!(statements[..first_distributed].iter().all(|(_, s)| s.contains("create_reference_table")));
+    assert!(statements[first_distributed].1.contains("shard_count := 32, colocate_with := 'none'"));
+    assert!(statements[first_distributed + 1..statements.len() - 1]
+        .iter()
+        .all(|(_, s)| s.contains("create_distributed_table") && !s.contains("'none'")));
+    assert!(statements.last().unwrap().1.contains("create_distributed_function('aveloxis.drain(bigint,integer)'"));
+    for table in ["aveloxis_data.contributors", "aveloxis_data.repos", "aveloxis_data.platforms"] {
+        assert!(
+            statements.iter().any(|(_, s)| *s == format!("SELECT create_reference_table('{table}')")),
+            "{table} is not a reference table"
+        );
+    }
+    assert!(!statements.iter().any(|(_, s)| s.contains("aveloxis_ops.jobs")), "the queue stays local");
 }
 
 /// Source lint S1 (scale-out.md §2.3): no `ON CONFLICT ... DO UPDATE SET` in `sql/` sets a

@@ -533,3 +533,182 @@ async fn data_stored_under_0_8_0_survives_the_update_and_gitlab_payloads_drain()
     .unwrap();
     assert_eq!(issue, ("open".to_string(), "gl-user".to_string()));
 }
+
+/// Row count and content digest of every table of the extension, over the columns the
+/// table had before the update (`columns`: table -> its column list).
+async fn table_digests(
+    conn: &mut sqlx::PgConnection,
+    columns: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, (i64, String)> {
+    let mut digests = std::collections::BTreeMap::new();
+    for (table, cols) in columns {
+        let digest: (i64, String) = sqlx::query_as(&format!(
+            "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM (SELECT ROW({cols})::text AS r FROM {table}) s"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        digests.insert(table.clone(), digest);
+    }
+    digests
+}
+
+/// 0.10.0 moves every key and foreign key of the repository tables onto repo_id (the
+/// Citus rule, docs/scaling.md). On a database populated under 0.9.0 (a GitHub collection
+/// from the replay, a rejected payload, a field stored as NULL, replaced repository info)
+/// the update keeps every row of every table exactly, every foreign key is back and valid,
+/// and draining the same payloads again stores nothing twice.
+#[tokio::test]
+async fn keys_move_onto_repo_id_on_a_populated_0_9_0_database() {
+    use harness::replay::{github_fixtures, ReplayServer};
+    let db = TestDb::empty("upgrade_keys").await;
+    db.execute("CREATE EXTENSION pg_aveloxis VERSION '0.9.0'").await;
+    let replay = ReplayServer::start().await;
+    let fixtures = github_fixtures();
+    replay
+        .load_repository(&fixtures.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let api = replay.api_url();
+    let out = db
+        .agent_async(
+            &[
+                "collect",
+                "https://github.com/PyGithub/PyGithub",
+                "--phases",
+                "collect",
+                "--github-api-url",
+                api.as_str(),
+            ],
+            &[("GITHUB_TOKENS", "tok-1")],
+        )
+        .await;
+    let (stdout, stderr) = harness::output_text(&out);
+    assert!(out.status.success(), "collect under 0.9.0 failed:\n{stdout}\n{stderr}");
+    db.execute(
+        r#"INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload) VALUES
+           (1, 1, 'issue', '{not json'),
+           (1, 1, 'issue', '{"id": 99999001, "number": 99999, "title": "a field that does not fit",
+                             "state": "open", "comments": "many"}');
+         INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload)
+         SELECT repo_id, platform_id, entity, jsonb_set(payload::jsonb, '{stargazers_count}', '123456')::text
+         FROM aveloxis_ops.staging WHERE entity = 'repo_info' ORDER BY staging_id DESC LIMIT 1;
+         -- A review with a review comment, and comments on an issue and a pull request.
+         INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, context)
+         SELECT repo_id, platform_id, 'pull_request',
+                jsonb_set(jsonb_set(payload::jsonb, '{pull_request,updated_at}', '"2031-01-01T00:00:00Z"'), '{reviews}',
+                          '[{"id": 700001, "state": "APPROVED", "body": "fine by me",
+                             "submitted_at": "2024-02-01T10:00:00Z",
+                             "user": {"login": "reviewer", "id": 6060, "type": "User"}}]')::text, context
+         FROM aveloxis_ops.staging WHERE entity = 'pull_request' ORDER BY staging_id LIMIT 1;
+         INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, context)
+         SELECT 1, 1, 'review_comment',
+                '{"id": 800001, "pull_request_review_id": 700001, "body": "nit", "path": "setup.py",
+                  "created_at": "2024-02-01T10:00:00Z", "user": {"login": "reviewer", "id": 6060}}',
+                jsonb_build_object('parent_number', (payload::jsonb #>> '{pull_request,number}')::int)
+         FROM aveloxis_ops.staging WHERE entity = 'pull_request' ORDER BY staging_id LIMIT 1;
+         INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, context)
+         SELECT 1, 1, 'issue_comment',
+                format('{"id": %s, "body": "a comment", "created_at": "2024-02-02T10:00:00Z",
+                         "user": {"login": "reviewer", "id": 6060}}', 900000 + n),
+                jsonb_build_object('parent_number', n)
+         FROM (SELECT issue_number AS n FROM aveloxis_data.issues ORDER BY 1 LIMIT 2) i
+         UNION ALL
+         SELECT 1, 1, 'issue_comment',
+                '{"id": 900100, "body": "on the pull request", "user": {"login": "reviewer", "id": 6060}}',
+                jsonb_build_object('parent_number', (SELECT min(pr_number) FROM aveloxis_data.pull_requests));"#,
+    )
+    .await;
+    let mut conn = db.connect().await;
+    sqlx::query("CALL aveloxis.drain(1)").execute(&mut conn).await.unwrap();
+    let columns: std::collections::BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "SELECT c.oid::regclass::text, string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE n.nspname IN ('aveloxis_data', 'aveloxis_ops') AND c.relkind = 'r'
+         GROUP BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let before = table_digests(&mut conn, &columns).await;
+    for (table, at_least) in [
+        ("aveloxis_data.issues", 10),
+        ("aveloxis_data.pull_requests", 3),
+        ("aveloxis_data.messages", 5),
+        ("aveloxis_data.issue_labels", 1),
+        ("aveloxis_data.issue_message_ref", 2),
+        ("aveloxis_data.pull_request_message_ref", 1),
+        ("aveloxis_data.pull_request_reviews", 1),
+        ("aveloxis_data.pull_request_review_message_ref", 1),
+        ("aveloxis_data.review_comments", 1),
+        ("aveloxis_data.pull_request_repo", 1),
+        ("aveloxis_data.pull_request_meta", 1),
+        ("aveloxis_data.issue_events", 1),
+        ("aveloxis_data.repo_info_history", 1),
+        ("aveloxis_ops.staging_rejects", 1),
+        ("aveloxis_ops.drain_run_counts", 1),
+        ("aveloxis_ops.drain_run_nulled", 1),
+    ] {
+        assert!(before[table].0 >= at_least, "{table} has {} rows under 0.9.0", before[table].0);
+    }
+    let fk_pairs = "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
+                    WHERE contype = 'f' AND connamespace::regnamespace::text IN ('aveloxis_data', 'aveloxis_ops')
+                    ORDER BY 1, 2";
+    let fks_before: Vec<(String, String)> = sqlx::query_as(fk_pairs).fetch_all(&mut conn).await.unwrap();
+
+    sqlx::query("ALTER EXTENSION pg_aveloxis UPDATE TO '0.10.0'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let after = table_digests(&mut conn, &columns).await;
+    let changed: Vec<&String> = before.keys().filter(|t| before[*t] != after[*t]).collect();
+    assert!(changed.is_empty(), "rows changed by the update in {changed:?}");
+    let fks_after: Vec<(String, String)> = sqlx::query_as(fk_pairs).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(fks_after, fks_before, "the same tables are linked by foreign keys");
+    let (between, invalid, without_repo): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE NOT con.convalidated),
+                count(*) FILTER (WHERE NOT EXISTS (
+                    SELECT FROM pg_attribute a WHERE a.attrelid = con.conrelid AND a.attname = 'repo_id'
+                      AND a.attnum = ANY (con.conkey)))
+         FROM pg_constraint con
+         WHERE con.contype = 'f' AND connamespace::regnamespace::text IN ('aveloxis_data', 'aveloxis_ops')
+           -- between two tables Citus would distribute
+           AND con.conrelid IN (SELECT table_name FROM aveloxis.distribution_plan() WHERE kind = 'distributed')
+           AND con.confrelid IN (SELECT table_name FROM aveloxis.distribution_plan() WHERE kind = 'distributed')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(between >= 21, "{between} foreign keys between repository tables");
+    assert_eq!((invalid, without_repo), (0, 0));
+    let (new_columns_null,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_ops.drain_run_counts c JOIN aveloxis_ops.drain_runs r USING (run_id)
+                 WHERE c.repo_id IS DISTINCT FROM r.repo_id)
+              + (SELECT count(*) FROM aveloxis_data.repo_info_history WHERE history_id IS NULL)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(new_columns_null, 0, "the columns 0.10.0 adds are filled");
+
+    // Every payload drained under 0.9.0, staged and drained again under the new keys,
+    // changes nothing.
+    db.execute(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload, context)
+         SELECT repo_id, platform_id, entity, payload, context FROM aveloxis_ops.staging
+         WHERE drained_at IS NOT NULL ORDER BY staging_id;",
+    )
+    .await;
+    sqlx::query("CALL aveloxis.drain(1)").execute(&mut conn).await.unwrap();
+    let again = table_digests(&mut conn, &columns).await;
+    let grown: Vec<String> = before
+        .keys()
+        // The two repository-info payloads, replayed in order, are two changes again.
+        .filter(|t| t.starts_with("aveloxis_data.") && *t != "aveloxis_data.repo_info_history")
+        .filter(|t| before[*t].0 != again[*t].0)
+        .map(|t| format!("{t}: {} -> {}", before[t].0, again[t].0))
+        .collect();
+    assert!(grown.is_empty(), "a second drain stored rows twice: {grown:?}");
+}
