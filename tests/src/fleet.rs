@@ -115,4 +115,3 @@ pub async fn populate(conn: &mut PgConnection, repos: i64) {
     }
     exec(conn, "VACUUM ANALYZE").await;
 }
-

@@ -1348,13 +1348,22 @@ async fn a_review_no_longer_listed_goes_and_its_comments_stay_unlinked() {
     db.stage(
         repo,
         "pull_request",
-        &[json_envelope(&pr, &[("reviews", json!([review(700001), review(700002)]))])],
+        &[json_envelope(
+            &pr,
+            &[("reviews", json!([review(700001), review(700002)]))],
+        )],
     )
     .await;
-    let mut comment = fixture_records("github/pull_review_comments/pygithub/PullRequest.testGetReviewComments.json")[0].clone();
+    let mut comment =
+        fixture_records("github/pull_review_comments/pygithub/PullRequest.testGetReviewComments.json")[0].clone();
     comment["pull_request_review_id"] = json!(700002);
-    db.stage_with_context(repo, "review_comment", &[comment.to_string()], Some(r#"{"parent_number": 31}"#))
-        .await;
+    db.stage_with_context(
+        repo,
+        "review_comment",
+        &[comment.to_string()],
+        Some(r#"{"parent_number": 31}"#),
+    )
+    .await;
     db.drain(repo).await;
     let mut conn = db.connect().await;
     let linked: (Option<i64>, Option<i64>) = sqlx::query_as(
@@ -1368,8 +1377,12 @@ async fn a_review_no_longer_listed_goes_and_its_comments_stay_unlinked() {
 
     let mut newer = pr.clone();
     newer["updated_at"] = "2031-01-01T00:00:00Z".into();
-    db.stage(repo, "pull_request", &[json_envelope(&newer, &[("reviews", json!([review(700001)]))])])
-        .await;
+    db.stage(
+        repo,
+        "pull_request",
+        &[json_envelope(&newer, &[("reviews", json!([review(700001)]))])],
+    )
+    .await;
     let counts = db.drain(repo).await;
     assert_eq!(counts, [("pull_request".to_string(), 0, 1, 0, 0, 0, 0)]);
     let reviews: Vec<i64> = sqlx::query_scalar("SELECT platform_review_id FROM aveloxis_data.pull_request_reviews")

@@ -82,10 +82,9 @@ where
 const TABLES: &str = "
 SELECT c.relname::text,
        coalesce(array_agg(a.attname::text) FILTER (WHERE a.attidentity <> '' OR a.attname IN ('repo_id', 'attempts')
-           OR EXISTS (SELECT FROM pg_constraint f
-                      JOIN pg_attribute r ON r.attrelid = f.confrelid AND r.attnum = f.confkey[1]
-                      WHERE f.contype = 'f' AND f.conrelid = c.oid AND f.conkey = ARRAY[a.attnum]
-                        AND r.attidentity <> '')), '{}')
+           OR EXISTS (SELECT FROM pg_constraint f, generate_subscripts(f.conkey, 1) k, pg_attribute r
+                      WHERE f.contype = 'f' AND f.conrelid = c.oid AND f.conkey[k] = a.attnum
+                        AND r.attrelid = f.confrelid AND r.attnum = f.confkey[k] AND r.attidentity <> '')), '{}')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE n.nspname = 'aveloxis_data' AND c.relkind = 'r'

@@ -77,7 +77,8 @@ WHERE con.contype = 'f' AND sa.attnum = ANY (con.conkey)
     // must stay empty (0.10.0: drain run counts carry repo_id)
     Rule {
         name: "L4",
-        what: "no foreign key from a reference or local table to a distributed one, nor from a distributed to a local one",
+        what:
+            "no foreign key from a reference or local table to a distributed one, nor from a distributed to a local one",
         sql: r#"SELECT con.conname::text, con.conrelid::regclass::text, s.kind, d.kind
 FROM pg_constraint con
 JOIN scale_plan s ON s.rel = con.conrelid JOIN scale_plan d ON d.rel = con.confrelid
@@ -290,12 +291,11 @@ async fn the_distribution_plan_is_the_linted_one_in_dependency_order() {
     .await
     .unwrap();
     assert!(late.is_empty(), "tables placed before what they reference: {late:?}");
-    let kinds: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT kind, count(*) FROM aveloxis.distribution_plan() GROUP BY kind ORDER BY kind",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let kinds: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, count(*) FROM aveloxis.distribution_plan() GROUP BY kind ORDER BY kind")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     eprintln!("plan: {kinds:?}");
     assert_eq!(kinds.len(), 3, "{kinds:?}");
 
@@ -305,36 +305,56 @@ async fn the_distribution_plan_is_the_linted_one_in_dependency_order() {
         .expect_err("distribute() without Citus must fail");
     let err = err.into_database_error().unwrap();
     assert_eq!(err.code().as_deref(), Some("0A000"));
-    assert!(err.message().contains("citus extension is not installed"), "{}", err.message());
+    assert!(
+        err.message().contains("citus extension is not installed"),
+        "{}",
+        err.message()
+    );
 
     let statements: Vec<(i32, String)> =
         sqlx::query_as("SELECT step, statement FROM aveloxis.distribute(dry_run => true) ORDER BY step")
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    let planned: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM aveloxis.distribution_plan() WHERE kind <> 'local'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let planned: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.distribution_plan() WHERE kind <> 'local'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(statements.len() as i64, planned + 1);
     let first_distributed = statements
         .iter()
         .position(|(_, s)| s.contains("create_distributed_table"))
         .unwrap();
-    assert!(statements[..first_distributed].iter().all(|(_, s)| s.contains("create_reference_table")));
-    assert!(statements[first_distributed].1.contains("shard_count := 32, colocate_with := 'none'"));
+    assert!(statements[..first_distributed]
+        .iter()
+        .all(|(_, s)| s.contains("create_reference_table")));
+    assert!(statements[first_distributed]
+        .1
+        .contains("shard_count := 32, colocate_with := 'none'"));
     assert!(statements[first_distributed + 1..statements.len() - 1]
         .iter()
         .all(|(_, s)| s.contains("create_distributed_table") && !s.contains("'none'")));
-    assert!(statements.last().unwrap().1.contains("create_distributed_function('aveloxis.drain(bigint,integer)'"));
-    for table in ["aveloxis_data.contributors", "aveloxis_data.repos", "aveloxis_data.platforms"] {
+    assert!(statements
+        .last()
+        .unwrap()
+        .1
+        .contains("create_distributed_function('aveloxis.drain(bigint,integer)'"));
+    for table in [
+        "aveloxis_data.contributors",
+        "aveloxis_data.repos",
+        "aveloxis_data.platforms",
+    ] {
         assert!(
-            statements.iter().any(|(_, s)| *s == format!("SELECT create_reference_table('{table}')")),
+            statements
+                .iter()
+                .any(|(_, s)| *s == format!("SELECT create_reference_table('{table}')")),
             "{table} is not a reference table"
         );
     }
-    assert!(!statements.iter().any(|(_, s)| s.contains("aveloxis_ops.jobs")), "the queue stays local");
+    assert!(
+        !statements.iter().any(|(_, s)| s.contains("aveloxis_ops.jobs")),
+        "the queue stays local"
+    );
 }
 
 /// Source lint S1 (scale-out.md §2.3): no `ON CONFLICT ... DO UPDATE SET` in `sql/` sets a

@@ -651,7 +651,11 @@ async fn keys_move_onto_repo_id_on_a_populated_0_9_0_database() {
         ("aveloxis_ops.drain_run_counts", 1),
         ("aveloxis_ops.drain_run_nulled", 1),
     ] {
-        assert!(before[table].0 >= at_least, "{table} has {} rows under 0.9.0", before[table].0);
+        assert!(
+            before[table].0 >= at_least,
+            "{table} has {} rows under 0.9.0",
+            before[table].0
+        );
     }
     let fk_pairs = "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
                     WHERE contype = 'f' AND connamespace::regnamespace::text IN ('aveloxis_data', 'aveloxis_ops')

@@ -39,7 +39,10 @@ fn gib(bytes: f64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let repos: i64 = std::env::args().nth(1).map(|a| a.parse().expect("repos: a number")).unwrap_or(1000);
+    let repos: i64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("repos: a number"))
+        .unwrap_or(1000);
     let db = TestDb::with_extension("bench_storage").await;
     let mut conn = db.connect().await;
     println!("synthetic fleet: {repos} repositories (harness::fleet)");
@@ -57,7 +60,10 @@ async fn main() {
     .await
     .unwrap();
     println!();
-    println!("{:<44} {:>10} {:>12} {:>10} {:>12}", "table", "rows", "total", "B/row", "B/repo");
+    println!(
+        "{:<44} {:>10} {:>12} {:>10} {:>12}",
+        "table", "rows", "total", "B/row", "B/repo"
+    );
     let mut per_repo = 0.0;
     let mut commit_bytes_per_row = 0.0;
     for table in &tables {
@@ -111,7 +117,9 @@ async fn main() {
     println!();
     match identity_on_partitioned {
         Ok(_) => println!("identity columns on a partitioned table: accepted by this server"),
-        Err(e) => println!("identity columns on a partitioned table: refused ({e}): a plain sequence default is needed"),
+        Err(e) => {
+            println!("identity columns on a partitioned table: refused ({e}): a plain sequence default is needed")
+        }
     }
     exec(
         &mut conn,
@@ -144,9 +152,17 @@ async fn main() {
             let table = ["bench_commits_plain", "bench_commits_hash"][side];
             exec(&mut conn, &format!("TRUNCATE {table}")).await;
             exec(&mut conn, "CHECKPOINT").await;
-            ingest[side] += timed(&mut conn, &format!("INSERT INTO {table} SELECT * FROM aveloxis_data.commits")).await;
+            ingest[side] += timed(
+                &mut conn,
+                &format!("INSERT INTO {table} SELECT * FROM aveloxis_data.commits"),
+            )
+            .await;
             exec(&mut conn, &format!("VACUUM ANALYZE {table}")).await;
-            exec(&mut conn, &format!("UPDATE {table} SET cmt_added = cmt_added + 1 WHERE cmt_id % 10 = 0")).await;
+            exec(
+                &mut conn,
+                &format!("UPDATE {table} SET cmt_added = cmt_added + 1 WHERE cmt_id % 10 = 0"),
+            )
+            .await;
             vacuum[side] += timed(&mut conn, &format!("VACUUM {table}")).await;
         }
     }
@@ -159,14 +175,21 @@ async fn main() {
     .await
     .unwrap();
     // One repository's churn: its partition alone against the whole table.
-    exec(&mut conn, "UPDATE bench_commits_plain SET cmt_added = cmt_added + 1 WHERE repo_id = 1").await;
-    exec(&mut conn, "UPDATE bench_commits_hash SET cmt_added = cmt_added + 1 WHERE repo_id = 1").await;
-    let one_partition: String = sqlx::query_scalar(
-        "SELECT tableoid::regclass::text FROM bench_commits_hash WHERE repo_id = 1 LIMIT 1",
+    exec(
+        &mut conn,
+        "UPDATE bench_commits_plain SET cmt_added = cmt_added + 1 WHERE repo_id = 1",
     )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    .await;
+    exec(
+        &mut conn,
+        "UPDATE bench_commits_hash SET cmt_added = cmt_added + 1 WHERE repo_id = 1",
+    )
+    .await;
+    let one_partition: String =
+        sqlx::query_scalar("SELECT tableoid::regclass::text FROM bench_commits_hash WHERE repo_id = 1 LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     let vacuum_whole = timed(&mut conn, "VACUUM bench_commits_plain").await;
     let vacuum_one = timed(&mut conn, &format!("VACUUM {one_partition}")).await;
 
