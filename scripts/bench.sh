@@ -7,6 +7,7 @@
 #   scripts/bench.sh facade <repo> [rounds]  facade ingest vs git log --numstat on a clone of <repo>
 #   scripts/bench.sh views [repos]         aggregates' cost in the drain; refreshes and readers on a synthetic fleet
 #   scripts/bench.sh storage [repos]       bytes per row and repository; commits one table vs partitioned by repo_id
+#   scripts/bench.sh fleet [small] [large]   tick(), queue_health(), why_not_collected(), claims on 10K vs 100K repositories
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -34,5 +35,6 @@ case "$what" in
         AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_facade -- "$repo" "${3:-3}" ;;
     views) cargo run -q --release -p aveloxis-tests --bin bench_views -- "${2:-1000}" ;;
     storage) cargo run -q --release -p aveloxis-tests --bin bench_storage -- "${2:-1000}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage)" ;;
+    fleet) cargo run -q --release -p aveloxis-tests --bin bench_fleet -- "${2:-10000}" "${3:-100000}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet)" ;;
 esac
