@@ -162,6 +162,7 @@ CREATE INDEX pull_request_events_pr_idx ON aveloxis_data.pull_request_events USI
 CREATE INDEX pull_request_message_ref_msg_idx ON aveloxis_data.pull_request_message_ref USING btree (repo_id, msg_id);
 CREATE INDEX review_comments_pr_idx ON aveloxis_data.review_comments USING btree (repo_id, pull_request_id);
 CREATE INDEX drain_runs_run_idx ON aveloxis_ops.drain_runs USING btree (run_id);
+CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs USING btree (phase, finished_at) WHERE (outcome = ANY (ARRAY['transient'::text, 'gone'::text, 'auth'::text, 'fatal'::text, 'lease_expired'::text]));
 
 -- The drain's bookkeeping calls take the repository (their rows are keyed by it now).
 DROP FUNCTION aveloxis_ops.reject(bigint[], text, text);
@@ -439,6 +440,91 @@ AS $$
         RETURNING 1
     )
     SELECT count(*) FROM back
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.reset_setting(setting_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.setting(setting_name);
+    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE aveloxis.tick()
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    expired  bigint;
+    purged   bigint;
+    pruned   bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
+        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
+        RETURN;
+    END IF;
+    expired := aveloxis_ops.expire_leases();
+    DELETE FROM aveloxis_ops.staging s
+    WHERE s.drained_at < aveloxis_ops.clock() - aveloxis_ops.setting('staging.retention')::interval;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    -- A run that finished before the cutoff started before it: the started_at index finds
+    -- the old runs without reading the whole history.
+    DELETE FROM aveloxis_ops.job_runs r
+    WHERE r.started_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval
+      AND r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.view_refresh_runs r
+    WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_history')::interval;
+    IF expired + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
+            expired, purged, pruned;
+    END IF;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.add_counts(repo bigint, run bigint, entity text, c aveloxis_ops.drain_counts,
@@ -1253,6 +1339,22 @@ BEGIN
         ON CONFLICT (repo_id, run_id, entity, field) DO UPDATE SET nulled = t.nulled + EXCLUDED.nulled;
     END LOOP;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
+    moved AS (
+        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
+        FROM cadence c
+        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+          AND j.due_at <> j.last_success_at + c.every
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved
 $$;
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.reject(repo bigint, staging_ids bigint[], error text, sqlstate text)

@@ -104,6 +104,9 @@ BEGIN
     END;
     INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
 END
 $$;
 
@@ -116,6 +119,9 @@ AS $$
 BEGIN
     PERFORM aveloxis_ops.setting(setting_name);
     DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
 END
 $$;
 
@@ -139,7 +145,7 @@ CREATE TABLE aveloxis_ops.jobs (
     -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
     priority             integer NOT NULL DEFAULT 100,
     due_at               timestamptz NOT NULL DEFAULT now(),
-    -- due_at came from the cadence (tick() re-aligns these when a cadence changes).
+    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
     due_from_cadence     boolean NOT NULL DEFAULT false,
     lease_owner          text,
     leased_at            timestamptz,
@@ -198,6 +204,9 @@ CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
 CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
     WHERE lease_token_digest IS NOT NULL;
 CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
+-- queue_health()'s failures of the last day, without reading the whole history.
+CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
+    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
 
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
@@ -226,6 +235,27 @@ AS $$
     FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
     WHERE r.repo_id = repo
     ON CONFLICT (repo_id, phase) DO NOTHING
+$$;
+
+-- Jobs whose due date came from their phase's cadence are due one (new) cadence after
+-- their last success: set_setting() and reset_setting() call this when a cadence
+-- changes, once, rather than tick() scanning every job every minute (at 100,000
+-- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
+-- changes a cadence's default calls it too.
+CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
+    moved AS (
+        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
+        FROM cadence c
+        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+          AND j.due_at <> j.last_success_at + c.every
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved
 $$;
 
 CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
@@ -714,15 +744,15 @@ END
 $$;
 
 -- Housekeeping, every minute under pg_cron or the background worker: expired leases
--- back to the queue, due dates re-aligned to changed cadences, drained staging and old
--- run history deleted. A second concurrent tick returns at once.
+-- back to the queue, drained staging and old run history deleted. Every step reads an
+-- index of what it removes, so its cost follows the work, not the fleet's size. A second
+-- concurrent tick returns at once.
 CREATE PROCEDURE aveloxis.tick()
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     expired  bigint;
-    aligned  bigint;
     purged   bigint;
     pruned   bigint;
 BEGIN
@@ -731,22 +761,20 @@ BEGIN
         RETURN;
     END IF;
     expired := aveloxis_ops.expire_leases();
-    UPDATE aveloxis_ops.jobs j
-    SET due_at = j.last_success_at + aveloxis_ops.setting(j.phase || '.cadence')::interval
-    WHERE j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
-      AND j.due_at <> j.last_success_at + aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    GET DIAGNOSTICS aligned = ROW_COUNT;
     DELETE FROM aveloxis_ops.staging s
     WHERE s.drained_at < aveloxis_ops.clock() - aveloxis_ops.setting('staging.retention')::interval;
     GET DIAGNOSTICS purged = ROW_COUNT;
+    -- A run that finished before the cutoff started before it: the started_at index finds
+    -- the old runs without reading the whole history.
     DELETE FROM aveloxis_ops.job_runs r
-    WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
+    WHERE r.started_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval
+      AND r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
     GET DIAGNOSTICS pruned = ROW_COUNT;
     DELETE FROM aveloxis_ops.view_refresh_runs r
     WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_history')::interval;
-    IF expired + aligned + purged + pruned > 0 THEN
-        RAISE LOG 'aveloxis.tick: % expired leases returned, % due dates re-aligned, % drained staging rows and % old runs deleted',
-            expired, aligned, purged, pruned;
+    IF expired + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
+            expired, purged, pruned;
     END IF;
 END
 $$;

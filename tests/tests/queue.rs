@@ -487,7 +487,7 @@ async fn partial_and_retried_jobs_are_served_first_and_gone_sidelines_the_repo()
 }
 
 #[tokio::test]
-async fn tick_realigns_due_dates_and_purges_old_rows() {
+async fn a_new_cadence_realigns_due_dates_and_tick_purges_old_rows() {
     let db = TestDb::with_extension("queue_tick").await;
     let mut conn = db.connect().await;
     let repo = add_repo(&mut conn, "/srv/git/t.git").await;
@@ -498,7 +498,6 @@ async fn tick_realigns_due_dates_and_purges_old_rows() {
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::raw_sql("CALL aveloxis.tick()").execute(&mut conn).await.unwrap();
     let realigned: bool = sqlx::query_scalar(
         "SELECT due_at = last_success_at + interval '7 days' FROM aveloxis_ops.jobs WHERE job_id = $1",
     )
@@ -506,11 +505,19 @@ async fn tick_realigns_due_dates_and_purges_old_rows() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert!(realigned);
+    assert!(realigned, "set_setting re-aligns the phase's due dates at once");
     sqlx::query("SELECT aveloxis.reset_setting('facade.cadence')")
         .execute(&mut conn)
         .await
         .unwrap();
+    let back: bool = sqlx::query_scalar(
+        "SELECT due_at = last_success_at + interval '1 day' FROM aveloxis_ops.jobs WHERE job_id = $1",
+    )
+    .bind(job)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(back, "reset_setting re-aligns them to the default");
 
     // Old drained staging and old run history go; recent ones stay.
     sqlx::query(

@@ -74,11 +74,11 @@ async fn build(conn: &mut PgConnection, repos: i64) {
                  consecutive_failures = CASE WHEN j.job_id % 20 = 18 THEN 2 WHEN j.job_id % 20 = 19 THEN 10 ELSE 0 END,
                  backoff_until = CASE WHEN j.job_id % 20 = 18 THEN now() + interval '3 hours' END,
                  sidelined_until = CASE WHEN j.job_id % 20 = 19 THEN now() + interval '7 days' END,
-                 sideline_reason = CASE WHEN j.job_id % 20 = 19 THEN 'gone: 404 from the forge' END;
-             VACUUM ANALYZE;"
+                 sideline_reason = CASE WHEN j.job_id % 20 = 19 THEN 'gone: 404 from the forge' END;"
         ),
     )
     .await;
+    exec(conn, "VACUUM ANALYZE").await;
 }
 
 async fn measure(repos: i64) -> Figures {
@@ -193,7 +193,12 @@ async fn main() {
     );
     println!("\n {:<36} | {:>14} | {:>14} | growth", "measure", small, large);
     let row = |name: &str, a: f64, b: f64, unit: &str| {
-        println!(" {name:<36} | {:>11.2} {unit:<2} | {:>11.2} {unit:<2} | {:.2}x", a, b, b / a);
+        println!(
+            " {name:<36} | {:>11.2} {unit:<2} | {:>11.2} {unit:<2} | {:.2}x",
+            a,
+            b,
+            b / a
+        );
     };
     row("tick() median", s.tick_ms.0, l.tick_ms.0, "ms");
     row("tick() p95", s.tick_ms.1, l.tick_ms.1, "ms");
@@ -201,8 +206,18 @@ async fn main() {
     row("queue_health() p95", s.health_ms.1, l.health_ms.1, "ms");
     row("why_not_collected(repo) median", s.why_ms.0, l.why_ms.0, "ms");
     row("why_not_collected(repo) p95", s.why_ms.1, l.why_ms.1, "ms");
-    row("claim->complete cycles/s, 4 claimers", s.claims_per_s, l.claims_per_s, "/s");
-    row("queue + registry bytes per repository", s.queue_bytes_per_repo, l.queue_bytes_per_repo, "B");
+    row(
+        "claim->complete cycles/s, 4 claimers",
+        s.claims_per_s,
+        l.claims_per_s,
+        "/s",
+    );
+    row(
+        "queue + registry bytes per repository",
+        s.queue_bytes_per_repo,
+        l.queue_bytes_per_repo,
+        "B",
+    );
     println!(
         "\n(growth 1.00x = flat; a 10x fleet growing a figure by about log10(10) = 1 step or less is logarithmic;\n \
          anything near {growth:.0}x is linear)"
