@@ -426,6 +426,34 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis']) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], p.phase)
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis.requeue_rejects(repo_id bigint)
 RETURNS bigint
 LANGUAGE sql SECURITY DEFINER
@@ -500,6 +528,11 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
+    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
+    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
+    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
     expired  bigint;
     purged   bigint;
     pruned   bigint;
@@ -509,17 +542,13 @@ BEGIN
         RETURN;
     END IF;
     expired := aveloxis_ops.expire_leases();
-    DELETE FROM aveloxis_ops.staging s
-    WHERE s.drained_at < aveloxis_ops.clock() - aveloxis_ops.setting('staging.retention')::interval;
+    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
     GET DIAGNOSTICS purged = ROW_COUNT;
     -- A run that finished before the cutoff started before it: the started_at index finds
     -- the old runs without reading the whole history.
-    DELETE FROM aveloxis_ops.job_runs r
-    WHERE r.started_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval
-      AND r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('job_runs.retention')::interval;
+    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
     GET DIAGNOSTICS pruned = ROW_COUNT;
-    DELETE FROM aveloxis_ops.view_refresh_runs r
-    WHERE r.finished_at < aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_history')::interval;
+    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
     IF expired + purged + pruned > 0 THEN
         RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
             expired, purged, pruned;
