@@ -260,8 +260,11 @@ AS $$
         UNION ALL
         SELECT e.child, depth.d + 1 FROM depth JOIN edges e ON e.parent = depth.rel WHERE depth.d < 32
     )
+    -- Staging leads the distributed tables (it references none of them): the colocation
+    -- group is named after it.
     SELECT (row_number() OVER (ORDER BY CASE t.kind WHEN 'reference' THEN 0 WHEN 'distributed' THEN 1 ELSE 2 END,
-                                         max(depth.d), t.rel::regclass::text))::integer,
+                                         t.rel <> 'aveloxis_ops.staging'::regclass, max(depth.d),
+                                         t.rel::regclass::text))::integer,
            t.rel::regclass, t.kind
     FROM tables t JOIN depth ON depth.rel = t.rel
     GROUP BY t.rel, t.kind
@@ -553,6 +556,137 @@ BEGIN
         RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
             expired, purged, pruned;
     END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
 END
 $$;
 
@@ -1406,6 +1540,102 @@ AS $$
     )
     SELECT count(*) FROM ins
 $$;
+
+-- Augur's relations look rows up by (repo_id, id), as the keys now are.
+CREATE OR REPLACE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
+SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS issue_msg_ref_src_node_id,
+       x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
+       x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
+       x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_message_ref x;
+
+
+CREATE OR REPLACE VIEW aveloxis_augur_data.issues WITH (security_invoker = true) AS
+SELECT i.issue_id, i.repo_id, i.reporter_id, NULL::bigint AS pull_request, NULL::bigint AS pull_request_id,
+       i.created_at AT TIME ZONE 'UTC' AS created_at, i.issue_title::varchar AS issue_title,
+       i.issue_body::varchar AS issue_body,
+       coalesce(i.closed_by_id,
+                CASE WHEN i.closed_at IS NOT NULL THEN
+                    (SELECT e.cntrb_id FROM aveloxis_data.issue_events e
+                     WHERE e.repo_id = i.repo_id AND e.issue_id = i.issue_id AND e.action = 'closed'
+                     ORDER BY e.created_at DESC, e.event_id DESC LIMIT 1) END) AS cntrb_id,
+       i.comment_count::bigint AS comment_count, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
+       i.closed_at AT TIME ZONE 'UTC' AS closed_at, NULL::timestamp AS due_on, NULL::varchar AS repository_url,
+       i.issue_url::varchar AS issue_url, NULL::varchar AS labels_url, NULL::varchar AS comments_url,
+       NULL::varchar AS events_url, i.html_url::varchar AS html_url, i.issue_state::varchar AS issue_state,
+       i.node_id::varchar AS issue_node_id, i.issue_number::bigint AS gh_issue_number,
+       i.platform_issue_id AS gh_issue_id,
+       (SELECT c.gh_user_id FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id) AS gh_user_id,
+       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
+       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issues i;
+
+
+CREATE OR REPLACE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
+SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS pr_message_ref_src_node_id,
+       NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_message_ref x;
+
+
+CREATE OR REPLACE VIEW aveloxis_augur_data.pull_request_review_message_ref WITH (security_invoker = true) AS
+SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c.msg_id,
+       NULL::varchar AS pr_review_msg_url, c.platform_review_id AS pr_review_src_id,
+       c.platform_src_id AS pr_review_msg_src_id, m.node_id::varchar AS pr_review_msg_node_id,
+       c.diff_hunk::varchar AS pr_review_msg_diff_hunk, c.path::varchar AS pr_review_msg_path,
+       c."position"::bigint AS pr_review_msg_position, c.original_position::bigint AS pr_review_msg_original_position,
+       c.commit_id::varchar AS pr_review_msg_commit_id, c.original_commit_id::varchar AS pr_review_msg_original_commit_id,
+       m.msg_updated_at AT TIME ZONE 'UTC' AS pr_review_msg_updated_at, m.msg_html_url::varchar AS pr_review_msg_html_url,
+       NULL::varchar AS pr_url, c.author_association::varchar AS pr_review_msg_author_association,
+       NULL::bigint AS pr_review_msg_start_line, NULL::bigint AS pr_review_msg_original_start_line,
+       NULL::varchar AS pr_review_msg_start_side, c.line::bigint AS pr_review_msg_line,
+       c.original_line::bigint AS pr_review_msg_original_line, c.side::varchar AS pr_review_msg_side,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.review_comments c
+JOIN aveloxis_data.messages m ON m.repo_id = c.repo_id AND m.msg_id = c.msg_id;
+
+
+CREATE OR REPLACE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
+SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
+       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p
+        WHERE p.repo_id = r.repo_id AND p.pull_request_id = r.pull_request_id)
+           AS pr_source_id,
+       r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
+       NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviewers r;
+
+
+CREATE OR REPLACE VIEW aveloxis_augur_data.pull_requests WITH (security_invoker = true) AS
+SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_id AS pr_src_id,
+       p.node_id::varchar AS pr_src_node_id, p.pr_html_url::varchar AS pr_html_url,
+       p.pr_diff_url::varchar AS pr_diff_url, NULL::varchar AS pr_patch_url, NULL::varchar AS pr_issue_url,
+       NULL::bigint AS pr_augur_issue_id, p.pr_number::bigint AS pr_src_number,
+       (CASE p.pr_state WHEN 'merged' THEN 'closed' ELSE p.pr_state END)::varchar AS pr_src_state,
+       p.pr_locked AS pr_src_locked, p.pr_title::varchar AS pr_src_title, p.author_id AS pr_augur_contributor_id,
+       p.pr_body, p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.updated_at AT TIME ZONE 'UTC' AS pr_updated_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at, p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at,
+       p.merge_commit_sha::varchar AS pr_merge_commit_sha, NULL::bigint AS pr_teams, NULL::varchar AS pr_milestone,
+       NULL::varchar AS pr_commits_url, NULL::varchar AS pr_review_comments_url,
+       NULL::varchar AS pr_review_comment_url, NULL::varchar AS pr_comments_url, NULL::varchar AS pr_statuses_url,
+       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
+       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
+       NULL::varchar AS pr_src_issue_url, NULL::varchar AS pr_src_comments_url,
+       NULL::varchar AS pr_src_review_comments_url, NULL::varchar AS pr_src_commits_url,
+       NULL::varchar AS pr_src_statuses_url, p.pr_author_association::varchar AS pr_src_author_association,
+       p.tool_source::varchar AS tool_source, p.tool_version::varchar AS tool_version,
+       p.data_source::varchar AS data_source, p.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_requests p;
+
 
 COMMENT ON FUNCTION aveloxis.distribution_plan() IS
     'How Citus would hold each table of pg_aveloxis (distributed by repo_id, reference, or coordinator-local), in the order aveloxis.distribute() takes them';

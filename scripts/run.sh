@@ -112,6 +112,14 @@ step "as 8Knot sees it (search_path aveloxis_augur_data,aveloxis_data): commits 
     FROM explorer_commits_and_committers_daily_count d JOIN repo r USING (repo_id)
     ORDER BY d.cmt_committer_date DESC LIMIT 5"
 
+step "a DBA's view of scaling out: how Citus would hold these tables (aveloxis.distribution_plan(), docs/scaling.md)"
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT kind, count(*) AS tables,
+           string_agg(table_name::text, ', ' ORDER BY step) FILTER (WHERE n <= 4) || ', ...' AS first_in_order
+    FROM (SELECT p.*, row_number() OVER (PARTITION BY kind ORDER BY step) AS n FROM aveloxis.distribution_plan() p) p
+    GROUP BY kind ORDER BY min(step)" -c "
+    SELECT step, statement FROM aveloxis.distribute(dry_run => true) ORDER BY step DESC LIMIT 2"
+
 cat <<MSG
 The cluster keeps running for you to explore:
   scripts/cluster.sh psql          # psql into it (DATABASE_URL=$DATABASE_URL)

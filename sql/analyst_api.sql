@@ -139,17 +139,20 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT (SELECT min(m.msg_timestamp) FROM (
                         SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
-                        JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id WHERE x.pull_request_id = p.pull_request_id
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
                         UNION ALL
                         SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
-                        JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id WHERE x.pull_request_id = p.pull_request_id
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
                         UNION ALL
                         SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
-                        WHERE v.pull_request_id = p.pull_request_id) m
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
                     WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
                       AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
                    (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-                    WHERE v.pull_request_id = p.pull_request_id AND v.cntrb_id IS DISTINCT FROM p.author_id
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
                       AND v.submitted_at >= p.created_at
                       AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
         ) r

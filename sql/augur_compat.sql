@@ -122,7 +122,7 @@ SELECT i.issue_id, i.repo_id, i.reporter_id, NULL::bigint AS pull_request, NULL:
        coalesce(i.closed_by_id,
                 CASE WHEN i.closed_at IS NOT NULL THEN
                     (SELECT e.cntrb_id FROM aveloxis_data.issue_events e
-                     WHERE e.issue_id = i.issue_id AND e.action = 'closed'
+                     WHERE e.repo_id = i.repo_id AND e.issue_id = i.issue_id AND e.action = 'closed'
                      ORDER BY e.created_at DESC, e.event_id DESC LIMIT 1) END) AS cntrb_id,
        i.comment_count::bigint AS comment_count, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
        i.closed_at AT TIME ZONE 'UTC' AS closed_at, NULL::timestamp AS due_on, NULL::varchar AS repository_url,
@@ -149,9 +149,11 @@ SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_
        NULL::varchar AS pr_commits_url, NULL::varchar AS pr_review_comments_url,
        NULL::varchar AS pr_review_comment_url, NULL::varchar AS pr_comments_url, NULL::varchar AS pr_statuses_url,
        (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
-        WHERE m.pull_request_id = p.pull_request_id AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
        (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
-        WHERE m.pull_request_id = p.pull_request_id AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
        NULL::varchar AS pr_src_issue_url, NULL::varchar AS pr_src_comments_url,
        NULL::varchar AS pr_src_review_comments_url, NULL::varchar AS pr_src_commits_url,
        NULL::varchar AS pr_src_statuses_url, p.pr_author_association::varchar AS pr_src_author_association,
@@ -238,7 +240,8 @@ FROM aveloxis_data.pull_request_reviews v;
 
 CREATE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
 SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
-       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.msg_id = x.msg_id)::varchar AS issue_msg_ref_src_node_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS issue_msg_ref_src_node_id,
        x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
        x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
        x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
@@ -246,7 +249,8 @@ FROM aveloxis_data.issue_message_ref x;
 
 CREATE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
 SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
-       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.msg_id = x.msg_id)::varchar AS pr_message_ref_src_node_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS pr_message_ref_src_node_id,
        NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
        NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
 FROM aveloxis_data.pull_request_message_ref x;
@@ -268,7 +272,7 @@ SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c
        NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
        c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
 FROM aveloxis_data.review_comments c
-JOIN aveloxis_data.messages m ON m.msg_id = c.msg_id;
+JOIN aveloxis_data.messages m ON m.repo_id = c.repo_id AND m.msg_id = c.msg_id;
 
 CREATE VIEW aveloxis_augur_data.issue_labels WITH (security_invoker = true) AS
 SELECT l.issue_label_id, l.issue_id, l.repo_id, l.label_text::varchar AS label_text,
@@ -300,7 +304,8 @@ FROM aveloxis_data.pull_request_assignees a;
 
 CREATE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
 SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
-       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p WHERE p.pull_request_id = r.pull_request_id)
+       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p
+        WHERE p.repo_id = r.repo_id AND p.pull_request_id = r.pull_request_id)
            AS pr_source_id,
        r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
        NULL::varchar AS tool_version, NULL::varchar AS data_source,

@@ -43,8 +43,11 @@ AS $$
         UNION ALL
         SELECT e.child, depth.d + 1 FROM depth JOIN edges e ON e.parent = depth.rel WHERE depth.d < 32
     )
+    -- Staging leads the distributed tables (it references none of them): the colocation
+    -- group is named after it.
     SELECT (row_number() OVER (ORDER BY CASE t.kind WHEN 'reference' THEN 0 WHEN 'distributed' THEN 1 ELSE 2 END,
-                                         max(depth.d), t.rel::regclass::text))::integer,
+                                         t.rel <> 'aveloxis_ops.staging'::regclass, max(depth.d),
+                                         t.rel::regclass::text))::integer,
            t.rel::regclass, t.kind
     FROM tables t JOIN depth ON depth.rel = t.rel
     GROUP BY t.rel, t.kind

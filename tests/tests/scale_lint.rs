@@ -331,6 +331,11 @@ async fn the_distribution_plan_is_the_linted_one_in_dependency_order() {
     assert!(statements[first_distributed]
         .1
         .contains("shard_count := 32, colocate_with := 'none'"));
+    assert!(
+        statements[first_distributed].1.contains("'aveloxis_ops.staging'"),
+        "the colocation group is staging's: {}",
+        statements[first_distributed].1
+    );
     assert!(statements[first_distributed + 1..statements.len() - 1]
         .iter()
         .all(|(_, s)| s.contains("create_distributed_table") && !s.contains("'none'")));

@@ -331,7 +331,7 @@ async fn row_at_a_time(conn: &mut PgConnection, repo: i64) -> f64 {
                     sqlx::query(
                         "INSERT INTO aveloxis_data.issue_labels (issue_id, repo_id, label_text, label_description,
                              label_color, platform_label_id)
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issue_id, label_text) DO NOTHING",
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (repo_id, issue_id, label_text) DO NOTHING",
                     )
                     .bind(issue_id)
                     .bind(repo)
@@ -347,7 +347,7 @@ async fn row_at_a_time(conn: &mut PgConnection, repo: i64) -> f64 {
                 for (a, cntrb) in assignees.iter().zip(ids.iter().skip(1)) {
                     sqlx::query(
                         "INSERT INTO aveloxis_data.issue_assignees (issue_id, repo_id, platform_assignee_id, cntrb_id)
-                         VALUES ($1, $2, $3, $4::uuid) ON CONFLICT (issue_id, platform_assignee_id) DO NOTHING",
+                         VALUES ($1, $2, $3, $4::uuid) ON CONFLICT (repo_id, issue_id, platform_assignee_id) DO NOTHING",
                     )
                     .bind(issue_id)
                     .bind(repo)
@@ -393,7 +393,7 @@ async fn row_at_a_time(conn: &mut PgConnection, repo: i64) -> f64 {
                 .unwrap();
                 sqlx::query(
                     "INSERT INTO aveloxis_data.issue_message_ref (issue_id, msg_id, repo_id, platform_src_id)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (issue_id, msg_id) DO NOTHING",
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, issue_id, msg_id) DO NOTHING",
                 )
                 .bind(issue_id)
                 .bind(msg_id)
@@ -405,8 +405,10 @@ async fn row_at_a_time(conn: &mut PgConnection, repo: i64) -> f64 {
             }
             done.push(staging_id);
         }
-        sqlx::query("UPDATE aveloxis_ops.staging SET drained_at = now() WHERE staging_id = ANY($1)")
+        // The staging key is (repo_id, staging_id) since 0.10.0.
+        sqlx::query("UPDATE aveloxis_ops.staging SET drained_at = now() WHERE repo_id = $2 AND staging_id = ANY($1)")
             .bind(&done)
+            .bind(repo)
             .execute(&mut *tx)
             .await
             .unwrap();
