@@ -219,14 +219,10 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
-    -- The per-repository drain runs on the node that holds the repository's rows.
-    step := step + 1;
-    statement := format('SELECT create_distributed_function(%L, %L, colocate_with := %L)',
-                        'aveloxis.drain(bigint,integer)', 'repo_id', anchor::text);
-    IF NOT dry_run THEN
-        EXECUTE statement;
-    END IF;
-    RETURN NEXT;
+    -- The drain is not delegated to the workers (create_distributed_function): it mints
+    -- issue and pull request ids, which must stay below 2^31 for 8Knot, and a worker's
+    -- sequence range starts at 2^48. Called on the coordinator, its statements are still
+    -- single-shard queries routed to the repository's node (docs/scaling.md).
 END
 $$;
 

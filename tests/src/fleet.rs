@@ -2,14 +2,8 @@
 //! docs/scaling.md): repositories with commits, issues, pull requests, comments, events
 //! and reviews, written straight into the base tables.
 
+use crate::exec;
 use sqlx::PgConnection;
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-}
 
 /// The synthetic fleet, written straight into the base tables (the triggers keep the
 /// daily activity as it goes in).

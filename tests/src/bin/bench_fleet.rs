@@ -13,14 +13,7 @@
 use std::time::Instant;
 
 use harness::sqlx::{self, PgConnection};
-use harness::TestDb;
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-}
+use harness::{exec, TestDb};
 
 /// Median and 95th percentile of a set of timings, in milliseconds.
 fn spread(mut ms: Vec<f64>) -> (f64, f64) {

@@ -12,16 +12,9 @@
 use std::time::Instant;
 
 use harness::sqlx::{self, PgConnection};
-use harness::TestDb;
+use harness::{exec, TestDb};
 
 const PARTITIONS: i64 = 16;
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-}
 
 async fn timed(conn: &mut PgConnection, sql: &str) -> f64 {
     let start = Instant::now();

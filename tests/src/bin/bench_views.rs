@@ -13,17 +13,10 @@
 use std::time::{Duration, Instant};
 
 use harness::sqlx::{self, Connection, PgConnection};
-use harness::TestDb;
+use harness::{exec, TestDb};
 use serde_json::json;
 
 const ACTIVITY_TABLES: &[&str] = &["issues", "pull_requests", "messages", "pull_request_reviews", "commits"];
-
-async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-}
 
 /// Staged envelopes for one repository: issues (half closed), two comments each, and
 /// commits of three files, from a few hundred people.
