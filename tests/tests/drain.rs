@@ -803,6 +803,16 @@ fn pull_request_records() -> Vec<(String, Value)> {
     out
 }
 
+/// PyGithub's pull request 31 as recorded: the parent the child-sync tests hang their
+/// commits, files, reviews and comments on.
+fn pygithub_pull_request_31() -> Value {
+    pull_request_records()
+        .into_iter()
+        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
+        .expect("PyGithub's pull request 31 is among the recorded fixtures")
+        .1
+}
+
 #[tokio::test]
 async fn every_github_pull_request_fixture_drains_to_its_values() {
     let db = TestDb::with_extension("drain_pr_fixtures").await;
@@ -951,11 +961,7 @@ fn json_envelope(pr: &Value, children: &[(&str, Value)]) -> String {
 async fn pull_request_envelopes_sync_their_children() {
     let db = TestDb::with_extension("drain_pr_children").await;
     let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
-    let pr = pull_request_records()
-        .into_iter()
-        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
-        .unwrap()
-        .1;
+    let pr = pygithub_pull_request_31();
     let commits = fixture_records("github/pull_commits/pygithub/PullRequest.testGetCommits.json");
     let files = fixture_records("github/pull_files/pygithub/PullRequest.testGetFiles.json");
     let reviews = fixture_records("github/pull_reviews/pygithub/PullRequestReview.testAttributes.json")
@@ -1300,11 +1306,7 @@ async fn review_comments_join_their_pull_request_and_review() {
     .await;
     // The pull request is not there yet: the comments wait.
     assert_eq!(db.drain(repo).await[0].5, comments.len() as i64);
-    let pr = pull_request_records()
-        .into_iter()
-        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
-        .unwrap()
-        .1;
+    let pr = pygithub_pull_request_31();
     db.stage(repo, "pull_request", &[json_envelope(&pr, &[])]).await;
     let counts = db.drain(repo).await;
     let rc = counts.iter().find(|c| c.0 == "review_comment").unwrap();
@@ -1336,11 +1338,7 @@ async fn review_comments_join_their_pull_request_and_review() {
 async fn a_review_no_longer_listed_goes_and_its_comments_stay_unlinked() {
     let db = TestDb::with_extension("drain_review_gone").await;
     let repo = add_repo(&db, "https://github.com/PyGithub/PyGithub").await;
-    let pr = pull_request_records()
-        .into_iter()
-        .find(|(r, p)| r == "PyGithub/PyGithub" && p["number"] == 31)
-        .unwrap()
-        .1;
+    let pr = pygithub_pull_request_31();
     let review = |id: i64| {
         json!({"id": id, "state": "COMMENTED", "body": format!("review {id}"), "submitted_at": "2024-02-01T10:00:00Z",
                "user": {"login": "reviewer", "id": 6060, "type": "User"}})
