@@ -158,6 +158,26 @@ impl Drop for ScriptedRepo {
     }
 }
 
+/// The facade's stored rows in the form of [`numstat_of`]: (hash, file, added, removed),
+/// binary files as `-`, a commit without files as one `(no files)` row.
+pub async fn stored_numstat(pool: &sqlx::PgPool) -> BTreeSet<(String, String, String, String)> {
+    sqlx::query_as::<_, (String, String, i32, i32, bool)>(
+        "SELECT cmt_commit_hash, cmt_filename, cmt_added, cmt_removed, cmt_binary FROM aveloxis_data.commits",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(h, f, a, r, binary)| {
+        if binary {
+            (h, f, "-".into(), "-".into())
+        } else {
+            (h, f, a.to_string(), r.to_string())
+        }
+    })
+    .collect()
+}
+
 /// `git log --numstat -z` of `rev` in the repository at `path`, parsed.
 pub fn numstat_of(path: &Path, rev: &str) -> BTreeSet<(String, String, String, String)> {
     let out = Command::new("git")

@@ -3,29 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use harness::gitrepo::{Change, Commit, ScriptedRepo};
+use harness::gitrepo::{stored_numstat, Change, Commit, ScriptedRepo};
 use harness::sqlx;
 use harness::{output_text, TestDb};
 
 type Numstat = BTreeSet<(String, String, String, String)>;
-
-async fn stored_numstat(pool: &sqlx::PgPool) -> Numstat {
-    sqlx::query_as::<_, (String, String, i32, i32, bool)>(
-        "SELECT cmt_commit_hash, cmt_filename, cmt_added, cmt_removed, cmt_binary FROM aveloxis_data.commits",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|(h, f, a, r, binary)| {
-        if binary {
-            (h, f, "-".into(), "-".into())
-        } else {
-            (h, f, a.to_string(), r.to_string())
-        }
-    })
-    .collect()
-}
 
 fn collect(db: &TestDb, repo: &ScriptedRepo, clones: &std::path::Path) -> String {
     let out = db.agent(&["collect", repo.path_str(), "--clone-dir", clones.to_str().unwrap()]);

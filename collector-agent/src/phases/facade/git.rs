@@ -1,10 +1,10 @@
 //! Git I/O with git2: where a repository may be cloned from (URL safety), the bare clone
-//! kept per repository, and the walk that turns commits into per-file line counts the
-//! way `git log --numstat` counts them.
+//! kept per repository, the commits to walk and their metadata (the line counts come
+//! from git itself: `numstat.rs`).
 
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, Diff, DiffFindOptions, DiffOptions, Oid, Repository, Sort};
+use git2::{Oid, Repository, Sort};
 use serde::Serialize;
 
 /// What went wrong with a clone or a walk. `class()` maps it onto the queue's failure classes.
@@ -461,33 +461,13 @@ pub fn commits_to_walk<'r>(repo: &'r Repository, head: Oid, hide: &[Oid]) -> Res
     Ok(walk)
 }
 
-/// Reads one commit and counts its changed lines per file like `git log --numstat`:
-/// against its parent (the root against the empty tree), renames found as git's default
-/// does (50% similar, up to 1,000 candidates), binary files flagged and counted 0/0,
-/// merges without a diff (`git log` shows none for them by default).
-pub fn read_commit(repo: &Repository, oid: Oid) -> Result<CommitRecord, GitError> {
+/// Reads one commit's metadata; `files` are its changed files as git counted them
+/// ([`super::numstat`]).
+pub fn read_commit(repo: &Repository, oid: Oid, files: Vec<FileChange>) -> Result<CommitRecord, GitError> {
     let path = repo.path().to_path_buf();
     let err = |e: git2::Error| GitError::local(&path, format!("commit {oid}: {}", e.message()));
     let commit = repo.find_commit(oid).map_err(err)?;
     let parents: Vec<String> = commit.parent_ids().map(|p| p.to_string()).collect();
-    let files = if commit.parent_count() > 1 {
-        Vec::new()
-    } else {
-        let new_tree = commit.tree().map_err(err)?;
-        let old_tree = match commit.parent_count() {
-            0 => None,
-            _ => Some(commit.parent(0).map_err(err)?.tree().map_err(err)?),
-        };
-        let mut options = DiffOptions::new();
-        options.include_typechange(true).ignore_submodules(false);
-        let mut diff = repo
-            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), Some(&mut options))
-            .map_err(err)?;
-        let mut find = DiffFindOptions::new();
-        find.renames(true).rename_limit(1000);
-        diff.find_similar(Some(&mut find)).map_err(err)?;
-        numstat(&diff).map_err(err)?
-    };
     let author = signature(&commit.author());
     let committer = signature(&commit.committer());
     Ok(CommitRecord {
@@ -498,54 +478,6 @@ pub fn read_commit(repo: &Repository, oid: Oid) -> Result<CommitRecord, GitError
         message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
         files,
     })
-}
-
-fn numstat(diff: &Diff<'_>) -> Result<Vec<FileChange>, git2::Error> {
-    // One pass over the diff counting '+' and '-' lines per file: unlike a Patch per
-    // file, nothing of the diff text is kept.
-    let files = std::cell::RefCell::new(Vec::<FileChange>::with_capacity(diff.deltas().len()));
-    let path_of = |f: git2::DiffFile<'_>| f.path_bytes().map(|p| String::from_utf8_lossy(p).into_owned());
-    diff.foreach(
-        &mut |delta, _progress| {
-            let new_path = path_of(delta.new_file())
-                .or_else(|| path_of(delta.old_file()))
-                .unwrap_or_default();
-            let previous_path = match delta.status() {
-                Delta::Renamed | Delta::Copied => path_of(delta.old_file()).filter(|old| *old != new_path),
-                _ => None,
-            };
-            if delta.status() != Delta::Unmodified {
-                files.borrow_mut().push(FileChange {
-                    path: new_path,
-                    previous_path,
-                    added: 0,
-                    removed: 0,
-                    binary: delta.flags().is_binary(),
-                });
-            }
-            true
-        },
-        None,
-        None,
-        Some(&mut |_delta, _hunk, line| {
-            if let Some(file) = files.borrow_mut().last_mut() {
-                match line.origin() {
-                    '+' => file.added += 1,
-                    '-' => file.removed += 1,
-                    _ => {}
-                }
-            }
-            true
-        }),
-    )?;
-    let mut files = files.into_inner();
-    for f in &mut files {
-        if f.binary {
-            f.added = 0;
-            f.removed = 0;
-        }
-    }
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 
 pub mod authors;
 pub mod git;
+pub mod numstat;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 
 use git2::{Oid, Repository};
 use serde_json::{json, Value};
@@ -419,12 +419,17 @@ pub async fn finish(
 /// Commits staged between two drains started beside the walk.
 const DRAIN_EVERY: usize = 2000;
 
-/// Commits handed to a walker thread at a time.
+/// Commits handed on at a time, and the run of consecutive commits one git process
+/// takes before the next process takes the following run (neighbouring commits share
+/// blobs, which git's delta cache then serves).
 const WALK_CHUNK: usize = 64;
+const GIT_SLICE_RUN: usize = 256;
 
-/// Walks `head` minus `hide` on `threads` threads, each with its own handle on the
-/// clone, and sends every commit read to `out` (in no particular order). Stops early,
-/// without error, when `out` is closed. Returns how many commits were sent.
+/// Walks `head` minus `hide` with `threads` git processes counting lines (each given
+/// every `threads`-th run of commits) and a reader thread per process adding the
+/// commit's metadata from libgit2, and sends every commit to `out` (in no particular
+/// order). Stops early, without error, when `out` is closed. Returns how many commits
+/// were sent.
 pub fn walk(
     clone_path: &Path,
     head: Oid,
@@ -433,67 +438,81 @@ pub fn walk(
     out: mpsc::SyncSender<Vec<Result<CommitRecord, GitError>>>,
 ) -> Result<usize, GitError> {
     // Objects read from our own clone were checked when the pack was fetched and
-    // indexed; re-hashing every object on read (libgit2's default, SHA-1DC) cost more
-    // than a third of the walk. git itself does not re-hash on read either.
+    // indexed; re-hashing every object on read (libgit2's default, SHA-1DC) costs time
+    // for nothing. git itself does not re-hash on read either.
     git2::opts::strict_hash_verification(false);
     let repo = Repository::open_bare(clone_path).map_err(|e| GitError::local(clone_path, e))?;
-    let revwalk = git::commits_to_walk(&repo, head, hide)?;
-    let (work_tx, work_rx) = mpsc::sync_channel::<Vec<Oid>>(threads * 4);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let mut workers = Vec::new();
-    for _ in 0..threads.max(1) {
-        let work_rx = work_rx.clone();
+    let commits = git::commits_to_walk(&repo, head, hide)?
+        .collect::<Result<Vec<Oid>, _>>()
+        .map_err(|e| GitError::local(clone_path, format!("walking the history: {}", e.message())))?;
+    let processes = threads.clamp(1, commits.len().div_ceil(GIT_SLICE_RUN).max(1));
+    let mut slices = vec![Vec::with_capacity(commits.len() / processes + GIT_SLICE_RUN); processes];
+    for (i, run) in commits.chunks(GIT_SLICE_RUN).enumerate() {
+        slices[i % processes].extend_from_slice(run);
+    }
+    let mut readers = Vec::new();
+    // No slice is empty but when there is nothing to walk: git given no commit would
+    // show HEAD's history.
+    for slice in slices.into_iter().filter(|s| !s.is_empty()) {
         let out = out.clone();
         let path = clone_path.to_path_buf();
-        workers.push(std::thread::spawn(move || -> Result<usize, GitError> {
+        readers.push(std::thread::spawn(move || -> Result<usize, GitError> {
             let repo = Repository::open_bare(&path).map_err(|e| GitError::local(&path, e))?;
+            let mut git_log = numstat::spawn(&path, &slice)?;
             let mut sent = 0;
-            loop {
-                let chunk = match work_rx.lock().expect("walk queue lock").recv() {
-                    Ok(chunk) => chunk,
-                    Err(_) => return Ok(sent),
-                };
-                // A chunk in, a chunk out: one hand-off per chunk, not per commit.
-                let records: Vec<_> = chunk.into_iter().map(|oid| git::read_commit(&repo, oid)).collect();
-                let n = records.len();
-                if out.send(records).is_err() {
-                    return Ok(sent);
+            let mut chunk = Vec::with_capacity(WALK_CHUNK);
+            let mut stopped = false;
+            while let Some((oid, files)) = git_log.next_commit()? {
+                chunk.push(git::read_commit(&repo, oid, files));
+                if chunk.len() == WALK_CHUNK {
+                    sent += chunk.len();
+                    if out
+                        .send(std::mem::replace(&mut chunk, Vec::with_capacity(WALK_CHUNK)))
+                        .is_err()
+                    {
+                        stopped = true;
+                        break;
+                    }
                 }
-                sent += n;
             }
+            let read = sent + chunk.len();
+            let skipped_renames = git_log.finish();
+            if stopped {
+                return Ok(sent);
+            }
+            let skipped_renames = skipped_renames?;
+            if skipped_renames > 0 {
+                tracing::info!(
+                    commits = skipped_renames,
+                    "git skipped inexact rename detection (its rename limit), as `git log --numstat` does"
+                );
+            }
+            // git prints every commit it was given once; fewer is a history we cannot trust.
+            if read != slice.len() {
+                return Err(GitError::local(
+                    &path,
+                    format!("git log printed {read} of the {} commits it was given", slice.len()),
+                ));
+            }
+            if !chunk.is_empty() {
+                sent += chunk.len();
+                let _ = out.send(chunk);
+            }
+            Ok(sent)
         }));
     }
     drop(out);
-    let mut chunk = Vec::with_capacity(WALK_CHUNK);
-    let mut walk_error = None;
-    for oid in revwalk {
-        match oid {
-            Ok(oid) => chunk.push(oid),
+    let mut total = 0;
+    let mut first_error = None;
+    for r in readers {
+        match r.join().expect("git reader thread panicked") {
+            Ok(n) => total += n,
             Err(e) => {
-                walk_error = Some(GitError::local(
-                    clone_path,
-                    format!("walking the history: {}", e.message()),
-                ));
-                break;
+                first_error.get_or_insert(e);
             }
         }
-        if chunk.len() == WALK_CHUNK
-            && work_tx
-                .send(std::mem::replace(&mut chunk, Vec::with_capacity(WALK_CHUNK)))
-                .is_err()
-        {
-            break;
-        }
     }
-    if !chunk.is_empty() {
-        let _ = work_tx.send(chunk);
-    }
-    drop(work_tx);
-    let mut total = 0;
-    for w in workers {
-        total += w.join().expect("walker thread panicked")?;
-    }
-    match walk_error {
+    match first_error {
         Some(e) => Err(e),
         None => Ok(total),
     }
