@@ -318,7 +318,7 @@ mod unit_tests {
         let missing = Oid::from_str("0123456789012345678901234567890123456789").unwrap();
         let mut stream = spawn(&dir.join(".git"), &[missing]).unwrap();
         while stream.next_commit().unwrap().is_some() {}
-        let err = stream.finish().err().expect("git fails on a commit it does not have");
+        let err = stream.finish().expect_err("git fails on a commit it does not have");
         assert!(err.to_string().contains("git exited"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
