@@ -7,8 +7,6 @@ use harness::gitrepo::{stored_numstat, Change, Commit, ScriptedRepo};
 use harness::sqlx;
 use harness::{output_text, TestDb};
 
-type Numstat = BTreeSet<(String, String, String, String)>;
-
 fn collect(db: &TestDb, repo: &ScriptedRepo, clones: &std::path::Path) -> String {
     let out = db.agent(&["collect", repo.path_str(), "--clone-dir", clones.to_str().unwrap()]);
     let (stdout, stderr) = output_text(&out);
