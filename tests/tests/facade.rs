@@ -552,3 +552,164 @@ async fn two_repositories_of_one_group_drain_their_aggregates_at_once() {
     .unwrap();
     assert_eq!(group, (4, 2, 2), "the group's row sums both repositories");
 }
+
+/// (commit, old path, new path) of every rename git's `log --name-status` reports on `main`.
+fn renames_of(repo: &ScriptedRepo) -> BTreeSet<(String, String, String)> {
+    let out = repo.git(&["log", "-z", "--name-status", "--format=%x01%H", "main"]);
+    let mut renames = BTreeSet::new();
+    let mut hash = String::new();
+    let mut tokens = out.split(|b| *b == 0).map(|t| String::from_utf8_lossy(t).into_owned());
+    while let Some(token) = tokens.next() {
+        let token = token.trim_start_matches('\n').to_string();
+        if let Some(h) = token.strip_prefix('\u{1}') {
+            hash = h.to_string();
+        } else if token.starts_with('R') || token.starts_with('C') {
+            let (old, new) = (tokens.next().unwrap(), tokens.next().unwrap());
+            renames.insert((hash.clone(), old, new));
+        } else if !token.is_empty() {
+            tokens.next(); // the path of an A, M, D or T line
+        }
+    }
+    renames
+}
+
+/// The cases where libgit2's rename pairing and git's differ: more renamed-and-edited
+/// files than git's rename limit (git skips inexact detection, keeps exact renames),
+/// one deleted file with two equally similar candidates (and two deleted files with one
+/// candidate), and renames with edits on both sides of the 50% similarity threshold.
+/// Stored rows and their previous paths must be what the git CLI prints.
+#[tokio::test]
+async fn rename_pairing_is_git_logs_in_large_and_ambiguous_commits() {
+    let db = TestDb::with_extension("facade_renames").await;
+    let repo = ScriptedRepo::new("facade-renames");
+    let clones = db.scratch_dir("clones");
+    let pool = db.pool(2).await;
+
+    let file = |i: usize, tag: &str| lines(20, &format!("{tag} {i:04}"));
+    let edited = |i: usize, tag: &str| {
+        let mut body = file(i, tag);
+        body.extend_from_slice(b"edited in the move\n");
+        body
+    };
+    // 1,050 vendored files moved, renamed and edited (1,050 x 1,050 inexact candidates:
+    // over git's limit of 1,000 x 1,000) and 50 moved unchanged.
+    let vendored: Vec<(String, Vec<u8>)> = (0..1100)
+        .map(|i| (format!("vendor/lib-1.0/f{i:04}.c"), file(i, "lib")))
+        .collect();
+    let moved: Vec<(String, Vec<u8>)> = (0..1100)
+        .map(|i| {
+            let body = if i < 1050 { edited(i, "lib") } else { file(i, "lib") };
+            // Another basename: git's basename pass would pair them before its limit.
+            (format!("vendor/lib-2.0/g{i:04}.c"), body)
+        })
+        .collect();
+    // One file, two copies with one different line each: equally similar.
+    let original = lines(20, "twin");
+    let mut twin_a = lines(20, "twin");
+    twin_a.extend_from_slice(b"a\n");
+    let mut twin_b = lines(20, "twin");
+    twin_b.extend_from_slice(b"b\n");
+    // Renames with k of 20 lines replaced by lines of the same length: 30% to 70% of
+    // the bytes, around git's 50% threshold.
+    let threshold: Vec<(usize, Vec<u8>, Vec<u8>)> = (6..=14)
+        .map(|k| {
+            let before = lines(20, &format!("edge{k}"));
+            let after: Vec<u8> = (0..20)
+                .map(|i| {
+                    if i < k {
+                        format!("EDGE{k} line {i}\n")
+                    } else {
+                        format!("edge{k} line {i}\n")
+                    }
+                })
+                .collect::<String>()
+                .into_bytes();
+            (k, before, after)
+        })
+        .collect();
+
+    let mut first = vec![Change::Write("twins/original.txt", &original)];
+    first.extend(vendored.iter().map(|(p, b)| Change::Write(p, b)));
+    let edge_paths: Vec<(String, String)> = threshold
+        .iter()
+        .map(|(k, ..)| (format!("edge/before{k}.txt"), format!("edge/after{k}.txt")))
+        .collect();
+    for ((before_path, _), (_, before, _)) in edge_paths.iter().zip(&threshold) {
+        first.push(Change::Write(before_path, before));
+    }
+    let mut vendor_move: Vec<Change<'_>> = vendored.iter().map(|(p, _)| Change::Delete(p)).collect();
+    vendor_move.extend(moved.iter().map(|(p, b)| Change::Write(p, b)));
+    let mut edges: Vec<Change<'_>> = Vec::new();
+    for ((before_path, after_path), (_, _, after)) in edge_paths.iter().zip(&threshold) {
+        edges.push(Change::Delete(before_path));
+        edges.push(Change::Write(after_path, after));
+    }
+    fn commit<'a>(mark: u32, message: &'a str, changes: Vec<Change<'a>>) -> Commit<'a> {
+        Commit {
+            branch: "main",
+            mark,
+            from: (mark > 1).then_some(mark - 1),
+            merge: &[],
+            author: "Vendor Bot <vendor@example.org>",
+            time: "1700000000 +0000",
+            message,
+            changes,
+        }
+    }
+    repo.import(&[
+        commit(1, "Vendor lib 1.0\n", first),
+        commit(2, "Update vendored lib to 2.0\n", vendor_move),
+        commit(
+            3,
+            "One file, two equal candidates\n",
+            vec![
+                Change::Delete("twins/original.txt"),
+                Change::Write("twins/copy-a.txt", &twin_a),
+                Change::Write("twins/copy-b.txt", &twin_b),
+            ],
+        ),
+        commit(
+            4,
+            "Two files, one candidate\n",
+            vec![
+                Change::Delete("twins/copy-a.txt"),
+                Change::Delete("twins/copy-b.txt"),
+                Change::Write("twins/merged.txt", &original),
+            ],
+        ),
+        commit(5, "Renames at the threshold\n", edges),
+    ]);
+
+    let stdout = collect(&db, &repo, &clones);
+    assert!(stdout.contains("facade: full walk, 5 commits staged"), "{stdout}");
+    let (stored, expected) = (stored_numstat(&pool).await, repo.numstat());
+    assert!(
+        stored == expected,
+        "stored and not in git log: {:?}; in git log and not stored: {:?}",
+        stored.difference(&expected).take(5).collect::<Vec<_>>(),
+        expected.difference(&stored).take(5).collect::<Vec<_>>()
+    );
+    let stored_renames: BTreeSet<(String, String, String)> = sqlx::query_as(
+        "SELECT cmt_commit_hash, cmt_previous_filename, cmt_filename FROM aveloxis_data.commits
+         WHERE cmt_previous_filename IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let git_renames = renames_of(&repo);
+    assert!(
+        stored_renames == git_renames,
+        "renames stored and not in git: {:?}; in git and not stored: {:?}",
+        stored_renames.difference(&git_renames).take(5).collect::<Vec<_>>(),
+        git_renames.difference(&stored_renames).take(5).collect::<Vec<_>>()
+    );
+    // The cases are really there: git kept only the 50 exact renames of the big move,
+    // paired the original with one twin, one twin with the merged file, and some but not
+    // all of the threshold renames.
+    let of = |mark: u32| git_renames.iter().filter(|r| r.0 == repo.mark(mark)).count();
+    assert_eq!(of(2), 50, "exact renames of the big move");
+    assert_eq!((of(3), of(4)), (1, 1));
+    assert!(of(5) > 0 && of(5) < 9, "threshold renames paired: {}", of(5));
+}
