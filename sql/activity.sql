@@ -277,50 +277,65 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- The start of a moment's UTC day: facts that count per day (lines, commits) are
+-- summed per day before activity_apply, one fact a day instead of one a row.
+CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
+
 -- Commits: one row per (commit, file). Lines count per row; a commit counts once,
 -- when its first row arrives and when its last row goes (whatever statements they
 -- come in); its author's contribution once per commit.
+-- Lines and commits are summed per UTC day in the statement (a batch of thousands of
+-- rows becomes a few facts a day); contributions stay per commit (first contributions
+-- need their time).
 CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
 BEGIN
     IF TG_OP <> 'DELETE' THEN
         SELECT array_agg(f) INTO plus FROM (
-            SELECT n.repo_id, NULL::uuid, n.cmt_author_timestamp, 'lines_added', n.cmt_added::bigint FROM new_rows n
-            WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0
+            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
+                   sum(n.cmt_added)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
             UNION ALL
-            SELECT n.repo_id, NULL, n.cmt_author_timestamp, 'lines_removed', n.cmt_removed FROM new_rows n
-            WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0
+            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
+                   sum(n.cmt_removed)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
             UNION ALL
             SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
             FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
         ) f;
         IF TG_OP = 'INSERT' THEN
             plus := plus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, h.at, 'commits', 1)::aveloxis_ops.activity_fact
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
                 FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
                       FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
                 WHERE (SELECT count(*) FROM aveloxis_data.commits c
-                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now);
+                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
         END IF;
     END IF;
     IF TG_OP <> 'INSERT' THEN
         SELECT array_agg(f) INTO minus FROM (
-            SELECT o.repo_id, NULL::uuid, o.cmt_author_timestamp, 'lines_added', o.cmt_added::bigint FROM old_rows o
-            WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0
+            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
+                   sum(o.cmt_added)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
             UNION ALL
-            SELECT o.repo_id, NULL, o.cmt_author_timestamp, 'lines_removed', o.cmt_removed FROM old_rows o
-            WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0
+            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
+                   sum(o.cmt_removed)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
             UNION ALL
             SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
             FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
         ) f;
         IF TG_OP = 'DELETE' THEN
             minus := minus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, h.at, 'commits', 1)::aveloxis_ops.activity_fact
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
                 FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
                       FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
                 WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
-                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash));
+                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
         END IF;
     END IF;
     PERFORM aveloxis_ops.activity_apply(plus, minus);

@@ -468,6 +468,44 @@ BEGIN
     -- (and one fail on the other's insert): one at a time per group, until commit. Each
     -- statement after the lock sees what the other committed (READ COMMITTED).
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.repo_group_aggregates', grp));
+    DELETE FROM aveloxis_data.dm_repo_group_annual d USING pg_temp.stale_groups g
+    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
+    DELETE FROM aveloxis_data.dm_repo_group_monthly d USING pg_temp.stale_groups g
+    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
+    DELETE FROM aveloxis_data.dm_repo_group_weekly d USING pg_temp.stale_groups g
+    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
+    -- When no other repository of the group has commits by the stale authors in those
+    -- years (a group of one, or forks apart), the group's rows are this repository's:
+    -- copied, not recomputed from every commit again.
+    IF NOT EXISTS (
+        SELECT FROM pg_temp.stale_groups g
+        JOIN aveloxis_data.repos r ON r.repo_group_id = grp AND r.repo_id <> repo
+        JOIN aveloxis_data.commits c ON c.repo_id = r.repo_id AND c.cmt_author_email = g.email
+        WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year
+    ) THEN
+        INSERT INTO aveloxis_data.dm_repo_group_annual (repo_group_id, email, affiliation, year, added, removed,
+                                                        whitespace, files, patches, tool_source, tool_version,
+                                                        data_source)
+        SELECT grp, d.email, d.affiliation, d.year, d.added, d.removed, d.whitespace, d.files, d.patches,
+               source, version, 'git'
+        FROM aveloxis_data.dm_repo_annual d JOIN pg_temp.stale_groups g ON g.email = d.email AND g.year = d.year
+        WHERE d.repo_id = repo;
+        INSERT INTO aveloxis_data.dm_repo_group_monthly (repo_group_id, email, affiliation, year, month, added,
+                                                         removed, whitespace, files, patches, tool_source,
+                                                         tool_version, data_source)
+        SELECT grp, d.email, d.affiliation, d.year, d.month, d.added, d.removed, d.whitespace, d.files, d.patches,
+               source, version, 'git'
+        FROM aveloxis_data.dm_repo_monthly d JOIN pg_temp.stale_groups g ON g.email = d.email AND g.year = d.year
+        WHERE d.repo_id = repo;
+        INSERT INTO aveloxis_data.dm_repo_group_weekly (repo_group_id, email, affiliation, year, week, added,
+                                                        removed, whitespace, files, patches, tool_source,
+                                                        tool_version, data_source)
+        SELECT grp, d.email, d.affiliation, d.year, d.week, d.added, d.removed, d.whitespace, d.files, d.patches,
+               source, version, 'git'
+        FROM aveloxis_data.dm_repo_weekly d JOIN pg_temp.stale_groups g ON g.email = d.email AND g.year = d.year
+        WHERE d.repo_id = repo;
+        RETURN groups;
+    END IF;
     PERFORM aveloxis_ops.drop_batch_table('stale_group_commits');
     CREATE TEMP TABLE stale_group_commits ON COMMIT DROP AS
     SELECT c.cmt_author_email AS email,
@@ -480,12 +518,6 @@ BEGIN
     JOIN aveloxis_data.repos r ON r.repo_group_id = grp
     JOIN aveloxis_data.commits c ON c.repo_id = r.repo_id AND c.cmt_author_email = g.email
     WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year;
-    DELETE FROM aveloxis_data.dm_repo_group_annual d USING pg_temp.stale_groups g
-    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
-    DELETE FROM aveloxis_data.dm_repo_group_monthly d USING pg_temp.stale_groups g
-    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
-    DELETE FROM aveloxis_data.dm_repo_group_weekly d USING pg_temp.stale_groups g
-    WHERE d.repo_group_id = grp AND d.email = g.email AND d.year = g.year;
     -- A path is a file per repository; a commit hash is one patch even when two
     -- repositories of the group (forks) share it.
     INSERT INTO aveloxis_data.dm_repo_group_annual (repo_group_id, email, affiliation, year, added, removed,

@@ -14,6 +14,28 @@ fn collect(db: &TestDb, repo: &ScriptedRepo, clones: &std::path::Path) -> String
     stdout
 }
 
+/// A group of one repository: its dm_repo_group_* rows are the repository's dm_repo_*
+/// rows (the drain copies them instead of recomputing them), granularity by granularity.
+async fn assert_group_rows_are_the_repositorys(pool: &sqlx::PgPool) {
+    for (repo_table, group_table, period) in [
+        ("dm_repo_annual", "dm_repo_group_annual", "0"),
+        ("dm_repo_monthly", "dm_repo_group_monthly", "month"),
+        ("dm_repo_weekly", "dm_repo_group_weekly", "week"),
+    ] {
+        let rows = |table: &str| {
+            format!(
+                "SELECT email, affiliation, year::int, {period}::int, added::bigint, removed::bigint, \
+                 whitespace::bigint, files::bigint, patches::bigint FROM aveloxis_data.{table}"
+            )
+        };
+        type Row = (String, String, i32, i32, i64, i64, i64, i64, i64);
+        let of_repo: BTreeSet<Row> = sqlx::query_as(&rows(repo_table)).fetch_all(pool).await.unwrap().into_iter().collect();
+        let of_group: BTreeSet<Row> = sqlx::query_as(&rows(group_table)).fetch_all(pool).await.unwrap().into_iter().collect();
+        assert!(!of_repo.is_empty(), "{repo_table} has rows");
+        assert_eq!(of_repo, of_group, "{group_table} against {repo_table}");
+    }
+}
+
 fn lines(n: usize, tag: &str) -> Vec<u8> {
     (0..n)
         .map(|i| format!("{tag} line {i}\n"))
@@ -236,6 +258,7 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
         .await
         .unwrap();
     assert_eq!(group_patches, 9);
+    assert_group_rows_are_the_repositorys(&pool).await;
 
     // Git-only: the free resolution steps ran; the noreply author got an account, the
     // bot and the empty email were skipped, the rest recorded as misses with a cooldown.
@@ -316,6 +339,7 @@ async fn git_history_is_stored_like_git_log_numstat_and_incremental_runs_add_onl
     .await
     .unwrap();
     assert_eq!((patches, added), (1, 5));
+    assert_group_rows_are_the_repositorys(&pool).await;
     let orphans: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM aveloxis_data.commit_parents WHERE cmt_commit_hash = $1)
               + (SELECT count(*) FROM aveloxis_data.commit_messages WHERE cmt_hash = $1)",

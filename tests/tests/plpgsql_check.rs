@@ -56,6 +56,18 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
     .execute(&mut *tx)
     .await
     .unwrap();
+    // The same commit in a second repository of the group: its aggregates are recomputed
+    // over both (the scratch table of that path), not copied.
+    let sibling: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('/srv/git/checked-fork.git')")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload) VALUES ($1, 3, 'commit', $2)")
+        .bind(sibling)
+        .bind(commit.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     // And one payload of each GitHub entity whose mapper makes a table of its own.
     let github: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/o/checked')")
         .fetch_one(&mut *tx)
@@ -87,7 +99,7 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
             .await
             .unwrap();
     }
-    for target in [repo, github] {
+    for target in [repo, sibling, github] {
         let run: i64 = sqlx::query_scalar("SELECT aveloxis.drain_begin($1)")
             .bind(target)
             .fetch_one(&mut *tx)

@@ -192,6 +192,7 @@ WHERE n.nspname IN ('aveloxis','aveloxis_ops') AND l.lanname IN ('sql','plpgsql'
             "aveloxis_ops.review_facts(aveloxis_data.pull_request_reviews)",
             "aveloxis_ops.tz_offset_minutes(text)",
             "aveloxis_ops.user_id_of(jsonb)",
+            "aveloxis_ops.utc_day_start(timestamp with time zone)",
         ],
     },
     // must stay empty
