@@ -127,7 +127,7 @@ pub struct GitArgs {
     /// $XDG_CACHE_HOME/aveloxis/clones, else ~/.cache/aveloxis/clones).
     #[arg(long, env = "AVELOXIS_CLONE_DIR")]
     pub clone_dir: Option<PathBuf>,
-    /// Threads reading commits (default: one per core).
+    /// git processes counting lines in the facade (default: one per core).
     #[arg(long)]
     pub walk_threads: Option<usize>,
 }

@@ -29,8 +29,18 @@ async fn assert_group_rows_are_the_repositorys(pool: &sqlx::PgPool) {
             )
         };
         type Row = (String, String, i32, i32, i64, i64, i64, i64, i64);
-        let of_repo: BTreeSet<Row> = sqlx::query_as(&rows(repo_table)).fetch_all(pool).await.unwrap().into_iter().collect();
-        let of_group: BTreeSet<Row> = sqlx::query_as(&rows(group_table)).fetch_all(pool).await.unwrap().into_iter().collect();
+        let of_repo: BTreeSet<Row> = sqlx::query_as(&rows(repo_table))
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let of_group: BTreeSet<Row> = sqlx::query_as(&rows(group_table))
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         assert!(!of_repo.is_empty(), "{repo_table} has rows");
         assert_eq!(of_repo, of_group, "{group_table} against {repo_table}");
     }

@@ -62,12 +62,14 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload) VALUES ($1, 3, 'commit', $2)")
-        .bind(sibling)
-        .bind(commit.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO aveloxis_ops.staging (repo_id, platform_id, entity, payload) VALUES ($1, 3, 'commit', $2)",
+    )
+    .bind(sibling)
+    .bind(commit.to_string())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     // And one payload of each GitHub entity whose mapper makes a table of its own.
     let github: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('https://github.com/o/checked')")
         .fetch_one(&mut *tx)

@@ -1,6 +1,7 @@
-//! The facade phase: a repository's git history into the database. git I/O in
-//! `git.rs`; the walk is spread over threads and streamed into staging in batches while
-//! the extension drains what already arrived, so memory stays bounded and both cores work.
+//! The facade phase: a repository's git history into the database. The clone and commit
+//! metadata in `git.rs` (libgit2), the line counts from git itself in `numstat.rs`; the
+//! walk is spread over git processes and streamed into staging in batches while the
+//! extension drains what already arrived, so memory stays bounded and both cores work.
 
 pub mod authors;
 pub mod git;
@@ -23,7 +24,7 @@ pub use git::{check_url, CommitRecord, Credentials, GitError, GitSource};
 pub struct FacadeOptions {
     /// Where the bare clones live (`<clone_dir>/repo_<repo_id>`).
     pub clone_dir: PathBuf,
-    /// Threads reading commits (both cores: 2).
+    /// git processes counting lines, each with a reader thread (both cores: 2).
     pub threads: usize,
     /// Commits per staging INSERT.
     pub stage_batch: usize,
