@@ -1,4 +1,5 @@
--- pg_aveloxis 0.10.0 -> 0.11.0: a faster commit drain (docs/benchmarks.md, facade).
+-- pg_aveloxis 0.10.0 -> 0.11.0: a faster commit drain and a faster queue (docs/benchmarks.md,
+-- facade and queue).
 --
 -- * The commits' activity trigger sums lines and commits per UTC day within the statement
 --   before counting them (one fact a day instead of one per row); the daily counts are
@@ -6,6 +7,8 @@
 -- * refresh_commit_aggregates copies a repository's dm_repo_* rows into its group's
 --   dm_repo_group_* rows when no other repository of the group has commits by the same
 --   authors in those years, instead of recomputing them from every commit again.
+-- * claim, complete, fail and their helpers run generic plans (SET plan_cache_mode), and
+--   complete ends the lease in the same update that schedules the next run.
 
 CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -203,6 +206,265 @@ BEGIN
            count(DISTINCT s.cmt_commit_hash), source, version, 'git'
     FROM pg_temp.stale_group_commits s GROUP BY s.email, s.affiliation, s.year, s.week;
     RETURN groups;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    r      aveloxis_ops.job_runs;
+    latest bigint;
+BEGIN
+    IF lease_token IS NULL THEN
+        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
+    END IF;
+    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
+    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
+        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
+    END IF;
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    run := r.run_id;
+    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
+    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
+        RETURN;
+    END IF;
+    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
+        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
+            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
+    END IF;
+    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
+        j.job_id, r.run_id
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.finish_run(j aveloxis_ops.jobs, run bigint, outcome text, error text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = finish_run.outcome, error = finish_run.error,
+                                       result = finish_run.result
+    WHERE r.run_id = finish_run.run;
+    UPDATE aveloxis_ops.jobs SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL,
+                                 lease_run_id = NULL
+    WHERE job_id = j.job_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Phases are collect, facade, distribution and analysis.';
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = CASE WHEN whole THEN 'complete' ELSE 'partial' END,
+                                       error = NULL, result = complete.outcome - 'state'
+    WHERE r.run_id = lease.run;
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- The lease ends in the same update that schedules the next run: one new version of
+    -- the job's row per completion (each version is an entry the claim's index scans
+    -- pass over until vacuum).
+    UPDATE aveloxis_ops.jobs SET
+        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs;
+    lease    record;
+    at       timestamptz := aveloxis_ops.clock();
+    base     interval;
+    cadence  interval;
+    limit_n  integer;
+    n        integer;
+    next_due timestamptz;
+BEGIN
+    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
+        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Classes are transient, skip, gone, auth and fatal.';
+    END IF;
+    lease := aveloxis_ops.held_lease(lease_token, job);
+    j := lease.j;
+    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
+    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
+    PERFORM aveloxis_ops.finish_run(j, lease.run, class, error, NULL);
+
+    IF class = 'transient' THEN
+        n := j.consecutive_failures + 1;
+        IF n % limit_n = 0 THEN
+            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
+                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
+            WHERE job_id = j.job_id;
+            next_due := at + cadence;
+        ELSE
+            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
+            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
+        END IF;
+        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
+    ELSIF class = 'skip' THEN
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
+            backoff_until = NULL, priority = 100
+        WHERE job_id = j.job_id;
+    ELSIF class = 'gone' THEN
+        next_due := 'infinity';
+        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
+            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
+        WHERE repo_id = j.repo_id;
+    ELSIF class = 'auth' THEN
+        next_due := at + base;
+        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
+    ELSE
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
+            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
+        WHERE job_id = j.job_id;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class WHERE job_id = j.job_id;
+    RETURN next_due;
 END
 $$;
 
