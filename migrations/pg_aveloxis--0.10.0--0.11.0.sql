@@ -7,7 +7,7 @@
 -- * refresh_commit_aggregates copies a repository's dm_repo_* rows into its group's
 --   dm_repo_group_* rows when no other repository of the group has commits by the same
 --   authors in those years, instead of recomputing them from every commit again.
--- * claim, complete, fail and their helpers run generic plans (SET plan_cache_mode), and
+-- * complete, fail and their helpers run generic plans (SET plan_cache_mode), and
 --   complete ends the lease in the same update that schedules the next run.
 
 CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
@@ -267,96 +267,6 @@ BEGIN
     UPDATE aveloxis_ops.jobs SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL,
                                  lease_run_id = NULL
     WHERE job_id = j.job_id;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
-                               lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    limits  jsonb;
-    ph      text;
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF phases IS NULL OR cardinality(phases) = 0
-       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
-        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Phases are collect, facade, distribution and analysis.';
-    END IF;
-    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
-    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
-    FROM aveloxis_ops.settings s
-    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
-    FOREACH ph IN ARRAY phases LOOP
-        IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
-        END IF;
-    END LOOP;
-    PERFORM aveloxis_ops.expire_leases();
-
-    RETURN QUERY
-    WITH room AS (
-        SELECT p AS phase,
-               CASE WHEN NOT limits ? p THEN max_jobs
-                    ELSE greatest(0, (limits ->> p)::integer
-                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
-                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
-        FROM unnest(phases) p
-    ), candidates AS MATERIALIZED (
-        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
-        FROM aveloxis_ops.jobs j
-        WHERE j.phase = ANY (phases)
-          AND j.lease_owner IS NULL
-          AND j.due_at <= at
-          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
-          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
-        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.job_id
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
-                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
-              FROM candidates c) c
-        JOIN room l ON l.phase = c.phase
-        WHERE c.n <= l.room
-    ), tokens AS MATERIALIZED (
-        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
-    ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
-        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
-        RETURNING job_runs.job_id, job_runs.run_id
-    ), leased AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
-        FROM runs r WHERE r.job_id = j.job_id
-        RETURNING j.*
-    )
-    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
-           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
-                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
-                ELSE l.last_success_started_at END,
-           l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state, t.token
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
-    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
 END
 $$;
 
