@@ -469,7 +469,15 @@ pub fn walk(
             let mut sent = 0;
             let mut chunk = Vec::with_capacity(WALK_CHUNK);
             let mut stopped = false;
-            while let Some((oid, files)) = git_log.next_commit()? {
+            loop {
+                let (oid, files) = match git_log.next_commit() {
+                    Ok(Some(commit)) => commit,
+                    Ok(None) => break,
+                    Err(e) => {
+                        git_log.abandon();
+                        return Err(e);
+                    }
+                };
                 chunk.push(git::read_commit(&repo, oid, files));
                 if chunk.len() == WALK_CHUNK {
                     sent += chunk.len();
@@ -482,12 +490,12 @@ pub fn walk(
                     }
                 }
             }
-            let read = sent + chunk.len();
-            let skipped_renames = git_log.finish();
             if stopped {
+                git_log.abandon();
                 return Ok(sent);
             }
-            let skipped_renames = skipped_renames?;
+            let read = sent + chunk.len();
+            let skipped_renames = git_log.finish()?;
             if skipped_renames > 0 {
                 tracing::info!(
                     commits = skipped_renames,

@@ -40,6 +40,10 @@ struct StderrSummary {
 /// Starts `git log` on the bare clone at `git_dir` for exactly `commits` (each shown
 /// once, against its first parent, merges without a diff: `git log`'s defaults).
 pub fn spawn(git_dir: &Path, commits: &[Oid]) -> Result<NumstatStream, GitError> {
+    // Given no commit, `git log --stdin` would show HEAD's whole history.
+    if commits.is_empty() {
+        return Err(GitError::local(git_dir, "git log --numstat: no commits to count"));
+    }
     let mut child = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
@@ -211,10 +215,16 @@ impl NumstatStream {
         })
     }
 
+    /// Stops git early (the walk's receiver went away): nothing more is read.
+    pub fn abandon(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for git; an exit other than success is an error naming what git said.
     /// Returns how many commits git skipped inexact rename detection for.
     pub fn finish(mut self) -> Result<usize, GitError> {
-        // Whatever is left unread (an early stop) must not block git.
+        // Nothing should be left unread; if anything is, it must not block git.
         let _ = std::io::copy(&mut self.out, &mut std::io::sink());
         let status = self
             .child
