@@ -480,7 +480,6 @@ pub fn walk(
                 };
                 chunk.push(git::read_commit(&repo, oid, files));
                 if chunk.len() == WALK_CHUNK {
-                    sent += chunk.len();
                     if out
                         .send(std::mem::replace(&mut chunk, Vec::with_capacity(WALK_CHUNK)))
                         .is_err()
@@ -488,6 +487,7 @@ pub fn walk(
                         stopped = true;
                         break;
                     }
+                    sent += WALK_CHUNK;
                 }
             }
             if stopped {
@@ -530,5 +530,86 @@ pub fn walk(
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// A bare repository of `n` linear commits, each changing one file (git fast-import).
+    fn history(name: &str, n: usize) -> (PathBuf, Oid) {
+        let dir = std::env::temp_dir().join(format!("aveloxis-walk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .arg("--git-dir")
+                .arg(&dir)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        assert!(Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success());
+        let mut stream = Vec::new();
+        for i in 1..=n {
+            writeln!(stream, "commit refs/heads/main\nmark :{i}").unwrap();
+            writeln!(stream, "committer A <a@example.com> {} +0000", 1_700_000_000 + i).unwrap();
+            writeln!(stream, "data 2\nc\n").unwrap();
+            if i > 1 {
+                writeln!(stream, "from :{}", i - 1).unwrap();
+            }
+            let body = format!("line {i}\n");
+            writeln!(stream, "M 100644 inline f{}.txt\ndata {}\n{body}", i % 7, body.len()).unwrap();
+        }
+        let mut child = Command::new("git")
+            .arg("--git-dir")
+            .arg(&dir)
+            .args(["fast-import", "--quiet"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&stream).unwrap();
+        assert!(child.wait().unwrap().success());
+        let head = String::from_utf8(git(&["rev-parse", "refs/heads/main"]).stdout).unwrap();
+        (dir, Oid::from_str(head.trim()).unwrap())
+    }
+
+    #[test]
+    fn every_commit_is_walked_once_across_the_git_processes() {
+        let (dir, head) = history("all", 700);
+        let (tx, rx) = mpsc::sync_channel(4);
+        let walker = std::thread::spawn({
+            let dir = dir.clone();
+            move || walk(&dir, head, &[], 3, tx)
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for chunk in rx {
+            for record in chunk {
+                let record = record.unwrap();
+                assert_eq!(record.files.len(), 1, "{}", record.hash);
+                assert!(seen.insert(record.hash), "a commit walked twice");
+            }
+        }
+        assert_eq!(walker.join().unwrap().unwrap(), 700);
+        assert_eq!(seen.len(), 700);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_walk_whose_receiver_is_gone_stops_its_git_processes_without_error() {
+        let (dir, head) = history("stopped", 700);
+        let (tx, rx) = mpsc::sync_channel(1);
+        drop(rx);
+        // Returns (rather than reading every git's output to the end or hanging), having
+        // sent nothing.
+        assert_eq!(walk(&dir, head, &[], 2, tx).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
