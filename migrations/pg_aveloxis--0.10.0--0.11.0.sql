@@ -7,8 +7,9 @@
 -- * refresh_commit_aggregates copies a repository's dm_repo_* rows into its group's
 --   dm_repo_group_* rows when no other repository of the group has commits by the same
 --   authors in those years, instead of recomputing them from every commit again.
--- * complete, fail and their helpers run generic plans (SET plan_cache_mode), and
---   complete ends the lease in the same update that schedules the next run.
+-- * complete, fail and their helpers run generic plans (SET plan_cache_mode), and both
+--   end the lease in the update that sets the job's next state; finish_run only closes
+--   the run (its job argument is gone).
 
 CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -252,21 +253,17 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION aveloxis_ops.finish_run(j aveloxis_ops.jobs, run bigint, outcome text, error text, result jsonb)
+DROP FUNCTION aveloxis_ops.finish_run(aveloxis_ops.jobs, bigint, text, text, jsonb);
+CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
 BEGIN
-    UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = finish_run.outcome, error = finish_run.error,
-                                       result = finish_run.result
+    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
+                                       error = finish_run.error, result = finish_run.result
     WHERE r.run_id = finish_run.run;
-    UPDATE aveloxis_ops.jobs SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL,
-                                 lease_run_id = NULL
-    WHERE job_id = j.job_id;
 END
 $$;
 
@@ -292,14 +289,10 @@ BEGIN
     END IF;
     whole := coalesce((outcome ->> 'complete')::boolean, true);
     next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    UPDATE aveloxis_ops.job_runs r SET finished_at = at, outcome = CASE WHEN whole THEN 'complete' ELSE 'partial' END,
-                                       error = NULL, result = complete.outcome - 'state'
-    WHERE r.run_id = lease.run;
+    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
     -- What the forge reported, against what the drain (run before complete) stored.
     PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
-    -- The lease ends in the same update that schedules the next run: one new version of
-    -- the job's row per completion (each version is an entry the claim's index scans
-    -- pass over until vacuum).
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -340,7 +333,7 @@ BEGIN
     base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
     cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
     limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(j, lease.run, class, error, NULL);
+    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
 
     IF class = 'transient' THEN
         n := j.consecutive_failures + 1;
@@ -373,7 +366,9 @@ BEGIN
             consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
         WHERE job_id = j.job_id;
     END IF;
-    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class WHERE job_id = j.job_id;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
+                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
+    WHERE job_id = j.job_id;
     RETURN next_due;
 END
 $$;

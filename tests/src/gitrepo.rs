@@ -123,6 +123,27 @@ impl ScriptedRepo {
         numstat_of(&self.path, "main")
     }
 
+    /// (hash, old path, new path) of every rename (or copy) `git log --name-status -z`
+    /// reports on the default branch.
+    pub fn renames(&self) -> BTreeSet<(String, String, String)> {
+        let out = self.git(&["log", "-z", "--name-status", "--format=%x01%H", "main"]);
+        let mut renames = BTreeSet::new();
+        let mut hash = String::new();
+        let mut tokens = out.split(|b| *b == 0).map(|t| String::from_utf8_lossy(t).into_owned());
+        while let Some(token) = tokens.next() {
+            let token = token.trim_start_matches('\n').to_string();
+            if let Some(h) = token.strip_prefix('\u{1}') {
+                hash = h.to_string();
+            } else if token.starts_with('R') || token.starts_with('C') {
+                let (old, new) = (tokens.next().unwrap(), tokens.next().unwrap());
+                renames.insert((hash.clone(), old, new));
+            } else if !token.is_empty() {
+                tokens.next(); // the path of an A, M, D or T line
+            }
+        }
+        renames
+    }
+
     /// (hash, parent hashes in order) of the default branch.
     pub fn parents(&self) -> BTreeSet<(String, Vec<String>)> {
         let out = String::from_utf8(self.git(&["log", "--format=%H %P", "main"])).unwrap();

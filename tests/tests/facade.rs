@@ -587,26 +587,6 @@ async fn two_repositories_of_one_group_drain_their_aggregates_at_once() {
     assert_eq!(group, (4, 2, 2), "the group's row sums both repositories");
 }
 
-/// (commit, old path, new path) of every rename git's `log --name-status` reports on `main`.
-fn renames_of(repo: &ScriptedRepo) -> BTreeSet<(String, String, String)> {
-    let out = repo.git(&["log", "-z", "--name-status", "--format=%x01%H", "main"]);
-    let mut renames = BTreeSet::new();
-    let mut hash = String::new();
-    let mut tokens = out.split(|b| *b == 0).map(|t| String::from_utf8_lossy(t).into_owned());
-    while let Some(token) = tokens.next() {
-        let token = token.trim_start_matches('\n').to_string();
-        if let Some(h) = token.strip_prefix('\u{1}') {
-            hash = h.to_string();
-        } else if token.starts_with('R') || token.starts_with('C') {
-            let (old, new) = (tokens.next().unwrap(), tokens.next().unwrap());
-            renames.insert((hash.clone(), old, new));
-        } else if !token.is_empty() {
-            tokens.next(); // the path of an A, M, D or T line
-        }
-    }
-    renames
-}
-
 /// The cases where libgit2's rename pairing and git's differ: more renamed-and-edited
 /// files than git's rename limit (git skips inexact detection, keeps exact renames),
 /// one deleted file with two equally similar candidates (and two deleted files with one
@@ -732,7 +712,7 @@ async fn rename_pairing_is_git_logs_in_large_and_ambiguous_commits() {
     .unwrap()
     .into_iter()
     .collect();
-    let git_renames = renames_of(&repo);
+    let git_renames = repo.renames();
     assert!(
         stored_renames == git_renames,
         "renames stored and not in git: {:?}; in git and not stored: {:?}",
