@@ -750,12 +750,13 @@ BEGIN
         SELECT c.last_staging_id INTO after_id FROM aveloxis_ops.drain_run_counts c
         WHERE c.repo_id = target AND c.run_id = run AND c.entity = ent;
         DELETE FROM pg_temp.drain_rows;
-        -- Each payload is de-toasted, sanitized and parsed exactly once: this is the
-        -- floor every drain pays. Only a batch holding an unparsable payload takes the
-        -- slower path that finds it and says why.
+        -- Each payload is de-toasted, sanitized and parsed exactly once (sanitized_jsonb:
+        -- one copy of the text, not three): this is the floor every drain pays. Only a
+        -- batch holding an unparsable payload takes the slower path that finds it and
+        -- says why.
         BEGIN
             INSERT INTO pg_temp.drain_rows (staging_id, platform_id, forge, context, doc)
-            SELECT st.staging_id, identity, st.platform_id, st.context, aveloxis_ops.sanitize_json(st.payload)::jsonb
+            SELECT st.staging_id, identity, st.platform_id, st.context, aveloxis_ops.sanitized_jsonb(st.payload)
             FROM aveloxis_ops.staging st
             WHERE st.repo_id = target AND st.entity = ent AND st.drained_at IS NULL
               AND st.staging_id > coalesce(after_id, 0)
