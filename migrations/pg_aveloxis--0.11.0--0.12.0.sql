@@ -3,6 +3,10 @@
 --
 -- * aveloxis_ops.sanitized_jsonb(text): sanitize_json(payload)::jsonb in one call, the text
 --   copied once instead of three times; the drain parses staged payloads with it.
+-- * aveloxis.resolve_emails(text[]) and aveloxis.record_commit_author_misses(...): the
+--   database step and the misses of commit-author resolution for a round of emails in
+--   one call each (the agent made a round trip per email); granted to the agent
+--   (resolve_emails to analysts too, as resolve_email).
 -- * activity_apply: a statement with facts on one side only (an INSERT, a DELETE) adds
 --   them as they are, without the EXCEPT ALL that cancels an UPDATE's unchanged facts
 --   (two sorts of every fact); first contributions already known with an earlier or
@@ -15,6 +19,38 @@ CREATE FUNCTION aveloxis_ops."sanitized_jsonb"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+
+CREATE FUNCTION aveloxis.resolve_emails(emails text[])
+RETURNS TABLE (email text, cntrb_id uuid, login text, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address, r.cntrb_id, r.login, r.source
+    FROM pg_catalog.unnest(emails) WITH ORDINALITY AS e(address, n)
+    LEFT JOIN LATERAL aveloxis.resolve_email(e.address) r ON true
+    WHERE e.address IS NOT NULL
+    ORDER BY e.n
+$$;
+
+CREATE FUNCTION aveloxis.record_commit_author_misses(emails text[], outcomes text[], reasons text[], names text[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    total integer := coalesce(cardinality(emails), 0);
+BEGIN
+    IF coalesce(cardinality(outcomes), 0) <> total OR coalesce(cardinality(reasons), 0) <> total
+       OR coalesce(cardinality(names), 0) <> total THEN
+        RAISE EXCEPTION 'emails, outcomes, reasons and names must have one element per miss (% emails)', total
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL elements for missing reasons or names.';
+    END IF;
+    FOR i IN 1 .. total LOOP
+        PERFORM aveloxis.record_commit_author_miss(emails[i], outcomes[i], reasons[i], names[i]);
+    END LOOP;
+    RETURN total;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION aveloxis.drain_step(repo_id bigint, run_id bigint, batch_size integer DEFAULT 1000)
 RETURNS text
@@ -269,6 +305,112 @@ BEGIN
       AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
            a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     DELETE FROM pg_temp.activity_net;
+END
+$$;
+
+-- The agent's and analysts' grants name the new functions.
+CREATE OR REPLACE FUNCTION aveloxis_ops.apply_grants()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Everything is granted anew below: a routine an upgrade took out of a role's part
+    -- (0.7.0: the repo-id forms of record_rename and the commit-author calls) must not
+    -- keep that role's grant from an earlier version.
+    REVOKE ALL ON ALL ROUTINES IN SCHEMA aveloxis, aveloxis_ops FROM PUBLIC, aveloxis_agent, aveloxis_analyst;
+
+    -- aveloxis_analyst: read the data and the read-only API.
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_data, aveloxis_augur_data TO aveloxis_analyst;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_data, aveloxis_augur_data TO aveloxis_analyst;
+    GRANT EXECUTE ON FUNCTION
+        aveloxis.version(),
+        aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.parse_repo_url(text),
+        aveloxis.resolve_repo(text),
+        aveloxis.registry_counts(),
+        aveloxis.resolve_email(text),
+        aveloxis.resolve_emails(text[]),
+        aveloxis.contributor_quality(),
+        aveloxis.duplicate_contributors(integer),
+        aveloxis.identity_anomalies(),
+        aveloxis.enrichment_progress(),
+        aveloxis.search_resolve_queue(),
+        aveloxis.contributor_fk_integrity(),
+        aveloxis.queue_health(),
+        aveloxis.why_not_collected(bigint),
+        aveloxis.job_history(bigint, integer),
+        aveloxis.token_status(),
+        aveloxis.view_refresh_history(integer),
+        aveloxis.bot_rule(uuid),
+        aveloxis.is_bot(uuid),
+        aveloxis.bots(),
+        aveloxis.completeness(bigint),
+        aveloxis.repo_stats(bigint),
+        aveloxis.repo_activity(bigint, date, date, text, boolean),
+        aveloxis.group_activity(text, date, date, text, boolean),
+        aveloxis.top_contributors(bigint, date, date, integer, boolean),
+        aveloxis.new_contributors(bigint, date, date),
+        aveloxis.contributor_activity(uuid)
+    TO aveloxis_analyst;
+
+    -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
+    GRANT USAGE ON SCHEMA aveloxis TO aveloxis_agent;
+    GRANT EXECUTE ON FUNCTION
+        aveloxis.version(),
+        aveloxis.platform_uuid(smallint, bigint),
+        aveloxis.forge_hosts(),
+        aveloxis.parse_repo_url(text),
+        aveloxis.resolve_repo(text),
+        aveloxis.registry_counts(),
+        aveloxis.add_repo(text, text),
+        aveloxis.record_rename(uuid, text),
+        aveloxis.drain_begin(bigint),
+        aveloxis.drain_step(bigint, bigint, integer),
+        aveloxis.drain_finish(bigint, text),
+        aveloxis.pending_repos(),
+        aveloxis.requeue_rejects(bigint),
+        aveloxis.resolve_email(text),
+        aveloxis.resolve_emails(text[]),
+        aveloxis.link_contributor(uuid, smallint, bigint, text),
+        aveloxis.claim(text, text[], integer, interval),
+        aveloxis.claim_repo(text, bigint, text, interval),
+        aveloxis.heartbeat(uuid[]),
+        aveloxis.complete(bigint, uuid, jsonb),
+        aveloxis.fail(bigint, uuid, text, text),
+        aveloxis.stage(uuid, text, text[], jsonb[]),
+        aveloxis.queue_health(),
+        aveloxis.why_not_collected(bigint),
+        aveloxis.job_history(bigint, integer),
+        aveloxis.token_acquire(text[], text, integer, smallint),
+        aveloxis.token_settle(text, text, integer, timestamptz, integer, smallint),
+        aveloxis.token_release(text, text, integer, smallint),
+        aveloxis.token_invalidate(text, text, smallint),
+        aveloxis.token_status(),
+        aveloxis.commit_authors_to_resolve(uuid, integer),
+        aveloxis.record_commit_author(uuid, text, smallint, bigint, text, text, text),
+        aveloxis.link_commit_author(uuid, text, uuid, text, text),
+        aveloxis.record_commit_author_miss(text, text, text, text),
+        aveloxis.record_commit_author_misses(text[], text[], text[], text[])
+    TO aveloxis_agent;
+    GRANT EXECUTE ON PROCEDURE
+        aveloxis.drain(bigint, integer),
+        aveloxis.drain_all(integer),
+        aveloxis.retry_rejects(bigint, integer)
+    TO aveloxis_agent;
+    -- Agents stage through aveloxis.stage() under a lease; they hold no privilege on any
+    -- table (a grant of 0.6.0 and earlier, taken back here).
+    REVOKE ALL ON ALL TABLES IN SCHEMA aveloxis_ops FROM aveloxis_agent;
+    REVOKE USAGE ON SCHEMA aveloxis_ops FROM aveloxis_agent;
+
+    -- aveloxis_admin: the whole API, and read access everywhere.
+    GRANT USAGE ON SCHEMA aveloxis, aveloxis_ops, aveloxis_data, aveloxis_augur_data TO aveloxis_admin;
+    GRANT SELECT ON ALL TABLES IN SCHEMA aveloxis_ops, aveloxis_data, aveloxis_augur_data TO aveloxis_admin;
+    -- refresh_views() runs with its caller's rights and calls these steps.
+    GRANT EXECUTE ON FUNCTION aveloxis_ops.refresh_begin(boolean), aveloxis_ops.refresh_one(bigint, integer),
+        aveloxis_ops.refresh_end(bigint), aveloxis_ops.refresh_order()
+    TO aveloxis_admin;
+    GRANT EXECUTE ON ALL ROUTINES IN SCHEMA aveloxis TO aveloxis_admin;
 END
 $$;
 

@@ -172,6 +172,21 @@ BEGIN
 END
 $$;
 
+-- resolve_email for many emails in one call, each with its answer (NULLs when the
+-- database knows nothing of it): the agent asks once per round of commit authors
+-- instead of once per email (a round trip each, 2.1 s of 700 emails).
+CREATE FUNCTION aveloxis.resolve_emails(emails text[])
+RETURNS TABLE (email text, cntrb_id uuid, login text, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address, r.cntrb_id, r.login, r.source
+    FROM pg_catalog.unnest(emails) WITH ORDINALITY AS e(address, n)
+    LEFT JOIN LATERAL aveloxis.resolve_email(e.address) r ON true
+    WHERE e.address IS NOT NULL
+    ORDER BY e.n
+$$;
+
 -- Records that a contributor has an account on a platform (R11: search-resolve and
 -- commit resolution call this). Adds the identity and fills gh_*/gl_* columns that
 -- are empty; never changes cntrb_id or cntrb_login.

@@ -753,3 +753,25 @@ BEGIN
     RETURN retry;
 END
 $$;
+
+-- record_commit_author_miss for many emails in one call (the agent records a round's
+-- misses together); the four arrays run in step. Returns how many were recorded.
+CREATE FUNCTION aveloxis.record_commit_author_misses(emails text[], outcomes text[], reasons text[], names text[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    total integer := coalesce(cardinality(emails), 0);
+BEGIN
+    IF coalesce(cardinality(outcomes), 0) <> total OR coalesce(cardinality(reasons), 0) <> total
+       OR coalesce(cardinality(names), 0) <> total THEN
+        RAISE EXCEPTION 'emails, outcomes, reasons and names must have one element per miss (% emails)', total
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL elements for missing reasons or names.';
+    END IF;
+    FOR i IN 1 .. total LOOP
+        PERFORM aveloxis.record_commit_author_miss(emails[i], outcomes[i], reasons[i], names[i]);
+    END LOOP;
+    RETURN total;
+END
+$$;

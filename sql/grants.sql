@@ -25,6 +25,7 @@ BEGIN
         aveloxis.resolve_repo(text),
         aveloxis.registry_counts(),
         aveloxis.resolve_email(text),
+        aveloxis.resolve_emails(text[]),
         aveloxis.contributor_quality(),
         aveloxis.duplicate_contributors(integer),
         aveloxis.identity_anomalies(),
@@ -65,6 +66,7 @@ BEGIN
         aveloxis.pending_repos(),
         aveloxis.requeue_rejects(bigint),
         aveloxis.resolve_email(text),
+        aveloxis.resolve_emails(text[]),
         aveloxis.link_contributor(uuid, smallint, bigint, text),
         aveloxis.claim(text, text[], integer, interval),
         aveloxis.claim_repo(text, bigint, text, interval),
@@ -83,7 +85,8 @@ BEGIN
         aveloxis.commit_authors_to_resolve(uuid, integer),
         aveloxis.record_commit_author(uuid, text, smallint, bigint, text, text, text),
         aveloxis.link_commit_author(uuid, text, uuid, text, text),
-        aveloxis.record_commit_author_miss(text, text, text, text)
+        aveloxis.record_commit_author_miss(text, text, text, text),
+        aveloxis.record_commit_author_misses(text[], text[], text[], text[])
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

@@ -5,14 +5,15 @@
 //! 2. noreply addresses, which name the account (`id+login@users.noreply.github.com`,
 //!    `login@users.noreply.github.com`, `id-login@users.noreply.gitlab.com`);
 //! 3. bot and junk addresses are skipped (recorded, with a long cooldown);
-//! 4. the database (`aveloxis.resolve_email`: contributors' emails and aliases);
+//! 4. the database (`aveloxis.resolve_email`: contributors' emails and aliases; asked
+//!    for a whole round of emails at once with `aveloxis.resolve_emails`);
 //! 5. GitHub's commit by SHA (`GET /repos/{o}/{r}/commits/{sha}`: its `author`);
 //! 6. GitHub's user search by email;
 //! 7. GitHub's commit search by author email.
 //!
 //! Hits are recorded with `aveloxis.record_commit_author` / `link_commit_author`
 //! (contributor with its deterministic id, alias, back-filled commits); misses with
-//! `aveloxis.record_commit_author_miss`, so they wait out a cooldown instead of costing
+//! `aveloxis.record_commit_author_misses` (a round's together), so they wait out a cooldown instead of costing
 //! quota every run. The HTTP steps spend tokens through the shared budgets (core for the
 //! commit, search for the searches).
 
@@ -177,6 +178,32 @@ pub async fn resolve<F: Forge>(
         if rows.is_empty() {
             break;
         }
+        // The database step for the round's new emails, in one call (a round trip per
+        // email was most of a large history's resolution time); misses are recorded
+        // together at the end of the round.
+        let to_look_up: Vec<String> = rows
+            .iter()
+            .map(|row| row.get::<String, _>("email"))
+            .filter(|email| {
+                !seen.contains(email)
+                    && !cache.contains_key(email)
+                    && parse_noreply(email, gitlab_host).is_none()
+                    && junk_reason(email).is_none()
+            })
+            .collect();
+        let mut known: HashMap<String, String> = HashMap::new();
+        if !to_look_up.is_empty() {
+            for found in sqlx::query("SELECT email, cntrb_id::text AS cntrb_id FROM aveloxis.resolve_emails($1)")
+                .bind(&to_look_up)
+                .fetch_all(db)
+                .await?
+            {
+                if let Some(id) = found.get::<Option<String>, _>("cntrb_id") {
+                    known.insert(found.get("email"), id);
+                }
+            }
+        }
+        let mut misses = Misses::default();
         let mut settled_any = false;
         for row in &rows {
             let email: String = row.get("email");
@@ -190,15 +217,15 @@ pub async fn resolve<F: Forge>(
                 None => {
                     let http_runs = api_open && forge.is_some();
                     let (step, found) = one_email(
-                        db,
                         gitlab_host,
                         &email,
+                        known.get(&email),
                         &sample_hash,
                         forge.as_ref().filter(|_| api_open),
                         &mut out,
                         &mut rejections,
                     )
-                    .await?;
+                    .await;
                     if rejections >= MAX_CONSECUTIVE_REJECTIONS && api_open {
                         api_open = false;
                         out.stopped = Some(format!("{rejections} API rejections in a row"));
@@ -224,7 +251,7 @@ pub async fn resolve<F: Forge>(
                 (None, Step::Deferred) => {}
                 (None, Step::Skipped) => {
                     let reason = junk_reason(&email).unwrap_or("skipped");
-                    record_miss(db, &email, "skipped", reason, name.as_deref()).await?;
+                    misses.push(&email, "skipped", reason, name);
                 }
                 (None, _) => {
                     let reason = if forge.is_some() {
@@ -232,12 +259,13 @@ pub async fn resolve<F: Forge>(
                     } else {
                         "no account found in the database, and no forge to ask (git-only repository)"
                     };
-                    record_miss(db, &email, "not_found", reason, name.as_deref()).await?;
+                    misses.push(&email, "not_found", reason, name);
                 }
             }
             *out.by_step.entry(step.name()).or_default() += 1;
             out.trail.push((email, step));
         }
+        misses.record(db).await?;
         if !settled_any {
             break;
         }
@@ -245,40 +273,67 @@ pub async fn resolve<F: Forge>(
     Ok(out)
 }
 
-/// The steps after the cache for one email. `Err` when the HTTP steps had to stop
-/// before settling it.
-#[allow(clippy::too_many_arguments)]
+/// A round's misses, recorded in one call (`aveloxis.record_commit_author_misses`).
+#[derive(Default)]
+struct Misses {
+    emails: Vec<String>,
+    outcomes: Vec<&'static str>,
+    reasons: Vec<&'static str>,
+    names: Vec<Option<String>>,
+}
+
+impl Misses {
+    fn push(&mut self, email: &str, outcome: &'static str, reason: &'static str, name: Option<String>) {
+        self.emails.push(email.to_string());
+        self.outcomes.push(outcome);
+        self.reasons.push(reason);
+        self.names.push(name);
+    }
+
+    async fn record(self, db: &PgPool) -> Result<(), sqlx::Error> {
+        if self.emails.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT aveloxis.record_commit_author_misses($1, $2, $3, $4)")
+            .bind(&self.emails)
+            .bind(&self.outcomes)
+            .bind(&self.reasons)
+            .bind(&self.names)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The steps after the cache for one email (`known`: the database step's answer, asked
+/// for the whole round beforehand). `Err` when the HTTP steps had to stop before settling it.
 async fn one_email<F: Forge>(
-    db: &PgPool,
     gitlab_host: Option<&str>,
     email: &str,
+    known: Option<&String>,
     sample_hash: &str,
     forge: Option<&ForgeRepo<'_, F>>,
     out: &mut Resolution,
     rejections: &mut usize,
-) -> Result<(Result<Step, ForgeError>, Option<Found>), sqlx::Error> {
+) -> (Result<Step, ForgeError>, Option<Found>) {
     if let Some((platform, user_id, login)) = parse_noreply(email, gitlab_host) {
-        return Ok((
+        return (
             Ok(Step::Noreply),
             Some(Found::Account {
                 platform,
                 user_id,
                 login,
             }),
-        ));
+        );
     }
     if junk_reason(email).is_some() {
-        return Ok((Ok(Step::Skipped), None));
+        return (Ok(Step::Skipped), None);
     }
-    let known: Option<Option<String>> = sqlx::query_scalar("SELECT cntrb_id::text FROM aveloxis.resolve_email($1)")
-        .bind(email)
-        .fetch_optional(db)
-        .await?;
-    if let Some(Some(id)) = known {
-        return Ok((Ok(Step::Database), Some(Found::Contributor(id))));
+    if let Some(id) = known {
+        return (Ok(Step::Database), Some(Found::Contributor(id.clone())));
     }
     let Some(repo) = forge else {
-        return Ok((Ok(Step::NotFound), None));
+        return (Ok(Step::NotFound), None);
     };
     let query = |q: &str| url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>();
     let attempts: [(Step, String, AccountIn); 3] = [
@@ -313,14 +368,14 @@ async fn one_email<F: Forge>(
                     .filter(|id| *id > 0);
                 let login = account.and_then(|a| a.get("login")).and_then(Value::as_str);
                 if let (Some(id), Some(login)) = (id, login) {
-                    return Ok((
+                    return (
                         Ok(step),
                         Some(Found::Account {
                             platform: 1,
                             user_id: Some(id),
                             login: login.to_string(),
                         }),
-                    ));
+                    );
                 }
             }
             Ok(Fetched::NotModified) => {}
@@ -331,10 +386,10 @@ async fn one_email<F: Forge>(
             | Err(ForgeError::Gone { .. })
             | Err(ForgeError::Redirect { .. }) => *rejections = 0,
             Err(ForgeError::Rejected { .. }) => *rejections += 1,
-            Err(stop) => return Ok((Err(stop), None)),
+            Err(stop) => return (Err(stop), None),
         }
     }
-    Ok((Ok(Step::NotFound), None))
+    (Ok(Step::NotFound), None)
 }
 
 async fn record_hit(
@@ -372,23 +427,6 @@ async fn record_hit(
         }
     };
     Ok(row.get("commits_linked"))
-}
-
-async fn record_miss(
-    db: &PgPool,
-    email: &str,
-    outcome: &str,
-    reason: &str,
-    name: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT aveloxis.record_commit_author_miss($1, $2, $3, $4)")
-        .bind(email)
-        .bind(outcome)
-        .bind(reason)
-        .bind(name)
-        .execute(db)
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]
