@@ -92,4 +92,52 @@ mod tests {
             Some("2 7 days")
         );
     }
+
+    #[pg_test]
+    fn a_round_of_emails_in_one_call_is_each_email_in_its_own() {
+        Spi::run(
+            "INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_login, cntrb_email)
+             VALUES ('00000000-0000-0000-0000-0000000000a1', 'ann', 'Ann@Example.org')",
+        )
+        .unwrap();
+        // One row per email given, in order; unknown ones with NULLs; each what resolve_email says.
+        assert_eq!(
+            text(
+                "SELECT string_agg(email || '=' || coalesce(cntrb_id::text, '-') || '/' || coalesce(source, '-'), ' ')
+                 FROM aveloxis.resolve_emails(ARRAY['nobody@example.org', 'ann@example.org', '12+zed@users.noreply.github.com'])"
+            )
+            .as_deref(),
+            Some(
+                "nobody@example.org=-/- ann@example.org=00000000-0000-0000-0000-0000000000a1/email \
+                 12+zed@users.noreply.github.com=-/noreply_id"
+            )
+        );
+        assert_eq!(int("SELECT count(*) FROM aveloxis.resolve_emails('{}')"), Some(0));
+        // Misses together: each recorded as record_commit_author_miss records it.
+        assert_eq!(
+            int("SELECT aveloxis.record_commit_author_misses(ARRAY['x@y.z', 'bot@localhost'], ARRAY['not_found', 'skipped'],
+                                                            ARRAY['nothing found', NULL], ARRAY['X', NULL])"),
+            Some(2)
+        );
+        assert_eq!(
+            text(
+                "SELECT string_agg(email || ' ' || outcome || ' ' || reason || ' ' || coalesce(name, '-'), ', ' ORDER BY email)
+                 FROM aveloxis_data.unresolved_commit_emails"
+            )
+            .as_deref(),
+            Some("bot@localhost skipped skipped -, x@y.z not_found nothing found X")
+        );
+        let err = sql_error(
+            "SELECT aveloxis.record_commit_author_misses(ARRAY['a@b.c'], ARRAY['not_found'], ARRAY[]::text[], ARRAY[NULL])",
+        )
+        .unwrap();
+        assert!(
+            err.starts_with("22023 emails, outcomes, reasons and names must have one element per miss"),
+            "{err}"
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM aveloxis_data.unresolved_commit_emails WHERE email = 'a@b.c'"),
+            Some(0)
+        );
+    }
 }
