@@ -7,6 +7,8 @@
 --   database step and the misses of commit-author resolution for a round of emails in
 --   one call each (the agent made a round trip per email); granted to the agent
 --   (resolve_emails to analysts too, as resolve_email).
+-- * commit_authors_to_resolve checks the miss cooldown once per email after grouping, with
+--   the clock read once (it was per commit row: 0.6-0.9 s a call on 69,000 rows).
 -- * activity_apply: a statement with facts on one side only (an INSERT, a DELETE) adds
 --   them as they are, without the EXCEPT ALL that cancels an UPDATE's unchanged facts
 --   (two sorts of every fact); first contributions already known with an earlier or
@@ -51,6 +53,29 @@ BEGIN
     RETURN total;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION aveloxis.commit_authors_to_resolve(repo_id bigint, max_emails integer DEFAULT 1000)
+RETURNS TABLE (email text, raw_email text, name text, sample_hash text, commits bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+BEGIN ATOMIC
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now),
+    authors AS (
+        SELECT c.cmt_author_email AS address, min(c.cmt_author_raw_email) AS raw_address,
+               min(c.cmt_author_name) AS author_name, max(c.cmt_commit_hash) AS sample,
+               count(DISTINCT c.cmt_commit_hash) AS commit_count
+        FROM aveloxis_data.commits c
+        WHERE c.repo_id = commit_authors_to_resolve.repo_id AND c.cmt_ght_author_id IS NULL
+          AND c.cmt_author_email IS NOT NULL
+        GROUP BY c.cmt_author_email
+    )
+    SELECT a.address, a.raw_address, a.author_name, a.sample, a.commit_count
+    FROM authors a CROSS JOIN at
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
+                      WHERE u.email = a.address AND u.retry_after > at.now)
+    ORDER BY a.commit_count DESC, a.address
+    LIMIT max_emails;
+END;
 
 CREATE OR REPLACE FUNCTION aveloxis.drain_step(repo_id bigint, run_id bigint, batch_size integer DEFAULT 1000)
 RETURNS text

@@ -545,20 +545,30 @@ $$;
 -- Commit authors of a repository to resolve (R12), one row per distinct email with a
 -- commit to ask the forge about: those without a contributor yet, minus emails whose
 -- last miss is still cooling down.
+--
+-- The cooldown is checked once per email after grouping, against the clock read once
+-- (MATERIALIZED): checked per commit row, with the clock read for each, it took 0.6 s a
+-- call on a history of 69,000 rows once its misses were recorded.
 CREATE FUNCTION aveloxis.commit_authors_to_resolve(repo_id bigint, max_emails integer DEFAULT 1000)
 RETURNS TABLE (email text, raw_email text, name text, sample_hash text, commits bigint)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 BEGIN ATOMIC
-    SELECT c.cmt_author_email, min(c.cmt_author_raw_email), min(c.cmt_author_name), max(c.cmt_commit_hash),
-           count(DISTINCT c.cmt_commit_hash)
-    FROM aveloxis_data.commits c
-    WHERE c.repo_id = commit_authors_to_resolve.repo_id AND c.cmt_ght_author_id IS NULL
-      AND c.cmt_author_email IS NOT NULL
-      AND NOT EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
-                      WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock())
-    GROUP BY c.cmt_author_email
-    ORDER BY count(DISTINCT c.cmt_commit_hash) DESC, c.cmt_author_email
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now),
+    authors AS (
+        SELECT c.cmt_author_email AS address, min(c.cmt_author_raw_email) AS raw_address,
+               min(c.cmt_author_name) AS author_name, max(c.cmt_commit_hash) AS sample,
+               count(DISTINCT c.cmt_commit_hash) AS commit_count
+        FROM aveloxis_data.commits c
+        WHERE c.repo_id = commit_authors_to_resolve.repo_id AND c.cmt_ght_author_id IS NULL
+          AND c.cmt_author_email IS NOT NULL
+        GROUP BY c.cmt_author_email
+    )
+    SELECT a.address, a.raw_address, a.author_name, a.sample, a.commit_count
+    FROM authors a CROSS JOIN at
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
+                      WHERE u.email = a.address AND u.retry_after > at.now)
+    ORDER BY a.commit_count DESC, a.address
     LIMIT max_emails;
 END;
 
