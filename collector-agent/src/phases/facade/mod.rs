@@ -269,9 +269,11 @@ async fn stage_history(
                     break;
                 }
                 outcome.commits_staged += payloads.len();
-                // A drain beside the walk once enough is waiting: each drain ends by
-                // refreshing the aggregates it touched, so fewer, larger drains cost less.
-                if outcome.commits_staged - drained_upto >= DRAIN_EVERY
+                // A drain beside the walk from the first batch (on a history of many
+                // small commits the drain is the slower side, and the run ends when it
+                // does), then once enough is waiting again: each drain ends by refreshing
+                // the aggregates it touched, so fewer, larger drains cost less.
+                if (drained_upto == 0 || outcome.commits_staged - drained_upto >= DRAIN_EVERY)
                     && drain.as_ref().is_none_or(|d| d.is_finished())
                 {
                     drained_upto = outcome.commits_staged;
