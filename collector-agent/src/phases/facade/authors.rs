@@ -179,17 +179,13 @@ pub async fn resolve<F: Forge>(
             break;
         }
         // The database step for the round's new emails, in one call (a round trip per
-        // email was most of a large history's resolution time); misses are recorded
-        // together at the end of the round.
+        // email was most of a large history's resolution time; `one_email` uses the
+        // answer only where the chain reaches that step); misses are recorded together
+        // at the end of the round.
         let to_look_up: Vec<String> = rows
             .iter()
             .map(|row| row.get::<String, _>("email"))
-            .filter(|email| {
-                !seen.contains(email)
-                    && !cache.contains_key(email)
-                    && parse_noreply(email, gitlab_host).is_none()
-                    && junk_reason(email).is_none()
-            })
+            .filter(|email| !seen.contains(email) && !cache.contains_key(email))
             .collect();
         let mut known: HashMap<String, String> = HashMap::new();
         if !to_look_up.is_empty() {
