@@ -63,11 +63,94 @@ pub async fn populate(conn: &mut PgConnection, repos: i64) {
         .await;
     }
     for first in (1..=repos).step_by(100) {
-        let last = (first + 99).min(repos);
+        children(conn, first, (first + 99).min(repos)).await;
+    }
+    exec(conn, "VACUUM ANALYZE").await;
+}
+
+/// Collected data for every repository already registered (the fleet benchmark's
+/// 10,000 and 100,000), shaped like a long tail rather than 1,000 equal projects: by
+/// `repo_id % 20`, 5% of the repositories have 100 commits of 3 files and 20 issues and
+/// pull requests, 25% have 20 commits of 2 files and 4 of each, 70% have 5 commits of 2
+/// files and one of each; plain-git repositories (platform 3) have commits only. Comments,
+/// events and reviews as in [`populate`]. About 32 commit rows and 5 issues and pull
+/// requests per repository on average: a three-class stand-in for the heavy tail of real
+/// fleets, small enough that 100,000 repositories fit this machine's disk.
+pub async fn populate_tail(conn: &mut PgConnection) {
+    exec(
+        conn,
+        "INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_login, gh_user_id, gh_login, gh_type)
+         SELECT aveloxis.platform_uuid(1::smallint, g), 'user' || g, g, 'user' || g,
+                CASE WHEN g % 200 = 0 THEN 'Bot' ELSE 'User' END
+         FROM generate_series(1, 20000) g
+         ON CONFLICT DO NOTHING",
+    )
+    .await;
+    let (low, high): (i64, i64) = sqlx::query_as("SELECT min(repo_id), max(repo_id) FROM aveloxis_data.repos")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("the fleet's repositories");
+    // (commits, files per commit, issues = pull requests) of the repository r.
+    let shape = "CASE WHEN r.repo_id % 20 = 0 THEN 100 WHEN r.repo_id % 20 <= 5 THEN 20 ELSE 5 END AS commits,
+                 CASE WHEN r.repo_id % 20 = 0 THEN 3 ELSE 2 END AS files,
+                 CASE WHEN r.platform_id = 3 THEN 0 WHEN r.repo_id % 20 = 0 THEN 20
+                      WHEN r.repo_id % 20 <= 5 THEN 4 ELSE 1 END AS items";
+    for first in (low..=high).step_by(2_000) {
+        let last = first + 1_999;
         exec(
             conn,
             &format!(
-                "WITH m AS (
+                "INSERT INTO aveloxis_data.commits
+                     (repo_id, cmt_commit_hash, cmt_author_name, cmt_author_raw_email, cmt_author_email, cmt_author_date,
+                      cmt_committer_name, cmt_committer_raw_email, cmt_committer_email, cmt_committer_date,
+                      cmt_added, cmt_removed, cmt_filename, cmt_ght_author_id, cmt_author_timestamp, cmt_committer_timestamp)
+                 SELECT r.repo_id, md5(r.repo_id || ':' || c), 'Dev', a.email, a.email, to_char(a.ts, 'YYYY-MM-DD'),
+                        'Dev', a.email, a.email, to_char(a.ts, 'YYYY-MM-DD'), f * 3, f, 'src/f' || f || '.rs',
+                        aveloxis.platform_uuid(1::smallint, a.who), a.ts, a.ts
+                 FROM aveloxis_data.repos r, LATERAL (SELECT {shape}) k, generate_series(1, k.commits) c,
+                      generate_series(1, k.files) f,
+                      LATERAL (SELECT 1 + (r.repo_id * 31 + c * 7) % 20000 AS who,
+                                      'u' || (1 + (r.repo_id * 31 + c * 7) % 20000) || '@example.org' AS email,
+                                      timestamptz '2019-01-01' + ((r.repo_id * 7919 + c * 104729) % 2400) * interval '1 day'
+                                          + (c % 24) * interval '1 hour' AS ts) a
+                 WHERE r.repo_id BETWEEN {first} AND {last};
+                 INSERT INTO aveloxis_data.issues (repo_id, platform_issue_id, issue_number, issue_title, issue_state,
+                                                   reporter_id, created_at, closed_at)
+                 SELECT r.repo_id, r.repo_id * 1000 + n, n, 'issue ' || n,
+                        CASE WHEN n % 2 = 0 THEN 'closed' ELSE 'open' END,
+                        aveloxis.platform_uuid(1::smallint, 1 + (r.repo_id * 13 + n * 17) % 20000),
+                        timestamptz '2019-01-01' + ((r.repo_id * 31 + n * 97) % 2400) * interval '1 day',
+                        CASE WHEN n % 2 = 0
+                             THEN timestamptz '2019-01-01' + ((r.repo_id * 31 + n * 97) % 2400 + 5) * interval '1 day' END
+                 FROM aveloxis_data.repos r, LATERAL (SELECT {shape}) k, generate_series(1, k.items) n
+                 WHERE r.repo_id BETWEEN {first} AND {last};
+                 INSERT INTO aveloxis_data.pull_requests (repo_id, platform_pr_id, pr_number, pr_title, pr_state, author_id,
+                                                          created_at, closed_at, merged_at)
+                 SELECT r.repo_id, r.repo_id * 1000 + n, 100 + n, 'pr ' || n,
+                        CASE WHEN n % 3 = 0 THEN 'merged' WHEN n % 3 = 1 THEN 'closed' ELSE 'open' END,
+                        aveloxis.platform_uuid(1::smallint, 1 + (r.repo_id * 11 + n * 23) % 20000),
+                        timestamptz '2019-01-01' + ((r.repo_id * 37 + n * 89) % 2400) * interval '1 day',
+                        CASE WHEN n % 3 <> 2
+                             THEN timestamptz '2019-01-01' + ((r.repo_id * 37 + n * 89) % 2400 + 2) * interval '1 day' END,
+                        CASE WHEN n % 3 = 0
+                             THEN timestamptz '2019-01-01' + ((r.repo_id * 37 + n * 89) % 2400 + 2) * interval '1 day' END
+                 FROM aveloxis_data.repos r, LATERAL (SELECT {shape}) k, generate_series(1, k.items) n
+                 WHERE r.repo_id BETWEEN {first} AND {last};"
+            ),
+        )
+        .await;
+        children(conn, first, last).await;
+    }
+    exec(conn, "VACUUM ANALYZE").await;
+}
+
+/// Comments (two per issue and per pull request), an event per closed one and a review
+/// per pull request, for the repositories `first..=last`.
+async fn children(conn: &mut PgConnection, first: i64, last: i64) {
+    exec(
+        conn,
+        &format!(
+            "WITH m AS (
                      INSERT INTO aveloxis_data.messages (repo_id, platform_id, msg_source, platform_msg_id, cntrb_id,
                                                          msg_text, msg_timestamp)
                      SELECT i.repo_id, 1, 'issue_comment', i.issue_id * 10 + k,
@@ -103,9 +186,7 @@ pub async fn populate(conn: &mut PgConnection, repos: i64) {
                         CASE WHEN p.pull_request_id % 2 = 0 THEN 'APPROVED' ELSE 'COMMENTED' END,
                         p.created_at + interval '1 day'
                  FROM aveloxis_data.pull_requests p WHERE p.repo_id BETWEEN {first} AND {last};"
-            ),
-        )
-        .await;
-    }
-    exec(conn, "VACUUM ANALYZE").await;
+        ),
+    )
+    .await;
 }

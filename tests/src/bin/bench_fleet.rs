@@ -32,6 +32,66 @@ struct Figures {
     why_ms: (f64, f64),
     claims_per_s: f64,
     queue_bytes_per_repo: f64,
+    data: Collected,
+}
+
+/// The collected data of the long-tail fleet and one full refresh of the dashboards' views.
+struct Collected {
+    build_s: f64,
+    commit_rows: i64,
+    items: i64,
+    bytes_per_repo: f64,
+    refresh_s: f64,
+    /// The three slowest views: name, seconds, rows.
+    slowest: Vec<(String, f64, i64)>,
+}
+
+/// Fills the fleet's repositories with collected data ([`harness::fleet::populate_tail`])
+/// and times one full `CALL aveloxis.refresh_views()` (every view, `CONCURRENTLY` once
+/// populated: the first refresh of a fresh database fills them, so it runs twice and the
+/// second is the one a pg_cron job pays every time).
+async fn collected(conn: &mut PgConnection, repos: i64) -> Collected {
+    let start = Instant::now();
+    harness::fleet::populate_tail(conn).await;
+    let build_s = start.elapsed().as_secs_f64();
+    exec(conn, "CALL aveloxis.refresh_views()").await;
+    let start = Instant::now();
+    exec(conn, "CALL aveloxis.refresh_views()").await;
+    let refresh_s = start.elapsed().as_secs_f64();
+    let mut views: Vec<(String, f64, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT view_name, extract(epoch FROM duration)::float8, row_count, error FROM aveloxis.view_refresh_history(1)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    for (view, _, _, error) in &views {
+        assert!(error.is_none(), "{view}: {error:?}");
+    }
+    assert!(views.len() > 10, "every view refreshed: {}", views.len());
+    views.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (commit_rows, items, bytes): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_data.commits),
+                (SELECT count(*) FROM aveloxis_data.issues) + (SELECT count(*) FROM aveloxis_data.pull_requests),
+                (SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'aveloxis_data' AND c.relkind IN ('r', 'm'))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(commit_rows > 20 * repos, "the tail's commits are there: {commit_rows}");
+    Collected {
+        build_s,
+        commit_rows,
+        items,
+        bytes_per_repo: bytes as f64 / repos as f64,
+        refresh_s,
+        slowest: views
+            .into_iter()
+            .take(3)
+            .map(|(v, s, r, _)| (v, s, r.unwrap_or(0)))
+            .collect(),
+    }
 }
 
 async fn build(conn: &mut PgConnection, repos: i64) {
@@ -172,6 +232,7 @@ async fn measure(repos: i64) -> Figures {
     .fetch_one(&mut conn)
     .await
     .unwrap();
+    let data = collected(&mut conn, repos).await;
     Figures {
         build_s,
         jobs,
@@ -183,6 +244,7 @@ async fn measure(repos: i64) -> Figures {
         why_ms,
         claims_per_s,
         queue_bytes_per_repo: queue_bytes as f64 / repos as f64,
+        data,
     }
 }
 
@@ -230,6 +292,26 @@ async fn main() {
         l.queue_bytes_per_repo,
         "B",
     );
+    println!(
+        "\n collected data (a long tail: {} / {} commit rows, {} / {} issues and pull requests; built in {:.0} s / {:.0} s)",
+        s.data.commit_rows, l.data.commit_rows, s.data.items, l.data.items, s.data.build_s, l.data.build_s
+    );
+    row("full refresh_views(), seconds", s.data.refresh_s, l.data.refresh_s, "s");
+    row(
+        "data + views bytes per repository",
+        s.data.bytes_per_repo,
+        l.data.bytes_per_repo,
+        "B",
+    );
+    for (name, f) in [("small", &s), ("large", &l)] {
+        let slowest: Vec<String> = f
+            .data
+            .slowest
+            .iter()
+            .map(|(v, secs, rows)| format!("{v} {secs:.2} s ({rows} rows)"))
+            .collect();
+        println!("  slowest views, {name} fleet: {}", slowest.join(", "));
+    }
     println!(
         "\n(growth 1.00x = flat; a 10x fleet growing a figure by about log10(10) = 1 step or less is logarithmic;\n \
          anything near {growth:.0}x is linear)"
