@@ -7,7 +7,8 @@
 #   scripts/bench.sh facade <repo> [rounds]  facade ingest vs git log --numstat on a clone of <repo>
 #   scripts/bench.sh views [repos]         aggregates' cost in the drain; refreshes and readers on a synthetic fleet
 #   scripts/bench.sh storage [repos]       bytes per row and repository; commits one table vs partitioned by repo_id
-#   scripts/bench.sh fleet [small] [large]   tick(), queue_health(), why_not_collected(), claims on 10K vs 100K repositories
+#   scripts/bench.sh fleet [small] [large]   tick(), queue_health(), why_not_collected(), claims, refresh on 10K vs 100K repositories
+#   scripts/bench.sh manifests [copies]    parse_manifest() on a corpus of real manifests vs reading them
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -36,5 +37,6 @@ case "$what" in
     views) cargo run -q --release -p aveloxis-tests --bin bench_views -- "${2:-1000}" ;;
     storage) cargo run -q --release -p aveloxis-tests --bin bench_storage -- "${2:-1000}" ;;
     fleet) cargo run -q --release -p aveloxis-tests --bin bench_fleet -- "${2:-10000}" "${3:-100000}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet)" ;;
+    manifests) cargo run -q --release -p aveloxis-tests --bin bench_manifests -- "${2:-2000}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests)" ;;
 esac

@@ -46,7 +46,12 @@ BEGIN
         aveloxis.group_activity(text, date, date, text, boolean),
         aveloxis.top_contributors(bigint, date, date, integer, boolean),
         aveloxis.new_contributors(bigint, date, date),
-        aveloxis.contributor_activity(uuid)
+        aveloxis.contributor_activity(uuid),
+        aveloxis.parse_manifest(text, text),
+        aveloxis.parse_manifest(text, bytea),
+        aveloxis.distribution_stats(),
+        aveloxis.distribution_orphans(),
+        aveloxis.distribution_repo(text)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.

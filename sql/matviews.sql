@@ -43,20 +43,24 @@ SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review
 FROM aveloxis_data.pull_request_reviews v
 WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
 UNION ALL
--- Conversation comments and diff (review) comments: both are comments on the PR.
+-- Conversation comments and diff (review) comments: both are comments on the PR. One
+-- semi-join on the union of both reference tables (two EXISTS joined by OR were
+-- per-message subplans, a scan of the references per message once they outgrew
+-- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
 SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
 FROM aveloxis_data.messages m
 WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
   AND m.msg_timestamp IS NOT NULL
-  AND (EXISTS (SELECT FROM aveloxis_data.pull_request_message_ref x WHERE x.msg_id = m.msg_id)
-       OR EXISTS (SELECT FROM aveloxis_data.review_comments x WHERE x.msg_id = m.msg_id))
+  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
+                                UNION ALL
+                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
 UNION ALL
 -- Credited to the comment's author (Augur credits the issue's reporter), on open
 -- issues too (Augur's closed_at <> msg_timestamp drops them).
 SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
 FROM aveloxis_data.messages m
 WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.msg_id = m.msg_id);
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
 COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
 
 -- rank 1 is the contributor's FIRST action in the repository (8Knot's "first

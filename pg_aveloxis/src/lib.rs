@@ -7,8 +7,10 @@
 use pgrx::prelude::*;
 
 pub mod contributors;
+pub mod distribution;
 pub mod facade;
 pub mod identity;
+pub mod manifest;
 pub mod registry;
 pub mod sanitize;
 pub mod scheduler;
@@ -151,11 +153,28 @@ extension_sql_file!(
     requires = ["activity", "bots", "completeness", "matviews", "queue"]
 );
 
+extension_sql_file!(
+    "../../sql/distribution.sql",
+    name = "distribution",
+    requires = [
+        "queue",
+        manifest::aveloxis::parse_manifest_text,
+        manifest::aveloxis::parse_manifest_bytes
+    ]
+);
+
 // The Citus plan reads every table, so it comes after all of them.
 extension_sql_file!(
     "../../sql/scale_out.sql",
     name = "scale_out",
-    requires = ["analyst_api", "refresh", "tokens", "analysis", "community_files"]
+    requires = [
+        "analyst_api",
+        "refresh",
+        "tokens",
+        "analysis",
+        "community_files",
+        "distribution"
+    ]
 );
 
 // Grants run last, once every object they name exists.

@@ -1213,3 +1213,26 @@ async fn daily_activity_is_the_same_whatever_order_the_data_arrives_in() {
     }
     assert_eq!(kept[0], kept[1], "the order the data arrived in changed the activity");
 }
+
+/// Every branch of `contributor_actions` (the source of the largest views) reads its
+/// tables by joins: no per-row subplan, which becomes a scan of a whole table per row once
+/// the table outgrows work_mem (the 100,000-repository fleet's refresh did not finish
+/// with two `EXISTS` joined by `OR`). Checked with a tiny work_mem, where nothing hashes.
+#[tokio::test]
+async fn contributor_actions_has_no_per_row_subplan() {
+    let db = TestDb::with_extension("actions_plan").await;
+    let pool = db.pool(1).await;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET work_mem = '64kB'").execute(&mut *conn).await.unwrap();
+    let plan: Vec<(String,)> = sqlx::query_as("EXPLAIN SELECT * FROM aveloxis_data.contributor_actions")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+    assert!(plan.iter().any(|l| l.contains("messages")), "the plan reads messages:\n{}", plan.join("\n"));
+    assert!(
+        !plan.iter().any(|l| l.contains("SubPlan")),
+        "a per-row subplan in contributor_actions:\n{}",
+        plan.join("\n")
+    );
+}
