@@ -7,6 +7,11 @@
 --   repo_distribution_scans), the ecosystem mapping aveloxis_ops.distribution_ecosystems,
 --   aveloxis.reparse_manifests() and the analysts' distribution_stats(), distribution_orphans()
 --   and distribution_repo(url), granted to aveloxis_analyst (sql/distribution.sql).
+-- * A scan's observations: six staging entities under a distribution lease, applied by
+--   aveloxis.complete (aveloxis_ops.distribution_apply: one observation time, the answered
+--   sources' current rows rotated to history, unusable rows rejected with their reason);
+--   aveloxis.manifest_kind(path) and aveloxis_ops.contents_text(content, encoding).
+--   claim leaves archived repositories' distribution jobs waiting.
 -- * aveloxis_data.contributor_actions: pull-request comments found by one semi-join on the
 --   union of the two reference tables instead of two EXISTS joined by OR, which ran as a
 --   scan of the references per message once they outgrew work_mem (the 100,000-repository

@@ -370,6 +370,9 @@ BEGIN
           AND j.due_at <= at
           AND (j.backoff_until IS NULL OR j.backoff_until <= at)
           AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id))
         ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
@@ -594,6 +597,11 @@ BEGIN
                                     outcome - 'state');
     -- What the forge reported, against what the drain (run before complete) stored.
     PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,

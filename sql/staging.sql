@@ -10,7 +10,9 @@ CREATE TABLE aveloxis_ops.staging (
     entity           text NOT NULL CONSTRAINT staging_entity_check
                      CHECK (entity IN ('contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
                                        'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
-                                       'repo_files')),
+                                       'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
+                                       'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
+                                       'distribution_manifest')),
     envelope_version smallint NOT NULL DEFAULT 1 CHECK (envelope_version = 1),
     -- The forge's JSON as text, so that even a corrupted payload can be staged and then
     -- rejected with its error instead of failing the agent's whole COPY. lz4: faster
@@ -102,6 +104,8 @@ AS $$
         WHEN 'collect' THEN ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
                                   'review_comment', 'release', 'repo_info']
         WHEN 'facade' THEN ARRAY['commit', 'commit_removed', 'repo_files']
+        WHEN 'distribution' THEN ARRAY['distribution_depsdev', 'distribution_depsdev_package', 'distribution_ecosystems',
+                                       'distribution_releases', 'distribution_packages', 'distribution_manifest']
         ELSE '{}'::text[] END
 $$;
 

@@ -151,4 +151,225 @@ mod tests {
         );
         assert_eq!(int("SELECT aveloxis.reparse_manifests()"), Some(0), "idempotent");
     }
+
+    /// One scan: a lease on the repository's distribution job, its observations staged,
+    /// `complete` with the outcome. Returns the job's next due time as text.
+    fn scan(repo: i64, staged: &[(&str, &str, Option<&str>)], outcome: &str) -> Option<String> {
+        let token = text(&format!(
+            "SELECT lease_token::text FROM aveloxis.claim_repo('test-agent', {repo}, 'distribution')"
+        ))
+        .unwrap();
+        for (entity, payload, context) in staged {
+            let context = context.map_or("NULL".to_owned(), |c| format!("ARRAY[$c${c}$c$::jsonb]"));
+            Spi::run(&format!(
+                "SELECT aveloxis.stage('{token}', '{entity}', ARRAY[$p${payload}$p$], {context})"
+            ))
+            .unwrap();
+        }
+        sql_error(&format!(
+            "SELECT aveloxis.complete(j.job_id, '{token}', $o${outcome}$o$::jsonb)
+             FROM aveloxis_ops.jobs j WHERE j.repo_id = {repo} AND j.phase = 'distribution'"
+        ))
+    }
+
+    fn evidence(repo: i64) -> String {
+        text(&format!(
+            "SELECT coalesce(string_agg(source || ':' || ecosystem || '/' || package_name || ':' || coalesce(version_count::text, '-')
+                                        || ':' || coalesce(latest_version, '-'), ' '
+                                        ORDER BY source, ecosystem, package_name), '')
+             FROM aveloxis_data.repo_distribution WHERE repo_id = {repo}"
+        ))
+        .unwrap_or_default()
+    }
+
+    #[pg_test]
+    fn a_completed_scan_becomes_the_evidence_and_the_next_rotates_it() {
+        let r = repo("https://github.com/acme/widget");
+        let depsdev = r#"{"versions": [
+            {"versionKey": {"system": "NPM", "name": "widget", "version": "1.0.0"}, "relationType": "SOURCE_REPO"},
+            {"versionKey": {"system": "NPM", "name": "widget", "version": "1.0.0"}, "relationType": "ISSUE_TRACKER"},
+            {"versionKey": {"system": "NPM", "name": "widget", "version": "1.1.0"}, "relationType": "SOURCE_REPO"},
+            {"versionKey": {"system": "NPM", "name": "other-pkg", "version": "2.0.0"}, "relationType": "ISSUE_TRACKER"}]}"#;
+        let detail = r#"{"packageKey": {"system": "NPM", "name": "widget"}, "versions": [
+            {"versionKey": {"version": "1.0.0"}, "publishedAt": "2023-01-02T03:04:05Z"},
+            {"versionKey": {"version": "1.1.0"}, "publishedAt": "2024-05-06T07:08:09Z", "isDefault": true}]}"#;
+        let ecosystems = r#"[{"name": "widget", "ecosystem": "npm", "versions_count": 2,
+            "first_release_published_at": "2023-01-02T03:04:05.000Z", "latest_release_number": "1.1.0",
+            "registry": {"ecosystem": "npm"}}, {"name": "widget", "ecosystem": "conda", "versions_count": 1}]"#;
+        let releases = r#"[{"id": 1, "tag_name": "v1.0.0", "published_at": "2023-01-02T00:00:00Z",
+                             "assets": [{"name": "widget-1.0.0-py3-none-any.whl"}, {"name": "widget.tar.gz"}]},
+                            {"id": 2, "tag_name": "v1.1.0", "published_at": "2024-05-06T00:00:00Z",
+                             "assets": [{"name": "widget_1.1.0_amd64.deb"}, {"name": "widget-1.1.0.whl"}]}]"#;
+        let packages = r#"[{"name": "widget", "package_type": "npm", "version_count": 3,
+                            "repository": {"full_name": "ACME/widget"}},
+                           {"name": "unrelated", "package_type": "npm", "repository": null},
+                           {"name": "elsewhere", "package_type": "npm", "repository": {"full_name": "acme/other"}}]"#;
+        // package.json as the Contents API returns it: base64 wrapped at 60 characters.
+        let manifest = r#"{"path": "package.json", "sha": "abc", "encoding": "base64",
+            "content": "eyJuYW1lIjogImEtcGFja2FnZSIsICJ2ZXJzaW9uIjogIjEuMC4wIiwgImRl\nc2NyaXB0aW9uIjogIngifQ==\n"}"#;
+        let not_a_manifest = r#"{"path": "README.md", "encoding": "base64", "content": "aGk="}"#;
+        let broken = r#"{"path": "setup.py", "encoding": "base64", "content": "%%%"}"#;
+        let staged = [
+            ("distribution_depsdev", depsdev, None),
+            ("distribution_depsdev_package", detail, None),
+            ("distribution_ecosystems", ecosystems, None),
+            ("distribution_releases", releases, None),
+            ("distribution_packages", packages, Some(r#"{"package_type": "npm"}"#)),
+            ("distribution_manifest", manifest, None),
+            ("distribution_manifest", not_a_manifest, None),
+            ("distribution_manifest", broken, None),
+            ("distribution_ecosystems", "{not json", None),
+        ];
+        assert_eq!(scan(r, &staged, r#"{"complete": true}"#), None);
+        assert_eq!(
+            evidence(r),
+            "deps.dev:npm/widget:2:1.1.0 ecosyste.ms:conda/widget:1:- ecosyste.ms:npm/widget:2:1.1.0 \
+             github_packages:npm/widget:3:- github_release_asset:deb/widget:1:v1.1.0 github_release_asset:pypi/widget:2:v1.1.0"
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT first_published_at::date || ' ' || latest_published_at::date FROM aveloxis_data.repo_distribution
+                 WHERE repo_id = {r} AND source = 'deps.dev'"
+            ))
+            .as_deref(),
+            Some("2023-01-02 2024-05-06")
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT string_agg(manifest_path || '=' || manifest_type || ':' || package_name_declared, ' ')
+                 FROM aveloxis_data.repo_distribution_manifest WHERE repo_id = {r}"
+            ))
+            .as_deref(),
+            Some("package.json=npm:a-package")
+        );
+        // The two unusable rows are rejects with their reason; the README is counted unused.
+        assert_eq!(
+            text(&format!(
+                "SELECT string_agg(left(error, 40), ' | ' ORDER BY error) FROM aveloxis_ops.staging_rejects WHERE repo_id = {r}"
+            ))
+            .as_deref(),
+            Some("distribution_ecosystems: payload is not  | distribution_manifest: the content of se")
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT scan_complete || ' ' || registry_rows || ' ' || manifest_rows || ' ' || unused_rows
+                 FROM aveloxis_data.repo_distribution_scans WHERE repo_id = {r}"
+            ))
+            .as_deref(),
+            Some("true 6 1 1")
+        );
+        assert_eq!(
+            int(&format!(
+                "SELECT count(*) FROM aveloxis_ops.staging WHERE repo_id = {r} AND drained_at IS NULL"
+            )),
+            Some(0)
+        );
+        let first_at = text(&format!("SELECT data_collection_date::text FROM aveloxis_data.repo_distribution WHERE repo_id = {r} LIMIT 1"));
+
+        // Scan 2, a day later, partial: ecosyste.ms did not answer. Its rows stay as they
+        // were; the other sources' rows rotate to history and are replaced.
+        Spi::run("SELECT aveloxis.set_setting('clock.offset', '1 day')").unwrap();
+        let depsdev2 = r#"{"versions": [{"versionKey": {"system": "NPM", "name": "widget", "version": "1.2.0"}}]}"#;
+        let staged2 = [
+            ("distribution_depsdev", depsdev2, None),
+            ("distribution_ecosystems", r#"[{"name": "widget", "ecosystem": "npm"}]"#, None),
+        ];
+        let sources = r#"{"complete": false, "sources": {"deps.dev": "ok", "ecosyste.ms": "transient",
+                          "github_release_asset": "none", "github_packages": "none", "contents": "ok"}}"#;
+        assert_eq!(scan(r, &staged2, sources), None);
+        assert_eq!(
+            evidence(r),
+            "deps.dev:npm/widget:1:- ecosyste.ms:conda/widget:1:- ecosyste.ms:npm/widget:2:1.1.0"
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT string_agg(DISTINCT (data_collection_date = '{}'::timestamptz)::text, ',')
+                 FROM aveloxis_data.repo_distribution WHERE repo_id = {r} AND source = 'ecosyste.ms'",
+                first_at.clone().unwrap()
+            ))
+            .as_deref(),
+            Some("true"),
+            "the source that did not answer keeps its evidence as observed"
+        );
+        assert_eq!(
+            int(&format!("SELECT count(*) FROM aveloxis_data.repo_distribution_history WHERE repo_id = {r}")),
+            Some(4),
+            "deps.dev, packages and the two release-asset rows rotated"
+        );
+        assert_eq!(
+            int(&format!("SELECT count(*) FROM aveloxis_data.repo_distribution_manifest WHERE repo_id = {r}")),
+            Some(0),
+            "contents answered with no manifests"
+        );
+        assert_eq!(
+            text(&format!("SELECT unused_rows || ' ' || scan_complete FROM aveloxis_data.repo_distribution_scans WHERE repo_id = {r}"))
+                .as_deref(),
+            Some("1 false"),
+            "the ecosyste.ms page of a source marked failed is not used, and counted"
+        );
+        // A partial scan is due again at once, ahead of others.
+        assert_eq!(
+            text(&format!(
+                "SELECT (due_at <= aveloxis_ops.clock())::text || ' ' || retry_first FROM aveloxis_ops.jobs
+                 WHERE repo_id = {r} AND phase = 'distribution'"
+            ))
+            .as_deref(),
+            Some("true true")
+        );
+
+        // Scans 3 and 4 see the same package again: rotating a package that history already
+        // holds twice never trips a unique key (the reference's 23505 on rotation).
+        for day in 2..4 {
+            Spi::run(&format!("SELECT aveloxis.set_setting('clock.offset', '{day} days')")).unwrap();
+            assert_eq!(scan(r, &[("distribution_depsdev", depsdev2, None)], r#"{"complete": true}"#), None);
+        }
+        assert_eq!(evidence(r), "deps.dev:npm/widget:1:-");
+        assert_eq!(
+            int(&format!(
+                "SELECT count(*) FROM aveloxis_data.repo_distribution_history
+                 WHERE repo_id = {r} AND source = 'deps.dev' AND package_name = 'widget'"
+            )),
+            Some(3)
+        );
+        assert_eq!(
+            int(&format!("SELECT count(*) FROM aveloxis_data.repo_distribution_manifest_history WHERE repo_id = {r}")),
+            Some(1),
+            "the manifest rotated once (scan 2); scans 3 and 4 had none current"
+        );
+    }
+
+    #[pg_test]
+    fn a_refused_completion_keeps_the_evidence_and_the_lease() {
+        // The reference lost completions (rotation rolled back, last_run never stamped, the
+        // work repeated forever): here the apply and the completion are one transaction, and
+        // an outcome that cannot be applied is refused whole, the job still leased.
+        let r = repo("https://github.com/acme/keep");
+        assert_eq!(scan(r, &[("distribution_depsdev", r#"{"versions": [{"versionKey": {"system": "CARGO", "name": "keep", "version": "1"}}]}"#, None)], r#"{"complete": true}"#), None);
+        Spi::run("SELECT aveloxis.set_setting('clock.offset', '1 day')").unwrap();
+        let err = scan(r, &[("distribution_depsdev", r#"{"versions": []}"#, None)], r#"{"complete": true, "sources": ["deps.dev"]}"#)
+            .unwrap();
+        assert!(err.starts_with("22023 outcome.sources must be an object"), "{err}");
+        assert_eq!(evidence(r), "deps.dev:cargo/keep:1:-");
+        assert_eq!(
+            text(&format!("SELECT (lease_owner IS NOT NULL)::text FROM aveloxis_ops.jobs WHERE repo_id = {r} AND phase = 'distribution'"))
+                .as_deref(),
+            Some("true")
+        );
+    }
+
+    #[pg_test]
+    fn archived_repositories_are_not_claimed_for_distribution() {
+        let live = repo("https://github.com/acme/live");
+        let archived = repo("https://github.com/acme/archived");
+        Spi::run(&format!("UPDATE aveloxis_data.repos SET repo_archived = true WHERE repo_id = {archived}")).unwrap();
+        assert_eq!(
+            text("SELECT string_agg(repo_id::text, ',') FROM aveloxis.claim('a', ARRAY['distribution'], 10)"),
+            Some(live.to_string())
+        );
+        assert_eq!(
+            int(&format!("SELECT count(*) FROM aveloxis.claim('a', ARRAY['collect'], 10) WHERE repo_id = {archived}")),
+            Some(1),
+            "its other phases are claimed as before"
+        );
+    }
 }

@@ -158,8 +158,11 @@ extension_sql_file!(
     name = "distribution",
     requires = [
         "queue",
+        "drain",
         manifest::aveloxis::parse_manifest_text,
-        manifest::aveloxis::parse_manifest_bytes
+        manifest::aveloxis::parse_manifest_bytes,
+        manifest::aveloxis::manifest_kind,
+        manifest::aveloxis_ops::contents_text
     ]
 );
 

@@ -402,6 +402,33 @@ fn cabal_name(content: &str) -> Option<String> {
     })
 }
 
+/// A Contents API file's `content` as text: base64 (GitHub wraps it every 60
+/// characters) decoded and read as [`decode`] does; other encodings are the text itself.
+/// `None` when base64 does not decode.
+pub fn contents_text(content: &str, encoding: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    match encoding {
+        Some(e) if e.eq_ignore_ascii_case("base64") => {
+            let packed: String = content.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(packed).ok()?;
+            Some(decode(&bytes))
+        }
+        _ => Some(content.to_owned()),
+    }
+}
+
+#[pgrx::pg_schema]
+mod aveloxis_ops {
+    use pgrx::prelude::*;
+
+    /// `aveloxis_ops.contents_text(content, encoding)`: a staged Contents API file body as
+    /// text; NULL when its base64 is broken (the drain rejects that row, saying so).
+    #[pg_extern(immutable, parallel_safe)]
+    fn contents_text(content: Option<&str>, encoding: Option<&str>) -> Option<String> {
+        super::contents_text(content?, encoding)
+    }
+}
+
 #[pgrx::pg_schema]
 mod aveloxis {
     use pgrx::prelude::*;
@@ -425,6 +452,14 @@ mod aveloxis {
             None => (None, None),
         };
         TableIterator::once((kind, name))
+    }
+
+    /// `aveloxis.manifest_kind(path)`: the manifest kind of a file name, NULL when it is
+    /// none; the agent asks it for a directory listing in one call, so a kind added here
+    /// needs no agent release.
+    #[pg_extern(immutable, parallel_safe, strict)]
+    fn manifest_kind(path: &str) -> Option<&'static str> {
+        super::manifest_type(path)
     }
 
     /// The same for the bytes a forge returned (UTF-8, or UTF-16 with a byte-order mark).

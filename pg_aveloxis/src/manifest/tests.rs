@@ -1,7 +1,7 @@
 //! The parsers on real manifests (fixtures/, their sources in fixtures/SOURCES.md) and on
 //! the small cases each rule exists for.
 
-use super::{decode, manifest_type, parse};
+use super::{contents_text, decode, manifest_type, parse};
 
 fn name(path: &str, content: &str) -> Option<String> {
     parse(path, content).expect("a manifest kind").1
@@ -245,4 +245,15 @@ fn python_project_files_follow_their_precedence() {
     assert_eq!(name("Project.toml", julia_env), None);
     let julia = "name = \"DataFrames\"\nuuid = \"a93c6f00-e57d-5684-b7b6-d8193f3e46c0\"\n";
     assert_eq!(name("Project.toml", julia).as_deref(), Some("DataFrames"));
+}
+
+#[test]
+fn contents_api_bodies_decode_with_their_line_breaks() {
+    // GitHub's Contents API: base64 with a newline every 60 characters.
+    let body = "eyJuYW1lIjogImEtcGFja2FnZSIsICJ2ZXJzaW9uIjogIjEuMC4wIiwgImRl\nc2NyaXB0aW9uIjogIngifQ==\n";
+    let text = contents_text(body, Some("base64")).unwrap();
+    assert_eq!(name("package.json", &text).as_deref(), Some("a-package"));
+    assert_eq!(contents_text("not base64!", Some("base64")), None);
+    assert_eq!(contents_text("{}", Some("utf-8")).as_deref(), Some("{}"));
+    assert_eq!(contents_text("{}", None).as_deref(), Some("{}"));
 }
