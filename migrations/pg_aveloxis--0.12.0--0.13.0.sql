@@ -17,16 +17,12 @@
 --   scan of the references per message once they outgrew work_mem (the 100,000-repository
 --   fleet's refresh of explorer_contributor_actions did not finish). Same rows.
 
-CREATE FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
+CREATE FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
 
 CREATE FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
@@ -38,6 +34,185 @@ CREATE FUNCTION aveloxis."parse_manifest"(
 IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+
+CREATE FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+
+CREATE FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+
+-- Distribution observations are staged under a distribution lease.
+ALTER TABLE aveloxis_ops.staging DROP CONSTRAINT staging_entity_check,
+    ADD CONSTRAINT staging_entity_check
+                     CHECK (entity IN ('contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
+                                       'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
+                                       'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
+                                       'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
+                                       'distribution_manifest'));
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.phase_entities(phase text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE phase
+        WHEN 'collect' THEN ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
+                                  'review_comment', 'release', 'repo_info']
+        WHEN 'facade' THEN ARRAY['commit', 'commit_removed', 'repo_files']
+        WHEN 'distribution' THEN ARRAY['distribution_depsdev', 'distribution_depsdev_package', 'distribution_ecosystems',
+                                       'distribution_releases', 'distribution_packages', 'distribution_manifest']
+        ELSE '{}'::text[] END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
+    UPDATE aveloxis_ops.jobs SET
+        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Phases are collect, facade, distribution and analysis.';
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id))
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
 
 -- sql/distribution.sql, whole.
 -- Distribution: where each repository is published and which manifests declare it
@@ -156,7 +331,11 @@ CREATE TABLE aveloxis_data.repo_distribution_scans (
     -- Per source: "ok", "none" (answered, nothing found) or the error class.
     sources              jsonb NOT NULL DEFAULT '{}',
     registry_rows        integer NOT NULL DEFAULT 0,
-    manifest_rows        integer NOT NULL DEFAULT 0
+    manifest_rows        integer NOT NULL DEFAULT 0,
+    -- Staged rows the scan did not use: of sources that did not answer, files that are no
+    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
+    -- staging_rejects instead).
+    unused_rows          integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
 
@@ -293,6 +472,256 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------------------------
+-- A scan's observations. The agent stages what each source returned, as returned,
+-- under its distribution lease (staging contract v1, docs/distribution.md):
+--   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
+--   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
+--   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
+--   distribution_releases         a page of GitHub releases (their assets' names)
+--   distribution_packages         a page of GitHub Packages of one package_type
+--   distribution_manifest         a Contents API file object (path, content, encoding, sha)
+-- and `complete` applies them (distribution_apply) in its own transaction: one
+-- observation time for every row, current rows of the sources that answered rotated to
+-- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
+-- that fails leaves the last complete evidence in place.
+
+-- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
+CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
+        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
+        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
+        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
+$$;
+
+-- The sources a scan can report on (outcome.sources keys), and the staged entities.
+CREATE FUNCTION aveloxis_ops.distribution_sources()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
+
+-- The run's staged observations, parsed; err says why one cannot be used.
+CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
+RETURNS TABLE (staging_id bigint, entity text, context jsonb, doc jsonb, err text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.staging_id, s.entity, s.context, p.doc,
+           CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
+                WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
+                     AND jsonb_typeof(p.doc) <> 'array'
+                    THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
+                     AND jsonb_typeof(p.doc) <> 'object'
+                    THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
+                    THEN 'a manifest payload needs the file''s "path"'
+                WHEN s.entity = 'distribution_manifest'
+                     AND aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding') IS NULL
+                    THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
+                WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
+                    THEN 'a packages payload needs its package_type in the context'
+           END
+    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+$$;
+
+-- Applies a completed scan (called by aveloxis.complete for a distribution lease).
+-- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
+-- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
+-- used. Without sources, a whole scan counts every source as answered; a partial one
+-- without sources rotates nothing but what it staged for.
+CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed   timestamptz := aveloxis_ops.clock();
+    answered   text[];
+    bad        record;
+    owner_name text;
+    repo_name  text;
+    superseded bigint;
+    version    text := aveloxis.version();
+BEGIN
+    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
+        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    -- One distribution apply per repository at a time (a late complete of an expired
+    -- lease cannot reach here: its token no longer holds).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
+
+    -- Rows staged by earlier runs that never completed: this scan supersedes them.
+    WITH old AS (
+        UPDATE aveloxis_ops.staging s SET drained_at = observed
+        WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
+          AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+        RETURNING 1
+    )
+    SELECT count(*) INTO superseded FROM old;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows of earlier, unfinished scans superseded', repo, superseded;
+    END IF;
+
+    -- Unusable rows are rejected with their reason; the rest of the scan applies.
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_docs(repo, run) d
+               WHERE d.err IS NOT NULL LOOP
+        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
+    END LOOP;
+
+    answered := CASE
+        WHEN sources IS NOT NULL THEN
+            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
+                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
+        WHEN whole THEN aveloxis_ops.distribution_sources()
+        ELSE ARRAY(SELECT DISTINCT CASE d.entity
+                       WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+                       WHEN 'distribution_ecosystems' THEN 'ecosyste.ms'
+                       WHEN 'distribution_releases' THEN 'github_release_asset'
+                       WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END
+                   FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL) END;
+
+    INSERT INTO aveloxis_data.repo_distribution_history
+        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
+         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
+         data_collection_date, rotated_at)
+    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
+           d.data_collection_date, observed
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+
+    WITH docs AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL
+    ), depsdev AS (
+        -- Versions whose repository is only the issue tracker are not this repository's
+        -- packages; a version listed twice (source and tracker) counts once.
+        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
+               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
+        FROM docs d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
+          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
+        GROUP BY 1, 2
+    ), depsdev_detail AS (
+        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
+               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
+               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
+               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
+        FROM docs d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev_package'
+        GROUP BY 1, 2
+    ), fresh AS (
+        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
+               x.latest_published_at, x.latest_version, NULL::text AS registry_url
+        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
+        UNION ALL
+        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
+               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
+               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
+        FROM docs d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
+        GROUP BY 2, 3
+        UNION ALL
+        -- Assets of the repository's releases: the package is the repository's.
+        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
+               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
+               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
+               NULL
+        FROM docs d, jsonb_array_elements(d.doc) r,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
+        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
+        GROUP BY 2
+        UNION ALL
+        -- The owner's packages that name this repository (a package without one is not it).
+        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
+                                                                         ELSE lower(d.context ->> 'package_type') END,
+               p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
+               NULL, max(p ->> 'html_url')
+        FROM docs d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
+        GROUP BY 2, 3
+    )
+    INSERT INTO aveloxis_data.repo_distribution AS t
+        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
+         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
+    FROM fresh f
+    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
+    ORDER BY f.ecosystem, f.package_name, f.source
+    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
+        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
+
+    IF 'contents' = ANY (answered) THEN
+        INSERT INTO aveloxis_data.repo_distribution_manifest_history
+            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
+             tool_source, tool_version, data_source, data_collection_date, rotated_at)
+        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
+        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
+        INSERT INTO aveloxis_data.repo_distribution_manifest
+            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
+             tool_source, tool_version, data_source, data_collection_date)
+        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
+               x.content, 'pg_aveloxis', version, 'contents', observed
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha,
+                     aveloxis_ops.contents_text(coalesce(d.doc ->> 'content', ''), d.doc ->> 'encoding') AS content
+              FROM aveloxis_ops.distribution_docs(repo, run) d
+              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
+             aveloxis.parse_manifest(x.path, x.content) p
+        WHERE p.manifest_type IS NOT NULL
+        ORDER BY x.path, x.staging_id DESC;
+    END IF;
+
+    SELECT superseded + count(*) FILTER (WHERE CASE d.entity
+               WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+               WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
+               WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END <> ALL (answered)
+           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
+    INTO superseded
+    FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
+            repo, superseded;
+    END IF;
+
+    INSERT INTO aveloxis_data.repo_distribution_scans AS s
+        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
+            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
+            unused_rows = EXCLUDED.unused_rows;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
+END
+$$;
+
 -- sql/matviews.sql: the view, same columns.
 CREATE OR REPLACE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
 -- One row per commit (commits holds one row per changed file).
@@ -389,6 +818,7 @@ BEGIN
         aveloxis.contributor_activity(uuid),
         aveloxis.parse_manifest(text, text),
         aveloxis.parse_manifest(text, bytea),
+        aveloxis.manifest_kind(text),
         aveloxis.distribution_stats(),
         aveloxis.distribution_orphans(),
         aveloxis.distribution_repo(text)
@@ -398,6 +828,7 @@ BEGIN
     GRANT USAGE ON SCHEMA aveloxis TO aveloxis_agent;
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
+        aveloxis.manifest_kind(text),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

@@ -64,55 +64,6 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/identity.rs:86
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
 /* </end connected objects> */
@@ -127,20 +78,6 @@ CREATE  FUNCTION aveloxis."platform_uuid"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:31
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:36
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -584,7 +521,9 @@ CREATE TABLE aveloxis_ops.staging (
     entity           text NOT NULL CONSTRAINT staging_entity_check
                      CHECK (entity IN ('contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
                                        'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
-                                       'repo_files')),
+                                       'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
+                                       'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
+                                       'distribution_manifest')),
     envelope_version smallint NOT NULL DEFAULT 1 CHECK (envelope_version = 1),
     -- The forge's JSON as text, so that even a corrupted payload can be staged and then
     -- rejected with its error instead of failing the agent's whole COPY. lz4: faster
@@ -676,6 +615,8 @@ AS $$
         WHEN 'collect' THEN ARRAY['contributor', 'issue', 'pull_request', 'issue_event', 'issue_comment',
                                   'review_comment', 'release', 'repo_info']
         WHEN 'facade' THEN ARRAY['commit', 'commit_removed', 'repo_files']
+        WHEN 'distribution' THEN ARRAY['distribution_depsdev', 'distribution_depsdev_package', 'distribution_ecosystems',
+                                       'distribution_releases', 'distribution_packages', 'distribution_manifest']
         ELSE '{}'::text[] END
 $$;
 
@@ -1109,6 +1050,9 @@ BEGIN
           AND j.due_at <= at
           AND (j.backoff_until IS NULL OR j.backoff_until <= at)
           AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id))
         ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
@@ -1333,6 +1277,11 @@ BEGIN
                                     outcome - 'state');
     -- What the forge reported, against what the drain (run before complete) stored.
     PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -2223,133 +2172,6 @@ BEGIN
     RETURN ROW(resolved.inserted, resolved.updated,
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:142
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
 $$;
 /* </end connected objects> */
 
@@ -4523,6 +4345,404 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:94
+-- requires:
+--   contributors
+--   issues
+--   messages
+
+-- Data-quality diagnostics for analysts: the reference's contributor diagnostic
+-- queries (reference/003, "Diagnostic queries") as functions returning rows. All
+-- read-only. (The unresolved-commit-authors diagnostic arrives with the commits table.)
+
+-- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
+CREATE FUNCTION aveloxis.contributor_quality()
+RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
+               thin bigint, merged_away bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
+           count(*) FILTER (WHERE gl_id IS NOT NULL),
+           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
+           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
+           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
+           count(*) FILTER (WHERE cntrb_deleted = 1),
+           count(*)
+    FROM aveloxis_data.contributors
+$$;
+
+-- 2. Accounts that more than one active contributor row claims (rename casualties).
+CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
+RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
+    FROM aveloxis_data.contributors c
+    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
+    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
+    GROUP BY p.platform_id, p.user_id
+    HAVING count(*) > 1
+    ORDER BY count(*) DESC, p.platform_id, p.user_id
+    LIMIT max_rows
+$$;
+
+-- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
+-- pointing at a merged-away contributor (both should never return rows).
+CREATE FUNCTION aveloxis.identity_anomalies()
+RETURNS TABLE (kind text, key text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
+           count(DISTINCT i.cntrb_id)::text
+    FROM aveloxis_data.contributor_identities i
+    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
+    UNION ALL
+    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
+    FROM aveloxis_data.contributors_aliases a
+    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
+    UNION ALL
+    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
+    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+    WHERE c.cntrb_deleted = 1
+$$;
+
+-- 5. Enrichment progress of thin contributors (30-day cooldown, R6).
+CREATE FUNCTION aveloxis.enrichment_progress()
+RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE cntrb_last_enriched_at IS NULL),
+           count(*) FILTER (WHERE cntrb_last_enriched_at < now() - interval '30 days'),
+           count(*) FILTER (WHERE cntrb_last_enriched_at >= now() - interval '30 days')
+    FROM aveloxis_data.contributors
+    WHERE cntrb_login IS NOT NULL AND cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0
+$$;
+
+-- 6. Contributors waiting for a search by email (30-day cooldown).
+CREATE FUNCTION aveloxis.search_resolve_queue()
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FROM aveloxis_data.contributors
+    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND cntrb_email NOT LIKE '%noreply%' AND cntrb_deleted = 0
+      AND (cntrb_last_search_attempted_at IS NULL OR cntrb_last_search_attempted_at < now() - interval '30 days')
+$$;
+
+-- 8. Rows referencing a contributor that does not exist (R10; always 0 while the
+-- foreign keys stand; kept for databases restored or migrated from elsewhere).
+CREATE FUNCTION aveloxis.contributor_fk_integrity()
+RETURNS TABLE (table_name text, orphans bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'issues.reporter_id', count(*) FROM aveloxis_data.issues i
+    WHERE i.reporter_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id)
+    UNION ALL
+    SELECT 'issues.closed_by_id', count(*) FROM aveloxis_data.issues i
+    WHERE i.closed_by_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.closed_by_id)
+    UNION ALL
+    SELECT 'issue_assignees.cntrb_id', count(*) FROM aveloxis_data.issue_assignees a
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = a.cntrb_id)
+    UNION ALL
+    SELECT 'messages.cntrb_id', count(*) FROM aveloxis_data.messages m
+    WHERE m.cntrb_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = m.cntrb_id)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:142
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:114
+-- requires:
+--   registry
+
+-- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
+-- Augur's names and columns. The phases that fill them come later (issue 17); the
+-- tables exist now so the views and 8Knot's queries over them answer, empty.
+-- Every scan writes its rows with one data_collection_date: readers take the rows of
+-- the latest date per repository.
+
+CREATE TABLE aveloxis_data.repo_labor (
+    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    repo_clone_date      timestamptz,
+    rl_analysis_date     timestamptz,
+    programming_language text,
+    file_path            text,
+    file_name            text,
+    total_lines          integer,
+    code_lines           integer,
+    comment_lines        integer,
+    blank_lines          integer,
+    code_complexity      integer,
+    repo_url             text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_labor_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
+
+CREATE TABLE aveloxis_data.repo_deps_libyear (
+    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                 text,
+    requirement          text,
+    type                 text,
+    package_manager      text,
+    -- Augur's spelling.
+    current_verion       text,
+    latest_version       text,
+    current_release_date text,
+    latest_release_date  text,
+    -- NULL when unknown, never 0.
+    libyear              double precision,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_libyear_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard (
+    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                    text,
+    -- Numeric text or NULL, never '' (8Knot casts it to float4).
+    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
+    scorecard_check_details jsonb,
+    tool_source             text,
+    tool_version            text,
+    data_source             text,
+    data_collection_date    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:420
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:31
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:36
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:75
 -- requires:
 --   staging
@@ -6300,6 +6520,137 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:144
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:136
 -- requires:
 --   facade
@@ -6798,328 +7149,6 @@ BEGIN
     RETURN written;
 END
 $$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:144
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:94
--- requires:
---   contributors
---   issues
---   messages
-
--- Data-quality diagnostics for analysts: the reference's contributor diagnostic
--- queries (reference/003, "Diagnostic queries") as functions returning rows. All
--- read-only. (The unresolved-commit-authors diagnostic arrives with the commits table.)
-
--- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
-CREATE FUNCTION aveloxis.contributor_quality()
-RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
-               thin bigint, merged_away bigint, total bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
-           count(*) FILTER (WHERE gl_id IS NOT NULL),
-           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
-           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
-           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
-           count(*) FILTER (WHERE cntrb_deleted = 1),
-           count(*)
-    FROM aveloxis_data.contributors
-$$;
-
--- 2. Accounts that more than one active contributor row claims (rename casualties).
-CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
-RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
-    FROM aveloxis_data.contributors c
-    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
-    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
-    GROUP BY p.platform_id, p.user_id
-    HAVING count(*) > 1
-    ORDER BY count(*) DESC, p.platform_id, p.user_id
-    LIMIT max_rows
-$$;
-
--- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
--- pointing at a merged-away contributor (both should never return rows).
-CREATE FUNCTION aveloxis.identity_anomalies()
-RETURNS TABLE (kind text, key text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
-           count(DISTINCT i.cntrb_id)::text
-    FROM aveloxis_data.contributor_identities i
-    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
-    UNION ALL
-    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
-    FROM aveloxis_data.contributors_aliases a
-    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
-    UNION ALL
-    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
-    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
-    WHERE c.cntrb_deleted = 1
-$$;
-
--- 5. Enrichment progress of thin contributors (30-day cooldown, R6).
-CREATE FUNCTION aveloxis.enrichment_progress()
-RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE cntrb_last_enriched_at IS NULL),
-           count(*) FILTER (WHERE cntrb_last_enriched_at < now() - interval '30 days'),
-           count(*) FILTER (WHERE cntrb_last_enriched_at >= now() - interval '30 days')
-    FROM aveloxis_data.contributors
-    WHERE cntrb_login IS NOT NULL AND cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0
-$$;
-
--- 6. Contributors waiting for a search by email (30-day cooldown).
-CREATE FUNCTION aveloxis.search_resolve_queue()
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FROM aveloxis_data.contributors
-    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND cntrb_email NOT LIKE '%noreply%' AND cntrb_deleted = 0
-      AND (cntrb_last_search_attempted_at IS NULL OR cntrb_last_search_attempted_at < now() - interval '30 days')
-$$;
-
--- 8. Rows referencing a contributor that does not exist (R10; always 0 while the
--- foreign keys stand; kept for databases restored or migrated from elsewhere).
-CREATE FUNCTION aveloxis.contributor_fk_integrity()
-RETURNS TABLE (table_name text, orphans bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'issues.reporter_id', count(*) FROM aveloxis_data.issues i
-    WHERE i.reporter_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id)
-    UNION ALL
-    SELECT 'issues.closed_by_id', count(*) FROM aveloxis_data.issues i
-    WHERE i.closed_by_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.closed_by_id)
-    UNION ALL
-    SELECT 'issue_assignees.cntrb_id', count(*) FROM aveloxis_data.issue_assignees a
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = a.cntrb_id)
-    UNION ALL
-    SELECT 'messages.cntrb_id', count(*) FROM aveloxis_data.messages m
-    WHERE m.cntrb_id IS NOT NULL AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = m.cntrb_id)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:114
--- requires:
---   registry
-
--- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
--- Augur's names and columns. The phases that fill them come later (issue 17); the
--- tables exist now so the views and 8Knot's queries over them answer, empty.
--- Every scan writes its rows with one data_collection_date: readers take the rows of
--- the latest date per repository.
-
-CREATE TABLE aveloxis_data.repo_labor (
-    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    repo_clone_date      timestamptz,
-    rl_analysis_date     timestamptz,
-    programming_language text,
-    file_path            text,
-    file_name            text,
-    total_lines          integer,
-    code_lines           integer,
-    comment_lines        integer,
-    blank_lines          integer,
-    code_complexity      integer,
-    repo_url             text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_labor_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_libyear (
-    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                 text,
-    requirement          text,
-    type                 text,
-    package_manager      text,
-    -- Augur's spelling.
-    current_verion       text,
-    latest_version       text,
-    current_release_date text,
-    latest_release_date  text,
-    -- NULL when unknown, never 0.
-    libyear              double precision,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_libyear_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard (
-    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                    text,
-    -- Numeric text or NULL, never '' (8Knot casts it to float4).
-    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
-    scorecard_check_details jsonb,
-    tool_source             text,
-    tool_version            text,
-    data_source             text,
-    data_collection_date    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -7925,202 +7954,6 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:130
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:150
 -- requires:
 --   activity
@@ -8483,12 +8316,219 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:405
+-- pg_aveloxis/src/lib.rs:130
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:432
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:412
+-- pg_aveloxis/src/manifest.rs:460
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:439
 -- pg_aveloxis::manifest::aveloxis::parse_manifest
 CREATE  FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
@@ -8503,7 +8543,7 @@ AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:431
+-- pg_aveloxis/src/manifest.rs:466
 -- pg_aveloxis::manifest::aveloxis::parse_manifest
 CREATE  FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
@@ -8521,8 +8561,11 @@ AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
 -- pg_aveloxis/src/lib.rs:156
 -- requires:
 --   queue
+--   drain
 --   manifest::aveloxis::parse_manifest_text
 --   manifest::aveloxis::parse_manifest_bytes
+--   manifest::aveloxis::manifest_kind
+--   manifest::aveloxis_ops::contents_text
 
 -- Distribution: where each repository is published and which manifests declare it
 -- (reference 002_*; docs/distribution.md).
@@ -8640,7 +8683,11 @@ CREATE TABLE aveloxis_data.repo_distribution_scans (
     -- Per source: "ok", "none" (answered, nothing found) or the error class.
     sources              jsonb NOT NULL DEFAULT '{}',
     registry_rows        integer NOT NULL DEFAULT 0,
-    manifest_rows        integer NOT NULL DEFAULT 0
+    manifest_rows        integer NOT NULL DEFAULT 0,
+    -- Staged rows the scan did not use: of sources that did not answer, files that are no
+    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
+    -- staging_rejects instead).
+    unused_rows          integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
 
@@ -8776,10 +8823,260 @@ BEGIN
     ORDER BY 1 DESC, 2, 3, 4;
 END
 $$;
+
+-- ---------------------------------------------------------------------------------
+-- A scan's observations. The agent stages what each source returned, as returned,
+-- under its distribution lease (staging contract v1, docs/distribution.md):
+--   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
+--   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
+--   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
+--   distribution_releases         a page of GitHub releases (their assets' names)
+--   distribution_packages         a page of GitHub Packages of one package_type
+--   distribution_manifest         a Contents API file object (path, content, encoding, sha)
+-- and `complete` applies them (distribution_apply) in its own transaction: one
+-- observation time for every row, current rows of the sources that answered rotated to
+-- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
+-- that fails leaves the last complete evidence in place.
+
+-- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
+CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
+        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
+        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
+        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
+$$;
+
+-- The sources a scan can report on (outcome.sources keys), and the staged entities.
+CREATE FUNCTION aveloxis_ops.distribution_sources()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
+
+-- The run's staged observations, parsed; err says why one cannot be used.
+CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
+RETURNS TABLE (staging_id bigint, entity text, context jsonb, doc jsonb, err text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.staging_id, s.entity, s.context, p.doc,
+           CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
+                WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
+                     AND jsonb_typeof(p.doc) <> 'array'
+                    THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
+                     AND jsonb_typeof(p.doc) <> 'object'
+                    THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
+                    THEN 'a manifest payload needs the file''s "path"'
+                WHEN s.entity = 'distribution_manifest'
+                     AND aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding') IS NULL
+                    THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
+                WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
+                    THEN 'a packages payload needs its package_type in the context'
+           END
+    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+$$;
+
+-- Applies a completed scan (called by aveloxis.complete for a distribution lease).
+-- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
+-- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
+-- used. Without sources, a whole scan counts every source as answered; a partial one
+-- without sources rotates nothing but what it staged for.
+CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed   timestamptz := aveloxis_ops.clock();
+    answered   text[];
+    bad        record;
+    owner_name text;
+    repo_name  text;
+    superseded bigint;
+    version    text := aveloxis.version();
+BEGIN
+    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
+        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    -- One distribution apply per repository at a time (a late complete of an expired
+    -- lease cannot reach here: its token no longer holds).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
+
+    -- Rows staged by earlier runs that never completed: this scan supersedes them.
+    WITH old AS (
+        UPDATE aveloxis_ops.staging s SET drained_at = observed
+        WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
+          AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+        RETURNING 1
+    )
+    SELECT count(*) INTO superseded FROM old;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows of earlier, unfinished scans superseded', repo, superseded;
+    END IF;
+
+    -- Unusable rows are rejected with their reason; the rest of the scan applies.
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_docs(repo, run) d
+               WHERE d.err IS NOT NULL LOOP
+        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
+    END LOOP;
+
+    answered := CASE
+        WHEN sources IS NOT NULL THEN
+            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
+                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
+        WHEN whole THEN aveloxis_ops.distribution_sources()
+        ELSE ARRAY(SELECT DISTINCT CASE d.entity
+                       WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+                       WHEN 'distribution_ecosystems' THEN 'ecosyste.ms'
+                       WHEN 'distribution_releases' THEN 'github_release_asset'
+                       WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END
+                   FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL) END;
+
+    INSERT INTO aveloxis_data.repo_distribution_history
+        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
+         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
+         data_collection_date, rotated_at)
+    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
+           d.data_collection_date, observed
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+
+    WITH docs AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL
+    ), depsdev AS (
+        -- Versions whose repository is only the issue tracker are not this repository's
+        -- packages; a version listed twice (source and tracker) counts once.
+        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
+               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
+        FROM docs d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
+          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
+        GROUP BY 1, 2
+    ), depsdev_detail AS (
+        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
+               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
+               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
+               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
+        FROM docs d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev_package'
+        GROUP BY 1, 2
+    ), fresh AS (
+        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
+               x.latest_published_at, x.latest_version, NULL::text AS registry_url
+        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
+        UNION ALL
+        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
+               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
+               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
+        FROM docs d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
+        GROUP BY 2, 3
+        UNION ALL
+        -- Assets of the repository's releases: the package is the repository's.
+        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
+               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
+               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
+               NULL
+        FROM docs d, jsonb_array_elements(d.doc) r,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
+        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
+        GROUP BY 2
+        UNION ALL
+        -- The owner's packages that name this repository (a package without one is not it).
+        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
+                                                                         ELSE lower(d.context ->> 'package_type') END,
+               p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
+               NULL, max(p ->> 'html_url')
+        FROM docs d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
+        GROUP BY 2, 3
+    )
+    INSERT INTO aveloxis_data.repo_distribution AS t
+        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
+         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
+    FROM fresh f
+    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
+    ORDER BY f.ecosystem, f.package_name, f.source
+    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
+        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
+
+    IF 'contents' = ANY (answered) THEN
+        INSERT INTO aveloxis_data.repo_distribution_manifest_history
+            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
+             tool_source, tool_version, data_source, data_collection_date, rotated_at)
+        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
+        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
+        INSERT INTO aveloxis_data.repo_distribution_manifest
+            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
+             tool_source, tool_version, data_source, data_collection_date)
+        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
+               x.content, 'pg_aveloxis', version, 'contents', observed
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha,
+                     aveloxis_ops.contents_text(coalesce(d.doc ->> 'content', ''), d.doc ->> 'encoding') AS content
+              FROM aveloxis_ops.distribution_docs(repo, run) d
+              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
+             aveloxis.parse_manifest(x.path, x.content) p
+        WHERE p.manifest_type IS NOT NULL
+        ORDER BY x.path, x.staging_id DESC;
+    END IF;
+
+    SELECT superseded + count(*) FILTER (WHERE CASE d.entity
+               WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+               WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
+               WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END <> ALL (answered)
+           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
+    INTO superseded
+    FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
+            repo, superseded;
+    END IF;
+
+    INSERT INTO aveloxis_data.repo_distribution_scans AS s
+        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
+            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
+            unused_rows = EXCLUDED.unused_rows;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
+END
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:167
+-- pg_aveloxis/src/lib.rs:170
 -- requires:
 --   analyst_api
 --   refresh
@@ -8911,7 +9208,7 @@ COMMENT ON FUNCTION aveloxis.distribute(integer, boolean) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:181
+-- pg_aveloxis/src/lib.rs:184
 -- finalize
 -- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
 -- analysts get read access to aveloxis_data.
@@ -8964,6 +9261,7 @@ BEGIN
         aveloxis.contributor_activity(uuid),
         aveloxis.parse_manifest(text, text),
         aveloxis.parse_manifest(text, bytea),
+        aveloxis.manifest_kind(text),
         aveloxis.distribution_stats(),
         aveloxis.distribution_orphans(),
         aveloxis.distribution_repo(text)
@@ -8973,6 +9271,7 @@ BEGIN
     GRANT USAGE ON SCHEMA aveloxis TO aveloxis_agent;
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
+        aveloxis.manifest_kind(text),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

@@ -273,8 +273,9 @@ $$;
 CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name FROM '\.([A-Za-z0-9]+)$'))
+    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
         WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
         WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
         WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
@@ -284,6 +285,7 @@ $$;
 CREATE FUNCTION aveloxis_ops.distribution_sources()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
 
 -- The run's staged observations, parsed; err says why one cannot be used.
@@ -324,7 +326,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    at         timestamptz := aveloxis_ops.clock();
+    observed   timestamptz := aveloxis_ops.clock();
     answered   text[];
     bad        record;
     owner_name text;
@@ -343,7 +345,7 @@ BEGIN
 
     -- Rows staged by earlier runs that never completed: this scan supersedes them.
     WITH old AS (
-        UPDATE aveloxis_ops.staging s SET drained_at = at
+        UPDATE aveloxis_ops.staging s SET drained_at = observed
         WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
           AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
         RETURNING 1
@@ -377,7 +379,7 @@ BEGIN
          data_collection_date, rotated_at)
     SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
            d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
-           d.data_collection_date, at
+           d.data_collection_date, observed
     FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
     DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
 
@@ -445,7 +447,7 @@ BEGIN
         (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
          latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
     SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
-           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, at
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
     FROM fresh f
     WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
     ORDER BY f.ecosystem, f.package_name, f.source
@@ -457,7 +459,7 @@ BEGIN
             (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
              tool_source, tool_version, data_source, data_collection_date, rotated_at)
         SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
-               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, at
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
         FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
         DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
         -- A file staged twice keeps its last copy; a file that is no manifest is not one.
@@ -465,7 +467,7 @@ BEGIN
             (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
              tool_source, tool_version, data_source, data_collection_date)
         SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
-               x.content, 'pg_aveloxis', version, 'contents', at
+               x.content, 'pg_aveloxis', version, 'contents', observed
         FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha,
                      aveloxis_ops.contents_text(coalesce(d.doc ->> 'content', ''), d.doc ->> 'encoding') AS content
               FROM aveloxis_ops.distribution_docs(repo, run) d
@@ -489,7 +491,7 @@ BEGIN
 
     INSERT INTO aveloxis_data.repo_distribution_scans AS s
         (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
-    VALUES (repo, at, whole, coalesce(sources, '{}'),
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
             (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
             (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
     ON CONFLICT (repo_id) DO UPDATE
@@ -497,7 +499,7 @@ BEGIN
             registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
             unused_rows = EXCLUDED.unused_rows;
 
-    UPDATE aveloxis_ops.staging s SET drained_at = at
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
     WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
       AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
 END

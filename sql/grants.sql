@@ -49,6 +49,7 @@ BEGIN
         aveloxis.contributor_activity(uuid),
         aveloxis.parse_manifest(text, text),
         aveloxis.parse_manifest(text, bytea),
+        aveloxis.manifest_kind(text),
         aveloxis.distribution_stats(),
         aveloxis.distribution_orphans(),
         aveloxis.distribution_repo(text)
@@ -58,6 +59,7 @@ BEGIN
     GRANT USAGE ON SCHEMA aveloxis TO aveloxis_agent;
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
+        aveloxis.manifest_kind(text),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

@@ -264,7 +264,9 @@ mod tests {
             )),
             Some(0)
         );
-        let first_at = text(&format!("SELECT data_collection_date::text FROM aveloxis_data.repo_distribution WHERE repo_id = {r} LIMIT 1"));
+        let first_at = text(&format!(
+            "SELECT data_collection_date::text FROM aveloxis_data.repo_distribution WHERE repo_id = {r} LIMIT 1"
+        ));
 
         // Scan 2, a day later, partial: ecosyste.ms did not answer. Its rows stay as they
         // were; the other sources' rows rotate to history and are replaced.
@@ -272,7 +274,11 @@ mod tests {
         let depsdev2 = r#"{"versions": [{"versionKey": {"system": "NPM", "name": "widget", "version": "1.2.0"}}]}"#;
         let staged2 = [
             ("distribution_depsdev", depsdev2, None),
-            ("distribution_ecosystems", r#"[{"name": "widget", "ecosystem": "npm"}]"#, None),
+            (
+                "distribution_ecosystems",
+                r#"[{"name": "widget", "ecosystem": "npm"}]"#,
+                None,
+            ),
         ];
         let sources = r#"{"complete": false, "sources": {"deps.dev": "ok", "ecosyste.ms": "transient",
                           "github_release_asset": "none", "github_packages": "none", "contents": "ok"}}"#;
@@ -292,12 +298,16 @@ mod tests {
             "the source that did not answer keeps its evidence as observed"
         );
         assert_eq!(
-            int(&format!("SELECT count(*) FROM aveloxis_data.repo_distribution_history WHERE repo_id = {r}")),
+            int(&format!(
+                "SELECT count(*) FROM aveloxis_data.repo_distribution_history WHERE repo_id = {r}"
+            )),
             Some(4),
             "deps.dev, packages and the two release-asset rows rotated"
         );
         assert_eq!(
-            int(&format!("SELECT count(*) FROM aveloxis_data.repo_distribution_manifest WHERE repo_id = {r}")),
+            int(&format!(
+                "SELECT count(*) FROM aveloxis_data.repo_distribution_manifest WHERE repo_id = {r}"
+            )),
             Some(0),
             "contents answered with no manifests"
         );
@@ -321,7 +331,10 @@ mod tests {
         // holds twice never trips a unique key (the reference's 23505 on rotation).
         for day in 2..4 {
             Spi::run(&format!("SELECT aveloxis.set_setting('clock.offset', '{day} days')")).unwrap();
-            assert_eq!(scan(r, &[("distribution_depsdev", depsdev2, None)], r#"{"complete": true}"#), None);
+            assert_eq!(
+                scan(r, &[("distribution_depsdev", depsdev2, None)], r#"{"complete": true}"#),
+                None
+            );
         }
         assert_eq!(evidence(r), "deps.dev:npm/widget:1:-");
         assert_eq!(
@@ -332,7 +345,9 @@ mod tests {
             Some(3)
         );
         assert_eq!(
-            int(&format!("SELECT count(*) FROM aveloxis_data.repo_distribution_manifest_history WHERE repo_id = {r}")),
+            int(&format!(
+                "SELECT count(*) FROM aveloxis_data.repo_distribution_manifest_history WHERE repo_id = {r}"
+            )),
             Some(1),
             "the manifest rotated once (scan 2); scans 3 and 4 had none current"
         );
@@ -344,10 +359,25 @@ mod tests {
         // work repeated forever): here the apply and the completion are one transaction, and
         // an outcome that cannot be applied is refused whole, the job still leased.
         let r = repo("https://github.com/acme/keep");
-        assert_eq!(scan(r, &[("distribution_depsdev", r#"{"versions": [{"versionKey": {"system": "CARGO", "name": "keep", "version": "1"}}]}"#, None)], r#"{"complete": true}"#), None);
+        assert_eq!(
+            scan(
+                r,
+                &[(
+                    "distribution_depsdev",
+                    r#"{"versions": [{"versionKey": {"system": "CARGO", "name": "keep", "version": "1"}}]}"#,
+                    None
+                )],
+                r#"{"complete": true}"#
+            ),
+            None
+        );
         Spi::run("SELECT aveloxis.set_setting('clock.offset', '1 day')").unwrap();
-        let err = scan(r, &[("distribution_depsdev", r#"{"versions": []}"#, None)], r#"{"complete": true, "sources": ["deps.dev"]}"#)
-            .unwrap();
+        let err = scan(
+            r,
+            &[("distribution_depsdev", r#"{"versions": []}"#, None)],
+            r#"{"complete": true, "sources": ["deps.dev"]}"#,
+        )
+        .unwrap();
         assert!(err.starts_with("22023 outcome.sources must be an object"), "{err}");
         assert_eq!(evidence(r), "deps.dev:cargo/keep:1:-");
         assert_eq!(
@@ -361,13 +391,18 @@ mod tests {
     fn archived_repositories_are_not_claimed_for_distribution() {
         let live = repo("https://github.com/acme/live");
         let archived = repo("https://github.com/acme/archived");
-        Spi::run(&format!("UPDATE aveloxis_data.repos SET repo_archived = true WHERE repo_id = {archived}")).unwrap();
+        Spi::run(&format!(
+            "UPDATE aveloxis_data.repos SET repo_archived = true WHERE repo_id = {archived}"
+        ))
+        .unwrap();
         assert_eq!(
             text("SELECT string_agg(repo_id::text, ',') FROM aveloxis.claim('a', ARRAY['distribution'], 10)"),
             Some(live.to_string())
         );
         assert_eq!(
-            int(&format!("SELECT count(*) FROM aveloxis.claim('a', ARRAY['collect'], 10) WHERE repo_id = {archived}")),
+            int(&format!(
+                "SELECT count(*) FROM aveloxis.claim('a', ARRAY['collect'], 10) WHERE repo_id = {archived}"
+            )),
             Some(1),
             "its other phases are claimed as before"
         );

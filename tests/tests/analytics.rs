@@ -1229,7 +1229,11 @@ async fn contributor_actions_has_no_per_row_subplan() {
         .await
         .unwrap();
     let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
-    assert!(plan.iter().any(|l| l.contains("messages")), "the plan reads messages:\n{}", plan.join("\n"));
+    assert!(
+        plan.iter().any(|l| l.contains("messages")),
+        "the plan reads messages:\n{}",
+        plan.join("\n")
+    );
     assert!(
         !plan.iter().any(|l| l.contains("SubPlan")),
         "a per-row subplan in contributor_actions:\n{}",
