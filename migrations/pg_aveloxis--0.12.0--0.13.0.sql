@@ -11,18 +11,21 @@
 --   aveloxis.complete (aveloxis_ops.distribution_apply: one observation time, the answered
 --   sources' current rows rotated to history, unusable rows rejected with their reason);
 --   aveloxis.manifest_kind(path) and aveloxis_ops.contents_text(content, encoding).
---   claim leaves archived repositories' distribution jobs waiting.
+--   claim leaves archived repositories' distribution jobs waiting. Circuit breakers of deps.dev and
+--   ecosyste.ms (aveloxis_ops.source_breakers, aveloxis.report_source, aveloxis.source_breakers):
+--   while one is open the claim hands out no distribution scan; why_not_collected says why.
 -- * aveloxis_data.contributor_actions: pull-request comments found by one semi-join on the
 --   union of the two reference tables instead of two EXISTS joined by OR, which ran as a
 --   scan of the references per message once they outgrew work_mem (the 100,000-repository
 --   fleet's refresh of explorer_contributor_actions did not finish). Same rows.
 
-CREATE FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
+CREATE FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 
 CREATE FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
@@ -35,6 +38,13 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 
+CREATE FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+
 CREATE FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
 	"content" bytea /* & [u8] */
@@ -45,14 +55,6 @@ CREATE FUNCTION aveloxis."parse_manifest"(
 IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-
-CREATE FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 
 -- Distribution observations are staged under a distribution lease.
 ALTER TABLE aveloxis_ops.staging DROP CONSTRAINT staging_entity_check,
@@ -136,6 +138,8 @@ DECLARE
     overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
     limits  jsonb;
     ph      text;
+    -- An open circuit breaker of a distribution source pauses new scans (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
 BEGIN
     IF agent IS NULL OR btrim(agent) = '' THEN
         RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
@@ -178,7 +182,7 @@ BEGIN
           AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
           -- An archived repository's packaging cannot change: its distribution waits.
           AND (j.phase <> 'distribution'
-               OR NOT (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id))
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
         ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
@@ -211,6 +215,53 @@ BEGIN
            l.attempts, l.lease_expires_at, l.agent_state, t.token
     FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
     ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+    WHERE j.repo_id = repo
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
 END
 $$;
 
@@ -722,6 +773,133 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------------------------
+-- Circuit breakers of the external sources (deps.dev, ecosyste.ms), shared by every
+-- agent: a source that fails transiently distribution.breaker_failures times in a row
+-- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
+-- out no distribution scan (they would all be partial), and an agent skips the source in
+-- a scan already running, which is then partial and comes back as soon as it closes.
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.breaker_failures', '10', 'integer',
+     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
+    ('distribution.breaker_pause', '1 hour', 'interval',
+     'How long an open circuit breaker pauses new distribution scans');
+
+CREATE TABLE aveloxis_ops.source_breakers (
+    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    opened_until         timestamptz,
+    last_error           text,
+    updated_at           timestamptz NOT NULL
+);
+COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
+
+-- Whether new distribution scans are paused now, and why (NULL: not paused).
+CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source, b.opened_until,
+                             coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+    FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at
+$$;
+
+-- An agent reports each call to an external source under its distribution lease: ok, or
+-- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
+-- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
+-- while open the agent skips the source.
+CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
+    at     timestamptz := aveloxis_ops.clock();
+    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
+    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
+    b      aveloxis_ops.source_breakers;
+BEGIN
+    IF (lease.j).phase <> 'distribution' THEN
+        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
+        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
+    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
+    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
+        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
+            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
+            updated_at = EXCLUDED.updated_at
+    RETURNING * INTO b;
+    IF b.consecutive_failures >= limit_n THEN
+        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
+        WHERE s.source = b.source RETURNING * INTO b;
+        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
+            b.opened_until;
+    END IF;
+    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
+END
+$$;
+
+-- The breakers, for operators.
+CREATE FUNCTION aveloxis.source_breakers()
+RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
+               updated_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
+           b.last_error, b.updated_at
+    FROM aveloxis_ops.source_breakers b ORDER BY b.source
+$$;
+
+-- sql/scale_out.sql: the breakers stay on the coordinator.
+CREATE OR REPLACE FUNCTION aveloxis.distribution_plan()
+RETURNS TABLE (step integer, table_name regclass, kind text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE tables AS (
+        SELECT c.oid AS rel,
+               CASE WHEN c.oid = ANY (ARRAY['aveloxis_ops.jobs', 'aveloxis_ops.job_runs',
+                                            'aveloxis_ops.setting_defaults', 'aveloxis_ops.setting_overrides',
+                                            'aveloxis_ops.token_budgets', 'aveloxis_ops.view_refresh_runs',
+                                            'aveloxis_ops.view_refreshes',
+                                            'aveloxis_ops.source_breakers']::regclass[]) THEN 'local'
+                    -- Globally unique URLs and forge ids: only a reference table can enforce them.
+                    WHEN c.oid = ANY (ARRAY['aveloxis_data.repos', 'aveloxis_data.repo_url_history']::regclass[])
+                        THEN 'reference'
+                    WHEN EXISTS (SELECT FROM pg_attribute a
+                                 WHERE a.attrelid = c.oid AND a.attname = 'repo_id' AND NOT a.attisdropped)
+                        THEN 'distributed'
+                    ELSE 'reference' END AS kind
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('aveloxis', 'aveloxis_ops', 'aveloxis_data') AND c.relkind IN ('r', 'p')
+          AND NOT c.relispartition
+    ), edges AS (
+        SELECT DISTINCT con.conrelid AS child, con.confrelid AS parent
+        FROM pg_constraint con JOIN tables t ON t.rel = con.confrelid
+        WHERE con.contype = 'f' AND con.conrelid <> con.confrelid
+    ), depth AS (
+        SELECT t.rel, 0 AS d FROM tables t
+        UNION ALL
+        SELECT e.child, depth.d + 1 FROM depth JOIN edges e ON e.parent = depth.rel WHERE depth.d < 32
+    )
+    -- Staging leads the distributed tables (it references none of them): the colocation
+    -- group is named after it.
+    SELECT (row_number() OVER (ORDER BY CASE t.kind WHEN 'reference' THEN 0 WHEN 'distributed' THEN 1 ELSE 2 END,
+                                         t.rel <> 'aveloxis_ops.staging'::regclass, max(depth.d),
+                                         t.rel::regclass::text))::integer,
+           t.rel::regclass, t.kind
+    FROM tables t JOIN depth ON depth.rel = t.rel
+    GROUP BY t.rel, t.kind
+$$;
+
 -- sql/matviews.sql: the view, same columns.
 CREATE OR REPLACE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
 -- One row per commit (commits holds one row per changed file).
@@ -819,6 +997,7 @@ BEGIN
         aveloxis.parse_manifest(text, text),
         aveloxis.parse_manifest(text, bytea),
         aveloxis.manifest_kind(text),
+        aveloxis.source_breakers(),
         aveloxis.distribution_stats(),
         aveloxis.distribution_orphans(),
         aveloxis.distribution_repo(text)
@@ -829,6 +1008,7 @@ BEGIN
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
         aveloxis.manifest_kind(text),
+        aveloxis.report_source(uuid, text, boolean, text),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

@@ -504,3 +504,88 @@ BEGIN
       AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
 END
 $$;
+
+-- ---------------------------------------------------------------------------------
+-- Circuit breakers of the external sources (deps.dev, ecosyste.ms), shared by every
+-- agent: a source that fails transiently distribution.breaker_failures times in a row
+-- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
+-- out no distribution scan (they would all be partial), and an agent skips the source in
+-- a scan already running, which is then partial and comes back as soon as it closes.
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.breaker_failures', '10', 'integer',
+     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
+    ('distribution.breaker_pause', '1 hour', 'interval',
+     'How long an open circuit breaker pauses new distribution scans');
+
+CREATE TABLE aveloxis_ops.source_breakers (
+    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    opened_until         timestamptz,
+    last_error           text,
+    updated_at           timestamptz NOT NULL
+);
+COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
+
+-- Whether new distribution scans are paused now, and why (NULL: not paused).
+CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source, b.opened_until,
+                             coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+    FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at
+$$;
+
+-- An agent reports each call to an external source under its distribution lease: ok, or
+-- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
+-- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
+-- while open the agent skips the source.
+CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
+    at     timestamptz := aveloxis_ops.clock();
+    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
+    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
+    b      aveloxis_ops.source_breakers;
+BEGIN
+    IF (lease.j).phase <> 'distribution' THEN
+        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
+        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
+    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
+    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
+        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
+            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
+            updated_at = EXCLUDED.updated_at
+    RETURNING * INTO b;
+    IF b.consecutive_failures >= limit_n THEN
+        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
+        WHERE s.source = b.source RETURNING * INTO b;
+        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
+            b.opened_until;
+    END IF;
+    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
+END
+$$;
+
+-- The breakers, for operators.
+CREATE FUNCTION aveloxis.source_breakers()
+RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
+               updated_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
+           b.last_error, b.updated_at
+    FROM aveloxis_ops.source_breakers b ORDER BY b.source
+$$;

@@ -50,6 +50,7 @@ BEGIN
         aveloxis.parse_manifest(text, text),
         aveloxis.parse_manifest(text, bytea),
         aveloxis.manifest_kind(text),
+        aveloxis.source_breakers(),
         aveloxis.distribution_stats(),
         aveloxis.distribution_orphans(),
         aveloxis.distribution_repo(text)
@@ -60,6 +61,7 @@ BEGIN
     GRANT EXECUTE ON FUNCTION
         aveloxis.version(),
         aveloxis.manifest_kind(text),
+        aveloxis.report_source(uuid, text, boolean, text),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

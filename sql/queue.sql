@@ -330,6 +330,8 @@ DECLARE
     overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
     limits  jsonb;
     ph      text;
+    -- An open circuit breaker of a distribution source pauses new scans (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
 BEGIN
     IF agent IS NULL OR btrim(agent) = '' THEN
         RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
@@ -372,7 +374,7 @@ BEGIN
           AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
           -- An archived repository's packaging cannot change: its distribution waits.
           AND (j.phase <> 'distribution'
-               OR NOT (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id))
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
         ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
@@ -900,11 +902,16 @@ BEGIN
                                 CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
                                      ELSE format('cadence %s after the last success at %s',
                                                  aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
                 ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
            CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
                 ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
                 END
-    FROM aveloxis_ops.jobs j
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
     WHERE j.repo_id = repo
     ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
 END

@@ -23,7 +23,8 @@ AS $$
                CASE WHEN c.oid = ANY (ARRAY['aveloxis_ops.jobs', 'aveloxis_ops.job_runs',
                                             'aveloxis_ops.setting_defaults', 'aveloxis_ops.setting_overrides',
                                             'aveloxis_ops.token_budgets', 'aveloxis_ops.view_refresh_runs',
-                                            'aveloxis_ops.view_refreshes']::regclass[]) THEN 'local'
+                                            'aveloxis_ops.view_refreshes',
+                                            'aveloxis_ops.source_breakers']::regclass[]) THEN 'local'
                     -- Globally unique URLs and forge ids: only a reference table can enforce them.
                     WHEN c.oid = ANY (ARRAY['aveloxis_data.repos', 'aveloxis_data.repo_url_history']::regclass[])
                         THEN 'reference'

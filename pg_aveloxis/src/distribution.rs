@@ -407,4 +407,71 @@ mod tests {
             "its other phases are claimed as before"
         );
     }
+
+    #[pg_test]
+    fn an_open_breaker_pauses_new_scans_until_it_closes() {
+        let r = repo("https://github.com/acme/paused");
+        let token = text(&format!(
+            "SELECT lease_token::text FROM aveloxis.claim_repo('a', {r}, 'distribution')"
+        ))
+        .unwrap();
+        let report = |ok: bool| {
+            text(&format!(
+                "SELECT aveloxis.report_source('{token}', 'ecosyste.ms', {ok}, 'HTTP 503')::text"
+            ))
+        };
+        // Nine failures, a success, nine more: still closed (the count is of failures in a row).
+        for _ in 0..9 {
+            assert_eq!(report(false), None);
+        }
+        assert_eq!(report(true), None);
+        for _ in 0..9 {
+            assert_eq!(report(false), None);
+        }
+        let until = report(false);
+        assert!(until.is_some(), "the tenth failure in a row opens it");
+        assert_eq!(
+            text("SELECT open::text || ' ' || coalesce(last_error, '') FROM aveloxis.source_breakers() WHERE source = 'ecosyste.ms'")
+                .as_deref(),
+            Some("true HTTP 503")
+        );
+        // Release the lease (the scan ends partial); the job is due again at once, but not
+        // handed out while the breaker is open, and why_not_collected says so.
+        Spi::run(&format!(
+            "SELECT aveloxis.complete(j.job_id, '{token}', '{{\"complete\": false}}')
+             FROM aveloxis_ops.jobs j WHERE j.repo_id = {r} AND j.phase = 'distribution'"
+        ))
+        .unwrap();
+        assert_eq!(
+            int("SELECT count(*) FROM aveloxis.claim('b', ARRAY['distribution'], 10)"),
+            Some(0)
+        );
+        let why = text(&format!(
+            "SELECT reason FROM aveloxis.why_not_collected({r}) WHERE phase = 'distribution'"
+        ))
+        .unwrap();
+        assert!(
+            why.contains("paused") && why.contains("ecosyste.ms circuit breaker is open"),
+            "{why}"
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM aveloxis.claim('b', ARRAY['collect'], 10)"),
+            Some(1),
+            "other phases are claimed"
+        );
+        // An hour later it is closed and the scan is claimed.
+        Spi::run("SELECT aveloxis.set_setting('clock.offset', '61 minutes')").unwrap();
+        assert_eq!(
+            text("SELECT string_agg(repo_id::text, ',') FROM aveloxis.claim('b', ARRAY['distribution'], 10)"),
+            Some(r.to_string())
+        );
+        let err = sql_error(&format!(
+            "SELECT aveloxis.report_source(lease_token, 'github', false) FROM aveloxis.claim_repo('c', {r}, 'collect')"
+        ))
+        .unwrap();
+        assert!(
+            err.starts_with("22023 report_source takes a distribution lease"),
+            "{err}"
+        );
+    }
 }
