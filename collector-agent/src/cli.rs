@@ -76,6 +76,16 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         connect_wait: u64,
     },
+    /// Where the fleet's repositories are published and which manifests declare them
+    /// (aveloxis.distribution_stats(); read-only).
+    DistributionStats {
+        /// List the manifests that declare a package no registry shows.
+        #[arg(long, conflicts_with = "repo")]
+        orphans: bool,
+        /// One repository's registry evidence and manifests.
+        #[arg(long, value_name = "URL")]
+        repo: Option<String>,
+    },
     /// Register repositories by URL or absolute local path.
     Add {
         /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories. A
@@ -247,6 +257,15 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
     let config_path = cli.config.clone();
     let result = match cli.command {
         Command::Status => status(&mut api).await,
+        Command::DistributionStats { orphans, repo } => {
+            use crate::distribution_stats::{print, Report};
+            let report = match (orphans, repo) {
+                (_, Some(url)) => Report::Repo(url),
+                (true, None) => Report::Orphans,
+                (false, None) => Report::Fleet,
+            };
+            print(&mut api, report).await
+        }
         Command::Add { urls, group, forge } => match forge.with_config(config_path.as_ref()) {
             Ok(forge) => add(&mut api, &url, &urls, &group, &forge).await,
             Err(e) => Err(e),

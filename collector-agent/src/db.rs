@@ -125,6 +125,11 @@ impl Api {
             .collect())
     }
 
+    /// The session, for read-only reports that print what a SQL function answers.
+    pub(crate) fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
     /// Registers a repository (`aveloxis.add_repo`); returns its repo_id.
     pub async fn add_repo(&mut self, url: &str, group: &str) -> Result<i64, AgentError> {
         sqlx::query_scalar("SELECT aveloxis.add_repo($1, $2)")

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod distribution_stats;
 pub mod error;
 pub mod forge;
 pub mod phases;

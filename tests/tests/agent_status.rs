@@ -142,3 +142,71 @@ async fn add_passes_on_the_servers_notices() {
         "{stderr}"
     );
 }
+
+/// `distribution-stats` prints what the analysts' functions answer, after a scan applied
+/// through the queue (a lease, staged observations, `complete`).
+#[tokio::test]
+async fn distribution_stats_prints_the_fleet_its_orphans_and_one_repository() {
+    let db = TestDb::with_extension("agent_distribution_stats").await;
+    let out = db.agent(&["distribution-stats"]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("scanned                        0 (0 partial; last scan never)"), "{stdout}");
+
+    db.execute(
+        r#"SELECT aveloxis.add_repo('https://github.com/acme/widget');
+           SELECT aveloxis.add_repo('https://github.com/acme/quiet');
+           CREATE TEMP TABLE lease AS
+               SELECT job_id, lease_token FROM aveloxis.claim_repo('t', aveloxis.resolve_repo('https://github.com/acme/widget'),
+                                                                     'distribution');
+           SELECT aveloxis.stage(l.lease_token, 'distribution_depsdev',
+                                 ARRAY['{"versions": [{"versionKey": {"system": "PYPI", "name": "widget", "version": "1.0"}}]}'])
+           FROM lease l;
+           SELECT aveloxis.stage(l.lease_token, 'distribution_manifest',
+                                 ARRAY['{"path": "setup.py", "encoding": "utf-8", "content": "setup(name=\"widget\")"}',
+                                       '{"path": "js/package.json", "encoding": "utf-8", "content": "{\"name\": \"widget-js\"}"}'])
+           FROM lease l;
+           SELECT aveloxis.complete(l.job_id, l.lease_token, '{"complete": true}') FROM lease l;"#,
+    )
+    .await;
+
+    let out = db.agent(&["distribution-stats"]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("with a distribution job        2"), "{stdout}");
+    assert!(stdout.contains("published (registry evidence)  1 (1 rows)"), "{stdout}");
+    assert!(stdout.contains("declaring a package            1 (2 manifest rows)"), "{stdout}");
+    assert!(stdout.contains("declaring, never published     1"), "{stdout}");
+
+    let out = db.agent(&["distribution-stats", "--orphans"]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let orphan: Vec<&str> = stdout.lines().filter(|l| l.contains("acme/widget")).collect();
+    assert_eq!(orphan.len(), 1, "{stdout}");
+    assert!(
+        orphan[0].contains("js/package.json") && orphan[0].contains("widget-js") && orphan[0].contains("pypi"),
+        "{stdout}"
+    );
+
+    let out = db.agent(&["distribution-stats", "--repo", "https://github.com/acme/widget"]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let kinds: Vec<(&str, &str, &str)> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0], f[1], f[2])
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("registry", "pypi", "widget"), ("manifest", "npm", "widget-js"), ("manifest", "pypi", "widget")],
+        "{stdout}"
+    );
+
+    let out = db.agent(&["distribution-stats", "--repo", "https://github.com/acme/unknown"]);
+    let (_, stderr) = output_text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no repository is registered at"), "{stderr}");
+}
