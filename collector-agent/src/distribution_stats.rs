@@ -34,7 +34,10 @@ async fn fleet(api: &mut Api) -> Result<(), AgentError> {
     .map_err(|e| AgentError::sql(call, e))?;
     let n = |c: &str| r.get::<i64, _>(c);
     println!("repositories                     {}", n("repos"));
-    println!("  with a distribution job        {} (GitHub, not archived)", n("eligible"));
+    println!(
+        "  with a distribution job        {} (GitHub, not archived)",
+        n("eligible")
+    );
     println!(
         "  scanned                        {} ({} partial; last scan {})",
         n("scanned"),
@@ -89,7 +92,11 @@ async fn orphans(api: &mut Api) -> Result<(), AgentError> {
             r.get::<String, _>("manifest_type"),
             r.get::<String, _>("package_name"),
             r.get::<String, _>("found"),
-            if r.get::<bool, _>("partial_scan") { "yes: a source did not answer" } else { "no" }
+            if r.get::<bool, _>("partial_scan") {
+                "yes: a source did not answer"
+            } else {
+                "no"
+            }
         );
     }
     println!("{} manifest(s) declare a package no registry shows", rows.len());

@@ -214,14 +214,9 @@ fn setup_cfg_name(content: &str) -> Option<String> {
 /// The `artifactId` that is a direct child of `<project>` (not the parent's, not a
 /// dependency's or plugin's); `${property}` resolved from the POM's own properties.
 fn pom_artifact_id(content: &str) -> Option<String> {
-    let doc = roxmltree::Document::parse_with_options(
-        content,
-        roxmltree::ParsingOptions {
-            allow_dtd: true,
-            ..Default::default()
-        },
-    )
-    .ok()?;
+    // No DTDs (roxmltree's default): a POM has none, and entity expansion is not worth
+    // its risks in a function every scan calls.
+    let doc = roxmltree::Document::parse(content).ok()?;
     let project = doc.root_element();
     if project.tag_name().name() != "project" {
         return None;

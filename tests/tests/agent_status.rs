@@ -151,7 +151,10 @@ async fn distribution_stats_prints_the_fleet_its_orphans_and_one_repository() {
     let out = db.agent(&["distribution-stats"]);
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("scanned                        0 (0 partial; last scan never)"), "{stdout}");
+    assert!(
+        stdout.contains("scanned                        0 (0 partial; last scan never)"),
+        "{stdout}"
+    );
 
     db.execute(
         r#"SELECT aveloxis.add_repo('https://github.com/acme/widget');
@@ -175,7 +178,10 @@ async fn distribution_stats_prints_the_fleet_its_orphans_and_one_repository() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("with a distribution job        2"), "{stdout}");
     assert!(stdout.contains("published (registry evidence)  1 (1 rows)"), "{stdout}");
-    assert!(stdout.contains("declaring a package            1 (2 manifest rows)"), "{stdout}");
+    assert!(
+        stdout.contains("declaring a package            1 (2 manifest rows)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("declaring, never published     1"), "{stdout}");
 
     let out = db.agent(&["distribution-stats", "--orphans"]);
@@ -201,7 +207,11 @@ async fn distribution_stats_prints_the_fleet_its_orphans_and_one_repository() {
         .collect();
     assert_eq!(
         kinds,
-        [("registry", "pypi", "widget"), ("manifest", "npm", "widget-js"), ("manifest", "pypi", "widget")],
+        [
+            ("registry", "pypi", "widget"),
+            ("manifest", "npm", "widget-js"),
+            ("manifest", "pypi", "widget")
+        ],
         "{stdout}"
     );
 

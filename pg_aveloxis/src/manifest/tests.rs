@@ -257,3 +257,67 @@ fn contents_api_bodies_decode_with_their_line_breaks() {
     assert_eq!(contents_text("{}", Some("utf-8")).as_deref(), Some("{}"));
     assert_eq!(contents_text("{}", None).as_deref(), Some("{}"));
 }
+
+/// Every kind's parser on arbitrary text and on every real fixture cut at any character:
+/// an answer, never a panic (a panic would be an ERROR failing a whole scan's apply or
+/// `reparse_manifests()`).
+mod never_panics {
+    use super::super::{decode, parse};
+    use proptest::prelude::*;
+
+    const PATHS: [&str; 22] = [
+        "package.json",
+        "Cargo.toml",
+        "setup.py",
+        "setup.cfg",
+        "pyproject.toml",
+        "pom.xml",
+        "build.gradle",
+        "build.gradle.kts",
+        "x.gemspec",
+        "composer.json",
+        "mix.exs",
+        "Package.swift",
+        "pubspec.yaml",
+        "X.csproj",
+        "x.cabal",
+        "conanfile.py",
+        "X.podspec",
+        "X.podspec.json",
+        "Project.toml",
+        "DESCRIPTION",
+        "meta.yaml",
+        "recipe.yaml",
+    ];
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_text(content in "(?s).{0,400}", kind in 0..PATHS.len()) {
+            let _ = parse(PATHS[kind], &content);
+        }
+
+        #[test]
+        fn on_manifest_like_text(
+            content in r#"([a-z_@$:(){}<>="'%|.#\n \t-]|\[|\]|é|名|\{\{|\}\}|\$\{\{|\{%|%\}|\\|name|set|package|Package|app|spec){0,200}"#,
+            kind in 0..PATHS.len(),
+        ) {
+            let _ = parse(PATHS[kind], &content);
+        }
+    }
+
+    #[test]
+    fn on_prefixes_of_the_real_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/manifest/fixtures");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let file = entry.unwrap().file_name().into_string().unwrap();
+            if file == "SOURCES.md" {
+                continue;
+            }
+            let path = file.replace("__", "/");
+            let text = decode(&std::fs::read(dir.join(&file)).unwrap());
+            for (cut, _) in text.char_indices().step_by(3) {
+                let _ = parse(&path, &text[..cut]);
+            }
+        }
+    }
+}

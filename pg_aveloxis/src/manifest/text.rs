@@ -131,7 +131,7 @@ fn render_expression(expr: &str, vars: &HashMap<String, String>) -> Option<Strin
     let mut rest = filters.trim();
     while !rest.is_empty() {
         let sep = rest.chars().next()?;
-        rest = rest[1..].trim_start();
+        rest = rest[sep.len_utf8()..].trim_start();
         let end = if sep == '.' {
             // A method call ends at its closing parenthesis.
             rest.find(')')? + 1
