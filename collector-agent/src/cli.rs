@@ -36,8 +36,8 @@ pub enum Command {
         /// repositories (git history only, no forge needed).
         #[arg(required = true)]
         urls: Vec<String>,
-        /// Phases to run, of those the repository has: collect (forge API data, GitHub
-        /// so far) and facade (git history).
+        /// Phases to run, of those the repository has: collect (forge API data), facade
+        /// (git history) and distribution (GitHub: registries and manifests).
         #[arg(long, value_delimiter = ',', default_value = "collect,facade")]
         phases: Vec<String>,
         #[command(flatten)]
@@ -52,7 +52,8 @@ pub enum Command {
     /// renewing their leases. SIGTERM or SIGINT: each worker finishes its job (staging,
     /// draining and reporting what it fetched) and stops; nothing stays leased.
     Run {
-        /// Phases to claim (default: collect and facade with GitHub tokens, else facade).
+        /// Phases to claim (default: collect, facade and distribution with GitHub tokens,
+        /// collect and facade with GitLab tokens only, else facade).
         #[arg(long, value_delimiter = ',')]
         phases: Vec<String>,
         #[command(flatten)]
@@ -128,6 +129,15 @@ pub struct ForgeArgs {
     /// Tokens of self-managed GitLab hosts (config file `[gitlab_host_tokens]` only).
     #[arg(skip)]
     pub gitlab_host_tokens: std::collections::BTreeMap<String, Vec<String>>,
+    /// deps.dev's API root, for distribution scans (default https://api.deps.dev/).
+    #[arg(long, env = "DEPSDEV_API_URL", default_value = crate::phases::distribution::DEFAULT_DEPSDEV_URL)]
+    pub depsdev_url: String,
+    /// ecosyste.ms packages' API root, for distribution scans (default https://packages.ecosyste.ms/).
+    #[arg(long, env = "ECOSYSTEMS_API_URL", default_value = crate::phases::distribution::DEFAULT_ECOSYSTEMS_URL)]
+    pub ecosystems_url: String,
+    /// A contact email sent to the public registries (User-Agent, ecosyste.ms' polite pool).
+    #[arg(long, env = "AVELOXIS_CONTACT")]
+    pub contact: Option<String>,
 }
 
 /// Where and how git history is read.
@@ -461,6 +471,9 @@ mod unit_tests {
             gitlab_api_url: String::new(),
             gitlab_bearer: false,
             gitlab_host_tokens: Default::default(),
+            depsdev_url: crate::phases::distribution::DEFAULT_DEPSDEV_URL.into(),
+            ecosystems_url: crate::phases::distribution::DEFAULT_ECOSYSTEMS_URL.into(),
+            contact: None,
         }
     }
 

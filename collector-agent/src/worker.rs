@@ -13,10 +13,14 @@ pub(crate) const LEASE_SECS: i64 = 600;
 /// agent runs.
 fn agent_phases(platform_id: i16) -> &'static [&'static str] {
     match platform_id {
-        1 | 2 => &["collect", "facade"],
+        1 => &["collect", "facade", "distribution"],
+        2 => &["collect", "facade"],
         _ => &["facade"],
     }
 }
+
+/// The phases `collect` and `run` know.
+const PHASES: [&str; 3] = ["collect", "facade", "distribution"];
 
 /// What every job of this agent needs: the database, a GitHub client per API host with
 /// tokens, and the facade's options.
@@ -28,6 +32,8 @@ struct Workshop {
     /// gitlab.com's API and each self-managed GitLab host that has tokens, likewise.
     gitlab: crate::forge::hosts::GitlabHosts,
     git: crate::phases::facade::FacadeOptions,
+    /// deps.dev and ecosyste.ms, for distribution scans.
+    registries: crate::phases::distribution::Registries,
 }
 
 impl Workshop {
@@ -45,11 +51,21 @@ impl Workshop {
         .await?;
         let github = github_hosts(&db, forge)?;
         let gitlab = gitlab_hosts(&db, forge).await?;
+        let registries = crate::phases::distribution::Registries::new(
+            &forge.depsdev_url,
+            &forge.ecosystems_url,
+            forge.contact.clone(),
+        )
+        .map_err(|message| AgentError::Setting {
+            name: "--depsdev-url / --ecosystems-url".into(),
+            message,
+        })?;
         Ok(Workshop {
             db,
             github,
             gitlab,
             git,
+            registries,
         })
     }
 
@@ -149,8 +165,31 @@ impl Workshop {
                     (line, failed)
                 })
             }
+            ("distribution", 1, Ok(github)) => {
+                use crate::phases::distribution as dist;
+                if let Some(bar) = bar {
+                    bar.set_message("distribution: registries, releases, packages and manifests");
+                }
+                let result = dist::scan_distribution(github, &self.registries, &self.db, job).await;
+                let failed = match &result {
+                    Ok(outcome) => !outcome.report()["complete"].as_bool().unwrap_or(false),
+                    Err(_) => true,
+                };
+                let first = dist::finish(&self.db, agent, job, &result).await;
+                redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+                    dist::finish(&self.db, agent, job, &result)
+                })
+                .await
+                .map(|()| {
+                    let line = match &result {
+                        Ok(o) => o.summary(),
+                        Err(e) => format!("distribution: {e}"),
+                    };
+                    (line, failed)
+                })
+            }
             (phase, platform, github) => {
-                let why = if phase == "collect" && platform == 1 && github.is_err() {
+                let why = if (phase == "collect" || phase == "distribution") && platform == 1 && github.is_err() {
                     "no GitHub tokens on this agent (GITHUB_TOKENS)"
                 } else if phase == "collect" && platform == 2 {
                     "no GitLab tokens on this agent (GITLAB_TOKENS)"
@@ -181,10 +220,10 @@ pub(crate) async fn collect(
     git: crate::phases::facade::FacadeOptions,
     agent: &str,
 ) -> Result<(), AgentError> {
-    if let Some(unknown) = phases.iter().find(|p| !["collect", "facade"].contains(&p.as_str())) {
+    if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
         return Err(AgentError::Setting {
             name: "--phases".into(),
-            message: format!("unknown phase {unknown:?}: collect runs the phases collect and facade"),
+            message: format!("unknown phase {unknown:?}: collect runs the phases collect, facade and distribution"),
         });
     }
     let shop = Workshop::open(api, database_url, forge, git, 4, std::time::Duration::ZERO).await?;
@@ -219,7 +258,7 @@ pub(crate) async fn collect(
                 continue;
             }
         }
-        if platform == 1 && wanted.contains(&"collect") {
+        if platform == 1 && (wanted.contains(&"collect") || wanted.contains(&"distribution")) {
             if let Err(e) = shop.github.for_repo(url) {
                 eprintln!(
                     "error: {url}: collecting GitHub data needs a token for its API host: {e}; --phases facade \
@@ -508,7 +547,9 @@ pub(crate) async fn run_queue(
         connect_wait,
     } = settings;
     let phases: Vec<String> = if phases.is_empty() {
-        if forge.has_tokens() || forge.has_gitlab_tokens() {
+        if forge.has_tokens() {
+            vec!["collect".into(), "facade".into(), "distribution".into()]
+        } else if forge.has_gitlab_tokens() {
             vec!["collect".into(), "facade".into()]
         } else {
             vec!["facade".into()]
@@ -516,10 +557,10 @@ pub(crate) async fn run_queue(
     } else {
         phases.to_vec()
     };
-    if let Some(unknown) = phases.iter().find(|p| !["collect", "facade"].contains(&p.as_str())) {
+    if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
         return Err(AgentError::Setting {
             name: "--phases".into(),
-            message: format!("unknown phase {unknown:?}: run claims the phases collect and facade"),
+            message: format!("unknown phase {unknown:?}: run claims the phases collect, facade and distribution"),
         });
     }
     let workers = workers.max(1);
