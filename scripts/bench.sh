@@ -9,6 +9,7 @@
 #   scripts/bench.sh storage [repos]       bytes per row and repository; commits one table vs partitioned by repo_id
 #   scripts/bench.sh fleet [small] [large]   tick(), queue_health(), why_not_collected(), claims, refresh on 10K vs 100K repositories
 #   scripts/bench.sh manifests [copies]    parse_manifest() on a corpus of real manifests vs reading them
+#   scripts/bench.sh distribution [repos]  distribution scans: calls per scan by source, scans/hour against local servers
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -37,6 +38,9 @@ case "$what" in
     views) cargo run -q --release -p aveloxis-tests --bin bench_views -- "${2:-1000}" ;;
     storage) cargo run -q --release -p aveloxis-tests --bin bench_storage -- "${2:-1000}" ;;
     fleet) cargo run -q --release -p aveloxis-tests --bin bench_fleet -- "${2:-10000}" "${3:-100000}" ;;
+    distribution)
+        cargo build -q --release -p collector-agent
+        AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_distribution -- "${2:-56}" ;;
     manifests) cargo run -q --release -p aveloxis-tests --bin bench_manifests -- "${2:-2000}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests)" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution)" ;;
 esac
