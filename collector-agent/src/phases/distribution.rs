@@ -29,7 +29,16 @@ pub struct Registries {
     depsdev: Url,
     ecosystems: Url,
     contact: Option<String>,
+    /// An owner's GitHub Packages pages per type, as last fetched: every repository of the
+    /// owner gets the same answer, so an agent asks once per owner and hour.
+    packages: std::sync::Arc<std::sync::Mutex<PackagesCache>>,
 }
+
+/// (owner in lower case, package type) -> (when fetched, the non-empty pages).
+type PackagesCache = BTreeMap<(String, &'static str), (std::time::Instant, Vec<String>)>;
+
+/// How long an owner's Packages pages are reused.
+const PACKAGES_REUSED_FOR: Duration = Duration::from_secs(3600);
 
 /// Why a registry call failed.
 #[derive(Debug)]
@@ -64,6 +73,7 @@ impl Registries {
             depsdev: root(depsdev)?,
             ecosystems: root(ecosystems)?,
             contact,
+            packages: Default::default(),
         })
     }
 
@@ -355,50 +365,78 @@ impl<F: Forge> Scan<'_, F> {
     async fn packages(&mut self) -> Result<(), ForgeError> {
         let mut found = false;
         for package_type in PACKAGE_TYPES {
-            for kind in ["users", "orgs"] {
-                let mut request = Request::new(format!(
-                    "{kind}/{}/packages?package_type={package_type}&per_page=100",
-                    self.owner
-                ));
-                let mut any = false;
-                loop {
-                    match self.github_page(request).await? {
-                        Ok(Some((body, next))) => {
-                            any = true;
-                            if body.as_array().is_some_and(|a| !a.is_empty()) {
-                                found = true;
-                                stage_with_contexts(
-                                    self.db,
-                                    self.job,
-                                    "distribution_packages",
-                                    &[body.to_string()],
-                                    &[json!({"package_type": package_type})],
-                                )
-                                .await?;
-                                *self.outcome.staged.entry("github_packages").or_default() += 1;
-                            }
-                            match next {
-                                Some(next) => request = Request::new(next),
-                                None => break,
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(why) => {
-                            self.outcome.sources.insert("github_packages", why);
-                            return Ok(());
-                        }
+            let key = (self.owner.to_lowercase(), package_type);
+            let cached = {
+                let cache = self.registries.packages.lock().expect("the packages cache");
+                cache
+                    .get(&key)
+                    .filter(|(at, _)| at.elapsed() < PACKAGES_REUSED_FOR)
+                    .map(|(_, pages)| pages.clone())
+            };
+            let pages = match cached {
+                Some(pages) => pages,
+                None => match self.owner_packages(package_type).await? {
+                    Ok(pages) => {
+                        let mut cache = self.registries.packages.lock().expect("the packages cache");
+                        cache.insert(key, (std::time::Instant::now(), pages.clone()));
+                        pages
                     }
-                }
-                // The owner is a user (answered) or, on 404, maybe an organization.
-                if any {
-                    break;
-                }
+                    Err(why) => {
+                        self.outcome.sources.insert("github_packages", why);
+                        return Ok(());
+                    }
+                },
+            };
+            for page in pages {
+                found = true;
+                stage_with_contexts(
+                    self.db,
+                    self.job,
+                    "distribution_packages",
+                    &[page],
+                    &[json!({"package_type": package_type})],
+                )
+                .await?;
+                *self.outcome.staged.entry("github_packages").or_default() += 1;
             }
         }
         self.outcome
             .sources
             .insert("github_packages", if found { "ok" } else { "none" }.into());
         Ok(())
+    }
+
+    /// The owner's non-empty pages of one package type: the user's, else (on 404) the
+    /// organization's.
+    async fn owner_packages(&mut self, package_type: &str) -> Result<Result<Vec<String>, String>, ForgeError> {
+        let mut pages = Vec::new();
+        for kind in ["users", "orgs"] {
+            let mut request = Request::new(format!(
+                "{kind}/{}/packages?package_type={package_type}&per_page=100",
+                self.owner
+            ));
+            let mut answered = false;
+            loop {
+                match self.github_page(request).await? {
+                    Ok(Some((body, next))) => {
+                        answered = true;
+                        if body.as_array().is_some_and(|a| !a.is_empty()) {
+                            pages.push(body.to_string());
+                        }
+                        match next {
+                            Some(next) => request = Request::new(next),
+                            None => break,
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(why) => return Ok(Err(why)),
+                }
+            }
+            if answered {
+                break;
+            }
+        }
+        Ok(Ok(pages))
     }
 
     /// One directory's entries: (path, type, whether it has a download URL, size, sha).

@@ -36,15 +36,28 @@ fn shape(i: usize) -> Shape {
         org: i % 7 % 2 == 1,
         dirs: i % 8,
         depsdev: i % 5 < 3,
-        ecosystems: i % 2 == 0,
-        releases: i % 3 != 0,
+        ecosystems: i.is_multiple_of(2),
+        releases: !i.is_multiple_of(3),
     }
 }
 
 fn github_answer(req: &Request, repos: &[Shape]) -> ResponseTemplate {
     let path = req.url.path();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let json = |v: Value| ResponseTemplate::new(200).set_body_json(v);
+    // GitHub's rate-limit headers, with quota to spare: the agent's token budgets settle on them.
+    let reset = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
+    let json = |v: Value| {
+        ResponseTemplate::new(200)
+            .set_body_json(v)
+            .insert_header("x-ratelimit-remaining", "4999")
+            .insert_header("x-ratelimit-reset", reset.as_str())
+            .insert_header("x-ratelimit-resource", "core")
+    };
     let not_found = ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}));
     match parts.as_slice() {
         ["users", owner, "packages"] | ["orgs", owner, "packages"] => {
@@ -221,6 +234,9 @@ async fn main() {
     let took = start.elapsed().as_secs_f64();
     let (_, stderr) = output_text(&out);
     assert!(out.status.success(), "{stderr}");
+    if std::env::var_os("BENCH_SHOW_LOG").is_some() {
+        eprintln!("{stderr}");
+    }
 
     let (scanned, complete): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE scan_complete) FROM aveloxis_data.repo_distribution_scans",
