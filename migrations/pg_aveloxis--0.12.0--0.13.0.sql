@@ -14,6 +14,9 @@
 --   claim leaves archived repositories' distribution jobs waiting. Circuit breakers of deps.dev and
 --   ecosyste.ms (aveloxis_ops.source_breakers, aveloxis.report_source, aveloxis.source_breakers):
 --   while one is open the claim hands out no distribution scan; why_not_collected says why.
+--   Distribution settings in the database (distribution.enabled, start_interval, the registries'
+--   roots and contact; setting kinds boolean, url and email), aveloxis.distribution_settings()
+--   for agents; a paced claim hands out one scan per interval.
 -- * aveloxis_data.contributor_actions: pull-request comments found by one semi-join on the
 --   union of the two reference tables instead of two EXISTS joined by OR, which ran as a
 --   scan of the references per message once they outgrew work_mem (the 100,000-repository
@@ -26,17 +29,6 @@ CREATE FUNCTION aveloxis_ops."contents_text"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'contents_text_wrapper';
-
-CREATE FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 
 CREATE FUNCTION aveloxis."manifest_kind"(
 	"path" TEXT /* & str */
@@ -55,6 +47,22 @@ CREATE FUNCTION aveloxis."parse_manifest"(
 IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+
+CREATE FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+
+-- Setting kinds for the distribution settings.
+ALTER TABLE aveloxis_ops.setting_defaults DROP CONSTRAINT setting_defaults_kind_check,
+    ADD CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email'));
 
 -- Distribution observations are staged under a distribution lease.
 ALTER TABLE aveloxis_ops.staging DROP CONSTRAINT staging_entity_check,
@@ -138,8 +146,10 @@ DECLARE
     overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
     limits  jsonb;
     ph      text;
-    -- An open circuit breaker of a distribution source pauses new scans (sql/distribution.sql).
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
     paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
 BEGIN
     IF agent IS NULL OR btrim(agent) = '' THEN
         RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
@@ -162,12 +172,23 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
         END IF;
     END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
     PERFORM aveloxis_ops.expire_leases();
 
     RETURN QUERY
     WITH room AS (
         SELECT p AS phase,
-               CASE WHEN NOT limits ? p THEN max_jobs
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
                     ELSE greatest(0, (limits ->> p)::integer
                                      - (SELECT count(*) FROM aveloxis_ops.jobs l
                                         WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
@@ -255,6 +276,9 @@ BEGIN
                 WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
                     THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
                                 aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
                 ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
            CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
                 ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
@@ -262,6 +286,60 @@ BEGIN
     FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
     WHERE j.repo_id = repo
     ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
+                              ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
 END
 $$;
 
@@ -780,6 +858,14 @@ $$;
 -- out no distribution scan (they would all be partial), and an agent skips the source in
 -- a scan already running, which is then partial and comes back as soon as it closes.
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.enabled', 'true', 'boolean',
+     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
+    ('distribution.start_interval', '0 seconds', 'interval',
+     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
+    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
+    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
+    ('distribution.contact', '', 'email',
+     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
     ('distribution.breaker_failures', '10', 'integer',
      'Consecutive transient failures of an external distribution source that open its circuit breaker'),
     ('distribution.breaker_pause', '1 hour', 'interval',
@@ -794,15 +880,40 @@ CREATE TABLE aveloxis_ops.source_breakers (
 );
 COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
 
--- Whether new distribution scans are paused now, and why (NULL: not paused).
+-- Whether new distribution scans are paused now, and why (NULL: not paused): switched
+-- off, or a source's circuit breaker open.
 CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source, b.opened_until,
-                             coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
-    FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at
+    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
+                THEN 'switched off (distribution.enabled is false)'
+                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
+                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
+$$;
+
+-- Whether a distribution scan started less than distribution.start_interval ago (the
+-- job_runs start index: only the last interval's runs are read).
+CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
+                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
+                     AND r.phase = 'distribution')
+$$;
+
+-- What agents need of the distribution settings (they never read the settings table).
+CREATE FUNCTION aveloxis.distribution_settings()
+RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
+           nullif(aveloxis_ops.setting('distribution.contact'), '')
 $$;
 
 -- An agent reports each call to an external source under its distribution lease: ok, or
@@ -1009,6 +1120,7 @@ BEGIN
         aveloxis.version(),
         aveloxis.manifest_kind(text),
         aveloxis.report_source(uuid, text, boolean, text),
+        aveloxis.distribution_settings(),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

@@ -64,43 +64,61 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:31
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:36
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:420
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:415
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis/src/manifest.rs:421
 -- pg_aveloxis::manifest::aveloxis_ops::contents_text
 CREATE  FUNCTION aveloxis_ops."contents_text"(
 	"content" TEXT, /* Option < & str > */
@@ -1041,6 +1059,133 @@ BEGIN
     RETURN ROW(resolved.inserted, resolved.updated,
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:142
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
 $$;
 /* </end connected objects> */
 
@@ -3214,133 +3359,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:142
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:94
 -- requires:
 --   contributors
@@ -3555,7 +3573,8 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 CREATE TABLE aveloxis_ops.setting_defaults (
     name          text PRIMARY KEY,
     default_value text NOT NULL,
-    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check CHECK (kind IN ('interval', 'integer', 'paths')),
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
     description   text NOT NULL
 );
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
@@ -3631,6 +3650,18 @@ BEGIN
                        WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
                 RAISE EXCEPTION 'not absolute';
             END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
         ELSIF new_value::integer < 0 THEN
             RAISE EXCEPTION 'negative';
         END IF;
@@ -3638,6 +3669,9 @@ BEGIN
         RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
             CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
                               WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
                               ELSE 'non-negative integer' END, new_value
             USING ERRCODE = 'invalid_parameter_value';
     END;
@@ -3869,8 +3903,10 @@ DECLARE
     overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
     limits  jsonb;
     ph      text;
-    -- An open circuit breaker of a distribution source pauses new scans (sql/distribution.sql).
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
     paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
 BEGIN
     IF agent IS NULL OR btrim(agent) = '' THEN
         RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
@@ -3893,12 +3929,23 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
         END IF;
     END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
     PERFORM aveloxis_ops.expire_leases();
 
     RETURN QUERY
     WITH room AS (
         SELECT p AS phase,
-               CASE WHEN NOT limits ? p THEN max_jobs
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
                     ELSE greatest(0, (limits ->> p)::integer
                                      - (SELECT count(*) FROM aveloxis_ops.jobs l
                                         WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
@@ -4446,6 +4493,9 @@ BEGIN
                 WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
                     THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
                                 aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
                 ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
            CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
                 ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
@@ -4701,38 +4751,12 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:432
+-- pg_aveloxis/src/manifest.rs:427
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:439
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:460
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:466
+-- pg_aveloxis/src/manifest.rs:461
 -- pg_aveloxis::manifest::aveloxis::parse_manifest
 CREATE  FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
@@ -4747,52 +4771,60 @@ AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+-- pg_aveloxis/src/manifest.rs:455
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
+-- pg_aveloxis/src/manifest.rs:434
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+-- pg_aveloxis/src/lib.rs:31
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
+-- pg_aveloxis/src/lib.rs:36
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -6680,6 +6712,137 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:144
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:136
 -- requires:
 --   facade
@@ -7876,333 +8039,6 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:130
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:144
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:150
 -- requires:
 --   activity
@@ -8561,6 +8397,202 @@ AS $$
     WHERE a.cntrb_id = cntrb
     GROUP BY a.repo_id, r.repo_git
     ORDER BY 5 DESC, 1
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:130
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
 $$;
 /* </end connected objects> */
 
@@ -9088,6 +9120,14 @@ $$;
 -- out no distribution scan (they would all be partial), and an agent skips the source in
 -- a scan already running, which is then partial and comes back as soon as it closes.
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.enabled', 'true', 'boolean',
+     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
+    ('distribution.start_interval', '0 seconds', 'interval',
+     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
+    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
+    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
+    ('distribution.contact', '', 'email',
+     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
     ('distribution.breaker_failures', '10', 'integer',
      'Consecutive transient failures of an external distribution source that open its circuit breaker'),
     ('distribution.breaker_pause', '1 hour', 'interval',
@@ -9102,15 +9142,40 @@ CREATE TABLE aveloxis_ops.source_breakers (
 );
 COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
 
--- Whether new distribution scans are paused now, and why (NULL: not paused).
+-- Whether new distribution scans are paused now, and why (NULL: not paused): switched
+-- off, or a source's circuit breaker open.
 CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source, b.opened_until,
-                             coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
-    FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at
+    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
+                THEN 'switched off (distribution.enabled is false)'
+                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
+                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
+$$;
+
+-- Whether a distribution scan started less than distribution.start_interval ago (the
+-- job_runs start index: only the last interval's runs are read).
+CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
+                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
+                     AND r.phase = 'distribution')
+$$;
+
+-- What agents need of the distribution settings (they never read the settings table).
+CREATE FUNCTION aveloxis.distribution_settings()
+RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
+           nullif(aveloxis_ops.setting('distribution.contact'), '')
 $$;
 
 -- An agent reports each call to an external source under its distribution lease: ok, or
@@ -9367,6 +9432,7 @@ BEGIN
         aveloxis.version(),
         aveloxis.manifest_kind(text),
         aveloxis.report_source(uuid, text, boolean, text),
+        aveloxis.distribution_settings(),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

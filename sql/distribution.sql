@@ -512,6 +512,14 @@ $$;
 -- out no distribution scan (they would all be partial), and an agent skips the source in
 -- a scan already running, which is then partial and comes back as soon as it closes.
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.enabled', 'true', 'boolean',
+     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
+    ('distribution.start_interval', '0 seconds', 'interval',
+     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
+    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
+    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
+    ('distribution.contact', '', 'email',
+     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
     ('distribution.breaker_failures', '10', 'integer',
      'Consecutive transient failures of an external distribution source that open its circuit breaker'),
     ('distribution.breaker_pause', '1 hour', 'interval',
@@ -526,15 +534,40 @@ CREATE TABLE aveloxis_ops.source_breakers (
 );
 COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
 
--- Whether new distribution scans are paused now, and why (NULL: not paused).
+-- Whether new distribution scans are paused now, and why (NULL: not paused): switched
+-- off, or a source's circuit breaker open.
 CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source, b.opened_until,
-                             coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
-    FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at
+    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
+                THEN 'switched off (distribution.enabled is false)'
+                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
+                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
+$$;
+
+-- Whether a distribution scan started less than distribution.start_interval ago (the
+-- job_runs start index: only the last interval's runs are read).
+CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
+                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
+                     AND r.phase = 'distribution')
+$$;
+
+-- What agents need of the distribution settings (they never read the settings table).
+CREATE FUNCTION aveloxis.distribution_settings()
+RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
+           nullif(aveloxis_ops.setting('distribution.contact'), '')
 $$;
 
 -- An agent reports each call to an external source under its distribution lease: ok, or

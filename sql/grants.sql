@@ -62,6 +62,7 @@ BEGIN
         aveloxis.version(),
         aveloxis.manifest_kind(text),
         aveloxis.report_source(uuid, text, boolean, text),
+        aveloxis.distribution_settings(),
         aveloxis.platform_uuid(smallint, bigint),
         aveloxis.forge_hosts(),
         aveloxis.parse_repo_url(text),

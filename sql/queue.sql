@@ -16,7 +16,8 @@
 CREATE TABLE aveloxis_ops.setting_defaults (
     name          text PRIMARY KEY,
     default_value text NOT NULL,
-    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check CHECK (kind IN ('interval', 'integer', 'paths')),
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
     description   text NOT NULL
 );
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
@@ -92,6 +93,18 @@ BEGIN
                        WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
                 RAISE EXCEPTION 'not absolute';
             END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
         ELSIF new_value::integer < 0 THEN
             RAISE EXCEPTION 'negative';
         END IF;
@@ -99,6 +112,9 @@ BEGIN
         RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
             CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
                               WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
                               ELSE 'non-negative integer' END, new_value
             USING ERRCODE = 'invalid_parameter_value';
     END;
@@ -330,8 +346,10 @@ DECLARE
     overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
     limits  jsonb;
     ph      text;
-    -- An open circuit breaker of a distribution source pauses new scans (sql/distribution.sql).
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
     paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
 BEGIN
     IF agent IS NULL OR btrim(agent) = '' THEN
         RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
@@ -354,12 +372,23 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
         END IF;
     END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
     PERFORM aveloxis_ops.expire_leases();
 
     RETURN QUERY
     WITH room AS (
         SELECT p AS phase,
-               CASE WHEN NOT limits ? p THEN max_jobs
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
                     ELSE greatest(0, (limits ->> p)::integer
                                      - (SELECT count(*) FROM aveloxis_ops.jobs l
                                         WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
@@ -907,6 +936,9 @@ BEGIN
                 WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
                     THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
                                 aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
                 ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
            CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
                 ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))

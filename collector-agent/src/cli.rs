@@ -129,13 +129,16 @@ pub struct ForgeArgs {
     /// Tokens of self-managed GitLab hosts (config file `[gitlab_host_tokens]` only).
     #[arg(skip)]
     pub gitlab_host_tokens: std::collections::BTreeMap<String, Vec<String>>,
-    /// deps.dev's API root, for distribution scans (default https://api.deps.dev/).
-    #[arg(long, env = "DEPSDEV_API_URL", default_value = crate::phases::distribution::DEFAULT_DEPSDEV_URL)]
-    pub depsdev_url: String,
-    /// ecosyste.ms packages' API root, for distribution scans (default https://packages.ecosyste.ms/).
-    #[arg(long, env = "ECOSYSTEMS_API_URL", default_value = crate::phases::distribution::DEFAULT_ECOSYSTEMS_URL)]
-    pub ecosystems_url: String,
-    /// A contact email sent to the public registries (User-Agent, ecosyste.ms' polite pool).
+    /// deps.dev's API root for distribution scans (default: the database's
+    /// distribution.depsdev_url setting, https://api.deps.dev/).
+    #[arg(long, env = "DEPSDEV_API_URL")]
+    pub depsdev_url: Option<String>,
+    /// ecosyste.ms packages' API root for distribution scans (default: the database's
+    /// distribution.ecosystems_url setting, https://packages.ecosyste.ms/).
+    #[arg(long, env = "ECOSYSTEMS_API_URL")]
+    pub ecosystems_url: Option<String>,
+    /// A contact email sent to the public registries (User-Agent, ecosyste.ms' polite pool;
+    /// default: the database's distribution.contact setting).
     #[arg(long, env = "AVELOXIS_CONTACT")]
     pub contact: Option<String>,
 }
@@ -471,8 +474,8 @@ mod unit_tests {
             gitlab_api_url: String::new(),
             gitlab_bearer: false,
             gitlab_host_tokens: Default::default(),
-            depsdev_url: crate::phases::distribution::DEFAULT_DEPSDEV_URL.into(),
-            ecosystems_url: crate::phases::distribution::DEFAULT_ECOSYSTEMS_URL.into(),
+            depsdev_url: None,
+            ecosystems_url: None,
             contact: None,
         }
     }

@@ -51,10 +51,24 @@ impl Workshop {
         .await?;
         let github = github_hosts(&db, forge)?;
         let gitlab = gitlab_hosts(&db, forge).await?;
+        // The registries' roots and the contact: the agent's flags, else the database's
+        // settings (an extension older than 0.13.0 has none: the public services').
+        use crate::phases::distribution::{DEFAULT_DEPSDEV_URL, DEFAULT_ECOSYSTEMS_URL};
+        let (depsdev, ecosystems, contact): (String, String, Option<String>) =
+            match sqlx::query_as("SELECT depsdev_url, ecosystems_url, contact FROM aveloxis.distribution_settings()")
+                .fetch_one(&db)
+                .await
+            {
+                Ok(settings) => settings,
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => {
+                    (DEFAULT_DEPSDEV_URL.into(), DEFAULT_ECOSYSTEMS_URL.into(), None)
+                }
+                Err(e) => return Err(AgentError::sql("aveloxis.distribution_settings()", e)),
+            };
         let registries = crate::phases::distribution::Registries::new(
-            &forge.depsdev_url,
-            &forge.ecosystems_url,
-            forge.contact.clone(),
+            forge.depsdev_url.as_deref().unwrap_or(&depsdev),
+            forge.ecosystems_url.as_deref().unwrap_or(&ecosystems),
+            forge.contact.clone().or(contact),
         )
         .map_err(|message| AgentError::Setting {
             name: "--depsdev-url / --ecosystems-url".into(),

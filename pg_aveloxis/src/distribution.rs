@@ -474,4 +474,53 @@ mod tests {
             "{err}"
         );
     }
+
+    #[pg_test]
+    fn scans_can_be_switched_off_and_paced_and_agents_read_their_settings() {
+        let a = repo("https://github.com/acme/a");
+        let b = repo("https://github.com/acme/b");
+        let claim = || {
+            text("SELECT string_agg(repo_id::text, ',' ORDER BY repo_id) FROM aveloxis.claim('x', ARRAY['distribution', 'collect'], 10) WHERE phase = 'distribution'")
+        };
+        // Off: none handed out, and why_not_collected says so.
+        Spi::run("SELECT aveloxis.set_setting('distribution.enabled', 'false')").unwrap();
+        assert_eq!(claim(), None);
+        let why = text(&format!(
+            "SELECT reason FROM aveloxis.why_not_collected({a}) WHERE phase = 'distribution'"
+        ))
+        .unwrap();
+        assert!(why.contains("switched off"), "{why}");
+        Spi::run("SELECT aveloxis.reset_setting('distribution.enabled')").unwrap();
+        // Paced: one start per interval, whatever a claim asks for.
+        Spi::run("SELECT aveloxis.set_setting('distribution.start_interval', '30 seconds')").unwrap();
+        assert_eq!(claim(), Some(a.to_string()));
+        assert_eq!(claim(), None, "the next start waits out the interval");
+        let why = text(&format!(
+            "SELECT reason FROM aveloxis.why_not_collected({b}) WHERE phase = 'distribution'"
+        ))
+        .unwrap();
+        assert!(why.contains("at most one per 30 seconds"), "{why}");
+        Spi::run("SELECT aveloxis.set_setting('clock.offset', '31 seconds')").unwrap();
+        assert_eq!(claim(), Some(b.to_string()));
+        // Agents' settings, validated when set.
+        assert_eq!(
+            text("SELECT depsdev_url || ' ' || ecosystems_url || ' ' || coalesce(contact, '-') FROM aveloxis.distribution_settings()")
+                .as_deref(),
+            Some("https://api.deps.dev/ https://packages.ecosyste.ms/ -")
+        );
+        Spi::run("SELECT aveloxis.set_setting('distribution.contact', 'ops@example.org')").unwrap();
+        assert_eq!(
+            text("SELECT contact FROM aveloxis.distribution_settings()").as_deref(),
+            Some("ops@example.org")
+        );
+        for (name, bad) in [
+            ("distribution.enabled", "yes"),
+            ("distribution.depsdev_url", "ftp://x"),
+            ("distribution.depsdev_url", "deps.dev"),
+            ("distribution.contact", "not an email"),
+        ] {
+            let err = sql_error(&format!("SELECT aveloxis.set_setting('{name}', '{bad}')")).unwrap();
+            assert!(err.starts_with(&format!("22023 setting \"{name}\" takes")), "{err}");
+        }
+    }
 }

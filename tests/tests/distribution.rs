@@ -312,6 +312,42 @@ async fn a_scan_stages_every_source_and_a_partial_one_comes_back_at_once() {
         rows(&pool, "SELECT count(*)::text FROM aveloxis_ops.staging_rejects").await,
         ["0"]
     );
+
+    // An outage long enough to trip the breaker: nine failures in a row already reported
+    // (by this and other agents), the tenth opens it; the scan stays partial and no
+    // distribution scan is handed out while it is open.
+    sqlx::query("UPDATE aveloxis_ops.source_breakers SET consecutive_failures = 9 WHERE source = 'ecosyste.ms'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, stdout, _) = scan(&db, &gh, &down).await;
+    assert!(!ok && stdout.contains("circuit breaker open"), "{stdout}");
+    assert_eq!(
+        rows(
+            &pool,
+            "SELECT open::text FROM aveloxis.source_breakers() WHERE source = 'ecosyste.ms'"
+        )
+        .await,
+        ["true"]
+    );
+    assert_eq!(
+        rows(
+            &pool,
+            "SELECT count(*)::text FROM aveloxis.claim('other-agent', ARRAY['distribution'], 10)"
+        )
+        .await,
+        ["0"],
+        "the partial scan is due, but not handed out while the breaker is open"
+    );
+    assert_eq!(
+        rows(
+            &pool,
+            "SELECT source FROM aveloxis_data.repo_distribution WHERE source = 'ecosyste.ms'"
+        )
+        .await,
+        ["ecosyste.ms"],
+        "what ecosyste.ms said before the outage is kept"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use crate::forge::{Fetched, Forge, ForgeError, Request};
 use crate::queue::{stage, stage_with_contexts, ClaimedJob};
 
+/// The public services, for an extension too old to hold the settings (before 0.13.0).
 pub const DEFAULT_DEPSDEV_URL: &str = "https://api.deps.dev/";
 pub const DEFAULT_ECOSYSTEMS_URL: &str = "https://packages.ecosyste.ms/";
 /// GitHub Packages' types, queried one by one (the API has no combined query).
