@@ -30,12 +30,16 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 
-CREATE FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
+CREATE FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 
 CREATE FUNCTION aveloxis."parse_manifest"(
 	"path" TEXT, /* & str */
@@ -48,16 +52,12 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
 
-CREATE FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
+CREATE FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
 
 -- Setting kinds for the distribution settings.
 ALTER TABLE aveloxis_ops.setting_defaults DROP CONSTRAINT setting_defaults_kind_check,
@@ -634,31 +634,52 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
 
--- The run's staged observations, parsed; err says why one cannot be used.
+-- The run's staged observations, parsed once, as JSON rows for distribution_rows():
+-- each with the source it came from, the decoded text of a manifest, and err saying why
+-- it cannot be used.
 CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
-RETURNS TABLE (staging_id bigint, entity text, context jsonb, doc jsonb, err text)
+RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.staging_id, s.entity, s.context, p.doc,
-           CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
-                WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
-                     AND jsonb_typeof(p.doc) <> 'array'
-                    THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
-                     AND jsonb_typeof(p.doc) <> 'object'
-                    THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
-                    THEN 'a manifest payload needs the file''s "path"'
-                WHEN s.entity = 'distribution_manifest'
-                     AND aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding') IS NULL
-                    THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
-                WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
-                    THEN 'a packages payload needs its package_type in the context'
-           END
-    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
+               'source', CASE s.entity
+                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
+                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
+               'content', c.content,
+               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
+                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
+                        AND jsonb_typeof(p.doc) <> 'array'
+                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
+                        AND jsonb_typeof(p.doc) <> 'object'
+                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
+                       THEN 'a manifest payload needs the file''s "path"'
+                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
+                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
+                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
+                       THEN 'a packages payload needs its package_type in the context' END)
+           ORDER BY s.staging_id), '[]')
+    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
+         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
+                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
+                         END AS content) c
     WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
       AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+$$;
+
+-- The rows of distribution_docs().
+CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
+RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
+    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
+                                       content text, err text)
 $$;
 
 -- Applies a completed scan (called by aveloxis.complete for a distribution lease).
@@ -675,6 +696,7 @@ DECLARE
     observed   timestamptz := aveloxis_ops.clock();
     answered   text[];
     bad        record;
+    docs       jsonb;
     owner_name text;
     repo_name  text;
     superseded bigint;
@@ -701,8 +723,10 @@ BEGIN
         RAISE LOG 'distribution of repo %: % staged rows of earlier, unfinished scans superseded', repo, superseded;
     END IF;
 
-    -- Unusable rows are rejected with their reason; the rest of the scan applies.
-    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_docs(repo, run) d
+    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
+    -- the rest of the scan applies.
+    docs := aveloxis_ops.distribution_docs(repo, run);
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
                WHERE d.err IS NOT NULL LOOP
         PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
     END LOOP;
@@ -712,12 +736,7 @@ BEGIN
             ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
                                                                     AND k = ANY (aveloxis_ops.distribution_sources()))
         WHEN whole THEN aveloxis_ops.distribution_sources()
-        ELSE ARRAY(SELECT DISTINCT CASE d.entity
-                       WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
-                       WHEN 'distribution_ecosystems' THEN 'ecosyste.ms'
-                       WHEN 'distribution_releases' THEN 'github_release_asset'
-                       WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END
-                   FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL) END;
+        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
 
     INSERT INTO aveloxis_data.repo_distribution_history
         (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
@@ -729,14 +748,14 @@ BEGIN
     FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
     DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
 
-    WITH docs AS MATERIALIZED (
-        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL
+    WITH usable AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
     ), depsdev AS (
         -- Versions whose repository is only the issue tracker are not this repository's
         -- packages; a version listed twice (source and tracker) counts once.
         SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
                count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
-        FROM docs d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
                                                THEN d.doc -> 'versions' ELSE '[]' END) v
         WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
           AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
@@ -746,7 +765,7 @@ BEGIN
                min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
                max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
                (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
-        FROM docs d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
                                                THEN d.doc -> 'versions' ELSE '[]' END) v
         WHERE d.entity = 'distribution_depsdev_package'
         GROUP BY 1, 2
@@ -760,7 +779,7 @@ BEGIN
                min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
                max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
                max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
-        FROM docs d, jsonb_array_elements(d.doc) p
+        FROM usable d, jsonb_array_elements(d.doc) p
         WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
           AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
         GROUP BY 2, 3
@@ -772,7 +791,7 @@ BEGIN
                max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
                (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
                NULL
-        FROM docs d, jsonb_array_elements(d.doc) r,
+        FROM usable d, jsonb_array_elements(d.doc) r,
              jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
         WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
         GROUP BY 2
@@ -784,7 +803,7 @@ BEGIN
                max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
                min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
                NULL, max(p ->> 'html_url')
-        FROM docs d, jsonb_array_elements(d.doc) p
+        FROM usable d, jsonb_array_elements(d.doc) p
         WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
           AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
         GROUP BY 2, 3
@@ -814,22 +833,18 @@ BEGIN
              tool_source, tool_version, data_source, data_collection_date)
         SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
                x.content, 'pg_aveloxis', version, 'contents', observed
-        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha,
-                     aveloxis_ops.contents_text(coalesce(d.doc ->> 'content', ''), d.doc ->> 'encoding') AS content
-              FROM aveloxis_ops.distribution_docs(repo, run) d
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
+              FROM aveloxis_ops.distribution_rows(docs) d
               WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
              aveloxis.parse_manifest(x.path, x.content) p
         WHERE p.manifest_type IS NOT NULL
         ORDER BY x.path, x.staging_id DESC;
     END IF;
 
-    SELECT superseded + count(*) FILTER (WHERE CASE d.entity
-               WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
-               WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
-               WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END <> ALL (answered)
+    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
            OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
     INTO superseded
-    FROM aveloxis_ops.distribution_docs(repo, run) d WHERE d.err IS NULL;
+    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
     IF superseded > 0 THEN
         RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
             repo, superseded;
@@ -852,8 +867,8 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------
--- Circuit breakers of the external sources (deps.dev, ecosyste.ms), shared by every
--- agent: a source that fails transiently distribution.breaker_failures times in a row
+-- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
+-- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
 -- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
 -- out no distribution scan (they would all be partial), and an agent skips the source in
 -- a scan already running, which is then partial and comes back as soon as it closes.

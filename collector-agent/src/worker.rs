@@ -185,10 +185,7 @@ impl Workshop {
                     bar.set_message("distribution: registries, releases, packages and manifests");
                 }
                 let result = dist::scan_distribution(github, &self.registries, &self.db, job).await;
-                let failed = match &result {
-                    Ok(outcome) => !outcome.report()["complete"].as_bool().unwrap_or(false),
-                    Err(_) => true,
-                };
+                let failed = !result.as_ref().is_ok_and(dist::ScanOutcome::answered);
                 let first = dist::finish(&self.db, agent, job, &result).await;
                 redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
                     dist::finish(&self.db, agent, job, &result)

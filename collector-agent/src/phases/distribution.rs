@@ -134,7 +134,8 @@ pub struct ScanOutcome {
 }
 
 impl ScanOutcome {
-    fn answered(&self) -> bool {
+    /// Every source answered: a whole scan.
+    pub fn answered(&self) -> bool {
         self.sources.values().all(|s| s == "ok" || s == "none")
     }
 
@@ -440,7 +441,7 @@ impl<F: Forge> Scan<'_, F> {
         Ok(Ok(pages))
     }
 
-    /// One directory's entries: (path, type, whether it has a download URL, size, sha).
+    /// One directory's entries, as the Contents API lists them.
     async fn listing(&mut self, dir: &[&str]) -> Result<Result<Vec<Value>, String>, ForgeError> {
         let mut rest = vec!["contents"];
         rest.extend_from_slice(dir);
@@ -480,7 +481,7 @@ impl<F: Forge> Scan<'_, F> {
             }
         }
         // Files only: symlinks, and submodules (listed as files without a download URL), are skipped.
-        let files: Vec<(String, String, u64)> = entries
+        let files: Vec<(String, String)> = entries
             .iter()
             .filter(|e| e.get("type").and_then(Value::as_str) == Some("file"))
             .filter(|e| e.get("download_url").is_some_and(|u| !u.is_null()))
@@ -488,11 +489,10 @@ impl<F: Forge> Scan<'_, F> {
                 Some((
                     e.get("path")?.as_str()?.to_string(),
                     e.get("sha").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    e.get("size").and_then(Value::as_u64).unwrap_or(0),
                 ))
             })
             .collect();
-        let paths: Vec<String> = files.iter().map(|(p, _, _)| p.clone()).collect();
+        let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
         // Which are manifests is the extension's to say: a kind it adds needs no agent release.
         let kinds: Vec<(String, Option<String>)> =
             sqlx::query_as("SELECT p, aveloxis.manifest_kind(p) FROM unnest($1::text[]) p")
@@ -501,7 +501,7 @@ impl<F: Forge> Scan<'_, F> {
                 .await?;
         let manifests: BTreeSet<String> = kinds.into_iter().filter(|(_, k)| k.is_some()).map(|(p, _)| p).collect();
         let mut payloads = Vec::new();
-        for (path, sha, _size) in files.iter().filter(|(p, _, _)| manifests.contains(p)) {
+        for (path, sha) in files.iter().filter(|(p, _)| manifests.contains(p)) {
             let segments: Vec<&str> = path.split('/').collect();
             let mut file = match self.listing_file(&segments).await? {
                 Ok(Some(file)) => file,

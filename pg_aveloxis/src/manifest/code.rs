@@ -21,6 +21,8 @@ pub enum Token {
     Punct(char),
     /// `==`, `!=`, `<=`, `>=`, `=>`, `->`, `::` (where not part of a path), `**`.
     Op,
+    /// A number literal.
+    Number,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -174,7 +176,7 @@ fn tokenize(src: &str, lang: Lang) -> Vec<Token> {
             while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '.' || chars[j] == '_') {
                 j += 1;
             }
-            out.push(Token::Op);
+            out.push(Token::Number);
             i = j;
             continue;
         }
