@@ -13,7 +13,7 @@
 mod code;
 mod text;
 
-use code::{call_arguments, find_call, python_assignments, ruby_block_name, CallArg};
+use code::{call_arguments, find_call, python_assignments, ruby_block_name, unanimous, CallArg};
 use text::{clean_name, strip_bom, unquote_scalar};
 
 /// The manifest kind of a file, by its name (any directory), as `002_*` §3.5 lists
@@ -163,22 +163,14 @@ fn setup_py_name(content: &str) -> Option<String> {
 fn resolve_python_value(tokens: &[code::Token], value: &[code::Token]) -> Option<String> {
     match value {
         [code::Token::Str(s)] => Some(s.clone()),
-        [code::Token::Ident(var)] => {
-            let assigned = python_assignments(tokens, var);
-            // One value, however many times it is assigned; two different ones: unknown.
-            let first = assigned.first()?.clone();
-            assigned.iter().all(|v| *v == first).then_some(first)
-        }
+        [code::Token::Ident(var)] => unanimous(&python_assignments(tokens, var)),
         _ => None,
     }
 }
 
 /// `class X(ConanFile): name = "..."`.
 fn conan_name(content: &str) -> Option<String> {
-    let tokens = code::tokenize_python(content);
-    let assigned = python_assignments(&tokens, "name");
-    let first = assigned.first()?.clone();
-    assigned.iter().all(|v| *v == first).then_some(first)
+    unanimous(&python_assignments(&code::tokenize_python(content), "name"))
 }
 
 /// `[metadata] name` of setup.cfg (`attr:`/`file:` directives and `%(...)s`
@@ -288,8 +280,8 @@ fn gradle_name(content: &str) -> Option<String> {
                 found.push(v.clone());
             }
         }
-        if let Some(first) = found.first() {
-            return found.iter().all(|v| v == first).then(|| first.clone());
+        if !found.is_empty() {
+            return unanimous(&found);
         }
     }
     None

@@ -245,6 +245,13 @@ fn read_string(chars: &[char], start: usize, lang: Lang) -> (Token, usize) {
     )
 }
 
+/// The one value a name is given, however many times; none, or two different ones:
+/// unknown.
+pub fn unanimous<T: PartialEq + Clone>(values: &[T]) -> Option<T> {
+    let first = values.first()?;
+    values.iter().all(|v| v == first).then(|| first.clone())
+}
+
 /// The index of the `(` of the first call to one of `names` (not a definition).
 pub fn find_call(tokens: &[Token], names: &[&str]) -> Option<usize> {
     (0..tokens.len()).find_map(|i| match (&tokens[i], tokens.get(i + 1)) {
@@ -381,11 +388,7 @@ fn ruby_value(tokens: &[Token], value: &[Token], own_name: Option<&str>, depth: 
                 })
                 .map(|i| ruby_value(tokens, &tokens[i + 2..], own_name, depth + 1))
                 .collect();
-            let first = values.first()?.clone()?;
-            values
-                .iter()
-                .all(|v| v.as_deref() == Some(first.as_str()))
-                .then_some(first)
+            unanimous(&values).flatten()
         }
         _ => None,
     }
