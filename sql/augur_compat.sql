@@ -98,11 +98,14 @@ CREATE VIEW aveloxis_augur_data.commits WITH (security_invoker = true) AS
 SELECT c.cmt_id, c.repo_id, c.cmt_commit_hash::varchar(80) AS cmt_commit_hash,
        c.cmt_author_name::varchar AS cmt_author_name, c.cmt_author_raw_email::varchar AS cmt_author_raw_email,
        c.cmt_author_email::varchar AS cmt_author_email, c.cmt_author_date::varchar(10) AS cmt_author_date,
-       c.cmt_author_affiliation::varchar AS cmt_author_affiliation,
+       -- Read through the dated affiliations (sql/affiliation.sql), never a stored copy.
+       aveloxis.commit_affiliation(c.cmt_ght_author_id, c.cmt_author_email, c.cmt_author_timestamp)::varchar
+           AS cmt_author_affiliation,
        c.cmt_committer_name::varchar AS cmt_committer_name,
        c.cmt_committer_raw_email::varchar AS cmt_committer_raw_email,
        c.cmt_committer_email::varchar AS cmt_committer_email, c.cmt_committer_date::varchar AS cmt_committer_date,
-       c.cmt_committer_affiliation::varchar AS cmt_committer_affiliation, c.cmt_added, c.cmt_removed,
+       aveloxis.email_affiliation(c.cmt_committer_email, c.cmt_committer_timestamp)::varchar
+           AS cmt_committer_affiliation, c.cmt_added, c.cmt_removed,
        c.cmt_whitespace, c.cmt_filename::varchar AS cmt_filename,
        c.cmt_date_attempted AT TIME ZONE 'UTC' AS cmt_date_attempted, c.cmt_ght_author_id,
        NULL::integer AS cmt_ght_committer_id, c.cmt_ght_committed_at AT TIME ZONE 'UTC' AS cmt_ght_committed_at,

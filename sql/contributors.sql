@@ -115,6 +115,57 @@ AS $$
       AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
 $$;
 
+-- The free steps of the shared email chain (reference 003, "Shared email->identity
+-- resolution"), in one place: commit-author resolution and search-resolve both call
+-- aveloxis.email_chain, and no agent parses addresses itself.
+--
+-- The account a noreply address names: GitHub's [id+]login@users.noreply.github.com;
+-- GitLab's id-login@users.noreply.<host>, the host being gitlab.com or a declared
+-- self-managed one (its identity platform). No row for any other address.
+CREATE FUNCTION aveloxis_ops.noreply_account(email text)
+RETURNS TABLE (platform_id smallint, platform_kind smallint, user_id bigint, login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    m text[];
+    platform smallint;
+BEGIN
+    m := regexp_match(address, '^(?:([0-9]{1,18})\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
+    IF m IS NOT NULL THEN
+        IF m[1] IS NOT NULL AND m[1]::bigint <= 0 THEN
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT 1::smallint, 1::smallint, m[1]::bigint, m[2];
+        RETURN;
+    END IF;
+    m := regexp_match(address, '^([0-9]{1,18})-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
+    IF m IS NULL OR m[1]::bigint <= 0 THEN
+        RETURN;
+    END IF;
+    platform := aveloxis_ops.noreply_platform(address, 2::smallint);
+    IF platform IS NOT NULL THEN
+        RETURN QUERY SELECT platform, 2::smallint, m[1]::bigint, m[2];
+    END IF;
+END
+$$;
+
+-- Why an address is never looked up (bots, services, no address at all), or NULL.
+CREATE FUNCTION aveloxis_ops.junk_email_reason(email text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN e = '' THEN 'empty email'
+                WHEN strpos(e, '@') = 0 THEN 'not an email address'
+                WHEN strpos(e, '[bot]') > 0 THEN 'a bot account'
+                WHEN strpos(e, 'noreply') > 0 AND strpos(e, 'users.noreply.') = 0 THEN 'a service''s noreply address'
+                WHEN e LIKE '%@github.com' OR e LIKE '%@localhost' OR e LIKE '%.localdomain'
+                    THEN 'a service or machine address' END
+    FROM (SELECT lower(btrim(coalesce(email, ''))) AS e) x
+$$;
+
 -- Who an email belongs to, as far as the database knows (R12's database step; later
 -- phases call it before spending API quota). At most one row:
 --   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
@@ -127,32 +178,18 @@ SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
     address text := lower(btrim(email));
-    m text[];
-    platform smallint;
-    account bigint;
+    n record;
 BEGIN
-    -- GitHub: [id+]login@users.noreply.github.com; GitLab: id-login@users.noreply.<host>,
-    -- the host being gitlab.com or a declared self-managed one (its identity platform).
-    m := regexp_match(address, '^(?:([0-9]+)\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
-    IF m IS NOT NULL THEN
-        platform := 1;
-    ELSE
-        m := regexp_match(address, '^([0-9]+)-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
-        platform := CASE WHEN m IS NOT NULL THEN aveloxis_ops.noreply_platform(address, 2::smallint) END;
-        IF platform IS NULL THEN
-            m := NULL;
-        END IF;
-    END IF;
-    IF m IS NOT NULL THEN
-        account := m[1]::bigint;
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
         RETURN QUERY
             SELECT coalesce(
                        (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
-                        WHERE i.platform_id = platform AND i.platform_user_id = account),
+                        WHERE i.platform_id = n.platform_id AND i.platform_user_id = n.user_id),
                        (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
-                        WHERE account IS NULL AND i.platform_id = platform AND lower(i.login) = m[2])),
-                   m[2],
-                   CASE WHEN account IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
+                        WHERE n.user_id IS NULL AND i.platform_id = n.platform_id AND lower(i.login) = n.login)),
+                   n.login,
+                   CASE WHEN n.user_id IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
         RETURN;
     END IF;
 
@@ -170,6 +207,35 @@ BEGIN
         WHERE lower(a.alias_email) = address
         LIMIT 1;
 END
+$$;
+
+-- The shared email chain's free steps for many emails, one row per distinct address
+-- given (lower-cased, trimmed), in order: 'noreply' (the account the address names;
+-- cntrb_id when the database knows it), 'skipped' (a bot, service or malformed
+-- address, with the reason: never looked up), 'database' (a contributor's email, canonical
+-- email or alias), else 'unknown': only these are worth the API tail (user search, then
+-- commit search). platform_kind 1 GitHub, 2 GitLab.
+CREATE FUNCTION aveloxis.email_chain(emails text[])
+RETURNS TABLE (email text, step text, reason text, cntrb_id uuid, platform_id smallint, platform_kind smallint,
+               user_id bigint, login text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address,
+           CASE WHEN n.login IS NOT NULL THEN 'noreply' WHEN j.reason IS NOT NULL THEN 'skipped'
+                WHEN d.cntrb_id IS NOT NULL THEN 'database' ELSE 'unknown' END,
+           CASE WHEN n.login IS NULL THEN j.reason END,
+           CASE WHEN n.login IS NOT NULL OR j.reason IS NULL THEN d.cntrb_id END,
+           n.platform_id, n.platform_kind, n.user_id, n.login
+    FROM (SELECT DISTINCT ON (lower(btrim(x.e))) lower(btrim(x.e)) AS address, x.i
+          FROM unnest(emails) WITH ORDINALITY AS x(e, i)
+          WHERE x.e IS NOT NULL
+          ORDER BY lower(btrim(x.e)), x.i) e
+    LEFT JOIN LATERAL aveloxis_ops.noreply_account(e.address) n ON true
+    LEFT JOIN LATERAL (SELECT aveloxis_ops.junk_email_reason(e.address) AS reason) j ON true
+    LEFT JOIN LATERAL (SELECT r.cntrb_id FROM aveloxis.resolve_email(e.address) r
+                       WHERE n.login IS NOT NULL OR j.reason IS NULL) d ON true
+    ORDER BY e.i
 $$;
 
 -- resolve_email for many emails in one call, each with its answer (NULLs when the

@@ -580,12 +580,13 @@ BEGIN
     ON CONFLICT (platform_id, platform_user_id, login) DO UPDATE SET replaced_at = NULL
         WHERE h.replaced_at IS NOT NULL;
 
-    -- The denormalized gh_*/gl_* copies follow the identity (R4); cntrb_login follows a
-    -- rename of the login it was copied from. cntrb_id is never touched (R2).
+    -- The denormalized gh_*/gl_* copies follow the identity (R4): gh_login/gl_username is
+    -- the current login. cntrb_login is the login first seen and never changes, nor does
+    -- cntrb_id (R2); renames are in contributor_login_history.
     WITH upd AS (
         UPDATE aveloxis_data.contributors c
         SET gh_user_id = d.user_id,
-            cntrb_login = CASE WHEN c.cntrb_login IS NULL OR c.cntrb_login = c.gh_login THEN d.login ELSE c.cntrb_login END,
+            cntrb_login = coalesce(c.cntrb_login, d.login),
             gh_login = d.login, gh_url = d.api_url, gh_html_url = d.html_url, gh_node_id = d.node_id,
             gh_avatar_url = d.avatar_url, gh_gravatar_id = d.gravatar_id, gh_type = d.user_type,
             gh_site_admin = d.site_admin,
@@ -607,7 +608,7 @@ BEGIN
     ), upd_gl AS (
         UPDATE aveloxis_data.contributors c
         SET gl_id = d.user_id,
-            cntrb_login = CASE WHEN c.cntrb_login IS NULL OR c.cntrb_login = c.gl_username THEN d.login ELSE c.cntrb_login END,
+            cntrb_login = coalesce(c.cntrb_login, d.login),
             gl_username = d.login, gl_web_url = d.html_url, gl_avatar_url = d.avatar_url,
             gl_full_name = coalesce(d.name, c.gl_full_name), gl_state = coalesce(d.state, c.gl_state),
             cntrb_company = coalesce(d.company, c.cntrb_company), cntrb_location = coalesce(d.location, c.cntrb_location),

@@ -177,61 +177,6 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.dm_repo_group_weekly',
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.commit_aggregate_backlog', '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.unresolved_commit_emails', '');
 
--- The affiliation of an email: its domain's, else the nearest parent domain's
--- (mail.example.com -> example.com), among active contributor_affiliations.
-CREATE FUNCTION aveloxis_ops.email_affiliation(email text)
-RETURNS text
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT a.ca_affiliation
-    FROM aveloxis_data.contributor_affiliations a
-    WHERE a.ca_active
-      AND a.ca_domain = ANY (
-          SELECT array_to_string((string_to_array(lower(split_part(email, '@', 2)), '.'))[i:], '.')
-          FROM generate_series(1, cardinality(string_to_array(lower(split_part(email, '@', 2)), '.'))) i)
-    ORDER BY length(a.ca_domain) DESC
-    LIMIT 1;
-END;
-
--- Sets what an email domain stands for (or ends it: active false), and re-affiliates
--- the commits already stored under it and its subdomains; their aggregates follow at
--- each repository's next drain.
-CREATE FUNCTION aveloxis.set_affiliation(domain text, affiliation text, active boolean DEFAULT true)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    d text := lower(btrim(set_affiliation.domain));
-    changed bigint;
-BEGIN
-    IF d IS NULL OR d !~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' THEN
-        RAISE EXCEPTION 'not an email domain: %', set_affiliation.domain USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass the part after the @, e.g. ''redhat.com''.';
-    END IF;
-    INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, tool_source)
-    VALUES (d, affiliation, coalesce(active, true), 'aveloxis.set_affiliation')
-    ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
-                                          data_collection_date = EXCLUDED.data_collection_date;
-    WITH touched AS (
-        UPDATE aveloxis_data.commits c
-        SET cmt_author_affiliation = aveloxis_ops.email_affiliation(c.cmt_author_email),
-            cmt_committer_affiliation = aveloxis_ops.email_affiliation(c.cmt_committer_email)
-        WHERE split_part(c.cmt_author_email, '@', 2) = d OR split_part(c.cmt_author_email, '@', 2) LIKE '%.' || d
-           OR split_part(c.cmt_committer_email, '@', 2) = d OR split_part(c.cmt_committer_email, '@', 2) LIKE '%.' || d
-        RETURNING c.repo_id, c.cmt_author_email, c.cmt_author_timestamp
-    ), queued AS (
-        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
-        SELECT DISTINCT t.repo_id, t.cmt_author_email, extract(year FROM t.cmt_author_timestamp AT TIME ZONE 'UTC')
-        FROM touched t WHERE t.cmt_author_timestamp IS NOT NULL AND t.cmt_author_email IS NOT NULL
-        ON CONFLICT DO NOTHING
-    )
-    SELECT count(*) INTO changed FROM touched;
-    RETURN changed;
-END
-$$;
-
 -- 'commit' payloads: the agent's envelope, one per commit (docs/staging-contract.md):
 -- {"hash", "parents": [...], "author": {"name","email","time"}, "committer": {...},
 --  "message", "files": [{"path", "previous_path"?, "added", "removed", "binary"?}]}.
@@ -271,17 +216,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Stage the agent''s commit envelope (docs/staging-contract.md).';
     END IF;
-    -- Affiliations: one lookup per distinct email of the batch.
-    WITH emails AS (
-        SELECT e.email, aveloxis_ops.email_affiliation(e.email) AS affiliation
-        FROM (SELECT author_email AS email FROM pg_temp.drain_commits
-              UNION SELECT committer_email FROM pg_temp.drain_commits) e
-        WHERE e.email LIKE '%@%'
-    )
-    UPDATE pg_temp.drain_commits c
-    SET author_affiliation = (SELECT e.affiliation FROM emails e WHERE e.email = c.author_email),
-        committer_affiliation = (SELECT e.affiliation FROM emails e WHERE e.email = c.committer_email)
-    WHERE EXISTS (SELECT FROM emails e WHERE e.affiliation IS NOT NULL);
+    -- Affiliations are not stored in commit rows: they are read through the dated rules
+    -- (sql/affiliation.sql), so a correction never rewrites a commit.
 
     -- One row per (commit, file); a path listed twice in one commit is one row with
     -- both counts.
@@ -427,16 +363,28 @@ BEGIN
 
     -- This repository's commits in the stale groups, once.
     PERFORM aveloxis_ops.drop_batch_table('stale_commits');
+    -- Affiliation read through the dated rules (sql/affiliation.sql), once per distinct
+    -- (author, email, time), not once per file row.
     CREATE TEMP TABLE stale_commits ON COMMIT DROP AS
-    SELECT c.repo_id, c.cmt_author_email AS email,
-           coalesce(nullif(c.cmt_author_affiliation, ''), '(Unknown)') AS affiliation,
-           extract(year FROM c.cmt_author_timestamp)::smallint AS year,
-           extract(month FROM c.cmt_author_timestamp)::smallint AS month,
-           extract(week FROM c.cmt_author_timestamp)::smallint AS week,
-           c.cmt_added, c.cmt_removed, c.cmt_whitespace, c.cmt_filename, c.cmt_commit_hash
-    FROM pg_temp.stale_groups g
-    JOIN aveloxis_data.commits c ON c.repo_id = repo AND c.cmt_author_email = g.email
-    WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year;
+    WITH picked AS MATERIALIZED (
+        SELECT c.repo_id, c.cmt_author_email AS email, c.cmt_ght_author_id AS author, c.cmt_author_timestamp AS ts,
+               c.cmt_added, c.cmt_removed, c.cmt_whitespace, c.cmt_filename, c.cmt_commit_hash
+        FROM pg_temp.stale_groups g
+        JOIN aveloxis_data.commits c ON c.repo_id = repo AND c.cmt_author_email = g.email
+        WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year
+    ), affiliated AS MATERIALIZED (
+        SELECT k.author, k.email, k.ts,
+               coalesce(aveloxis.commit_affiliation(k.author, k.email, k.ts), '(Unknown)') AS affiliation
+        FROM (SELECT DISTINCT p.author, p.email, p.ts FROM picked p) k
+    )
+    SELECT p.repo_id, p.email, a.affiliation,
+           extract(year FROM p.ts)::smallint AS year,
+           extract(month FROM p.ts)::smallint AS month,
+           extract(week FROM p.ts)::smallint AS week,
+           p.cmt_added, p.cmt_removed, p.cmt_whitespace, p.cmt_filename, p.cmt_commit_hash
+    FROM picked p
+    JOIN affiliated a ON a.email = p.email AND a.ts = p.ts
+                     AND coalesce(a.author, '00000000-0000-0000-0000-000000000000') = coalesce(p.author, '00000000-0000-0000-0000-000000000000');
 
     DELETE FROM aveloxis_data.dm_repo_annual d USING pg_temp.stale_groups g
     WHERE d.repo_id = repo AND d.email = g.email AND d.year = g.year;
@@ -508,16 +456,26 @@ BEGIN
     END IF;
     PERFORM aveloxis_ops.drop_batch_table('stale_group_commits');
     CREATE TEMP TABLE stale_group_commits ON COMMIT DROP AS
-    SELECT c.cmt_author_email AS email,
-           coalesce(nullif(c.cmt_author_affiliation, ''), '(Unknown)') AS affiliation,
-           extract(year FROM c.cmt_author_timestamp)::smallint AS year,
-           extract(month FROM c.cmt_author_timestamp)::smallint AS month,
-           extract(week FROM c.cmt_author_timestamp)::smallint AS week,
-           c.cmt_added, c.cmt_removed, c.cmt_whitespace, c.repo_id, c.cmt_filename, c.cmt_commit_hash
-    FROM pg_temp.stale_groups g
-    JOIN aveloxis_data.repos r ON r.repo_group_id = grp
-    JOIN aveloxis_data.commits c ON c.repo_id = r.repo_id AND c.cmt_author_email = g.email
-    WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year;
+    WITH picked AS MATERIALIZED (
+        SELECT c.cmt_author_email AS email, c.cmt_ght_author_id AS author, c.cmt_author_timestamp AS ts,
+               c.cmt_added, c.cmt_removed, c.cmt_whitespace, c.repo_id, c.cmt_filename, c.cmt_commit_hash
+        FROM pg_temp.stale_groups g
+        JOIN aveloxis_data.repos r ON r.repo_group_id = grp
+        JOIN aveloxis_data.commits c ON c.repo_id = r.repo_id AND c.cmt_author_email = g.email
+        WHERE c.cmt_author_timestamp IS NOT NULL AND extract(year FROM c.cmt_author_timestamp) = g.year
+    ), affiliated AS MATERIALIZED (
+        SELECT k.author, k.email, k.ts,
+               coalesce(aveloxis.commit_affiliation(k.author, k.email, k.ts), '(Unknown)') AS affiliation
+        FROM (SELECT DISTINCT p.author, p.email, p.ts FROM picked p) k
+    )
+    SELECT p.email, a.affiliation,
+           extract(year FROM p.ts)::smallint AS year,
+           extract(month FROM p.ts)::smallint AS month,
+           extract(week FROM p.ts)::smallint AS week,
+           p.cmt_added, p.cmt_removed, p.cmt_whitespace, p.repo_id, p.cmt_filename, p.cmt_commit_hash
+    FROM picked p
+    JOIN affiliated a ON a.email = p.email AND a.ts = p.ts
+                     AND coalesce(a.author, '00000000-0000-0000-0000-000000000000') = coalesce(p.author, '00000000-0000-0000-0000-000000000000');
     -- A path is a file per repository; a commit hash is one patch even when two
     -- repositories of the group (forks) share it.
     INSERT INTO aveloxis_data.dm_repo_group_annual (repo_group_id, email, affiliation, year, added, removed,

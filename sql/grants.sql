@@ -53,7 +53,17 @@ BEGIN
         aveloxis.source_breakers(),
         aveloxis.distribution_stats(),
         aveloxis.distribution_orphans(),
-        aveloxis.distribution_repo(text)
+        aveloxis.distribution_repo(text),
+        aveloxis.email_chain(text[]),
+        aveloxis.person_of(uuid),
+        aveloxis.merge_suggestions(integer),
+        aveloxis.affiliation_of(uuid, timestamptz),
+        aveloxis.commit_affiliation(uuid, text, timestamptz),
+        aveloxis.email_affiliation(text, timestamptz),
+        aveloxis.enrollments(uuid),
+        aveloxis.identity_health(),
+        aveloxis.why_not_enriched(uuid),
+        aveloxis.unresolved_commit_authors(integer)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -96,7 +106,12 @@ BEGIN
         aveloxis.record_commit_author(uuid, text, smallint, bigint, text, text, text),
         aveloxis.link_commit_author(uuid, text, uuid, text, text),
         aveloxis.record_commit_author_miss(text, text, text, text),
-        aveloxis.record_commit_author_misses(text[], text[], text[], text[])
+        aveloxis.record_commit_author_misses(text[], text[], text[], text[]),
+        aveloxis.email_chain(text[]),
+        aveloxis.claim_identity_batch(text, text, smallint, integer, interval),
+        aveloxis.stage_identity(uuid, uuid[], text[], integer[], text[]),
+        aveloxis.complete_identity_batch(uuid, uuid[]),
+        aveloxis.identity_health()
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

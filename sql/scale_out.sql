@@ -24,7 +24,8 @@ AS $$
                                             'aveloxis_ops.setting_defaults', 'aveloxis_ops.setting_overrides',
                                             'aveloxis_ops.token_budgets', 'aveloxis_ops.view_refresh_runs',
                                             'aveloxis_ops.view_refreshes',
-                                            'aveloxis_ops.source_breakers']::regclass[]) THEN 'local'
+                                            'aveloxis_ops.source_breakers', 'aveloxis_ops.identity_runs',
+                                            'aveloxis_ops.identity_staging']::regclass[]) THEN 'local'
                     -- Globally unique URLs and forge ids: only a reference table can enforce them.
                     WHEN c.oid = ANY (ARRAY['aveloxis_data.repos', 'aveloxis_data.repo_url_history']::regclass[])
                         THEN 'reference'

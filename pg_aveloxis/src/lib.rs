@@ -91,11 +91,6 @@ extension_sql_file!(
     ]
 );
 
-extension_sql_file!(
-    "../../sql/diagnostics.sql",
-    name = "diagnostics",
-    requires = ["contributors", "issues", "messages"]
-);
 
 extension_sql_file!(
     "../../sql/queue.sql",
@@ -111,6 +106,29 @@ extension_sql_file!(
     requires = ["drain", "queue", "repo_info", "contributors"]
 );
 
+// Identity convergence: reversible merges, dated affiliations, enrichment and
+// search-resolve runs, and the diagnostics that report on them.
+extension_sql_file!(
+    "../../sql/merges.sql",
+    name = "merges",
+    requires = ["contributors", identity::aveloxis::platform_uuid, aveloxis::version]
+);
+extension_sql_file!(
+    "../../sql/affiliation.sql",
+    name = "affiliation",
+    requires = ["merges", "facade"]
+);
+extension_sql_file!(
+    "../../sql/identity_tasks.sql",
+    name = "identity_tasks",
+    requires = ["merges", "drain", "queue"]
+);
+extension_sql_file!(
+    "../../sql/diagnostics.sql",
+    name = "diagnostics",
+    requires = ["contributors", "issues", "messages", "pull_requests", "facade", "identity_tasks"]
+);
+
 extension_sql_file!("../../sql/analysis.sql", name = "analysis", requires = ["registry"]);
 
 extension_sql_file!(
@@ -122,7 +140,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/augur_compat.sql",
     name = "augur_compat",
-    requires = ["facade", "analysis", "events_releases", "repo_info", "community_files"]
+    requires = ["facade", "analysis", "events_releases", "repo_info", "community_files", "affiliation"]
 );
 
 extension_sql_file!("../../sql/matviews.sql", name = "matviews", requires = ["augur_compat"]);
@@ -176,7 +194,9 @@ extension_sql_file!(
         "tokens",
         "analysis",
         "community_files",
-        "distribution"
+        "distribution",
+        "diagnostics",
+        "identity_tasks"
     ]
 );
 

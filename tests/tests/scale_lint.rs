@@ -20,7 +20,8 @@ SELECT c.oid::regclass AS rel,
        CASE WHEN c.oid = ANY (ARRAY['aveloxis_ops.jobs', 'aveloxis_ops.job_runs', 'aveloxis_ops.setting_defaults',
                                     'aveloxis_ops.setting_overrides', 'aveloxis_ops.token_budgets',
                                     'aveloxis_ops.view_refresh_runs', 'aveloxis_ops.view_refreshes',
-                                    'aveloxis_ops.source_breakers']::regclass[])
+                                    'aveloxis_ops.source_breakers', 'aveloxis_ops.identity_runs',
+                                    'aveloxis_ops.identity_staging']::regclass[])
                 THEN 'local'
             WHEN c.oid = ANY (ARRAY['aveloxis_data.repos', 'aveloxis_data.repo_url_history']::regclass[]) THEN 'reference'
             WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'repo_id'
