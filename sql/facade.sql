@@ -161,6 +161,10 @@ CREATE TABLE aveloxis_data.unresolved_commit_emails (
     last_attempted_at  timestamptz NOT NULL DEFAULT now(),
     retry_after        timestamptz NOT NULL
 );
+COMMENT ON COLUMN aveloxis_data.commits.cmt_author_affiliation IS
+    'Not written since 0.14.0: affiliation is read through the dated rules (aveloxis.commit_affiliation, aveloxis_augur_data.commits)';
+COMMENT ON COLUMN aveloxis_data.commits.cmt_committer_affiliation IS
+    'Not written since 0.14.0: read through aveloxis.email_affiliation(cmt_committer_email, cmt_committer_timestamp)';
 COMMENT ON TABLE aveloxis_data.unresolved_commit_emails IS 'Commit-author emails not resolved to a contributor, and when to try again';
 
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.commits', '');

@@ -62,6 +62,7 @@ BEGIN
         aveloxis.email_affiliation(text, timestamptz),
         aveloxis.enrollments(uuid),
         aveloxis.identity_health(),
+        aveloxis.identity_platforms(),
         aveloxis.why_not_enriched(uuid),
         aveloxis.unresolved_commit_authors(integer)
     TO aveloxis_analyst;
@@ -111,7 +112,8 @@ BEGIN
         aveloxis.claim_identity_batch(text, text, smallint, integer, interval),
         aveloxis.stage_identity(uuid, uuid[], text[], integer[], text[]),
         aveloxis.complete_identity_batch(uuid, uuid[]),
-        aveloxis.identity_health()
+        aveloxis.identity_health(),
+        aveloxis.identity_platforms()
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

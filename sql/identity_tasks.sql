@@ -19,14 +19,14 @@
 -- as far as it was staged, and its unstaged contributors are free again at once.
 
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('enrich.batch', '500', 'integer', 'Most thin contributors one enrichment run fetches'),
+    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
     ('enrich.cooldown', '30 days', 'interval',
      'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
-    ('enrich.every', '0', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
+    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
     ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
     ('search.cooldown', '30 days', 'interval',
      'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
-    ('search.every', '0', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
+    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
     ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
 
 CREATE TABLE aveloxis_ops.identity_runs (
@@ -685,4 +685,16 @@ BEGIN
              WHEN c.cntrb_last_search_attempted_at IS NOT NULL
                  THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
 END
+$$;
+
+-- The identity platforms identity runs can serve (an agent runs those whose host it has
+-- tokens for): github.com, gitlab.com and every declared forge host.
+CREATE FUNCTION aveloxis.identity_platforms()
+RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
+    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
+    ORDER BY p.platform_id
 $$;

@@ -87,6 +87,22 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         repo: Option<String>,
     },
+    /// Run the fleet-wide identity tasks once, now: enrich thin contributors' profiles and
+    /// search accounts for email-only contributors (`run` does this between jobs; the
+    /// database decides who is due: aveloxis.identity_health()).
+    Identity {
+        /// Tasks to run: enrich, search.
+        #[arg(long, value_delimiter = ',', default_value = "enrich,search")]
+        tasks: Vec<String>,
+        /// Most contributors per batch (default: the database's enrich.batch / search.batch).
+        #[arg(long)]
+        max: Option<i32>,
+        #[command(flatten)]
+        forge: ForgeArgs,
+        /// The name this agent gives the runs.
+        #[arg(long, default_value_t = format!("identity-{}", std::process::id()))]
+        agent: String,
+    },
     /// Register repositories by URL or absolute local path.
     Add {
         /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories. A
@@ -281,6 +297,15 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
         }
         Command::Add { urls, group, forge } => match forge.with_config(config_path.as_ref()) {
             Ok(forge) => add(&mut api, &url, &urls, &group, &forge).await,
+            Err(e) => Err(e),
+        },
+        Command::Identity {
+            tasks,
+            max,
+            forge,
+            agent,
+        } => match forge.with_config(config_path.as_ref()) {
+            Ok(forge) => crate::worker::identity(&api, &url, &tasks, max, &forge, &agent).await,
             Err(e) => Err(e),
         },
         Command::Collect {

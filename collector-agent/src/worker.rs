@@ -22,6 +22,10 @@ fn agent_phases(platform_id: i16) -> &'static [&'static str] {
 /// The phases `collect` and `run` know.
 const PHASES: [&str; 3] = ["collect", "facade", "distribution"];
 
+/// The fleet-wide identity tasks `run` and `identity` know (not jobs of a repository:
+/// batches of contributors, aveloxis.claim_identity_batch).
+const IDENTITY_TASKS: [&str; 2] = ["enrich", "search"];
+
 /// What every job of this agent needs: the database, a GitHub client per API host with
 /// tokens, and the facade's options.
 struct Workshop {
@@ -81,6 +85,54 @@ impl Workshop {
             git,
             registries,
         })
+    }
+
+    /// One batch of each identity task on each identity platform this agent has tokens for
+    /// (search-resolve on GitHub hosts only: GitLab's search by email is for administrators).
+    /// Nothing due, or an extension older than 0.14.0: no runs.
+    async fn identity_round(&self, agent: &str, tasks: &[String], max: Option<i32>) -> Vec<crate::phases::identity::IdentityRun> {
+        use crate::phases::identity::run_batch;
+
+        let mut runs = Vec::new();
+        if tasks.is_empty() {
+            return runs;
+        }
+        let platforms: Vec<(i16, i16, String)> =
+            match sqlx::query_as("SELECT platform_id, platform_kind, platform_host FROM aveloxis.identity_platforms()")
+                .fetch_all(&self.db)
+                .await
+            {
+                Ok(platforms) => platforms,
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => return runs,
+                Err(e) => {
+                    tracing::warn!("identity runs: reading the identity platforms failed: {e}");
+                    return runs;
+                }
+            };
+        for (platform, kind, host) in platforms {
+            for task in tasks {
+                if task == "search" && kind != 1 {
+                    continue;
+                }
+                let result = match kind {
+                    1 => match self.github.for_host(&host) {
+                        Some(client) => run_batch(&self.db, agent, task, platform, kind, client, max).await,
+                        None => continue,
+                    },
+                    2 => match self.gitlab.for_host(&host) {
+                        Some(client) => run_batch(&self.db, agent, task, platform, kind, client, max).await,
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                match result {
+                    Ok(Some(run)) => runs.push(run),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("{task} run on {host} failed: {e}"),
+                }
+            }
+        }
+        runs
     }
 
     /// Completes or fails a collect job; the report is sent again while the database cannot
@@ -326,6 +378,41 @@ pub(crate) async fn collect(
     }
 }
 
+/// `aveloxis-agent identity`: one batch of each task on each identity platform this agent
+/// has tokens for, now (pacing aside: the batch is claimed if contributors are due).
+pub(crate) async fn identity(
+    api: &Api,
+    database_url: &str,
+    tasks: &[String],
+    max: Option<i32>,
+    forge: &ForgeArgs,
+    agent: &str,
+) -> Result<(), AgentError> {
+    if let Some(unknown) = tasks.iter().find(|t| !IDENTITY_TASKS.contains(&t.as_str())) {
+        return Err(AgentError::Setting {
+            name: "--tasks".into(),
+            message: format!("unknown identity task {unknown:?}: the tasks are enrich and search"),
+        });
+    }
+    if !forge.has_tokens() && !forge.has_gitlab_tokens() {
+        return Err(AgentError::Setting {
+            name: "GITHUB_TOKENS / GITLAB_TOKENS".into(),
+            message: "identity runs ask a forge: give its tokens".into(),
+        });
+    }
+    let git = crate::phases::facade::FacadeOptions::new(std::env::temp_dir());
+    let shop = Workshop::open(api, database_url, forge, git, 2, std::time::Duration::ZERO).await?;
+    let runs = shop.identity_round(agent, tasks, max).await;
+    for run in &runs {
+        println!("{}", run.line());
+    }
+    if runs.is_empty() {
+        println!("nothing due (aveloxis.identity_health() says what waits and why)");
+    }
+    shop.db.close().await;
+    Ok(())
+}
+
 /// A GitHub client per API host with tokens, each spending its own host's tokens through
 /// the shared budgets.
 pub(crate) fn github_hosts(
@@ -558,22 +645,38 @@ pub(crate) async fn run_queue(
         connect_wait,
     } = settings;
     let phases: Vec<String> = if phases.is_empty() {
-        if forge.has_tokens() {
+        let mut all: Vec<String> = if forge.has_tokens() {
             vec!["collect".into(), "facade".into(), "distribution".into()]
         } else if forge.has_gitlab_tokens() {
             vec!["collect".into(), "facade".into()]
         } else {
             vec!["facade".into()]
+        };
+        if forge.has_tokens() || forge.has_gitlab_tokens() {
+            all.push("enrich".into());
         }
+        if forge.has_tokens() {
+            all.push("search".into());
+        }
+        all
     } else {
         phases.to_vec()
     };
-    if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+    if let Some(unknown) = phases
+        .iter()
+        .find(|p| !PHASES.contains(&p.as_str()) && !IDENTITY_TASKS.contains(&p.as_str()))
+    {
         return Err(AgentError::Setting {
             name: "--phases".into(),
-            message: format!("unknown phase {unknown:?}: run claims the phases collect, facade and distribution"),
+            message: format!(
+                "unknown phase {unknown:?}: run claims the phases collect, facade and distribution, and the identity \
+                 tasks enrich and search"
+            ),
         });
     }
+    let (identity, phases): (Vec<String>, Vec<String>) =
+        phases.into_iter().partition(|p| IDENTITY_TASKS.contains(&p.as_str()));
+    let identity = Arc::new(identity);
     let workers = workers.max(1);
     let shop = Arc::new(Workshop::open(api, database_url, forge, git, workers as u32 * 3 + 2, connect_wait).await?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -593,15 +696,29 @@ pub(crate) async fn run_queue(
         let phases = phases.clone();
         let mut stop = stop_rx.clone();
         let name = format!("{agent}/{n}");
+        // The first worker also runs the identity tasks between jobs (their pacing and
+        // batch sizes are the database's settings: enrich.every, search.batch, ...).
+        let identity = if n == 1 { identity.clone() } else { Arc::new(Vec::new()) };
         tasks.push(tokio::spawn(async move {
             let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
             let mut done = 0usize;
             let mut failures = 0usize;
             let mut backoff = Backoff::database();
             while !*stop.borrow() {
-                let job = match claim_next(&shop.db, &name, &phases, &mut backoff, &mut stop, &mut failures).await {
+                let runs = shop.identity_round(&name, &identity, None).await;
+                for run in &runs {
+                    println!("identity\t{}", run.line());
+                }
+                done += runs.len();
+                let claimed = if phases.is_empty() {
+                    Claimed::Nothing
+                } else {
+                    claim_next(&shop.db, &name, &phases, &mut backoff, &mut stop, &mut failures).await
+                };
+                let job = match claimed {
                     Claimed::Job(job) => job,
                     Claimed::Stopped => break,
+                    Claimed::Nothing if !runs.is_empty() => continue,
                     Claimed::Nothing if once => break,
                     Claimed::Nothing => {
                         tokio::select! {

@@ -156,7 +156,7 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     };
 
     // Within the misses' cooldown nothing is asked.
-    let r = authors::resolve(&pool, lease, None, forge(), true).await.unwrap();
+    let r = authors::resolve(&pool, lease, forge(), true).await.unwrap();
     assert_eq!((r.requests, r.trail.len()), (0, 0), "{r:?}");
     assert!(requests(&server).await.is_empty());
 
@@ -166,7 +166,7 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
         .execute(&pool)
         .await
         .unwrap();
-    let r = authors::resolve(&pool, lease, None, None::<ForgeRepo<'_, GithubClient>>, true)
+    let r = authors::resolve(&pool, lease, None::<ForgeRepo<'_, GithubClient>>, true)
         .await
         .unwrap();
     assert_eq!(r.by_step, BTreeMap::from([("deferred", 4)]), "{r:?}");
@@ -178,7 +178,7 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     assert_eq!(attempts, [1, 1, 1, 1]);
 
     // With the API, each email goes down the chain until a step finds its account.
-    let r = authors::resolve(&pool, lease, None, forge(), true).await.unwrap();
+    let r = authors::resolve(&pool, lease, forge(), true).await.unwrap();
     let trail: BTreeMap<&str, Step> = r.trail.iter().map(|(e, s)| (e.as_str(), *s)).collect();
     assert_eq!(
         trail,
@@ -270,14 +270,14 @@ async fn every_step_of_the_chain_in_order_and_misses_wait_out_their_cooldown() {
     );
 
     // The miss waits out its cooldown: no request now, three once it has passed.
-    let r = authors::resolve(&pool, lease, None, forge(), true).await.unwrap();
+    let r = authors::resolve(&pool, lease, forge(), true).await.unwrap();
     assert_eq!(r.requests, 0);
     assert_eq!(requests(&server).await.len(), 9);
     sqlx::query("SELECT aveloxis.set_setting('clock.offset', '16 days')")
         .execute(&pool)
         .await
         .unwrap();
-    let r = authors::resolve(&pool, lease, None, forge(), true).await.unwrap();
+    let r = authors::resolve(&pool, lease, forge(), true).await.unwrap();
     assert_eq!(r.trail, vec![("gina@example.com".to_string(), Step::NotFound)]);
     assert_eq!(requests(&server).await.len(), 12);
     let (outcome, attempts): (String, i32) = sqlx::query_as(

@@ -950,15 +950,9 @@ async fn gitlab_noreply_commit_authors_resolve_to_their_own_hosts_accounts() {
             .fetch_one(&pool)
             .await
             .unwrap();
-    let r = authors::resolve(
-        &pool,
-        lease,
-        Some("gitlab.example.org"),
-        None::<ForgeRepo<'_, GithubClient>>,
-        false,
-    )
-    .await
-    .unwrap();
+    let r = authors::resolve(&pool, lease, None::<ForgeRepo<'_, GithubClient>>, false)
+        .await
+        .unwrap();
     assert_eq!(r.by_step, BTreeMap::from([("noreply", 2)]), "{r:?}");
     let authors: BTreeMap<String, String> = sqlx::query_as(
         "SELECT cmt_author_email, cmt_ght_author_id::text FROM aveloxis_data.commits WHERE repo_id = $1",

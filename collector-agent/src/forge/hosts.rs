@@ -187,6 +187,15 @@ impl GithubHosts {
         })
     }
 
+    /// The client of the API serving a forge host's accounts (an identity platform's
+    /// host, e.g. "github.com"), if this agent has its tokens.
+    pub fn for_host(&self, host: &str) -> Option<&GithubClient> {
+        self.served
+            .iter()
+            .find(|s| s.repo_hosts.iter().any(|h| h == host))
+            .map(|s| &s.client)
+    }
+
     /// The token git may offer a repository's origin over https: the first token of the
     /// API whose web host the repository is on, and no other.
     pub fn clone_token_for(&self, repo_git: &str) -> Option<String> {
@@ -399,6 +408,11 @@ impl GitlabHosts {
 
     pub fn is_empty(&self) -> bool {
         self.served.is_empty()
+    }
+
+    /// The client of a GitLab host (an identity platform's host), if this agent has its tokens.
+    pub fn for_host(&self, host: &str) -> Option<&super::gitlab::GitlabClient> {
+        self.served.iter().find(|(h, _, _)| h == host).map(|(_, client, _)| client)
     }
 
     /// The client for a repository's instance, or why there is none (`NoToken`, class `auth`).

@@ -1,9 +1,11 @@
 //! What each phase fetches and stages. `api`: GitHub's API; `gitlab`: GitLab's API (each
 //! forge's collection plan, staging raw payloads for the extension's per-forge mappers);
 //! `facade`: the git history, the same for every platform; `distribution`: where a GitHub
-//! repository is published and which manifests declare it.
+//! repository is published and which manifests declare it; `identity`: enrichment and
+//! search-resolve of contributors, fleet-wide.
 
 pub mod api;
 pub mod distribution;
 pub mod facade;
 pub mod gitlab;
+pub mod identity;

@@ -3,13 +3,17 @@
 //!
 //! 1. this job's cache (an email seen before in the job);
 //! 2. noreply addresses, which name the account (`id+login@users.noreply.github.com`,
-//!    `login@users.noreply.github.com`, `id-login@users.noreply.gitlab.com`);
+//!    `login@users.noreply.github.com`, `id-login@users.noreply.<gitlab host>`);
 //! 3. bot and junk addresses are skipped (recorded, with a long cooldown);
-//! 4. the database (`aveloxis.resolve_email`: contributors' emails and aliases; asked
-//!    for a whole round of emails at once with `aveloxis.resolve_emails`);
+//! 4. the database (contributors' emails and aliases);
 //! 5. GitHub's commit by SHA (`GET /repos/{o}/{r}/commits/{sha}`: its `author`);
 //! 6. GitHub's user search by email;
 //! 7. GitHub's commit search by author email.
+//!
+//! Steps 2-4 are the shared email chain's free steps, answered by the database for a whole
+//! round of emails at once (`aveloxis.email_chain`: the one place that parses noreply and
+//! junk addresses); 6-7 are its API tail, shared with search-resolve
+//! ([`crate::phases::identity::search_email`]).
 //!
 //! Hits are recorded with `aveloxis.record_commit_author` / `link_commit_author`
 //! (contributor with its deterministic id, alias, back-filled commits); misses with
@@ -19,10 +23,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::Value;
 use sqlx::{PgPool, Row};
 
 use crate::forge::{Fetched, Forge, ForgeError, Request};
+use crate::phases::identity;
 
 /// Which step resolved (or gave up on) an email.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,57 +88,6 @@ pub struct Resolution {
     pub trail: Vec<(String, Step)>,
 }
 
-/// A noreply address's account: GitHub's `[id+]login@users.noreply.github.com`, GitLab's
-/// `id-login@users.noreply.gitlab.com`, and a self-managed GitLab's
-/// `id-login@users.noreply.<host>` when `gitlab_host` is the repository's own GitLab host
-/// (the database then files the account under that host's identity platform).
-pub fn parse_noreply(email: &str, gitlab_host: Option<&str>) -> Option<(i16, Option<i64>, String)> {
-    let email = email.trim().to_ascii_lowercase();
-    let valid_login = |l: &str| {
-        !l.is_empty()
-            && l.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && l.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    };
-    if let Some(local) = email.strip_suffix("@users.noreply.github.com") {
-        return match local.split_once('+') {
-            Some((id, login)) => {
-                let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
-                valid_login(login).then(|| (1, Some(id), login.to_string()))
-            }
-            None => valid_login(local).then(|| (1, None, local.to_string())),
-        };
-    }
-    let own = gitlab_host.map(|h| format!("@users.noreply.{}", h.to_ascii_lowercase()));
-    let gitlab_local = email
-        .strip_suffix("@users.noreply.gitlab.com")
-        .or_else(|| own.as_deref().and_then(|own| email.strip_suffix(own)));
-    if let Some(local) = gitlab_local {
-        let (id, login) = local.split_once('-')?;
-        let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
-        return valid_login(login).then(|| (2, Some(id), login.to_string()));
-    }
-    None
-}
-
-/// Why an address is never looked up (bots, services, no address at all), or None.
-pub fn junk_reason(email: &str) -> Option<&'static str> {
-    let email = email.trim().to_ascii_lowercase();
-    if email.is_empty() {
-        Some("empty email")
-    } else if !email.contains('@') {
-        Some("not an email address")
-    } else if email.contains("[bot]") {
-        Some("a bot account")
-    } else if email.contains("noreply") && !email.contains("users.noreply.") {
-        Some("a service's noreply address")
-    } else if email.ends_with("@github.com") || email.ends_with("@localhost") || email.ends_with(".localdomain") {
-        Some("a service or machine address")
-    } else {
-        None
-    }
-}
-
 /// Where the commits live on the forge, for the HTTP steps.
 pub struct ForgeRepo<'a, F: Forge> {
     pub forge: &'a F,
@@ -142,11 +95,19 @@ pub struct ForgeRepo<'a, F: Forge> {
     pub name: String,
 }
 
-/// Where a step's answer names the account.
-type AccountIn = fn(&Value) -> Option<&Value>;
-
 /// API rejections (422) in a row after which the HTTP steps stop for this run.
 const MAX_CONSECUTIVE_REJECTIONS: usize = 50;
+
+/// What the database's free steps said of an email (`aveloxis.email_chain`).
+#[derive(Clone, Debug)]
+struct ChainAnswer {
+    step: String,
+    reason: Option<String>,
+    cntrb_id: Option<String>,
+    platform_kind: Option<i16>,
+    user_id: Option<i64>,
+    login: Option<String>,
+}
 
 /// Resolves the authors of the unresolved commits of the repository whose facade lease
 /// `lease_token` proves. Errors are the database's;
@@ -157,7 +118,6 @@ const MAX_CONSECUTIVE_REJECTIONS: usize = 50;
 pub async fn resolve<F: Forge>(
     db: &PgPool,
     lease_token: uuid::Uuid,
-    gitlab_host: Option<&str>,
     forge: Option<ForgeRepo<'_, F>>,
     forge_expected: bool,
 ) -> Result<Resolution, sqlx::Error> {
@@ -187,16 +147,27 @@ pub async fn resolve<F: Forge>(
             .map(|row| row.get::<String, _>("email"))
             .filter(|email| !seen.contains(email) && !cache.contains_key(email))
             .collect();
-        let mut known: HashMap<String, String> = HashMap::new();
+        let mut known: HashMap<String, ChainAnswer> = HashMap::new();
         if !to_look_up.is_empty() {
-            for found in sqlx::query("SELECT email, cntrb_id::text AS cntrb_id FROM aveloxis.resolve_emails($1)")
-                .bind(&to_look_up)
-                .fetch_all(db)
-                .await?
+            for found in sqlx::query(
+                "SELECT email, step, reason, cntrb_id::text AS cntrb_id, platform_kind, user_id, login
+                 FROM aveloxis.email_chain($1)",
+            )
+            .bind(&to_look_up)
+            .fetch_all(db)
+            .await?
             {
-                if let Some(id) = found.get::<Option<String>, _>("cntrb_id") {
-                    known.insert(found.get("email"), id);
-                }
+                known.insert(
+                    found.get("email"),
+                    ChainAnswer {
+                        step: found.get("step"),
+                        reason: found.get("reason"),
+                        cntrb_id: found.get("cntrb_id"),
+                        platform_kind: found.get("platform_kind"),
+                        user_id: found.get("user_id"),
+                        login: found.get("login"),
+                    },
+                );
             }
         }
         let mut misses = Misses::default();
@@ -213,7 +184,6 @@ pub async fn resolve<F: Forge>(
                 None => {
                     let http_runs = api_open && forge.is_some();
                     let (step, found) = one_email(
-                        gitlab_host,
                         &email,
                         known.get(&email),
                         &sample_hash,
@@ -246,8 +216,8 @@ pub async fn resolve<F: Forge>(
                 }
                 (None, Step::Deferred) => {}
                 (None, Step::Skipped) => {
-                    let reason = junk_reason(&email).unwrap_or("skipped");
-                    misses.push(&email, "skipped", reason, name);
+                    let reason = known.get(&email).and_then(|a| a.reason.clone());
+                    misses.push(&email, "skipped", reason.unwrap_or_else(|| "skipped".into()), name);
                 }
                 (None, _) => {
                     let reason = if forge.is_some() {
@@ -255,7 +225,7 @@ pub async fn resolve<F: Forge>(
                     } else {
                         "no account found in the database, and no forge to ask (git-only repository)"
                     };
-                    misses.push(&email, "not_found", reason, name);
+                    misses.push(&email, "not_found", reason.into(), name);
                 }
             }
             *out.by_step.entry(step.name()).or_default() += 1;
@@ -274,12 +244,12 @@ pub async fn resolve<F: Forge>(
 struct Misses {
     emails: Vec<String>,
     outcomes: Vec<&'static str>,
-    reasons: Vec<&'static str>,
+    reasons: Vec<String>,
     names: Vec<Option<String>>,
 }
 
 impl Misses {
-    fn push(&mut self, email: &str, outcome: &'static str, reason: &'static str, name: Option<String>) {
+    fn push(&mut self, email: &str, outcome: &'static str, reason: String, name: Option<String>) {
         self.emails.push(email.to_string());
         self.outcomes.push(outcome);
         self.reasons.push(reason);
@@ -301,91 +271,84 @@ impl Misses {
     }
 }
 
-/// The steps after the cache for one email (`known`: the database step's answer, asked
+/// The steps after the cache for one email (`known`: the database's free steps, asked
 /// for the whole round beforehand). `Err` when the HTTP steps had to stop before settling it.
 async fn one_email<F: Forge>(
-    gitlab_host: Option<&str>,
     email: &str,
-    known: Option<&String>,
+    known: Option<&ChainAnswer>,
     sample_hash: &str,
     forge: Option<&ForgeRepo<'_, F>>,
     out: &mut Resolution,
     rejections: &mut usize,
 ) -> (Result<Step, ForgeError>, Option<Found>) {
-    if let Some((platform, user_id, login)) = parse_noreply(email, gitlab_host) {
-        return (
-            Ok(Step::Noreply),
-            Some(Found::Account {
-                platform,
-                user_id,
-                login,
-            }),
-        );
-    }
-    if junk_reason(email).is_some() {
-        return (Ok(Step::Skipped), None);
-    }
-    if let Some(id) = known {
-        return (Ok(Step::Database), Some(Found::Contributor(id.clone())));
+    match known {
+        Some(a) if a.step == "noreply" => {
+            if let (Some(platform), Some(login)) = (a.platform_kind, a.login.clone()) {
+                return (
+                    Ok(Step::Noreply),
+                    Some(Found::Account {
+                        platform,
+                        user_id: a.user_id,
+                        login,
+                    }),
+                );
+            }
+        }
+        Some(a) if a.step == "skipped" => return (Ok(Step::Skipped), None),
+        Some(a) if a.step == "database" => {
+            if let Some(id) = &a.cntrb_id {
+                return (Ok(Step::Database), Some(Found::Contributor(id.clone())));
+            }
+        }
+        _ => {}
     }
     let Some(repo) = forge else {
         return (Ok(Step::NotFound), None);
     };
-    let query = |q: &str| url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>();
-    let attempts: [(Step, String, AccountIn); 3] = [
-        (
-            Step::CommitApi,
-            format!("repos/{}/{}/commits/{sample_hash}", repo.owner, repo.name),
-            |body| body.get("author"),
-        ),
-        (
-            Step::UserSearch,
-            format!("search/users?q={}&per_page=1", query(&format!("{email} in:email"))),
-            |body| body.get("items").and_then(|i| i.get(0)),
-        ),
-        (
-            Step::CommitSearch,
-            format!(
-                "search/commits?q={}&per_page=1",
-                query(&format!("author-email:{email}"))
-            ),
-            |body| body.get("items").and_then(|i| i.get(0)).and_then(|c| c.get("author")),
-        ),
-    ];
-    for (step, path, account_of) in attempts {
-        out.requests += 1;
-        match repo.forge.fetch(&Request::new(path)).await {
-            Ok(Fetched::Page { body, .. }) => {
-                *rejections = 0;
-                let account = account_of(&body).filter(|a| a.is_object());
-                let id = account
-                    .and_then(|a| a.get("id"))
-                    .and_then(Value::as_i64)
-                    .filter(|id| *id > 0);
-                let login = account.and_then(|a| a.get("login")).and_then(Value::as_str);
-                if let (Some(id), Some(login)) = (id, login) {
-                    return (
-                        Ok(step),
-                        Some(Found::Account {
-                            platform: 1,
-                            user_id: Some(id),
-                            login: login.to_string(),
-                        }),
-                    );
-                }
+    // The commit-specific step first: the SHA is a stronger signal than the email.
+    out.requests += 1;
+    let path = format!("repos/{}/{}/commits/{sample_hash}", repo.owner, repo.name);
+    match repo.forge.fetch(&Request::new(path)).await {
+        Ok(Fetched::Page { body, .. }) => {
+            *rejections = 0;
+            if let Some((user_id, login)) = identity::account_in(body.get("author")) {
+                return (
+                    Ok(Step::CommitApi),
+                    Some(Found::Account {
+                        platform: 1,
+                        user_id: Some(user_id),
+                        login,
+                    }),
+                );
             }
-            Ok(Fetched::NotModified) => {}
-            // The commit is not on the forge (or not this repository's), the search
-            // found nothing to show: the next step may.
-            Err(ForgeError::NotFound { .. })
-            | Err(ForgeError::Forbidden { .. })
-            | Err(ForgeError::Gone { .. })
-            | Err(ForgeError::Redirect { .. }) => *rejections = 0,
-            Err(ForgeError::Rejected { .. }) => *rejections += 1,
-            Err(stop) => return (Err(stop), None),
         }
+        Ok(Fetched::NotModified) => {}
+        Err(e) => match identity::skippable(&e, rejections) {
+            true => {}
+            false => return (Err(e), None),
+        },
     }
-    (Ok(Step::NotFound), None)
+    // Then the shared API tail: user search, commit search.
+    let answers = match identity::search_email(repo.forge, email, rejections).await {
+        Ok(answers) => answers,
+        Err(stop) => return (Err(stop), None),
+    };
+    out.requests += answers.len();
+    match answers.into_iter().find_map(|a| a.account.map(|account| (a.step, account))) {
+        Some((step, (user_id, login))) => (
+            Ok(if step == "user_search" {
+                Step::UserSearch
+            } else {
+                Step::CommitSearch
+            }),
+            Some(Found::Account {
+                platform: 1,
+                user_id: Some(user_id),
+                login,
+            }),
+        ),
+        None => (Ok(Step::NotFound), None),
+    }
 }
 
 async fn record_hit(
@@ -423,60 +386,4 @@ async fn record_hit(
         }
     };
     Ok(row.get("commits_linked"))
-}
-
-#[cfg(test)]
-mod unit_tests {
-    use super::*;
-
-    #[test]
-    fn noreply_addresses_name_their_account() {
-        assert_eq!(
-            parse_noreply("12345+Octo-Cat@users.noreply.github.com", None),
-            Some((1, Some(12345), "octo-cat".into()))
-        );
-        assert_eq!(
-            parse_noreply("octocat@users.noreply.github.com", None),
-            Some((1, None, "octocat".into()))
-        );
-        assert_eq!(
-            parse_noreply("4242-jdoe@users.noreply.gitlab.com", None),
-            Some((2, Some(4242), "jdoe".into()))
-        );
-        for not_one in [
-            "0+octocat@users.noreply.github.com",
-            "x+octocat@users.noreply.github.com",
-            "+octocat@users.noreply.github.com",
-            "-octocat@users.noreply.github.com",
-            "octocat@github.com",
-            "jdoe@users.noreply.gitlab.com",
-            "",
-        ] {
-            assert_eq!(parse_noreply(not_one, None), None, "{not_one}");
-        }
-        // A self-managed GitLab's addresses, for its own repositories only.
-        let own = "7-jdoe@users.noreply.gitlab.example.org";
-        assert_eq!(
-            parse_noreply(own, Some("gitlab.example.org")),
-            Some((2, Some(7), "jdoe".into()))
-        );
-        assert_eq!(parse_noreply(own, None), None);
-        assert_eq!(parse_noreply(own, Some("gitlab.other.org")), None);
-    }
-
-    #[test]
-    fn bots_and_junk_are_never_looked_up() {
-        for (email, why) in [
-            ("", "empty email"),
-            ("root", "not an email address"),
-            ("49699333+dependabot[bot]@users.noreply.github.com", "a bot account"),
-            ("noreply@github.com", "a service's noreply address"),
-            ("action@github.com", "a service or machine address"),
-            ("root@localhost", "a service or machine address"),
-        ] {
-            assert_eq!(junk_reason(email), Some(why), "{email}");
-        }
-        assert_eq!(junk_reason("alice@example.org"), None);
-        assert_eq!(junk_reason("1+alice@users.noreply.github.com"), None);
-    }
 }

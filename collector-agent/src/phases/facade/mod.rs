@@ -161,11 +161,9 @@ pub async fn collect_facade<F: Forge>(
     {
         return Err((outcome, e.into()));
     }
-    // A GitLab repository's own host: its noreply addresses name its accounts.
-    let gitlab_host = (job.platform_id == 2)
-        .then(|| crate::forge::hosts::repo_host(&job.repo_git))
-        .flatten();
-    match authors::resolve(db, job.lease_token, gitlab_host.as_deref(), forge, forge_expected).await {
+    // (Noreply addresses of declared GitLab hosts name that host's accounts: the database's
+    // email chain knows the hosts.)
+    match authors::resolve(db, job.lease_token, forge, forge_expected).await {
         Ok(resolution) => outcome.authors = Some(resolution),
         Err(e) => {
             tracing::warn!(repo = job.repo_id, "commit-author resolution failed: {e}");
