@@ -16,7 +16,7 @@ mod tests {
                  ('gone.org', 'Gone', false)",
         )
         .unwrap();
-        let of = |email: &str| text(&format!("SELECT aveloxis_ops.email_affiliation('{email}')"));
+        let of = |email: &str| text(&format!("SELECT aveloxis_ops.email_affiliation('{email}', NULL)"));
         assert_eq!(of("a@example.com").as_deref(), Some("Example Inc"));
         assert_eq!(of("a@mail.example.com").as_deref(), Some("Example Inc"));
         assert_eq!(of("a@x.labs.example.com").as_deref(), Some("Example Labs"));
@@ -30,7 +30,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn set_affiliation_reaffiliates_stored_commits_and_refuses_what_is_not_a_domain() {
+    fn set_affiliation_changes_what_commits_read_without_rewriting_them() {
         Spi::run("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')").unwrap();
         let repo = int("SELECT aveloxis.add_repo('/srv/git/affiliated')").unwrap();
         Spi::run(&format!(
@@ -40,17 +40,22 @@ mod tests {
                     ({repo}, 'h2', 'b@other.org', 'b@other.org', 1, 0, 'f', '2024-05-01')"
         ))
         .unwrap();
+        let rows = "SELECT string_agg(concat_ws('|', cmt_id, cmt_author_email, cmt_author_affiliation, data_collection_date), ',' ORDER BY cmt_id) FROM aveloxis_data.commits";
+        let before = text(rows);
+        // One (repository, email, year) aggregate group queued; the commit rows untouched.
         assert_eq!(int("SELECT aveloxis.set_affiliation('ACME.io', 'Acme')"), Some(1));
-        assert_eq!(
-            text("SELECT cmt_author_affiliation FROM aveloxis_data.commits WHERE cmt_commit_hash = 'h1'").as_deref(),
-            Some("Acme")
-        );
+        assert_eq!(text(rows), before);
+        let read = "SELECT cmt_author_affiliation FROM aveloxis_augur_data.commits WHERE cmt_commit_hash = 'h1'";
+        assert_eq!(text(read).as_deref(), Some("Acme"));
         assert_eq!(
             int(&format!(
                 "SELECT count(*) FROM aveloxis_ops.commit_aggregate_backlog WHERE repo_id = {repo} AND year = 2024"
             )),
             Some(1)
         );
+        // A rule from a later date does not reach back.
+        Spi::run("SELECT aveloxis.set_affiliation('acme.io', 'Acme', true, '2025-01-01')").unwrap();
+        assert_eq!(text(read), None);
         let err = sql_error("SELECT aveloxis.set_affiliation('not a domain', 'x')").unwrap();
         assert!(err.starts_with("22023 not an email domain"), "{err}");
     }

@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 pub mod contributors;
+pub mod convergence;
 pub mod distribution;
 pub mod facade;
 pub mod identity;
