@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:29
+-- pg_aveloxis/src/lib.rs:30
 -- bootstrap
 -- Schemas, roles and the platform dimension: the ground every other file stands on.
 --
@@ -64,6 +64,149 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:32
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:37
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:407
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:413
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/registry.rs:329
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::registry::aveloxis_ops */
 /* </end connected objects> */
@@ -89,7 +232,7 @@ AS 'MODULE_PATHNAME', 'parse_repo_url_with_hosts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:42
+-- pg_aveloxis/src/lib.rs:43
 -- requires:
 --   bootstrap
 --   registry::aveloxis_ops::parse_repo_url_with_hosts
@@ -488,7 +631,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:132
+-- pg_aveloxis/src/lib.rs:133
 -- requires:
 --   registry
 
@@ -569,7 +712,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:48
+-- pg_aveloxis/src/lib.rs:49
 -- requires:
 --   registry
 
@@ -737,7 +880,3043 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:95
+-- pg_aveloxis/src/lib.rs:50
+-- requires:
+--   bootstrap
+--   staging
+
+-- Contributors and their forge identities (identity contract: docs/identity.md,
+-- rules R1-R13 of the reference). cntrb_id never changes once written (R2).
+
+CREATE TABLE aveloxis_data.contributors (
+    cntrb_id                       uuid PRIMARY KEY,
+    cntrb_login                    text,
+    cntrb_email                    text,
+    cntrb_full_name                text,
+    cntrb_company                  text,
+    cntrb_location                 text,
+    cntrb_canonical                text,
+    cntrb_created_at               timestamptz,
+    -- 1 = the loser of a logical merge (R3): kept for FK history, hidden from lookups.
+    cntrb_deleted                  smallint NOT NULL DEFAULT 0 CHECK (cntrb_deleted IN (0, 1)),
+    cntrb_last_enriched_at         timestamptz,
+    cntrb_last_search_attempted_at timestamptz,
+    gh_user_id                     bigint,
+    gh_login                       text,
+    gh_url                         text,
+    gh_html_url                    text,
+    gh_node_id                     text,
+    gh_avatar_url                  text,
+    gh_gravatar_id                 text,
+    gh_type                        text,
+    gh_site_admin                  text,
+    gh_state                       text,
+    gl_id                          bigint,
+    gl_username                    text,
+    gl_web_url                     text,
+    gl_avatar_url                  text,
+    gl_state                       text,
+    gl_full_name                   text,
+    tool_source                    text,
+    tool_version                   text,
+    data_source                    text,
+    data_collection_date           timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.contributors IS 'One row per person or bot; cntrb_id = aveloxis.platform_uuid(platform, user id) when known';
+-- Not unique: GitHub's "alice" and GitLab's "alice" are different people. Login
+-- uniqueness is per platform, on contributor_identities.
+CREATE INDEX contributors_login_idx ON aveloxis_data.contributors (cntrb_login);
+CREATE INDEX contributors_gh_user_id_idx ON aveloxis_data.contributors (gh_user_id) WHERE gh_user_id IS NOT NULL;
+CREATE INDEX contributors_gl_id_idx ON aveloxis_data.contributors (gl_id) WHERE gl_id IS NOT NULL;
+-- Contributors known by login only (no account id yet), found by login when the account shows up.
+CREATE INDEX contributors_gh_login_only_idx ON aveloxis_data.contributors (lower(gh_login)) WHERE gh_user_id IS NULL;
+CREATE INDEX contributors_gl_login_only_idx ON aveloxis_data.contributors (lower(gl_username)) WHERE gl_id IS NULL;
+
+CREATE TABLE aveloxis_data.contributor_identities (
+    platform_id      smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    platform_user_id bigint NOT NULL CHECK (platform_user_id > 0),
+    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    login            text,
+    name             text,
+    email            text,
+    avatar_url       text,
+    profile_url      text,
+    user_type        text,
+    node_id          text,
+    first_seen_at    timestamptz NOT NULL DEFAULT now(),
+    last_seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (platform_id, platform_user_id)
+);
+COMMENT ON TABLE aveloxis_data.contributor_identities IS 'One row per forge account (R4): the truth the gh_*/gl_* columns copy';
+CREATE INDEX contributor_identities_cntrb_idx ON aveloxis_data.contributor_identities (cntrb_id);
+-- A login names one account per platform at a time (forges ignore letter case). When
+-- an account takes a login another account held, the drain frees it first (R3).
+CREATE UNIQUE INDEX contributor_identities_login_key
+    ON aveloxis_data.contributor_identities (platform_id, lower(login)) WHERE login IS NOT NULL;
+
+CREATE TABLE aveloxis_data.contributor_login_history (
+    platform_id      smallint NOT NULL,
+    platform_user_id bigint NOT NULL,
+    login            text NOT NULL,
+    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    first_seen_at    timestamptz NOT NULL DEFAULT now(),
+    -- When the account was seen under another login, or the login seen on another account.
+    replaced_at      timestamptz,
+    PRIMARY KEY (platform_id, platform_user_id, login),
+    FOREIGN KEY (platform_id, platform_user_id) REFERENCES aveloxis_data.contributor_identities
+);
+COMMENT ON TABLE aveloxis_data.contributor_login_history IS 'Every login an account has had; renames append here';
+
+CREATE TABLE aveloxis_data.contributors_aliases (
+    alias_email          text PRIMARY KEY,
+    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    canonical_email      text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.contributors_aliases IS 'Commit-author emails of a contributor (R5)';
+CREATE INDEX contributors_aliases_cntrb_idx ON aveloxis_data.contributors_aliases (cntrb_id);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_identities', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_login_history', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors_aliases', '');
+
+-- Email lookups (resolve_email): contributors' own and canonical emails, and aliases.
+CREATE INDEX contributors_email_idx ON aveloxis_data.contributors (lower(cntrb_email)) WHERE cntrb_email IS NOT NULL;
+CREATE INDEX contributors_canonical_idx ON aveloxis_data.contributors (lower(cntrb_canonical))
+    WHERE cntrb_canonical IS NOT NULL;
+CREATE INDEX contributors_aliases_lower_idx ON aveloxis_data.contributors_aliases (lower(alias_email));
+
+-- The identity platform whose noreply domain (`users.noreply.<host>`) an address is at,
+-- among the platforms of that kind (1 GitHub, 2 GitLab); NULL for any other address.
+CREATE FUNCTION aveloxis_ops.noreply_platform(address text, kind smallint)
+RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.platform_id FROM aveloxis_data.platforms p
+    WHERE p.platform_kind = kind
+      AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
+$$;
+
+-- The free steps of the shared email chain (reference 003, "Shared email->identity
+-- resolution"), in one place: commit-author resolution and search-resolve both call
+-- aveloxis.email_chain, and no agent parses addresses itself.
+--
+-- The account a noreply address names: GitHub's [id+]login@users.noreply.github.com;
+-- GitLab's id-login@users.noreply.<host>, the host being gitlab.com or a declared
+-- self-managed one (its identity platform). No row for any other address.
+CREATE FUNCTION aveloxis_ops.noreply_account(email text)
+RETURNS TABLE (platform_id smallint, platform_kind smallint, user_id bigint, login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    m text[];
+    platform smallint;
+BEGIN
+    m := regexp_match(address, '^(?:([0-9]{1,18})\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
+    IF m IS NOT NULL THEN
+        IF m[1] IS NOT NULL AND m[1]::bigint <= 0 THEN
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT 1::smallint, 1::smallint, m[1]::bigint, m[2];
+        RETURN;
+    END IF;
+    m := regexp_match(address, '^([0-9]{1,18})-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
+    IF m IS NULL OR m[1]::bigint <= 0 THEN
+        RETURN;
+    END IF;
+    platform := aveloxis_ops.noreply_platform(address, 2::smallint);
+    IF platform IS NOT NULL THEN
+        RETURN QUERY SELECT platform, 2::smallint, m[1]::bigint, m[2];
+    END IF;
+END
+$$;
+
+-- Why an address is never looked up (bots, services, no address at all), or NULL.
+CREATE FUNCTION aveloxis_ops.junk_email_reason(email text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN e = '' THEN 'empty email'
+                WHEN strpos(e, '@') = 0 THEN 'not an email address'
+                WHEN strpos(e, '[bot]') > 0 THEN 'a bot account'
+                WHEN strpos(e, 'noreply') > 0 AND strpos(e, 'users.noreply.') = 0 THEN 'a service''s noreply address'
+                WHEN e LIKE '%@github.com' OR e LIKE '%@localhost' OR e LIKE '%.localdomain'
+                    THEN 'a service or machine address' END
+    FROM (SELECT lower(btrim(coalesce(email, ''))) AS e) x
+$$;
+
+-- Who an email belongs to, as far as the database knows (R12's database step; later
+-- phases call it before spending API quota). At most one row:
+--   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
+--   account (cntrb_id NULL when that account is not known yet, login still given);
+--   'email': a contributor's own or canonical email; 'alias': a commit-author alias.
+CREATE FUNCTION aveloxis.resolve_email(email text)
+RETURNS TABLE (cntrb_id uuid, login text, source text)
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        RETURN QUERY
+            SELECT coalesce(
+                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
+                        WHERE i.platform_id = n.platform_id AND i.platform_user_id = n.user_id),
+                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
+                        WHERE n.user_id IS NULL AND i.platform_id = n.platform_id AND lower(i.login) = n.login)),
+                   n.login,
+                   CASE WHEN n.user_id IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+        SELECT c.cntrb_id, c.cntrb_login, 'email'::text FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        ORDER BY c.gh_user_id IS NULL, c.gl_id IS NULL, c.data_collection_date
+        LIMIT 1;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT c.cntrb_id, c.cntrb_login, 'alias'::text
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c USING (cntrb_id)
+        WHERE lower(a.alias_email) = address
+        LIMIT 1;
+END
+$$;
+
+-- The shared email chain's free steps for many emails, one row per distinct address
+-- given (lower-cased, trimmed), in order: 'noreply' (the account the address names;
+-- cntrb_id when the database knows it), 'skipped' (a bot, service or malformed
+-- address, with the reason: never looked up), 'database' (a contributor's email, canonical
+-- email or alias), else 'unknown': only these are worth the API tail (user search, then
+-- commit search). platform_kind 1 GitHub, 2 GitLab.
+CREATE FUNCTION aveloxis.email_chain(emails text[])
+RETURNS TABLE (email text, step text, reason text, cntrb_id uuid, platform_id smallint, platform_kind smallint,
+               user_id bigint, login text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address,
+           CASE WHEN n.login IS NOT NULL THEN 'noreply' WHEN j.reason IS NOT NULL THEN 'skipped'
+                WHEN d.cntrb_id IS NOT NULL THEN 'database' ELSE 'unknown' END,
+           CASE WHEN n.login IS NULL THEN j.reason END,
+           CASE WHEN n.login IS NOT NULL OR j.reason IS NULL THEN d.cntrb_id END,
+           n.platform_id, n.platform_kind, n.user_id, n.login
+    FROM (SELECT DISTINCT ON (lower(btrim(x.e))) lower(btrim(x.e)) AS address, x.i
+          FROM unnest(emails) WITH ORDINALITY AS x(e, i)
+          WHERE x.e IS NOT NULL
+          ORDER BY lower(btrim(x.e)), x.i) e
+    LEFT JOIN LATERAL aveloxis_ops.noreply_account(e.address) n ON true
+    LEFT JOIN LATERAL (SELECT aveloxis_ops.junk_email_reason(e.address) AS reason) j ON true
+    LEFT JOIN LATERAL (SELECT r.cntrb_id FROM aveloxis.resolve_email(e.address) r
+                       WHERE n.login IS NOT NULL OR j.reason IS NULL) d ON true
+    ORDER BY e.i
+$$;
+
+-- resolve_email for many emails in one call, each with its answer (NULLs when the
+-- database knows nothing of it): the agent asks once per round of commit authors
+-- instead of once per email (a round trip each, 2.1 s of 700 emails).
+CREATE FUNCTION aveloxis.resolve_emails(emails text[])
+RETURNS TABLE (email text, cntrb_id uuid, login text, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address, r.cntrb_id, r.login, r.source
+    FROM pg_catalog.unnest(emails) WITH ORDINALITY AS e(address, n)
+    LEFT JOIN LATERAL aveloxis.resolve_email(e.address) r ON true
+    WHERE e.address IS NOT NULL
+    ORDER BY e.n
+$$;
+
+-- Records that a contributor has an account on a platform (R11: search-resolve and
+-- commit resolution call this). Adds the identity and fills gh_*/gl_* columns that
+-- are empty; never changes cntrb_id or cntrb_login.
+CREATE FUNCTION aveloxis.link_contributor(cntrb_id uuid, platform smallint, user_id bigint, login text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target uuid := link_contributor.cntrb_id;
+    holder uuid;
+    -- 1 GitHub or 2 GitLab: which gh_*/gl_* columns the account fills.
+    kind smallint := (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform);
+BEGIN
+    IF target IS NULL OR platform IS NULL OR user_id IS NULL THEN
+        RAISE EXCEPTION 'link_contributor needs a cntrb_id, a platform and a user id'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'login may be NULL; the others may not.';
+    END IF;
+    IF kind IS NULL OR kind NOT IN (1, 2) OR user_id <= 0 THEN
+        RAISE EXCEPTION 'platform % / user id % is not a forge account', platform, user_id
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an identity platform of aveloxis_data.platforms (1 github.com, 2 gitlab.com, 16+ declared hosts) and the forge''s numeric user id.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = target AND c.cntrb_deleted = 0) THEN
+        RAISE EXCEPTION 'contributor % does not exist or was merged away', target
+            USING ERRCODE = 'no_data_found', HINT = 'Merged contributors point to their winner; link that one.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.contributors', platform));
+    SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    IF FOUND AND holder <> target THEN
+        RAISE EXCEPTION 'account % on platform % already belongs to contributor %', user_id, platform, holder
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'If both contributors are the same person, aveloxis.merge_contributors(winner, loser) joins them.';
+    END IF;
+    -- A login now shown for this account is no longer another account's (R3).
+    UPDATE aveloxis_data.contributor_identities i SET login = NULL
+    WHERE i.platform_id = platform AND lower(i.login) = lower(link_contributor.login) AND i.platform_user_id <> user_id;
+    INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
+    VALUES (platform, user_id, target, link_contributor.login)
+    ON CONFLICT (platform_id, platform_user_id) DO UPDATE
+        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = EXCLUDED.last_seen_at;
+    IF link_contributor.login IS NOT NULL THEN
+        INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
+        VALUES (platform, user_id, link_contributor.login, target)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    UPDATE aveloxis_data.contributors c
+    SET gh_user_id = CASE WHEN kind = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
+        gh_login = CASE WHEN kind = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
+        gl_id = CASE WHEN kind = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
+        gl_username = CASE WHEN kind = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
+    WHERE c.cntrb_id = target;
+END
+$$;
+
+-- A user object from a payload, or NULL when there is none: JSON null, {} and objects
+-- without a positive numeric id are "no user", never a made-up person.
+CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
+                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
+                THEN (u ->> 'id')::bigint END
+$$;
+
+-- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
+CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    no_user bigint;
+    resolved record;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    RETURN ROW(resolved.inserted, resolved.updated,
+               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:161
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:112
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
+)
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
+
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
+
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
+
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
+
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO filled
+    FROM jsonb_each(to_jsonb(l)) f
+    WHERE f.key = ANY (ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                             'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                             'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url'])
+      AND f.value <> 'null'::jsonb AND to_jsonb(w) -> f.key = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
+
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
+
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:55
+-- requires:
+--   registry
+--   contributors
+
+-- Issues with their labels and assignees (Aveloxis names; aveloxis_augur_data will
+-- present Augur's). Pull requests that the issues API also lists live in pull_requests.
+
+CREATE TABLE aveloxis_data.issues (
+    -- 8Knot copies issue ids into int4 columns: keep them below 2^31.
+    issue_id             bigint GENERATED BY DEFAULT AS IDENTITY (MAXVALUE 2147483647),
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    platform_issue_id    bigint NOT NULL,
+    issue_number         integer NOT NULL,
+    node_id              text,
+    issue_title          text,
+    -- lz4 (here and on other long texts): compresses bodies several times faster than pglz.
+    issue_body           text COMPRESSION lz4,
+    issue_state          text,
+    issue_url            text,
+    html_url             text,
+    reporter_id          uuid REFERENCES aveloxis_data.contributors,
+    closed_by_id         uuid REFERENCES aveloxis_data.contributors,
+    created_at           timestamptz,
+    updated_at           timestamptz,
+    closed_at            timestamptz,
+    comment_count        integer,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, platform_issue_id),
+    UNIQUE (repo_id, issue_number),
+    PRIMARY KEY (repo_id, issue_id)
+);
+COMMENT ON TABLE aveloxis_data.issues IS 'Issues (not pull requests) of each repository';
+CREATE INDEX issues_reporter_idx ON aveloxis_data.issues (reporter_id);
+
+CREATE TABLE aveloxis_data.issue_labels (
+    issue_label_id       bigint GENERATED BY DEFAULT AS IDENTITY,
+    issue_id             bigint NOT NULL,
+    -- The issue's repository (for Citus distribution); its FK is the issue's.
+    repo_id              bigint NOT NULL,
+    label_text           text NOT NULL,
+    label_description    text,
+    label_color          text,
+    platform_label_id    bigint,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, issue_id, label_text),
+    PRIMARY KEY (repo_id, issue_label_id),
+    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE
+);
+
+CREATE TABLE aveloxis_data.issue_assignees (
+    issue_assignee_id    bigint GENERATED BY DEFAULT AS IDENTITY,
+    issue_id             bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    platform_assignee_id bigint NOT NULL,
+    -- Set, unlike the Go system's: every assignee is a resolved contributor.
+    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, issue_id, platform_assignee_id),
+    PRIMARY KEY (repo_id, issue_assignee_id),
+    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE
+);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issues', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issues', 'issue_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_labels', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_labels', 'issue_label_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_assignees', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_assignees', 'issue_assignee_id'), '');
+
+-- 'issue' payloads, mapped per forge into drain_issues (typed rows; users, labels and
+-- assignees as GitHub-shaped JSON), then written by one upsert (drain_issues below).
+
+-- GitHub: issue objects as /repos/{o}/{r}/issues returns them. Pull requests in that list
+-- (they carry "pull_request") are counted as skipped: they are drained from their own
+-- 'pull_request' payloads.
+CREATE FUNCTION aveloxis_ops.map_issues_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    -- Each payload is taken apart once (jsonb_to_record), not once per field.
+    INSERT INTO pg_temp.drain_issues
+        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
+         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
+         closed_at, comment_count)
+    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.title, x.body, x.state, x.url, x.html_url,
+           x."user", x.closed_by,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
+           -- Old API versions sent "pull_request" with null URLs on every issue.
+           jsonb_typeof(x.pull_request) = 'object'
+               AND coalesce(x.pull_request ->> 'url', x.pull_request ->> 'html_url') IS NOT NULL,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), x.comments
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, number integer, node_id text, title text, body text, state text,
+                                     url text, html_url text, "user" jsonb, closed_by jsonb, assignee jsonb,
+                                     assignees jsonb, labels jsonb, pull_request jsonb, created_at text,
+                                     updated_at text, closed_at text, comments integer)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: issue objects as /projects/:id/issues returns them. iid is the number;
+-- "opened" is GitHub's "open"; labels are names (or objects with with_labels_details);
+-- user_notes_count counts the comments (system notes excluded, as GitHub's count).
+-- The API URL is _links.self; web_url is .../-/issues/N or, on gitlab.com since 2025,
+-- .../-/work_items/N: both are kept as given.
+CREATE FUNCTION aveloxis_ops.map_issues_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_issues
+        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
+         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
+         closed_at, comment_count)
+    SELECT r.staging_id, r.platform_id, x.id, x.iid, NULL, x.title, x.description,
+           CASE x.state WHEN 'opened' THEN 'open' ELSE x.state END,
+           x._links ->> 'self', x.web_url, x.author, x.closed_by,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           aveloxis_ops.gitlab_labels(x.labels), false,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), x.user_notes_count
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, iid integer, title text, description text, state text,
+                                     _links jsonb, web_url text, author jsonb, closed_by jsonb, assignee jsonb,
+                                     assignees jsonb, labels jsonb, created_at text, updated_at text,
+                                     closed_at text, user_notes_count integer)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab labels as GitHub-shaped label objects: names (the default) become {"name": n};
+-- objects (with_labels_details=true) keep name, color, description and id.
+CREATE FUNCTION aveloxis_ops.gitlab_labels(labels jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.jsonb_typeof(labels) = 'array' THEN
+        coalesce((SELECT pg_catalog.jsonb_agg(CASE pg_catalog.jsonb_typeof(e)
+                                                  WHEN 'string' THEN pg_catalog.jsonb_build_object('name', e #>> '{}')
+                                                  ELSE e END)
+                  FROM pg_catalog.jsonb_array_elements(labels) e
+                  WHERE pg_catalog.jsonb_typeof(e) IN ('string', 'object')), '[]'::jsonb)
+        ELSE '[]'::jsonb END
+$$;
+
+-- One upsert for every forge's issues.
+CREATE FUNCTION aveloxis_ops.drain_issues(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_issues;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    total := aveloxis_ops.map_issues_github(only_staging_id) + aveloxis_ops.map_issues_gitlab(only_staging_id);
+
+    IF EXISTS (SELECT FROM pg_temp.drain_issues WHERE platform_issue_id IS NULL OR issue_number IS NULL) THEN
+        RAISE EXCEPTION 'issue payload without a numeric "id" and "number"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage issue objects as the forge returns them (GitLab''s number is "iid"; docs/staging-contract.md).';
+    END IF;
+    SELECT count(*) INTO result.skipped FROM pg_temp.drain_issues WHERE is_pull_request;
+    DELETE FROM pg_temp.drain_issues WHERE is_pull_request;
+    -- One issue staged twice in a batch: the newest version wins, the others are unchanged.
+    DELETE FROM pg_temp.drain_issues d USING pg_temp.drain_issues e
+    WHERE e.platform_issue_id = d.platform_issue_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+
+    ANALYZE pg_temp.drain_issues;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, u
+    FROM pg_temp.drain_issues d,
+         LATERAL (SELECT d.reporter UNION ALL SELECT d.closed_by
+                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a) refs(u);
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.issues AS i
+            (repo_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state, issue_url,
+             html_url, reporter_id, closed_by_id, created_at, updated_at, closed_at, comment_count,
+             tool_source, tool_version, data_source)
+        SELECT repo, d.platform_issue_id, d.issue_number, d.node_id, d.issue_title, d.issue_body, d.issue_state,
+               d.issue_url, d.html_url, ru.cntrb_id, rc.cntrb_id, d.created_at, d.updated_at, d.closed_at,
+               d.comment_count, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_issues d
+        LEFT JOIN pg_temp.drain_users ru
+               ON ru.platform_id = d.platform_id AND ru.user_id = aveloxis_ops.user_id_of(d.reporter)
+        LEFT JOIN pg_temp.drain_users rc
+               ON rc.platform_id = d.platform_id AND rc.user_id = aveloxis_ops.user_id_of(d.closed_by)
+        ORDER BY d.platform_issue_id
+        ON CONFLICT (repo_id, platform_issue_id) DO UPDATE
+            SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
+                issue_title = EXCLUDED.issue_title, issue_body = EXCLUDED.issue_body,
+                issue_state = EXCLUDED.issue_state, issue_url = EXCLUDED.issue_url, html_url = EXCLUDED.html_url,
+                reporter_id = coalesce(EXCLUDED.reporter_id, i.reporter_id),
+                closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
+                comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
+                data_collection_date = EXCLUDED.data_collection_date
+            -- An older payload never overwrites a newer one; an identical one changes nothing.
+            WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
+              AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,
+                    i.created_at, i.updated_at, i.closed_at, i.comment_count)
+                   IS DISTINCT FROM
+                   (EXCLUDED.issue_number, EXCLUDED.node_id, EXCLUDED.issue_title, EXCLUDED.issue_body,
+                    EXCLUDED.issue_state, EXCLUDED.issue_url, EXCLUDED.html_url, EXCLUDED.created_at,
+                    EXCLUDED.updated_at, EXCLUDED.closed_at, EXCLUDED.comment_count)
+                OR (EXCLUDED.reporter_id IS NOT NULL AND EXCLUDED.reporter_id IS DISTINCT FROM i.reporter_id)
+                OR (EXCLUDED.closed_by_id IS NOT NULL AND EXCLUDED.closed_by_id IS DISTINCT FROM i.closed_by_id))
+        RETURNING i.issue_id, i.platform_issue_id, (i.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_issues d SET issue_id = up.issue_id, changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_issue_id = d.platform_issue_id;
+
+    -- Labels and assignees of changed issues become exactly what the payload lists.
+    -- (Issues inserted just now have none to remove.)
+    DELETE FROM aveloxis_data.issue_labels l USING pg_temp.drain_issues d
+    WHERE d.changed AND NOT d.was_inserted AND l.repo_id = repo AND l.issue_id = d.issue_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
+                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_text);
+    INSERT INTO aveloxis_data.issue_labels AS l
+        (issue_id, repo_id, label_text, label_description, label_color, platform_label_id,
+         tool_source, tool_version, data_source)
+    SELECT DISTINCT ON (d.issue_id, e ->> 'name')
+           d.issue_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
+           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END,
+           'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_issues d, jsonb_array_elements(d.labels) e
+    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
+    ORDER BY d.issue_id, e ->> 'name'
+    ON CONFLICT (repo_id, issue_id, label_text) DO UPDATE
+        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
+            platform_label_id = EXCLUDED.platform_label_id
+        WHERE (l.label_description, l.label_color, l.platform_label_id)
+              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
+
+    DELETE FROM aveloxis_data.issue_assignees a USING pg_temp.drain_issues d
+    WHERE d.changed AND NOT d.was_inserted AND a.repo_id = repo AND a.issue_id = d.issue_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
+                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
+    -- Assignee ids first, then an equality join (hashable) to the resolved users.
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.issue_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
+        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
+    INSERT INTO aveloxis_data.issue_assignees AS a
+        (issue_id, repo_id, platform_assignee_id, cntrb_id, tool_source, tool_version, data_source)
+    SELECT w.issue_id, repo, w.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY w.issue_id, w.user_id
+    ON CONFLICT (repo_id, issue_id, platform_assignee_id) DO NOTHING;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_issues;
+    result.unchanged := total - result.skipped - result.inserted - result.updated;
+    result.pending := 0;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:60
+-- requires:
+--   issues
+
+-- Comments: one messages row per comment, linked to its issue (and, later, pull
+-- request or review) by a reference table, as in Augur.
+
+CREATE TABLE aveloxis_data.messages (
+    msg_id               bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    platform_id          smallint NOT NULL,
+    -- Issue comments, review comments and review bodies are numbered separately by
+    -- the forge: the kind is part of the key (the Go system let them collide).
+    msg_source           text NOT NULL CHECK (msg_source IN ('issue_comment', 'review_comment', 'review')),
+    platform_msg_id      bigint NOT NULL,
+    node_id              text,
+    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
+    msg_text             text COMPRESSION lz4,
+    msg_timestamp        timestamptz,
+    msg_updated_at       timestamptz,
+    msg_html_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, msg_source, platform_msg_id),
+    PRIMARY KEY (repo_id, msg_id)
+);
+COMMENT ON TABLE aveloxis_data.messages IS 'Comments of issues (and later pull requests and reviews)';
+CREATE INDEX messages_cntrb_idx ON aveloxis_data.messages (cntrb_id);
+
+CREATE TABLE aveloxis_data.issue_message_ref (
+    issue_msg_ref_id     bigint GENERATED BY DEFAULT AS IDENTITY,
+    issue_id             bigint NOT NULL,
+    msg_id               bigint NOT NULL,
+    -- The repository of issue and message (Citus distribution); their FKs cover it.
+    repo_id              bigint NOT NULL,
+    platform_src_id      bigint,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, issue_id, msg_id),
+    PRIMARY KEY (repo_id, issue_msg_ref_id),
+    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE,
+    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE
+);
+CREATE INDEX issue_message_ref_msg_idx ON aveloxis_data.issue_message_ref (repo_id, msg_id);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.messages', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.messages', 'msg_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_message_ref', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_message_ref', 'issue_msg_ref_id'), '');
+
+-- 'issue_comment' payloads, mapped per forge into drain_comments, then written by one
+-- upsert (drain_issue_comments below).
+
+-- 'issue_comment' payloads: GitHub issue comments (/repos/{o}/{r}/issues/comments or
+-- /issues/{n}/comments). The parent is context.parent_number, else the tail of
+-- issue_url. A comment whose issue has not been drained yet stays pending; comments
+-- on pull requests stay pending until pull requests are drained.
+CREATE FUNCTION aveloxis_ops.map_issue_comments_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_comments
+        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, author, created_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id, x.node_id, x.body, x.html_url,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.issue_url FROM '/issues/([0-9]{1,9})$')::integer),
+           x."user", aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, issue_url text, "user" jsonb,
+                                     created_at text, updated_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: user notes (system = false, not DiffNote) of /issues/:iid/notes or
+-- /merge_requests/:iid/discussions. The parent is the one the agent fetched it under
+-- (context parent_number and parent_kind), else the note's noteable_iid and noteable_type
+-- (Issue or MergeRequest): GitLab numbers issues and merge requests apart, so the kind
+-- decides where to look. A note has no URL of its own: the parent's web_url
+-- (context.parent_web_url) with #note_<id>, as GitLab links it.
+CREATE FUNCTION aveloxis_ops.map_issue_comments_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_comments
+        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, parent_kind, author,
+         created_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
+           CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
+           -- The parent the agent fetched it under (the request's path), else the note's own.
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid),
+           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type)),
+           x.author, aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, created_at text, updated_at text,
+                                     noteable_iid integer, noteable_type text)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab's noteable_type / resource_type as our parent kind ('issue' or 'pull_request').
+CREATE FUNCTION aveloxis_ops.gitlab_parent_kind(noteable_type text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE noteable_type WHEN 'Issue' THEN 'issue' WHEN 'issue' THEN 'issue'
+                              WHEN 'MergeRequest' THEN 'pull_request' WHEN 'pull_request' THEN 'pull_request' END
+$$;
+
+-- One upsert for every forge's issue and pull request comments.
+CREATE FUNCTION aveloxis_ops.drain_issue_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_comments;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    total := aveloxis_ops.map_issue_comments_github(only_staging_id) + aveloxis_ops.map_issue_comments_gitlab(only_staging_id);
+
+    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE platform_msg_id IS NULL) THEN
+        RAISE EXCEPTION 'issue comment payload without a numeric "id"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'issue comment payload names no parent: no "issue_url" ending in a number (GitLab: "noteable_iid"), and no context.parent_number'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage comments of /issues/{n}/comments with context {"parent_number": n}.';
+    END IF;
+
+    -- Issues and pull requests share one number space: the parent is one or the other.
+    -- Correlated lookups: one index probe per comment. (A join let the planner, misled by
+    -- statistics older than the drain's own inserts, hash the repository's every issue
+    -- for each batch: quadratic in the repository's size.)
+    UPDATE pg_temp.drain_comments c
+    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
+                    WHERE i.repo_id = repo AND i.issue_number = c.parent_number)
+    WHERE c.parent_kind IS DISTINCT FROM 'pull_request';
+    UPDATE pg_temp.drain_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number)
+    WHERE c.issue_id IS NULL AND c.parent_kind IS DISTINCT FROM 'issue';
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_comments c
+    WHERE c.staging_id = r.staging_id AND c.issue_id IS NULL AND c.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_comments d USING pg_temp.drain_comments e
+    WHERE e.platform_msg_id = d.platform_msg_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+
+    ANALYZE pg_temp.drain_comments;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c.author FROM pg_temp.drain_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'issue_comment', c.platform_msg_id, c.node_id, u.cntrb_id, c.body, c.created_at,
+               c.updated_at, c.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_comments c
+        LEFT JOIN pg_temp.drain_users u
+               ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c.author)
+        ORDER BY c.platform_msg_id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
+                msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
+                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
+                   IS DISTINCT FROM
+                   (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_updated_at,
+                    EXCLUDED.msg_html_url)
+                OR (EXCLUDED.cntrb_id IS NOT NULL AND EXCLUDED.cntrb_id IS DISTINCT FROM m.cntrb_id))
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_comments c SET msg_id = up.msg_id, changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_msg_id = c.platform_msg_id;
+
+    INSERT INTO aveloxis_data.issue_message_ref
+        (issue_id, msg_id, repo_id, platform_src_id, tool_source, tool_version, data_source)
+    SELECT c.issue_id, c.msg_id, repo, c.platform_msg_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.issue_id IS NOT NULL
+    ORDER BY c.msg_id
+    ON CONFLICT (repo_id, issue_id, msg_id) DO NOTHING;
+    INSERT INTO aveloxis_data.pull_request_message_ref (pull_request_id, msg_id, repo_id, platform_src_id)
+    SELECT c.pull_request_id, c.msg_id, repo, c.platform_msg_id
+    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.pull_request_id IS NOT NULL
+    ORDER BY c.msg_id
+    ON CONFLICT (repo_id, pull_request_id, msg_id) DO NOTHING;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+
+-- 'review_comment' payloads (comments on a pull request's diff), mapped per forge into
+-- drain_review_comments, then written by one upsert (drain_review_comments below).
+
+-- GitHub: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
+-- or /pulls/{n}/comments). The pull request is context.parent_number, else the tail of
+-- pull_request_url (or of _links.pull_request.href in older API versions); until it has
+-- been drained the comment waits.
+CREATE FUNCTION aveloxis_ops.map_review_comments_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_review_comments
+        (staging_id, platform_id, id, node_id, body, html_url, pull_request_url, "user", pull_request_review_id,
+         in_reply_to_id, diff_hunk, path, "position", original_position, line, original_line, side, commit_id,
+         original_commit_id, author_association, created_at, updated_at, parent_number)
+    SELECT r.staging_id, r.platform_id, x.*,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
+                    -- Older API versions link the pull request only under _links.
+                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
+               AS parent_number
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
+                                     "user" jsonb, pull_request_review_id bigint, in_reply_to_id bigint,
+                                     diff_hunk text, path text, "position" integer, original_position integer,
+                                     line integer, original_line integer, side text, commit_id text,
+                                     original_commit_id text, author_association text, created_at text,
+                                     updated_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: DiffNote notes (type "DiffNote" with a "position") of
+-- /merge_requests/:iid/discussions. path = new_path (old_path when the file was
+-- deleted), line = new_line, original_line = old_line, side LEFT when only the old line
+-- is set, commit_id = head_sha, original_commit_id = base_sha; the reply's parent is the
+-- discussion's first note (context.in_reply_to_id). The merge request is noteable_iid.
+CREATE FUNCTION aveloxis_ops.map_review_comments_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_review_comments
+        (staging_id, platform_id, id, node_id, body, html_url, pull_request_url, "user", pull_request_review_id,
+         in_reply_to_id, diff_hunk, path, "position", original_position, line, original_line, side, commit_id,
+         original_commit_id, author_association, created_at, updated_at, parent_number)
+    SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
+           CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
+           NULL, x.author, NULL,
+           CASE WHEN (r.context ->> 'in_reply_to_id') ~ '^[0-9]{1,18}$' THEN (r.context ->> 'in_reply_to_id')::bigint END,
+           NULL,
+           coalesce(x."position" ->> 'new_path', x."position" ->> 'old_path'),
+           NULL, NULL,
+           CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN (x."position" ->> 'new_line')::integer END,
+           CASE WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN (x."position" ->> 'old_line')::integer END,
+           CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN 'RIGHT'
+                WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN 'LEFT' END,
+           x."position" ->> 'head_sha', x."position" ->> 'base_sha', NULL, x.created_at, x.updated_at,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, "position" jsonb, created_at text,
+                                     updated_at text, noteable_iid integer)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- One upsert for every forge's review comments.
+CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_review_comments');
+    CREATE TEMP TABLE drain_review_comments (
+        staging_id             bigint PRIMARY KEY,
+        platform_id            smallint NOT NULL,
+        id                     bigint,
+        node_id                text,
+        body                   text,
+        html_url               text,
+        pull_request_url       text,
+        "user"                 jsonb,
+        pull_request_review_id bigint,
+        in_reply_to_id         bigint,
+        diff_hunk              text,
+        path                   text,
+        "position"             integer,
+        original_position      integer,
+        line                   integer,
+        original_line          integer,
+        side                   text,
+        commit_id              text,
+        original_commit_id     text,
+        author_association     text,
+        created_at             text,
+        updated_at             text,
+        parent_number          integer,
+        pull_request_id        bigint,
+        msg_id                 bigint,
+        was_inserted           boolean NOT NULL DEFAULT false,
+        changed                boolean NOT NULL DEFAULT false
+    ) ON COMMIT DROP;
+    total := aveloxis_ops.map_review_comments_github(only_staging_id)
+             + aveloxis_ops.map_review_comments_gitlab(only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE id IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url" (GitLab: "noteable_iid"), and no context.parent_number'
+            USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
+    END IF;
+    UPDATE pg_temp.drain_review_comments c
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number);
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
+    DELETE FROM pg_temp.drain_review_comments d USING pg_temp.drain_review_comments e
+    WHERE e.id = d.id AND (coalesce(aveloxis_ops.forge_timestamp(e.updated_at), '-infinity'), e.staging_id)
+                        > (coalesce(aveloxis_ops.forge_timestamp(d.updated_at), '-infinity'), d.staging_id);
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT c.platform_id, c.staging_id, c."user" FROM pg_temp.drain_review_comments c;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, c.platform_id, 'review_comment', c.id, c.node_id, u.cntrb_id, c.body,
+               aveloxis_ops.forge_timestamp(c.created_at), aveloxis_ops.forge_timestamp(c.updated_at), c.html_url,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_review_comments c
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c."user")
+        ORDER BY c.id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
+                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = EXCLUDED.data_collection_date
+            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
+              AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
+                  IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
+        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
+    FROM up WHERE up.platform_msg_id = c.id;
+    UPDATE pg_temp.drain_review_comments c
+    SET msg_id = (SELECT m.msg_id FROM aveloxis_data.messages m
+                  WHERE m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id)
+    WHERE c.msg_id IS NULL;
+
+    INSERT INTO aveloxis_data.review_comments AS t
+        (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
+         diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
+         author_association)
+    SELECT repo, c.pull_request_id, c.msg_id, c.id,
+           (SELECT v.pr_review_id FROM aveloxis_data.pull_request_reviews v
+            WHERE v.repo_id = repo AND v.pull_request_id = c.pull_request_id
+              AND v.platform_review_id = c.pull_request_review_id),
+           c.pull_request_review_id, c.in_reply_to_id,
+           c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
+           c.original_commit_id, c.author_association
+    FROM pg_temp.drain_review_comments c
+    WHERE c.changed
+    ORDER BY c.id
+    ON CONFLICT (repo_id, platform_src_id) DO UPDATE
+        SET pr_review_id = coalesce(EXCLUDED.pr_review_id, t.pr_review_id), diff_hunk = EXCLUDED.diff_hunk,
+            path = EXCLUDED.path, "position" = EXCLUDED."position", line = EXCLUDED.line, side = EXCLUDED.side,
+            commit_id = EXCLUDED.commit_id;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated FROM pg_temp.drain_review_comments;
+    result.skipped := 0;
+    result.unchanged := total - result.pending - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:61
+-- requires:
+--   messages
+
+-- Pull requests and their children (Aveloxis names: pull_requests.created_at,
+-- author_id...; aveloxis_augur_data will present Augur's). Children carry repo_id for
+-- Citus distribution; their foreign key is their pull request's.
+
+CREATE TABLE aveloxis_data.pull_requests (
+    -- 8Knot copies pull_request_id into int4 columns: keep it below 2^31.
+    pull_request_id       bigint GENERATED BY DEFAULT AS IDENTITY (MAXVALUE 2147483647),
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    platform_pr_id        bigint NOT NULL,
+    pr_number             integer NOT NULL,
+    node_id               text,
+    pr_url                text,
+    pr_html_url           text,
+    pr_diff_url           text,
+    pr_title              text,
+    pr_body               text COMPRESSION lz4,
+    -- 'open', 'closed' or 'merged' (merged_at set).
+    pr_state              text,
+    pr_locked             boolean,
+    pr_draft              boolean,
+    author_id             uuid REFERENCES aveloxis_data.contributors,
+    pr_author_association text,
+    created_at            timestamptz,
+    updated_at            timestamptz,
+    closed_at             timestamptz,
+    merged_at             timestamptz,
+    merge_commit_sha      text,
+    pr_commit_count       integer,
+    pr_additions          integer,
+    pr_deletions          integer,
+    pr_changed_files      integer,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, platform_pr_id),
+    UNIQUE (repo_id, pr_number),
+    PRIMARY KEY (repo_id, pull_request_id)
+);
+COMMENT ON TABLE aveloxis_data.pull_requests IS 'Pull requests (GitHub) and merge requests (GitLab)';
+CREATE INDEX pull_requests_author_idx ON aveloxis_data.pull_requests (author_id);
+
+CREATE TABLE aveloxis_data.pull_request_labels (
+    pr_label_id          bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    label_name           text NOT NULL,
+    label_description    text,
+    label_color          text,
+    platform_label_id    bigint,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, label_name),
+    PRIMARY KEY (repo_id, pr_label_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+CREATE TABLE aveloxis_data.pull_request_assignees (
+    pr_assignee_id       bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    platform_assignee_id bigint NOT NULL,
+    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, platform_assignee_id),
+    PRIMARY KEY (repo_id, pr_assignee_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+-- Requested reviewers (people asked to review), not the reviews themselves.
+CREATE TABLE aveloxis_data.pull_request_reviewers (
+    pr_reviewer_id       bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    platform_reviewer_id bigint NOT NULL,
+    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, platform_reviewer_id),
+    PRIMARY KEY (repo_id, pr_reviewer_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+CREATE TABLE aveloxis_data.pull_request_reviews (
+    pr_review_id          bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id       bigint NOT NULL,
+    repo_id               bigint NOT NULL,
+    platform_review_id    bigint NOT NULL,
+    node_id               text,
+    cntrb_id              uuid REFERENCES aveloxis_data.contributors,
+    -- GitHub's spellings: APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED, PENDING.
+    review_state          text,
+    review_body           text,
+    submitted_at          timestamptz,
+    html_url              text,
+    commit_id             text,
+    author_association    text,
+    data_collection_date  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, platform_review_id),
+    PRIMARY KEY (repo_id, pr_review_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+CREATE TABLE aveloxis_data.pull_request_commits (
+    pr_cmt_id              bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id        bigint NOT NULL,
+    repo_id                bigint NOT NULL,
+    pr_cmt_sha             text NOT NULL,
+    pr_cmt_node_id         text,
+    pr_cmt_message         text,
+    pr_cmt_author_cntrb_id uuid REFERENCES aveloxis_data.contributors,
+    pr_cmt_author_name     text,
+    pr_cmt_author_email    text,
+    pr_cmt_timestamp       timestamptz,
+    data_collection_date   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, pr_cmt_sha),
+    PRIMARY KEY (repo_id, pr_cmt_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+CREATE TABLE aveloxis_data.pull_request_files (
+    pr_file_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    pr_file_path         text NOT NULL,
+    pr_file_status       text,
+    pr_file_additions    integer,
+    pr_file_deletions    integer,
+    pr_file_changes      integer,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, pr_file_path),
+    PRIMARY KEY (repo_id, pr_file_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+-- The head and base of a pull request: branch label, ref, sha and owner.
+CREATE TABLE aveloxis_data.pull_request_meta (
+    pr_repo_meta_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    pr_head_or_base      text NOT NULL CHECK (pr_head_or_base IN ('head', 'base')),
+    pr_src_meta_label    text,
+    pr_src_meta_ref      text,
+    pr_sha               text,
+    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, pr_head_or_base),
+    PRIMARY KEY (repo_id, pr_repo_meta_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+
+-- The repository of a head or base; none for a head whose fork was deleted (head.repo null).
+CREATE TABLE aveloxis_data.pull_request_repo (
+    pr_repo_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    pr_repo_meta_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    pr_repo_head_or_base text NOT NULL,
+    pr_src_repo_id       bigint,
+    pr_src_node_id       text,
+    pr_repo_name         text,
+    pr_repo_full_name    text,
+    pr_repo_private      boolean,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, pr_repo_id),
+    UNIQUE (repo_id, pr_repo_meta_id),
+    FOREIGN KEY (repo_id, pr_repo_meta_id) REFERENCES aveloxis_data.pull_request_meta (repo_id, pr_repo_meta_id) ON DELETE CASCADE
+);
+
+CREATE TABLE aveloxis_data.pull_request_message_ref (
+    pr_msg_ref_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    msg_id               bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    platform_src_id      bigint,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pull_request_id, msg_id),
+    PRIMARY KEY (repo_id, pr_msg_ref_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE,
+    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE
+);
+CREATE INDEX pull_request_message_ref_msg_idx ON aveloxis_data.pull_request_message_ref (repo_id, msg_id);
+
+-- A review's body is also a message (msg_source 'review'), as in Augur.
+CREATE TABLE aveloxis_data.pull_request_review_message_ref (
+    pr_review_msg_ref_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    pr_review_id         bigint NOT NULL,
+    msg_id               bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, pr_review_id, msg_id),
+    PRIMARY KEY (repo_id, pr_review_msg_ref_id),
+    FOREIGN KEY (repo_id, pr_review_id) REFERENCES aveloxis_data.pull_request_reviews (repo_id, pr_review_id) ON DELETE CASCADE,
+    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE
+);
+
+-- pg_dump keeps their data (one call per statement: each updates pg_extension).
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_requests', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_requests', 'pull_request_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_labels', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_labels', 'pr_label_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_assignees', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_assignees', 'pr_assignee_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_reviewers', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_reviewers', 'pr_reviewer_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_reviews', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_reviews', 'pr_review_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_commits', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_commits', 'pr_cmt_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_files', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_files', 'pr_file_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_meta', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_meta', 'pr_repo_meta_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_repo', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_repo', 'pr_repo_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_message_ref', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_message_ref', 'pr_msg_ref_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_review_message_ref', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_review_message_ref', 'pr_review_msg_ref_id'), '');
+
+-- 'pull_request' envelopes, mapped per forge into drain_prs (typed rows; users, labels,
+-- reviews and commits as GitHub-shaped JSON), then written by one upsert (below).
+
+-- GitHub 'pull_request' envelopes (docs/staging-contract.md): {"pull_request": <the PR object>,
+-- and optionally "reviews", "commits", "files" (the forge's lists) and
+-- "requested_reviewers" (the forge's {"users", "teams"})}. A list that is present is
+-- the complete current set and is synced; an absent one is left alone. Children are
+-- synced only from an envelope at least as new as the stored pull request.
+CREATE FUNCTION aveloxis_ops.map_pull_requests_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pg_temp.drain_rows r
+               WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending
+                 AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+                 AND jsonb_typeof(r.doc -> 'pull_request') IS DISTINCT FROM 'object') THEN
+        RAISE EXCEPTION 'pull_request envelope without a "pull_request" object'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage {"pull_request": <PR object>, "reviews": [...], ...} (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_prs
+        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
+         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
+         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
+         assignees, requested, head, base, reviews, commits, files)
+    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.url, x.html_url, x.diff_url, x.title, x.body,
+           CASE WHEN aveloxis_ops.forge_timestamp(x.merged_at) IS NOT NULL OR x.merged IS TRUE THEN 'merged'
+                ELSE x.state END,
+           x.locked, x.draft, x."user", x.author_association,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
+           x.merge_commit_sha, x.commits, x.additions, x.deletions, x.changed_files,
+           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           -- The envelope's /requested_reviewers, else the list inside the PR object.
+           CASE WHEN jsonb_typeof(r.doc -> 'requested_reviewers' -> 'users') = 'array'
+                    THEN r.doc -> 'requested_reviewers' -> 'users'
+                WHEN jsonb_typeof(r.doc -> 'requested_reviewers') = 'array' THEN r.doc -> 'requested_reviewers'
+                WHEN jsonb_typeof(x.requested_reviewers) = 'array' THEN x.requested_reviewers END,
+           x.head, x.base,
+           CASE WHEN jsonb_typeof(r.doc -> 'reviews') = 'array' THEN r.doc -> 'reviews' END,
+           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN r.doc -> 'commits' END,
+           CASE WHEN jsonb_typeof(r.doc -> 'files') = 'array' THEN r.doc -> 'files' END
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc -> 'pull_request') AS x(
+             id bigint, number integer, node_id text, url text, html_url text, diff_url text, title text, body text,
+             state text, locked boolean, draft boolean, merged boolean, "user" jsonb, author_association text,
+             created_at text, updated_at text, closed_at text, merged_at text, merge_commit_sha text,
+             commits integer, additions integer, deletions integer, changed_files integer, labels jsonb,
+             assignee jsonb, assignees jsonb, requested_reviewers jsonb, head jsonb, base jsonb)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab 'pull_request' envelopes: {"merge_request": <the MR object of the list>,
+-- and optionally "approvals" (/merge_requests/:iid/approvals), "reviewers"
+-- (/merge_requests/:iid/reviewers) and "commits" (/merge_requests/:iid/commits)}.
+-- States: opened -> open, merged, closed; locked (a merge in progress) -> open. The MR's
+-- reviewers are its requested reviewers. Each approval is an APPROVED review submitted
+-- at approved_at; a reviewer's requested_changes is CHANGES_REQUESTED and reviewed is
+-- COMMENTED. GitLab gives these no id: the review id is derived from (MR, user, state),
+-- never 0 and stable across runs. Head and base are the source and target branches (the
+-- base sha only when the envelope carries the MR's diff_refs).
+CREATE FUNCTION aveloxis_ops.map_pull_requests_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pg_temp.drain_rows r
+               WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending
+                 AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+                 AND jsonb_typeof(r.doc -> 'merge_request') IS DISTINCT FROM 'object') THEN
+        RAISE EXCEPTION 'GitLab pull_request envelope without a "merge_request" object'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage {"merge_request": <MR object>, "approvals": {...}, "commits": [...]} (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_prs
+        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
+         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
+         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
+         assignees, requested, head, base, reviews, commits, files)
+    SELECT r.staging_id, r.platform_id, x.id, x.iid, NULL, x.web_url, x.web_url, NULL, x.title, x.description,
+           CASE x.state WHEN 'opened' THEN 'open' WHEN 'locked' THEN 'open'
+                        WHEN 'merged' THEN 'merged' ELSE x.state END,
+           x.discussion_locked, coalesce(x.draft, x.work_in_progress), x.author, NULL,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
+           coalesce(x.merge_commit_sha, x.squash_commit_sha),
+           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN jsonb_array_length(r.doc -> 'commits') END,
+           NULL, NULL, NULL,
+           aveloxis_ops.gitlab_labels(x.labels),
+           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
+                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
+                ELSE '[]'::jsonb END,
+           CASE WHEN jsonb_typeof(r.doc -> 'reviewers') = 'array'
+                    THEN (SELECT coalesce(jsonb_agg(e -> 'user'), '[]') FROM jsonb_array_elements(r.doc -> 'reviewers') e
+                          WHERE jsonb_typeof(e -> 'user') = 'object')
+                WHEN jsonb_typeof(x.reviewers) = 'array' THEN x.reviewers END,
+           jsonb_build_object('label', x.source_branch, 'ref', x.source_branch, 'sha', coalesce(x.diff_refs ->> 'head_sha', x.sha),
+                              'user', x.author,
+                              'repo', CASE WHEN x.source_project_id IS NOT NULL
+                                           THEN jsonb_build_object('id', x.source_project_id) END),
+           jsonb_build_object('label', x.target_branch, 'ref', x.target_branch, 'sha', x.diff_refs ->> 'base_sha',
+                              'repo', CASE WHEN x.target_project_id IS NOT NULL
+                                           THEN jsonb_build_object('id', x.target_project_id) END),
+           CASE WHEN jsonb_typeof(r.doc -> 'approvals') = 'object' OR jsonb_typeof(r.doc -> 'reviewers') = 'array'
+                THEN aveloxis_ops.gitlab_reviews(x.id, r.doc -> 'approvals', r.doc -> 'reviewers') END,
+           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN
+               (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                           'sha', c ->> 'id',
+                           'commit', jsonb_build_object(
+                               'message', c ->> 'message',
+                               'author', jsonb_build_object('name', c ->> 'author_name', 'email', c ->> 'author_email',
+                                                            'date', c ->> 'authored_date')))), '[]')
+                FROM jsonb_array_elements(r.doc -> 'commits') c WHERE jsonb_typeof(c) = 'object') END,
+           NULL
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc -> 'merge_request') AS x(
+             id bigint, iid integer, web_url text, title text, description text, state text, discussion_locked boolean,
+             draft boolean, work_in_progress boolean, author jsonb, created_at text, updated_at text, closed_at text,
+             merged_at text, merge_commit_sha text, squash_commit_sha text, labels jsonb, assignee jsonb,
+             assignees jsonb, reviewers jsonb, source_branch text, target_branch text, sha text, diff_refs jsonb,
+             source_project_id bigint, target_project_id bigint)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- A GitLab review's id: GitLab gives approvals and reviewer states none. Derived from
+-- (merge request id, user id, state), positive and never 0, the same on every run.
+CREATE FUNCTION aveloxis_ops.gitlab_review_id(mr_id bigint, user_id bigint, state text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (pg_catalog.hashtextextended(mr_id::text || '/' || user_id::text || '/' || state, 0)
+            & 9223372036854775807::bigint) | 1::bigint
+$$;
+
+-- GitLab approvals ({"approved_by": [{"user", "approved_at"}]}) and reviewer states
+-- ([{"user", "state", "created_at"}]) as GitHub-shaped reviews. An approval is taken from
+-- the approvals list first (it carries approved_at; older instances send none, so NULL).
+CREATE FUNCTION aveloxis_ops.gitlab_reviews(mr_id bigint, approvals jsonb, reviewers jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_agg(r.v), '[]'::jsonb) FROM (
+        -- One review per id; an approval in both lists is taken from /approvals.
+        SELECT DISTINCT ON (k.id)
+               pg_catalog.jsonb_build_object('id', k.id, 'state', s.state, 'submitted_at', s.submitted_at,
+                                             'user', s.u) AS v
+        FROM (SELECT 1 AS preference, a -> 'user' AS u, 'APPROVED' AS state, a -> 'approved_at' AS submitted_at
+              FROM pg_catalog.jsonb_array_elements(
+                       CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
+                            THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
+              UNION ALL
+              SELECT 2, e -> 'user', CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
+                                                        WHEN 'reviewed' THEN 'COMMENTED'
+                                                        WHEN 'approved' THEN 'APPROVED' END,
+                     e -> 'created_at'
+              FROM pg_catalog.jsonb_array_elements(
+                       CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e
+             ) s,
+             LATERAL (SELECT aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(s.u), s.state) AS id) k
+        WHERE s.state IS NOT NULL AND aveloxis_ops.user_id_of(s.u) IS NOT NULL
+        ORDER BY k.id, s.preference
+    ) r
+$$;
+
+-- One upsert for every forge's pull requests.
+CREATE FUNCTION aveloxis_ops.drain_pull_requests(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_prs;
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+
+    total := aveloxis_ops.map_pull_requests_github(only_staging_id) + aveloxis_ops.map_pull_requests_gitlab(only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_prs WHERE platform_pr_id IS NULL OR pr_number IS NULL) THEN
+        RAISE EXCEPTION 'pull request object without a numeric "id" and "number"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage pull request objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    DELETE FROM pg_temp.drain_prs d USING pg_temp.drain_prs e
+    WHERE e.platform_pr_id = d.platform_pr_id
+      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
+    ANALYZE pg_temp.drain_prs;
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, u
+    FROM pg_temp.drain_prs d,
+         LATERAL (SELECT d.author UNION ALL SELECT d.head -> 'user' UNION ALL SELECT d.base -> 'user'
+                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a
+                  UNION ALL SELECT q FROM jsonb_array_elements(coalesce(d.requested, '[]')) q
+                  UNION ALL SELECT v -> 'user' FROM jsonb_array_elements(coalesce(d.reviews, '[]')) v
+                  UNION ALL SELECT c -> 'author' FROM jsonb_array_elements(coalesce(d.commits, '[]')) c) refs(u);
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    WITH up AS (
+        INSERT INTO aveloxis_data.pull_requests AS p
+            (repo_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title, pr_body, pr_state,
+             pr_locked, pr_draft, author_id, pr_author_association, created_at, updated_at, closed_at, merged_at,
+             merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files,
+             tool_source, tool_version, data_source)
+        SELECT repo, d.platform_pr_id, d.pr_number, d.node_id, d.pr_url, d.pr_html_url, d.pr_diff_url, d.pr_title,
+               d.pr_body, d.pr_state, d.pr_locked, d.pr_draft, u.cntrb_id, d.pr_author_association, d.created_at,
+               d.updated_at, d.closed_at, d.merged_at, d.merge_commit_sha, d.pr_commit_count, d.pr_additions,
+               d.pr_deletions, d.pr_changed_files, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_prs d
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
+        ORDER BY d.platform_pr_id
+        ON CONFLICT (repo_id, platform_pr_id) DO UPDATE
+            SET pr_number = EXCLUDED.pr_number, node_id = EXCLUDED.node_id, pr_url = EXCLUDED.pr_url,
+                pr_html_url = EXCLUDED.pr_html_url, pr_diff_url = EXCLUDED.pr_diff_url, pr_title = EXCLUDED.pr_title,
+                pr_body = EXCLUDED.pr_body, pr_state = EXCLUDED.pr_state, pr_locked = EXCLUDED.pr_locked,
+                pr_draft = EXCLUDED.pr_draft, author_id = coalesce(EXCLUDED.author_id, p.author_id),
+                pr_author_association = EXCLUDED.pr_author_association, created_at = EXCLUDED.created_at,
+                updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at, merged_at = EXCLUDED.merged_at,
+                merge_commit_sha = EXCLUDED.merge_commit_sha,
+                -- The list endpoint omits counts the detail has: keep what is known.
+                pr_commit_count = coalesce(EXCLUDED.pr_commit_count, p.pr_commit_count),
+                pr_additions = coalesce(EXCLUDED.pr_additions, p.pr_additions),
+                pr_deletions = coalesce(EXCLUDED.pr_deletions, p.pr_deletions),
+                pr_changed_files = coalesce(EXCLUDED.pr_changed_files, p.pr_changed_files),
+                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
+            WHERE (p.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= p.updated_at)
+              AND ((p.pr_number, p.node_id, p.pr_url, p.pr_html_url, p.pr_diff_url, p.pr_title, p.pr_body, p.pr_state,
+                    p.pr_locked, p.pr_draft, p.pr_author_association, p.created_at, p.updated_at, p.closed_at,
+                    p.merged_at, p.merge_commit_sha)
+                   IS DISTINCT FROM
+                   (EXCLUDED.pr_number, EXCLUDED.node_id, EXCLUDED.pr_url, EXCLUDED.pr_html_url, EXCLUDED.pr_diff_url,
+                    EXCLUDED.pr_title, EXCLUDED.pr_body, EXCLUDED.pr_state, EXCLUDED.pr_locked, EXCLUDED.pr_draft,
+                    EXCLUDED.pr_author_association, EXCLUDED.created_at, EXCLUDED.updated_at, EXCLUDED.closed_at,
+                    EXCLUDED.merged_at, EXCLUDED.merge_commit_sha)
+                OR (EXCLUDED.author_id IS NOT NULL AND EXCLUDED.author_id IS DISTINCT FROM p.author_id)
+                OR (EXCLUDED.pr_commit_count IS NOT NULL AND EXCLUDED.pr_commit_count IS DISTINCT FROM p.pr_commit_count)
+                OR (EXCLUDED.pr_additions IS NOT NULL AND EXCLUDED.pr_additions IS DISTINCT FROM p.pr_additions)
+                OR (EXCLUDED.pr_deletions IS NOT NULL AND EXCLUDED.pr_deletions IS DISTINCT FROM p.pr_deletions)
+                OR (EXCLUDED.pr_changed_files IS NOT NULL AND EXCLUDED.pr_changed_files IS DISTINCT FROM p.pr_changed_files))
+        RETURNING p.platform_pr_id, (p.xmax = 0) AS was_inserted
+    )
+    UPDATE pg_temp.drain_prs d SET changed = true, was_inserted = up.was_inserted
+    FROM up WHERE up.platform_pr_id = d.platform_pr_id;
+    -- Ids for all, and whether this envelope is at least as new as what is stored.
+    -- (Correlated: one index probe per row, however stale the table's statistics.)
+    UPDATE pg_temp.drain_prs d
+    SET (pull_request_id, fresh) = (
+        SELECT p.pull_request_id, (d.updated_at IS NULL OR p.updated_at IS NULL OR d.updated_at >= p.updated_at)
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.platform_pr_id = d.platform_pr_id);
+
+    -- Labels and assignees come with the PR object: synced when it changed.
+    DELETE FROM aveloxis_data.pull_request_labels l USING pg_temp.drain_prs d
+    WHERE d.changed AND NOT d.was_inserted AND l.repo_id = repo AND l.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
+                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_name);
+    INSERT INTO aveloxis_data.pull_request_labels AS l
+        (pull_request_id, repo_id, label_name, label_description, label_color, platform_label_id)
+    SELECT DISTINCT ON (d.pull_request_id, e ->> 'name')
+           d.pull_request_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
+           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END
+    FROM pg_temp.drain_prs d, jsonb_array_elements(d.labels) e
+    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
+    ORDER BY d.pull_request_id, e ->> 'name'
+    ON CONFLICT (repo_id, pull_request_id, label_name) DO UPDATE
+        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
+            platform_label_id = EXCLUDED.platform_label_id
+        WHERE (l.label_description, l.label_color, l.platform_label_id)
+              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
+
+    DELETE FROM aveloxis_data.pull_request_assignees a USING pg_temp.drain_prs d
+    WHERE d.changed AND NOT d.was_inserted AND a.repo_id = repo AND a.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
+                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_prs d, jsonb_array_elements(d.assignees) e
+        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
+    INSERT INTO aveloxis_data.pull_request_assignees (pull_request_id, repo_id, platform_assignee_id, cntrb_id)
+    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY 1, 3
+    ON CONFLICT (repo_id, pull_request_id, platform_assignee_id) DO NOTHING;
+
+    -- Requested reviewers: the current set, from a fresh envelope that carries one.
+    DELETE FROM aveloxis_data.pull_request_reviewers r USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.requested IS NOT NULL AND r.repo_id = repo AND r.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.requested) e
+                      WHERE aveloxis_ops.user_id_of(e) = r.platform_reviewer_id);
+    WITH wanted AS MATERIALIZED (
+        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
+        FROM pg_temp.drain_prs d, jsonb_array_elements(d.requested) e
+        WHERE d.fresh AND d.requested IS NOT NULL AND aveloxis_ops.user_id_of(e) IS NOT NULL
+    )
+    INSERT INTO aveloxis_data.pull_request_reviewers (pull_request_id, repo_id, platform_reviewer_id, cntrb_id)
+    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
+    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
+    ORDER BY 1, 3
+    ON CONFLICT (repo_id, pull_request_id, platform_reviewer_id) DO NOTHING;
+
+    -- Reviews; a review's non-empty body is also a message.
+    WITH v AS MATERIALIZED (
+        SELECT DISTINCT ON (d.pull_request_id, x.id)
+               d.pull_request_id, d.platform_id, x.id, x.node_id, x.state, x.body, x.html_url, x.commit_id,
+               x.author_association, aveloxis_ops.forge_timestamp(x.submitted_at) AS submitted_at,
+               aveloxis_ops.user_id_of(x."user") AS user_id
+        FROM pg_temp.drain_prs d, jsonb_array_elements(d.reviews) e,
+             jsonb_to_record(e) AS x(id bigint, node_id text, state text, body text, html_url text, commit_id text,
+                                    author_association text, submitted_at text, "user" jsonb)
+        WHERE d.fresh AND d.reviews IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.id IS NOT NULL
+        ORDER BY d.pull_request_id, x.id
+    )
+    INSERT INTO aveloxis_data.pull_request_reviews AS r
+        (pull_request_id, repo_id, platform_review_id, node_id, cntrb_id, review_state, review_body, submitted_at,
+         html_url, commit_id, author_association)
+    SELECT v.pull_request_id, repo, v.id, v.node_id, u.cntrb_id, v.state, v.body, v.submitted_at, v.html_url,
+           v.commit_id, v.author_association
+    FROM v LEFT JOIN pg_temp.drain_users u ON u.platform_id = v.platform_id AND u.user_id = v.user_id
+    ORDER BY 1, 3
+    ON CONFLICT (repo_id, pull_request_id, platform_review_id) DO UPDATE
+        SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, r.cntrb_id),
+            review_state = EXCLUDED.review_state, review_body = EXCLUDED.review_body,
+            submitted_at = EXCLUDED.submitted_at, html_url = EXCLUDED.html_url, commit_id = EXCLUDED.commit_id,
+            author_association = EXCLUDED.author_association
+        WHERE (r.node_id, r.review_state, r.review_body, r.submitted_at, r.html_url, r.commit_id, r.author_association)
+              IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.review_state, EXCLUDED.review_body, EXCLUDED.submitted_at,
+                                EXCLUDED.html_url, EXCLUDED.commit_id, EXCLUDED.author_association);
+    -- Reviews the forge no longer lists go; their review comments stay, unlinked (a foreign
+    -- key over repo_id cannot SET NULL under Citus, so the drain does it).
+    WITH gone AS MATERIALIZED (
+        SELECT r.pr_review_id FROM aveloxis_data.pull_request_reviews r, pg_temp.drain_prs d
+        WHERE d.fresh AND d.reviews IS NOT NULL AND r.repo_id = repo AND r.pull_request_id = d.pull_request_id
+          AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.reviews) e
+                          WHERE jsonb_typeof(e) = 'object' AND (e ->> 'id') = r.platform_review_id::text)
+    ), unlinked AS (
+        UPDATE aveloxis_data.review_comments c SET pr_review_id = NULL
+        FROM gone g WHERE c.repo_id = repo AND c.pr_review_id = g.pr_review_id
+    )
+    DELETE FROM aveloxis_data.pull_request_reviews r USING gone g
+    WHERE r.repo_id = repo AND r.pr_review_id = g.pr_review_id;
+    WITH bodies AS (
+        INSERT INTO aveloxis_data.messages AS m
+            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
+             msg_html_url, tool_source, tool_version, data_source)
+        SELECT repo, d.platform_id, 'review', r.platform_review_id, r.node_id, r.cntrb_id, r.review_body,
+               r.submitted_at, r.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_prs d
+             JOIN aveloxis_data.pull_request_reviews r ON r.repo_id = repo AND r.pull_request_id = d.pull_request_id
+        WHERE d.fresh AND d.reviews IS NOT NULL AND nullif(btrim(r.review_body), '') IS NOT NULL
+        ORDER BY r.platform_review_id
+        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
+            SET msg_text = EXCLUDED.msg_text, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
+                msg_timestamp = EXCLUDED.msg_timestamp, msg_html_url = EXCLUDED.msg_html_url
+            WHERE (m.msg_text, m.msg_timestamp, m.msg_html_url)
+                  IS DISTINCT FROM (EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_html_url)
+        RETURNING m.msg_id, m.platform_msg_id
+    )
+    INSERT INTO aveloxis_data.pull_request_review_message_ref (pr_review_id, msg_id, repo_id)
+    SELECT r.pr_review_id, b.msg_id, repo
+    FROM bodies b JOIN aveloxis_data.pull_request_reviews r
+         ON r.repo_id = repo AND r.platform_review_id = b.platform_msg_id
+    ON CONFLICT (repo_id, pr_review_id, msg_id) DO NOTHING;
+
+    -- Commits (a force-push can remove some: the list is the current set).
+    INSERT INTO aveloxis_data.pull_request_commits AS c
+        (pull_request_id, repo_id, pr_cmt_sha, pr_cmt_node_id, pr_cmt_message, pr_cmt_author_cntrb_id,
+         pr_cmt_author_name, pr_cmt_author_email, pr_cmt_timestamp)
+    SELECT DISTINCT ON (d.pull_request_id, e ->> 'sha')
+           d.pull_request_id, repo, e ->> 'sha', e ->> 'node_id', e -> 'commit' ->> 'message', u.cntrb_id,
+           e -> 'commit' -> 'author' ->> 'name', e -> 'commit' -> 'author' ->> 'email',
+           aveloxis_ops.forge_timestamp(e -> 'commit' -> 'author' ->> 'date')
+    FROM pg_temp.drain_prs d
+    CROSS JOIN jsonb_array_elements(d.commits) e
+    LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(e -> 'author')
+    WHERE d.fresh AND d.commits IS NOT NULL AND jsonb_typeof(e) = 'object' AND e ->> 'sha' IS NOT NULL
+    ORDER BY d.pull_request_id, e ->> 'sha'
+    ON CONFLICT (repo_id, pull_request_id, pr_cmt_sha) DO UPDATE
+        SET pr_cmt_message = EXCLUDED.pr_cmt_message,
+            pr_cmt_author_cntrb_id = coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id)
+        WHERE (c.pr_cmt_message, c.pr_cmt_author_cntrb_id) IS DISTINCT FROM
+              (EXCLUDED.pr_cmt_message, coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id));
+    DELETE FROM aveloxis_data.pull_request_commits c USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.commits IS NOT NULL AND c.repo_id = repo AND c.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.commits) e WHERE e ->> 'sha' = c.pr_cmt_sha);
+
+    INSERT INTO aveloxis_data.pull_request_files AS f
+        (pull_request_id, repo_id, pr_file_path, pr_file_status, pr_file_additions, pr_file_deletions, pr_file_changes)
+    SELECT DISTINCT ON (d.pull_request_id, x.filename)
+           d.pull_request_id, repo, x.filename, x.status, x.additions, x.deletions, x.changes
+    FROM pg_temp.drain_prs d, jsonb_array_elements(d.files) e,
+         jsonb_to_record(e) AS x(filename text, status text, additions integer, deletions integer, changes integer)
+    WHERE d.fresh AND d.files IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.filename IS NOT NULL
+    ORDER BY d.pull_request_id, x.filename
+    ON CONFLICT (repo_id, pull_request_id, pr_file_path) DO UPDATE
+        SET pr_file_status = EXCLUDED.pr_file_status, pr_file_additions = EXCLUDED.pr_file_additions,
+            pr_file_deletions = EXCLUDED.pr_file_deletions, pr_file_changes = EXCLUDED.pr_file_changes
+        WHERE (f.pr_file_status, f.pr_file_additions, f.pr_file_deletions, f.pr_file_changes)
+              IS DISTINCT FROM (EXCLUDED.pr_file_status, EXCLUDED.pr_file_additions, EXCLUDED.pr_file_deletions,
+                                EXCLUDED.pr_file_changes);
+    DELETE FROM aveloxis_data.pull_request_files f USING pg_temp.drain_prs d
+    WHERE d.fresh AND d.files IS NOT NULL AND f.repo_id = repo AND f.pull_request_id = d.pull_request_id
+      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.files) e WHERE e ->> 'filename' = f.pr_file_path);
+
+    -- Head and base; a head whose fork was deleted (repo null) has no repository row.
+    WITH m AS (
+        INSERT INTO aveloxis_data.pull_request_meta AS t
+            (pull_request_id, repo_id, pr_head_or_base, pr_src_meta_label, pr_src_meta_ref, pr_sha, cntrb_id)
+        SELECT d.pull_request_id, repo, side.name, side.v ->> 'label', side.v ->> 'ref', side.v ->> 'sha', u.cntrb_id
+        FROM pg_temp.drain_prs d
+        CROSS JOIN LATERAL (VALUES ('head', d.head), ('base', d.base)) AS side(name, v)
+        LEFT JOIN pg_temp.drain_users u
+               ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(side.v -> 'user')
+        WHERE d.fresh AND jsonb_typeof(side.v) = 'object'
+        ORDER BY 1, 3
+        ON CONFLICT (repo_id, pull_request_id, pr_head_or_base) DO UPDATE
+            SET pr_src_meta_label = EXCLUDED.pr_src_meta_label, pr_src_meta_ref = EXCLUDED.pr_src_meta_ref,
+                pr_sha = EXCLUDED.pr_sha, cntrb_id = coalesce(EXCLUDED.cntrb_id, t.cntrb_id)
+        RETURNING t.pr_repo_meta_id, t.pull_request_id, t.pr_head_or_base
+    ), gone AS (
+        DELETE FROM aveloxis_data.pull_request_repo r USING m, pg_temp.drain_prs d
+        WHERE r.repo_id = repo AND r.pr_repo_meta_id = m.pr_repo_meta_id AND d.pull_request_id = m.pull_request_id
+          AND jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') IS DISTINCT FROM 'object'
+    )
+    INSERT INTO aveloxis_data.pull_request_repo AS r
+        (pr_repo_meta_id, repo_id, pr_repo_head_or_base, pr_src_repo_id, pr_src_node_id, pr_repo_name,
+         pr_repo_full_name, pr_repo_private)
+    SELECT m.pr_repo_meta_id, repo, m.pr_head_or_base, x.id, x.node_id, x.name, x.full_name, x.private
+    FROM m JOIN pg_temp.drain_prs d ON d.pull_request_id = m.pull_request_id,
+         jsonb_to_record(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo')
+             AS x(id bigint, node_id text, name text, full_name text, private boolean)
+    WHERE jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') = 'object'
+    ORDER BY 1
+    ON CONFLICT (repo_id, pr_repo_meta_id) DO UPDATE
+        SET pr_src_repo_id = EXCLUDED.pr_src_repo_id, pr_src_node_id = EXCLUDED.pr_src_node_id,
+            pr_repo_name = EXCLUDED.pr_repo_name, pr_repo_full_name = EXCLUDED.pr_repo_full_name,
+            pr_repo_private = EXCLUDED.pr_repo_private;
+
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
+    INTO result.inserted, result.updated
+    FROM pg_temp.drain_prs;
+    result.skipped := 0;
+    result.pending := 0;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:66
+-- requires:
+--   pull_requests
+
+-- Issue and pull request events, and releases.
+
+CREATE TABLE aveloxis_data.issue_events (
+    event_id             bigint GENERATED BY DEFAULT AS IDENTITY,
+    issue_id             bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    platform_id          smallint NOT NULL,
+    platform_event_id    bigint NOT NULL,
+    node_id              text,
+    -- The actor (who did it).
+    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
+    -- GitHub's event names: closed, reopened, assigned, labeled, merged, ...
+    action               text NOT NULL,
+    action_commit_hash   text,
+    -- Whom an assigned/unassigned event was about.
+    assignee_id          uuid REFERENCES aveloxis_data.contributors,
+    created_at           timestamptz,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    -- Which id space platform_event_id is from: 'event' (GitHub's issue events), or
+    -- GitLab's 'state_event', 'label_event', 'milestone_event' and 'note' (system notes),
+    -- whose ids collide with one another.
+    event_source         text NOT NULL DEFAULT 'event',
+    UNIQUE (repo_id, event_source, platform_event_id),
+    PRIMARY KEY (repo_id, event_id),
+    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE
+);
+CREATE INDEX issue_events_issue_idx ON aveloxis_data.issue_events (repo_id, issue_id);
+
+CREATE TABLE aveloxis_data.pull_request_events (
+    pr_event_id          bigint GENERATED BY DEFAULT AS IDENTITY,
+    pull_request_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL,
+    platform_id          smallint NOT NULL,
+    platform_event_id    bigint NOT NULL,
+    node_id              text,
+    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
+    action               text NOT NULL,
+    action_commit_hash   text,
+    assignee_id          uuid REFERENCES aveloxis_data.contributors,
+    created_at           timestamptz,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    event_source         text NOT NULL DEFAULT 'event',
+    UNIQUE (repo_id, event_source, platform_event_id),
+    PRIMARY KEY (repo_id, pr_event_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
+);
+CREATE INDEX pull_request_events_pr_idx ON aveloxis_data.pull_request_events (repo_id, pull_request_id);
+
+CREATE TABLE aveloxis_data.releases (
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    -- GitHub's release id as text; GitLab's tag name.
+    release_id            text NOT NULL,
+    release_name          text,
+    release_description   text COMPRESSION lz4,
+    release_author        text,
+    release_author_id     uuid REFERENCES aveloxis_data.contributors,
+    release_tag_name      text,
+    release_url           text,
+    release_created_at    timestamptz,
+    release_published_at  timestamptz,
+    release_updated_at    timestamptz,
+    release_is_draft      boolean,
+    release_is_prerelease boolean,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, release_id)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_events', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_events', 'event_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_events', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_events', 'pr_event_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.releases', '');
+
+-- 'issue_event' payloads, mapped per forge into drain_events, then written by one
+-- insert (drain_issue_events below): events never change once they happened.
+
+-- GitHub: issue events (/repos/{o}/{r}/issues/events, whose items
+-- carry the "issue"; or /issues/{n}/events with context {"parent_number": n}). An event
+-- of a pull request goes to pull_request_events; one whose parent has not arrived waits.
+CREATE FUNCTION aveloxis_ops.map_issue_events_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_events
+        (staging_id, platform_id, platform_event_id, event_source, node_id, action, commit_id, actor, assignee, created_at,
+         parent_number)
+    SELECT r.staging_id, r.platform_id, x.id AS platform_event_id, 'event', x.node_id, x.event AS action, x.commit_id,
+           x.actor, x.assignee, aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
+                         THEN (r.context ->> 'parent_number')::integer END,
+                    CASE WHEN jsonb_typeof(x.issue -> 'number') = 'number' THEN (x.issue ->> 'number')::integer END)
+               AS parent_number
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, event text, commit_id text, actor jsonb, assignee jsonb,
+                                     created_at text, issue jsonb)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: resource state events (closed, reopened, merged, locked), resource label
+-- events (add/remove -> labeled/unlabeled), resource milestone events (add/remove ->
+-- milestoned/demilestoned), all of /{issues,merge_requests}/:iid/resource_*_events with
+-- context {"parent_number", "parent_kind"}; and system notes (the only history before
+-- GitLab 13.3/11.3), whose body names the action (aveloxis_ops.gitlab_note_action).
+-- The four are numbered apart: event_source keeps their ids from colliding, and node_id
+-- ("gitlab:<source>:<id>") names each event uniquely for the Augur-named views.
+CREATE FUNCTION aveloxis_ops.map_issue_events_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_events
+        (staging_id, platform_id, platform_event_id, event_source, node_id, action, commit_id, actor, assignee, created_at,
+         parent_number, parent_kind)
+    SELECT r.staging_id, r.platform_id, x.id, src.event_source, 'gitlab:' || src.event_source || ':' || x.id,
+           CASE src.event_source
+               WHEN 'state_event' THEN x.state
+               WHEN 'label_event' THEN CASE x.action WHEN 'add' THEN 'labeled' WHEN 'remove' THEN 'unlabeled' END
+               WHEN 'milestone_event' THEN CASE x.action WHEN 'add' THEN 'milestoned' WHEN 'remove' THEN 'demilestoned' END
+               ELSE aveloxis_ops.gitlab_note_action(x.body) END,
+           NULL, coalesce(x."user", x.author), NULL, aveloxis_ops.forge_timestamp(x.created_at),
+           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
+                    x.noteable_iid),
+           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type, x.resource_type))
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,
+                                     label jsonb, milestone jsonb, body text, system boolean, noteable_iid integer,
+                                     noteable_type text, resource_type text),
+         -- A note has a body (even one whose "system" flag did not fit); resource events never do.
+         LATERAL (SELECT CASE WHEN x.system IS TRUE OR r.doc ? 'body' THEN 'note'
+                              WHEN jsonb_typeof(x.label) = 'object' THEN 'label_event'
+                              WHEN r.doc ? 'milestone' THEN 'milestone_event'
+                              WHEN x.state IS NOT NULL THEN 'state_event' END AS event_source) src
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE event_source IS NULL) THEN
+        RAISE EXCEPTION 'GitLab issue_event payload is none of: a resource state/label/milestone event, a system note'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage resource_*_events items and notes with "system": true (docs/staging-contract.md).';
+    END IF;
+    RETURN mapped;
+END
+$$;
+
+-- The GitHub event action a GitLab system note's body records, or NULL for notes that
+-- have no GitHub event (title or description changed, commits added, mentions in other
+-- issues, approvals: those come from /approvals). Bodies are GitLab's English templates
+-- (app/services/system_notes/*), with **markdown** in some versions.
+CREATE FUNCTION aveloxis_ops.gitlab_note_action(body text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN b ~ '^closed\M' THEN 'closed'
+        WHEN b ~ '^reopened\M' THEN 'reopened'
+        WHEN b ~ '^merged\M' THEN 'merged'
+        WHEN b ~ '^(re)?assigned to @' THEN 'assigned'
+        WHEN b ~ '^unassigned @' THEN 'unassigned'
+        WHEN b ~ '^changed milestone to ' THEN 'milestoned'
+        WHEN b ~ '^removed (the )?milestone' THEN 'demilestoned'
+        WHEN b ~ '^added ~' THEN 'labeled'
+        WHEN b ~ '^removed ~' THEN 'unlabeled'
+        WHEN b ~ '^changed title from ' THEN 'renamed'
+        WHEN b ~ '^(marked this merge request as draft|marked as a work in progress)' THEN 'converted_to_draft'
+        WHEN b ~ '^(marked this merge request as ready|unmarked as a work in progress)' THEN 'ready_for_review'
+        WHEN b ~ '^requested review from @' THEN 'review_requested'
+        WHEN b ~ '^removed review request for @' THEN 'review_request_removed'
+        WHEN b ~ '^mentioned in commit ' THEN 'referenced'
+        WHEN b ~ '^locked (this|the discussion)' THEN 'locked'
+        WHEN b ~ '^unlocked (this|the discussion)' THEN 'unlocked'
+    END
+    FROM (SELECT pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(body), '**', '')) AS b) n
+$$;
+
+-- One insert for every forge's events.
+CREATE FUNCTION aveloxis_ops.drain_issue_events(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+    ins_issue bigint;
+    ins_pr bigint;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_events');
+    CREATE TEMP TABLE drain_events (
+        staging_id        bigint PRIMARY KEY,
+        platform_id       smallint NOT NULL,
+        platform_event_id bigint,
+        event_source      text NOT NULL,
+        node_id           text,
+        action            text,
+        commit_id         text,
+        actor             jsonb,
+        assignee          jsonb,
+        created_at        timestamptz,
+        parent_number     integer,
+        -- As for comments: 'issue' or 'pull_request' when the forge numbers them apart.
+        parent_kind       text,
+        issue_id          bigint,
+        pull_request_id   bigint
+    ) ON COMMIT DROP;
+    total := aveloxis_ops.map_issue_events_github(only_staging_id) + aveloxis_ops.map_issue_events_gitlab(only_staging_id);
+    -- Timeline items (/issues/{n}/timeline) may be staged as events too: comments and
+    -- reviews are drained from their own endpoints (their ids are another id space),
+    -- and commits, cross-references and line comments have no event id. Counted, not stored.
+    -- GitLab system notes that record no GitHub event (a title edit, commits pushed) too.
+    DELETE FROM pg_temp.drain_events
+    WHERE action IN ('commented', 'reviewed', 'committed', 'cross-referenced', 'line-commented')
+       OR (platform_event_id IS NULL AND action IS NOT NULL)
+       OR (event_source = 'note' AND action IS NULL);
+    GET DIAGNOSTICS result.skipped = ROW_COUNT;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
+        RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
+        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number (GitLab: "noteable_iid"), and no context.parent_number'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
+    END IF;
+    -- Correlated lookups, as for comments: one index probe per event.
+    UPDATE pg_temp.drain_events e
+    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
+                    WHERE i.repo_id = repo AND i.issue_number = e.parent_number)
+    WHERE e.parent_kind IS DISTINCT FROM 'pull_request';
+    UPDATE pg_temp.drain_events e
+    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
+                           WHERE p.repo_id = repo AND p.pr_number = e.parent_number)
+    WHERE e.issue_id IS NULL AND e.parent_kind IS DISTINCT FROM 'issue';
+    UPDATE pg_temp.drain_rows r SET pending = true
+    FROM pg_temp.drain_events e WHERE e.staging_id = r.staging_id AND e.issue_id IS NULL AND e.pull_request_id IS NULL;
+    SELECT count(*) INTO result.pending FROM pg_temp.drain_events WHERE issue_id IS NULL AND pull_request_id IS NULL;
+    -- A change GitLab recorded both as a resource event and as a system note (versions
+    -- that wrote both) is one event: the note goes when the same action on the same
+    -- parent is within a second of a resource event, in this batch or stored.
+    WITH dup AS (
+        DELETE FROM pg_temp.drain_events n
+        WHERE n.event_source = 'note' AND (n.issue_id IS NOT NULL OR n.pull_request_id IS NOT NULL)
+          AND (EXISTS (SELECT FROM pg_temp.drain_events e
+                       WHERE e.event_source <> 'note' AND e.action = n.action
+                         AND e.issue_id IS NOT DISTINCT FROM n.issue_id
+                         AND e.pull_request_id IS NOT DISTINCT FROM n.pull_request_id
+                         AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second')
+               OR EXISTS (SELECT FROM aveloxis_data.issue_events e
+                          WHERE e.repo_id = repo AND e.issue_id = n.issue_id AND e.event_source <> 'note' AND e.action = n.action
+                            AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second')
+               OR EXISTS (SELECT FROM aveloxis_data.pull_request_events e
+                          WHERE e.repo_id = repo AND e.pull_request_id = n.pull_request_id AND e.event_source <> 'note' AND e.action = n.action
+                            AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second'))
+        RETURNING 1
+    )
+    SELECT result.skipped + count(*) INTO result.skipped FROM dup;
+
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT e.platform_id, e.staging_id, u FROM pg_temp.drain_events e,
+           LATERAL (SELECT e.actor UNION ALL SELECT e.assignee) refs(u)
+    WHERE e.issue_id IS NOT NULL OR e.pull_request_id IS NOT NULL;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+
+    -- Events never change once they happened: insert what is new.
+    WITH ins AS (
+        INSERT INTO aveloxis_data.issue_events
+            (issue_id, repo_id, platform_id, platform_event_id, event_source, node_id, cntrb_id, action,
+             action_commit_hash, assignee_id, created_at)
+        SELECT DISTINCT ON (e.event_source, e.platform_event_id)
+               e.issue_id, repo, e.platform_id, e.platform_event_id, e.event_source, e.node_id, a.cntrb_id, e.action,
+               e.commit_id, s.cntrb_id, e.created_at
+        FROM pg_temp.drain_events e
+        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
+        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
+        WHERE e.issue_id IS NOT NULL
+        ORDER BY e.event_source, e.platform_event_id
+        ON CONFLICT (repo_id, event_source, platform_event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO ins_issue FROM ins;
+    WITH ins AS (
+        INSERT INTO aveloxis_data.pull_request_events
+            (pull_request_id, repo_id, platform_id, platform_event_id, event_source, node_id, cntrb_id, action,
+             action_commit_hash, assignee_id, created_at)
+        SELECT DISTINCT ON (e.event_source, e.platform_event_id)
+               e.pull_request_id, repo, e.platform_id, e.platform_event_id, e.event_source, e.node_id, a.cntrb_id,
+               e.action, e.commit_id, s.cntrb_id, e.created_at
+        FROM pg_temp.drain_events e
+        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
+        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
+        WHERE e.pull_request_id IS NOT NULL
+        ORDER BY e.event_source, e.platform_event_id
+        ON CONFLICT (repo_id, event_source, platform_event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO ins_pr FROM ins;
+    result.inserted := ins_issue + ins_pr;
+    result.updated := 0;
+    result.unchanged := total - result.skipped - result.pending - result.inserted;
+    RETURN result;
+END
+$$;
+
+-- 'release' payloads, mapped per forge into drain_releases, then written by one upsert
+-- (drain_releases below).
+
+-- GitHub: release objects (/repos/{o}/{r}/releases).
+CREATE FUNCTION aveloxis_ops.map_releases_github(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_releases
+        (staging_id, platform_id, release_id, name, body, author, tag_name, html_url, draft, prerelease, created_at,
+         published_at, updated_at)
+    SELECT r.staging_id, r.platform_id, x.id::text, x.name, x.body, x.author,
+           x.tag_name, x.html_url, x.draft, x.prerelease,
+           aveloxis_ops.forge_timestamp(x.created_at),
+           aveloxis_ops.forge_timestamp(x.published_at),
+           aveloxis_ops.forge_timestamp(x.updated_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, name text, body text, author jsonb, tag_name text, html_url text,
+                                     draft boolean, prerelease boolean, created_at text, published_at text,
+                                     updated_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: release objects (/projects/:id/releases). A GitLab release has no id: it is
+-- its tag, so release_id is the tag name. released_at is the publication date;
+-- "upcoming_release" (released_at in the future) is not a pre-release and is kept as a
+-- release; GitLab has no drafts. The URL is _links.self.
+CREATE FUNCTION aveloxis_ops.map_releases_gitlab(only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_releases
+        (staging_id, platform_id, release_id, name, body, author, tag_name, html_url, draft, prerelease, created_at,
+         published_at, updated_at)
+    SELECT r.staging_id, r.platform_id, nullif(x.tag_name, ''), x.name, x.description, x.author, nullif(x.tag_name, ''),
+           x._links ->> 'self', false, false, aveloxis_ops.forge_timestamp(x.created_at),
+           aveloxis_ops.forge_timestamp(x.released_at), NULL
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(tag_name text, name text, description text, author jsonb, _links jsonb,
+                                     created_at text, released_at text)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- One upsert for every forge's releases.
+CREATE FUNCTION aveloxis_ops.drain_releases(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    PERFORM aveloxis_ops.drop_batch_table('drain_releases');
+    CREATE TEMP TABLE drain_releases (
+        staging_id   bigint NOT NULL,
+        platform_id  smallint NOT NULL,
+        release_id   text,
+        name         text,
+        body         text,
+        author       jsonb,
+        tag_name     text,
+        html_url     text,
+        draft        boolean,
+        prerelease   boolean,
+        created_at   timestamptz,
+        published_at timestamptz,
+        updated_at   timestamptz
+    ) ON COMMIT DROP;
+    PERFORM aveloxis_ops.map_releases_github(only_staging_id), aveloxis_ops.map_releases_gitlab(only_staging_id);
+    -- One release staged twice in a batch: the newest staged wins.
+    DELETE FROM pg_temp.drain_releases d USING pg_temp.drain_releases e
+    WHERE e.release_id = d.release_id AND e.staging_id > d.staging_id;
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    IF EXISTS (SELECT FROM pg_temp.drain_releases WHERE release_id IS NULL) THEN
+        RAISE EXCEPTION 'release payload without a numeric "id" (GitLab: a "tag_name")'
+            USING ERRCODE = 'not_null_violation',
+                  HINT = 'Stage release objects as the forge returns them (docs/staging-contract.md).';
+    END IF;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT d.platform_id, d.staging_id, d.author FROM pg_temp.drain_releases d;
+    PERFORM aveloxis_ops.collect_users();
+    PERFORM aveloxis_ops.resolve_users();
+    WITH up AS (
+        INSERT INTO aveloxis_data.releases AS t
+            (repo_id, release_id, release_name, release_description, release_author, release_author_id,
+             release_tag_name, release_url, release_created_at, release_published_at, release_updated_at,
+             release_is_draft, release_is_prerelease, tool_source, tool_version, data_source)
+        SELECT repo, d.release_id, d.name, d.body, coalesce(d.author ->> 'login', d.author ->> 'username'), u.cntrb_id,
+               d.tag_name, d.html_url,
+               d.created_at, d.published_at, d.updated_at, d.draft, d.prerelease,
+               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_releases d
+        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
+        ORDER BY d.release_id
+        ON CONFLICT (repo_id, release_id) DO UPDATE
+            SET release_name = EXCLUDED.release_name, release_description = EXCLUDED.release_description,
+                release_author = EXCLUDED.release_author,
+                release_author_id = coalesce(EXCLUDED.release_author_id, t.release_author_id),
+                release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
+                release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
+                release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
+                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = EXCLUDED.data_collection_date
+            WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
+                   t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
+                  IS DISTINCT FROM
+                  (EXCLUDED.release_name, EXCLUDED.release_description, EXCLUDED.release_tag_name, EXCLUDED.release_url,
+                   EXCLUDED.release_created_at, EXCLUDED.release_published_at, EXCLUDED.release_updated_at,
+                   EXCLUDED.release_is_draft, EXCLUDED.release_is_prerelease)
+        RETURNING (t.xmax = 0) AS was_inserted
+    )
+    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
+    INTO result.inserted, result.updated FROM up;
+    result.skipped := 0;
+    result.pending := 0;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:71
+-- requires:
+--   events_releases
+
+-- Repository metadata (repo_info: one current row per repository, earlier versions in
+-- repo_info_history), review comments, and email-domain affiliations.
+
+CREATE TABLE aveloxis_data.repo_info (
+    repo_info_id         bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL UNIQUE REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    repo_src_id          bigint,
+    node_id              text,
+    full_name            text,
+    description          text,
+    homepage             text,
+    default_branch       text,
+    primary_language     text,
+    license              text,
+    is_fork              boolean,
+    archived             boolean,
+    visibility           text,
+    -- 'true'/'false' as text: 8Knot capitalizes these and needs them non-NULL.
+    issues_enabled       text NOT NULL DEFAULT 'false',
+    wiki_enabled         text,
+    pages_enabled        text,
+    fork_count           integer,
+    watchers_count       integer,
+    stars_count          integer,
+    open_issues          integer,
+    size_kb              integer,
+    created_at           timestamptz,
+    updated_at           timestamptz,
+    pushed_at            timestamptz,
+    -- NULL = not found (8Knot counts '' as found).
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_info_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_info IS 'Current forge metadata of each repository';
+
+CREATE TABLE aveloxis_data.repo_info_history (
+    LIKE aveloxis_data.repo_info,
+    replaced_at timestamptz NOT NULL DEFAULT now(),
+    -- A key of its own (a repository's info is replaced many times): Citus moves shards
+    -- online only for tables with a primary key.
+    history_id  bigint GENERATED BY DEFAULT AS IDENTITY,
+    PRIMARY KEY (repo_id, history_id)
+);
+CREATE INDEX repo_info_history_repo_idx ON aveloxis_data.repo_info_history (repo_id, replaced_at);
+
+CREATE TABLE aveloxis_data.review_comments (
+    review_comment_id    bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL,
+    pull_request_id      bigint NOT NULL,
+    msg_id               bigint NOT NULL,
+    platform_src_id      bigint NOT NULL,
+    -- The review this comment belongs to, when that review has been drained.
+    pr_review_id         bigint,
+    platform_review_id   bigint,
+    in_reply_to_id       bigint,
+    diff_hunk            text COMPRESSION lz4,
+    path                 text,
+    position             integer,
+    original_position    integer,
+    line                 integer,
+    original_line        integer,
+    side                 text,
+    commit_id            text,
+    original_commit_id   text,
+    author_association   text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (repo_id, platform_src_id),
+    PRIMARY KEY (repo_id, review_comment_id),
+    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE,
+    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE,
+    FOREIGN KEY (repo_id, pr_review_id) REFERENCES aveloxis_data.pull_request_reviews (repo_id, pr_review_id)
+);
+CREATE INDEX review_comments_pr_idx ON aveloxis_data.review_comments (repo_id, pull_request_id);
+
+-- Email domains and the organizations they stand for (filled by the facade phase).
+CREATE TABLE aveloxis_data.contributor_affiliations (
+    ca_id                bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    ca_domain            text NOT NULL UNIQUE,
+    ca_affiliation       text,
+    ca_active            boolean NOT NULL DEFAULT true,
+    ca_start_date        date,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_info', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_info', 'repo_info_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_info_history', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.review_comments', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.review_comments', 'review_comment_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_affiliations', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_affiliations', 'ca_id'), '');
+
+-- 'repo_info' payloads, mapped per forge into drain_repo_info, then written by one
+-- upsert (drain_repo_info below). The current row is replaced when it changed, its
+-- previous version kept in repo_info_history; the forge's id becomes repos.repo_src_id
+-- (a forge repository registered twice is an error).
+
+-- GitHub: the repository object (/repos/{o}/{r}).
+CREATE FUNCTION aveloxis_ops.map_repo_info_github(repo bigint, only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_repo_info
+    SELECT r.staging_id, repo, x.id, x.node_id, x.full_name, x.description, x.homepage, x.default_branch, x.language,
+           coalesce(x.license ->> 'spdx_id', x.license ->> 'name'), x.fork, x.archived, x.visibility,
+           coalesce(x.has_issues, false)::text, x.has_wiki::text, x.has_pages::text, x.forks_count,
+           coalesce(x.subscribers_count, x.watchers_count), x.stargazers_count, x.open_issues_count, x.size,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
+           aveloxis_ops.forge_timestamp(x.pushed_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, node_id text, full_name text, description text, homepage text,
+                                     default_branch text, language text, license jsonb, fork boolean,
+                                     archived boolean, visibility text, has_issues boolean, has_wiki boolean,
+                                     has_pages boolean, forks_count integer, subscribers_count integer,
+                                     watchers_count integer, stargazers_count integer, open_issues_count integer,
+                                     size integer, created_at text, updated_at text, pushed_at text)
+    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- GitLab: the project object (/projects/:id?license=true&statistics=true). full_name is
+-- path_with_namespace; a fork has forked_from_project; the licence is the object's
+-- nickname, else its name (GitLab gives no SPDX id: "MIT License", "Apache License
+-- 2.0"); a feature is enabled unless its *_access_level is "disabled"; the size is
+-- statistics.repository_size in bytes (Reporter+ only, else NULL); GitLab has no
+-- watchers, no primary language in this object and no push date: last_activity_at is
+-- both updated_at and pushed_at. open_issues_count is the open issues alone.
+CREATE FUNCTION aveloxis_ops.map_repo_info_gitlab(repo bigint, only_staging_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped bigint;
+BEGIN
+    INSERT INTO pg_temp.drain_repo_info
+    SELECT r.staging_id, repo, x.id, NULL, x.path_with_namespace, x.description, x.web_url, x.default_branch, NULL,
+           coalesce(nullif(x.license ->> 'nickname', ''), x.license ->> 'name'),
+           coalesce(jsonb_typeof(x.forked_from_project) = 'object', false),
+           x.archived, x.visibility,
+           (coalesce(x.issues_access_level, CASE WHEN x.issues_enabled IS FALSE THEN 'disabled' END, 'enabled')
+                <> 'disabled')::text,
+           (coalesce(x.wiki_access_level, CASE WHEN x.wiki_enabled IS FALSE THEN 'disabled' END, 'enabled')
+                <> 'disabled')::text,
+           CASE WHEN x.pages_access_level IS NOT NULL THEN (x.pages_access_level <> 'disabled')::text END,
+           x.forks_count, NULL, x.star_count, x.open_issues_count,
+           CASE WHEN (x.statistics ->> 'repository_size') ~ '^[0-9]{1,18}$'
+                THEN least((x.statistics ->> 'repository_size')::bigint / 1024, 2147483647)::integer END,
+           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.last_activity_at),
+           aveloxis_ops.forge_timestamp(x.last_activity_at)
+    FROM pg_temp.drain_rows r,
+         jsonb_to_record(r.doc) AS x(id bigint, path_with_namespace text, description text, web_url text,
+                                     default_branch text, license jsonb, forked_from_project jsonb, archived boolean,
+                                     visibility text, issues_access_level text, issues_enabled boolean,
+                                     wiki_access_level text, wiki_enabled boolean, pages_access_level text,
+                                     forks_count integer, star_count integer, open_issues_count integer,
+                                     statistics jsonb, created_at text, last_activity_at text)
+    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS mapped = ROW_COUNT;
+    RETURN mapped;
+END
+$$;
+
+-- One upsert for every forge's repository object.
+CREATE FUNCTION aveloxis_ops.drain_repo_info(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    result aveloxis_ops.drain_counts;
+    newest record;
+    twin bigint;
+BEGIN
+    PERFORM aveloxis_ops.drop_batch_table('drain_repo_info');
+    CREATE TEMP TABLE drain_repo_info (
+        staging_id       bigint NOT NULL,
+        repo_id          bigint NOT NULL,
+        repo_src_id      bigint,
+        node_id          text,
+        full_name        text,
+        description      text,
+        homepage         text,
+        default_branch   text,
+        primary_language text,
+        license          text,
+        is_fork          boolean,
+        archived         boolean,
+        visibility       text,
+        issues_enabled   text,
+        wiki_enabled     text,
+        pages_enabled    text,
+        fork_count       integer,
+        watchers_count   integer,
+        stars_count      integer,
+        open_issues      integer,
+        size_kb          integer,
+        created_at       timestamptz,
+        updated_at       timestamptz,
+        pushed_at        timestamptz
+    ) ON COMMIT DROP;
+    total := aveloxis_ops.map_repo_info_github(repo, only_staging_id) + aveloxis_ops.map_repo_info_gitlab(repo, only_staging_id);
+    result := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    -- Only the newest staged version matters.
+    DELETE FROM pg_temp.drain_repo_info d WHERE EXISTS (SELECT FROM pg_temp.drain_repo_info e WHERE e.staging_id > d.staging_id);
+    SELECT * INTO newest FROM pg_temp.drain_repo_info;
+    IF NOT FOUND THEN
+        RETURN result;
+    END IF;
+    IF newest.repo_src_id IS NULL THEN
+        RAISE EXCEPTION 'repo_info payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
+            HINT = 'Stage the repository object as /repos/{owner}/{repo} (GitLab: /projects/:id) returns it.';
+    END IF;
+    SELECT r.repo_id INTO twin FROM aveloxis_data.repos r JOIN aveloxis_data.repos me ON me.repo_id = repo
+    WHERE r.repo_host IS NOT DISTINCT FROM me.repo_host AND r.repo_src_id = newest.repo_src_id AND r.repo_id <> repo;
+    IF FOUND THEN
+        RAISE EXCEPTION 'repo % is forge repository % (%), which is already registered as repo %',
+                repo, newest.repo_src_id, newest.full_name, twin
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'One of the two URLs is an old name: record_rename() the current one, then remove the other.';
+    END IF;
+    UPDATE aveloxis_data.repos r
+    SET repo_src_id = newest.repo_src_id, repo_archived = coalesce(newest.archived, r.repo_archived)
+    WHERE r.repo_id = repo
+      AND (r.repo_src_id, r.repo_archived)
+          IS DISTINCT FROM (newest.repo_src_id, coalesce(newest.archived, r.repo_archived));
+
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repo_info c WHERE c.repo_id = repo) THEN
+        INSERT INTO aveloxis_data.repo_info
+            (repo_id, repo_src_id, node_id, full_name, description, homepage, default_branch, primary_language,
+             license, is_fork, archived, visibility, issues_enabled, wiki_enabled, pages_enabled, fork_count,
+             watchers_count, stars_count, open_issues, size_kb, created_at, updated_at, pushed_at,
+             tool_source, tool_version, data_source)
+        SELECT i.repo_id, i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch,
+               i.primary_language, i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled,
+               i.pages_enabled, i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at,
+               i.updated_at, i.pushed_at, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
+        FROM pg_temp.drain_repo_info i;
+        result.inserted := 1;
+    ELSIF EXISTS (
+        SELECT FROM aveloxis_data.repo_info c JOIN pg_temp.drain_repo_info i USING (repo_id)
+        WHERE (c.repo_src_id, c.node_id, c.full_name, c.description, c.homepage, c.default_branch, c.primary_language,
+               c.license, c.is_fork, c.archived, c.visibility, c.issues_enabled, c.wiki_enabled, c.pages_enabled,
+               c.fork_count, c.watchers_count, c.stars_count, c.open_issues, c.size_kb, c.created_at, c.updated_at,
+               c.pushed_at)
+              IS DISTINCT FROM
+              (i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch, i.primary_language,
+               i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled, i.pages_enabled,
+               i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at, i.updated_at,
+               i.pushed_at)) THEN
+        INSERT INTO aveloxis_data.repo_info_history SELECT c.* FROM aveloxis_data.repo_info c WHERE c.repo_id = repo;
+        UPDATE aveloxis_data.repo_info c
+        SET repo_src_id = i.repo_src_id, node_id = i.node_id, full_name = i.full_name, description = i.description,
+            homepage = i.homepage, default_branch = i.default_branch, primary_language = i.primary_language,
+            license = i.license, is_fork = i.is_fork, archived = i.archived, visibility = i.visibility,
+            issues_enabled = i.issues_enabled, wiki_enabled = i.wiki_enabled, pages_enabled = i.pages_enabled,
+            fork_count = i.fork_count, watchers_count = i.watchers_count, stars_count = i.stars_count,
+            open_issues = i.open_issues, size_kb = i.size_kb, created_at = i.created_at, updated_at = i.updated_at,
+            pushed_at = i.pushed_at, tool_version = aveloxis.version(), data_collection_date = now()
+        FROM pg_temp.drain_repo_info i WHERE c.repo_id = repo;
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.inserted - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:96
 -- requires:
 --   registry
 --   staging
@@ -1707,7 +4886,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:101
+-- pg_aveloxis/src/lib.rs:102
 -- requires:
 --   queue
 
@@ -1938,3169 +5117,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:49
--- requires:
---   bootstrap
---   staging
-
--- Contributors and their forge identities (identity contract: docs/identity.md,
--- rules R1-R13 of the reference). cntrb_id never changes once written (R2).
-
-CREATE TABLE aveloxis_data.contributors (
-    cntrb_id                       uuid PRIMARY KEY,
-    cntrb_login                    text,
-    cntrb_email                    text,
-    cntrb_full_name                text,
-    cntrb_company                  text,
-    cntrb_location                 text,
-    cntrb_canonical                text,
-    cntrb_created_at               timestamptz,
-    -- 1 = the loser of a logical merge (R3): kept for FK history, hidden from lookups.
-    cntrb_deleted                  smallint NOT NULL DEFAULT 0 CHECK (cntrb_deleted IN (0, 1)),
-    cntrb_last_enriched_at         timestamptz,
-    cntrb_last_search_attempted_at timestamptz,
-    gh_user_id                     bigint,
-    gh_login                       text,
-    gh_url                         text,
-    gh_html_url                    text,
-    gh_node_id                     text,
-    gh_avatar_url                  text,
-    gh_gravatar_id                 text,
-    gh_type                        text,
-    gh_site_admin                  text,
-    gh_state                       text,
-    gl_id                          bigint,
-    gl_username                    text,
-    gl_web_url                     text,
-    gl_avatar_url                  text,
-    gl_state                       text,
-    gl_full_name                   text,
-    tool_source                    text,
-    tool_version                   text,
-    data_source                    text,
-    data_collection_date           timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.contributors IS 'One row per person or bot; cntrb_id = aveloxis.platform_uuid(platform, user id) when known';
--- Not unique: GitHub's "alice" and GitLab's "alice" are different people. Login
--- uniqueness is per platform, on contributor_identities.
-CREATE INDEX contributors_login_idx ON aveloxis_data.contributors (cntrb_login);
-CREATE INDEX contributors_gh_user_id_idx ON aveloxis_data.contributors (gh_user_id) WHERE gh_user_id IS NOT NULL;
-CREATE INDEX contributors_gl_id_idx ON aveloxis_data.contributors (gl_id) WHERE gl_id IS NOT NULL;
--- Contributors known by login only (no account id yet), found by login when the account shows up.
-CREATE INDEX contributors_gh_login_only_idx ON aveloxis_data.contributors (lower(gh_login)) WHERE gh_user_id IS NULL;
-CREATE INDEX contributors_gl_login_only_idx ON aveloxis_data.contributors (lower(gl_username)) WHERE gl_id IS NULL;
-
-CREATE TABLE aveloxis_data.contributor_identities (
-    platform_id      smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    platform_user_id bigint NOT NULL CHECK (platform_user_id > 0),
-    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    login            text,
-    name             text,
-    email            text,
-    avatar_url       text,
-    profile_url      text,
-    user_type        text,
-    node_id          text,
-    first_seen_at    timestamptz NOT NULL DEFAULT now(),
-    last_seen_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (platform_id, platform_user_id)
-);
-COMMENT ON TABLE aveloxis_data.contributor_identities IS 'One row per forge account (R4): the truth the gh_*/gl_* columns copy';
-CREATE INDEX contributor_identities_cntrb_idx ON aveloxis_data.contributor_identities (cntrb_id);
--- A login names one account per platform at a time (forges ignore letter case). When
--- an account takes a login another account held, the drain frees it first (R3).
-CREATE UNIQUE INDEX contributor_identities_login_key
-    ON aveloxis_data.contributor_identities (platform_id, lower(login)) WHERE login IS NOT NULL;
-
-CREATE TABLE aveloxis_data.contributor_login_history (
-    platform_id      smallint NOT NULL,
-    platform_user_id bigint NOT NULL,
-    login            text NOT NULL,
-    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    first_seen_at    timestamptz NOT NULL DEFAULT now(),
-    -- When the account was seen under another login, or the login seen on another account.
-    replaced_at      timestamptz,
-    PRIMARY KEY (platform_id, platform_user_id, login),
-    FOREIGN KEY (platform_id, platform_user_id) REFERENCES aveloxis_data.contributor_identities
-);
-COMMENT ON TABLE aveloxis_data.contributor_login_history IS 'Every login an account has had; renames append here';
-
-CREATE TABLE aveloxis_data.contributors_aliases (
-    alias_email          text PRIMARY KEY,
-    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    canonical_email      text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.contributors_aliases IS 'Commit-author emails of a contributor (R5)';
-CREATE INDEX contributors_aliases_cntrb_idx ON aveloxis_data.contributors_aliases (cntrb_id);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_identities', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_login_history', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors_aliases', '');
-
--- Email lookups (resolve_email): contributors' own and canonical emails, and aliases.
-CREATE INDEX contributors_email_idx ON aveloxis_data.contributors (lower(cntrb_email)) WHERE cntrb_email IS NOT NULL;
-CREATE INDEX contributors_canonical_idx ON aveloxis_data.contributors (lower(cntrb_canonical))
-    WHERE cntrb_canonical IS NOT NULL;
-CREATE INDEX contributors_aliases_lower_idx ON aveloxis_data.contributors_aliases (lower(alias_email));
-
--- The identity platform whose noreply domain (`users.noreply.<host>`) an address is at,
--- among the platforms of that kind (1 GitHub, 2 GitLab); NULL for any other address.
-CREATE FUNCTION aveloxis_ops.noreply_platform(address text, kind smallint)
-RETURNS smallint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT p.platform_id FROM aveloxis_data.platforms p
-    WHERE p.platform_kind = kind
-      AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
-$$;
-
--- The free steps of the shared email chain (reference 003, "Shared email->identity
--- resolution"), in one place: commit-author resolution and search-resolve both call
--- aveloxis.email_chain, and no agent parses addresses itself.
---
--- The account a noreply address names: GitHub's [id+]login@users.noreply.github.com;
--- GitLab's id-login@users.noreply.<host>, the host being gitlab.com or a declared
--- self-managed one (its identity platform). No row for any other address.
-CREATE FUNCTION aveloxis_ops.noreply_account(email text)
-RETURNS TABLE (platform_id smallint, platform_kind smallint, user_id bigint, login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    m text[];
-    platform smallint;
-BEGIN
-    m := regexp_match(address, '^(?:([0-9]{1,18})\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
-    IF m IS NOT NULL THEN
-        IF m[1] IS NOT NULL AND m[1]::bigint <= 0 THEN
-            RETURN;
-        END IF;
-        RETURN QUERY SELECT 1::smallint, 1::smallint, m[1]::bigint, m[2];
-        RETURN;
-    END IF;
-    m := regexp_match(address, '^([0-9]{1,18})-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
-    IF m IS NULL OR m[1]::bigint <= 0 THEN
-        RETURN;
-    END IF;
-    platform := aveloxis_ops.noreply_platform(address, 2::smallint);
-    IF platform IS NOT NULL THEN
-        RETURN QUERY SELECT platform, 2::smallint, m[1]::bigint, m[2];
-    END IF;
-END
-$$;
-
--- Why an address is never looked up (bots, services, no address at all), or NULL.
-CREATE FUNCTION aveloxis_ops.junk_email_reason(email text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN e = '' THEN 'empty email'
-                WHEN strpos(e, '@') = 0 THEN 'not an email address'
-                WHEN strpos(e, '[bot]') > 0 THEN 'a bot account'
-                WHEN strpos(e, 'noreply') > 0 AND strpos(e, 'users.noreply.') = 0 THEN 'a service''s noreply address'
-                WHEN e LIKE '%@github.com' OR e LIKE '%@localhost' OR e LIKE '%.localdomain'
-                    THEN 'a service or machine address' END
-    FROM (SELECT lower(btrim(coalesce(email, ''))) AS e) x
-$$;
-
--- Who an email belongs to, as far as the database knows (R12's database step; later
--- phases call it before spending API quota). At most one row:
---   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
---   account (cntrb_id NULL when that account is not known yet, login still given);
---   'email': a contributor's own or canonical email; 'alias': a commit-author alias.
-CREATE FUNCTION aveloxis.resolve_email(email text)
-RETURNS TABLE (cntrb_id uuid, login text, source text)
-LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        RETURN QUERY
-            SELECT coalesce(
-                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
-                        WHERE i.platform_id = n.platform_id AND i.platform_user_id = n.user_id),
-                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
-                        WHERE n.user_id IS NULL AND i.platform_id = n.platform_id AND lower(i.login) = n.login)),
-                   n.login,
-                   CASE WHEN n.user_id IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-        SELECT c.cntrb_id, c.cntrb_login, 'email'::text FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        ORDER BY c.gh_user_id IS NULL, c.gl_id IS NULL, c.data_collection_date
-        LIMIT 1;
-    IF FOUND THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-        SELECT c.cntrb_id, c.cntrb_login, 'alias'::text
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c USING (cntrb_id)
-        WHERE lower(a.alias_email) = address
-        LIMIT 1;
-END
-$$;
-
--- The shared email chain's free steps for many emails, one row per distinct address
--- given (lower-cased, trimmed), in order: 'noreply' (the account the address names;
--- cntrb_id when the database knows it), 'skipped' (a bot, service or malformed
--- address, with the reason: never looked up), 'database' (a contributor's email, canonical
--- email or alias), else 'unknown': only these are worth the API tail (user search, then
--- commit search). platform_kind 1 GitHub, 2 GitLab.
-CREATE FUNCTION aveloxis.email_chain(emails text[])
-RETURNS TABLE (email text, step text, reason text, cntrb_id uuid, platform_id smallint, platform_kind smallint,
-               user_id bigint, login text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT e.address,
-           CASE WHEN n.login IS NOT NULL THEN 'noreply' WHEN j.reason IS NOT NULL THEN 'skipped'
-                WHEN d.cntrb_id IS NOT NULL THEN 'database' ELSE 'unknown' END,
-           CASE WHEN n.login IS NULL THEN j.reason END,
-           CASE WHEN n.login IS NOT NULL OR j.reason IS NULL THEN d.cntrb_id END,
-           n.platform_id, n.platform_kind, n.user_id, n.login
-    FROM (SELECT DISTINCT ON (lower(btrim(x.e))) lower(btrim(x.e)) AS address, x.i
-          FROM unnest(emails) WITH ORDINALITY AS x(e, i)
-          WHERE x.e IS NOT NULL
-          ORDER BY lower(btrim(x.e)), x.i) e
-    LEFT JOIN LATERAL aveloxis_ops.noreply_account(e.address) n ON true
-    LEFT JOIN LATERAL (SELECT aveloxis_ops.junk_email_reason(e.address) AS reason) j ON true
-    LEFT JOIN LATERAL (SELECT r.cntrb_id FROM aveloxis.resolve_email(e.address) r
-                       WHERE n.login IS NOT NULL OR j.reason IS NULL) d ON true
-    ORDER BY e.i
-$$;
-
--- resolve_email for many emails in one call, each with its answer (NULLs when the
--- database knows nothing of it): the agent asks once per round of commit authors
--- instead of once per email (a round trip each, 2.1 s of 700 emails).
-CREATE FUNCTION aveloxis.resolve_emails(emails text[])
-RETURNS TABLE (email text, cntrb_id uuid, login text, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT e.address, r.cntrb_id, r.login, r.source
-    FROM pg_catalog.unnest(emails) WITH ORDINALITY AS e(address, n)
-    LEFT JOIN LATERAL aveloxis.resolve_email(e.address) r ON true
-    WHERE e.address IS NOT NULL
-    ORDER BY e.n
-$$;
-
--- Records that a contributor has an account on a platform (R11: search-resolve and
--- commit resolution call this). Adds the identity and fills gh_*/gl_* columns that
--- are empty; never changes cntrb_id or cntrb_login.
-CREATE FUNCTION aveloxis.link_contributor(cntrb_id uuid, platform smallint, user_id bigint, login text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target uuid := link_contributor.cntrb_id;
-    holder uuid;
-    -- 1 GitHub or 2 GitLab: which gh_*/gl_* columns the account fills.
-    kind smallint := (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform);
-BEGIN
-    IF target IS NULL OR platform IS NULL OR user_id IS NULL THEN
-        RAISE EXCEPTION 'link_contributor needs a cntrb_id, a platform and a user id'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'login may be NULL; the others may not.';
-    END IF;
-    IF kind IS NULL OR kind NOT IN (1, 2) OR user_id <= 0 THEN
-        RAISE EXCEPTION 'platform % / user id % is not a forge account', platform, user_id
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an identity platform of aveloxis_data.platforms (1 github.com, 2 gitlab.com, 16+ declared hosts) and the forge''s numeric user id.';
-    END IF;
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = target AND c.cntrb_deleted = 0) THEN
-        RAISE EXCEPTION 'contributor % does not exist or was merged away', target
-            USING ERRCODE = 'no_data_found', HINT = 'Merged contributors point to their winner; link that one.';
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.contributors', platform));
-    SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = platform AND i.platform_user_id = user_id;
-    IF FOUND AND holder <> target THEN
-        RAISE EXCEPTION 'account % on platform % already belongs to contributor %', user_id, platform, holder
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'If both contributors are the same person, aveloxis.merge_contributors(winner, loser) joins them.';
-    END IF;
-    -- A login now shown for this account is no longer another account's (R3).
-    UPDATE aveloxis_data.contributor_identities i SET login = NULL
-    WHERE i.platform_id = platform AND lower(i.login) = lower(link_contributor.login) AND i.platform_user_id <> user_id;
-    INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
-    VALUES (platform, user_id, target, link_contributor.login)
-    ON CONFLICT (platform_id, platform_user_id) DO UPDATE
-        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = EXCLUDED.last_seen_at;
-    IF link_contributor.login IS NOT NULL THEN
-        INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
-        VALUES (platform, user_id, link_contributor.login, target)
-        ON CONFLICT DO NOTHING;
-    END IF;
-    UPDATE aveloxis_data.contributors c
-    SET gh_user_id = CASE WHEN kind = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
-        gh_login = CASE WHEN kind = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
-        gl_id = CASE WHEN kind = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
-        gl_username = CASE WHEN kind = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
-    WHERE c.cntrb_id = target;
-END
-$$;
-
--- A user object from a payload, or NULL when there is none: JSON null, {} and objects
--- without a positive numeric id are "no user", never a made-up person.
-CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
-                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
-                THEN (u ->> 'id')::bigint END
-$$;
-
--- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
-CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    no_user bigint;
-    resolved record;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    RETURN ROW(resolved.inserted, resolved.updated,
-               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:54
--- requires:
---   registry
---   contributors
-
--- Issues with their labels and assignees (Aveloxis names; aveloxis_augur_data will
--- present Augur's). Pull requests that the issues API also lists live in pull_requests.
-
-CREATE TABLE aveloxis_data.issues (
-    -- 8Knot copies issue ids into int4 columns: keep them below 2^31.
-    issue_id             bigint GENERATED BY DEFAULT AS IDENTITY (MAXVALUE 2147483647),
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    platform_issue_id    bigint NOT NULL,
-    issue_number         integer NOT NULL,
-    node_id              text,
-    issue_title          text,
-    -- lz4 (here and on other long texts): compresses bodies several times faster than pglz.
-    issue_body           text COMPRESSION lz4,
-    issue_state          text,
-    issue_url            text,
-    html_url             text,
-    reporter_id          uuid REFERENCES aveloxis_data.contributors,
-    closed_by_id         uuid REFERENCES aveloxis_data.contributors,
-    created_at           timestamptz,
-    updated_at           timestamptz,
-    closed_at            timestamptz,
-    comment_count        integer,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, platform_issue_id),
-    UNIQUE (repo_id, issue_number),
-    PRIMARY KEY (repo_id, issue_id)
-);
-COMMENT ON TABLE aveloxis_data.issues IS 'Issues (not pull requests) of each repository';
-CREATE INDEX issues_reporter_idx ON aveloxis_data.issues (reporter_id);
-
-CREATE TABLE aveloxis_data.issue_labels (
-    issue_label_id       bigint GENERATED BY DEFAULT AS IDENTITY,
-    issue_id             bigint NOT NULL,
-    -- The issue's repository (for Citus distribution); its FK is the issue's.
-    repo_id              bigint NOT NULL,
-    label_text           text NOT NULL,
-    label_description    text,
-    label_color          text,
-    platform_label_id    bigint,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, issue_id, label_text),
-    PRIMARY KEY (repo_id, issue_label_id),
-    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE
-);
-
-CREATE TABLE aveloxis_data.issue_assignees (
-    issue_assignee_id    bigint GENERATED BY DEFAULT AS IDENTITY,
-    issue_id             bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    platform_assignee_id bigint NOT NULL,
-    -- Set, unlike the Go system's: every assignee is a resolved contributor.
-    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, issue_id, platform_assignee_id),
-    PRIMARY KEY (repo_id, issue_assignee_id),
-    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE
-);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issues', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issues', 'issue_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_labels', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_labels', 'issue_label_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_assignees', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_assignees', 'issue_assignee_id'), '');
-
--- 'issue' payloads, mapped per forge into drain_issues (typed rows; users, labels and
--- assignees as GitHub-shaped JSON), then written by one upsert (drain_issues below).
-
--- GitHub: issue objects as /repos/{o}/{r}/issues returns them. Pull requests in that list
--- (they carry "pull_request") are counted as skipped: they are drained from their own
--- 'pull_request' payloads.
-CREATE FUNCTION aveloxis_ops.map_issues_github(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    -- Each payload is taken apart once (jsonb_to_record), not once per field.
-    INSERT INTO pg_temp.drain_issues
-        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
-         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
-         closed_at, comment_count)
-    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.title, x.body, x.state, x.url, x.html_url,
-           x."user", x.closed_by,
-           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
-                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
-                ELSE '[]'::jsonb END,
-           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
-           -- Old API versions sent "pull_request" with null URLs on every issue.
-           jsonb_typeof(x.pull_request) = 'object'
-               AND coalesce(x.pull_request ->> 'url', x.pull_request ->> 'html_url') IS NOT NULL,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.closed_at), x.comments
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, number integer, node_id text, title text, body text, state text,
-                                     url text, html_url text, "user" jsonb, closed_by jsonb, assignee jsonb,
-                                     assignees jsonb, labels jsonb, pull_request jsonb, created_at text,
-                                     updated_at text, closed_at text, comments integer)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab: issue objects as /projects/:id/issues returns them. iid is the number;
--- "opened" is GitHub's "open"; labels are names (or objects with with_labels_details);
--- user_notes_count counts the comments (system notes excluded, as GitHub's count).
--- The API URL is _links.self; web_url is .../-/issues/N or, on gitlab.com since 2025,
--- .../-/work_items/N: both are kept as given.
-CREATE FUNCTION aveloxis_ops.map_issues_gitlab(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_issues
-        (staging_id, platform_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state,
-         issue_url, html_url, reporter, closed_by, assignees, labels, is_pull_request, created_at, updated_at,
-         closed_at, comment_count)
-    SELECT r.staging_id, r.platform_id, x.id, x.iid, NULL, x.title, x.description,
-           CASE x.state WHEN 'opened' THEN 'open' ELSE x.state END,
-           x._links ->> 'self', x.web_url, x.author, x.closed_by,
-           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
-                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
-                ELSE '[]'::jsonb END,
-           aveloxis_ops.gitlab_labels(x.labels), false,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.closed_at), x.user_notes_count
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, iid integer, title text, description text, state text,
-                                     _links jsonb, web_url text, author jsonb, closed_by jsonb, assignee jsonb,
-                                     assignees jsonb, labels jsonb, created_at text, updated_at text,
-                                     closed_at text, user_notes_count integer)
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab labels as GitHub-shaped label objects: names (the default) become {"name": n};
--- objects (with_labels_details=true) keep name, color, description and id.
-CREATE FUNCTION aveloxis_ops.gitlab_labels(labels jsonb)
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN pg_catalog.jsonb_typeof(labels) = 'array' THEN
-        coalesce((SELECT pg_catalog.jsonb_agg(CASE pg_catalog.jsonb_typeof(e)
-                                                  WHEN 'string' THEN pg_catalog.jsonb_build_object('name', e #>> '{}')
-                                                  ELSE e END)
-                  FROM pg_catalog.jsonb_array_elements(labels) e
-                  WHERE pg_catalog.jsonb_typeof(e) IN ('string', 'object')), '[]'::jsonb)
-        ELSE '[]'::jsonb END
-$$;
-
--- One upsert for every forge's issues.
-CREATE FUNCTION aveloxis_ops.drain_issues(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_issues;
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-
-    total := aveloxis_ops.map_issues_github(only_staging_id) + aveloxis_ops.map_issues_gitlab(only_staging_id);
-
-    IF EXISTS (SELECT FROM pg_temp.drain_issues WHERE platform_issue_id IS NULL OR issue_number IS NULL) THEN
-        RAISE EXCEPTION 'issue payload without a numeric "id" and "number"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage issue objects as the forge returns them (GitLab''s number is "iid"; docs/staging-contract.md).';
-    END IF;
-    SELECT count(*) INTO result.skipped FROM pg_temp.drain_issues WHERE is_pull_request;
-    DELETE FROM pg_temp.drain_issues WHERE is_pull_request;
-    -- One issue staged twice in a batch: the newest version wins, the others are unchanged.
-    DELETE FROM pg_temp.drain_issues d USING pg_temp.drain_issues e
-    WHERE e.platform_issue_id = d.platform_issue_id
-      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
-
-    ANALYZE pg_temp.drain_issues;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT d.platform_id, d.staging_id, u
-    FROM pg_temp.drain_issues d,
-         LATERAL (SELECT d.reporter UNION ALL SELECT d.closed_by
-                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a) refs(u);
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.issues AS i
-            (repo_id, platform_issue_id, issue_number, node_id, issue_title, issue_body, issue_state, issue_url,
-             html_url, reporter_id, closed_by_id, created_at, updated_at, closed_at, comment_count,
-             tool_source, tool_version, data_source)
-        SELECT repo, d.platform_issue_id, d.issue_number, d.node_id, d.issue_title, d.issue_body, d.issue_state,
-               d.issue_url, d.html_url, ru.cntrb_id, rc.cntrb_id, d.created_at, d.updated_at, d.closed_at,
-               d.comment_count, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_issues d
-        LEFT JOIN pg_temp.drain_users ru
-               ON ru.platform_id = d.platform_id AND ru.user_id = aveloxis_ops.user_id_of(d.reporter)
-        LEFT JOIN pg_temp.drain_users rc
-               ON rc.platform_id = d.platform_id AND rc.user_id = aveloxis_ops.user_id_of(d.closed_by)
-        ORDER BY d.platform_issue_id
-        ON CONFLICT (repo_id, platform_issue_id) DO UPDATE
-            SET issue_number = EXCLUDED.issue_number, node_id = EXCLUDED.node_id,
-                issue_title = EXCLUDED.issue_title, issue_body = EXCLUDED.issue_body,
-                issue_state = EXCLUDED.issue_state, issue_url = EXCLUDED.issue_url, html_url = EXCLUDED.html_url,
-                reporter_id = coalesce(EXCLUDED.reporter_id, i.reporter_id),
-                closed_by_id = coalesce(EXCLUDED.closed_by_id, i.closed_by_id),
-                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
-                comment_count = EXCLUDED.comment_count, tool_version = EXCLUDED.tool_version,
-                data_collection_date = EXCLUDED.data_collection_date
-            -- An older payload never overwrites a newer one; an identical one changes nothing.
-            WHERE (i.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= i.updated_at)
-              AND ((i.issue_number, i.node_id, i.issue_title, i.issue_body, i.issue_state, i.issue_url, i.html_url,
-                    i.created_at, i.updated_at, i.closed_at, i.comment_count)
-                   IS DISTINCT FROM
-                   (EXCLUDED.issue_number, EXCLUDED.node_id, EXCLUDED.issue_title, EXCLUDED.issue_body,
-                    EXCLUDED.issue_state, EXCLUDED.issue_url, EXCLUDED.html_url, EXCLUDED.created_at,
-                    EXCLUDED.updated_at, EXCLUDED.closed_at, EXCLUDED.comment_count)
-                OR (EXCLUDED.reporter_id IS NOT NULL AND EXCLUDED.reporter_id IS DISTINCT FROM i.reporter_id)
-                OR (EXCLUDED.closed_by_id IS NOT NULL AND EXCLUDED.closed_by_id IS DISTINCT FROM i.closed_by_id))
-        RETURNING i.issue_id, i.platform_issue_id, (i.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_issues d SET issue_id = up.issue_id, changed = true, was_inserted = up.was_inserted
-    FROM up WHERE up.platform_issue_id = d.platform_issue_id;
-
-    -- Labels and assignees of changed issues become exactly what the payload lists.
-    -- (Issues inserted just now have none to remove.)
-    DELETE FROM aveloxis_data.issue_labels l USING pg_temp.drain_issues d
-    WHERE d.changed AND NOT d.was_inserted AND l.repo_id = repo AND l.issue_id = d.issue_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
-                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_text);
-    INSERT INTO aveloxis_data.issue_labels AS l
-        (issue_id, repo_id, label_text, label_description, label_color, platform_label_id,
-         tool_source, tool_version, data_source)
-    SELECT DISTINCT ON (d.issue_id, e ->> 'name')
-           d.issue_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
-           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END,
-           'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM pg_temp.drain_issues d, jsonb_array_elements(d.labels) e
-    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
-    ORDER BY d.issue_id, e ->> 'name'
-    ON CONFLICT (repo_id, issue_id, label_text) DO UPDATE
-        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
-            platform_label_id = EXCLUDED.platform_label_id
-        WHERE (l.label_description, l.label_color, l.platform_label_id)
-              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
-
-    DELETE FROM aveloxis_data.issue_assignees a USING pg_temp.drain_issues d
-    WHERE d.changed AND NOT d.was_inserted AND a.repo_id = repo AND a.issue_id = d.issue_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
-                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
-    -- Assignee ids first, then an equality join (hashable) to the resolved users.
-    WITH wanted AS MATERIALIZED (
-        SELECT DISTINCT d.issue_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
-        FROM pg_temp.drain_issues d, jsonb_array_elements(d.assignees) e
-        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
-    )
-    INSERT INTO aveloxis_data.issue_assignees AS a
-        (issue_id, repo_id, platform_assignee_id, cntrb_id, tool_source, tool_version, data_source)
-    SELECT w.issue_id, repo, w.user_id, u.cntrb_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
-    ORDER BY w.issue_id, w.user_id
-    ON CONFLICT (repo_id, issue_id, platform_assignee_id) DO NOTHING;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated
-    FROM pg_temp.drain_issues;
-    result.unchanged := total - result.skipped - result.inserted - result.updated;
-    result.pending := 0;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:59
--- requires:
---   issues
-
--- Comments: one messages row per comment, linked to its issue (and, later, pull
--- request or review) by a reference table, as in Augur.
-
-CREATE TABLE aveloxis_data.messages (
-    msg_id               bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    platform_id          smallint NOT NULL,
-    -- Issue comments, review comments and review bodies are numbered separately by
-    -- the forge: the kind is part of the key (the Go system let them collide).
-    msg_source           text NOT NULL CHECK (msg_source IN ('issue_comment', 'review_comment', 'review')),
-    platform_msg_id      bigint NOT NULL,
-    node_id              text,
-    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
-    msg_text             text COMPRESSION lz4,
-    msg_timestamp        timestamptz,
-    msg_updated_at       timestamptz,
-    msg_html_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, msg_source, platform_msg_id),
-    PRIMARY KEY (repo_id, msg_id)
-);
-COMMENT ON TABLE aveloxis_data.messages IS 'Comments of issues (and later pull requests and reviews)';
-CREATE INDEX messages_cntrb_idx ON aveloxis_data.messages (cntrb_id);
-
-CREATE TABLE aveloxis_data.issue_message_ref (
-    issue_msg_ref_id     bigint GENERATED BY DEFAULT AS IDENTITY,
-    issue_id             bigint NOT NULL,
-    msg_id               bigint NOT NULL,
-    -- The repository of issue and message (Citus distribution); their FKs cover it.
-    repo_id              bigint NOT NULL,
-    platform_src_id      bigint,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, issue_id, msg_id),
-    PRIMARY KEY (repo_id, issue_msg_ref_id),
-    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE,
-    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE
-);
-CREATE INDEX issue_message_ref_msg_idx ON aveloxis_data.issue_message_ref (repo_id, msg_id);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.messages', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.messages', 'msg_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_message_ref', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_message_ref', 'issue_msg_ref_id'), '');
-
--- 'issue_comment' payloads, mapped per forge into drain_comments, then written by one
--- upsert (drain_issue_comments below).
-
--- 'issue_comment' payloads: GitHub issue comments (/repos/{o}/{r}/issues/comments or
--- /issues/{n}/comments). The parent is context.parent_number, else the tail of
--- issue_url. A comment whose issue has not been drained yet stays pending; comments
--- on pull requests stay pending until pull requests are drained.
-CREATE FUNCTION aveloxis_ops.map_issue_comments_github(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_comments
-        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, author, created_at, updated_at)
-    SELECT r.staging_id, r.platform_id, x.id, x.node_id, x.body, x.html_url,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
-                    substring(x.issue_url FROM '/issues/([0-9]{1,9})$')::integer),
-           x."user", aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, issue_url text, "user" jsonb,
-                                     created_at text, updated_at text)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab: user notes (system = false, not DiffNote) of /issues/:iid/notes or
--- /merge_requests/:iid/discussions. The parent is the one the agent fetched it under
--- (context parent_number and parent_kind), else the note's noteable_iid and noteable_type
--- (Issue or MergeRequest): GitLab numbers issues and merge requests apart, so the kind
--- decides where to look. A note has no URL of its own: the parent's web_url
--- (context.parent_web_url) with #note_<id>, as GitLab links it.
-CREATE FUNCTION aveloxis_ops.map_issue_comments_gitlab(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_comments
-        (staging_id, platform_id, platform_msg_id, node_id, body, html_url, parent_number, parent_kind, author,
-         created_at, updated_at)
-    SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
-           CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
-           -- The parent the agent fetched it under (the request's path), else the note's own.
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
-                    x.noteable_iid),
-           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type)),
-           x.author, aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, created_at text, updated_at text,
-                                     noteable_iid integer, noteable_type text)
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab's noteable_type / resource_type as our parent kind ('issue' or 'pull_request').
-CREATE FUNCTION aveloxis_ops.gitlab_parent_kind(noteable_type text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE noteable_type WHEN 'Issue' THEN 'issue' WHEN 'issue' THEN 'issue'
-                              WHEN 'MergeRequest' THEN 'pull_request' WHEN 'pull_request' THEN 'pull_request' END
-$$;
-
--- One upsert for every forge's issue and pull request comments.
-CREATE FUNCTION aveloxis_ops.drain_issue_comments(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_comments;
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-
-    total := aveloxis_ops.map_issue_comments_github(only_staging_id) + aveloxis_ops.map_issue_comments_gitlab(only_staging_id);
-
-    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE platform_msg_id IS NULL) THEN
-        RAISE EXCEPTION 'issue comment payload without a numeric "id"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage comment objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    IF EXISTS (SELECT FROM pg_temp.drain_comments WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'issue comment payload names no parent: no "issue_url" ending in a number (GitLab: "noteable_iid"), and no context.parent_number'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage comments of /issues/{n}/comments with context {"parent_number": n}.';
-    END IF;
-
-    -- Issues and pull requests share one number space: the parent is one or the other.
-    -- Correlated lookups: one index probe per comment. (A join let the planner, misled by
-    -- statistics older than the drain's own inserts, hash the repository's every issue
-    -- for each batch: quadratic in the repository's size.)
-    UPDATE pg_temp.drain_comments c
-    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
-                    WHERE i.repo_id = repo AND i.issue_number = c.parent_number)
-    WHERE c.parent_kind IS DISTINCT FROM 'pull_request';
-    UPDATE pg_temp.drain_comments c
-    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
-                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number)
-    WHERE c.issue_id IS NULL AND c.parent_kind IS DISTINCT FROM 'issue';
-    UPDATE pg_temp.drain_rows r SET pending = true
-    FROM pg_temp.drain_comments c
-    WHERE c.staging_id = r.staging_id AND c.issue_id IS NULL AND c.pull_request_id IS NULL;
-    SELECT count(*) INTO result.pending FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_comments WHERE issue_id IS NULL AND pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_comments d USING pg_temp.drain_comments e
-    WHERE e.platform_msg_id = d.platform_msg_id
-      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
-
-    ANALYZE pg_temp.drain_comments;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT c.platform_id, c.staging_id, c.author FROM pg_temp.drain_comments c;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.messages AS m
-            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
-             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
-        SELECT repo, c.platform_id, 'issue_comment', c.platform_msg_id, c.node_id, u.cntrb_id, c.body, c.created_at,
-               c.updated_at, c.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_comments c
-        LEFT JOIN pg_temp.drain_users u
-               ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c.author)
-        ORDER BY c.platform_msg_id
-        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
-            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
-                msg_text = EXCLUDED.msg_text, msg_timestamp = EXCLUDED.msg_timestamp,
-                msg_updated_at = EXCLUDED.msg_updated_at, msg_html_url = EXCLUDED.msg_html_url,
-                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
-            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
-              AND ((m.node_id, m.msg_text, m.msg_timestamp, m.msg_updated_at, m.msg_html_url)
-                   IS DISTINCT FROM
-                   (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_updated_at,
-                    EXCLUDED.msg_html_url)
-                OR (EXCLUDED.cntrb_id IS NOT NULL AND EXCLUDED.cntrb_id IS DISTINCT FROM m.cntrb_id))
-        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_comments c SET msg_id = up.msg_id, changed = true, was_inserted = up.was_inserted
-    FROM up WHERE up.platform_msg_id = c.platform_msg_id;
-
-    INSERT INTO aveloxis_data.issue_message_ref
-        (issue_id, msg_id, repo_id, platform_src_id, tool_source, tool_version, data_source)
-    SELECT c.issue_id, c.msg_id, repo, c.platform_msg_id, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.issue_id IS NOT NULL
-    ORDER BY c.msg_id
-    ON CONFLICT (repo_id, issue_id, msg_id) DO NOTHING;
-    INSERT INTO aveloxis_data.pull_request_message_ref (pull_request_id, msg_id, repo_id, platform_src_id)
-    SELECT c.pull_request_id, c.msg_id, repo, c.platform_msg_id
-    FROM pg_temp.drain_comments c WHERE c.was_inserted AND c.pull_request_id IS NOT NULL
-    ORDER BY c.msg_id
-    ON CONFLICT (repo_id, pull_request_id, msg_id) DO NOTHING;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated
-    FROM pg_temp.drain_comments;
-    result.skipped := 0;
-    result.unchanged := total - result.pending - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-
--- 'review_comment' payloads (comments on a pull request's diff), mapped per forge into
--- drain_review_comments, then written by one upsert (drain_review_comments below).
-
--- GitHub: comments on a pull request's diff (/repos/{o}/{r}/pulls/comments
--- or /pulls/{n}/comments). The pull request is context.parent_number, else the tail of
--- pull_request_url (or of _links.pull_request.href in older API versions); until it has
--- been drained the comment waits.
-CREATE FUNCTION aveloxis_ops.map_review_comments_github(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_review_comments
-        (staging_id, platform_id, id, node_id, body, html_url, pull_request_url, "user", pull_request_review_id,
-         in_reply_to_id, diff_hunk, path, "position", original_position, line, original_line, side, commit_id,
-         original_commit_id, author_association, created_at, updated_at, parent_number)
-    SELECT r.staging_id, r.platform_id, x.*,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
-                         THEN (r.context ->> 'parent_number')::integer END,
-                    substring(x.pull_request_url FROM '/pulls/([0-9]{1,9})$')::integer,
-                    -- Older API versions link the pull request only under _links.
-                    substring(r.doc #>> '{_links,pull_request,href}' FROM '/pulls/([0-9]{1,9})$')::integer)
-               AS parent_number
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, body text, html_url text, pull_request_url text,
-                                     "user" jsonb, pull_request_review_id bigint, in_reply_to_id bigint,
-                                     diff_hunk text, path text, "position" integer, original_position integer,
-                                     line integer, original_line integer, side text, commit_id text,
-                                     original_commit_id text, author_association text, created_at text,
-                                     updated_at text)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab: DiffNote notes (type "DiffNote" with a "position") of
--- /merge_requests/:iid/discussions. path = new_path (old_path when the file was
--- deleted), line = new_line, original_line = old_line, side LEFT when only the old line
--- is set, commit_id = head_sha, original_commit_id = base_sha; the reply's parent is the
--- discussion's first note (context.in_reply_to_id). The merge request is noteable_iid.
-CREATE FUNCTION aveloxis_ops.map_review_comments_gitlab(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_review_comments
-        (staging_id, platform_id, id, node_id, body, html_url, pull_request_url, "user", pull_request_review_id,
-         in_reply_to_id, diff_hunk, path, "position", original_position, line, original_line, side, commit_id,
-         original_commit_id, author_association, created_at, updated_at, parent_number)
-    SELECT r.staging_id, r.platform_id, x.id, NULL, x.body,
-           CASE WHEN r.context ->> 'parent_web_url' IS NOT NULL THEN (r.context ->> 'parent_web_url') || '#note_' || x.id END,
-           NULL, x.author, NULL,
-           CASE WHEN (r.context ->> 'in_reply_to_id') ~ '^[0-9]{1,18}$' THEN (r.context ->> 'in_reply_to_id')::bigint END,
-           NULL,
-           coalesce(x."position" ->> 'new_path', x."position" ->> 'old_path'),
-           NULL, NULL,
-           CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN (x."position" ->> 'new_line')::integer END,
-           CASE WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN (x."position" ->> 'old_line')::integer END,
-           CASE WHEN jsonb_typeof(x."position" -> 'new_line') = 'number' THEN 'RIGHT'
-                WHEN jsonb_typeof(x."position" -> 'old_line') = 'number' THEN 'LEFT' END,
-           x."position" ->> 'head_sha', x."position" ->> 'base_sha', NULL, x.created_at, x.updated_at,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
-                    x.noteable_iid)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, body text, author jsonb, "position" jsonb, created_at text,
-                                     updated_at text, noteable_iid integer)
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- One upsert for every forge's review comments.
-CREATE FUNCTION aveloxis_ops.drain_review_comments(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    PERFORM aveloxis_ops.drop_batch_table('drain_review_comments');
-    CREATE TEMP TABLE drain_review_comments (
-        staging_id             bigint PRIMARY KEY,
-        platform_id            smallint NOT NULL,
-        id                     bigint,
-        node_id                text,
-        body                   text,
-        html_url               text,
-        pull_request_url       text,
-        "user"                 jsonb,
-        pull_request_review_id bigint,
-        in_reply_to_id         bigint,
-        diff_hunk              text,
-        path                   text,
-        "position"             integer,
-        original_position      integer,
-        line                   integer,
-        original_line          integer,
-        side                   text,
-        commit_id              text,
-        original_commit_id     text,
-        author_association     text,
-        created_at             text,
-        updated_at             text,
-        parent_number          integer,
-        pull_request_id        bigint,
-        msg_id                 bigint,
-        was_inserted           boolean NOT NULL DEFAULT false,
-        changed                boolean NOT NULL DEFAULT false
-    ) ON COMMIT DROP;
-    total := aveloxis_ops.map_review_comments_github(only_staging_id)
-             + aveloxis_ops.map_review_comments_gitlab(only_staging_id);
-    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE id IS NULL) THEN
-        RAISE EXCEPTION 'review comment payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
-            HINT = 'Stage review comment objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    IF EXISTS (SELECT FROM pg_temp.drain_review_comments WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'review comment payload names no pull request: no "pull_request_url" (GitLab: "noteable_iid"), and no context.parent_number'
-            USING ERRCODE = 'not_null_violation', HINT = 'Stage /pulls/{n}/comments items with context {"parent_number": n}.';
-    END IF;
-    UPDATE pg_temp.drain_review_comments c
-    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
-                           WHERE p.repo_id = repo AND p.pr_number = c.parent_number);
-    UPDATE pg_temp.drain_rows r SET pending = true
-    FROM pg_temp.drain_review_comments c WHERE c.staging_id = r.staging_id AND c.pull_request_id IS NULL;
-    SELECT count(*) INTO result.pending FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_review_comments WHERE pull_request_id IS NULL;
-    DELETE FROM pg_temp.drain_review_comments d USING pg_temp.drain_review_comments e
-    WHERE e.id = d.id AND (coalesce(aveloxis_ops.forge_timestamp(e.updated_at), '-infinity'), e.staging_id)
-                        > (coalesce(aveloxis_ops.forge_timestamp(d.updated_at), '-infinity'), d.staging_id);
-
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT c.platform_id, c.staging_id, c."user" FROM pg_temp.drain_review_comments c;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.messages AS m
-            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
-             msg_updated_at, msg_html_url, tool_source, tool_version, data_source)
-        SELECT repo, c.platform_id, 'review_comment', c.id, c.node_id, u.cntrb_id, c.body,
-               aveloxis_ops.forge_timestamp(c.created_at), aveloxis_ops.forge_timestamp(c.updated_at), c.html_url,
-               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_review_comments c
-        LEFT JOIN pg_temp.drain_users u ON u.platform_id = c.platform_id AND u.user_id = aveloxis_ops.user_id_of(c."user")
-        ORDER BY c.id
-        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
-            SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
-                msg_text = EXCLUDED.msg_text, msg_updated_at = EXCLUDED.msg_updated_at,
-                msg_html_url = EXCLUDED.msg_html_url, data_collection_date = EXCLUDED.data_collection_date
-            WHERE (m.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at IS NULL OR EXCLUDED.msg_updated_at >= m.msg_updated_at)
-              AND (m.node_id, m.msg_text, m.msg_updated_at, m.msg_html_url)
-                  IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.msg_text, EXCLUDED.msg_updated_at, EXCLUDED.msg_html_url)
-        RETURNING m.msg_id, m.platform_msg_id, (m.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_review_comments c SET msg_id = up.msg_id, was_inserted = up.was_inserted, changed = true
-    FROM up WHERE up.platform_msg_id = c.id;
-    UPDATE pg_temp.drain_review_comments c
-    SET msg_id = (SELECT m.msg_id FROM aveloxis_data.messages m
-                  WHERE m.repo_id = repo AND m.msg_source = 'review_comment' AND m.platform_msg_id = c.id)
-    WHERE c.msg_id IS NULL;
-
-    INSERT INTO aveloxis_data.review_comments AS t
-        (repo_id, pull_request_id, msg_id, platform_src_id, pr_review_id, platform_review_id, in_reply_to_id,
-         diff_hunk, path, "position", original_position, line, original_line, side, commit_id, original_commit_id,
-         author_association)
-    SELECT repo, c.pull_request_id, c.msg_id, c.id,
-           (SELECT v.pr_review_id FROM aveloxis_data.pull_request_reviews v
-            WHERE v.repo_id = repo AND v.pull_request_id = c.pull_request_id
-              AND v.platform_review_id = c.pull_request_review_id),
-           c.pull_request_review_id, c.in_reply_to_id,
-           c.diff_hunk, c.path, c."position", c.original_position, c.line, c.original_line, c.side, c.commit_id,
-           c.original_commit_id, c.author_association
-    FROM pg_temp.drain_review_comments c
-    WHERE c.changed
-    ORDER BY c.id
-    ON CONFLICT (repo_id, platform_src_id) DO UPDATE
-        SET pr_review_id = coalesce(EXCLUDED.pr_review_id, t.pr_review_id), diff_hunk = EXCLUDED.diff_hunk,
-            path = EXCLUDED.path, "position" = EXCLUDED."position", line = EXCLUDED.line, side = EXCLUDED.side,
-            commit_id = EXCLUDED.commit_id;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated FROM pg_temp.drain_review_comments;
-    result.skipped := 0;
-    result.unchanged := total - result.pending - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:60
--- requires:
---   messages
-
--- Pull requests and their children (Aveloxis names: pull_requests.created_at,
--- author_id...; aveloxis_augur_data will present Augur's). Children carry repo_id for
--- Citus distribution; their foreign key is their pull request's.
-
-CREATE TABLE aveloxis_data.pull_requests (
-    -- 8Knot copies pull_request_id into int4 columns: keep it below 2^31.
-    pull_request_id       bigint GENERATED BY DEFAULT AS IDENTITY (MAXVALUE 2147483647),
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    platform_pr_id        bigint NOT NULL,
-    pr_number             integer NOT NULL,
-    node_id               text,
-    pr_url                text,
-    pr_html_url           text,
-    pr_diff_url           text,
-    pr_title              text,
-    pr_body               text COMPRESSION lz4,
-    -- 'open', 'closed' or 'merged' (merged_at set).
-    pr_state              text,
-    pr_locked             boolean,
-    pr_draft              boolean,
-    author_id             uuid REFERENCES aveloxis_data.contributors,
-    pr_author_association text,
-    created_at            timestamptz,
-    updated_at            timestamptz,
-    closed_at             timestamptz,
-    merged_at             timestamptz,
-    merge_commit_sha      text,
-    pr_commit_count       integer,
-    pr_additions          integer,
-    pr_deletions          integer,
-    pr_changed_files      integer,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, platform_pr_id),
-    UNIQUE (repo_id, pr_number),
-    PRIMARY KEY (repo_id, pull_request_id)
-);
-COMMENT ON TABLE aveloxis_data.pull_requests IS 'Pull requests (GitHub) and merge requests (GitLab)';
-CREATE INDEX pull_requests_author_idx ON aveloxis_data.pull_requests (author_id);
-
-CREATE TABLE aveloxis_data.pull_request_labels (
-    pr_label_id          bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    label_name           text NOT NULL,
-    label_description    text,
-    label_color          text,
-    platform_label_id    bigint,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, label_name),
-    PRIMARY KEY (repo_id, pr_label_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
-CREATE TABLE aveloxis_data.pull_request_assignees (
-    pr_assignee_id       bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    platform_assignee_id bigint NOT NULL,
-    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, platform_assignee_id),
-    PRIMARY KEY (repo_id, pr_assignee_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
--- Requested reviewers (people asked to review), not the reviews themselves.
-CREATE TABLE aveloxis_data.pull_request_reviewers (
-    pr_reviewer_id       bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    platform_reviewer_id bigint NOT NULL,
-    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, platform_reviewer_id),
-    PRIMARY KEY (repo_id, pr_reviewer_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
-CREATE TABLE aveloxis_data.pull_request_reviews (
-    pr_review_id          bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id       bigint NOT NULL,
-    repo_id               bigint NOT NULL,
-    platform_review_id    bigint NOT NULL,
-    node_id               text,
-    cntrb_id              uuid REFERENCES aveloxis_data.contributors,
-    -- GitHub's spellings: APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED, PENDING.
-    review_state          text,
-    review_body           text,
-    submitted_at          timestamptz,
-    html_url              text,
-    commit_id             text,
-    author_association    text,
-    data_collection_date  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, platform_review_id),
-    PRIMARY KEY (repo_id, pr_review_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
-CREATE TABLE aveloxis_data.pull_request_commits (
-    pr_cmt_id              bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id        bigint NOT NULL,
-    repo_id                bigint NOT NULL,
-    pr_cmt_sha             text NOT NULL,
-    pr_cmt_node_id         text,
-    pr_cmt_message         text,
-    pr_cmt_author_cntrb_id uuid REFERENCES aveloxis_data.contributors,
-    pr_cmt_author_name     text,
-    pr_cmt_author_email    text,
-    pr_cmt_timestamp       timestamptz,
-    data_collection_date   timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, pr_cmt_sha),
-    PRIMARY KEY (repo_id, pr_cmt_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
-CREATE TABLE aveloxis_data.pull_request_files (
-    pr_file_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    pr_file_path         text NOT NULL,
-    pr_file_status       text,
-    pr_file_additions    integer,
-    pr_file_deletions    integer,
-    pr_file_changes      integer,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, pr_file_path),
-    PRIMARY KEY (repo_id, pr_file_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
--- The head and base of a pull request: branch label, ref, sha and owner.
-CREATE TABLE aveloxis_data.pull_request_meta (
-    pr_repo_meta_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    pr_head_or_base      text NOT NULL CHECK (pr_head_or_base IN ('head', 'base')),
-    pr_src_meta_label    text,
-    pr_src_meta_ref      text,
-    pr_sha               text,
-    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, pr_head_or_base),
-    PRIMARY KEY (repo_id, pr_repo_meta_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-
--- The repository of a head or base; none for a head whose fork was deleted (head.repo null).
-CREATE TABLE aveloxis_data.pull_request_repo (
-    pr_repo_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    pr_repo_meta_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    pr_repo_head_or_base text NOT NULL,
-    pr_src_repo_id       bigint,
-    pr_src_node_id       text,
-    pr_repo_name         text,
-    pr_repo_full_name    text,
-    pr_repo_private      boolean,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, pr_repo_id),
-    UNIQUE (repo_id, pr_repo_meta_id),
-    FOREIGN KEY (repo_id, pr_repo_meta_id) REFERENCES aveloxis_data.pull_request_meta (repo_id, pr_repo_meta_id) ON DELETE CASCADE
-);
-
-CREATE TABLE aveloxis_data.pull_request_message_ref (
-    pr_msg_ref_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    msg_id               bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    platform_src_id      bigint,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pull_request_id, msg_id),
-    PRIMARY KEY (repo_id, pr_msg_ref_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE,
-    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE
-);
-CREATE INDEX pull_request_message_ref_msg_idx ON aveloxis_data.pull_request_message_ref (repo_id, msg_id);
-
--- A review's body is also a message (msg_source 'review'), as in Augur.
-CREATE TABLE aveloxis_data.pull_request_review_message_ref (
-    pr_review_msg_ref_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    pr_review_id         bigint NOT NULL,
-    msg_id               bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, pr_review_id, msg_id),
-    PRIMARY KEY (repo_id, pr_review_msg_ref_id),
-    FOREIGN KEY (repo_id, pr_review_id) REFERENCES aveloxis_data.pull_request_reviews (repo_id, pr_review_id) ON DELETE CASCADE,
-    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE
-);
-
--- pg_dump keeps their data (one call per statement: each updates pg_extension).
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_requests', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_requests', 'pull_request_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_labels', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_labels', 'pr_label_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_assignees', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_assignees', 'pr_assignee_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_reviewers', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_reviewers', 'pr_reviewer_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_reviews', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_reviews', 'pr_review_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_commits', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_commits', 'pr_cmt_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_files', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_files', 'pr_file_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_meta', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_meta', 'pr_repo_meta_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_repo', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_repo', 'pr_repo_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_message_ref', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_message_ref', 'pr_msg_ref_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_review_message_ref', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_review_message_ref', 'pr_review_msg_ref_id'), '');
-
--- 'pull_request' envelopes, mapped per forge into drain_prs (typed rows; users, labels,
--- reviews and commits as GitHub-shaped JSON), then written by one upsert (below).
-
--- GitHub 'pull_request' envelopes (docs/staging-contract.md): {"pull_request": <the PR object>,
--- and optionally "reviews", "commits", "files" (the forge's lists) and
--- "requested_reviewers" (the forge's {"users", "teams"})}. A list that is present is
--- the complete current set and is synced; an absent one is left alone. Children are
--- synced only from an envelope at least as new as the stored pull request.
-CREATE FUNCTION aveloxis_ops.map_pull_requests_github(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    IF EXISTS (SELECT FROM pg_temp.drain_rows r
-               WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending
-                 AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-                 AND jsonb_typeof(r.doc -> 'pull_request') IS DISTINCT FROM 'object') THEN
-        RAISE EXCEPTION 'pull_request envelope without a "pull_request" object'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage {"pull_request": <PR object>, "reviews": [...], ...} (docs/staging-contract.md).';
-    END IF;
-    INSERT INTO pg_temp.drain_prs
-        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
-         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
-         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
-         assignees, requested, head, base, reviews, commits, files)
-    SELECT r.staging_id, r.platform_id, x.id, x.number, x.node_id, x.url, x.html_url, x.diff_url, x.title, x.body,
-           CASE WHEN aveloxis_ops.forge_timestamp(x.merged_at) IS NOT NULL OR x.merged IS TRUE THEN 'merged'
-                ELSE x.state END,
-           x.locked, x.draft, x."user", x.author_association,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
-           x.merge_commit_sha, x.commits, x.additions, x.deletions, x.changed_files,
-           CASE WHEN jsonb_typeof(x.labels) = 'array' THEN x.labels ELSE '[]'::jsonb END,
-           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
-                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
-                ELSE '[]'::jsonb END,
-           -- The envelope's /requested_reviewers, else the list inside the PR object.
-           CASE WHEN jsonb_typeof(r.doc -> 'requested_reviewers' -> 'users') = 'array'
-                    THEN r.doc -> 'requested_reviewers' -> 'users'
-                WHEN jsonb_typeof(r.doc -> 'requested_reviewers') = 'array' THEN r.doc -> 'requested_reviewers'
-                WHEN jsonb_typeof(x.requested_reviewers) = 'array' THEN x.requested_reviewers END,
-           x.head, x.base,
-           CASE WHEN jsonb_typeof(r.doc -> 'reviews') = 'array' THEN r.doc -> 'reviews' END,
-           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN r.doc -> 'commits' END,
-           CASE WHEN jsonb_typeof(r.doc -> 'files') = 'array' THEN r.doc -> 'files' END
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc -> 'pull_request') AS x(
-             id bigint, number integer, node_id text, url text, html_url text, diff_url text, title text, body text,
-             state text, locked boolean, draft boolean, merged boolean, "user" jsonb, author_association text,
-             created_at text, updated_at text, closed_at text, merged_at text, merge_commit_sha text,
-             commits integer, additions integer, deletions integer, changed_files integer, labels jsonb,
-             assignee jsonb, assignees jsonb, requested_reviewers jsonb, head jsonb, base jsonb)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab 'pull_request' envelopes: {"merge_request": <the MR object of the list>,
--- and optionally "approvals" (/merge_requests/:iid/approvals), "reviewers"
--- (/merge_requests/:iid/reviewers) and "commits" (/merge_requests/:iid/commits)}.
--- States: opened -> open, merged, closed; locked (a merge in progress) -> open. The MR's
--- reviewers are its requested reviewers. Each approval is an APPROVED review submitted
--- at approved_at; a reviewer's requested_changes is CHANGES_REQUESTED and reviewed is
--- COMMENTED. GitLab gives these no id: the review id is derived from (MR, user, state),
--- never 0 and stable across runs. Head and base are the source and target branches (the
--- base sha only when the envelope carries the MR's diff_refs).
-CREATE FUNCTION aveloxis_ops.map_pull_requests_gitlab(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    IF EXISTS (SELECT FROM pg_temp.drain_rows r
-               WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending
-                 AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-                 AND jsonb_typeof(r.doc -> 'merge_request') IS DISTINCT FROM 'object') THEN
-        RAISE EXCEPTION 'GitLab pull_request envelope without a "merge_request" object'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage {"merge_request": <MR object>, "approvals": {...}, "commits": [...]} (docs/staging-contract.md).';
-    END IF;
-    INSERT INTO pg_temp.drain_prs
-        (staging_id, platform_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title,
-         pr_body, pr_state, pr_locked, pr_draft, author, pr_author_association, created_at, updated_at, closed_at,
-         merged_at, merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files, labels,
-         assignees, requested, head, base, reviews, commits, files)
-    SELECT r.staging_id, r.platform_id, x.id, x.iid, NULL, x.web_url, x.web_url, NULL, x.title, x.description,
-           CASE x.state WHEN 'opened' THEN 'open' WHEN 'locked' THEN 'open'
-                        WHEN 'merged' THEN 'merged' ELSE x.state END,
-           x.discussion_locked, coalesce(x.draft, x.work_in_progress), x.author, NULL,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.closed_at), aveloxis_ops.forge_timestamp(x.merged_at),
-           coalesce(x.merge_commit_sha, x.squash_commit_sha),
-           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN jsonb_array_length(r.doc -> 'commits') END,
-           NULL, NULL, NULL,
-           aveloxis_ops.gitlab_labels(x.labels),
-           CASE WHEN jsonb_typeof(x.assignees) = 'array' THEN x.assignees
-                WHEN jsonb_typeof(x.assignee) = 'object' THEN jsonb_build_array(x.assignee)
-                ELSE '[]'::jsonb END,
-           CASE WHEN jsonb_typeof(r.doc -> 'reviewers') = 'array'
-                    THEN (SELECT coalesce(jsonb_agg(e -> 'user'), '[]') FROM jsonb_array_elements(r.doc -> 'reviewers') e
-                          WHERE jsonb_typeof(e -> 'user') = 'object')
-                WHEN jsonb_typeof(x.reviewers) = 'array' THEN x.reviewers END,
-           jsonb_build_object('label', x.source_branch, 'ref', x.source_branch, 'sha', coalesce(x.diff_refs ->> 'head_sha', x.sha),
-                              'user', x.author,
-                              'repo', CASE WHEN x.source_project_id IS NOT NULL
-                                           THEN jsonb_build_object('id', x.source_project_id) END),
-           jsonb_build_object('label', x.target_branch, 'ref', x.target_branch, 'sha', x.diff_refs ->> 'base_sha',
-                              'repo', CASE WHEN x.target_project_id IS NOT NULL
-                                           THEN jsonb_build_object('id', x.target_project_id) END),
-           CASE WHEN jsonb_typeof(r.doc -> 'approvals') = 'object' OR jsonb_typeof(r.doc -> 'reviewers') = 'array'
-                THEN aveloxis_ops.gitlab_reviews(x.id, r.doc -> 'approvals', r.doc -> 'reviewers') END,
-           CASE WHEN jsonb_typeof(r.doc -> 'commits') = 'array' THEN
-               (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                           'sha', c ->> 'id',
-                           'commit', jsonb_build_object(
-                               'message', c ->> 'message',
-                               'author', jsonb_build_object('name', c ->> 'author_name', 'email', c ->> 'author_email',
-                                                            'date', c ->> 'authored_date')))), '[]')
-                FROM jsonb_array_elements(r.doc -> 'commits') c WHERE jsonb_typeof(c) = 'object') END,
-           NULL
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc -> 'merge_request') AS x(
-             id bigint, iid integer, web_url text, title text, description text, state text, discussion_locked boolean,
-             draft boolean, work_in_progress boolean, author jsonb, created_at text, updated_at text, closed_at text,
-             merged_at text, merge_commit_sha text, squash_commit_sha text, labels jsonb, assignee jsonb,
-             assignees jsonb, reviewers jsonb, source_branch text, target_branch text, sha text, diff_refs jsonb,
-             source_project_id bigint, target_project_id bigint)
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- A GitLab review's id: GitLab gives approvals and reviewer states none. Derived from
--- (merge request id, user id, state), positive and never 0, the same on every run.
-CREATE FUNCTION aveloxis_ops.gitlab_review_id(mr_id bigint, user_id bigint, state text)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (pg_catalog.hashtextextended(mr_id::text || '/' || user_id::text || '/' || state, 0)
-            & 9223372036854775807::bigint) | 1::bigint
-$$;
-
--- GitLab approvals ({"approved_by": [{"user", "approved_at"}]}) and reviewer states
--- ([{"user", "state", "created_at"}]) as GitHub-shaped reviews. An approval is taken from
--- the approvals list first (it carries approved_at; older instances send none, so NULL).
-CREATE FUNCTION aveloxis_ops.gitlab_reviews(mr_id bigint, approvals jsonb, reviewers jsonb)
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(pg_catalog.jsonb_agg(r.v), '[]'::jsonb) FROM (
-        -- One review per id; an approval in both lists is taken from /approvals.
-        SELECT DISTINCT ON (k.id)
-               pg_catalog.jsonb_build_object('id', k.id, 'state', s.state, 'submitted_at', s.submitted_at,
-                                             'user', s.u) AS v
-        FROM (SELECT 1 AS preference, a -> 'user' AS u, 'APPROVED' AS state, a -> 'approved_at' AS submitted_at
-              FROM pg_catalog.jsonb_array_elements(
-                       CASE WHEN pg_catalog.jsonb_typeof(approvals -> 'approved_by') = 'array'
-                            THEN approvals -> 'approved_by' ELSE '[]'::jsonb END) a
-              UNION ALL
-              SELECT 2, e -> 'user', CASE e ->> 'state' WHEN 'requested_changes' THEN 'CHANGES_REQUESTED'
-                                                        WHEN 'reviewed' THEN 'COMMENTED'
-                                                        WHEN 'approved' THEN 'APPROVED' END,
-                     e -> 'created_at'
-              FROM pg_catalog.jsonb_array_elements(
-                       CASE WHEN pg_catalog.jsonb_typeof(reviewers) = 'array' THEN reviewers ELSE '[]'::jsonb END) e
-             ) s,
-             LATERAL (SELECT aveloxis_ops.gitlab_review_id(mr_id, aveloxis_ops.user_id_of(s.u), s.state) AS id) k
-        WHERE s.state IS NOT NULL AND aveloxis_ops.user_id_of(s.u) IS NOT NULL
-        ORDER BY k.id, s.preference
-    ) r
-$$;
-
--- One upsert for every forge's pull requests.
-CREATE FUNCTION aveloxis_ops.drain_pull_requests(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_prs;
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-
-    total := aveloxis_ops.map_pull_requests_github(only_staging_id) + aveloxis_ops.map_pull_requests_gitlab(only_staging_id);
-    IF EXISTS (SELECT FROM pg_temp.drain_prs WHERE platform_pr_id IS NULL OR pr_number IS NULL) THEN
-        RAISE EXCEPTION 'pull request object without a numeric "id" and "number"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage pull request objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    DELETE FROM pg_temp.drain_prs d USING pg_temp.drain_prs e
-    WHERE e.platform_pr_id = d.platform_pr_id
-      AND (coalesce(e.updated_at, '-infinity'), e.staging_id) > (coalesce(d.updated_at, '-infinity'), d.staging_id);
-    ANALYZE pg_temp.drain_prs;
-
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT d.platform_id, d.staging_id, u
-    FROM pg_temp.drain_prs d,
-         LATERAL (SELECT d.author UNION ALL SELECT d.head -> 'user' UNION ALL SELECT d.base -> 'user'
-                  UNION ALL SELECT a FROM jsonb_array_elements(d.assignees) a
-                  UNION ALL SELECT q FROM jsonb_array_elements(coalesce(d.requested, '[]')) q
-                  UNION ALL SELECT v -> 'user' FROM jsonb_array_elements(coalesce(d.reviews, '[]')) v
-                  UNION ALL SELECT c -> 'author' FROM jsonb_array_elements(coalesce(d.commits, '[]')) c) refs(u);
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    WITH up AS (
-        INSERT INTO aveloxis_data.pull_requests AS p
-            (repo_id, platform_pr_id, pr_number, node_id, pr_url, pr_html_url, pr_diff_url, pr_title, pr_body, pr_state,
-             pr_locked, pr_draft, author_id, pr_author_association, created_at, updated_at, closed_at, merged_at,
-             merge_commit_sha, pr_commit_count, pr_additions, pr_deletions, pr_changed_files,
-             tool_source, tool_version, data_source)
-        SELECT repo, d.platform_pr_id, d.pr_number, d.node_id, d.pr_url, d.pr_html_url, d.pr_diff_url, d.pr_title,
-               d.pr_body, d.pr_state, d.pr_locked, d.pr_draft, u.cntrb_id, d.pr_author_association, d.created_at,
-               d.updated_at, d.closed_at, d.merged_at, d.merge_commit_sha, d.pr_commit_count, d.pr_additions,
-               d.pr_deletions, d.pr_changed_files, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_prs d
-        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
-        ORDER BY d.platform_pr_id
-        ON CONFLICT (repo_id, platform_pr_id) DO UPDATE
-            SET pr_number = EXCLUDED.pr_number, node_id = EXCLUDED.node_id, pr_url = EXCLUDED.pr_url,
-                pr_html_url = EXCLUDED.pr_html_url, pr_diff_url = EXCLUDED.pr_diff_url, pr_title = EXCLUDED.pr_title,
-                pr_body = EXCLUDED.pr_body, pr_state = EXCLUDED.pr_state, pr_locked = EXCLUDED.pr_locked,
-                pr_draft = EXCLUDED.pr_draft, author_id = coalesce(EXCLUDED.author_id, p.author_id),
-                pr_author_association = EXCLUDED.pr_author_association, created_at = EXCLUDED.created_at,
-                updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at, merged_at = EXCLUDED.merged_at,
-                merge_commit_sha = EXCLUDED.merge_commit_sha,
-                -- The list endpoint omits counts the detail has: keep what is known.
-                pr_commit_count = coalesce(EXCLUDED.pr_commit_count, p.pr_commit_count),
-                pr_additions = coalesce(EXCLUDED.pr_additions, p.pr_additions),
-                pr_deletions = coalesce(EXCLUDED.pr_deletions, p.pr_deletions),
-                pr_changed_files = coalesce(EXCLUDED.pr_changed_files, p.pr_changed_files),
-                tool_version = EXCLUDED.tool_version, data_collection_date = EXCLUDED.data_collection_date
-            WHERE (p.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= p.updated_at)
-              AND ((p.pr_number, p.node_id, p.pr_url, p.pr_html_url, p.pr_diff_url, p.pr_title, p.pr_body, p.pr_state,
-                    p.pr_locked, p.pr_draft, p.pr_author_association, p.created_at, p.updated_at, p.closed_at,
-                    p.merged_at, p.merge_commit_sha)
-                   IS DISTINCT FROM
-                   (EXCLUDED.pr_number, EXCLUDED.node_id, EXCLUDED.pr_url, EXCLUDED.pr_html_url, EXCLUDED.pr_diff_url,
-                    EXCLUDED.pr_title, EXCLUDED.pr_body, EXCLUDED.pr_state, EXCLUDED.pr_locked, EXCLUDED.pr_draft,
-                    EXCLUDED.pr_author_association, EXCLUDED.created_at, EXCLUDED.updated_at, EXCLUDED.closed_at,
-                    EXCLUDED.merged_at, EXCLUDED.merge_commit_sha)
-                OR (EXCLUDED.author_id IS NOT NULL AND EXCLUDED.author_id IS DISTINCT FROM p.author_id)
-                OR (EXCLUDED.pr_commit_count IS NOT NULL AND EXCLUDED.pr_commit_count IS DISTINCT FROM p.pr_commit_count)
-                OR (EXCLUDED.pr_additions IS NOT NULL AND EXCLUDED.pr_additions IS DISTINCT FROM p.pr_additions)
-                OR (EXCLUDED.pr_deletions IS NOT NULL AND EXCLUDED.pr_deletions IS DISTINCT FROM p.pr_deletions)
-                OR (EXCLUDED.pr_changed_files IS NOT NULL AND EXCLUDED.pr_changed_files IS DISTINCT FROM p.pr_changed_files))
-        RETURNING p.platform_pr_id, (p.xmax = 0) AS was_inserted
-    )
-    UPDATE pg_temp.drain_prs d SET changed = true, was_inserted = up.was_inserted
-    FROM up WHERE up.platform_pr_id = d.platform_pr_id;
-    -- Ids for all, and whether this envelope is at least as new as what is stored.
-    -- (Correlated: one index probe per row, however stale the table's statistics.)
-    UPDATE pg_temp.drain_prs d
-    SET (pull_request_id, fresh) = (
-        SELECT p.pull_request_id, (d.updated_at IS NULL OR p.updated_at IS NULL OR d.updated_at >= p.updated_at)
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.platform_pr_id = d.platform_pr_id);
-
-    -- Labels and assignees come with the PR object: synced when it changed.
-    DELETE FROM aveloxis_data.pull_request_labels l USING pg_temp.drain_prs d
-    WHERE d.changed AND NOT d.was_inserted AND l.repo_id = repo AND l.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.labels) e
-                      WHERE jsonb_typeof(e) = 'object' AND e ->> 'name' = l.label_name);
-    INSERT INTO aveloxis_data.pull_request_labels AS l
-        (pull_request_id, repo_id, label_name, label_description, label_color, platform_label_id)
-    SELECT DISTINCT ON (d.pull_request_id, e ->> 'name')
-           d.pull_request_id, repo, e ->> 'name', e ->> 'description', e ->> 'color',
-           CASE WHEN jsonb_typeof(e -> 'id') = 'number' THEN (e ->> 'id')::bigint END
-    FROM pg_temp.drain_prs d, jsonb_array_elements(d.labels) e
-    WHERE d.changed AND jsonb_typeof(e) = 'object' AND nullif(e ->> 'name', '') IS NOT NULL
-    ORDER BY d.pull_request_id, e ->> 'name'
-    ON CONFLICT (repo_id, pull_request_id, label_name) DO UPDATE
-        SET label_description = EXCLUDED.label_description, label_color = EXCLUDED.label_color,
-            platform_label_id = EXCLUDED.platform_label_id
-        WHERE (l.label_description, l.label_color, l.platform_label_id)
-              IS DISTINCT FROM (EXCLUDED.label_description, EXCLUDED.label_color, EXCLUDED.platform_label_id);
-
-    DELETE FROM aveloxis_data.pull_request_assignees a USING pg_temp.drain_prs d
-    WHERE d.changed AND NOT d.was_inserted AND a.repo_id = repo AND a.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.assignees) e
-                      WHERE aveloxis_ops.user_id_of(e) = a.platform_assignee_id);
-    WITH wanted AS MATERIALIZED (
-        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
-        FROM pg_temp.drain_prs d, jsonb_array_elements(d.assignees) e
-        WHERE d.changed AND aveloxis_ops.user_id_of(e) IS NOT NULL
-    )
-    INSERT INTO aveloxis_data.pull_request_assignees (pull_request_id, repo_id, platform_assignee_id, cntrb_id)
-    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
-    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
-    ORDER BY 1, 3
-    ON CONFLICT (repo_id, pull_request_id, platform_assignee_id) DO NOTHING;
-
-    -- Requested reviewers: the current set, from a fresh envelope that carries one.
-    DELETE FROM aveloxis_data.pull_request_reviewers r USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.requested IS NOT NULL AND r.repo_id = repo AND r.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.requested) e
-                      WHERE aveloxis_ops.user_id_of(e) = r.platform_reviewer_id);
-    WITH wanted AS MATERIALIZED (
-        SELECT DISTINCT d.pull_request_id, d.platform_id, aveloxis_ops.user_id_of(e) AS user_id
-        FROM pg_temp.drain_prs d, jsonb_array_elements(d.requested) e
-        WHERE d.fresh AND d.requested IS NOT NULL AND aveloxis_ops.user_id_of(e) IS NOT NULL
-    )
-    INSERT INTO aveloxis_data.pull_request_reviewers (pull_request_id, repo_id, platform_reviewer_id, cntrb_id)
-    SELECT w.pull_request_id, repo, w.user_id, u.cntrb_id
-    FROM wanted w JOIN pg_temp.drain_users u ON u.platform_id = w.platform_id AND u.user_id = w.user_id
-    ORDER BY 1, 3
-    ON CONFLICT (repo_id, pull_request_id, platform_reviewer_id) DO NOTHING;
-
-    -- Reviews; a review's non-empty body is also a message.
-    WITH v AS MATERIALIZED (
-        SELECT DISTINCT ON (d.pull_request_id, x.id)
-               d.pull_request_id, d.platform_id, x.id, x.node_id, x.state, x.body, x.html_url, x.commit_id,
-               x.author_association, aveloxis_ops.forge_timestamp(x.submitted_at) AS submitted_at,
-               aveloxis_ops.user_id_of(x."user") AS user_id
-        FROM pg_temp.drain_prs d, jsonb_array_elements(d.reviews) e,
-             jsonb_to_record(e) AS x(id bigint, node_id text, state text, body text, html_url text, commit_id text,
-                                    author_association text, submitted_at text, "user" jsonb)
-        WHERE d.fresh AND d.reviews IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.id IS NOT NULL
-        ORDER BY d.pull_request_id, x.id
-    )
-    INSERT INTO aveloxis_data.pull_request_reviews AS r
-        (pull_request_id, repo_id, platform_review_id, node_id, cntrb_id, review_state, review_body, submitted_at,
-         html_url, commit_id, author_association)
-    SELECT v.pull_request_id, repo, v.id, v.node_id, u.cntrb_id, v.state, v.body, v.submitted_at, v.html_url,
-           v.commit_id, v.author_association
-    FROM v LEFT JOIN pg_temp.drain_users u ON u.platform_id = v.platform_id AND u.user_id = v.user_id
-    ORDER BY 1, 3
-    ON CONFLICT (repo_id, pull_request_id, platform_review_id) DO UPDATE
-        SET node_id = EXCLUDED.node_id, cntrb_id = coalesce(EXCLUDED.cntrb_id, r.cntrb_id),
-            review_state = EXCLUDED.review_state, review_body = EXCLUDED.review_body,
-            submitted_at = EXCLUDED.submitted_at, html_url = EXCLUDED.html_url, commit_id = EXCLUDED.commit_id,
-            author_association = EXCLUDED.author_association
-        WHERE (r.node_id, r.review_state, r.review_body, r.submitted_at, r.html_url, r.commit_id, r.author_association)
-              IS DISTINCT FROM (EXCLUDED.node_id, EXCLUDED.review_state, EXCLUDED.review_body, EXCLUDED.submitted_at,
-                                EXCLUDED.html_url, EXCLUDED.commit_id, EXCLUDED.author_association);
-    -- Reviews the forge no longer lists go; their review comments stay, unlinked (a foreign
-    -- key over repo_id cannot SET NULL under Citus, so the drain does it).
-    WITH gone AS MATERIALIZED (
-        SELECT r.pr_review_id FROM aveloxis_data.pull_request_reviews r, pg_temp.drain_prs d
-        WHERE d.fresh AND d.reviews IS NOT NULL AND r.repo_id = repo AND r.pull_request_id = d.pull_request_id
-          AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.reviews) e
-                          WHERE jsonb_typeof(e) = 'object' AND (e ->> 'id') = r.platform_review_id::text)
-    ), unlinked AS (
-        UPDATE aveloxis_data.review_comments c SET pr_review_id = NULL
-        FROM gone g WHERE c.repo_id = repo AND c.pr_review_id = g.pr_review_id
-    )
-    DELETE FROM aveloxis_data.pull_request_reviews r USING gone g
-    WHERE r.repo_id = repo AND r.pr_review_id = g.pr_review_id;
-    WITH bodies AS (
-        INSERT INTO aveloxis_data.messages AS m
-            (repo_id, platform_id, msg_source, platform_msg_id, node_id, cntrb_id, msg_text, msg_timestamp,
-             msg_html_url, tool_source, tool_version, data_source)
-        SELECT repo, d.platform_id, 'review', r.platform_review_id, r.node_id, r.cntrb_id, r.review_body,
-               r.submitted_at, r.html_url, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_prs d
-             JOIN aveloxis_data.pull_request_reviews r ON r.repo_id = repo AND r.pull_request_id = d.pull_request_id
-        WHERE d.fresh AND d.reviews IS NOT NULL AND nullif(btrim(r.review_body), '') IS NOT NULL
-        ORDER BY r.platform_review_id
-        ON CONFLICT (repo_id, msg_source, platform_msg_id) DO UPDATE
-            SET msg_text = EXCLUDED.msg_text, cntrb_id = coalesce(EXCLUDED.cntrb_id, m.cntrb_id),
-                msg_timestamp = EXCLUDED.msg_timestamp, msg_html_url = EXCLUDED.msg_html_url
-            WHERE (m.msg_text, m.msg_timestamp, m.msg_html_url)
-                  IS DISTINCT FROM (EXCLUDED.msg_text, EXCLUDED.msg_timestamp, EXCLUDED.msg_html_url)
-        RETURNING m.msg_id, m.platform_msg_id
-    )
-    INSERT INTO aveloxis_data.pull_request_review_message_ref (pr_review_id, msg_id, repo_id)
-    SELECT r.pr_review_id, b.msg_id, repo
-    FROM bodies b JOIN aveloxis_data.pull_request_reviews r
-         ON r.repo_id = repo AND r.platform_review_id = b.platform_msg_id
-    ON CONFLICT (repo_id, pr_review_id, msg_id) DO NOTHING;
-
-    -- Commits (a force-push can remove some: the list is the current set).
-    INSERT INTO aveloxis_data.pull_request_commits AS c
-        (pull_request_id, repo_id, pr_cmt_sha, pr_cmt_node_id, pr_cmt_message, pr_cmt_author_cntrb_id,
-         pr_cmt_author_name, pr_cmt_author_email, pr_cmt_timestamp)
-    SELECT DISTINCT ON (d.pull_request_id, e ->> 'sha')
-           d.pull_request_id, repo, e ->> 'sha', e ->> 'node_id', e -> 'commit' ->> 'message', u.cntrb_id,
-           e -> 'commit' -> 'author' ->> 'name', e -> 'commit' -> 'author' ->> 'email',
-           aveloxis_ops.forge_timestamp(e -> 'commit' -> 'author' ->> 'date')
-    FROM pg_temp.drain_prs d
-    CROSS JOIN jsonb_array_elements(d.commits) e
-    LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(e -> 'author')
-    WHERE d.fresh AND d.commits IS NOT NULL AND jsonb_typeof(e) = 'object' AND e ->> 'sha' IS NOT NULL
-    ORDER BY d.pull_request_id, e ->> 'sha'
-    ON CONFLICT (repo_id, pull_request_id, pr_cmt_sha) DO UPDATE
-        SET pr_cmt_message = EXCLUDED.pr_cmt_message,
-            pr_cmt_author_cntrb_id = coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id)
-        WHERE (c.pr_cmt_message, c.pr_cmt_author_cntrb_id) IS DISTINCT FROM
-              (EXCLUDED.pr_cmt_message, coalesce(EXCLUDED.pr_cmt_author_cntrb_id, c.pr_cmt_author_cntrb_id));
-    DELETE FROM aveloxis_data.pull_request_commits c USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.commits IS NOT NULL AND c.repo_id = repo AND c.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.commits) e WHERE e ->> 'sha' = c.pr_cmt_sha);
-
-    INSERT INTO aveloxis_data.pull_request_files AS f
-        (pull_request_id, repo_id, pr_file_path, pr_file_status, pr_file_additions, pr_file_deletions, pr_file_changes)
-    SELECT DISTINCT ON (d.pull_request_id, x.filename)
-           d.pull_request_id, repo, x.filename, x.status, x.additions, x.deletions, x.changes
-    FROM pg_temp.drain_prs d, jsonb_array_elements(d.files) e,
-         jsonb_to_record(e) AS x(filename text, status text, additions integer, deletions integer, changes integer)
-    WHERE d.fresh AND d.files IS NOT NULL AND jsonb_typeof(e) = 'object' AND x.filename IS NOT NULL
-    ORDER BY d.pull_request_id, x.filename
-    ON CONFLICT (repo_id, pull_request_id, pr_file_path) DO UPDATE
-        SET pr_file_status = EXCLUDED.pr_file_status, pr_file_additions = EXCLUDED.pr_file_additions,
-            pr_file_deletions = EXCLUDED.pr_file_deletions, pr_file_changes = EXCLUDED.pr_file_changes
-        WHERE (f.pr_file_status, f.pr_file_additions, f.pr_file_deletions, f.pr_file_changes)
-              IS DISTINCT FROM (EXCLUDED.pr_file_status, EXCLUDED.pr_file_additions, EXCLUDED.pr_file_deletions,
-                                EXCLUDED.pr_file_changes);
-    DELETE FROM aveloxis_data.pull_request_files f USING pg_temp.drain_prs d
-    WHERE d.fresh AND d.files IS NOT NULL AND f.repo_id = repo AND f.pull_request_id = d.pull_request_id
-      AND NOT EXISTS (SELECT FROM jsonb_array_elements(d.files) e WHERE e ->> 'filename' = f.pr_file_path);
-
-    -- Head and base; a head whose fork was deleted (repo null) has no repository row.
-    WITH m AS (
-        INSERT INTO aveloxis_data.pull_request_meta AS t
-            (pull_request_id, repo_id, pr_head_or_base, pr_src_meta_label, pr_src_meta_ref, pr_sha, cntrb_id)
-        SELECT d.pull_request_id, repo, side.name, side.v ->> 'label', side.v ->> 'ref', side.v ->> 'sha', u.cntrb_id
-        FROM pg_temp.drain_prs d
-        CROSS JOIN LATERAL (VALUES ('head', d.head), ('base', d.base)) AS side(name, v)
-        LEFT JOIN pg_temp.drain_users u
-               ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(side.v -> 'user')
-        WHERE d.fresh AND jsonb_typeof(side.v) = 'object'
-        ORDER BY 1, 3
-        ON CONFLICT (repo_id, pull_request_id, pr_head_or_base) DO UPDATE
-            SET pr_src_meta_label = EXCLUDED.pr_src_meta_label, pr_src_meta_ref = EXCLUDED.pr_src_meta_ref,
-                pr_sha = EXCLUDED.pr_sha, cntrb_id = coalesce(EXCLUDED.cntrb_id, t.cntrb_id)
-        RETURNING t.pr_repo_meta_id, t.pull_request_id, t.pr_head_or_base
-    ), gone AS (
-        DELETE FROM aveloxis_data.pull_request_repo r USING m, pg_temp.drain_prs d
-        WHERE r.repo_id = repo AND r.pr_repo_meta_id = m.pr_repo_meta_id AND d.pull_request_id = m.pull_request_id
-          AND jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') IS DISTINCT FROM 'object'
-    )
-    INSERT INTO aveloxis_data.pull_request_repo AS r
-        (pr_repo_meta_id, repo_id, pr_repo_head_or_base, pr_src_repo_id, pr_src_node_id, pr_repo_name,
-         pr_repo_full_name, pr_repo_private)
-    SELECT m.pr_repo_meta_id, repo, m.pr_head_or_base, x.id, x.node_id, x.name, x.full_name, x.private
-    FROM m JOIN pg_temp.drain_prs d ON d.pull_request_id = m.pull_request_id,
-         jsonb_to_record(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo')
-             AS x(id bigint, node_id text, name text, full_name text, private boolean)
-    WHERE jsonb_typeof(CASE m.pr_head_or_base WHEN 'head' THEN d.head ELSE d.base END -> 'repo') = 'object'
-    ORDER BY 1
-    ON CONFLICT (repo_id, pr_repo_meta_id) DO UPDATE
-        SET pr_src_repo_id = EXCLUDED.pr_src_repo_id, pr_src_node_id = EXCLUDED.pr_src_node_id,
-            pr_repo_name = EXCLUDED.pr_repo_name, pr_repo_full_name = EXCLUDED.pr_repo_full_name,
-            pr_repo_private = EXCLUDED.pr_repo_private;
-
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE changed AND NOT was_inserted)
-    INTO result.inserted, result.updated
-    FROM pg_temp.drain_prs;
-    result.skipped := 0;
-    result.pending := 0;
-    result.unchanged := total - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:65
--- requires:
---   pull_requests
-
--- Issue and pull request events, and releases.
-
-CREATE TABLE aveloxis_data.issue_events (
-    event_id             bigint GENERATED BY DEFAULT AS IDENTITY,
-    issue_id             bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    platform_id          smallint NOT NULL,
-    platform_event_id    bigint NOT NULL,
-    node_id              text,
-    -- The actor (who did it).
-    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
-    -- GitHub's event names: closed, reopened, assigned, labeled, merged, ...
-    action               text NOT NULL,
-    action_commit_hash   text,
-    -- Whom an assigned/unassigned event was about.
-    assignee_id          uuid REFERENCES aveloxis_data.contributors,
-    created_at           timestamptz,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    -- Which id space platform_event_id is from: 'event' (GitHub's issue events), or
-    -- GitLab's 'state_event', 'label_event', 'milestone_event' and 'note' (system notes),
-    -- whose ids collide with one another.
-    event_source         text NOT NULL DEFAULT 'event',
-    UNIQUE (repo_id, event_source, platform_event_id),
-    PRIMARY KEY (repo_id, event_id),
-    FOREIGN KEY (repo_id, issue_id) REFERENCES aveloxis_data.issues (repo_id, issue_id) ON DELETE CASCADE
-);
-CREATE INDEX issue_events_issue_idx ON aveloxis_data.issue_events (repo_id, issue_id);
-
-CREATE TABLE aveloxis_data.pull_request_events (
-    pr_event_id          bigint GENERATED BY DEFAULT AS IDENTITY,
-    pull_request_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL,
-    platform_id          smallint NOT NULL,
-    platform_event_id    bigint NOT NULL,
-    node_id              text,
-    cntrb_id             uuid REFERENCES aveloxis_data.contributors,
-    action               text NOT NULL,
-    action_commit_hash   text,
-    assignee_id          uuid REFERENCES aveloxis_data.contributors,
-    created_at           timestamptz,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    event_source         text NOT NULL DEFAULT 'event',
-    UNIQUE (repo_id, event_source, platform_event_id),
-    PRIMARY KEY (repo_id, pr_event_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE
-);
-CREATE INDEX pull_request_events_pr_idx ON aveloxis_data.pull_request_events (repo_id, pull_request_id);
-
-CREATE TABLE aveloxis_data.releases (
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    -- GitHub's release id as text; GitLab's tag name.
-    release_id            text NOT NULL,
-    release_name          text,
-    release_description   text COMPRESSION lz4,
-    release_author        text,
-    release_author_id     uuid REFERENCES aveloxis_data.contributors,
-    release_tag_name      text,
-    release_url           text,
-    release_created_at    timestamptz,
-    release_published_at  timestamptz,
-    release_updated_at    timestamptz,
-    release_is_draft      boolean,
-    release_is_prerelease boolean,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, release_id)
-);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.issue_events', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.issue_events', 'event_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.pull_request_events', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.pull_request_events', 'pr_event_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.releases', '');
-
--- 'issue_event' payloads, mapped per forge into drain_events, then written by one
--- insert (drain_issue_events below): events never change once they happened.
-
--- GitHub: issue events (/repos/{o}/{r}/issues/events, whose items
--- carry the "issue"; or /issues/{n}/events with context {"parent_number": n}). An event
--- of a pull request goes to pull_request_events; one whose parent has not arrived waits.
-CREATE FUNCTION aveloxis_ops.map_issue_events_github(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_events
-        (staging_id, platform_id, platform_event_id, event_source, node_id, action, commit_id, actor, assignee, created_at,
-         parent_number)
-    SELECT r.staging_id, r.platform_id, x.id AS platform_event_id, 'event', x.node_id, x.event AS action, x.commit_id,
-           x.actor, x.assignee, aveloxis_ops.forge_timestamp(x.created_at) AS created_at,
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$'
-                         THEN (r.context ->> 'parent_number')::integer END,
-                    CASE WHEN jsonb_typeof(x.issue -> 'number') = 'number' THEN (x.issue ->> 'number')::integer END)
-               AS parent_number
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, event text, commit_id text, actor jsonb, assignee jsonb,
-                                     created_at text, issue jsonb)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab: resource state events (closed, reopened, merged, locked), resource label
--- events (add/remove -> labeled/unlabeled), resource milestone events (add/remove ->
--- milestoned/demilestoned), all of /{issues,merge_requests}/:iid/resource_*_events with
--- context {"parent_number", "parent_kind"}; and system notes (the only history before
--- GitLab 13.3/11.3), whose body names the action (aveloxis_ops.gitlab_note_action).
--- The four are numbered apart: event_source keeps their ids from colliding, and node_id
--- ("gitlab:<source>:<id>") names each event uniquely for the Augur-named views.
-CREATE FUNCTION aveloxis_ops.map_issue_events_gitlab(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_events
-        (staging_id, platform_id, platform_event_id, event_source, node_id, action, commit_id, actor, assignee, created_at,
-         parent_number, parent_kind)
-    SELECT r.staging_id, r.platform_id, x.id, src.event_source, 'gitlab:' || src.event_source || ':' || x.id,
-           CASE src.event_source
-               WHEN 'state_event' THEN x.state
-               WHEN 'label_event' THEN CASE x.action WHEN 'add' THEN 'labeled' WHEN 'remove' THEN 'unlabeled' END
-               WHEN 'milestone_event' THEN CASE x.action WHEN 'add' THEN 'milestoned' WHEN 'remove' THEN 'demilestoned' END
-               ELSE aveloxis_ops.gitlab_note_action(x.body) END,
-           NULL, coalesce(x."user", x.author), NULL, aveloxis_ops.forge_timestamp(x.created_at),
-           coalesce(CASE WHEN (r.context ->> 'parent_number') ~ '^[0-9]{1,9}$' THEN (r.context ->> 'parent_number')::integer END,
-                    x.noteable_iid),
-           aveloxis_ops.gitlab_parent_kind(coalesce(r.context ->> 'parent_kind', x.noteable_type, x.resource_type))
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, "user" jsonb, author jsonb, created_at text, state text, action text,
-                                     label jsonb, milestone jsonb, body text, system boolean, noteable_iid integer,
-                                     noteable_type text, resource_type text),
-         -- A note has a body (even one whose "system" flag did not fit); resource events never do.
-         LATERAL (SELECT CASE WHEN x.system IS TRUE OR r.doc ? 'body' THEN 'note'
-                              WHEN jsonb_typeof(x.label) = 'object' THEN 'label_event'
-                              WHEN r.doc ? 'milestone' THEN 'milestone_event'
-                              WHEN x.state IS NOT NULL THEN 'state_event' END AS event_source) src
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE event_source IS NULL) THEN
-        RAISE EXCEPTION 'GitLab issue_event payload is none of: a resource state/label/milestone event, a system note'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage resource_*_events items and notes with "system": true (docs/staging-contract.md).';
-    END IF;
-    RETURN mapped;
-END
-$$;
-
--- The GitHub event action a GitLab system note's body records, or NULL for notes that
--- have no GitHub event (title or description changed, commits added, mentions in other
--- issues, approvals: those come from /approvals). Bodies are GitLab's English templates
--- (app/services/system_notes/*), with **markdown** in some versions.
-CREATE FUNCTION aveloxis_ops.gitlab_note_action(body text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE
-        WHEN b ~ '^closed\M' THEN 'closed'
-        WHEN b ~ '^reopened\M' THEN 'reopened'
-        WHEN b ~ '^merged\M' THEN 'merged'
-        WHEN b ~ '^(re)?assigned to @' THEN 'assigned'
-        WHEN b ~ '^unassigned @' THEN 'unassigned'
-        WHEN b ~ '^changed milestone to ' THEN 'milestoned'
-        WHEN b ~ '^removed (the )?milestone' THEN 'demilestoned'
-        WHEN b ~ '^added ~' THEN 'labeled'
-        WHEN b ~ '^removed ~' THEN 'unlabeled'
-        WHEN b ~ '^changed title from ' THEN 'renamed'
-        WHEN b ~ '^(marked this merge request as draft|marked as a work in progress)' THEN 'converted_to_draft'
-        WHEN b ~ '^(marked this merge request as ready|unmarked as a work in progress)' THEN 'ready_for_review'
-        WHEN b ~ '^requested review from @' THEN 'review_requested'
-        WHEN b ~ '^removed review request for @' THEN 'review_request_removed'
-        WHEN b ~ '^mentioned in commit ' THEN 'referenced'
-        WHEN b ~ '^locked (this|the discussion)' THEN 'locked'
-        WHEN b ~ '^unlocked (this|the discussion)' THEN 'unlocked'
-    END
-    FROM (SELECT pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(body), '**', '')) AS b) n
-$$;
-
--- One insert for every forge's events.
-CREATE FUNCTION aveloxis_ops.drain_issue_events(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-    ins_issue bigint;
-    ins_pr bigint;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    PERFORM aveloxis_ops.drop_batch_table('drain_events');
-    CREATE TEMP TABLE drain_events (
-        staging_id        bigint PRIMARY KEY,
-        platform_id       smallint NOT NULL,
-        platform_event_id bigint,
-        event_source      text NOT NULL,
-        node_id           text,
-        action            text,
-        commit_id         text,
-        actor             jsonb,
-        assignee          jsonb,
-        created_at        timestamptz,
-        parent_number     integer,
-        -- As for comments: 'issue' or 'pull_request' when the forge numbers them apart.
-        parent_kind       text,
-        issue_id          bigint,
-        pull_request_id   bigint
-    ) ON COMMIT DROP;
-    total := aveloxis_ops.map_issue_events_github(only_staging_id) + aveloxis_ops.map_issue_events_gitlab(only_staging_id);
-    -- Timeline items (/issues/{n}/timeline) may be staged as events too: comments and
-    -- reviews are drained from their own endpoints (their ids are another id space),
-    -- and commits, cross-references and line comments have no event id. Counted, not stored.
-    -- GitLab system notes that record no GitHub event (a title edit, commits pushed) too.
-    DELETE FROM pg_temp.drain_events
-    WHERE action IN ('commented', 'reviewed', 'committed', 'cross-referenced', 'line-commented')
-       OR (platform_event_id IS NULL AND action IS NOT NULL)
-       OR (event_source = 'note' AND action IS NULL);
-    GET DIAGNOSTICS result.skipped = ROW_COUNT;
-    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE platform_event_id IS NULL OR action IS NULL) THEN
-        RAISE EXCEPTION 'issue event payload without a numeric "id" and an "event"'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage event objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    IF EXISTS (SELECT FROM pg_temp.drain_events WHERE parent_number IS NULL) THEN
-        RAISE EXCEPTION 'issue event payload names no parent: no "issue" with a number (GitLab: "noteable_iid"), and no context.parent_number'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage events of /issues/{n}/events with context {"parent_number": n}.';
-    END IF;
-    -- Correlated lookups, as for comments: one index probe per event.
-    UPDATE pg_temp.drain_events e
-    SET issue_id = (SELECT i.issue_id FROM aveloxis_data.issues i
-                    WHERE i.repo_id = repo AND i.issue_number = e.parent_number)
-    WHERE e.parent_kind IS DISTINCT FROM 'pull_request';
-    UPDATE pg_temp.drain_events e
-    SET pull_request_id = (SELECT p.pull_request_id FROM aveloxis_data.pull_requests p
-                           WHERE p.repo_id = repo AND p.pr_number = e.parent_number)
-    WHERE e.issue_id IS NULL AND e.parent_kind IS DISTINCT FROM 'issue';
-    UPDATE pg_temp.drain_rows r SET pending = true
-    FROM pg_temp.drain_events e WHERE e.staging_id = r.staging_id AND e.issue_id IS NULL AND e.pull_request_id IS NULL;
-    SELECT count(*) INTO result.pending FROM pg_temp.drain_events WHERE issue_id IS NULL AND pull_request_id IS NULL;
-    -- A change GitLab recorded both as a resource event and as a system note (versions
-    -- that wrote both) is one event: the note goes when the same action on the same
-    -- parent is within a second of a resource event, in this batch or stored.
-    WITH dup AS (
-        DELETE FROM pg_temp.drain_events n
-        WHERE n.event_source = 'note' AND (n.issue_id IS NOT NULL OR n.pull_request_id IS NOT NULL)
-          AND (EXISTS (SELECT FROM pg_temp.drain_events e
-                       WHERE e.event_source <> 'note' AND e.action = n.action
-                         AND e.issue_id IS NOT DISTINCT FROM n.issue_id
-                         AND e.pull_request_id IS NOT DISTINCT FROM n.pull_request_id
-                         AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second')
-               OR EXISTS (SELECT FROM aveloxis_data.issue_events e
-                          WHERE e.repo_id = repo AND e.issue_id = n.issue_id AND e.event_source <> 'note' AND e.action = n.action
-                            AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second')
-               OR EXISTS (SELECT FROM aveloxis_data.pull_request_events e
-                          WHERE e.repo_id = repo AND e.pull_request_id = n.pull_request_id AND e.event_source <> 'note' AND e.action = n.action
-                            AND e.created_at BETWEEN n.created_at - interval '1 second' AND n.created_at + interval '1 second'))
-        RETURNING 1
-    )
-    SELECT result.skipped + count(*) INTO result.skipped FROM dup;
-
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT e.platform_id, e.staging_id, u FROM pg_temp.drain_events e,
-           LATERAL (SELECT e.actor UNION ALL SELECT e.assignee) refs(u)
-    WHERE e.issue_id IS NOT NULL OR e.pull_request_id IS NOT NULL;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-
-    -- Events never change once they happened: insert what is new.
-    WITH ins AS (
-        INSERT INTO aveloxis_data.issue_events
-            (issue_id, repo_id, platform_id, platform_event_id, event_source, node_id, cntrb_id, action,
-             action_commit_hash, assignee_id, created_at)
-        SELECT DISTINCT ON (e.event_source, e.platform_event_id)
-               e.issue_id, repo, e.platform_id, e.platform_event_id, e.event_source, e.node_id, a.cntrb_id, e.action,
-               e.commit_id, s.cntrb_id, e.created_at
-        FROM pg_temp.drain_events e
-        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
-        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
-        WHERE e.issue_id IS NOT NULL
-        ORDER BY e.event_source, e.platform_event_id
-        ON CONFLICT (repo_id, event_source, platform_event_id) DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO ins_issue FROM ins;
-    WITH ins AS (
-        INSERT INTO aveloxis_data.pull_request_events
-            (pull_request_id, repo_id, platform_id, platform_event_id, event_source, node_id, cntrb_id, action,
-             action_commit_hash, assignee_id, created_at)
-        SELECT DISTINCT ON (e.event_source, e.platform_event_id)
-               e.pull_request_id, repo, e.platform_id, e.platform_event_id, e.event_source, e.node_id, a.cntrb_id,
-               e.action, e.commit_id, s.cntrb_id, e.created_at
-        FROM pg_temp.drain_events e
-        LEFT JOIN pg_temp.drain_users a ON a.platform_id = e.platform_id AND a.user_id = aveloxis_ops.user_id_of(e.actor)
-        LEFT JOIN pg_temp.drain_users s ON s.platform_id = e.platform_id AND s.user_id = aveloxis_ops.user_id_of(e.assignee)
-        WHERE e.pull_request_id IS NOT NULL
-        ORDER BY e.event_source, e.platform_event_id
-        ON CONFLICT (repo_id, event_source, platform_event_id) DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO ins_pr FROM ins;
-    result.inserted := ins_issue + ins_pr;
-    result.updated := 0;
-    result.unchanged := total - result.skipped - result.pending - result.inserted;
-    RETURN result;
-END
-$$;
-
--- 'release' payloads, mapped per forge into drain_releases, then written by one upsert
--- (drain_releases below).
-
--- GitHub: release objects (/repos/{o}/{r}/releases).
-CREATE FUNCTION aveloxis_ops.map_releases_github(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_releases
-        (staging_id, platform_id, release_id, name, body, author, tag_name, html_url, draft, prerelease, created_at,
-         published_at, updated_at)
-    SELECT r.staging_id, r.platform_id, x.id::text, x.name, x.body, x.author,
-           x.tag_name, x.html_url, x.draft, x.prerelease,
-           aveloxis_ops.forge_timestamp(x.created_at),
-           aveloxis_ops.forge_timestamp(x.published_at),
-           aveloxis_ops.forge_timestamp(x.updated_at)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, name text, body text, author jsonb, tag_name text, html_url text,
-                                     draft boolean, prerelease boolean, created_at text, published_at text,
-                                     updated_at text)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab: release objects (/projects/:id/releases). A GitLab release has no id: it is
--- its tag, so release_id is the tag name. released_at is the publication date;
--- "upcoming_release" (released_at in the future) is not a pre-release and is kept as a
--- release; GitLab has no drafts. The URL is _links.self.
-CREATE FUNCTION aveloxis_ops.map_releases_gitlab(only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_releases
-        (staging_id, platform_id, release_id, name, body, author, tag_name, html_url, draft, prerelease, created_at,
-         published_at, updated_at)
-    SELECT r.staging_id, r.platform_id, nullif(x.tag_name, ''), x.name, x.description, x.author, nullif(x.tag_name, ''),
-           x._links ->> 'self', false, false, aveloxis_ops.forge_timestamp(x.created_at),
-           aveloxis_ops.forge_timestamp(x.released_at), NULL
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(tag_name text, name text, description text, author jsonb, _links jsonb,
-                                     created_at text, released_at text)
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- One upsert for every forge's releases.
-CREATE FUNCTION aveloxis_ops.drain_releases(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    PERFORM aveloxis_ops.drop_batch_table('drain_releases');
-    CREATE TEMP TABLE drain_releases (
-        staging_id   bigint NOT NULL,
-        platform_id  smallint NOT NULL,
-        release_id   text,
-        name         text,
-        body         text,
-        author       jsonb,
-        tag_name     text,
-        html_url     text,
-        draft        boolean,
-        prerelease   boolean,
-        created_at   timestamptz,
-        published_at timestamptz,
-        updated_at   timestamptz
-    ) ON COMMIT DROP;
-    PERFORM aveloxis_ops.map_releases_github(only_staging_id), aveloxis_ops.map_releases_gitlab(only_staging_id);
-    -- One release staged twice in a batch: the newest staged wins.
-    DELETE FROM pg_temp.drain_releases d USING pg_temp.drain_releases e
-    WHERE e.release_id = d.release_id AND e.staging_id > d.staging_id;
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    IF EXISTS (SELECT FROM pg_temp.drain_releases WHERE release_id IS NULL) THEN
-        RAISE EXCEPTION 'release payload without a numeric "id" (GitLab: a "tag_name")'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Stage release objects as the forge returns them (docs/staging-contract.md).';
-    END IF;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT d.platform_id, d.staging_id, d.author FROM pg_temp.drain_releases d;
-    PERFORM aveloxis_ops.collect_users();
-    PERFORM aveloxis_ops.resolve_users();
-    WITH up AS (
-        INSERT INTO aveloxis_data.releases AS t
-            (repo_id, release_id, release_name, release_description, release_author, release_author_id,
-             release_tag_name, release_url, release_created_at, release_published_at, release_updated_at,
-             release_is_draft, release_is_prerelease, tool_source, tool_version, data_source)
-        SELECT repo, d.release_id, d.name, d.body, coalesce(d.author ->> 'login', d.author ->> 'username'), u.cntrb_id,
-               d.tag_name, d.html_url,
-               d.created_at, d.published_at, d.updated_at, d.draft, d.prerelease,
-               'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_releases d
-        LEFT JOIN pg_temp.drain_users u ON u.platform_id = d.platform_id AND u.user_id = aveloxis_ops.user_id_of(d.author)
-        ORDER BY d.release_id
-        ON CONFLICT (repo_id, release_id) DO UPDATE
-            SET release_name = EXCLUDED.release_name, release_description = EXCLUDED.release_description,
-                release_author = EXCLUDED.release_author,
-                release_author_id = coalesce(EXCLUDED.release_author_id, t.release_author_id),
-                release_tag_name = EXCLUDED.release_tag_name, release_url = EXCLUDED.release_url,
-                release_created_at = EXCLUDED.release_created_at, release_published_at = EXCLUDED.release_published_at,
-                release_updated_at = EXCLUDED.release_updated_at, release_is_draft = EXCLUDED.release_is_draft,
-                release_is_prerelease = EXCLUDED.release_is_prerelease, data_collection_date = EXCLUDED.data_collection_date
-            WHERE (t.release_name, t.release_description, t.release_tag_name, t.release_url, t.release_created_at,
-                   t.release_published_at, t.release_updated_at, t.release_is_draft, t.release_is_prerelease)
-                  IS DISTINCT FROM
-                  (EXCLUDED.release_name, EXCLUDED.release_description, EXCLUDED.release_tag_name, EXCLUDED.release_url,
-                   EXCLUDED.release_created_at, EXCLUDED.release_published_at, EXCLUDED.release_updated_at,
-                   EXCLUDED.release_is_draft, EXCLUDED.release_is_prerelease)
-        RETURNING (t.xmax = 0) AS was_inserted
-    )
-    SELECT count(*) FILTER (WHERE was_inserted), count(*) FILTER (WHERE NOT was_inserted)
-    INTO result.inserted, result.updated FROM up;
-    result.skipped := 0;
-    result.pending := 0;
-    result.unchanged := total - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:70
--- requires:
---   events_releases
-
--- Repository metadata (repo_info: one current row per repository, earlier versions in
--- repo_info_history), review comments, and email-domain affiliations.
-
-CREATE TABLE aveloxis_data.repo_info (
-    repo_info_id         bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL UNIQUE REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    repo_src_id          bigint,
-    node_id              text,
-    full_name            text,
-    description          text,
-    homepage             text,
-    default_branch       text,
-    primary_language     text,
-    license              text,
-    is_fork              boolean,
-    archived             boolean,
-    visibility           text,
-    -- 'true'/'false' as text: 8Knot capitalizes these and needs them non-NULL.
-    issues_enabled       text NOT NULL DEFAULT 'false',
-    wiki_enabled         text,
-    pages_enabled        text,
-    fork_count           integer,
-    watchers_count       integer,
-    stars_count          integer,
-    open_issues          integer,
-    size_kb              integer,
-    created_at           timestamptz,
-    updated_at           timestamptz,
-    pushed_at            timestamptz,
-    -- NULL = not found (8Knot counts '' as found).
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_info_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_info IS 'Current forge metadata of each repository';
-
-CREATE TABLE aveloxis_data.repo_info_history (
-    LIKE aveloxis_data.repo_info,
-    replaced_at timestamptz NOT NULL DEFAULT now(),
-    -- A key of its own (a repository's info is replaced many times): Citus moves shards
-    -- online only for tables with a primary key.
-    history_id  bigint GENERATED BY DEFAULT AS IDENTITY,
-    PRIMARY KEY (repo_id, history_id)
-);
-CREATE INDEX repo_info_history_repo_idx ON aveloxis_data.repo_info_history (repo_id, replaced_at);
-
-CREATE TABLE aveloxis_data.review_comments (
-    review_comment_id    bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL,
-    pull_request_id      bigint NOT NULL,
-    msg_id               bigint NOT NULL,
-    platform_src_id      bigint NOT NULL,
-    -- The review this comment belongs to, when that review has been drained.
-    pr_review_id         bigint,
-    platform_review_id   bigint,
-    in_reply_to_id       bigint,
-    diff_hunk            text COMPRESSION lz4,
-    path                 text,
-    position             integer,
-    original_position    integer,
-    line                 integer,
-    original_line        integer,
-    side                 text,
-    commit_id            text,
-    original_commit_id   text,
-    author_association   text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (repo_id, platform_src_id),
-    PRIMARY KEY (repo_id, review_comment_id),
-    FOREIGN KEY (repo_id, pull_request_id) REFERENCES aveloxis_data.pull_requests (repo_id, pull_request_id) ON DELETE CASCADE,
-    FOREIGN KEY (repo_id, msg_id) REFERENCES aveloxis_data.messages (repo_id, msg_id) ON DELETE CASCADE,
-    FOREIGN KEY (repo_id, pr_review_id) REFERENCES aveloxis_data.pull_request_reviews (repo_id, pr_review_id)
-);
-CREATE INDEX review_comments_pr_idx ON aveloxis_data.review_comments (repo_id, pull_request_id);
-
--- Email domains and the organizations they stand for (filled by the facade phase).
-CREATE TABLE aveloxis_data.contributor_affiliations (
-    ca_id                bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    ca_domain            text NOT NULL UNIQUE,
-    ca_affiliation       text,
-    ca_active            boolean NOT NULL DEFAULT true,
-    ca_start_date        date,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_info', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_info', 'repo_info_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_info_history', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.review_comments', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.review_comments', 'review_comment_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_affiliations', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_affiliations', 'ca_id'), '');
-
--- 'repo_info' payloads, mapped per forge into drain_repo_info, then written by one
--- upsert (drain_repo_info below). The current row is replaced when it changed, its
--- previous version kept in repo_info_history; the forge's id becomes repos.repo_src_id
--- (a forge repository registered twice is an error).
-
--- GitHub: the repository object (/repos/{o}/{r}).
-CREATE FUNCTION aveloxis_ops.map_repo_info_github(repo bigint, only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_repo_info
-    SELECT r.staging_id, repo, x.id, x.node_id, x.full_name, x.description, x.homepage, x.default_branch, x.language,
-           coalesce(x.license ->> 'spdx_id', x.license ->> 'name'), x.fork, x.archived, x.visibility,
-           coalesce(x.has_issues, false)::text, x.has_wiki::text, x.has_pages::text, x.forks_count,
-           coalesce(x.subscribers_count, x.watchers_count), x.stargazers_count, x.open_issues_count, x.size,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.updated_at),
-           aveloxis_ops.forge_timestamp(x.pushed_at)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, node_id text, full_name text, description text, homepage text,
-                                     default_branch text, language text, license jsonb, fork boolean,
-                                     archived boolean, visibility text, has_issues boolean, has_wiki boolean,
-                                     has_pages boolean, forks_count integer, subscribers_count integer,
-                                     watchers_count integer, stargazers_count integer, open_issues_count integer,
-                                     size integer, created_at text, updated_at text, pushed_at text)
-    WHERE r.forge = 1 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- GitLab: the project object (/projects/:id?license=true&statistics=true). full_name is
--- path_with_namespace; a fork has forked_from_project; the licence is the object's
--- nickname, else its name (GitLab gives no SPDX id: "MIT License", "Apache License
--- 2.0"); a feature is enabled unless its *_access_level is "disabled"; the size is
--- statistics.repository_size in bytes (Reporter+ only, else NULL); GitLab has no
--- watchers, no primary language in this object and no push date: last_activity_at is
--- both updated_at and pushed_at. open_issues_count is the open issues alone.
-CREATE FUNCTION aveloxis_ops.map_repo_info_gitlab(repo bigint, only_staging_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped bigint;
-BEGIN
-    INSERT INTO pg_temp.drain_repo_info
-    SELECT r.staging_id, repo, x.id, NULL, x.path_with_namespace, x.description, x.web_url, x.default_branch, NULL,
-           coalesce(nullif(x.license ->> 'nickname', ''), x.license ->> 'name'),
-           coalesce(jsonb_typeof(x.forked_from_project) = 'object', false),
-           x.archived, x.visibility,
-           (coalesce(x.issues_access_level, CASE WHEN x.issues_enabled IS FALSE THEN 'disabled' END, 'enabled')
-                <> 'disabled')::text,
-           (coalesce(x.wiki_access_level, CASE WHEN x.wiki_enabled IS FALSE THEN 'disabled' END, 'enabled')
-                <> 'disabled')::text,
-           CASE WHEN x.pages_access_level IS NOT NULL THEN (x.pages_access_level <> 'disabled')::text END,
-           x.forks_count, NULL, x.star_count, x.open_issues_count,
-           CASE WHEN (x.statistics ->> 'repository_size') ~ '^[0-9]{1,18}$'
-                THEN least((x.statistics ->> 'repository_size')::bigint / 1024, 2147483647)::integer END,
-           aveloxis_ops.forge_timestamp(x.created_at), aveloxis_ops.forge_timestamp(x.last_activity_at),
-           aveloxis_ops.forge_timestamp(x.last_activity_at)
-    FROM pg_temp.drain_rows r,
-         jsonb_to_record(r.doc) AS x(id bigint, path_with_namespace text, description text, web_url text,
-                                     default_branch text, license jsonb, forked_from_project jsonb, archived boolean,
-                                     visibility text, issues_access_level text, issues_enabled boolean,
-                                     wiki_access_level text, wiki_enabled boolean, pages_access_level text,
-                                     forks_count integer, star_count integer, open_issues_count integer,
-                                     statistics jsonb, created_at text, last_activity_at text)
-    WHERE r.forge = 2 AND r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS mapped = ROW_COUNT;
-    RETURN mapped;
-END
-$$;
-
--- One upsert for every forge's repository object.
-CREATE FUNCTION aveloxis_ops.drain_repo_info(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total bigint;
-    result aveloxis_ops.drain_counts;
-    newest record;
-    twin bigint;
-BEGIN
-    PERFORM aveloxis_ops.drop_batch_table('drain_repo_info');
-    CREATE TEMP TABLE drain_repo_info (
-        staging_id       bigint NOT NULL,
-        repo_id          bigint NOT NULL,
-        repo_src_id      bigint,
-        node_id          text,
-        full_name        text,
-        description      text,
-        homepage         text,
-        default_branch   text,
-        primary_language text,
-        license          text,
-        is_fork          boolean,
-        archived         boolean,
-        visibility       text,
-        issues_enabled   text,
-        wiki_enabled     text,
-        pages_enabled    text,
-        fork_count       integer,
-        watchers_count   integer,
-        stars_count      integer,
-        open_issues      integer,
-        size_kb          integer,
-        created_at       timestamptz,
-        updated_at       timestamptz,
-        pushed_at        timestamptz
-    ) ON COMMIT DROP;
-    total := aveloxis_ops.map_repo_info_github(repo, only_staging_id) + aveloxis_ops.map_repo_info_gitlab(repo, only_staging_id);
-    result := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    -- Only the newest staged version matters.
-    DELETE FROM pg_temp.drain_repo_info d WHERE EXISTS (SELECT FROM pg_temp.drain_repo_info e WHERE e.staging_id > d.staging_id);
-    SELECT * INTO newest FROM pg_temp.drain_repo_info;
-    IF NOT FOUND THEN
-        RETURN result;
-    END IF;
-    IF newest.repo_src_id IS NULL THEN
-        RAISE EXCEPTION 'repo_info payload without a numeric "id"' USING ERRCODE = 'not_null_violation',
-            HINT = 'Stage the repository object as /repos/{owner}/{repo} (GitLab: /projects/:id) returns it.';
-    END IF;
-    SELECT r.repo_id INTO twin FROM aveloxis_data.repos r JOIN aveloxis_data.repos me ON me.repo_id = repo
-    WHERE r.repo_host IS NOT DISTINCT FROM me.repo_host AND r.repo_src_id = newest.repo_src_id AND r.repo_id <> repo;
-    IF FOUND THEN
-        RAISE EXCEPTION 'repo % is forge repository % (%), which is already registered as repo %',
-                repo, newest.repo_src_id, newest.full_name, twin
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'One of the two URLs is an old name: record_rename() the current one, then remove the other.';
-    END IF;
-    UPDATE aveloxis_data.repos r
-    SET repo_src_id = newest.repo_src_id, repo_archived = coalesce(newest.archived, r.repo_archived)
-    WHERE r.repo_id = repo
-      AND (r.repo_src_id, r.repo_archived)
-          IS DISTINCT FROM (newest.repo_src_id, coalesce(newest.archived, r.repo_archived));
-
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repo_info c WHERE c.repo_id = repo) THEN
-        INSERT INTO aveloxis_data.repo_info
-            (repo_id, repo_src_id, node_id, full_name, description, homepage, default_branch, primary_language,
-             license, is_fork, archived, visibility, issues_enabled, wiki_enabled, pages_enabled, fork_count,
-             watchers_count, stars_count, open_issues, size_kb, created_at, updated_at, pushed_at,
-             tool_source, tool_version, data_source)
-        SELECT i.repo_id, i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch,
-               i.primary_language, i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled,
-               i.pages_enabled, i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at,
-               i.updated_at, i.pushed_at, 'pg_aveloxis', aveloxis.version(), 'aveloxis.drain'
-        FROM pg_temp.drain_repo_info i;
-        result.inserted := 1;
-    ELSIF EXISTS (
-        SELECT FROM aveloxis_data.repo_info c JOIN pg_temp.drain_repo_info i USING (repo_id)
-        WHERE (c.repo_src_id, c.node_id, c.full_name, c.description, c.homepage, c.default_branch, c.primary_language,
-               c.license, c.is_fork, c.archived, c.visibility, c.issues_enabled, c.wiki_enabled, c.pages_enabled,
-               c.fork_count, c.watchers_count, c.stars_count, c.open_issues, c.size_kb, c.created_at, c.updated_at,
-               c.pushed_at)
-              IS DISTINCT FROM
-              (i.repo_src_id, i.node_id, i.full_name, i.description, i.homepage, i.default_branch, i.primary_language,
-               i.license, i.is_fork, i.archived, i.visibility, i.issues_enabled, i.wiki_enabled, i.pages_enabled,
-               i.fork_count, i.watchers_count, i.stars_count, i.open_issues, i.size_kb, i.created_at, i.updated_at,
-               i.pushed_at)) THEN
-        INSERT INTO aveloxis_data.repo_info_history SELECT c.* FROM aveloxis_data.repo_info c WHERE c.repo_id = repo;
-        UPDATE aveloxis_data.repo_info c
-        SET repo_src_id = i.repo_src_id, node_id = i.node_id, full_name = i.full_name, description = i.description,
-            homepage = i.homepage, default_branch = i.default_branch, primary_language = i.primary_language,
-            license = i.license, is_fork = i.is_fork, archived = i.archived, visibility = i.visibility,
-            issues_enabled = i.issues_enabled, wiki_enabled = i.wiki_enabled, pages_enabled = i.pages_enabled,
-            fork_count = i.fork_count, watchers_count = i.watchers_count, stars_count = i.stars_count,
-            open_issues = i.open_issues, size_kb = i.size_kb, created_at = i.created_at, updated_at = i.updated_at,
-            pushed_at = i.pushed_at, tool_version = aveloxis.version(), data_collection_date = now()
-        FROM pg_temp.drain_repo_info i WHERE c.repo_id = repo;
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.inserted - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:160
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:31
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:36
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:111
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO filled
-    FROM jsonb_each(to_jsonb(l)) f
-    WHERE f.key = ANY (ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                             'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                             'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url'])
-      AND f.value <> 'null'::jsonb AND to_jsonb(w) -> f.key = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:75
+-- pg_aveloxis/src/lib.rs:76
 -- requires:
 --   staging
 --   contributors
@@ -6081,7 +6098,114 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:103
+-- pg_aveloxis/src/lib.rs:135
+-- requires:
+--   drain
+--   registry
+
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:104
 -- requires:
 --   drain
 --   queue
@@ -6840,7 +6964,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:116
+-- pg_aveloxis/src/lib.rs:117
 -- requires:
 --   merges
 --   facade
@@ -7116,245 +7240,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:162
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:134
--- requires:
---   drain
---   registry
-
--- Community health files (code of conduct, security policy, security audits, and
--- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
--- request, every forge and plain git alike. The agent stages the names of the top
--- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
--- is decided here, so a better pattern needs no agent release. NULL means "not found".
-
-CREATE TABLE aveloxis_data.repo_community_files (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head                 text NOT NULL,
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    contributing_file    text,
-    changelog_file       text,
-    license_file         text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
-
--- The path of a kind of community file among a tree's paths, or NULL. Where forges
--- look first wins (.github/, then the top level, then docs/); the name is matched
--- without regard to case, with any extension.
-CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
-    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
-        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
-        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
-        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
-        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
-        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
-        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
-      END
-      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
-    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
-    LIMIT 1
-$$;
-
--- 'repo_files' payloads: the newest one replaces what the repository had.
-CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total  bigint;
-    newest record;
-    paths  text[];
-    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    files  record;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
-       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(e.value ORDER BY e.n) INTO paths
-    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
-    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
-           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
-           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
-           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
-           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
-           aveloxis_ops.community_file(paths, 'license') AS license_file
-    INTO files;
-    INSERT INTO aveloxis_data.repo_community_files AS f
-        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
-         changelog_file, license_file)
-    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
-            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
-            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
-            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
-        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
-               f.changelog_file, f.license_file)
-              IS DISTINCT FROM
-              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
-               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
-               EXCLUDED.license_file);
-    IF FOUND THEN
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:140
+-- pg_aveloxis/src/lib.rs:141
 -- requires:
 --   facade
 --   analysis
@@ -7705,7 +7591,7 @@ FROM aveloxis_data.pull_request_meta m;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:146
+-- pg_aveloxis/src/lib.rs:147
 -- requires:
 --   augur_compat
 
@@ -8053,7 +7939,7 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:148
+-- pg_aveloxis/src/lib.rs:149
 -- requires:
 --   matviews
 --   queue
@@ -8249,7 +8135,1001 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:121
+-- pg_aveloxis/src/lib.rs:155
+-- requires:
+--   facade
+--   drain
+
+-- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
+--
+-- Statement-level triggers on the base tables turn each statement's changed rows
+-- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
+-- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
+-- between view refreshes, whichever code path wrote the rows (drain, force-push
+-- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
+-- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
+-- with the same definitions (and must agree: tests/tests/analytics.rs).
+--
+-- Definitions (day = the UTC date):
+--   issues_opened/closed   issues by created_at / closed_at
+--   prs_opened/merged      pull requests by created_at / merged_at
+--   prs_closed             pull requests closed without merging, by closed_at
+--   commits                distinct commits by author time; lines_added/removed their numstat sums
+--   comments               issue, pull request and diff comments by msg_timestamp
+--   reviews                pull request reviews by submitted_at
+--   new_contributors       contributors whose first contribution (commit authored, issue
+--                          or pull request opened, comment, review) in the repository
+--                          falls on the day; repo_contributor_first keeps each one's first.
+
+CREATE TABLE aveloxis_data.repo_daily_activity (
+    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    day              date NOT NULL,
+    issues_opened    bigint NOT NULL DEFAULT 0,
+    issues_closed    bigint NOT NULL DEFAULT 0,
+    prs_opened       bigint NOT NULL DEFAULT 0,
+    prs_merged       bigint NOT NULL DEFAULT 0,
+    prs_closed       bigint NOT NULL DEFAULT 0,
+    commits          bigint NOT NULL DEFAULT 0,
+    lines_added      bigint NOT NULL DEFAULT 0,
+    lines_removed    bigint NOT NULL DEFAULT 0,
+    comments         bigint NOT NULL DEFAULT 0,
+    reviews          bigint NOT NULL DEFAULT 0,
+    new_contributors bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
+);
+COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
+
+CREATE TABLE aveloxis_data.repo_contributor_first (
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    cntrb_id      uuid NOT NULL,
+    first_at      timestamptz NOT NULL,
+    -- The first_at it replaced (how the trigger learns the old value from an upsert).
+    prev_first_at timestamptz,
+    PRIMARY KEY (repo_id, cntrb_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
+CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
+
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
+CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
+-- One contributor's closes and merges (aveloxis.contributor_activity).
+CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+
+-- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
+-- which rebuild both as the rows go in (after a restore with --disable-triggers:
+-- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
+
+-- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
+CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
+
+-- A contributor's first contribution to a repository, from the base tables.
+CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(
+        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
+         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
+        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
+        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
+        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
+         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
+        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+         WHERE v.cntrb_id = person AND v.repo_id = repo))
+$$;
+
+-- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
+-- were). What both hold cancels out.
+CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    repo   bigint;
+    pair   record;
+    before timestamptz;
+    after  timestamptz;
+BEGIN
+    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- Writers of one repository take turns here (a drain and an author linking, say):
+    -- first-contribution bookkeeping reads before it writes.
+    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
+    END LOOP;
+
+    -- Session-long scratch; one made by anyone but the extension's owner is refused.
+    IF to_regclass('pg_temp.activity_net') IS NULL THEN
+        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
+                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
+    END IF;
+    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
+    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
+    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
+    -- statement's facts at a time.
+    DELETE FROM pg_temp.activity_net;
+    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
+    IF coalesce(cardinality(minus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
+    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
+    ELSE
+        INSERT INTO pg_temp.activity_net
+        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
+        UNION ALL
+        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
+    END IF;
+
+    -- First contributions: an earlier one moves a contributor's first day.
+    WITH candidates AS (
+        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
+        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
+          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
+        GROUP BY 1, 2
+    ), moved AS (
+        -- Most candidates are known with an earlier first day: an index probe settles
+        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
+        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
+        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
+        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
+                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
+        ORDER BY 1, 2
+        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
+            WHERE EXCLUDED.first_at < f.first_at
+        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
+    )
+    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
+    UNION ALL
+    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
+
+    -- A removed contribution that may have been someone's first: recount that one person.
+    FOR pair IN
+        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
+        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
+        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
+        ORDER BY 1, 2
+    LOOP
+        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
+        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
+        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
+        CONTINUE WHEN after IS NOT DISTINCT FROM before;
+        IF after IS NULL THEN
+            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+        ELSE
+            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
+            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
+        END IF;
+        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
+    END LOOP;
+
+    INSERT INTO aveloxis_data.repo_daily_activity AS a
+        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
+         lines_removed, comments, reviews, new_contributors)
+    SELECT d.repo_id, d.day,
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
+    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
+          FROM pg_temp.activity_net n
+          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
+            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
+    GROUP BY d.repo_id, d.day
+    HAVING bool_or(d.v <> 0)
+    ORDER BY d.repo_id, d.day
+    ON CONFLICT (repo_id, day) DO UPDATE SET
+        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
+        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
+        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
+        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
+        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
+        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
+        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
+    -- A day whose every count went back to zero is no day of activity.
+    DELETE FROM aveloxis_data.repo_daily_activity a
+    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
+           WHERE n.sign = -1 AND n.at IS NOT NULL) z
+    WHERE a.repo_id = z.repo_id AND a.day = z.day
+      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
+           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    DELETE FROM pg_temp.activity_net;
+END
+$$;
+
+-- The facts of one row of each table.
+CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
+              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
+    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
+              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
+    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
+    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+$$;
+
+CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
+    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
+    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
+$$;
+
+-- One trigger function per table; transition tables are named new_rows and old_rows.
+CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+-- The start of a moment's UTC day: facts that count per day (lines, commits) are
+-- summed per day before activity_apply, one fact a day instead of one a row.
+CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
+
+-- Commits: one row per (commit, file). Lines count per row; a commit counts once,
+-- when its first row arrives and when its last row goes (whatever statements they
+-- come in); its author's contribution once per commit.
+-- Lines and commits are summed per UTC day in the statement (a batch of thousands of
+-- rows becomes a few facts a day); contributions stay per commit (first contributions
+-- need their time).
+CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(f) INTO plus FROM (
+            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
+                   sum(n.cmt_added)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
+                   sum(n.cmt_removed)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'INSERT' THEN
+            plus := plus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
+                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE (SELECT count(*) FROM aveloxis_data.commits c
+                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(f) INTO minus FROM (
+            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
+                   sum(o.cmt_added)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
+                   sum(o.cmt_removed)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'DELETE' THEN
+            minus := minus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
+                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
+                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+
+-- The daily activity of one repository (or all), computed from the base tables with
+-- the triggers' definitions.
+CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
+RETURNS SETOF aveloxis_data.repo_daily_activity
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH firsts AS (
+        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
+            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+              AND m.msg_source IN ('issue_comment', 'review_comment')
+            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
+    ), facts AS (
+        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
+        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
+        FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
+        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        GROUP BY c.repo_id, c.cmt_commit_hash
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
+        FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
+        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
+        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
+    )
+    SELECT f.repo_id, f.day,
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
+    FROM facts f
+    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
+    GROUP BY f.repo_id, f.day
+    HAVING bool_or(f.v <> 0)
+$$;
+
+-- Recomputes the daily activity (and first contributions) of one repository, or of
+-- all when repo is NULL. Returns the days written. For an upgrade from a version
+-- without triggers, or after a TRUNCATE (which the triggers do not see).
+CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    r bigint;
+BEGIN
+    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
+    END LOOP;
+    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
+    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
+    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
+        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:163
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:169
+-- requires:
+--   activity
+--   bots
+--   completeness
+--   matviews
+--   queue
+
+-- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
+-- and repo group, time series, contributors, bots, and the coverage every figure carries.
+-- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
+-- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
+
+-- Statistics and time series.
+
+-- Contributors the rules call bots (one pass over contributors; for exclude_bots).
+CREATE FUNCTION aveloxis_ops.bot_ids()
+RETURNS TABLE (cntrb_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
+              SELECT FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
+$$;
+
+-- Whether a commit author without a linked account looks like a bot by name or email.
+CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
+                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
+                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
+    END IF;
+    IF grain = 'day' AND until - since > 36600 THEN
+        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The series for a set of repositories (repo_activity and group_activity call it).
+-- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
+-- not counted, and every period is present, zero or not: coverage tells a real zero
+-- from missing data.
+CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
+END
+$$;
+
+-- A repository's activity over time: counts per period, response times (median, p90,
+-- hours), and the coverage of the data behind them.
+CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
+                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
+END
+$$;
+
+-- The same for every repository of a group (by name, as 8Knot's "org" is).
+CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
+                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    members bigint[];
+BEGIN
+    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
+    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+    WHERE lower(g.rg_name) = lower(repo_group);
+    IF members IS NULL THEN
+        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
+            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
+    END IF;
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
+END
+$$;
+
+-- Everything stored about one repository, per entity: how many, first and last
+-- activity, what the forge reported and the coverage, and when its phase last ran.
+CREATE FUNCTION aveloxis.repo_stats(repo bigint)
+RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
+               forge_reported bigint, coverage numeric, last_collected timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    collected timestamptz;
+    facaded   timestamptz;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
+    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
+               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
+        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
+        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
+                         max(c.cmt_author_timestamp), 'commits', facaded
+        FROM aveloxis_data.commits c WHERE c.repo_id = repo
+        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
+        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
+        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
+        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
+        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
+        FROM aveloxis_data.releases r WHERE r.repo_id = repo
+        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
+        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
+    )
+    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
+           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
+                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
+           c.at
+    FROM counts c
+    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
+END
+$$;
+
+-- The most active contributors of a repository in a range, by actions (explorer's
+-- definition: commits, issues and pull requests opened and closed, reviews, comments).
+CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
+                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
+RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
+               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT t.* FROM (
+        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
+               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+               count(*) FILTER (WHERE a.action = 'pull_request_open'),
+               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
+               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
+        FROM aveloxis_data.contributor_actions a
+        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
+          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
+    ) t
+    WHERE NOT exclude_bots OR t.rule IS NULL
+    ORDER BY 3 DESC, 2
+    LIMIT greatest(n, 0);
+END
+$$;
+
+-- Contributors whose first contribution to the repository falls in the range, with
+-- that first action.
+CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
+RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
+           (SELECT a.action FROM aveloxis_data.contributor_actions a
+            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
+            ORDER BY a.action LIMIT 1),
+           aveloxis.bot_rule(f.cntrb_id)
+    FROM aveloxis_data.repo_contributor_first f
+    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
+    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
+      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY f.first_at, 2;
+END
+$$;
+
+-- One contributor across the fleet: per repository, first and last action and counts.
+CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
+RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
+               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
+           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+           count(*) FILTER (WHERE a.action = 'pull_request_open'),
+           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
+    FROM aveloxis_data.contributor_actions a
+    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+    WHERE a.cntrb_id = cntrb
+    GROUP BY a.repo_id, r.repo_git
+    ORDER BY 5 DESC, 1
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:122
 -- requires:
 --   merges
 --   drain
@@ -8958,7 +9838,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:126
+-- pg_aveloxis/src/lib.rs:127
 -- requires:
 --   contributors
 --   issues
@@ -9109,887 +9989,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:154
--- requires:
---   facade
---   drain
-
--- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
---
--- Statement-level triggers on the base tables turn each statement's changed rows
--- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
--- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
--- between view refreshes, whichever code path wrote the rows (drain, force-push
--- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
--- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
--- with the same definitions (and must agree: tests/tests/analytics.rs).
---
--- Definitions (day = the UTC date):
---   issues_opened/closed   issues by created_at / closed_at
---   prs_opened/merged      pull requests by created_at / merged_at
---   prs_closed             pull requests closed without merging, by closed_at
---   commits                distinct commits by author time; lines_added/removed their numstat sums
---   comments               issue, pull request and diff comments by msg_timestamp
---   reviews                pull request reviews by submitted_at
---   new_contributors       contributors whose first contribution (commit authored, issue
---                          or pull request opened, comment, review) in the repository
---                          falls on the day; repo_contributor_first keeps each one's first.
-
-CREATE TABLE aveloxis_data.repo_daily_activity (
-    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    day              date NOT NULL,
-    issues_opened    bigint NOT NULL DEFAULT 0,
-    issues_closed    bigint NOT NULL DEFAULT 0,
-    prs_opened       bigint NOT NULL DEFAULT 0,
-    prs_merged       bigint NOT NULL DEFAULT 0,
-    prs_closed       bigint NOT NULL DEFAULT 0,
-    commits          bigint NOT NULL DEFAULT 0,
-    lines_added      bigint NOT NULL DEFAULT 0,
-    lines_removed    bigint NOT NULL DEFAULT 0,
-    comments         bigint NOT NULL DEFAULT 0,
-    reviews          bigint NOT NULL DEFAULT 0,
-    new_contributors bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (repo_id, day)
-);
-COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
-
-CREATE TABLE aveloxis_data.repo_contributor_first (
-    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    cntrb_id      uuid NOT NULL,
-    first_at      timestamptz NOT NULL,
-    -- The first_at it replaced (how the trigger learns the old value from an upsert).
-    prev_first_at timestamptz,
-    PRIMARY KEY (repo_id, cntrb_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
-CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
-
--- Lookups of one contributor's contributions to one repository (a removed first
--- action), and of a repository's reviews by time (the analyst API).
-CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
-CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
--- One contributor's closes and merges (aveloxis.contributor_activity).
-CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-
--- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
--- which rebuild both as the rows go in (after a restore with --disable-triggers:
--- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
-
--- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
-CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
-
--- A contributor's first contribution to a repository, from the base tables.
-CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least(
-        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
-         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
-        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
-        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
-        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
-         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
-        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-         WHERE v.cntrb_id = person AND v.repo_id = repo))
-$$;
-
--- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
--- were). What both hold cancels out.
-CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    repo   bigint;
-    pair   record;
-    before timestamptz;
-    after  timestamptz;
-BEGIN
-    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
-        RETURN;
-    END IF;
-    -- Writers of one repository take turns here (a drain and an author linking, say):
-    -- first-contribution bookkeeping reads before it writes.
-    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
-    END LOOP;
-
-    -- Session-long scratch; one made by anyone but the extension's owner is refused.
-    IF to_regclass('pg_temp.activity_net') IS NULL THEN
-        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
-                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
-    END IF;
-    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
-    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
-    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
-    -- statement's facts at a time.
-    DELETE FROM pg_temp.activity_net;
-    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
-    IF coalesce(cardinality(minus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
-    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
-    ELSE
-        INSERT INTO pg_temp.activity_net
-        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
-        UNION ALL
-        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
-    END IF;
-
-    -- First contributions: an earlier one moves a contributor's first day.
-    WITH candidates AS (
-        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
-        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
-          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
-        GROUP BY 1, 2
-    ), moved AS (
-        -- Most candidates are known with an earlier first day: an index probe settles
-        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
-        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
-        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
-        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
-                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
-        ORDER BY 1, 2
-        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
-            WHERE EXCLUDED.first_at < f.first_at
-        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
-    )
-    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
-    UNION ALL
-    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
-
-    -- A removed contribution that may have been someone's first: recount that one person.
-    FOR pair IN
-        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
-        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
-        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
-        ORDER BY 1, 2
-    LOOP
-        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
-        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
-        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
-        CONTINUE WHEN after IS NOT DISTINCT FROM before;
-        IF after IS NULL THEN
-            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-        ELSE
-            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
-            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
-        END IF;
-        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
-    END LOOP;
-
-    INSERT INTO aveloxis_data.repo_daily_activity AS a
-        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
-         lines_removed, comments, reviews, new_contributors)
-    SELECT d.repo_id, d.day,
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
-    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
-          FROM pg_temp.activity_net n
-          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
-            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
-    GROUP BY d.repo_id, d.day
-    HAVING bool_or(d.v <> 0)
-    ORDER BY d.repo_id, d.day
-    ON CONFLICT (repo_id, day) DO UPDATE SET
-        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
-        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
-        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
-        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
-        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
-        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
-        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
-    -- A day whose every count went back to zero is no day of activity.
-    DELETE FROM aveloxis_data.repo_daily_activity a
-    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
-           WHERE n.sign = -1 AND n.at IS NOT NULL) z
-    WHERE a.repo_id = z.repo_id AND a.day = z.day
-      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
-           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    DELETE FROM pg_temp.activity_net;
-END
-$$;
-
--- The facts of one row of each table.
-CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
-              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
-    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
-              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
-    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
-    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-$$;
-
-CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
-    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
-$$;
-
--- One trigger function per table; transition tables are named new_rows and old_rows.
-CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
--- The start of a moment's UTC day: facts that count per day (lines, commits) are
--- summed per day before activity_apply, one fact a day instead of one a row.
-CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
-
--- Commits: one row per (commit, file). Lines count per row; a commit counts once,
--- when its first row arrives and when its last row goes (whatever statements they
--- come in); its author's contribution once per commit.
--- Lines and commits are summed per UTC day in the statement (a batch of thousands of
--- rows becomes a few facts a day); contributions stay per commit (first contributions
--- need their time).
-CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        SELECT array_agg(f) INTO plus FROM (
-            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
-                   sum(n.cmt_added)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
-                   sum(n.cmt_removed)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'INSERT' THEN
-            plus := plus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
-                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE (SELECT count(*) FROM aveloxis_data.commits c
-                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        SELECT array_agg(f) INTO minus FROM (
-            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
-                   sum(o.cmt_added)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
-                   sum(o.cmt_removed)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'DELETE' THEN
-            minus := minus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
-                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
-                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-
--- The daily activity of one repository (or all), computed from the base tables with
--- the triggers' definitions.
-CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
-RETURNS SETOF aveloxis_data.repo_daily_activity
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH firsts AS (
-        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
-            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-              AND m.msg_source IN ('issue_comment', 'review_comment')
-            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
-    ), facts AS (
-        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
-        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
-        FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
-        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        GROUP BY c.repo_id, c.cmt_commit_hash
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
-        FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
-        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
-        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
-    )
-    SELECT f.repo_id, f.day,
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
-    FROM facts f
-    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
-    GROUP BY f.repo_id, f.day
-    HAVING bool_or(f.v <> 0)
-$$;
-
--- Recomputes the daily activity (and first contributions) of one repository, or of
--- all when repo is NULL. Returns the days written. For an upgrade from a version
--- without triggers, or after a TRUNCATE (which the triggers do not see).
-CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    written bigint;
-    r bigint;
-BEGIN
-    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
-    END LOOP;
-    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
-    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
-    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
-        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
-    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    RETURN written;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:168
--- requires:
---   activity
---   bots
---   completeness
---   matviews
---   queue
-
--- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
--- and repo group, time series, contributors, bots, and the coverage every figure carries.
--- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
--- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
-
--- Statistics and time series.
-
--- Contributors the rules call bots (one pass over contributors; for exclude_bots).
-CREATE FUNCTION aveloxis_ops.bot_ids()
-RETURNS TABLE (cntrb_id uuid)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
-              SELECT FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
-$$;
-
--- Whether a commit author without a linked account looks like a bot by name or email.
-CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
-                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
-                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
-        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF since IS NULL OR until IS NULL OR since > until THEN
-        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
-    END IF;
-    IF grain = 'day' AND until - since > 36600 THEN
-        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-END
-$$;
-
--- The series for a set of repositories (repo_activity and group_activity call it).
--- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
--- not counted, and every period is present, zero or not: coverage tells a real zero
--- from missing data.
-CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
-BEGIN
-    PERFORM aveloxis_ops.check_series_args(since, until, grain);
-    RETURN QUERY
-    WITH bots AS MATERIALIZED (
-        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
-    ), periods AS (
-        SELECT p::date AS period_start
-        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
-    ), kept AS (
-        -- Everyone: the daily activity the triggers keep.
-        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
-               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
-               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
-               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
-               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
-        FROM aveloxis_data.repo_daily_activity a
-        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
-        GROUP BY 1
-    ), facts AS (
-        -- Without bots: the same definitions over the base tables, bots' items left out.
-        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT c.at, x.m, x.v FROM (
-            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
-            FROM aveloxis_data.commits cm
-            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
-              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
-              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
-            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
-        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
-        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
-        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
-        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
-        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
-        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
-        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
-    ), counted AS (
-        SELECT k.* FROM kept k
-        UNION ALL
-        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
-               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
-               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
-               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
-               sum(f.v) FILTER (WHERE f.m = 'reviews')
-        FROM facts f GROUP BY 1
-    ), responses AS (
-        -- Per pull request opened in the range: hours to the first response by someone
-        -- other than its author (comment, review, diff comment), and to the first review.
-        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
-               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
-               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
-        FROM aveloxis_data.pull_requests p
-        CROSS JOIN LATERAL (
-            SELECT (SELECT min(m.msg_timestamp) FROM (
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
-                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
-                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
-                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
-                      AND v.cntrb_id IS DISTINCT FROM p.author_id
-                      AND v.submitted_at >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
-        ) r
-        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-    ), response_stats AS (
-        SELECT s.period_start,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
-        FROM responses s GROUP BY 1
-    )
-    SELECT p.period_start,
-           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
-           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
-           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
-           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
-           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
-           coalesce(sum(c.reviews), 0)::bigint,
-           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
-           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
-           aveloxis_ops.coverage(repos, ARRAY['commits'])
-    FROM periods p
-    LEFT JOIN counted c ON c.period_start = p.period_start
-    LEFT JOIN response_stats r ON r.period_start = p.period_start
-    GROUP BY p.period_start
-    ORDER BY p.period_start;
-END
-$$;
-
--- A repository's activity over time: counts per period, response times (median, p90,
--- hours), and the coverage of the data behind them.
-CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
-                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
-END
-$$;
-
--- The same for every repository of a group (by name, as 8Knot's "org" is).
-CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
-                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    members bigint[];
-BEGIN
-    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
-    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
-    WHERE lower(g.rg_name) = lower(repo_group);
-    IF members IS NULL THEN
-        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
-            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
-    END IF;
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
-END
-$$;
-
--- Everything stored about one repository, per entity: how many, first and last
--- activity, what the forge reported and the coverage, and when its phase last ran.
-CREATE FUNCTION aveloxis.repo_stats(repo bigint)
-RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
-               forge_reported bigint, coverage numeric, last_collected timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    collected timestamptz;
-    facaded   timestamptz;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
-    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
-    RETURN QUERY
-    WITH counts AS (
-        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
-               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
-        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
-        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
-                         max(c.cmt_author_timestamp), 'commits', facaded
-        FROM aveloxis_data.commits c WHERE c.repo_id = repo
-        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
-        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
-        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
-        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
-        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
-        FROM aveloxis_data.releases r WHERE r.repo_id = repo
-        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
-        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
-    )
-    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
-           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
-                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
-           c.at
-    FROM counts c
-    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
-END
-$$;
-
--- The most active contributors of a repository in a range, by actions (explorer's
--- definition: commits, issues and pull requests opened and closed, reviews, comments).
-CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
-                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
-RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
-               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT t.* FROM (
-        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
-               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-               count(*) FILTER (WHERE a.action = 'pull_request_open'),
-               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
-               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
-        FROM aveloxis_data.contributor_actions a
-        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
-          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
-    ) t
-    WHERE NOT exclude_bots OR t.rule IS NULL
-    ORDER BY 3 DESC, 2
-    LIMIT greatest(n, 0);
-END
-$$;
-
--- Contributors whose first contribution to the repository falls in the range, with
--- that first action.
-CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
-RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
-           (SELECT a.action FROM aveloxis_data.contributor_actions a
-            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
-            ORDER BY a.action LIMIT 1),
-           aveloxis.bot_rule(f.cntrb_id)
-    FROM aveloxis_data.repo_contributor_first f
-    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
-    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
-      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-    ORDER BY f.first_at, 2;
-END
-$$;
-
--- One contributor across the fleet: per repository, first and last action and counts.
-CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
-RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
-               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
-           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-           count(*) FILTER (WHERE a.action = 'pull_request_open'),
-           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
-    FROM aveloxis_data.contributor_actions a
-    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-    WHERE a.cntrb_id = cntrb
-    GROUP BY a.repo_id, r.repo_git
-    ORDER BY 5 DESC, 1
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:407
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:413
--- pg_aveloxis::manifest::aveloxis_ops::contents_text
-CREATE  FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:174
+-- pg_aveloxis/src/lib.rs:175
 -- requires:
 --   queue
 --   drain
@@ -10640,7 +10640,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:188
+-- pg_aveloxis/src/lib.rs:189
 -- requires:
 --   analyst_api
 --   refresh
@@ -10776,7 +10776,7 @@ COMMENT ON FUNCTION aveloxis.distribute(integer, boolean) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:204
+-- pg_aveloxis/src/lib.rs:205
 -- finalize
 -- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
 -- analysts get read access to aveloxis_data.

@@ -61,7 +61,7 @@ WHERE m.action = 'merge'
 -- the row its chain of merges in force ends at.
 CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
 RETURNS uuid
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE up(id, depth) AS (
@@ -71,7 +71,7 @@ AS $$
         FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
         WHERE up.depth < 1000
     )
-    SELECT up.id FROM up ORDER BY up.depth DESC LIMIT 1
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
 $$;
 
 -- Every contributor row with the person it belongs to (analysts join through this to

@@ -437,3 +437,99 @@ async fn gitlab_accounts_are_enriched_by_id() {
     // Search-resolve does not ask GitLab (its search by email is for administrators).
     assert!(run_batch(&pool, "test", "search", 2, 2, &gl, None).await.unwrap().is_none());
 }
+
+/// A commit envelope (docs/staging-contract.md) by `email` at `time`.
+fn commit(hash_seed: u32, email: &str, time: &str) -> String {
+    json!({
+        "hash": format!("{hash_seed:040x}"), "parents": [],
+        "author": {"name": "Pat", "email": email, "time": time},
+        "committer": {"name": "Pat", "email": email, "time": time},
+        "message": "work\n", "files": [{"path": "f", "added": 3, "removed": 1}]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_employer_change_and_a_corrected_domain_rule_change_the_aggregates_not_the_commits() {
+    let db = TestDb::with_extension("identity_affiliation").await;
+    let pool = db.pool(4).await;
+    db.execute("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')").await;
+    let repo = add_repo(&pool, "/srv/git/affiliated").await;
+    // Pat committed in 2019 and 2023 from a personal address; Sam from a company one.
+    db.stage(
+        repo,
+        "commit",
+        &[
+            commit(1, "pat@home.example", "2019-03-01T10:00:00+00:00"),
+            commit(2, "pat@home.example", "2023-03-01T10:00:00+00:00"),
+            commit(3, "sam@corp.example", "2023-04-01T10:00:00+00:00"),
+        ],
+    )
+    .await;
+    db.drain(repo).await;
+    // Pat's commits are linked to Pat's contributor row (as commit resolution does).
+    db.execute(
+        "INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_email) VALUES ('00000000-0000-4000-8000-0000000000aa', 'pat@home.example');
+         UPDATE aveloxis_data.commits SET cmt_ght_author_id = '00000000-0000-4000-8000-0000000000aa'
+         WHERE cmt_author_email = 'pat@home.example'",
+    )
+    .await;
+    let commit_rows = "SELECT md5(string_agg(to_jsonb(c)::text, ',' ORDER BY cmt_id)) FROM aveloxis_data.commits c";
+    let untouched: String = sqlx::query_scalar(commit_rows).fetch_one(&pool).await.unwrap();
+    let aggregates = || async {
+        sqlx::query_as::<_, (String, String, i16)>(
+            "SELECT email, affiliation, year FROM aveloxis_data.dm_repo_annual ORDER BY year, email",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let row = |e: &str, a: &str, y: i16| (e.to_string(), a.to_string(), y);
+    assert_eq!(
+        aggregates().await,
+        [
+            row("pat@home.example", "(Unknown)", 2019),
+            row("pat@home.example", "(Unknown)", 2023),
+            row("sam@corp.example", "(Unknown)", 2023)
+        ]
+    );
+
+    // Pat worked at Initech until 2020, at Globex since 2022; corp.example is Hooli.
+    db.execute(
+        "SELECT aveloxis.enroll('00000000-0000-4000-8000-0000000000aa', 'Initech', NULL, '2020-01-01');
+         SELECT aveloxis.enroll('00000000-0000-4000-8000-0000000000aa', 'Globex', '2022-01-01');
+         SELECT aveloxis.set_affiliation('corp.example', 'Hooli')",
+    )
+    .await;
+    let refreshed: i64 = sqlx::query_scalar("SELECT aveloxis.refresh_commit_aggregates($1)")
+        .bind(repo)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(refreshed, 3);
+    assert_eq!(
+        aggregates().await,
+        [
+            row("pat@home.example", "Initech", 2019),
+            row("pat@home.example", "Globex", 2023),
+            row("sam@corp.example", "Hooli", 2023)
+        ]
+    );
+    // The rule was wrong: corp.example is Initrode. Corrected after the fact.
+    db.execute("SELECT aveloxis.set_affiliation('corp.example', 'Initrode')").await;
+    sqlx::query("SELECT aveloxis.refresh_commit_aggregates($1)")
+        .bind(repo)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(aggregates().await[2], row("sam@corp.example", "Initrode", 2023));
+    let augur: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT cmt_author_affiliation::text FROM aveloxis_augur_data.commits ORDER BY cmt_author_timestamp",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(augur, [Some("Initech".into()), Some("Globex".into()), Some("Initrode".into())]);
+    let after: String = sqlx::query_scalar(commit_rows).fetch_one(&pool).await.unwrap();
+    assert_eq!(after, untouched, "no commit row was rewritten");
+}
