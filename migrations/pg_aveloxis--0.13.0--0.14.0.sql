@@ -29,6 +29,8 @@
 
 DROP FUNCTION aveloxis.merge_contributors(uuid, uuid);
 DROP FUNCTION aveloxis.set_affiliation(text, text, boolean);
+-- Merges move a row's history by cntrb_id (sql/merges.sql).
+CREATE INDEX contributor_login_history_cntrb_idx ON aveloxis_data.contributor_login_history (cntrb_id);
 
 CREATE FUNCTION aveloxis_ops.noreply_account(email text)
 RETURNS TABLE (platform_id smallint, platform_kind smallint, user_id bigint, login text)
@@ -881,12 +883,13 @@ BEGIN
 
     -- The winner's empty fields take the loser's values; which ones, and with what, is
     -- recorded so an unmerge empties exactly those.
-    SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO filled
-    FROM jsonb_each(to_jsonb(l)) f
-    WHERE f.key = ANY (ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                             'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                             'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url'])
-      AND f.value <> 'null'::jsonb AND to_jsonb(w) -> f.key = 'null'::jsonb;
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
     UPDATE aveloxis_data.contributors c SET
         cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
         cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
@@ -1726,6 +1729,7 @@ BEGIN
     ELSE
         UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
     END IF;
+    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
     summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
                                                          'attempted', cardinality(tried));
     UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
@@ -1733,6 +1737,31 @@ BEGIN
     WHERE r.run_id = run.run_id;
     RETURN summary;
 END
+$$;
+
+-- The canonical email of active rows that have none (reference 003, "Why is
+-- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
+-- noreply, bot or service one), else its first alias that is. Returns the rows filled.
+CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH filled AS (
+        UPDATE aveloxis_data.contributors c
+        SET cntrb_canonical = coalesce(
+                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+                     THEN lower(btrim(c.cntrb_email)) END,
+                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
+                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
+                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
+        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_email IS NOT NULL
+               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+        RETURNING 1
+    )
+    SELECT count(*) FROM filled
 $$;
 
 -- Enrichment answers: a 200 whose account is the one leased goes through the drain's user

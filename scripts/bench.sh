@@ -10,6 +10,7 @@
 #   scripts/bench.sh fleet [small] [large]   tick(), queue_health(), why_not_collected(), claims, refresh on 10K vs 100K repositories
 #   scripts/bench.sh manifests [copies]    parse_manifest() on a corpus of real manifests vs reading them
 #   scripts/bench.sh distribution [repos]  distribution scans: calls per scan by source, scans/hour against local servers
+#   scripts/bench.sh identity [people]     enrichment/search-resolve convergence on a replayed fleet; merges on 100K contributors
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -42,5 +43,6 @@ case "$what" in
         cargo build -q --release -p collector-agent
         AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_distribution -- "${2:-56}" ;;
     manifests) cargo run -q --release -p aveloxis-tests --bin bench_manifests -- "${2:-2000}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution)" ;;
+    identity) cargo run -q --release -p aveloxis-tests --bin bench_identity -- "${2:-2000}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution, identity)" ;;
 esac

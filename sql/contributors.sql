@@ -79,6 +79,8 @@ CREATE TABLE aveloxis_data.contributor_login_history (
     FOREIGN KEY (platform_id, platform_user_id) REFERENCES aveloxis_data.contributor_identities
 );
 COMMENT ON TABLE aveloxis_data.contributor_login_history IS 'Every login an account has had; renames append here';
+-- Merges move a row's history by cntrb_id (sql/merges.sql).
+CREATE INDEX contributor_login_history_cntrb_idx ON aveloxis_data.contributor_login_history (cntrb_id);
 
 CREATE TABLE aveloxis_data.contributors_aliases (
     alias_email          text PRIMARY KEY,

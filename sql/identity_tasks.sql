@@ -355,6 +355,7 @@ BEGIN
     ELSE
         UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
     END IF;
+    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
     summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
                                                          'attempted', cardinality(tried));
     UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
@@ -362,6 +363,31 @@ BEGIN
     WHERE r.run_id = run.run_id;
     RETURN summary;
 END
+$$;
+
+-- The canonical email of active rows that have none (reference 003, "Why is
+-- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
+-- noreply, bot or service one), else its first alias that is. Returns the rows filled.
+CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH filled AS (
+        UPDATE aveloxis_data.contributors c
+        SET cntrb_canonical = coalesce(
+                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+                     THEN lower(btrim(c.cntrb_email)) END,
+                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
+                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
+                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
+        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_email IS NOT NULL
+               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+        RETURNING 1
+    )
+    SELECT count(*) FROM filled
 $$;
 
 -- Enrichment answers: a 200 whose account is the one leased goes through the drain's user

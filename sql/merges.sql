@@ -160,12 +160,13 @@ BEGIN
 
     -- The winner's empty fields take the loser's values; which ones, and with what, is
     -- recorded so an unmerge empties exactly those.
-    SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO filled
-    FROM jsonb_each(to_jsonb(l)) f
-    WHERE f.key = ANY (ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                             'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                             'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url'])
-      AND f.value <> 'null'::jsonb AND to_jsonb(w) -> f.key = 'null'::jsonb;
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
     UPDATE aveloxis_data.contributors c SET
         cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
         cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
