@@ -92,6 +92,24 @@ step "an analyst's answer: who wrote this repository, and how much of it?"
     GROUP BY 1 ORDER BY 2 DESC LIMIT 5" -c "
     SELECT phase, status, reason FROM aveloxis.why_not_collected(aveloxis.resolve_repo('https://github.com/chaoss/augur'))"
 
+step "an analyst dates an affiliation: the top author's email domain stands for an organization from the middle of the history on"
+# Affiliation is read through dated rules (docs/identity.md): a rule, or its correction,
+# changes the answers about the past without rewriting a commit row.
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    WITH top AS (
+        SELECT split_part(cmt_author_email, '@', 2) AS domain,
+               percentile_disc(0.5) WITHIN GROUP (ORDER BY cmt_author_timestamp)::date AS middle
+        FROM aveloxis_data.commits WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')
+        GROUP BY 1 HAVING split_part(cmt_author_email, '@', 2) ~ '^[a-z0-9-]+(\.[a-z0-9-]+)+\$'
+        ORDER BY count(*) DESC LIMIT 1)
+    SELECT domain, middle AS from_date, aveloxis.set_affiliation(domain, 'Org of ' || domain, true, middle) AS groups_queued
+    FROM top" -c "
+    SELECT aveloxis.refresh_commit_aggregates(aveloxis.resolve_repo('$REPO_ROOT')) AS groups_recomputed" -c "
+    SELECT year, affiliation, sum(patches) AS commits, sum(added) AS lines_added
+    FROM aveloxis_data.dm_repo_annual WHERE repo_id = aveloxis.resolve_repo('$REPO_ROOT')
+    GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC LIMIT 8" -c "
+    SELECT task, platform_id, due, leased, cooling_down FROM aveloxis.identity_health()"
+
 step "refreshing the materialized views 8Knot reads (CALL aveloxis.refresh_views(), as pg_cron does weekly)"
 "$PG_BIN/psql" "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'CALL aveloxis.refresh_views()' -c "
     SELECT view_name, concurrent, row_count, round(extract(epoch FROM duration) * 1000) AS ms, error
