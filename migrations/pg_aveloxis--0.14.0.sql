@@ -64,80 +64,20 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+-- pg_aveloxis/src/manifest.rs:407
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
+-- pg_aveloxis/src/manifest.rs:413
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:32
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:37
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -814,1207 +754,6 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:96
--- requires:
---   registry
---   staging
-
--- The work queue: one job per (repository, phase), claimed as a lease.
---
---   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
---   aveloxis.heartbeat(job_ids, agent)              renews leases
---   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
---   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
---   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
---   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
---   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
---
--- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
--- that is not renewed expires, and the job returns to the queue with its attempt counted.
-
--- Settings: the defaults ship with the extension; what an operator changes is kept in
--- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
-CREATE TABLE aveloxis_ops.setting_defaults (
-    name          text PRIMARY KEY,
-    default_value text NOT NULL,
-    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
-                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
-    description   text NOT NULL
-);
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
-    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
-    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
-    ('analysis.cadence', '30 days', 'interval', 'How often analyses run'),
-    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
-    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
-    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
-    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
-    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
-    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
-    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
-    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
-    ('registry.local_path_roots', '', 'paths',
-     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
-
-CREATE TABLE aveloxis_ops.setting_overrides (
-    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
-    value text NOT NULL
-);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
-CREATE VIEW aveloxis_ops.settings AS
-    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
-    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
-COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
-
--- A setting's value; a clear error for an unknown name.
-CREATE FUNCTION aveloxis_ops.setting(setting_name text)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    setting_value text;
-BEGIN
-    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    RETURN setting_value;
-END
-$$;
-
-CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    setting_kind text;
-BEGIN
-    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    BEGIN
-        IF setting_kind = 'interval' THEN
-            PERFORM new_value::interval;
-        ELSIF setting_kind = 'paths' THEN
-            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
-                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
-                RAISE EXCEPTION 'not absolute';
-            END IF;
-        ELSIF setting_kind = 'boolean' THEN
-            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
-                RAISE EXCEPTION 'not a boolean';
-            END IF;
-        ELSIF setting_kind = 'url' THEN
-            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
-                RAISE EXCEPTION 'not a URL';
-            END IF;
-        ELSIF setting_kind = 'email' THEN
-            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
-                RAISE EXCEPTION 'not an email';
-            END IF;
-        ELSIF new_value::integer < 0 THEN
-            RAISE EXCEPTION 'negative';
-        END IF;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
-            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
-                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
-                              WHEN 'boolean' THEN 'true or false'
-                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
-                              WHEN 'email' THEN 'email address (or '''' for none)'
-                              ELSE 'non-negative integer' END, new_value
-            USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
-    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- Back to the default value.
-CREATE FUNCTION aveloxis.reset_setting(setting_name text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.setting(setting_name);
-    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
--- SQL function with SET options is planned again at every call.)
-CREATE FUNCTION aveloxis_ops.clock()
-RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
-                            '0')::interval;
-END
-$$;
-
-CREATE TABLE aveloxis_ops.jobs (
-    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    phase                text NOT NULL CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis')),
-    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
-    priority             integer NOT NULL DEFAULT 100,
-    due_at               timestamptz NOT NULL DEFAULT now(),
-    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
-    due_from_cadence     boolean NOT NULL DEFAULT false,
-    lease_owner          text,
-    leased_at            timestamptz,
-    lease_expires_at     timestamptz,
-    lease_length         interval,
-    lease_run_id         bigint,
-    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
-    attempts             integer NOT NULL DEFAULT 0,
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    backoff_until        timestamptz,
-    -- Served before other due jobs: the last run was partial or failed transiently.
-    retry_first          boolean NOT NULL DEFAULT false,
-    sidelined_until      timestamptz,
-    sideline_reason      text,
-    force_full           boolean NOT NULL DEFAULT false,
-    last_attempted_at    timestamptz,
-    last_success_at      timestamptz,
-    -- When the last successful run was claimed: incremental runs collect from there.
-    last_success_started_at timestamptz,
-    last_error           text,
-    last_error_class     text,
-    last_outcome         jsonb,
-    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
-    agent_state          jsonb NOT NULL DEFAULT '{}',
-    UNIQUE (repo_id, phase),
-    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
-);
-COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
--- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
--- for several phases walks it once; phase is a filter). Due jobs come first in each
--- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
--- than it asked for.
-CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
-    WHERE lease_owner IS NULL;
-CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-
-CREATE TABLE aveloxis_ops.job_runs (
-    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
-    repo_id     bigint NOT NULL,
-    phase       text NOT NULL,
-    agent       text NOT NULL,
-    attempt     integer NOT NULL,
-    started_at  timestamptz NOT NULL,
-    finished_at timestamptz,
-    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
-                                        'lease_expired')),
-    error       text,
-    result      jsonb,
-    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
-    -- never stored, so reading this table does not let anyone act as the lease holder.
-    lease_token_digest bytea
-);
-COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
-CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
-CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
-    WHERE lease_token_digest IS NOT NULL;
-CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
--- queue_health()'s failures of the last day, without reading the whole history.
-CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
-    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
-
--- The phases a repository gets: forge data for forges, git for all, distribution
--- evidence for GitHub (reference 002, section 7).
-CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution']
-                         WHEN 2 THEN ARRAY['collect', 'facade']
-                         ELSE ARRAY['facade'] END
-$$;
-
--- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
-CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
-    SELECT r.repo_id, p, aveloxis_ops.clock()
-    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
-    WHERE r.repo_id = repo
-    ON CONFLICT (repo_id, phase) DO NOTHING
-$$;
-
--- Jobs whose due date came from their phase's cadence are due one (new) cadence after
--- their last success: set_setting() and reset_setting() call this when a cadence
--- changes, once, rather than tick() scanning every job every minute (at 100,000
--- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
--- changes a cadence's default calls it too.
-CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
-    moved AS (
-        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
-        FROM cadence c
-        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
-          AND j.due_at <> j.last_success_at + c.every
-        RETURNING 1
-    )
-    SELECT count(*) FROM moved
-$$;
-
-CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
-        RAISE EXCEPTION 'repo % does not exist', repo
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
-    END IF;
-END
-$$;
-
--- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
--- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
-CREATE FUNCTION aveloxis_ops.expire_leases()
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    released bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
-        RETURN 0;
-    END IF;
-    WITH expired AS (
-        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
-        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
-        FOR UPDATE SKIP LOCKED
-    ), back AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-            retry_first = true
-        FROM expired e WHERE j.job_id = e.job_id
-        RETURNING j.job_id
-    ), closed AS (
-        UPDATE aveloxis_ops.job_runs r
-        SET finished_at = at, outcome = 'lease_expired',
-            error = 'the lease expired without a heartbeat; the job went back to the queue'
-        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
-        RETURNING 1
-    )
-    SELECT count(*) INTO released FROM back;
-    RETURN released;
-END
-$$;
-
--- complete, fail and their helpers run generic plans (their statements look rows up by
--- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
--- claim does not: its candidates' best plan depends on how many jobs are due, leased,
--- backing off or sidelined; forced generic, it made 36 claims a second on the
--- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
---
--- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
--- last run was partial or failed transiently, then priority, then due time, then repo.
--- Sidelined and backing-off jobs are never handed out.
-CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
-                               lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    limits  jsonb;
-    ph      text;
-    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
-    -- open, or too soon after the last start (sql/distribution.sql).
-    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
-    paced   boolean := false;
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF phases IS NULL OR cardinality(phases) = 0
-       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
-        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Phases are collect, facade, distribution and analysis.';
-    END IF;
-    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
-    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
-    FROM aveloxis_ops.settings s
-    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
-    FOREACH ph IN ARRAY phases LOOP
-        IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
-        END IF;
-    END LOOP;
-    -- Paced scan starts: one claimer at a time decides, after the last start committed.
-    IF 'distribution' = ANY (phases) AND NOT paused
-       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
-        paused := aveloxis_ops.distribution_started_within(at);
-        IF NOT paused THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
-            paused := aveloxis_ops.distribution_started_within(at);
-            paced := true;
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.expire_leases();
-
-    RETURN QUERY
-    WITH room AS (
-        SELECT p AS phase,
-               CASE WHEN p = 'distribution' AND paced THEN 1
-                    WHEN NOT limits ? p THEN max_jobs
-                    ELSE greatest(0, (limits ->> p)::integer
-                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
-                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
-        FROM unnest(phases) p
-    ), candidates AS MATERIALIZED (
-        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
-        FROM aveloxis_ops.jobs j
-        WHERE j.phase = ANY (phases)
-          AND j.lease_owner IS NULL
-          AND j.due_at <= at
-          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
-          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
-          -- An archived repository's packaging cannot change: its distribution waits.
-          AND (j.phase <> 'distribution'
-               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
-        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.job_id
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
-                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
-              FROM candidates c) c
-        JOIN room l ON l.phase = c.phase
-        WHERE c.n <= l.room
-    ), tokens AS MATERIALIZED (
-        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
-    ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
-        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
-        RETURNING job_runs.job_id, job_runs.run_id
-    ), leased AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
-        FROM runs r WHERE r.job_id = j.job_id
-        RETURNING j.*
-    )
-    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
-           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
-                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
-                ELSE l.last_success_started_at END,
-           l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state, t.token
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
-    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
-END
-$$;
-
--- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
--- Refused, saying why, when another agent holds it or the repository is sidelined.
-CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
-                                    lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    j       aveloxis_ops.jobs;
-    run     bigint;
-    token   uuid := gen_random_uuid();
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.expire_leases();
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
-            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
-    END IF;
-    IF j.lease_owner IS NOT NULL THEN
-        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
-            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
-    END IF;
-    IF j.sidelined_until > at THEN
-        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
-    END IF;
-    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
-    RETURNING job_runs.run_id INTO run;
-    UPDATE aveloxis_ops.jobs x
-    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
-    WHERE x.job_id = j.job_id
-    RETURNING * INTO j;
-    RETURN QUERY
-    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
-           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
-                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
-                ELSE j.last_success_started_at END,
-           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
-    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
-END
-$$;
-
--- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
-CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
-RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
-
--- Renews the leases whose tokens are given by their lease length; returns the jobs still
--- leased under them (a job missing from the answer was lost: its lease expired and the
--- job went back to the queue, or was claimed again).
-CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
-RETURNS SETOF bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
-    FROM aveloxis_ops.job_runs r
-    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
-      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
-    RETURNING j.job_id
-$$;
-
--- The lease a token proves, locked: the job and the run the token was handed out with.
--- Accepted while the lease is held (even past its expiry, until someone else claims the
--- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
--- the reason: the holder of a stale token learns that its result was not taken.
-CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    r      aveloxis_ops.job_runs;
-    latest bigint;
-BEGIN
-    IF lease_token IS NULL THEN
-        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
-            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
-    END IF;
-    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
-    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
-        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
-    END IF;
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    run := r.run_id;
-    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
-        RETURN;
-    END IF;
-    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
-    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
-        RETURN;
-    END IF;
-    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
-        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
-            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
-    END IF;
-    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
-        j.job_id, r.run_id
-        USING ERRCODE = 'lock_not_available',
-              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
-END
-$$;
-
--- The repository of the lease a token proves, for calls that write one repository's
--- data outside staging (record_rename, commit-author links): only for a lease of the
--- given phase.
-CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lease record := aveloxis_ops.held_lease(lease_token, NULL);
-    j     aveloxis_ops.jobs := lease.j;
-BEGIN
-    IF j.phase <> lease_phase THEN
-        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN j.repo_id;
-END
-$$;
-
--- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
--- gets its real outcome instead of lease_expired). The caller ends the lease in the
--- update that sets the job's next state: one new version of the job's row per run's end
--- (each version is an entry the claim's index scans pass over until vacuum).
-CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-BEGIN
-    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
-                                       error = finish_run.error, result = finish_run.result
-    WHERE r.run_id = finish_run.run;
-END
-$$;
-
--- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
--- partial run (complete = false) is served again first, soon; a complete one is next due
--- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
-CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    lease    record := aveloxis_ops.held_lease(lease_token, job);
-    j        aveloxis_ops.jobs := lease.j;
-    at       timestamptz := aveloxis_ops.clock();
-    whole    boolean;
-    next_due timestamptz;
-BEGIN
-    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
-        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
-        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    whole := coalesce((outcome ->> 'complete')::boolean, true);
-    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
-                                    outcome - 'state');
-    -- What the forge reported, against what the drain (run before complete) stored.
-    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
-    -- A distribution scan's observations become the current evidence with this completion,
-    -- in this transaction (sql/distribution.sql).
-    IF j.phase = 'distribution' THEN
-        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
-    END IF;
-    UPDATE aveloxis_ops.jobs SET
-        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
-        backoff_until = NULL, retry_first = NOT whole,
-        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
-        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
-        force_full = force_full AND NOT whole,
-        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
-        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
-        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- A failed run, by class (reference 001 and 002 section 6.4):
---   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
---              (10th) sidelines the job for one cadence, and the count starts over
---   skip       the phase does not apply now; not a failure: next due after the cadence
---   gone       404/410: every phase of the repository is sidelined; its data is kept
---   auth       credentials, not the job: back after one backoff base, not counted
---   fatal      will not succeed by retrying: next due after the cadence, counted
-CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    j        aveloxis_ops.jobs;
-    lease    record;
-    at       timestamptz := aveloxis_ops.clock();
-    base     interval;
-    cadence  interval;
-    limit_n  integer;
-    n        integer;
-    next_due timestamptz;
-BEGIN
-    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
-        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Classes are transient, skip, gone, auth and fatal.';
-    END IF;
-    lease := aveloxis_ops.held_lease(lease_token, job);
-    j := lease.j;
-    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
-    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
-
-    IF class = 'transient' THEN
-        n := j.consecutive_failures + 1;
-        IF n % limit_n = 0 THEN
-            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
-                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
-            WHERE job_id = j.job_id;
-            next_due := at + cadence;
-        ELSE
-            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
-            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
-        END IF;
-        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
-    ELSIF class = 'skip' THEN
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
-            backoff_until = NULL, priority = 100
-        WHERE job_id = j.job_id;
-    ELSIF class = 'gone' THEN
-        next_due := 'infinity';
-        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
-            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
-        WHERE repo_id = j.repo_id;
-    ELSIF class = 'auth' THEN
-        next_due := at + base;
-        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
-    ELSE
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
-            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
-        WHERE job_id = j.job_id;
-    END IF;
-    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
-                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
-CREATE FUNCTION aveloxis.prioritize(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
-                                 backoff_until = NULL
-    WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- The next collection of the repository is a full one (the flag clears on success).
-CREATE FUNCTION aveloxis.force_recollect(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
-                                 due_from_cadence = false
-    WHERE repo_id = repo AND phase IN ('collect', 'facade');
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'It is shown to whoever asks why_not_collected().';
-    END IF;
-    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.unsideline(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
-                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
-    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- Housekeeping, every minute under pg_cron or the background worker: expired leases
--- back to the queue, drained staging and old run history deleted. Every step reads an
--- index of what it removes, so its cost follows the work, not the fleet's size. A second
--- concurrent tick returns at once.
-CREATE PROCEDURE aveloxis.tick()
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
-    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
-    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
-    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
-    expired  bigint;
-    purged   bigint;
-    pruned   bigint;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
-        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
-        RETURN;
-    END IF;
-    expired := aveloxis_ops.expire_leases();
-    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
-    GET DIAGNOSTICS purged = ROW_COUNT;
-    -- A run that finished before the cutoff started before it: the started_at index finds
-    -- the old runs without reading the whole history.
-    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
-    IF expired + purged + pruned > 0 THEN
-        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
-            expired, purged, pruned;
-    END IF;
-END
-$$;
-
--- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
-CREATE FUNCTION aveloxis.schedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
-                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
-                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
-    END IF;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
-    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
-        'CALL aveloxis.refresh_views(true)';
-    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
-           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
-END
-$$;
-
-CREATE FUNCTION aveloxis.unschedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    removed bigint := 0;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RETURN 'pg_cron is not installed: nothing was scheduled';
-    END IF;
-    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
-        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
-    RETURN format('removed %s scheduled job(s)', removed);
-END
-$$;
-
--- Per phase: how the queue stands.
-CREATE FUNCTION aveloxis.queue_health()
-RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
-               oldest_due_age interval, failures_last_day bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT p.phase,
-           count(j.job_id),
-           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
-                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
-           count(*) FILTER (WHERE j.backoff_until > at.now),
-           count(*) FILTER (WHERE j.sidelined_until > at.now),
-           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           (SELECT count(*) FROM aveloxis_ops.job_runs r
-            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
-              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
-    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis']) AS p(phase)
-    CROSS JOIN at
-    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
-    GROUP BY p.phase, at.now
-    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], p.phase)
-$$;
-
--- One row per phase of the repository, saying in words what it waits for.
-CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
-RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY
-    SELECT j.phase,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
-                WHEN j.sidelined_until > at THEN 'sidelined'
-                WHEN j.backoff_until > at THEN 'backing off'
-                WHEN j.due_at > at THEN 'waiting'
-                ELSE 'due' END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
-                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
-                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
-                WHEN j.sidelined_until = 'infinity'
-                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
-                WHEN j.sidelined_until > at
-                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
-                WHEN j.backoff_until > at
-                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
-                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
-                WHEN j.due_at > at
-                    THEN format('due at %s (%s)', j.due_at,
-                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
-                                     ELSE format('cadence %s after the last success at %s',
-                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
-                WHEN j.phase = 'distribution' AND r.repo_archived
-                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
-                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
-                                aveloxis_ops.distribution_paused(at))
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
-                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
-                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
-                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
-                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
-                END
-    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-    WHERE j.repo_id = repo
-    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
-END
-$$;
-
--- The repository's runs, newest first.
-CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
-RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
-               finished_at timestamptz, outcome text, error text, result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
-    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
-    ORDER BY r.run_id DESC LIMIT max_rows
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:102
--- requires:
---   queue
-
--- Shared token budgets: several agents using one forge token never jointly spend past
--- what the forge last reported.
---
---   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
---   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
---   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
---   aveloxis.token_invalidate(fingerprint, reason)       after a 401
---   aveloxis.token_status()                              the budgets, for operators
---
--- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
--- at least 16 digits). A grant is outstanding until its response is settled; the budget
--- available is what the forge reported, minus outstanding grants, minus the reserve.
--- A token whose budget is unknown (never reported, or its window has reset) gets one
--- probe request at a time, whose response reports the real budget.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
-    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
-
-CREATE TABLE aveloxis_ops.token_budgets (
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    fingerprint        text NOT NULL,
-    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
-    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
-    reported_remaining integer,
-    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
-    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
-    -- Grants whose responses have not been settled yet.
-    outstanding        integer NOT NULL DEFAULT 0,
-    granted_total      bigint NOT NULL DEFAULT 0,
-    reported_at        timestamptz,
-    invalid_at         timestamptz,
-    invalid_reason     text,
-    PRIMARY KEY (platform_id, fingerprint, bucket)
-);
-COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
-
-CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
-        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
-        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
-    END IF;
-END
-$$;
-
--- Picks the token with the most budget available for `cost` requests and counts them as
--- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
--- fingerprint is NULL when no token can be used now.
-CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1,
-                                       OUT fingerprint text, OUT wait interval, OUT available integer)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
-    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
-    fp      text;
-BEGIN
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
-        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOREACH fp IN ARRAY fingerprints LOOP
-        PERFORM aveloxis_ops.check_fingerprint(fp);
-    END LOOP;
-    IF cost IS NULL OR cost < 1 THEN
-        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, f, bucket FROM unnest(fingerprints) f
-    ON CONFLICT DO NOTHING;
-    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
-    -- that has reset makes the budget unknown again.
-    PERFORM FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-    ORDER BY t.fingerprint FOR UPDATE;
-    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
-
-    -- Known budgets first (most available first); else a probe of an unknown one.
-    SELECT t.fingerprint,
-           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
-    INTO fingerprint, available
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL
-      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
-               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
-    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
-    LIMIT 1;
-
-    IF fingerprint IS NOT NULL THEN
-        UPDATE aveloxis_ops.token_budgets t
-        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
-            -- A probe that is never settled frees the token after the probe window.
-            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
-        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
-        wait := '0'::interval;
-        available := available - cost;
-        RETURN;
-    END IF;
-    -- None now: the earliest moment one of the valid tokens can be used again.
-    SELECT min(greatest(t.reset_at, at)) - at INTO wait
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL;
-    IF wait IS NULL THEN
-        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
-    END IF;
-    -- (A budget that is back now but too small for this cost: ask again in a second.)
-    wait := greatest(wait, '1 second'::interval);
-    available := 0;
-END
-$$;
-
--- Records what a response's headers said about its token's budget, and ends the
--- response's grant. Responses settled out of order never raise the budget within one
--- window. A successful response also revives a token invalidated by mistake.
-CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
-                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
-        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
-    END IF;
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
-                                                 reported_at)
-    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
-    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
-    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
-                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
-                                  ELSE EXCLUDED.reported_remaining END,
-        reset_at = EXCLUDED.reset_at,
-        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_at = EXCLUDED.reported_at,
-        invalid_at = NULL, invalid_reason = NULL;
-END
-$$;
-
--- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
--- response at all). The request is taken as spent: a known budget goes down by its cost.
-CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    UPDATE aveloxis_ops.token_budgets t
-    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
-                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
-    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
-END
-$$;
-
--- A 401: the token is not used again (all its buckets) until a response settles it.
-CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
-                                          platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
-    ON CONFLICT DO NOTHING;
-    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
-    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
-END
-$$;
-
-CREATE FUNCTION aveloxis.token_status()
-RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
-               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
-               invalid_at timestamptz, invalid_reason text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
-           t.reported_at, t.invalid_at, t.invalid_reason
-    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:50
 -- requires:
 --   bootstrap
@@ -2366,394 +1105,6 @@ BEGIN
     RETURN ROW(resolved.inserted, resolved.updated,
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:112
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
-    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
-    FROM rows r,
-         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
-    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
 $$;
 /* </end connected objects> */
 
@@ -5054,19 +3405,1678 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+-- pg_aveloxis/src/lib.rs:96
+-- requires:
+--   registry
+--   staging
+
+-- The work queue: one job per (repository, phase), claimed as a lease.
+--
+--   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
+--   aveloxis.heartbeat(job_ids, agent)              renews leases
+--   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
+--   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
+--   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
+--   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
+--   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
+--
+-- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
+-- that is not renewed expires, and the job returns to the queue with its attempt counted.
+
+-- Settings: the defaults ship with the extension; what an operator changes is kept in
+-- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
+CREATE TABLE aveloxis_ops.setting_defaults (
+    name          text PRIMARY KEY,
+    default_value text NOT NULL,
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
+    description   text NOT NULL
+);
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
+    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
+    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
+    ('analysis.cadence', '30 days', 'interval', 'How often analyses run'),
+    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
+    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
+    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
+    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
+    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
+    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
+    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
+    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
+    ('registry.local_path_roots', '', 'paths',
+     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
+
+CREATE TABLE aveloxis_ops.setting_overrides (
+    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
+    value text NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
+CREATE VIEW aveloxis_ops.settings AS
+    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
+    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
+COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
+
+-- A setting's value; a clear error for an unknown name.
+CREATE FUNCTION aveloxis_ops.setting(setting_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    setting_value text;
+BEGIN
+    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    RETURN setting_value;
+END
+$$;
+
+CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
+                              ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- Back to the default value.
+CREATE FUNCTION aveloxis.reset_setting(setting_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.setting(setting_name);
+    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
+-- SQL function with SET options is planned again at every call.)
+CREATE FUNCTION aveloxis_ops.clock()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
+                            '0')::interval;
+END
+$$;
+
+CREATE TABLE aveloxis_ops.jobs (
+    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    phase                text NOT NULL CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis')),
+    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
+    priority             integer NOT NULL DEFAULT 100,
+    due_at               timestamptz NOT NULL DEFAULT now(),
+    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
+    due_from_cadence     boolean NOT NULL DEFAULT false,
+    lease_owner          text,
+    leased_at            timestamptz,
+    lease_expires_at     timestamptz,
+    lease_length         interval,
+    lease_run_id         bigint,
+    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
+    attempts             integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    backoff_until        timestamptz,
+    -- Served before other due jobs: the last run was partial or failed transiently.
+    retry_first          boolean NOT NULL DEFAULT false,
+    sidelined_until      timestamptz,
+    sideline_reason      text,
+    force_full           boolean NOT NULL DEFAULT false,
+    last_attempted_at    timestamptz,
+    last_success_at      timestamptz,
+    -- When the last successful run was claimed: incremental runs collect from there.
+    last_success_started_at timestamptz,
+    last_error           text,
+    last_error_class     text,
+    last_outcome         jsonb,
+    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
+    agent_state          jsonb NOT NULL DEFAULT '{}',
+    UNIQUE (repo_id, phase),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
+-- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
+-- for several phases walks it once; phase is a filter). Due jobs come first in each
+-- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
+-- than it asked for.
+CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
+    WHERE lease_owner IS NULL;
+CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE aveloxis_ops.job_runs (
+    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
+    repo_id     bigint NOT NULL,
+    phase       text NOT NULL,
+    agent       text NOT NULL,
+    attempt     integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
+                                        'lease_expired')),
+    error       text,
+    result      jsonb,
+    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
+    -- never stored, so reading this table does not let anyone act as the lease holder.
+    lease_token_digest bytea
+);
+COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
+CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
+CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
+    WHERE lease_token_digest IS NOT NULL;
+CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
+-- queue_health()'s failures of the last day, without reading the whole history.
+CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
+    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
+
+-- The phases a repository gets: forge data for forges, git for all, distribution
+-- evidence for GitHub (reference 002, section 7).
+CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution']
+                         WHEN 2 THEN ARRAY['collect', 'facade']
+                         ELSE ARRAY['facade'] END
+$$;
+
+-- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
+CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
+    SELECT r.repo_id, p, aveloxis_ops.clock()
+    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
+    WHERE r.repo_id = repo
+    ON CONFLICT (repo_id, phase) DO NOTHING
+$$;
+
+-- Jobs whose due date came from their phase's cadence are due one (new) cadence after
+-- their last success: set_setting() and reset_setting() call this when a cadence
+-- changes, once, rather than tick() scanning every job every minute (at 100,000
+-- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
+-- changes a cadence's default calls it too.
+CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
+    moved AS (
+        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
+        FROM cadence c
+        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+          AND j.due_at <> j.last_success_at + c.every
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved
+$$;
+
+CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
+        RAISE EXCEPTION 'repo % does not exist', repo
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
+    END IF;
+END
+$$;
+
+-- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
+-- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
+CREATE FUNCTION aveloxis_ops.expire_leases()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
+        RETURN 0;
+    END IF;
+    WITH expired AS (
+        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
+        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
+        FOR UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+            retry_first = true
+        FROM expired e WHERE j.job_id = e.job_id
+        RETURNING j.job_id
+    ), closed AS (
+        UPDATE aveloxis_ops.job_runs r
+        SET finished_at = at, outcome = 'lease_expired',
+            error = 'the lease expired without a heartbeat; the job went back to the queue'
+        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO released FROM back;
+    RETURN released;
+END
+$$;
+
+-- complete, fail and their helpers run generic plans (their statements look rows up by
+-- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
+-- claim does not: its candidates' best plan depends on how many jobs are due, leased,
+-- backing off or sidelined; forced generic, it made 36 claims a second on the
+-- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
+--
+-- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
+-- last run was partial or failed transiently, then priority, then due time, then repo.
+-- Sidelined and backing-off jobs are never handed out.
+CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis')) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Phases are collect, facade, distribution and analysis.';
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+    token   uuid := gen_random_uuid();
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
+    RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+END
+$$;
+
+-- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
+CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
+
+-- Renews the leases whose tokens are given by their lease length; returns the jobs still
+-- leased under them (a job missing from the answer was lost: its lease expired and the
+-- job went back to the queue, or was claimed again).
+CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
+RETURNS SETOF bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
+    FROM aveloxis_ops.job_runs r
+    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
+      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
+    RETURNING j.job_id
+$$;
+
+-- The lease a token proves, locked: the job and the run the token was handed out with.
+-- Accepted while the lease is held (even past its expiry, until someone else claims the
+-- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
+-- the reason: the holder of a stale token learns that its result was not taken.
+CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    r      aveloxis_ops.job_runs;
+    latest bigint;
+BEGIN
+    IF lease_token IS NULL THEN
+        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
+    END IF;
+    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
+    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
+        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
+    END IF;
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    run := r.run_id;
+    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
+    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
+        RETURN;
+    END IF;
+    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
+        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
+            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
+    END IF;
+    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
+        j.job_id, r.run_id
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
+END
+$$;
+
+-- The repository of the lease a token proves, for calls that write one repository's
+-- data outside staging (record_rename, commit-author links): only for a lease of the
+-- given phase.
+CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease record := aveloxis_ops.held_lease(lease_token, NULL);
+    j     aveloxis_ops.jobs := lease.j;
+BEGIN
+    IF j.phase <> lease_phase THEN
+        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN j.repo_id;
+END
+$$;
+
+-- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
+-- gets its real outcome instead of lease_expired). The caller ends the lease in the
+-- update that sets the job's next state: one new version of the job's row per run's end
+-- (each version is an entry the claim's index scans pass over until vacuum).
+CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
+                                       error = finish_run.error, result = finish_run.result
+    WHERE r.run_id = finish_run.run;
+END
+$$;
+
+-- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
+-- partial run (complete = false) is served again first, soon; a complete one is next due
+-- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
+CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
+    UPDATE aveloxis_ops.jobs SET
+        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- A failed run, by class (reference 001 and 002 section 6.4):
+--   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
+--              (10th) sidelines the job for one cadence, and the count starts over
+--   skip       the phase does not apply now; not a failure: next due after the cadence
+--   gone       404/410: every phase of the repository is sidelined; its data is kept
+--   auth       credentials, not the job: back after one backoff base, not counted
+--   fatal      will not succeed by retrying: next due after the cadence, counted
+CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs;
+    lease    record;
+    at       timestamptz := aveloxis_ops.clock();
+    base     interval;
+    cadence  interval;
+    limit_n  integer;
+    n        integer;
+    next_due timestamptz;
+BEGIN
+    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
+        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Classes are transient, skip, gone, auth and fatal.';
+    END IF;
+    lease := aveloxis_ops.held_lease(lease_token, job);
+    j := lease.j;
+    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
+    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
+    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
+
+    IF class = 'transient' THEN
+        n := j.consecutive_failures + 1;
+        IF n % limit_n = 0 THEN
+            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
+                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
+            WHERE job_id = j.job_id;
+            next_due := at + cadence;
+        ELSE
+            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
+            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
+        END IF;
+        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
+    ELSIF class = 'skip' THEN
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
+            backoff_until = NULL, priority = 100
+        WHERE job_id = j.job_id;
+    ELSIF class = 'gone' THEN
+        next_due := 'infinity';
+        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
+            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
+        WHERE repo_id = j.repo_id;
+    ELSIF class = 'auth' THEN
+        next_due := at + base;
+        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
+    ELSE
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
+            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
+        WHERE job_id = j.job_id;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
+                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
+CREATE FUNCTION aveloxis.prioritize(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
+                                 backoff_until = NULL
+    WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- The next collection of the repository is a full one (the flag clears on success).
+CREATE FUNCTION aveloxis.force_recollect(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
+                                 due_from_cadence = false
+    WHERE repo_id = repo AND phase IN ('collect', 'facade');
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is shown to whoever asks why_not_collected().';
+    END IF;
+    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.unsideline(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
+                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
+    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- Housekeeping, every minute under pg_cron or the background worker: expired leases
+-- back to the queue, drained staging and old run history deleted. Every step reads an
+-- index of what it removes, so its cost follows the work, not the fleet's size. A second
+-- concurrent tick returns at once.
+CREATE PROCEDURE aveloxis.tick()
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
+    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
+    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
+    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
+    expired  bigint;
+    purged   bigint;
+    pruned   bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
+        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
+        RETURN;
+    END IF;
+    expired := aveloxis_ops.expire_leases();
+    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    -- A run that finished before the cutoff started before it: the started_at index finds
+    -- the old runs without reading the whole history.
+    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
+    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
+    -- staged; old runs and their raw answers go with the job runs' retention.
+    expired := expired + aveloxis_ops.expire_identity_runs(at);
+    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    IF expired + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
+            expired, purged, pruned;
+    END IF;
+END
+$$;
+
+-- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
+CREATE FUNCTION aveloxis.schedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
+                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
+                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
+    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
+        'CALL aveloxis.refresh_views(true)';
+    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
+           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
+END
+$$;
+
+CREATE FUNCTION aveloxis.unschedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    removed bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'pg_cron is not installed: nothing was scheduled';
+    END IF;
+    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
+        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
+    RETURN format('removed %s scheduled job(s)', removed);
+END
+$$;
+
+-- Per phase: how the queue stands.
+CREATE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis']) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], p.phase)
+$$;
+
+-- One row per phase of the repository, saying in words what it waits for.
+CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+    WHERE j.repo_id = repo
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis'], j.phase);
+END
+$$;
+
+-- The repository's runs, newest first.
+CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
+RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
+               finished_at timestamptz, outcome text, error text, result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
+    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
+    ORDER BY r.run_id DESC LIMIT max_rows
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
+-- pg_aveloxis/src/lib.rs:102
+-- requires:
+--   queue
+
+-- Shared token budgets: several agents using one forge token never jointly spend past
+-- what the forge last reported.
+--
+--   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
+--   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
+--   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
+--   aveloxis.token_invalidate(fingerprint, reason)       after a 401
+--   aveloxis.token_status()                              the budgets, for operators
+--
+-- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
+-- at least 16 digits). A grant is outstanding until its response is settled; the budget
+-- available is what the forge reported, minus outstanding grants, minus the reserve.
+-- A token whose budget is unknown (never reported, or its window has reset) gets one
+-- probe request at a time, whose response reports the real budget.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
+    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
+
+CREATE TABLE aveloxis_ops.token_budgets (
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    fingerprint        text NOT NULL,
+    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
+    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
+    reported_remaining integer,
+    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
+    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
+    -- Grants whose responses have not been settled yet.
+    outstanding        integer NOT NULL DEFAULT 0,
+    granted_total      bigint NOT NULL DEFAULT 0,
+    reported_at        timestamptz,
+    invalid_at         timestamptz,
+    invalid_reason     text,
+    PRIMARY KEY (platform_id, fingerprint, bucket)
+);
+COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
+
+CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
+        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
+        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
+    END IF;
+END
+$$;
+
+-- Picks the token with the most budget available for `cost` requests and counts them as
+-- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
+-- fingerprint is NULL when no token can be used now.
+CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1,
+                                       OUT fingerprint text, OUT wait interval, OUT available integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
+    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
+    fp      text;
+BEGIN
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
+        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH fp IN ARRAY fingerprints LOOP
+        PERFORM aveloxis_ops.check_fingerprint(fp);
+    END LOOP;
+    IF cost IS NULL OR cost < 1 THEN
+        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, f, bucket FROM unnest(fingerprints) f
+    ON CONFLICT DO NOTHING;
+    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
+    -- that has reset makes the budget unknown again.
+    PERFORM FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+    ORDER BY t.fingerprint FOR UPDATE;
+    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
+
+    -- Known budgets first (most available first); else a probe of an unknown one.
+    SELECT t.fingerprint,
+           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
+    INTO fingerprint, available
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL
+      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
+               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
+    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
+    LIMIT 1;
+
+    IF fingerprint IS NOT NULL THEN
+        UPDATE aveloxis_ops.token_budgets t
+        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
+            -- A probe that is never settled frees the token after the probe window.
+            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
+        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
+        wait := '0'::interval;
+        available := available - cost;
+        RETURN;
+    END IF;
+    -- None now: the earliest moment one of the valid tokens can be used again.
+    SELECT min(greatest(t.reset_at, at)) - at INTO wait
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL;
+    IF wait IS NULL THEN
+        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
+    END IF;
+    -- (A budget that is back now but too small for this cost: ask again in a second.)
+    wait := greatest(wait, '1 second'::interval);
+    available := 0;
+END
+$$;
+
+-- Records what a response's headers said about its token's budget, and ends the
+-- response's grant. Responses settled out of order never raise the budget within one
+-- window. A successful response also revives a token invalidated by mistake.
+CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
+                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
+        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
+    END IF;
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
+                                                 reported_at)
+    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
+    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
+    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
+                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
+                                  ELSE EXCLUDED.reported_remaining END,
+        reset_at = EXCLUDED.reset_at,
+        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_at = EXCLUDED.reported_at,
+        invalid_at = NULL, invalid_reason = NULL;
+END
+$$;
+
+-- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
+-- response at all). The request is taken as spent: a known budget goes down by its cost.
+CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    UPDATE aveloxis_ops.token_budgets t
+    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
+                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
+    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
+END
+$$;
+
+-- A 401: the token is not used again (all its buckets) until a response settles it.
+CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
+                                          platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
+    ON CONFLICT DO NOTHING;
+    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
+    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
+END
+$$;
+
+CREATE FUNCTION aveloxis.token_status()
+RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
+               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
+               invalid_at timestamptz, invalid_reason text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
+           t.reported_at, t.invalid_at, t.invalid_reason
+    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:32
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:37
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:112
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
+)
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
+
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
+
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
+
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
+
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
+
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
+
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -5089,6 +5099,17 @@ CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -6084,113 +6105,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:135
--- requires:
---   drain
---   registry
-
--- Community health files (code of conduct, security policy, security audits, and
--- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
--- request, every forge and plain git alike. The agent stages the names of the top
--- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
--- is decided here, so a better pattern needs no agent release. NULL means "not found".
-
-CREATE TABLE aveloxis_data.repo_community_files (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head                 text NOT NULL,
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    contributing_file    text,
-    changelog_file       text,
-    license_file         text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
-
--- The path of a kind of community file among a tree's paths, or NULL. Where forges
--- look first wins (.github/, then the top level, then docs/); the name is matched
--- without regard to case, with any extension.
-CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
-    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
-        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
-        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
-        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
-        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
-        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
-        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
-      END
-      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
-    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
-    LIMIT 1
-$$;
-
--- 'repo_files' payloads: the newest one replaces what the repository had.
-CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total  bigint;
-    newest record;
-    paths  text[];
-    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    files  record;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
-       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(e.value ORDER BY e.n) INTO paths
-    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
-    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
-           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
-           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
-           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
-           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
-           aveloxis_ops.community_file(paths, 'license') AS license_file
-    INTO files;
-    INSERT INTO aveloxis_data.repo_community_files AS f
-        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
-         changelog_file, license_file)
-    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
-            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
-            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
-            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
-        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
-               f.changelog_file, f.license_file)
-              IS DISTINCT FROM
-              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
-               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
-               EXCLUDED.license_file);
-    IF FOUND THEN
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:122
 -- requires:
 --   merges
@@ -6922,6 +6836,113 @@ AS $$
     SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
     WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
     ORDER BY p.platform_id
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:135
+-- requires:
+--   drain
+--   registry
+
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
 $$;
 /* </end connected objects> */
 
@@ -7685,282 +7706,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:117
--- requires:
---   merges
---   facade
-
--- Time-aware affiliation (docs/identity.md, "Affiliation"): who a person worked for is a
--- set of dated enrollments (person, organization, from, to), and email domains stand for
--- organizations from a date on (contributor_affiliations, Augur's table). Both are read
--- when a question is asked, never copied into commit rows: a correction changes every
--- answer about the past without re-collecting or rewriting a commit. The commit
--- aggregates (dm_*) are recomputed for the groups a correction touches.
---
--- Precedence, for a commit authored at time t by contributor c with email e:
---   1. an enrollment of c's person (aveloxis.person_of) covering t, the latest-starting;
---   2. the most specific active domain rule of e (mail.acme.com before acme.com) in force
---      at t (ca_start_date on or before t, or none);
---   3. none (NULL; '(Unknown)' in the aggregates, as Augur's).
--- A profile's company (cntrb_company) is what the person says today, not where they
--- worked when a commit was written: it is never used for the past.
-
-CREATE TABLE aveloxis_data.contributor_enrollments (
-    enrollment_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    cntrb_id      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    organization  text NOT NULL CHECK (btrim(organization) <> ''),
-    -- Inclusive start, exclusive end; NULL: open.
-    starts_on     date,
-    ends_on       date,
-    source        text NOT NULL DEFAULT 'admin',
-    created_by    text NOT NULL DEFAULT current_user,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    CHECK (starts_on IS NULL OR ends_on IS NULL OR starts_on < ends_on)
-);
-COMMENT ON TABLE aveloxis_data.contributor_enrollments IS
-    'Dated affiliations of a person (aveloxis.enroll); read at query time by aveloxis.affiliation_of';
-CREATE INDEX contributor_enrollments_cntrb_idx ON aveloxis_data.contributor_enrollments (cntrb_id);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_enrollments', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_enrollments', 'enrollment_id'), '');
-
--- The domain rule of an email in force at a time (NULL at: any time): the most specific active domain
--- (mail.example.com, then example.com) whose start date, if any, is not after it.
-CREATE FUNCTION aveloxis_ops.email_affiliation(email text, at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT a.ca_affiliation
-    FROM aveloxis_data.contributor_affiliations a
-    WHERE a.ca_active
-      AND (a.ca_start_date IS NULL OR at IS NULL OR a.ca_start_date <= (at AT TIME ZONE 'UTC')::date)
-      AND a.ca_domain = ANY (
-          SELECT array_to_string((string_to_array(lower(split_part(email, '@', 2)), '.'))[i:], '.')
-          FROM generate_series(1, cardinality(string_to_array(lower(split_part(email, '@', 2)), '.'))) i)
-    ORDER BY length(a.ca_domain) DESC
-    LIMIT 1;
-END;
-
--- The domain rule of an email at a time, for analysts (aveloxis_augur_data.commits reads
--- the committer's affiliation through it).
-CREATE FUNCTION aveloxis.email_affiliation(email text, at timestamptz DEFAULT NULL)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.email_affiliation(email, at)
-$$;
-
--- The organization of a person's enrollment covering a time (the latest-starting).
-CREATE FUNCTION aveloxis_ops.enrollment_at(person uuid, at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT e.organization FROM aveloxis_data.contributor_enrollments e
-    WHERE e.cntrb_id = person
-      AND (e.starts_on IS NULL OR e.starts_on <= (at AT TIME ZONE 'UTC')::date)
-      AND (e.ends_on IS NULL OR (at AT TIME ZONE 'UTC')::date < e.ends_on)
-    ORDER BY e.starts_on DESC NULLS LAST, e.enrollment_id DESC
-    LIMIT 1;
-END;
-
--- The affiliation of a commit: its author's enrollment at the time, else its email's
--- domain rule at the time (what aveloxis_augur_data.commits shows as
--- cmt_author_affiliation; the committer's is the domain rule of the committer's email).
-CREATE FUNCTION aveloxis.commit_affiliation(author uuid, email text, at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT coalesce(CASE WHEN author IS NOT NULL AND EXISTS (SELECT FROM aveloxis_data.contributor_enrollments)
-                         THEN aveloxis_ops.enrollment_at(aveloxis.person_of(author), at) END,
-                    CASE WHEN email LIKE '%@%' THEN aveloxis_ops.email_affiliation(email, at) END)
-$$;
-
--- Who a contributor was affiliated with at a time: the person's enrollment then, else the
--- domain rule then of the person's canonical (or own) email. NULL when nothing says.
-CREATE FUNCTION aveloxis.affiliation_of(cntrb_id uuid, at timestamptz DEFAULT now())
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH p AS (SELECT aveloxis.person_of(affiliation_of.cntrb_id) AS person)
-    SELECT coalesce(aveloxis_ops.enrollment_at(p.person, at),
-                    (SELECT aveloxis_ops.email_affiliation(coalesce(c.cntrb_canonical, c.cntrb_email), at)
-                     FROM aveloxis_data.contributors c WHERE c.cntrb_id = p.person))
-    FROM p
-$$;
-
--- Queues the commit aggregates of a person's commits (of the years given, or all) for
--- recomputation at each repository's next drain or aveloxis.refresh_commit_aggregates().
-CREATE FUNCTION aveloxis_ops.queue_person_aggregates(person uuid, from_year integer, to_year integer)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH rows_of AS (
-        SELECT r AS cntrb_id FROM aveloxis_ops.rows_of_person(person) r
-    ), queued AS (
-        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
-        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
-        FROM aveloxis_data.commits c
-        WHERE c.cmt_ght_author_id IN (SELECT r.cntrb_id FROM rows_of r)
-          AND c.cmt_author_timestamp IS NOT NULL AND c.cmt_author_email IS NOT NULL
-          AND extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC') BETWEEN coalesce(from_year, 0)
-                                                                              AND coalesce(to_year, 9999)
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) FROM queued
-$$;
-
--- Records that a contributor's person worked for an organization from starts_on
--- (inclusive) to ends_on (exclusive); either may be NULL (open). Returns its id. The
--- person's commit aggregates of those years are queued for recomputation.
-CREATE FUNCTION aveloxis.enroll(cntrb_id uuid, organization text, starts_on date DEFAULT NULL,
-                                ends_on date DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    person uuid := aveloxis.person_of(enroll.cntrb_id);
-    id bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = person) THEN
-        RAISE EXCEPTION 'contributor % does not exist', enroll.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF organization IS NULL OR btrim(organization) = '' THEN
-        RAISE EXCEPTION 'an enrollment needs an organization' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF starts_on >= ends_on THEN
-        RAISE EXCEPTION 'an enrollment ends after it starts (% is not before %)', starts_on, ends_on
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'ends_on is exclusive: the first day no longer there.';
-    END IF;
-    INSERT INTO aveloxis_data.contributor_enrollments (cntrb_id, organization, starts_on, ends_on)
-    VALUES (person, btrim(organization), starts_on, ends_on)
-    RETURNING enrollment_id INTO id;
-    PERFORM aveloxis_ops.queue_person_aggregates(person, extract(year FROM starts_on)::integer,
-                                                 extract(year FROM ends_on)::integer);
-    RETURN id;
-END
-$$;
-
--- Corrects an enrollment's dates or organization (NULL keeps a value; pass
--- clear_end => true to make it open-ended again).
-CREATE FUNCTION aveloxis.correct_enrollment(enrollment_id bigint, organization text DEFAULT NULL,
-                                            starts_on date DEFAULT NULL, ends_on date DEFAULT NULL,
-                                            clear_end boolean DEFAULT false)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    e aveloxis_data.contributor_enrollments;
-BEGIN
-    SELECT * INTO e FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = correct_enrollment.enrollment_id
-    FOR UPDATE;
-    IF e.enrollment_id IS NULL THEN
-        RAISE EXCEPTION 'enrollment % does not exist', correct_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
-    END IF;
-    UPDATE aveloxis_data.contributor_enrollments x
-    SET organization = coalesce(nullif(btrim(correct_enrollment.organization), ''), x.organization),
-        starts_on = coalesce(correct_enrollment.starts_on, x.starts_on),
-        ends_on = CASE WHEN clear_end THEN NULL ELSE coalesce(correct_enrollment.ends_on, x.ends_on) END
-    WHERE x.enrollment_id = e.enrollment_id;
-    -- Every year either version covers.
-    PERFORM aveloxis_ops.queue_person_aggregates(e.cntrb_id, NULL, NULL);
-END
-$$;
-
--- Removes an enrollment entered by mistake.
-CREATE FUNCTION aveloxis.remove_enrollment(enrollment_id bigint)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    person uuid;
-BEGIN
-    DELETE FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = remove_enrollment.enrollment_id
-    RETURNING x.cntrb_id INTO person;
-    IF person IS NULL THEN
-        RAISE EXCEPTION 'enrollment % does not exist', remove_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
-    END IF;
-    PERFORM aveloxis_ops.queue_person_aggregates(person, NULL, NULL);
-END
-$$;
-
--- A person's enrollments (through merges), oldest first.
-CREATE FUNCTION aveloxis.enrollments(cntrb_id uuid)
-RETURNS TABLE (enrollment_id bigint, organization text, starts_on date, ends_on date, source text,
-               created_by text, created_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT e.enrollment_id, e.organization, e.starts_on, e.ends_on, e.source, e.created_by, e.created_at
-    FROM aveloxis_data.contributor_enrollments e
-    WHERE e.cntrb_id = aveloxis.person_of(enrollments.cntrb_id)
-    ORDER BY e.starts_on NULLS FIRST, e.enrollment_id
-$$;
-
--- Sets what an email domain stands for from a date on (or ends it: active false). Commit
--- rows are not touched: their affiliation is read through the rules; the aggregates of
--- the commits under the domain and its subdomains are queued for recomputation at each
--- repository's next drain (or aveloxis.refresh_commit_aggregates). Returns how many
--- (repository, email, year) aggregate groups were queued.
-CREATE FUNCTION aveloxis.set_affiliation(domain text, affiliation text, active boolean DEFAULT true,
-                                         starts_on date DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    d text := lower(btrim(set_affiliation.domain));
-    queued bigint;
-BEGIN
-    IF d IS NULL OR d !~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' THEN
-        RAISE EXCEPTION 'not an email domain: %', set_affiliation.domain USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass the part after the @, e.g. ''redhat.com''.';
-    END IF;
-    INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, ca_start_date,
-                                                             tool_source)
-    VALUES (d, affiliation, coalesce(active, true), starts_on, 'aveloxis.set_affiliation')
-    ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
-                                          ca_start_date = EXCLUDED.ca_start_date,
-                                          data_collection_date = EXCLUDED.data_collection_date;
-    WITH q AS (
-        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
-        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
-        FROM aveloxis_data.commits c
-        WHERE (split_part(c.cmt_author_email, '@', 2) = d OR split_part(c.cmt_author_email, '@', 2) LIKE '%.' || d)
-          AND c.cmt_author_timestamp IS NOT NULL
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO queued FROM q;
-    RETURN queued;
-END
-$$;
-
--- Recomputes a repository's queued commit aggregates now (the drain does it when it
--- finishes a repository): after affiliation corrections, for dashboards that should not
--- wait for the next collection. Returns the (email, year) groups recomputed.
-CREATE FUNCTION aveloxis.refresh_commit_aggregates(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN aveloxis_ops.refresh_commit_aggregates(repo);
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:155
 -- requires:
 --   facade
@@ -8462,137 +8207,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:163
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:127
 -- requires:
 --   contributors
@@ -8739,6 +8353,413 @@ BEGIN
                AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
             ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
     END LOOP;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:163
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:117
+-- requires:
+--   merges
+--   facade
+
+-- Time-aware affiliation (docs/identity.md, "Affiliation"): who a person worked for is a
+-- set of dated enrollments (person, organization, from, to), and email domains stand for
+-- organizations from a date on (contributor_affiliations, Augur's table). Both are read
+-- when a question is asked, never copied into commit rows: a correction changes every
+-- answer about the past without re-collecting or rewriting a commit. The commit
+-- aggregates (dm_*) are recomputed for the groups a correction touches.
+--
+-- Precedence, for a commit authored at time t by contributor c with email e:
+--   1. an enrollment of c's person (aveloxis.person_of) covering t, the latest-starting;
+--   2. the most specific active domain rule of e (mail.acme.com before acme.com) in force
+--      at t (ca_start_date on or before t, or none);
+--   3. none (NULL; '(Unknown)' in the aggregates, as Augur's).
+-- A profile's company (cntrb_company) is what the person says today, not where they
+-- worked when a commit was written: it is never used for the past.
+
+CREATE TABLE aveloxis_data.contributor_enrollments (
+    enrollment_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    cntrb_id      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    organization  text NOT NULL CHECK (btrim(organization) <> ''),
+    -- Inclusive start, exclusive end; NULL: open.
+    starts_on     date,
+    ends_on       date,
+    source        text NOT NULL DEFAULT 'admin',
+    created_by    text NOT NULL DEFAULT current_user,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CHECK (starts_on IS NULL OR ends_on IS NULL OR starts_on < ends_on)
+);
+COMMENT ON TABLE aveloxis_data.contributor_enrollments IS
+    'Dated affiliations of a person (aveloxis.enroll); read at query time by aveloxis.affiliation_of';
+CREATE INDEX contributor_enrollments_cntrb_idx ON aveloxis_data.contributor_enrollments (cntrb_id);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_enrollments', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_enrollments', 'enrollment_id'), '');
+
+-- The domain rule of an email in force at a time (NULL at: any time): the most specific active domain
+-- (mail.example.com, then example.com) whose start date, if any, is not after it.
+CREATE FUNCTION aveloxis_ops.email_affiliation(email text, at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT a.ca_affiliation
+    FROM aveloxis_data.contributor_affiliations a
+    WHERE a.ca_active
+      AND (a.ca_start_date IS NULL OR at IS NULL OR a.ca_start_date <= (at AT TIME ZONE 'UTC')::date)
+      AND a.ca_domain = ANY (
+          SELECT array_to_string((string_to_array(lower(split_part(email, '@', 2)), '.'))[i:], '.')
+          FROM generate_series(1, cardinality(string_to_array(lower(split_part(email, '@', 2)), '.'))) i)
+    ORDER BY length(a.ca_domain) DESC
+    LIMIT 1;
+END;
+
+-- The domain rule of an email at a time, for analysts (aveloxis_augur_data.commits reads
+-- the committer's affiliation through it).
+CREATE FUNCTION aveloxis.email_affiliation(email text, at timestamptz DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.email_affiliation(email, at)
+$$;
+
+-- The organization of a person's enrollment covering a time (the latest-starting).
+CREATE FUNCTION aveloxis_ops.enrollment_at(person uuid, at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT e.organization FROM aveloxis_data.contributor_enrollments e
+    WHERE e.cntrb_id = person
+      AND (e.starts_on IS NULL OR e.starts_on <= (at AT TIME ZONE 'UTC')::date)
+      AND (e.ends_on IS NULL OR (at AT TIME ZONE 'UTC')::date < e.ends_on)
+    ORDER BY e.starts_on DESC NULLS LAST, e.enrollment_id DESC
+    LIMIT 1;
+END;
+
+-- The affiliation of a commit: its author's enrollment at the time, else its email's
+-- domain rule at the time (what aveloxis_augur_data.commits shows as
+-- cmt_author_affiliation; the committer's is the domain rule of the committer's email).
+CREATE FUNCTION aveloxis.commit_affiliation(author uuid, email text, at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT coalesce(CASE WHEN author IS NOT NULL AND EXISTS (SELECT FROM aveloxis_data.contributor_enrollments)
+                         THEN aveloxis_ops.enrollment_at(aveloxis.person_of(author), at) END,
+                    CASE WHEN email LIKE '%@%' THEN aveloxis_ops.email_affiliation(email, at) END)
+$$;
+
+-- Who a contributor was affiliated with at a time: the person's enrollment then, else the
+-- domain rule then of the person's canonical (or own) email. NULL when nothing says.
+CREATE FUNCTION aveloxis.affiliation_of(cntrb_id uuid, at timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH p AS (SELECT aveloxis.person_of(affiliation_of.cntrb_id) AS person)
+    SELECT coalesce(aveloxis_ops.enrollment_at(p.person, at),
+                    (SELECT aveloxis_ops.email_affiliation(coalesce(c.cntrb_canonical, c.cntrb_email), at)
+                     FROM aveloxis_data.contributors c WHERE c.cntrb_id = p.person))
+    FROM p
+$$;
+
+-- Queues the commit aggregates of a person's commits (of the years given, or all) for
+-- recomputation at each repository's next drain or aveloxis.refresh_commit_aggregates().
+CREATE FUNCTION aveloxis_ops.queue_person_aggregates(person uuid, from_year integer, to_year integer)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH rows_of AS (
+        SELECT r AS cntrb_id FROM aveloxis_ops.rows_of_person(person) r
+    ), queued AS (
+        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
+        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
+        FROM aveloxis_data.commits c
+        WHERE c.cmt_ght_author_id IN (SELECT r.cntrb_id FROM rows_of r)
+          AND c.cmt_author_timestamp IS NOT NULL AND c.cmt_author_email IS NOT NULL
+          AND extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC') BETWEEN coalesce(from_year, 0)
+                                                                              AND coalesce(to_year, 9999)
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) FROM queued
+$$;
+
+-- Records that a contributor's person worked for an organization from starts_on
+-- (inclusive) to ends_on (exclusive); either may be NULL (open). Returns its id. The
+-- person's commit aggregates of those years are queued for recomputation.
+CREATE FUNCTION aveloxis.enroll(cntrb_id uuid, organization text, starts_on date DEFAULT NULL,
+                                ends_on date DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    person uuid := aveloxis.person_of(enroll.cntrb_id);
+    id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = person) THEN
+        RAISE EXCEPTION 'contributor % does not exist', enroll.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF organization IS NULL OR btrim(organization) = '' THEN
+        RAISE EXCEPTION 'an enrollment needs an organization' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF starts_on >= ends_on THEN
+        RAISE EXCEPTION 'an enrollment ends after it starts (% is not before %)', starts_on, ends_on
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'ends_on is exclusive: the first day no longer there.';
+    END IF;
+    INSERT INTO aveloxis_data.contributor_enrollments (cntrb_id, organization, starts_on, ends_on)
+    VALUES (person, btrim(organization), starts_on, ends_on)
+    RETURNING enrollment_id INTO id;
+    PERFORM aveloxis_ops.queue_person_aggregates(person, extract(year FROM starts_on)::integer,
+                                                 extract(year FROM ends_on)::integer);
+    RETURN id;
+END
+$$;
+
+-- Corrects an enrollment's dates or organization (NULL keeps a value; pass
+-- clear_end => true to make it open-ended again).
+CREATE FUNCTION aveloxis.correct_enrollment(enrollment_id bigint, organization text DEFAULT NULL,
+                                            starts_on date DEFAULT NULL, ends_on date DEFAULT NULL,
+                                            clear_end boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    e aveloxis_data.contributor_enrollments;
+BEGIN
+    SELECT * INTO e FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = correct_enrollment.enrollment_id
+    FOR UPDATE;
+    IF e.enrollment_id IS NULL THEN
+        RAISE EXCEPTION 'enrollment % does not exist', correct_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE aveloxis_data.contributor_enrollments x
+    SET organization = coalesce(nullif(btrim(correct_enrollment.organization), ''), x.organization),
+        starts_on = coalesce(correct_enrollment.starts_on, x.starts_on),
+        ends_on = CASE WHEN clear_end THEN NULL ELSE coalesce(correct_enrollment.ends_on, x.ends_on) END
+    WHERE x.enrollment_id = e.enrollment_id;
+    -- Every year either version covers.
+    PERFORM aveloxis_ops.queue_person_aggregates(e.cntrb_id, NULL, NULL);
+END
+$$;
+
+-- Removes an enrollment entered by mistake.
+CREATE FUNCTION aveloxis.remove_enrollment(enrollment_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    person uuid;
+BEGIN
+    DELETE FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = remove_enrollment.enrollment_id
+    RETURNING x.cntrb_id INTO person;
+    IF person IS NULL THEN
+        RAISE EXCEPTION 'enrollment % does not exist', remove_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM aveloxis_ops.queue_person_aggregates(person, NULL, NULL);
+END
+$$;
+
+-- A person's enrollments (through merges), oldest first.
+CREATE FUNCTION aveloxis.enrollments(cntrb_id uuid)
+RETURNS TABLE (enrollment_id bigint, organization text, starts_on date, ends_on date, source text,
+               created_by text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.enrollment_id, e.organization, e.starts_on, e.ends_on, e.source, e.created_by, e.created_at
+    FROM aveloxis_data.contributor_enrollments e
+    WHERE e.cntrb_id = aveloxis.person_of(enrollments.cntrb_id)
+    ORDER BY e.starts_on NULLS FIRST, e.enrollment_id
+$$;
+
+-- Sets what an email domain stands for from a date on (or ends it: active false). Commit
+-- rows are not touched: their affiliation is read through the rules; the aggregates of
+-- the commits under the domain and its subdomains are queued for recomputation at each
+-- repository's next drain (or aveloxis.refresh_commit_aggregates). Returns how many
+-- (repository, email, year) aggregate groups were queued.
+CREATE FUNCTION aveloxis.set_affiliation(domain text, affiliation text, active boolean DEFAULT true,
+                                         starts_on date DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    d text := lower(btrim(set_affiliation.domain));
+    queued bigint;
+BEGIN
+    IF d IS NULL OR d !~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' THEN
+        RAISE EXCEPTION 'not an email domain: %', set_affiliation.domain USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass the part after the @, e.g. ''redhat.com''.';
+    END IF;
+    INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, ca_start_date,
+                                                             tool_source)
+    VALUES (d, affiliation, coalesce(active, true), starts_on, 'aveloxis.set_affiliation')
+    ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
+                                          ca_start_date = EXCLUDED.ca_start_date,
+                                          data_collection_date = EXCLUDED.data_collection_date;
+    WITH q AS (
+        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
+        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
+        FROM aveloxis_data.commits c
+        WHERE (split_part(c.cmt_author_email, '@', 2) = d OR split_part(c.cmt_author_email, '@', 2) LIKE '%.' || d)
+          AND c.cmt_author_timestamp IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO queued FROM q;
+    RETURN queued;
+END
+$$;
+
+-- Recomputes a repository's queued commit aggregates now (the drain does it when it
+-- finishes a repository): after affiliation corrections, for dashboards that should not
+-- wait for the next collection. Returns the (email, year) groups recomputed.
+CREATE FUNCTION aveloxis.refresh_commit_aggregates(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN aveloxis_ops.refresh_commit_aggregates(repo);
 END
 $$;
 /* </end connected objects> */
@@ -9443,6 +9464,202 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:149
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:169
 -- requires:
 --   activity
@@ -9802,219 +10019,6 @@ AS $$
     GROUP BY a.repo_id, r.repo_git
     ORDER BY 5 DESC, 1
 $$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:149
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:407
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:413
--- pg_aveloxis::manifest::aveloxis_ops::contents_text
-CREATE  FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */

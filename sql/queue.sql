@@ -822,6 +822,10 @@ BEGIN
     DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
     GET DIAGNOSTICS pruned = ROW_COUNT;
     DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
+    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
+    -- staged; old runs and their raw answers go with the job runs' retention.
+    expired := expired + aveloxis_ops.expire_identity_runs(at);
+    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
     IF expired + purged + pruned > 0 THEN
         RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
             expired, purged, pruned;

@@ -250,13 +250,17 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
     db.execute("SELECT aveloxis.set_setting('search.every', '0')").await;
     let repo = add_repo(&pool, "https://github.com/o/r").await;
     // xavier (account 100) is known from the API; four email-only rows from commits.
-    contributors_from_issues(&db, repo, &[(100, "xavier")]).await;
+    // bobby (account 2) was "bob" when a commit named him by login only: the rename race
+    // left a second row, known by the old login and an email.
+    contributors_from_issues(&db, repo, &[(100, "xavier"), (2, "bobby")]).await;
     db.execute(
         "INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_email, cntrb_full_name, data_collection_date) VALUES
            ('00000000-0000-4000-8000-000000000001', 'x@corp.example', 'Xavier X', now() - interval '2 days'),
            ('00000000-0000-4000-8000-000000000002', 'y@corp.example', 'Yan Y', now() - interval '2 days'),
            ('00000000-0000-4000-8000-000000000003', 'z@corp.example', 'Zoe Z', now() - interval '2 days'),
            ('00000000-0000-4000-8000-000000000004', '7+wendy@users.noreply.github.com', 'Wendy', now());
+         INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_login, gh_login, cntrb_email)
+           VALUES ('00000000-0000-4000-8000-000000000005', 'bob', 'bob', 'bob@corp.example');
          INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id)
            VALUES ('xx@corp.example', '00000000-0000-4000-8000-000000000001')",
     )
@@ -268,6 +272,13 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
         .and(query_param("q", "x@corp.example in:email"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "total_count": 1, "incomplete_results": false, "items": [{"login": "xavier", "id": 100, "type": "User"}]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/search/users"))
+        .and(query_param("q", "bob@corp.example in:email"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "total_count": 1, "incomplete_results": false, "items": [{"login": "bobby", "id": 2, "type": "User"}]})))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -286,22 +297,39 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
             .mount(&server)
             .await;
     }
+    let ids = "SELECT string_agg(cntrb_id::text, ',' ORDER BY cntrb_id) FROM aveloxis_data.contributors";
+    let ids_before: String = sqlx::query_scalar(ids).fetch_one(&pool).await.unwrap();
     let gh = github(&server, &pool);
     let run = run_batch(&pool, "test", "search", 1, 1, &gh, None).await.unwrap().expect("a batch");
     let summary = run.summary.clone().unwrap();
     assert_eq!(
         (&summary["linked"], &summary["merged"], &summary["not_found"], &summary["attempted"]),
-        (&json!(2), &json!(1), &json!(1), &json!(4)),
+        (&json!(2), &json!(2), &json!(1), &json!(5)),
         "{summary}"
     );
-    // x: user search hit; y: user search empty, commit search hit; z: both empty; wendy: none.
-    assert_eq!(run.requests, 5, "{:?}", requests(&server).await);
+    // x, bob: user search hits; y: user search empty, commit search hit; z: both empty;
+    // wendy: none.
+    assert_eq!(run.requests, 6, "{:?}", requests(&server).await);
+    let ids_after: String = sqlx::query_scalar(ids).fetch_one(&pool).await.unwrap();
+    assert_eq!(ids_after, ids_before, "no cntrb_id changed or vanished (R2)");
+    let bob: (i16, String, Option<String>) = sqlx::query_as(
+        "SELECT c.cntrb_deleted, aveloxis.person_of(c.cntrb_id)::text, c.cntrb_login FROM aveloxis_data.contributors c
+         WHERE c.cntrb_id = '00000000-0000-4000-8000-000000000005'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        bob,
+        (1, "01000000-0200-0000-0000-000000000000".into(), Some("bob".into())),
+        "the rename race's duplicate merged into the account's row, its own login kept"
+    );
     assert!(!requests(&server).await.iter().any(|r| r.contains("wendy")), "noreply settled without the API");
 
     // x was a duplicate of xavier: merged into the deterministic row (R1), logged.
     let merged: (sqlx::types::Uuid, sqlx::types::Uuid, i16, String) = sqlx::query_as(
         "SELECT m.winner, m.loser, c.cntrb_deleted, m.source FROM aveloxis_data.contributor_merges m
-         JOIN aveloxis_data.contributors c ON c.cntrb_id = m.loser",
+         JOIN aveloxis_data.contributors c ON c.cntrb_id = m.loser WHERE m.winner = aveloxis.platform_uuid(1::smallint, 100)",
     )
     .fetch_one(&pool)
     .await
@@ -342,7 +370,10 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
     assert_eq!(queue, 0);
 
     // The merge is undone exactly: x is active again with its alias; no orphan anywhere.
-    sqlx::query("SELECT aveloxis.unmerge((SELECT merge_id FROM aveloxis_data.contributor_merges))")
+    sqlx::query(
+        "SELECT aveloxis.unmerge((SELECT merge_id FROM aveloxis_data.contributor_merges
+                                  WHERE winner = aveloxis.platform_uuid(1::smallint, 100)))",
+    )
         .execute(&pool)
         .await
         .unwrap();

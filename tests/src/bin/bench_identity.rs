@@ -198,6 +198,8 @@ async fn convergence(people: i64) {
     line(0, 0, 0, start);
     let (mut runs, mut requests, mut round) = (0usize, 0usize, 0usize);
     let mut merged_linked = 0i64;
+    // Requests by task, and what each task settled.
+    let (mut enrich_requests, mut search_requests) = (0usize, 0usize);
     let started = Instant::now();
     loop {
         round += 1;
@@ -207,6 +209,11 @@ async fn convergence(people: i64) {
                 any = true;
                 runs += 1;
                 requests += run.requests;
+                if task == "enrich" {
+                    enrich_requests += run.requests;
+                } else {
+                    search_requests += run.requests;
+                }
                 if let Some(s) = &run.summary {
                     merged_linked += s["linked"].as_i64().unwrap_or(0) + s["merged"].as_i64().unwrap_or(0);
                 }
@@ -231,6 +238,13 @@ async fn convergence(people: i64) {
         "done in {round} rounds ({elapsed:.1} s against instant answers): {requests} requests; {enriched} profiles \
          filled, {merged_linked} email-only rows linked or merged; {:.2} API calls per resolved contributor",
         requests as f64 / resolved.max(1) as f64
+    );
+    println!(
+        "  enrichment: {enrich_requests} requests for {enriched} profiles with a company or location ({:.2} a profile; \
+         renamed and deleted accounts cost two); search-resolve: {search_requests} requests for {merged_linked} rows \
+         linked or merged ({:.2} a row; noreply addresses and known emails cost none)",
+        enrich_requests as f64 / enriched.max(1) as f64,
+        search_requests as f64 / merged_linked.max(1) as f64
     );
     let again = run_batch(&pool, "bench", "enrich", 1, 1, &gh, None).await.unwrap().is_some()
         || run_batch(&pool, "bench", "search", 1, 1, &gh, None).await.unwrap().is_some();
