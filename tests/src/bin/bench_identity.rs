@@ -108,7 +108,7 @@ fn github_answer(req: &Request, people: i64) -> ResponseTemplate {
         let email = query.trim_end_matches(" in:email");
         return match k(email).map(|k| cohort(k, people)) {
             Some(Cohort::Duplicate(id)) => ok(json!({"total_count": 1, "items": [{"id": id, "login": format!("user{id}")}]}), "search"),
-            Some(Cohort::UserSearch(id)) => ok(json!({"total_count": 1, "items": [{"id": id, "login": format!("u{id}")}]}), "search"),
+            Some(Cohort::UserSearch(id)) => ok(json!({"total_count": 1, "items": [{"id": id, "login": format!("user{id}")}]}), "search"),
             _ => ok(empty, "search"),
         };
     }
@@ -116,7 +116,7 @@ fn github_answer(req: &Request, people: i64) -> ResponseTemplate {
         let email = query.trim_start_matches("author-email:");
         return match k(email).map(|k| cohort(k, people)) {
             Some(Cohort::CommitSearch(id)) => ok(
-                json!({"total_count": 1, "items": [{"sha": "a", "author": {"id": id, "login": format!("c{id}")}}]}),
+                json!({"total_count": 1, "items": [{"sha": "a", "author": {"id": id, "login": format!("user{id}")}}]}),
                 "search",
             ),
             _ => ok(empty, "search"),
@@ -225,11 +225,11 @@ async fn convergence(people: i64) {
         line(round, runs, requests, shares(&pool).await);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let enriched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM aveloxis_data.contributors WHERE cntrb_deleted = 0 AND gh_user_id BETWEEN 1 AND $1
-           AND (cntrb_company IS NOT NULL OR cntrb_location IS NOT NULL)",
+    let (attempted, enriched): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE cntrb_last_enriched_at IS NOT NULL),
+                count(*) FILTER (WHERE cntrb_company IS NOT NULL OR cntrb_location IS NOT NULL)
+         FROM aveloxis_data.contributors WHERE cntrb_deleted = 0 AND gh_user_id IS NOT NULL",
     )
-    .bind(people)
     .fetch_one(&pool)
     .await
     .unwrap();
@@ -240,9 +240,11 @@ async fn convergence(people: i64) {
         requests as f64 / resolved.max(1) as f64
     );
     println!(
-        "  enrichment: {enrich_requests} requests for {enriched} profiles with a company or location ({:.2} a profile; \
-         renamed and deleted accounts cost two); search-resolve: {search_requests} requests for {merged_linked} rows \
-         linked or merged ({:.2} a row; noreply addresses and known emails cost none)",
+        "  enrichment: {enrich_requests} requests for {attempted} accounts attempted ({:.2} an account: renamed and \
+         deleted ones cost two), {enriched} of them with a company or location ({:.2} requests a filled profile); \
+         search-resolve: {search_requests} requests for {merged_linked} rows linked or merged ({:.2} a row; noreply \
+         addresses and known emails cost none)",
+        enrich_requests as f64 / attempted.max(1) as f64,
         enrich_requests as f64 / enriched.max(1) as f64,
         search_requests as f64 / merged_linked.max(1) as f64
     );
