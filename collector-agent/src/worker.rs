@@ -90,7 +90,12 @@ impl Workshop {
     /// One batch of each identity task on each identity platform this agent has tokens for
     /// (search-resolve on GitHub hosts only: GitLab's search by email is for administrators).
     /// Nothing due, or an extension older than 0.14.0: no runs.
-    async fn identity_round(&self, agent: &str, tasks: &[String], max: Option<i32>) -> Vec<crate::phases::identity::IdentityRun> {
+    async fn identity_round(
+        &self,
+        agent: &str,
+        tasks: &[String],
+        max: Option<i32>,
+    ) -> Vec<crate::phases::identity::IdentityRun> {
         use crate::phases::identity::run_batch;
 
         let mut runs = Vec::new();

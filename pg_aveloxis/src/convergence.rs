@@ -24,9 +24,18 @@ mod tests {
 
     #[pg_test]
     fn the_email_chain_parses_noreply_and_junk_addresses_in_one_place() {
-        assert_eq!(chain("12345+Octo-Cat@users.noreply.github.com").as_deref(), Some("noreply|1|1|12345|octo-cat"));
-        assert_eq!(chain("octocat@users.noreply.github.com").as_deref(), Some("noreply|1|1|octocat"));
-        assert_eq!(chain("4242-jdoe@users.noreply.gitlab.com").as_deref(), Some("noreply|2|2|4242|jdoe"));
+        assert_eq!(
+            chain("12345+Octo-Cat@users.noreply.github.com").as_deref(),
+            Some("noreply|1|1|12345|octo-cat")
+        );
+        assert_eq!(
+            chain("octocat@users.noreply.github.com").as_deref(),
+            Some("noreply|1|1|octocat")
+        );
+        assert_eq!(
+            chain("4242-jdoe@users.noreply.gitlab.com").as_deref(),
+            Some("noreply|2|2|4242|jdoe")
+        );
         for not_one in [
             "0+octocat@users.noreply.github.com",
             "x+octocat@users.noreply.github.com",
@@ -40,7 +49,8 @@ mod tests {
         }
         // A declared self-managed GitLab: its own identity platform.
         Spi::run("SELECT aveloxis.add_forge_host('gitlab.example.org', 2::smallint)").unwrap();
-        let platform = int("SELECT platform_id FROM aveloxis_data.platforms WHERE platform_host = 'gitlab.example.org'").unwrap();
+        let platform =
+            int("SELECT platform_id FROM aveloxis_data.platforms WHERE platform_host = 'gitlab.example.org'").unwrap();
         assert_eq!(
             chain("7-jdoe@users.noreply.gitlab.example.org"),
             Some(format!("noreply|{platform}|2|7|jdoe"))
@@ -56,12 +66,17 @@ mod tests {
             assert_eq!(chain(email), Some(format!("skipped|{why}")), "{email:?}");
         }
         // The database step, and one row per distinct address in the order given.
-        Spi::run(&format!("INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_email) VALUES ('{B}', 'Kim@Example.org')")).unwrap();
+        Spi::run(&format!(
+            "INSERT INTO aveloxis_data.contributors (cntrb_id, cntrb_email) VALUES ('{B}', 'Kim@Example.org')"
+        ))
+        .unwrap();
         assert_eq!(chain("kim@example.org"), Some(format!("database|{B}")));
         assert_eq!(
-            text("SELECT string_agg(email || ':' || step, ',' ORDER BY ordinality)
+            text(
+                "SELECT string_agg(email || ':' || step, ',' ORDER BY ordinality)
                   FROM aveloxis.email_chain(ARRAY['b@x.org', 'KIM@example.org', NULL, 'b@x.org ', 'kim@example.org'])
-                  WITH ORDINALITY")
+                  WITH ORDINALITY"
+            )
             .as_deref(),
             Some("b@x.org:unknown,kim@example.org:database")
         );
@@ -105,14 +120,20 @@ mod tests {
              VALUES ('{D}', 'd@example.org', '2022-01-01');"
         ))
         .unwrap();
-        Spi::run(&format!("SELECT aveloxis.enroll('{B}', 'ACME', '2019-01-01', '2021-01-01')")).unwrap();
+        Spi::run(&format!(
+            "SELECT aveloxis.enroll('{B}', 'ACME', '2019-01-01', '2021-01-01')"
+        ))
+        .unwrap();
     }
 
     #[pg_test]
     fn unmerge_restores_every_row_byte_for_byte() {
         people();
         let before = snapshot();
-        let merge = int(&format!("SELECT aveloxis.merge_contributors('{A}', '{B}', 'one person')")).unwrap();
+        let merge = int(&format!(
+            "SELECT aveloxis.merge_contributors('{A}', '{B}', 'one person')"
+        ))
+        .unwrap();
         assert_eq!(
             text(&format!(
                 "SELECT concat_ws('|', c.cntrb_company, c.cntrb_full_name, c.gl_id,
@@ -124,16 +145,25 @@ mod tests {
             Some("ACME|Alice Liddell|77|2|1"),
             "the winner took the loser's accounts, enrollments and empty fields"
         );
-        assert_eq!(text(&format!("SELECT aveloxis.person_of('{B}')::text")).as_deref(), Some(A));
         assert_eq!(
-            text("SELECT cntrb_id::text FROM aveloxis_data.contributors_aliases WHERE alias_email = 'ally@work.example'").as_deref(),
+            text(&format!("SELECT aveloxis.person_of('{B}')::text")).as_deref(),
+            Some(A)
+        );
+        assert_eq!(
+            text(
+                "SELECT cntrb_id::text FROM aveloxis_data.contributors_aliases WHERE alias_email = 'ally@work.example'"
+            )
+            .as_deref(),
             Some(C),
             "an address that is someone else's alias stays theirs"
         );
         assert_ne!(snapshot(), before);
         let undo = int(&format!("SELECT aveloxis.unmerge({merge})")).unwrap();
         assert_eq!(snapshot(), before, "unmerge restores exactly the state before");
-        assert_eq!(text(&format!("SELECT aveloxis.person_of('{B}')::text")).as_deref(), Some(B));
+        assert_eq!(
+            text(&format!("SELECT aveloxis.person_of('{B}')::text")).as_deref(),
+            Some(B)
+        );
         // The log keeps both, and is append-only for its readers: an undo is undone once.
         assert_eq!(
             text("SELECT string_agg(action || coalesce(':' || undoes, ''), ',' ORDER BY merge_id) FROM aveloxis_data.contributor_merges")
@@ -151,9 +181,16 @@ mod tests {
         let before = snapshot();
         let first = int(&format!("SELECT aveloxis.merge_contributors('{B}', '{D}')")).unwrap();
         let second = int(&format!("SELECT aveloxis.merge_contributors('{A}', '{B}')")).unwrap();
-        assert_eq!(text(&format!("SELECT aveloxis.person_of('{D}')::text")).as_deref(), Some(A), "D -> B -> A");
         assert_eq!(
-            text(&format!("SELECT person_id::text FROM aveloxis_data.contributor_persons WHERE cntrb_id = '{D}'")).as_deref(),
+            text(&format!("SELECT aveloxis.person_of('{D}')::text")).as_deref(),
+            Some(A),
+            "D -> B -> A"
+        );
+        assert_eq!(
+            text(&format!(
+                "SELECT person_id::text FROM aveloxis_data.contributor_persons WHERE cntrb_id = '{D}'"
+            ))
+            .as_deref(),
             Some(A)
         );
         assert_eq!(
@@ -162,14 +199,20 @@ mod tests {
         );
         // The older merge cannot be undone under the newer one; newest first works.
         let err = sql_error(&format!("SELECT aveloxis.unmerge({first})")).unwrap();
-        assert!(err.contains(&format!("merge {second} has to be undone before merge {first}")), "{err}");
+        assert!(
+            err.contains(&format!("merge {second} has to be undone before merge {first}")),
+            "{err}"
+        );
         Spi::run(&format!("SELECT aveloxis.unmerge({second})")).unwrap();
         Spi::run(&format!("SELECT aveloxis.unmerge({first})")).unwrap();
         assert_eq!(snapshot(), before);
         // Merging into a merged-away row is refused with where to go instead.
         Spi::run(&format!("SELECT aveloxis.merge_contributors('{B}', '{D}')")).unwrap();
         let err = sql_error(&format!("SELECT aveloxis.merge_contributors('{D}', '{C}')")).unwrap();
-        assert!(err.starts_with(&format!("22023 contributor {D} was already merged away")), "{err}");
+        assert!(
+            err.starts_with(&format!("22023 contributor {D} was already merged away")),
+            "{err}"
+        );
     }
 
     #[pg_test]
@@ -191,15 +234,29 @@ mod tests {
         };
         assert_eq!(
             listed().as_deref(),
-            Some(&*format!("same login on GitHub and GitLab:{A},same name and email domain:{B}"))
+            Some(&*format!(
+                "same login on GitHub and GitLab:{A},same name and email domain:{B}"
+            ))
         );
-        assert_eq!(int("SELECT count(*) FROM aveloxis_data.contributor_merges"), Some(0), "never applied by listing");
-        Spi::run(&format!("SELECT aveloxis.reject_merge_suggestion('{C}', '{B}', 'two Janes')")).unwrap();
-        let merge = int(&format!("SELECT aveloxis.accept_merge_suggestion('{A}', '4b1d0000-0000-4000-8000-000000000009')")).unwrap();
+        assert_eq!(
+            int("SELECT count(*) FROM aveloxis_data.contributor_merges"),
+            Some(0),
+            "never applied by listing"
+        );
+        Spi::run(&format!(
+            "SELECT aveloxis.reject_merge_suggestion('{C}', '{B}', 'two Janes')"
+        ))
+        .unwrap();
+        let merge = int(&format!(
+            "SELECT aveloxis.accept_merge_suggestion('{A}', '4b1d0000-0000-4000-8000-000000000009')"
+        ))
+        .unwrap();
         assert_eq!(listed(), None, "rejected and accepted pairs are gone");
         assert_eq!(
-            text(&format!("SELECT concat_ws('|', winner, source) FROM aveloxis_data.contributor_merges WHERE merge_id = {merge}"))
-                .as_deref(),
+            text(&format!(
+                "SELECT concat_ws('|', winner, source) FROM aveloxis_data.contributor_merges WHERE merge_id = {merge}"
+            ))
+            .as_deref(),
             Some(&*format!("{A}|suggestion")),
             "the deterministic id (R1) wins"
         );
@@ -225,10 +282,21 @@ mod tests {
         assert_eq!(at(B, "2022-06-01").as_deref(), Some("Globex"));
         assert_eq!(at(A, "2020-06-01").as_deref(), Some("ACME"));
         // A correction: ACME ended in mid-2020, not 2021.
-        let acme = int("SELECT enrollment_id FROM aveloxis_data.contributor_enrollments WHERE organization = 'ACME'").unwrap();
-        Spi::run(&format!("SELECT aveloxis.correct_enrollment({acme}, ends_on => '2020-07-01')")).unwrap();
-        assert_eq!(at(A, "2020-09-01").as_deref(), Some("Work Inc"), "the domain rule of the email it took from B");
-        let err = sql_error(&format!("SELECT aveloxis.enroll('{A}', 'X', '2020-01-01', '2019-01-01')")).unwrap();
+        let acme =
+            int("SELECT enrollment_id FROM aveloxis_data.contributor_enrollments WHERE organization = 'ACME'").unwrap();
+        Spi::run(&format!(
+            "SELECT aveloxis.correct_enrollment({acme}, ends_on => '2020-07-01')"
+        ))
+        .unwrap();
+        assert_eq!(
+            at(A, "2020-09-01").as_deref(),
+            Some("Work Inc"),
+            "the domain rule of the email it took from B"
+        );
+        let err = sql_error(&format!(
+            "SELECT aveloxis.enroll('{A}', 'X', '2020-01-01', '2019-01-01')"
+        ))
+        .unwrap();
         assert!(err.starts_with("22023 an enrollment ends after it starts"), "{err}");
     }
 }

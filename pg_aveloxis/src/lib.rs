@@ -92,7 +92,6 @@ extension_sql_file!(
     ]
 );
 
-
 extension_sql_file!(
     "../../sql/queue.sql",
     name = "queue",
@@ -127,7 +126,14 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/diagnostics.sql",
     name = "diagnostics",
-    requires = ["contributors", "issues", "messages", "pull_requests", "facade", "identity_tasks"]
+    requires = [
+        "contributors",
+        "issues",
+        "messages",
+        "pull_requests",
+        "facade",
+        "identity_tasks"
+    ]
 );
 
 extension_sql_file!("../../sql/analysis.sql", name = "analysis", requires = ["registry"]);
@@ -141,7 +147,14 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/augur_compat.sql",
     name = "augur_compat",
-    requires = ["facade", "analysis", "events_releases", "repo_info", "community_files", "affiliation"]
+    requires = [
+        "facade",
+        "analysis",
+        "events_releases",
+        "repo_info",
+        "community_files",
+        "affiliation"
+    ]
 );
 
 extension_sql_file!("../../sql/matviews.sql", name = "matviews", requires = ["augur_compat"]);

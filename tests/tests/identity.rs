@@ -14,6 +14,18 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// (cntrb_login, gh_login, company, location, email, enrichment attempted)
+type ProfileRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+/// (cntrb_id, gh_user_id, gh_login, cntrb_login)
+type LinkedRow = (String, Option<i64>, Option<String>, Option<String>);
+
 async fn add_repo(pool: &PgPool, url: &str) -> i64 {
     sqlx::query_scalar("SELECT aveloxis.add_repo($1)")
         .bind(url)
@@ -102,32 +114,63 @@ async fn enrichment_fills_profiles_records_renames_and_honours_the_cooldown() {
     get(&server, "/user/3", 404, json!({"message": "Not Found"})).await;
     let gh = github(&server, &pool);
 
-    let run = run_batch(&pool, "test", "enrich", 1, 1, &gh, None).await.unwrap().expect("a batch");
-    assert_eq!((run.batch, run.requests, run.stopped.as_deref()), (3, 5, None), "{run:?}");
+    let run = run_batch(&pool, "test", "enrich", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .expect("a batch");
+    assert_eq!(
+        (run.batch, run.requests, run.stopped.as_deref()),
+        (3, 5, None),
+        "{run:?}"
+    );
     let summary = run.summary.unwrap();
     assert_eq!(
-        (&summary["profiles"], &summary["not_found"], &summary["renamed"], &summary["attempted"]),
+        (
+            &summary["profiles"],
+            &summary["not_found"],
+            &summary["renamed"],
+            &summary["attempted"]
+        ),
         (&json!(2), &json!(1), &json!(1), &json!(3)),
         "{summary}"
     );
-    let rows: Vec<(Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, bool)> =
-        sqlx::query_as(
-            "SELECT cntrb_login, gh_login, cntrb_company, cntrb_location, cntrb_email,
+    let rows: Vec<ProfileRow> = sqlx::query_as(
+        "SELECT cntrb_login, gh_login, cntrb_company, cntrb_location, cntrb_email,
                     cntrb_last_enriched_at IS NOT NULL
              FROM aveloxis_data.contributors ORDER BY gh_user_id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(
         rows,
         [
-            (Some("alice".into()), Some("alice".into()), Some("@acme".into()), Some("Oxford".into()),
-             Some("alice@acme.example".into()), true),
+            (
+                Some("alice".into()),
+                Some("alice".into()),
+                Some("@acme".into()),
+                Some("Oxford".into()),
+                Some("alice@acme.example".into()),
+                true
+            ),
             // R2/R3: cntrb_login stays the first login; gh_login follows the rename.
-            (Some("bob".into()), Some("bobby".into()), None, Some("Lyon".into()), None, true),
+            (
+                Some("bob".into()),
+                Some("bobby".into()),
+                None,
+                Some("Lyon".into()),
+                None,
+                true
+            ),
             (Some("carol".into()), Some("carol".into()), None, None, None, true),
-            (Some("dan".into()), Some("dan".into()), Some("Initech".into()), None, None, false),
+            (
+                Some("dan".into()),
+                Some("dan".into()),
+                Some("Initech".into()),
+                None,
+                None,
+                false
+            ),
         ]
     );
     let history: Vec<(String, bool)> = sqlx::query_as(
@@ -149,8 +192,15 @@ async fn enrichment_fills_profiles_records_renames_and_honours_the_cooldown() {
     // Inside the cooldown nobody is due: no batch, no request. (bob is still thin? no:
     // he has a location now; carol is thin but was attempted.)
     let before = requests(&server).await.len();
-    assert!(run_batch(&pool, "test", "enrich", 1, 1, &gh, None).await.unwrap().is_none());
-    assert_eq!(requests(&server).await.len(), before, "no second request inside the window");
+    assert!(run_batch(&pool, "test", "enrich", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        requests(&server).await.len(),
+        before,
+        "no second request inside the window"
+    );
     let why: (String, String) =
         sqlx::query_as("SELECT status, reason FROM aveloxis.why_not_enriched((SELECT cntrb_id FROM aveloxis_data.contributors WHERE gh_login = 'carol')) WHERE task = 'enrich'")
             .fetch_one(&pool)
@@ -165,7 +215,10 @@ async fn enrichment_fills_profiles_records_renames_and_honours_the_cooldown() {
 
     // Past the cooldown (a shorter one), carol is asked again: once.
     db.execute("SELECT aveloxis.set_setting('enrich.cooldown', '0')").await;
-    let again = run_batch(&pool, "test", "enrich", 1, 1, &gh, None).await.unwrap().expect("carol again");
+    let again = run_batch(&pool, "test", "enrich", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .expect("carol again");
     assert_eq!((again.batch, again.requests), (1, 2), "{again:?}");
 }
 
@@ -196,18 +249,22 @@ async fn batches_never_overlap_leases_are_proven_by_token_and_runs_are_paced() {
     assert!(claim("c", 5).await.is_empty(), "everyone is leased");
 
     // A lease stages only its own contributors, and only with its token.
-    let stranger = sqlx::query("SELECT aveloxis.stage_identity($1, ARRAY[$2], ARRAY['profile'], ARRAY[404], ARRAY[NULL])")
-        .bind(first[0].0)
-        .bind(second[0].1)
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let stranger =
+        sqlx::query("SELECT aveloxis.stage_identity($1, ARRAY[$2], ARRAY['profile'], ARRAY[404], ARRAY[NULL])")
+            .bind(first[0].0)
+            .bind(second[0].1)
+            .execute(&pool)
+            .await
+            .unwrap_err();
     assert!(stranger.to_string().contains("not in this run's batch"), "{stranger}");
     let forged = sqlx::query("SELECT aveloxis.complete_identity_batch(gen_random_uuid())")
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(forged.to_string().contains("no identity run holds this lease token"), "{forged}");
+    assert!(
+        forged.to_string().contains("no identity run holds this lease token"),
+        "{forged}"
+    );
 
     // The first lease answers (a miss) and completes; the second expires unanswered:
     // its contributor is free again and was not stamped (nobody tried it).
@@ -222,7 +279,8 @@ async fn batches_never_overlap_leases_are_proven_by_token_and_runs_are_paced() {
         .execute(&pool)
         .await
         .unwrap();
-    db.execute("SELECT aveloxis.set_setting('clock.offset', '1 hour')").await;
+    db.execute("SELECT aveloxis.set_setting('clock.offset', '1 hour')")
+        .await;
     let again = claim("d", 5).await;
     assert_eq!(again.iter().map(|r| r.1).collect::<Vec<_>>(), [second[0].1]);
     let expired: String = sqlx::query_scalar("SELECT outcome FROM aveloxis_ops.identity_runs WHERE agent = 'b'")
@@ -232,14 +290,18 @@ async fn batches_never_overlap_leases_are_proven_by_token_and_runs_are_paced() {
     assert_eq!(expired, "lease_expired");
 
     // Paced: with enrich.every at a day, no batch starts within a day of the last one.
-    db.execute("SELECT aveloxis.set_setting('enrich.every', '1 day'); SELECT aveloxis.set_setting('enrich.cooldown', '0')")
+    db.execute(
+        "SELECT aveloxis.set_setting('enrich.every', '1 day'); SELECT aveloxis.set_setting('enrich.cooldown', '0')",
+    )
+    .await;
+    db.execute("SELECT aveloxis.set_setting('clock.offset', '3 hours')")
         .await;
-    db.execute("SELECT aveloxis.set_setting('clock.offset', '3 hours')").await;
     assert!(claim("e", 5).await.is_empty(), "paced by enrich.every");
-    let due: i64 = sqlx::query_scalar("SELECT due FROM aveloxis.identity_health() WHERE task = 'enrich' AND platform_id = 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let due: i64 =
+        sqlx::query_scalar("SELECT due FROM aveloxis.identity_health() WHERE task = 'enrich' AND platform_id = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(due, 2, "both are due, the pacing holds them back");
 }
 
@@ -300,10 +362,18 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
     let ids = "SELECT string_agg(cntrb_id::text, ',' ORDER BY cntrb_id) FROM aveloxis_data.contributors";
     let ids_before: String = sqlx::query_scalar(ids).fetch_one(&pool).await.unwrap();
     let gh = github(&server, &pool);
-    let run = run_batch(&pool, "test", "search", 1, 1, &gh, None).await.unwrap().expect("a batch");
+    let run = run_batch(&pool, "test", "search", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .expect("a batch");
     let summary = run.summary.clone().unwrap();
     assert_eq!(
-        (&summary["linked"], &summary["merged"], &summary["not_found"], &summary["attempted"]),
+        (
+            &summary["linked"],
+            &summary["merged"],
+            &summary["not_found"],
+            &summary["attempted"]
+        ),
         (&json!(2), &json!(2), &json!(1), &json!(5)),
         "{summary}"
     );
@@ -324,7 +394,10 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
         (1, "01000000-0200-0000-0000-000000000000".into(), Some("bob".into())),
         "the rename race's duplicate merged into the account's row, its own login kept"
     );
-    assert!(!requests(&server).await.iter().any(|r| r.contains("wendy")), "noreply settled without the API");
+    assert!(
+        !requests(&server).await.iter().any(|r| r.contains("wendy")),
+        "noreply settled without the API"
+    );
 
     // x was a duplicate of xavier: merged into the deterministic row (R1), logged.
     let merged: (sqlx::types::Uuid, sqlx::types::Uuid, i16, String) = sqlx::query_as(
@@ -342,9 +415,13 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
             .fetch_optional(&pool)
             .await
             .unwrap();
-    assert_eq!(resolves.as_deref(), Some("01000000-6400-0000-0000-000000000000"), "aliases follow the winner");
+    assert_eq!(
+        resolves.as_deref(),
+        Some("01000000-6400-0000-0000-000000000000"),
+        "aliases follow the winner"
+    );
     // y and wendy linked (R11: cntrb_id and cntrb_login untouched).
-    let linked: Vec<(String, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
+    let linked: Vec<LinkedRow> = sqlx::query_as(
         "SELECT cntrb_id::text, gh_user_id, gh_login, cntrb_login FROM aveloxis_data.contributors
          WHERE cntrb_id IN ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000004')
          ORDER BY 1",
@@ -355,13 +432,26 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
     assert_eq!(
         linked,
         [
-            ("00000000-0000-4000-8000-000000000002".into(), Some(200), Some("yan".into()), None),
-            ("00000000-0000-4000-8000-000000000004".into(), Some(7), Some("wendy".into()), None),
+            (
+                "00000000-0000-4000-8000-000000000002".into(),
+                Some(200),
+                Some("yan".into()),
+                None
+            ),
+            (
+                "00000000-0000-4000-8000-000000000004".into(),
+                Some(7),
+                Some("wendy".into()),
+                None
+            ),
         ]
     );
     // Everyone attempted waits out the cooldown: a second run asks nothing.
     let before = requests(&server).await.len();
-    assert!(run_batch(&pool, "test", "search", 1, 1, &gh, None).await.unwrap().is_none());
+    assert!(run_batch(&pool, "test", "search", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(requests(&server).await.len(), before);
     let queue: i64 = sqlx::query_scalar("SELECT aveloxis.search_resolve_queue()")
         .fetch_one(&pool)
@@ -374,9 +464,9 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
         "SELECT aveloxis.unmerge((SELECT merge_id FROM aveloxis_data.contributor_merges
                                   WHERE winner = aveloxis.platform_uuid(1::smallint, 100)))",
     )
-        .execute(&pool)
-        .await
-        .unwrap();
+    .execute(&pool)
+    .await
+    .unwrap();
     let back: (i16, String) = sqlx::query_as(
         "SELECT c.cntrb_deleted, a.cntrb_id::text FROM aveloxis_data.contributors c
          JOIN aveloxis_data.contributors_aliases a ON a.alias_email = 'xx@corp.example'
@@ -386,10 +476,11 @@ async fn search_resolve_links_merges_and_settles_noreply_without_the_api() {
     .await
     .unwrap();
     assert_eq!(back, (0, "00000000-0000-4000-8000-000000000001".into()));
-    let orphans: i64 = sqlx::query_scalar("SELECT coalesce(sum(orphans), 0)::bigint FROM aveloxis.contributor_fk_integrity()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let orphans: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(orphans), 0)::bigint FROM aveloxis.contributor_fk_integrity()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(orphans, 0);
 }
 
@@ -407,7 +498,12 @@ async fn a_spent_search_budget_is_waited_out_not_failed() {
     let server = MockServer::start().await;
     // Every search answer says the budget is spent until two seconds from now: the agent
     // waits for the reset (the shared budget, aveloxis.token_acquire) and goes on.
-    let reset = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 2).to_string();
+    let reset = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2)
+    .to_string();
     for p in ["/search/users", "/search/commits"] {
         Mock::given(method("GET"))
             .and(path(p))
@@ -423,7 +519,10 @@ async fn a_spent_search_budget_is_waited_out_not_failed() {
             .await;
     }
     let gh = github(&server, &pool);
-    let run = run_batch(&pool, "test", "search", 1, 1, &gh, None).await.unwrap().expect("a batch");
+    let run = run_batch(&pool, "test", "search", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .expect("a batch");
     assert_eq!((run.requests, run.stopped.as_deref()), (4, None), "{run:?}");
     assert_eq!(run.summary.unwrap()["not_found"], json!(2));
 }
@@ -457,16 +556,25 @@ async fn gitlab_accounts_are_enriched_by_id() {
         TokenStyle::PrivateToken,
     )
     .unwrap();
-    let run = run_batch(&pool, "test", "enrich", 2, 2, &gl, None).await.unwrap().expect("a batch");
+    let run = run_batch(&pool, "test", "enrich", 2, 2, &gl, None)
+        .await
+        .unwrap()
+        .expect("a batch");
     assert_eq!((run.batch, run.requests), (1, 1), "{run:?}");
     let row: (Option<String>, Option<String>, Option<String>) =
         sqlx::query_as("SELECT cntrb_company, cntrb_location, gl_state FROM aveloxis_data.contributors")
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(row, (Some("GNOME".into()), Some("Berlin".into()), Some("active".into())));
+    assert_eq!(
+        row,
+        (Some("GNOME".into()), Some("Berlin".into()), Some("active".into()))
+    );
     // Search-resolve does not ask GitLab (its search by email is for administrators).
-    assert!(run_batch(&pool, "test", "search", 2, 2, &gl, None).await.unwrap().is_none());
+    assert!(run_batch(&pool, "test", "search", 2, 2, &gl, None)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// A commit envelope (docs/staging-contract.md) by `email` at `time`.
@@ -484,7 +592,8 @@ fn commit(hash_seed: u32, email: &str, time: &str) -> String {
 async fn an_employer_change_and_a_corrected_domain_rule_change_the_aggregates_not_the_commits() {
     let db = TestDb::with_extension("identity_affiliation").await;
     let pool = db.pool(4).await;
-    db.execute("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')").await;
+    db.execute("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')")
+        .await;
     let repo = add_repo(&pool, "/srv/git/affiliated").await;
     // Pat committed in 2019 and 2023 from a personal address; Sam from a company one.
     db.stage(
@@ -547,7 +656,8 @@ async fn an_employer_change_and_a_corrected_domain_rule_change_the_aggregates_no
         ]
     );
     // The rule was wrong: corp.example is Initrode. Corrected after the fact.
-    db.execute("SELECT aveloxis.set_affiliation('corp.example', 'Initrode')").await;
+    db.execute("SELECT aveloxis.set_affiliation('corp.example', 'Initrode')")
+        .await;
     sqlx::query("SELECT aveloxis.refresh_commit_aggregates($1)")
         .bind(repo)
         .execute(&pool)
@@ -560,7 +670,10 @@ async fn an_employer_change_and_a_corrected_domain_rule_change_the_aggregates_no
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(augur, [Some("Initech".into()), Some("Globex".into()), Some("Initrode".into())]);
+    assert_eq!(
+        augur,
+        [Some("Initech".into()), Some("Globex".into()), Some("Initrode".into())]
+    );
     let after: String = sqlx::query_scalar(commit_rows).fetch_one(&pool).await.unwrap();
     assert_eq!(after, untouched, "no commit row was rewritten");
 }

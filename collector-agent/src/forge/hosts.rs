@@ -412,7 +412,10 @@ impl GitlabHosts {
 
     /// The client of a GitLab host (an identity platform's host), if this agent has its tokens.
     pub fn for_host(&self, host: &str) -> Option<&super::gitlab::GitlabClient> {
-        self.served.iter().find(|(h, _, _)| h == host).map(|(_, client, _)| client)
+        self.served
+            .iter()
+            .find(|(h, _, _)| h == host)
+            .map(|(_, client, _)| client)
     }
 
     /// The client for a repository's instance, or why there is none (`NoToken`, class `auth`).

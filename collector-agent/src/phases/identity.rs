@@ -89,7 +89,10 @@ pub async fn search_email<F: Forge>(
         ),
         (
             "commit_search",
-            format!("search/commits?q={}&per_page=1", query(&format!("author-email:{email}"))),
+            format!(
+                "search/commits?q={}&per_page=1",
+                query(&format!("author-email:{email}"))
+            ),
         ),
     ];
     let mut answers = Vec::new();
@@ -308,7 +311,10 @@ async fn fetch_profile<F: Forge>(
         // GitLab's account is asked by id: ids never change.
         (2, _, Some(id)) => paths.push(format!("users/{id}")),
         (_, Some(login), id) => {
-            paths.push(format!("users/{}", url::form_urlencoded::byte_serialize(login.as_bytes()).collect::<String>()));
+            paths.push(format!(
+                "users/{}",
+                url::form_urlencoded::byte_serialize(login.as_bytes()).collect::<String>()
+            ));
             // The login may have been renamed away since: the account by id.
             if let Some(id) = id {
                 paths.push(format!("user/{id}"));

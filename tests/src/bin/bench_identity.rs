@@ -70,7 +70,12 @@ fn email_of(k: i64, people: i64) -> String {
 }
 
 fn github_answer(req: &Request, people: i64) -> ResponseTemplate {
-    let reset = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600).to_string();
+    let reset = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
     let ok = |v: Value, bucket: &str| {
         ResponseTemplate::new(200)
             .set_body_json(v)
@@ -107,8 +112,14 @@ fn github_answer(req: &Request, people: i64) -> ResponseTemplate {
     if path == "/search/users" {
         let email = query.trim_end_matches(" in:email");
         return match k(email).map(|k| cohort(k, people)) {
-            Some(Cohort::Duplicate(id)) => ok(json!({"total_count": 1, "items": [{"id": id, "login": format!("user{id}")}]}), "search"),
-            Some(Cohort::UserSearch(id)) => ok(json!({"total_count": 1, "items": [{"id": id, "login": format!("user{id}")}]}), "search"),
+            Some(Cohort::Duplicate(id)) => ok(
+                json!({"total_count": 1, "items": [{"id": id, "login": format!("user{id}")}]}),
+                "search",
+            ),
+            Some(Cohort::UserSearch(id)) => ok(
+                json!({"total_count": 1, "items": [{"id": id, "login": format!("user{id}")}]}),
+                "search",
+            ),
             _ => ok(empty, "search"),
         };
     }
@@ -248,9 +259,22 @@ async fn convergence(people: i64) {
         enrich_requests as f64 / enriched.max(1) as f64,
         search_requests as f64 / merged_linked.max(1) as f64
     );
-    let again = run_batch(&pool, "bench", "enrich", 1, 1, &gh, None).await.unwrap().is_some()
-        || run_batch(&pool, "bench", "search", 1, 1, &gh, None).await.unwrap().is_some();
-    println!("a further round inside the cooldowns: {}", if again { "ran (unexpected)" } else { "0 requests, nothing due" });
+    let again = run_batch(&pool, "bench", "enrich", 1, 1, &gh, None)
+        .await
+        .unwrap()
+        .is_some()
+        || run_batch(&pool, "bench", "search", 1, 1, &gh, None)
+            .await
+            .unwrap()
+            .is_some();
+    println!(
+        "a further round inside the cooldowns: {}",
+        if again {
+            "ran (unexpected)"
+        } else {
+            "0 requests, nothing due"
+        }
+    );
     drop(db);
 }
 
@@ -363,27 +387,34 @@ async fn merges(total: i64, merges: i64) {
         logged / unlogged
     );
     let t = Instant::now();
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(aveloxis.person_of(p.loser)) FROM bench_pairs p WHERE p.n <= $1",
-    )
-    .bind(merges)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(aveloxis.person_of(p.loser)) FROM bench_pairs p WHERE p.n <= $1")
+        .bind(merges)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let lookups = t.elapsed().as_secs_f64();
-    println!("  person_of() of {n} merged rows: {lookups:.2} s = {:.0}/s", n as f64 / lookups);
+    println!(
+        "  person_of() of {n} merged rows: {lookups:.2} s = {:.0}/s",
+        n as f64 / lookups
+    );
     let t = Instant::now();
     let persons: i64 = sqlx::query_scalar("SELECT count(DISTINCT person_id) FROM aveloxis_data.contributor_persons")
         .fetch_one(&pool)
         .await
         .unwrap();
-    println!("  contributor_persons, whole ({persons} people): {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "  contributor_persons, whole ({persons} people): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let suggestions: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.merge_suggestions(1000000)")
         .fetch_one(&pool)
         .await
         .unwrap();
-    println!("  merge_suggestions() over them: {suggestions} pairs in {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "  merge_suggestions() over them: {suggestions} pairs in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     sqlx::query(
         "SELECT count(aveloxis.unmerge(m.merge_id)) FROM (SELECT merge_id FROM aveloxis_data.contributor_merges
@@ -399,7 +430,9 @@ async fn merges(total: i64, merges: i64) {
 
 #[tokio::main]
 async fn main() {
-    let people: i64 = std::env::args().nth(1).map_or(2000, |a| a.parse().expect("people: a number"));
+    let people: i64 = std::env::args()
+        .nth(1)
+        .map_or(2000, |a| a.parse().expect("people: a number"));
     convergence(people).await;
     merges(100_000, 10_000).await;
 }

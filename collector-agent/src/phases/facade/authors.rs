@@ -334,7 +334,10 @@ async fn one_email<F: Forge>(
         Err(stop) => return (Err(stop), None),
     };
     out.requests += answers.len();
-    match answers.into_iter().find_map(|a| a.account.map(|account| (a.step, account))) {
+    match answers
+        .into_iter()
+        .find_map(|a| a.account.map(|account| (a.step, account)))
+    {
         Some((step, (user_id, login))) => (
             Ok(if step == "user_search" {
                 Step::UserSearch
