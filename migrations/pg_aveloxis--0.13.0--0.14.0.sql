@@ -1634,44 +1634,6 @@ BEGIN
 END
 $$;
 
--- The free steps of the email chain for a search candidate: 'noreply' (the address names
--- an account), 'database' (another person's row has this email: the same person, R5),
--- else 'unknown'.
-CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
-                                               OUT step text, OUT other uuid, OUT platform_id smallint,
-                                               OUT user_id bigint, OUT login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        step := 'noreply';
-        platform_id := n.platform_id;
-        user_id := n.user_id;
-        login := n.login;
-        RETURN;
-    END IF;
-    SELECT x.cntrb_id INTO other FROM (
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
-          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        UNION ALL
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
-    ) x
-    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
-    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
-    LIMIT 1;
-    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
-END
-$$;
-
 -- Stages what the forge answered for contributors of the run the token proves: one row
 -- per answer (a 404 has no payload). Only the run's own contributors are accepted.
 CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
@@ -1737,6 +1699,189 @@ BEGIN
                   HINT = 'What was staged before the lease ended is applied; claim a new batch.';
     END IF;
     RETURN run;
+END
+$$;
+
+-- Ends the run the token proves: applies what was staged, stamps the cooldown of the
+-- contributors attempted (the agent names them: those it did not reach, when its budget
+-- ran out, stay due), and returns what the run did.
+CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
+    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
+END
+$$;
+
+-- Per identity task and platform: what waits and what ran (queue_health shows the same).
+CREATE FUNCTION aveloxis.identity_health()
+RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
+               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT t.task, p.platform_id,
+           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
+           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
+           CASE t.task
+               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
+                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
+                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
+               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
+                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
+                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
+           END,
+           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
+                                         c.data_collection_date))
+            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
+            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
+              AND r.finished_at > at.now - interval '1 day'),
+           (SELECT r.result FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
+            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (VALUES ('enrich'), ('search')) AS t(task)
+    CROSS JOIN aveloxis_data.platforms p
+    CROSS JOIN at
+    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
+      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                             WHERE i.platform_id = p.platform_id))
+    ORDER BY t.task, p.platform_id
+$$;
+
+-- Why a contributor is or is not enriched and searched: one row per task, in words.
+CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
+RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    c aveloxis_data.contributors;
+    at timestamptz := aveloxis_ops.clock();
+    run aveloxis_ops.identity_runs;
+    person uuid;
+BEGIN
+    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
+    IF c.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF c.cntrb_deleted = 1 THEN
+        person := aveloxis.person_of(c.cntrb_id);
+        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
+                            NULL::timestamptz
+                     FROM unnest(ARRAY['enrich', 'search']) t;
+        RETURN;
+    END IF;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'enrich'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'no forge account known: search-resolve may find one'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
+                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
+             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_enriched_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
+    run := NULL;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'search'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
+             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'has a forge account'
+             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
+             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
+                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
+                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
+             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
+END
+$$;
+
+-- The identity platforms identity runs can serve (an agent runs those whose host it has
+-- tokens for): github.com, gitlab.com and every declared forge host.
+CREATE FUNCTION aveloxis.identity_platforms()
+RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
+    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
+    ORDER BY p.platform_id
+$$;
+
+-- sql/identity_apply.sql
+-- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
+-- through the drain's user resolution, search findings linked or merged, the chain's free
+-- steps settled without the API, cooldowns stamped, canonical emails filled.
+
+-- The free steps of the email chain for a search candidate: 'noreply' (the address names
+-- an account), 'database' (another person's row has this email: the same person, R5),
+-- else 'unknown'.
+CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
+                                               OUT step text, OUT other uuid, OUT platform_id smallint,
+                                               OUT user_id bigint, OUT login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        step := 'noreply';
+        platform_id := n.platform_id;
+        user_id := n.user_id;
+        login := n.login;
+        RETURN;
+    END IF;
+    SELECT x.cntrb_id INTO other FROM (
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
+          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        UNION ALL
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
+    ) x
+    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
+    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
+    LIMIT 1;
+    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
 END
 $$;
 
@@ -1996,145 +2141,6 @@ BEGIN
 END
 $$;
 
--- Ends the run the token proves: applies what was staged, stamps the cooldown of the
--- contributors attempted (the agent names them: those it did not reach, when its budget
--- ran out, stay due), and returns what the run did.
-CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
-    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
-END
-$$;
-
--- Per identity task and platform: what waits and what ran (queue_health shows the same).
-CREATE FUNCTION aveloxis.identity_health()
-RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
-               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT t.task, p.platform_id,
-           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
-           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
-           CASE t.task
-               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
-                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
-                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
-               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
-                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
-                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
-           END,
-           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
-                                         c.data_collection_date))
-            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
-            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
-              AND r.finished_at > at.now - interval '1 day'),
-           (SELECT r.result FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
-            ORDER BY r.run_id DESC LIMIT 1)
-    FROM (VALUES ('enrich'), ('search')) AS t(task)
-    CROSS JOIN aveloxis_data.platforms p
-    CROSS JOIN at
-    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
-      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                             WHERE i.platform_id = p.platform_id))
-    ORDER BY t.task, p.platform_id
-$$;
-
--- Why a contributor is or is not enriched and searched: one row per task, in words.
-CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
-RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    c aveloxis_data.contributors;
-    at timestamptz := aveloxis_ops.clock();
-    run aveloxis_ops.identity_runs;
-    person uuid;
-BEGIN
-    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
-    IF c.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF c.cntrb_deleted = 1 THEN
-        person := aveloxis.person_of(c.cntrb_id);
-        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
-                            NULL::timestamptz
-                     FROM unnest(ARRAY['enrich', 'search']) t;
-        RETURN;
-    END IF;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'enrich'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'no forge account known: search-resolve may find one'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
-                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
-             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_enriched_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
-    run := NULL;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'search'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
-             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'has a forge account'
-             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
-             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
-                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
-                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
-             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
-END
-$$;
-
--- The identity platforms identity runs can serve (an agent runs those whose host it has
--- tokens for): github.com, gitlab.com and every declared forge host.
-CREATE FUNCTION aveloxis.identity_platforms()
-RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
-    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
-    ORDER BY p.platform_id
-$$;
 
 CREATE OR REPLACE VIEW aveloxis_augur_data.commits WITH (security_invoker = true) AS
 SELECT c.cmt_id, c.repo_id, c.cmt_commit_hash::varchar(80) AS cmt_commit_hash,

@@ -64,20 +64,20 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:407
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:413
--- pg_aveloxis::manifest::aveloxis_ops::contents_text
-CREATE  FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -505,7 +505,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:133
+-- pg_aveloxis/src/lib.rs:144
 -- requires:
 --   registry
 
@@ -1105,133 +1105,6 @@ BEGIN
     RETURN ROW(resolved.inserted, resolved.updated,
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:161
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
 $$;
 /* </end connected objects> */
 
@@ -3405,7 +3278,134 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:96
+-- pg_aveloxis/src/lib.rs:179
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:95
 -- requires:
 --   registry
 --   staging
@@ -4379,7 +4379,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:102
+-- pg_aveloxis/src/lib.rs:101
 -- requires:
 --   queue
 
@@ -4610,6 +4610,52 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:32
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
 /* </end connected objects> */
@@ -4624,24 +4670,7 @@ AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:112
+-- pg_aveloxis/src/lib.rs:111
 -- requires:
 --   contributors
 --   identity::aveloxis::platform_uuid
@@ -5029,65 +5058,25 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+-- pg_aveloxis/src/manifest.rs:407
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
+-- pg_aveloxis/src/manifest.rs:413
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
 -- pg_aveloxis/src/sanitize.rs:340
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -5102,14 +5091,14 @@ AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
 	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
+) RETURNS TEXT /* Option < String > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -6105,742 +6094,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:122
--- requires:
---   merges
---   drain
---   queue
-
--- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
--- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
--- platform that any agent with that host's tokens may run:
---
---   enrich  thin contributors (no company and no location) fetched by account, at most
---           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
---           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
---           (gh_login follows, login history appended; cntrb_id and cntrb_login never
---           change).
---   search contributors with an email and no account, at most search.batch per run,
---           through the shared email chain (aveloxis.email_chain's free steps here, then the
---           agent's user search and commit search on the search budget); a hit links the
---           account (R11) or, when another row holds it, merges the two (R3, logged and
---           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
---
--- A run is leased like a job: claim_identity_batch hands out contributors with a lease
--- token; the agent stages what the forge answered, raw, with stage_identity; and
--- complete_identity_batch applies it in one transaction. A lease that expires is applied
--- as far as it was staged, and its unstaged contributors are free again at once.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
-    ('enrich.cooldown', '30 days', 'interval',
-     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
-    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
-    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
-    ('search.cooldown', '30 days', 'interval',
-     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
-    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
-    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
-
-CREATE TABLE aveloxis_ops.identity_runs (
-    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    agent              text NOT NULL,
-    -- sha256 of the lease token: the token itself is never stored.
-    lease_token_digest bytea NOT NULL UNIQUE,
-    started_at         timestamptz NOT NULL,
-    lease_expires_at   timestamptz NOT NULL,
-    finished_at        timestamptz,
-    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
-    -- The batch handed out.
-    contributors       uuid[] NOT NULL,
-    result             jsonb
-);
-COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
-CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
-CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
-
-CREATE TABLE aveloxis_ops.identity_staging (
-    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
-    item        integer NOT NULL,
-    cntrb_id    uuid NOT NULL,
-    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
-    -- commit_search: GitHub's search answers for the contributor's email.
-    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
-    http_status integer NOT NULL,
-    payload     text COMPRESSION lz4,
-    staged_at   timestamptz NOT NULL DEFAULT now(),
-    applied_at  timestamptz,
-    -- Why a staged answer could not be used (kept with the answer).
-    error       text,
-    PRIMARY KEY (run_id, item)
-);
-COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
-
--- Thin contributors wait for enrichment by when they were last attempted.
-CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
--- Email-only contributors wait for search-resolve by when they were last attempted.
-CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
-
--- The contributors a task would hand out on a platform now, in claim order (what the
--- claim leases and queue_health counts).
-CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
-RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
-BEGIN
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
-    ELSE
-        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
-        RETURN QUERY
-        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
-          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
-          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
-RETURNS smallint
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    kind smallint;
-BEGIN
-    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
-        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Tasks are enrich and search.';
-    END IF;
-    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
-    IF kind IS NULL OR kind NOT IN (1, 2) THEN
-        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
-    END IF;
-    RETURN kind;
-END
-$$;
-
--- Ends identity runs whose lease expired: what they staged is applied, the contributors
--- they did not report on are free again (not stamped: nobody tried them).
-CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    n bigint := 0;
-BEGIN
-    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
-               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
-               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
-        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-
--- Leases a batch of one task's due contributors on one identity platform to an agent:
--- one row per contributor, each carrying the run's lease token. For enrich: the account
--- (id and login) to fetch. For search: the email and its chain step ('noreply' and
--- 'database' are settled by the database at completion; only 'unknown' needs the API).
--- No rows: nothing is due (or the task's 'every' setting paces it).
-CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
-                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
-RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-    token uuid := gen_random_uuid();
-    n integer;
-    run bigint;
-    batch uuid[];
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.check_identity_task(task, platform);
-    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
-    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
-    IF n < 1 OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One claimer of a task and platform at a time: batches never overlap.
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
-    PERFORM aveloxis_ops.expire_identity_runs(at);
-    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
-                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(c.cntrb_id) INTO batch
-    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
-    IF batch IS NULL THEN
-        RETURN;
-    END IF;
-    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
-                                            lease_expires_at, contributors)
-    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
-    RETURNING run_id INTO run;
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        ORDER BY c.k;
-    ELSE
-        RETURN QUERY
-        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
-        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
-        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
-        ORDER BY c.n;
-    END IF;
-END
-$$;
-
--- The free steps of the email chain for a search candidate: 'noreply' (the address names
--- an account), 'database' (another person's row has this email: the same person, R5),
--- else 'unknown'.
-CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
-                                               OUT step text, OUT other uuid, OUT platform_id smallint,
-                                               OUT user_id bigint, OUT login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        step := 'noreply';
-        platform_id := n.platform_id;
-        user_id := n.user_id;
-        login := n.login;
-        RETURN;
-    END IF;
-    SELECT x.cntrb_id INTO other FROM (
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
-          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        UNION ALL
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
-    ) x
-    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
-    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
-    LIMIT 1;
-    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
-END
-$$;
-
--- Stages what the forge answered for contributors of the run the token proves: one row
--- per answer (a 404 has no payload). Only the run's own contributors are accepted.
-CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
-                                        payloads text[])
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    staged bigint;
-BEGIN
-    run := aveloxis_ops.held_identity_run(lease_token);
-    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
-        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
-        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
-       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
-       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
-        RAISE EXCEPTION 'an % run stages %', run.task,
-            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
-        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
-    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
-           x.c, x.s, x.h, x.p
-    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
-    GET DIAGNOSTICS staged = ROW_COUNT;
-    RETURN staged;
-END
-$$;
-
--- The open run a lease token proves, locked; a clear error otherwise.
-CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
-RETURNS aveloxis_ops.identity_runs
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-BEGIN
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
-    FOR UPDATE;
-    IF run.run_id IS NULL THEN
-        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
-    END IF;
-    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
-        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
-            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
-    END IF;
-    RETURN run;
-END
-$$;
-
--- Applies a run: the staged answers, then the cooldown stamps of the contributors
--- attempted (NULL: those with staged answers, and for search those the database settles),
--- and closes the run. Returns what it did.
-CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    summary jsonb;
-    tried uuid[];
-BEGIN
-    IF run.task = 'enrich' THEN
-        summary := aveloxis_ops.apply_profiles(run);
-    ELSE
-        summary := aveloxis_ops.apply_searches(run);
-    END IF;
-    tried := ARRAY(SELECT DISTINCT c
-                   FROM unnest(coalesce(attempted, '{}')
-                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
-                   WHERE c = ANY (run.contributors));
-    IF run.task = 'enrich' THEN
-        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
-    ELSE
-        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
-    END IF;
-    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
-    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
-                                                         'attempted', cardinality(tried));
-    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
-                                            result = summary
-    WHERE r.run_id = run.run_id;
-    RETURN summary;
-END
-$$;
-
--- The canonical email of active rows that have none (reference 003, "Why is
--- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
--- noreply, bot or service one), else its first alias that is. Returns the rows filled.
-CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH filled AS (
-        UPDATE aveloxis_data.contributors c
-        SET cntrb_canonical = coalesce(
-                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-                     THEN lower(btrim(c.cntrb_email)) END,
-                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
-                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
-                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
-        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_email IS NOT NULL
-               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
-        RETURNING 1
-    )
-    SELECT count(*) FROM filled
-$$;
-
--- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
--- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
--- else unusable is kept with its error. Every contributor with an answer counts as tried.
-CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s record;
-    doc jsonb;
-    problem text;
-    expected bigint;
-    profiles bigint := 0;
-    missing bigint := 0;
-    unusable bigint := 0;
-    renamed bigint;
-    resolved record;
-    before jsonb;
-BEGIN
-    PERFORM aveloxis_ops.drain_scratch();
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
-             ORDER BY x.item LOOP
-        problem := NULL;
-        doc := NULL;
-        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
-        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
-        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
-        IF s.http_status = 200 THEN
-            BEGIN
-                doc := s.payload::jsonb;
-            EXCEPTION WHEN OTHERS THEN
-                problem := 'the answer is not JSON: ' || SQLERRM;
-            END;
-            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
-                problem := 'the answer is not a user object with a numeric id';
-            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
-                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
-            END IF;
-        ELSIF s.http_status IN (404, 410) THEN
-            missing := missing + 1;
-        ELSE
-            problem := format('HTTP %s', s.http_status);
-        END IF;
-        IF problem IS NOT NULL THEN
-            unusable := unusable + 1;
-        ELSIF doc IS NOT NULL THEN
-            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
-            profiles := profiles + 1;
-        END IF;
-        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
-        WHERE x.run_id = s.run_id AND x.item = s.item;
-    END LOOP;
-    -- Logins before, to count renames.
-    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
-    FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = run.platform_id
-      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
-    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
-    RETURN jsonb_build_object(
-        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
-        'contributors_updated', resolved.updated,
-        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
-                    WHERE x.run_id = run.run_id));
-END
-$$;
-
--- Settles one search-resolve finding: the account (platform, user id, login) is the
--- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
--- untouched). Held by another person's row: the two are merged (winner by R1, else the
--- older row), logged with why. Returns 'linked', 'merged' or 'already'.
-CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
-                                               why text)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    me uuid := aveloxis.person_of(candidate);
-    holder uuid;
-    winner uuid;
-BEGIN
-    IF user_id IS NULL THEN
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
-        IF holder IS NULL THEN
-            RETURN 'unknown';
-        END IF;
-    ELSE
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
-    END IF;
-    IF holder IS NULL THEN
-        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
-        RETURN 'linked';
-    END IF;
-    holder := aveloxis.person_of(holder);
-    IF holder = me THEN
-        RETURN 'already';
-    END IF;
-    winner := aveloxis_ops.merge_winner(holder, me);
-    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
-    RETURN 'merged';
-END
-$$;
-
--- Search-resolve answers and the chain's free steps, per contributor of the batch: the
--- noreply account or the other row the database knows (settled without the API), else
--- the first staged search answer naming an account (user search before commit search).
-CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c record;
-    s record;
-    chain record;
-    doc jsonb;
-    account jsonb;
-    outcome text;
-    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
-    settled uuid[] := '{}';
-    github smallint := run.platform_id;
-    me uuid;
-    them uuid;
-    winner uuid;
-BEGIN
-    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
-             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
-        outcome := NULL;
-        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
-        IF chain.step = 'noreply' THEN
-            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
-                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
-            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
-            settled := settled || c.cntrb_id;
-        ELSIF chain.step = 'database' THEN
-            them := aveloxis.person_of(chain.other);
-            me := aveloxis.person_of(c.cntrb_id);
-            winner := aveloxis_ops.merge_winner(them, me);
-            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
-                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
-                                            'search_resolve');
-            outcome := 'merged';
-            settled := settled || c.cntrb_id;
-        ELSE
-            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
-                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
-                     ORDER BY x.step = 'commit_search', x.item LOOP
-                settled := settled || c.cntrb_id;
-                account := NULL;
-                doc := NULL;
-                IF s.http_status = 200 THEN
-                    BEGIN
-                        doc := s.payload::jsonb;
-                    EXCEPTION WHEN OTHERS THEN
-                        doc := NULL;
-                    END;
-                END IF;
-                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
-                                       ELSE doc -> 'items' -> 0 -> 'author' END;
-                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
-                   AND jsonb_typeof(account -> 'login') = 'string' THEN
-                    outcome := aveloxis_ops.settle_search_hit(
-                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
-                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
-                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
-                END IF;
-                UPDATE aveloxis_ops.identity_staging x
-                SET applied_at = now(),
-                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
-                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
-                WHERE x.run_id = s.run_id AND x.item = s.item;
-                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
-                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
-                END IF;
-            END LOOP;
-            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
-                outcome := 'not_found';
-            END IF;
-        END IF;
-        IF outcome IS NOT NULL THEN
-            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
-        END IF;
-    END LOOP;
-    RETURN counts || jsonb_build_object('settled', settled);
-END
-$$;
-
--- Ends the run the token proves: applies what was staged, stamps the cooldown of the
--- contributors attempted (the agent names them: those it did not reach, when its budget
--- ran out, stay due), and returns what the run did.
-CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
-    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
-END
-$$;
-
--- Per identity task and platform: what waits and what ran (queue_health shows the same).
-CREATE FUNCTION aveloxis.identity_health()
-RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
-               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT t.task, p.platform_id,
-           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
-           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
-           CASE t.task
-               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
-                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
-                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
-               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
-                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
-                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
-           END,
-           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
-                                         c.data_collection_date))
-            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
-            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
-              AND r.finished_at > at.now - interval '1 day'),
-           (SELECT r.result FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
-            ORDER BY r.run_id DESC LIMIT 1)
-    FROM (VALUES ('enrich'), ('search')) AS t(task)
-    CROSS JOIN aveloxis_data.platforms p
-    CROSS JOIN at
-    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
-      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                             WHERE i.platform_id = p.platform_id))
-    ORDER BY t.task, p.platform_id
-$$;
-
--- Why a contributor is or is not enriched and searched: one row per task, in words.
-CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
-RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    c aveloxis_data.contributors;
-    at timestamptz := aveloxis_ops.clock();
-    run aveloxis_ops.identity_runs;
-    person uuid;
-BEGIN
-    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
-    IF c.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF c.cntrb_deleted = 1 THEN
-        person := aveloxis.person_of(c.cntrb_id);
-        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
-                            NULL::timestamptz
-                     FROM unnest(ARRAY['enrich', 'search']) t;
-        RETURN;
-    END IF;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'enrich'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'no forge account known: search-resolve may find one'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
-                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
-             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_enriched_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
-    run := NULL;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'search'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
-             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'has a forge account'
-             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
-             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
-                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
-                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
-             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
-END
-$$;
-
--- The identity platforms identity runs can serve (an agent runs those whose host it has
--- tokens for): github.com, gitlab.com and every declared forge host.
-CREATE FUNCTION aveloxis.identity_platforms()
-RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
-    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
-    ORDER BY p.platform_id
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:135
+-- pg_aveloxis/src/lib.rs:146
 -- requires:
 --   drain
 --   registry
@@ -6947,7 +6201,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:104
+-- pg_aveloxis/src/lib.rs:103
 -- requires:
 --   drain
 --   queue
@@ -7706,7 +6960,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:155
+-- pg_aveloxis/src/lib.rs:173
 -- requires:
 --   facade
 --   drain
@@ -8207,289 +7461,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:127
--- requires:
---   contributors
---   issues
---   messages
---   pull_requests
---   facade
---   identity_tasks
-
--- Data-quality diagnostics for analysts: the reference's contributor diagnostic
--- queries (reference/003, "Diagnostic queries") as functions returning rows. All
--- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
--- the columns they read are written by the enrichment and search-resolve runs
--- (sql/identity_tasks.sql).
-
--- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
-CREATE FUNCTION aveloxis.contributor_quality()
-RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
-               thin bigint, merged_away bigint, total bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
-           count(*) FILTER (WHERE gl_id IS NOT NULL),
-           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
-           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
-           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
-           count(*) FILTER (WHERE cntrb_deleted = 1),
-           count(*)
-    FROM aveloxis_data.contributors
-$$;
-
--- 2. Accounts that more than one active contributor row claims (rename casualties).
-CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
-RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
-    FROM aveloxis_data.contributors c
-    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
-    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
-    GROUP BY p.platform_id, p.user_id
-    HAVING count(*) > 1
-    ORDER BY count(*) DESC, p.platform_id, p.user_id
-    LIMIT max_rows
-$$;
-
--- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
--- pointing at a merged-away contributor (both should never return rows).
-CREATE FUNCTION aveloxis.identity_anomalies()
-RETURNS TABLE (kind text, key text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
-           count(DISTINCT i.cntrb_id)::text
-    FROM aveloxis_data.contributor_identities i
-    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
-    UNION ALL
-    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
-    FROM aveloxis_data.contributors_aliases a
-    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
-    UNION ALL
-    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
-    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
-    WHERE c.cntrb_deleted = 1
-$$;
-
--- 5. Enrichment progress of thin contributors with a forge account (R6).
-CREATE FUNCTION aveloxis.enrichment_progress()
-RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
-    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
-    FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-$$;
-
--- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
--- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
-CREATE FUNCTION aveloxis.search_resolve_queue()
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
-    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
-$$;
-
--- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
--- progress), with how many distinct emails they are and how many of those wait out a
--- miss's cooldown.
-CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
-RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
-               emails_cooling_down bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
-           count(DISTINCT c.cmt_author_email) FILTER (
-               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
-                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
-    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
-    WHERE c.cmt_ght_author_id IS NULL
-    GROUP BY r.repo_id, r.repo_git
-    ORDER BY 3 DESC, 1
-    LIMIT max_rows
-$$;
-
--- 8. Rows referencing a contributor that does not exist (R10): every column with a
--- foreign key to contributors (commits, issues, pull requests and the rest, read from
--- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
--- for databases restored or migrated from elsewhere with constraints off.
-CREATE FUNCTION aveloxis.contributor_fk_integrity()
-RETURNS TABLE (table_name text, orphans bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    ref record;
-BEGIN
-    FOR ref IN
-        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
-        FROM pg_constraint con
-        JOIN pg_class c ON c.oid = con.conrelid
-        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
-        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
-          AND cardinality(con.conkey) = 1
-        ORDER BY c.relname, a.attname
-    LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
-               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
-            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
-    END LOOP;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:163
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:117
+-- pg_aveloxis/src/lib.rs:116
 -- requires:
 --   merges
 --   facade
@@ -8765,7 +7737,138 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:141
+-- pg_aveloxis/src/lib.rs:181
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:152
 -- requires:
 --   facade
 --   analysis
@@ -9116,7 +8219,7 @@ FROM aveloxis_data.pull_request_meta m;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:147
+-- pg_aveloxis/src/lib.rs:165
 -- requires:
 --   augur_compat
 
@@ -9464,203 +8567,7 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:149
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:169
+-- pg_aveloxis/src/lib.rs:187
 -- requires:
 --   activity
 --   bots
@@ -10022,7 +8929,1099 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:175
+-- pg_aveloxis/src/lib.rs:167
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:121
+-- requires:
+--   merges
+--   drain
+--   queue
+
+-- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
+-- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
+-- platform that any agent with that host's tokens may run:
+--
+--   enrich  thin contributors (no company and no location) fetched by account, at most
+--           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
+--           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
+--           (gh_login follows, login history appended; cntrb_id and cntrb_login never
+--           change).
+--   search contributors with an email and no account, at most search.batch per run,
+--           through the shared email chain (aveloxis.email_chain's free steps here, then the
+--           agent's user search and commit search on the search budget); a hit links the
+--           account (R11) or, when another row holds it, merges the two (R3, logged and
+--           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
+--
+-- A run is leased like a job: claim_identity_batch hands out contributors with a lease
+-- token; the agent stages what the forge answered, raw, with stage_identity; and
+-- complete_identity_batch applies it in one transaction. A lease that expires is applied
+-- as far as it was staged, and its unstaged contributors are free again at once.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
+    ('enrich.cooldown', '30 days', 'interval',
+     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
+    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
+    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
+    ('search.cooldown', '30 days', 'interval',
+     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
+    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
+    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
+
+CREATE TABLE aveloxis_ops.identity_runs (
+    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    agent              text NOT NULL,
+    -- sha256 of the lease token: the token itself is never stored.
+    lease_token_digest bytea NOT NULL UNIQUE,
+    started_at         timestamptz NOT NULL,
+    lease_expires_at   timestamptz NOT NULL,
+    finished_at        timestamptz,
+    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
+    -- The batch handed out.
+    contributors       uuid[] NOT NULL,
+    result             jsonb
+);
+COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
+CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
+CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
+
+CREATE TABLE aveloxis_ops.identity_staging (
+    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
+    item        integer NOT NULL,
+    cntrb_id    uuid NOT NULL,
+    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
+    -- commit_search: GitHub's search answers for the contributor's email.
+    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
+    http_status integer NOT NULL,
+    payload     text COMPRESSION lz4,
+    staged_at   timestamptz NOT NULL DEFAULT now(),
+    applied_at  timestamptz,
+    -- Why a staged answer could not be used (kept with the answer).
+    error       text,
+    PRIMARY KEY (run_id, item)
+);
+COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
+
+-- Thin contributors wait for enrichment by when they were last attempted.
+CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
+-- Email-only contributors wait for search-resolve by when they were last attempted.
+CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
+
+-- The contributors a task would hand out on a platform now, in claim order (what the
+-- claim leases and queue_health counts).
+CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
+RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
+BEGIN
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
+    ELSE
+        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
+        RETURN QUERY
+        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
+          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
+          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
+RETURNS smallint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind smallint;
+BEGIN
+    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
+        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Tasks are enrich and search.';
+    END IF;
+    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
+    IF kind IS NULL OR kind NOT IN (1, 2) THEN
+        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
+    END IF;
+    RETURN kind;
+END
+$$;
+
+-- Ends identity runs whose lease expired: what they staged is applied, the contributors
+-- they did not report on are free again (not stamped: nobody tried them).
+CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    n bigint := 0;
+BEGIN
+    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
+               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
+               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
+        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Leases a batch of one task's due contributors on one identity platform to an agent:
+-- one row per contributor, each carrying the run's lease token. For enrich: the account
+-- (id and login) to fetch. For search: the email and its chain step ('noreply' and
+-- 'database' are settled by the database at completion; only 'unknown' needs the API).
+-- No rows: nothing is due (or the task's 'every' setting paces it).
+CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
+                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
+RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+    token uuid := gen_random_uuid();
+    n integer;
+    run bigint;
+    batch uuid[];
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.check_identity_task(task, platform);
+    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
+    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
+    IF n < 1 OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One claimer of a task and platform at a time: batches never overlap.
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
+    PERFORM aveloxis_ops.expire_identity_runs(at);
+    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
+                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(c.cntrb_id) INTO batch
+    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
+    IF batch IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
+                                            lease_expires_at, contributors)
+    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
+    RETURNING run_id INTO run;
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        ORDER BY c.k;
+    ELSE
+        RETURN QUERY
+        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
+        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
+        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
+        ORDER BY c.n;
+    END IF;
+END
+$$;
+
+-- Stages what the forge answered for contributors of the run the token proves: one row
+-- per answer (a 404 has no payload). Only the run's own contributors are accepted.
+CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
+                                        payloads text[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    staged bigint;
+BEGIN
+    run := aveloxis_ops.held_identity_run(lease_token);
+    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
+        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
+        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
+       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
+       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
+        RAISE EXCEPTION 'an % run stages %', run.task,
+            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
+        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
+    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
+           x.c, x.s, x.h, x.p
+    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    RETURN staged;
+END
+$$;
+
+-- The open run a lease token proves, locked; a clear error otherwise.
+CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
+RETURNS aveloxis_ops.identity_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+BEGIN
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
+    FOR UPDATE;
+    IF run.run_id IS NULL THEN
+        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
+    END IF;
+    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
+        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
+            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
+    END IF;
+    RETURN run;
+END
+$$;
+
+-- Ends the run the token proves: applies what was staged, stamps the cooldown of the
+-- contributors attempted (the agent names them: those it did not reach, when its budget
+-- ran out, stay due), and returns what the run did.
+CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
+    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
+END
+$$;
+
+-- Per identity task and platform: what waits and what ran (queue_health shows the same).
+CREATE FUNCTION aveloxis.identity_health()
+RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
+               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT t.task, p.platform_id,
+           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
+           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
+           CASE t.task
+               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
+                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
+                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
+               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
+                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
+                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
+           END,
+           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
+                                         c.data_collection_date))
+            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
+            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
+              AND r.finished_at > at.now - interval '1 day'),
+           (SELECT r.result FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
+            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (VALUES ('enrich'), ('search')) AS t(task)
+    CROSS JOIN aveloxis_data.platforms p
+    CROSS JOIN at
+    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
+      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                             WHERE i.platform_id = p.platform_id))
+    ORDER BY t.task, p.platform_id
+$$;
+
+-- Why a contributor is or is not enriched and searched: one row per task, in words.
+CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
+RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    c aveloxis_data.contributors;
+    at timestamptz := aveloxis_ops.clock();
+    run aveloxis_ops.identity_runs;
+    person uuid;
+BEGIN
+    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
+    IF c.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF c.cntrb_deleted = 1 THEN
+        person := aveloxis.person_of(c.cntrb_id);
+        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
+                            NULL::timestamptz
+                     FROM unnest(ARRAY['enrich', 'search']) t;
+        RETURN;
+    END IF;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'enrich'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'no forge account known: search-resolve may find one'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
+                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
+             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_enriched_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
+    run := NULL;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'search'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
+             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'has a forge account'
+             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
+             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
+                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
+                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
+             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
+END
+$$;
+
+-- The identity platforms identity runs can serve (an agent runs those whose host it has
+-- tokens for): github.com, gitlab.com and every declared forge host.
+CREATE FUNCTION aveloxis.identity_platforms()
+RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
+    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
+    ORDER BY p.platform_id
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:131
+-- requires:
+--   contributors
+--   issues
+--   messages
+--   pull_requests
+--   facade
+--   identity_tasks
+
+-- Data-quality diagnostics for analysts: the reference's contributor diagnostic
+-- queries (reference/003, "Diagnostic queries") as functions returning rows. All
+-- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
+-- the columns they read are written by the enrichment and search-resolve runs
+-- (sql/identity_tasks.sql).
+
+-- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
+CREATE FUNCTION aveloxis.contributor_quality()
+RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
+               thin bigint, merged_away bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
+           count(*) FILTER (WHERE gl_id IS NOT NULL),
+           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
+           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
+           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
+           count(*) FILTER (WHERE cntrb_deleted = 1),
+           count(*)
+    FROM aveloxis_data.contributors
+$$;
+
+-- 2. Accounts that more than one active contributor row claims (rename casualties).
+CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
+RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
+    FROM aveloxis_data.contributors c
+    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
+    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
+    GROUP BY p.platform_id, p.user_id
+    HAVING count(*) > 1
+    ORDER BY count(*) DESC, p.platform_id, p.user_id
+    LIMIT max_rows
+$$;
+
+-- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
+-- pointing at a merged-away contributor (both should never return rows).
+CREATE FUNCTION aveloxis.identity_anomalies()
+RETURNS TABLE (kind text, key text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
+           count(DISTINCT i.cntrb_id)::text
+    FROM aveloxis_data.contributor_identities i
+    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
+    UNION ALL
+    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
+    FROM aveloxis_data.contributors_aliases a
+    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
+    UNION ALL
+    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
+    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+    WHERE c.cntrb_deleted = 1
+$$;
+
+-- 5. Enrichment progress of thin contributors with a forge account (R6).
+CREATE FUNCTION aveloxis.enrichment_progress()
+RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
+    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
+    FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+$$;
+
+-- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
+-- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
+CREATE FUNCTION aveloxis.search_resolve_queue()
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
+    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
+$$;
+
+-- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
+-- progress), with how many distinct emails they are and how many of those wait out a
+-- miss's cooldown.
+CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
+RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
+               emails_cooling_down bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
+           count(DISTINCT c.cmt_author_email) FILTER (
+               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
+                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
+    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
+    WHERE c.cmt_ght_author_id IS NULL
+    GROUP BY r.repo_id, r.repo_git
+    ORDER BY 3 DESC, 1
+    LIMIT max_rows
+$$;
+
+-- 8. Rows referencing a contributor that does not exist (R10): every column with a
+-- foreign key to contributors (commits, issues, pull requests and the rest, read from
+-- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
+-- for databases restored or migrated from elsewhere with constraints off.
+CREATE FUNCTION aveloxis.contributor_fk_integrity()
+RETURNS TABLE (table_name text, orphans bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    ref record;
+BEGIN
+    FOR ref IN
+        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
+        FROM pg_constraint con
+        JOIN pg_class c ON c.oid = con.conrelid
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
+          AND cardinality(con.conkey) = 1
+        ORDER BY c.relname, a.attname
+    LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
+               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
+            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
+    END LOOP;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:126
+-- requires:
+--   identity_tasks
+
+-- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
+-- through the drain's user resolution, search findings linked or merged, the chain's free
+-- steps settled without the API, cooldowns stamped, canonical emails filled.
+
+-- The free steps of the email chain for a search candidate: 'noreply' (the address names
+-- an account), 'database' (another person's row has this email: the same person, R5),
+-- else 'unknown'.
+CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
+                                               OUT step text, OUT other uuid, OUT platform_id smallint,
+                                               OUT user_id bigint, OUT login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        step := 'noreply';
+        platform_id := n.platform_id;
+        user_id := n.user_id;
+        login := n.login;
+        RETURN;
+    END IF;
+    SELECT x.cntrb_id INTO other FROM (
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
+          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        UNION ALL
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
+    ) x
+    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
+    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
+    LIMIT 1;
+    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
+END
+$$;
+
+-- Applies a run: the staged answers, then the cooldown stamps of the contributors
+-- attempted (NULL: those with staged answers, and for search those the database settles),
+-- and closes the run. Returns what it did.
+CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    summary jsonb;
+    tried uuid[];
+BEGIN
+    IF run.task = 'enrich' THEN
+        summary := aveloxis_ops.apply_profiles(run);
+    ELSE
+        summary := aveloxis_ops.apply_searches(run);
+    END IF;
+    tried := ARRAY(SELECT DISTINCT c
+                   FROM unnest(coalesce(attempted, '{}')
+                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
+                   WHERE c = ANY (run.contributors));
+    IF run.task = 'enrich' THEN
+        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
+    ELSE
+        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
+    END IF;
+    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
+    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
+                                                         'attempted', cardinality(tried));
+    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
+                                            result = summary
+    WHERE r.run_id = run.run_id;
+    RETURN summary;
+END
+$$;
+
+-- The canonical email of active rows that have none (reference 003, "Why is
+-- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
+-- noreply, bot or service one), else its first alias that is. Returns the rows filled.
+CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH filled AS (
+        UPDATE aveloxis_data.contributors c
+        SET cntrb_canonical = coalesce(
+                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+                     THEN lower(btrim(c.cntrb_email)) END,
+                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
+                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
+                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
+        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_email IS NOT NULL
+               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+        RETURNING 1
+    )
+    SELECT count(*) FROM filled
+$$;
+
+-- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
+-- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
+-- else unusable is kept with its error. Every contributor with an answer counts as tried.
+CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    doc jsonb;
+    problem text;
+    expected bigint;
+    profiles bigint := 0;
+    missing bigint := 0;
+    unusable bigint := 0;
+    renamed bigint;
+    resolved record;
+    before jsonb;
+BEGIN
+    PERFORM aveloxis_ops.drain_scratch();
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
+             ORDER BY x.item LOOP
+        problem := NULL;
+        doc := NULL;
+        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
+        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
+        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
+        IF s.http_status = 200 THEN
+            BEGIN
+                doc := s.payload::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                problem := 'the answer is not JSON: ' || SQLERRM;
+            END;
+            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
+                problem := 'the answer is not a user object with a numeric id';
+            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
+                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
+            END IF;
+        ELSIF s.http_status IN (404, 410) THEN
+            missing := missing + 1;
+        ELSE
+            problem := format('HTTP %s', s.http_status);
+        END IF;
+        IF problem IS NOT NULL THEN
+            unusable := unusable + 1;
+        ELSIF doc IS NOT NULL THEN
+            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
+            profiles := profiles + 1;
+        END IF;
+        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
+        WHERE x.run_id = s.run_id AND x.item = s.item;
+    END LOOP;
+    -- Logins before, to count renames.
+    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
+    FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = run.platform_id
+      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
+    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
+    RETURN jsonb_build_object(
+        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
+        'contributors_updated', resolved.updated,
+        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
+                    WHERE x.run_id = run.run_id));
+END
+$$;
+
+-- Settles one search-resolve finding: the account (platform, user id, login) is the
+-- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
+-- untouched). Held by another person's row: the two are merged (winner by R1, else the
+-- older row), logged with why. Returns 'linked', 'merged' or 'already'.
+CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
+                                               why text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me uuid := aveloxis.person_of(candidate);
+    holder uuid;
+    winner uuid;
+BEGIN
+    IF user_id IS NULL THEN
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
+        IF holder IS NULL THEN
+            RETURN 'unknown';
+        END IF;
+    ELSE
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    END IF;
+    IF holder IS NULL THEN
+        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
+        RETURN 'linked';
+    END IF;
+    holder := aveloxis.person_of(holder);
+    IF holder = me THEN
+        RETURN 'already';
+    END IF;
+    winner := aveloxis_ops.merge_winner(holder, me);
+    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
+    RETURN 'merged';
+END
+$$;
+
+-- Search-resolve answers and the chain's free steps, per contributor of the batch: the
+-- noreply account or the other row the database knows (settled without the API), else
+-- the first staged search answer naming an account (user search before commit search).
+CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    s record;
+    chain record;
+    doc jsonb;
+    account jsonb;
+    outcome text;
+    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
+    settled uuid[] := '{}';
+    github smallint := run.platform_id;
+    me uuid;
+    them uuid;
+    winner uuid;
+BEGIN
+    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
+             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
+        outcome := NULL;
+        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
+        IF chain.step = 'noreply' THEN
+            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
+                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
+            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
+            settled := settled || c.cntrb_id;
+        ELSIF chain.step = 'database' THEN
+            them := aveloxis.person_of(chain.other);
+            me := aveloxis.person_of(c.cntrb_id);
+            winner := aveloxis_ops.merge_winner(them, me);
+            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
+                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
+                                            'search_resolve');
+            outcome := 'merged';
+            settled := settled || c.cntrb_id;
+        ELSE
+            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
+                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
+                     ORDER BY x.step = 'commit_search', x.item LOOP
+                settled := settled || c.cntrb_id;
+                account := NULL;
+                doc := NULL;
+                IF s.http_status = 200 THEN
+                    BEGIN
+                        doc := s.payload::jsonb;
+                    EXCEPTION WHEN OTHERS THEN
+                        doc := NULL;
+                    END;
+                END IF;
+                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
+                                       ELSE doc -> 'items' -> 0 -> 'author' END;
+                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
+                   AND jsonb_typeof(account -> 'login') = 'string' THEN
+                    outcome := aveloxis_ops.settle_search_hit(
+                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
+                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
+                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
+                END IF;
+                UPDATE aveloxis_ops.identity_staging x
+                SET applied_at = now(),
+                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
+                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
+                WHERE x.run_id = s.run_id AND x.item = s.item;
+                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
+                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
+                END IF;
+            END LOOP;
+            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
+                outcome := 'not_found';
+            END IF;
+        END IF;
+        IF outcome IS NOT NULL THEN
+            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
+        END IF;
+    END LOOP;
+    RETURN counts || jsonb_build_object('settled', settled);
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:193
 -- requires:
 --   queue
 --   drain
@@ -10673,7 +10672,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:189
+-- pg_aveloxis/src/lib.rs:207
 -- requires:
 --   analyst_api
 --   refresh
@@ -10682,7 +10681,7 @@ $$;
 --   community_files
 --   distribution
 --   diagnostics
---   identity_tasks
+--   identity_apply
 
 -- Scale-out (docs/scaling.md): how every table of the extension would be held by Citus,
 -- and the one call that distributes them where Citus is installed.
@@ -10809,7 +10808,18 @@ COMMENT ON FUNCTION aveloxis.distribute(integer, boolean) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:205
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:223
 -- finalize
 -- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
 -- analysts get read access to aveloxis_data.

@@ -124,6 +124,11 @@ extension_sql_file!(
     requires = ["merges", "drain", "queue"]
 );
 extension_sql_file!(
+    "../../sql/identity_apply.sql",
+    name = "identity_apply",
+    requires = ["identity_tasks"]
+);
+extension_sql_file!(
     "../../sql/diagnostics.sql",
     name = "diagnostics",
     requires = [
@@ -210,7 +215,7 @@ extension_sql_file!(
         "community_files",
         "distribution",
         "diagnostics",
-        "identity_tasks"
+        "identity_apply"
     ]
 );
 
