@@ -64,7 +64,8 @@ BEGIN
         aveloxis.identity_health(),
         aveloxis.identity_platforms(),
         aveloxis.why_not_enriched(uuid),
-        aveloxis.unresolved_commit_authors(integer)
+        aveloxis.unresolved_commit_authors(integer),
+        aveloxis.repo_languages(bigint)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -113,7 +114,8 @@ BEGIN
         aveloxis.stage_identity(uuid, uuid[], text[], integer[], text[]),
         aveloxis.complete_identity_batch(uuid, uuid[]),
         aveloxis.identity_health(),
-        aveloxis.identity_platforms()
+        aveloxis.identity_platforms(),
+        aveloxis.analysis_state(uuid)
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

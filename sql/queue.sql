@@ -24,7 +24,8 @@ INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, descriptio
     ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
     ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
     ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
-    ('analysis.cadence', '30 days', 'interval', 'How often analyses run'),
+    ('analysis.cadence', '1 day', 'interval',
+     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
     ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
     ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
     ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
@@ -229,15 +230,15 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
 
--- The phases a repository gets: forge data for forges, git for all, distribution
--- evidence for GitHub (reference 002, section 7).
+-- The phases a repository gets: forge data for forges, git and its analysis for all,
+-- distribution evidence for GitHub (reference 002, section 7).
 CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution']
-                         WHEN 2 THEN ARRAY['collect', 'facade']
-                         ELSE ARRAY['facade'] END
+    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis']
+                         WHEN 2 THEN ARRAY['collect', 'facade', 'analysis']
+                         ELSE ARRAY['facade', 'analysis'] END
 $$;
 
 -- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
@@ -632,6 +633,10 @@ BEGIN
     -- in this transaction (sql/distribution.sql).
     IF j.phase = 'distribution' THEN
         PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
+    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql).
+    IF j.phase = 'analysis' THEN
+        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
     END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,

@@ -13,14 +13,14 @@ pub(crate) const LEASE_SECS: i64 = 600;
 /// agent runs.
 fn agent_phases(platform_id: i16) -> &'static [&'static str] {
     match platform_id {
-        1 => &["collect", "facade", "distribution"],
-        2 => &["collect", "facade"],
-        _ => &["facade"],
+        1 => &["collect", "facade", "distribution", "analysis"],
+        2 => &["collect", "facade", "analysis"],
+        _ => &["facade", "analysis"],
     }
 }
 
 /// The phases `collect` and `run` know.
-const PHASES: [&str; 3] = ["collect", "facade", "distribution"];
+const PHASES: [&str; 4] = ["collect", "facade", "distribution", "analysis"];
 
 /// The fleet-wide identity tasks `run` and `identity` know (not jobs of a repository:
 /// batches of contributors, aveloxis.claim_identity_batch).
@@ -256,6 +256,26 @@ impl Workshop {
                     (line, failed)
                 })
             }
+            ("analysis", _, _) => {
+                use crate::phases::analysis;
+                if let Some(bar) = bar {
+                    bar.set_message("analysis: counting the HEAD tree");
+                }
+                let result = analysis::analyze(&self.db, job, &self.git.clone_dir).await;
+                let failed = result.is_err();
+                let first = analysis::finish(&self.db, agent, job, &result).await;
+                redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+                    analysis::finish(&self.db, agent, job, &result)
+                })
+                .await
+                .map(|()| {
+                    let line = match &result {
+                        Ok(o) => o.summary(),
+                        Err(e) => format!("analysis: {e}"),
+                    };
+                    (line, failed)
+                })
+            }
             (phase, platform, github) => {
                 let why = if (phase == "collect" || phase == "distribution") && platform == 1 && github.is_err() {
                     "no GitHub tokens on this agent (GITHUB_TOKENS)"
@@ -291,7 +311,9 @@ pub(crate) async fn collect(
     if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
         return Err(AgentError::Setting {
             name: "--phases".into(),
-            message: format!("unknown phase {unknown:?}: collect runs the phases collect, facade and distribution"),
+            message: format!(
+                "unknown phase {unknown:?}: collect runs the phases collect, facade, distribution and analysis"
+            ),
         });
     }
     let shop = Workshop::open(api, database_url, forge, git, 4, std::time::Duration::ZERO).await?;
@@ -657,6 +679,7 @@ pub(crate) async fn run_queue(
         } else {
             vec!["facade".into()]
         };
+        all.push("analysis".into());
         if forge.has_tokens() || forge.has_gitlab_tokens() {
             all.push("enrich".into());
         }
@@ -674,8 +697,8 @@ pub(crate) async fn run_queue(
         return Err(AgentError::Setting {
             name: "--phases".into(),
             message: format!(
-                "unknown phase {unknown:?}: run claims the phases collect, facade and distribution, and the identity \
-                 tasks enrich and search"
+                "unknown phase {unknown:?}: run claims the phases collect, facade, distribution and analysis, and the \
+                 identity tasks enrich and search"
             ),
         });
     }

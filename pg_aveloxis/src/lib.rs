@@ -142,6 +142,11 @@ extension_sql_file!(
 );
 
 extension_sql_file!("../../sql/analysis.sql", name = "analysis", requires = ["registry"]);
+extension_sql_file!(
+    "../../sql/labor.sql",
+    name = "labor",
+    requires = ["analysis", "queue", "staging"]
+);
 
 extension_sql_file!(
     "../../sql/community_files.sql",
@@ -215,7 +220,8 @@ extension_sql_file!(
         "community_files",
         "distribution",
         "diagnostics",
-        "identity_apply"
+        "identity_apply",
+        "labor"
     ]
 );
 

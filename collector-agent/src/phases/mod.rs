@@ -2,8 +2,9 @@
 //! forge's collection plan, staging raw payloads for the extension's per-forge mappers);
 //! `facade`: the git history, the same for every platform; `distribution`: where a GitHub
 //! repository is published and which manifests declare it; `identity`: enrichment and
-//! search-resolve of contributors, fleet-wide.
+//! search-resolve of contributors, fleet-wide; `analysis`: what the HEAD tree holds (labor).
 
+pub mod analysis;
 pub mod api;
 pub mod distribution;
 pub mod facade;
