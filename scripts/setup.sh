@@ -8,9 +8,11 @@ set -euo pipefail
 # cmake builds zlib-ng into the agent's libgit2: inflating git objects is a quarter of
 # the facade walk, and zlib-ng does it faster than the system zlib. plpgsql_check lints
 # every PL/pgSQL routine of the extension in the tests (tests/tests/plpgsql_check.rs).
+# cloc is the independent line counter the labor counts are checked against
+# (tests/tests/analysis.rs).
 APT_PACKAGES=(
     postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-    postgresql-$PG_MAJOR-plpgsql-check
+    postgresql-$PG_MAJOR-plpgsql-check cloc
     libclang-dev clang build-essential pkg-config libssl-dev sudo git ca-certificates cmake
 )
 

@@ -185,7 +185,10 @@ pub struct AnalysisOutcome {
 impl AnalysisOutcome {
     pub fn summary(&self) -> String {
         if self.unchanged {
-            format!("analysis: HEAD {} unchanged since the last analysis: nothing to do", short(&self.head_sha))
+            format!(
+                "analysis: HEAD {} unchanged since the last analysis: nothing to do",
+                short(&self.head_sha)
+            )
         } else {
             format!(
                 "analysis: HEAD {}, {} files in {} languages counted (left out: {})",
