@@ -11,6 +11,7 @@
 #   scripts/bench.sh manifests [copies]    parse_manifest() on a corpus of real manifests vs reading them
 #   scripts/bench.sh distribution [repos]  distribution scans: calls per scan by source, scans/hour against local servers
 #   scripts/bench.sh identity [people]     enrichment/search-resolve convergence on a replayed fleet; merges on 100K contributors
+#   scripts/bench.sh labor <clone>... [rounds]  labor count of the HEAD tree vs the facade walk; writes of an unchanged HEAD
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -44,5 +45,9 @@ case "$what" in
         AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_distribution -- "${2:-56}" ;;
     manifests) cargo run -q --release -p aveloxis-tests --bin bench_manifests -- "${2:-2000}" ;;
     identity) cargo run -q --release -p aveloxis-tests --bin bench_identity -- "${2:-2000}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution, identity)" ;;
+    labor)
+        [ $# -ge 2 ] || die "usage: scripts/bench.sh labor <bare clone of a real repository>... [rounds]"
+        cargo build -q --release -p collector-agent
+        AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_labor -- "${@:2}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution, identity, labor)" ;;
 esac
