@@ -37,9 +37,9 @@ agent=$REPO_ROOT/target/debug/aveloxis-agent
 step "registering repositories: this checkout (git only) and two forge repositories"
 "$agent" add https://github.com/chaoss/augur git@gitlab.com:fdroid/fdroidclient.git --group "CHAOSS and friends"
 
-step "collecting this checkout's git history, offline (aveloxis-agent collect $REPO_ROOT)"
+step "collecting this checkout's git history and analysing its HEAD tree, offline (aveloxis-agent collect $REPO_ROOT)"
 clone_dir=${AVELOXIS_CLONE_DIR:-$REPO_ROOT/target/aveloxis-clones}
-"$agent" collect "$REPO_ROOT" --clone-dir "$clone_dir"
+"$agent" collect "$REPO_ROOT" --phases facade,analysis --clone-dir "$clone_dir"
 
 step "collecting a GitLab project: gitlab.com's gitlab-data/snowflake_spend, replayed by a local GitLab from recorded traffic"
 # The recorded answers of ../shared/fixtures/gitlab served as GitLab REST v4 does (no network);
@@ -91,6 +91,11 @@ step "an analyst's answer: who wrote this repository, and how much of it?"
     FROM aveloxis_data.commits c WHERE c.repo_id = aveloxis.resolve_repo('$REPO_ROOT')
     GROUP BY 1 ORDER BY 2 DESC LIMIT 5" -c "
     SELECT phase, status, reason FROM aveloxis.why_not_collected(aveloxis.resolve_repo('https://github.com/chaoss/augur'))"
+
+step "an analyst's answer: what this repository is written in (its HEAD tree counted by the analysis phase)"
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT programming_language AS language, files, code_lines, comment_lines, pct_of_code, left(head_sha, 12) AS head
+    FROM aveloxis.repo_languages(aveloxis.resolve_repo('$REPO_ROOT')) LIMIT 8"
 
 step "an analyst dates an affiliation: the top author's email domain stands for an organization from the middle of the history on"
 # Affiliation is read through dated rules (docs/identity.md): a rule, or its correction,
