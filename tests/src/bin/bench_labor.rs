@@ -30,16 +30,30 @@ fn walk_history(clone: &Path) -> usize {
     reader.join().unwrap()
 }
 
-/// Rows inserted, updated and deleted in the labor tables so far (statistics flushed first).
-async fn labor_writes(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT pg_stat_force_next_flush(); SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint
-         FROM pg_stat_user_tables
+/// Rows inserted, updated and deleted in the labor tables so far, by the statistics
+/// (the agent's backend reports them when it ends: read after a moment, on a fresh
+/// snapshot), and a checksum of their contents.
+async fn labor_writes(pool: &sqlx::PgPool) -> (i64, String) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut *conn).await.unwrap();
+    let writes: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables
          WHERE relname IN ('repo_labor', 'repo_labor_history', 'repo_analysis_scans')",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
-    .unwrap_or(-1)
+    .unwrap();
+    let contents: String = sqlx::query_scalar(
+        "SELECT md5(concat_ws('|',
+             (SELECT string_agg(to_jsonb(l)::text, ',' ORDER BY repo_labor_id) FROM aveloxis_data.repo_labor l),
+             (SELECT count(*) FROM aveloxis_data.repo_labor_history),
+             (SELECT string_agg(to_jsonb(s)::text, ',' ORDER BY scan_id) FROM aveloxis_data.repo_analysis_scans s)))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    (writes, contents)
 }
 
 #[tokio::main]
@@ -100,12 +114,13 @@ async fn main() {
     println!(
         "full analysis of {}: 0 requests (the clone is local), {} rows written to the labor tables\n  {}",
         Path::new(clone.as_str()).file_name().unwrap().to_string_lossy(),
-        after_first - before,
+        after_first.0 - before.0,
         first.lines().find(|l| l.contains("analysis:")).unwrap_or_default()
     );
     println!(
-        "re-analysis with HEAD unchanged: 0 requests, {} rows written (goal: 0)\n  {}",
-        after_second - after_first,
+        "re-analysis with HEAD unchanged: 0 requests, {} rows written (goal: 0); the labor tables' contents {}\n  {}",
+        after_second.0 - after_first.0,
+        if after_second.1 == after_first.1 { "unchanged" } else { "CHANGED" },
         second.lines().find(|l| l.contains("analysis:")).unwrap_or_default()
     );
     let _ = std::fs::remove_dir_all(&clone_dir);
