@@ -242,3 +242,74 @@ async fn labor_counts_equal_an_independent_count_and_only_a_new_head_is_counted_
     let most = expected.iter().max_by_key(|(_, code)| *code).unwrap();
     assert_eq!(top, most.0);
 }
+
+#[tokio::test]
+async fn a_snapshot_missing_a_part_or_naming_two_heads_is_refused_and_nothing_is_lost() {
+    let db = TestDb::with_extension("analysis_refusals").await;
+    let pool = db.pool(2).await;
+    db.execute("SELECT aveloxis.set_setting('registry.local_path_roots', '/srv/git')")
+        .await;
+    let repo: i64 = sqlx::query_scalar("SELECT aveloxis.add_repo('/srv/git/counted')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (job, token): (i64, sqlx::types::Uuid) =
+        sqlx::query_as("SELECT job_id, lease_token FROM aveloxis.claim_repo('test', $1, 'analysis', '1 hour')")
+            .bind(repo)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let head = "a".repeat(40);
+    let part = |n: i64, of: i64, sha: &str| {
+        serde_json::json!({"head_sha": sha, "part": n, "parts": of,
+                           "files": [{"path": format!("f{n}.rs"), "language": "Rust", "code": 3, "comments": 1, "blanks": 0, "bytes": 40}]})
+        .to_string()
+    };
+    let stage = |payloads: Vec<String>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT aveloxis.stage($1, 'labor_snapshot', $2)")
+                .bind(token)
+                .bind(payloads)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    let complete = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT aveloxis.complete($1, $2, '{}')")
+                .bind(job)
+                .bind(token)
+                .execute(&pool)
+                .await
+        }
+    };
+    // Nothing staged for a HEAD that was counted: refused.
+    let err = complete().await.unwrap_err().to_string();
+    assert!(err.contains("completes after staging its labor_snapshot"), "{err}");
+    // One part of two: refused, the lease and the staged part kept.
+    stage(vec![part(1, 2, &head)]).await;
+    let err = complete().await.unwrap_err().to_string();
+    assert!(err.contains("has 1 of its 2 parts"), "{err}");
+    // Two HEADs in one snapshot: refused.
+    stage(vec![part(2, 2, &"b".repeat(40))]).await;
+    let err = complete().await.unwrap_err().to_string();
+    assert!(err.contains("of one HEAD"), "{err}");
+    let kept: (i64, bool) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM aveloxis_ops.staging WHERE entity = 'labor_snapshot' AND drained_at IS NULL),
+                (SELECT lease_owner IS NOT NULL FROM aveloxis_ops.jobs WHERE job_id = $1)",
+    )
+    .bind(job)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, (2, true), "the staged parts and the lease stay");
+    // The agent fails the job instead; the next run's snapshot supersedes the stray parts.
+    let nothing: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis_data.repo_labor")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(nothing, 0);
+}

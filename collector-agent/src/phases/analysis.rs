@@ -191,7 +191,7 @@ impl AnalysisOutcome {
             )
         } else {
             format!(
-                "analysis: HEAD {}, {} files in {} languages counted (left out: {})",
+                "HEAD {}, {} files in {} languages counted (left out: {})",
                 short(&self.head_sha),
                 self.files,
                 self.languages,

@@ -36,7 +36,10 @@ fn walk_history(clone: &Path) -> usize {
 async fn labor_writes(pool: &sqlx::PgPool) -> (i64, String) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut *conn).await.unwrap();
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let writes: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables
          WHERE relname IN ('repo_labor', 'repo_labor_history', 'repo_analysis_scans')",
@@ -73,7 +76,12 @@ async fn main() {
             let labor = analysis::count_head(path).expect("count");
             counts.push(t.elapsed());
             files = labor.files.len();
-            languages = labor.files.iter().map(|f| f.language.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+            languages = labor
+                .files
+                .iter()
+                .map(|f| f.language.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
             let t = Instant::now();
             commits = walk_history(path);
             walks.push(t.elapsed());
@@ -92,7 +100,12 @@ async fn main() {
     let clone = clones[0];
     let db = TestDb::with_extension("bench_labor").await;
     let pool = db.pool(2).await;
-    let roots = Path::new(clone.as_str()).parent().unwrap().to_str().unwrap().to_string();
+    let roots = Path::new(clone.as_str())
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     sqlx::query("SELECT aveloxis.set_setting('registry.local_path_roots', $1)")
         .bind(&roots)
         .execute(&pool)
@@ -100,7 +113,14 @@ async fn main() {
         .unwrap();
     let clone_dir = db.scratch_dir("bench-labor-clones");
     let run = |phases: &str| {
-        let out = db.agent(&["collect", clone, "--phases", phases, "--clone-dir", clone_dir.to_str().unwrap()]);
+        let out = db.agent(&[
+            "collect",
+            clone,
+            "--phases",
+            phases,
+            "--clone-dir",
+            clone_dir.to_str().unwrap(),
+        ]);
         let (stdout, stderr) = output_text(&out);
         assert!(out.status.success(), "{stdout}\n{stderr}");
         stdout
@@ -120,7 +140,11 @@ async fn main() {
     println!(
         "re-analysis with HEAD unchanged: 0 requests, {} rows written (goal: 0); the labor tables' contents {}\n  {}",
         after_second.0 - after_first.0,
-        if after_second.1 == after_first.1 { "unchanged" } else { "CHANGED" },
+        if after_second.1 == after_first.1 {
+            "unchanged"
+        } else {
+            "CHANGED"
+        },
         second.lines().find(|l| l.contains("analysis:")).unwrap_or_default()
     );
     let _ = std::fs::remove_dir_all(&clone_dir);
