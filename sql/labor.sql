@@ -53,7 +53,8 @@ $$;
 -- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
 -- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
 -- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
--- is refused (the lease and the staged rows stay; the agent fails the job instead).
+-- is refused (the lease and the staged rows stay; the agent fails the job instead); a
+-- completion naming a head_sha with nothing staged is refused too.
 CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -82,9 +83,14 @@ BEGIN
           FROM aveloxis_ops.staging s
           WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
     IF jsonb_array_length(docs) = 0 THEN
-        RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
+        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
+        -- the way; one that says nothing (an agent of no analysis) applies nothing.
+        IF outcome ? 'head_sha' THEN
+            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
+        END IF;
+        RETURN;
     END IF;
     SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
     INTO heads, parts, got

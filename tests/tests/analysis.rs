@@ -276,17 +276,20 @@ async fn a_snapshot_missing_a_part_or_naming_two_heads_is_refused_and_nothing_is
                 .unwrap();
         }
     };
+    let counted = format!(r#"{{"head_sha": "{head}"}}"#);
     let complete = || {
         let pool = pool.clone();
+        let counted = counted.clone();
         async move {
-            sqlx::query("SELECT aveloxis.complete($1, $2, '{}')")
+            sqlx::query("SELECT aveloxis.complete($1, $2, $3::jsonb)")
                 .bind(job)
                 .bind(token)
+                .bind(counted)
                 .execute(&pool)
                 .await
         }
     };
-    // Nothing staged for a HEAD that was counted: refused.
+    // Nothing staged for a HEAD the completion says was counted: refused.
     let err = complete().await.unwrap_err().to_string();
     assert!(err.contains("completes after staging its labor_snapshot"), "{err}");
     // One part of two: refused, the lease and the staged part kept.

@@ -77,11 +77,14 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
         .await
         .unwrap();
     let expected: Vec<(i64, String)> = [
+        (gh, "analysis"),
         (gh, "collect"),
         (gh, "distribution"),
         (gh, "facade"),
+        (gl, "analysis"),
         (gl, "collect"),
         (gl, "facade"),
+        (git, "analysis"),
         (git, "facade"),
     ]
     .into_iter()
@@ -198,7 +201,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
             ("collect".into(), 2),
             ("facade".into(), 3),
             ("distribution".into(), 1),
-            ("analysis".into(), 0)
+            ("analysis".into(), 3)
         ]
     );
     let history: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.job_history($1)")
@@ -221,7 +224,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(total, 10_002);
+    assert_eq!(total, 13_336);
 
     let mut tasks = Vec::new();
     for claimer in 0..16 {
@@ -231,7 +234,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             let mut taken = 0usize;
             loop {
                 let jobs: Vec<(i64, Uuid)> = sqlx::query_as(
-                    "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution'], 25)",
+                    "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution', 'analysis'], 25)",
                 )
                 .bind(&agent)
                 .fetch_all(&mut c)
@@ -266,7 +269,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
     for t in tasks {
         per_claimer.push(t.await.unwrap());
     }
-    assert_eq!(per_claimer.iter().sum::<usize>(), 10_002);
+    assert_eq!(per_claimer.iter().sum::<usize>(), 13_336);
     assert!(
         per_claimer.iter().all(|n| *n > 0),
         "every claimer worked: {per_claimer:?}"
@@ -276,7 +279,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!((runs, distinct), (10_002, 10_002), "each job claimed exactly once");
+    assert_eq!((runs, distinct), (13_336, 13_336), "each job claimed exactly once");
 }
 
 #[tokio::test]
