@@ -115,7 +115,8 @@ BEGIN
         aveloxis.complete_identity_batch(uuid, uuid[]),
         aveloxis.identity_health(),
         aveloxis.identity_platforms(),
-        aveloxis.analysis_state(uuid)
+        aveloxis.analysis_state(uuid),
+        aveloxis.scorecard_settings()
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

@@ -157,6 +157,10 @@ pub struct ForgeArgs {
     /// default: the database's distribution.contact setting).
     #[arg(long, env = "AVELOXIS_CONTACT")]
     pub contact: Option<String>,
+    /// The OpenSSF Scorecard API root for scorecard jobs (default: the database's
+    /// scorecard.url setting, https://api.securityscorecards.dev/).
+    #[arg(long, env = "SCORECARD_API_URL")]
+    pub scorecard_url: Option<String>,
 }
 
 /// Where and how git history is read.
@@ -502,6 +506,7 @@ mod unit_tests {
             depsdev_url: None,
             ecosystems_url: None,
             contact: None,
+            scorecard_url: None,
         }
     }
 

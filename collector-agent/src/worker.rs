@@ -13,14 +13,14 @@ pub(crate) const LEASE_SECS: i64 = 600;
 /// agent runs.
 fn agent_phases(platform_id: i16) -> &'static [&'static str] {
     match platform_id {
-        1 => &["collect", "facade", "distribution", "analysis"],
+        1 => &["collect", "facade", "distribution", "analysis", "scorecard"],
         2 => &["collect", "facade", "analysis"],
         _ => &["facade", "analysis"],
     }
 }
 
 /// The phases `collect` and `run` know.
-const PHASES: [&str; 4] = ["collect", "facade", "distribution", "analysis"];
+const PHASES: [&str; 5] = ["collect", "facade", "distribution", "analysis", "scorecard"];
 
 /// The fleet-wide identity tasks `run` and `identity` know (not jobs of a repository:
 /// batches of contributors, aveloxis.claim_identity_batch).
@@ -36,8 +36,10 @@ struct Workshop {
     /// gitlab.com's API and each self-managed GitLab host that has tokens, likewise.
     gitlab: crate::forge::hosts::GitlabHosts,
     git: crate::phases::facade::FacadeOptions,
-    /// deps.dev and ecosyste.ms, for distribution scans.
+    /// deps.dev and ecosyste.ms, for distribution scans (and its client for the Scorecard API).
     registries: crate::phases::distribution::Registries,
+    /// The OpenSSF Scorecard API root, for scorecard jobs.
+    scorecard: url::Url,
 }
 
 impl Workshop {
@@ -78,12 +80,36 @@ impl Workshop {
             name: "--depsdev-url / --ecosystems-url".into(),
             message,
         })?;
+        // The Scorecard API root: the flag, else the database's setting (an extension older
+        // than 0.15.0 has none: the public API).
+        let scorecard_default: String =
+            match sqlx::query_scalar("SELECT scorecard_url FROM aveloxis.scorecard_settings()")
+                .fetch_one(&db)
+                .await
+            {
+                Ok(url) => url,
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => {
+                    "https://api.securityscorecards.dev/".into()
+                }
+                Err(e) => return Err(AgentError::sql("aveloxis.scorecard_settings()", e)),
+            };
+        let scorecard_root = forge.scorecard_url.clone().unwrap_or(scorecard_default);
+        let scorecard_root = if scorecard_root.ends_with('/') {
+            scorecard_root
+        } else {
+            format!("{scorecard_root}/")
+        };
+        let scorecard = url::Url::parse(&scorecard_root).map_err(|e| AgentError::Setting {
+            name: "--scorecard-url".into(),
+            message: format!("{scorecard_root}: {e}"),
+        })?;
         Ok(Workshop {
             db,
             github,
             gitlab,
             git,
             registries,
+            scorecard,
         })
     }
 
@@ -256,6 +282,26 @@ impl Workshop {
                     (line, failed)
                 })
             }
+            ("scorecard", _, _) => {
+                use crate::phases::scorecard;
+                if let Some(bar) = bar {
+                    bar.set_message("scorecard: the OpenSSF Scorecard API");
+                }
+                let result = scorecard::read_scorecard(&self.registries, &self.scorecard, &self.db, job).await;
+                let failed = result.is_err();
+                let first = scorecard::finish(&self.db, agent, job, &result).await;
+                redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+                    scorecard::finish(&self.db, agent, job, &result)
+                })
+                .await
+                .map(|()| {
+                    let line = match &result {
+                        Ok(o) => o.summary(),
+                        Err(e) => format!("scorecard: {e}"),
+                    };
+                    (line, failed)
+                })
+            }
             ("analysis", _, _) => {
                 use crate::phases::analysis;
                 if let Some(bar) = bar {
@@ -312,7 +358,8 @@ pub(crate) async fn collect(
         return Err(AgentError::Setting {
             name: "--phases".into(),
             message: format!(
-                "unknown phase {unknown:?}: collect runs the phases collect, facade, distribution and analysis"
+                "unknown phase {unknown:?}: collect runs the phases collect, facade, distribution, analysis and \
+                 scorecard"
             ),
         });
     }
@@ -679,7 +726,9 @@ pub(crate) async fn run_queue(
         } else {
             vec!["facade".into()]
         };
+        // Neither needs a forge token: the clone is local, the Scorecard API is public.
         all.push("analysis".into());
+        all.push("scorecard".into());
         if forge.has_tokens() || forge.has_gitlab_tokens() {
             all.push("enrich".into());
         }
@@ -697,8 +746,8 @@ pub(crate) async fn run_queue(
         return Err(AgentError::Setting {
             name: "--phases".into(),
             message: format!(
-                "unknown phase {unknown:?}: run claims the phases collect, facade, distribution and analysis, and the \
-                 identity tasks enrich and search"
+                "unknown phase {unknown:?}: run claims the phases collect, facade, distribution, analysis and \
+                 scorecard, and the identity tasks enrich and search"
             ),
         });
     }

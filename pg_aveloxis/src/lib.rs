@@ -147,6 +147,11 @@ extension_sql_file!(
     name = "labor",
     requires = ["analysis", "queue", "staging"]
 );
+extension_sql_file!(
+    "../../sql/scorecard.sql",
+    name = "scorecard",
+    requires = ["analysis", "queue", "staging"]
+);
 
 extension_sql_file!(
     "../../sql/community_files.sql",
@@ -221,7 +226,8 @@ extension_sql_file!(
         "distribution",
         "diagnostics",
         "identity_apply",
-        "labor"
+        "labor",
+        "scorecard"
     ]
 );
 

@@ -43,7 +43,7 @@ const PACKAGES_REUSED_FOR: Duration = Duration::from_secs(3600);
 
 /// Why a registry call failed.
 #[derive(Debug)]
-enum RegistryError {
+pub enum RegistryError {
     /// 5xx, 429, timeouts, connection errors, after the retries.
     Transient(String),
     /// Any other 4xx but 404, or a body that is not JSON.
@@ -79,7 +79,7 @@ impl Registries {
     }
 
     /// GET a JSON document: `None` for 404; 5xx, 429 and transport errors retried twice.
-    async fn get(&self, url: Url) -> Result<Option<Value>, RegistryError> {
+    pub(crate) async fn get(&self, url: Url) -> Result<Option<Value>, RegistryError> {
         let mut last = String::new();
         for attempt in 0..3u32 {
             if attempt > 0 {
@@ -108,7 +108,7 @@ impl Registries {
 
 /// A URL under `root` whose path is these segments, each percent-encoded (a `/` inside
 /// one becomes `%2F`: deps.dev ids are single segments).
-fn under(root: &Url, segments: &[&str]) -> Url {
+pub(crate) fn under(root: &Url, segments: &[&str]) -> Url {
     let mut url = root.clone();
     url.path_segments_mut()
         .expect("an http(s) root")
