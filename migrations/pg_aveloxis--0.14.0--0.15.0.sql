@@ -1,4 +1,4 @@
--- pg_aveloxis 0.14.0 -> 0.15.0: the analysis phase's first part, labor (issue 17).
+-- pg_aveloxis 0.14.0 -> 0.15.0: the analysis phases' first parts, labor and Scorecard (issue 17).
 --
 -- * Every repository gets an analysis job (aveloxis_ops.phases_of; existing repositories are
 --   enqueued below), daily by default (analysis.cadence: 1 day; it was 30 days and unused): the
@@ -8,6 +8,22 @@
 --   new aveloxis_data.repo_labor_history, one data_collection_date per snapshot, and
 --   aveloxis_data.repo_analysis_scans (one row per HEAD counted); aveloxis.repo_languages(repo)
 --   for analysts (sql/labor.sql).
+-- * A scorecard phase for GitHub repositories (weekly: scorecard.cadence 7 days; the jobs'
+--   phase check is replaced; claim, queue_health and why_not_collected know it): the agent
+--   reads the public OpenSSF Scorecard API (scorecard.url; aveloxis.scorecard_settings()),
+--   stages the answer raw (entity scorecard) and complete applies it
+--   (aveloxis_ops.scorecard_apply: one row per check plus OSSF_SCORECARD_AGGREGATE_SCORE, one
+--   data_collection_date, the previous read to the new repo_deps_scorecard_history)
+--   (sql/scorecard.sql).
+
+ALTER TABLE aveloxis_ops.jobs DROP CONSTRAINT jobs_phase_check,
+    ADD CONSTRAINT jobs_phase_check CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard'));
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
+    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
+    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence');
 
 ALTER TABLE aveloxis_ops.staging DROP CONSTRAINT staging_entity_check,
     ADD CONSTRAINT staging_entity_check
@@ -15,7 +31,7 @@ ALTER TABLE aveloxis_ops.staging DROP CONSTRAINT staging_entity_check,
                                        'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
                                        'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
                                        'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
-                                       'distribution_manifest', 'labor_snapshot'));
+                                       'distribution_manifest', 'labor_snapshot', 'scorecard'));
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.phase_entities(phase text)
 RETURNS text[]
@@ -28,6 +44,7 @@ AS $$
         WHEN 'distribution' THEN ARRAY['distribution_depsdev', 'distribution_depsdev_package', 'distribution_ecosystems',
                                        'distribution_releases', 'distribution_packages', 'distribution_manifest']
         WHEN 'analysis' THEN ARRAY['labor_snapshot']
+        WHEN 'scorecard' THEN ARRAY['scorecard']
         ELSE '{}'::text[] END
 $$;
 
@@ -35,7 +52,7 @@ CREATE OR REPLACE FUNCTION aveloxis_ops.phases_of(platform smallint)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis']
+    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard']
                          WHEN 2 THEN ARRAY['collect', 'facade', 'analysis']
                          ELSE ARRAY['facade', 'analysis'] END
 $$;
@@ -75,6 +92,10 @@ BEGIN
     IF j.phase = 'analysis' THEN
         PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
     END IF;
+    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
+    IF j.phase = 'scorecard' THEN
+        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -87,6 +108,192 @@ BEGIN
         agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
     WHERE job_id = j.job_id;
     RETURN next_due;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p
+                  WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard')) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Phases are collect, facade, distribution, analysis and scorecard.';
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard']) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard'], p.phase)
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+    WHERE j.repo_id = repo
+    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard'], j.phase);
 END
 $$;
 
@@ -251,7 +458,99 @@ AS $$
     ORDER BY 3 DESC, 1
 $$;
 
--- Every repository's analysis job (due now: each HEAD is counted once, then only when it changes).
+-- sql/scorecard.sql
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
+
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('scorecard.url')
+$$;
+
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
+$$;
+
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run AND s.entity = 'scorecard';
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
+END
+$$;
+
+-- Every repository's analysis job (due now: each HEAD is counted once, then only when it
+-- changes), and every GitHub repository's scorecard job.
 SELECT count(aveloxis_ops.enqueue_repo(r.repo_id)) FROM aveloxis_data.repos r;
 
 CREATE OR REPLACE FUNCTION aveloxis_ops.apply_grants()
@@ -365,7 +664,8 @@ BEGIN
         aveloxis.complete_identity_batch(uuid, uuid[]),
         aveloxis.identity_health(),
         aveloxis.identity_platforms(),
-        aveloxis.analysis_state(uuid)
+        aveloxis.analysis_state(uuid),
+        aveloxis.scorecard_settings()
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

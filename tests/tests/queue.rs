@@ -81,6 +81,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
         (gh, "collect"),
         (gh, "distribution"),
         (gh, "facade"),
+        (gh, "scorecard"),
         (gl, "analysis"),
         (gl, "collect"),
         (gl, "facade"),
@@ -201,7 +202,8 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
             ("collect".into(), 2),
             ("facade".into(), 3),
             ("distribution".into(), 1),
-            ("analysis".into(), 3)
+            ("analysis".into(), 3),
+            ("scorecard".into(), 1)
         ]
     );
     let history: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.job_history($1)")
@@ -224,7 +226,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(total, 13_336);
+    assert_eq!(total, 16_670);
 
     let mut tasks = Vec::new();
     for claimer in 0..16 {
@@ -234,7 +236,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             let mut taken = 0usize;
             loop {
                 let jobs: Vec<(i64, Uuid)> = sqlx::query_as(
-                    "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution', 'analysis'], 25)",
+                    "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard'], 25)",
                 )
                 .bind(&agent)
                 .fetch_all(&mut c)
@@ -269,7 +271,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
     for t in tasks {
         per_claimer.push(t.await.unwrap());
     }
-    assert_eq!(per_claimer.iter().sum::<usize>(), 13_336);
+    assert_eq!(per_claimer.iter().sum::<usize>(), 16_670);
     assert!(
         per_claimer.iter().all(|n| *n > 0),
         "every claimer worked: {per_claimer:?}"
@@ -279,7 +281,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!((runs, distinct), (13_336, 13_336), "each job claimed exactly once");
+    assert_eq!((runs, distinct), (16_670, 16_670), "each job claimed exactly once");
 }
 
 #[tokio::test]

@@ -304,7 +304,7 @@ async fn data_from_the_oldest_release_survives_the_upgrades() {
             .unwrap();
         assert_eq!(title, "after upgrade");
         // Repositories registered before the queue existed were enqueued by the upgrade (and
-        // by 0.15.0's for analysis); the one added after it by add_repo.
+        // by 0.15.0's for analysis and scorecard); the one added after it by add_repo.
         let jobs: Vec<(i64, String)> = sqlx::query_as("SELECT repo_id, phase FROM aveloxis_ops.jobs ORDER BY 1, 2")
             .fetch_all(&mut conn)
             .await
@@ -314,12 +314,14 @@ async fn data_from_the_oldest_release_survives_the_upgrades() {
             (1, "collect"),
             (1, "distribution"),
             (1, "facade"),
+            (1, "scorecard"),
             (2, "analysis"),
             (2, "facade"),
             (3, "analysis"),
             (3, "collect"),
             (3, "distribution"),
             (3, "facade"),
+            (3, "scorecard"),
         ]
         .into_iter()
         .map(|(r, p)| (r, p.to_string()))
