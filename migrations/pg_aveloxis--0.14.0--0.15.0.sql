@@ -48,6 +48,195 @@ AS $$
         ELSE '{}'::text[] END
 $$;
 
+CREATE FUNCTION aveloxis_ops.supersede_staged(repo bigint, run bigint, phase text, at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    superseded bigint;
+BEGIN
+    UPDATE aveloxis_ops.staging s SET drained_at = at
+    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
+      AND s.entity = ANY (aveloxis_ops.phase_entities(phase));
+    GET DIAGNOSTICS superseded = ROW_COUNT;
+    IF superseded > 0 THEN
+        RAISE LOG '% of repo %: % staged rows of earlier, unfinished runs superseded', phase, repo, superseded;
+    END IF;
+    RETURN superseded;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed   timestamptz := aveloxis_ops.clock();
+    answered   text[];
+    bad        record;
+    docs       jsonb;
+    owner_name text;
+    repo_name  text;
+    superseded bigint;
+    version    text := aveloxis.version();
+BEGIN
+    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
+        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    -- One distribution apply per repository at a time (a late complete of an expired
+    -- lease cannot reach here: its token no longer holds).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
+
+    -- Rows staged by earlier runs that never completed: this scan supersedes them.
+    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
+
+    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
+    -- the rest of the scan applies.
+    docs := aveloxis_ops.distribution_docs(repo, run);
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
+               WHERE d.err IS NOT NULL LOOP
+        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
+    END LOOP;
+
+    answered := CASE
+        WHEN sources IS NOT NULL THEN
+            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
+                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
+        WHEN whole THEN aveloxis_ops.distribution_sources()
+        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
+
+    INSERT INTO aveloxis_data.repo_distribution_history
+        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
+         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
+         data_collection_date, rotated_at)
+    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
+           d.data_collection_date, observed
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+
+    WITH usable AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
+    ), depsdev AS (
+        -- Versions whose repository is only the issue tracker are not this repository's
+        -- packages; a version listed twice (source and tracker) counts once.
+        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
+               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
+          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
+        GROUP BY 1, 2
+    ), depsdev_detail AS (
+        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
+               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
+               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
+               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev_package'
+        GROUP BY 1, 2
+    ), fresh AS (
+        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
+               x.latest_published_at, x.latest_version, NULL::text AS registry_url
+        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
+        UNION ALL
+        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
+               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
+               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
+        GROUP BY 2, 3
+        UNION ALL
+        -- Assets of the repository's releases: the package is the repository's.
+        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
+               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
+               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
+               NULL
+        FROM usable d, jsonb_array_elements(d.doc) r,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
+        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
+        GROUP BY 2
+        UNION ALL
+        -- The owner's packages that name this repository (a package without one is not it).
+        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
+                                                                         ELSE lower(d.context ->> 'package_type') END,
+               p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
+               NULL, max(p ->> 'html_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
+        GROUP BY 2, 3
+    )
+    INSERT INTO aveloxis_data.repo_distribution AS t
+        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
+         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
+    FROM fresh f
+    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
+    ORDER BY f.ecosystem, f.package_name, f.source
+    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
+        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
+
+    IF 'contents' = ANY (answered) THEN
+        INSERT INTO aveloxis_data.repo_distribution_manifest_history
+            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
+             tool_source, tool_version, data_source, data_collection_date, rotated_at)
+        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
+        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
+        INSERT INTO aveloxis_data.repo_distribution_manifest
+            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
+             tool_source, tool_version, data_source, data_collection_date)
+        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
+               x.content, 'pg_aveloxis', version, 'contents', observed
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
+              FROM aveloxis_ops.distribution_rows(docs) d
+              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
+             aveloxis.parse_manifest(x.path, x.content) p
+        WHERE p.manifest_type IS NOT NULL
+        ORDER BY x.path, x.staging_id DESC;
+    END IF;
+
+    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
+           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
+    INTO superseded
+    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
+            repo, superseded;
+    END IF;
+
+    INSERT INTO aveloxis_data.repo_distribution_scans AS s
+        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
+            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
+            unused_rows = EXCLUDED.unused_rows;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
+END
+$$;
+
 CREATE OR REPLACE FUNCTION aveloxis_ops.phases_of(platform smallint)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
@@ -380,9 +569,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
     -- Snapshots staged by earlier runs that never completed: this one supersedes them.
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
-      AND s.entity = 'labor_snapshot';
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
     SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
     FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
           FROM aveloxis_ops.staging s
@@ -512,8 +699,7 @@ DECLARE
     version  text := aveloxis.version();
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run AND s.entity = 'scorecard';
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
     SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
     FROM aveloxis_ops.staging s
     WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'

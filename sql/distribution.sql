@@ -366,16 +366,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
 
     -- Rows staged by earlier runs that never completed: this scan supersedes them.
-    WITH old AS (
-        UPDATE aveloxis_ops.staging s SET drained_at = observed
-        WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
-          AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
-        RETURNING 1
-    )
-    SELECT count(*) INTO superseded FROM old;
-    IF superseded > 0 THEN
-        RAISE LOG 'distribution of repo %: % staged rows of earlier, unfinished scans superseded', repo, superseded;
-    END IF;
+    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
 
     -- The run's observations, parsed once. Unusable rows are rejected with their reason;
     -- the rest of the scan applies.

@@ -75,9 +75,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
     -- Snapshots staged by earlier runs that never completed: this one supersedes them.
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
-      AND s.entity = 'labor_snapshot';
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
     SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
     FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
           FROM aveloxis_ops.staging s

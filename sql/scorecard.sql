@@ -51,8 +51,7 @@ DECLARE
     version  text := aveloxis.version();
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run AND s.entity = 'scorecard';
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
     SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
     FROM aveloxis_ops.staging s
     WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'

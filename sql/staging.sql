@@ -145,6 +145,28 @@ BEGIN
 END
 $$;
 
+-- Staged rows of a phase's earlier runs that never completed, superseded by this run's
+-- apply (distribution, labor, scorecard: applied by complete, not drained): marked drained,
+-- so they stay until staging.retention, and counted in the server log. Returns how many.
+CREATE FUNCTION aveloxis_ops.supersede_staged(repo bigint, run bigint, phase text, at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    superseded bigint;
+BEGIN
+    UPDATE aveloxis_ops.staging s SET drained_at = at
+    WHERE s.repo_id = repo AND s.drained_at IS NULL AND s.job_run_id IS DISTINCT FROM run
+      AND s.entity = ANY (aveloxis_ops.phase_entities(phase));
+    GET DIAGNOSTICS superseded = ROW_COUNT;
+    IF superseded > 0 THEN
+        RAISE LOG '% of repo %: % staged rows of earlier, unfinished runs superseded', phase, repo, superseded;
+    END IF;
+    RETURN superseded;
+END
+$$;
+
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.staging', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.staging', 'staging_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.staging_rejects', '');
