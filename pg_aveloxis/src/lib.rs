@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 pub mod contributors;
 pub mod convergence;
+pub mod deps;
 pub mod distribution;
 pub mod facade;
 pub mod identity;
