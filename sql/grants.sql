@@ -65,7 +65,11 @@ BEGIN
         aveloxis.identity_platforms(),
         aveloxis.why_not_enriched(uuid),
         aveloxis.unresolved_commit_authors(integer),
-        aveloxis.repo_languages(bigint)
+        aveloxis.repo_languages(bigint),
+        aveloxis.dependencies(bigint, boolean),
+        aveloxis.parse_dependency_file(text, text),
+        aveloxis.dependency_file_kind(text),
+        aveloxis.dependency_file_patterns()
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -116,7 +120,9 @@ BEGIN
         aveloxis.identity_health(),
         aveloxis.identity_platforms(),
         aveloxis.analysis_state(uuid),
-        aveloxis.scorecard_settings()
+        aveloxis.scorecard_settings(),
+        aveloxis.known_dependency_blobs(uuid),
+        aveloxis.dependency_file_patterns()
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

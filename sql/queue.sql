@@ -640,9 +640,11 @@ BEGIN
     IF j.phase = 'distribution' THEN
         PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
     END IF;
-    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql).
+    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
+    -- so do its dependency files (sql/dependencies.sql).
     IF j.phase = 'analysis' THEN
         PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
+        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
     END IF;
     -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
     IF j.phase = 'scorecard' THEN

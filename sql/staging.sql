@@ -12,7 +12,8 @@ CREATE TABLE aveloxis_ops.staging (
                                        'review_comment', 'release', 'repo_info', 'commit', 'commit_removed',
                                        'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
                                        'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
-                                       'distribution_manifest', 'labor_snapshot', 'scorecard')),
+                                       'distribution_manifest', 'labor_snapshot', 'scorecard',
+                                       'dependency_files', 'dependency_blob')),
     envelope_version smallint NOT NULL DEFAULT 1 CHECK (envelope_version = 1),
     -- The forge's JSON as text, so that even a corrupted payload can be staged and then
     -- rejected with its error instead of failing the agent's whole COPY. lz4: faster
@@ -106,7 +107,7 @@ AS $$
         WHEN 'facade' THEN ARRAY['commit', 'commit_removed', 'repo_files']
         WHEN 'distribution' THEN ARRAY['distribution_depsdev', 'distribution_depsdev_package', 'distribution_ecosystems',
                                        'distribution_releases', 'distribution_packages', 'distribution_manifest']
-        WHEN 'analysis' THEN ARRAY['labor_snapshot']
+        WHEN 'analysis' THEN ARRAY['labor_snapshot', 'dependency_files', 'dependency_blob']
         WHEN 'scorecard' THEN ARRAY['scorecard']
         ELSE '{}'::text[] END
 $$;

@@ -168,26 +168,28 @@ pub fn parse_file(path: &str, content: &str) -> Option<Result<Parsed, String>> {
     }))
 }
 
-/// The file names and suffixes agents select from a tree (served by
-/// `aveloxis.dependency_file_patterns()`): exact names, name suffixes, name prefixes, and
-/// directories whose YAML files count.
+/// The globs agents select dependency files with (served by
+/// `aveloxis.dependency_file_patterns()`): a `file` glob matches a file name in any
+/// directory, a `path` glob the path from the tree's root; `*` never crosses a `/`.
 pub fn patterns() -> Vec<(&'static str, &'static str)> {
     let names = [
         "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lock",
-        "requirements.txt", "requirements.in", "pyproject.toml", "setup.cfg", "Pipfile", "Pipfile.lock",
-        "poetry.lock", "uv.lock", "pdm.lock", "Cargo.toml", "Cargo.lock", "go.mod", "pom.xml", "build.gradle",
-        "build.gradle.kts", "libs.versions.toml", "gradle.lockfile", "Gemfile", "gems.rb", "Gemfile.lock",
-        "gems.locked", "composer.json", "composer.lock", "packages.config", "packages.lock.json",
-        "Directory.Packages.props", "mix.exs", "mix.lock", "pubspec.yaml", "pubspec.lock", "cabal.project.freeze",
-        "stack.yaml.lock", "Package.swift", "Package.resolved", "Podfile", "Podfile.lock", "conanfile.txt",
-        "conan.lock", "DESCRIPTION", "renv.lock",
+        "pyproject.toml", "setup.cfg", "Pipfile", "Pipfile.lock", "poetry.lock", "uv.lock", "pdm.lock", "Cargo.toml",
+        "Cargo.lock", "go.mod", "pom.xml", "build.gradle", "build.gradle.kts", "libs.versions.toml",
+        "gradle.lockfile", "Gemfile", "gems.rb", "Gemfile.lock", "gems.locked", "composer.json", "composer.lock",
+        "packages.config", "packages.lock.json", "Directory.Packages.props", "mix.exs", "mix.lock", "pubspec.yaml",
+        "pubspec.lock", "cabal.project.freeze", "stack.yaml.lock", "Package.swift", "Package.resolved", "Podfile",
+        "Podfile.lock", "conanfile.txt", "conan.lock", "DESCRIPTION", "renv.lock",
     ];
-    let mut out: Vec<(&str, &str)> = names.iter().map(|n| ("name", *n)).collect();
-    for suffix in [".gemspec", ".csproj", ".fsproj", ".vbproj", ".cabal", "-requirements.txt", "_requirements.txt"] {
-        out.push(("suffix", suffix));
+    let mut out: Vec<(&str, &str)> = names.iter().map(|n| ("file", *n)).collect();
+    for glob in [
+        "*.gemspec", "*.csproj", "*.fsproj", "*.vbproj", "*.cabal", "requirements*.txt", "requirements*.in",
+        "*-requirements.txt", "*_requirements.txt",
+    ] {
+        out.push(("file", glob));
     }
-    out.push(("prefix", "requirements"));
-    out.push(("directory", ".github/workflows/"));
+    out.push(("path", ".github/workflows/*.yml"));
+    out.push(("path", ".github/workflows/*.yaml"));
     out
 }
 
@@ -420,11 +422,11 @@ pub fn ecosystems(resolved: &[Resolved]) -> BTreeMap<&'static str, usize> {
 mod aveloxis {
     use pgrx::prelude::*;
 
-    /// `aveloxis.dependency_file_patterns()`: how agents pick dependency files out of a
-    /// tree (`name` exact file name, `suffix`/`prefix` of the file name, `directory` whose
-    /// YAML files count). Served by the extension so a new format needs no agent release.
+    /// `aveloxis.dependency_file_patterns()`: the globs agents pick dependency files out
+    /// of a tree with (`file`: a file name in any directory; `path`: from the root; `*`
+    /// never crosses `/`). Served by the extension so a new format needs no agent release.
     #[pg_extern(immutable, parallel_safe)]
-    fn dependency_file_patterns() -> TableIterator<'static, (name!(rule, String), name!(pattern, String))> {
+    fn dependency_file_patterns() -> TableIterator<'static, (name!(applies_to, String), name!(glob, String))> {
         TableIterator::new(super::patterns().into_iter().map(|(r, p)| (r.to_owned(), p.to_owned())))
     }
 

@@ -155,6 +155,17 @@ extension_sql_file!(
 );
 
 extension_sql_file!(
+    "../../sql/dependencies.sql",
+    name = "dependencies",
+    requires = [
+        "labor",
+        "augur_compat",
+        deps::aveloxis_ops::resolve_dependencies,
+        manifest::aveloxis_ops::contents_text
+    ]
+);
+
+extension_sql_file!(
     "../../sql/community_files.sql",
     name = "community_files",
     requires = ["drain", "registry"]
@@ -228,7 +239,8 @@ extension_sql_file!(
         "diagnostics",
         "identity_apply",
         "labor",
-        "scorecard"
+        "scorecard",
+        "dependencies"
     ]
 );
 

@@ -40,11 +40,15 @@ fn cargo_table(table: &Table, out: &mut Vec<Dep>) {
 
 /// Cargo.toml: `[dependencies]`, dev and build dependencies, per-target tables, renamed
 /// packages; `{ workspace = true }` has its requirement in the root (the lockfile gives
-/// the version). `[workspace.dependencies]` only defines what members may inherit.
+/// the version), which declares them in `[workspace.dependencies]`.
 pub fn cargo_toml(content: &str) -> Result<Vec<Dep>, String> {
     let doc = parse_toml(content)?;
     let mut out = Vec::new();
     cargo_table(&doc, &mut out);
+    // A workspace root's `[workspace.dependencies]`: the requirements its members inherit.
+    if let Some(workspace) = doc.get("workspace").and_then(Value::as_table) {
+        cargo_table(workspace, &mut out);
+    }
     for (_, target) in doc.get("target").and_then(Value::as_table).into_iter().flatten() {
         if let Some(t) = target.as_table() {
             cargo_table(t, &mut out);

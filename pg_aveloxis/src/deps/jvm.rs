@@ -35,8 +35,8 @@ fn child<'a, 'input>(node: roxmltree::Node<'a, 'input>, name: &str) -> Option<ro
     node.children().find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
-/// pom.xml: the project's `<dependencies>` (not `<dependencyManagement>`, which only
-/// sets versions for them, nor plugins), versions resolved from the file's own
+/// pom.xml: the project's `<dependencies>` and the versions its `<dependencyManagement>`
+/// declares for its modules (not plugins), versions resolved from the file's own
 /// properties; a version the file does not define stays a requirement without a version.
 pub fn pom(content: &str) -> Result<Vec<Dep>, String> {
     let doc = xml(content)?;
@@ -81,20 +81,38 @@ pub fn pom(content: &str) -> Result<Vec<Dep>, String> {
         }
     }
     let mut out = Vec::new();
-    let Some(deps) = child(project, "dependencies") else { return Ok(out) };
-    for d in deps.children().filter(|c| c.is_element() && c.tag_name().name() == "dependency") {
+    let deps = child(project, "dependencies");
+    for d in deps.iter().flat_map(|d| d.children()).filter(|c| c.is_element() && c.tag_name().name() == "dependency") {
         let (Some(g), Some(a)) = (child_text(d, "groupId"), child_text(d, "artifactId")) else { continue };
         let name = format!("{}:{}", expand(g, &props).unwrap_or(g.to_owned()), expand(a, &props).unwrap_or(a.to_owned()));
         let written = child_text(d, "version").map(str::to_owned).or_else(|| managed.get(&name).cloned());
         let optional = child_text(d, "optional") == Some("true");
         let scope = maven_scope(child_text(d, "scope"), optional);
         let mut dep = Dep::declared(name, written.clone(), scope);
-        dep.requirement = written.clone();
         if let Some(w) = written.filter(|w| w.contains("${")) {
             // Resolved from the file's properties when it defines them.
             dep.version = expand(&w, &props).filter(|v| super::text::is_plain_version(v));
         }
         out.push(dep);
+    }
+    // A parent or BOM's `<dependencyManagement>`: the versions its modules build with,
+    // declared here once (a module's own entry above already took its version).
+    let used: std::collections::HashSet<String> = out.iter().map(|d| d.name.clone()).collect();
+    if let Some(deps) = child(project, "dependencyManagement").and_then(|m| child(m, "dependencies")) {
+        for d in deps.children().filter(|c| c.is_element() && c.tag_name().name() == "dependency") {
+            let (Some(g), Some(a)) = (child_text(d, "groupId"), child_text(d, "artifactId")) else { continue };
+            let name = format!("{}:{}", expand(g, &props).unwrap_or(g.to_owned()), expand(a, &props).unwrap_or(a.to_owned()));
+            // `<type>pom</type><scope>import</scope>`: a BOM, itself versions of others.
+            if used.contains(&name) {
+                continue;
+            }
+            let written = child_text(d, "version").map(str::to_owned);
+            let mut dep = Dep::declared(name, written.clone(), maven_scope(child_text(d, "scope"), false));
+            if let Some(w) = written.filter(|w| w.contains("${")) {
+                dep.version = expand(&w, &props).filter(|v| super::text::is_plain_version(v));
+            }
+            out.push(dep);
+        }
     }
     Ok(out)
 }

@@ -271,7 +271,8 @@ fn conan_reference(s: &str) -> Option<Dep> {
     let s = s.split('#').next()?.split('@').next()?.trim();
     let (name, version) = s.split_once('/')?;
     let mut dep = Dep::declared(name, Some(version.to_owned()), "runtime");
-    if is_plain_version(version) {
+    // Conan versions are free-form (`cci.20230929`); a range is bracketed.
+    if !version.is_empty() && !version.starts_with('[') {
         dep.version = Some(version.to_owned());
     }
     Some(dep)

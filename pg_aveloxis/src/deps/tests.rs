@@ -27,6 +27,12 @@ fn real_files_yield_what_they_state() {
     let sources = std::fs::read_to_string(dir.join("SOURCES.md")).expect("fixtures/SOURCES.md");
     let mut listed = std::collections::BTreeSet::new();
     let mut facts = 0;
+    let mut failures: Vec<String> = Vec::new();
+    let mut check = |ok: bool, message: String| {
+        if !ok {
+            failures.push(message);
+        }
+    };
     for line in sources.lines() {
         let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`')).collect();
         if cells.len() < 6 || !dir.join(cells[0]).is_file() {
@@ -48,27 +54,28 @@ fn real_files_yield_what_they_state() {
         for fact in cells[5].split(" ; ").map(str::trim).filter(|f| !f.is_empty()) {
             facts += 1;
             if let Some(name) = fact.strip_prefix('!') {
-                assert!(named(name.trim()).is_empty(), "{fixture}: {name} reported: {:?}", named(name.trim()));
+                check(named(name.trim()).is_empty(), format!("{fixture}: {name} reported: {:?}", named(name.trim())));
             } else if let Some((name, version)) = fact.split_once(" @ ") {
                 let found = named(name.trim());
-                assert!(
+                check(
                     found.iter().any(|r| r.version.as_deref() == Some(version.trim())),
-                    "{fixture}: {name} @ {version} not found ({kind:?}); rows for it: {found:?}"
+                    format!("{fixture}: {name} @ {version} not found ({kind:?}); rows for it: {found:?}"),
                 );
                 if kind == Kind::Lockfile {
-                    assert!(found.iter().any(|r| r.resolution == "locked"), "{fixture}: {name} not locked");
+                    check(found.iter().any(|r| r.resolution == "locked"), format!("{fixture}: {name} not locked"));
                 }
             } else if let Some((name, requirement)) = fact.split_once(" ~ ") {
                 let found = named(name.trim());
-                assert!(
+                check(
                     found.iter().any(|r| r.requirement.as_deref() == Some(requirement.trim())),
-                    "{fixture}: {name} ~ {requirement} not found; rows for it: {found:?}"
+                    format!("{fixture}: {name} ~ {requirement} not found; rows for it: {found:?}"),
                 );
             } else {
                 panic!("{fixture}: fact {fact:?} is none of `name @ version`, `name ~ requirement`, `!name`");
             }
         }
     }
+    assert!(failures.is_empty(), "{} facts do not hold:\n{}", failures.len(), failures.join("\n"));
     let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -161,4 +168,46 @@ fn kinds_by_path() {
     assert_eq!(file_kind(".csproj"), None);
     assert_eq!(file_kind("README.md"), None);
     assert_eq!(original_path("actions__checkout__.github__workflows__test.yml"), ".github/workflows/test.yml");
+}
+
+
+/// `*` of a served glob: any run of characters but `/`.
+fn glob_matches(glob: &str, text: &str) -> bool {
+    match glob.split_once('*') {
+        None => glob == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else { return false };
+            (0..=rest.len())
+                .take_while(|i| !rest[..*i].contains('/'))
+                .any(|i| rest.is_char_boundary(i) && glob_matches(tail, &rest[i..]))
+        }
+    }
+}
+
+/// The globs served to agents select exactly the files the parsers read.
+#[test]
+fn served_globs_select_what_the_parsers_read() {
+    let selected = |path: &str| {
+        let file = path.rsplit('/').next().unwrap();
+        super::patterns().iter().any(|(applies_to, glob)| match *applies_to {
+            "file" => glob_matches(glob, file),
+            _ => glob_matches(glob, path),
+        })
+    };
+    let mut paths: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
+        .map(|e| original_path(&e.unwrap().file_name().to_string_lossy()))
+        .filter(|p| p != "SOURCES.md")
+        .collect();
+    paths.extend(
+        [
+            "web/package.json", "requirements-dev.txt", "ci/test_requirements.txt", "requirements/base.txt",
+            "src/App.fsproj", "lib/x.gemspec", ".github/workflows/ci.yaml", "docs/.github/workflows/ci.yml",
+            ".github/workflows/sub/x.yml", "README.md", "package.json.bak", "Cargo.toml.orig", "go.sum",
+        ]
+        .map(String::from),
+    );
+    for path in paths {
+        assert_eq!(selected(&path), file_kind(&path).is_some(), "{path}: served globs and parsers disagree");
+    }
 }
