@@ -33,7 +33,8 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', 
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
 
--- The HEAD the repository's last analysis counted (no row: never analysed), for the
+-- The HEAD the repository's last analysis counted and whose dependency files it parsed
+-- (no row: never analysed, or analysed before dependencies were: analysed again), for the
 -- agent holding its analysis lease.
 CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
 RETURNS TABLE (head_sha text, analyzed_at timestamptz)
@@ -46,7 +47,10 @@ DECLARE
 BEGIN
     RETURN QUERY
     SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
-    WHERE s.repo_id = repo ORDER BY s.scan_id DESC LIMIT 1;
+    WHERE s.repo_id = repo
+      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
+                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
+    ORDER BY s.scan_id DESC LIMIT 1;
 END
 $$;
 

@@ -1,7 +1,8 @@
 //! The analysis phase (docs/analysis.md): what the HEAD tree of a repository holds, read
-//! from the facade's bare clone without a checkout. Today: labor, the lines of code,
-//! comments and blanks of every file in a language `tokei` knows, counted in process from
-//! the git blobs (scc is not installable here; its complexity is not ported: NULL).
+//! from the facade's bare clone without a checkout: labor, the lines of code, comments and
+//! blanks of every file in a language `tokei` knows, counted in process from the git blobs
+//! (scc is not installable here; its complexity is not ported: NULL), and the dependency
+//! files the extension parses (`phases::dependencies`).
 //!
 //! Only when HEAD changed: the database says which HEAD it analysed last
 //! (`aveloxis.analysis_state`); the same HEAD completes the job with nothing staged and
@@ -180,6 +181,8 @@ pub struct AnalysisOutcome {
     pub files: usize,
     pub languages: usize,
     pub skipped: Value,
+    /// The dependency files harvested (None: the extension predates them).
+    pub dependencies: Option<super::dependencies::Harvest>,
 }
 
 impl AnalysisOutcome {
@@ -190,8 +193,18 @@ impl AnalysisOutcome {
                 short(&self.head_sha)
             )
         } else {
+            let dependencies = match &self.dependencies {
+                Some(h) => format!(
+                    "; {} dependency files, {} new blobs staged ({} bytes){}",
+                    h.files,
+                    h.blobs_staged,
+                    h.bytes_staged,
+                    if h.too_large > 0 { format!(", {} over the size cap", h.too_large) } else { String::new() }
+                ),
+                None => String::new(),
+            };
             format!(
-                "HEAD {}, {} files in {} languages counted (left out: {})",
+                "HEAD {}, {} files in {} languages counted (left out: {}){dependencies}",
                 short(&self.head_sha),
                 self.files,
                 self.languages,
@@ -201,8 +214,12 @@ impl AnalysisOutcome {
     }
 
     pub fn report(&self) -> Value {
+        let dependencies = self.dependencies.as_ref().map(|h| {
+            json!({"files": h.files, "blobs_staged": h.blobs_staged, "bytes_staged": h.bytes_staged,
+                   "too_large": h.too_large})
+        });
         json!({"head_sha": self.head_sha, "unchanged": self.unchanged, "files": self.files,
-               "languages": self.languages, "skipped": self.skipped})
+               "languages": self.languages, "skipped": self.skipped, "dependency_files": dependencies})
     }
 }
 
@@ -217,6 +234,8 @@ pub enum AnalysisError {
     NoClone(PathBuf),
     Git(git2::Error),
     Database(sqlx::Error),
+    /// Listing or staging the dependency files failed.
+    Dependencies(String),
 }
 
 impl std::fmt::Display for AnalysisError {
@@ -229,6 +248,7 @@ impl std::fmt::Display for AnalysisError {
             ),
             Self::Git(e) => write!(f, "reading the clone: {e}"),
             Self::Database(e) => write!(f, "the database: {e}"),
+            Self::Dependencies(e) => write!(f, "dependency files: {e}"),
         }
     }
 }
@@ -236,7 +256,7 @@ impl std::fmt::Display for AnalysisError {
 impl AnalysisError {
     pub fn class(&self) -> &'static str {
         match self {
-            Self::NoClone(_) | Self::Database(_) => "transient",
+            Self::NoClone(_) | Self::Database(_) | Self::Dependencies(_) => "transient",
             // A clone git cannot read (corrupt, empty history) is not fixed by retrying soon.
             Self::Git(_) => "skip",
         }
@@ -272,7 +292,8 @@ pub async fn analyze(db: &PgPool, job: &ClaimedJob, clone_dir: &Path) -> Result<
             ..Default::default()
         });
     }
-    let labor = tokio::task::spawn_blocking(move || count_head(&git_dir))
+    let labor_dir = git_dir.clone();
+    let labor = tokio::task::spawn_blocking(move || count_head(&labor_dir))
         .await
         .expect("counting does not panic")
         .map_err(AnalysisError::Git)?;
@@ -280,8 +301,12 @@ pub async fn analyze(db: &PgPool, job: &ClaimedJob, clone_dir: &Path) -> Result<
     crate::queue::stage(db, job, "labor_snapshot", &envelopes)
         .await
         .map_err(AnalysisError::Database)?;
+    let dependencies = super::dependencies::harvest(db, job, &git_dir, &labor.head_sha)
+        .await
+        .map_err(AnalysisError::Dependencies)?;
     let languages: std::collections::BTreeSet<&str> = labor.files.iter().map(|f| f.language.as_str()).collect();
     Ok(AnalysisOutcome {
+        dependencies,
         head_sha: labor.head_sha.clone(),
         unchanged: false,
         files: labor.files.len(),

@@ -2,10 +2,12 @@
 //! forge's collection plan, staging raw payloads for the extension's per-forge mappers);
 //! `facade`: the git history, the same for every platform; `distribution`: where a GitHub
 //! repository is published and which manifests declare it; `identity`: enrichment and
-//! search-resolve of contributors, fleet-wide; `analysis`: what the HEAD tree holds (labor); `scorecard`: OpenSSF Scorecard checks.
+//! search-resolve of contributors, fleet-wide; `analysis`: what the HEAD tree holds (labor,
+//! and the `dependencies` files the extension parses); `scorecard`: OpenSSF Scorecard checks.
 
 pub mod analysis;
 pub mod api;
+pub mod dependencies;
 pub mod distribution;
 pub mod facade;
 pub mod gitlab;
