@@ -154,7 +154,7 @@ AS $$
 DECLARE
     scan    aveloxis_data.repo_dependency_scans;
     errors  jsonb;
-    version text := aveloxis.version();
+    parser  text := aveloxis.version();
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
     CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_resolved (
@@ -197,7 +197,7 @@ BEGIN
     INSERT INTO aveloxis_data.repo_dependencies
         (repo_id, dep_name, dep_count, dep_language, tool_source, tool_version, data_source, data_collection_date)
     SELECT repo, d.name, count(DISTINCT d.manifest_path), aveloxis_ops.ecosystem_language(d.ecosystem),
-           'aveloxis (dependency files)', version, 'git', observed
+           'aveloxis (dependency files)', parser, 'git', observed
     FROM aveloxis_data.repo_dependency_decls d
     WHERE d.repo_id = repo AND d.direct
     GROUP BY d.ecosystem, d.name
@@ -206,7 +206,7 @@ BEGIN
     INSERT INTO aveloxis_data.repo_dependency_scans
         (repo_id, head_sha, parsed_at, parser_version, files, dependencies, direct, parse_errors, too_large, set_hash,
          reason, job_run_id)
-    SELECT repo, head, observed, version,
+    SELECT repo, head, observed, parser,
            (SELECT count(*) FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo),
            count(*), count(*) FILTER (WHERE d.direct), errors,
            ARRAY(SELECT f.path FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo AND f.too_large

@@ -63,7 +63,12 @@ impl Dep {
         }
     }
 
-    pub fn locked(name: impl Into<String>, version: impl Into<String>, scope: &'static str, direct: Option<bool>) -> Self {
+    pub fn locked(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        scope: &'static str,
+        direct: Option<bool>,
+    ) -> Self {
         Dep {
             name: name.into(),
             version: Some(version.into()).filter(|v| !v.is_empty()),
@@ -132,7 +137,9 @@ fn format_of(path: &str) -> Option<(&'static str, Kind, Parser)> {
         "DESCRIPTION" => ("CRAN", m, others::r_description),
         "renv.lock" => ("CRAN", l, others::renv_lock),
         _ if file.ends_with(".gemspec") && file.len() > 8 => ("RubyGems", m, ruby_php::gemspec),
-        _ if (file.ends_with(".csproj") || file.ends_with(".fsproj") || file.ends_with(".vbproj")) && file.len() > 7 => {
+        _ if (file.ends_with(".csproj") || file.ends_with(".fsproj") || file.ends_with(".vbproj"))
+            && file.len() > 7 =>
+        {
             ("NuGet", m, dotnet::msbuild)
         }
         _ if file.ends_with(".cabal") && file.len() > 6 => ("Hackage", m, others::cabal),
@@ -149,7 +156,8 @@ fn is_requirements_txt(file: &str) -> bool {
 }
 
 fn is_workflow(path: &str) -> bool {
-    path.strip_prefix(".github/workflows/").is_some_and(|file| !file.contains('/'))
+    path.strip_prefix(".github/workflows/")
+        .is_some_and(|file| !file.contains('/'))
         && (path.ends_with(".yml") || path.ends_with(".yaml"))
 }
 
@@ -173,18 +181,62 @@ pub fn parse_file(path: &str, content: &str) -> Option<Result<Parsed, String>> {
 /// directory, a `path` glob the path from the tree's root; `*` never crosses a `/`.
 pub fn patterns() -> Vec<(&'static str, &'static str)> {
     let names = [
-        "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lock",
-        "pyproject.toml", "setup.cfg", "Pipfile", "Pipfile.lock", "poetry.lock", "uv.lock", "pdm.lock", "Cargo.toml",
-        "Cargo.lock", "go.mod", "pom.xml", "build.gradle", "build.gradle.kts", "libs.versions.toml",
-        "gradle.lockfile", "Gemfile", "gems.rb", "Gemfile.lock", "gems.locked", "composer.json", "composer.lock",
-        "packages.config", "packages.lock.json", "Directory.Packages.props", "mix.exs", "mix.lock", "pubspec.yaml",
-        "pubspec.lock", "cabal.project.freeze", "stack.yaml.lock", "Package.swift", "Package.resolved", "Podfile",
-        "Podfile.lock", "conanfile.txt", "conan.lock", "DESCRIPTION", "renv.lock",
+        "package.json",
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "bun.lock",
+        "pyproject.toml",
+        "setup.cfg",
+        "Pipfile",
+        "Pipfile.lock",
+        "poetry.lock",
+        "uv.lock",
+        "pdm.lock",
+        "Cargo.toml",
+        "Cargo.lock",
+        "go.mod",
+        "pom.xml",
+        "build.gradle",
+        "build.gradle.kts",
+        "libs.versions.toml",
+        "gradle.lockfile",
+        "Gemfile",
+        "gems.rb",
+        "Gemfile.lock",
+        "gems.locked",
+        "composer.json",
+        "composer.lock",
+        "packages.config",
+        "packages.lock.json",
+        "Directory.Packages.props",
+        "mix.exs",
+        "mix.lock",
+        "pubspec.yaml",
+        "pubspec.lock",
+        "cabal.project.freeze",
+        "stack.yaml.lock",
+        "Package.swift",
+        "Package.resolved",
+        "Podfile",
+        "Podfile.lock",
+        "conanfile.txt",
+        "conan.lock",
+        "DESCRIPTION",
+        "renv.lock",
     ];
     let mut out: Vec<(&str, &str)> = names.iter().map(|n| ("file", *n)).collect();
     for glob in [
-        "*.gemspec", "*.csproj", "*.fsproj", "*.vbproj", "*.cabal", "requirements*.txt", "requirements*.in",
-        "*-requirements.txt", "*_requirements.txt",
+        "*.gemspec",
+        "*.csproj",
+        "*.fsproj",
+        "*.vbproj",
+        "*.cabal",
+        "requirements*.txt",
+        "requirements*.in",
+        "*-requirements.txt",
+        "*_requirements.txt",
     ] {
         out.push(("file", glob));
     }
@@ -225,7 +277,10 @@ fn dir_of(path: &str) -> &str {
 fn lockfile_for<'a>(manifest: &str, ecosystem: &str, locks: &'a [(String, Parsed)]) -> Option<&'a (String, Parsed)> {
     let mut dir = dir_of(manifest);
     loop {
-        if let Some(lock) = locks.iter().find(|(p, parsed)| parsed.ecosystem == ecosystem && dir_of(p) == dir) {
+        if let Some(lock) = locks
+            .iter()
+            .find(|(p, parsed)| parsed.ecosystem == ecosystem && dir_of(p) == dir)
+        {
             return Some(lock);
         }
         if dir.is_empty() {
@@ -307,7 +362,12 @@ fn installed_version(lock: &Parsed, ecosystem: &str, dep: &Dep) -> Option<String
     let req = semver::VersionReq::parse(dep.requirement.as_deref()?.trim()).ok()?;
     versions
         .iter()
-        .filter_map(|v| semver::Version::parse(v).ok().filter(|sv| req.matches(sv)).map(|sv| (sv, *v)))
+        .filter_map(|v| {
+            semver::Version::parse(v)
+                .ok()
+                .filter(|sv| req.matches(sv))
+                .map(|sv| (sv, *v))
+        })
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, v)| v.to_owned())
 }
@@ -345,7 +405,11 @@ pub fn resolve(files: &[(String, String)]) -> (Vec<Resolved>, Vec<FileError>) {
                 Some((lock_path, lock_parsed)) if !dep.non_registry => {
                     let v = installed_version(lock_parsed, parsed.ecosystem, dep);
                     if let Some(v) = &v {
-                        claimed.insert((lock_path.clone(), normalize_name(parsed.ecosystem, &dep.name), v.clone()));
+                        claimed.insert((
+                            lock_path.clone(),
+                            normalize_name(parsed.ecosystem, &dep.name),
+                            v.clone(),
+                        ));
                     }
                     v
                 }
@@ -433,9 +497,7 @@ mod aveloxis {
     /// `aveloxis.dependency_file_kind(path)`: the ecosystem and kind (manifest or
     /// lockfile) of a dependency file by its path; no row for any other file.
     #[pg_extern(immutable, parallel_safe, strict)]
-    fn dependency_file_kind(
-        path: &str,
-    ) -> TableIterator<'static, (name!(ecosystem, String), name!(kind, String))> {
+    fn dependency_file_kind(path: &str) -> TableIterator<'static, (name!(ecosystem, String), name!(kind, String))> {
         TableIterator::new(super::file_kind(path).map(|(e, k)| (e.to_owned(), k.as_str().to_owned())))
     }
 
@@ -515,7 +577,11 @@ mod aveloxis_ops {
         ),
     > {
         if paths.len() != contents.len() {
-            error!("resolve_dependencies takes one content per path ({} paths, {} contents)", paths.len(), contents.len());
+            error!(
+                "resolve_dependencies takes one content per path ({} paths, {} contents)",
+                paths.len(),
+                contents.len()
+            );
         }
         let files: Vec<(String, String)> = paths
             .into_iter()

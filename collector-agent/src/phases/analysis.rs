@@ -199,7 +199,11 @@ impl AnalysisOutcome {
                     h.files,
                     h.blobs_staged,
                     h.bytes_staged,
-                    if h.too_large > 0 { format!(", {} over the size cap", h.too_large) } else { String::new() }
+                    if h.too_large > 0 {
+                        format!(", {} over the size cap", h.too_large)
+                    } else {
+                        String::new()
+                    }
                 ),
                 None => String::new(),
             };

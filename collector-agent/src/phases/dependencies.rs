@@ -74,7 +74,9 @@ pub fn list_files(git_dir: &Path, selector: &Selector) -> Result<Vec<DependencyF
         if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() == 0o120000 {
             return git2::TreeWalkResult::Ok;
         }
-        let Some(name) = entry.name() else { return git2::TreeWalkResult::Ok };
+        let Some(name) = entry.name() else {
+            return git2::TreeWalkResult::Ok;
+        };
         let path = format!("{dir}{name}");
         if !selector.selects(&path) {
             return git2::TreeWalkResult::Ok;
@@ -123,10 +125,16 @@ pub struct Harvest {
 /// the extension predates dependency parsing (logged; labor still completes).
 pub async fn harvest(db: &PgPool, job: &ClaimedJob, git_dir: &Path, head_sha: &str) -> Result<Option<Harvest>, String> {
     let patterns: Vec<(String, String)> =
-        match sqlx::query_as("SELECT applies_to, glob FROM aveloxis.dependency_file_patterns()").fetch_all(db).await {
+        match sqlx::query_as("SELECT applies_to, glob FROM aveloxis.dependency_file_patterns()")
+            .fetch_all(db)
+            .await
+        {
             Ok(p) => p,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => {
-                tracing::warn!(repo = job.repo_id, "the extension has no dependency_file_patterns (older than 0.16.0): dependency files not harvested");
+                tracing::warn!(
+                    repo = job.repo_id,
+                    "the extension has no dependency_file_patterns (older than 0.16.0): dependency files not harvested"
+                );
                 return Ok(None);
             }
             Err(e) => return Err(format!("asking for the dependency file patterns: {e}")),

@@ -5,7 +5,9 @@ use toml::{Table, Value};
 use super::Dep;
 
 fn parse_toml(content: &str) -> Result<Table, String> {
-    content.parse::<Table>().map_err(|e| format!("not TOML: {}", e.message()))
+    content
+        .parse::<Table>()
+        .map_err(|e| format!("not TOML: {}", e.message()))
 }
 
 const CARGO_SECTIONS: [(&str, &str); 3] = [
@@ -30,7 +32,11 @@ fn cargo_table(table: &Table, out: &mut Vec<Dep>) {
                 ),
                 _ => continue,
             };
-            let scope = if optional && scope == "runtime" { "optional" } else { scope };
+            let scope = if optional && scope == "runtime" {
+                "optional"
+            } else {
+                scope
+            };
             let mut dep = Dep::declared(name, req, scope);
             dep.non_registry = elsewhere;
             out.push(dep);
@@ -60,11 +66,16 @@ pub fn cargo_toml(content: &str) -> Result<Vec<Dep>, String> {
 /// Cargo.lock (v1–v4): registry packages; the workspace's own crates have no `source`.
 pub fn cargo_lock(content: &str) -> Result<Vec<Dep>, String> {
     let doc = parse_toml(content)?;
-    let packages = doc.get("package").and_then(Value::as_array).ok_or("no [[package]] tables: not a Cargo.lock")?;
+    let packages = doc
+        .get("package")
+        .and_then(Value::as_array)
+        .ok_or("no [[package]] tables: not a Cargo.lock")?;
     let mut out = Vec::new();
     for p in packages {
-        let (Some(name), Some(version)) = (p.get("name").and_then(Value::as_str), p.get("version").and_then(Value::as_str))
-        else {
+        let (Some(name), Some(version)) = (
+            p.get("name").and_then(Value::as_str),
+            p.get("version").and_then(Value::as_str),
+        ) else {
             continue;
         };
         let Some(source) = p.get("source").and_then(Value::as_str) else {
@@ -115,7 +126,10 @@ pub fn go_mod(content: &str) -> Result<Vec<Dep>, String> {
                 (verb.to_owned(), rest.to_owned())
             }
         };
-        let fields: Vec<String> = rest.split_whitespace().map(|f| f.trim_matches('"').to_owned()).collect();
+        let fields: Vec<String> = rest
+            .split_whitespace()
+            .map(|f| f.trim_matches('"').to_owned())
+            .collect();
         match verb.as_str() {
             "module" => saw_module = true,
             "require" if fields.len() >= 2 => {
@@ -123,10 +137,14 @@ pub fn go_mod(content: &str) -> Result<Vec<Dep>, String> {
                 requires.push((fields[0].clone(), fields[1].clone(), indirect));
             }
             "replace" => {
-                let Some(arrow) = fields.iter().position(|f| f == "=>") else { continue };
+                let Some(arrow) = fields.iter().position(|f| f == "=>") else {
+                    continue;
+                };
                 let old = fields[0].clone();
                 let old_version = (arrow == 2).then(|| fields[1].clone());
-                let Some(new) = fields.get(arrow + 1).cloned() else { continue };
+                let Some(new) = fields.get(arrow + 1).cloned() else {
+                    continue;
+                };
                 let new_version = fields.get(arrow + 2).cloned();
                 replaces.push((old, old_version, new, new_version));
             }
@@ -177,7 +195,10 @@ mod unit_tests {
             "module example.com/m\n\ngo 1.21\n\nrequire golang.org/x/text v0.14.0\nrequire (\n\tgithub.com/a/b v1.2.3 // indirect\n\tgithub.com/c/d v0.1.0\n\texample.com/local v1.0.0\n)\nreplace github.com/c/d => github.com/e/d v0.2.0\nreplace example.com/local => ../local\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.version.as_deref(), d.direct, d.non_registry)).collect();
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.version.as_deref(), d.direct, d.non_registry))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -195,7 +216,10 @@ mod unit_tests {
             "[dependencies]\nserde = \"1\"\nrand_core = { package = \"rand_core\", version = \"0.6\", optional = true }\nlocal = { path = \"../local\" }\ntokio = { workspace = true }\n[target.'cfg(unix)'.dependencies]\nlibc = \"0.2\"\n[dev-dependencies]\nproptest = \"1\"\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.requirement.as_deref(), d.scope, d.non_registry)).collect();
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.requirement.as_deref(), d.scope, d.non_registry))
+            .collect();
         assert!(got.contains(&("rand_core", Some("0.6"), "optional", false)));
         assert!(got.contains(&("local", None, "runtime", true)));
         assert!(got.contains(&("tokio", None, "runtime", false)));

@@ -17,7 +17,9 @@ pub fn msbuild(content: &str) -> Result<Vec<Dep>, String> {
         if !matches!(tag, "PackageReference" | "PackageVersion" | "GlobalPackageReference") {
             continue;
         }
-        let Some(name) = node.attribute("Include").or_else(|| node.attribute("Update")) else { continue };
+        let Some(name) = node.attribute("Include").or_else(|| node.attribute("Update")) else {
+            continue;
+        };
         let version = node
             .attribute("Version")
             .or_else(|| node.attribute("VersionOverride"))
@@ -44,7 +46,11 @@ pub fn packages_config(content: &str) -> Result<Vec<Dep>, String> {
         .children()
         .filter(|n| n.is_element() && n.tag_name().name() == "package")
         .filter_map(|n| {
-            let scope = if n.attribute("developmentDependency") == Some("true") { "development" } else { "runtime" };
+            let scope = if n.attribute("developmentDependency") == Some("true") {
+                "development"
+            } else {
+                "runtime"
+            };
             // packages.config records the exact version restored.
             let mut dep = Dep::declared(n.attribute("id")?, n.attribute("version").map(str::to_owned), scope);
             dep.version = n.attribute("version").map(str::to_owned);
@@ -58,7 +64,10 @@ pub fn packages_config(content: &str) -> Result<Vec<Dep>, String> {
 /// other projects of the solution).
 pub fn packages_lock(content: &str) -> Result<Vec<Dep>, String> {
     let doc = json(content)?;
-    let frameworks = doc.get("dependencies").and_then(Value::as_object).ok_or("no dependencies: not a packages.lock.json")?;
+    let frameworks = doc
+        .get("dependencies")
+        .and_then(Value::as_object)
+        .ok_or("no dependencies: not a packages.lock.json")?;
     let mut out = Vec::new();
     for packages in frameworks.values().filter_map(Value::as_object) {
         for (name, entry) in packages {
@@ -66,7 +75,9 @@ pub fn packages_lock(content: &str) -> Result<Vec<Dep>, String> {
             if kind == "Project" {
                 continue;
             }
-            let Some(resolved) = entry.get("resolved").and_then(Value::as_str) else { continue };
+            let Some(resolved) = entry.get("resolved").and_then(Value::as_str) else {
+                continue;
+            };
             let mut dep = Dep::locked(name, resolved, "runtime", Some(kind == "Direct"));
             dep.requirement = entry.get("requested").and_then(Value::as_str).map(str::to_owned);
             out.push(dep);

@@ -14,7 +14,9 @@ use super::Dep;
 fn expand(raw: &str, props: &HashMap<String, String>) -> Option<String> {
     let mut value = raw.to_owned();
     for _ in 0..5 {
-        let Some(start) = value.find("${") else { return Some(value) };
+        let Some(start) = value.find("${") else {
+            return Some(value);
+        };
         let end = value[start..].find('}')? + start;
         let replacement = props.get(value[start + 2..end].trim())?;
         value.replace_range(start..=end, replacement);
@@ -47,7 +49,10 @@ pub fn pom(content: &str) -> Result<Vec<Dep>, String> {
     let mut props: HashMap<String, String> = HashMap::new();
     if let Some(p) = child(project, "properties") {
         for c in p.children().filter(|c| c.is_element()) {
-            props.insert(c.tag_name().name().to_owned(), c.text().unwrap_or_default().trim().to_owned());
+            props.insert(
+                c.tag_name().name().to_owned(),
+                c.text().unwrap_or_default().trim().to_owned(),
+            );
         }
     }
     let parent = child(project, "parent");
@@ -73,19 +78,42 @@ pub fn pom(content: &str) -> Result<Vec<Dep>, String> {
     }
     let mut managed: HashMap<String, String> = HashMap::new();
     if let Some(deps) = child(project, "dependencyManagement").and_then(|m| child(m, "dependencies")) {
-        for d in deps.children().filter(|c| c.is_element() && c.tag_name().name() == "dependency") {
-            if let (Some(g), Some(a), Some(v)) = (child_text(d, "groupId"), child_text(d, "artifactId"), child_text(d, "version")) {
-                let name = format!("{}:{}", expand(g, &props).unwrap_or(g.to_owned()), expand(a, &props).unwrap_or(a.to_owned()));
+        for d in deps
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().name() == "dependency")
+        {
+            if let (Some(g), Some(a), Some(v)) = (
+                child_text(d, "groupId"),
+                child_text(d, "artifactId"),
+                child_text(d, "version"),
+            ) {
+                let name = format!(
+                    "{}:{}",
+                    expand(g, &props).unwrap_or(g.to_owned()),
+                    expand(a, &props).unwrap_or(a.to_owned())
+                );
                 managed.insert(name, v.to_owned());
             }
         }
     }
     let mut out = Vec::new();
     let deps = child(project, "dependencies");
-    for d in deps.iter().flat_map(|d| d.children()).filter(|c| c.is_element() && c.tag_name().name() == "dependency") {
-        let (Some(g), Some(a)) = (child_text(d, "groupId"), child_text(d, "artifactId")) else { continue };
-        let name = format!("{}:{}", expand(g, &props).unwrap_or(g.to_owned()), expand(a, &props).unwrap_or(a.to_owned()));
-        let written = child_text(d, "version").map(str::to_owned).or_else(|| managed.get(&name).cloned());
+    for d in deps
+        .iter()
+        .flat_map(|d| d.children())
+        .filter(|c| c.is_element() && c.tag_name().name() == "dependency")
+    {
+        let (Some(g), Some(a)) = (child_text(d, "groupId"), child_text(d, "artifactId")) else {
+            continue;
+        };
+        let name = format!(
+            "{}:{}",
+            expand(g, &props).unwrap_or(g.to_owned()),
+            expand(a, &props).unwrap_or(a.to_owned())
+        );
+        let written = child_text(d, "version")
+            .map(str::to_owned)
+            .or_else(|| managed.get(&name).cloned());
         let optional = child_text(d, "optional") == Some("true");
         let scope = maven_scope(child_text(d, "scope"), optional);
         let mut dep = Dep::declared(name, written.clone(), scope);
@@ -99,9 +127,18 @@ pub fn pom(content: &str) -> Result<Vec<Dep>, String> {
     // declared here once (a module's own entry above already took its version).
     let used: std::collections::HashSet<String> = out.iter().map(|d| d.name.clone()).collect();
     if let Some(deps) = child(project, "dependencyManagement").and_then(|m| child(m, "dependencies")) {
-        for d in deps.children().filter(|c| c.is_element() && c.tag_name().name() == "dependency") {
-            let (Some(g), Some(a)) = (child_text(d, "groupId"), child_text(d, "artifactId")) else { continue };
-            let name = format!("{}:{}", expand(g, &props).unwrap_or(g.to_owned()), expand(a, &props).unwrap_or(a.to_owned()));
+        for d in deps
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().name() == "dependency")
+        {
+            let (Some(g), Some(a)) = (child_text(d, "groupId"), child_text(d, "artifactId")) else {
+                continue;
+            };
+            let name = format!(
+                "{}:{}",
+                expand(g, &props).unwrap_or(g.to_owned()),
+                expand(a, &props).unwrap_or(a.to_owned())
+            );
             // `<type>pom</type><scope>import</scope>`: a BOM, itself versions of others.
             if used.contains(&name) {
                 continue;
@@ -123,24 +160,31 @@ static GRADLE_STRING: LazyLock<Regex> = LazyLock::new(|| {
 static GRADLE_MAP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?m)^\s*([A-Za-z]+)\s*\(?\s*group\s*[:=]\s*["']([^"']+)["']\s*,\s*name\s*[:=]\s*["']([^"']+)["']\s*,\s*version\s*[:=]\s*["']([^"']+)["']"#).unwrap()
 });
-static GRADLE_VAR: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?m)^\s*(?:val|var|def|ext\.|extra\[")?\s*([A-Za-z_][A-Za-z0-9_]*)"?\]?\s*=\s*["']([^"'$]+)["']"#).unwrap());
+static GRADLE_VAR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?m)^\s*(?:val|var|def|ext\.|extra\[")?\s*([A-Za-z_][A-Za-z0-9_]*)"?\]?\s*=\s*["']([^"'$]+)["']"#)
+        .unwrap()
+});
 
 fn gradle_scope(configuration: &str) -> Option<&'static str> {
     let c = configuration;
-    Some(if c.starts_with("test") || c.starts_with("androidTest") || c.contains("Test") {
-        "test"
-    } else if matches!(c, "compileOnly" | "annotationProcessor" | "kapt" | "ksp" | "classpath" | "compileOnlyApi") {
-        "build"
-    } else if matches!(c, "implementation" | "api" | "runtimeOnly" | "compile" | "runtime")
-        || c.ends_with("Implementation")
-        || c.ends_with("Api")
-        || c.ends_with("RuntimeOnly")
-    {
-        "runtime"
-    } else {
-        return None;
-    })
+    Some(
+        if c.starts_with("test") || c.starts_with("androidTest") || c.contains("Test") {
+            "test"
+        } else if matches!(
+            c,
+            "compileOnly" | "annotationProcessor" | "kapt" | "ksp" | "classpath" | "compileOnlyApi"
+        ) {
+            "build"
+        } else if matches!(c, "implementation" | "api" | "runtimeOnly" | "compile" | "runtime")
+            || c.ends_with("Implementation")
+            || c.ends_with("Api")
+            || c.ends_with("RuntimeOnly")
+        {
+            "runtime"
+        } else {
+            return None;
+        },
+    )
 }
 
 /// build.gradle and build.gradle.kts: string (`"g:a:v"`) and map (`group: 'g', name:
@@ -152,7 +196,10 @@ pub fn gradle(content: &str) -> Result<Vec<Dep>, String> {
         .map(|c| (c[1].to_owned(), c[2].to_owned()))
         .collect();
     let mut out = Vec::new();
-    for caps in GRADLE_STRING.captures_iter(content).chain(GRADLE_MAP.captures_iter(content)) {
+    for caps in GRADLE_STRING
+        .captures_iter(content)
+        .chain(GRADLE_MAP.captures_iter(content))
+    {
         let Some(scope) = gradle_scope(&caps[1]) else { continue };
         let written = caps[4].to_owned();
         let mut dep = Dep::declared(format!("{}:{}", &caps[2], &caps[3]), Some(written.clone()), scope);
@@ -168,7 +215,9 @@ pub fn gradle(content: &str) -> Result<Vec<Dep>, String> {
 /// gradle/libs.versions.toml: `[libraries]` with their versions (`version.ref` into
 /// `[versions]`).
 pub fn version_catalog(content: &str) -> Result<Vec<Dep>, String> {
-    let doc = content.parse::<Table>().map_err(|e| format!("not TOML: {}", e.message()))?;
+    let doc = content
+        .parse::<Table>()
+        .map_err(|e| format!("not TOML: {}", e.message()))?;
     let versions = doc.get("versions").and_then(Value::as_table);
     let version_text = |v: &Value| -> Option<String> {
         match v {
@@ -192,7 +241,11 @@ pub fn version_catalog(content: &str) -> Result<Vec<Dep>, String> {
                 }
             }
             Value::Table(t) => {
-                let module = match (t.get("module").and_then(Value::as_str), t.get("group").and_then(Value::as_str), t.get("name").and_then(Value::as_str)) {
+                let module = match (
+                    t.get("module").and_then(Value::as_str),
+                    t.get("group").and_then(Value::as_str),
+                    t.get("name").and_then(Value::as_str),
+                ) {
                     (Some(m), _, _) => m.to_owned(),
                     (None, Some(g), Some(n)) => format!("{g}:{n}"),
                     _ => continue,
@@ -231,8 +284,16 @@ pub fn gradle_lockfile(content: &str) -> Result<Vec<Dep>, String> {
         let [g, a, v] = parts.as_slice() else {
             return Err(format!("line {line:?} is not group:artifact:version=configurations"));
         };
-        let test_only = !configurations.is_empty() && configurations.split(',').all(|c| c.to_ascii_lowercase().contains("test"));
-        out.push(Dep::locked(format!("{g}:{a}"), *v, if test_only { "test" } else { "runtime" }, None));
+        let test_only = !configurations.is_empty()
+            && configurations
+                .split(',')
+                .all(|c| c.to_ascii_lowercase().contains("test"));
+        out.push(Dep::locked(
+            format!("{g}:{a}"),
+            *v,
+            if test_only { "test" } else { "runtime" },
+            None,
+        ));
     }
     Ok(out)
 }
@@ -247,7 +308,10 @@ mod unit_tests {
             "val okioVersion = \"3.6.0\"\ndependencies {\n  implementation(\"com.squareup.okio:okio:$okioVersion\")\n  testImplementation 'junit:junit:4.13.2'\n  api group: 'org.slf4j', name: 'slf4j-api', version: '2.0.9'\n  implementation(libs.kotlin.stdlib)\n}\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.version.as_deref(), d.requirement.as_deref(), d.scope)).collect();
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.version.as_deref(), d.requirement.as_deref(), d.scope))
+            .collect();
         assert!(got.contains(&("com.squareup.okio:okio", Some("3.6.0"), Some("$okioVersion"), "runtime")));
         assert!(got.contains(&("junit:junit", None, Some("4.13.2"), "test")));
         assert!(got.contains(&("org.slf4j:slf4j-api", None, Some("2.0.9"), "runtime")));

@@ -18,9 +18,23 @@ const SECTIONS: [(&str, &str); 4] = [
 /// A requirement naming a place rather than a registry version.
 fn non_registry_spec(spec: &str) -> bool {
     let s = spec.trim();
-    ["file:", "link:", "git:", "git+", "github:", "gitlab:", "bitbucket:", "http:", "https:", "workspace:", "portal:", "patch:", "exec:"]
-        .iter()
-        .any(|p| s.starts_with(p))
+    [
+        "file:",
+        "link:",
+        "git:",
+        "git+",
+        "github:",
+        "gitlab:",
+        "bitbucket:",
+        "http:",
+        "https:",
+        "workspace:",
+        "portal:",
+        "patch:",
+        "exec:",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
         || (s.contains('/') && !s.starts_with('@') && !s.contains(' ') && !s.starts_with(['<', '>', '=', '^', '~']))
 }
 
@@ -135,7 +149,10 @@ pub fn yarn_lock(content: &str) -> Result<Vec<Dep>, String> {
         let local = entry.resolved.contains("@workspace:")
             || entry.resolved.contains("@link:")
             || entry.resolved.contains("@portal:")
-            || entry.descriptors.iter().any(|(_, r)| r.starts_with("workspace:") || r.starts_with("link:"));
+            || entry
+                .descriptors
+                .iter()
+                .any(|(_, r)| r.starts_with("workspace:") || r.starts_with("link:"));
         if local {
             continue; // the project's own workspace packages
         }
@@ -143,7 +160,10 @@ pub fn yarn_lock(content: &str) -> Result<Vec<Dep>, String> {
         let from_elsewhere = entry.resolved.contains("@git")
             || entry.resolved.contains("@file:")
             || entry.resolved.contains("@https:")
-            || entry.descriptors.iter().any(|(_, r)| non_registry_spec(r) && !r.starts_with("npm:") && !r.starts_with("patch:"));
+            || entry
+                .descriptors
+                .iter()
+                .any(|(_, r)| non_registry_spec(r) && !r.starts_with("npm:") && !r.starts_with("patch:"));
         if from_elsewhere {
             dep.non_registry = true;
             dep.version = None;
@@ -183,7 +203,13 @@ pub fn pnpm_lock(content: &str) -> Result<Vec<Dep>, String> {
                 // v6+: {specifier, version}; v5: the version, its specifier in `specifiers`.
                 let installed = yaml_text(&value["version"]).or_else(|| yaml_text(value));
                 let Some(installed) = installed else { continue };
-                let installed = installed.split('(').next().unwrap_or_default().split('_').next().unwrap_or_default();
+                let installed = installed
+                    .split('(')
+                    .next()
+                    .unwrap_or_default()
+                    .split('_')
+                    .next()
+                    .unwrap_or_default();
                 let spec = yaml_text(&value["specifier"]).or_else(|| yaml_text(&importer["specifiers"][name.as_str()]));
                 let mut dep = lock_entry(&name, installed, scope, Some(true));
                 dep.requirement = spec;
@@ -192,8 +218,16 @@ pub fn pnpm_lock(content: &str) -> Result<Vec<Dep>, String> {
         }
     }
     for (key, entry) in yaml_entries(&doc["packages"]) {
-        let Some((name, version)) = pnpm_key(&key, v5) else { continue };
-        let scope = if entry["dev"].as_bool() == Some(true) { "development" } else if entry["optional"].as_bool() == Some(true) { "optional" } else { "runtime" };
+        let Some((name, version)) = pnpm_key(&key, v5) else {
+            continue;
+        };
+        let scope = if entry["dev"].as_bool() == Some(true) {
+            "development"
+        } else if entry["optional"].as_bool() == Some(true) {
+            "optional"
+        } else {
+            "runtime"
+        };
         let mut dep = Dep::locked(name, version, scope, Some(false));
         if entry["resolution"]["tarball"].as_str().is_some() || entry["resolution"]["repo"].as_str().is_some() {
             dep.non_registry = true;
@@ -219,12 +253,19 @@ pub fn bun_lock(content: &str) -> Result<Vec<Dep>, String> {
             }
         }
     }
-    let packages = doc.get("packages").and_then(Value::as_object).ok_or("no packages: not a bun lockfile")?;
+    let packages = doc
+        .get("packages")
+        .and_then(Value::as_object)
+        .ok_or("no packages: not a bun lockfile")?;
     let declared: Vec<Dep> = std::mem::take(&mut out);
     for entry in packages.values() {
         // ["name@version", registry, {dependencies}, integrity]
-        let Some(id) = entry.get(0).and_then(Value::as_str) else { continue };
-        let Some(at) = id[1..].rfind('@').map(|i| i + 1) else { continue };
+        let Some(id) = entry.get(0).and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(at) = id[1..].rfind('@').map(|i| i + 1) else {
+            continue;
+        };
         let (name, version) = (&id[..at], &id[at + 1..]);
         if version.starts_with("workspace:") {
             continue;
@@ -243,8 +284,14 @@ mod unit_tests {
     #[test]
     fn pnpm_keys_of_every_lockfile_version() {
         let k = |key, v5| pnpm_key(key, v5).unwrap();
-        assert_eq!(k("/@babel/core/7.24.0_supports-color@8.1.1", true), ("@babel/core".into(), "7.24.0".into()));
-        assert_eq!(k("/@babel/core@7.24.0(supports-color@8.1.1)", false), ("@babel/core".into(), "7.24.0".into()));
+        assert_eq!(
+            k("/@babel/core/7.24.0_supports-color@8.1.1", true),
+            ("@babel/core".into(), "7.24.0".into())
+        );
+        assert_eq!(
+            k("/@babel/core@7.24.0(supports-color@8.1.1)", false),
+            ("@babel/core".into(), "7.24.0".into())
+        );
         assert_eq!(k("lodash@4.17.21", false), ("lodash".into(), "4.17.21".into()));
     }
 

@@ -28,14 +28,20 @@ pub fn mix_exs(content: &str) -> Result<Vec<Dep>, String> {
     for c in MIX_DEP.captures_iter(body) {
         let options = &c[3];
         let scope = if options.contains("only:") && !options.contains(":prod") {
-            if options.contains(":dev") && !options.contains(":test") { "development" } else { "test" }
+            if options.contains(":dev") && !options.contains(":test") {
+                "development"
+            } else {
+                "test"
+            }
         } else if options.contains("optional: true") {
             "optional"
         } else {
             "runtime"
         };
         let mut dep = Dep::declared(&c[1], c.get(2).map(|m| m.as_str().to_owned()), scope);
-        dep.non_registry = ["git:", "github:", "path:", "in_umbrella:"].iter().any(|k| options.contains(k));
+        dep.non_registry = ["git:", "github:", "path:", "in_umbrella:"]
+            .iter()
+            .any(|k| options.contains(k));
         // `hex: :real_name` installs another package name.
         if let Some(real) = MIX_HEX_NAME.captures(options) {
             dep.name = real[1].to_owned();
@@ -46,8 +52,9 @@ pub fn mix_exs(content: &str) -> Result<Vec<Dep>, String> {
 }
 
 static MIX_HEX_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"hex:\s*:([a-z_][a-z0-9_]*)").unwrap());
-static MIX_LOCK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?m)^\s*"([^"]+)":\s*\{:(hex|git|path),\s*(?::([a-z_0-9]+),\s*)?"([^"]+)""#).unwrap());
+static MIX_LOCK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?m)^\s*"([^"]+)":\s*\{:(hex|git|path),\s*(?::([a-z_0-9]+),\s*)?"([^"]+)""#).unwrap()
+});
 
 pub fn mix_lock(content: &str) -> Result<Vec<Dep>, String> {
     Ok(MIX_LOCK
@@ -56,7 +63,12 @@ pub fn mix_lock(content: &str) -> Result<Vec<Dep>, String> {
             if &c[2] == "hex" {
                 Dep::locked(c.get(3).map_or(&c[1], |m| m.as_str()), &c[4], "runtime", None)
             } else {
-                Dep { name: c[1].to_owned(), scope: "runtime", non_registry: true, ..Default::default() }
+                Dep {
+                    name: c[1].to_owned(),
+                    scope: "runtime",
+                    non_registry: true,
+                    ..Default::default()
+                }
             }
         })
         .collect())
@@ -93,7 +105,12 @@ pub fn pubspec_lock(content: &str) -> Result<Vec<Dep>, String> {
             continue;
         }
         let scope = if kind == "direct dev" { "development" } else { "runtime" };
-        let mut dep = Dep::locked(name, yaml_text(&entry["version"]).unwrap_or_default(), scope, Some(kind.starts_with("direct")));
+        let mut dep = Dep::locked(
+            name,
+            yaml_text(&entry["version"]).unwrap_or_default(),
+            scope,
+            Some(kind.starts_with("direct")),
+        );
         if source != "hosted" {
             dep.non_registry = true;
             dep.version = None;
@@ -124,7 +141,11 @@ pub fn cabal(content: &str) -> Result<Vec<Dep>, String> {
             if let Some(name) = lower.strip_prefix("name:") {
                 own = Some(name.trim().to_owned());
             }
-            scope = if lower.starts_with("test-suite") || lower.starts_with("benchmark") { "test" } else { "runtime" };
+            scope = if lower.starts_with("test-suite") || lower.starts_with("benchmark") {
+                "test"
+            } else {
+                "runtime"
+            };
             continue;
         }
         if in_depends && indent > field_indent && !trimmed.contains(':') {
@@ -143,7 +164,11 @@ pub fn cabal(content: &str) -> Result<Vec<Dep>, String> {
     let mut out = Vec::new();
     for (item, scope) in items {
         let item = item.trim_start_matches(',').trim();
-        let Some(name) = item.split(|c: char| c.is_whitespace() || "<>=^:{".contains(c)).next().filter(|n| !n.is_empty()) else {
+        let Some(name) = item
+            .split(|c: char| c.is_whitespace() || "<>=^:{".contains(c))
+            .next()
+            .filter(|n| !n.is_empty())
+        else {
             continue;
         };
         // `mylib:sublib` and the package's own library are not Hackage dependencies.
@@ -161,7 +186,10 @@ static FREEZE: LazyLock<Regex> =
 
 /// cabal.project.freeze: `constraints: any.name ==1.2.3, ...` (flag lines skipped).
 pub fn cabal_freeze(content: &str) -> Result<Vec<Dep>, String> {
-    Ok(FREEZE.captures_iter(content).map(|c| Dep::locked(&c[1], &c[2], "runtime", None)).collect())
+    Ok(FREEZE
+        .captures_iter(content)
+        .map(|c| Dep::locked(&c[1], &c[2], "runtime", None))
+        .collect())
 }
 
 /// `name-1.2.3@sha256:…,size` (Stack's Hackage locator) as name and version.
@@ -192,8 +220,10 @@ pub fn swift_identity(url: &str) -> String {
     s.trim_end_matches('/').trim_end_matches(".git").to_owned()
 }
 
-static SWIFT_PACKAGE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"\.package\s*\(\s*(?:name\s*:\s*"[^"]*"\s*,\s*)?url\s*:\s*"([^"]+)"\s*,\s*([^\n]*?)\)\s*,?\s*$"#).unwrap());
+static SWIFT_PACKAGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"\.package\s*\(\s*(?:name\s*:\s*"[^"]*"\s*,\s*)?url\s*:\s*"([^"]+)"\s*,\s*([^\n]*?)\)\s*,?\s*$"#)
+        .unwrap()
+});
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#""([^"]+)""#).unwrap());
 
 /// Package.swift: `.package(url:, from: / exact: / .upToNextMajor(from:) / "a"..<"b"
@@ -201,13 +231,18 @@ static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#""([^"]+)""#).unw
 pub fn package_swift(content: &str) -> Result<Vec<Dep>, String> {
     let mut out = Vec::new();
     for line in content.lines() {
-        let Some(c) = SWIFT_PACKAGE.captures(line.trim()) else { continue };
+        let Some(c) = SWIFT_PACKAGE.captures(line.trim()) else {
+            continue;
+        };
         let req = c[2].trim().trim_end_matches(')').trim().to_owned();
         let mut dep = Dep::declared(swift_identity(&c[1]), Some(req.clone()), "runtime");
         if req.starts_with("exact") || req.starts_with(".exact") {
             dep.version = QUOTED.captures(&req).map(|v| v[1].to_owned());
         }
-        dep.non_registry = req.starts_with("branch") || req.starts_with("revision") || req.starts_with(".branch") || req.starts_with(".revision");
+        dep.non_registry = req.starts_with("branch")
+            || req.starts_with("revision")
+            || req.starts_with(".branch")
+            || req.starts_with(".revision");
         out.push(dep);
     }
     Ok(out)
@@ -223,7 +258,13 @@ pub fn package_resolved(content: &str) -> Result<Vec<Dep>, String> {
         .ok_or("no pins: not a Package.resolved")?;
     let mut out = Vec::new();
     for pin in pins {
-        let Some(url) = pin.get("location").or_else(|| pin.get("repositoryURL")).and_then(Value::as_str) else { continue };
+        let Some(url) = pin
+            .get("location")
+            .or_else(|| pin.get("repositoryURL"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
         let version = pin.pointer("/state/version").and_then(Value::as_str);
         let mut dep = Dep::locked(swift_identity(url), version.unwrap_or_default(), "runtime", None);
         // A branch or revision pin: no released version.
@@ -244,18 +285,35 @@ fn pod_entry(s: &str) -> (String, Option<String>) {
 pub fn podfile_lock(content: &str) -> Result<Vec<Dep>, String> {
     let doc = yaml(content)?;
     let pods = doc["PODS"].as_vec().ok_or("no PODS: not a Podfile.lock")?;
-    let direct: BTreeSet<String> = doc["DEPENDENCIES"].as_vec().into_iter().flatten().filter_map(Yaml::as_str).map(|s| pod_entry(s).0).collect();
-    let external: BTreeSet<String> = yaml_entries(&doc["EXTERNAL SOURCES"]).into_iter().map(|(k, _)| k).collect();
+    let direct: BTreeSet<String> = doc["DEPENDENCIES"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .map(|s| pod_entry(s).0)
+        .collect();
+    let external: BTreeSet<String> = yaml_entries(&doc["EXTERNAL SOURCES"])
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for pod in pods {
-        let entry = pod.as_str().map(str::to_owned).or_else(|| yaml_entries(pod).into_iter().next().map(|(k, _)| k));
+        let entry = pod
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| yaml_entries(pod).into_iter().next().map(|(k, _)| k));
         let Some(entry) = entry else { continue };
         let (name, version) = pod_entry(&entry);
         if !seen.insert(name.clone()) {
             continue;
         }
-        let mut dep = Dep::locked(name.clone(), version.unwrap_or_default(), "runtime", Some(direct.contains(&name)));
+        let mut dep = Dep::locked(
+            name.clone(),
+            version.unwrap_or_default(),
+            "runtime",
+            Some(direct.contains(&name)),
+        );
         if external.contains(&name) {
             dep.non_registry = true;
             dep.version = None;
@@ -306,8 +364,18 @@ pub fn conan_lock(content: &str) -> Result<Vec<Dep>, String> {
         return Err("no requires: not a Conan 2 lockfile".into());
     }
     let mut out = Vec::new();
-    for (key, scope) in [("requires", "runtime"), ("build_requires", "build"), ("python_requires", "build")] {
-        for r in doc.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+    for (key, scope) in [
+        ("requires", "runtime"),
+        ("build_requires", "build"),
+        ("python_requires", "build"),
+    ] {
+        for r in doc
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if let Some(d) = conan_reference(r) {
                 let mut dep = Dep::locked(d.name, d.version.unwrap_or_default(), scope, None);
                 dep.requirement = None;
@@ -355,7 +423,10 @@ pub fn r_description(content: &str) -> Result<Vec<Dep>, String> {
 
 pub fn renv_lock(content: &str) -> Result<Vec<Dep>, String> {
     let doc = json(content)?;
-    let packages = doc.get("Packages").and_then(Value::as_object).ok_or("no Packages: not a renv.lock")?;
+    let packages = doc
+        .get("Packages")
+        .and_then(Value::as_object)
+        .ok_or("no Packages: not a renv.lock")?;
     Ok(packages
         .iter()
         .map(|(name, p)| {
@@ -363,7 +434,9 @@ pub fn renv_lock(content: &str) -> Result<Vec<Dep>, String> {
             let mut dep = Dep::locked(name, version, "runtime", None);
             let source = p.get("Source").and_then(Value::as_str);
             let repository = p.get("Repository").and_then(Value::as_str).unwrap_or("CRAN");
-            if source != Some("Repository") || !(repository == "CRAN" || repository == "RSPM" || repository.contains("cran")) {
+            if source != Some("Repository")
+                || !(repository == "CRAN" || repository == "RSPM" || repository.contains("cran"))
+            {
                 dep.non_registry = true;
                 dep.version = None;
             }
@@ -407,8 +480,14 @@ mod unit_tests {
 
     #[test]
     fn swift_identities_drop_scheme_and_git_suffix() {
-        assert_eq!(swift_identity("https://github.com/apple/swift-nio.git"), "github.com/apple/swift-nio");
-        assert_eq!(swift_identity("git@github.com:apple/swift-log.git"), "github.com/apple/swift-log");
+        assert_eq!(
+            swift_identity("https://github.com/apple/swift-nio.git"),
+            "github.com/apple/swift-nio"
+        );
+        assert_eq!(
+            swift_identity("git@github.com:apple/swift-log.git"),
+            "github.com/apple/swift-log"
+        );
     }
 
     #[test]
@@ -417,7 +496,10 @@ mod unit_tests {
             "name: mylib\nversion: 1.0\n\nlibrary\n  build-depends:\n      base >=4.7 && <5\n    , text ^>=2.0\n\ntest-suite spec\n  build-depends: base, mylib, hspec ==2.11.*\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.requirement.as_deref(), d.scope)).collect();
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.requirement.as_deref(), d.scope))
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -20,7 +20,10 @@ pub fn requirements(content: &str) -> Result<Vec<Dep>, String> {
     let mut out = Vec::new();
     let mut logical = String::new();
     for raw in content.lines() {
-        let line = match raw.find(" #").or_else(|| raw.trim_start().starts_with('#').then_some(0)) {
+        let line = match raw
+            .find(" #")
+            .or_else(|| raw.trim_start().starts_with('#').then_some(0))
+        {
             Some(i) => &raw[..i],
             None => raw,
         };
@@ -33,7 +36,10 @@ pub fn requirements(content: &str) -> Result<Vec<Dep>, String> {
         let full = std::mem::take(&mut logical);
         // Per-requirement options (`--hash=...`) follow the requirement.
         let requirement = full.split(" --").next().unwrap_or_default().trim();
-        if requirement.is_empty() || requirement.starts_with('-') || requirement.contains("://") && !requirement.contains('@') {
+        if requirement.is_empty()
+            || requirement.starts_with('-')
+            || requirement.contains("://") && !requirement.contains('@')
+        {
             continue;
         }
         if requirement.starts_with(['.', '/']) {
@@ -47,11 +53,16 @@ pub fn requirements(content: &str) -> Result<Vec<Dep>, String> {
 }
 
 fn parse_toml(content: &str) -> Result<Table, String> {
-    content.parse::<Table>().map_err(|e| format!("not TOML: {}", e.message()))
+    content
+        .parse::<Table>()
+        .map_err(|e| format!("not TOML: {}", e.message()))
 }
 
 fn strings(v: Option<&Value>) -> impl Iterator<Item = &str> {
-    v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }
 
 /// A Poetry or Pipfile dependency: `"^1.2"`, `"*"`, or a table with `version`, `git`,
@@ -67,7 +78,11 @@ fn table_style(name: &str, value: &Value, scope: &'static str) -> Dep {
         // Several constraints by marker: no single requirement.
         _ => (None, false, false),
     };
-    let scope = if optional && scope == "runtime" { "optional" } else { scope };
+    let scope = if optional && scope == "runtime" {
+        "optional"
+    } else {
+        scope
+    };
     let mut dep = Dep::declared(name, spec.clone(), scope);
     dep.non_registry = non_registry;
     // Poetry and Pipfile read a bare version as `==`.
@@ -82,14 +97,26 @@ pub fn pyproject(content: &str) -> Result<Vec<Dep>, String> {
     let mut out = Vec::new();
     let project = doc.get("project");
     out.extend(strings(project.and_then(|p| p.get("dependencies"))).filter_map(|l| from_pep508(l, "runtime")));
-    for (_, group) in project.and_then(|p| p.get("optional-dependencies")).and_then(Value::as_table).into_iter().flatten() {
+    for (_, group) in project
+        .and_then(|p| p.get("optional-dependencies"))
+        .and_then(Value::as_table)
+        .into_iter()
+        .flatten()
+    {
         out.extend(strings(Some(group)).filter_map(|l| from_pep508(l, "optional")));
     }
     // PEP 735 groups (entries may include other groups: `{include-group = "x"}`).
-    for (_, group) in doc.get("dependency-groups").and_then(Value::as_table).into_iter().flatten() {
+    for (_, group) in doc
+        .get("dependency-groups")
+        .and_then(Value::as_table)
+        .into_iter()
+        .flatten()
+    {
         out.extend(strings(Some(group)).filter_map(|l| from_pep508(l, "development")));
     }
-    out.extend(strings(doc.get("build-system").and_then(|b| b.get("requires"))).filter_map(|l| from_pep508(l, "build")));
+    out.extend(
+        strings(doc.get("build-system").and_then(|b| b.get("requires"))).filter_map(|l| from_pep508(l, "build")),
+    );
     let tool = doc.get("tool");
     let poetry = tool.and_then(|t| t.get("poetry"));
     let mut poetry_tables: Vec<(&Value, &'static str)> = Vec::new();
@@ -116,7 +143,12 @@ pub fn pyproject(content: &str) -> Result<Vec<Dep>, String> {
     }
     for key in ["pdm", "uv"] {
         let t = tool.and_then(|t| t.get(key));
-        for (_, group) in t.and_then(|t| t.get("dev-dependencies")).and_then(Value::as_table).into_iter().flatten() {
+        for (_, group) in t
+            .and_then(|t| t.get("dev-dependencies"))
+            .and_then(Value::as_table)
+            .into_iter()
+            .flatten()
+        {
             out.extend(strings(Some(group)).filter_map(|l| from_pep508(l, "development")));
         }
         if let Some(list) = t.and_then(|t| t.get("dev-dependencies")).filter(|v| v.is_array()) {
@@ -188,8 +220,16 @@ pub fn pipfile_lock(content: &str) -> Result<Vec<Dep>, String> {
     }
     let mut out = Vec::new();
     for (section, scope) in [("default", "runtime"), ("develop", "development")] {
-        for (name, entry) in doc.get(section).and_then(serde_json::Value::as_object).into_iter().flatten() {
-            let version = entry.get("version").and_then(serde_json::Value::as_str).map(|v| v.trim_start_matches('='));
+        for (name, entry) in doc
+            .get(section)
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let version = entry
+                .get("version")
+                .and_then(serde_json::Value::as_str)
+                .map(|v| v.trim_start_matches('='));
             let mut dep = Dep::locked(name, version.unwrap_or_default(), scope, None);
             if entry.get("git").is_some() || entry.get("path").is_some() || entry.get("file").is_some() {
                 dep.non_registry = true;
@@ -204,10 +244,15 @@ pub fn pipfile_lock(content: &str) -> Result<Vec<Dep>, String> {
 /// poetry.lock, uv.lock and pdm.lock: `[[package]]` tables with name and version.
 pub fn package_array_lock(content: &str) -> Result<Vec<Dep>, String> {
     let doc = parse_toml(content)?;
-    let packages = doc.get("package").and_then(Value::as_array).ok_or("no [[package]] tables: not a Python lockfile")?;
+    let packages = doc
+        .get("package")
+        .and_then(Value::as_array)
+        .ok_or("no [[package]] tables: not a Python lockfile")?;
     let mut out = Vec::new();
     for p in packages {
-        let Some(name) = p.get("name").and_then(Value::as_str) else { continue };
+        let Some(name) = p.get("name").and_then(Value::as_str) else {
+            continue;
+        };
         let version = p.get("version").and_then(Value::as_str).unwrap_or_default();
         // Poetry before 1.5 wrote category = "dev".
         let scope = match p.get("category").and_then(Value::as_str) {
@@ -225,7 +270,10 @@ pub fn package_array_lock(content: &str) -> Result<Vec<Dep>, String> {
                 || s.get("path").is_some()
                 || s.get("directory").is_some()
                 || s.get("url").is_some() && s.get("registry").is_none()
-                || matches!(s.get("type").and_then(Value::as_str), Some("git" | "directory" | "file" | "url"))
+                || matches!(
+                    s.get("type").and_then(Value::as_str),
+                    Some("git" | "directory" | "file" | "url")
+                )
         });
         if elsewhere {
             dep.non_registry = true;
@@ -246,8 +294,14 @@ mod unit_tests {
             "# pinned\n-r base.txt\nrequests==2.31.0 \\\n    --hash=sha256:abc\nflask>=2.0 # web\n-e git+https://x/y#egg=z\n./local\nidna ; python_version<'3.8'\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.requirement.as_deref())).collect();
-        assert_eq!(got, vec![("requests", Some("==2.31.0")), ("flask", Some(">=2.0")), ("idna", None)]);
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.requirement.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("requests", Some("==2.31.0")), ("flask", Some(">=2.0")), ("idna", None)]
+        );
     }
 
     #[test]

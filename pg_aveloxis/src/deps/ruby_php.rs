@@ -13,7 +13,8 @@ use super::Dep;
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"["']([^"']*)["']"#).unwrap());
 static GEM_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"^\s*(gem|pod)\s*\(?\s*["']([^"']+)["']\s*(.*)$"#).unwrap());
-static GROUP_OPEN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*group\s*\(?\s*(.*?)\)?\s*do\s*(\|.*\|)?\s*$").unwrap());
+static GROUP_OPEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*group\s*\(?\s*(.*?)\)?\s*do\s*(\|.*\|)?\s*$").unwrap());
 static BLOCK_OPEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(\bdo\s*(\|[^|]*\|)?\s*$)|^\s*(if|unless|case|while|until|begin|def)\b").unwrap());
 
@@ -32,7 +33,11 @@ fn version_args(rest: &str) -> (Vec<String>, bool) {
             }
             continue;
         }
-        let key = part.trim_start_matches(':').split([':', ' ', '=']).next().unwrap_or_default();
+        let key = part
+            .trim_start_matches(':')
+            .split([':', ' ', '='])
+            .next()
+            .unwrap_or_default();
         if matches!(key, "git" | "github" | "path" | "gitlab" | "bitbucket" | "podspec") {
             elsewhere = true;
         }
@@ -75,9 +80,15 @@ fn ruby_dsl(content: &str, verb: &str) -> Result<Vec<Dep>, String> {
         if let Some(c) = GEM_LINE.captures(line).filter(|c| &c[1] == verb) {
             let (versions, elsewhere) = version_args(&c[3]);
             let inline_group = c[3].find("group").map(|i| group_scope(&c[3][i..]));
-            let scope = inline_group.or_else(|| blocks.iter().rev().find_map(|b| *b)).unwrap_or("runtime");
+            let scope = inline_group
+                .or_else(|| blocks.iter().rev().find_map(|b| *b))
+                .unwrap_or("runtime");
             // A Podfile's `Name/Subspec` is a part of pod `Name`.
-            let name = if verb == "pod" { c[2].split('/').next().unwrap_or(&c[2]) } else { &c[2] };
+            let name = if verb == "pod" {
+                c[2].split('/').next().unwrap_or(&c[2])
+            } else {
+                &c[2]
+            };
             let req = (!versions.is_empty()).then(|| versions.join(", "));
             let mut dep = Dep::declared(name, req, scope);
             dep.non_registry = elsewhere;
@@ -111,7 +122,11 @@ pub fn gemspec(content: &str) -> Result<Vec<Dep>, String> {
     Ok(GEMSPEC_DEP
         .captures_iter(content)
         .map(|c| {
-            let scope = if c.get(1).map(|m| m.as_str()) == Some("development_") { "development" } else { "runtime" };
+            let scope = if c.get(1).map(|m| m.as_str()) == Some("development_") {
+                "development"
+            } else {
+                "runtime"
+            };
             let versions: Vec<String> = QUOTED.captures_iter(&c[3]).map(|v| v[1].trim().to_owned()).collect();
             Dep::declared(&c[2], (!versions.is_empty()).then(|| versions.join(", ")), scope)
         })
@@ -138,7 +153,9 @@ pub fn gemfile_lock(content: &str) -> Result<Vec<Dep>, String> {
         let body = line.trim();
         match section {
             "GEM" | "ELSEWHERE" if indent == 4 => {
-                let Some((name, rest)) = body.split_once(" (") else { continue };
+                let Some((name, rest)) = body.split_once(" (") else {
+                    continue;
+                };
                 let version = rest.trim_end_matches(')');
                 // `nokogiri (1.16.2-x86_64-linux)`: the platform follows the version.
                 let version = version.split('-').next().unwrap_or(version);
@@ -195,7 +212,10 @@ pub fn composer_lock(content: &str) -> Result<Vec<Dep>, String> {
     let mut out = Vec::new();
     for (section, scope) in [("packages", "runtime"), ("packages-dev", "development")] {
         for p in doc.get(section).and_then(Value::as_array).into_iter().flatten() {
-            let (Some(name), Some(version)) = (p.get("name").and_then(Value::as_str), p.get("version").and_then(Value::as_str)) else {
+            let (Some(name), Some(version)) = (
+                p.get("name").and_then(Value::as_str),
+                p.get("version").and_then(Value::as_str),
+            ) else {
                 continue;
             };
             let mut dep = Dep::locked(name, version, scope, None);
@@ -220,7 +240,10 @@ mod unit_tests {
             "source 'https://rubygems.org'\ngem 'rails', '~> 7.1.0'\ngem \"pg\", \">= 0.18\", \"< 2.0\"\ngroup :development, :test do\n  gem 'rspec-rails', require: false\n  if ENV['X']\n    gem 'debug'\n  end\nend\ngem 'mylib', git: 'https://x/y.git'\ngem 'rubocop', group: :test\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.requirement.as_deref(), d.scope, d.non_registry)).collect();
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.requirement.as_deref(), d.scope, d.non_registry))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -240,7 +263,16 @@ mod unit_tests {
             "GEM\n  remote: https://rubygems.org/\n  specs:\n    nokogiri (1.16.2-x86_64-linux)\n      racc (~> 1.4)\n    racc (1.7.3)\n\nPLATFORMS\n  x86_64-linux\n\nDEPENDENCIES\n  nokogiri (>= 1.6)\n\nBUNDLED WITH\n   2.5.6\n",
         )
         .unwrap();
-        let got: Vec<_> = deps.iter().map(|d| (d.name.as_str(), d.version.as_deref(), d.direct)).collect();
-        assert_eq!(got, vec![("nokogiri", Some("1.16.2"), Some(true)), ("racc", Some("1.7.3"), Some(false))]);
+        let got: Vec<_> = deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.version.as_deref(), d.direct))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("nokogiri", Some("1.16.2"), Some(true)),
+                ("racc", Some("1.7.3"), Some(false))
+            ]
+        );
     }
 }

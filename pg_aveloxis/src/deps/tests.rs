@@ -34,7 +34,12 @@ fn real_files_yield_what_they_state() {
         }
     };
     for line in sources.lines() {
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
         if cells.len() < 6 || !dir.join(cells[0]).is_file() {
             continue;
         }
@@ -43,18 +48,25 @@ fn real_files_yield_what_they_state() {
         let path = original_path(fixture);
         let content = std::fs::read_to_string(dir.join(fixture)).expect("fixture text");
         let (ecosystem, kind) = file_kind(&path).unwrap_or_else(|| panic!("{fixture}: {path} is no dependency file"));
-        let parsed = parse_file(&path, &content).unwrap().unwrap_or_else(|e| panic!("{fixture}: {e}"));
+        let parsed = parse_file(&path, &content)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{fixture}: {e}"));
         assert!(!parsed.deps.is_empty(), "{fixture}: nothing parsed");
         let (rows, errors) = resolve(&[(path.clone(), content.clone())]);
         assert!(errors.is_empty(), "{fixture}: {errors:?}");
         let named = |name: &str| -> Vec<&Resolved> {
             let key = normalize_name(ecosystem, name);
-            rows.iter().filter(|r| normalize_name(ecosystem, &r.name) == key).collect()
+            rows.iter()
+                .filter(|r| normalize_name(ecosystem, &r.name) == key)
+                .collect()
         };
         for fact in cells[5].split(" ; ").map(str::trim).filter(|f| !f.is_empty()) {
             facts += 1;
             if let Some(name) = fact.strip_prefix('!') {
-                check(named(name.trim()).is_empty(), format!("{fixture}: {name} reported: {:?}", named(name.trim())));
+                check(
+                    named(name.trim()).is_empty(),
+                    format!("{fixture}: {name} reported: {:?}", named(name.trim())),
+                );
             } else if let Some((name, version)) = fact.split_once(" @ ") {
                 let found = named(name.trim());
                 check(
@@ -62,12 +74,17 @@ fn real_files_yield_what_they_state() {
                     format!("{fixture}: {name} @ {version} not found ({kind:?}); rows for it: {found:?}"),
                 );
                 if kind == Kind::Lockfile {
-                    check(found.iter().any(|r| r.resolution == "locked"), format!("{fixture}: {name} not locked"));
+                    check(
+                        found.iter().any(|r| r.resolution == "locked"),
+                        format!("{fixture}: {name} not locked"),
+                    );
                 }
             } else if let Some((name, requirement)) = fact.split_once(" ~ ") {
                 let found = named(name.trim());
                 check(
-                    found.iter().any(|r| r.requirement.as_deref() == Some(requirement.trim())),
+                    found
+                        .iter()
+                        .any(|r| r.requirement.as_deref() == Some(requirement.trim())),
                     format!("{fixture}: {name} ~ {requirement} not found; rows for it: {found:?}"),
                 );
             } else {
@@ -75,7 +92,12 @@ fn real_files_yield_what_they_state() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} facts do not hold:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} facts do not hold:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -94,7 +116,9 @@ fn repo(files: &[(&str, &str)]) -> Vec<Resolved> {
 }
 
 fn row<'a>(rows: &'a [Resolved], name: &str) -> &'a Resolved {
-    rows.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{name} missing from {rows:?}"))
+    rows.iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("{name} missing from {rows:?}"))
 }
 
 /// The installed version comes from the lockfile, never a range's lower bound; what the
@@ -102,7 +126,10 @@ fn row<'a>(rows: &'a [Resolved], name: &str) -> &'a Resolved {
 #[test]
 fn manifests_take_their_lockfiles_installed_versions() {
     let rows = repo(&[
-        ("web/package.json", r#"{"dependencies": {"express": "^4.18.0"}, "devDependencies": {"jest": "~29.0.0"}}"#),
+        (
+            "web/package.json",
+            r#"{"dependencies": {"express": "^4.18.0"}, "devDependencies": {"jest": "~29.0.0"}}"#,
+        ),
         (
             "web/package-lock.json",
             r#"{"lockfileVersion": 3, "packages": {"": {"dependencies": {"express": "^4.18.0"}, "devDependencies": {"jest": "~29.0.0"}},
@@ -111,12 +138,18 @@ fn manifests_take_their_lockfiles_installed_versions() {
         ),
     ]);
     let express = row(&rows, "express");
-    assert_eq!((express.version.as_deref(), express.resolution, express.direct), (Some("4.18.2"), "locked", true));
+    assert_eq!(
+        (express.version.as_deref(), express.resolution, express.direct),
+        (Some("4.18.2"), "locked", true)
+    );
     assert_eq!(express.requirement.as_deref(), Some("^4.18.0"));
     assert_eq!(express.lockfile_path.as_deref(), Some("web/package-lock.json"));
     assert_eq!(row(&rows, "jest").scope, "development");
     let accepts = row(&rows, "accepts");
-    assert_eq!((accepts.direct, accepts.manifest_path.as_str()), (false, "web/package-lock.json"));
+    assert_eq!(
+        (accepts.direct, accepts.manifest_path.as_str()),
+        (false, "web/package-lock.json")
+    );
     assert_eq!(row(&rows, "debug").version.as_deref(), Some("2.6.9"));
     assert_eq!(rows.len(), 4);
 }
@@ -135,9 +168,15 @@ fn workspace_members_lock_at_the_root_and_ranges_stay_ranges() {
     assert_eq!(row(&rows, "serde").version.as_deref(), Some("1.0.195"));
     // Two versions of syn in the lock: the one the requirement "2" matches.
     let syn: Vec<_> = rows.iter().filter(|r| r.name == "syn").collect();
-    assert_eq!(syn.iter().find(|r| r.direct).unwrap().version.as_deref(), Some("2.0.48"));
+    assert_eq!(
+        syn.iter().find(|r| r.direct).unwrap().version.as_deref(),
+        Some("2.0.48")
+    );
     assert!(syn.iter().any(|r| !r.direct && r.version.as_deref() == Some("1.0.109")));
-    assert!(rows.iter().all(|r| r.name != "a"), "the workspace's own crate is no dependency");
+    assert!(
+        rows.iter().all(|r| r.name != "a"),
+        "the workspace's own crate is no dependency"
+    );
     let requests = row(&rows, "requests");
     assert_eq!((requests.version.as_deref(), requests.resolution), (None, "range"));
     assert_eq!(row(&rows, "idna").resolution, "exact");
@@ -148,7 +187,10 @@ fn workspace_members_lock_at_the_root_and_ranges_stay_ranges() {
 fn unreadable_files_are_reported_with_their_path_and_the_rest_resolves() {
     let files = vec![
         ("package.json".to_string(), "{ not json".to_string()),
-        ("go.mod".to_string(), "module x\nrequire golang.org/x/text v0.14.0\n".to_string()),
+        (
+            "go.mod".to_string(),
+            "module x\nrequire golang.org/x/text v0.14.0\n".to_string(),
+        ),
     ];
     let (rows, errors) = resolve(&files);
     assert_eq!(errors.len(), 1);
@@ -162,21 +204,28 @@ fn kinds_by_path() {
     assert_eq!(file_kind("a/b/package-lock.json"), Some(("npm", Kind::Lockfile)));
     assert_eq!(file_kind("requirements-dev.txt"), Some(("PyPI", Kind::Manifest)));
     assert_eq!(file_kind("requirements/test.txt"), None);
-    assert_eq!(file_kind(".github/workflows/ci.yml"), Some(("GitHub Actions", Kind::Manifest)));
+    assert_eq!(
+        file_kind(".github/workflows/ci.yml"),
+        Some(("GitHub Actions", Kind::Manifest))
+    );
     assert_eq!(file_kind("docs/.github/workflows/ci.yml"), None);
     assert_eq!(file_kind("src/App.csproj"), Some(("NuGet", Kind::Manifest)));
     assert_eq!(file_kind(".csproj"), None);
     assert_eq!(file_kind("README.md"), None);
-    assert_eq!(original_path("actions__checkout__.github__workflows__test.yml"), ".github/workflows/test.yml");
+    assert_eq!(
+        original_path("actions__checkout__.github__workflows__test.yml"),
+        ".github/workflows/test.yml"
+    );
 }
-
 
 /// `*` of a served glob: any run of characters but `/`.
 fn glob_matches(glob: &str, text: &str) -> bool {
     match glob.split_once('*') {
         None => glob == text,
         Some((head, tail)) => {
-            let Some(rest) = text.strip_prefix(head) else { return false };
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
             (0..=rest.len())
                 .take_while(|i| !rest[..*i].contains('/'))
                 .any(|i| rest.is_char_boundary(i) && glob_matches(tail, &rest[i..]))
@@ -201,13 +250,27 @@ fn served_globs_select_what_the_parsers_read() {
         .collect();
     paths.extend(
         [
-            "web/package.json", "requirements-dev.txt", "ci/test_requirements.txt", "requirements/base.txt",
-            "src/App.fsproj", "lib/x.gemspec", ".github/workflows/ci.yaml", "docs/.github/workflows/ci.yml",
-            ".github/workflows/sub/x.yml", "README.md", "package.json.bak", "Cargo.toml.orig", "go.sum",
+            "web/package.json",
+            "requirements-dev.txt",
+            "ci/test_requirements.txt",
+            "requirements/base.txt",
+            "src/App.fsproj",
+            "lib/x.gemspec",
+            ".github/workflows/ci.yaml",
+            "docs/.github/workflows/ci.yml",
+            ".github/workflows/sub/x.yml",
+            "README.md",
+            "package.json.bak",
+            "Cargo.toml.orig",
+            "go.sum",
         ]
         .map(String::from),
     );
     for path in paths {
-        assert_eq!(selected(&path), file_kind(&path).is_some(), "{path}: served globs and parsers disagree");
+        assert_eq!(
+            selected(&path),
+            file_kind(&path).is_some(),
+            "{path}: served globs and parsers disagree"
+        );
     }
 }

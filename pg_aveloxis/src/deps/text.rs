@@ -57,7 +57,10 @@ pub fn pep508(line: &str) -> Option<Pep508> {
     let name = caps.get(1)?.as_str().to_owned();
     let rest = &line[caps.get(0)?.end()..];
     let (body, marker) = match rest.find(';') {
-        Some(i) => (&rest[..i], Some(rest[i + 1..].trim().to_owned()).filter(|m| !m.is_empty())),
+        Some(i) => (
+            &rest[..i],
+            Some(rest[i + 1..].trim().to_owned()).filter(|m| !m.is_empty()),
+        ),
         None => (rest, None),
     };
     let body = body.trim();
@@ -69,7 +72,11 @@ pub fn pep508(line: &str) -> Option<Pep508> {
             marker,
         });
     }
-    let body = body.strip_prefix('(').and_then(|b| b.strip_suffix(')')).unwrap_or(body).trim();
+    let body = body
+        .strip_prefix('(')
+        .and_then(|b| b.strip_suffix(')'))
+        .unwrap_or(body)
+        .trim();
     if !body.is_empty() && !body.starts_with(['=', '<', '>', '~', '!']) {
         return None;
     }
@@ -184,7 +191,11 @@ mod unit_tests {
     fn exact_versions_by_each_ecosystems_rule() {
         assert_eq!(exact_version("npm", "4.18.2").as_deref(), Some("4.18.2"));
         assert_eq!(exact_version("npm", "^4.18.2"), None);
-        assert_eq!(exact_version("crates.io", "1.0"), None, "Cargo's bare version is a caret range");
+        assert_eq!(
+            exact_version("crates.io", "1.0"),
+            None,
+            "Cargo's bare version is a caret range"
+        );
         assert_eq!(exact_version("crates.io", "=1.0.3").as_deref(), Some("1.0.3"));
         assert_eq!(exact_version("PyPI", "==2.31.0").as_deref(), Some("2.31.0"));
         assert_eq!(exact_version("PyPI", "==2.*"), None);
