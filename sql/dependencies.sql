@@ -39,6 +39,8 @@ CREATE TABLE aveloxis_data.repo_dependency_decls (
     lockfile_path  text,
     ecosystem      text NOT NULL,
     name           text NOT NULL,
+    -- The name as the ecosystem compares it: the key of the package cache.
+    package        text NOT NULL,
     requirement    text,
     scope          text NOT NULL,
     direct         boolean NOT NULL,
@@ -50,7 +52,7 @@ CREATE TABLE aveloxis_data.repo_dependency_decls (
 );
 COMMENT ON TABLE aveloxis_data.repo_dependency_decls IS
     'Dependencies of each repository''s analysed HEAD: declared requirement, version in use and how it is known';
-CREATE INDEX repo_dependency_decls_package_idx ON aveloxis_data.repo_dependency_decls (ecosystem, name, version);
+CREATE INDEX repo_dependency_decls_package_idx ON aveloxis_data.repo_dependency_decls (ecosystem, package, version);
 
 -- Each parse of a repository's dependency files.
 CREATE TABLE aveloxis_data.repo_dependency_scans (
@@ -184,10 +186,10 @@ BEGIN
 
     DELETE FROM aveloxis_data.repo_dependency_decls d WHERE d.repo_id = repo;
     INSERT INTO aveloxis_data.repo_dependency_decls
-        (repo_id, manifest_path, lockfile_path, ecosystem, name, requirement, scope, direct, version, resolution,
-         parsed_at)
-    SELECT repo, r.manifest_path, r.lockfile_path, r.ecosystem, r.name, r.requirement, r.scope, r.direct, r.version,
-           r.resolution, observed
+        (repo_id, manifest_path, lockfile_path, ecosystem, name, package, requirement, scope, direct, version,
+         resolution, parsed_at)
+    SELECT repo, r.manifest_path, r.lockfile_path, r.ecosystem, r.name, aveloxis_ops.package_key(r.ecosystem, r.name),
+           r.requirement, r.scope, r.direct, r.version, r.resolution, observed
     FROM pg_temp.aveloxis_resolved r WHERE r.parse_error IS NULL;
 
     WITH moved AS (

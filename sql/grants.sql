@@ -69,7 +69,9 @@ BEGIN
         aveloxis.dependencies(bigint, boolean),
         aveloxis.parse_dependency_file(text, text),
         aveloxis.dependency_file_kind(text),
-        aveloxis.dependency_file_patterns()
+        aveloxis.dependency_file_patterns(),
+        aveloxis.vulnerabilities(bigint, boolean),
+        aveloxis.package_cache_stats()
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -122,7 +124,11 @@ BEGIN
         aveloxis.analysis_state(uuid),
         aveloxis.scorecard_settings(),
         aveloxis.known_dependency_blobs(uuid),
-        aveloxis.dependency_file_patterns()
+        aveloxis.dependency_file_patterns(),
+        aveloxis.packages_due(uuid),
+        aveloxis.osv_settings(),
+        aveloxis.osv_due(uuid),
+        aveloxis.osv_vulns_needed(uuid, text[], timestamptz[])
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

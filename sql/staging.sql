@@ -13,7 +13,8 @@ CREATE TABLE aveloxis_ops.staging (
                                        'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
                                        'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
                                        'distribution_manifest', 'labor_snapshot', 'scorecard',
-                                       'dependency_files', 'dependency_blob')),
+                                       'dependency_files', 'dependency_blob', 'package_versions', 'osv_results',
+                                       'osv_vuln')),
     envelope_version smallint NOT NULL DEFAULT 1 CHECK (envelope_version = 1),
     -- The forge's JSON as text, so that even a corrupted payload can be staged and then
     -- rejected with its error instead of failing the agent's whole COPY. lz4: faster
@@ -109,6 +110,8 @@ AS $$
                                        'distribution_releases', 'distribution_packages', 'distribution_manifest']
         WHEN 'analysis' THEN ARRAY['labor_snapshot', 'dependency_files', 'dependency_blob']
         WHEN 'scorecard' THEN ARRAY['scorecard']
+        WHEN 'packages' THEN ARRAY['package_versions']
+        WHEN 'vulnerabilities' THEN ARRAY['osv_results', 'osv_vuln']
         ELSE '{}'::text[] END
 $$;
 

@@ -473,6 +473,35 @@ pub fn resolve(files: &[(String, String)]) -> (Vec<Resolved>, Vec<FileError>) {
     (out, errors)
 }
 
+static PEP440_PRE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)[0-9][._-]?(a|b|c|rc|alpha|beta|pre|preview|dev)[._-]?[0-9]*").unwrap()
+});
+static MAVEN_PRE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)(alpha|beta|rc|cr|milestone|snapshot|preview|[.-]ea\b|[.-]m[0-9])").unwrap()
+});
+
+/// Whether a version is a pre-release by its ecosystem's rule (excluded from "latest").
+pub fn is_prerelease(ecosystem: &str, version: &str) -> bool {
+    let v = version.trim();
+    match ecosystem {
+        "PyPI" => PEP440_PRE.is_match(v),
+        "Maven" => MAVEN_PRE.is_match(v),
+        // RubyGems and CocoaPods: any letter makes a pre-release.
+        "RubyGems" | "CocoaPods" => v.chars().any(|c| c.is_ascii_alphabetic()),
+        // Versions where `-` separates parts of a release (R's 1.75.0-0), or free-form.
+        "CRAN" | "ConanCenter" | "Hackage" | "GitHub Actions" => false,
+        "Packagist" => {
+            let lower = v.to_ascii_lowercase();
+            lower.starts_with("dev-") || lower.ends_with("-dev") || ["alpha", "beta", "rc", "-pl"].iter().any(|m| lower.contains(m))
+        }
+        // SemVer: a `-` after the numeric core (Go pseudo-versions included).
+        _ => {
+            let core = v.trim_start_matches('v').split('+').next().unwrap_or_default();
+            core.contains('-')
+        }
+    }
+}
+
 /// Counts per ecosystem (for logs and tests).
 pub fn ecosystems(resolved: &[Resolved]) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
@@ -553,6 +582,21 @@ mod aveloxis {
 mod aveloxis_ops {
     use pgrx::prelude::*;
 
+    /// `aveloxis_ops.package_key(ecosystem, name)`: the name as the ecosystem compares it
+    /// (PyPI's PEP 503 normalisation; NuGet, Packagist and Hackage without case), the key
+    /// of the fleet-wide package cache.
+    #[pg_extern(immutable, parallel_safe, strict)]
+    fn package_key(ecosystem: &str, name: &str) -> String {
+        super::normalize_name(ecosystem, name)
+    }
+
+    /// `aveloxis_ops.is_prerelease(ecosystem, version)`: a pre-release by the ecosystem's
+    /// rule (PEP 440, Maven qualifiers, RubyGems letters, SemVer `-`).
+    #[pg_extern(immutable, parallel_safe, strict)]
+    fn is_prerelease(ecosystem: &str, version: &str) -> bool {
+        super::is_prerelease(ecosystem, version)
+    }
+
     /// `aveloxis_ops.resolve_dependencies(paths, contents)`: a repository's dependency
     /// files joined into its dependencies (see `resolve`); a file that cannot be parsed is
     /// one row with its path and `parse_error`, no name.
@@ -613,3 +657,33 @@ mod aveloxis_ops {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod prerelease_tests {
+    use super::is_prerelease;
+
+    #[test]
+    fn prereleases_by_each_ecosystems_rule() {
+        for (eco, v, pre) in [
+            ("npm", "5.0.0-beta.1", true),
+            ("npm", "4.18.2", false),
+            ("PyPI", "2.0.0rc1", true),
+            ("PyPI", "1.0.dev3", true),
+            ("PyPI", "2.31.0", false),
+            ("PyPI", "2026.4.22", false),
+            ("Maven", "2.0.0-M1", true),
+            ("Maven", "1.0-SNAPSHOT", true),
+            ("Maven", "33.2.1-jre", false),
+            ("RubyGems", "7.2.0.beta1", true),
+            ("RubyGems", "7.1.3", false),
+            ("Go", "v0.0.0-20240101000000-abcdef123456", true),
+            ("Go", "v1.2.3", false),
+            ("NuGet", "1.0.0-beta.1+build.5", true),
+            ("CRAN", "1.75.0-0", false),
+            ("Packagist", "v6.3.0", false),
+            ("Packagist", "6.4.x-dev", true),
+        ] {
+            assert_eq!(is_prerelease(eco, v), pre, "{eco} {v}");
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod registry;
 pub mod sanitize;
 pub mod scheduler;
+pub mod vulns;
 #[cfg(feature = "pg_test")]
 pub mod test_support;
 
@@ -166,6 +167,22 @@ extension_sql_file!(
 );
 
 extension_sql_file!(
+    "../../sql/packages.sql",
+    name = "packages",
+    requires = [
+        "dependencies",
+        deps::aveloxis_ops::package_key,
+        deps::aveloxis_ops::is_prerelease
+    ]
+);
+
+extension_sql_file!(
+    "../../sql/vulnerabilities.sql",
+    name = "vulnerabilities",
+    requires = ["packages", vulns::aveloxis_ops::cvss_score]
+);
+
+extension_sql_file!(
     "../../sql/community_files.sql",
     name = "community_files",
     requires = ["drain", "registry"]
@@ -240,7 +257,9 @@ extension_sql_file!(
         "identity_apply",
         "labor",
         "scorecard",
-        "dependencies"
+        "dependencies",
+        "packages",
+        "vulnerabilities"
     ]
 );
 
