@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:31
+-- pg_aveloxis/src/lib.rs:32
 -- bootstrap
 -- Schemas, roles and the platform dimension: the ground every other file stands on.
 --
@@ -64,55 +64,86 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:421
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
+-- pg_aveloxis/src/lib.rs:34
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:428
--- pg_aveloxis::deps::aveloxis::dependency_file_patterns
-CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
-	"applies_to" TEXT,  /* String */
-	"glob" TEXT  /* String */
-)
+-- pg_aveloxis/src/lib.rs:39
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
+AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:445
--- pg_aveloxis::deps::aveloxis::parse_dependency_file
-CREATE  FUNCTION aveloxis."parse_dependency_file"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
+-- pg_aveloxis/src/vulns.rs:22
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:28
+-- pg_aveloxis::vulns::aveloxis_ops::cvss_score
+CREATE  FUNCTION aveloxis_ops."cvss_score"(
+	"vector" TEXT /* & str */
 ) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"name" TEXT,  /* String */
-	"requirement" TEXT,  /* Option < String > */
-	"version" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* String */
-	"direct" bool,  /* Option < bool > */
-	"non_registry" bool  /* bool */
+	"score" double precision,  /* f64 */
+	"severity" TEXT,  /* String */
+	"cvss_version" TEXT  /* String */
 )
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:435
--- pg_aveloxis::deps::aveloxis::dependency_file_kind
-CREATE  FUNCTION aveloxis."dependency_file_kind"(
-	"path" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT  /* String */
-)
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -130,6 +161,58 @@ CREATE  FUNCTION aveloxis_ops."contents_text"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:581
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:595
+-- pg_aveloxis::deps::aveloxis_ops::is_prerelease
+CREATE  FUNCTION aveloxis_ops."is_prerelease"(
+	"ecosystem" TEXT, /* & str */
+	"version" TEXT /* & str */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:603
+-- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
+CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
+	"paths" TEXT[], /* Vec < Option < String > > */
+	"contents" TEXT[] /* Vec < Option < String > > */
+) RETURNS TABLE (
+	"manifest_path" TEXT,  /* String */
+	"lockfile_path" TEXT,  /* Option < String > */
+	"ecosystem" TEXT,  /* Option < String > */
+	"name" TEXT,  /* Option < String > */
+	"requirement" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* Option < String > */
+	"direct" bool,  /* Option < bool > */
+	"version" TEXT,  /* Option < String > */
+	"resolution" TEXT,  /* Option < String > */
+	"parse_error" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:588
+-- pg_aveloxis::deps::aveloxis_ops::package_key
+CREATE  FUNCTION aveloxis_ops."package_key"(
+	"ecosystem" TEXT, /* & str */
+	"name" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'package_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -158,7 +241,7 @@ AS 'MODULE_PATHNAME', 'parse_repo_url_with_hosts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:44
+-- pg_aveloxis/src/lib.rs:45
 -- requires:
 --   bootstrap
 --   registry::aveloxis_ops::parse_repo_url_with_hosts
@@ -557,88 +640,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:145
--- requires:
---   registry
-
--- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
--- Augur's names and columns. The phases that fill them come later (issue 17); the
--- tables exist now so the views and 8Knot's queries over them answer, empty.
--- Every scan writes its rows with one data_collection_date: readers take the rows of
--- the latest date per repository.
-
-CREATE TABLE aveloxis_data.repo_labor (
-    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    repo_clone_date      timestamptz,
-    rl_analysis_date     timestamptz,
-    programming_language text,
-    file_path            text,
-    file_name            text,
-    total_lines          integer,
-    code_lines           integer,
-    comment_lines        integer,
-    blank_lines          integer,
-    code_complexity      integer,
-    repo_url             text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_labor_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_libyear (
-    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                 text,
-    requirement          text,
-    type                 text,
-    package_manager      text,
-    -- Augur's spelling.
-    current_verion       text,
-    latest_version       text,
-    current_release_date text,
-    latest_release_date  text,
-    -- NULL when unknown, never 0.
-    libyear              double precision,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_libyear_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard (
-    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                    text,
-    -- Numeric text or NULL, never '' (8Knot casts it to float4).
-    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
-    scorecard_check_details jsonb,
-    tool_source             text,
-    tool_version            text,
-    data_source             text,
-    data_collection_date    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:50
+-- pg_aveloxis/src/lib.rs:51
 -- requires:
 --   registry
 
@@ -657,7 +659,8 @@ CREATE TABLE aveloxis_ops.staging (
                                        'repo_files', 'distribution_depsdev', 'distribution_depsdev_package',
                                        'distribution_ecosystems', 'distribution_releases', 'distribution_packages',
                                        'distribution_manifest', 'labor_snapshot', 'scorecard',
-                                       'dependency_files', 'dependency_blob')),
+                                       'dependency_files', 'dependency_blob', 'package_versions', 'osv_results',
+                                       'osv_vuln')),
     envelope_version smallint NOT NULL DEFAULT 1 CHECK (envelope_version = 1),
     -- The forge's JSON as text, so that even a corrupted payload can be staged and then
     -- rejected with its error instead of failing the agent's whole COPY. lz4: faster
@@ -753,6 +756,8 @@ AS $$
                                        'distribution_releases', 'distribution_packages', 'distribution_manifest']
         WHEN 'analysis' THEN ARRAY['labor_snapshot', 'dependency_files', 'dependency_blob']
         WHEN 'scorecard' THEN ARRAY['scorecard']
+        WHEN 'packages' THEN ARRAY['package_versions']
+        WHEN 'vulnerabilities' THEN ARRAY['osv_results', 'osv_vuln']
         ELSE '{}'::text[] END
 $$;
 
@@ -831,7 +836,7 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:51
+-- pg_aveloxis/src/lib.rs:52
 -- requires:
 --   bootstrap
 --   staging
@@ -1186,7 +1191,215 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:56
+-- pg_aveloxis/src/lib.rs:218
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:146
+-- requires:
+--   registry
+
+-- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
+-- Augur's names and columns. The phases that fill them come later (issue 17); the
+-- tables exist now so the views and 8Knot's queries over them answer, empty.
+-- Every scan writes its rows with one data_collection_date: readers take the rows of
+-- the latest date per repository.
+
+CREATE TABLE aveloxis_data.repo_labor (
+    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    repo_clone_date      timestamptz,
+    rl_analysis_date     timestamptz,
+    programming_language text,
+    file_path            text,
+    file_name            text,
+    total_lines          integer,
+    code_lines           integer,
+    comment_lines        integer,
+    blank_lines          integer,
+    code_complexity      integer,
+    repo_url             text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_labor_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
+
+CREATE TABLE aveloxis_data.repo_deps_libyear (
+    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                 text,
+    requirement          text,
+    type                 text,
+    package_manager      text,
+    -- Augur's spelling.
+    current_verion       text,
+    latest_version       text,
+    current_release_date text,
+    latest_release_date  text,
+    -- NULL when unknown, never 0.
+    libyear              double precision,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_libyear_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard (
+    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                    text,
+    -- Numeric text or NULL, never '' (8Knot casts it to float4).
+    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
+    scorecard_check_details jsonb,
+    tool_source             text,
+    tool_version            text,
+    data_source             text,
+    data_collection_date    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:57
 -- requires:
 --   registry
 --   contributors
@@ -1484,7 +1697,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:61
+-- pg_aveloxis/src/lib.rs:62
 -- requires:
 --   issues
 
@@ -1914,7 +2127,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:62
+-- pg_aveloxis/src/lib.rs:63
 -- requires:
 --   messages
 
@@ -2604,7 +2817,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:67
+-- pg_aveloxis/src/lib.rs:68
 -- requires:
 --   pull_requests
 
@@ -3066,7 +3279,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:72
+-- pg_aveloxis/src/lib.rs:73
 -- requires:
 --   events_releases
 
@@ -3355,134 +3568,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:201
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:96
+-- pg_aveloxis/src/lib.rs:97
 -- requires:
 --   registry
 --   staging
@@ -3652,7 +3738,8 @@ CREATE TABLE aveloxis_ops.jobs (
     job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
     phase                text NOT NULL CONSTRAINT jobs_phase_check
-                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard')),
+                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
+                                          'packages', 'vulnerabilities')),
     -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
     priority             integer NOT NULL DEFAULT 100,
     due_at               timestamptz NOT NULL DEFAULT now(),
@@ -3724,15 +3811,26 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('av
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
 
--- The phases a repository gets: forge data for forges, git and its analysis for all,
--- distribution evidence for GitHub (reference 002, section 7).
+-- Every phase, in the order the queue's reports list them.
+CREATE FUNCTION aveloxis_ops.all_phases()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+$$;
+
+-- The phases a repository gets: forge data for forges, git and its analysis (labor,
+-- dependencies, their packages' libyear and vulnerabilities) for all, distribution
+-- evidence and Scorecard for GitHub (reference 002, section 7).
 CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT CASE platform WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard']
-                         WHEN 2 THEN ARRAY['collect', 'facade', 'analysis']
-                         ELSE ARRAY['facade', 'analysis'] END
+    SELECT CASE platform
+        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
+        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
 $$;
 
 -- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
@@ -3855,9 +3953,9 @@ BEGIN
     END IF;
     IF phases IS NULL OR cardinality(phases) = 0
        OR EXISTS (SELECT FROM unnest(phases) p
-                  WHERE p NOT IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard')) THEN
+                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
         RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Phases are collect, facade, distribution, analysis and scorecard.';
+            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
     END IF;
     -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
     SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
@@ -4139,6 +4237,15 @@ BEGIN
     IF j.phase = 'scorecard' THEN
         PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
     END IF;
+    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
+    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
+    -- (sql/vulnerabilities.sql).
+    IF j.phase = 'packages' THEN
+        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    IF j.phase = 'vulnerabilities' THEN
+        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -4401,11 +4508,11 @@ AS $$
            (SELECT count(*) FROM aveloxis_ops.job_runs r
             WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
               AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
-    FROM unnest(ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard']) AS p(phase)
+    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
     CROSS JOIN at
     LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
     GROUP BY p.phase, at.now
-    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard'], p.phase)
+    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
 $$;
 
 -- One row per phase of the repository, saying in words what it waits for.
@@ -4455,7 +4562,7 @@ BEGIN
                 END
     FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
     WHERE j.repo_id = repo
-    ORDER BY array_position(ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard'], j.phase);
+    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
 END
 $$;
 
@@ -4473,104 +4580,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:151
--- requires:
---   analysis
---   queue
---   staging
-
--- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
--- repository. The agent reads the public Scorecard API (no binary, no partial local run)
--- and stages its answer raw (`scorecard` entity); complete() applies it in one
--- transaction: the repository's current checks move to repo_deps_scorecard_history, and
--- the new ones take one data_collection_date: one row per check (score as the source gives
--- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
--- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
--- `repo` object). A repository the API does not publish (404) keeps what it had.
--- GitLab repositories have no public Scorecard source: they get no scorecard job.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
-     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
-CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
-
--- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
-CREATE FUNCTION aveloxis.scorecard_settings()
-RETURNS TABLE (scorecard_url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('scorecard.url')
-$$;
-
--- A score as the source gives it: an integer or decimal number as text; anything else NULL.
-CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
-$$;
-
--- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
--- outcome.published false (the API does not publish this repository): nothing changes.
-CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    doc      jsonb;
-    version  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
-    ORDER BY s.staging_id DESC LIMIT 1;
-    IF doc IS NULL THEN
-        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
-            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
-        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
-    END IF;
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
-                                                   tool_version, data_source, data_collection_date)
-    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
-           'OpenSSF Scorecard API', observed
-    FROM jsonb_array_elements(doc -> 'checks') c
-    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
-    UNION ALL
-    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
-           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
-           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:102
+-- pg_aveloxis/src/lib.rs:103
 -- requires:
 --   queue
 
@@ -4801,7 +4811,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:146
+-- pg_aveloxis/src/lib.rs:147
 -- requires:
 --   analysis
 --   queue
@@ -4966,6 +4976,149 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:152
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
+
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('scorecard.url')
+$$;
+
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
+$$;
+
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/identity.rs:86
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
 /* </end connected objects> */
@@ -4983,447 +5136,7 @@ AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:33
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:38
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:112
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
-    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
-    FROM rows r,
-         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
-    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:77
+-- pg_aveloxis/src/lib.rs:78
 -- requires:
 --   staging
 --   contributors
@@ -6404,7 +6117,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:104
+-- pg_aveloxis/src/lib.rs:105
 -- requires:
 --   drain
 --   queue
@@ -7163,283 +6876,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:117
--- requires:
---   merges
---   facade
-
--- Time-aware affiliation (docs/identity.md, "Affiliation"): who a person worked for is a
--- set of dated enrollments (person, organization, from, to), and email domains stand for
--- organizations from a date on (contributor_affiliations, Augur's table). Both are read
--- when a question is asked, never copied into commit rows: a correction changes every
--- answer about the past without re-collecting or rewriting a commit. The commit
--- aggregates (dm_*) are recomputed for the groups a correction touches.
---
--- Precedence, for a commit authored at time t by contributor c with email e:
---   1. an enrollment of c's person (aveloxis.person_of) covering t, the latest-starting;
---   2. the most specific active domain rule of e (mail.acme.com before acme.com) in force
---      at t (ca_start_date on or before t, or none);
---   3. none (NULL; '(Unknown)' in the aggregates, as Augur's).
--- A profile's company (cntrb_company) is what the person says today, not where they
--- worked when a commit was written: it is never used for the past.
-
-CREATE TABLE aveloxis_data.contributor_enrollments (
-    enrollment_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    cntrb_id      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    organization  text NOT NULL CHECK (btrim(organization) <> ''),
-    -- Inclusive start, exclusive end; NULL: open.
-    starts_on     date,
-    ends_on       date,
-    source        text NOT NULL DEFAULT 'admin',
-    created_by    text NOT NULL DEFAULT current_user,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    CHECK (starts_on IS NULL OR ends_on IS NULL OR starts_on < ends_on)
-);
-COMMENT ON TABLE aveloxis_data.contributor_enrollments IS
-    'Dated affiliations of a person (aveloxis.enroll); read at query time by aveloxis.affiliation_of';
-CREATE INDEX contributor_enrollments_cntrb_idx ON aveloxis_data.contributor_enrollments (cntrb_id);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_enrollments', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_enrollments', 'enrollment_id'), '');
-
--- The domain rule of an email in force at a time (NULL at: any time): the most specific active domain
--- (mail.example.com, then example.com) whose start date, if any, is not after it.
-CREATE FUNCTION aveloxis_ops.email_affiliation(email text, at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT a.ca_affiliation
-    FROM aveloxis_data.contributor_affiliations a
-    WHERE a.ca_active
-      AND (a.ca_start_date IS NULL OR at IS NULL OR a.ca_start_date <= (at AT TIME ZONE 'UTC')::date)
-      AND a.ca_domain = ANY (
-          SELECT array_to_string((string_to_array(lower(split_part(email, '@', 2)), '.'))[i:], '.')
-          FROM generate_series(1, cardinality(string_to_array(lower(split_part(email, '@', 2)), '.'))) i)
-    ORDER BY length(a.ca_domain) DESC
-    LIMIT 1;
-END;
-
--- The domain rule of an email at a time, for analysts (aveloxis_augur_data.commits reads
--- the committer's affiliation through it).
-CREATE FUNCTION aveloxis.email_affiliation(email text, at timestamptz DEFAULT NULL)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.email_affiliation(email, at)
-$$;
-
--- The organization of a person's enrollment covering a time (the latest-starting).
-CREATE FUNCTION aveloxis_ops.enrollment_at(person uuid, at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT e.organization FROM aveloxis_data.contributor_enrollments e
-    WHERE e.cntrb_id = person
-      AND (e.starts_on IS NULL OR e.starts_on <= (at AT TIME ZONE 'UTC')::date)
-      AND (e.ends_on IS NULL OR (at AT TIME ZONE 'UTC')::date < e.ends_on)
-    ORDER BY e.starts_on DESC NULLS LAST, e.enrollment_id DESC
-    LIMIT 1;
-END;
-
--- The affiliation of a commit: its author's enrollment at the time, else its email's
--- domain rule at the time (what aveloxis_augur_data.commits shows as
--- cmt_author_affiliation; the committer's is the domain rule of the committer's email).
-CREATE FUNCTION aveloxis.commit_affiliation(author uuid, email text, at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT coalesce(CASE WHEN author IS NOT NULL AND EXISTS (SELECT FROM aveloxis_data.contributor_enrollments)
-                         THEN aveloxis_ops.enrollment_at(aveloxis.person_of(author), at) END,
-                    CASE WHEN email LIKE '%@%' THEN aveloxis_ops.email_affiliation(email, at) END)
-$$;
-
--- Who a contributor was affiliated with at a time: the person's enrollment then, else the
--- domain rule then of the person's canonical (or own) email. NULL when nothing says.
-CREATE FUNCTION aveloxis.affiliation_of(cntrb_id uuid, at timestamptz DEFAULT now())
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH p AS (SELECT aveloxis.person_of(affiliation_of.cntrb_id) AS person)
-    SELECT coalesce(aveloxis_ops.enrollment_at(p.person, at),
-                    (SELECT aveloxis_ops.email_affiliation(coalesce(c.cntrb_canonical, c.cntrb_email), at)
-                     FROM aveloxis_data.contributors c WHERE c.cntrb_id = p.person))
-    FROM p
-$$;
-
--- Queues the commit aggregates of a person's commits (of the years given, or all) for
--- recomputation at each repository's next drain or aveloxis.refresh_commit_aggregates().
-CREATE FUNCTION aveloxis_ops.queue_person_aggregates(person uuid, from_year integer, to_year integer)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH rows_of AS (
-        SELECT r AS cntrb_id FROM aveloxis_ops.rows_of_person(person) r
-    ), queued AS (
-        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
-        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
-        FROM aveloxis_data.commits c
-        WHERE c.cmt_ght_author_id IN (SELECT r.cntrb_id FROM rows_of r)
-          AND c.cmt_author_timestamp IS NOT NULL AND c.cmt_author_email IS NOT NULL
-          AND extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC') BETWEEN coalesce(from_year, 0)
-                                                                              AND coalesce(to_year, 9999)
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) FROM queued
-$$;
-
--- Records that a contributor's person worked for an organization from starts_on
--- (inclusive) to ends_on (exclusive); either may be NULL (open). Returns its id. The
--- person's commit aggregates of those years are queued for recomputation.
-CREATE FUNCTION aveloxis.enroll(cntrb_id uuid, organization text, starts_on date DEFAULT NULL,
-                                ends_on date DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    person uuid := aveloxis.person_of(enroll.cntrb_id);
-    id bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = person) THEN
-        RAISE EXCEPTION 'contributor % does not exist', enroll.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF organization IS NULL OR btrim(organization) = '' THEN
-        RAISE EXCEPTION 'an enrollment needs an organization' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF starts_on >= ends_on THEN
-        RAISE EXCEPTION 'an enrollment ends after it starts (% is not before %)', starts_on, ends_on
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'ends_on is exclusive: the first day no longer there.';
-    END IF;
-    INSERT INTO aveloxis_data.contributor_enrollments (cntrb_id, organization, starts_on, ends_on)
-    VALUES (person, btrim(organization), starts_on, ends_on)
-    RETURNING enrollment_id INTO id;
-    PERFORM aveloxis_ops.queue_person_aggregates(person, extract(year FROM starts_on)::integer,
-                                                 extract(year FROM ends_on)::integer);
-    RETURN id;
-END
-$$;
-
--- Corrects an enrollment's dates or organization (NULL keeps a value; pass
--- clear_end => true to make it open-ended again).
-CREATE FUNCTION aveloxis.correct_enrollment(enrollment_id bigint, organization text DEFAULT NULL,
-                                            starts_on date DEFAULT NULL, ends_on date DEFAULT NULL,
-                                            clear_end boolean DEFAULT false)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    e aveloxis_data.contributor_enrollments;
-BEGIN
-    SELECT * INTO e FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = correct_enrollment.enrollment_id
-    FOR UPDATE;
-    IF e.enrollment_id IS NULL THEN
-        RAISE EXCEPTION 'enrollment % does not exist', correct_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
-    END IF;
-    UPDATE aveloxis_data.contributor_enrollments x
-    SET organization = coalesce(nullif(btrim(correct_enrollment.organization), ''), x.organization),
-        starts_on = coalesce(correct_enrollment.starts_on, x.starts_on),
-        ends_on = CASE WHEN clear_end THEN NULL ELSE coalesce(correct_enrollment.ends_on, x.ends_on) END
-    WHERE x.enrollment_id = e.enrollment_id;
-    -- Every year either version covers.
-    PERFORM aveloxis_ops.queue_person_aggregates(e.cntrb_id, NULL, NULL);
-END
-$$;
-
--- Removes an enrollment entered by mistake.
-CREATE FUNCTION aveloxis.remove_enrollment(enrollment_id bigint)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    person uuid;
-BEGIN
-    DELETE FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = remove_enrollment.enrollment_id
-    RETURNING x.cntrb_id INTO person;
-    IF person IS NULL THEN
-        RAISE EXCEPTION 'enrollment % does not exist', remove_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
-    END IF;
-    PERFORM aveloxis_ops.queue_person_aggregates(person, NULL, NULL);
-END
-$$;
-
--- A person's enrollments (through merges), oldest first.
-CREATE FUNCTION aveloxis.enrollments(cntrb_id uuid)
-RETURNS TABLE (enrollment_id bigint, organization text, starts_on date, ends_on date, source text,
-               created_by text, created_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT e.enrollment_id, e.organization, e.starts_on, e.ends_on, e.source, e.created_by, e.created_at
-    FROM aveloxis_data.contributor_enrollments e
-    WHERE e.cntrb_id = aveloxis.person_of(enrollments.cntrb_id)
-    ORDER BY e.starts_on NULLS FIRST, e.enrollment_id
-$$;
-
--- Sets what an email domain stands for from a date on (or ends it: active false). Commit
--- rows are not touched: their affiliation is read through the rules; the aggregates of
--- the commits under the domain and its subdomains are queued for recomputation at each
--- repository's next drain (or aveloxis.refresh_commit_aggregates). Returns how many
--- (repository, email, year) aggregate groups were queued.
-CREATE FUNCTION aveloxis.set_affiliation(domain text, affiliation text, active boolean DEFAULT true,
-                                         starts_on date DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    d text := lower(btrim(set_affiliation.domain));
-    queued bigint;
-BEGIN
-    IF d IS NULL OR d !~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' THEN
-        RAISE EXCEPTION 'not an email domain: %', set_affiliation.domain USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass the part after the @, e.g. ''redhat.com''.';
-    END IF;
-    INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, ca_start_date,
-                                                             tool_source)
-    VALUES (d, affiliation, coalesce(active, true), starts_on, 'aveloxis.set_affiliation')
-    ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
-                                          ca_start_date = EXCLUDED.ca_start_date,
-                                          data_collection_date = EXCLUDED.data_collection_date;
-    WITH q AS (
-        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
-        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
-        FROM aveloxis_data.commits c
-        WHERE (split_part(c.cmt_author_email, '@', 2) = d OR split_part(c.cmt_author_email, '@', 2) LIKE '%.' || d)
-          AND c.cmt_author_timestamp IS NOT NULL
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) INTO queued FROM q;
-    RETURN queued;
-END
-$$;
-
--- Recomputes a repository's queued commit aggregates now (the drain does it when it
--- finishes a repository): after affiliation corrections, for dashboards that should not
--- wait for the next collection. Returns the (email, year) groups recomputed.
-CREATE FUNCTION aveloxis.refresh_commit_aggregates(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN aveloxis_ops.refresh_commit_aggregates(repo);
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:203
+-- pg_aveloxis/src/lib.rs:220
 -- requires:
 --   facade
 --   events_releases
@@ -7570,2825 +7007,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:168
--- requires:
---   drain
---   registry
-
--- Community health files (code of conduct, security policy, security audits, and
--- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
--- request, every forge and plain git alike. The agent stages the names of the top
--- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
--- is decided here, so a better pattern needs no agent release. NULL means "not found".
-
-CREATE TABLE aveloxis_data.repo_community_files (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head                 text NOT NULL,
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    contributing_file    text,
-    changelog_file       text,
-    license_file         text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
-
--- The path of a kind of community file among a tree's paths, or NULL. Where forges
--- look first wins (.github/, then the top level, then docs/); the name is matched
--- without regard to case, with any extension.
-CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
-    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
-        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
-        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
-        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
-        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
-        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
-        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
-      END
-      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
-    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
-    LIMIT 1
-$$;
-
--- 'repo_files' payloads: the newest one replaces what the repository had.
-CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total  bigint;
-    newest record;
-    paths  text[];
-    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    files  record;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
-       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(e.value ORDER BY e.n) INTO paths
-    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
-    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
-           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
-           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
-           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
-           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
-           aveloxis_ops.community_file(paths, 'license') AS license_file
-    INTO files;
-    INSERT INTO aveloxis_data.repo_community_files AS f
-        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
-         changelog_file, license_file)
-    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
-            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
-            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
-            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
-        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
-               f.changelog_file, f.license_file)
-              IS DISTINCT FROM
-              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
-               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
-               EXCLUDED.license_file);
-    IF FOUND THEN
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:174
--- requires:
---   facade
---   analysis
---   events_releases
---   repo_info
---   community_files
---   affiliation
-
--- aveloxis_augur_data: Augur's relations under Augur's names, columns (in Augur's
--- order) and types, over aveloxis_data. 8Knot runs against it unchanged with
--- AUGUR_SCHEMA=aveloxis_augur_data,aveloxis_data (docs/analytics.md).
---
--- Augur's naive `timestamp` columns are UTC wall times, computed with AT TIME ZONE
--- 'UTC' so that no session TimeZone changes them. Columns Augur has and we do not
--- collect are NULL of Augur's type. Views are security_invoker: a reader needs the
--- SELECT on aveloxis_data that aveloxis_analyst has.
--- The 22 materialized views live here too (sql/matviews.sql).
-
-CREATE SCHEMA aveloxis_augur_data;
-COMMENT ON SCHEMA aveloxis_augur_data IS 'Augur-compatible names over aveloxis_data, and the materialized views (8Knot reads here)';
-
-CREATE VIEW aveloxis_augur_data.repo_groups WITH (security_invoker = true) AS
-SELECT g.repo_group_id, g.rg_name::varchar AS rg_name, g.rg_description::varchar AS rg_description,
-       g.rg_website::varchar AS rg_website, NULL::smallint AS rg_recache,
-       g.rg_last_modified AT TIME ZONE 'UTC' AS rg_last_modified, g.rg_type::varchar AS rg_type,
-       g.tool_source::varchar AS tool_source, g.tool_version::varchar AS tool_version,
-       g.data_source::varchar AS data_source, g.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_groups g;
-
-CREATE VIEW aveloxis_augur_data.repo WITH (security_invoker = true) AS
-SELECT r.repo_id, r.repo_group_id, r.repo_git::varchar AS repo_git, NULL::varchar AS repo_path,
-       r.repo_name::varchar AS repo_name, r.repo_added AT TIME ZONE 'UTC' AS repo_added,
-       p.platform_name::varchar AS repo_type,
-       (r.repo_host || '/' || r.repo_owner || '/' || r.repo_name)::varchar AS url, NULL::integer AS owner_id,
-       i.description::varchar AS description, i.primary_language::varchar AS primary_language,
-       to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')::varchar AS created_at,
-       NULL::varchar AS forked_from, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
-       CASE WHEN r.repo_archived THEN i.data_collection_date END AS repo_archived_date_collected,
-       r.repo_archived::integer AS repo_archived,
-       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
-       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date,
-       r.repo_src_id
-FROM aveloxis_data.repos r
-JOIN aveloxis_data.platforms p USING (platform_id)
-LEFT JOIN aveloxis_data.repo_info i USING (repo_id);
-
--- One row per repository (the current one; earlier versions are in
--- aveloxis_data.repo_info_history). The counts are computed when asked for.
-CREATE VIEW aveloxis_augur_data.repo_info WITH (security_invoker = true) AS
-SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_updated,
-       i.issues_enabled::varchar AS issues_enabled, i.open_issues, NULL::varchar AS pull_requests_enabled,
-       i.wiki_enabled::varchar AS wiki_enabled, i.pages_enabled::varchar AS pages_enabled, i.fork_count,
-       i.default_branch::varchar AS default_branch, i.watchers_count, NULL::integer AS "UUID",
-       i.license::varchar AS license, i.stars_count, NULL::integer AS committers_count,
-       NULL::varchar AS issue_contributors_count, f.changelog_file::varchar AS changelog_file,
-       f.contributing_file::varchar AS contributing_file, f.license_file::varchar AS license_file,
-       coalesce(f.code_of_conduct_file, i.code_of_conduct_file)::varchar AS code_of_conduct_file,
-       coalesce(f.security_issue_file, i.security_issue_file)::varchar AS security_issue_file,
-       coalesce(f.security_audit_file, i.security_audit_file)::varchar AS security_audit_file,
-       NULL::varchar AS status, NULL::varchar AS keywords,
-       (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = i.repo_id) AS commit_count,
-       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id) AS issues_count,
-       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL) AS issues_closed,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id) AS pull_request_count,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.closed_at IS NULL) AS pull_requests_open,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x
-        WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL AND x.merged_at IS NULL) AS pull_requests_closed,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.merged_at IS NOT NULL) AS pull_requests_merged,
-       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
-       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_info i
-LEFT JOIN aveloxis_data.repo_community_files f ON f.repo_id = i.repo_id;
-
-CREATE VIEW aveloxis_augur_data.contributors WITH (security_invoker = true) AS
-SELECT c.cntrb_id, c.cntrb_login::varchar AS cntrb_login, c.cntrb_email::varchar AS cntrb_email,
-       c.cntrb_full_name::varchar AS cntrb_full_name, c.cntrb_company::varchar AS cntrb_company,
-       c.cntrb_created_at AT TIME ZONE 'UTC' AS cntrb_created_at, c.gh_type::varchar AS cntrb_type,
-       0::smallint AS cntrb_fake, c.cntrb_deleted, NULL::numeric(11, 8) AS cntrb_long,
-       NULL::numeric(10, 8) AS cntrb_lat, NULL::char(3) AS cntrb_country_code, NULL::varchar AS cntrb_state,
-       NULL::varchar AS cntrb_city, c.cntrb_location::varchar AS cntrb_location,
-       c.cntrb_canonical::varchar AS cntrb_canonical, NULL::timestamptz AS cntrb_last_used,
-       c.gh_user_id, c.gh_login::varchar AS gh_login, c.gh_url::varchar AS gh_url,
-       c.gh_html_url::varchar AS gh_html_url, c.gh_node_id::varchar AS gh_node_id,
-       c.gh_avatar_url::varchar AS gh_avatar_url, c.gh_gravatar_id::varchar AS gh_gravatar_id,
-       NULL::varchar AS gh_followers_url, NULL::varchar AS gh_following_url, NULL::varchar AS gh_gists_url,
-       NULL::varchar AS gh_starred_url, NULL::varchar AS gh_subscriptions_url,
-       NULL::varchar AS gh_organizations_url, NULL::varchar AS gh_repos_url, NULL::varchar AS gh_events_url,
-       NULL::varchar AS gh_received_events_url, c.gh_type::varchar AS gh_type,
-       c.gh_site_admin::varchar AS gh_site_admin, c.gl_web_url::varchar AS gl_web_url,
-       c.gl_avatar_url::varchar AS gl_avatar_url, c.gl_state::varchar AS gl_state,
-       c.gl_username::varchar AS gl_username, c.gl_full_name::varchar AS gl_full_name, c.gl_id,
-       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
-       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.contributors c;
-
--- Augur numbers aliases; ours are keyed by the email, so the id is a stable hash of it.
-CREATE VIEW aveloxis_augur_data.contributors_aliases WITH (security_invoker = true) AS
-SELECT hashtextextended(a.alias_email, 0) AS cntrb_alias_id, a.cntrb_id,
-       coalesce(a.canonical_email, a.alias_email)::varchar AS canonical_email, a.alias_email::varchar AS alias_email,
-       1::smallint AS cntrb_active, a.data_collection_date AT TIME ZONE 'UTC' AS cntrb_last_modified,
-       a.tool_source::varchar AS tool_source, a.tool_version::varchar AS tool_version,
-       a.data_source::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.contributors_aliases a;
-
-CREATE VIEW aveloxis_augur_data.commits WITH (security_invoker = true) AS
-SELECT c.cmt_id, c.repo_id, c.cmt_commit_hash::varchar(80) AS cmt_commit_hash,
-       c.cmt_author_name::varchar AS cmt_author_name, c.cmt_author_raw_email::varchar AS cmt_author_raw_email,
-       c.cmt_author_email::varchar AS cmt_author_email, c.cmt_author_date::varchar(10) AS cmt_author_date,
-       -- Read through the dated affiliations (sql/affiliation.sql), never a stored copy.
-       aveloxis.commit_affiliation(c.cmt_ght_author_id, c.cmt_author_email, c.cmt_author_timestamp)::varchar
-           AS cmt_author_affiliation,
-       c.cmt_committer_name::varchar AS cmt_committer_name,
-       c.cmt_committer_raw_email::varchar AS cmt_committer_raw_email,
-       c.cmt_committer_email::varchar AS cmt_committer_email, c.cmt_committer_date::varchar AS cmt_committer_date,
-       aveloxis.email_affiliation(c.cmt_committer_email, c.cmt_committer_timestamp)::varchar
-           AS cmt_committer_affiliation, c.cmt_added, c.cmt_removed,
-       c.cmt_whitespace, c.cmt_filename::varchar AS cmt_filename,
-       c.cmt_date_attempted AT TIME ZONE 'UTC' AS cmt_date_attempted, c.cmt_ght_author_id,
-       NULL::integer AS cmt_ght_committer_id, c.cmt_ght_committed_at AT TIME ZONE 'UTC' AS cmt_ght_committed_at,
-       c.cmt_committer_timestamp, c.cmt_author_timestamp,
-       c.cmt_author_platform_username::varchar AS cmt_author_platform_username,
-       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
-       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.commits c;
-
--- Issues only (Augur's issues table holds no pull requests either: pull_request and
--- pull_request_id are NULL). cntrb_id is who closed it: the issue's closed_by, else the
--- actor of its last 'closed' event (the issues list carries no closed_by).
-CREATE VIEW aveloxis_augur_data.issues WITH (security_invoker = true) AS
-SELECT i.issue_id, i.repo_id, i.reporter_id, NULL::bigint AS pull_request, NULL::bigint AS pull_request_id,
-       i.created_at AT TIME ZONE 'UTC' AS created_at, i.issue_title::varchar AS issue_title,
-       i.issue_body::varchar AS issue_body,
-       coalesce(i.closed_by_id,
-                CASE WHEN i.closed_at IS NOT NULL THEN
-                    (SELECT e.cntrb_id FROM aveloxis_data.issue_events e
-                     WHERE e.repo_id = i.repo_id AND e.issue_id = i.issue_id AND e.action = 'closed'
-                     ORDER BY e.created_at DESC, e.event_id DESC LIMIT 1) END) AS cntrb_id,
-       i.comment_count::bigint AS comment_count, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
-       i.closed_at AT TIME ZONE 'UTC' AS closed_at, NULL::timestamp AS due_on, NULL::varchar AS repository_url,
-       i.issue_url::varchar AS issue_url, NULL::varchar AS labels_url, NULL::varchar AS comments_url,
-       NULL::varchar AS events_url, i.html_url::varchar AS html_url, i.issue_state::varchar AS issue_state,
-       i.node_id::varchar AS issue_node_id, i.issue_number::bigint AS gh_issue_number,
-       i.platform_issue_id AS gh_issue_id,
-       (SELECT c.gh_user_id FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id) AS gh_user_id,
-       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
-       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issues i;
-
--- pr_src_state is GitHub's state ('open' or 'closed'; a merged pull request is closed).
-CREATE VIEW aveloxis_augur_data.pull_requests WITH (security_invoker = true) AS
-SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_id AS pr_src_id,
-       p.node_id::varchar AS pr_src_node_id, p.pr_html_url::varchar AS pr_html_url,
-       p.pr_diff_url::varchar AS pr_diff_url, NULL::varchar AS pr_patch_url, NULL::varchar AS pr_issue_url,
-       NULL::bigint AS pr_augur_issue_id, p.pr_number::bigint AS pr_src_number,
-       (CASE p.pr_state WHEN 'merged' THEN 'closed' ELSE p.pr_state END)::varchar AS pr_src_state,
-       p.pr_locked AS pr_src_locked, p.pr_title::varchar AS pr_src_title, p.author_id AS pr_augur_contributor_id,
-       p.pr_body, p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.updated_at AT TIME ZONE 'UTC' AS pr_updated_at,
-       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at, p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at,
-       p.merge_commit_sha::varchar AS pr_merge_commit_sha, NULL::bigint AS pr_teams, NULL::varchar AS pr_milestone,
-       NULL::varchar AS pr_commits_url, NULL::varchar AS pr_review_comments_url,
-       NULL::varchar AS pr_review_comment_url, NULL::varchar AS pr_comments_url, NULL::varchar AS pr_statuses_url,
-       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
-        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
-          AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
-       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
-        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
-          AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
-       NULL::varchar AS pr_src_issue_url, NULL::varchar AS pr_src_comments_url,
-       NULL::varchar AS pr_src_review_comments_url, NULL::varchar AS pr_src_commits_url,
-       NULL::varchar AS pr_src_statuses_url, p.pr_author_association::varchar AS pr_src_author_association,
-       p.tool_source::varchar AS tool_source, p.tool_version::varchar AS tool_version,
-       p.data_source::varchar AS data_source, p.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_requests p;
-
-CREATE VIEW aveloxis_augur_data.releases WITH (security_invoker = true) AS
-SELECT r.release_id::char(256) AS release_id, r.repo_id, r.release_name::varchar AS release_name,
-       r.release_description::varchar AS release_description, r.release_author::varchar AS release_author,
-       r.release_created_at AT TIME ZONE 'UTC' AS release_created_at,
-       r.release_published_at AT TIME ZONE 'UTC' AS release_published_at,
-       r.release_updated_at AT TIME ZONE 'UTC' AS release_updated_at, r.release_is_draft, r.release_is_prerelease,
-       r.release_tag_name::varchar AS release_tag_name, r.release_url::varchar AS release_url, false AS tag_only,
-       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
-       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.releases r;
-
-CREATE VIEW aveloxis_augur_data.message WITH (security_invoker = true) AS
-SELECT m.msg_id, NULL::bigint AS rgls_id, m.platform_msg_id, m.node_id::varchar AS platform_node_id, m.repo_id,
-       m.cntrb_id, m.msg_text::varchar AS msg_text, m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp,
-       NULL::varchar AS msg_sender_email, NULL::varchar AS msg_header, m.platform_id::bigint AS pltfrm_id,
-       m.tool_source::varchar AS tool_source, m.tool_version::varchar AS tool_version,
-       m.data_source::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.messages m;
-
-CREATE VIEW aveloxis_augur_data.repo_labor WITH (security_invoker = true) AS
-SELECT l.repo_labor_id, l.repo_id, l.repo_clone_date AT TIME ZONE 'UTC' AS repo_clone_date,
-       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
-       l.programming_language::varchar AS programming_language, l.file_path::varchar AS file_path,
-       l.file_name::varchar AS file_name, l.total_lines, l.code_lines, l.comment_lines, l.blank_lines,
-       l.code_complexity, l.repo_url::varchar AS repo_url, l.tool_source::varchar AS tool_source,
-       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
-       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_labor l;
-
-CREATE VIEW aveloxis_augur_data.repo_deps_libyear WITH (security_invoker = true) AS
-SELECT l.repo_deps_libyear_id, l.repo_id, l.name::varchar AS name, l.requirement::varchar AS requirement,
-       l.type::varchar AS type, l.package_manager::varchar AS package_manager,
-       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
-       l.current_release_date::varchar AS current_release_date,
-       l.latest_release_date::varchar AS latest_release_date, l.libyear,
-       l.tool_source::varchar AS tool_source, l.tool_version::varchar AS tool_version,
-       l.data_source::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_deps_libyear l;
-
-CREATE VIEW aveloxis_augur_data.repo_deps_scorecard WITH (security_invoker = true) AS
-SELECT s.repo_deps_scorecard_id, s.repo_id, s.name::varchar AS name, s.scorecard_check_details,
-       s.score::varchar AS score, s.tool_source::varchar AS tool_source, s.tool_version::varchar AS tool_version,
-       s.data_source::varchar AS data_source, s.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_deps_scorecard s;
-
--- The children 8Knot's views are built from, and that Augur users query, under Augur's
--- names and columns. Columns we do not keep (tool_source on some children, URLs Augur
--- copies from the API) are NULL of Augur's type.
-CREATE VIEW aveloxis_augur_data.issue_events WITH (security_invoker = true) AS
-SELECT e.event_id, e.issue_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
-       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
-       e.node_id::varchar AS node_id, NULL::varchar AS node_url, e.platform_id::bigint AS platform_id,
-       e.platform_event_id AS issue_event_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_events e;
-
-CREATE VIEW aveloxis_augur_data.pull_request_events WITH (security_invoker = true) AS
-SELECT e.pr_event_id, e.pull_request_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
-       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
-       e.platform_event_id AS issue_event_src_id, e.node_id::varchar AS node_id, NULL::varchar AS node_url,
-       e.platform_id::bigint AS platform_id, e.platform_event_id AS pr_platform_event_id,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_events e;
-
-CREATE VIEW aveloxis_augur_data.pull_request_reviews WITH (security_invoker = true) AS
-SELECT v.pr_review_id, v.pull_request_id, v.repo_id, v.cntrb_id,
-       v.author_association::varchar AS pr_review_author_association, v.review_state::varchar AS pr_review_state,
-       v.review_body::varchar AS pr_review_body, v.submitted_at AT TIME ZONE 'UTC' AS pr_review_submitted_at,
-       v.platform_review_id AS pr_review_src_id, v.node_id::varchar AS pr_review_node_id,
-       v.html_url::varchar AS pr_review_html_url, NULL::varchar AS pr_review_pull_request_url,
-       v.commit_id::varchar AS pr_review_commit_id,
-       (SELECT r.platform_id::bigint FROM aveloxis_data.repos r WHERE r.repo_id = v.repo_id) AS platform_id,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       v.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_reviews v;
-
-CREATE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
-SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
-       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
-           AS issue_msg_ref_src_node_id,
-       x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
-       x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
-       x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_message_ref x;
-
-CREATE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
-SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
-       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
-           AS pr_message_ref_src_node_id,
-       NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_message_ref x;
-
--- Augur's review messages are the diff comments (review_comments here); a review's own
--- body is pull_request_reviews.pr_review_body.
-CREATE VIEW aveloxis_augur_data.pull_request_review_message_ref WITH (security_invoker = true) AS
-SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c.msg_id,
-       NULL::varchar AS pr_review_msg_url, c.platform_review_id AS pr_review_src_id,
-       c.platform_src_id AS pr_review_msg_src_id, m.node_id::varchar AS pr_review_msg_node_id,
-       c.diff_hunk::varchar AS pr_review_msg_diff_hunk, c.path::varchar AS pr_review_msg_path,
-       c."position"::bigint AS pr_review_msg_position, c.original_position::bigint AS pr_review_msg_original_position,
-       c.commit_id::varchar AS pr_review_msg_commit_id, c.original_commit_id::varchar AS pr_review_msg_original_commit_id,
-       m.msg_updated_at AT TIME ZONE 'UTC' AS pr_review_msg_updated_at, m.msg_html_url::varchar AS pr_review_msg_html_url,
-       NULL::varchar AS pr_url, c.author_association::varchar AS pr_review_msg_author_association,
-       NULL::bigint AS pr_review_msg_start_line, NULL::bigint AS pr_review_msg_original_start_line,
-       NULL::varchar AS pr_review_msg_start_side, c.line::bigint AS pr_review_msg_line,
-       c.original_line::bigint AS pr_review_msg_original_line, c.side::varchar AS pr_review_msg_side,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.review_comments c
-JOIN aveloxis_data.messages m ON m.repo_id = c.repo_id AND m.msg_id = c.msg_id;
-
-CREATE VIEW aveloxis_augur_data.issue_labels WITH (security_invoker = true) AS
-SELECT l.issue_label_id, l.issue_id, l.repo_id, l.label_text::varchar AS label_text,
-       l.label_description::varchar AS label_description, l.label_color::varchar AS label_color,
-       l.platform_label_id AS label_src_id, NULL::varchar AS label_src_node_id, l.tool_source::varchar AS tool_source,
-       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
-       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_labels l;
-
-CREATE VIEW aveloxis_augur_data.pull_request_labels WITH (security_invoker = true) AS
-SELECT l.pr_label_id, l.pull_request_id, l.repo_id, l.platform_label_id AS pr_src_id, NULL::varchar AS pr_src_node_id,
-       NULL::varchar AS pr_src_url, l.label_name::varchar AS pr_src_description, l.label_color::varchar AS pr_src_color,
-       NULL::boolean AS pr_src_default_bool, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_labels l;
-
-CREATE VIEW aveloxis_augur_data.issue_assignees WITH (security_invoker = true) AS
-SELECT a.issue_assignee_id, a.issue_id, a.repo_id, a.cntrb_id, a.platform_assignee_id AS issue_assignee_src_id,
-       NULL::varchar AS issue_assignee_src_node, a.tool_source::varchar AS tool_source,
-       a.tool_version::varchar AS tool_version, a.data_source::varchar AS data_source,
-       a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_assignees a;
-
-CREATE VIEW aveloxis_augur_data.pull_request_assignees WITH (security_invoker = true) AS
-SELECT a.pr_assignee_id AS pr_assignee_map_id, a.pull_request_id, a.repo_id, a.cntrb_id AS contrib_id,
-       a.platform_assignee_id AS pr_assignee_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_assignees a;
-
-CREATE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
-SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
-       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p
-        WHERE p.repo_id = r.repo_id AND p.pull_request_id = r.pull_request_id)
-           AS pr_source_id,
-       r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
-       NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_reviewers r;
-
-CREATE VIEW aveloxis_augur_data.pull_request_commits WITH (security_invoker = true) AS
-SELECT c.pr_cmt_id, c.pull_request_id, c.repo_id, c.pr_cmt_sha::varchar AS pr_cmt_sha,
-       c.pr_cmt_node_id::varchar AS pr_cmt_node_id, c.pr_cmt_message::varchar AS pr_cmt_message,
-       NULL::varchar AS pr_cmt_comments_url, c.pr_cmt_author_cntrb_id,
-       c.pr_cmt_timestamp AT TIME ZONE 'UTC' AS pr_cmt_timestamp, c.pr_cmt_author_email::varchar AS pr_cmt_author_email,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_commits c;
-
-CREATE VIEW aveloxis_augur_data.pull_request_files WITH (security_invoker = true) AS
-SELECT f.pr_file_id, f.pull_request_id, f.repo_id, f.pr_file_additions::bigint AS pr_file_additions,
-       f.pr_file_deletions::bigint AS pr_file_deletions, f.pr_file_path::varchar AS pr_file_path,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       f.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_files f;
-
-CREATE VIEW aveloxis_augur_data.pull_request_meta WITH (security_invoker = true) AS
-SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varchar AS pr_head_or_base,
-       m.pr_src_meta_label::varchar AS pr_src_meta_label, m.pr_src_meta_ref::varchar AS pr_src_meta_ref,
-       m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_meta m;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:187
--- requires:
---   augur_compat
-
--- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
--- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
--- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
--- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
--- these views do it right; docs/analytics.md lists each difference.
---
--- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
--- never a ::timestamp cast that reads the session's TimeZone); commit times and
--- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
--- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
--- deleted account) are left out of the per-contributor views: they cannot be ranked.
-
--- Every action of every known contributor, one row each, live over the base tables:
--- the source of explorer_contributor_actions (and its three dependents) and of the
--- analyst API (sql/analyst_api.sql).
-CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
--- One row per commit (commits holds one row per changed file).
-SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
-       'commit'::text AS action, min(cm.cmt_id) AS source_id
-FROM aveloxis_data.commits cm
-WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
-GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
-UNION ALL
-SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
-FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
-FROM aveloxis_data.issue_events e
-WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
-FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
-FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
-FROM aveloxis_data.pull_request_events e
-WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
-FROM aveloxis_data.pull_request_reviews v
-WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
-UNION ALL
--- Conversation comments and diff (review) comments: both are comments on the PR. One
--- semi-join on the union of both reference tables (two EXISTS joined by OR were
--- per-message subplans, a scan of the references per message once they outgrew
--- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
-  AND m.msg_timestamp IS NOT NULL
-  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
-                                UNION ALL
-                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
-UNION ALL
--- Credited to the comment's author (Augur credits the issue's reporter), on open
--- issues too (Augur's closed_at <> msg_timestamp drops them).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
-COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
-
--- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
--- contribution" charts read rank = 1; Augur ranks newest first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
-       c.cntrb_login::varchar AS login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
-FROM aveloxis_data.contributor_actions a
-JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
-CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
-SELECT p.repo_id, count(*) AS pull_requests_all_time
-FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
-CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
-SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
-FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
-
--- aveloxis_data.issues holds no pull requests.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
-SELECT i.repo_id, count(*) AS issues_all_time
-FROM aveloxis_data.issues i GROUP BY i.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
-SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
-FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
-CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
-
--- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
--- committers. Augur counts (commit, file) rows as commits; these are commits.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
-       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
-       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
-FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
-WHERE cm.cmt_committer_date IS NOT NULL
-GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
-CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
-    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
-
--- Libyear: each repository's own rows (Augur and the Go system cross-join every
--- repository with every libyear row), by the month of the scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
-
--- The latest scan's dependencies of each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
-       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
-       l.current_release_date::varchar AS current_release_date, l.libyear,
-       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
-
--- A contributor's first seven actions in each repository (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
-SELECT a.cntrb_id, a.created_at,
-       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
-       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
-       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-WHERE a.rank <= 7;
-CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
-    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
-
--- The action that made each contributor new to each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.rank = 1;
-CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
-    (cntrb_id, created_at, repo_id, repo_name, login, rank);
-
--- Every pull request, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
-SELECT p.pull_request_id, p.repo_id AS id,
-       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.pull_requests p
-LEFT JOIN aveloxis_data.pull_request_events e
-       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
--- 8Knot reads these views by repository (WHERE id IN (...)).
-CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
-
--- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
--- pull request with each message on it (conversation, review bodies and diff
--- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
-SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
-       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
-       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
-FROM aveloxis_data.pull_requests p
-LEFT JOIN (
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    UNION
-    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.pull_request_review_message_ref x
-    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
-    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
-    UNION
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
-) m ON m.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
-    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
-CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
-
--- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
--- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
--- client that names it gets no error.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
-SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
-WHERE false;
-CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
-
--- Per pull request: timings and event counts. Event and message counts come from
--- separate aggregates (Augur joins events to messages, multiplying both counts).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
-SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
-       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
-       p.pr_state::varchar AS pr_src_state,
-       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
-       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
-       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
-       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
-       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
-       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
-       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
-       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
-       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
-       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
-       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
-       mt.average_time_between_responses,
-       coalesce(ev.assigned_count, 0) AS assigned_count,
-       coalesce(ev.review_requested_count, 0) AS review_requested_count,
-       coalesce(ev.labeled_count, 0) AS labeled_count,
-       coalesce(ev.subscribed_count, 0) AS subscribed_count,
-       coalesce(ev.mentioned_count, 0) AS mentioned_count,
-       coalesce(ev.referenced_count, 0) AS referenced_count,
-       coalesce(ev.closed_count, 0) AS closed_count,
-       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
-       coalesce(ev.merged_count, 0) AS merged_count,
-       coalesce(ev.milestoned_count, 0) AS milestoned_count,
-       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
-       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
-       coalesce(mt.comment_count, 0) AS comment_count,
-       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
-       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
-       p.pr_changed_files::bigint AS file_count
-FROM aveloxis_data.pull_requests p
-JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
-JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
-LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
-LEFT JOIN (
-    SELECT e.pull_request_id,
-           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
-           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
-           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
-           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
-           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
-           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
-           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
-           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
-           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
-           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
-    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
-) ev ON ev.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
-           count(*) AS comment_count,
-           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    GROUP BY x.pull_request_id
-) mt ON mt.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
-    GROUP BY c.pull_request_id
-) pc ON pc.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
-    (repo_id, pr_src_id, pr_src_meta_label);
-
--- Every issue, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
-SELECT i.issue_id, i.repo_id AS id,
-       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.issues i
-LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
-CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
-
--- Lines and files per language, from each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
-SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
-       l.programming_language::varchar AS programming_language,
-       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id)
-GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
-CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
-    (repo_id, programming_language);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
-SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
-FROM aveloxis_data.issues i;
-CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
-
--- Actions of the last 13 months, ranked within them (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.created_at >= now() - interval '13 months';
-CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
-SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
-FROM aveloxis_data.pull_request_files f;
-CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
-
--- Per file path: the authors of pull requests that changed it and their reviewers.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
-SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
-       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
-       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
-FROM aveloxis_data.pull_request_files f
-JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
-GROUP BY f.repo_id, f.pr_file_path;
-CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
-
--- The files of each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
-SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
-       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
-       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:189
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:122
--- requires:
---   merges
---   drain
---   queue
-
--- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
--- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
--- platform that any agent with that host's tokens may run:
---
---   enrich  thin contributors (no company and no location) fetched by account, at most
---           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
---           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
---           (gh_login follows, login history appended; cntrb_id and cntrb_login never
---           change).
---   search contributors with an email and no account, at most search.batch per run,
---           through the shared email chain (aveloxis.email_chain's free steps here, then the
---           agent's user search and commit search on the search budget); a hit links the
---           account (R11) or, when another row holds it, merges the two (R3, logged and
---           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
---
--- A run is leased like a job: claim_identity_batch hands out contributors with a lease
--- token; the agent stages what the forge answered, raw, with stage_identity; and
--- complete_identity_batch applies it in one transaction. A lease that expires is applied
--- as far as it was staged, and its unstaged contributors are free again at once.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
-    ('enrich.cooldown', '30 days', 'interval',
-     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
-    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
-    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
-    ('search.cooldown', '30 days', 'interval',
-     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
-    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
-    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
-
-CREATE TABLE aveloxis_ops.identity_runs (
-    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    agent              text NOT NULL,
-    -- sha256 of the lease token: the token itself is never stored.
-    lease_token_digest bytea NOT NULL UNIQUE,
-    started_at         timestamptz NOT NULL,
-    lease_expires_at   timestamptz NOT NULL,
-    finished_at        timestamptz,
-    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
-    -- The batch handed out.
-    contributors       uuid[] NOT NULL,
-    result             jsonb
-);
-COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
-CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
-CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
-
-CREATE TABLE aveloxis_ops.identity_staging (
-    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
-    item        integer NOT NULL,
-    cntrb_id    uuid NOT NULL,
-    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
-    -- commit_search: GitHub's search answers for the contributor's email.
-    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
-    http_status integer NOT NULL,
-    payload     text COMPRESSION lz4,
-    staged_at   timestamptz NOT NULL DEFAULT now(),
-    applied_at  timestamptz,
-    -- Why a staged answer could not be used (kept with the answer).
-    error       text,
-    PRIMARY KEY (run_id, item)
-);
-COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
-
--- Thin contributors wait for enrichment by when they were last attempted.
-CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
--- Email-only contributors wait for search-resolve by when they were last attempted.
-CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
-
--- The contributors a task would hand out on a platform now, in claim order (what the
--- claim leases and queue_health counts).
-CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
-RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
-BEGIN
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
-    ELSE
-        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
-        RETURN QUERY
-        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
-          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
-          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
-RETURNS smallint
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    kind smallint;
-BEGIN
-    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
-        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Tasks are enrich and search.';
-    END IF;
-    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
-    IF kind IS NULL OR kind NOT IN (1, 2) THEN
-        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
-    END IF;
-    RETURN kind;
-END
-$$;
-
--- Ends identity runs whose lease expired: what they staged is applied, the contributors
--- they did not report on are free again (not stamped: nobody tried them).
-CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    n bigint := 0;
-BEGIN
-    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
-               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
-               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
-        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-
--- Leases a batch of one task's due contributors on one identity platform to an agent:
--- one row per contributor, each carrying the run's lease token. For enrich: the account
--- (id and login) to fetch. For search: the email and its chain step ('noreply' and
--- 'database' are settled by the database at completion; only 'unknown' needs the API).
--- No rows: nothing is due (or the task's 'every' setting paces it).
-CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
-                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
-RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-    token uuid := gen_random_uuid();
-    n integer;
-    run bigint;
-    batch uuid[];
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.check_identity_task(task, platform);
-    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
-    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
-    IF n < 1 OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One claimer of a task and platform at a time: batches never overlap.
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
-    PERFORM aveloxis_ops.expire_identity_runs(at);
-    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
-                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(c.cntrb_id) INTO batch
-    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
-    IF batch IS NULL THEN
-        RETURN;
-    END IF;
-    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
-                                            lease_expires_at, contributors)
-    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
-    RETURNING run_id INTO run;
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        ORDER BY c.k;
-    ELSE
-        RETURN QUERY
-        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
-        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
-        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
-        ORDER BY c.n;
-    END IF;
-END
-$$;
-
--- Stages what the forge answered for contributors of the run the token proves: one row
--- per answer (a 404 has no payload). Only the run's own contributors are accepted.
-CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
-                                        payloads text[])
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    staged bigint;
-BEGIN
-    run := aveloxis_ops.held_identity_run(lease_token);
-    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
-        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
-        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
-       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
-       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
-        RAISE EXCEPTION 'an % run stages %', run.task,
-            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
-        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
-    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
-           x.c, x.s, x.h, x.p
-    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
-    GET DIAGNOSTICS staged = ROW_COUNT;
-    RETURN staged;
-END
-$$;
-
--- The open run a lease token proves, locked; a clear error otherwise.
-CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
-RETURNS aveloxis_ops.identity_runs
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-BEGIN
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
-    FOR UPDATE;
-    IF run.run_id IS NULL THEN
-        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
-    END IF;
-    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
-        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
-            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
-    END IF;
-    RETURN run;
-END
-$$;
-
--- Ends the run the token proves: applies what was staged, stamps the cooldown of the
--- contributors attempted (the agent names them: those it did not reach, when its budget
--- ran out, stay due), and returns what the run did.
-CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
-    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
-END
-$$;
-
--- Per identity task and platform: what waits and what ran (queue_health shows the same).
-CREATE FUNCTION aveloxis.identity_health()
-RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
-               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT t.task, p.platform_id,
-           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
-           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
-           CASE t.task
-               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
-                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
-                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
-               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
-                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
-                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
-           END,
-           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
-                                         c.data_collection_date))
-            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
-            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
-              AND r.finished_at > at.now - interval '1 day'),
-           (SELECT r.result FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
-            ORDER BY r.run_id DESC LIMIT 1)
-    FROM (VALUES ('enrich'), ('search')) AS t(task)
-    CROSS JOIN aveloxis_data.platforms p
-    CROSS JOIN at
-    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
-      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                             WHERE i.platform_id = p.platform_id))
-    ORDER BY t.task, p.platform_id
-$$;
-
--- Why a contributor is or is not enriched and searched: one row per task, in words.
-CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
-RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    c aveloxis_data.contributors;
-    at timestamptz := aveloxis_ops.clock();
-    run aveloxis_ops.identity_runs;
-    person uuid;
-BEGIN
-    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
-    IF c.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF c.cntrb_deleted = 1 THEN
-        person := aveloxis.person_of(c.cntrb_id);
-        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
-                            NULL::timestamptz
-                     FROM unnest(ARRAY['enrich', 'search']) t;
-        RETURN;
-    END IF;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'enrich'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'no forge account known: search-resolve may find one'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
-                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
-             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_enriched_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
-    run := NULL;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'search'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
-             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'has a forge account'
-             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
-             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
-                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
-                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
-             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
-END
-$$;
-
--- The identity platforms identity runs can serve (an agent runs those whose host it has
--- tokens for): github.com, gitlab.com and every declared forge host.
-CREATE FUNCTION aveloxis.identity_platforms()
-RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
-    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
-    ORDER BY p.platform_id
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:132
--- requires:
---   contributors
---   issues
---   messages
---   pull_requests
---   facade
---   identity_tasks
-
--- Data-quality diagnostics for analysts: the reference's contributor diagnostic
--- queries (reference/003, "Diagnostic queries") as functions returning rows. All
--- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
--- the columns they read are written by the enrichment and search-resolve runs
--- (sql/identity_tasks.sql).
-
--- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
-CREATE FUNCTION aveloxis.contributor_quality()
-RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
-               thin bigint, merged_away bigint, total bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
-           count(*) FILTER (WHERE gl_id IS NOT NULL),
-           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
-           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
-           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
-           count(*) FILTER (WHERE cntrb_deleted = 1),
-           count(*)
-    FROM aveloxis_data.contributors
-$$;
-
--- 2. Accounts that more than one active contributor row claims (rename casualties).
-CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
-RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
-    FROM aveloxis_data.contributors c
-    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
-    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
-    GROUP BY p.platform_id, p.user_id
-    HAVING count(*) > 1
-    ORDER BY count(*) DESC, p.platform_id, p.user_id
-    LIMIT max_rows
-$$;
-
--- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
--- pointing at a merged-away contributor (both should never return rows).
-CREATE FUNCTION aveloxis.identity_anomalies()
-RETURNS TABLE (kind text, key text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
-           count(DISTINCT i.cntrb_id)::text
-    FROM aveloxis_data.contributor_identities i
-    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
-    UNION ALL
-    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
-    FROM aveloxis_data.contributors_aliases a
-    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
-    UNION ALL
-    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
-    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
-    WHERE c.cntrb_deleted = 1
-$$;
-
--- 5. Enrichment progress of thin contributors with a forge account (R6).
-CREATE FUNCTION aveloxis.enrichment_progress()
-RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
-    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
-    FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-$$;
-
--- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
--- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
-CREATE FUNCTION aveloxis.search_resolve_queue()
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
-    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
-$$;
-
--- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
--- progress), with how many distinct emails they are and how many of those wait out a
--- miss's cooldown.
-CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
-RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
-               emails_cooling_down bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
-           count(DISTINCT c.cmt_author_email) FILTER (
-               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
-                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
-    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
-    WHERE c.cmt_ght_author_id IS NULL
-    GROUP BY r.repo_id, r.repo_git
-    ORDER BY 3 DESC, 1
-    LIMIT max_rows
-$$;
-
--- 8. Rows referencing a contributor that does not exist (R10): every column with a
--- foreign key to contributors (commits, issues, pull requests and the rest, read from
--- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
--- for databases restored or migrated from elsewhere with constraints off.
-CREATE FUNCTION aveloxis.contributor_fk_integrity()
-RETURNS TABLE (table_name text, orphans bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    ref record;
-BEGIN
-    FOR ref IN
-        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
-        FROM pg_constraint con
-        JOIN pg_class c ON c.oid = con.conrelid
-        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
-        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
-          AND cardinality(con.conkey) = 1
-        ORDER BY c.relname, a.attname
-    LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
-               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
-            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
-    END LOOP;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:127
--- requires:
---   identity_tasks
-
--- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
--- through the drain's user resolution, search findings linked or merged, the chain's free
--- steps settled without the API, cooldowns stamped, canonical emails filled.
-
--- The free steps of the email chain for a search candidate: 'noreply' (the address names
--- an account), 'database' (another person's row has this email: the same person, R5),
--- else 'unknown'.
-CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
-                                               OUT step text, OUT other uuid, OUT platform_id smallint,
-                                               OUT user_id bigint, OUT login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        step := 'noreply';
-        platform_id := n.platform_id;
-        user_id := n.user_id;
-        login := n.login;
-        RETURN;
-    END IF;
-    SELECT x.cntrb_id INTO other FROM (
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
-          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        UNION ALL
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
-    ) x
-    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
-    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
-    LIMIT 1;
-    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
-END
-$$;
-
--- Applies a run: the staged answers, then the cooldown stamps of the contributors
--- attempted (NULL: those with staged answers, and for search those the database settles),
--- and closes the run. Returns what it did.
-CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    summary jsonb;
-    tried uuid[];
-BEGIN
-    IF run.task = 'enrich' THEN
-        summary := aveloxis_ops.apply_profiles(run);
-    ELSE
-        summary := aveloxis_ops.apply_searches(run);
-    END IF;
-    tried := ARRAY(SELECT DISTINCT c
-                   FROM unnest(coalesce(attempted, '{}')
-                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
-                   WHERE c = ANY (run.contributors));
-    IF run.task = 'enrich' THEN
-        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
-    ELSE
-        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
-    END IF;
-    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
-    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
-                                                         'attempted', cardinality(tried));
-    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
-                                            result = summary
-    WHERE r.run_id = run.run_id;
-    RETURN summary;
-END
-$$;
-
--- The canonical email of active rows that have none (reference 003, "Why is
--- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
--- noreply, bot or service one), else its first alias that is. Returns the rows filled.
-CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH filled AS (
-        UPDATE aveloxis_data.contributors c
-        SET cntrb_canonical = coalesce(
-                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-                     THEN lower(btrim(c.cntrb_email)) END,
-                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
-                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
-                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
-        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_email IS NOT NULL
-               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
-        RETURNING 1
-    )
-    SELECT count(*) FROM filled
-$$;
-
--- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
--- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
--- else unusable is kept with its error. Every contributor with an answer counts as tried.
-CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s record;
-    doc jsonb;
-    problem text;
-    expected bigint;
-    profiles bigint := 0;
-    missing bigint := 0;
-    unusable bigint := 0;
-    renamed bigint;
-    resolved record;
-    before jsonb;
-BEGIN
-    PERFORM aveloxis_ops.drain_scratch();
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
-             ORDER BY x.item LOOP
-        problem := NULL;
-        doc := NULL;
-        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
-        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
-        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
-        IF s.http_status = 200 THEN
-            BEGIN
-                doc := s.payload::jsonb;
-            EXCEPTION WHEN OTHERS THEN
-                problem := 'the answer is not JSON: ' || SQLERRM;
-            END;
-            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
-                problem := 'the answer is not a user object with a numeric id';
-            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
-                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
-            END IF;
-        ELSIF s.http_status IN (404, 410) THEN
-            missing := missing + 1;
-        ELSE
-            problem := format('HTTP %s', s.http_status);
-        END IF;
-        IF problem IS NOT NULL THEN
-            unusable := unusable + 1;
-        ELSIF doc IS NOT NULL THEN
-            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
-            profiles := profiles + 1;
-        END IF;
-        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
-        WHERE x.run_id = s.run_id AND x.item = s.item;
-    END LOOP;
-    -- Logins before, to count renames.
-    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
-    FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = run.platform_id
-      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
-    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
-    RETURN jsonb_build_object(
-        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
-        'contributors_updated', resolved.updated,
-        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
-                    WHERE x.run_id = run.run_id));
-END
-$$;
-
--- Settles one search-resolve finding: the account (platform, user id, login) is the
--- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
--- untouched). Held by another person's row: the two are merged (winner by R1, else the
--- older row), logged with why. Returns 'linked', 'merged' or 'already'.
-CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
-                                               why text)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    me uuid := aveloxis.person_of(candidate);
-    holder uuid;
-    winner uuid;
-BEGIN
-    IF user_id IS NULL THEN
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
-        IF holder IS NULL THEN
-            RETURN 'unknown';
-        END IF;
-    ELSE
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
-    END IF;
-    IF holder IS NULL THEN
-        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
-        RETURN 'linked';
-    END IF;
-    holder := aveloxis.person_of(holder);
-    IF holder = me THEN
-        RETURN 'already';
-    END IF;
-    winner := aveloxis_ops.merge_winner(holder, me);
-    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
-    RETURN 'merged';
-END
-$$;
-
--- Search-resolve answers and the chain's free steps, per contributor of the batch: the
--- noreply account or the other row the database knows (settled without the API), else
--- the first staged search answer naming an account (user search before commit search).
-CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c record;
-    s record;
-    chain record;
-    doc jsonb;
-    account jsonb;
-    outcome text;
-    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
-    settled uuid[] := '{}';
-    github smallint := run.platform_id;
-    me uuid;
-    them uuid;
-    winner uuid;
-BEGIN
-    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
-             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
-        outcome := NULL;
-        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
-        IF chain.step = 'noreply' THEN
-            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
-                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
-            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
-            settled := settled || c.cntrb_id;
-        ELSIF chain.step = 'database' THEN
-            them := aveloxis.person_of(chain.other);
-            me := aveloxis.person_of(c.cntrb_id);
-            winner := aveloxis_ops.merge_winner(them, me);
-            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
-                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
-                                            'search_resolve');
-            outcome := 'merged';
-            settled := settled || c.cntrb_id;
-        ELSE
-            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
-                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
-                     ORDER BY x.step = 'commit_search', x.item LOOP
-                settled := settled || c.cntrb_id;
-                account := NULL;
-                doc := NULL;
-                IF s.http_status = 200 THEN
-                    BEGIN
-                        doc := s.payload::jsonb;
-                    EXCEPTION WHEN OTHERS THEN
-                        doc := NULL;
-                    END;
-                END IF;
-                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
-                                       ELSE doc -> 'items' -> 0 -> 'author' END;
-                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
-                   AND jsonb_typeof(account -> 'login') = 'string' THEN
-                    outcome := aveloxis_ops.settle_search_hit(
-                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
-                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
-                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
-                END IF;
-                UPDATE aveloxis_ops.identity_staging x
-                SET applied_at = now(),
-                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
-                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
-                WHERE x.run_id = s.run_id AND x.item = s.item;
-                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
-                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
-                END IF;
-            END LOOP;
-            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
-                outcome := 'not_found';
-            END IF;
-        END IF;
-        IF outcome IS NOT NULL THEN
-            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
-        END IF;
-    END LOOP;
-    RETURN counts || jsonb_build_object('settled', settled);
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:195
--- requires:
---   facade
---   drain
-
--- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
---
--- Statement-level triggers on the base tables turn each statement's changed rows
--- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
--- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
--- between view refreshes, whichever code path wrote the rows (drain, force-push
--- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
--- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
--- with the same definitions (and must agree: tests/tests/analytics.rs).
---
--- Definitions (day = the UTC date):
---   issues_opened/closed   issues by created_at / closed_at
---   prs_opened/merged      pull requests by created_at / merged_at
---   prs_closed             pull requests closed without merging, by closed_at
---   commits                distinct commits by author time; lines_added/removed their numstat sums
---   comments               issue, pull request and diff comments by msg_timestamp
---   reviews                pull request reviews by submitted_at
---   new_contributors       contributors whose first contribution (commit authored, issue
---                          or pull request opened, comment, review) in the repository
---                          falls on the day; repo_contributor_first keeps each one's first.
-
-CREATE TABLE aveloxis_data.repo_daily_activity (
-    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    day              date NOT NULL,
-    issues_opened    bigint NOT NULL DEFAULT 0,
-    issues_closed    bigint NOT NULL DEFAULT 0,
-    prs_opened       bigint NOT NULL DEFAULT 0,
-    prs_merged       bigint NOT NULL DEFAULT 0,
-    prs_closed       bigint NOT NULL DEFAULT 0,
-    commits          bigint NOT NULL DEFAULT 0,
-    lines_added      bigint NOT NULL DEFAULT 0,
-    lines_removed    bigint NOT NULL DEFAULT 0,
-    comments         bigint NOT NULL DEFAULT 0,
-    reviews          bigint NOT NULL DEFAULT 0,
-    new_contributors bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (repo_id, day)
-);
-COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
-
-CREATE TABLE aveloxis_data.repo_contributor_first (
-    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    cntrb_id      uuid NOT NULL,
-    first_at      timestamptz NOT NULL,
-    -- The first_at it replaced (how the trigger learns the old value from an upsert).
-    prev_first_at timestamptz,
-    PRIMARY KEY (repo_id, cntrb_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
-CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
-
--- Lookups of one contributor's contributions to one repository (a removed first
--- action), and of a repository's reviews by time (the analyst API).
-CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
-CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
--- One contributor's closes and merges (aveloxis.contributor_activity).
-CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-
--- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
--- which rebuild both as the rows go in (after a restore with --disable-triggers:
--- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
-
--- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
-CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
-
--- A contributor's first contribution to a repository, from the base tables.
-CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least(
-        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
-         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
-        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
-        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
-        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
-         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
-        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-         WHERE v.cntrb_id = person AND v.repo_id = repo))
-$$;
-
--- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
--- were). What both hold cancels out.
-CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    repo   bigint;
-    pair   record;
-    before timestamptz;
-    after  timestamptz;
-BEGIN
-    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
-        RETURN;
-    END IF;
-    -- Writers of one repository take turns here (a drain and an author linking, say):
-    -- first-contribution bookkeeping reads before it writes.
-    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
-    END LOOP;
-
-    -- Session-long scratch; one made by anyone but the extension's owner is refused.
-    IF to_regclass('pg_temp.activity_net') IS NULL THEN
-        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
-                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
-    END IF;
-    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
-    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
-    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
-    -- statement's facts at a time.
-    DELETE FROM pg_temp.activity_net;
-    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
-    IF coalesce(cardinality(minus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
-    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
-    ELSE
-        INSERT INTO pg_temp.activity_net
-        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
-        UNION ALL
-        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
-    END IF;
-
-    -- First contributions: an earlier one moves a contributor's first day.
-    WITH candidates AS (
-        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
-        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
-          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
-        GROUP BY 1, 2
-    ), moved AS (
-        -- Most candidates are known with an earlier first day: an index probe settles
-        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
-        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
-        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
-        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
-                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
-        ORDER BY 1, 2
-        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
-            WHERE EXCLUDED.first_at < f.first_at
-        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
-    )
-    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
-    UNION ALL
-    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
-
-    -- A removed contribution that may have been someone's first: recount that one person.
-    FOR pair IN
-        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
-        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
-        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
-        ORDER BY 1, 2
-    LOOP
-        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
-        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
-        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
-        CONTINUE WHEN after IS NOT DISTINCT FROM before;
-        IF after IS NULL THEN
-            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-        ELSE
-            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
-            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
-        END IF;
-        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
-    END LOOP;
-
-    INSERT INTO aveloxis_data.repo_daily_activity AS a
-        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
-         lines_removed, comments, reviews, new_contributors)
-    SELECT d.repo_id, d.day,
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
-    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
-          FROM pg_temp.activity_net n
-          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
-            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
-    GROUP BY d.repo_id, d.day
-    HAVING bool_or(d.v <> 0)
-    ORDER BY d.repo_id, d.day
-    ON CONFLICT (repo_id, day) DO UPDATE SET
-        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
-        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
-        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
-        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
-        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
-        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
-        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
-    -- A day whose every count went back to zero is no day of activity.
-    DELETE FROM aveloxis_data.repo_daily_activity a
-    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
-           WHERE n.sign = -1 AND n.at IS NOT NULL) z
-    WHERE a.repo_id = z.repo_id AND a.day = z.day
-      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
-           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    DELETE FROM pg_temp.activity_net;
-END
-$$;
-
--- The facts of one row of each table.
-CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
-              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
-    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
-              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
-    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
-    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-$$;
-
-CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
-    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
-$$;
-
--- One trigger function per table; transition tables are named new_rows and old_rows.
-CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
--- The start of a moment's UTC day: facts that count per day (lines, commits) are
--- summed per day before activity_apply, one fact a day instead of one a row.
-CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
-
--- Commits: one row per (commit, file). Lines count per row; a commit counts once,
--- when its first row arrives and when its last row goes (whatever statements they
--- come in); its author's contribution once per commit.
--- Lines and commits are summed per UTC day in the statement (a batch of thousands of
--- rows becomes a few facts a day); contributions stay per commit (first contributions
--- need their time).
-CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        SELECT array_agg(f) INTO plus FROM (
-            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
-                   sum(n.cmt_added)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
-                   sum(n.cmt_removed)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'INSERT' THEN
-            plus := plus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
-                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE (SELECT count(*) FROM aveloxis_data.commits c
-                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        SELECT array_agg(f) INTO minus FROM (
-            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
-                   sum(o.cmt_added)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
-                   sum(o.cmt_removed)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'DELETE' THEN
-            minus := minus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
-                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
-                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-
--- The daily activity of one repository (or all), computed from the base tables with
--- the triggers' definitions.
-CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
-RETURNS SETOF aveloxis_data.repo_daily_activity
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH firsts AS (
-        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
-            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-              AND m.msg_source IN ('issue_comment', 'review_comment')
-            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
-    ), facts AS (
-        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
-        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
-        FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
-        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        GROUP BY c.repo_id, c.cmt_commit_hash
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
-        FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
-        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
-        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
-    )
-    SELECT f.repo_id, f.day,
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
-    FROM facts f
-    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
-    GROUP BY f.repo_id, f.day
-    HAVING bool_or(f.v <> 0)
-$$;
-
--- Recomputes the daily activity (and first contributions) of one repository, or of
--- all when repo is NULL. Returns the days written. For an upgrade from a version
--- without triggers, or after a TRUNCATE (which the triggers do not see).
-CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    written bigint;
-    r bigint;
-BEGIN
-    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
-    END LOOP;
-    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
-    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
-    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
-        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
-    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    RETURN written;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:209
--- requires:
---   activity
---   bots
---   completeness
---   matviews
---   queue
-
--- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
--- and repo group, time series, contributors, bots, and the coverage every figure carries.
--- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
--- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
-
--- Statistics and time series.
-
--- Contributors the rules call bots (one pass over contributors; for exclude_bots).
-CREATE FUNCTION aveloxis_ops.bot_ids()
-RETURNS TABLE (cntrb_id uuid)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
-              SELECT FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
-$$;
-
--- Whether a commit author without a linked account looks like a bot by name or email.
-CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
-                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
-                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
-        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF since IS NULL OR until IS NULL OR since > until THEN
-        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
-    END IF;
-    IF grain = 'day' AND until - since > 36600 THEN
-        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-END
-$$;
-
--- The series for a set of repositories (repo_activity and group_activity call it).
--- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
--- not counted, and every period is present, zero or not: coverage tells a real zero
--- from missing data.
-CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
-BEGIN
-    PERFORM aveloxis_ops.check_series_args(since, until, grain);
-    RETURN QUERY
-    WITH bots AS MATERIALIZED (
-        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
-    ), periods AS (
-        SELECT p::date AS period_start
-        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
-    ), kept AS (
-        -- Everyone: the daily activity the triggers keep.
-        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
-               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
-               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
-               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
-               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
-        FROM aveloxis_data.repo_daily_activity a
-        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
-        GROUP BY 1
-    ), facts AS (
-        -- Without bots: the same definitions over the base tables, bots' items left out.
-        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT c.at, x.m, x.v FROM (
-            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
-            FROM aveloxis_data.commits cm
-            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
-              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
-              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
-            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
-        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
-        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
-        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
-        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
-        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
-        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
-        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
-    ), counted AS (
-        SELECT k.* FROM kept k
-        UNION ALL
-        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
-               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
-               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
-               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
-               sum(f.v) FILTER (WHERE f.m = 'reviews')
-        FROM facts f GROUP BY 1
-    ), responses AS (
-        -- Per pull request opened in the range: hours to the first response by someone
-        -- other than its author (comment, review, diff comment), and to the first review.
-        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
-               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
-               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
-        FROM aveloxis_data.pull_requests p
-        CROSS JOIN LATERAL (
-            SELECT (SELECT min(m.msg_timestamp) FROM (
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
-                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
-                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
-                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
-                      AND v.cntrb_id IS DISTINCT FROM p.author_id
-                      AND v.submitted_at >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
-        ) r
-        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-    ), response_stats AS (
-        SELECT s.period_start,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
-        FROM responses s GROUP BY 1
-    )
-    SELECT p.period_start,
-           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
-           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
-           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
-           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
-           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
-           coalesce(sum(c.reviews), 0)::bigint,
-           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
-           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
-           aveloxis_ops.coverage(repos, ARRAY['commits'])
-    FROM periods p
-    LEFT JOIN counted c ON c.period_start = p.period_start
-    LEFT JOIN response_stats r ON r.period_start = p.period_start
-    GROUP BY p.period_start
-    ORDER BY p.period_start;
-END
-$$;
-
--- A repository's activity over time: counts per period, response times (median, p90,
--- hours), and the coverage of the data behind them.
-CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
-                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
-END
-$$;
-
--- The same for every repository of a group (by name, as 8Knot's "org" is).
-CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
-                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    members bigint[];
-BEGIN
-    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
-    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
-    WHERE lower(g.rg_name) = lower(repo_group);
-    IF members IS NULL THEN
-        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
-            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
-    END IF;
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
-END
-$$;
-
--- Everything stored about one repository, per entity: how many, first and last
--- activity, what the forge reported and the coverage, and when its phase last ran.
-CREATE FUNCTION aveloxis.repo_stats(repo bigint)
-RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
-               forge_reported bigint, coverage numeric, last_collected timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    collected timestamptz;
-    facaded   timestamptz;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
-    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
-    RETURN QUERY
-    WITH counts AS (
-        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
-               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
-        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
-        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
-                         max(c.cmt_author_timestamp), 'commits', facaded
-        FROM aveloxis_data.commits c WHERE c.repo_id = repo
-        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
-        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
-        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
-        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
-        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
-        FROM aveloxis_data.releases r WHERE r.repo_id = repo
-        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
-        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
-    )
-    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
-           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
-                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
-           c.at
-    FROM counts c
-    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
-END
-$$;
-
--- The most active contributors of a repository in a range, by actions (explorer's
--- definition: commits, issues and pull requests opened and closed, reviews, comments).
-CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
-                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
-RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
-               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT t.* FROM (
-        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
-               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-               count(*) FILTER (WHERE a.action = 'pull_request_open'),
-               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
-               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
-        FROM aveloxis_data.contributor_actions a
-        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
-          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
-    ) t
-    WHERE NOT exclude_bots OR t.rule IS NULL
-    ORDER BY 3 DESC, 2
-    LIMIT greatest(n, 0);
-END
-$$;
-
--- Contributors whose first contribution to the repository falls in the range, with
--- that first action.
-CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
-RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
-           (SELECT a.action FROM aveloxis_data.contributor_actions a
-            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
-            ORDER BY a.action LIMIT 1),
-           aveloxis.bot_rule(f.cntrb_id)
-    FROM aveloxis_data.repo_contributor_first f
-    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
-    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
-      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-    ORDER BY f.first_at, 2;
-END
-$$;
-
--- One contributor across the fleet: per repository, first and last action and counts.
-CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
-RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
-               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
-           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-           count(*) FILTER (WHERE a.action = 'pull_request_open'),
-           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
-    FROM aveloxis_data.contributor_actions a
-    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-    WHERE a.cntrb_id = cntrb
-    GROUP BY a.repo_id, r.repo_git
-    ORDER BY 5 DESC, 1
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:215
+-- pg_aveloxis/src/lib.rs:232
 -- requires:
 --   queue
 --   drain
@@ -11030,35 +7649,1630 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:490
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
+-- pg_aveloxis/src/lib.rs:185
+-- requires:
+--   drain
+--   registry
+
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:497
--- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
-CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
-	"paths" TEXT[], /* Vec < Option < String > > */
-	"contents" TEXT[] /* Vec < Option < String > > */
-) RETURNS TABLE (
-	"manifest_path" TEXT,  /* String */
-	"lockfile_path" TEXT,  /* Option < String > */
-	"ecosystem" TEXT,  /* Option < String > */
-	"name" TEXT,  /* Option < String > */
-	"requirement" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* Option < String > */
-	"direct" bool,  /* Option < bool > */
-	"version" TEXT,  /* Option < String > */
-	"resolution" TEXT,  /* Option < String > */
-	"parse_error" TEXT  /* Option < String > */
+-- pg_aveloxis/src/lib.rs:212
+-- requires:
+--   facade
+--   drain
+
+-- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
+--
+-- Statement-level triggers on the base tables turn each statement's changed rows
+-- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
+-- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
+-- between view refreshes, whichever code path wrote the rows (drain, force-push
+-- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
+-- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
+-- with the same definitions (and must agree: tests/tests/analytics.rs).
+--
+-- Definitions (day = the UTC date):
+--   issues_opened/closed   issues by created_at / closed_at
+--   prs_opened/merged      pull requests by created_at / merged_at
+--   prs_closed             pull requests closed without merging, by closed_at
+--   commits                distinct commits by author time; lines_added/removed their numstat sums
+--   comments               issue, pull request and diff comments by msg_timestamp
+--   reviews                pull request reviews by submitted_at
+--   new_contributors       contributors whose first contribution (commit authored, issue
+--                          or pull request opened, comment, review) in the repository
+--                          falls on the day; repo_contributor_first keeps each one's first.
+
+CREATE TABLE aveloxis_data.repo_daily_activity (
+    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    day              date NOT NULL,
+    issues_opened    bigint NOT NULL DEFAULT 0,
+    issues_closed    bigint NOT NULL DEFAULT 0,
+    prs_opened       bigint NOT NULL DEFAULT 0,
+    prs_merged       bigint NOT NULL DEFAULT 0,
+    prs_closed       bigint NOT NULL DEFAULT 0,
+    commits          bigint NOT NULL DEFAULT 0,
+    lines_added      bigint NOT NULL DEFAULT 0,
+    lines_removed    bigint NOT NULL DEFAULT 0,
+    comments         bigint NOT NULL DEFAULT 0,
+    reviews          bigint NOT NULL DEFAULT 0,
+    new_contributors bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
+);
+COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
+
+CREATE TABLE aveloxis_data.repo_contributor_first (
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    cntrb_id      uuid NOT NULL,
+    first_at      timestamptz NOT NULL,
+    -- The first_at it replaced (how the trigger learns the old value from an upsert).
+    prev_first_at timestamptz,
+    PRIMARY KEY (repo_id, cntrb_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
+CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
+
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
+CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
+-- One contributor's closes and merges (aveloxis.contributor_activity).
+CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+
+-- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
+-- which rebuild both as the rows go in (after a restore with --disable-triggers:
+-- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
+
+-- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
+CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
+
+-- A contributor's first contribution to a repository, from the base tables.
+CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(
+        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
+         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
+        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
+        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
+        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
+         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
+        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+         WHERE v.cntrb_id = person AND v.repo_id = repo))
+$$;
+
+-- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
+-- were). What both hold cancels out.
+CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    repo   bigint;
+    pair   record;
+    before timestamptz;
+    after  timestamptz;
+BEGIN
+    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- Writers of one repository take turns here (a drain and an author linking, say):
+    -- first-contribution bookkeeping reads before it writes.
+    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
+    END LOOP;
+
+    -- Session-long scratch; one made by anyone but the extension's owner is refused.
+    IF to_regclass('pg_temp.activity_net') IS NULL THEN
+        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
+                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
+    END IF;
+    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
+    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
+    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
+    -- statement's facts at a time.
+    DELETE FROM pg_temp.activity_net;
+    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
+    IF coalesce(cardinality(minus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
+    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
+    ELSE
+        INSERT INTO pg_temp.activity_net
+        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
+        UNION ALL
+        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
+    END IF;
+
+    -- First contributions: an earlier one moves a contributor's first day.
+    WITH candidates AS (
+        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
+        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
+          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
+        GROUP BY 1, 2
+    ), moved AS (
+        -- Most candidates are known with an earlier first day: an index probe settles
+        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
+        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
+        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
+        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
+                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
+        ORDER BY 1, 2
+        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
+            WHERE EXCLUDED.first_at < f.first_at
+        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
+    )
+    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
+    UNION ALL
+    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
+
+    -- A removed contribution that may have been someone's first: recount that one person.
+    FOR pair IN
+        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
+        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
+        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
+        ORDER BY 1, 2
+    LOOP
+        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
+        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
+        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
+        CONTINUE WHEN after IS NOT DISTINCT FROM before;
+        IF after IS NULL THEN
+            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+        ELSE
+            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
+            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
+        END IF;
+        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
+    END LOOP;
+
+    INSERT INTO aveloxis_data.repo_daily_activity AS a
+        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
+         lines_removed, comments, reviews, new_contributors)
+    SELECT d.repo_id, d.day,
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
+    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
+          FROM pg_temp.activity_net n
+          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
+            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
+    GROUP BY d.repo_id, d.day
+    HAVING bool_or(d.v <> 0)
+    ORDER BY d.repo_id, d.day
+    ON CONFLICT (repo_id, day) DO UPDATE SET
+        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
+        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
+        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
+        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
+        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
+        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
+        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
+    -- A day whose every count went back to zero is no day of activity.
+    DELETE FROM aveloxis_data.repo_daily_activity a
+    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
+           WHERE n.sign = -1 AND n.at IS NOT NULL) z
+    WHERE a.repo_id = z.repo_id AND a.day = z.day
+      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
+           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    DELETE FROM pg_temp.activity_net;
+END
+$$;
+
+-- The facts of one row of each table.
+CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
+              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
+    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
+              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
+    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
+    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+$$;
+
+CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
+    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
+    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
+$$;
+
+-- One trigger function per table; transition tables are named new_rows and old_rows.
+CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+-- The start of a moment's UTC day: facts that count per day (lines, commits) are
+-- summed per day before activity_apply, one fact a day instead of one a row.
+CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
+
+-- Commits: one row per (commit, file). Lines count per row; a commit counts once,
+-- when its first row arrives and when its last row goes (whatever statements they
+-- come in); its author's contribution once per commit.
+-- Lines and commits are summed per UTC day in the statement (a batch of thousands of
+-- rows becomes a few facts a day); contributions stay per commit (first contributions
+-- need their time).
+CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(f) INTO plus FROM (
+            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
+                   sum(n.cmt_added)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
+                   sum(n.cmt_removed)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'INSERT' THEN
+            plus := plus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
+                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE (SELECT count(*) FROM aveloxis_data.commits c
+                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(f) INTO minus FROM (
+            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
+                   sum(o.cmt_added)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
+                   sum(o.cmt_removed)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'DELETE' THEN
+            minus := minus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
+                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
+                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+
+-- The daily activity of one repository (or all), computed from the base tables with
+-- the triggers' definitions.
+CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
+RETURNS SETOF aveloxis_data.repo_daily_activity
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH firsts AS (
+        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
+            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+              AND m.msg_source IN ('issue_comment', 'review_comment')
+            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
+    ), facts AS (
+        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
+        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
+        FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
+        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        GROUP BY c.repo_id, c.cmt_commit_hash
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
+        FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
+        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
+        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
+    )
+    SELECT f.repo_id, f.day,
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
+    FROM facts f
+    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
+    GROUP BY f.repo_id, f.day
+    HAVING bool_or(f.v <> 0)
+$$;
+
+-- Recomputes the daily activity (and first contributions) of one repository, or of
+-- all when repo is NULL. Returns the days written. For an upgrade from a version
+-- without triggers, or after a TRUNCATE (which the triggers do not see).
+CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    r bigint;
+BEGIN
+    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
+    END LOOP;
+    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
+    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
+    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
+        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:113
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
 )
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
+
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
+
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
+
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
+
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
+
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
+
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:157
+-- pg_aveloxis/src/lib.rs:118
+-- requires:
+--   merges
+--   facade
+
+-- Time-aware affiliation (docs/identity.md, "Affiliation"): who a person worked for is a
+-- set of dated enrollments (person, organization, from, to), and email domains stand for
+-- organizations from a date on (contributor_affiliations, Augur's table). Both are read
+-- when a question is asked, never copied into commit rows: a correction changes every
+-- answer about the past without re-collecting or rewriting a commit. The commit
+-- aggregates (dm_*) are recomputed for the groups a correction touches.
+--
+-- Precedence, for a commit authored at time t by contributor c with email e:
+--   1. an enrollment of c's person (aveloxis.person_of) covering t, the latest-starting;
+--   2. the most specific active domain rule of e (mail.acme.com before acme.com) in force
+--      at t (ca_start_date on or before t, or none);
+--   3. none (NULL; '(Unknown)' in the aggregates, as Augur's).
+-- A profile's company (cntrb_company) is what the person says today, not where they
+-- worked when a commit was written: it is never used for the past.
+
+CREATE TABLE aveloxis_data.contributor_enrollments (
+    enrollment_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    cntrb_id      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    organization  text NOT NULL CHECK (btrim(organization) <> ''),
+    -- Inclusive start, exclusive end; NULL: open.
+    starts_on     date,
+    ends_on       date,
+    source        text NOT NULL DEFAULT 'admin',
+    created_by    text NOT NULL DEFAULT current_user,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CHECK (starts_on IS NULL OR ends_on IS NULL OR starts_on < ends_on)
+);
+COMMENT ON TABLE aveloxis_data.contributor_enrollments IS
+    'Dated affiliations of a person (aveloxis.enroll); read at query time by aveloxis.affiliation_of';
+CREATE INDEX contributor_enrollments_cntrb_idx ON aveloxis_data.contributor_enrollments (cntrb_id);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_enrollments', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_enrollments', 'enrollment_id'), '');
+
+-- The domain rule of an email in force at a time (NULL at: any time): the most specific active domain
+-- (mail.example.com, then example.com) whose start date, if any, is not after it.
+CREATE FUNCTION aveloxis_ops.email_affiliation(email text, at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT a.ca_affiliation
+    FROM aveloxis_data.contributor_affiliations a
+    WHERE a.ca_active
+      AND (a.ca_start_date IS NULL OR at IS NULL OR a.ca_start_date <= (at AT TIME ZONE 'UTC')::date)
+      AND a.ca_domain = ANY (
+          SELECT array_to_string((string_to_array(lower(split_part(email, '@', 2)), '.'))[i:], '.')
+          FROM generate_series(1, cardinality(string_to_array(lower(split_part(email, '@', 2)), '.'))) i)
+    ORDER BY length(a.ca_domain) DESC
+    LIMIT 1;
+END;
+
+-- The domain rule of an email at a time, for analysts (aveloxis_augur_data.commits reads
+-- the committer's affiliation through it).
+CREATE FUNCTION aveloxis.email_affiliation(email text, at timestamptz DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.email_affiliation(email, at)
+$$;
+
+-- The organization of a person's enrollment covering a time (the latest-starting).
+CREATE FUNCTION aveloxis_ops.enrollment_at(person uuid, at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT e.organization FROM aveloxis_data.contributor_enrollments e
+    WHERE e.cntrb_id = person
+      AND (e.starts_on IS NULL OR e.starts_on <= (at AT TIME ZONE 'UTC')::date)
+      AND (e.ends_on IS NULL OR (at AT TIME ZONE 'UTC')::date < e.ends_on)
+    ORDER BY e.starts_on DESC NULLS LAST, e.enrollment_id DESC
+    LIMIT 1;
+END;
+
+-- The affiliation of a commit: its author's enrollment at the time, else its email's
+-- domain rule at the time (what aveloxis_augur_data.commits shows as
+-- cmt_author_affiliation; the committer's is the domain rule of the committer's email).
+CREATE FUNCTION aveloxis.commit_affiliation(author uuid, email text, at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT coalesce(CASE WHEN author IS NOT NULL AND EXISTS (SELECT FROM aveloxis_data.contributor_enrollments)
+                         THEN aveloxis_ops.enrollment_at(aveloxis.person_of(author), at) END,
+                    CASE WHEN email LIKE '%@%' THEN aveloxis_ops.email_affiliation(email, at) END)
+$$;
+
+-- Who a contributor was affiliated with at a time: the person's enrollment then, else the
+-- domain rule then of the person's canonical (or own) email. NULL when nothing says.
+CREATE FUNCTION aveloxis.affiliation_of(cntrb_id uuid, at timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH p AS (SELECT aveloxis.person_of(affiliation_of.cntrb_id) AS person)
+    SELECT coalesce(aveloxis_ops.enrollment_at(p.person, at),
+                    (SELECT aveloxis_ops.email_affiliation(coalesce(c.cntrb_canonical, c.cntrb_email), at)
+                     FROM aveloxis_data.contributors c WHERE c.cntrb_id = p.person))
+    FROM p
+$$;
+
+-- Queues the commit aggregates of a person's commits (of the years given, or all) for
+-- recomputation at each repository's next drain or aveloxis.refresh_commit_aggregates().
+CREATE FUNCTION aveloxis_ops.queue_person_aggregates(person uuid, from_year integer, to_year integer)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH rows_of AS (
+        SELECT r AS cntrb_id FROM aveloxis_ops.rows_of_person(person) r
+    ), queued AS (
+        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
+        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
+        FROM aveloxis_data.commits c
+        WHERE c.cmt_ght_author_id IN (SELECT r.cntrb_id FROM rows_of r)
+          AND c.cmt_author_timestamp IS NOT NULL AND c.cmt_author_email IS NOT NULL
+          AND extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC') BETWEEN coalesce(from_year, 0)
+                                                                              AND coalesce(to_year, 9999)
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) FROM queued
+$$;
+
+-- Records that a contributor's person worked for an organization from starts_on
+-- (inclusive) to ends_on (exclusive); either may be NULL (open). Returns its id. The
+-- person's commit aggregates of those years are queued for recomputation.
+CREATE FUNCTION aveloxis.enroll(cntrb_id uuid, organization text, starts_on date DEFAULT NULL,
+                                ends_on date DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    person uuid := aveloxis.person_of(enroll.cntrb_id);
+    id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = person) THEN
+        RAISE EXCEPTION 'contributor % does not exist', enroll.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF organization IS NULL OR btrim(organization) = '' THEN
+        RAISE EXCEPTION 'an enrollment needs an organization' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF starts_on >= ends_on THEN
+        RAISE EXCEPTION 'an enrollment ends after it starts (% is not before %)', starts_on, ends_on
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'ends_on is exclusive: the first day no longer there.';
+    END IF;
+    INSERT INTO aveloxis_data.contributor_enrollments (cntrb_id, organization, starts_on, ends_on)
+    VALUES (person, btrim(organization), starts_on, ends_on)
+    RETURNING enrollment_id INTO id;
+    PERFORM aveloxis_ops.queue_person_aggregates(person, extract(year FROM starts_on)::integer,
+                                                 extract(year FROM ends_on)::integer);
+    RETURN id;
+END
+$$;
+
+-- Corrects an enrollment's dates or organization (NULL keeps a value; pass
+-- clear_end => true to make it open-ended again).
+CREATE FUNCTION aveloxis.correct_enrollment(enrollment_id bigint, organization text DEFAULT NULL,
+                                            starts_on date DEFAULT NULL, ends_on date DEFAULT NULL,
+                                            clear_end boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    e aveloxis_data.contributor_enrollments;
+BEGIN
+    SELECT * INTO e FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = correct_enrollment.enrollment_id
+    FOR UPDATE;
+    IF e.enrollment_id IS NULL THEN
+        RAISE EXCEPTION 'enrollment % does not exist', correct_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE aveloxis_data.contributor_enrollments x
+    SET organization = coalesce(nullif(btrim(correct_enrollment.organization), ''), x.organization),
+        starts_on = coalesce(correct_enrollment.starts_on, x.starts_on),
+        ends_on = CASE WHEN clear_end THEN NULL ELSE coalesce(correct_enrollment.ends_on, x.ends_on) END
+    WHERE x.enrollment_id = e.enrollment_id;
+    -- Every year either version covers.
+    PERFORM aveloxis_ops.queue_person_aggregates(e.cntrb_id, NULL, NULL);
+END
+$$;
+
+-- Removes an enrollment entered by mistake.
+CREATE FUNCTION aveloxis.remove_enrollment(enrollment_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    person uuid;
+BEGIN
+    DELETE FROM aveloxis_data.contributor_enrollments x WHERE x.enrollment_id = remove_enrollment.enrollment_id
+    RETURNING x.cntrb_id INTO person;
+    IF person IS NULL THEN
+        RAISE EXCEPTION 'enrollment % does not exist', remove_enrollment.enrollment_id USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM aveloxis_ops.queue_person_aggregates(person, NULL, NULL);
+END
+$$;
+
+-- A person's enrollments (through merges), oldest first.
+CREATE FUNCTION aveloxis.enrollments(cntrb_id uuid)
+RETURNS TABLE (enrollment_id bigint, organization text, starts_on date, ends_on date, source text,
+               created_by text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.enrollment_id, e.organization, e.starts_on, e.ends_on, e.source, e.created_by, e.created_at
+    FROM aveloxis_data.contributor_enrollments e
+    WHERE e.cntrb_id = aveloxis.person_of(enrollments.cntrb_id)
+    ORDER BY e.starts_on NULLS FIRST, e.enrollment_id
+$$;
+
+-- Sets what an email domain stands for from a date on (or ends it: active false). Commit
+-- rows are not touched: their affiliation is read through the rules; the aggregates of
+-- the commits under the domain and its subdomains are queued for recomputation at each
+-- repository's next drain (or aveloxis.refresh_commit_aggregates). Returns how many
+-- (repository, email, year) aggregate groups were queued.
+CREATE FUNCTION aveloxis.set_affiliation(domain text, affiliation text, active boolean DEFAULT true,
+                                         starts_on date DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    d text := lower(btrim(set_affiliation.domain));
+    queued bigint;
+BEGIN
+    IF d IS NULL OR d !~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' THEN
+        RAISE EXCEPTION 'not an email domain: %', set_affiliation.domain USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass the part after the @, e.g. ''redhat.com''.';
+    END IF;
+    INSERT INTO aveloxis_data.contributor_affiliations AS a (ca_domain, ca_affiliation, ca_active, ca_start_date,
+                                                             tool_source)
+    VALUES (d, affiliation, coalesce(active, true), starts_on, 'aveloxis.set_affiliation')
+    ON CONFLICT (ca_domain) DO UPDATE SET ca_affiliation = EXCLUDED.ca_affiliation, ca_active = EXCLUDED.ca_active,
+                                          ca_start_date = EXCLUDED.ca_start_date,
+                                          data_collection_date = EXCLUDED.data_collection_date;
+    WITH q AS (
+        INSERT INTO aveloxis_ops.commit_aggregate_backlog (repo_id, email, year)
+        SELECT DISTINCT c.repo_id, c.cmt_author_email, extract(year FROM c.cmt_author_timestamp AT TIME ZONE 'UTC')
+        FROM aveloxis_data.commits c
+        WHERE (split_part(c.cmt_author_email, '@', 2) = d OR split_part(c.cmt_author_email, '@', 2) LIKE '%.' || d)
+          AND c.cmt_author_timestamp IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO queued FROM q;
+    RETURN queued;
+END
+$$;
+
+-- Recomputes a repository's queued commit aggregates now (the drain does it when it
+-- finishes a repository): after affiliation corrections, for dashboards that should not
+-- wait for the next collection. Returns the (email, year) groups recomputed.
+CREATE FUNCTION aveloxis.refresh_commit_aggregates(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN aveloxis_ops.refresh_commit_aggregates(repo);
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:191
+-- requires:
+--   facade
+--   analysis
+--   events_releases
+--   repo_info
+--   community_files
+--   affiliation
+
+-- aveloxis_augur_data: Augur's relations under Augur's names, columns (in Augur's
+-- order) and types, over aveloxis_data. 8Knot runs against it unchanged with
+-- AUGUR_SCHEMA=aveloxis_augur_data,aveloxis_data (docs/analytics.md).
+--
+-- Augur's naive `timestamp` columns are UTC wall times, computed with AT TIME ZONE
+-- 'UTC' so that no session TimeZone changes them. Columns Augur has and we do not
+-- collect are NULL of Augur's type. Views are security_invoker: a reader needs the
+-- SELECT on aveloxis_data that aveloxis_analyst has.
+-- The 22 materialized views live here too (sql/matviews.sql).
+
+CREATE SCHEMA aveloxis_augur_data;
+COMMENT ON SCHEMA aveloxis_augur_data IS 'Augur-compatible names over aveloxis_data, and the materialized views (8Knot reads here)';
+
+CREATE VIEW aveloxis_augur_data.repo_groups WITH (security_invoker = true) AS
+SELECT g.repo_group_id, g.rg_name::varchar AS rg_name, g.rg_description::varchar AS rg_description,
+       g.rg_website::varchar AS rg_website, NULL::smallint AS rg_recache,
+       g.rg_last_modified AT TIME ZONE 'UTC' AS rg_last_modified, g.rg_type::varchar AS rg_type,
+       g.tool_source::varchar AS tool_source, g.tool_version::varchar AS tool_version,
+       g.data_source::varchar AS data_source, g.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_groups g;
+
+CREATE VIEW aveloxis_augur_data.repo WITH (security_invoker = true) AS
+SELECT r.repo_id, r.repo_group_id, r.repo_git::varchar AS repo_git, NULL::varchar AS repo_path,
+       r.repo_name::varchar AS repo_name, r.repo_added AT TIME ZONE 'UTC' AS repo_added,
+       p.platform_name::varchar AS repo_type,
+       (r.repo_host || '/' || r.repo_owner || '/' || r.repo_name)::varchar AS url, NULL::integer AS owner_id,
+       i.description::varchar AS description, i.primary_language::varchar AS primary_language,
+       to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')::varchar AS created_at,
+       NULL::varchar AS forked_from, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
+       CASE WHEN r.repo_archived THEN i.data_collection_date END AS repo_archived_date_collected,
+       r.repo_archived::integer AS repo_archived,
+       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
+       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date,
+       r.repo_src_id
+FROM aveloxis_data.repos r
+JOIN aveloxis_data.platforms p USING (platform_id)
+LEFT JOIN aveloxis_data.repo_info i USING (repo_id);
+
+-- One row per repository (the current one; earlier versions are in
+-- aveloxis_data.repo_info_history). The counts are computed when asked for.
+CREATE VIEW aveloxis_augur_data.repo_info WITH (security_invoker = true) AS
+SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_updated,
+       i.issues_enabled::varchar AS issues_enabled, i.open_issues, NULL::varchar AS pull_requests_enabled,
+       i.wiki_enabled::varchar AS wiki_enabled, i.pages_enabled::varchar AS pages_enabled, i.fork_count,
+       i.default_branch::varchar AS default_branch, i.watchers_count, NULL::integer AS "UUID",
+       i.license::varchar AS license, i.stars_count, NULL::integer AS committers_count,
+       NULL::varchar AS issue_contributors_count, f.changelog_file::varchar AS changelog_file,
+       f.contributing_file::varchar AS contributing_file, f.license_file::varchar AS license_file,
+       coalesce(f.code_of_conduct_file, i.code_of_conduct_file)::varchar AS code_of_conduct_file,
+       coalesce(f.security_issue_file, i.security_issue_file)::varchar AS security_issue_file,
+       coalesce(f.security_audit_file, i.security_audit_file)::varchar AS security_audit_file,
+       NULL::varchar AS status, NULL::varchar AS keywords,
+       (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = i.repo_id) AS commit_count,
+       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id) AS issues_count,
+       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL) AS issues_closed,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id) AS pull_request_count,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.closed_at IS NULL) AS pull_requests_open,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x
+        WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL AND x.merged_at IS NULL) AS pull_requests_closed,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.merged_at IS NOT NULL) AS pull_requests_merged,
+       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
+       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_info i
+LEFT JOIN aveloxis_data.repo_community_files f ON f.repo_id = i.repo_id;
+
+CREATE VIEW aveloxis_augur_data.contributors WITH (security_invoker = true) AS
+SELECT c.cntrb_id, c.cntrb_login::varchar AS cntrb_login, c.cntrb_email::varchar AS cntrb_email,
+       c.cntrb_full_name::varchar AS cntrb_full_name, c.cntrb_company::varchar AS cntrb_company,
+       c.cntrb_created_at AT TIME ZONE 'UTC' AS cntrb_created_at, c.gh_type::varchar AS cntrb_type,
+       0::smallint AS cntrb_fake, c.cntrb_deleted, NULL::numeric(11, 8) AS cntrb_long,
+       NULL::numeric(10, 8) AS cntrb_lat, NULL::char(3) AS cntrb_country_code, NULL::varchar AS cntrb_state,
+       NULL::varchar AS cntrb_city, c.cntrb_location::varchar AS cntrb_location,
+       c.cntrb_canonical::varchar AS cntrb_canonical, NULL::timestamptz AS cntrb_last_used,
+       c.gh_user_id, c.gh_login::varchar AS gh_login, c.gh_url::varchar AS gh_url,
+       c.gh_html_url::varchar AS gh_html_url, c.gh_node_id::varchar AS gh_node_id,
+       c.gh_avatar_url::varchar AS gh_avatar_url, c.gh_gravatar_id::varchar AS gh_gravatar_id,
+       NULL::varchar AS gh_followers_url, NULL::varchar AS gh_following_url, NULL::varchar AS gh_gists_url,
+       NULL::varchar AS gh_starred_url, NULL::varchar AS gh_subscriptions_url,
+       NULL::varchar AS gh_organizations_url, NULL::varchar AS gh_repos_url, NULL::varchar AS gh_events_url,
+       NULL::varchar AS gh_received_events_url, c.gh_type::varchar AS gh_type,
+       c.gh_site_admin::varchar AS gh_site_admin, c.gl_web_url::varchar AS gl_web_url,
+       c.gl_avatar_url::varchar AS gl_avatar_url, c.gl_state::varchar AS gl_state,
+       c.gl_username::varchar AS gl_username, c.gl_full_name::varchar AS gl_full_name, c.gl_id,
+       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
+       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.contributors c;
+
+-- Augur numbers aliases; ours are keyed by the email, so the id is a stable hash of it.
+CREATE VIEW aveloxis_augur_data.contributors_aliases WITH (security_invoker = true) AS
+SELECT hashtextextended(a.alias_email, 0) AS cntrb_alias_id, a.cntrb_id,
+       coalesce(a.canonical_email, a.alias_email)::varchar AS canonical_email, a.alias_email::varchar AS alias_email,
+       1::smallint AS cntrb_active, a.data_collection_date AT TIME ZONE 'UTC' AS cntrb_last_modified,
+       a.tool_source::varchar AS tool_source, a.tool_version::varchar AS tool_version,
+       a.data_source::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.contributors_aliases a;
+
+CREATE VIEW aveloxis_augur_data.commits WITH (security_invoker = true) AS
+SELECT c.cmt_id, c.repo_id, c.cmt_commit_hash::varchar(80) AS cmt_commit_hash,
+       c.cmt_author_name::varchar AS cmt_author_name, c.cmt_author_raw_email::varchar AS cmt_author_raw_email,
+       c.cmt_author_email::varchar AS cmt_author_email, c.cmt_author_date::varchar(10) AS cmt_author_date,
+       -- Read through the dated affiliations (sql/affiliation.sql), never a stored copy.
+       aveloxis.commit_affiliation(c.cmt_ght_author_id, c.cmt_author_email, c.cmt_author_timestamp)::varchar
+           AS cmt_author_affiliation,
+       c.cmt_committer_name::varchar AS cmt_committer_name,
+       c.cmt_committer_raw_email::varchar AS cmt_committer_raw_email,
+       c.cmt_committer_email::varchar AS cmt_committer_email, c.cmt_committer_date::varchar AS cmt_committer_date,
+       aveloxis.email_affiliation(c.cmt_committer_email, c.cmt_committer_timestamp)::varchar
+           AS cmt_committer_affiliation, c.cmt_added, c.cmt_removed,
+       c.cmt_whitespace, c.cmt_filename::varchar AS cmt_filename,
+       c.cmt_date_attempted AT TIME ZONE 'UTC' AS cmt_date_attempted, c.cmt_ght_author_id,
+       NULL::integer AS cmt_ght_committer_id, c.cmt_ght_committed_at AT TIME ZONE 'UTC' AS cmt_ght_committed_at,
+       c.cmt_committer_timestamp, c.cmt_author_timestamp,
+       c.cmt_author_platform_username::varchar AS cmt_author_platform_username,
+       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
+       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.commits c;
+
+-- Issues only (Augur's issues table holds no pull requests either: pull_request and
+-- pull_request_id are NULL). cntrb_id is who closed it: the issue's closed_by, else the
+-- actor of its last 'closed' event (the issues list carries no closed_by).
+CREATE VIEW aveloxis_augur_data.issues WITH (security_invoker = true) AS
+SELECT i.issue_id, i.repo_id, i.reporter_id, NULL::bigint AS pull_request, NULL::bigint AS pull_request_id,
+       i.created_at AT TIME ZONE 'UTC' AS created_at, i.issue_title::varchar AS issue_title,
+       i.issue_body::varchar AS issue_body,
+       coalesce(i.closed_by_id,
+                CASE WHEN i.closed_at IS NOT NULL THEN
+                    (SELECT e.cntrb_id FROM aveloxis_data.issue_events e
+                     WHERE e.repo_id = i.repo_id AND e.issue_id = i.issue_id AND e.action = 'closed'
+                     ORDER BY e.created_at DESC, e.event_id DESC LIMIT 1) END) AS cntrb_id,
+       i.comment_count::bigint AS comment_count, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
+       i.closed_at AT TIME ZONE 'UTC' AS closed_at, NULL::timestamp AS due_on, NULL::varchar AS repository_url,
+       i.issue_url::varchar AS issue_url, NULL::varchar AS labels_url, NULL::varchar AS comments_url,
+       NULL::varchar AS events_url, i.html_url::varchar AS html_url, i.issue_state::varchar AS issue_state,
+       i.node_id::varchar AS issue_node_id, i.issue_number::bigint AS gh_issue_number,
+       i.platform_issue_id AS gh_issue_id,
+       (SELECT c.gh_user_id FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id) AS gh_user_id,
+       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
+       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issues i;
+
+-- pr_src_state is GitHub's state ('open' or 'closed'; a merged pull request is closed).
+CREATE VIEW aveloxis_augur_data.pull_requests WITH (security_invoker = true) AS
+SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_id AS pr_src_id,
+       p.node_id::varchar AS pr_src_node_id, p.pr_html_url::varchar AS pr_html_url,
+       p.pr_diff_url::varchar AS pr_diff_url, NULL::varchar AS pr_patch_url, NULL::varchar AS pr_issue_url,
+       NULL::bigint AS pr_augur_issue_id, p.pr_number::bigint AS pr_src_number,
+       (CASE p.pr_state WHEN 'merged' THEN 'closed' ELSE p.pr_state END)::varchar AS pr_src_state,
+       p.pr_locked AS pr_src_locked, p.pr_title::varchar AS pr_src_title, p.author_id AS pr_augur_contributor_id,
+       p.pr_body, p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.updated_at AT TIME ZONE 'UTC' AS pr_updated_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at, p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at,
+       p.merge_commit_sha::varchar AS pr_merge_commit_sha, NULL::bigint AS pr_teams, NULL::varchar AS pr_milestone,
+       NULL::varchar AS pr_commits_url, NULL::varchar AS pr_review_comments_url,
+       NULL::varchar AS pr_review_comment_url, NULL::varchar AS pr_comments_url, NULL::varchar AS pr_statuses_url,
+       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
+       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
+       NULL::varchar AS pr_src_issue_url, NULL::varchar AS pr_src_comments_url,
+       NULL::varchar AS pr_src_review_comments_url, NULL::varchar AS pr_src_commits_url,
+       NULL::varchar AS pr_src_statuses_url, p.pr_author_association::varchar AS pr_src_author_association,
+       p.tool_source::varchar AS tool_source, p.tool_version::varchar AS tool_version,
+       p.data_source::varchar AS data_source, p.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_requests p;
+
+CREATE VIEW aveloxis_augur_data.releases WITH (security_invoker = true) AS
+SELECT r.release_id::char(256) AS release_id, r.repo_id, r.release_name::varchar AS release_name,
+       r.release_description::varchar AS release_description, r.release_author::varchar AS release_author,
+       r.release_created_at AT TIME ZONE 'UTC' AS release_created_at,
+       r.release_published_at AT TIME ZONE 'UTC' AS release_published_at,
+       r.release_updated_at AT TIME ZONE 'UTC' AS release_updated_at, r.release_is_draft, r.release_is_prerelease,
+       r.release_tag_name::varchar AS release_tag_name, r.release_url::varchar AS release_url, false AS tag_only,
+       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
+       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.releases r;
+
+CREATE VIEW aveloxis_augur_data.message WITH (security_invoker = true) AS
+SELECT m.msg_id, NULL::bigint AS rgls_id, m.platform_msg_id, m.node_id::varchar AS platform_node_id, m.repo_id,
+       m.cntrb_id, m.msg_text::varchar AS msg_text, m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp,
+       NULL::varchar AS msg_sender_email, NULL::varchar AS msg_header, m.platform_id::bigint AS pltfrm_id,
+       m.tool_source::varchar AS tool_source, m.tool_version::varchar AS tool_version,
+       m.data_source::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.messages m;
+
+CREATE VIEW aveloxis_augur_data.repo_labor WITH (security_invoker = true) AS
+SELECT l.repo_labor_id, l.repo_id, l.repo_clone_date AT TIME ZONE 'UTC' AS repo_clone_date,
+       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
+       l.programming_language::varchar AS programming_language, l.file_path::varchar AS file_path,
+       l.file_name::varchar AS file_name, l.total_lines, l.code_lines, l.comment_lines, l.blank_lines,
+       l.code_complexity, l.repo_url::varchar AS repo_url, l.tool_source::varchar AS tool_source,
+       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
+       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_labor l;
+
+CREATE VIEW aveloxis_augur_data.repo_deps_libyear WITH (security_invoker = true) AS
+SELECT l.repo_deps_libyear_id, l.repo_id, l.name::varchar AS name, l.requirement::varchar AS requirement,
+       l.type::varchar AS type, l.package_manager::varchar AS package_manager,
+       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
+       l.current_release_date::varchar AS current_release_date,
+       l.latest_release_date::varchar AS latest_release_date, l.libyear,
+       l.tool_source::varchar AS tool_source, l.tool_version::varchar AS tool_version,
+       l.data_source::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_deps_libyear l;
+
+CREATE VIEW aveloxis_augur_data.repo_deps_scorecard WITH (security_invoker = true) AS
+SELECT s.repo_deps_scorecard_id, s.repo_id, s.name::varchar AS name, s.scorecard_check_details,
+       s.score::varchar AS score, s.tool_source::varchar AS tool_source, s.tool_version::varchar AS tool_version,
+       s.data_source::varchar AS data_source, s.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_deps_scorecard s;
+
+-- The children 8Knot's views are built from, and that Augur users query, under Augur's
+-- names and columns. Columns we do not keep (tool_source on some children, URLs Augur
+-- copies from the API) are NULL of Augur's type.
+CREATE VIEW aveloxis_augur_data.issue_events WITH (security_invoker = true) AS
+SELECT e.event_id, e.issue_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
+       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
+       e.node_id::varchar AS node_id, NULL::varchar AS node_url, e.platform_id::bigint AS platform_id,
+       e.platform_event_id AS issue_event_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_events e;
+
+CREATE VIEW aveloxis_augur_data.pull_request_events WITH (security_invoker = true) AS
+SELECT e.pr_event_id, e.pull_request_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
+       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
+       e.platform_event_id AS issue_event_src_id, e.node_id::varchar AS node_id, NULL::varchar AS node_url,
+       e.platform_id::bigint AS platform_id, e.platform_event_id AS pr_platform_event_id,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_events e;
+
+CREATE VIEW aveloxis_augur_data.pull_request_reviews WITH (security_invoker = true) AS
+SELECT v.pr_review_id, v.pull_request_id, v.repo_id, v.cntrb_id,
+       v.author_association::varchar AS pr_review_author_association, v.review_state::varchar AS pr_review_state,
+       v.review_body::varchar AS pr_review_body, v.submitted_at AT TIME ZONE 'UTC' AS pr_review_submitted_at,
+       v.platform_review_id AS pr_review_src_id, v.node_id::varchar AS pr_review_node_id,
+       v.html_url::varchar AS pr_review_html_url, NULL::varchar AS pr_review_pull_request_url,
+       v.commit_id::varchar AS pr_review_commit_id,
+       (SELECT r.platform_id::bigint FROM aveloxis_data.repos r WHERE r.repo_id = v.repo_id) AS platform_id,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       v.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviews v;
+
+CREATE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
+SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS issue_msg_ref_src_node_id,
+       x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
+       x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
+       x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_message_ref x;
+
+CREATE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
+SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS pr_message_ref_src_node_id,
+       NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_message_ref x;
+
+-- Augur's review messages are the diff comments (review_comments here); a review's own
+-- body is pull_request_reviews.pr_review_body.
+CREATE VIEW aveloxis_augur_data.pull_request_review_message_ref WITH (security_invoker = true) AS
+SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c.msg_id,
+       NULL::varchar AS pr_review_msg_url, c.platform_review_id AS pr_review_src_id,
+       c.platform_src_id AS pr_review_msg_src_id, m.node_id::varchar AS pr_review_msg_node_id,
+       c.diff_hunk::varchar AS pr_review_msg_diff_hunk, c.path::varchar AS pr_review_msg_path,
+       c."position"::bigint AS pr_review_msg_position, c.original_position::bigint AS pr_review_msg_original_position,
+       c.commit_id::varchar AS pr_review_msg_commit_id, c.original_commit_id::varchar AS pr_review_msg_original_commit_id,
+       m.msg_updated_at AT TIME ZONE 'UTC' AS pr_review_msg_updated_at, m.msg_html_url::varchar AS pr_review_msg_html_url,
+       NULL::varchar AS pr_url, c.author_association::varchar AS pr_review_msg_author_association,
+       NULL::bigint AS pr_review_msg_start_line, NULL::bigint AS pr_review_msg_original_start_line,
+       NULL::varchar AS pr_review_msg_start_side, c.line::bigint AS pr_review_msg_line,
+       c.original_line::bigint AS pr_review_msg_original_line, c.side::varchar AS pr_review_msg_side,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.review_comments c
+JOIN aveloxis_data.messages m ON m.repo_id = c.repo_id AND m.msg_id = c.msg_id;
+
+CREATE VIEW aveloxis_augur_data.issue_labels WITH (security_invoker = true) AS
+SELECT l.issue_label_id, l.issue_id, l.repo_id, l.label_text::varchar AS label_text,
+       l.label_description::varchar AS label_description, l.label_color::varchar AS label_color,
+       l.platform_label_id AS label_src_id, NULL::varchar AS label_src_node_id, l.tool_source::varchar AS tool_source,
+       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
+       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_labels l;
+
+CREATE VIEW aveloxis_augur_data.pull_request_labels WITH (security_invoker = true) AS
+SELECT l.pr_label_id, l.pull_request_id, l.repo_id, l.platform_label_id AS pr_src_id, NULL::varchar AS pr_src_node_id,
+       NULL::varchar AS pr_src_url, l.label_name::varchar AS pr_src_description, l.label_color::varchar AS pr_src_color,
+       NULL::boolean AS pr_src_default_bool, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_labels l;
+
+CREATE VIEW aveloxis_augur_data.issue_assignees WITH (security_invoker = true) AS
+SELECT a.issue_assignee_id, a.issue_id, a.repo_id, a.cntrb_id, a.platform_assignee_id AS issue_assignee_src_id,
+       NULL::varchar AS issue_assignee_src_node, a.tool_source::varchar AS tool_source,
+       a.tool_version::varchar AS tool_version, a.data_source::varchar AS data_source,
+       a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_assignees a;
+
+CREATE VIEW aveloxis_augur_data.pull_request_assignees WITH (security_invoker = true) AS
+SELECT a.pr_assignee_id AS pr_assignee_map_id, a.pull_request_id, a.repo_id, a.cntrb_id AS contrib_id,
+       a.platform_assignee_id AS pr_assignee_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_assignees a;
+
+CREATE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
+SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
+       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p
+        WHERE p.repo_id = r.repo_id AND p.pull_request_id = r.pull_request_id)
+           AS pr_source_id,
+       r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
+       NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviewers r;
+
+CREATE VIEW aveloxis_augur_data.pull_request_commits WITH (security_invoker = true) AS
+SELECT c.pr_cmt_id, c.pull_request_id, c.repo_id, c.pr_cmt_sha::varchar AS pr_cmt_sha,
+       c.pr_cmt_node_id::varchar AS pr_cmt_node_id, c.pr_cmt_message::varchar AS pr_cmt_message,
+       NULL::varchar AS pr_cmt_comments_url, c.pr_cmt_author_cntrb_id,
+       c.pr_cmt_timestamp AT TIME ZONE 'UTC' AS pr_cmt_timestamp, c.pr_cmt_author_email::varchar AS pr_cmt_author_email,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_commits c;
+
+CREATE VIEW aveloxis_augur_data.pull_request_files WITH (security_invoker = true) AS
+SELECT f.pr_file_id, f.pull_request_id, f.repo_id, f.pr_file_additions::bigint AS pr_file_additions,
+       f.pr_file_deletions::bigint AS pr_file_deletions, f.pr_file_path::varchar AS pr_file_path,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       f.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_files f;
+
+CREATE VIEW aveloxis_augur_data.pull_request_meta WITH (security_invoker = true) AS
+SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varchar AS pr_head_or_base,
+       m.pr_src_meta_label::varchar AS pr_src_meta_label, m.pr_src_meta_ref::varchar AS pr_src_meta_ref,
+       m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_meta m;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:158
 -- requires:
 --   labor
 --   augur_compat
@@ -11106,6 +9320,8 @@ CREATE TABLE aveloxis_data.repo_dependency_decls (
     lockfile_path  text,
     ecosystem      text NOT NULL,
     name           text NOT NULL,
+    -- The name as the ecosystem compares it: the key of the package cache.
+    package        text NOT NULL,
     requirement    text,
     scope          text NOT NULL,
     direct         boolean NOT NULL,
@@ -11117,7 +9333,7 @@ CREATE TABLE aveloxis_data.repo_dependency_decls (
 );
 COMMENT ON TABLE aveloxis_data.repo_dependency_decls IS
     'Dependencies of each repository''s analysed HEAD: declared requirement, version in use and how it is known';
-CREATE INDEX repo_dependency_decls_package_idx ON aveloxis_data.repo_dependency_decls (ecosystem, name, version);
+CREATE INDEX repo_dependency_decls_package_idx ON aveloxis_data.repo_dependency_decls (ecosystem, package, version);
 
 -- Each parse of a repository's dependency files.
 CREATE TABLE aveloxis_data.repo_dependency_scans (
@@ -11251,10 +9467,10 @@ BEGIN
 
     DELETE FROM aveloxis_data.repo_dependency_decls d WHERE d.repo_id = repo;
     INSERT INTO aveloxis_data.repo_dependency_decls
-        (repo_id, manifest_path, lockfile_path, ecosystem, name, requirement, scope, direct, version, resolution,
-         parsed_at)
-    SELECT repo, r.manifest_path, r.lockfile_path, r.ecosystem, r.name, r.requirement, r.scope, r.direct, r.version,
-           r.resolution, observed
+        (repo_id, manifest_path, lockfile_path, ecosystem, name, package, requirement, scope, direct, version,
+         resolution, parsed_at)
+    SELECT repo, r.manifest_path, r.lockfile_path, r.ecosystem, r.name, aveloxis_ops.package_key(r.ecosystem, r.name),
+           r.requirement, r.scope, r.direct, r.version, r.resolution, observed
     FROM pg_temp.aveloxis_resolved r WHERE r.parse_error IS NULL;
 
     WITH moved AS (
@@ -11417,7 +9633,2358 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:229
+-- pg_aveloxis/src/lib.rs:169
+-- requires:
+--   dependencies
+--   deps::aveloxis_ops::package_key
+--   deps::aveloxis_ops::is_prerelease
+
+-- Libyear from a fleet-wide package cache (docs/dependencies.md, "Libyear"). A daily
+-- `packages` job per repository asks which of its dependencies' packages the cache lacks
+-- or holds past their TTL (aveloxis.packages_due), and the agent fetches only those
+-- (deps.dev for its six systems, the native registries for others), staging each
+-- package's versions and dates field-picked (`package_versions`). complete() upserts the
+-- cache, shared by every repository, and recomputes the repository's libyear in SQL
+-- (aveloxis.refresh_libyear: no network, one timestamp per scan). A package is fetched
+-- once per TTL for the whole fleet, never per repository.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('packages.cadence', '1 day', 'interval',
+     'How often a repository''s libyear is recomputed (and its stale packages fetched)'),
+    ('packages.max_leased', '0', 'integer', 'Most packages jobs leased at once (0: no limit)'),
+    ('packages.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('packages.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('packages.ttl', '7 days', 'interval', 'How long a package''s cached versions are used before it is fetched again'),
+    ('packages.miss_ttl', '1 day', 'interval',
+     'How long a package the registry did not have (or did not answer for) waits before it is asked again'),
+    ('packages.batch', '500', 'integer', 'Most packages one packages job fetches (the rest: the next run, at once)');
+
+-- One row per package of any repository: what its registry said and when.
+CREATE TABLE aveloxis_data.packages (
+    ecosystem       text NOT NULL,
+    -- aveloxis_ops.package_key(ecosystem, name): as the ecosystem compares names.
+    name            text NOT NULL,
+    -- The registry's default (latest stable) version, when it names one.
+    default_version text,
+    licence         text,
+    -- found, not_found (the registry has no such package), unsupported (no source for the
+    -- ecosystem), error (the registry refused or failed).
+    status          text NOT NULL CHECK (status IN ('found', 'not_found', 'unsupported', 'error')),
+    source          text,
+    http_status     integer,
+    detail          text,
+    fetched_at      timestamptz NOT NULL,
+    PRIMARY KEY (ecosystem, name)
+);
+COMMENT ON TABLE aveloxis_data.packages IS 'Fleet-wide package cache: one row per package, fetched once per TTL';
+
+-- One row per version of a cached package: when it was published, whether it is a
+-- pre-release or yanked (both never "latest"), its licence where the source says.
+CREATE TABLE aveloxis_data.package_versions (
+    ecosystem    text NOT NULL,
+    name         text NOT NULL,
+    version      text NOT NULL,
+    -- NULL when unknown (NuGet's unlisted placeholder date, 1900-01-01, included).
+    published_at timestamptz,
+    prerelease   boolean NOT NULL,
+    yanked       boolean NOT NULL DEFAULT false,
+    licence      text,
+    PRIMARY KEY (ecosystem, name, version),
+    FOREIGN KEY (ecosystem, name) REFERENCES aveloxis_data.packages ON DELETE CASCADE
+);
+COMMENT ON TABLE aveloxis_data.package_versions IS 'Fleet-wide package cache: versions with their publish dates';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.packages', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.package_versions', '');
+
+-- The libyear table's typed companions of Augur's text columns, and the scan's history.
+ALTER TABLE aveloxis_data.repo_deps_libyear
+    ADD COLUMN ecosystem text,
+    ADD COLUMN resolution text,
+    ADD COLUMN license text,
+    ADD COLUMN current_release_at timestamptz,
+    ADD COLUMN latest_release_at timestamptz,
+    -- Days from the version in use to the latest release (never negative); NULL unknown.
+    ADD COLUMN libdays double precision;
+CREATE TABLE aveloxis_data.repo_deps_libyear_history (LIKE aveloxis_data.repo_deps_libyear INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_libyear_history ADD PRIMARY KEY (repo_id, repo_deps_libyear_id);
+ALTER TABLE aveloxis_data.repo_deps_libyear_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear_history IS 'Earlier libyear scans, moved here by each new one';
+CREATE INDEX repo_deps_libyear_history_scan_idx
+    ON aveloxis_data.repo_deps_libyear_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_history', '');
+
+-- The packages of the lease's repository that the cache lacks or holds past their TTL
+-- (packages.ttl; packages.miss_ttl for what was not found or failed), at most
+-- packages.batch, each with the versions the repository uses. For the agent holding the
+-- repository's packages lease.
+CREATE FUNCTION aveloxis.packages_due(lease_token uuid)
+RETURNS TABLE (ecosystem text, name text, versions text[])
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'packages');
+    at   timestamptz := aveloxis_ops.clock();
+    ttl  interval := aveloxis_ops.setting('packages.ttl')::interval;
+    miss interval := aveloxis_ops.setting('packages.miss_ttl')::interval;
+BEGIN
+    RETURN QUERY
+    SELECT d.ecosystem, d.package, array_agg(DISTINCT d.version ORDER BY d.version) FILTER (WHERE d.version IS NOT NULL)
+    FROM aveloxis_data.repo_dependency_decls d
+    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+      AND (p.fetched_at IS NULL
+           OR p.fetched_at < at - CASE WHEN p.status = 'found' THEN ttl ELSE miss END)
+    GROUP BY d.ecosystem, d.package
+    ORDER BY d.ecosystem, d.package
+    LIMIT aveloxis_ops.setting('packages.batch')::integer;
+END
+$$;
+
+-- Applies the packages a run staged (called by complete for packages leases): the
+-- fleet-wide cache upserted, then the repository's libyear recomputed. A package entry
+-- without ecosystem, name or a known status is refused with the lease kept.
+CREATE FUNCTION aveloxis_ops.packages_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    bad      text;
+BEGIN
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'packages', observed);
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_packages (doc jsonb) ON COMMIT DROP;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_packages'::regclass)
+       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
+           WHERE p.oid = 'aveloxis_ops.packages_apply(bigint, bigint, jsonb)'::regprocedure) THEN
+        RAISE EXCEPTION 'pg_temp.aveloxis_packages belongs to another role' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    TRUNCATE pg_temp.aveloxis_packages;
+    INSERT INTO pg_temp.aveloxis_packages
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload)
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions'
+    ORDER BY s.staging_id;
+    SELECT format('%s/%s (status %s)', d.doc ->> 'ecosystem', d.doc ->> 'name', d.doc ->> 'status') INTO bad
+    FROM pg_temp.aveloxis_packages d
+    WHERE coalesce(d.doc ->> 'ecosystem', '') = '' OR coalesce(d.doc ->> 'name', '') = ''
+       OR coalesce(d.doc ->> 'status', '') NOT IN ('found', 'not_found', 'unsupported', 'error')
+    LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'a package_versions entry needs ecosystem, name and a status of found, not_found, unsupported or error: %', bad
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- The last answer per package wins within a run.
+    INSERT INTO aveloxis_data.packages AS p (ecosystem, name, default_version, licence, status, source, http_status,
+                                             detail, fetched_at)
+    SELECT DISTINCT ON (1, 2) d.doc ->> 'ecosystem', aveloxis_ops.package_key(d.doc ->> 'ecosystem', d.doc ->> 'name'),
+           nullif(d.doc ->> 'default_version', ''), nullif(d.doc ->> 'licence', ''), d.doc ->> 'status',
+           d.doc ->> 'source', (d.doc ->> 'http_status')::integer, left(d.doc ->> 'detail', 500), observed
+    FROM pg_temp.aveloxis_packages d
+    ORDER BY 1, 2
+    ON CONFLICT (ecosystem, name) DO UPDATE SET
+        -- A failed or unsupported fetch keeps what an earlier one found.
+        default_version = CASE WHEN excluded.status = 'found' THEN excluded.default_version ELSE p.default_version END,
+        licence = CASE WHEN excluded.status = 'found' THEN coalesce(excluded.licence, p.licence) ELSE p.licence END,
+        status = CASE WHEN excluded.status IN ('error', 'unsupported') AND p.status = 'found' THEN p.status
+                      ELSE excluded.status END,
+        source = excluded.source, http_status = excluded.http_status, detail = excluded.detail,
+        fetched_at = excluded.fetched_at;
+
+    INSERT INTO aveloxis_data.package_versions AS v (ecosystem, name, version, published_at, prerelease, yanked, licence)
+    SELECT DISTINCT ON (1, 2, 3) d.doc ->> 'ecosystem', aveloxis_ops.package_key(d.doc ->> 'ecosystem', d.doc ->> 'name'),
+           x.version,
+           -- Placeholder dates (NuGet's unlisted 1900-01-01) are no publication dates.
+           CASE WHEN x.published_at >= '1990-01-01' THEN x.published_at END,
+           coalesce(x.prerelease, false) OR aveloxis_ops.is_prerelease(d.doc ->> 'ecosystem', x.version),
+           coalesce(x.yanked, false), nullif(x.licence, '')
+    FROM pg_temp.aveloxis_packages d,
+         jsonb_to_recordset(coalesce(d.doc -> 'versions', '[]')) AS x(version text, published_at timestamptz,
+                                                                      prerelease boolean, yanked boolean, licence text)
+    WHERE d.doc ->> 'status' = 'found' AND coalesce(x.version, '') <> ''
+    ORDER BY 1, 2, 3
+    ON CONFLICT (ecosystem, name, version) DO UPDATE SET
+        published_at = coalesce(excluded.published_at, v.published_at),
+        prerelease = excluded.prerelease, yanked = excluded.yanked,
+        licence = coalesce(excluded.licence, v.licence);
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions';
+    PERFORM aveloxis.refresh_libyear(repo);
+END
+$$;
+
+-- Recomputes a repository's libyear from the cache, in SQL, with no network: for each
+-- direct dependency from a registry, the version in use (locked or exact) against the
+-- latest release, libyear = days between their publications / 365.25 (never negative),
+-- NULL when either is unknown (a range, an unknown version, a package not cached). One
+-- transaction, one data_collection_date; the previous scan moves to history. as_of
+-- (tests, backfills) hides releases published after it.
+CREATE FUNCTION aveloxis.refresh_libyear(repo bigint, as_of timestamptz DEFAULT NULL)
+RETURNS TABLE (dependencies bigint, with_libyear bigint, avg_libyear double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    cutoff   timestamptz := coalesce(as_of, 'infinity');
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.libyear', repo));
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_libyear l WHERE l.repo_id = repo RETURNING l.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_libyear_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_libyear
+        (repo_id, name, requirement, type, package_manager, current_verion, latest_version, current_release_date,
+         latest_release_date, libyear, tool_source, tool_version, data_source, data_collection_date, ecosystem,
+         resolution, license, current_release_at, latest_release_at, libdays)
+    SELECT repo, d.name, d.requirement, d.scope, upper(d.ecosystem), d.version, latest.version,
+           to_char(cur.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           to_char(latest.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25,
+           'aveloxis (package cache)', aveloxis.version(), 'registries', observed, d.ecosystem, d.resolution,
+           coalesce(cur.licence, p.licence), cur.published_at, latest.published_at,
+           greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400)
+    FROM (SELECT DISTINCT ON (x.ecosystem, x.package, x.version, x.scope)
+                 x.ecosystem, x.package, x.name, x.version, x.scope, x.requirement, x.resolution
+          FROM aveloxis_data.repo_dependency_decls x
+          WHERE x.repo_id = repo AND x.direct AND x.resolution <> 'non-registry'
+          ORDER BY x.ecosystem, x.package, x.version, x.scope, x.manifest_path) d
+    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+    LEFT JOIN aveloxis_data.package_versions cur
+           ON cur.ecosystem = d.ecosystem AND cur.name = d.package AND cur.version = d.version
+          AND cur.published_at <= cutoff
+    LEFT JOIN LATERAL (
+        SELECT v.version, v.published_at FROM aveloxis_data.package_versions v
+        WHERE v.ecosystem = d.ecosystem AND v.name = d.package AND NOT v.prerelease AND NOT v.yanked
+          AND v.published_at <= cutoff AND p.status = 'found'
+        ORDER BY (v.version = p.default_version AND as_of IS NULL) DESC, v.published_at DESC, v.version DESC
+        LIMIT 1) latest ON true
+    ORDER BY d.ecosystem, d.package, d.version;
+    RETURN QUERY
+    SELECT count(*), count(l.libyear), avg(l.libyear)
+    FROM aveloxis_data.repo_deps_libyear l WHERE l.repo_id = repo;
+END
+$$;
+
+-- The package cache for operators: packages and versions held, by status, and how many
+-- are past their TTL.
+CREATE FUNCTION aveloxis.package_cache_stats()
+RETURNS TABLE (ecosystem text, status text, packages bigint, versions bigint, stale bigint, oldest_fetch timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.ecosystem, p.status, count(*), coalesce(sum(vc.n), 0)::bigint,
+           count(*) FILTER (WHERE p.fetched_at < aveloxis_ops.clock()
+                            - CASE WHEN p.status = 'found' THEN aveloxis_ops.setting('packages.ttl')::interval
+                                   ELSE aveloxis_ops.setting('packages.miss_ttl')::interval END),
+           min(p.fetched_at)
+    FROM aveloxis_data.packages p
+    LEFT JOIN LATERAL (SELECT count(*) AS n FROM aveloxis_data.package_versions v
+                       WHERE v.ecosystem = p.ecosystem AND v.name = p.name) vc ON true
+    GROUP BY p.ecosystem, p.status
+    ORDER BY 1, 2
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:179
+-- requires:
+--   packages
+--   vulns::aveloxis_ops::cvss_score
+
+-- Vulnerabilities from OSV (docs/dependencies.md, "Vulnerabilities"). A daily
+-- `vulnerabilities` job per repository asks which package versions it uses have no OSV
+-- answer younger than osv.ttl (aveloxis.osv_due, fleet-wide: a version another repository
+-- asked about today is not asked again); the agent sends them to OSV's querybatch (at most
+-- 1,000 a call, following each query's next_page_token) and stages the answers
+-- (`osv_results`), then fetches /v1/vulns/{id} only for records newer than the cached copy
+-- (aveloxis.osv_vulns_needed) and stages them raw (`osv_vuln`). complete() fills the
+-- caches, scores CVSS vectors with the cvss crate (v2, v3.x, v4.0; none invented) and
+-- updates the repository's findings: first seen, last seen, and resolved only when every
+-- query of the repository was answered (a partial scan resolves nothing).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('vulnerabilities.cadence', '1 day', 'interval', 'How often a repository''s dependencies are checked against OSV'),
+    ('vulnerabilities.max_leased', '0', 'integer', 'Most vulnerabilities jobs leased at once (0: no limit)'),
+    ('vulnerabilities.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('vulnerabilities.sideline_after', '10', 'integer',
+     'Consecutive transient failures that sideline a job for one cadence'),
+    ('osv.ttl', '1 day', 'interval', 'How long OSV''s answer for a package version is used before it is asked again'),
+    ('osv.batch', '5000', 'integer', 'Most package versions one vulnerabilities job asks OSV about (the rest: next run)'),
+    ('osv.url', 'https://api.osv.dev/', 'url', 'The OSV API (querybatch and vulns)');
+
+-- OSV's answer per package version: the advisories it lists and when it was asked.
+CREATE TABLE aveloxis_data.osv_queries (
+    ecosystem  text NOT NULL,
+    name       text NOT NULL,
+    version    text NOT NULL,
+    vuln_ids   text[] NOT NULL,
+    checked_at timestamptz NOT NULL,
+    PRIMARY KEY (ecosystem, name, version)
+);
+COMMENT ON TABLE aveloxis_data.osv_queries IS 'Fleet-wide: what OSV answered for each package version in use, and when';
+
+-- OSV records, fetched when OSV's modified is newer than the copy here.
+CREATE TABLE aveloxis_data.osv_vulns (
+    vuln_id        text PRIMARY KEY,
+    modified       timestamptz,
+    published      timestamptz,
+    withdrawn      timestamptz,
+    summary        text,
+    aliases        text[] NOT NULL DEFAULT '{}',
+    -- LOW, MEDIUM, HIGH, CRITICAL: the database's own label (GHSA's MODERATE is MEDIUM),
+    -- else the CVSS score's rating; NULL when neither exists.
+    severity       text,
+    cvss_v3_vector text,
+    cvss_v3_score  numeric(3, 1),
+    cvss_v4_vector text,
+    cvss_v4_score  numeric(3, 1),
+    record         jsonb,
+    -- A listed id whose record could not be fetched yet: no details, never a made-up score.
+    fetched_at     timestamptz
+);
+COMMENT ON TABLE aveloxis_data.osv_vulns IS 'Fleet-wide cache of OSV records with their CVSS scores';
+
+-- A repository's findings: one per package version in use and advisory.
+CREATE TABLE aveloxis_data.repo_deps_vulnerabilities (
+    finding_id    bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    ecosystem     text NOT NULL,
+    name          text NOT NULL,
+    version       text NOT NULL,
+    vuln_id       text NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at  timestamptz NOT NULL,
+    -- Stamped when a complete scan no longer finds it; NULL while open.
+    resolved_at   timestamptz,
+    PRIMARY KEY (repo_id, finding_id),
+    UNIQUE (repo_id, ecosystem, name, version, vuln_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_vulnerabilities IS
+    'Vulnerabilities of each repository''s dependencies, first seen, last seen and resolved';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.osv_queries', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.osv_vulns', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_vulnerabilities', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_vulnerabilities', 'finding_id'), '');
+
+-- The ecosystems OSV knows, by the names it uses (ours are OSV's).
+CREATE FUNCTION aveloxis_ops.osv_ecosystem(ecosystem text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ecosystem IN ('npm', 'PyPI', 'crates.io', 'Go', 'Maven', 'RubyGems', 'Packagist', 'NuGet', 'Hex', 'Pub',
+                         'Hackage', 'SwiftURL', 'CRAN', 'ConanCenter', 'GitHub Actions')
+$$;
+
+-- The package versions a repository uses, each once: what its vulnerability scan asks about.
+CREATE FUNCTION aveloxis_ops.versions_in_use(repo bigint)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT d.ecosystem, d.package, d.version
+    FROM aveloxis_data.repo_dependency_decls d
+    WHERE d.repo_id = repo AND d.version IS NOT NULL AND d.resolution IN ('locked', 'exact')
+      AND aveloxis_ops.osv_ecosystem(d.ecosystem)
+$$;
+
+-- The OSV settings the agent needs.
+CREATE FUNCTION aveloxis.osv_settings()
+RETURNS TABLE (url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('osv.url')
+$$;
+
+-- The package versions of the lease's repository without a fresh OSV answer (osv.ttl),
+-- at most osv.batch. For the agent holding the repository's vulnerabilities lease.
+CREATE FUNCTION aveloxis.osv_due(lease_token uuid)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    repo   bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
+    cutoff timestamptz := aveloxis_ops.clock() - aveloxis_ops.setting('osv.ttl')::interval;
+BEGIN
+    RETURN QUERY
+    SELECT u.ecosystem, u.name, u.version
+    FROM aveloxis_ops.versions_in_use(repo) u
+    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    WHERE q.checked_at IS NULL OR q.checked_at < cutoff
+    ORDER BY 1, 2, 3
+    LIMIT aveloxis_ops.setting('osv.batch')::integer;
+END
+$$;
+
+-- Of the advisories OSV listed (id, modified), those whose record is not cached or is
+-- older: the agent fetches only these.
+CREATE FUNCTION aveloxis.osv_vulns_needed(lease_token uuid, ids text[], modified timestamptz[])
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
+    RETURN QUERY
+    SELECT DISTINCT n.id
+    FROM unnest(ids, modified) AS n(id, modified)
+    LEFT JOIN aveloxis_data.osv_vulns v ON v.vuln_id = n.id
+    WHERE n.id IS NOT NULL
+      AND (v.fetched_at IS NULL OR v.modified IS NULL OR n.modified IS NULL OR n.modified > v.modified)
+    ORDER BY 1;
+END
+$$;
+
+-- Applies what a vulnerabilities run staged (called by complete): OSV's answers to the
+-- query cache, records to the vulnerability cache (scored), then the repository's
+-- findings. Resolutions only when every version the repository uses has an answer
+-- within osv.ttl.
+CREATE FUNCTION aveloxis_ops.vulnerabilities_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed   timestamptz := aveloxis_ops.clock();
+    cutoff     timestamptz := observed - aveloxis_ops.setting('osv.ttl')::interval;
+    unanswered bigint;
+    resolved   bigint;
+BEGIN
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'vulnerabilities', observed);
+    -- Each answered query: {ecosystem, name, version, vulns: [{id, modified}]} (all pages).
+    INSERT INTO aveloxis_data.osv_queries AS q (ecosystem, name, version, vuln_ids, checked_at)
+    SELECT DISTINCT ON (1, 2, 3) a.ecosystem, aveloxis_ops.package_key(a.ecosystem, a.name), a.version,
+           ARRAY(SELECT DISTINCT v ->> 'id' FROM jsonb_array_elements(coalesce(a.vulns, '[]')) v
+                 WHERE v ->> 'id' IS NOT NULL ORDER BY 1),
+           observed
+    FROM aveloxis_ops.staging s,
+         LATERAL jsonb_to_recordset(aveloxis_ops.sanitized_jsonb(s.payload) -> 'answers')
+             AS a(ecosystem text, name text, version text, vulns jsonb)
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'osv_results'
+      AND a.ecosystem IS NOT NULL AND a.name IS NOT NULL AND a.version IS NOT NULL
+    ORDER BY 1, 2, 3, s.staging_id DESC
+    ON CONFLICT (ecosystem, name, version) DO UPDATE SET vuln_ids = excluded.vuln_ids, checked_at = excluded.checked_at;
+
+    -- Records: the newest staged copy of each id.
+    WITH recs AS (
+        SELECT DISTINCT ON (r ->> 'id') r
+        FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.sanitized_jsonb(s.payload) r
+        WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'osv_vuln'
+          AND r ->> 'id' IS NOT NULL
+        ORDER BY r ->> 'id', s.staging_id DESC
+    ), vectors AS (
+        SELECT r, (SELECT v ->> 'score' FROM jsonb_array_elements(coalesce(r -> 'severity', r #> '{affected,0,severity}', '[]')) v
+                   WHERE v ->> 'type' = 'CVSS_V3' LIMIT 1) AS v3,
+                  (SELECT v ->> 'score' FROM jsonb_array_elements(coalesce(r -> 'severity', r #> '{affected,0,severity}', '[]')) v
+                   WHERE v ->> 'type' = 'CVSS_V4' LIMIT 1) AS v4
+        FROM recs
+    )
+    INSERT INTO aveloxis_data.osv_vulns AS o (vuln_id, modified, published, withdrawn, summary, aliases, severity,
+                                              cvss_v3_vector, cvss_v3_score, cvss_v4_vector, cvss_v4_score, record,
+                                              fetched_at)
+    SELECT x.r ->> 'id', (x.r ->> 'modified')::timestamptz, (x.r ->> 'published')::timestamptz,
+           (x.r ->> 'withdrawn')::timestamptz, left(x.r ->> 'summary', 1000),
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(x.r -> 'aliases', '[]'))),
+           coalesce(CASE upper(x.r #>> '{database_specific,severity}')
+                        WHEN 'MODERATE' THEN 'MEDIUM' WHEN 'LOW' THEN 'LOW' WHEN 'MEDIUM' THEN 'MEDIUM'
+                        WHEN 'HIGH' THEN 'HIGH' WHEN 'CRITICAL' THEN 'CRITICAL' END,
+                    upper(nullif(coalesce(s4.severity, s3.severity), 'none'))),
+           x.v3, s3.score, x.v4, s4.score, x.r, observed
+    FROM vectors x
+    LEFT JOIN LATERAL aveloxis_ops.cvss_score(x.v3) s3 ON true
+    LEFT JOIN LATERAL aveloxis_ops.cvss_score(x.v4) s4 ON true
+    ON CONFLICT (vuln_id) DO UPDATE SET
+        modified = excluded.modified, published = excluded.published, withdrawn = excluded.withdrawn,
+        summary = excluded.summary, aliases = excluded.aliases, severity = excluded.severity,
+        cvss_v3_vector = excluded.cvss_v3_vector, cvss_v3_score = excluded.cvss_v3_score,
+        cvss_v4_vector = excluded.cvss_v4_vector, cvss_v4_score = excluded.cvss_v4_score,
+        record = excluded.record, fetched_at = excluded.fetched_at;
+    -- Ids listed by OSV whose record is not fetched yet: known, without details.
+    INSERT INTO aveloxis_data.osv_vulns (vuln_id)
+    SELECT DISTINCT unnest(q.vuln_ids) FROM aveloxis_ops.versions_in_use(repo) u
+    JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    ON CONFLICT (vuln_id) DO NOTHING;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity IN ('osv_results', 'osv_vuln');
+
+    -- Findings now: every advisory OSV lists for a version in use (withdrawn ones aside).
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_findings (ecosystem text, name text, version text, vuln_id text)
+        ON COMMIT DROP;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_findings'::regclass)
+       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
+           WHERE p.oid = 'aveloxis_ops.vulnerabilities_apply(bigint, bigint, jsonb)'::regprocedure) THEN
+        RAISE EXCEPTION 'pg_temp.aveloxis_findings belongs to another role' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    TRUNCATE pg_temp.aveloxis_findings;
+    INSERT INTO pg_temp.aveloxis_findings
+    SELECT u.ecosystem, u.name, u.version, id
+    FROM aveloxis_ops.versions_in_use(repo) u
+    JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version,
+         unnest(q.vuln_ids) id
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.osv_vulns v WHERE v.vuln_id = id AND v.withdrawn IS NOT NULL);
+    INSERT INTO aveloxis_data.repo_deps_vulnerabilities AS f
+        (repo_id, ecosystem, name, version, vuln_id, first_seen_at, last_seen_at)
+    SELECT repo, n.ecosystem, n.name, n.version, n.vuln_id, observed, observed FROM pg_temp.aveloxis_findings n
+    ON CONFLICT (repo_id, ecosystem, name, version, vuln_id) DO UPDATE SET
+        last_seen_at = excluded.last_seen_at, resolved_at = NULL;
+
+    SELECT count(*) INTO unanswered
+    FROM aveloxis_ops.versions_in_use(repo) u
+    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    WHERE q.checked_at IS NULL OR q.checked_at < cutoff;
+    IF unanswered > 0 THEN
+        RAISE LOG 'vulnerabilities of repo %: % versions in use without a fresh OSV answer: no finding resolved',
+            repo, unanswered;
+        RETURN;
+    END IF;
+    UPDATE aveloxis_data.repo_deps_vulnerabilities f SET resolved_at = observed
+    WHERE f.repo_id = repo AND f.resolved_at IS NULL
+      AND NOT EXISTS (SELECT FROM pg_temp.aveloxis_findings n
+                      WHERE (n.ecosystem, n.name, n.version, n.vuln_id) = (f.ecosystem, f.name, f.version, f.vuln_id));
+    GET DIAGNOSTICS resolved = ROW_COUNT;
+    IF resolved > 0 THEN
+        RAISE LOG 'vulnerabilities of repo %: % findings resolved', repo, resolved;
+    END IF;
+END
+$$;
+
+-- A repository's vulnerabilities for analysts: open ones first, worst first.
+CREATE FUNCTION aveloxis.vulnerabilities(repo bigint, include_resolved boolean DEFAULT false)
+RETURNS TABLE (ecosystem text, name text, version text, vuln_id text, aliases text[], summary text, severity text,
+               cvss_v3_score numeric, cvss_v4_score numeric, first_seen_at timestamptz, resolved_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT f.ecosystem, f.name, f.version, f.vuln_id, v.aliases, v.summary, v.severity, v.cvss_v3_score,
+           v.cvss_v4_score, f.first_seen_at, f.resolved_at
+    FROM aveloxis_data.repo_deps_vulnerabilities f
+    LEFT JOIN aveloxis_data.osv_vulns v ON v.vuln_id = f.vuln_id
+    WHERE f.repo_id = repo AND (include_resolved OR f.resolved_at IS NULL)
+    ORDER BY f.resolved_at IS NOT NULL,
+             array_position(ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'], v.severity) NULLS LAST,
+             f.ecosystem, f.name, f.version, f.vuln_id
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:204
+-- requires:
+--   augur_compat
+
+-- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
+-- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
+-- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
+-- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
+-- these views do it right; docs/analytics.md lists each difference.
+--
+-- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
+-- never a ::timestamp cast that reads the session's TimeZone); commit times and
+-- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
+-- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
+-- deleted account) are left out of the per-contributor views: they cannot be ranked.
+
+-- Every action of every known contributor, one row each, live over the base tables:
+-- the source of explorer_contributor_actions (and its three dependents) and of the
+-- analyst API (sql/analyst_api.sql).
+CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
+-- One row per commit (commits holds one row per changed file).
+SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
+       'commit'::text AS action, min(cm.cmt_id) AS source_id
+FROM aveloxis_data.commits cm
+WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
+GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
+UNION ALL
+SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
+FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
+FROM aveloxis_data.issue_events e
+WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
+FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
+FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
+FROM aveloxis_data.pull_request_events e
+WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
+FROM aveloxis_data.pull_request_reviews v
+WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
+UNION ALL
+-- Conversation comments and diff (review) comments: both are comments on the PR. One
+-- semi-join on the union of both reference tables (two EXISTS joined by OR were
+-- per-message subplans, a scan of the references per message once they outgrew
+-- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
+  AND m.msg_timestamp IS NOT NULL
+  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
+                                UNION ALL
+                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
+UNION ALL
+-- Credited to the comment's author (Augur credits the issue's reporter), on open
+-- issues too (Augur's closed_at <> msg_timestamp drops them).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
+COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
+
+-- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
+-- contribution" charts read rank = 1; Augur ranks newest first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
+       c.cntrb_login::varchar AS login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
+FROM aveloxis_data.contributor_actions a
+JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
+CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
+SELECT p.repo_id, count(*) AS pull_requests_all_time
+FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
+CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
+SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
+FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
+
+-- aveloxis_data.issues holds no pull requests.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
+SELECT i.repo_id, count(*) AS issues_all_time
+FROM aveloxis_data.issues i GROUP BY i.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
+SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
+FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
+CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
+
+-- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
+-- committers. Augur counts (commit, file) rows as commits; these are commits.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
+       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
+       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
+FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
+WHERE cm.cmt_committer_date IS NOT NULL
+GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
+CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
+    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
+
+-- Libyear: each repository's own rows (Augur and the Go system cross-join every
+-- repository with every libyear row), by the month of the scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
+
+-- The latest scan's dependencies of each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
+       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
+       l.current_release_date::varchar AS current_release_date, l.libyear,
+       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
+
+-- A contributor's first seven actions in each repository (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
+SELECT a.cntrb_id, a.created_at,
+       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
+       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
+       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+WHERE a.rank <= 7;
+CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
+    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
+
+-- The action that made each contributor new to each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.rank = 1;
+CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
+    (cntrb_id, created_at, repo_id, repo_name, login, rank);
+
+-- Every pull request, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
+SELECT p.pull_request_id, p.repo_id AS id,
+       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.pull_requests p
+LEFT JOIN aveloxis_data.pull_request_events e
+       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
+-- 8Knot reads these views by repository (WHERE id IN (...)).
+CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
+
+-- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
+-- pull request with each message on it (conversation, review bodies and diff
+-- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
+SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
+       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
+       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
+FROM aveloxis_data.pull_requests p
+LEFT JOIN (
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    UNION
+    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.pull_request_review_message_ref x
+    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
+    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
+    UNION
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
+) m ON m.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
+    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
+CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
+
+-- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
+-- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
+-- client that names it gets no error.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
+SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
+WHERE false;
+CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
+
+-- Per pull request: timings and event counts. Event and message counts come from
+-- separate aggregates (Augur joins events to messages, multiplying both counts).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
+SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
+       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
+       p.pr_state::varchar AS pr_src_state,
+       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
+       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
+       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
+       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
+       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
+       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
+       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
+       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
+       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
+       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
+       mt.average_time_between_responses,
+       coalesce(ev.assigned_count, 0) AS assigned_count,
+       coalesce(ev.review_requested_count, 0) AS review_requested_count,
+       coalesce(ev.labeled_count, 0) AS labeled_count,
+       coalesce(ev.subscribed_count, 0) AS subscribed_count,
+       coalesce(ev.mentioned_count, 0) AS mentioned_count,
+       coalesce(ev.referenced_count, 0) AS referenced_count,
+       coalesce(ev.closed_count, 0) AS closed_count,
+       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
+       coalesce(ev.merged_count, 0) AS merged_count,
+       coalesce(ev.milestoned_count, 0) AS milestoned_count,
+       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
+       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
+       coalesce(mt.comment_count, 0) AS comment_count,
+       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
+       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
+       p.pr_changed_files::bigint AS file_count
+FROM aveloxis_data.pull_requests p
+JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
+JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
+LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
+LEFT JOIN (
+    SELECT e.pull_request_id,
+           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
+           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
+           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
+           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
+           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
+           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
+           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
+           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
+           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
+           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
+    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
+) ev ON ev.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
+           count(*) AS comment_count,
+           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    GROUP BY x.pull_request_id
+) mt ON mt.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
+    GROUP BY c.pull_request_id
+) pc ON pc.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
+    (repo_id, pr_src_id, pr_src_meta_label);
+
+-- Every issue, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
+SELECT i.issue_id, i.repo_id AS id,
+       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.issues i
+LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
+CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
+
+-- Lines and files per language, from each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
+SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
+       l.programming_language::varchar AS programming_language,
+       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id)
+GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
+CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
+    (repo_id, programming_language);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
+SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
+FROM aveloxis_data.issues i;
+CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
+
+-- Actions of the last 13 months, ranked within them (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.created_at >= now() - interval '13 months';
+CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
+SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
+FROM aveloxis_data.pull_request_files f;
+CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
+
+-- Per file path: the authors of pull requests that changed it and their reviewers.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
+SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
+       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
+       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
+FROM aveloxis_data.pull_request_files f
+JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
+GROUP BY f.repo_id, f.pr_file_path;
+CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
+
+-- The files of each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
+SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
+       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
+       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:226
+-- requires:
+--   activity
+--   bots
+--   completeness
+--   matviews
+--   queue
+
+-- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
+-- and repo group, time series, contributors, bots, and the coverage every figure carries.
+-- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
+-- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
+
+-- Statistics and time series.
+
+-- Contributors the rules call bots (one pass over contributors; for exclude_bots).
+CREATE FUNCTION aveloxis_ops.bot_ids()
+RETURNS TABLE (cntrb_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
+              SELECT FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
+$$;
+
+-- Whether a commit author without a linked account looks like a bot by name or email.
+CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
+                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
+                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
+    END IF;
+    IF grain = 'day' AND until - since > 36600 THEN
+        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The series for a set of repositories (repo_activity and group_activity call it).
+-- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
+-- not counted, and every period is present, zero or not: coverage tells a real zero
+-- from missing data.
+CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
+END
+$$;
+
+-- A repository's activity over time: counts per period, response times (median, p90,
+-- hours), and the coverage of the data behind them.
+CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
+                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
+END
+$$;
+
+-- The same for every repository of a group (by name, as 8Knot's "org" is).
+CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
+                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    members bigint[];
+BEGIN
+    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
+    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+    WHERE lower(g.rg_name) = lower(repo_group);
+    IF members IS NULL THEN
+        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
+            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
+    END IF;
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
+END
+$$;
+
+-- Everything stored about one repository, per entity: how many, first and last
+-- activity, what the forge reported and the coverage, and when its phase last ran.
+CREATE FUNCTION aveloxis.repo_stats(repo bigint)
+RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
+               forge_reported bigint, coverage numeric, last_collected timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    collected timestamptz;
+    facaded   timestamptz;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
+    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
+               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
+        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
+        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
+                         max(c.cmt_author_timestamp), 'commits', facaded
+        FROM aveloxis_data.commits c WHERE c.repo_id = repo
+        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
+        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
+        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
+        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
+        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
+        FROM aveloxis_data.releases r WHERE r.repo_id = repo
+        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
+        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
+    )
+    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
+           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
+                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
+           c.at
+    FROM counts c
+    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
+END
+$$;
+
+-- The most active contributors of a repository in a range, by actions (explorer's
+-- definition: commits, issues and pull requests opened and closed, reviews, comments).
+CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
+                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
+RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
+               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT t.* FROM (
+        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
+               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+               count(*) FILTER (WHERE a.action = 'pull_request_open'),
+               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
+               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
+        FROM aveloxis_data.contributor_actions a
+        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
+          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
+    ) t
+    WHERE NOT exclude_bots OR t.rule IS NULL
+    ORDER BY 3 DESC, 2
+    LIMIT greatest(n, 0);
+END
+$$;
+
+-- Contributors whose first contribution to the repository falls in the range, with
+-- that first action.
+CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
+RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
+           (SELECT a.action FROM aveloxis_data.contributor_actions a
+            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
+            ORDER BY a.action LIMIT 1),
+           aveloxis.bot_rule(f.cntrb_id)
+    FROM aveloxis_data.repo_contributor_first f
+    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
+    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
+      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY f.first_at, 2;
+END
+$$;
+
+-- One contributor across the fleet: per repository, first and last action and counts.
+CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
+RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
+               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
+           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+           count(*) FILTER (WHERE a.action = 'pull_request_open'),
+           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
+    FROM aveloxis_data.contributor_actions a
+    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+    WHERE a.cntrb_id = cntrb
+    GROUP BY a.repo_id, r.repo_git
+    ORDER BY 5 DESC, 1
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:206
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:123
+-- requires:
+--   merges
+--   drain
+--   queue
+
+-- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
+-- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
+-- platform that any agent with that host's tokens may run:
+--
+--   enrich  thin contributors (no company and no location) fetched by account, at most
+--           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
+--           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
+--           (gh_login follows, login history appended; cntrb_id and cntrb_login never
+--           change).
+--   search contributors with an email and no account, at most search.batch per run,
+--           through the shared email chain (aveloxis.email_chain's free steps here, then the
+--           agent's user search and commit search on the search budget); a hit links the
+--           account (R11) or, when another row holds it, merges the two (R3, logged and
+--           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
+--
+-- A run is leased like a job: claim_identity_batch hands out contributors with a lease
+-- token; the agent stages what the forge answered, raw, with stage_identity; and
+-- complete_identity_batch applies it in one transaction. A lease that expires is applied
+-- as far as it was staged, and its unstaged contributors are free again at once.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
+    ('enrich.cooldown', '30 days', 'interval',
+     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
+    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
+    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
+    ('search.cooldown', '30 days', 'interval',
+     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
+    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
+    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
+
+CREATE TABLE aveloxis_ops.identity_runs (
+    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    agent              text NOT NULL,
+    -- sha256 of the lease token: the token itself is never stored.
+    lease_token_digest bytea NOT NULL UNIQUE,
+    started_at         timestamptz NOT NULL,
+    lease_expires_at   timestamptz NOT NULL,
+    finished_at        timestamptz,
+    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
+    -- The batch handed out.
+    contributors       uuid[] NOT NULL,
+    result             jsonb
+);
+COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
+CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
+CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
+
+CREATE TABLE aveloxis_ops.identity_staging (
+    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
+    item        integer NOT NULL,
+    cntrb_id    uuid NOT NULL,
+    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
+    -- commit_search: GitHub's search answers for the contributor's email.
+    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
+    http_status integer NOT NULL,
+    payload     text COMPRESSION lz4,
+    staged_at   timestamptz NOT NULL DEFAULT now(),
+    applied_at  timestamptz,
+    -- Why a staged answer could not be used (kept with the answer).
+    error       text,
+    PRIMARY KEY (run_id, item)
+);
+COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
+
+-- Thin contributors wait for enrichment by when they were last attempted.
+CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
+-- Email-only contributors wait for search-resolve by when they were last attempted.
+CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
+
+-- The contributors a task would hand out on a platform now, in claim order (what the
+-- claim leases and queue_health counts).
+CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
+RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
+BEGIN
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
+    ELSE
+        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
+        RETURN QUERY
+        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
+          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
+          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
+RETURNS smallint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind smallint;
+BEGIN
+    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
+        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Tasks are enrich and search.';
+    END IF;
+    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
+    IF kind IS NULL OR kind NOT IN (1, 2) THEN
+        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
+    END IF;
+    RETURN kind;
+END
+$$;
+
+-- Ends identity runs whose lease expired: what they staged is applied, the contributors
+-- they did not report on are free again (not stamped: nobody tried them).
+CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    n bigint := 0;
+BEGIN
+    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
+               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
+               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
+        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Leases a batch of one task's due contributors on one identity platform to an agent:
+-- one row per contributor, each carrying the run's lease token. For enrich: the account
+-- (id and login) to fetch. For search: the email and its chain step ('noreply' and
+-- 'database' are settled by the database at completion; only 'unknown' needs the API).
+-- No rows: nothing is due (or the task's 'every' setting paces it).
+CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
+                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
+RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+    token uuid := gen_random_uuid();
+    n integer;
+    run bigint;
+    batch uuid[];
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.check_identity_task(task, platform);
+    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
+    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
+    IF n < 1 OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One claimer of a task and platform at a time: batches never overlap.
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
+    PERFORM aveloxis_ops.expire_identity_runs(at);
+    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
+                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(c.cntrb_id) INTO batch
+    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
+    IF batch IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
+                                            lease_expires_at, contributors)
+    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
+    RETURNING run_id INTO run;
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        ORDER BY c.k;
+    ELSE
+        RETURN QUERY
+        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
+        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
+        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
+        ORDER BY c.n;
+    END IF;
+END
+$$;
+
+-- Stages what the forge answered for contributors of the run the token proves: one row
+-- per answer (a 404 has no payload). Only the run's own contributors are accepted.
+CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
+                                        payloads text[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    staged bigint;
+BEGIN
+    run := aveloxis_ops.held_identity_run(lease_token);
+    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
+        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
+        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
+       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
+       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
+        RAISE EXCEPTION 'an % run stages %', run.task,
+            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
+        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
+    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
+           x.c, x.s, x.h, x.p
+    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    RETURN staged;
+END
+$$;
+
+-- The open run a lease token proves, locked; a clear error otherwise.
+CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
+RETURNS aveloxis_ops.identity_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+BEGIN
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
+    FOR UPDATE;
+    IF run.run_id IS NULL THEN
+        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
+    END IF;
+    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
+        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
+            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
+    END IF;
+    RETURN run;
+END
+$$;
+
+-- Ends the run the token proves: applies what was staged, stamps the cooldown of the
+-- contributors attempted (the agent names them: those it did not reach, when its budget
+-- ran out, stay due), and returns what the run did.
+CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
+    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
+END
+$$;
+
+-- Per identity task and platform: what waits and what ran (queue_health shows the same).
+CREATE FUNCTION aveloxis.identity_health()
+RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
+               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT t.task, p.platform_id,
+           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
+           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
+           CASE t.task
+               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
+                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
+                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
+               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
+                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
+                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
+           END,
+           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
+                                         c.data_collection_date))
+            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
+            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
+              AND r.finished_at > at.now - interval '1 day'),
+           (SELECT r.result FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
+            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (VALUES ('enrich'), ('search')) AS t(task)
+    CROSS JOIN aveloxis_data.platforms p
+    CROSS JOIN at
+    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
+      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                             WHERE i.platform_id = p.platform_id))
+    ORDER BY t.task, p.platform_id
+$$;
+
+-- Why a contributor is or is not enriched and searched: one row per task, in words.
+CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
+RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    c aveloxis_data.contributors;
+    at timestamptz := aveloxis_ops.clock();
+    run aveloxis_ops.identity_runs;
+    person uuid;
+BEGIN
+    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
+    IF c.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF c.cntrb_deleted = 1 THEN
+        person := aveloxis.person_of(c.cntrb_id);
+        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
+                            NULL::timestamptz
+                     FROM unnest(ARRAY['enrich', 'search']) t;
+        RETURN;
+    END IF;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'enrich'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'no forge account known: search-resolve may find one'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
+                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
+             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_enriched_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
+    run := NULL;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'search'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
+             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'has a forge account'
+             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
+             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
+                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
+                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
+             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
+END
+$$;
+
+-- The identity platforms identity runs can serve (an agent runs those whose host it has
+-- tokens for): github.com, gitlab.com and every declared forge host.
+CREATE FUNCTION aveloxis.identity_platforms()
+RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
+    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
+    ORDER BY p.platform_id
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:133
+-- requires:
+--   contributors
+--   issues
+--   messages
+--   pull_requests
+--   facade
+--   identity_tasks
+
+-- Data-quality diagnostics for analysts: the reference's contributor diagnostic
+-- queries (reference/003, "Diagnostic queries") as functions returning rows. All
+-- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
+-- the columns they read are written by the enrichment and search-resolve runs
+-- (sql/identity_tasks.sql).
+
+-- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
+CREATE FUNCTION aveloxis.contributor_quality()
+RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
+               thin bigint, merged_away bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
+           count(*) FILTER (WHERE gl_id IS NOT NULL),
+           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
+           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
+           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
+           count(*) FILTER (WHERE cntrb_deleted = 1),
+           count(*)
+    FROM aveloxis_data.contributors
+$$;
+
+-- 2. Accounts that more than one active contributor row claims (rename casualties).
+CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
+RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
+    FROM aveloxis_data.contributors c
+    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
+    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
+    GROUP BY p.platform_id, p.user_id
+    HAVING count(*) > 1
+    ORDER BY count(*) DESC, p.platform_id, p.user_id
+    LIMIT max_rows
+$$;
+
+-- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
+-- pointing at a merged-away contributor (both should never return rows).
+CREATE FUNCTION aveloxis.identity_anomalies()
+RETURNS TABLE (kind text, key text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
+           count(DISTINCT i.cntrb_id)::text
+    FROM aveloxis_data.contributor_identities i
+    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
+    UNION ALL
+    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
+    FROM aveloxis_data.contributors_aliases a
+    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
+    UNION ALL
+    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
+    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+    WHERE c.cntrb_deleted = 1
+$$;
+
+-- 5. Enrichment progress of thin contributors with a forge account (R6).
+CREATE FUNCTION aveloxis.enrichment_progress()
+RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
+    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
+    FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+$$;
+
+-- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
+-- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
+CREATE FUNCTION aveloxis.search_resolve_queue()
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
+    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
+$$;
+
+-- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
+-- progress), with how many distinct emails they are and how many of those wait out a
+-- miss's cooldown.
+CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
+RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
+               emails_cooling_down bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
+           count(DISTINCT c.cmt_author_email) FILTER (
+               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
+                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
+    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
+    WHERE c.cmt_ght_author_id IS NULL
+    GROUP BY r.repo_id, r.repo_git
+    ORDER BY 3 DESC, 1
+    LIMIT max_rows
+$$;
+
+-- 8. Rows referencing a contributor that does not exist (R10): every column with a
+-- foreign key to contributors (commits, issues, pull requests and the rest, read from
+-- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
+-- for databases restored or migrated from elsewhere with constraints off.
+CREATE FUNCTION aveloxis.contributor_fk_integrity()
+RETURNS TABLE (table_name text, orphans bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    ref record;
+BEGIN
+    FOR ref IN
+        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
+        FROM pg_constraint con
+        JOIN pg_class c ON c.oid = con.conrelid
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
+          AND cardinality(con.conkey) = 1
+        ORDER BY c.relname, a.attname
+    LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
+               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
+            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
+    END LOOP;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:128
+-- requires:
+--   identity_tasks
+
+-- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
+-- through the drain's user resolution, search findings linked or merged, the chain's free
+-- steps settled without the API, cooldowns stamped, canonical emails filled.
+
+-- The free steps of the email chain for a search candidate: 'noreply' (the address names
+-- an account), 'database' (another person's row has this email: the same person, R5),
+-- else 'unknown'.
+CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
+                                               OUT step text, OUT other uuid, OUT platform_id smallint,
+                                               OUT user_id bigint, OUT login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        step := 'noreply';
+        platform_id := n.platform_id;
+        user_id := n.user_id;
+        login := n.login;
+        RETURN;
+    END IF;
+    SELECT x.cntrb_id INTO other FROM (
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
+          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        UNION ALL
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
+    ) x
+    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
+    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
+    LIMIT 1;
+    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
+END
+$$;
+
+-- Applies a run: the staged answers, then the cooldown stamps of the contributors
+-- attempted (NULL: those with staged answers, and for search those the database settles),
+-- and closes the run. Returns what it did.
+CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    summary jsonb;
+    tried uuid[];
+BEGIN
+    IF run.task = 'enrich' THEN
+        summary := aveloxis_ops.apply_profiles(run);
+    ELSE
+        summary := aveloxis_ops.apply_searches(run);
+    END IF;
+    tried := ARRAY(SELECT DISTINCT c
+                   FROM unnest(coalesce(attempted, '{}')
+                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
+                   WHERE c = ANY (run.contributors));
+    IF run.task = 'enrich' THEN
+        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
+    ELSE
+        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
+    END IF;
+    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
+    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
+                                                         'attempted', cardinality(tried));
+    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
+                                            result = summary
+    WHERE r.run_id = run.run_id;
+    RETURN summary;
+END
+$$;
+
+-- The canonical email of active rows that have none (reference 003, "Why is
+-- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
+-- noreply, bot or service one), else its first alias that is. Returns the rows filled.
+CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH filled AS (
+        UPDATE aveloxis_data.contributors c
+        SET cntrb_canonical = coalesce(
+                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+                     THEN lower(btrim(c.cntrb_email)) END,
+                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
+                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
+                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
+        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_email IS NOT NULL
+               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+        RETURNING 1
+    )
+    SELECT count(*) FROM filled
+$$;
+
+-- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
+-- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
+-- else unusable is kept with its error. Every contributor with an answer counts as tried.
+CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    doc jsonb;
+    problem text;
+    expected bigint;
+    profiles bigint := 0;
+    missing bigint := 0;
+    unusable bigint := 0;
+    renamed bigint;
+    resolved record;
+    before jsonb;
+BEGIN
+    PERFORM aveloxis_ops.drain_scratch();
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
+             ORDER BY x.item LOOP
+        problem := NULL;
+        doc := NULL;
+        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
+        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
+        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
+        IF s.http_status = 200 THEN
+            BEGIN
+                doc := s.payload::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                problem := 'the answer is not JSON: ' || SQLERRM;
+            END;
+            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
+                problem := 'the answer is not a user object with a numeric id';
+            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
+                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
+            END IF;
+        ELSIF s.http_status IN (404, 410) THEN
+            missing := missing + 1;
+        ELSE
+            problem := format('HTTP %s', s.http_status);
+        END IF;
+        IF problem IS NOT NULL THEN
+            unusable := unusable + 1;
+        ELSIF doc IS NOT NULL THEN
+            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
+            profiles := profiles + 1;
+        END IF;
+        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
+        WHERE x.run_id = s.run_id AND x.item = s.item;
+    END LOOP;
+    -- Logins before, to count renames.
+    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
+    FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = run.platform_id
+      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
+    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
+    RETURN jsonb_build_object(
+        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
+        'contributors_updated', resolved.updated,
+        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
+                    WHERE x.run_id = run.run_id));
+END
+$$;
+
+-- Settles one search-resolve finding: the account (platform, user id, login) is the
+-- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
+-- untouched). Held by another person's row: the two are merged (winner by R1, else the
+-- older row), logged with why. Returns 'linked', 'merged' or 'already'.
+CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
+                                               why text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me uuid := aveloxis.person_of(candidate);
+    holder uuid;
+    winner uuid;
+BEGIN
+    IF user_id IS NULL THEN
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
+        IF holder IS NULL THEN
+            RETURN 'unknown';
+        END IF;
+    ELSE
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    END IF;
+    IF holder IS NULL THEN
+        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
+        RETURN 'linked';
+    END IF;
+    holder := aveloxis.person_of(holder);
+    IF holder = me THEN
+        RETURN 'already';
+    END IF;
+    winner := aveloxis_ops.merge_winner(holder, me);
+    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
+    RETURN 'merged';
+END
+$$;
+
+-- Search-resolve answers and the chain's free steps, per contributor of the batch: the
+-- noreply account or the other row the database knows (settled without the API), else
+-- the first staged search answer naming an account (user search before commit search).
+CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    s record;
+    chain record;
+    doc jsonb;
+    account jsonb;
+    outcome text;
+    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
+    settled uuid[] := '{}';
+    github smallint := run.platform_id;
+    me uuid;
+    them uuid;
+    winner uuid;
+BEGIN
+    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
+             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
+        outcome := NULL;
+        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
+        IF chain.step = 'noreply' THEN
+            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
+                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
+            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
+            settled := settled || c.cntrb_id;
+        ELSIF chain.step = 'database' THEN
+            them := aveloxis.person_of(chain.other);
+            me := aveloxis.person_of(c.cntrb_id);
+            winner := aveloxis_ops.merge_winner(them, me);
+            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
+                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
+                                            'search_resolve');
+            outcome := 'merged';
+            settled := settled || c.cntrb_id;
+        ELSE
+            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
+                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
+                     ORDER BY x.step = 'commit_search', x.item LOOP
+                settled := settled || c.cntrb_id;
+                account := NULL;
+                doc := NULL;
+                IF s.http_status = 200 THEN
+                    BEGIN
+                        doc := s.payload::jsonb;
+                    EXCEPTION WHEN OTHERS THEN
+                        doc := NULL;
+                    END;
+                END IF;
+                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
+                                       ELSE doc -> 'items' -> 0 -> 'author' END;
+                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
+                   AND jsonb_typeof(account -> 'login') = 'string' THEN
+                    outcome := aveloxis_ops.settle_search_hit(
+                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
+                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
+                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
+                END IF;
+                UPDATE aveloxis_ops.identity_staging x
+                SET applied_at = now(),
+                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
+                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
+                WHERE x.run_id = s.run_id AND x.item = s.item;
+                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
+                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
+                END IF;
+            END LOOP;
+            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
+                outcome := 'not_found';
+            END IF;
+        END IF;
+        IF outcome IS NOT NULL THEN
+            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
+        END IF;
+    END LOOP;
+    RETURN counts || jsonb_build_object('settled', settled);
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:246
 -- requires:
 --   analyst_api
 --   refresh
@@ -11430,6 +11997,8 @@ $$;
 --   labor
 --   scorecard
 --   dependencies
+--   packages
+--   vulnerabilities
 
 -- Scale-out (docs/scaling.md): how every table of the extension would be held by Citus,
 -- and the one call that distributes them where Citus is installed.
@@ -11556,7 +12125,59 @@ COMMENT ON FUNCTION aveloxis.distribute(integer, boolean) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:248
+-- pg_aveloxis/src/deps.rs:514
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:528
+-- pg_aveloxis::deps::aveloxis::dependency_file_kind
+CREATE  FUNCTION aveloxis."dependency_file_kind"(
+	"path" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:521
+-- pg_aveloxis::deps::aveloxis::dependency_file_patterns
+CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
+	"applies_to" TEXT,  /* String */
+	"glob" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:536
+-- pg_aveloxis::deps::aveloxis::parse_dependency_file
+CREATE  FUNCTION aveloxis."parse_dependency_file"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"name" TEXT,  /* String */
+	"requirement" TEXT,  /* Option < String > */
+	"version" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* String */
+	"direct" bool,  /* Option < bool > */
+	"non_registry" bool  /* bool */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:267
 -- finalize
 -- Who may call what (DESIGN §5). Tables are not an API: roles get functions, and
 -- analysts get read access to aveloxis_data.
@@ -11629,7 +12250,9 @@ BEGIN
         aveloxis.dependencies(bigint, boolean),
         aveloxis.parse_dependency_file(text, text),
         aveloxis.dependency_file_kind(text),
-        aveloxis.dependency_file_patterns()
+        aveloxis.dependency_file_patterns(),
+        aveloxis.vulnerabilities(bigint, boolean),
+        aveloxis.package_cache_stats()
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -11682,7 +12305,11 @@ BEGIN
         aveloxis.analysis_state(uuid),
         aveloxis.scorecard_settings(),
         aveloxis.known_dependency_blobs(uuid),
-        aveloxis.dependency_file_patterns()
+        aveloxis.dependency_file_patterns(),
+        aveloxis.packages_due(uuid),
+        aveloxis.osv_settings(),
+        aveloxis.osv_due(uuid),
+        aveloxis.osv_vulns_needed(uuid, text[], timestamptz[])
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

@@ -161,6 +161,14 @@ pub struct ForgeArgs {
     /// scorecard.url setting, https://api.securityscorecards.dev/).
     #[arg(long, env = "SCORECARD_API_URL")]
     pub scorecard_url: Option<String>,
+    /// The OSV API root for vulnerabilities jobs (default: the database's osv.url
+    /// setting, https://api.osv.dev/).
+    #[arg(long, env = "OSV_API_URL")]
+    pub osv_url: Option<String>,
+    /// A root standing for every native package registry's host, for mirrors and tests:
+    /// requests go to `{root}/{host}/{path}` (e.g. `{root}/crates.io/api/v1/crates/serde`).
+    #[arg(long, env = "AVELOXIS_REGISTRY_ROOT")]
+    pub registry_root: Option<String>,
 }
 
 /// Where and how git history is read.
@@ -507,6 +515,8 @@ mod unit_tests {
             ecosystems_url: None,
             contact: None,
             scorecard_url: None,
+            osv_url: None,
+            registry_root: None,
         }
     }
 

@@ -13,14 +13,30 @@ pub(crate) const LEASE_SECS: i64 = 600;
 /// agent runs.
 fn agent_phases(platform_id: i16) -> &'static [&'static str] {
     match platform_id {
-        1 => &["collect", "facade", "distribution", "analysis", "scorecard"],
-        2 => &["collect", "facade", "analysis"],
-        _ => &["facade", "analysis"],
+        1 => &[
+            "collect",
+            "facade",
+            "distribution",
+            "analysis",
+            "scorecard",
+            "packages",
+            "vulnerabilities",
+        ],
+        2 => &["collect", "facade", "analysis", "packages", "vulnerabilities"],
+        _ => &["facade", "analysis", "packages", "vulnerabilities"],
     }
 }
 
 /// The phases `collect` and `run` know.
-const PHASES: [&str; 5] = ["collect", "facade", "distribution", "analysis", "scorecard"];
+const PHASES: [&str; 7] = [
+    "collect",
+    "facade",
+    "distribution",
+    "analysis",
+    "scorecard",
+    "packages",
+    "vulnerabilities",
+];
 
 /// The fleet-wide identity tasks `run` and `identity` know (not jobs of a repository:
 /// batches of contributors, aveloxis.claim_identity_batch).
@@ -40,6 +56,24 @@ struct Workshop {
     registries: crate::phases::distribution::Registries,
     /// The OpenSSF Scorecard API root, for scorecard jobs.
     scorecard: url::Url,
+    /// The registries of packages jobs, and OSV's root for vulnerabilities jobs, asked
+    /// through one polite client (User-Agent, per-host pacing, Retry-After).
+    packages: crate::phases::packages::PackageSources,
+    osv: url::Url,
+    polite: crate::phases::http::PoliteClient,
+}
+
+/// A URL setting as an API root (with its trailing slash).
+fn api_root(name: &str, value: &str) -> Result<url::Url, AgentError> {
+    let value = if value.ends_with('/') {
+        value.to_string()
+    } else {
+        format!("{value}/")
+    };
+    url::Url::parse(&value).map_err(|e| AgentError::Setting {
+        name: name.into(),
+        message: format!("{value}: {e}"),
+    })
 }
 
 impl Workshop {
@@ -74,7 +108,7 @@ impl Workshop {
         let registries = crate::phases::distribution::Registries::new(
             forge.depsdev_url.as_deref().unwrap_or(&depsdev),
             forge.ecosystems_url.as_deref().unwrap_or(&ecosystems),
-            forge.contact.clone().or(contact),
+            forge.contact.clone().or(contact.clone()),
         )
         .map_err(|message| AgentError::Setting {
             name: "--depsdev-url / --ecosystems-url".into(),
@@ -103,6 +137,30 @@ impl Workshop {
             name: "--scorecard-url".into(),
             message: format!("{scorecard_root}: {e}"),
         })?;
+        // OSV's root: the flag, else the database's setting (none before 0.16.0).
+        let osv_default: String = match sqlx::query_scalar("SELECT url FROM aveloxis.osv_settings()")
+            .fetch_one(&db)
+            .await
+        {
+            Ok(url) => url,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => "https://api.osv.dev/".into(),
+            Err(e) => return Err(AgentError::sql("aveloxis.osv_settings()", e)),
+        };
+        let osv = api_root("--osv-url", forge.osv_url.as_deref().unwrap_or(&osv_default))?;
+        let packages = crate::phases::packages::PackageSources {
+            depsdev: api_root("--depsdev-url", forge.depsdev_url.as_deref().unwrap_or(&depsdev))?,
+            registry_root: forge
+                .registry_root
+                .as_deref()
+                .map(|r| api_root("--registry-root", r))
+                .transpose()?,
+        };
+        let polite = crate::phases::http::PoliteClient::new(forge.contact.as_deref().or(contact.as_deref())).map_err(
+            |message| AgentError::Setting {
+                name: "--contact".into(),
+                message,
+            },
+        )?;
         Ok(Workshop {
             db,
             github,
@@ -110,6 +168,9 @@ impl Workshop {
             git,
             registries,
             scorecard,
+            packages,
+            osv,
+            polite,
         })
     }
 
@@ -302,6 +363,48 @@ impl Workshop {
                     (line, failed)
                 })
             }
+            ("packages", _, _) => {
+                use crate::phases::packages;
+                if let Some(bar) = bar {
+                    bar.set_message("packages: the registries, for what the package cache lacks");
+                }
+                let client = self.polite.for_job();
+                let result = packages::fetch_packages(&self.db, job, &client, &self.packages).await;
+                let failed = result.is_err();
+                let first = packages::finish(&self.db, agent, job, &result).await;
+                redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+                    packages::finish(&self.db, agent, job, &result)
+                })
+                .await
+                .map(|()| {
+                    let line = match &result {
+                        Ok(o) => o.summary(),
+                        Err(e) => format!("packages: {e}"),
+                    };
+                    (line, failed)
+                })
+            }
+            ("vulnerabilities", _, _) => {
+                use crate::phases::vulnerabilities;
+                if let Some(bar) = bar {
+                    bar.set_message("vulnerabilities: OSV");
+                }
+                let client = self.polite.for_job();
+                let result = vulnerabilities::scan(&self.db, job, &client, &self.osv).await;
+                let failed = result.is_err();
+                let first = vulnerabilities::finish(&self.db, agent, job, &result).await;
+                redeliver(&job_label(job), first, Backoff::database(), REPORT_ATTEMPTS, || {
+                    vulnerabilities::finish(&self.db, agent, job, &result)
+                })
+                .await
+                .map(|()| {
+                    let line = match &result {
+                        Ok(o) => o.summary(),
+                        Err(e) => format!("vulnerabilities: {e}"),
+                    };
+                    (line, failed)
+                })
+            }
             ("analysis", _, _) => {
                 use crate::phases::analysis;
                 if let Some(bar) = bar {
@@ -358,8 +461,8 @@ pub(crate) async fn collect(
         return Err(AgentError::Setting {
             name: "--phases".into(),
             message: format!(
-                "unknown phase {unknown:?}: collect runs the phases collect, facade, distribution, analysis and \
-                 scorecard"
+                "unknown phase {unknown:?}: collect runs the phases collect, facade, distribution, analysis, \
+                 scorecard, packages and vulnerabilities"
             ),
         });
     }
@@ -726,9 +829,12 @@ pub(crate) async fn run_queue(
         } else {
             vec!["facade".into()]
         };
-        // Neither needs a forge token: the clone is local, the Scorecard API is public.
+        // None needs a forge token: the clone is local, Scorecard, the registries and OSV
+        // are public.
         all.push("analysis".into());
         all.push("scorecard".into());
+        all.push("packages".into());
+        all.push("vulnerabilities".into());
         if forge.has_tokens() || forge.has_gitlab_tokens() {
             all.push("enrich".into());
         }
@@ -746,8 +852,8 @@ pub(crate) async fn run_queue(
         return Err(AgentError::Setting {
             name: "--phases".into(),
             message: format!(
-                "unknown phase {unknown:?}: run claims the phases collect, facade, distribution, analysis and \
-                 scorecard, and the identity tasks enrich and search"
+                "unknown phase {unknown:?}: run claims the phases collect, facade, distribution, analysis, \
+                 scorecard, packages and vulnerabilities, and the identity tasks enrich and search"
             ),
         });
     }

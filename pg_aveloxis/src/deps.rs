@@ -492,7 +492,9 @@ pub fn is_prerelease(ecosystem: &str, version: &str) -> bool {
         "CRAN" | "ConanCenter" | "Hackage" | "GitHub Actions" => false,
         "Packagist" => {
             let lower = v.to_ascii_lowercase();
-            lower.starts_with("dev-") || lower.ends_with("-dev") || ["alpha", "beta", "rc", "-pl"].iter().any(|m| lower.contains(m))
+            lower.starts_with("dev-")
+                || lower.ends_with("-dev")
+                || ["alpha", "beta", "rc", "-pl"].iter().any(|m| lower.contains(m))
         }
         // SemVer: a `-` after the numeric core (Go pseudo-versions included).
         _ => {

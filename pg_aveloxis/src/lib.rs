@@ -16,9 +16,9 @@ pub mod manifest;
 pub mod registry;
 pub mod sanitize;
 pub mod scheduler;
-pub mod vulns;
 #[cfg(feature = "pg_test")]
 pub mod test_support;
+pub mod vulns;
 
 ::pgrx::pg_module_magic!(name, version);
 

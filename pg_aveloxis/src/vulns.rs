@@ -16,7 +16,9 @@ pub fn score(vector: &str) -> Option<(f64, &'static str, &'static str)> {
         _ => return None,
     };
     let score = parsed.score();
-    score.is_finite().then_some((score, parsed.severity().as_str(), version))
+    score
+        .is_finite()
+        .then_some((score, parsed.severity().as_str(), version))
 }
 
 #[pgrx::pg_schema]
@@ -44,8 +46,14 @@ mod tests {
     /// scorer shows.
     #[test]
     fn vectors_score_as_published() {
-        assert_eq!(score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"), Some((10.0, "critical", "3.1")));
-        assert_eq!(score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"), Some((7.5, "high", "3.1")));
+        assert_eq!(
+            score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"),
+            Some((10.0, "critical", "3.1"))
+        );
+        assert_eq!(
+            score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"),
+            Some((7.5, "high", "3.1"))
+        );
         assert_eq!(score("AV:N/AC:L/Au:N/C:P/I:N/A:N"), Some((5.0, "medium", "2.0")));
         assert_eq!(
             score("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"),

@@ -314,14 +314,20 @@ async fn data_from_the_oldest_release_survives_the_upgrades() {
             (1, "collect"),
             (1, "distribution"),
             (1, "facade"),
+            (1, "packages"),
             (1, "scorecard"),
+            (1, "vulnerabilities"),
             (2, "analysis"),
             (2, "facade"),
+            (2, "packages"),
+            (2, "vulnerabilities"),
             (3, "analysis"),
             (3, "collect"),
             (3, "distribution"),
             (3, "facade"),
+            (3, "packages"),
             (3, "scorecard"),
+            (3, "vulnerabilities"),
         ]
         .into_iter()
         .map(|(r, p)| (r, p.to_string()))

@@ -3,7 +3,8 @@
 //! `facade`: the git history, the same for every platform; `distribution`: where a GitHub
 //! repository is published and which manifests declare it; `identity`: enrichment and
 //! search-resolve of contributors, fleet-wide; `analysis`: what the HEAD tree holds (labor,
-//! and the `dependencies` files the extension parses); `scorecard`: OpenSSF Scorecard checks.
+//! and the `dependencies` files the extension parses); `scorecard`: OpenSSF Scorecard checks;
+//! `packages`: the fleet-wide package cache behind libyear; `vulnerabilities`: OSV.
 
 pub mod analysis;
 pub mod api;
@@ -11,5 +12,8 @@ pub mod dependencies;
 pub mod distribution;
 pub mod facade;
 pub mod gitlab;
+pub mod http;
 pub mod identity;
+pub mod packages;
 pub mod scorecard;
+pub mod vulnerabilities;
