@@ -990,10 +990,13 @@ BEGIN
     SELECT repo, d.name, d.requirement, d.scope, upper(d.ecosystem), d.version, latest.version,
            to_char(cur.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
            to_char(latest.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-           greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25,
+           -- greatest() skips NULLs: an unknown side would read 0, "up to date". NULL it stays.
+           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25 END,
            'aveloxis (package cache)', aveloxis.version(), 'registries', observed, d.ecosystem, d.resolution,
            coalesce(cur.licence, p.licence), cur.published_at, latest.published_at,
-           greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400)
+           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) END
     FROM (SELECT DISTINCT ON (x.ecosystem, x.package, x.version, x.scope)
                  x.ecosystem, x.package, x.name, x.version, x.scope, x.requirement, x.resolution
           FROM aveloxis_data.repo_dependency_decls x

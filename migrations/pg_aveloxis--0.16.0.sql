@@ -64,89 +64,6 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:34
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:39
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:22
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:28
--- pg_aveloxis::vulns::aveloxis_ops::cvss_score
-CREATE  FUNCTION aveloxis_ops."cvss_score"(
-	"vector" TEXT /* & str */
-) RETURNS TABLE (
-	"score" double precision,  /* f64 */
-	"severity" TEXT,  /* String */
-	"cvss_version" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/manifest.rs:407
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
 /* </end connected objects> */
@@ -164,24 +81,12 @@ AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:581
+-- pg_aveloxis/src/deps.rs:583
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:595
--- pg_aveloxis::deps::aveloxis_ops::is_prerelease
-CREATE  FUNCTION aveloxis_ops."is_prerelease"(
-	"ecosystem" TEXT, /* & str */
-	"version" TEXT /* & str */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:603
+-- pg_aveloxis/src/deps.rs:605
 -- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
 CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
 	"paths" TEXT[], /* Vec < Option < String > > */
@@ -204,7 +109,7 @@ AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:588
+-- pg_aveloxis/src/deps.rs:590
 -- pg_aveloxis::deps::aveloxis_ops::package_key
 CREATE  FUNCTION aveloxis_ops."package_key"(
 	"ecosystem" TEXT, /* & str */
@@ -213,6 +118,18 @@ CREATE  FUNCTION aveloxis_ops."package_key"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'package_key_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:597
+-- pg_aveloxis::deps::aveloxis_ops::is_prerelease
+CREATE  FUNCTION aveloxis_ops."is_prerelease"(
+	"ecosystem" TEXT, /* & str */
+	"version" TEXT /* & str */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1188,214 +1105,6 @@ BEGIN
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
 $$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:218
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:146
--- requires:
---   registry
-
--- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
--- Augur's names and columns. The phases that fill them come later (issue 17); the
--- tables exist now so the views and 8Knot's queries over them answer, empty.
--- Every scan writes its rows with one data_collection_date: readers take the rows of
--- the latest date per repository.
-
-CREATE TABLE aveloxis_data.repo_labor (
-    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    repo_clone_date      timestamptz,
-    rl_analysis_date     timestamptz,
-    programming_language text,
-    file_path            text,
-    file_name            text,
-    total_lines          integer,
-    code_lines           integer,
-    comment_lines        integer,
-    blank_lines          integer,
-    code_complexity      integer,
-    repo_url             text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_labor_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_libyear (
-    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                 text,
-    requirement          text,
-    type                 text,
-    package_manager      text,
-    -- Augur's spelling.
-    current_verion       text,
-    latest_version       text,
-    current_release_date text,
-    latest_release_date  text,
-    -- NULL when unknown, never 0.
-    libyear              double precision,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_libyear_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard (
-    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                    text,
-    -- Numeric text or NULL, never '' (8Knot casts it to float4).
-    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
-    scorecard_check_details jsonb,
-    tool_source             text,
-    tool_version            text,
-    data_source             text,
-    data_collection_date    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -3568,6 +3277,133 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:218
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:97
 -- requires:
 --   registry
@@ -4811,6 +4647,184 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:146
+-- requires:
+--   registry
+
+-- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
+-- Augur's names and columns. The phases that fill them come later (issue 17); the
+-- tables exist now so the views and 8Knot's queries over them answer, empty.
+-- Every scan writes its rows with one data_collection_date: readers take the rows of
+-- the latest date per repository.
+
+CREATE TABLE aveloxis_data.repo_labor (
+    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    repo_clone_date      timestamptz,
+    rl_analysis_date     timestamptz,
+    programming_language text,
+    file_path            text,
+    file_name            text,
+    total_lines          integer,
+    code_lines           integer,
+    comment_lines        integer,
+    blank_lines          integer,
+    code_complexity      integer,
+    repo_url             text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_labor_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
+
+CREATE TABLE aveloxis_data.repo_deps_libyear (
+    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                 text,
+    requirement          text,
+    type                 text,
+    package_manager      text,
+    -- Augur's spelling.
+    current_verion       text,
+    latest_version       text,
+    current_release_date text,
+    latest_release_date  text,
+    -- NULL when unknown, never 0.
+    libyear              double precision,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_libyear_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard (
+    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                    text,
+    -- Numeric text or NULL, never '' (8Knot casts it to float4).
+    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
+    scorecard_check_details jsonb,
+    tool_source             text,
+    tool_version            text,
+    data_source             text,
+    data_collection_date    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:152
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
+
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('scorecard.url')
+$$;
+
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
+$$;
+
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:147
 -- requires:
 --   analysis
@@ -4976,100 +4990,55 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:152
--- requires:
---   analysis
---   queue
---   staging
+-- pg_aveloxis/src/deps.rs:516
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
+/* </end connected objects> */
 
--- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
--- repository. The agent reads the public Scorecard API (no binary, no partial local run)
--- and stages its answer raw (`scorecard` entity); complete() applies it in one
--- transaction: the repository's current checks move to repo_deps_scorecard_history, and
--- the new ones take one data_collection_date: one row per check (score as the source gives
--- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
--- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
--- `repo` object). A repository the API does not publish (404) keeps what it had.
--- GitLab repositories have no public Scorecard source: they get no scorecard job.
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:538
+-- pg_aveloxis::deps::aveloxis::parse_dependency_file
+CREATE  FUNCTION aveloxis."parse_dependency_file"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"name" TEXT,  /* String */
+	"requirement" TEXT,  /* Option < String > */
+	"version" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* String */
+	"direct" bool,  /* Option < bool > */
+	"non_registry" bool  /* bool */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+/* </end connected objects> */
 
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
-     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:523
+-- pg_aveloxis::deps::aveloxis::dependency_file_patterns
+CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
+	"applies_to" TEXT,  /* String */
+	"glob" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
+/* </end connected objects> */
 
-CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
-CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
-
--- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
-CREATE FUNCTION aveloxis.scorecard_settings()
-RETURNS TABLE (scorecard_url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('scorecard.url')
-$$;
-
--- A score as the source gives it: an integer or decimal number as text; anything else NULL.
-CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
-$$;
-
--- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
--- outcome.published false (the API does not publish this repository): nothing changes.
-CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    doc      jsonb;
-    version  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
-    ORDER BY s.staging_id DESC LIMIT 1;
-    IF doc IS NULL THEN
-        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
-            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
-        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
-    END IF;
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
-                                                   tool_version, data_source, data_collection_date)
-    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
-           'OpenSSF Scorecard API', observed
-    FROM jsonb_array_elements(doc -> 'checks') c
-    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
-    UNION ALL
-    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
-           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
-           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
-END
-$$;
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:530
+-- pg_aveloxis::deps::aveloxis::dependency_file_kind
+CREATE  FUNCTION aveloxis."dependency_file_kind"(
+	"path" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -5119,6 +5088,40 @@ AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:24
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:30
+-- pg_aveloxis::vulns::aveloxis_ops::cvss_score
+CREATE  FUNCTION aveloxis_ops."cvss_score"(
+	"vector" TEXT /* & str */
+) RETURNS TABLE (
+	"score" double precision,  /* f64 */
+	"severity" TEXT,  /* String */
+	"cvss_version" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:34
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:39
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/identity.rs:86
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
 /* </end connected objects> */
@@ -5133,6 +5136,443 @@ CREATE  FUNCTION aveloxis."platform_uuid"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:113
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
+)
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
+
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
+
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
+
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
+
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
+
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
+
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -6117,6 +6557,858 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:185
+-- requires:
+--   drain
+--   registry
+
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:123
+-- requires:
+--   merges
+--   drain
+--   queue
+
+-- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
+-- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
+-- platform that any agent with that host's tokens may run:
+--
+--   enrich  thin contributors (no company and no location) fetched by account, at most
+--           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
+--           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
+--           (gh_login follows, login history appended; cntrb_id and cntrb_login never
+--           change).
+--   search contributors with an email and no account, at most search.batch per run,
+--           through the shared email chain (aveloxis.email_chain's free steps here, then the
+--           agent's user search and commit search on the search budget); a hit links the
+--           account (R11) or, when another row holds it, merges the two (R3, logged and
+--           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
+--
+-- A run is leased like a job: claim_identity_batch hands out contributors with a lease
+-- token; the agent stages what the forge answered, raw, with stage_identity; and
+-- complete_identity_batch applies it in one transaction. A lease that expires is applied
+-- as far as it was staged, and its unstaged contributors are free again at once.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
+    ('enrich.cooldown', '30 days', 'interval',
+     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
+    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
+    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
+    ('search.cooldown', '30 days', 'interval',
+     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
+    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
+    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
+
+CREATE TABLE aveloxis_ops.identity_runs (
+    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    agent              text NOT NULL,
+    -- sha256 of the lease token: the token itself is never stored.
+    lease_token_digest bytea NOT NULL UNIQUE,
+    started_at         timestamptz NOT NULL,
+    lease_expires_at   timestamptz NOT NULL,
+    finished_at        timestamptz,
+    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
+    -- The batch handed out.
+    contributors       uuid[] NOT NULL,
+    result             jsonb
+);
+COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
+CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
+CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
+
+CREATE TABLE aveloxis_ops.identity_staging (
+    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
+    item        integer NOT NULL,
+    cntrb_id    uuid NOT NULL,
+    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
+    -- commit_search: GitHub's search answers for the contributor's email.
+    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
+    http_status integer NOT NULL,
+    payload     text COMPRESSION lz4,
+    staged_at   timestamptz NOT NULL DEFAULT now(),
+    applied_at  timestamptz,
+    -- Why a staged answer could not be used (kept with the answer).
+    error       text,
+    PRIMARY KEY (run_id, item)
+);
+COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
+
+-- Thin contributors wait for enrichment by when they were last attempted.
+CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
+-- Email-only contributors wait for search-resolve by when they were last attempted.
+CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
+
+-- The contributors a task would hand out on a platform now, in claim order (what the
+-- claim leases and queue_health counts).
+CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
+RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
+BEGIN
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
+    ELSE
+        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
+        RETURN QUERY
+        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
+          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
+          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
+RETURNS smallint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind smallint;
+BEGIN
+    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
+        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Tasks are enrich and search.';
+    END IF;
+    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
+    IF kind IS NULL OR kind NOT IN (1, 2) THEN
+        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
+    END IF;
+    RETURN kind;
+END
+$$;
+
+-- Ends identity runs whose lease expired: what they staged is applied, the contributors
+-- they did not report on are free again (not stamped: nobody tried them).
+CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    n bigint := 0;
+BEGIN
+    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
+               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
+               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
+        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Leases a batch of one task's due contributors on one identity platform to an agent:
+-- one row per contributor, each carrying the run's lease token. For enrich: the account
+-- (id and login) to fetch. For search: the email and its chain step ('noreply' and
+-- 'database' are settled by the database at completion; only 'unknown' needs the API).
+-- No rows: nothing is due (or the task's 'every' setting paces it).
+CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
+                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
+RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+    token uuid := gen_random_uuid();
+    n integer;
+    run bigint;
+    batch uuid[];
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.check_identity_task(task, platform);
+    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
+    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
+    IF n < 1 OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One claimer of a task and platform at a time: batches never overlap.
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
+    PERFORM aveloxis_ops.expire_identity_runs(at);
+    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
+                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(c.cntrb_id) INTO batch
+    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
+    IF batch IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
+                                            lease_expires_at, contributors)
+    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
+    RETURNING run_id INTO run;
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        ORDER BY c.k;
+    ELSE
+        RETURN QUERY
+        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
+        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
+        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
+        ORDER BY c.n;
+    END IF;
+END
+$$;
+
+-- Stages what the forge answered for contributors of the run the token proves: one row
+-- per answer (a 404 has no payload). Only the run's own contributors are accepted.
+CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
+                                        payloads text[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    staged bigint;
+BEGIN
+    run := aveloxis_ops.held_identity_run(lease_token);
+    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
+        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
+        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
+       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
+       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
+        RAISE EXCEPTION 'an % run stages %', run.task,
+            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
+        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
+    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
+           x.c, x.s, x.h, x.p
+    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    RETURN staged;
+END
+$$;
+
+-- The open run a lease token proves, locked; a clear error otherwise.
+CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
+RETURNS aveloxis_ops.identity_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+BEGIN
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
+    FOR UPDATE;
+    IF run.run_id IS NULL THEN
+        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
+    END IF;
+    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
+        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
+            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
+    END IF;
+    RETURN run;
+END
+$$;
+
+-- Ends the run the token proves: applies what was staged, stamps the cooldown of the
+-- contributors attempted (the agent names them: those it did not reach, when its budget
+-- ran out, stay due), and returns what the run did.
+CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
+    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
+END
+$$;
+
+-- Per identity task and platform: what waits and what ran (queue_health shows the same).
+CREATE FUNCTION aveloxis.identity_health()
+RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
+               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT t.task, p.platform_id,
+           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
+           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
+           CASE t.task
+               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
+                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
+                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
+               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
+                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
+                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
+           END,
+           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
+                                         c.data_collection_date))
+            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
+            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
+              AND r.finished_at > at.now - interval '1 day'),
+           (SELECT r.result FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
+            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (VALUES ('enrich'), ('search')) AS t(task)
+    CROSS JOIN aveloxis_data.platforms p
+    CROSS JOIN at
+    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
+      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                             WHERE i.platform_id = p.platform_id))
+    ORDER BY t.task, p.platform_id
+$$;
+
+-- Why a contributor is or is not enriched and searched: one row per task, in words.
+CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
+RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    c aveloxis_data.contributors;
+    at timestamptz := aveloxis_ops.clock();
+    run aveloxis_ops.identity_runs;
+    person uuid;
+BEGIN
+    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
+    IF c.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF c.cntrb_deleted = 1 THEN
+        person := aveloxis.person_of(c.cntrb_id);
+        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
+                            NULL::timestamptz
+                     FROM unnest(ARRAY['enrich', 'search']) t;
+        RETURN;
+    END IF;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'enrich'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'no forge account known: search-resolve may find one'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
+                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
+             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_enriched_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
+    run := NULL;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'search'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
+             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'has a forge account'
+             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
+             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
+                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
+                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
+             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
+END
+$$;
+
+-- The identity platforms identity runs can serve (an agent runs those whose host it has
+-- tokens for): github.com, gitlab.com and every declared forge host.
+CREATE FUNCTION aveloxis.identity_platforms()
+RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
+    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
+    ORDER BY p.platform_id
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:128
+-- requires:
+--   identity_tasks
+
+-- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
+-- through the drain's user resolution, search findings linked or merged, the chain's free
+-- steps settled without the API, cooldowns stamped, canonical emails filled.
+
+-- The free steps of the email chain for a search candidate: 'noreply' (the address names
+-- an account), 'database' (another person's row has this email: the same person, R5),
+-- else 'unknown'.
+CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
+                                               OUT step text, OUT other uuid, OUT platform_id smallint,
+                                               OUT user_id bigint, OUT login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        step := 'noreply';
+        platform_id := n.platform_id;
+        user_id := n.user_id;
+        login := n.login;
+        RETURN;
+    END IF;
+    SELECT x.cntrb_id INTO other FROM (
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
+          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        UNION ALL
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
+    ) x
+    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
+    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
+    LIMIT 1;
+    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
+END
+$$;
+
+-- Applies a run: the staged answers, then the cooldown stamps of the contributors
+-- attempted (NULL: those with staged answers, and for search those the database settles),
+-- and closes the run. Returns what it did.
+CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    summary jsonb;
+    tried uuid[];
+BEGIN
+    IF run.task = 'enrich' THEN
+        summary := aveloxis_ops.apply_profiles(run);
+    ELSE
+        summary := aveloxis_ops.apply_searches(run);
+    END IF;
+    tried := ARRAY(SELECT DISTINCT c
+                   FROM unnest(coalesce(attempted, '{}')
+                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
+                   WHERE c = ANY (run.contributors));
+    IF run.task = 'enrich' THEN
+        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
+    ELSE
+        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
+    END IF;
+    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
+    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
+                                                         'attempted', cardinality(tried));
+    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
+                                            result = summary
+    WHERE r.run_id = run.run_id;
+    RETURN summary;
+END
+$$;
+
+-- The canonical email of active rows that have none (reference 003, "Why is
+-- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
+-- noreply, bot or service one), else its first alias that is. Returns the rows filled.
+CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH filled AS (
+        UPDATE aveloxis_data.contributors c
+        SET cntrb_canonical = coalesce(
+                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+                     THEN lower(btrim(c.cntrb_email)) END,
+                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
+                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
+                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
+        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_email IS NOT NULL
+               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+        RETURNING 1
+    )
+    SELECT count(*) FROM filled
+$$;
+
+-- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
+-- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
+-- else unusable is kept with its error. Every contributor with an answer counts as tried.
+CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    doc jsonb;
+    problem text;
+    expected bigint;
+    profiles bigint := 0;
+    missing bigint := 0;
+    unusable bigint := 0;
+    renamed bigint;
+    resolved record;
+    before jsonb;
+BEGIN
+    PERFORM aveloxis_ops.drain_scratch();
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
+             ORDER BY x.item LOOP
+        problem := NULL;
+        doc := NULL;
+        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
+        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
+        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
+        IF s.http_status = 200 THEN
+            BEGIN
+                doc := s.payload::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                problem := 'the answer is not JSON: ' || SQLERRM;
+            END;
+            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
+                problem := 'the answer is not a user object with a numeric id';
+            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
+                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
+            END IF;
+        ELSIF s.http_status IN (404, 410) THEN
+            missing := missing + 1;
+        ELSE
+            problem := format('HTTP %s', s.http_status);
+        END IF;
+        IF problem IS NOT NULL THEN
+            unusable := unusable + 1;
+        ELSIF doc IS NOT NULL THEN
+            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
+            profiles := profiles + 1;
+        END IF;
+        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
+        WHERE x.run_id = s.run_id AND x.item = s.item;
+    END LOOP;
+    -- Logins before, to count renames.
+    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
+    FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = run.platform_id
+      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
+    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
+    RETURN jsonb_build_object(
+        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
+        'contributors_updated', resolved.updated,
+        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
+                    WHERE x.run_id = run.run_id));
+END
+$$;
+
+-- Settles one search-resolve finding: the account (platform, user id, login) is the
+-- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
+-- untouched). Held by another person's row: the two are merged (winner by R1, else the
+-- older row), logged with why. Returns 'linked', 'merged' or 'already'.
+CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
+                                               why text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me uuid := aveloxis.person_of(candidate);
+    holder uuid;
+    winner uuid;
+BEGIN
+    IF user_id IS NULL THEN
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
+        IF holder IS NULL THEN
+            RETURN 'unknown';
+        END IF;
+    ELSE
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    END IF;
+    IF holder IS NULL THEN
+        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
+        RETURN 'linked';
+    END IF;
+    holder := aveloxis.person_of(holder);
+    IF holder = me THEN
+        RETURN 'already';
+    END IF;
+    winner := aveloxis_ops.merge_winner(holder, me);
+    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
+    RETURN 'merged';
+END
+$$;
+
+-- Search-resolve answers and the chain's free steps, per contributor of the batch: the
+-- noreply account or the other row the database knows (settled without the API), else
+-- the first staged search answer naming an account (user search before commit search).
+CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    s record;
+    chain record;
+    doc jsonb;
+    account jsonb;
+    outcome text;
+    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
+    settled uuid[] := '{}';
+    github smallint := run.platform_id;
+    me uuid;
+    them uuid;
+    winner uuid;
+BEGIN
+    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
+             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
+        outcome := NULL;
+        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
+        IF chain.step = 'noreply' THEN
+            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
+                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
+            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
+            settled := settled || c.cntrb_id;
+        ELSIF chain.step = 'database' THEN
+            them := aveloxis.person_of(chain.other);
+            me := aveloxis.person_of(c.cntrb_id);
+            winner := aveloxis_ops.merge_winner(them, me);
+            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
+                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
+                                            'search_resolve');
+            outcome := 'merged';
+            settled := settled || c.cntrb_id;
+        ELSE
+            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
+                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
+                     ORDER BY x.step = 'commit_search', x.item LOOP
+                settled := settled || c.cntrb_id;
+                account := NULL;
+                doc := NULL;
+                IF s.http_status = 200 THEN
+                    BEGIN
+                        doc := s.payload::jsonb;
+                    EXCEPTION WHEN OTHERS THEN
+                        doc := NULL;
+                    END;
+                END IF;
+                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
+                                       ELSE doc -> 'items' -> 0 -> 'author' END;
+                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
+                   AND jsonb_typeof(account -> 'login') = 'string' THEN
+                    outcome := aveloxis_ops.settle_search_hit(
+                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
+                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
+                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
+                END IF;
+                UPDATE aveloxis_ops.identity_staging x
+                SET applied_at = now(),
+                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
+                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
+                WHERE x.run_id = s.run_id AND x.item = s.item;
+                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
+                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
+                END IF;
+            END LOOP;
+            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
+                outcome := 'not_found';
+            END IF;
+        END IF;
+        IF outcome IS NOT NULL THEN
+            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
+        END IF;
+    END LOOP;
+    RETURN counts || jsonb_build_object('settled', settled);
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:105
 -- requires:
 --   drain
@@ -6876,6 +8168,157 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:133
+-- requires:
+--   contributors
+--   issues
+--   messages
+--   pull_requests
+--   facade
+--   identity_tasks
+
+-- Data-quality diagnostics for analysts: the reference's contributor diagnostic
+-- queries (reference/003, "Diagnostic queries") as functions returning rows. All
+-- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
+-- the columns they read are written by the enrichment and search-resolve runs
+-- (sql/identity_tasks.sql).
+
+-- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
+CREATE FUNCTION aveloxis.contributor_quality()
+RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
+               thin bigint, merged_away bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
+           count(*) FILTER (WHERE gl_id IS NOT NULL),
+           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
+           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
+           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
+           count(*) FILTER (WHERE cntrb_deleted = 1),
+           count(*)
+    FROM aveloxis_data.contributors
+$$;
+
+-- 2. Accounts that more than one active contributor row claims (rename casualties).
+CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
+RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
+    FROM aveloxis_data.contributors c
+    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
+    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
+    GROUP BY p.platform_id, p.user_id
+    HAVING count(*) > 1
+    ORDER BY count(*) DESC, p.platform_id, p.user_id
+    LIMIT max_rows
+$$;
+
+-- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
+-- pointing at a merged-away contributor (both should never return rows).
+CREATE FUNCTION aveloxis.identity_anomalies()
+RETURNS TABLE (kind text, key text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
+           count(DISTINCT i.cntrb_id)::text
+    FROM aveloxis_data.contributor_identities i
+    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
+    UNION ALL
+    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
+    FROM aveloxis_data.contributors_aliases a
+    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
+    UNION ALL
+    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
+    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+    WHERE c.cntrb_deleted = 1
+$$;
+
+-- 5. Enrichment progress of thin contributors with a forge account (R6).
+CREATE FUNCTION aveloxis.enrichment_progress()
+RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
+    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
+    FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+$$;
+
+-- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
+-- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
+CREATE FUNCTION aveloxis.search_resolve_queue()
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
+    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
+$$;
+
+-- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
+-- progress), with how many distinct emails they are and how many of those wait out a
+-- miss's cooldown.
+CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
+RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
+               emails_cooling_down bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
+           count(DISTINCT c.cmt_author_email) FILTER (
+               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
+                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
+    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
+    WHERE c.cmt_ght_author_id IS NULL
+    GROUP BY r.repo_id, r.repo_git
+    ORDER BY 3 DESC, 1
+    LIMIT max_rows
+$$;
+
+-- 8. Rows referencing a contributor that does not exist (R10): every column with a
+-- foreign key to contributors (commits, issues, pull requests and the rest, read from
+-- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
+-- for databases restored or migrated from elsewhere with constraints off.
+CREATE FUNCTION aveloxis.contributor_fk_integrity()
+RETURNS TABLE (table_name text, orphans bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    ref record;
+BEGIN
+    FOR ref IN
+        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
+        FROM pg_constraint con
+        JOIN pg_class c ON c.oid = con.conrelid
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
+          AND cardinality(con.conkey) = 1
+        ORDER BY c.relname, a.attname
+    LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
+               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
+            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
+    END LOOP;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:220
 -- requires:
 --   facade
@@ -7003,755 +8446,6 @@ AS $$
            CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
            c.observed_at, c.source
     FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:232
--- requires:
---   queue
---   drain
---   manifest::aveloxis::parse_manifest_text
---   manifest::aveloxis::parse_manifest_bytes
---   manifest::aveloxis::manifest_kind
---   manifest::aveloxis_ops::contents_text
-
--- Distribution: where each repository is published and which manifests declare it
--- (reference 002_*; docs/distribution.md).
---
---   aveloxis.parse_manifest(path, content)   manifest kind and declared name (Rust, IMMUTABLE)
---   aveloxis.reparse_manifests()             re-reads stored manifests after a parser fix
---   aveloxis.distribution_stats()            fleet roll-up
---   aveloxis.distribution_orphans()          manifests declaring a package no registry shows
---   aveloxis.distribution_repo(url)          one repository's evidence
---
--- Current tables hold the latest scan's rows (natural-key uniques); the _history tables
--- every earlier snapshot, without those uniques (rotating the same package twice must
--- never trip 23505, the reference's v0.25.1 defect).
-
--- Registry evidence: one row per (ecosystem, package, source) of the latest scan.
-CREATE TABLE aveloxis_data.repo_distribution (
-    distribution_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    -- Lower-case registry names: deps.dev systems (npm, pypi, maven, cargo, go, rubygems,
-    -- nuget), ecosyste.ms ecosystems (conda, cran, bioconductor, packagist, hex, ...),
-    -- release-asset kinds (deb, rpm, apk, ...), GitHub Packages types (container, docker).
-    ecosystem            text NOT NULL CHECK (ecosystem = lower(ecosystem) AND ecosystem <> ''),
-    package_name         text NOT NULL CHECK (package_name <> ''),
-    -- Which source saw it; two sources seeing one package are two rows, each auditable.
-    source               text NOT NULL CHECK (source IN ('deps.dev', 'ecosyste.ms', 'github_release_asset',
-                                                         'github_packages')),
-    -- Distinct versions the source listed (deps.dev lists at most 1,500: a lower bound).
-    version_count        integer,
-    first_published_at   timestamptz,
-    latest_published_at  timestamptz,
-    latest_version       text,
-    registry_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    -- The scan's one observation time, shared by every row it wrote.
-    data_collection_date timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, distribution_id),
-    UNIQUE (repo_id, ecosystem, package_name, source)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution IS
-    'Registry evidence of where each repository is published (latest distribution scan)';
-
-CREATE TABLE aveloxis_data.repo_distribution_history (
-    history_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    distribution_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    ecosystem            text NOT NULL,
-    package_name         text NOT NULL,
-    source               text NOT NULL,
-    version_count        integer,
-    first_published_at   timestamptz,
-    latest_published_at  timestamptz,
-    latest_version       text,
-    registry_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL,
-    -- When a later scan replaced it.
-    rotated_at           timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, history_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_history IS 'Earlier distribution scans'' registry evidence';
-CREATE INDEX repo_distribution_history_pkg_idx
-    ON aveloxis_data.repo_distribution_history (repo_id, ecosystem, package_name);
-
--- In-repo manifests: one row per manifest file of the latest scan, with its content so a
--- parser fix re-parses it (reparse_manifests) without collecting again.
-CREATE TABLE aveloxis_data.repo_distribution_manifest (
-    manifest_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path         text NOT NULL,
-    manifest_type         text NOT NULL,
-    -- What the file itself declares; NULL when it declares none (a Gemfile, a virtual
-    -- workspace) or only through something it does not define.
-    package_name_declared text,
-    blob_sha              text,
-    content_bytes         integer,
-    content               text COMPRESSION lz4,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, manifest_id),
-    UNIQUE (repo_id, manifest_path)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_manifest IS
-    'Packaging manifests found in each repository and the package name each declares (latest scan)';
-
-CREATE TABLE aveloxis_data.repo_distribution_manifest_history (
-    history_id            bigint GENERATED BY DEFAULT AS IDENTITY,
-    manifest_id           bigint NOT NULL,
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path         text NOT NULL,
-    manifest_type         text NOT NULL,
-    package_name_declared text,
-    blob_sha              text,
-    content_bytes         integer,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL,
-    rotated_at            timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, history_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_manifest_history IS 'Earlier distribution scans'' manifests';
-
--- The latest scan of each repository: when, and whether every source answered (a
--- partial scan is claimed again ahead of its cadence, and its orphans are flagged).
-CREATE TABLE aveloxis_data.repo_distribution_scans (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    scanned_at           timestamptz NOT NULL,
-    scan_complete        boolean NOT NULL,
-    -- Per source: "ok", "none" (answered, nothing found) or the error class.
-    sources              jsonb NOT NULL DEFAULT '{}',
-    registry_rows        integer NOT NULL DEFAULT 0,
-    manifest_rows        integer NOT NULL DEFAULT 0,
-    -- Staged rows the scan did not use: of sources that did not answer, files that are no
-    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
-    -- staging_rejects instead).
-    unused_rows          integer NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
-
--- Which registry ecosystems satisfy a manifest kind's intent: composer publishes to
--- packagist, an R package to CRAN or Bioconductor. Editable: rows a DBA adds
--- (builtin = false) are kept by pg_dump.
-CREATE TABLE aveloxis_ops.distribution_ecosystems (
-    manifest_type text NOT NULL,
-    ecosystem     text NOT NULL CHECK (ecosystem = lower(ecosystem)),
-    builtin       boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (manifest_type, ecosystem)
-);
-COMMENT ON TABLE aveloxis_ops.distribution_ecosystems IS
-    'Registry ecosystems whose evidence satisfies a manifest kind (distribution_orphans)';
-INSERT INTO aveloxis_ops.distribution_ecosystems (manifest_type, ecosystem, builtin) VALUES
-    ('npm', 'npm', true), ('cargo', 'cargo', true), ('pypi', 'pypi', true), ('maven', 'maven', true),
-    ('rubygems', 'rubygems', true), ('composer', 'packagist', true), ('composer', 'composer', true),
-    ('hex', 'hex', true), ('swiftpm', 'swiftpm', true), ('pub', 'pub', true), ('nuget', 'nuget', true),
-    ('hackage', 'hackage', true), ('conan', 'conan', true), ('cocoapods', 'cocoapods', true),
-    ('julia', 'julia', true), ('cran', 'cran', true), ('cran', 'bioconductor', true), ('conda', 'conda', true);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution', 'distribution_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_history', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_history', 'history_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest', 'manifest_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest_history', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest_history', 'history_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_scans', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.distribution_ecosystems', 'WHERE NOT builtin');
-
--- Re-reads every stored manifest (or one repository's) with the installed parser;
--- returns how many rows changed kind or declared name. A parser fix reaches stored
--- data with this call, no collection needed.
-CREATE FUNCTION aveloxis.reparse_manifests(repo_id bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH parsed AS (
-        SELECT m.repo_id, m.manifest_id, p.manifest_type, p.package_name
-        FROM aveloxis_data.repo_distribution_manifest m,
-             aveloxis.parse_manifest(m.manifest_path, m.content) p
-        WHERE m.content IS NOT NULL AND (reparse_manifests.repo_id IS NULL OR m.repo_id = reparse_manifests.repo_id)
-    ), changed AS (
-        UPDATE aveloxis_data.repo_distribution_manifest m
-        SET manifest_type = coalesce(p.manifest_type, m.manifest_type), package_name_declared = p.package_name,
-            tool_version = aveloxis.version()
-        FROM parsed p
-        WHERE m.repo_id = p.repo_id AND m.manifest_id = p.manifest_id
-          AND (coalesce(p.manifest_type, m.manifest_type), p.package_name)
-              IS DISTINCT FROM (m.manifest_type, m.package_name_declared)
-        RETURNING 1
-    )
-    SELECT count(*) FROM changed
-$$;
-
--- Manifests that declare a package while no registry evidence of a matching ecosystem
--- exists for the repository (the reference's headline query, through the ecosystem
--- mapping so composer/packagist or cran/bioconductor do not over-report). A manifest
--- declaring no name (a Gemfile) is not an intent to publish. partial_scan: a source did
--- not answer in the latest scan, so the evidence may be missing rather than absent.
-CREATE FUNCTION aveloxis.distribution_orphans()
-RETURNS TABLE (repo_id bigint, repo text, manifest_path text, manifest_type text, package_name text,
-               registries_found text[], partial_scan boolean, observed_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT m.repo_id, r.repo_git, m.manifest_path, m.manifest_type, m.package_name_declared,
-           (SELECT coalesce(array_agg(DISTINCT d.ecosystem ORDER BY d.ecosystem), '{}')
-            FROM aveloxis_data.repo_distribution d WHERE d.repo_id = m.repo_id),
-           NOT coalesce(s.scan_complete, true), m.data_collection_date
-    FROM aveloxis_data.repo_distribution_manifest m
-    JOIN aveloxis_data.repos r ON r.repo_id = m.repo_id
-    LEFT JOIN aveloxis_data.repo_distribution_scans s ON s.repo_id = m.repo_id
-    WHERE m.package_name_declared IS NOT NULL
-      AND NOT EXISTS (
-          SELECT FROM aveloxis_data.repo_distribution d
-          WHERE d.repo_id = m.repo_id
-            AND (d.ecosystem = m.manifest_type
-                 OR d.ecosystem IN (SELECT e.ecosystem FROM aveloxis_ops.distribution_ecosystems e
-                                    WHERE e.manifest_type = m.manifest_type)))
-    ORDER BY r.repo_git, m.manifest_path
-$$;
-
--- The fleet at a glance: repositories with a distribution job, scanned, with registry
--- evidence, with manifests declaring a package, and those whose manifests no registry
--- shows (repositories with at least one orphan).
-CREATE FUNCTION aveloxis.distribution_stats()
-RETURNS TABLE (repos bigint, eligible bigint, scanned bigint, partial_scans bigint, with_registry bigint,
-               with_manifest bigint, manifest_without_registry bigint, registry_rows bigint, manifest_rows bigint,
-               last_scan_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT (SELECT count(*) FROM aveloxis_data.repos),
-           (SELECT count(*) FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-            WHERE j.phase = 'distribution' AND NOT coalesce(r.repo_archived, false)),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans WHERE NOT scan_complete),
-           (SELECT count(DISTINCT d.repo_id) FROM aveloxis_data.repo_distribution d),
-           (SELECT count(DISTINCT m.repo_id) FROM aveloxis_data.repo_distribution_manifest m
-            WHERE m.package_name_declared IS NOT NULL),
-           (SELECT count(DISTINCT o.repo_id) FROM aveloxis.distribution_orphans() o),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest),
-           (SELECT max(scanned_at) FROM aveloxis_data.repo_distribution_scans)
-$$;
-
--- One repository's evidence: registry rows and manifests of its latest scan.
-CREATE FUNCTION aveloxis.distribution_repo(url text)
-RETURNS TABLE (kind text, ecosystem text, package_name text, source text, version_count integer,
-               first_published_at timestamptz, latest_published_at timestamptz, observed_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    repo bigint := aveloxis.resolve_repo(url);
-BEGIN
-    IF repo IS NULL THEN
-        RAISE EXCEPTION 'no repository is registered at %', url USING ERRCODE = 'no_data_found',
-            HINT = 'aveloxis.add_repo(<url>) registers it; aveloxis.registry_counts() lists what is there.';
-    END IF;
-    RETURN QUERY
-    SELECT 'registry', d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
-           d.latest_published_at, d.data_collection_date
-    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo
-    UNION ALL
-    SELECT 'manifest', m.manifest_type, m.package_name_declared, m.manifest_path, NULL, NULL, NULL,
-           m.data_collection_date
-    FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo
-    ORDER BY 1 DESC, 2, 3, 4;
-END
-$$;
-
--- ---------------------------------------------------------------------------------
--- A scan's observations. The agent stages what each source returned, as returned,
--- under its distribution lease (staging contract v1, docs/distribution.md):
---   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
---   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
---   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
---   distribution_releases         a page of GitHub releases (their assets' names)
---   distribution_packages         a page of GitHub Packages of one package_type
---   distribution_manifest         a Contents API file object (path, content, encoding, sha)
--- and `complete` applies them (distribution_apply) in its own transaction: one
--- observation time for every row, current rows of the sources that answered rotated to
--- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
--- that fails leaves the last complete evidence in place.
-
--- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
-CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
-        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
-        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
-        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
-$$;
-
--- The sources a scan can report on (outcome.sources keys), and the staged entities.
-CREATE FUNCTION aveloxis_ops.distribution_sources()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
-
--- The run's staged observations, parsed once, as JSON rows for distribution_rows():
--- each with the source it came from, the decoded text of a manifest, and err saying why
--- it cannot be used.
-CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
-RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
-               'source', CASE s.entity
-                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
-                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
-                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
-               'content', c.content,
-               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
-                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
-                        AND jsonb_typeof(p.doc) <> 'array'
-                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
-                        AND jsonb_typeof(p.doc) <> 'object'
-                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
-                       THEN 'a manifest payload needs the file''s "path"'
-                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
-                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
-                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
-                       THEN 'a packages payload needs its package_type in the context' END)
-           ORDER BY s.staging_id), '[]')
-    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
-         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
-                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
-                         END AS content) c
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
-$$;
-
--- The rows of distribution_docs().
-CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
-RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
-    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
-                                       content text, err text)
-$$;
-
--- Applies a completed scan (called by aveloxis.complete for a distribution lease).
--- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
--- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
--- used. Without sources, a whole scan counts every source as answered; a partial one
--- without sources rotates nothing but what it staged for.
-CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed   timestamptz := aveloxis_ops.clock();
-    answered   text[];
-    bad        record;
-    docs       jsonb;
-    owner_name text;
-    repo_name  text;
-    superseded bigint;
-    version    text := aveloxis.version();
-BEGIN
-    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
-        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
-    -- One distribution apply per repository at a time (a late complete of an expired
-    -- lease cannot reach here: its token no longer holds).
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
-
-    -- Rows staged by earlier runs that never completed: this scan supersedes them.
-    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
-
-    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
-    -- the rest of the scan applies.
-    docs := aveloxis_ops.distribution_docs(repo, run);
-    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
-               WHERE d.err IS NOT NULL LOOP
-        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
-    END LOOP;
-
-    answered := CASE
-        WHEN sources IS NOT NULL THEN
-            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
-                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
-        WHEN whole THEN aveloxis_ops.distribution_sources()
-        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
-
-    INSERT INTO aveloxis_data.repo_distribution_history
-        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
-         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
-         data_collection_date, rotated_at)
-    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
-           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
-           d.data_collection_date, observed
-    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
-    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
-
-    WITH usable AS MATERIALIZED (
-        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
-    ), depsdev AS (
-        -- Versions whose repository is only the issue tracker are not this repository's
-        -- packages; a version listed twice (source and tracker) counts once.
-        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
-               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
-        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
-                                               THEN d.doc -> 'versions' ELSE '[]' END) v
-        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
-          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
-        GROUP BY 1, 2
-    ), depsdev_detail AS (
-        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
-               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
-               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
-               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
-        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
-                                               THEN d.doc -> 'versions' ELSE '[]' END) v
-        WHERE d.entity = 'distribution_depsdev_package'
-        GROUP BY 1, 2
-    ), fresh AS (
-        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
-               x.latest_published_at, x.latest_version, NULL::text AS registry_url
-        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
-        UNION ALL
-        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
-               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
-               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
-               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
-               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
-        FROM usable d, jsonb_array_elements(d.doc) p
-        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
-          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
-        GROUP BY 2, 3
-        UNION ALL
-        -- Assets of the repository's releases: the package is the repository's.
-        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
-               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
-               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
-               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
-               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
-               NULL
-        FROM usable d, jsonb_array_elements(d.doc) r,
-             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
-        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
-        GROUP BY 2
-        UNION ALL
-        -- The owner's packages that name this repository (a package without one is not it).
-        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
-                                                                         ELSE lower(d.context ->> 'package_type') END,
-               p ->> 'name',
-               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
-               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
-               NULL, max(p ->> 'html_url')
-        FROM usable d, jsonb_array_elements(d.doc) p
-        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
-          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
-        GROUP BY 2, 3
-    )
-    INSERT INTO aveloxis_data.repo_distribution AS t
-        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
-         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
-    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
-           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
-    FROM fresh f
-    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
-    ORDER BY f.ecosystem, f.package_name, f.source
-    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
-        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
-
-    IF 'contents' = ANY (answered) THEN
-        INSERT INTO aveloxis_data.repo_distribution_manifest_history
-            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
-             tool_source, tool_version, data_source, data_collection_date, rotated_at)
-        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
-               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
-        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
-        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
-        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
-        INSERT INTO aveloxis_data.repo_distribution_manifest
-            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
-             tool_source, tool_version, data_source, data_collection_date)
-        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
-               x.content, 'pg_aveloxis', version, 'contents', observed
-        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
-              FROM aveloxis_ops.distribution_rows(docs) d
-              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
-             aveloxis.parse_manifest(x.path, x.content) p
-        WHERE p.manifest_type IS NOT NULL
-        ORDER BY x.path, x.staging_id DESC;
-    END IF;
-
-    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
-           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
-    INTO superseded
-    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
-    IF superseded > 0 THEN
-        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
-            repo, superseded;
-    END IF;
-
-    INSERT INTO aveloxis_data.repo_distribution_scans AS s
-        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
-    VALUES (repo, observed, whole, coalesce(sources, '{}'),
-            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
-            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
-            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
-            unused_rows = EXCLUDED.unused_rows;
-
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
-END
-$$;
-
--- ---------------------------------------------------------------------------------
--- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
--- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
--- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
--- out no distribution scan (they would all be partial), and an agent skips the source in
--- a scan already running, which is then partial and comes back as soon as it closes.
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('distribution.enabled', 'true', 'boolean',
-     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
-    ('distribution.start_interval', '0 seconds', 'interval',
-     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
-    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
-    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
-    ('distribution.contact', '', 'email',
-     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
-    ('distribution.breaker_failures', '10', 'integer',
-     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
-    ('distribution.breaker_pause', '1 hour', 'interval',
-     'How long an open circuit breaker pauses new distribution scans');
-
-CREATE TABLE aveloxis_ops.source_breakers (
-    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    opened_until         timestamptz,
-    last_error           text,
-    updated_at           timestamptz NOT NULL
-);
-COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
-
--- Whether new distribution scans are paused now, and why (NULL: not paused): switched
--- off, or a source's circuit breaker open.
-CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
-                THEN 'switched off (distribution.enabled is false)'
-                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
-                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
-                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
-$$;
-
--- Whether a distribution scan started less than distribution.start_interval ago (the
--- job_runs start index: only the last interval's runs are read).
-CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
-                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
-                     AND r.phase = 'distribution')
-$$;
-
--- What agents need of the distribution settings (they never read the settings table).
-CREATE FUNCTION aveloxis.distribution_settings()
-RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
-           nullif(aveloxis_ops.setting('distribution.contact'), '')
-$$;
-
--- An agent reports each call to an external source under its distribution lease: ok, or
--- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
--- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
--- while open the agent skips the source.
-CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
-    at     timestamptz := aveloxis_ops.clock();
-    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
-    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
-    b      aveloxis_ops.source_breakers;
-BEGIN
-    IF (lease.j).phase <> 'distribution' THEN
-        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
-        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
-    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
-    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
-        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
-            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
-            updated_at = EXCLUDED.updated_at
-    RETURNING * INTO b;
-    IF b.consecutive_failures >= limit_n THEN
-        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
-        WHERE s.source = b.source RETURNING * INTO b;
-        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
-            b.opened_until;
-    END IF;
-    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
-END
-$$;
-
--- The breakers, for operators.
-CREATE FUNCTION aveloxis.source_breakers()
-RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
-               updated_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
-           b.last_error, b.updated_at
-    FROM aveloxis_ops.source_breakers b ORDER BY b.source
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:185
--- requires:
---   drain
---   registry
-
--- Community health files (code of conduct, security policy, security audits, and
--- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
--- request, every forge and plain git alike. The agent stages the names of the top
--- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
--- is decided here, so a better pattern needs no agent release. NULL means "not found".
-
-CREATE TABLE aveloxis_data.repo_community_files (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head                 text NOT NULL,
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    contributing_file    text,
-    changelog_file       text,
-    license_file         text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
-
--- The path of a kind of community file among a tree's paths, or NULL. Where forges
--- look first wins (.github/, then the top level, then docs/); the name is matched
--- without regard to case, with any extension.
-CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
-    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
-        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
-        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
-        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
-        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
-        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
-        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
-      END
-      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
-    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
-    LIMIT 1
-$$;
-
--- 'repo_files' payloads: the newest one replaces what the repository had.
-CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total  bigint;
-    newest record;
-    paths  text[];
-    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    files  record;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
-       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(e.value ORDER BY e.n) INTO paths
-    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
-    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
-           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
-           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
-           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
-           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
-           aveloxis_ops.community_file(paths, 'license') AS license_file
-    INTO files;
-    INSERT INTO aveloxis_data.repo_community_files AS f
-        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
-         changelog_file, license_file)
-    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
-            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
-            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
-            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
-        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
-               f.changelog_file, f.license_file)
-              IS DISTINCT FROM
-              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
-               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
-               EXCLUDED.license_file);
-    IF FOUND THEN
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.updated;
-    RETURN result;
-END
 $$;
 /* </end connected objects> */
 
@@ -8253,394 +8947,6 @@ BEGIN
     GET DIAGNOSTICS written = ROW_COUNT;
     RETURN written;
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:113
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
-    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
-    FROM rows r,
-         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
-    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
 $$;
 /* </end connected objects> */
 
@@ -9848,10 +10154,13 @@ BEGIN
     SELECT repo, d.name, d.requirement, d.scope, upper(d.ecosystem), d.version, latest.version,
            to_char(cur.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
            to_char(latest.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-           greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25,
+           -- greatest() skips NULLs: an unknown side would read 0, "up to date". NULL it stays.
+           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25 END,
            'aveloxis (package cache)', aveloxis.version(), 'registries', observed, d.ecosystem, d.resolution,
            coalesce(cur.licence, p.licence), cur.published_at, latest.published_at,
-           greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400)
+           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) END
     FROM (SELECT DISTINCT ON (x.ecosystem, x.package, x.version, x.scope)
                  x.ecosystem, x.package, x.name, x.version, x.scope, x.requirement, x.resolution
           FROM aveloxis_data.repo_dependency_decls x
@@ -10530,6 +10839,202 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:206
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:226
 -- requires:
 --   activity
@@ -10892,1094 +11397,644 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:206
+-- pg_aveloxis/src/lib.rs:232
 -- requires:
---   matviews
 --   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:123
--- requires:
---   merges
 --   drain
---   queue
+--   manifest::aveloxis::parse_manifest_text
+--   manifest::aveloxis::parse_manifest_bytes
+--   manifest::aveloxis::manifest_kind
+--   manifest::aveloxis_ops::contents_text
 
--- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
--- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
--- platform that any agent with that host's tokens may run:
+-- Distribution: where each repository is published and which manifests declare it
+-- (reference 002_*; docs/distribution.md).
 --
---   enrich  thin contributors (no company and no location) fetched by account, at most
---           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
---           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
---           (gh_login follows, login history appended; cntrb_id and cntrb_login never
---           change).
---   search contributors with an email and no account, at most search.batch per run,
---           through the shared email chain (aveloxis.email_chain's free steps here, then the
---           agent's user search and commit search on the search budget); a hit links the
---           account (R11) or, when another row holds it, merges the two (R3, logged and
---           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
+--   aveloxis.parse_manifest(path, content)   manifest kind and declared name (Rust, IMMUTABLE)
+--   aveloxis.reparse_manifests()             re-reads stored manifests after a parser fix
+--   aveloxis.distribution_stats()            fleet roll-up
+--   aveloxis.distribution_orphans()          manifests declaring a package no registry shows
+--   aveloxis.distribution_repo(url)          one repository's evidence
 --
--- A run is leased like a job: claim_identity_batch hands out contributors with a lease
--- token; the agent stages what the forge answered, raw, with stage_identity; and
--- complete_identity_batch applies it in one transaction. A lease that expires is applied
--- as far as it was staged, and its unstaged contributors are free again at once.
+-- Current tables hold the latest scan's rows (natural-key uniques); the _history tables
+-- every earlier snapshot, without those uniques (rotating the same package twice must
+-- never trip 23505, the reference's v0.25.1 defect).
 
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
-    ('enrich.cooldown', '30 days', 'interval',
-     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
-    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
-    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
-    ('search.cooldown', '30 days', 'interval',
-     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
-    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
-    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
-
-CREATE TABLE aveloxis_ops.identity_runs (
-    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    agent              text NOT NULL,
-    -- sha256 of the lease token: the token itself is never stored.
-    lease_token_digest bytea NOT NULL UNIQUE,
-    started_at         timestamptz NOT NULL,
-    lease_expires_at   timestamptz NOT NULL,
-    finished_at        timestamptz,
-    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
-    -- The batch handed out.
-    contributors       uuid[] NOT NULL,
-    result             jsonb
+-- Registry evidence: one row per (ecosystem, package, source) of the latest scan.
+CREATE TABLE aveloxis_data.repo_distribution (
+    distribution_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    -- Lower-case registry names: deps.dev systems (npm, pypi, maven, cargo, go, rubygems,
+    -- nuget), ecosyste.ms ecosystems (conda, cran, bioconductor, packagist, hex, ...),
+    -- release-asset kinds (deb, rpm, apk, ...), GitHub Packages types (container, docker).
+    ecosystem            text NOT NULL CHECK (ecosystem = lower(ecosystem) AND ecosystem <> ''),
+    package_name         text NOT NULL CHECK (package_name <> ''),
+    -- Which source saw it; two sources seeing one package are two rows, each auditable.
+    source               text NOT NULL CHECK (source IN ('deps.dev', 'ecosyste.ms', 'github_release_asset',
+                                                         'github_packages')),
+    -- Distinct versions the source listed (deps.dev lists at most 1,500: a lower bound).
+    version_count        integer,
+    first_published_at   timestamptz,
+    latest_published_at  timestamptz,
+    latest_version       text,
+    registry_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    -- The scan's one observation time, shared by every row it wrote.
+    data_collection_date timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, distribution_id),
+    UNIQUE (repo_id, ecosystem, package_name, source)
 );
-COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
-CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
-CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
+COMMENT ON TABLE aveloxis_data.repo_distribution IS
+    'Registry evidence of where each repository is published (latest distribution scan)';
 
-CREATE TABLE aveloxis_ops.identity_staging (
-    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
-    item        integer NOT NULL,
-    cntrb_id    uuid NOT NULL,
-    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
-    -- commit_search: GitHub's search answers for the contributor's email.
-    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
-    http_status integer NOT NULL,
-    payload     text COMPRESSION lz4,
-    staged_at   timestamptz NOT NULL DEFAULT now(),
-    applied_at  timestamptz,
-    -- Why a staged answer could not be used (kept with the answer).
-    error       text,
-    PRIMARY KEY (run_id, item)
+CREATE TABLE aveloxis_data.repo_distribution_history (
+    history_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    distribution_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    ecosystem            text NOT NULL,
+    package_name         text NOT NULL,
+    source               text NOT NULL,
+    version_count        integer,
+    first_published_at   timestamptz,
+    latest_published_at  timestamptz,
+    latest_version       text,
+    registry_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL,
+    -- When a later scan replaced it.
+    rotated_at           timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, history_id)
 );
-COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
+COMMENT ON TABLE aveloxis_data.repo_distribution_history IS 'Earlier distribution scans'' registry evidence';
+CREATE INDEX repo_distribution_history_pkg_idx
+    ON aveloxis_data.repo_distribution_history (repo_id, ecosystem, package_name);
 
--- Thin contributors wait for enrichment by when they were last attempted.
-CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
--- Email-only contributors wait for search-resolve by when they were last attempted.
-CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
+-- In-repo manifests: one row per manifest file of the latest scan, with its content so a
+-- parser fix re-parses it (reparse_manifests) without collecting again.
+CREATE TABLE aveloxis_data.repo_distribution_manifest (
+    manifest_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path         text NOT NULL,
+    manifest_type         text NOT NULL,
+    -- What the file itself declares; NULL when it declares none (a Gemfile, a virtual
+    -- workspace) or only through something it does not define.
+    package_name_declared text,
+    blob_sha              text,
+    content_bytes         integer,
+    content               text COMPRESSION lz4,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, manifest_id),
+    UNIQUE (repo_id, manifest_path)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_manifest IS
+    'Packaging manifests found in each repository and the package name each declares (latest scan)';
 
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
+CREATE TABLE aveloxis_data.repo_distribution_manifest_history (
+    history_id            bigint GENERATED BY DEFAULT AS IDENTITY,
+    manifest_id           bigint NOT NULL,
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path         text NOT NULL,
+    manifest_type         text NOT NULL,
+    package_name_declared text,
+    blob_sha              text,
+    content_bytes         integer,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL,
+    rotated_at            timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, history_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_manifest_history IS 'Earlier distribution scans'' manifests';
 
--- The contributors a task would hand out on a platform now, in claim order (what the
--- claim leases and queue_health counts).
-CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
-RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
-BEGIN
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
-    ELSE
-        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
-        RETURN QUERY
-        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
-          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
-          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
-    END IF;
-END
-$$;
+-- The latest scan of each repository: when, and whether every source answered (a
+-- partial scan is claimed again ahead of its cadence, and its orphans are flagged).
+CREATE TABLE aveloxis_data.repo_distribution_scans (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    scanned_at           timestamptz NOT NULL,
+    scan_complete        boolean NOT NULL,
+    -- Per source: "ok", "none" (answered, nothing found) or the error class.
+    sources              jsonb NOT NULL DEFAULT '{}',
+    registry_rows        integer NOT NULL DEFAULT 0,
+    manifest_rows        integer NOT NULL DEFAULT 0,
+    -- Staged rows the scan did not use: of sources that did not answer, files that are no
+    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
+    -- staging_rejects instead).
+    unused_rows          integer NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
 
-CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
-RETURNS smallint
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    kind smallint;
-BEGIN
-    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
-        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Tasks are enrich and search.';
-    END IF;
-    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
-    IF kind IS NULL OR kind NOT IN (1, 2) THEN
-        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
-    END IF;
-    RETURN kind;
-END
-$$;
+-- Which registry ecosystems satisfy a manifest kind's intent: composer publishes to
+-- packagist, an R package to CRAN or Bioconductor. Editable: rows a DBA adds
+-- (builtin = false) are kept by pg_dump.
+CREATE TABLE aveloxis_ops.distribution_ecosystems (
+    manifest_type text NOT NULL,
+    ecosystem     text NOT NULL CHECK (ecosystem = lower(ecosystem)),
+    builtin       boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (manifest_type, ecosystem)
+);
+COMMENT ON TABLE aveloxis_ops.distribution_ecosystems IS
+    'Registry ecosystems whose evidence satisfies a manifest kind (distribution_orphans)';
+INSERT INTO aveloxis_ops.distribution_ecosystems (manifest_type, ecosystem, builtin) VALUES
+    ('npm', 'npm', true), ('cargo', 'cargo', true), ('pypi', 'pypi', true), ('maven', 'maven', true),
+    ('rubygems', 'rubygems', true), ('composer', 'packagist', true), ('composer', 'composer', true),
+    ('hex', 'hex', true), ('swiftpm', 'swiftpm', true), ('pub', 'pub', true), ('nuget', 'nuget', true),
+    ('hackage', 'hackage', true), ('conan', 'conan', true), ('cocoapods', 'cocoapods', true),
+    ('julia', 'julia', true), ('cran', 'cran', true), ('cran', 'bioconductor', true), ('conda', 'conda', true);
 
--- Ends identity runs whose lease expired: what they staged is applied, the contributors
--- they did not report on are free again (not stamped: nobody tried them).
-CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution', 'distribution_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_history', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_history', 'history_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest', 'manifest_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest_history', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest_history', 'history_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_scans', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.distribution_ecosystems', 'WHERE NOT builtin');
+
+-- Re-reads every stored manifest (or one repository's) with the installed parser;
+-- returns how many rows changed kind or declared name. A parser fix reaches stored
+-- data with this call, no collection needed.
+CREATE FUNCTION aveloxis.reparse_manifests(repo_id bigint DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    n bigint := 0;
-BEGIN
-    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
-               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
-               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
-        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-
--- Leases a batch of one task's due contributors on one identity platform to an agent:
--- one row per contributor, each carrying the run's lease token. For enrich: the account
--- (id and login) to fetch. For search: the email and its chain step ('noreply' and
--- 'database' are settled by the database at completion; only 'unknown' needs the API).
--- No rows: nothing is due (or the task's 'every' setting paces it).
-CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
-                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
-RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-    token uuid := gen_random_uuid();
-    n integer;
-    run bigint;
-    batch uuid[];
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.check_identity_task(task, platform);
-    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
-    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
-    IF n < 1 OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One claimer of a task and platform at a time: batches never overlap.
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
-    PERFORM aveloxis_ops.expire_identity_runs(at);
-    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
-                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(c.cntrb_id) INTO batch
-    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
-    IF batch IS NULL THEN
-        RETURN;
-    END IF;
-    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
-                                            lease_expires_at, contributors)
-    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
-    RETURNING run_id INTO run;
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        ORDER BY c.k;
-    ELSE
-        RETURN QUERY
-        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
-        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
-        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
-        ORDER BY c.n;
-    END IF;
-END
-$$;
-
--- Stages what the forge answered for contributors of the run the token proves: one row
--- per answer (a 404 has no payload). Only the run's own contributors are accepted.
-CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
-                                        payloads text[])
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    staged bigint;
-BEGIN
-    run := aveloxis_ops.held_identity_run(lease_token);
-    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
-        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
-        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
-       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
-       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
-        RAISE EXCEPTION 'an % run stages %', run.task,
-            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
-        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
-    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
-           x.c, x.s, x.h, x.p
-    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
-    GET DIAGNOSTICS staged = ROW_COUNT;
-    RETURN staged;
-END
-$$;
-
--- The open run a lease token proves, locked; a clear error otherwise.
-CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
-RETURNS aveloxis_ops.identity_runs
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-BEGIN
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
-    FOR UPDATE;
-    IF run.run_id IS NULL THEN
-        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
-    END IF;
-    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
-        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
-            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
-    END IF;
-    RETURN run;
-END
-$$;
-
--- Ends the run the token proves: applies what was staged, stamps the cooldown of the
--- contributors attempted (the agent names them: those it did not reach, when its budget
--- ran out, stay due), and returns what the run did.
-CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
-    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
-END
-$$;
-
--- Per identity task and platform: what waits and what ran (queue_health shows the same).
-CREATE FUNCTION aveloxis.identity_health()
-RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
-               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT t.task, p.platform_id,
-           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
-           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
-           CASE t.task
-               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
-                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
-                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
-               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
-                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
-                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
-           END,
-           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
-                                         c.data_collection_date))
-            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
-            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
-              AND r.finished_at > at.now - interval '1 day'),
-           (SELECT r.result FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
-            ORDER BY r.run_id DESC LIMIT 1)
-    FROM (VALUES ('enrich'), ('search')) AS t(task)
-    CROSS JOIN aveloxis_data.platforms p
-    CROSS JOIN at
-    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
-      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                             WHERE i.platform_id = p.platform_id))
-    ORDER BY t.task, p.platform_id
-$$;
-
--- Why a contributor is or is not enriched and searched: one row per task, in words.
-CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
-RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    c aveloxis_data.contributors;
-    at timestamptz := aveloxis_ops.clock();
-    run aveloxis_ops.identity_runs;
-    person uuid;
-BEGIN
-    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
-    IF c.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF c.cntrb_deleted = 1 THEN
-        person := aveloxis.person_of(c.cntrb_id);
-        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
-                            NULL::timestamptz
-                     FROM unnest(ARRAY['enrich', 'search']) t;
-        RETURN;
-    END IF;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'enrich'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'no forge account known: search-resolve may find one'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
-                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
-             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_enriched_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
-    run := NULL;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'search'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
-             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'has a forge account'
-             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
-             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
-                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
-                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
-             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
-END
-$$;
-
--- The identity platforms identity runs can serve (an agent runs those whose host it has
--- tokens for): github.com, gitlab.com and every declared forge host.
-CREATE FUNCTION aveloxis.identity_platforms()
-RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
-    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
-    ORDER BY p.platform_id
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:133
--- requires:
---   contributors
---   issues
---   messages
---   pull_requests
---   facade
---   identity_tasks
-
--- Data-quality diagnostics for analysts: the reference's contributor diagnostic
--- queries (reference/003, "Diagnostic queries") as functions returning rows. All
--- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
--- the columns they read are written by the enrichment and search-resolve runs
--- (sql/identity_tasks.sql).
-
--- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
-CREATE FUNCTION aveloxis.contributor_quality()
-RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
-               thin bigint, merged_away bigint, total bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
-           count(*) FILTER (WHERE gl_id IS NOT NULL),
-           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
-           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
-           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
-           count(*) FILTER (WHERE cntrb_deleted = 1),
-           count(*)
-    FROM aveloxis_data.contributors
-$$;
-
--- 2. Accounts that more than one active contributor row claims (rename casualties).
-CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
-RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
-    FROM aveloxis_data.contributors c
-    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
-    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
-    GROUP BY p.platform_id, p.user_id
-    HAVING count(*) > 1
-    ORDER BY count(*) DESC, p.platform_id, p.user_id
-    LIMIT max_rows
-$$;
-
--- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
--- pointing at a merged-away contributor (both should never return rows).
-CREATE FUNCTION aveloxis.identity_anomalies()
-RETURNS TABLE (kind text, key text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
-           count(DISTINCT i.cntrb_id)::text
-    FROM aveloxis_data.contributor_identities i
-    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
-    UNION ALL
-    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
-    FROM aveloxis_data.contributors_aliases a
-    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
-    UNION ALL
-    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
-    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
-    WHERE c.cntrb_deleted = 1
-$$;
-
--- 5. Enrichment progress of thin contributors with a forge account (R6).
-CREATE FUNCTION aveloxis.enrichment_progress()
-RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
-    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
-    FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-$$;
-
--- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
--- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
-CREATE FUNCTION aveloxis.search_resolve_queue()
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
-    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
-$$;
-
--- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
--- progress), with how many distinct emails they are and how many of those wait out a
--- miss's cooldown.
-CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
-RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
-               emails_cooling_down bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
-           count(DISTINCT c.cmt_author_email) FILTER (
-               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
-                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
-    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
-    WHERE c.cmt_ght_author_id IS NULL
-    GROUP BY r.repo_id, r.repo_git
-    ORDER BY 3 DESC, 1
-    LIMIT max_rows
-$$;
-
--- 8. Rows referencing a contributor that does not exist (R10): every column with a
--- foreign key to contributors (commits, issues, pull requests and the rest, read from
--- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
--- for databases restored or migrated from elsewhere with constraints off.
-CREATE FUNCTION aveloxis.contributor_fk_integrity()
-RETURNS TABLE (table_name text, orphans bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    ref record;
-BEGIN
-    FOR ref IN
-        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
-        FROM pg_constraint con
-        JOIN pg_class c ON c.oid = con.conrelid
-        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
-        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
-          AND cardinality(con.conkey) = 1
-        ORDER BY c.relname, a.attname
-    LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
-               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
-            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
-    END LOOP;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:128
--- requires:
---   identity_tasks
-
--- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
--- through the drain's user resolution, search findings linked or merged, the chain's free
--- steps settled without the API, cooldowns stamped, canonical emails filled.
-
--- The free steps of the email chain for a search candidate: 'noreply' (the address names
--- an account), 'database' (another person's row has this email: the same person, R5),
--- else 'unknown'.
-CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
-                                               OUT step text, OUT other uuid, OUT platform_id smallint,
-                                               OUT user_id bigint, OUT login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        step := 'noreply';
-        platform_id := n.platform_id;
-        user_id := n.user_id;
-        login := n.login;
-        RETURN;
-    END IF;
-    SELECT x.cntrb_id INTO other FROM (
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
-          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        UNION ALL
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
-    ) x
-    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
-    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
-    LIMIT 1;
-    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
-END
-$$;
-
--- Applies a run: the staged answers, then the cooldown stamps of the contributors
--- attempted (NULL: those with staged answers, and for search those the database settles),
--- and closes the run. Returns what it did.
-CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    summary jsonb;
-    tried uuid[];
-BEGIN
-    IF run.task = 'enrich' THEN
-        summary := aveloxis_ops.apply_profiles(run);
-    ELSE
-        summary := aveloxis_ops.apply_searches(run);
-    END IF;
-    tried := ARRAY(SELECT DISTINCT c
-                   FROM unnest(coalesce(attempted, '{}')
-                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
-                   WHERE c = ANY (run.contributors));
-    IF run.task = 'enrich' THEN
-        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
-    ELSE
-        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
-    END IF;
-    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
-    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
-                                                         'attempted', cardinality(tried));
-    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
-                                            result = summary
-    WHERE r.run_id = run.run_id;
-    RETURN summary;
-END
-$$;
-
--- The canonical email of active rows that have none (reference 003, "Why is
--- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
--- noreply, bot or service one), else its first alias that is. Returns the rows filled.
-CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH filled AS (
-        UPDATE aveloxis_data.contributors c
-        SET cntrb_canonical = coalesce(
-                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-                     THEN lower(btrim(c.cntrb_email)) END,
-                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
-                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
-                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
-        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_email IS NOT NULL
-               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+    WITH parsed AS (
+        SELECT m.repo_id, m.manifest_id, p.manifest_type, p.package_name
+        FROM aveloxis_data.repo_distribution_manifest m,
+             aveloxis.parse_manifest(m.manifest_path, m.content) p
+        WHERE m.content IS NOT NULL AND (reparse_manifests.repo_id IS NULL OR m.repo_id = reparse_manifests.repo_id)
+    ), changed AS (
+        UPDATE aveloxis_data.repo_distribution_manifest m
+        SET manifest_type = coalesce(p.manifest_type, m.manifest_type), package_name_declared = p.package_name,
+            tool_version = aveloxis.version()
+        FROM parsed p
+        WHERE m.repo_id = p.repo_id AND m.manifest_id = p.manifest_id
+          AND (coalesce(p.manifest_type, m.manifest_type), p.package_name)
+              IS DISTINCT FROM (m.manifest_type, m.package_name_declared)
         RETURNING 1
     )
-    SELECT count(*) FROM filled
+    SELECT count(*) FROM changed
 $$;
 
--- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
--- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
--- else unusable is kept with its error. Every contributor with an answer counts as tried.
-CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+-- Manifests that declare a package while no registry evidence of a matching ecosystem
+-- exists for the repository (the reference's headline query, through the ecosystem
+-- mapping so composer/packagist or cran/bioconductor do not over-report). A manifest
+-- declaring no name (a Gemfile) is not an intent to publish. partial_scan: a source did
+-- not answer in the latest scan, so the evidence may be missing rather than absent.
+CREATE FUNCTION aveloxis.distribution_orphans()
+RETURNS TABLE (repo_id bigint, repo text, manifest_path text, manifest_type text, package_name text,
+               registries_found text[], partial_scan boolean, observed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT m.repo_id, r.repo_git, m.manifest_path, m.manifest_type, m.package_name_declared,
+           (SELECT coalesce(array_agg(DISTINCT d.ecosystem ORDER BY d.ecosystem), '{}')
+            FROM aveloxis_data.repo_distribution d WHERE d.repo_id = m.repo_id),
+           NOT coalesce(s.scan_complete, true), m.data_collection_date
+    FROM aveloxis_data.repo_distribution_manifest m
+    JOIN aveloxis_data.repos r ON r.repo_id = m.repo_id
+    LEFT JOIN aveloxis_data.repo_distribution_scans s ON s.repo_id = m.repo_id
+    WHERE m.package_name_declared IS NOT NULL
+      AND NOT EXISTS (
+          SELECT FROM aveloxis_data.repo_distribution d
+          WHERE d.repo_id = m.repo_id
+            AND (d.ecosystem = m.manifest_type
+                 OR d.ecosystem IN (SELECT e.ecosystem FROM aveloxis_ops.distribution_ecosystems e
+                                    WHERE e.manifest_type = m.manifest_type)))
+    ORDER BY r.repo_git, m.manifest_path
+$$;
+
+-- The fleet at a glance: repositories with a distribution job, scanned, with registry
+-- evidence, with manifests declaring a package, and those whose manifests no registry
+-- shows (repositories with at least one orphan).
+CREATE FUNCTION aveloxis.distribution_stats()
+RETURNS TABLE (repos bigint, eligible bigint, scanned bigint, partial_scans bigint, with_registry bigint,
+               with_manifest bigint, manifest_without_registry bigint, registry_rows bigint, manifest_rows bigint,
+               last_scan_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT (SELECT count(*) FROM aveloxis_data.repos),
+           (SELECT count(*) FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+            WHERE j.phase = 'distribution' AND NOT coalesce(r.repo_archived, false)),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans WHERE NOT scan_complete),
+           (SELECT count(DISTINCT d.repo_id) FROM aveloxis_data.repo_distribution d),
+           (SELECT count(DISTINCT m.repo_id) FROM aveloxis_data.repo_distribution_manifest m
+            WHERE m.package_name_declared IS NOT NULL),
+           (SELECT count(DISTINCT o.repo_id) FROM aveloxis.distribution_orphans() o),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest),
+           (SELECT max(scanned_at) FROM aveloxis_data.repo_distribution_scans)
+$$;
+
+-- One repository's evidence: registry rows and manifests of its latest scan.
+CREATE FUNCTION aveloxis.distribution_repo(url text)
+RETURNS TABLE (kind text, ecosystem text, package_name text, source text, version_count integer,
+               first_published_at timestamptz, latest_published_at timestamptz, observed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
-    s record;
-    doc jsonb;
-    problem text;
-    expected bigint;
-    profiles bigint := 0;
-    missing bigint := 0;
-    unusable bigint := 0;
-    renamed bigint;
-    resolved record;
-    before jsonb;
+    repo bigint := aveloxis.resolve_repo(url);
 BEGIN
-    PERFORM aveloxis_ops.drain_scratch();
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
-             ORDER BY x.item LOOP
-        problem := NULL;
-        doc := NULL;
-        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
-        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
-        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
-        IF s.http_status = 200 THEN
-            BEGIN
-                doc := s.payload::jsonb;
-            EXCEPTION WHEN OTHERS THEN
-                problem := 'the answer is not JSON: ' || SQLERRM;
-            END;
-            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
-                problem := 'the answer is not a user object with a numeric id';
-            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
-                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
-            END IF;
-        ELSIF s.http_status IN (404, 410) THEN
-            missing := missing + 1;
-        ELSE
-            problem := format('HTTP %s', s.http_status);
-        END IF;
-        IF problem IS NOT NULL THEN
-            unusable := unusable + 1;
-        ELSIF doc IS NOT NULL THEN
-            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
-            profiles := profiles + 1;
-        END IF;
-        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
-        WHERE x.run_id = s.run_id AND x.item = s.item;
-    END LOOP;
-    -- Logins before, to count renames.
-    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
-    FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = run.platform_id
-      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
-    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
-    RETURN jsonb_build_object(
-        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
-        'contributors_updated', resolved.updated,
-        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
-                    WHERE x.run_id = run.run_id));
+    IF repo IS NULL THEN
+        RAISE EXCEPTION 'no repository is registered at %', url USING ERRCODE = 'no_data_found',
+            HINT = 'aveloxis.add_repo(<url>) registers it; aveloxis.registry_counts() lists what is there.';
+    END IF;
+    RETURN QUERY
+    SELECT 'registry', d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.data_collection_date
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo
+    UNION ALL
+    SELECT 'manifest', m.manifest_type, m.package_name_declared, m.manifest_path, NULL, NULL, NULL,
+           m.data_collection_date
+    FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo
+    ORDER BY 1 DESC, 2, 3, 4;
 END
 $$;
 
--- Settles one search-resolve finding: the account (platform, user id, login) is the
--- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
--- untouched). Held by another person's row: the two are merged (winner by R1, else the
--- older row), logged with why. Returns 'linked', 'merged' or 'already'.
-CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
-                                               why text)
+-- ---------------------------------------------------------------------------------
+-- A scan's observations. The agent stages what each source returned, as returned,
+-- under its distribution lease (staging contract v1, docs/distribution.md):
+--   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
+--   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
+--   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
+--   distribution_releases         a page of GitHub releases (their assets' names)
+--   distribution_packages         a page of GitHub Packages of one package_type
+--   distribution_manifest         a Contents API file object (path, content, encoding, sha)
+-- and `complete` applies them (distribution_apply) in its own transaction: one
+-- observation time for every row, current rows of the sources that answered rotated to
+-- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
+-- that fails leaves the last complete evidence in place.
+
+-- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
+CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
 RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
+        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
+        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
+        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
+$$;
+
+-- The sources a scan can report on (outcome.sources keys), and the staged entities.
+CREATE FUNCTION aveloxis_ops.distribution_sources()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
+
+-- The run's staged observations, parsed once, as JSON rows for distribution_rows():
+-- each with the source it came from, the decoded text of a manifest, and err saying why
+-- it cannot be used.
+CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
+               'source', CASE s.entity
+                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
+                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
+               'content', c.content,
+               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
+                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
+                        AND jsonb_typeof(p.doc) <> 'array'
+                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
+                        AND jsonb_typeof(p.doc) <> 'object'
+                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
+                       THEN 'a manifest payload needs the file''s "path"'
+                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
+                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
+                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
+                       THEN 'a packages payload needs its package_type in the context' END)
+           ORDER BY s.staging_id), '[]')
+    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
+         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
+                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
+                         END AS content) c
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+$$;
+
+-- The rows of distribution_docs().
+CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
+RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
+    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
+                                       content text, err text)
+$$;
+
+-- Applies a completed scan (called by aveloxis.complete for a distribution lease).
+-- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
+-- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
+-- used. Without sources, a whole scan counts every source as answered; a partial one
+-- without sources rotates nothing but what it staged for.
+CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
+RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    me uuid := aveloxis.person_of(candidate);
-    holder uuid;
-    winner uuid;
+    observed   timestamptz := aveloxis_ops.clock();
+    answered   text[];
+    bad        record;
+    docs       jsonb;
+    owner_name text;
+    repo_name  text;
+    superseded bigint;
+    version    text := aveloxis.version();
 BEGIN
-    IF user_id IS NULL THEN
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
-        IF holder IS NULL THEN
-            RETURN 'unknown';
-        END IF;
-    ELSE
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
+        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF holder IS NULL THEN
-        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
-        RETURN 'linked';
+    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    -- One distribution apply per repository at a time (a late complete of an expired
+    -- lease cannot reach here: its token no longer holds).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
+
+    -- Rows staged by earlier runs that never completed: this scan supersedes them.
+    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
+
+    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
+    -- the rest of the scan applies.
+    docs := aveloxis_ops.distribution_docs(repo, run);
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
+               WHERE d.err IS NOT NULL LOOP
+        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
+    END LOOP;
+
+    answered := CASE
+        WHEN sources IS NOT NULL THEN
+            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
+                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
+        WHEN whole THEN aveloxis_ops.distribution_sources()
+        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
+
+    INSERT INTO aveloxis_data.repo_distribution_history
+        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
+         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
+         data_collection_date, rotated_at)
+    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
+           d.data_collection_date, observed
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+
+    WITH usable AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
+    ), depsdev AS (
+        -- Versions whose repository is only the issue tracker are not this repository's
+        -- packages; a version listed twice (source and tracker) counts once.
+        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
+               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
+          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
+        GROUP BY 1, 2
+    ), depsdev_detail AS (
+        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
+               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
+               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
+               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev_package'
+        GROUP BY 1, 2
+    ), fresh AS (
+        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
+               x.latest_published_at, x.latest_version, NULL::text AS registry_url
+        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
+        UNION ALL
+        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
+               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
+               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
+        GROUP BY 2, 3
+        UNION ALL
+        -- Assets of the repository's releases: the package is the repository's.
+        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
+               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
+               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
+               NULL
+        FROM usable d, jsonb_array_elements(d.doc) r,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
+        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
+        GROUP BY 2
+        UNION ALL
+        -- The owner's packages that name this repository (a package without one is not it).
+        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
+                                                                         ELSE lower(d.context ->> 'package_type') END,
+               p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
+               NULL, max(p ->> 'html_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
+        GROUP BY 2, 3
+    )
+    INSERT INTO aveloxis_data.repo_distribution AS t
+        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
+         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
+    FROM fresh f
+    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
+    ORDER BY f.ecosystem, f.package_name, f.source
+    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
+        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
+
+    IF 'contents' = ANY (answered) THEN
+        INSERT INTO aveloxis_data.repo_distribution_manifest_history
+            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
+             tool_source, tool_version, data_source, data_collection_date, rotated_at)
+        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
+        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
+        INSERT INTO aveloxis_data.repo_distribution_manifest
+            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
+             tool_source, tool_version, data_source, data_collection_date)
+        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
+               x.content, 'pg_aveloxis', version, 'contents', observed
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
+              FROM aveloxis_ops.distribution_rows(docs) d
+              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
+             aveloxis.parse_manifest(x.path, x.content) p
+        WHERE p.manifest_type IS NOT NULL
+        ORDER BY x.path, x.staging_id DESC;
     END IF;
-    holder := aveloxis.person_of(holder);
-    IF holder = me THEN
-        RETURN 'already';
+
+    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
+           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
+    INTO superseded
+    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
+            repo, superseded;
     END IF;
-    winner := aveloxis_ops.merge_winner(holder, me);
-    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
-    RETURN 'merged';
+
+    INSERT INTO aveloxis_data.repo_distribution_scans AS s
+        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
+            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
+            unused_rows = EXCLUDED.unused_rows;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
 END
 $$;
 
--- Search-resolve answers and the chain's free steps, per contributor of the batch: the
--- noreply account or the other row the database knows (settled without the API), else
--- the first staged search answer naming an account (user search before commit search).
-CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
+-- ---------------------------------------------------------------------------------
+-- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
+-- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
+-- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
+-- out no distribution scan (they would all be partial), and an agent skips the source in
+-- a scan already running, which is then partial and comes back as soon as it closes.
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.enabled', 'true', 'boolean',
+     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
+    ('distribution.start_interval', '0 seconds', 'interval',
+     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
+    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
+    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
+    ('distribution.contact', '', 'email',
+     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
+    ('distribution.breaker_failures', '10', 'integer',
+     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
+    ('distribution.breaker_pause', '1 hour', 'interval',
+     'How long an open circuit breaker pauses new distribution scans');
+
+CREATE TABLE aveloxis_ops.source_breakers (
+    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    opened_until         timestamptz,
+    last_error           text,
+    updated_at           timestamptz NOT NULL
+);
+COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
+
+-- Whether new distribution scans are paused now, and why (NULL: not paused): switched
+-- off, or a source's circuit breaker open.
+CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
+                THEN 'switched off (distribution.enabled is false)'
+                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
+                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
+$$;
+
+-- Whether a distribution scan started less than distribution.start_interval ago (the
+-- job_runs start index: only the last interval's runs are read).
+CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
+                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
+                     AND r.phase = 'distribution')
+$$;
+
+-- What agents need of the distribution settings (they never read the settings table).
+CREATE FUNCTION aveloxis.distribution_settings()
+RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
+           nullif(aveloxis_ops.setting('distribution.contact'), '')
+$$;
+
+-- An agent reports each call to an external source under its distribution lease: ok, or
+-- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
+-- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
+-- while open the agent skips the source.
+CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
 DECLARE
-    c record;
-    s record;
-    chain record;
-    doc jsonb;
-    account jsonb;
-    outcome text;
-    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
-    settled uuid[] := '{}';
-    github smallint := run.platform_id;
-    me uuid;
-    them uuid;
-    winner uuid;
+    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
+    at     timestamptz := aveloxis_ops.clock();
+    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
+    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
+    b      aveloxis_ops.source_breakers;
 BEGIN
-    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
-             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
-        outcome := NULL;
-        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
-        IF chain.step = 'noreply' THEN
-            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
-                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
-            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
-            settled := settled || c.cntrb_id;
-        ELSIF chain.step = 'database' THEN
-            them := aveloxis.person_of(chain.other);
-            me := aveloxis.person_of(c.cntrb_id);
-            winner := aveloxis_ops.merge_winner(them, me);
-            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
-                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
-                                            'search_resolve');
-            outcome := 'merged';
-            settled := settled || c.cntrb_id;
-        ELSE
-            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
-                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
-                     ORDER BY x.step = 'commit_search', x.item LOOP
-                settled := settled || c.cntrb_id;
-                account := NULL;
-                doc := NULL;
-                IF s.http_status = 200 THEN
-                    BEGIN
-                        doc := s.payload::jsonb;
-                    EXCEPTION WHEN OTHERS THEN
-                        doc := NULL;
-                    END;
-                END IF;
-                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
-                                       ELSE doc -> 'items' -> 0 -> 'author' END;
-                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
-                   AND jsonb_typeof(account -> 'login') = 'string' THEN
-                    outcome := aveloxis_ops.settle_search_hit(
-                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
-                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
-                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
-                END IF;
-                UPDATE aveloxis_ops.identity_staging x
-                SET applied_at = now(),
-                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
-                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
-                WHERE x.run_id = s.run_id AND x.item = s.item;
-                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
-                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
-                END IF;
-            END LOOP;
-            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
-                outcome := 'not_found';
-            END IF;
-        END IF;
-        IF outcome IS NOT NULL THEN
-            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
-        END IF;
-    END LOOP;
-    RETURN counts || jsonb_build_object('settled', settled);
+    IF (lease.j).phase <> 'distribution' THEN
+        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
+        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
+    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
+    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
+        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
+            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
+            updated_at = EXCLUDED.updated_at
+    RETURNING * INTO b;
+    IF b.consecutive_failures >= limit_n THEN
+        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
+        WHERE s.source = b.source RETURNING * INTO b;
+        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
+            b.opened_until;
+    END IF;
+    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
 END
+$$;
+
+-- The breakers, for operators.
+CREATE FUNCTION aveloxis.source_breakers()
+RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
+               updated_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
+           b.last_error, b.updated_at
+    FROM aveloxis_ops.source_breakers b ORDER BY b.source
 $$;
 /* </end connected objects> */
 
@@ -12122,58 +12177,6 @@ END
 $$;
 COMMENT ON FUNCTION aveloxis.distribute(integer, boolean) IS
     'Distributes pg_aveloxis on a Citus cluster in dependency order (dry_run => true: show the statements)';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:514
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:528
--- pg_aveloxis::deps::aveloxis::dependency_file_kind
-CREATE  FUNCTION aveloxis."dependency_file_kind"(
-	"path" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:521
--- pg_aveloxis::deps::aveloxis::dependency_file_patterns
-CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
-	"applies_to" TEXT,  /* String */
-	"glob" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:536
--- pg_aveloxis::deps::aveloxis::parse_dependency_file
-CREATE  FUNCTION aveloxis."parse_dependency_file"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"name" TEXT,  /* String */
-	"requirement" TEXT,  /* Option < String > */
-	"version" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* String */
-	"direct" bool,  /* Option < bool > */
-	"non_registry" bool  /* bool */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
