@@ -192,7 +192,8 @@ pub async fn scan(db: &PgPool, job: &ClaimedJob, client: &PoliteClient, root: &U
                     .map_err(|e| format!("staging {id}: {e}"))?;
                 outcome.records_fetched += 1;
             }
-            // Listed without details for now: kept as an id, asked again next run.
+            // Listed without details for now: kept as an id; its record is asked for again
+            // when the version is next asked about (osv.ttl).
             Ok(other) => tracing::warn!(repo = job.repo_id, "OSV record {id}: {other:?}"),
             Err(e) => tracing::warn!(repo = job.repo_id, "OSV record {id}: {e}"),
         }
