@@ -27,3 +27,8 @@ as_postgres() {
 extension_version() {
     sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_ROOT/pg_aveloxis/Cargo.toml" | head -n1
 }
+
+# The virtual environment of the SBOM validators (scripts/setup.sh installs it).
+sbom_venv_dir() {
+    echo "${AVELOXIS_SBOM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/aveloxis/sbom-venv}"
+}

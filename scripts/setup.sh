@@ -9,10 +9,10 @@ set -euo pipefail
 # the facade walk, and zlib-ng does it faster than the system zlib. plpgsql_check lints
 # every PL/pgSQL routine of the extension in the tests (tests/tests/plpgsql_check.rs).
 # cloc is the independent line counter the labor counts are checked against
-# (tests/tests/analysis.rs).
+# (tests/tests/analysis.rs). python3-venv holds the SBOM validators (below).
 APT_PACKAGES=(
     postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-    postgresql-$PG_MAJOR-plpgsql-check cloc
+    postgresql-$PG_MAJOR-plpgsql-check cloc python3-venv
     libclang-dev clang build-essential pkg-config libssl-dev sudo git ca-certificates cmake
 )
 
@@ -37,4 +37,14 @@ pgrx_config=${PGRX_HOME:-$HOME/.pgrx}/config.toml
 if ! grep -qsF "pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_config"; then
     step "pointing pgrx at the system PostgreSQL $PG_MAJOR"
     cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+fi
+
+# The official validators the SBOM tests check generated documents with (tests/tests/sbom.rs):
+# CycloneDX's Python library (it carries the bom-1.5 and bom-1.6 JSON schemas) and the SPDX
+# project's spdx-tools, pinned, in a virtual environment of their own.
+sbom_venv=$(sbom_venv_dir)
+if ! "$sbom_venv/bin/python" -c 'import cyclonedx.validation.json, spdx_tools' 2>/dev/null; then
+    step "installing the SBOM validators into $sbom_venv"
+    python3 -m venv "$sbom_venv"
+    "$sbom_venv/bin/pip" install -q 'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5'
 fi

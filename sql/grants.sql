@@ -71,7 +71,8 @@ BEGIN
         aveloxis.dependency_file_kind(text),
         aveloxis.dependency_file_patterns(),
         aveloxis.vulnerabilities(bigint, boolean),
-        aveloxis.package_cache_stats()
+        aveloxis.package_cache_stats(),
+        aveloxis.sbom(bigint, text, text, text, boolean)
     TO aveloxis_analyst;
 
     -- aveloxis_agent: the agent API only; no direct access to aveloxis_data.
@@ -128,7 +129,8 @@ BEGIN
         aveloxis.packages_due(uuid),
         aveloxis.osv_settings(),
         aveloxis.osv_due(uuid),
-        aveloxis.osv_vulns_needed(uuid, text[], timestamptz[])
+        aveloxis.osv_vulns_needed(uuid, text[], timestamptz[]),
+        aveloxis.sbom(bigint, text, text, text, boolean)
     TO aveloxis_agent;
     GRANT EXECUTE ON PROCEDURE
         aveloxis.drain(bigint, integer),

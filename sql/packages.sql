@@ -175,6 +175,8 @@ BEGIN
     UPDATE aveloxis_ops.staging s SET drained_at = observed
     WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions';
     PERFORM aveloxis.refresh_libyear(repo);
+    -- An SBOM is kept each time the dependency set changed (sql/sbom.sql).
+    PERFORM aveloxis_ops.store_sbom_if_changed(repo);
 END
 $$;
 

@@ -103,6 +103,27 @@ pub enum Command {
         #[arg(long, default_value_t = format!("identity-{}", std::process::id()))]
         agent: String,
     },
+    /// Write a repository's SBOM (aveloxis.sbom(): CycloneDX 1.5 or 1.6, or SPDX 2.3 JSON,
+    /// built by the extension from the parsed dependencies and the package cache).
+    Sbom {
+        /// The repository's URL or local path, as registered.
+        url: String,
+        /// cyclonedx or spdx.
+        #[arg(long, default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"])]
+        format: String,
+        /// The specification version: CycloneDX 1.5 or 1.6 (default), SPDX 2.3.
+        #[arg(long)]
+        spec: Option<String>,
+        /// Runtime dependencies only (no development, test or build ones).
+        #[arg(long)]
+        runtime_only: bool,
+        /// Include the repository's open vulnerabilities.
+        #[arg(long)]
+        vulnerabilities: bool,
+        /// The file to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Register repositories by URL or absolute local path.
     Add {
         /// GitHub/GitLab URLs, git remotes or absolute paths of local git repositories. A
@@ -307,6 +328,25 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
             };
             print(&mut api, report).await
         }
+        Command::Sbom {
+            url,
+            format,
+            spec,
+            runtime_only,
+            vulnerabilities,
+            output,
+        } => {
+            sbom(
+                &mut api,
+                &url,
+                &format,
+                spec.as_deref(),
+                runtime_only,
+                vulnerabilities,
+                output.as_deref(),
+            )
+            .await
+        }
         Command::Add { urls, group, forge } => match forge.with_config(config_path.as_ref()) {
             Ok(forge) => add(&mut api, &url, &urls, &group, &forge).await,
             Err(e) => Err(e),
@@ -356,6 +396,50 @@ pub async fn run(cli: Cli) -> Result<(), AgentError> {
     result
 }
 
+/// Writes a repository's SBOM as the extension builds it (pretty JSON, keys in jsonb's
+/// order: the same data gives the same bytes).
+async fn sbom(
+    api: &mut Api,
+    url: &str,
+    format: &str,
+    spec: Option<&str>,
+    runtime_only: bool,
+    vulnerabilities: bool,
+    output: Option<&std::path::Path>,
+) -> Result<(), AgentError> {
+    let repo: Option<i64> = sqlx::query_scalar("SELECT aveloxis.resolve_repo($1)")
+        .bind(url)
+        .fetch_one(api.connection())
+        .await
+        .map_err(|e| AgentError::sql("aveloxis.resolve_repo", e))?;
+    let Some(repo) = repo else {
+        return Err(AgentError::Setting {
+            name: "url".into(),
+            message: format!("{url} is not registered: add it (aveloxis-agent add) and let it be analysed first"),
+        });
+    };
+    let document: String = sqlx::query_scalar("SELECT jsonb_pretty(aveloxis.sbom($1, $2, $3, $4, $5))")
+        .bind(repo)
+        .bind(format)
+        .bind(spec)
+        .bind(if runtime_only { "runtime" } else { "all" })
+        .bind(vulnerabilities)
+        .fetch_one(api.connection())
+        .await
+        .map_err(|e| AgentError::sql("aveloxis.sbom", e))?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, format!("{document}\n")).map_err(|e| AgentError::Output {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            eprintln!("wrote the {format} SBOM of repo {repo} to {}", path.display());
+        }
+        None => println!("{document}"),
+    }
+    Ok(())
+}
+
 async fn status(api: &mut Api) -> Result<(), AgentError> {
     let library = api.library_version().await?;
     let counts = api.registry_counts().await?;
@@ -374,12 +458,12 @@ async fn status(api: &mut Api) -> Result<(), AgentError> {
     let health = api.queue_health().await?;
     println!();
     println!(
-        "{:<13} {:>8} {:>8} {:>7} {:>11} {:>10} {:>16} {:>15}",
+        "{:<16} {:>8} {:>8} {:>7} {:>11} {:>10} {:>16} {:>15}",
         "phase", "jobs", "due", "leased", "backing off", "sidelined", "oldest due", "failures (24h)"
     );
     for h in health {
         println!(
-            "{:<13} {:>8} {:>8} {:>7} {:>11} {:>10} {:>16} {:>15}",
+            "{:<16} {:>8} {:>8} {:>7} {:>11} {:>10} {:>16} {:>15}",
             h.phase, h.jobs, h.due, h.leased, h.backing_off, h.sidelined, h.oldest_due_age, h.failures_last_day
         );
     }

@@ -10,6 +10,8 @@ pub enum AgentError {
     Config { path: String, message: String },
     /// A setting is missing or wrong (not the config file's syntax).
     Setting { name: String, message: String },
+    /// A file the command writes could not be written.
+    Output { path: String, message: String },
     /// PostgreSQL could not be reached or refused the login.
     Unreachable { target: String, message: String },
     /// The database answers but `CREATE EXTENSION pg_aveloxis` has not been run.
@@ -25,7 +27,7 @@ pub enum AgentError {
 impl AgentError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::NoDatabase | Self::Config { .. } | Self::Setting { .. } => 2,
+            Self::NoDatabase | Self::Config { .. } | Self::Setting { .. } | Self::Output { .. } => 2,
             Self::Unreachable { .. } => 3,
             Self::ExtensionMissing { .. } => 4,
             Self::Sql { .. } => 1,
@@ -40,6 +42,7 @@ impl AgentError {
                     .into(),
             ),
             Self::Config { .. } => Some("the config file is TOML, e.g. database_url = \"postgres://...\"".into()),
+            Self::Output { .. } => Some("write to a directory that exists and that this user may write to".into()),
             Self::Setting { name, .. } => Some(format!(
                 "set {name} with its flag, its environment variable, or in the config file (docs/agent.md, Configuration)"
             )),
@@ -77,6 +80,7 @@ impl fmt::Display for AgentError {
         match self {
             Self::NoDatabase => write!(f, "no database configured"),
             Self::Setting { name, message } => write!(f, "{name}: {message}"),
+            Self::Output { path, message } => write!(f, "writing {path}: {message}"),
             Self::Config { path, message } => {
                 write!(f, "cannot read config file {path}: {message}")
             }

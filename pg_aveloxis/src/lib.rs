@@ -15,6 +15,7 @@ pub mod identity;
 pub mod manifest;
 pub mod registry;
 pub mod sanitize;
+pub mod sbom;
 pub mod scheduler;
 #[cfg(feature = "pg_test")]
 pub mod test_support;
@@ -183,6 +184,16 @@ extension_sql_file!(
 );
 
 extension_sql_file!(
+    "../../sql/sbom.sql",
+    name = "sbom",
+    requires = [
+        "vulnerabilities",
+        sbom::aveloxis_ops::purl,
+        sbom::aveloxis_ops::spdx_licence
+    ]
+);
+
+extension_sql_file!(
     "../../sql/community_files.sql",
     name = "community_files",
     requires = ["drain", "registry"]
@@ -259,7 +270,8 @@ extension_sql_file!(
         "scorecard",
         "dependencies",
         "packages",
-        "vulnerabilities"
+        "vulnerabilities",
+        "sbom"
     ]
 );
 

@@ -86,6 +86,15 @@ fn s(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// A deps.dev URL: every path segment percent-encoded, `@` included (`%40babel%2Fcore`,
+/// as deps.dev's documentation writes scoped names).
+fn depsdev_url(sources: &PackageSources, segments: &[&str]) -> Url {
+    let mut url = under(&sources.depsdev, segments);
+    let path = url.path().replace('@', "%40");
+    url.set_path(&path);
+    url
+}
+
 /// deps.dev GetPackage (+ GetVersion for the versions in use, for their licences).
 async fn depsdev(
     client: &PoliteClient,
@@ -94,7 +103,7 @@ async fn depsdev(
     name: &str,
     in_use: &[String],
 ) -> Result<PackageAnswer, Unanswered> {
-    let url = under(&sources.depsdev, &["v3", "systems", system, "packages", name]);
+    let url = depsdev_url(sources, &["v3", "systems", system, "packages", name]);
     let doc = match client.get_json(url, None).await? {
         Answer::NotFound => return Ok(not_found("deps.dev")),
         Answer::Refused(code, detail) => return Ok(refused("deps.dev", code, detail)),
@@ -118,8 +127,8 @@ async fn depsdev(
             .push(json!({"version": version, "published_at": s(v, "publishedAt")}));
     }
     for version in in_use {
-        let url = under(
-            &sources.depsdev,
+        let url = depsdev_url(
+            sources,
             &["v3", "systems", system, "packages", name, "versions", version],
         );
         if let Answer::Json(doc) = client.get_json(url, None).await? {
