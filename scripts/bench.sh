@@ -12,6 +12,7 @@
 #   scripts/bench.sh distribution [repos]  distribution scans: calls per scan by source, scans/hour against local servers
 #   scripts/bench.sh identity [people]     enrichment/search-resolve convergence on a replayed fleet; merges on 100K contributors
 #   scripts/bench.sh labor <clone>... [rounds]  labor count of the HEAD tree vs the facade walk; writes of an unchanged HEAD
+#   scripts/bench.sh dependencies [repos]  requests per repository of the dependency analysis vs the Go plan; package cache hit rate; unchanged HEAD
 # Runs against a cluster of its own (same settings as the tests: fsync off for both sides).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -49,5 +50,8 @@ case "$what" in
         [ $# -ge 2 ] || die "usage: scripts/bench.sh labor <bare clone of a real repository>... [rounds]"
         cargo build -q --release -p collector-agent
         AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_labor -- "${@:2}" ;;
-    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution, identity, labor)" ;;
+    dependencies)
+        cargo build -q --release -p collector-agent
+        AVELOXIS_AGENT_PROFILE=release cargo run -q --release -p aveloxis-tests --bin bench_dependencies -- "${2:-40}" ;;
+    *) die "unknown benchmark '$what' (known: drain, queue, requests, gitlab, facade, views, storage, fleet, manifests, distribution, identity, labor, dependencies)" ;;
 esac

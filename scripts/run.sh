@@ -97,6 +97,22 @@ step "an analyst's answer: what this repository is written in (its HEAD tree cou
     SELECT programming_language AS language, files, code_lines, comment_lines, pct_of_code, left(head_sha, 12) AS head
     FROM aveloxis.repo_languages(aveloxis.resolve_repo('$REPO_ROOT')) LIMIT 8"
 
+step "an analyst's answer: what this repository depends on (its manifests and lockfiles, parsed in the database)"
+# The versions in use come from the lockfiles; libyear and OSV findings need the registries
+# and OSV (network): \`aveloxis-agent run\` claims the packages and vulnerabilities jobs.
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT ecosystem, resolution, count(*) AS dependencies, count(*) FILTER (WHERE direct) AS direct
+    FROM aveloxis.dependencies(aveloxis.resolve_repo('$REPO_ROOT')) GROUP BY 1, 2 ORDER BY 1, 3 DESC" -c "
+    SELECT name, version, resolution, requirement, manifest_path
+    FROM aveloxis.dependencies(aveloxis.resolve_repo('$REPO_ROOT'), direct_only => true)
+    WHERE manifest_path = 'pg_aveloxis/Cargo.toml' ORDER BY name LIMIT 8"
+sbom_file=$REPO_ROOT/target/aveloxis-sbom.cdx.json
+"$agent" sbom "$REPO_ROOT" --format cyclonedx --output "$sbom_file"
+"$PG_BIN/psql" "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "
+    SELECT d ->> 'specVersion' AS cyclonedx, jsonb_array_length(d -> 'components') AS components,
+           jsonb_array_length(d #> '{dependencies,0,dependsOn}') AS direct, d #>> '{components,0,purl}' AS first_purl
+    FROM aveloxis.sbom(aveloxis.resolve_repo('$REPO_ROOT')) d"
+
 step "an analyst dates an affiliation: the top author's email domain stands for an organization from the middle of the history on"
 # Affiliation is read through dated rules (docs/identity.md): a rule, or its correction,
 # changes the answers about the past without rewriting a commit row.

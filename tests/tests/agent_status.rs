@@ -27,7 +27,8 @@ async fn status_prints_version_and_registry_counts() {
     );
     assert!(stdout.contains(&db.name), "{stdout}");
     // The queue, per phase: collect for the two forge repositories, facade and analysis
-    // for all three, distribution and scorecard for the GitHub one; all due.
+    // for all three, distribution and scorecard for the GitHub one, packages and
+    // vulnerabilities for all three; all due.
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("phase"))
@@ -42,7 +43,9 @@ async fn status_prints_version_and_registry_counts() {
             ("facade", "3", "3"),
             ("distribution", "1", "1"),
             ("analysis", "3", "3"),
-            ("scorecard", "1", "1")
+            ("scorecard", "1", "1"),
+            ("packages", "3", "3"),
+            ("vulnerabilities", "3", "3")
         ],
         "{stdout}"
     );

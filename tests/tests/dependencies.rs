@@ -59,8 +59,11 @@ fn collect(db: &TestDb, repo: &ScriptedRepo, clones: &std::path::Path) -> String
     stdout
 }
 
-/// (ecosystem, name, version, resolution, direct, scope) of every dependency, sorted.
-async fn decls(pool: &PgPool, repo: i64) -> Vec<(String, String, Option<String>, String, bool, String)> {
+/// (ecosystem, name, version, resolution, direct, scope) of a dependency.
+type Decl = (String, String, Option<String>, String, bool, String);
+
+/// Every dependency of the repository, sorted.
+async fn decls(pool: &PgPool, repo: i64) -> Vec<Decl> {
     sqlx::query_as(
         "SELECT ecosystem, name, version, resolution, direct, scope FROM aveloxis.dependencies($1)
          ORDER BY 1, 2, 3, 4, 5, 6",
@@ -80,10 +83,7 @@ async fn staged(pool: &PgPool, repo: i64, entity: &str) -> i64 {
         .unwrap()
 }
 
-fn row<'a>(
-    rows: &'a [(String, String, Option<String>, String, bool, String)],
-    name: &str,
-) -> &'a (String, String, Option<String>, String, bool, String) {
+fn row<'a>(rows: &'a [Decl], name: &str) -> &'a Decl {
     rows.iter()
         .find(|r| r.1 == name)
         .unwrap_or_else(|| panic!("{name} missing: {rows:?}"))
