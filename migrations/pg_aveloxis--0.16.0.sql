@@ -81,8 +81,92 @@ AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:407
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:413
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:24
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:30
+-- pg_aveloxis::vulns::aveloxis_ops::cvss_score
+CREATE  FUNCTION aveloxis_ops."cvss_score"(
+	"vector" TEXT /* & str */
+) RETURNS TABLE (
+	"score" double precision,  /* f64 */
+	"severity" TEXT,  /* String */
+	"cvss_version" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sbom.rs:92
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sbom.rs:98
+-- pg_aveloxis::sbom::aveloxis_ops::purl
+CREATE  FUNCTION aveloxis_ops."purl"(
+	"ecosystem" TEXT, /* Option < & str > */
+	"name" TEXT, /* Option < & str > */
+	"version" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'purl_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sbom.rs:105
+-- pg_aveloxis::sbom::aveloxis_ops::spdx_licence
+CREATE  FUNCTION aveloxis_ops."spdx_licence"(
+	"raw" TEXT /* & str */
+) RETURNS TABLE (
+	"kind" TEXT,  /* String */
+	"value" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/manifest.rs:419
 CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -109,240 +193,6 @@ CREATE  FUNCTION aveloxis."parse_manifest"(
 IMMUTABLE STRICT PARALLEL SAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:24
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:30
--- pg_aveloxis::vulns::aveloxis_ops::cvss_score
-CREATE  FUNCTION aveloxis_ops."cvss_score"(
-	"vector" TEXT /* & str */
-) RETURNS TABLE (
-	"score" double precision,  /* f64 */
-	"severity" TEXT,  /* String */
-	"cvss_version" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:516
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:523
--- pg_aveloxis::deps::aveloxis::dependency_file_patterns
-CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
-	"applies_to" TEXT,  /* String */
-	"glob" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:530
--- pg_aveloxis::deps::aveloxis::dependency_file_kind
-CREATE  FUNCTION aveloxis."dependency_file_kind"(
-	"path" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:538
--- pg_aveloxis::deps::aveloxis::parse_dependency_file
-CREATE  FUNCTION aveloxis."parse_dependency_file"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"name" TEXT,  /* String */
-	"requirement" TEXT,  /* Option < String > */
-	"version" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* String */
-	"direct" bool,  /* Option < bool > */
-	"non_registry" bool  /* bool */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:92
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:105
--- pg_aveloxis::sbom::aveloxis_ops::spdx_licence
-CREATE  FUNCTION aveloxis_ops."spdx_licence"(
-	"raw" TEXT /* & str */
-) RETURNS TABLE (
-	"kind" TEXT,  /* String */
-	"value" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:98
--- pg_aveloxis::sbom::aveloxis_ops::purl
-CREATE  FUNCTION aveloxis_ops."purl"(
-	"ecosystem" TEXT, /* Option < & str > */
-	"name" TEXT, /* Option < & str > */
-	"version" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'purl_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:35
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:40
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:583
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:597
--- pg_aveloxis::deps::aveloxis_ops::is_prerelease
-CREATE  FUNCTION aveloxis_ops."is_prerelease"(
-	"ecosystem" TEXT, /* & str */
-	"version" TEXT /* & str */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:590
--- pg_aveloxis::deps::aveloxis_ops::package_key
-CREATE  FUNCTION aveloxis_ops."package_key"(
-	"ecosystem" TEXT, /* & str */
-	"name" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'package_key_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:605
--- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
-CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
-	"paths" TEXT[], /* Vec < Option < String > > */
-	"contents" TEXT[] /* Vec < Option < String > > */
-) RETURNS TABLE (
-	"manifest_path" TEXT,  /* String */
-	"lockfile_path" TEXT,  /* Option < String > */
-	"ecosystem" TEXT,  /* Option < String > */
-	"name" TEXT,  /* Option < String > */
-	"requirement" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* Option < String > */
-	"direct" bool,  /* Option < bool > */
-	"version" TEXT,  /* Option < String > */
-	"resolution" TEXT,  /* Option < String > */
-	"parse_error" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1047,1511 +897,6 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:98
--- requires:
---   registry
---   staging
-
--- The work queue: one job per (repository, phase), claimed as a lease.
---
---   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
---   aveloxis.heartbeat(job_ids, agent)              renews leases
---   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
---   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
---   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
---   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
---   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
---
--- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
--- that is not renewed expires, and the job returns to the queue with its attempt counted.
-
--- Settings: the defaults ship with the extension; what an operator changes is kept in
--- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
-CREATE TABLE aveloxis_ops.setting_defaults (
-    name          text PRIMARY KEY,
-    default_value text NOT NULL,
-    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
-                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
-    description   text NOT NULL
-);
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
-    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
-    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
-    ('analysis.cadence', '1 day', 'interval',
-     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
-    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
-    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
-    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
-    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
-    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
-    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
-    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
-    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
-    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
-    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
-    ('registry.local_path_roots', '', 'paths',
-     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
-
-CREATE TABLE aveloxis_ops.setting_overrides (
-    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
-    value text NOT NULL
-);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
-CREATE VIEW aveloxis_ops.settings AS
-    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
-    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
-COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
-
--- A setting's value; a clear error for an unknown name.
-CREATE FUNCTION aveloxis_ops.setting(setting_name text)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    setting_value text;
-BEGIN
-    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    RETURN setting_value;
-END
-$$;
-
-CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    setting_kind text;
-BEGIN
-    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    BEGIN
-        IF setting_kind = 'interval' THEN
-            PERFORM new_value::interval;
-        ELSIF setting_kind = 'paths' THEN
-            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
-                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
-                RAISE EXCEPTION 'not absolute';
-            END IF;
-        ELSIF setting_kind = 'boolean' THEN
-            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
-                RAISE EXCEPTION 'not a boolean';
-            END IF;
-        ELSIF setting_kind = 'url' THEN
-            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
-                RAISE EXCEPTION 'not a URL';
-            END IF;
-        ELSIF setting_kind = 'email' THEN
-            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
-                RAISE EXCEPTION 'not an email';
-            END IF;
-        ELSIF new_value::integer < 0 THEN
-            RAISE EXCEPTION 'negative';
-        END IF;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
-            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
-                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
-                              WHEN 'boolean' THEN 'true or false'
-                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
-                              WHEN 'email' THEN 'email address (or '''' for none)'
-                              ELSE 'non-negative integer' END, new_value
-            USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
-    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- Back to the default value.
-CREATE FUNCTION aveloxis.reset_setting(setting_name text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.setting(setting_name);
-    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
--- SQL function with SET options is planned again at every call.)
-CREATE FUNCTION aveloxis_ops.clock()
-RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
-                            '0')::interval;
-END
-$$;
-
-CREATE TABLE aveloxis_ops.jobs (
-    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    phase                text NOT NULL CONSTRAINT jobs_phase_check
-                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
-                                          'packages', 'vulnerabilities')),
-    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
-    priority             integer NOT NULL DEFAULT 100,
-    due_at               timestamptz NOT NULL DEFAULT now(),
-    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
-    due_from_cadence     boolean NOT NULL DEFAULT false,
-    lease_owner          text,
-    leased_at            timestamptz,
-    lease_expires_at     timestamptz,
-    lease_length         interval,
-    lease_run_id         bigint,
-    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
-    attempts             integer NOT NULL DEFAULT 0,
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    backoff_until        timestamptz,
-    -- Served before other due jobs: the last run was partial or failed transiently.
-    retry_first          boolean NOT NULL DEFAULT false,
-    sidelined_until      timestamptz,
-    sideline_reason      text,
-    force_full           boolean NOT NULL DEFAULT false,
-    last_attempted_at    timestamptz,
-    last_success_at      timestamptz,
-    -- When the last successful run was claimed: incremental runs collect from there.
-    last_success_started_at timestamptz,
-    last_error           text,
-    last_error_class     text,
-    last_outcome         jsonb,
-    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
-    agent_state          jsonb NOT NULL DEFAULT '{}',
-    UNIQUE (repo_id, phase),
-    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
-);
-COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
--- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
--- for several phases walks it once; phase is a filter). Due jobs come first in each
--- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
--- than it asked for.
-CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
-    WHERE lease_owner IS NULL;
-CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-
-CREATE TABLE aveloxis_ops.job_runs (
-    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
-    repo_id     bigint NOT NULL,
-    phase       text NOT NULL,
-    agent       text NOT NULL,
-    attempt     integer NOT NULL,
-    started_at  timestamptz NOT NULL,
-    finished_at timestamptz,
-    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
-                                        'lease_expired')),
-    error       text,
-    result      jsonb,
-    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
-    -- never stored, so reading this table does not let anyone act as the lease holder.
-    lease_token_digest bytea
-);
-COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
-CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
-CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
-    WHERE lease_token_digest IS NOT NULL;
-CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
--- queue_health()'s failures of the last day, without reading the whole history.
-CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
-    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
-
--- Every phase, in the order the queue's reports list them.
-CREATE FUNCTION aveloxis_ops.all_phases()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
-$$;
-
--- The phases a repository gets: forge data for forges, git and its analysis (labor,
--- dependencies, their packages' libyear and vulnerabilities) for all, distribution
--- evidence and Scorecard for GitHub (reference 002, section 7).
-CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT CASE platform
-        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
-        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
-        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
-$$;
-
--- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
-CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
-    SELECT r.repo_id, p, aveloxis_ops.clock()
-    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
-    WHERE r.repo_id = repo
-    ON CONFLICT (repo_id, phase) DO NOTHING
-$$;
-
--- Jobs whose due date came from their phase's cadence are due one (new) cadence after
--- their last success: set_setting() and reset_setting() call this when a cadence
--- changes, once, rather than tick() scanning every job every minute (at 100,000
--- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
--- changes a cadence's default calls it too.
-CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
-    moved AS (
-        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
-        FROM cadence c
-        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
-          AND j.due_at <> j.last_success_at + c.every
-        RETURNING 1
-    )
-    SELECT count(*) FROM moved
-$$;
-
-CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
-        RAISE EXCEPTION 'repo % does not exist', repo
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
-    END IF;
-END
-$$;
-
--- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
--- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
-CREATE FUNCTION aveloxis_ops.expire_leases()
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    released bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
-        RETURN 0;
-    END IF;
-    WITH expired AS (
-        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
-        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
-        FOR UPDATE SKIP LOCKED
-    ), back AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-            retry_first = true
-        FROM expired e WHERE j.job_id = e.job_id
-        RETURNING j.job_id
-    ), closed AS (
-        UPDATE aveloxis_ops.job_runs r
-        SET finished_at = at, outcome = 'lease_expired',
-            error = 'the lease expired without a heartbeat; the job went back to the queue'
-        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
-        RETURNING 1
-    )
-    SELECT count(*) INTO released FROM back;
-    RETURN released;
-END
-$$;
-
--- complete, fail and their helpers run generic plans (their statements look rows up by
--- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
--- claim does not: its candidates' best plan depends on how many jobs are due, leased,
--- backing off or sidelined; forced generic, it made 36 claims a second on the
--- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
---
--- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
--- last run was partial or failed transiently, then priority, then due time, then repo.
--- Sidelined and backing-off jobs are never handed out.
-CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
-                               lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    limits  jsonb;
-    ph      text;
-    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
-    -- open, or too soon after the last start (sql/distribution.sql).
-    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
-    paced   boolean := false;
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF phases IS NULL OR cardinality(phases) = 0
-       OR EXISTS (SELECT FROM unnest(phases) p
-                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
-        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
-    END IF;
-    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
-    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
-    FROM aveloxis_ops.settings s
-    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
-    FOREACH ph IN ARRAY phases LOOP
-        IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
-        END IF;
-    END LOOP;
-    -- Paced scan starts: one claimer at a time decides, after the last start committed.
-    IF 'distribution' = ANY (phases) AND NOT paused
-       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
-        paused := aveloxis_ops.distribution_started_within(at);
-        IF NOT paused THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
-            paused := aveloxis_ops.distribution_started_within(at);
-            paced := true;
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.expire_leases();
-
-    RETURN QUERY
-    WITH room AS (
-        SELECT p AS phase,
-               CASE WHEN p = 'distribution' AND paced THEN 1
-                    WHEN NOT limits ? p THEN max_jobs
-                    ELSE greatest(0, (limits ->> p)::integer
-                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
-                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
-        FROM unnest(phases) p
-    ), candidates AS MATERIALIZED (
-        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
-        FROM aveloxis_ops.jobs j
-        WHERE j.phase = ANY (phases)
-          AND j.lease_owner IS NULL
-          AND j.due_at <= at
-          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
-          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
-          -- An archived repository's packaging cannot change: its distribution waits.
-          AND (j.phase <> 'distribution'
-               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
-        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.job_id
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
-                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
-              FROM candidates c) c
-        JOIN room l ON l.phase = c.phase
-        WHERE c.n <= l.room
-    ), tokens AS MATERIALIZED (
-        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
-    ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
-        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
-        RETURNING job_runs.job_id, job_runs.run_id
-    ), leased AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
-        FROM runs r WHERE r.job_id = j.job_id
-        RETURNING j.*
-    )
-    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
-           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
-                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
-                ELSE l.last_success_started_at END,
-           l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state, t.token
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
-    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
-END
-$$;
-
--- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
--- Refused, saying why, when another agent holds it or the repository is sidelined.
-CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
-                                    lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    j       aveloxis_ops.jobs;
-    run     bigint;
-    token   uuid := gen_random_uuid();
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.expire_leases();
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
-            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
-    END IF;
-    IF j.lease_owner IS NOT NULL THEN
-        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
-            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
-    END IF;
-    IF j.sidelined_until > at THEN
-        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
-    END IF;
-    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
-    RETURNING job_runs.run_id INTO run;
-    UPDATE aveloxis_ops.jobs x
-    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
-    WHERE x.job_id = j.job_id
-    RETURNING * INTO j;
-    RETURN QUERY
-    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
-           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
-                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
-                ELSE j.last_success_started_at END,
-           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
-    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
-END
-$$;
-
--- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
-CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
-RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
-
--- Renews the leases whose tokens are given by their lease length; returns the jobs still
--- leased under them (a job missing from the answer was lost: its lease expired and the
--- job went back to the queue, or was claimed again).
-CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
-RETURNS SETOF bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
-    FROM aveloxis_ops.job_runs r
-    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
-      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
-    RETURNING j.job_id
-$$;
-
--- The lease a token proves, locked: the job and the run the token was handed out with.
--- Accepted while the lease is held (even past its expiry, until someone else claims the
--- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
--- the reason: the holder of a stale token learns that its result was not taken.
-CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    r      aveloxis_ops.job_runs;
-    latest bigint;
-BEGIN
-    IF lease_token IS NULL THEN
-        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
-            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
-    END IF;
-    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
-    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
-        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
-    END IF;
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    run := r.run_id;
-    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
-        RETURN;
-    END IF;
-    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
-    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
-        RETURN;
-    END IF;
-    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
-        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
-            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
-    END IF;
-    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
-        j.job_id, r.run_id
-        USING ERRCODE = 'lock_not_available',
-              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
-END
-$$;
-
--- The repository of the lease a token proves, for calls that write one repository's
--- data outside staging (record_rename, commit-author links): only for a lease of the
--- given phase.
-CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lease record := aveloxis_ops.held_lease(lease_token, NULL);
-    j     aveloxis_ops.jobs := lease.j;
-BEGIN
-    IF j.phase <> lease_phase THEN
-        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN j.repo_id;
-END
-$$;
-
--- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
--- gets its real outcome instead of lease_expired). The caller ends the lease in the
--- update that sets the job's next state: one new version of the job's row per run's end
--- (each version is an entry the claim's index scans pass over until vacuum).
-CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-BEGIN
-    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
-                                       error = finish_run.error, result = finish_run.result
-    WHERE r.run_id = finish_run.run;
-END
-$$;
-
--- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
--- partial run (complete = false) is served again first, soon; a complete one is next due
--- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
-CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    lease    record := aveloxis_ops.held_lease(lease_token, job);
-    j        aveloxis_ops.jobs := lease.j;
-    at       timestamptz := aveloxis_ops.clock();
-    whole    boolean;
-    next_due timestamptz;
-BEGIN
-    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
-        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
-        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    whole := coalesce((outcome ->> 'complete')::boolean, true);
-    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
-                                    outcome - 'state');
-    -- What the forge reported, against what the drain (run before complete) stored.
-    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
-    -- A distribution scan's observations become the current evidence with this completion,
-    -- in this transaction (sql/distribution.sql).
-    IF j.phase = 'distribution' THEN
-        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
-    END IF;
-    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
-    -- so do its dependency files (sql/dependencies.sql).
-    IF j.phase = 'analysis' THEN
-        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
-        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
-    IF j.phase = 'scorecard' THEN
-        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
-    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
-    -- (sql/vulnerabilities.sql).
-    IF j.phase = 'packages' THEN
-        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    IF j.phase = 'vulnerabilities' THEN
-        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    UPDATE aveloxis_ops.jobs SET
-        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
-        backoff_until = NULL, retry_first = NOT whole,
-        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
-        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
-        force_full = force_full AND NOT whole,
-        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
-        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
-        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- A failed run, by class (reference 001 and 002 section 6.4):
---   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
---              (10th) sidelines the job for one cadence, and the count starts over
---   skip       the phase does not apply now; not a failure: next due after the cadence
---   gone       404/410: every phase of the repository is sidelined; its data is kept
---   auth       credentials, not the job: back after one backoff base, not counted
---   fatal      will not succeed by retrying: next due after the cadence, counted
-CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    j        aveloxis_ops.jobs;
-    lease    record;
-    at       timestamptz := aveloxis_ops.clock();
-    base     interval;
-    cadence  interval;
-    limit_n  integer;
-    n        integer;
-    next_due timestamptz;
-BEGIN
-    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
-        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Classes are transient, skip, gone, auth and fatal.';
-    END IF;
-    lease := aveloxis_ops.held_lease(lease_token, job);
-    j := lease.j;
-    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
-    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
-
-    IF class = 'transient' THEN
-        n := j.consecutive_failures + 1;
-        IF n % limit_n = 0 THEN
-            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
-                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
-            WHERE job_id = j.job_id;
-            next_due := at + cadence;
-        ELSE
-            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
-            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
-        END IF;
-        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
-    ELSIF class = 'skip' THEN
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
-            backoff_until = NULL, priority = 100
-        WHERE job_id = j.job_id;
-    ELSIF class = 'gone' THEN
-        next_due := 'infinity';
-        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
-            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
-        WHERE repo_id = j.repo_id;
-    ELSIF class = 'auth' THEN
-        next_due := at + base;
-        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
-    ELSE
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
-            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
-        WHERE job_id = j.job_id;
-    END IF;
-    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
-                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
-CREATE FUNCTION aveloxis.prioritize(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
-                                 backoff_until = NULL
-    WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- The next collection of the repository is a full one (the flag clears on success).
-CREATE FUNCTION aveloxis.force_recollect(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
-                                 due_from_cadence = false
-    WHERE repo_id = repo AND phase IN ('collect', 'facade');
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'It is shown to whoever asks why_not_collected().';
-    END IF;
-    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.unsideline(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
-                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
-    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- Housekeeping, every minute under pg_cron or the background worker: expired leases
--- back to the queue, drained staging and old run history deleted. Every step reads an
--- index of what it removes, so its cost follows the work, not the fleet's size. A second
--- concurrent tick returns at once.
-CREATE PROCEDURE aveloxis.tick()
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
-    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
-    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
-    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
-    expired  bigint;
-    purged   bigint;
-    pruned   bigint;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
-        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
-        RETURN;
-    END IF;
-    expired := aveloxis_ops.expire_leases();
-    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
-    GET DIAGNOSTICS purged = ROW_COUNT;
-    -- A run that finished before the cutoff started before it: the started_at index finds
-    -- the old runs without reading the whole history.
-    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
-    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
-    -- staged; old runs and their raw answers go with the job runs' retention.
-    expired := expired + aveloxis_ops.expire_identity_runs(at);
-    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    IF expired + purged + pruned > 0 THEN
-        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
-            expired, purged, pruned;
-    END IF;
-END
-$$;
-
--- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
-CREATE FUNCTION aveloxis.schedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
-                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
-                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
-    END IF;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
-    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
-        'CALL aveloxis.refresh_views(true)';
-    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
-           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
-END
-$$;
-
-CREATE FUNCTION aveloxis.unschedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    removed bigint := 0;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RETURN 'pg_cron is not installed: nothing was scheduled';
-    END IF;
-    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
-        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
-    RETURN format('removed %s scheduled job(s)', removed);
-END
-$$;
-
--- Per phase: how the queue stands.
-CREATE FUNCTION aveloxis.queue_health()
-RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
-               oldest_due_age interval, failures_last_day bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT p.phase,
-           count(j.job_id),
-           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
-                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
-           count(*) FILTER (WHERE j.backoff_until > at.now),
-           count(*) FILTER (WHERE j.sidelined_until > at.now),
-           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           (SELECT count(*) FROM aveloxis_ops.job_runs r
-            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
-              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
-    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
-    CROSS JOIN at
-    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
-    GROUP BY p.phase, at.now
-    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
-$$;
-
--- One row per phase of the repository, saying in words what it waits for.
-CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
-RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY
-    SELECT j.phase,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
-                WHEN j.sidelined_until > at THEN 'sidelined'
-                WHEN j.backoff_until > at THEN 'backing off'
-                WHEN j.due_at > at THEN 'waiting'
-                ELSE 'due' END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
-                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
-                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
-                WHEN j.sidelined_until = 'infinity'
-                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
-                WHEN j.sidelined_until > at
-                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
-                WHEN j.backoff_until > at
-                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
-                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
-                WHEN j.due_at > at
-                    THEN format('due at %s (%s)', j.due_at,
-                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
-                                     ELSE format('cadence %s after the last success at %s',
-                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
-                WHEN j.phase = 'distribution' AND r.repo_archived
-                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
-                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
-                                aveloxis_ops.distribution_paused(at))
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
-                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
-                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
-                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
-                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
-                END
-    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-    WHERE j.repo_id = repo
-    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
-END
-$$;
-
--- The repository's runs, newest first.
-CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
-RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
-               finished_at timestamptz, outcome text, error text, result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
-    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
-    ORDER BY r.run_id DESC LIMIT max_rows
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:148
--- requires:
---   analysis
---   queue
---   staging
-
--- The analysis phase's labor (docs/analysis.md): lines of code, comments and blanks of
--- every file of the HEAD tree in a known language, counted by the agent from the bare
--- clone's blobs (tokei) and staged as one snapshot (`labor_snapshot` envelopes). complete()
--- applies a snapshot in one transaction: the repository's current rows move to
--- repo_labor_history and the new ones take one data_collection_date. An unchanged HEAD
--- writes nothing (aveloxis.analysis_state tells the agent which HEAD was analysed last).
-
-CREATE TABLE aveloxis_data.repo_labor_history (LIKE aveloxis_data.repo_labor INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_labor_history ADD PRIMARY KEY (repo_id, repo_labor_id);
-ALTER TABLE aveloxis_data.repo_labor_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_labor_history IS 'Earlier labor snapshots, moved here when a new HEAD is analysed';
-CREATE INDEX repo_labor_history_scan_idx ON aveloxis_data.repo_labor_history (repo_id, data_collection_date);
-
--- One row per analysis that counted a HEAD: which commit, when, what it found.
-CREATE TABLE aveloxis_data.repo_analysis_scans (
-    scan_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head_sha     text NOT NULL CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
-    analyzed_at  timestamptz NOT NULL,
-    files        integer NOT NULL,
-    languages    integer NOT NULL,
-    code_lines   bigint NOT NULL,
-    -- What the agent left out and why (unknown language, binary, too large, links).
-    skipped      jsonb,
-    job_run_id   bigint,
-    PRIMARY KEY (repo_id, scan_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_analysis_scans IS 'Each HEAD the analysis phase counted, newest last';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor_history', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
-
--- The HEAD the repository's last analysis counted and whose dependency files it parsed
--- (no row: never analysed, or analysed before dependencies were: analysed again), for the
--- agent holding its analysis lease.
-CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
-RETURNS TABLE (head_sha text, analyzed_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
-BEGIN
-    RETURN QUERY
-    SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
-    WHERE s.repo_id = repo
-      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
-                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
-    ORDER BY s.scan_id DESC LIMIT 1;
-END
-$$;
-
--- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
--- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
--- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
--- is refused (the lease and the staged rows stay; the agent fails the job instead); a
--- completion naming a head_sha with nothing staged is refused too.
-CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    docs     jsonb;
-    heads    text[];
-    parts    integer;
-    got      integer;
-    repo_url text;
-    version  text := aveloxis.version();
-    files    integer;
-BEGIN
-    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
-        RETURN;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
-    -- Snapshots staged by earlier runs that never completed: this one supersedes them.
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
-    SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
-    FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
-          FROM aveloxis_ops.staging s
-          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
-    IF jsonb_array_length(docs) = 0 THEN
-        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
-        -- the way; one that says nothing (an agent of no analysis) applies nothing.
-        IF outcome ? 'head_sha' THEN
-            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
-        END IF;
-        RETURN;
-    END IF;
-    SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
-    INTO heads, parts, got
-    FROM jsonb_array_elements(docs) d;
-    IF cardinality(heads) <> 1 OR heads[1] IS NULL OR heads[1] !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
-        RAISE EXCEPTION 'a labor snapshot is of one HEAD (a 40- or 64-hex head_sha); this one names %', heads
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF parts IS NULL OR got <> parts OR EXISTS (SELECT FROM jsonb_array_elements(docs) d
-                                                WHERE (d ->> 'part')::integer NOT BETWEEN 1 AND parts) THEN
-        RAISE EXCEPTION 'the labor snapshot of % has % of its % parts', heads[1], got, parts
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage every part ({"part": i, "parts": n}) before completing.';
-    END IF;
-    SELECT r.repo_git INTO repo_url FROM aveloxis_data.repos r WHERE r.repo_id = repo;
-
-    -- The current snapshot becomes history, the new one current, with one timestamp.
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo RETURNING l.*
-    )
-    INSERT INTO aveloxis_data.repo_labor_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_labor
-        (repo_id, repo_clone_date, rl_analysis_date, programming_language, file_path, file_name, total_lines,
-         code_lines, comment_lines, blank_lines, code_complexity, repo_url, tool_source, tool_version, data_source,
-         data_collection_date)
-    SELECT repo, observed, observed, f.language, f.path, regexp_replace(f.path, '^.*/', ''),
-           f.code + f.comments + f.blanks, f.code, f.comments, f.blanks, NULL, repo_url, 'aveloxis-agent (tokei)',
-           version, 'git', observed
-    FROM jsonb_array_elements(docs) d,
-         jsonb_to_recordset(d -> 'files') AS f(path text, language text, code integer, comments integer,
-                                               blanks integer, bytes bigint)
-    WHERE f.path IS NOT NULL AND f.language IS NOT NULL
-      AND f.code >= 0 AND f.comments >= 0 AND f.blanks >= 0;
-    GET DIAGNOSTICS files = ROW_COUNT;
-    INSERT INTO aveloxis_data.repo_analysis_scans (repo_id, head_sha, analyzed_at, files, languages, code_lines,
-                                                   skipped, job_run_id)
-    SELECT repo, heads[1], observed, files, count(DISTINCT l.programming_language), coalesce(sum(l.code_lines), 0),
-           outcome -> 'skipped', run
-    FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot';
-END
-$$;
-
--- A repository's languages now: files, lines of code, comments and blanks per language of
--- its latest labor snapshot, with the HEAD and time it was counted.
-CREATE FUNCTION aveloxis.repo_languages(repo bigint)
-RETURNS TABLE (programming_language text, files bigint, code_lines bigint, comment_lines bigint,
-               blank_lines bigint, pct_of_code numeric, head_sha text, analyzed_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT l.programming_language, count(*), sum(l.code_lines), sum(l.comment_lines), sum(l.blank_lines),
-           round(100.0 * sum(l.code_lines) / nullif(sum(sum(l.code_lines)) OVER (), 0), 1),
-           s.head_sha, s.analyzed_at
-    FROM aveloxis_data.repo_labor l
-    LEFT JOIN LATERAL (SELECT x.head_sha, x.analyzed_at FROM aveloxis_data.repo_analysis_scans x
-                       WHERE x.repo_id = l.repo_id ORDER BY x.scan_id DESC LIMIT 1) s ON true
-    WHERE l.repo_id = repo
-    GROUP BY l.programming_language, s.head_sha, s.analyzed_at
-    ORDER BY 3 DESC, 1
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:104
--- requires:
---   queue
-
--- Shared token budgets: several agents using one forge token never jointly spend past
--- what the forge last reported.
---
---   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
---   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
---   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
---   aveloxis.token_invalidate(fingerprint, reason)       after a 401
---   aveloxis.token_status()                              the budgets, for operators
---
--- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
--- at least 16 digits). A grant is outstanding until its response is settled; the budget
--- available is what the forge reported, minus outstanding grants, minus the reserve.
--- A token whose budget is unknown (never reported, or its window has reset) gets one
--- probe request at a time, whose response reports the real budget.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
-    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
-
-CREATE TABLE aveloxis_ops.token_budgets (
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    fingerprint        text NOT NULL,
-    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
-    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
-    reported_remaining integer,
-    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
-    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
-    -- Grants whose responses have not been settled yet.
-    outstanding        integer NOT NULL DEFAULT 0,
-    granted_total      bigint NOT NULL DEFAULT 0,
-    reported_at        timestamptz,
-    invalid_at         timestamptz,
-    invalid_reason     text,
-    PRIMARY KEY (platform_id, fingerprint, bucket)
-);
-COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
-
-CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
-        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
-        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
-    END IF;
-END
-$$;
-
--- Picks the token with the most budget available for `cost` requests and counts them as
--- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
--- fingerprint is NULL when no token can be used now.
-CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1,
-                                       OUT fingerprint text, OUT wait interval, OUT available integer)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
-    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
-    fp      text;
-BEGIN
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
-        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOREACH fp IN ARRAY fingerprints LOOP
-        PERFORM aveloxis_ops.check_fingerprint(fp);
-    END LOOP;
-    IF cost IS NULL OR cost < 1 THEN
-        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, f, bucket FROM unnest(fingerprints) f
-    ON CONFLICT DO NOTHING;
-    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
-    -- that has reset makes the budget unknown again.
-    PERFORM FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-    ORDER BY t.fingerprint FOR UPDATE;
-    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
-
-    -- Known budgets first (most available first); else a probe of an unknown one.
-    SELECT t.fingerprint,
-           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
-    INTO fingerprint, available
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL
-      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
-               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
-    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
-    LIMIT 1;
-
-    IF fingerprint IS NOT NULL THEN
-        UPDATE aveloxis_ops.token_budgets t
-        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
-            -- A probe that is never settled frees the token after the probe window.
-            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
-        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
-        wait := '0'::interval;
-        available := available - cost;
-        RETURN;
-    END IF;
-    -- None now: the earliest moment one of the valid tokens can be used again.
-    SELECT min(greatest(t.reset_at, at)) - at INTO wait
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL;
-    IF wait IS NULL THEN
-        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
-    END IF;
-    -- (A budget that is back now but too small for this cost: ask again in a second.)
-    wait := greatest(wait, '1 second'::interval);
-    available := 0;
-END
-$$;
-
--- Records what a response's headers said about its token's budget, and ends the
--- response's grant. Responses settled out of order never raise the budget within one
--- window. A successful response also revives a token invalidated by mistake.
-CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
-                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
-        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
-    END IF;
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
-                                                 reported_at)
-    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
-    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
-    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
-                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
-                                  ELSE EXCLUDED.reported_remaining END,
-        reset_at = EXCLUDED.reset_at,
-        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_at = EXCLUDED.reported_at,
-        invalid_at = NULL, invalid_reason = NULL;
-END
-$$;
-
--- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
--- response at all). The request is taken as spent: a known budget goes down by its cost.
-CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    UPDATE aveloxis_ops.token_budgets t
-    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
-                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
-    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
-END
-$$;
-
--- A 401: the token is not used again (all its buckets) until a response settles it.
-CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
-                                          platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
-    ON CONFLICT DO NOTHING;
-    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
-    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
-END
-$$;
-
-CREATE FUNCTION aveloxis.token_status()
-RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
-               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
-               invalid_at timestamptz, invalid_reason text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
-           t.reported_at, t.invalid_at, t.invalid_reason
-    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:153
--- requires:
---   analysis
---   queue
---   staging
-
--- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
--- repository. The agent reads the public Scorecard API (no binary, no partial local run)
--- and stages its answer raw (`scorecard` entity); complete() applies it in one
--- transaction: the repository's current checks move to repo_deps_scorecard_history, and
--- the new ones take one data_collection_date: one row per check (score as the source gives
--- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
--- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
--- `repo` object). A repository the API does not publish (404) keeps what it had.
--- GitLab repositories have no public Scorecard source: they get no scorecard job.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
-     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
-CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
-
--- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
-CREATE FUNCTION aveloxis.scorecard_settings()
-RETURNS TABLE (scorecard_url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('scorecard.url')
-$$;
-
--- A score as the source gives it: an integer or decimal number as text; anything else NULL.
-CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
-$$;
-
--- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
--- outcome.published false (the API does not publish this repository): nothing changes.
-CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    doc      jsonb;
-    version  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
-    ORDER BY s.staging_id DESC LIMIT 1;
-    IF doc IS NULL THEN
-        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
-            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
-        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
-    END IF;
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
-                                                   tool_version, data_source, data_collection_date)
-    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
-           'OpenSSF Scorecard API', observed
-    FROM jsonb_array_elements(doc -> 'checks') c
-    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
-    UNION ALL
-    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
-           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
-           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:53
 -- requires:
 --   bootstrap
@@ -2903,394 +1248,6 @@ BEGIN
     RETURN ROW(resolved.inserted, resolved.updated,
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:114
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
-    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
-    FROM rows r,
-         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
-    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
 $$;
 /* </end connected objects> */
 
@@ -5464,6 +3421,2193 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:229
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:98
+-- requires:
+--   registry
+--   staging
+
+-- The work queue: one job per (repository, phase), claimed as a lease.
+--
+--   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
+--   aveloxis.heartbeat(job_ids, agent)              renews leases
+--   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
+--   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
+--   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
+--   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
+--   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
+--
+-- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
+-- that is not renewed expires, and the job returns to the queue with its attempt counted.
+
+-- Settings: the defaults ship with the extension; what an operator changes is kept in
+-- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
+CREATE TABLE aveloxis_ops.setting_defaults (
+    name          text PRIMARY KEY,
+    default_value text NOT NULL,
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
+    description   text NOT NULL
+);
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
+    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
+    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
+    ('analysis.cadence', '1 day', 'interval',
+     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
+    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
+    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
+    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
+    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
+    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
+    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
+    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
+    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
+    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
+    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
+    ('registry.local_path_roots', '', 'paths',
+     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
+
+CREATE TABLE aveloxis_ops.setting_overrides (
+    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
+    value text NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
+CREATE VIEW aveloxis_ops.settings AS
+    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
+    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
+COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
+
+-- A setting's value; a clear error for an unknown name.
+CREATE FUNCTION aveloxis_ops.setting(setting_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    setting_value text;
+BEGIN
+    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    RETURN setting_value;
+END
+$$;
+
+CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
+                              ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- Back to the default value.
+CREATE FUNCTION aveloxis.reset_setting(setting_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.setting(setting_name);
+    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
+-- SQL function with SET options is planned again at every call.)
+CREATE FUNCTION aveloxis_ops.clock()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
+                            '0')::interval;
+END
+$$;
+
+CREATE TABLE aveloxis_ops.jobs (
+    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    phase                text NOT NULL CONSTRAINT jobs_phase_check
+                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
+                                          'packages', 'vulnerabilities')),
+    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
+    priority             integer NOT NULL DEFAULT 100,
+    due_at               timestamptz NOT NULL DEFAULT now(),
+    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
+    due_from_cadence     boolean NOT NULL DEFAULT false,
+    lease_owner          text,
+    leased_at            timestamptz,
+    lease_expires_at     timestamptz,
+    lease_length         interval,
+    lease_run_id         bigint,
+    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
+    attempts             integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    backoff_until        timestamptz,
+    -- Served before other due jobs: the last run was partial or failed transiently.
+    retry_first          boolean NOT NULL DEFAULT false,
+    sidelined_until      timestamptz,
+    sideline_reason      text,
+    force_full           boolean NOT NULL DEFAULT false,
+    last_attempted_at    timestamptz,
+    last_success_at      timestamptz,
+    -- When the last successful run was claimed: incremental runs collect from there.
+    last_success_started_at timestamptz,
+    last_error           text,
+    last_error_class     text,
+    last_outcome         jsonb,
+    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
+    agent_state          jsonb NOT NULL DEFAULT '{}',
+    UNIQUE (repo_id, phase),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
+-- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
+-- for several phases walks it once; phase is a filter). Due jobs come first in each
+-- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
+-- than it asked for.
+CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
+    WHERE lease_owner IS NULL;
+CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE aveloxis_ops.job_runs (
+    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
+    repo_id     bigint NOT NULL,
+    phase       text NOT NULL,
+    agent       text NOT NULL,
+    attempt     integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
+                                        'lease_expired')),
+    error       text,
+    result      jsonb,
+    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
+    -- never stored, so reading this table does not let anyone act as the lease holder.
+    lease_token_digest bytea
+);
+COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
+CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
+CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
+    WHERE lease_token_digest IS NOT NULL;
+CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
+-- queue_health()'s failures of the last day, without reading the whole history.
+CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
+    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
+
+-- Every phase, in the order the queue's reports list them.
+CREATE FUNCTION aveloxis_ops.all_phases()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+$$;
+
+-- The phases a repository gets: forge data for forges, git and its analysis (labor,
+-- dependencies, their packages' libyear and vulnerabilities) for all, distribution
+-- evidence and Scorecard for GitHub (reference 002, section 7).
+CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE platform
+        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
+        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
+$$;
+
+-- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
+CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
+    SELECT r.repo_id, p, aveloxis_ops.clock()
+    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
+    WHERE r.repo_id = repo
+    ON CONFLICT (repo_id, phase) DO NOTHING
+$$;
+
+-- Jobs whose due date came from their phase's cadence are due one (new) cadence after
+-- their last success: set_setting() and reset_setting() call this when a cadence
+-- changes, once, rather than tick() scanning every job every minute (at 100,000
+-- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
+-- changes a cadence's default calls it too.
+CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
+    moved AS (
+        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
+        FROM cadence c
+        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+          AND j.due_at <> j.last_success_at + c.every
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved
+$$;
+
+CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
+        RAISE EXCEPTION 'repo % does not exist', repo
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
+    END IF;
+END
+$$;
+
+-- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
+-- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
+CREATE FUNCTION aveloxis_ops.expire_leases()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
+        RETURN 0;
+    END IF;
+    WITH expired AS (
+        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
+        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
+        FOR UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+            retry_first = true
+        FROM expired e WHERE j.job_id = e.job_id
+        RETURNING j.job_id
+    ), closed AS (
+        UPDATE aveloxis_ops.job_runs r
+        SET finished_at = at, outcome = 'lease_expired',
+            error = 'the lease expired without a heartbeat; the job went back to the queue'
+        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO released FROM back;
+    RETURN released;
+END
+$$;
+
+-- complete, fail and their helpers run generic plans (their statements look rows up by
+-- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
+-- claim does not: its candidates' best plan depends on how many jobs are due, leased,
+-- backing off or sidelined; forced generic, it made 36 claims a second on the
+-- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
+--
+-- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
+-- last run was partial or failed transiently, then priority, then due time, then repo.
+-- Sidelined and backing-off jobs are never handed out.
+CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p
+                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+    token   uuid := gen_random_uuid();
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
+    RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+END
+$$;
+
+-- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
+CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
+
+-- Renews the leases whose tokens are given by their lease length; returns the jobs still
+-- leased under them (a job missing from the answer was lost: its lease expired and the
+-- job went back to the queue, or was claimed again).
+CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
+RETURNS SETOF bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
+    FROM aveloxis_ops.job_runs r
+    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
+      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
+    RETURNING j.job_id
+$$;
+
+-- The lease a token proves, locked: the job and the run the token was handed out with.
+-- Accepted while the lease is held (even past its expiry, until someone else claims the
+-- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
+-- the reason: the holder of a stale token learns that its result was not taken.
+CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    r      aveloxis_ops.job_runs;
+    latest bigint;
+BEGIN
+    IF lease_token IS NULL THEN
+        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
+    END IF;
+    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
+    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
+        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
+    END IF;
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    run := r.run_id;
+    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
+    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
+        RETURN;
+    END IF;
+    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
+        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
+            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
+    END IF;
+    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
+        j.job_id, r.run_id
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
+END
+$$;
+
+-- The repository of the lease a token proves, for calls that write one repository's
+-- data outside staging (record_rename, commit-author links): only for a lease of the
+-- given phase.
+CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease record := aveloxis_ops.held_lease(lease_token, NULL);
+    j     aveloxis_ops.jobs := lease.j;
+BEGIN
+    IF j.phase <> lease_phase THEN
+        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN j.repo_id;
+END
+$$;
+
+-- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
+-- gets its real outcome instead of lease_expired). The caller ends the lease in the
+-- update that sets the job's next state: one new version of the job's row per run's end
+-- (each version is an entry the claim's index scans pass over until vacuum).
+CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
+                                       error = finish_run.error, result = finish_run.result
+    WHERE r.run_id = finish_run.run;
+END
+$$;
+
+-- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
+-- partial run (complete = false) is served again first, soon; a complete one is next due
+-- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
+CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
+    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
+    -- so do its dependency files (sql/dependencies.sql).
+    IF j.phase = 'analysis' THEN
+        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
+        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
+    IF j.phase = 'scorecard' THEN
+        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
+    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
+    -- (sql/vulnerabilities.sql).
+    IF j.phase = 'packages' THEN
+        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    IF j.phase = 'vulnerabilities' THEN
+        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    UPDATE aveloxis_ops.jobs SET
+        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- A failed run, by class (reference 001 and 002 section 6.4):
+--   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
+--              (10th) sidelines the job for one cadence, and the count starts over
+--   skip       the phase does not apply now; not a failure: next due after the cadence
+--   gone       404/410: every phase of the repository is sidelined; its data is kept
+--   auth       credentials, not the job: back after one backoff base, not counted
+--   fatal      will not succeed by retrying: next due after the cadence, counted
+CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs;
+    lease    record;
+    at       timestamptz := aveloxis_ops.clock();
+    base     interval;
+    cadence  interval;
+    limit_n  integer;
+    n        integer;
+    next_due timestamptz;
+BEGIN
+    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
+        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Classes are transient, skip, gone, auth and fatal.';
+    END IF;
+    lease := aveloxis_ops.held_lease(lease_token, job);
+    j := lease.j;
+    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
+    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
+    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
+
+    IF class = 'transient' THEN
+        n := j.consecutive_failures + 1;
+        IF n % limit_n = 0 THEN
+            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
+                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
+            WHERE job_id = j.job_id;
+            next_due := at + cadence;
+        ELSE
+            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
+            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
+        END IF;
+        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
+    ELSIF class = 'skip' THEN
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
+            backoff_until = NULL, priority = 100
+        WHERE job_id = j.job_id;
+    ELSIF class = 'gone' THEN
+        next_due := 'infinity';
+        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
+            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
+        WHERE repo_id = j.repo_id;
+    ELSIF class = 'auth' THEN
+        next_due := at + base;
+        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
+    ELSE
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
+            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
+        WHERE job_id = j.job_id;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
+                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
+CREATE FUNCTION aveloxis.prioritize(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
+                                 backoff_until = NULL
+    WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- The next collection of the repository is a full one (the flag clears on success).
+CREATE FUNCTION aveloxis.force_recollect(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
+                                 due_from_cadence = false
+    WHERE repo_id = repo AND phase IN ('collect', 'facade');
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is shown to whoever asks why_not_collected().';
+    END IF;
+    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.unsideline(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
+                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
+    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- Housekeeping, every minute under pg_cron or the background worker: expired leases
+-- back to the queue, drained staging and old run history deleted. Every step reads an
+-- index of what it removes, so its cost follows the work, not the fleet's size. A second
+-- concurrent tick returns at once.
+CREATE PROCEDURE aveloxis.tick()
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
+    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
+    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
+    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
+    expired  bigint;
+    purged   bigint;
+    pruned   bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
+        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
+        RETURN;
+    END IF;
+    expired := aveloxis_ops.expire_leases();
+    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    -- A run that finished before the cutoff started before it: the started_at index finds
+    -- the old runs without reading the whole history.
+    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
+    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
+    -- staged; old runs and their raw answers go with the job runs' retention.
+    expired := expired + aveloxis_ops.expire_identity_runs(at);
+    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    IF expired + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
+            expired, purged, pruned;
+    END IF;
+END
+$$;
+
+-- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
+CREATE FUNCTION aveloxis.schedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
+                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
+                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
+    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
+        'CALL aveloxis.refresh_views(true)';
+    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
+           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
+END
+$$;
+
+CREATE FUNCTION aveloxis.unschedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    removed bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'pg_cron is not installed: nothing was scheduled';
+    END IF;
+    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
+        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
+    RETURN format('removed %s scheduled job(s)', removed);
+END
+$$;
+
+-- Per phase: how the queue stands.
+CREATE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
+$$;
+
+-- One row per phase of the repository, saying in words what it waits for.
+CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+    WHERE j.repo_id = repo
+    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
+END
+$$;
+
+-- The repository's runs, newest first.
+CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
+RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
+               finished_at timestamptz, outcome text, error text, result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
+    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
+    ORDER BY r.run_id DESC LIMIT max_rows
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:104
+-- requires:
+--   queue
+
+-- Shared token budgets: several agents using one forge token never jointly spend past
+-- what the forge last reported.
+--
+--   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
+--   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
+--   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
+--   aveloxis.token_invalidate(fingerprint, reason)       after a 401
+--   aveloxis.token_status()                              the budgets, for operators
+--
+-- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
+-- at least 16 digits). A grant is outstanding until its response is settled; the budget
+-- available is what the forge reported, minus outstanding grants, minus the reserve.
+-- A token whose budget is unknown (never reported, or its window has reset) gets one
+-- probe request at a time, whose response reports the real budget.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
+    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
+
+CREATE TABLE aveloxis_ops.token_budgets (
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    fingerprint        text NOT NULL,
+    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
+    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
+    reported_remaining integer,
+    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
+    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
+    -- Grants whose responses have not been settled yet.
+    outstanding        integer NOT NULL DEFAULT 0,
+    granted_total      bigint NOT NULL DEFAULT 0,
+    reported_at        timestamptz,
+    invalid_at         timestamptz,
+    invalid_reason     text,
+    PRIMARY KEY (platform_id, fingerprint, bucket)
+);
+COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
+
+CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
+        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
+        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
+    END IF;
+END
+$$;
+
+-- Picks the token with the most budget available for `cost` requests and counts them as
+-- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
+-- fingerprint is NULL when no token can be used now.
+CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1,
+                                       OUT fingerprint text, OUT wait interval, OUT available integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
+    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
+    fp      text;
+BEGIN
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
+        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH fp IN ARRAY fingerprints LOOP
+        PERFORM aveloxis_ops.check_fingerprint(fp);
+    END LOOP;
+    IF cost IS NULL OR cost < 1 THEN
+        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, f, bucket FROM unnest(fingerprints) f
+    ON CONFLICT DO NOTHING;
+    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
+    -- that has reset makes the budget unknown again.
+    PERFORM FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+    ORDER BY t.fingerprint FOR UPDATE;
+    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
+
+    -- Known budgets first (most available first); else a probe of an unknown one.
+    SELECT t.fingerprint,
+           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
+    INTO fingerprint, available
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL
+      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
+               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
+    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
+    LIMIT 1;
+
+    IF fingerprint IS NOT NULL THEN
+        UPDATE aveloxis_ops.token_budgets t
+        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
+            -- A probe that is never settled frees the token after the probe window.
+            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
+        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
+        wait := '0'::interval;
+        available := available - cost;
+        RETURN;
+    END IF;
+    -- None now: the earliest moment one of the valid tokens can be used again.
+    SELECT min(greatest(t.reset_at, at)) - at INTO wait
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL;
+    IF wait IS NULL THEN
+        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
+    END IF;
+    -- (A budget that is back now but too small for this cost: ask again in a second.)
+    wait := greatest(wait, '1 second'::interval);
+    available := 0;
+END
+$$;
+
+-- Records what a response's headers said about its token's budget, and ends the
+-- response's grant. Responses settled out of order never raise the budget within one
+-- window. A successful response also revives a token invalidated by mistake.
+CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
+                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
+        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
+    END IF;
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
+                                                 reported_at)
+    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
+    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
+    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
+                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
+                                  ELSE EXCLUDED.reported_remaining END,
+        reset_at = EXCLUDED.reset_at,
+        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_at = EXCLUDED.reported_at,
+        invalid_at = NULL, invalid_reason = NULL;
+END
+$$;
+
+-- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
+-- response at all). The request is taken as spent: a known budget goes down by its cost.
+CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    UPDATE aveloxis_ops.token_budgets t
+    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
+                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
+    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
+END
+$$;
+
+-- A 401: the token is not used again (all its buckets) until a response settles it.
+CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
+                                          platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
+    ON CONFLICT DO NOTHING;
+    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
+    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
+END
+$$;
+
+CREATE FUNCTION aveloxis.token_status()
+RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
+               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
+               invalid_at timestamptz, invalid_reason text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
+           t.reported_at, t.invalid_at, t.invalid_reason
+    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:148
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- The analysis phase's labor (docs/analysis.md): lines of code, comments and blanks of
+-- every file of the HEAD tree in a known language, counted by the agent from the bare
+-- clone's blobs (tokei) and staged as one snapshot (`labor_snapshot` envelopes). complete()
+-- applies a snapshot in one transaction: the repository's current rows move to
+-- repo_labor_history and the new ones take one data_collection_date. An unchanged HEAD
+-- writes nothing (aveloxis.analysis_state tells the agent which HEAD was analysed last).
+
+CREATE TABLE aveloxis_data.repo_labor_history (LIKE aveloxis_data.repo_labor INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_labor_history ADD PRIMARY KEY (repo_id, repo_labor_id);
+ALTER TABLE aveloxis_data.repo_labor_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_labor_history IS 'Earlier labor snapshots, moved here when a new HEAD is analysed';
+CREATE INDEX repo_labor_history_scan_idx ON aveloxis_data.repo_labor_history (repo_id, data_collection_date);
+
+-- One row per analysis that counted a HEAD: which commit, when, what it found.
+CREATE TABLE aveloxis_data.repo_analysis_scans (
+    scan_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head_sha     text NOT NULL CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+    analyzed_at  timestamptz NOT NULL,
+    files        integer NOT NULL,
+    languages    integer NOT NULL,
+    code_lines   bigint NOT NULL,
+    -- What the agent left out and why (unknown language, binary, too large, links).
+    skipped      jsonb,
+    job_run_id   bigint,
+    PRIMARY KEY (repo_id, scan_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_analysis_scans IS 'Each HEAD the analysis phase counted, newest last';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor_history', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
+
+-- The HEAD the repository's last analysis counted and whose dependency files it parsed
+-- (no row: never analysed, or analysed before dependencies were: analysed again), for the
+-- agent holding its analysis lease.
+CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
+RETURNS TABLE (head_sha text, analyzed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
+BEGIN
+    RETURN QUERY
+    SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
+    WHERE s.repo_id = repo
+      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
+                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
+    ORDER BY s.scan_id DESC LIMIT 1;
+END
+$$;
+
+-- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
+-- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
+-- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
+-- is refused (the lease and the staged rows stay; the agent fails the job instead); a
+-- completion naming a head_sha with nothing staged is refused too.
+CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    docs     jsonb;
+    heads    text[];
+    parts    integer;
+    got      integer;
+    repo_url text;
+    version  text := aveloxis.version();
+    files    integer;
+BEGIN
+    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
+    -- Snapshots staged by earlier runs that never completed: this one supersedes them.
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
+    SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
+    FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
+          FROM aveloxis_ops.staging s
+          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
+    IF jsonb_array_length(docs) = 0 THEN
+        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
+        -- the way; one that says nothing (an agent of no analysis) applies nothing.
+        IF outcome ? 'head_sha' THEN
+            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
+        END IF;
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
+    INTO heads, parts, got
+    FROM jsonb_array_elements(docs) d;
+    IF cardinality(heads) <> 1 OR heads[1] IS NULL OR heads[1] !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
+        RAISE EXCEPTION 'a labor snapshot is of one HEAD (a 40- or 64-hex head_sha); this one names %', heads
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF parts IS NULL OR got <> parts OR EXISTS (SELECT FROM jsonb_array_elements(docs) d
+                                                WHERE (d ->> 'part')::integer NOT BETWEEN 1 AND parts) THEN
+        RAISE EXCEPTION 'the labor snapshot of % has % of its % parts', heads[1], got, parts
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage every part ({"part": i, "parts": n}) before completing.';
+    END IF;
+    SELECT r.repo_git INTO repo_url FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+
+    -- The current snapshot becomes history, the new one current, with one timestamp.
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo RETURNING l.*
+    )
+    INSERT INTO aveloxis_data.repo_labor_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_labor
+        (repo_id, repo_clone_date, rl_analysis_date, programming_language, file_path, file_name, total_lines,
+         code_lines, comment_lines, blank_lines, code_complexity, repo_url, tool_source, tool_version, data_source,
+         data_collection_date)
+    SELECT repo, observed, observed, f.language, f.path, regexp_replace(f.path, '^.*/', ''),
+           f.code + f.comments + f.blanks, f.code, f.comments, f.blanks, NULL, repo_url, 'aveloxis-agent (tokei)',
+           version, 'git', observed
+    FROM jsonb_array_elements(docs) d,
+         jsonb_to_recordset(d -> 'files') AS f(path text, language text, code integer, comments integer,
+                                               blanks integer, bytes bigint)
+    WHERE f.path IS NOT NULL AND f.language IS NOT NULL
+      AND f.code >= 0 AND f.comments >= 0 AND f.blanks >= 0;
+    GET DIAGNOSTICS files = ROW_COUNT;
+    INSERT INTO aveloxis_data.repo_analysis_scans (repo_id, head_sha, analyzed_at, files, languages, code_lines,
+                                                   skipped, job_run_id)
+    SELECT repo, heads[1], observed, files, count(DISTINCT l.programming_language), coalesce(sum(l.code_lines), 0),
+           outcome -> 'skipped', run
+    FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot';
+END
+$$;
+
+-- A repository's languages now: files, lines of code, comments and blanks per language of
+-- its latest labor snapshot, with the HEAD and time it was counted.
+CREATE FUNCTION aveloxis.repo_languages(repo bigint)
+RETURNS TABLE (programming_language text, files bigint, code_lines bigint, comment_lines bigint,
+               blank_lines bigint, pct_of_code numeric, head_sha text, analyzed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT l.programming_language, count(*), sum(l.code_lines), sum(l.comment_lines), sum(l.blank_lines),
+           round(100.0 * sum(l.code_lines) / nullif(sum(sum(l.code_lines)) OVER (), 0), 1),
+           s.head_sha, s.analyzed_at
+    FROM aveloxis_data.repo_labor l
+    LEFT JOIN LATERAL (SELECT x.head_sha, x.analyzed_at FROM aveloxis_data.repo_analysis_scans x
+                       WHERE x.repo_id = l.repo_id ORDER BY x.scan_id DESC LIMIT 1) s ON true
+    WHERE l.repo_id = repo
+    GROUP BY l.programming_language, s.head_sha, s.analyzed_at
+    ORDER BY 3 DESC, 1
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:153
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
+
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('scorecard.url')
+$$;
+
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
+$$;
+
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:583
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:605
+-- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
+CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
+	"paths" TEXT[], /* Vec < Option < String > > */
+	"contents" TEXT[] /* Vec < Option < String > > */
+) RETURNS TABLE (
+	"manifest_path" TEXT,  /* String */
+	"lockfile_path" TEXT,  /* Option < String > */
+	"ecosystem" TEXT,  /* Option < String > */
+	"name" TEXT,  /* Option < String > */
+	"requirement" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* Option < String > */
+	"direct" bool,  /* Option < bool > */
+	"version" TEXT,  /* Option < String > */
+	"resolution" TEXT,  /* Option < String > */
+	"parse_error" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:597
+-- pg_aveloxis::deps::aveloxis_ops::is_prerelease
+CREATE  FUNCTION aveloxis_ops."is_prerelease"(
+	"ecosystem" TEXT, /* & str */
+	"version" TEXT /* & str */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:590
+-- pg_aveloxis::deps::aveloxis_ops::package_key
+CREATE  FUNCTION aveloxis_ops."package_key"(
+	"ecosystem" TEXT, /* & str */
+	"name" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'package_key_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:516
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:538
+-- pg_aveloxis::deps::aveloxis::parse_dependency_file
+CREATE  FUNCTION aveloxis."parse_dependency_file"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"name" TEXT,  /* String */
+	"requirement" TEXT,  /* Option < String > */
+	"version" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* String */
+	"direct" bool,  /* Option < bool > */
+	"non_registry" bool  /* bool */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:530
+-- pg_aveloxis::deps::aveloxis::dependency_file_kind
+CREATE  FUNCTION aveloxis."dependency_file_kind"(
+	"path" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:523
+-- pg_aveloxis::deps::aveloxis::dependency_file_patterns
+CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
+	"applies_to" TEXT,  /* String */
+	"glob" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:35
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:40
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:114
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
+)
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
+
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
+
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
+
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
+
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
+
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
+
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:79
 -- requires:
 --   staging
@@ -6445,6 +6589,755 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:196
+-- requires:
+--   drain
+--   registry
+
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:243
+-- requires:
+--   queue
+--   drain
+--   manifest::aveloxis::parse_manifest_text
+--   manifest::aveloxis::parse_manifest_bytes
+--   manifest::aveloxis::manifest_kind
+--   manifest::aveloxis_ops::contents_text
+
+-- Distribution: where each repository is published and which manifests declare it
+-- (reference 002_*; docs/distribution.md).
+--
+--   aveloxis.parse_manifest(path, content)   manifest kind and declared name (Rust, IMMUTABLE)
+--   aveloxis.reparse_manifests()             re-reads stored manifests after a parser fix
+--   aveloxis.distribution_stats()            fleet roll-up
+--   aveloxis.distribution_orphans()          manifests declaring a package no registry shows
+--   aveloxis.distribution_repo(url)          one repository's evidence
+--
+-- Current tables hold the latest scan's rows (natural-key uniques); the _history tables
+-- every earlier snapshot, without those uniques (rotating the same package twice must
+-- never trip 23505, the reference's v0.25.1 defect).
+
+-- Registry evidence: one row per (ecosystem, package, source) of the latest scan.
+CREATE TABLE aveloxis_data.repo_distribution (
+    distribution_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    -- Lower-case registry names: deps.dev systems (npm, pypi, maven, cargo, go, rubygems,
+    -- nuget), ecosyste.ms ecosystems (conda, cran, bioconductor, packagist, hex, ...),
+    -- release-asset kinds (deb, rpm, apk, ...), GitHub Packages types (container, docker).
+    ecosystem            text NOT NULL CHECK (ecosystem = lower(ecosystem) AND ecosystem <> ''),
+    package_name         text NOT NULL CHECK (package_name <> ''),
+    -- Which source saw it; two sources seeing one package are two rows, each auditable.
+    source               text NOT NULL CHECK (source IN ('deps.dev', 'ecosyste.ms', 'github_release_asset',
+                                                         'github_packages')),
+    -- Distinct versions the source listed (deps.dev lists at most 1,500: a lower bound).
+    version_count        integer,
+    first_published_at   timestamptz,
+    latest_published_at  timestamptz,
+    latest_version       text,
+    registry_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    -- The scan's one observation time, shared by every row it wrote.
+    data_collection_date timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, distribution_id),
+    UNIQUE (repo_id, ecosystem, package_name, source)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution IS
+    'Registry evidence of where each repository is published (latest distribution scan)';
+
+CREATE TABLE aveloxis_data.repo_distribution_history (
+    history_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    distribution_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    ecosystem            text NOT NULL,
+    package_name         text NOT NULL,
+    source               text NOT NULL,
+    version_count        integer,
+    first_published_at   timestamptz,
+    latest_published_at  timestamptz,
+    latest_version       text,
+    registry_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL,
+    -- When a later scan replaced it.
+    rotated_at           timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, history_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_history IS 'Earlier distribution scans'' registry evidence';
+CREATE INDEX repo_distribution_history_pkg_idx
+    ON aveloxis_data.repo_distribution_history (repo_id, ecosystem, package_name);
+
+-- In-repo manifests: one row per manifest file of the latest scan, with its content so a
+-- parser fix re-parses it (reparse_manifests) without collecting again.
+CREATE TABLE aveloxis_data.repo_distribution_manifest (
+    manifest_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path         text NOT NULL,
+    manifest_type         text NOT NULL,
+    -- What the file itself declares; NULL when it declares none (a Gemfile, a virtual
+    -- workspace) or only through something it does not define.
+    package_name_declared text,
+    blob_sha              text,
+    content_bytes         integer,
+    content               text COMPRESSION lz4,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, manifest_id),
+    UNIQUE (repo_id, manifest_path)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_manifest IS
+    'Packaging manifests found in each repository and the package name each declares (latest scan)';
+
+CREATE TABLE aveloxis_data.repo_distribution_manifest_history (
+    history_id            bigint GENERATED BY DEFAULT AS IDENTITY,
+    manifest_id           bigint NOT NULL,
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path         text NOT NULL,
+    manifest_type         text NOT NULL,
+    package_name_declared text,
+    blob_sha              text,
+    content_bytes         integer,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL,
+    rotated_at            timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, history_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_manifest_history IS 'Earlier distribution scans'' manifests';
+
+-- The latest scan of each repository: when, and whether every source answered (a
+-- partial scan is claimed again ahead of its cadence, and its orphans are flagged).
+CREATE TABLE aveloxis_data.repo_distribution_scans (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    scanned_at           timestamptz NOT NULL,
+    scan_complete        boolean NOT NULL,
+    -- Per source: "ok", "none" (answered, nothing found) or the error class.
+    sources              jsonb NOT NULL DEFAULT '{}',
+    registry_rows        integer NOT NULL DEFAULT 0,
+    manifest_rows        integer NOT NULL DEFAULT 0,
+    -- Staged rows the scan did not use: of sources that did not answer, files that are no
+    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
+    -- staging_rejects instead).
+    unused_rows          integer NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
+
+-- Which registry ecosystems satisfy a manifest kind's intent: composer publishes to
+-- packagist, an R package to CRAN or Bioconductor. Editable: rows a DBA adds
+-- (builtin = false) are kept by pg_dump.
+CREATE TABLE aveloxis_ops.distribution_ecosystems (
+    manifest_type text NOT NULL,
+    ecosystem     text NOT NULL CHECK (ecosystem = lower(ecosystem)),
+    builtin       boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (manifest_type, ecosystem)
+);
+COMMENT ON TABLE aveloxis_ops.distribution_ecosystems IS
+    'Registry ecosystems whose evidence satisfies a manifest kind (distribution_orphans)';
+INSERT INTO aveloxis_ops.distribution_ecosystems (manifest_type, ecosystem, builtin) VALUES
+    ('npm', 'npm', true), ('cargo', 'cargo', true), ('pypi', 'pypi', true), ('maven', 'maven', true),
+    ('rubygems', 'rubygems', true), ('composer', 'packagist', true), ('composer', 'composer', true),
+    ('hex', 'hex', true), ('swiftpm', 'swiftpm', true), ('pub', 'pub', true), ('nuget', 'nuget', true),
+    ('hackage', 'hackage', true), ('conan', 'conan', true), ('cocoapods', 'cocoapods', true),
+    ('julia', 'julia', true), ('cran', 'cran', true), ('cran', 'bioconductor', true), ('conda', 'conda', true);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution', 'distribution_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_history', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_history', 'history_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest', 'manifest_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest_history', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest_history', 'history_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_scans', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.distribution_ecosystems', 'WHERE NOT builtin');
+
+-- Re-reads every stored manifest (or one repository's) with the installed parser;
+-- returns how many rows changed kind or declared name. A parser fix reaches stored
+-- data with this call, no collection needed.
+CREATE FUNCTION aveloxis.reparse_manifests(repo_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH parsed AS (
+        SELECT m.repo_id, m.manifest_id, p.manifest_type, p.package_name
+        FROM aveloxis_data.repo_distribution_manifest m,
+             aveloxis.parse_manifest(m.manifest_path, m.content) p
+        WHERE m.content IS NOT NULL AND (reparse_manifests.repo_id IS NULL OR m.repo_id = reparse_manifests.repo_id)
+    ), changed AS (
+        UPDATE aveloxis_data.repo_distribution_manifest m
+        SET manifest_type = coalesce(p.manifest_type, m.manifest_type), package_name_declared = p.package_name,
+            tool_version = aveloxis.version()
+        FROM parsed p
+        WHERE m.repo_id = p.repo_id AND m.manifest_id = p.manifest_id
+          AND (coalesce(p.manifest_type, m.manifest_type), p.package_name)
+              IS DISTINCT FROM (m.manifest_type, m.package_name_declared)
+        RETURNING 1
+    )
+    SELECT count(*) FROM changed
+$$;
+
+-- Manifests that declare a package while no registry evidence of a matching ecosystem
+-- exists for the repository (the reference's headline query, through the ecosystem
+-- mapping so composer/packagist or cran/bioconductor do not over-report). A manifest
+-- declaring no name (a Gemfile) is not an intent to publish. partial_scan: a source did
+-- not answer in the latest scan, so the evidence may be missing rather than absent.
+CREATE FUNCTION aveloxis.distribution_orphans()
+RETURNS TABLE (repo_id bigint, repo text, manifest_path text, manifest_type text, package_name text,
+               registries_found text[], partial_scan boolean, observed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT m.repo_id, r.repo_git, m.manifest_path, m.manifest_type, m.package_name_declared,
+           (SELECT coalesce(array_agg(DISTINCT d.ecosystem ORDER BY d.ecosystem), '{}')
+            FROM aveloxis_data.repo_distribution d WHERE d.repo_id = m.repo_id),
+           NOT coalesce(s.scan_complete, true), m.data_collection_date
+    FROM aveloxis_data.repo_distribution_manifest m
+    JOIN aveloxis_data.repos r ON r.repo_id = m.repo_id
+    LEFT JOIN aveloxis_data.repo_distribution_scans s ON s.repo_id = m.repo_id
+    WHERE m.package_name_declared IS NOT NULL
+      AND NOT EXISTS (
+          SELECT FROM aveloxis_data.repo_distribution d
+          WHERE d.repo_id = m.repo_id
+            AND (d.ecosystem = m.manifest_type
+                 OR d.ecosystem IN (SELECT e.ecosystem FROM aveloxis_ops.distribution_ecosystems e
+                                    WHERE e.manifest_type = m.manifest_type)))
+    ORDER BY r.repo_git, m.manifest_path
+$$;
+
+-- The fleet at a glance: repositories with a distribution job, scanned, with registry
+-- evidence, with manifests declaring a package, and those whose manifests no registry
+-- shows (repositories with at least one orphan).
+CREATE FUNCTION aveloxis.distribution_stats()
+RETURNS TABLE (repos bigint, eligible bigint, scanned bigint, partial_scans bigint, with_registry bigint,
+               with_manifest bigint, manifest_without_registry bigint, registry_rows bigint, manifest_rows bigint,
+               last_scan_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT (SELECT count(*) FROM aveloxis_data.repos),
+           (SELECT count(*) FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+            WHERE j.phase = 'distribution' AND NOT coalesce(r.repo_archived, false)),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans WHERE NOT scan_complete),
+           (SELECT count(DISTINCT d.repo_id) FROM aveloxis_data.repo_distribution d),
+           (SELECT count(DISTINCT m.repo_id) FROM aveloxis_data.repo_distribution_manifest m
+            WHERE m.package_name_declared IS NOT NULL),
+           (SELECT count(DISTINCT o.repo_id) FROM aveloxis.distribution_orphans() o),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest),
+           (SELECT max(scanned_at) FROM aveloxis_data.repo_distribution_scans)
+$$;
+
+-- One repository's evidence: registry rows and manifests of its latest scan.
+CREATE FUNCTION aveloxis.distribution_repo(url text)
+RETURNS TABLE (kind text, ecosystem text, package_name text, source text, version_count integer,
+               first_published_at timestamptz, latest_published_at timestamptz, observed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    repo bigint := aveloxis.resolve_repo(url);
+BEGIN
+    IF repo IS NULL THEN
+        RAISE EXCEPTION 'no repository is registered at %', url USING ERRCODE = 'no_data_found',
+            HINT = 'aveloxis.add_repo(<url>) registers it; aveloxis.registry_counts() lists what is there.';
+    END IF;
+    RETURN QUERY
+    SELECT 'registry', d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.data_collection_date
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo
+    UNION ALL
+    SELECT 'manifest', m.manifest_type, m.package_name_declared, m.manifest_path, NULL, NULL, NULL,
+           m.data_collection_date
+    FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo
+    ORDER BY 1 DESC, 2, 3, 4;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------
+-- A scan's observations. The agent stages what each source returned, as returned,
+-- under its distribution lease (staging contract v1, docs/distribution.md):
+--   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
+--   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
+--   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
+--   distribution_releases         a page of GitHub releases (their assets' names)
+--   distribution_packages         a page of GitHub Packages of one package_type
+--   distribution_manifest         a Contents API file object (path, content, encoding, sha)
+-- and `complete` applies them (distribution_apply) in its own transaction: one
+-- observation time for every row, current rows of the sources that answered rotated to
+-- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
+-- that fails leaves the last complete evidence in place.
+
+-- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
+CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
+        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
+        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
+        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
+$$;
+
+-- The sources a scan can report on (outcome.sources keys), and the staged entities.
+CREATE FUNCTION aveloxis_ops.distribution_sources()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
+
+-- The run's staged observations, parsed once, as JSON rows for distribution_rows():
+-- each with the source it came from, the decoded text of a manifest, and err saying why
+-- it cannot be used.
+CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
+               'source', CASE s.entity
+                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
+                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
+               'content', c.content,
+               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
+                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
+                        AND jsonb_typeof(p.doc) <> 'array'
+                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
+                        AND jsonb_typeof(p.doc) <> 'object'
+                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
+                       THEN 'a manifest payload needs the file''s "path"'
+                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
+                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
+                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
+                       THEN 'a packages payload needs its package_type in the context' END)
+           ORDER BY s.staging_id), '[]')
+    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
+         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
+                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
+                         END AS content) c
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
+$$;
+
+-- The rows of distribution_docs().
+CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
+RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
+    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
+                                       content text, err text)
+$$;
+
+-- Applies a completed scan (called by aveloxis.complete for a distribution lease).
+-- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
+-- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
+-- used. Without sources, a whole scan counts every source as answered; a partial one
+-- without sources rotates nothing but what it staged for.
+CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed   timestamptz := aveloxis_ops.clock();
+    answered   text[];
+    bad        record;
+    docs       jsonb;
+    owner_name text;
+    repo_name  text;
+    superseded bigint;
+    version    text := aveloxis.version();
+BEGIN
+    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
+        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    -- One distribution apply per repository at a time (a late complete of an expired
+    -- lease cannot reach here: its token no longer holds).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
+
+    -- Rows staged by earlier runs that never completed: this scan supersedes them.
+    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
+
+    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
+    -- the rest of the scan applies.
+    docs := aveloxis_ops.distribution_docs(repo, run);
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
+               WHERE d.err IS NOT NULL LOOP
+        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
+    END LOOP;
+
+    answered := CASE
+        WHEN sources IS NOT NULL THEN
+            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
+                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
+        WHEN whole THEN aveloxis_ops.distribution_sources()
+        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
+
+    INSERT INTO aveloxis_data.repo_distribution_history
+        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
+         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
+         data_collection_date, rotated_at)
+    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
+           d.data_collection_date, observed
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+
+    WITH usable AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
+    ), depsdev AS (
+        -- Versions whose repository is only the issue tracker are not this repository's
+        -- packages; a version listed twice (source and tracker) counts once.
+        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
+               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
+          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
+        GROUP BY 1, 2
+    ), depsdev_detail AS (
+        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
+               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
+               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
+               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev_package'
+        GROUP BY 1, 2
+    ), fresh AS (
+        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
+               x.latest_published_at, x.latest_version, NULL::text AS registry_url
+        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
+        UNION ALL
+        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
+               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
+               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
+        GROUP BY 2, 3
+        UNION ALL
+        -- Assets of the repository's releases: the package is the repository's.
+        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
+               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
+               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
+               NULL
+        FROM usable d, jsonb_array_elements(d.doc) r,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
+        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
+        GROUP BY 2
+        UNION ALL
+        -- The owner's packages that name this repository (a package without one is not it).
+        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
+                                                                         ELSE lower(d.context ->> 'package_type') END,
+               p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
+               NULL, max(p ->> 'html_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
+        GROUP BY 2, 3
+    )
+    INSERT INTO aveloxis_data.repo_distribution AS t
+        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
+         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
+    FROM fresh f
+    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
+    ORDER BY f.ecosystem, f.package_name, f.source
+    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
+        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
+
+    IF 'contents' = ANY (answered) THEN
+        INSERT INTO aveloxis_data.repo_distribution_manifest_history
+            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
+             tool_source, tool_version, data_source, data_collection_date, rotated_at)
+        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
+        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
+        INSERT INTO aveloxis_data.repo_distribution_manifest
+            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
+             tool_source, tool_version, data_source, data_collection_date)
+        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
+               x.content, 'pg_aveloxis', version, 'contents', observed
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
+              FROM aveloxis_ops.distribution_rows(docs) d
+              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
+             aveloxis.parse_manifest(x.path, x.content) p
+        WHERE p.manifest_type IS NOT NULL
+        ORDER BY x.path, x.staging_id DESC;
+    END IF;
+
+    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
+           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
+    INTO superseded
+    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
+            repo, superseded;
+    END IF;
+
+    INSERT INTO aveloxis_data.repo_distribution_scans AS s
+        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
+            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
+            unused_rows = EXCLUDED.unused_rows;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
+END
+$$;
+
+-- ---------------------------------------------------------------------------------
+-- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
+-- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
+-- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
+-- out no distribution scan (they would all be partial), and an agent skips the source in
+-- a scan already running, which is then partial and comes back as soon as it closes.
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.enabled', 'true', 'boolean',
+     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
+    ('distribution.start_interval', '0 seconds', 'interval',
+     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
+    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
+    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
+    ('distribution.contact', '', 'email',
+     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
+    ('distribution.breaker_failures', '10', 'integer',
+     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
+    ('distribution.breaker_pause', '1 hour', 'interval',
+     'How long an open circuit breaker pauses new distribution scans');
+
+CREATE TABLE aveloxis_ops.source_breakers (
+    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    opened_until         timestamptz,
+    last_error           text,
+    updated_at           timestamptz NOT NULL
+);
+COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
+
+-- Whether new distribution scans are paused now, and why (NULL: not paused): switched
+-- off, or a source's circuit breaker open.
+CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
+                THEN 'switched off (distribution.enabled is false)'
+                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
+                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
+$$;
+
+-- Whether a distribution scan started less than distribution.start_interval ago (the
+-- job_runs start index: only the last interval's runs are read).
+CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
+                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
+                     AND r.phase = 'distribution')
+$$;
+
+-- What agents need of the distribution settings (they never read the settings table).
+CREATE FUNCTION aveloxis.distribution_settings()
+RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
+           nullif(aveloxis_ops.setting('distribution.contact'), '')
+$$;
+
+-- An agent reports each call to an external source under its distribution lease: ok, or
+-- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
+-- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
+-- while open the agent skips the source.
+CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
+    at     timestamptz := aveloxis_ops.clock();
+    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
+    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
+    b      aveloxis_ops.source_breakers;
+BEGIN
+    IF (lease.j).phase <> 'distribution' THEN
+        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
+        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
+    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
+    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
+        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
+            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
+            updated_at = EXCLUDED.updated_at
+    RETURNING * INTO b;
+    IF b.consecutive_failures >= limit_n THEN
+        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
+        WHERE s.source = b.source RETURNING * INTO b;
+        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
+            b.opened_until;
+    END IF;
+    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
+END
+$$;
+
+-- The breakers, for operators.
+CREATE FUNCTION aveloxis.source_breakers()
+RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
+               updated_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
+           b.last_error, b.updated_at
+    FROM aveloxis_ops.source_breakers b ORDER BY b.source
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:124
 -- requires:
 --   merges
@@ -7185,113 +8078,6 @@ BEGIN
         END IF;
     END LOOP;
     RETURN counts || jsonb_build_object('settled', settled);
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:196
--- requires:
---   drain
---   registry
-
--- Community health files (code of conduct, security policy, security audits, and
--- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
--- request, every forge and plain git alike. The agent stages the names of the top
--- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
--- is decided here, so a better pattern needs no agent release. NULL means "not found".
-
-CREATE TABLE aveloxis_data.repo_community_files (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head                 text NOT NULL,
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    contributing_file    text,
-    changelog_file       text,
-    license_file         text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
-
--- The path of a kind of community file among a tree's paths, or NULL. Where forges
--- look first wins (.github/, then the top level, then docs/); the name is matched
--- without regard to case, with any extension.
-CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
-    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
-        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
-        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
-        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
-        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
-        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
-        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
-      END
-      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
-    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
-    LIMIT 1
-$$;
-
--- 'repo_files' payloads: the newest one replaces what the repository had.
-CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total  bigint;
-    newest record;
-    paths  text[];
-    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    files  record;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
-       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(e.value ORDER BY e.n) INTO paths
-    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
-    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
-           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
-           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
-           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
-           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
-           aveloxis_ops.community_file(paths, 'license') AS license_file
-    INTO files;
-    INSERT INTO aveloxis_data.repo_community_files AS f
-        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
-         changelog_file, license_file)
-    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
-            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
-            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
-            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
-        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
-               f.changelog_file, f.license_file)
-              IS DISTINCT FROM
-              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
-               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
-               EXCLUDED.license_file);
-    IF FOUND THEN
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.updated;
-    RETURN result;
 END
 $$;
 /* </end connected objects> */
@@ -8056,6 +8842,137 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:231
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:223
 -- requires:
 --   facade
@@ -8553,288 +9470,6 @@ BEGIN
     GET DIAGNOSTICS written = ROW_COUNT;
     RETURN written;
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:134
--- requires:
---   contributors
---   issues
---   messages
---   pull_requests
---   facade
---   identity_tasks
-
--- Data-quality diagnostics for analysts: the reference's contributor diagnostic
--- queries (reference/003, "Diagnostic queries") as functions returning rows. All
--- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
--- the columns they read are written by the enrichment and search-resolve runs
--- (sql/identity_tasks.sql).
-
--- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
-CREATE FUNCTION aveloxis.contributor_quality()
-RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
-               thin bigint, merged_away bigint, total bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
-           count(*) FILTER (WHERE gl_id IS NOT NULL),
-           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
-           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
-           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
-           count(*) FILTER (WHERE cntrb_deleted = 1),
-           count(*)
-    FROM aveloxis_data.contributors
-$$;
-
--- 2. Accounts that more than one active contributor row claims (rename casualties).
-CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
-RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
-    FROM aveloxis_data.contributors c
-    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
-    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
-    GROUP BY p.platform_id, p.user_id
-    HAVING count(*) > 1
-    ORDER BY count(*) DESC, p.platform_id, p.user_id
-    LIMIT max_rows
-$$;
-
--- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
--- pointing at a merged-away contributor (both should never return rows).
-CREATE FUNCTION aveloxis.identity_anomalies()
-RETURNS TABLE (kind text, key text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
-           count(DISTINCT i.cntrb_id)::text
-    FROM aveloxis_data.contributor_identities i
-    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
-    UNION ALL
-    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
-    FROM aveloxis_data.contributors_aliases a
-    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
-    UNION ALL
-    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
-    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
-    WHERE c.cntrb_deleted = 1
-$$;
-
--- 5. Enrichment progress of thin contributors with a forge account (R6).
-CREATE FUNCTION aveloxis.enrichment_progress()
-RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
-    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
-           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
-    FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-$$;
-
--- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
--- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
-CREATE FUNCTION aveloxis.search_resolve_queue()
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
-    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
-    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
-$$;
-
--- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
--- progress), with how many distinct emails they are and how many of those wait out a
--- miss's cooldown.
-CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
-RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
-               emails_cooling_down bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
-           count(DISTINCT c.cmt_author_email) FILTER (
-               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
-                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
-    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
-    WHERE c.cmt_ght_author_id IS NULL
-    GROUP BY r.repo_id, r.repo_git
-    ORDER BY 3 DESC, 1
-    LIMIT max_rows
-$$;
-
--- 8. Rows referencing a contributor that does not exist (R10): every column with a
--- foreign key to contributors (commits, issues, pull requests and the rest, read from
--- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
--- for databases restored or migrated from elsewhere with constraints off.
-CREATE FUNCTION aveloxis.contributor_fk_integrity()
-RETURNS TABLE (table_name text, orphans bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    ref record;
-BEGIN
-    FOR ref IN
-        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
-        FROM pg_constraint con
-        JOIN pg_class c ON c.oid = con.conrelid
-        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
-        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
-          AND cardinality(con.conkey) = 1
-        ORDER BY c.relname, a.attname
-    LOOP
-        RETURN QUERY EXECUTE format(
-            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
-               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
-            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
-    END LOOP;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:231
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
 $$;
 /* </end connected objects> */
 
@@ -9814,329 +10449,6 @@ CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:217
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:229
--- requires:
---   contributors
-
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
-
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
-
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
-
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
-
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:237
 -- requires:
 --   activity
@@ -10499,661 +10811,198 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:407
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:413
--- pg_aveloxis::manifest::aveloxis_ops::contents_text
-CREATE  FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:243
+-- pg_aveloxis/src/lib.rs:217
 -- requires:
+--   matviews
 --   queue
---   drain
---   manifest::aveloxis::parse_manifest_text
---   manifest::aveloxis::parse_manifest_bytes
---   manifest::aveloxis::manifest_kind
---   manifest::aveloxis_ops::contents_text
 
--- Distribution: where each repository is published and which manifests declare it
--- (reference 002_*; docs/distribution.md).
+-- Refreshing the materialized views (sql/matviews.sql).
 --
---   aveloxis.parse_manifest(path, content)   manifest kind and declared name (Rust, IMMUTABLE)
---   aveloxis.reparse_manifests()             re-reads stored manifests after a parser fix
---   aveloxis.distribution_stats()            fleet roll-up
---   aveloxis.distribution_orphans()          manifests declaring a package no registry shows
---   aveloxis.distribution_repo(url)          one repository's evidence
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
 --
--- Current tables hold the latest scan's rows (natural-key uniques); the _history tables
--- every earlier snapshot, without those uniques (rotating the same package twice must
--- never trip 23505, the reference's v0.25.1 defect).
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
 
--- Registry evidence: one row per (ecosystem, package, source) of the latest scan.
-CREATE TABLE aveloxis_data.repo_distribution (
-    distribution_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    -- Lower-case registry names: deps.dev systems (npm, pypi, maven, cargo, go, rubygems,
-    -- nuget), ecosyste.ms ecosystems (conda, cran, bioconductor, packagist, hex, ...),
-    -- release-asset kinds (deb, rpm, apk, ...), GitHub Packages types (container, docker).
-    ecosystem            text NOT NULL CHECK (ecosystem = lower(ecosystem) AND ecosystem <> ''),
-    package_name         text NOT NULL CHECK (package_name <> ''),
-    -- Which source saw it; two sources seeing one package are two rows, each auditable.
-    source               text NOT NULL CHECK (source IN ('deps.dev', 'ecosyste.ms', 'github_release_asset',
-                                                         'github_packages')),
-    -- Distinct versions the source listed (deps.dev lists at most 1,500: a lower bound).
-    version_count        integer,
-    first_published_at   timestamptz,
-    latest_published_at  timestamptz,
-    latest_version       text,
-    registry_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    -- The scan's one observation time, shared by every row it wrote.
-    data_collection_date timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, distribution_id),
-    UNIQUE (repo_id, ecosystem, package_name, source)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution IS
-    'Registry evidence of where each repository is published (latest distribution scan)';
-
-CREATE TABLE aveloxis_data.repo_distribution_history (
-    history_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    distribution_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    ecosystem            text NOT NULL,
-    package_name         text NOT NULL,
-    source               text NOT NULL,
-    version_count        integer,
-    first_published_at   timestamptz,
-    latest_published_at  timestamptz,
-    latest_version       text,
-    registry_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL,
-    -- When a later scan replaced it.
-    rotated_at           timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, history_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_history IS 'Earlier distribution scans'' registry evidence';
-CREATE INDEX repo_distribution_history_pkg_idx
-    ON aveloxis_data.repo_distribution_history (repo_id, ecosystem, package_name);
-
--- In-repo manifests: one row per manifest file of the latest scan, with its content so a
--- parser fix re-parses it (reparse_manifests) without collecting again.
-CREATE TABLE aveloxis_data.repo_distribution_manifest (
-    manifest_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path         text NOT NULL,
-    manifest_type         text NOT NULL,
-    -- What the file itself declares; NULL when it declares none (a Gemfile, a virtual
-    -- workspace) or only through something it does not define.
-    package_name_declared text,
-    blob_sha              text,
-    content_bytes         integer,
-    content               text COMPRESSION lz4,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, manifest_id),
-    UNIQUE (repo_id, manifest_path)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_manifest IS
-    'Packaging manifests found in each repository and the package name each declares (latest scan)';
-
-CREATE TABLE aveloxis_data.repo_distribution_manifest_history (
-    history_id            bigint GENERATED BY DEFAULT AS IDENTITY,
-    manifest_id           bigint NOT NULL,
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path         text NOT NULL,
-    manifest_type         text NOT NULL,
-    package_name_declared text,
-    blob_sha              text,
-    content_bytes         integer,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL,
-    rotated_at            timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, history_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_manifest_history IS 'Earlier distribution scans'' manifests';
-
--- The latest scan of each repository: when, and whether every source answered (a
--- partial scan is claimed again ahead of its cadence, and its orphans are flagged).
-CREATE TABLE aveloxis_data.repo_distribution_scans (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    scanned_at           timestamptz NOT NULL,
-    scan_complete        boolean NOT NULL,
-    -- Per source: "ok", "none" (answered, nothing found) or the error class.
-    sources              jsonb NOT NULL DEFAULT '{}',
-    registry_rows        integer NOT NULL DEFAULT 0,
-    manifest_rows        integer NOT NULL DEFAULT 0,
-    -- Staged rows the scan did not use: of sources that did not answer, files that are no
-    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
-    -- staging_rejects instead).
-    unused_rows          integer NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
-
--- Which registry ecosystems satisfy a manifest kind's intent: composer publishes to
--- packagist, an R package to CRAN or Bioconductor. Editable: rows a DBA adds
--- (builtin = false) are kept by pg_dump.
-CREATE TABLE aveloxis_ops.distribution_ecosystems (
-    manifest_type text NOT NULL,
-    ecosystem     text NOT NULL CHECK (ecosystem = lower(ecosystem)),
-    builtin       boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (manifest_type, ecosystem)
-);
-COMMENT ON TABLE aveloxis_ops.distribution_ecosystems IS
-    'Registry ecosystems whose evidence satisfies a manifest kind (distribution_orphans)';
-INSERT INTO aveloxis_ops.distribution_ecosystems (manifest_type, ecosystem, builtin) VALUES
-    ('npm', 'npm', true), ('cargo', 'cargo', true), ('pypi', 'pypi', true), ('maven', 'maven', true),
-    ('rubygems', 'rubygems', true), ('composer', 'packagist', true), ('composer', 'composer', true),
-    ('hex', 'hex', true), ('swiftpm', 'swiftpm', true), ('pub', 'pub', true), ('nuget', 'nuget', true),
-    ('hackage', 'hackage', true), ('conan', 'conan', true), ('cocoapods', 'cocoapods', true),
-    ('julia', 'julia', true), ('cran', 'cran', true), ('cran', 'bioconductor', true), ('conda', 'conda', true);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution', 'distribution_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_history', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_history', 'history_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest', 'manifest_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest_history', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest_history', 'history_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_scans', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.distribution_ecosystems', 'WHERE NOT builtin');
-
--- Re-reads every stored manifest (or one repository's) with the installed parser;
--- returns how many rows changed kind or declared name. A parser fix reaches stored
--- data with this call, no collection needed.
-CREATE FUNCTION aveloxis.reparse_manifests(repo_id bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH parsed AS (
-        SELECT m.repo_id, m.manifest_id, p.manifest_type, p.package_name
-        FROM aveloxis_data.repo_distribution_manifest m,
-             aveloxis.parse_manifest(m.manifest_path, m.content) p
-        WHERE m.content IS NOT NULL AND (reparse_manifests.repo_id IS NULL OR m.repo_id = reparse_manifests.repo_id)
-    ), changed AS (
-        UPDATE aveloxis_data.repo_distribution_manifest m
-        SET manifest_type = coalesce(p.manifest_type, m.manifest_type), package_name_declared = p.package_name,
-            tool_version = aveloxis.version()
-        FROM parsed p
-        WHERE m.repo_id = p.repo_id AND m.manifest_id = p.manifest_id
-          AND (coalesce(p.manifest_type, m.manifest_type), p.package_name)
-              IS DISTINCT FROM (m.manifest_type, m.package_name_declared)
-        RETURNING 1
-    )
-    SELECT count(*) FROM changed
-$$;
-
--- Manifests that declare a package while no registry evidence of a matching ecosystem
--- exists for the repository (the reference's headline query, through the ecosystem
--- mapping so composer/packagist or cran/bioconductor do not over-report). A manifest
--- declaring no name (a Gemfile) is not an intent to publish. partial_scan: a source did
--- not answer in the latest scan, so the evidence may be missing rather than absent.
-CREATE FUNCTION aveloxis.distribution_orphans()
-RETURNS TABLE (repo_id bigint, repo text, manifest_path text, manifest_type text, package_name text,
-               registries_found text[], partial_scan boolean, observed_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT m.repo_id, r.repo_git, m.manifest_path, m.manifest_type, m.package_name_declared,
-           (SELECT coalesce(array_agg(DISTINCT d.ecosystem ORDER BY d.ecosystem), '{}')
-            FROM aveloxis_data.repo_distribution d WHERE d.repo_id = m.repo_id),
-           NOT coalesce(s.scan_complete, true), m.data_collection_date
-    FROM aveloxis_data.repo_distribution_manifest m
-    JOIN aveloxis_data.repos r ON r.repo_id = m.repo_id
-    LEFT JOIN aveloxis_data.repo_distribution_scans s ON s.repo_id = m.repo_id
-    WHERE m.package_name_declared IS NOT NULL
-      AND NOT EXISTS (
-          SELECT FROM aveloxis_data.repo_distribution d
-          WHERE d.repo_id = m.repo_id
-            AND (d.ecosystem = m.manifest_type
-                 OR d.ecosystem IN (SELECT e.ecosystem FROM aveloxis_ops.distribution_ecosystems e
-                                    WHERE e.manifest_type = m.manifest_type)))
-    ORDER BY r.repo_git, m.manifest_path
-$$;
-
--- The fleet at a glance: repositories with a distribution job, scanned, with registry
--- evidence, with manifests declaring a package, and those whose manifests no registry
--- shows (repositories with at least one orphan).
-CREATE FUNCTION aveloxis.distribution_stats()
-RETURNS TABLE (repos bigint, eligible bigint, scanned bigint, partial_scans bigint, with_registry bigint,
-               with_manifest bigint, manifest_without_registry bigint, registry_rows bigint, manifest_rows bigint,
-               last_scan_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT (SELECT count(*) FROM aveloxis_data.repos),
-           (SELECT count(*) FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-            WHERE j.phase = 'distribution' AND NOT coalesce(r.repo_archived, false)),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans WHERE NOT scan_complete),
-           (SELECT count(DISTINCT d.repo_id) FROM aveloxis_data.repo_distribution d),
-           (SELECT count(DISTINCT m.repo_id) FROM aveloxis_data.repo_distribution_manifest m
-            WHERE m.package_name_declared IS NOT NULL),
-           (SELECT count(DISTINCT o.repo_id) FROM aveloxis.distribution_orphans() o),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest),
-           (SELECT max(scanned_at) FROM aveloxis_data.repo_distribution_scans)
-$$;
-
--- One repository's evidence: registry rows and manifests of its latest scan.
-CREATE FUNCTION aveloxis.distribution_repo(url text)
-RETURNS TABLE (kind text, ecosystem text, package_name text, source text, version_count integer,
-               first_published_at timestamptz, latest_published_at timestamptz, observed_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    repo bigint := aveloxis.resolve_repo(url);
-BEGIN
-    IF repo IS NULL THEN
-        RAISE EXCEPTION 'no repository is registered at %', url USING ERRCODE = 'no_data_found',
-            HINT = 'aveloxis.add_repo(<url>) registers it; aveloxis.registry_counts() lists what is there.';
-    END IF;
-    RETURN QUERY
-    SELECT 'registry', d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
-           d.latest_published_at, d.data_collection_date
-    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo
-    UNION ALL
-    SELECT 'manifest', m.manifest_type, m.package_name_declared, m.manifest_path, NULL, NULL, NULL,
-           m.data_collection_date
-    FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo
-    ORDER BY 1 DESC, 2, 3, 4;
-END
-$$;
-
--- ---------------------------------------------------------------------------------
--- A scan's observations. The agent stages what each source returned, as returned,
--- under its distribution lease (staging contract v1, docs/distribution.md):
---   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
---   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
---   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
---   distribution_releases         a page of GitHub releases (their assets' names)
---   distribution_packages         a page of GitHub Packages of one package_type
---   distribution_manifest         a Contents API file object (path, content, encoding, sha)
--- and `complete` applies them (distribution_apply) in its own transaction: one
--- observation time for every row, current rows of the sources that answered rotated to
--- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
--- that fails leaves the last complete evidence in place.
-
--- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
-CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
-        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
-        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
-        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
-$$;
-
--- The sources a scan can report on (outcome.sources keys), and the staged entities.
-CREATE FUNCTION aveloxis_ops.distribution_sources()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
-
--- The run's staged observations, parsed once, as JSON rows for distribution_rows():
--- each with the source it came from, the decoded text of a manifest, and err saying why
--- it cannot be used.
-CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
-RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
-               'source', CASE s.entity
-                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
-                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
-                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
-               'content', c.content,
-               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
-                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
-                        AND jsonb_typeof(p.doc) <> 'array'
-                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
-                        AND jsonb_typeof(p.doc) <> 'object'
-                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
-                       THEN 'a manifest payload needs the file''s "path"'
-                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
-                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
-                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
-                       THEN 'a packages payload needs its package_type in the context' END)
-           ORDER BY s.staging_id), '[]')
-    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
-         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
-                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
-                         END AS content) c
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
-$$;
-
--- The rows of distribution_docs().
-CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
-RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
-    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
-                                       content text, err text)
-$$;
-
--- Applies a completed scan (called by aveloxis.complete for a distribution lease).
--- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
--- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
--- used. Without sources, a whole scan counts every source as answered; a partial one
--- without sources rotates nothing but what it staged for.
-CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed   timestamptz := aveloxis_ops.clock();
-    answered   text[];
-    bad        record;
-    docs       jsonb;
-    owner_name text;
-    repo_name  text;
-    superseded bigint;
-    version    text := aveloxis.version();
-BEGIN
-    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
-        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
-    -- One distribution apply per repository at a time (a late complete of an expired
-    -- lease cannot reach here: its token no longer holds).
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
-
-    -- Rows staged by earlier runs that never completed: this scan supersedes them.
-    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
-
-    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
-    -- the rest of the scan applies.
-    docs := aveloxis_ops.distribution_docs(repo, run);
-    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
-               WHERE d.err IS NOT NULL LOOP
-        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
-    END LOOP;
-
-    answered := CASE
-        WHEN sources IS NOT NULL THEN
-            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
-                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
-        WHEN whole THEN aveloxis_ops.distribution_sources()
-        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
-
-    INSERT INTO aveloxis_data.repo_distribution_history
-        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
-         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
-         data_collection_date, rotated_at)
-    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
-           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
-           d.data_collection_date, observed
-    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
-    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
-
-    WITH usable AS MATERIALIZED (
-        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
-    ), depsdev AS (
-        -- Versions whose repository is only the issue tracker are not this repository's
-        -- packages; a version listed twice (source and tracker) counts once.
-        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
-               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
-        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
-                                               THEN d.doc -> 'versions' ELSE '[]' END) v
-        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
-          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
-        GROUP BY 1, 2
-    ), depsdev_detail AS (
-        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
-               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
-               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
-               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
-        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
-                                               THEN d.doc -> 'versions' ELSE '[]' END) v
-        WHERE d.entity = 'distribution_depsdev_package'
-        GROUP BY 1, 2
-    ), fresh AS (
-        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
-               x.latest_published_at, x.latest_version, NULL::text AS registry_url
-        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
-        UNION ALL
-        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
-               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
-               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
-               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
-               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
-        FROM usable d, jsonb_array_elements(d.doc) p
-        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
-          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
-        GROUP BY 2, 3
-        UNION ALL
-        -- Assets of the repository's releases: the package is the repository's.
-        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
-               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
-               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
-               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
-               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
-               NULL
-        FROM usable d, jsonb_array_elements(d.doc) r,
-             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
-        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
-        GROUP BY 2
-        UNION ALL
-        -- The owner's packages that name this repository (a package without one is not it).
-        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
-                                                                         ELSE lower(d.context ->> 'package_type') END,
-               p ->> 'name',
-               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
-               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
-               NULL, max(p ->> 'html_url')
-        FROM usable d, jsonb_array_elements(d.doc) p
-        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
-          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
-        GROUP BY 2, 3
-    )
-    INSERT INTO aveloxis_data.repo_distribution AS t
-        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
-         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
-    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
-           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
-    FROM fresh f
-    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
-    ORDER BY f.ecosystem, f.package_name, f.source
-    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
-        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
-
-    IF 'contents' = ANY (answered) THEN
-        INSERT INTO aveloxis_data.repo_distribution_manifest_history
-            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
-             tool_source, tool_version, data_source, data_collection_date, rotated_at)
-        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
-               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
-        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
-        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
-        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
-        INSERT INTO aveloxis_data.repo_distribution_manifest
-            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
-             tool_source, tool_version, data_source, data_collection_date)
-        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
-               x.content, 'pg_aveloxis', version, 'contents', observed
-        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
-              FROM aveloxis_ops.distribution_rows(docs) d
-              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
-             aveloxis.parse_manifest(x.path, x.content) p
-        WHERE p.manifest_type IS NOT NULL
-        ORDER BY x.path, x.staging_id DESC;
-    END IF;
-
-    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
-           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
-    INTO superseded
-    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
-    IF superseded > 0 THEN
-        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
-            repo, superseded;
-    END IF;
-
-    INSERT INTO aveloxis_data.repo_distribution_scans AS s
-        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
-    VALUES (repo, observed, whole, coalesce(sources, '{}'),
-            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
-            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
-            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
-            unused_rows = EXCLUDED.unused_rows;
-
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
-END
-$$;
-
--- ---------------------------------------------------------------------------------
--- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
--- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
--- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
--- out no distribution scan (they would all be partial), and an agent skips the source in
--- a scan already running, which is then partial and comes back as soon as it closes.
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('distribution.enabled', 'true', 'boolean',
-     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
-    ('distribution.start_interval', '0 seconds', 'interval',
-     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
-    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
-    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
-    ('distribution.contact', '', 'email',
-     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
-    ('distribution.breaker_failures', '10', 'integer',
-     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
-    ('distribution.breaker_pause', '1 hour', 'interval',
-     'How long an open circuit breaker pauses new distribution scans');
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
 
-CREATE TABLE aveloxis_ops.source_breakers (
-    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    opened_until         timestamptz,
-    last_error           text,
-    updated_at           timestamptz NOT NULL
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
 );
-COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
 
--- Whether new distribution scans are paused now, and why (NULL: not paused): switched
--- off, or a source's circuit breaker open.
-CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
 AS $$
-    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
-                THEN 'switched off (distribution.enabled is false)'
-                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
-                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
-                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
 $$;
 
--- Whether a distribution scan started less than distribution.start_interval ago (the
--- job_runs start index: only the last interval's runs are read).
-CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
-                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
-                     AND r.phase = 'distribution')
-$$;
-
--- What agents need of the distribution settings (they never read the settings table).
-CREATE FUNCTION aveloxis.distribution_settings()
-RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
-           nullif(aveloxis_ops.setting('distribution.contact'), '')
-$$;
-
--- An agent reports each call to an external source under its distribution lease: ok, or
--- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
--- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
--- while open the agent skips the source.
-CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
-RETURNS timestamptz
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
-    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
-    at     timestamptz := aveloxis_ops.clock();
-    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
-    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
-    b      aveloxis_ops.source_breakers;
+    last_start timestamptz;
+    run bigint;
 BEGIN
-    IF (lease.j).phase <> 'distribution' THEN
-        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
-            USING ERRCODE = 'invalid_parameter_value';
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
     END IF;
-    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
-        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
-    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
-    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
-        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
-            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
-            updated_at = EXCLUDED.updated_at
-    RETURNING * INTO b;
-    IF b.consecutive_failures >= limit_n THEN
-        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
-        WHERE s.source = b.source RETURNING * INTO b;
-        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
-            b.opened_until;
-    END IF;
-    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
 END
 $$;
 
--- The breakers, for operators.
-CREATE FUNCTION aveloxis.source_breakers()
-RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
-               updated_at timestamptz)
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
-           b.last_error, b.updated_at
-    FROM aveloxis_ops.source_breakers b ORDER BY b.source
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
 $$;
 /* </end connected objects> */
 
@@ -11319,6 +11168,9 @@ CREATE FUNCTION aveloxis_ops.parse_repo_dependencies(repo bigint, head text, run
 RETURNS aveloxis_data.repo_dependency_scans
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     scan    aveloxis_data.repo_dependency_scans;
@@ -11326,9 +11178,11 @@ DECLARE
     parser  text := aveloxis.version();
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_resolved (
+    IF to_regclass('pg_temp.aveloxis_resolved') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_resolved (
         manifest_path text, lockfile_path text, ecosystem text, name text, requirement text, scope text,
         direct boolean, version text, resolution text, parse_error text) ON COMMIT DROP;
+    END IF;
     -- A caller-made table of that name would be used below: refuse anything but ours.
     IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_resolved'::regclass)
        <> (SELECT p.proowner FROM pg_catalog.pg_proc p
@@ -11400,6 +11254,9 @@ CREATE FUNCTION aveloxis_ops.dependencies_apply(repo bigint, run bigint, outcome
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     observed timestamptz := aveloxis_ops.clock();
@@ -11637,13 +11494,18 @@ CREATE FUNCTION aveloxis_ops.packages_apply(repo bigint, run bigint, outcome jso
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     observed timestamptz := aveloxis_ops.clock();
     bad      text;
 BEGIN
     PERFORM aveloxis_ops.supersede_staged(repo, run, 'packages', observed);
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_packages (doc jsonb) ON COMMIT DROP;
+    IF to_regclass('pg_temp.aveloxis_packages') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_packages (doc jsonb) ON COMMIT DROP;
+    END IF;
     IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_packages'::regclass)
        <> (SELECT p.proowner FROM pg_catalog.pg_proc p
            WHERE p.oid = 'aveloxis_ops.packages_apply(bigint, bigint, jsonb)'::regprocedure) THEN
@@ -11717,6 +11579,9 @@ CREATE FUNCTION aveloxis.refresh_libyear(repo bigint, as_of timestamptz DEFAULT 
 RETURNS TABLE (dependencies bigint, with_libyear bigint, avg_libyear double precision)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -11948,6 +11813,9 @@ CREATE FUNCTION aveloxis_ops.vulnerabilities_apply(repo bigint, run bigint, outc
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     observed   timestamptz := aveloxis_ops.clock();
@@ -12014,8 +11882,9 @@ BEGIN
     WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity IN ('osv_results', 'osv_vuln');
 
     -- Findings now: every advisory OSV lists for a version in use (withdrawn ones aside).
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_findings (ecosystem text, name text, version text, vuln_id text)
-        ON COMMIT DROP;
+    IF to_regclass('pg_temp.aveloxis_findings') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_findings (ecosystem text, name text, version text, vuln_id text) ON COMMIT DROP;
+    END IF;
     IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_findings'::regclass)
        <> (SELECT p.proowner FROM pg_catalog.pg_proc p
            WHERE p.oid = 'aveloxis_ops.vulnerabilities_apply(bigint, bigint, jsonb)'::regprocedure) THEN
@@ -12140,6 +12009,9 @@ CREATE FUNCTION aveloxis.sbom(repo bigint, format text DEFAULT 'cyclonedx', spec
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     r          aveloxis_data.repos;
@@ -12302,6 +12174,157 @@ BEGIN
     INSERT INTO aveloxis_data.repo_sbom_scans (repo_id, sbom_scan, sbom_format, sbom_version, set_hash, created_at)
     VALUES (repo, aveloxis.sbom(repo, 'cyclonedx', '1.6'), 'CycloneDX', '1.6', current_hash, aveloxis_ops.clock());
     RETURN true;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:134
+-- requires:
+--   contributors
+--   issues
+--   messages
+--   pull_requests
+--   facade
+--   identity_tasks
+
+-- Data-quality diagnostics for analysts: the reference's contributor diagnostic
+-- queries (reference/003, "Diagnostic queries") as functions returning rows. All
+-- read-only. The cooldowns are the settings enrich.cooldown and search.cooldown, and
+-- the columns they read are written by the enrichment and search-resolve runs
+-- (sql/identity_tasks.sql).
+
+-- 1. Contributors by data-quality bucket (unknown values are NULL here, never '').
+CREATE FUNCTION aveloxis.contributor_quality()
+RETURNS TABLE (with_gh_user_id bigint, with_gl_id bigint, email_only bigint, gh_login_no_canonical bigint,
+               thin bigint, merged_away bigint, total bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE gh_user_id IS NOT NULL),
+           count(*) FILTER (WHERE gl_id IS NOT NULL),
+           count(*) FILTER (WHERE gh_user_id IS NULL AND gl_id IS NULL),
+           count(*) FILTER (WHERE cntrb_canonical IS NULL AND gh_login IS NOT NULL),
+           count(*) FILTER (WHERE cntrb_company IS NULL AND cntrb_location IS NULL),
+           count(*) FILTER (WHERE cntrb_deleted = 1),
+           count(*)
+    FROM aveloxis_data.contributors
+$$;
+
+-- 2. Accounts that more than one active contributor row claims (rename casualties).
+CREATE FUNCTION aveloxis.duplicate_contributors(max_rows integer DEFAULT 20)
+RETURNS TABLE (platform_id smallint, platform_user_id bigint, contributors bigint, logins text[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.user_id, count(*), array_agg(c.cntrb_login ORDER BY c.data_collection_date DESC)
+    FROM aveloxis_data.contributors c
+    CROSS JOIN LATERAL (VALUES (1::smallint, c.gh_user_id), (2::smallint, c.gl_id)) AS p(platform_id, user_id)
+    WHERE p.user_id IS NOT NULL AND c.cntrb_deleted = 0
+    GROUP BY p.platform_id, p.user_id
+    HAVING count(*) > 1
+    ORDER BY count(*) DESC, p.platform_id, p.user_id
+    LIMIT max_rows
+$$;
+
+-- 3 and 4. Identities or aliases pointing at more than one contributor, and identities
+-- pointing at a merged-away contributor (both should never return rows).
+CREATE FUNCTION aveloxis.identity_anomalies()
+RETURNS TABLE (kind text, key text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT 'identity with several contributors', i.platform_id || ':' || i.platform_user_id,
+           count(DISTINCT i.cntrb_id)::text
+    FROM aveloxis_data.contributor_identities i
+    GROUP BY i.platform_id, i.platform_user_id HAVING count(DISTINCT i.cntrb_id) > 1
+    UNION ALL
+    SELECT 'alias with several contributors', lower(a.alias_email), count(DISTINCT a.cntrb_id)::text
+    FROM aveloxis_data.contributors_aliases a
+    GROUP BY lower(a.alias_email) HAVING count(DISTINCT a.cntrb_id) > 1
+    UNION ALL
+    SELECT 'identity on a merged-away contributor', i.platform_id || ':' || i.platform_user_id, i.cntrb_id::text
+    FROM aveloxis_data.contributor_identities i JOIN aveloxis_data.contributors c USING (cntrb_id)
+    WHERE c.cntrb_deleted = 1
+$$;
+
+-- 5. Enrichment progress of thin contributors with a forge account (R6).
+CREATE FUNCTION aveloxis.enrichment_progress()
+RETURNS TABLE (never_enriched bigint, past_cooldown bigint, within_cooldown bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('enrich.cooldown')::interval AS since)
+    SELECT count(*) FILTER (WHERE c.cntrb_last_enriched_at IS NULL),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at <= at.since),
+           count(*) FILTER (WHERE c.cntrb_last_enriched_at > at.since)
+    FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+      AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+$$;
+
+-- 6. Contributors waiting for a search by email: an address worth searching (not a bot's,
+-- a service's or a noreply one: aveloxis_ops.junk_email_reason), no account, past the cooldown.
+CREATE FUNCTION aveloxis.search_resolve_queue()
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() - aveloxis_ops.setting('search.cooldown')::interval AS since)
+    SELECT count(*) FROM aveloxis_data.contributors c CROSS JOIN at
+    WHERE c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+      AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+      AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+      AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+      AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at.since)
+$$;
+
+-- 7. Commits whose author is not resolved to a contributor, per repository (Layer 2
+-- progress), with how many distinct emails they are and how many of those wait out a
+-- miss's cooldown.
+CREATE FUNCTION aveloxis.unresolved_commit_authors(max_rows integer DEFAULT 20)
+RETURNS TABLE (repo_id bigint, repo text, unresolved_commits bigint, unresolved_emails bigint,
+               emails_cooling_down bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.repo_id, r.repo_git, count(DISTINCT c.cmt_commit_hash), count(DISTINCT c.cmt_author_email),
+           count(DISTINCT c.cmt_author_email) FILTER (
+               WHERE EXISTS (SELECT FROM aveloxis_data.unresolved_commit_emails u
+                             WHERE u.email = c.cmt_author_email AND u.retry_after > aveloxis_ops.clock()))
+    FROM aveloxis_data.commits c JOIN aveloxis_data.repos r ON r.repo_id = c.repo_id
+    WHERE c.cmt_ght_author_id IS NULL
+    GROUP BY r.repo_id, r.repo_git
+    ORDER BY 3 DESC, 1
+    LIMIT max_rows
+$$;
+
+-- 8. Rows referencing a contributor that does not exist (R10): every column with a
+-- foreign key to contributors (commits, issues, pull requests and the rest, read from
+-- the catalog, so no table is forgotten), always 0 while the foreign keys stand; kept
+-- for databases restored or migrated from elsewhere with constraints off.
+CREATE FUNCTION aveloxis.contributor_fk_integrity()
+RETURNS TABLE (table_name text, orphans bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    ref record;
+BEGIN
+    FOR ref IN
+        SELECT con.conrelid::regclass AS rel, c.relname, a.attname
+        FROM pg_constraint con
+        JOIN pg_class c ON c.oid = con.conrelid
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+        WHERE con.contype = 'f' AND con.confrelid = 'aveloxis_data.contributors'::regclass
+          AND cardinality(con.conkey) = 1
+        ORDER BY c.relname, a.attname
+    LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT %L::text, count(*) FROM %s x WHERE x.%I IS NOT NULL
+               AND NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = x.%I)',
+            ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
+    END LOOP;
 END
 $$;
 /* </end connected objects> */

@@ -152,6 +152,9 @@ CREATE FUNCTION aveloxis_ops.parse_repo_dependencies(repo bigint, head text, run
 RETURNS aveloxis_data.repo_dependency_scans
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     scan    aveloxis_data.repo_dependency_scans;
@@ -159,9 +162,11 @@ DECLARE
     parser  text := aveloxis.version();
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp.aveloxis_resolved (
+    IF to_regclass('pg_temp.aveloxis_resolved') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_resolved (
         manifest_path text, lockfile_path text, ecosystem text, name text, requirement text, scope text,
         direct boolean, version text, resolution text, parse_error text) ON COMMIT DROP;
+    END IF;
     -- A caller-made table of that name would be used below: refuse anything but ours.
     IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_resolved'::regclass)
        <> (SELECT p.proowner FROM pg_catalog.pg_proc p
@@ -233,6 +238,9 @@ CREATE FUNCTION aveloxis_ops.dependencies_apply(repo bigint, run bigint, outcome
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
 AS $$
 DECLARE
     observed timestamptz := aveloxis_ops.clock();

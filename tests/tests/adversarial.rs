@@ -80,6 +80,9 @@ async fn names_to_plant(db: &TestDb, with_scratch: bool) -> Vec<String> {
             "drain_repo_info",
             "drain_review_comments",
             "activity_net",
+            "aveloxis_resolved",
+            "aveloxis_packages",
+            "aveloxis_findings",
         ] {
             names.push(scratch.to_string());
         }

@@ -119,6 +119,18 @@ async fn every_plpgsql_routine_passes_plpgsql_check() {
             }
         }
     }
+    // The dependency parse's, the package apply's and the vulnerability apply's scratch
+    // tables (ON COMMIT DROP), as a parse and two applies with nothing staged make them.
+    for statement in [
+        format!("SELECT aveloxis_ops.parse_repo_dependencies({repo}, NULL, NULL, 'reparse', now())"),
+        format!("SELECT aveloxis_ops.packages_apply({repo}, -1, '{{}}')"),
+        format!("SELECT aveloxis_ops.vulnerabilities_apply({repo}, -1, '{{}}')"),
+    ] {
+        sqlx::raw_sql(&statement)
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
 
     // The checker does report what this test looks for: an injectable EXECUTE.
     sqlx::raw_sql(

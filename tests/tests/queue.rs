@@ -81,12 +81,18 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
         (gh, "collect"),
         (gh, "distribution"),
         (gh, "facade"),
+        (gh, "packages"),
         (gh, "scorecard"),
+        (gh, "vulnerabilities"),
         (gl, "analysis"),
         (gl, "collect"),
         (gl, "facade"),
+        (gl, "packages"),
+        (gl, "vulnerabilities"),
         (git, "analysis"),
         (git, "facade"),
+        (git, "packages"),
+        (git, "vulnerabilities"),
     ]
     .into_iter()
     .map(|(r, p)| (r, p.to_string()))
@@ -203,7 +209,9 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
             ("facade".into(), 3),
             ("distribution".into(), 1),
             ("analysis".into(), 3),
-            ("scorecard".into(), 1)
+            ("scorecard".into(), 1),
+            ("packages".into(), 3),
+            ("vulnerabilities".into(), 3)
         ]
     );
     let history: i64 = sqlx::query_scalar("SELECT count(*) FROM aveloxis.job_history($1)")
@@ -218,7 +226,7 @@ async fn add_repo_enqueues_its_phases_and_a_run_goes_round() {
 async fn sixteen_claimers_take_every_job_exactly_once() {
     let db = TestDb::with_extension("queue_concurrent").await;
     let mut conn = db.connect().await;
-    sqlx::query("SELECT aveloxis.add_repo('https://github.com/o/r' || g) FROM generate_series(1, 3334) g")
+    sqlx::query("SELECT aveloxis.add_repo('https://github.com/o/r' || g) FROM generate_series(1, 2382) g")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -226,7 +234,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(total, 16_670);
+    assert_eq!(total, 16_674);
 
     let mut tasks = Vec::new();
     for claimer in 0..16 {
@@ -235,13 +243,12 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             let agent = format!("claimer-{claimer}");
             let mut taken = 0usize;
             loop {
-                let jobs: Vec<(i64, Uuid)> = sqlx::query_as(
-                    "SELECT job_id, lease_token FROM aveloxis.claim($1, ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard'], 25)",
-                )
-                .bind(&agent)
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
+                let jobs: Vec<(i64, Uuid)> =
+                    sqlx::query_as("SELECT job_id, lease_token FROM aveloxis.claim($1, aveloxis_ops.all_phases(), 25)")
+                        .bind(&agent)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
                 if jobs.is_empty() {
                     // Nothing returns to the queue in this test: if unleased due jobs are left
                     // now, they were there when this claim came back empty. FOR UPDATE waits
@@ -271,7 +278,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
     for t in tasks {
         per_claimer.push(t.await.unwrap());
     }
-    assert_eq!(per_claimer.iter().sum::<usize>(), 16_670);
+    assert_eq!(per_claimer.iter().sum::<usize>(), 16_674);
     assert!(
         per_claimer.iter().all(|n| *n > 0),
         "every claimer worked: {per_claimer:?}"
@@ -281,7 +288,7 @@ async fn sixteen_claimers_take_every_job_exactly_once() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!((runs, distinct), (16_670, 16_670), "each job claimed exactly once");
+    assert_eq!((runs, distinct), (16_674, 16_674), "each job claimed exactly once");
 }
 
 #[tokio::test]
