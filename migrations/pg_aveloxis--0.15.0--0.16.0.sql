@@ -890,8 +890,9 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_hist
 
 -- The packages of the lease's repository that the cache lacks or holds past their TTL
 -- (packages.ttl; packages.miss_ttl for what was not found or failed), at most
--- packages.batch, each with the versions the repository uses. For the agent holding the
--- repository's packages lease.
+-- packages.batch, each with the versions the repository uses whose licence the cache does
+-- not hold yet (a release's licence does not change: asked once). For the agent holding
+-- the repository's packages lease.
 CREATE FUNCTION aveloxis.packages_due(lease_token uuid)
 RETURNS TABLE (ecosystem text, name text, versions text[])
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -905,7 +906,12 @@ DECLARE
     miss interval := aveloxis_ops.setting('packages.miss_ttl')::interval;
 BEGIN
     RETURN QUERY
-    SELECT d.ecosystem, d.package, array_agg(DISTINCT d.version ORDER BY d.version) FILTER (WHERE d.version IS NOT NULL)
+    SELECT d.ecosystem, d.package,
+           array_agg(DISTINCT d.version ORDER BY d.version)
+               FILTER (WHERE d.version IS NOT NULL
+                         AND NOT EXISTS (SELECT FROM aveloxis_data.package_versions v
+                                         WHERE v.ecosystem = d.ecosystem AND v.name = d.package
+                                           AND v.version = d.version AND v.licence IS NOT NULL))
     FROM aveloxis_data.repo_dependency_decls d
     LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
     WHERE d.repo_id = repo AND d.resolution <> 'non-registry'

@@ -64,75 +64,57 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:407
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:413
--- pg_aveloxis::manifest::aveloxis_ops::contents_text
-CREATE  FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
 ) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:24
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:30
--- pg_aveloxis::vulns::aveloxis_ops::cvss_score
-CREATE  FUNCTION aveloxis_ops."cvss_score"(
-	"vector" TEXT /* & str */
-) RETURNS TABLE (
-	"score" double precision,  /* f64 */
-	"severity" TEXT,  /* String */
-	"cvss_version" TEXT  /* String */
-)
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
 -- pg_aveloxis/src/sbom.rs:92
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:98
--- pg_aveloxis::sbom::aveloxis_ops::purl
-CREATE  FUNCTION aveloxis_ops."purl"(
-	"ecosystem" TEXT, /* Option < & str > */
-	"name" TEXT, /* Option < & str > */
-	"version" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'purl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -150,49 +132,33 @@ AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+-- pg_aveloxis/src/sbom.rs:98
+-- pg_aveloxis::sbom::aveloxis_ops::purl
+CREATE  FUNCTION aveloxis_ops."purl"(
+	"ecosystem" TEXT, /* Option < & str > */
+	"name" TEXT, /* Option < & str > */
+	"version" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'purl_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+-- pg_aveloxis/src/manifest.rs:407
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
+-- pg_aveloxis/src/manifest.rs:413
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -620,87 +586,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:147
--- requires:
---   registry
-
--- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
--- Augur's names and columns. The phases that fill them come later (issue 17); the
--- tables exist now so the views and 8Knot's queries over them answer, empty.
--- Every scan writes its rows with one data_collection_date: readers take the rows of
--- the latest date per repository.
-
-CREATE TABLE aveloxis_data.repo_labor (
-    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    repo_clone_date      timestamptz,
-    rl_analysis_date     timestamptz,
-    programming_language text,
-    file_path            text,
-    file_name            text,
-    total_lines          integer,
-    code_lines           integer,
-    comment_lines        integer,
-    blank_lines          integer,
-    code_complexity      integer,
-    repo_url             text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_labor_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_libyear (
-    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                 text,
-    requirement          text,
-    type                 text,
-    package_manager      text,
-    -- Augur's spelling.
-    current_verion       text,
-    latest_version       text,
-    current_release_date text,
-    latest_release_date  text,
-    -- NULL when unknown, never 0.
-    libyear              double precision,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_libyear_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard (
-    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                    text,
-    -- Numeric text or NULL, never '' (8Knot casts it to float4).
-    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
-    scorecard_check_details jsonb,
-    tool_source             text,
-    tool_version            text,
-    data_source             text,
-    data_collection_date    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:52
 -- requires:
 --   registry
@@ -894,6 +779,1249 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
     skipped   bigint,
     pending   bigint
 );
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:98
+-- requires:
+--   registry
+--   staging
+
+-- The work queue: one job per (repository, phase), claimed as a lease.
+--
+--   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
+--   aveloxis.heartbeat(job_ids, agent)              renews leases
+--   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
+--   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
+--   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
+--   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
+--   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
+--
+-- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
+-- that is not renewed expires, and the job returns to the queue with its attempt counted.
+
+-- Settings: the defaults ship with the extension; what an operator changes is kept in
+-- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
+CREATE TABLE aveloxis_ops.setting_defaults (
+    name          text PRIMARY KEY,
+    default_value text NOT NULL,
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
+    description   text NOT NULL
+);
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
+    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
+    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
+    ('analysis.cadence', '1 day', 'interval',
+     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
+    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
+    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
+    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
+    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
+    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
+    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
+    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
+    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
+    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
+    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
+    ('registry.local_path_roots', '', 'paths',
+     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
+
+CREATE TABLE aveloxis_ops.setting_overrides (
+    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
+    value text NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
+CREATE VIEW aveloxis_ops.settings AS
+    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
+    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
+COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
+
+-- A setting's value; a clear error for an unknown name.
+CREATE FUNCTION aveloxis_ops.setting(setting_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    setting_value text;
+BEGIN
+    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    RETURN setting_value;
+END
+$$;
+
+CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
+                              ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- Back to the default value.
+CREATE FUNCTION aveloxis.reset_setting(setting_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.setting(setting_name);
+    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
+-- SQL function with SET options is planned again at every call.)
+CREATE FUNCTION aveloxis_ops.clock()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
+                            '0')::interval;
+END
+$$;
+
+CREATE TABLE aveloxis_ops.jobs (
+    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    phase                text NOT NULL CONSTRAINT jobs_phase_check
+                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
+                                          'packages', 'vulnerabilities')),
+    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
+    priority             integer NOT NULL DEFAULT 100,
+    due_at               timestamptz NOT NULL DEFAULT now(),
+    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
+    due_from_cadence     boolean NOT NULL DEFAULT false,
+    lease_owner          text,
+    leased_at            timestamptz,
+    lease_expires_at     timestamptz,
+    lease_length         interval,
+    lease_run_id         bigint,
+    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
+    attempts             integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    backoff_until        timestamptz,
+    -- Served before other due jobs: the last run was partial or failed transiently.
+    retry_first          boolean NOT NULL DEFAULT false,
+    sidelined_until      timestamptz,
+    sideline_reason      text,
+    force_full           boolean NOT NULL DEFAULT false,
+    last_attempted_at    timestamptz,
+    last_success_at      timestamptz,
+    -- When the last successful run was claimed: incremental runs collect from there.
+    last_success_started_at timestamptz,
+    last_error           text,
+    last_error_class     text,
+    last_outcome         jsonb,
+    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
+    agent_state          jsonb NOT NULL DEFAULT '{}',
+    UNIQUE (repo_id, phase),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
+-- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
+-- for several phases walks it once; phase is a filter). Due jobs come first in each
+-- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
+-- than it asked for.
+CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
+    WHERE lease_owner IS NULL;
+CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE aveloxis_ops.job_runs (
+    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
+    repo_id     bigint NOT NULL,
+    phase       text NOT NULL,
+    agent       text NOT NULL,
+    attempt     integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
+                                        'lease_expired')),
+    error       text,
+    result      jsonb,
+    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
+    -- never stored, so reading this table does not let anyone act as the lease holder.
+    lease_token_digest bytea
+);
+COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
+CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
+CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
+    WHERE lease_token_digest IS NOT NULL;
+CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
+-- queue_health()'s failures of the last day, without reading the whole history.
+CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
+    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
+
+-- Every phase, in the order the queue's reports list them.
+CREATE FUNCTION aveloxis_ops.all_phases()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+$$;
+
+-- The phases a repository gets: forge data for forges, git and its analysis (labor,
+-- dependencies, their packages' libyear and vulnerabilities) for all, distribution
+-- evidence and Scorecard for GitHub (reference 002, section 7).
+CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE platform
+        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
+        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
+$$;
+
+-- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
+CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
+    SELECT r.repo_id, p, aveloxis_ops.clock()
+    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
+    WHERE r.repo_id = repo
+    ON CONFLICT (repo_id, phase) DO NOTHING
+$$;
+
+-- Jobs whose due date came from their phase's cadence are due one (new) cadence after
+-- their last success: set_setting() and reset_setting() call this when a cadence
+-- changes, once, rather than tick() scanning every job every minute (at 100,000
+-- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
+-- changes a cadence's default calls it too.
+CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
+    moved AS (
+        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
+        FROM cadence c
+        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+          AND j.due_at <> j.last_success_at + c.every
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved
+$$;
+
+CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
+        RAISE EXCEPTION 'repo % does not exist', repo
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
+    END IF;
+END
+$$;
+
+-- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
+-- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
+CREATE FUNCTION aveloxis_ops.expire_leases()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
+        RETURN 0;
+    END IF;
+    WITH expired AS (
+        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
+        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
+        FOR UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+            retry_first = true
+        FROM expired e WHERE j.job_id = e.job_id
+        RETURNING j.job_id
+    ), closed AS (
+        UPDATE aveloxis_ops.job_runs r
+        SET finished_at = at, outcome = 'lease_expired',
+            error = 'the lease expired without a heartbeat; the job went back to the queue'
+        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO released FROM back;
+    RETURN released;
+END
+$$;
+
+-- complete, fail and their helpers run generic plans (their statements look rows up by
+-- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
+-- claim does not: its candidates' best plan depends on how many jobs are due, leased,
+-- backing off or sidelined; forced generic, it made 36 claims a second on the
+-- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
+--
+-- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
+-- last run was partial or failed transiently, then priority, then due time, then repo.
+-- Sidelined and backing-off jobs are never handed out.
+CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p
+                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+    token   uuid := gen_random_uuid();
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
+    RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+END
+$$;
+
+-- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
+CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
+
+-- Renews the leases whose tokens are given by their lease length; returns the jobs still
+-- leased under them (a job missing from the answer was lost: its lease expired and the
+-- job went back to the queue, or was claimed again).
+CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
+RETURNS SETOF bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
+    FROM aveloxis_ops.job_runs r
+    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
+      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
+    RETURNING j.job_id
+$$;
+
+-- The lease a token proves, locked: the job and the run the token was handed out with.
+-- Accepted while the lease is held (even past its expiry, until someone else claims the
+-- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
+-- the reason: the holder of a stale token learns that its result was not taken.
+CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    r      aveloxis_ops.job_runs;
+    latest bigint;
+BEGIN
+    IF lease_token IS NULL THEN
+        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
+    END IF;
+    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
+    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
+        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
+    END IF;
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    run := r.run_id;
+    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
+    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
+        RETURN;
+    END IF;
+    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
+        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
+            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
+    END IF;
+    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
+        j.job_id, r.run_id
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
+END
+$$;
+
+-- The repository of the lease a token proves, for calls that write one repository's
+-- data outside staging (record_rename, commit-author links): only for a lease of the
+-- given phase.
+CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease record := aveloxis_ops.held_lease(lease_token, NULL);
+    j     aveloxis_ops.jobs := lease.j;
+BEGIN
+    IF j.phase <> lease_phase THEN
+        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN j.repo_id;
+END
+$$;
+
+-- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
+-- gets its real outcome instead of lease_expired). The caller ends the lease in the
+-- update that sets the job's next state: one new version of the job's row per run's end
+-- (each version is an entry the claim's index scans pass over until vacuum).
+CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
+                                       error = finish_run.error, result = finish_run.result
+    WHERE r.run_id = finish_run.run;
+END
+$$;
+
+-- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
+-- partial run (complete = false) is served again first, soon; a complete one is next due
+-- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
+CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
+    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
+    -- so do its dependency files (sql/dependencies.sql).
+    IF j.phase = 'analysis' THEN
+        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
+        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
+    IF j.phase = 'scorecard' THEN
+        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
+    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
+    -- (sql/vulnerabilities.sql).
+    IF j.phase = 'packages' THEN
+        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    IF j.phase = 'vulnerabilities' THEN
+        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    UPDATE aveloxis_ops.jobs SET
+        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- A failed run, by class (reference 001 and 002 section 6.4):
+--   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
+--              (10th) sidelines the job for one cadence, and the count starts over
+--   skip       the phase does not apply now; not a failure: next due after the cadence
+--   gone       404/410: every phase of the repository is sidelined; its data is kept
+--   auth       credentials, not the job: back after one backoff base, not counted
+--   fatal      will not succeed by retrying: next due after the cadence, counted
+CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs;
+    lease    record;
+    at       timestamptz := aveloxis_ops.clock();
+    base     interval;
+    cadence  interval;
+    limit_n  integer;
+    n        integer;
+    next_due timestamptz;
+BEGIN
+    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
+        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Classes are transient, skip, gone, auth and fatal.';
+    END IF;
+    lease := aveloxis_ops.held_lease(lease_token, job);
+    j := lease.j;
+    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
+    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
+    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
+
+    IF class = 'transient' THEN
+        n := j.consecutive_failures + 1;
+        IF n % limit_n = 0 THEN
+            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
+                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
+            WHERE job_id = j.job_id;
+            next_due := at + cadence;
+        ELSE
+            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
+            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
+        END IF;
+        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
+    ELSIF class = 'skip' THEN
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
+            backoff_until = NULL, priority = 100
+        WHERE job_id = j.job_id;
+    ELSIF class = 'gone' THEN
+        next_due := 'infinity';
+        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
+            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
+        WHERE repo_id = j.repo_id;
+    ELSIF class = 'auth' THEN
+        next_due := at + base;
+        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
+    ELSE
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
+            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
+        WHERE job_id = j.job_id;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
+                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
+CREATE FUNCTION aveloxis.prioritize(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
+                                 backoff_until = NULL
+    WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- The next collection of the repository is a full one (the flag clears on success).
+CREATE FUNCTION aveloxis.force_recollect(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
+                                 due_from_cadence = false
+    WHERE repo_id = repo AND phase IN ('collect', 'facade');
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is shown to whoever asks why_not_collected().';
+    END IF;
+    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.unsideline(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
+                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
+    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- Housekeeping, every minute under pg_cron or the background worker: expired leases
+-- back to the queue, drained staging and old run history deleted. Every step reads an
+-- index of what it removes, so its cost follows the work, not the fleet's size. A second
+-- concurrent tick returns at once.
+CREATE PROCEDURE aveloxis.tick()
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
+    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
+    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
+    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
+    expired  bigint;
+    purged   bigint;
+    pruned   bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
+        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
+        RETURN;
+    END IF;
+    expired := aveloxis_ops.expire_leases();
+    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    -- A run that finished before the cutoff started before it: the started_at index finds
+    -- the old runs without reading the whole history.
+    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
+    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
+    -- staged; old runs and their raw answers go with the job runs' retention.
+    expired := expired + aveloxis_ops.expire_identity_runs(at);
+    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    IF expired + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
+            expired, purged, pruned;
+    END IF;
+END
+$$;
+
+-- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
+CREATE FUNCTION aveloxis.schedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
+                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
+                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
+    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
+        'CALL aveloxis.refresh_views(true)';
+    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
+           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
+END
+$$;
+
+CREATE FUNCTION aveloxis.unschedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    removed bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'pg_cron is not installed: nothing was scheduled';
+    END IF;
+    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
+        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
+    RETURN format('removed %s scheduled job(s)', removed);
+END
+$$;
+
+-- Per phase: how the queue stands.
+CREATE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
+$$;
+
+-- One row per phase of the repository, saying in words what it waits for.
+CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+    WHERE j.repo_id = repo
+    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
+END
+$$;
+
+-- The repository's runs, newest first.
+CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
+RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
+               finished_at timestamptz, outcome text, error text, result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
+    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
+    ORDER BY r.run_id DESC LIMIT max_rows
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:104
+-- requires:
+--   queue
+
+-- Shared token budgets: several agents using one forge token never jointly spend past
+-- what the forge last reported.
+--
+--   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
+--   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
+--   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
+--   aveloxis.token_invalidate(fingerprint, reason)       after a 401
+--   aveloxis.token_status()                              the budgets, for operators
+--
+-- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
+-- at least 16 digits). A grant is outstanding until its response is settled; the budget
+-- available is what the forge reported, minus outstanding grants, minus the reserve.
+-- A token whose budget is unknown (never reported, or its window has reset) gets one
+-- probe request at a time, whose response reports the real budget.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
+    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
+
+CREATE TABLE aveloxis_ops.token_budgets (
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    fingerprint        text NOT NULL,
+    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
+    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
+    reported_remaining integer,
+    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
+    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
+    -- Grants whose responses have not been settled yet.
+    outstanding        integer NOT NULL DEFAULT 0,
+    granted_total      bigint NOT NULL DEFAULT 0,
+    reported_at        timestamptz,
+    invalid_at         timestamptz,
+    invalid_reason     text,
+    PRIMARY KEY (platform_id, fingerprint, bucket)
+);
+COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
+
+CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
+        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
+        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
+    END IF;
+END
+$$;
+
+-- Picks the token with the most budget available for `cost` requests and counts them as
+-- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
+-- fingerprint is NULL when no token can be used now.
+CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1,
+                                       OUT fingerprint text, OUT wait interval, OUT available integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
+    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
+    fp      text;
+BEGIN
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
+        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH fp IN ARRAY fingerprints LOOP
+        PERFORM aveloxis_ops.check_fingerprint(fp);
+    END LOOP;
+    IF cost IS NULL OR cost < 1 THEN
+        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, f, bucket FROM unnest(fingerprints) f
+    ON CONFLICT DO NOTHING;
+    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
+    -- that has reset makes the budget unknown again.
+    PERFORM FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+    ORDER BY t.fingerprint FOR UPDATE;
+    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
+
+    -- Known budgets first (most available first); else a probe of an unknown one.
+    SELECT t.fingerprint,
+           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
+    INTO fingerprint, available
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL
+      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
+               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
+    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
+    LIMIT 1;
+
+    IF fingerprint IS NOT NULL THEN
+        UPDATE aveloxis_ops.token_budgets t
+        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
+            -- A probe that is never settled frees the token after the probe window.
+            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
+        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
+        wait := '0'::interval;
+        available := available - cost;
+        RETURN;
+    END IF;
+    -- None now: the earliest moment one of the valid tokens can be used again.
+    SELECT min(greatest(t.reset_at, at)) - at INTO wait
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL;
+    IF wait IS NULL THEN
+        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
+    END IF;
+    -- (A budget that is back now but too small for this cost: ask again in a second.)
+    wait := greatest(wait, '1 second'::interval);
+    available := 0;
+END
+$$;
+
+-- Records what a response's headers said about its token's budget, and ends the
+-- response's grant. Responses settled out of order never raise the budget within one
+-- window. A successful response also revives a token invalidated by mistake.
+CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
+                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
+        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
+    END IF;
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
+                                                 reported_at)
+    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
+    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
+    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
+                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
+                                  ELSE EXCLUDED.reported_remaining END,
+        reset_at = EXCLUDED.reset_at,
+        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_at = EXCLUDED.reported_at,
+        invalid_at = NULL, invalid_reason = NULL;
+END
+$$;
+
+-- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
+-- response at all). The request is taken as spent: a known budget goes down by its cost.
+CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    UPDATE aveloxis_ops.token_budgets t
+    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
+                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
+    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
+END
+$$;
+
+-- A 401: the token is not used again (all its buckets) until a response settles it.
+CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
+                                          platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
+    ON CONFLICT DO NOTHING;
+    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
+    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
+END
+$$;
+
+CREATE FUNCTION aveloxis.token_status()
+RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
+               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
+               invalid_at timestamptz, invalid_reason text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
+           t.reported_at, t.invalid_at, t.invalid_reason
+    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1248,6 +2376,133 @@ BEGIN
     RETURN ROW(resolved.inserted, resolved.updated,
                greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
 END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:229
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
 $$;
 /* </end connected objects> */
 
@@ -3421,1372 +4676,180 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:229
+-- pg_aveloxis/src/lib.rs:147
 -- requires:
---   contributors
+--   registry
 
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
+-- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
+-- Augur's names and columns. The phases that fill them come later (issue 17); the
+-- tables exist now so the views and 8Knot's queries over them answer, empty.
+-- Every scan writes its rows with one data_collection_date: readers take the rows of
+-- the latest date per repository.
 
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
+CREATE TABLE aveloxis_data.repo_labor (
+    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    repo_clone_date      timestamptz,
+    rl_analysis_date     timestamptz,
+    programming_language text,
+    file_path            text,
+    file_name            text,
+    total_lines          integer,
+    code_lines           integer,
+    comment_lines        integer,
+    blank_lines          integer,
+    code_complexity      integer,
+    repo_url             text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_labor_id)
 );
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
 
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
+CREATE TABLE aveloxis_data.repo_deps_libyear (
+    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                 text,
+    requirement          text,
+    type                 text,
+    package_manager      text,
+    -- Augur's spelling.
+    current_verion       text,
+    latest_version       text,
+    current_release_date text,
+    latest_release_date  text,
+    -- NULL when unknown, never 0.
+    libyear              double precision,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_libyear_id)
 );
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
 
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
-$$;
+CREATE TABLE aveloxis_data.repo_deps_scorecard (
+    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                    text,
+    -- Numeric text or NULL, never '' (8Knot casts it to float4).
+    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
+    scorecard_check_details jsonb,
+    tool_source             text,
+    tool_version            text,
+    data_source             text,
+    data_collection_date    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
 
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
-$$;
-
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
-$$;
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:98
+-- pg_aveloxis/src/lib.rs:153
 -- requires:
---   registry
+--   analysis
+--   queue
 --   staging
 
--- The work queue: one job per (repository, phase), claimed as a lease.
---
---   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
---   aveloxis.heartbeat(job_ids, agent)              renews leases
---   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
---   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
---   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
---   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
---   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
---
--- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
--- that is not renewed expires, and the job returns to the queue with its attempt counted.
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
 
--- Settings: the defaults ship with the extension; what an operator changes is kept in
--- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
-CREATE TABLE aveloxis_ops.setting_defaults (
-    name          text PRIMARY KEY,
-    default_value text NOT NULL,
-    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
-                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
-    description   text NOT NULL
-);
 INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
-    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
-    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
-    ('analysis.cadence', '1 day', 'interval',
-     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
-    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
-    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
-    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
-    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
-    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
-    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
-    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
-    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
-    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
-    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
-    ('registry.local_path_roots', '', 'paths',
-     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
 
-CREATE TABLE aveloxis_ops.setting_overrides (
-    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
-    value text NOT NULL
-);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
-CREATE VIEW aveloxis_ops.settings AS
-    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
-    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
-COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
 
--- A setting's value; a clear error for an unknown name.
-CREATE FUNCTION aveloxis_ops.setting(setting_name text)
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('scorecard.url')
+$$;
+
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
 RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    setting_value text;
-BEGIN
-    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    RETURN setting_value;
-END
-$$;
-
-CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    setting_kind text;
-BEGIN
-    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    BEGIN
-        IF setting_kind = 'interval' THEN
-            PERFORM new_value::interval;
-        ELSIF setting_kind = 'paths' THEN
-            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
-                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
-                RAISE EXCEPTION 'not absolute';
-            END IF;
-        ELSIF setting_kind = 'boolean' THEN
-            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
-                RAISE EXCEPTION 'not a boolean';
-            END IF;
-        ELSIF setting_kind = 'url' THEN
-            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
-                RAISE EXCEPTION 'not a URL';
-            END IF;
-        ELSIF setting_kind = 'email' THEN
-            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
-                RAISE EXCEPTION 'not an email';
-            END IF;
-        ELSIF new_value::integer < 0 THEN
-            RAISE EXCEPTION 'negative';
-        END IF;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
-            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
-                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
-                              WHEN 'boolean' THEN 'true or false'
-                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
-                              WHEN 'email' THEN 'email address (or '''' for none)'
-                              ELSE 'non-negative integer' END, new_value
-            USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
-    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- Back to the default value.
-CREATE FUNCTION aveloxis.reset_setting(setting_name text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.setting(setting_name);
-    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
--- SQL function with SET options is planned again at every call.)
-CREATE FUNCTION aveloxis_ops.clock()
-RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
-                            '0')::interval;
-END
-$$;
-
-CREATE TABLE aveloxis_ops.jobs (
-    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    phase                text NOT NULL CONSTRAINT jobs_phase_check
-                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
-                                          'packages', 'vulnerabilities')),
-    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
-    priority             integer NOT NULL DEFAULT 100,
-    due_at               timestamptz NOT NULL DEFAULT now(),
-    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
-    due_from_cadence     boolean NOT NULL DEFAULT false,
-    lease_owner          text,
-    leased_at            timestamptz,
-    lease_expires_at     timestamptz,
-    lease_length         interval,
-    lease_run_id         bigint,
-    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
-    attempts             integer NOT NULL DEFAULT 0,
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    backoff_until        timestamptz,
-    -- Served before other due jobs: the last run was partial or failed transiently.
-    retry_first          boolean NOT NULL DEFAULT false,
-    sidelined_until      timestamptz,
-    sideline_reason      text,
-    force_full           boolean NOT NULL DEFAULT false,
-    last_attempted_at    timestamptz,
-    last_success_at      timestamptz,
-    -- When the last successful run was claimed: incremental runs collect from there.
-    last_success_started_at timestamptz,
-    last_error           text,
-    last_error_class     text,
-    last_outcome         jsonb,
-    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
-    agent_state          jsonb NOT NULL DEFAULT '{}',
-    UNIQUE (repo_id, phase),
-    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
-);
-COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
--- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
--- for several phases walks it once; phase is a filter). Due jobs come first in each
--- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
--- than it asked for.
-CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
-    WHERE lease_owner IS NULL;
-CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-
-CREATE TABLE aveloxis_ops.job_runs (
-    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
-    repo_id     bigint NOT NULL,
-    phase       text NOT NULL,
-    agent       text NOT NULL,
-    attempt     integer NOT NULL,
-    started_at  timestamptz NOT NULL,
-    finished_at timestamptz,
-    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
-                                        'lease_expired')),
-    error       text,
-    result      jsonb,
-    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
-    -- never stored, so reading this table does not let anyone act as the lease holder.
-    lease_token_digest bytea
-);
-COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
-CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
-CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
-    WHERE lease_token_digest IS NOT NULL;
-CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
--- queue_health()'s failures of the last day, without reading the whole history.
-CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
-    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
-
--- Every phase, in the order the queue's reports list them.
-CREATE FUNCTION aveloxis_ops.all_phases()
-RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
 $$;
 
--- The phases a repository gets: forge data for forges, git and its analysis (labor,
--- dependencies, their packages' libyear and vulnerabilities) for all, distribution
--- evidence and Scorecard for GitHub (reference 002, section 7).
-CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT CASE platform
-        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
-        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
-        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
-$$;
-
--- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
-CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
-    SELECT r.repo_id, p, aveloxis_ops.clock()
-    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
-    WHERE r.repo_id = repo
-    ON CONFLICT (repo_id, phase) DO NOTHING
-$$;
-
--- Jobs whose due date came from their phase's cadence are due one (new) cadence after
--- their last success: set_setting() and reset_setting() call this when a cadence
--- changes, once, rather than tick() scanning every job every minute (at 100,000
--- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
--- changes a cadence's default calls it too.
-CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
-    moved AS (
-        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
-        FROM cadence c
-        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
-          AND j.due_at <> j.last_success_at + c.every
-        RETURNING 1
-    )
-    SELECT count(*) FROM moved
-$$;
-
-CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
-        RAISE EXCEPTION 'repo % does not exist', repo
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
-    END IF;
-END
-$$;
-
--- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
--- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
-CREATE FUNCTION aveloxis_ops.expire_leases()
-RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    released bigint;
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
 BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
-        RETURN 0;
-    END IF;
-    WITH expired AS (
-        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
-        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
-        FOR UPDATE SKIP LOCKED
-    ), back AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-            retry_first = true
-        FROM expired e WHERE j.job_id = e.job_id
-        RETURNING j.job_id
-    ), closed AS (
-        UPDATE aveloxis_ops.job_runs r
-        SET finished_at = at, outcome = 'lease_expired',
-            error = 'the lease expired without a heartbeat; the job went back to the queue'
-        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
-        RETURNING 1
-    )
-    SELECT count(*) INTO released FROM back;
-    RETURN released;
-END
-$$;
-
--- complete, fail and their helpers run generic plans (their statements look rows up by
--- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
--- claim does not: its candidates' best plan depends on how many jobs are due, leased,
--- backing off or sidelined; forced generic, it made 36 claims a second on the
--- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
---
--- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
--- last run was partial or failed transiently, then priority, then due time, then repo.
--- Sidelined and backing-off jobs are never handed out.
-CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
-                               lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    limits  jsonb;
-    ph      text;
-    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
-    -- open, or too soon after the last start (sql/distribution.sql).
-    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
-    paced   boolean := false;
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF phases IS NULL OR cardinality(phases) = 0
-       OR EXISTS (SELECT FROM unnest(phases) p
-                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
-        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
-    END IF;
-    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
-    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
-    FROM aveloxis_ops.settings s
-    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
-    FOREACH ph IN ARRAY phases LOOP
-        IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
-    END LOOP;
-    -- Paced scan starts: one claimer at a time decides, after the last start committed.
-    IF 'distribution' = ANY (phases) AND NOT paused
-       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
-        paused := aveloxis_ops.distribution_started_within(at);
-        IF NOT paused THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
-            paused := aveloxis_ops.distribution_started_within(at);
-            paced := true;
-        END IF;
+        RETURN;
     END IF;
-    PERFORM aveloxis_ops.expire_leases();
-
-    RETURN QUERY
-    WITH room AS (
-        SELECT p AS phase,
-               CASE WHEN p = 'distribution' AND paced THEN 1
-                    WHEN NOT limits ? p THEN max_jobs
-                    ELSE greatest(0, (limits ->> p)::integer
-                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
-                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
-        FROM unnest(phases) p
-    ), candidates AS MATERIALIZED (
-        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
-        FROM aveloxis_ops.jobs j
-        WHERE j.phase = ANY (phases)
-          AND j.lease_owner IS NULL
-          AND j.due_at <= at
-          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
-          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
-          -- An archived repository's packaging cannot change: its distribution waits.
-          AND (j.phase <> 'distribution'
-               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
-        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.job_id
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
-                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
-              FROM candidates c) c
-        JOIN room l ON l.phase = c.phase
-        WHERE c.n <= l.room
-    ), tokens AS MATERIALIZED (
-        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
-    ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
-        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
-        RETURNING job_runs.job_id, job_runs.run_id
-    ), leased AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
-        FROM runs r WHERE r.job_id = j.job_id
-        RETURNING j.*
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
     )
-    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
-           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
-                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
-                ELSE l.last_success_started_at END,
-           l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state, t.token
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
-    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
 END
-$$;
-
--- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
--- Refused, saying why, when another agent holds it or the repository is sidelined.
-CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
-                                    lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    j       aveloxis_ops.jobs;
-    run     bigint;
-    token   uuid := gen_random_uuid();
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.expire_leases();
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
-            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
-    END IF;
-    IF j.lease_owner IS NOT NULL THEN
-        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
-            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
-    END IF;
-    IF j.sidelined_until > at THEN
-        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
-    END IF;
-    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
-    RETURNING job_runs.run_id INTO run;
-    UPDATE aveloxis_ops.jobs x
-    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
-    WHERE x.job_id = j.job_id
-    RETURNING * INTO j;
-    RETURN QUERY
-    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
-           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
-                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
-                ELSE j.last_success_started_at END,
-           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
-    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
-END
-$$;
-
--- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
-CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
-RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
-
--- Renews the leases whose tokens are given by their lease length; returns the jobs still
--- leased under them (a job missing from the answer was lost: its lease expired and the
--- job went back to the queue, or was claimed again).
-CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
-RETURNS SETOF bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
-    FROM aveloxis_ops.job_runs r
-    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
-      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
-    RETURNING j.job_id
-$$;
-
--- The lease a token proves, locked: the job and the run the token was handed out with.
--- Accepted while the lease is held (even past its expiry, until someone else claims the
--- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
--- the reason: the holder of a stale token learns that its result was not taken.
-CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    r      aveloxis_ops.job_runs;
-    latest bigint;
-BEGIN
-    IF lease_token IS NULL THEN
-        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
-            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
-    END IF;
-    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
-    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
-        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
-    END IF;
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    run := r.run_id;
-    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
-        RETURN;
-    END IF;
-    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
-    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
-        RETURN;
-    END IF;
-    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
-        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
-            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
-    END IF;
-    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
-        j.job_id, r.run_id
-        USING ERRCODE = 'lock_not_available',
-              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
-END
-$$;
-
--- The repository of the lease a token proves, for calls that write one repository's
--- data outside staging (record_rename, commit-author links): only for a lease of the
--- given phase.
-CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lease record := aveloxis_ops.held_lease(lease_token, NULL);
-    j     aveloxis_ops.jobs := lease.j;
-BEGIN
-    IF j.phase <> lease_phase THEN
-        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN j.repo_id;
-END
-$$;
-
--- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
--- gets its real outcome instead of lease_expired). The caller ends the lease in the
--- update that sets the job's next state: one new version of the job's row per run's end
--- (each version is an entry the claim's index scans pass over until vacuum).
-CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-BEGIN
-    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
-                                       error = finish_run.error, result = finish_run.result
-    WHERE r.run_id = finish_run.run;
-END
-$$;
-
--- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
--- partial run (complete = false) is served again first, soon; a complete one is next due
--- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
-CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    lease    record := aveloxis_ops.held_lease(lease_token, job);
-    j        aveloxis_ops.jobs := lease.j;
-    at       timestamptz := aveloxis_ops.clock();
-    whole    boolean;
-    next_due timestamptz;
-BEGIN
-    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
-        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
-        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    whole := coalesce((outcome ->> 'complete')::boolean, true);
-    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
-                                    outcome - 'state');
-    -- What the forge reported, against what the drain (run before complete) stored.
-    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
-    -- A distribution scan's observations become the current evidence with this completion,
-    -- in this transaction (sql/distribution.sql).
-    IF j.phase = 'distribution' THEN
-        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
-    END IF;
-    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
-    -- so do its dependency files (sql/dependencies.sql).
-    IF j.phase = 'analysis' THEN
-        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
-        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
-    IF j.phase = 'scorecard' THEN
-        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
-    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
-    -- (sql/vulnerabilities.sql).
-    IF j.phase = 'packages' THEN
-        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    IF j.phase = 'vulnerabilities' THEN
-        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    UPDATE aveloxis_ops.jobs SET
-        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
-        backoff_until = NULL, retry_first = NOT whole,
-        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
-        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
-        force_full = force_full AND NOT whole,
-        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
-        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
-        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- A failed run, by class (reference 001 and 002 section 6.4):
---   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
---              (10th) sidelines the job for one cadence, and the count starts over
---   skip       the phase does not apply now; not a failure: next due after the cadence
---   gone       404/410: every phase of the repository is sidelined; its data is kept
---   auth       credentials, not the job: back after one backoff base, not counted
---   fatal      will not succeed by retrying: next due after the cadence, counted
-CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    j        aveloxis_ops.jobs;
-    lease    record;
-    at       timestamptz := aveloxis_ops.clock();
-    base     interval;
-    cadence  interval;
-    limit_n  integer;
-    n        integer;
-    next_due timestamptz;
-BEGIN
-    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
-        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Classes are transient, skip, gone, auth and fatal.';
-    END IF;
-    lease := aveloxis_ops.held_lease(lease_token, job);
-    j := lease.j;
-    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
-    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
-
-    IF class = 'transient' THEN
-        n := j.consecutive_failures + 1;
-        IF n % limit_n = 0 THEN
-            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
-                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
-            WHERE job_id = j.job_id;
-            next_due := at + cadence;
-        ELSE
-            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
-            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
-        END IF;
-        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
-    ELSIF class = 'skip' THEN
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
-            backoff_until = NULL, priority = 100
-        WHERE job_id = j.job_id;
-    ELSIF class = 'gone' THEN
-        next_due := 'infinity';
-        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
-            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
-        WHERE repo_id = j.repo_id;
-    ELSIF class = 'auth' THEN
-        next_due := at + base;
-        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
-    ELSE
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
-            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
-        WHERE job_id = j.job_id;
-    END IF;
-    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
-                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
-CREATE FUNCTION aveloxis.prioritize(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
-                                 backoff_until = NULL
-    WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- The next collection of the repository is a full one (the flag clears on success).
-CREATE FUNCTION aveloxis.force_recollect(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
-                                 due_from_cadence = false
-    WHERE repo_id = repo AND phase IN ('collect', 'facade');
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'It is shown to whoever asks why_not_collected().';
-    END IF;
-    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.unsideline(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
-                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
-    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- Housekeeping, every minute under pg_cron or the background worker: expired leases
--- back to the queue, drained staging and old run history deleted. Every step reads an
--- index of what it removes, so its cost follows the work, not the fleet's size. A second
--- concurrent tick returns at once.
-CREATE PROCEDURE aveloxis.tick()
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
-    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
-    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
-    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
-    expired  bigint;
-    purged   bigint;
-    pruned   bigint;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
-        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
-        RETURN;
-    END IF;
-    expired := aveloxis_ops.expire_leases();
-    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
-    GET DIAGNOSTICS purged = ROW_COUNT;
-    -- A run that finished before the cutoff started before it: the started_at index finds
-    -- the old runs without reading the whole history.
-    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
-    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
-    -- staged; old runs and their raw answers go with the job runs' retention.
-    expired := expired + aveloxis_ops.expire_identity_runs(at);
-    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    IF expired + purged + pruned > 0 THEN
-        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
-            expired, purged, pruned;
-    END IF;
-END
-$$;
-
--- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
-CREATE FUNCTION aveloxis.schedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
-                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
-                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
-    END IF;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
-    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
-        'CALL aveloxis.refresh_views(true)';
-    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
-           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
-END
-$$;
-
-CREATE FUNCTION aveloxis.unschedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    removed bigint := 0;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RETURN 'pg_cron is not installed: nothing was scheduled';
-    END IF;
-    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
-        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
-    RETURN format('removed %s scheduled job(s)', removed);
-END
-$$;
-
--- Per phase: how the queue stands.
-CREATE FUNCTION aveloxis.queue_health()
-RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
-               oldest_due_age interval, failures_last_day bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT p.phase,
-           count(j.job_id),
-           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
-                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
-           count(*) FILTER (WHERE j.backoff_until > at.now),
-           count(*) FILTER (WHERE j.sidelined_until > at.now),
-           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           (SELECT count(*) FROM aveloxis_ops.job_runs r
-            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
-              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
-    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
-    CROSS JOIN at
-    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
-    GROUP BY p.phase, at.now
-    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
-$$;
-
--- One row per phase of the repository, saying in words what it waits for.
-CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
-RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY
-    SELECT j.phase,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
-                WHEN j.sidelined_until > at THEN 'sidelined'
-                WHEN j.backoff_until > at THEN 'backing off'
-                WHEN j.due_at > at THEN 'waiting'
-                ELSE 'due' END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
-                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
-                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
-                WHEN j.sidelined_until = 'infinity'
-                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
-                WHEN j.sidelined_until > at
-                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
-                WHEN j.backoff_until > at
-                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
-                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
-                WHEN j.due_at > at
-                    THEN format('due at %s (%s)', j.due_at,
-                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
-                                     ELSE format('cadence %s after the last success at %s',
-                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
-                WHEN j.phase = 'distribution' AND r.repo_archived
-                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
-                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
-                                aveloxis_ops.distribution_paused(at))
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
-                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
-                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
-                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
-                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
-                END
-    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-    WHERE j.repo_id = repo
-    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
-END
-$$;
-
--- The repository's runs, newest first.
-CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
-RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
-               finished_at timestamptz, outcome text, error text, result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
-    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
-    ORDER BY r.run_id DESC LIMIT max_rows
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:104
--- requires:
---   queue
-
--- Shared token budgets: several agents using one forge token never jointly spend past
--- what the forge last reported.
---
---   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
---   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
---   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
---   aveloxis.token_invalidate(fingerprint, reason)       after a 401
---   aveloxis.token_status()                              the budgets, for operators
---
--- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
--- at least 16 digits). A grant is outstanding until its response is settled; the budget
--- available is what the forge reported, minus outstanding grants, minus the reserve.
--- A token whose budget is unknown (never reported, or its window has reset) gets one
--- probe request at a time, whose response reports the real budget.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
-    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
-
-CREATE TABLE aveloxis_ops.token_budgets (
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    fingerprint        text NOT NULL,
-    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
-    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
-    reported_remaining integer,
-    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
-    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
-    -- Grants whose responses have not been settled yet.
-    outstanding        integer NOT NULL DEFAULT 0,
-    granted_total      bigint NOT NULL DEFAULT 0,
-    reported_at        timestamptz,
-    invalid_at         timestamptz,
-    invalid_reason     text,
-    PRIMARY KEY (platform_id, fingerprint, bucket)
-);
-COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
-
-CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
-        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
-        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
-    END IF;
-END
-$$;
-
--- Picks the token with the most budget available for `cost` requests and counts them as
--- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
--- fingerprint is NULL when no token can be used now.
-CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1,
-                                       OUT fingerprint text, OUT wait interval, OUT available integer)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
-    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
-    fp      text;
-BEGIN
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
-        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOREACH fp IN ARRAY fingerprints LOOP
-        PERFORM aveloxis_ops.check_fingerprint(fp);
-    END LOOP;
-    IF cost IS NULL OR cost < 1 THEN
-        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, f, bucket FROM unnest(fingerprints) f
-    ON CONFLICT DO NOTHING;
-    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
-    -- that has reset makes the budget unknown again.
-    PERFORM FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-    ORDER BY t.fingerprint FOR UPDATE;
-    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
-
-    -- Known budgets first (most available first); else a probe of an unknown one.
-    SELECT t.fingerprint,
-           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
-    INTO fingerprint, available
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL
-      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
-               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
-    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
-    LIMIT 1;
-
-    IF fingerprint IS NOT NULL THEN
-        UPDATE aveloxis_ops.token_budgets t
-        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
-            -- A probe that is never settled frees the token after the probe window.
-            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
-        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
-        wait := '0'::interval;
-        available := available - cost;
-        RETURN;
-    END IF;
-    -- None now: the earliest moment one of the valid tokens can be used again.
-    SELECT min(greatest(t.reset_at, at)) - at INTO wait
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL;
-    IF wait IS NULL THEN
-        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
-    END IF;
-    -- (A budget that is back now but too small for this cost: ask again in a second.)
-    wait := greatest(wait, '1 second'::interval);
-    available := 0;
-END
-$$;
-
--- Records what a response's headers said about its token's budget, and ends the
--- response's grant. Responses settled out of order never raise the budget within one
--- window. A successful response also revives a token invalidated by mistake.
-CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
-                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
-        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
-    END IF;
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
-                                                 reported_at)
-    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
-    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
-    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
-                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
-                                  ELSE EXCLUDED.reported_remaining END,
-        reset_at = EXCLUDED.reset_at,
-        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_at = EXCLUDED.reported_at,
-        invalid_at = NULL, invalid_reason = NULL;
-END
-$$;
-
--- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
--- response at all). The request is taken as spent: a known budget goes down by its cost.
-CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    UPDATE aveloxis_ops.token_budgets t
-    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
-                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
-    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
-END
-$$;
-
--- A 401: the token is not used again (all its buckets) until a response settles it.
-CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
-                                          platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
-    ON CONFLICT DO NOTHING;
-    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
-    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
-END
-$$;
-
-CREATE FUNCTION aveloxis.token_status()
-RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
-               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
-               invalid_at timestamptz, invalid_reason text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
-           t.reported_at, t.invalid_at, t.invalid_reason
-    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
 $$;
 /* </end connected objects> */
 
@@ -4956,177 +5019,8 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:153
--- requires:
---   analysis
---   queue
---   staging
-
--- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
--- repository. The agent reads the public Scorecard API (no binary, no partial local run)
--- and stages its answer raw (`scorecard` entity); complete() applies it in one
--- transaction: the repository's current checks move to repo_deps_scorecard_history, and
--- the new ones take one data_collection_date: one row per check (score as the source gives
--- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
--- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
--- `repo` object). A repository the API does not publish (404) keeps what it had.
--- GitLab repositories have no public Scorecard source: they get no scorecard job.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
-     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
-CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
-
--- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
-CREATE FUNCTION aveloxis.scorecard_settings()
-RETURNS TABLE (scorecard_url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('scorecard.url')
-$$;
-
--- A score as the source gives it: an integer or decimal number as text; anything else NULL.
-CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
-$$;
-
--- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
--- outcome.published false (the API does not publish this repository): nothing changes.
-CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    doc      jsonb;
-    version  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
-    ORDER BY s.staging_id DESC LIMIT 1;
-    IF doc IS NULL THEN
-        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
-            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
-        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
-    END IF;
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
-                                                   tool_version, data_source, data_collection_date)
-    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
-           'OpenSSF Scorecard API', observed
-    FROM jsonb_array_elements(doc -> 'checks') c
-    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
-    UNION ALL
-    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
-           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
-           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/deps.rs:583
 CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:605
--- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
-CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
-	"paths" TEXT[], /* Vec < Option < String > > */
-	"contents" TEXT[] /* Vec < Option < String > > */
-) RETURNS TABLE (
-	"manifest_path" TEXT,  /* String */
-	"lockfile_path" TEXT,  /* Option < String > */
-	"ecosystem" TEXT,  /* Option < String > */
-	"name" TEXT,  /* Option < String > */
-	"requirement" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* Option < String > */
-	"direct" bool,  /* Option < bool > */
-	"version" TEXT,  /* Option < String > */
-	"resolution" TEXT,  /* Option < String > */
-	"parse_error" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -5154,29 +5048,68 @@ AS 'MODULE_PATHNAME', 'package_key_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:516
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:538
--- pg_aveloxis::deps::aveloxis::parse_dependency_file
-CREATE  FUNCTION aveloxis."parse_dependency_file"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
+-- pg_aveloxis/src/deps.rs:605
+-- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
+CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
+	"paths" TEXT[], /* Vec < Option < String > > */
+	"contents" TEXT[] /* Vec < Option < String > > */
 ) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"name" TEXT,  /* String */
+	"manifest_path" TEXT,  /* String */
+	"lockfile_path" TEXT,  /* Option < String > */
+	"ecosystem" TEXT,  /* Option < String > */
+	"name" TEXT,  /* Option < String > */
 	"requirement" TEXT,  /* Option < String > */
-	"version" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* String */
+	"scope" TEXT,  /* Option < String > */
 	"direct" bool,  /* Option < bool > */
-	"non_registry" bool  /* bool */
+	"version" TEXT,  /* Option < String > */
+	"resolution" TEXT,  /* Option < String > */
+	"parse_error" TEXT  /* Option < String > */
 )
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:24
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:30
+-- pg_aveloxis::vulns::aveloxis_ops::cvss_score
+CREATE  FUNCTION aveloxis_ops."cvss_score"(
+	"vector" TEXT /* & str */
+) RETURNS TABLE (
+	"score" double precision,  /* f64 */
+	"severity" TEXT,  /* String */
+	"cvss_version" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:516
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -5203,6 +5136,73 @@ CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:538
+-- pg_aveloxis::deps::aveloxis::parse_dependency_file
+CREATE  FUNCTION aveloxis."parse_dependency_file"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"name" TEXT,  /* String */
+	"requirement" TEXT,  /* Option < String > */
+	"version" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* String */
+	"direct" bool,  /* Option < bool > */
+	"non_registry" bool  /* bool */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -7338,751 +7338,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:124
--- requires:
---   merges
---   drain
---   queue
-
--- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
--- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
--- platform that any agent with that host's tokens may run:
---
---   enrich  thin contributors (no company and no location) fetched by account, at most
---           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
---           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
---           (gh_login follows, login history appended; cntrb_id and cntrb_login never
---           change).
---   search contributors with an email and no account, at most search.batch per run,
---           through the shared email chain (aveloxis.email_chain's free steps here, then the
---           agent's user search and commit search on the search budget); a hit links the
---           account (R11) or, when another row holds it, merges the two (R3, logged and
---           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
---
--- A run is leased like a job: claim_identity_batch hands out contributors with a lease
--- token; the agent stages what the forge answered, raw, with stage_identity; and
--- complete_identity_batch applies it in one transaction. A lease that expires is applied
--- as far as it was staged, and its unstaged contributors are free again at once.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
-    ('enrich.cooldown', '30 days', 'interval',
-     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
-    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
-    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
-    ('search.cooldown', '30 days', 'interval',
-     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
-    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
-    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
-
-CREATE TABLE aveloxis_ops.identity_runs (
-    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    agent              text NOT NULL,
-    -- sha256 of the lease token: the token itself is never stored.
-    lease_token_digest bytea NOT NULL UNIQUE,
-    started_at         timestamptz NOT NULL,
-    lease_expires_at   timestamptz NOT NULL,
-    finished_at        timestamptz,
-    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
-    -- The batch handed out.
-    contributors       uuid[] NOT NULL,
-    result             jsonb
-);
-COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
-CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
-CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
-
-CREATE TABLE aveloxis_ops.identity_staging (
-    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
-    item        integer NOT NULL,
-    cntrb_id    uuid NOT NULL,
-    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
-    -- commit_search: GitHub's search answers for the contributor's email.
-    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
-    http_status integer NOT NULL,
-    payload     text COMPRESSION lz4,
-    staged_at   timestamptz NOT NULL DEFAULT now(),
-    applied_at  timestamptz,
-    -- Why a staged answer could not be used (kept with the answer).
-    error       text,
-    PRIMARY KEY (run_id, item)
-);
-COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
-
--- Thin contributors wait for enrichment by when they were last attempted.
-CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
--- Email-only contributors wait for search-resolve by when they were last attempted.
-CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
-    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
-
--- The contributors a task would hand out on a platform now, in claim order (what the
--- claim leases and queue_health counts).
-CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
-RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
-BEGIN
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
-    ELSE
-        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
-        RETURN QUERY
-        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
-        FROM aveloxis_data.contributors c
-        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
-          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
-          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
-        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
-RETURNS smallint
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    kind smallint;
-BEGIN
-    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
-        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Tasks are enrich and search.';
-    END IF;
-    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
-    IF kind IS NULL OR kind NOT IN (1, 2) THEN
-        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
-    END IF;
-    RETURN kind;
-END
-$$;
-
--- Ends identity runs whose lease expired: what they staged is applied, the contributors
--- they did not report on are free again (not stamped: nobody tried them).
-CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    n bigint := 0;
-BEGIN
-    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
-               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
-               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
-        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-
--- Leases a batch of one task's due contributors on one identity platform to an agent:
--- one row per contributor, each carrying the run's lease token. For enrich: the account
--- (id and login) to fetch. For search: the email and its chain step ('noreply' and
--- 'database' are settled by the database at completion; only 'unknown' needs the API).
--- No rows: nothing is due (or the task's 'every' setting paces it).
-CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
-                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
-RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-    token uuid := gen_random_uuid();
-    n integer;
-    run bigint;
-    batch uuid[];
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.check_identity_task(task, platform);
-    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
-    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
-    IF n < 1 OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- One claimer of a task and platform at a time: batches never overlap.
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
-    PERFORM aveloxis_ops.expire_identity_runs(at);
-    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
-               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
-                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
-        RETURN;
-    END IF;
-    SELECT array_agg(c.cntrb_id) INTO batch
-    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
-    IF batch IS NULL THEN
-        RETURN;
-    END IF;
-    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
-                                            lease_expires_at, contributors)
-    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
-    RETURNING run_id INTO run;
-    IF task = 'enrich' THEN
-        RETURN QUERY
-        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
-        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
-                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
-                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
-        ORDER BY c.k;
-    ELSE
-        RETURN QUERY
-        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
-        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
-        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
-        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
-        ORDER BY c.n;
-    END IF;
-END
-$$;
-
--- Stages what the forge answered for contributors of the run the token proves: one row
--- per answer (a 404 has no payload). Only the run's own contributors are accepted.
-CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
-                                        payloads text[])
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-    staged bigint;
-BEGIN
-    run := aveloxis_ops.held_identity_run(lease_token);
-    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
-       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
-        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
-        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
-       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
-       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
-        RAISE EXCEPTION 'an % run stages %', run.task,
-            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
-        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
-    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
-           x.c, x.s, x.h, x.p
-    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
-    GET DIAGNOSTICS staged = ROW_COUNT;
-    RETURN staged;
-END
-$$;
-
--- The open run a lease token proves, locked; a clear error otherwise.
-CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
-RETURNS aveloxis_ops.identity_runs
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs;
-BEGIN
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
-    FOR UPDATE;
-    IF run.run_id IS NULL THEN
-        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
-    END IF;
-    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
-        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
-            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
-    END IF;
-    RETURN run;
-END
-$$;
-
--- Ends the run the token proves: applies what was staged, stamps the cooldown of the
--- contributors attempted (the agent names them: those it did not reach, when its budget
--- ran out, stay due), and returns what the run did.
-CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
-    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
-END
-$$;
-
--- Per identity task and platform: what waits and what ran (queue_health shows the same).
-CREATE FUNCTION aveloxis.identity_health()
-RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
-               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT t.task, p.platform_id,
-           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
-           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
-           CASE t.task
-               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
-                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
-                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
-                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
-               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
-                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
-                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
-                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
-           END,
-           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
-                                         c.data_collection_date))
-            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
-            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
-           (SELECT count(*) FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
-              AND r.finished_at > at.now - interval '1 day'),
-           (SELECT r.result FROM aveloxis_ops.identity_runs r
-            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
-            ORDER BY r.run_id DESC LIMIT 1)
-    FROM (VALUES ('enrich'), ('search')) AS t(task)
-    CROSS JOIN aveloxis_data.platforms p
-    CROSS JOIN at
-    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
-      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                                             WHERE i.platform_id = p.platform_id))
-    ORDER BY t.task, p.platform_id
-$$;
-
--- Why a contributor is or is not enriched and searched: one row per task, in words.
-CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
-RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    c aveloxis_data.contributors;
-    at timestamptz := aveloxis_ops.clock();
-    run aveloxis_ops.identity_runs;
-    person uuid;
-BEGIN
-    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
-    IF c.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF c.cntrb_deleted = 1 THEN
-        person := aveloxis.person_of(c.cntrb_id);
-        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
-                            NULL::timestamptz
-                     FROM unnest(ARRAY['enrich', 'search']) t;
-        RETURN;
-    END IF;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'enrich'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
-             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'no forge account known: search-resolve may find one'
-             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
-                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
-             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_enriched_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
-    run := NULL;
-    SELECT * INTO run FROM aveloxis_ops.identity_runs r
-    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
-    RETURN QUERY SELECT 'search'::text,
-        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
-             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
-             ELSE 'due' END,
-        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
-             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
-                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
-                 THEN 'has a forge account'
-             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
-             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
-                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
-             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
-                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
-             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
-        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
-             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
-                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
-END
-$$;
-
--- The identity platforms identity runs can serve (an agent runs those whose host it has
--- tokens for): github.com, gitlab.com and every declared forge host.
-CREATE FUNCTION aveloxis.identity_platforms()
-RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
-    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
-    ORDER BY p.platform_id
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:129
--- requires:
---   identity_tasks
-
--- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
--- through the drain's user resolution, search findings linked or merged, the chain's free
--- steps settled without the API, cooldowns stamped, canonical emails filled.
-
--- The free steps of the email chain for a search candidate: 'noreply' (the address names
--- an account), 'database' (another person's row has this email: the same person, R5),
--- else 'unknown'.
-CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
-                                               OUT step text, OUT other uuid, OUT platform_id smallint,
-                                               OUT user_id bigint, OUT login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        step := 'noreply';
-        platform_id := n.platform_id;
-        user_id := n.user_id;
-        login := n.login;
-        RETURN;
-    END IF;
-    SELECT x.cntrb_id INTO other FROM (
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
-          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        UNION ALL
-        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
-    ) x
-    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
-    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
-    LIMIT 1;
-    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
-END
-$$;
-
--- Applies a run: the staged answers, then the cooldown stamps of the contributors
--- attempted (NULL: those with staged answers, and for search those the database settles),
--- and closes the run. Returns what it did.
-CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    summary jsonb;
-    tried uuid[];
-BEGIN
-    IF run.task = 'enrich' THEN
-        summary := aveloxis_ops.apply_profiles(run);
-    ELSE
-        summary := aveloxis_ops.apply_searches(run);
-    END IF;
-    tried := ARRAY(SELECT DISTINCT c
-                   FROM unnest(coalesce(attempted, '{}')
-                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
-                   WHERE c = ANY (run.contributors));
-    IF run.task = 'enrich' THEN
-        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
-    ELSE
-        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
-    END IF;
-    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
-    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
-                                                         'attempted', cardinality(tried));
-    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
-                                            result = summary
-    WHERE r.run_id = run.run_id;
-    RETURN summary;
-END
-$$;
-
--- The canonical email of active rows that have none (reference 003, "Why is
--- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
--- noreply, bot or service one), else its first alias that is. Returns the rows filled.
-CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH filled AS (
-        UPDATE aveloxis_data.contributors c
-        SET cntrb_canonical = coalesce(
-                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
-                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
-                     THEN lower(btrim(c.cntrb_email)) END,
-                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
-                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
-                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
-        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
-          AND (c.cntrb_email IS NOT NULL
-               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
-        RETURNING 1
-    )
-    SELECT count(*) FROM filled
-$$;
-
--- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
--- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
--- else unusable is kept with its error. Every contributor with an answer counts as tried.
-CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s record;
-    doc jsonb;
-    problem text;
-    expected bigint;
-    profiles bigint := 0;
-    missing bigint := 0;
-    unusable bigint := 0;
-    renamed bigint;
-    resolved record;
-    before jsonb;
-BEGIN
-    PERFORM aveloxis_ops.drain_scratch();
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
-             ORDER BY x.item LOOP
-        problem := NULL;
-        doc := NULL;
-        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
-        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
-        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
-        IF s.http_status = 200 THEN
-            BEGIN
-                doc := s.payload::jsonb;
-            EXCEPTION WHEN OTHERS THEN
-                problem := 'the answer is not JSON: ' || SQLERRM;
-            END;
-            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
-                problem := 'the answer is not a user object with a numeric id';
-            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
-                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
-            END IF;
-        ELSIF s.http_status IN (404, 410) THEN
-            missing := missing + 1;
-        ELSE
-            problem := format('HTTP %s', s.http_status);
-        END IF;
-        IF problem IS NOT NULL THEN
-            unusable := unusable + 1;
-        ELSIF doc IS NOT NULL THEN
-            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
-            profiles := profiles + 1;
-        END IF;
-        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
-        WHERE x.run_id = s.run_id AND x.item = s.item;
-    END LOOP;
-    -- Logins before, to count renames.
-    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
-    FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = run.platform_id
-      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
-    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
-    RETURN jsonb_build_object(
-        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
-        'contributors_updated', resolved.updated,
-        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
-                    WHERE x.run_id = run.run_id));
-END
-$$;
-
--- Settles one search-resolve finding: the account (platform, user id, login) is the
--- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
--- untouched). Held by another person's row: the two are merged (winner by R1, else the
--- older row), logged with why. Returns 'linked', 'merged' or 'already'.
-CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
-                                               why text)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    me uuid := aveloxis.person_of(candidate);
-    holder uuid;
-    winner uuid;
-BEGIN
-    IF user_id IS NULL THEN
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
-        IF holder IS NULL THEN
-            RETURN 'unknown';
-        END IF;
-    ELSE
-        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
-    END IF;
-    IF holder IS NULL THEN
-        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
-        RETURN 'linked';
-    END IF;
-    holder := aveloxis.person_of(holder);
-    IF holder = me THEN
-        RETURN 'already';
-    END IF;
-    winner := aveloxis_ops.merge_winner(holder, me);
-    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
-    RETURN 'merged';
-END
-$$;
-
--- Search-resolve answers and the chain's free steps, per contributor of the batch: the
--- noreply account or the other row the database knows (settled without the API), else
--- the first staged search answer naming an account (user search before commit search).
-CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
-RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c record;
-    s record;
-    chain record;
-    doc jsonb;
-    account jsonb;
-    outcome text;
-    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
-    settled uuid[] := '{}';
-    github smallint := run.platform_id;
-    me uuid;
-    them uuid;
-    winner uuid;
-BEGIN
-    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
-             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
-        outcome := NULL;
-        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
-        IF chain.step = 'noreply' THEN
-            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
-                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
-            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
-            settled := settled || c.cntrb_id;
-        ELSIF chain.step = 'database' THEN
-            them := aveloxis.person_of(chain.other);
-            me := aveloxis.person_of(c.cntrb_id);
-            winner := aveloxis_ops.merge_winner(them, me);
-            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
-                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
-                                            'search_resolve');
-            outcome := 'merged';
-            settled := settled || c.cntrb_id;
-        ELSE
-            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
-                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
-                     ORDER BY x.step = 'commit_search', x.item LOOP
-                settled := settled || c.cntrb_id;
-                account := NULL;
-                doc := NULL;
-                IF s.http_status = 200 THEN
-                    BEGIN
-                        doc := s.payload::jsonb;
-                    EXCEPTION WHEN OTHERS THEN
-                        doc := NULL;
-                    END;
-                END IF;
-                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
-                                       ELSE doc -> 'items' -> 0 -> 'author' END;
-                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
-                   AND jsonb_typeof(account -> 'login') = 'string' THEN
-                    outcome := aveloxis_ops.settle_search_hit(
-                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
-                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
-                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
-                END IF;
-                UPDATE aveloxis_ops.identity_staging x
-                SET applied_at = now(),
-                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
-                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
-                WHERE x.run_id = s.run_id AND x.item = s.item;
-                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
-                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
-                END IF;
-            END LOOP;
-            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
-                outcome := 'not_found';
-            END IF;
-        END IF;
-        IF outcome IS NOT NULL THEN
-            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
-        END IF;
-    END LOOP;
-    RETURN counts || jsonb_build_object('settled', settled);
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:106
 -- requires:
 --   drain
@@ -8842,638 +8097,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:231
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:223
--- requires:
---   facade
---   drain
-
--- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
---
--- Statement-level triggers on the base tables turn each statement's changed rows
--- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
--- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
--- between view refreshes, whichever code path wrote the rows (drain, force-push
--- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
--- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
--- with the same definitions (and must agree: tests/tests/analytics.rs).
---
--- Definitions (day = the UTC date):
---   issues_opened/closed   issues by created_at / closed_at
---   prs_opened/merged      pull requests by created_at / merged_at
---   prs_closed             pull requests closed without merging, by closed_at
---   commits                distinct commits by author time; lines_added/removed their numstat sums
---   comments               issue, pull request and diff comments by msg_timestamp
---   reviews                pull request reviews by submitted_at
---   new_contributors       contributors whose first contribution (commit authored, issue
---                          or pull request opened, comment, review) in the repository
---                          falls on the day; repo_contributor_first keeps each one's first.
-
-CREATE TABLE aveloxis_data.repo_daily_activity (
-    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    day              date NOT NULL,
-    issues_opened    bigint NOT NULL DEFAULT 0,
-    issues_closed    bigint NOT NULL DEFAULT 0,
-    prs_opened       bigint NOT NULL DEFAULT 0,
-    prs_merged       bigint NOT NULL DEFAULT 0,
-    prs_closed       bigint NOT NULL DEFAULT 0,
-    commits          bigint NOT NULL DEFAULT 0,
-    lines_added      bigint NOT NULL DEFAULT 0,
-    lines_removed    bigint NOT NULL DEFAULT 0,
-    comments         bigint NOT NULL DEFAULT 0,
-    reviews          bigint NOT NULL DEFAULT 0,
-    new_contributors bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (repo_id, day)
-);
-COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
-
-CREATE TABLE aveloxis_data.repo_contributor_first (
-    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    cntrb_id      uuid NOT NULL,
-    first_at      timestamptz NOT NULL,
-    -- The first_at it replaced (how the trigger learns the old value from an upsert).
-    prev_first_at timestamptz,
-    PRIMARY KEY (repo_id, cntrb_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
-CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
-
--- Lookups of one contributor's contributions to one repository (a removed first
--- action), and of a repository's reviews by time (the analyst API).
-CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
-CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
--- One contributor's closes and merges (aveloxis.contributor_activity).
-CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-
--- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
--- which rebuild both as the rows go in (after a restore with --disable-triggers:
--- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
-
--- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
-CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
-
--- A contributor's first contribution to a repository, from the base tables.
-CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least(
-        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
-         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
-        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
-        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
-        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
-         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
-        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-         WHERE v.cntrb_id = person AND v.repo_id = repo))
-$$;
-
--- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
--- were). What both hold cancels out.
-CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    repo   bigint;
-    pair   record;
-    before timestamptz;
-    after  timestamptz;
-BEGIN
-    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
-        RETURN;
-    END IF;
-    -- Writers of one repository take turns here (a drain and an author linking, say):
-    -- first-contribution bookkeeping reads before it writes.
-    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
-    END LOOP;
-
-    -- Session-long scratch; one made by anyone but the extension's owner is refused.
-    IF to_regclass('pg_temp.activity_net') IS NULL THEN
-        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
-                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
-    END IF;
-    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
-    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
-    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
-    -- statement's facts at a time.
-    DELETE FROM pg_temp.activity_net;
-    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
-    IF coalesce(cardinality(minus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
-    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
-    ELSE
-        INSERT INTO pg_temp.activity_net
-        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
-        UNION ALL
-        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
-    END IF;
-
-    -- First contributions: an earlier one moves a contributor's first day.
-    WITH candidates AS (
-        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
-        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
-          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
-        GROUP BY 1, 2
-    ), moved AS (
-        -- Most candidates are known with an earlier first day: an index probe settles
-        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
-        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
-        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
-        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
-                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
-        ORDER BY 1, 2
-        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
-            WHERE EXCLUDED.first_at < f.first_at
-        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
-    )
-    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
-    UNION ALL
-    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
-
-    -- A removed contribution that may have been someone's first: recount that one person.
-    FOR pair IN
-        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
-        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
-        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
-        ORDER BY 1, 2
-    LOOP
-        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
-        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
-        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
-        CONTINUE WHEN after IS NOT DISTINCT FROM before;
-        IF after IS NULL THEN
-            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-        ELSE
-            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
-            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
-        END IF;
-        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
-    END LOOP;
-
-    INSERT INTO aveloxis_data.repo_daily_activity AS a
-        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
-         lines_removed, comments, reviews, new_contributors)
-    SELECT d.repo_id, d.day,
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
-    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
-          FROM pg_temp.activity_net n
-          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
-            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
-    GROUP BY d.repo_id, d.day
-    HAVING bool_or(d.v <> 0)
-    ORDER BY d.repo_id, d.day
-    ON CONFLICT (repo_id, day) DO UPDATE SET
-        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
-        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
-        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
-        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
-        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
-        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
-        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
-    -- A day whose every count went back to zero is no day of activity.
-    DELETE FROM aveloxis_data.repo_daily_activity a
-    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
-           WHERE n.sign = -1 AND n.at IS NOT NULL) z
-    WHERE a.repo_id = z.repo_id AND a.day = z.day
-      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
-           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    DELETE FROM pg_temp.activity_net;
-END
-$$;
-
--- The facts of one row of each table.
-CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
-              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
-    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
-              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
-    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
-    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-$$;
-
-CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
-    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
-$$;
-
--- One trigger function per table; transition tables are named new_rows and old_rows.
-CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
--- The start of a moment's UTC day: facts that count per day (lines, commits) are
--- summed per day before activity_apply, one fact a day instead of one a row.
-CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
-
--- Commits: one row per (commit, file). Lines count per row; a commit counts once,
--- when its first row arrives and when its last row goes (whatever statements they
--- come in); its author's contribution once per commit.
--- Lines and commits are summed per UTC day in the statement (a batch of thousands of
--- rows becomes a few facts a day); contributions stay per commit (first contributions
--- need their time).
-CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        SELECT array_agg(f) INTO plus FROM (
-            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
-                   sum(n.cmt_added)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
-                   sum(n.cmt_removed)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'INSERT' THEN
-            plus := plus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
-                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE (SELECT count(*) FROM aveloxis_data.commits c
-                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        SELECT array_agg(f) INTO minus FROM (
-            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
-                   sum(o.cmt_added)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
-                   sum(o.cmt_removed)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'DELETE' THEN
-            minus := minus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
-                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
-                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-
--- The daily activity of one repository (or all), computed from the base tables with
--- the triggers' definitions.
-CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
-RETURNS SETOF aveloxis_data.repo_daily_activity
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH firsts AS (
-        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
-            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-              AND m.msg_source IN ('issue_comment', 'review_comment')
-            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
-    ), facts AS (
-        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
-        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
-        FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
-        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        GROUP BY c.repo_id, c.cmt_commit_hash
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
-        FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
-        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
-        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
-    )
-    SELECT f.repo_id, f.day,
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
-    FROM facts f
-    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
-    GROUP BY f.repo_id, f.day
-    HAVING bool_or(f.v <> 0)
-$$;
-
--- Recomputes the daily activity (and first contributions) of one repository, or of
--- all when repo is NULL. Returns the days written. For an upgrade from a version
--- without triggers, or after a TRUNCATE (which the triggers do not see).
-CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    written bigint;
-    r bigint;
-BEGIN
-    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
-    END LOOP;
-    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
-    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
-    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
-        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
-    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    RETURN written;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:119
 -- requires:
 --   merges
@@ -9746,6 +8369,137 @@ BEGIN
     PERFORM aveloxis_ops.require_repo(repo);
     RETURN aveloxis_ops.refresh_commit_aggregates(repo);
 END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:231
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
 $$;
 /* </end connected objects> */
 
@@ -10098,912 +8852,6 @@ SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varch
        m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
        NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
 FROM aveloxis_data.pull_request_meta m;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:215
--- requires:
---   augur_compat
-
--- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
--- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
--- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
--- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
--- these views do it right; docs/analytics.md lists each difference.
---
--- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
--- never a ::timestamp cast that reads the session's TimeZone); commit times and
--- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
--- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
--- deleted account) are left out of the per-contributor views: they cannot be ranked.
-
--- Every action of every known contributor, one row each, live over the base tables:
--- the source of explorer_contributor_actions (and its three dependents) and of the
--- analyst API (sql/analyst_api.sql).
-CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
--- One row per commit (commits holds one row per changed file).
-SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
-       'commit'::text AS action, min(cm.cmt_id) AS source_id
-FROM aveloxis_data.commits cm
-WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
-GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
-UNION ALL
-SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
-FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
-FROM aveloxis_data.issue_events e
-WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
-FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
-FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
-FROM aveloxis_data.pull_request_events e
-WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
-FROM aveloxis_data.pull_request_reviews v
-WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
-UNION ALL
--- Conversation comments and diff (review) comments: both are comments on the PR. One
--- semi-join on the union of both reference tables (two EXISTS joined by OR were
--- per-message subplans, a scan of the references per message once they outgrew
--- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
-  AND m.msg_timestamp IS NOT NULL
-  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
-                                UNION ALL
-                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
-UNION ALL
--- Credited to the comment's author (Augur credits the issue's reporter), on open
--- issues too (Augur's closed_at <> msg_timestamp drops them).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
-COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
-
--- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
--- contribution" charts read rank = 1; Augur ranks newest first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
-       c.cntrb_login::varchar AS login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
-FROM aveloxis_data.contributor_actions a
-JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
-CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
-SELECT p.repo_id, count(*) AS pull_requests_all_time
-FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
-CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
-SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
-FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
-
--- aveloxis_data.issues holds no pull requests.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
-SELECT i.repo_id, count(*) AS issues_all_time
-FROM aveloxis_data.issues i GROUP BY i.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
-SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
-FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
-CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
-
--- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
--- committers. Augur counts (commit, file) rows as commits; these are commits.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
-       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
-       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
-FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
-WHERE cm.cmt_committer_date IS NOT NULL
-GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
-CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
-    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
-
--- Libyear: each repository's own rows (Augur and the Go system cross-join every
--- repository with every libyear row), by the month of the scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
-
--- The latest scan's dependencies of each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
-       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
-       l.current_release_date::varchar AS current_release_date, l.libyear,
-       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
-
--- A contributor's first seven actions in each repository (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
-SELECT a.cntrb_id, a.created_at,
-       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
-       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
-       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-WHERE a.rank <= 7;
-CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
-    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
-
--- The action that made each contributor new to each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.rank = 1;
-CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
-    (cntrb_id, created_at, repo_id, repo_name, login, rank);
-
--- Every pull request, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
-SELECT p.pull_request_id, p.repo_id AS id,
-       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.pull_requests p
-LEFT JOIN aveloxis_data.pull_request_events e
-       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
--- 8Knot reads these views by repository (WHERE id IN (...)).
-CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
-
--- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
--- pull request with each message on it (conversation, review bodies and diff
--- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
-SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
-       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
-       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
-FROM aveloxis_data.pull_requests p
-LEFT JOIN (
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    UNION
-    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.pull_request_review_message_ref x
-    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
-    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
-    UNION
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
-) m ON m.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
-    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
-CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
-
--- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
--- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
--- client that names it gets no error.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
-SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
-WHERE false;
-CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
-
--- Per pull request: timings and event counts. Event and message counts come from
--- separate aggregates (Augur joins events to messages, multiplying both counts).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
-SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
-       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
-       p.pr_state::varchar AS pr_src_state,
-       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
-       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
-       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
-       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
-       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
-       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
-       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
-       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
-       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
-       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
-       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
-       mt.average_time_between_responses,
-       coalesce(ev.assigned_count, 0) AS assigned_count,
-       coalesce(ev.review_requested_count, 0) AS review_requested_count,
-       coalesce(ev.labeled_count, 0) AS labeled_count,
-       coalesce(ev.subscribed_count, 0) AS subscribed_count,
-       coalesce(ev.mentioned_count, 0) AS mentioned_count,
-       coalesce(ev.referenced_count, 0) AS referenced_count,
-       coalesce(ev.closed_count, 0) AS closed_count,
-       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
-       coalesce(ev.merged_count, 0) AS merged_count,
-       coalesce(ev.milestoned_count, 0) AS milestoned_count,
-       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
-       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
-       coalesce(mt.comment_count, 0) AS comment_count,
-       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
-       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
-       p.pr_changed_files::bigint AS file_count
-FROM aveloxis_data.pull_requests p
-JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
-JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
-LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
-LEFT JOIN (
-    SELECT e.pull_request_id,
-           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
-           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
-           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
-           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
-           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
-           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
-           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
-           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
-           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
-           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
-    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
-) ev ON ev.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
-           count(*) AS comment_count,
-           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    GROUP BY x.pull_request_id
-) mt ON mt.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
-    GROUP BY c.pull_request_id
-) pc ON pc.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
-    (repo_id, pr_src_id, pr_src_meta_label);
-
--- Every issue, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
-SELECT i.issue_id, i.repo_id AS id,
-       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.issues i
-LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
-CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
-
--- Lines and files per language, from each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
-SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
-       l.programming_language::varchar AS programming_language,
-       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id)
-GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
-CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
-    (repo_id, programming_language);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
-SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
-FROM aveloxis_data.issues i;
-CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
-
--- Actions of the last 13 months, ranked within them (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.created_at >= now() - interval '13 months';
-CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
-SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
-FROM aveloxis_data.pull_request_files f;
-CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
-
--- Per file path: the authors of pull requests that changed it and their reviewers.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
-SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
-       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
-       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
-FROM aveloxis_data.pull_request_files f
-JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
-GROUP BY f.repo_id, f.pr_file_path;
-CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
-
--- The files of each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
-SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
-       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
-       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:237
--- requires:
---   activity
---   bots
---   completeness
---   matviews
---   queue
-
--- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
--- and repo group, time series, contributors, bots, and the coverage every figure carries.
--- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
--- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
-
--- Statistics and time series.
-
--- Contributors the rules call bots (one pass over contributors; for exclude_bots).
-CREATE FUNCTION aveloxis_ops.bot_ids()
-RETURNS TABLE (cntrb_id uuid)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
-              SELECT FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
-$$;
-
--- Whether a commit author without a linked account looks like a bot by name or email.
-CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
-                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
-                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
-        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF since IS NULL OR until IS NULL OR since > until THEN
-        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
-    END IF;
-    IF grain = 'day' AND until - since > 36600 THEN
-        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-END
-$$;
-
--- The series for a set of repositories (repo_activity and group_activity call it).
--- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
--- not counted, and every period is present, zero or not: coverage tells a real zero
--- from missing data.
-CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
-BEGIN
-    PERFORM aveloxis_ops.check_series_args(since, until, grain);
-    RETURN QUERY
-    WITH bots AS MATERIALIZED (
-        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
-    ), periods AS (
-        SELECT p::date AS period_start
-        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
-    ), kept AS (
-        -- Everyone: the daily activity the triggers keep.
-        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
-               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
-               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
-               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
-               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
-        FROM aveloxis_data.repo_daily_activity a
-        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
-        GROUP BY 1
-    ), facts AS (
-        -- Without bots: the same definitions over the base tables, bots' items left out.
-        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT c.at, x.m, x.v FROM (
-            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
-            FROM aveloxis_data.commits cm
-            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
-              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
-              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
-            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
-        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
-        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
-        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
-        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
-        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
-        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
-        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
-    ), counted AS (
-        SELECT k.* FROM kept k
-        UNION ALL
-        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
-               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
-               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
-               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
-               sum(f.v) FILTER (WHERE f.m = 'reviews')
-        FROM facts f GROUP BY 1
-    ), responses AS (
-        -- Per pull request opened in the range: hours to the first response by someone
-        -- other than its author (comment, review, diff comment), and to the first review.
-        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
-               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
-               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
-        FROM aveloxis_data.pull_requests p
-        CROSS JOIN LATERAL (
-            SELECT (SELECT min(m.msg_timestamp) FROM (
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
-                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
-                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
-                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
-                      AND v.cntrb_id IS DISTINCT FROM p.author_id
-                      AND v.submitted_at >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
-        ) r
-        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-    ), response_stats AS (
-        SELECT s.period_start,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
-        FROM responses s GROUP BY 1
-    )
-    SELECT p.period_start,
-           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
-           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
-           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
-           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
-           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
-           coalesce(sum(c.reviews), 0)::bigint,
-           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
-           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
-           aveloxis_ops.coverage(repos, ARRAY['commits'])
-    FROM periods p
-    LEFT JOIN counted c ON c.period_start = p.period_start
-    LEFT JOIN response_stats r ON r.period_start = p.period_start
-    GROUP BY p.period_start
-    ORDER BY p.period_start;
-END
-$$;
-
--- A repository's activity over time: counts per period, response times (median, p90,
--- hours), and the coverage of the data behind them.
-CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
-                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
-END
-$$;
-
--- The same for every repository of a group (by name, as 8Knot's "org" is).
-CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
-                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    members bigint[];
-BEGIN
-    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
-    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
-    WHERE lower(g.rg_name) = lower(repo_group);
-    IF members IS NULL THEN
-        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
-            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
-    END IF;
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
-END
-$$;
-
--- Everything stored about one repository, per entity: how many, first and last
--- activity, what the forge reported and the coverage, and when its phase last ran.
-CREATE FUNCTION aveloxis.repo_stats(repo bigint)
-RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
-               forge_reported bigint, coverage numeric, last_collected timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    collected timestamptz;
-    facaded   timestamptz;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
-    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
-    RETURN QUERY
-    WITH counts AS (
-        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
-               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
-        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
-        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
-                         max(c.cmt_author_timestamp), 'commits', facaded
-        FROM aveloxis_data.commits c WHERE c.repo_id = repo
-        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
-        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
-        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
-        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
-        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
-        FROM aveloxis_data.releases r WHERE r.repo_id = repo
-        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
-        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
-    )
-    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
-           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
-                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
-           c.at
-    FROM counts c
-    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
-END
-$$;
-
--- The most active contributors of a repository in a range, by actions (explorer's
--- definition: commits, issues and pull requests opened and closed, reviews, comments).
-CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
-                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
-RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
-               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT t.* FROM (
-        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
-               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-               count(*) FILTER (WHERE a.action = 'pull_request_open'),
-               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
-               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
-        FROM aveloxis_data.contributor_actions a
-        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
-          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
-    ) t
-    WHERE NOT exclude_bots OR t.rule IS NULL
-    ORDER BY 3 DESC, 2
-    LIMIT greatest(n, 0);
-END
-$$;
-
--- Contributors whose first contribution to the repository falls in the range, with
--- that first action.
-CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
-RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
-           (SELECT a.action FROM aveloxis_data.contributor_actions a
-            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
-            ORDER BY a.action LIMIT 1),
-           aveloxis.bot_rule(f.cntrb_id)
-    FROM aveloxis_data.repo_contributor_first f
-    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
-    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
-      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-    ORDER BY f.first_at, 2;
-END
-$$;
-
--- One contributor across the fleet: per repository, first and last action and counts.
-CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
-RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
-               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
-           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-           count(*) FILTER (WHERE a.action = 'pull_request_open'),
-           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
-    FROM aveloxis_data.contributor_actions a
-    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-    WHERE a.cntrb_id = cntrb
-    GROUP BY a.repo_id, r.repo_git
-    ORDER BY 5 DESC, 1
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:217
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -11460,8 +9308,9 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_hist
 
 -- The packages of the lease's repository that the cache lacks or holds past their TTL
 -- (packages.ttl; packages.miss_ttl for what was not found or failed), at most
--- packages.batch, each with the versions the repository uses. For the agent holding the
--- repository's packages lease.
+-- packages.batch, each with the versions the repository uses whose licence the cache does
+-- not hold yet (a release's licence does not change: asked once). For the agent holding
+-- the repository's packages lease.
 CREATE FUNCTION aveloxis.packages_due(lease_token uuid)
 RETURNS TABLE (ecosystem text, name text, versions text[])
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -11475,7 +9324,12 @@ DECLARE
     miss interval := aveloxis_ops.setting('packages.miss_ttl')::interval;
 BEGIN
     RETURN QUERY
-    SELECT d.ecosystem, d.package, array_agg(DISTINCT d.version ORDER BY d.version) FILTER (WHERE d.version IS NOT NULL)
+    SELECT d.ecosystem, d.package,
+           array_agg(DISTINCT d.version ORDER BY d.version)
+               FILTER (WHERE d.version IS NOT NULL
+                         AND NOT EXISTS (SELECT FROM aveloxis_data.package_versions v
+                                         WHERE v.ecosystem = d.ecosystem AND v.name = d.package
+                                           AND v.version = d.version AND v.licence IS NOT NULL))
     FROM aveloxis_data.repo_dependency_decls d
     LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
     WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
@@ -12179,6 +10033,991 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:215
+-- requires:
+--   augur_compat
+
+-- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
+-- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
+-- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
+-- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
+-- these views do it right; docs/analytics.md lists each difference.
+--
+-- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
+-- never a ::timestamp cast that reads the session's TimeZone); commit times and
+-- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
+-- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
+-- deleted account) are left out of the per-contributor views: they cannot be ranked.
+
+-- Every action of every known contributor, one row each, live over the base tables:
+-- the source of explorer_contributor_actions (and its three dependents) and of the
+-- analyst API (sql/analyst_api.sql).
+CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
+-- One row per commit (commits holds one row per changed file).
+SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
+       'commit'::text AS action, min(cm.cmt_id) AS source_id
+FROM aveloxis_data.commits cm
+WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
+GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
+UNION ALL
+SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
+FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
+FROM aveloxis_data.issue_events e
+WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
+FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
+FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
+FROM aveloxis_data.pull_request_events e
+WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
+FROM aveloxis_data.pull_request_reviews v
+WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
+UNION ALL
+-- Conversation comments and diff (review) comments: both are comments on the PR. One
+-- semi-join on the union of both reference tables (two EXISTS joined by OR were
+-- per-message subplans, a scan of the references per message once they outgrew
+-- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
+  AND m.msg_timestamp IS NOT NULL
+  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
+                                UNION ALL
+                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
+UNION ALL
+-- Credited to the comment's author (Augur credits the issue's reporter), on open
+-- issues too (Augur's closed_at <> msg_timestamp drops them).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
+COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
+
+-- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
+-- contribution" charts read rank = 1; Augur ranks newest first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
+       c.cntrb_login::varchar AS login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
+FROM aveloxis_data.contributor_actions a
+JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
+CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
+SELECT p.repo_id, count(*) AS pull_requests_all_time
+FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
+CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
+SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
+FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
+
+-- aveloxis_data.issues holds no pull requests.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
+SELECT i.repo_id, count(*) AS issues_all_time
+FROM aveloxis_data.issues i GROUP BY i.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
+SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
+FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
+CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
+
+-- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
+-- committers. Augur counts (commit, file) rows as commits; these are commits.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
+       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
+       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
+FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
+WHERE cm.cmt_committer_date IS NOT NULL
+GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
+CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
+    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
+
+-- Libyear: each repository's own rows (Augur and the Go system cross-join every
+-- repository with every libyear row), by the month of the scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
+
+-- The latest scan's dependencies of each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
+       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
+       l.current_release_date::varchar AS current_release_date, l.libyear,
+       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
+
+-- A contributor's first seven actions in each repository (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
+SELECT a.cntrb_id, a.created_at,
+       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
+       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
+       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+WHERE a.rank <= 7;
+CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
+    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
+
+-- The action that made each contributor new to each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.rank = 1;
+CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
+    (cntrb_id, created_at, repo_id, repo_name, login, rank);
+
+-- Every pull request, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
+SELECT p.pull_request_id, p.repo_id AS id,
+       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.pull_requests p
+LEFT JOIN aveloxis_data.pull_request_events e
+       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
+-- 8Knot reads these views by repository (WHERE id IN (...)).
+CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
+
+-- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
+-- pull request with each message on it (conversation, review bodies and diff
+-- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
+SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
+       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
+       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
+FROM aveloxis_data.pull_requests p
+LEFT JOIN (
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    UNION
+    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.pull_request_review_message_ref x
+    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
+    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
+    UNION
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
+) m ON m.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
+    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
+CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
+
+-- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
+-- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
+-- client that names it gets no error.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
+SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
+WHERE false;
+CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
+
+-- Per pull request: timings and event counts. Event and message counts come from
+-- separate aggregates (Augur joins events to messages, multiplying both counts).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
+SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
+       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
+       p.pr_state::varchar AS pr_src_state,
+       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
+       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
+       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
+       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
+       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
+       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
+       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
+       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
+       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
+       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
+       mt.average_time_between_responses,
+       coalesce(ev.assigned_count, 0) AS assigned_count,
+       coalesce(ev.review_requested_count, 0) AS review_requested_count,
+       coalesce(ev.labeled_count, 0) AS labeled_count,
+       coalesce(ev.subscribed_count, 0) AS subscribed_count,
+       coalesce(ev.mentioned_count, 0) AS mentioned_count,
+       coalesce(ev.referenced_count, 0) AS referenced_count,
+       coalesce(ev.closed_count, 0) AS closed_count,
+       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
+       coalesce(ev.merged_count, 0) AS merged_count,
+       coalesce(ev.milestoned_count, 0) AS milestoned_count,
+       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
+       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
+       coalesce(mt.comment_count, 0) AS comment_count,
+       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
+       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
+       p.pr_changed_files::bigint AS file_count
+FROM aveloxis_data.pull_requests p
+JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
+JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
+LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
+LEFT JOIN (
+    SELECT e.pull_request_id,
+           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
+           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
+           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
+           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
+           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
+           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
+           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
+           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
+           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
+           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
+    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
+) ev ON ev.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
+           count(*) AS comment_count,
+           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    GROUP BY x.pull_request_id
+) mt ON mt.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
+    GROUP BY c.pull_request_id
+) pc ON pc.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
+    (repo_id, pr_src_id, pr_src_meta_label);
+
+-- Every issue, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
+SELECT i.issue_id, i.repo_id AS id,
+       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.issues i
+LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
+CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
+
+-- Lines and files per language, from each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
+SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
+       l.programming_language::varchar AS programming_language,
+       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id)
+GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
+CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
+    (repo_id, programming_language);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
+SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
+FROM aveloxis_data.issues i;
+CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
+
+-- Actions of the last 13 months, ranked within them (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.created_at >= now() - interval '13 months';
+CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
+SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
+FROM aveloxis_data.pull_request_files f;
+CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
+
+-- Per file path: the authors of pull requests that changed it and their reviewers.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
+SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
+       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
+       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
+FROM aveloxis_data.pull_request_files f
+JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
+GROUP BY f.repo_id, f.pr_file_path;
+CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
+
+-- The files of each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
+SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
+       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
+       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:217
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:124
+-- requires:
+--   merges
+--   drain
+--   queue
+
+-- Fleet-wide identity work (docs/identity.md, "Enrichment and search-resolve"): the
+-- convergence machinery of reference 003, Layer 3, as two queued tasks per identity
+-- platform that any agent with that host's tokens may run:
+--
+--   enrich  thin contributors (no company and no location) fetched by account, at most
+--           enrich.batch per run; every attempt stamps cntrb_last_enriched_at, found or
+--           not, so enrich.cooldown holds (R6). Renames seen on the way are recorded
+--           (gh_login follows, login history appended; cntrb_id and cntrb_login never
+--           change).
+--   search contributors with an email and no account, at most search.batch per run,
+--           through the shared email chain (aveloxis.email_chain's free steps here, then the
+--           agent's user search and commit search on the search budget); a hit links the
+--           account (R11) or, when another row holds it, merges the two (R3, logged and
+--           reversible: sql/merges.sql). Every attempt stamps cntrb_last_search_attempted_at.
+--
+-- A run is leased like a job: claim_identity_batch hands out contributors with a lease
+-- token; the agent stages what the forge answered, raw, with stage_identity; and
+-- complete_identity_batch applies it in one transaction. A lease that expires is applied
+-- as far as it was staged, and its unstaged contributors are free again at once.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('enrich.batch', '1000', 'integer', 'Most thin contributors one enrichment run fetches'),
+    ('enrich.cooldown', '30 days', 'interval',
+     'How long after an enrichment attempt (found or not) a contributor is not fetched again (R6)'),
+    ('enrich.every', '30 minutes', 'interval', 'Least time between the starts of two enrichment runs of one platform'),
+    ('search.batch', '100', 'integer', 'Most email-only contributors one search-resolve run looks up'),
+    ('search.cooldown', '30 days', 'interval',
+     'How long after a search-resolve attempt (found or not) a contributor is not searched again'),
+    ('search.every', '1 hour', 'interval', 'Least time between the starts of two search-resolve runs of one platform'),
+    ('identity.lease', '30 minutes', 'interval', 'How long an enrichment or search-resolve run holds its contributors');
+
+CREATE TABLE aveloxis_ops.identity_runs (
+    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    task               text NOT NULL CHECK (task IN ('enrich', 'search')),
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    agent              text NOT NULL,
+    -- sha256 of the lease token: the token itself is never stored.
+    lease_token_digest bytea NOT NULL UNIQUE,
+    started_at         timestamptz NOT NULL,
+    lease_expires_at   timestamptz NOT NULL,
+    finished_at        timestamptz,
+    outcome            text CHECK (outcome IN ('complete', 'lease_expired')),
+    -- The batch handed out.
+    contributors       uuid[] NOT NULL,
+    result             jsonb
+);
+COMMENT ON TABLE aveloxis_ops.identity_runs IS 'Enrichment and search-resolve runs: the batch each leased and what it did';
+CREATE INDEX identity_runs_open_idx ON aveloxis_ops.identity_runs (task, platform_id) WHERE finished_at IS NULL;
+CREATE INDEX identity_runs_started_idx ON aveloxis_ops.identity_runs (task, platform_id, started_at);
+
+CREATE TABLE aveloxis_ops.identity_staging (
+    run_id      bigint NOT NULL REFERENCES aveloxis_ops.identity_runs ON DELETE CASCADE,
+    item        integer NOT NULL,
+    cntrb_id    uuid NOT NULL,
+    -- profile: GET /users/{login} (GitHub) or /users/:id (GitLab); user_search and
+    -- commit_search: GitHub's search answers for the contributor's email.
+    step        text NOT NULL CHECK (step IN ('profile', 'user_search', 'commit_search')),
+    http_status integer NOT NULL,
+    payload     text COMPRESSION lz4,
+    staged_at   timestamptz NOT NULL DEFAULT now(),
+    applied_at  timestamptz,
+    -- Why a staged answer could not be used (kept with the answer).
+    error       text,
+    PRIMARY KEY (run_id, item)
+);
+COMMENT ON TABLE aveloxis_ops.identity_staging IS 'Raw forge answers of identity runs, applied by complete_identity_batch';
+
+-- Thin contributors wait for enrichment by when they were last attempted.
+CREATE INDEX contributors_thin_idx ON aveloxis_data.contributors (cntrb_last_enriched_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_company IS NULL AND cntrb_location IS NULL AND cntrb_deleted = 0;
+-- Email-only contributors wait for search-resolve by when they were last attempted.
+CREATE INDEX contributors_email_only_idx ON aveloxis_data.contributors (cntrb_last_search_attempted_at NULLS FIRST, cntrb_id)
+    WHERE cntrb_email IS NOT NULL AND gh_user_id IS NULL AND gl_id IS NULL AND cntrb_deleted = 0;
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.identity_runs', 'run_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.identity_staging', '');
+
+-- The contributors a task would hand out on a platform now, in claim order (what the
+-- claim leases and queue_health counts).
+CREATE FUNCTION aveloxis_ops.identity_candidates(task text, platform smallint, at timestamptz)
+RETURNS TABLE (cntrb_id uuid, platform_user_id bigint, login text, email text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cooldown interval := aveloxis_ops.setting(task || '.cooldown')::interval;
+BEGIN
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT c.cntrb_id, i.platform_user_id, i.login, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_enriched_at IS NULL OR c.cntrb_last_enriched_at <= at - cooldown)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_enriched_at NULLS FIRST, c.cntrb_id;
+    ELSE
+        -- Search-resolve asks GitHub: GitLab's search by email is for administrators only.
+        RETURN QUERY
+        SELECT c.cntrb_id, NULL::bigint, NULL::text, c.cntrb_email
+        FROM aveloxis_data.contributors c
+        WHERE (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform) = 1
+          AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_last_search_attempted_at IS NULL OR c.cntrb_last_search_attempted_at <= at - cooldown)
+          AND aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+          AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+          AND NOT EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+                          WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors))
+        ORDER BY c.cntrb_last_search_attempted_at NULLS FIRST, c.cntrb_id;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_identity_task(task text, platform smallint)
+RETURNS smallint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind smallint;
+BEGIN
+    IF task IS NULL OR task NOT IN ('enrich', 'search') THEN
+        RAISE EXCEPTION 'unknown identity task "%"', task USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Tasks are enrich and search.';
+    END IF;
+    SELECT p.platform_kind INTO kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform;
+    IF kind IS NULL OR kind NOT IN (1, 2) THEN
+        RAISE EXCEPTION 'platform % is not a forge''s identity platform', platform USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis_data.platforms lists them: 1 github.com, 2 gitlab.com, 16 and up declared hosts.';
+    END IF;
+    RETURN kind;
+END
+$$;
+
+-- Ends identity runs whose lease expired: what they staged is applied, the contributors
+-- they did not report on are free again (not stamped: nobody tried them).
+CREATE FUNCTION aveloxis_ops.expire_identity_runs(at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    n bigint := 0;
+BEGIN
+    FOR run IN SELECT * FROM aveloxis_ops.identity_runs r
+               WHERE r.finished_at IS NULL AND r.lease_expires_at <= at
+               ORDER BY r.run_id FOR UPDATE SKIP LOCKED LOOP
+        PERFORM aveloxis_ops.identity_apply(run, NULL, 'lease_expired');
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Leases a batch of one task's due contributors on one identity platform to an agent:
+-- one row per contributor, each carrying the run's lease token. For enrich: the account
+-- (id and login) to fetch. For search: the email and its chain step ('noreply' and
+-- 'database' are settled by the database at completion; only 'unknown' needs the API).
+-- No rows: nothing is due (or the task's 'every' setting paces it).
+CREATE FUNCTION aveloxis.claim_identity_batch(agent text, task text, platform smallint DEFAULT 1,
+                                              max_contributors integer DEFAULT NULL, lease interval DEFAULT NULL)
+RETURNS TABLE (lease_token uuid, cntrb_id uuid, platform_user_id bigint, login text, email text, chain_step text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+    token uuid := gen_random_uuid();
+    n integer;
+    run bigint;
+    batch uuid[];
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim_identity_batch needs an agent name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.check_identity_task(task, platform);
+    n := coalesce(max_contributors, aveloxis_ops.setting(task || '.batch')::integer);
+    lease := coalesce(lease, aveloxis_ops.setting('identity.lease')::interval);
+    IF n < 1 OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_identity_batch needs max_contributors >= 1 and a positive lease'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One claimer of a task and platform at a time: batches never overlap.
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || task, platform));
+    PERFORM aveloxis_ops.expire_identity_runs(at);
+    IF EXISTS (SELECT FROM aveloxis_ops.identity_runs r
+               WHERE r.task = claim_identity_batch.task AND r.platform_id = platform
+                 AND r.started_at > at - aveloxis_ops.setting(task || '.every')::interval) THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(c.cntrb_id) INTO batch
+    FROM (SELECT c.cntrb_id FROM aveloxis_ops.identity_candidates(task, platform, at) c LIMIT n) c;
+    IF batch IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO aveloxis_ops.identity_runs (task, platform_id, agent, lease_token_digest, started_at,
+                                            lease_expires_at, contributors)
+    VALUES (task, platform, agent, aveloxis_ops.token_digest(token), at, at + lease, batch)
+    RETURNING run_id INTO run;
+    IF task = 'enrich' THEN
+        RETURN QUERY
+        SELECT token, c.cntrb_id, i.platform_user_id, i.login, NULL::text, NULL::text
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, k)
+        CROSS JOIN LATERAL (SELECT x.platform_user_id, x.login FROM aveloxis_data.contributor_identities x
+                            WHERE x.cntrb_id = c.cntrb_id AND x.platform_id = platform
+                            ORDER BY x.last_seen_at DESC, x.platform_user_id LIMIT 1) i
+        ORDER BY c.k;
+    ELSE
+        RETURN QUERY
+        SELECT token, c.cntrb_id, NULL::bigint, NULL::text, k.cntrb_email, e.step
+        FROM unnest(batch) WITH ORDINALITY AS c(cntrb_id, n)
+        JOIN aveloxis_data.contributors k ON k.cntrb_id = c.cntrb_id
+        CROSS JOIN LATERAL aveloxis_ops.search_chain_step(c.cntrb_id, k.cntrb_email) e
+        ORDER BY c.n;
+    END IF;
+END
+$$;
+
+-- Stages what the forge answered for contributors of the run the token proves: one row
+-- per answer (a 404 has no payload). Only the run's own contributors are accepted.
+CREATE FUNCTION aveloxis.stage_identity(lease_token uuid, cntrb_ids uuid[], steps text[], http_statuses integer[],
+                                        payloads text[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+    staged bigint;
+BEGIN
+    run := aveloxis_ops.held_identity_run(lease_token);
+    IF cntrb_ids IS NULL OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(steps)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(http_statuses)
+       OR cardinality(cntrb_ids) IS DISTINCT FROM cardinality(payloads) THEN
+        RAISE EXCEPTION 'stage_identity takes four arrays of one length (contributor, step, status, payload)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(cntrb_ids) c WHERE c IS NULL OR NOT c = ANY (run.contributors)) THEN
+        RAISE EXCEPTION 'a contributor staged is not in this run''s batch'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage only the contributors the claim handed out.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(steps) s WHERE s IS NULL OR s NOT IN ('profile', 'user_search', 'commit_search'))
+       OR (run.task = 'enrich' AND EXISTS (SELECT FROM unnest(steps) s WHERE s <> 'profile'))
+       OR (run.task = 'search' AND EXISTS (SELECT FROM unnest(steps) s WHERE s = 'profile')) THEN
+        RAISE EXCEPTION 'an % run stages %', run.task,
+            CASE run.task WHEN 'enrich' THEN 'profile answers' ELSE 'user_search and commit_search answers' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(http_statuses) s WHERE s IS NULL OR s NOT BETWEEN 100 AND 599) THEN
+        RAISE EXCEPTION 'HTTP statuses are 100 to 599' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.identity_staging (run_id, item, cntrb_id, step, http_status, payload)
+    SELECT run.run_id, coalesce((SELECT max(s.item) FROM aveloxis_ops.identity_staging s WHERE s.run_id = run.run_id), 0) + x.k,
+           x.c, x.s, x.h, x.p
+    FROM unnest(cntrb_ids, steps, http_statuses, payloads) WITH ORDINALITY AS x(c, s, h, p, k);
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    RETURN staged;
+END
+$$;
+
+-- The open run a lease token proves, locked; a clear error otherwise.
+CREATE FUNCTION aveloxis_ops.held_identity_run(lease_token uuid)
+RETURNS aveloxis_ops.identity_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs;
+BEGIN
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.lease_token_digest = aveloxis_ops.token_digest(lease_token)
+    FOR UPDATE;
+    IF run.run_id IS NULL THEN
+        RAISE EXCEPTION 'no identity run holds this lease token' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use the lease_token aveloxis.claim_identity_batch() returned.';
+    END IF;
+    IF run.finished_at IS NOT NULL OR run.lease_expires_at <= aveloxis_ops.clock() THEN
+        RAISE EXCEPTION 'identity run % is over (its lease %)', run.run_id,
+            CASE WHEN run.finished_at IS NOT NULL THEN 'was completed or expired' ELSE 'expired' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'What was staged before the lease ended is applied; claim a new batch.';
+    END IF;
+    RETURN run;
+END
+$$;
+
+-- Ends the run the token proves: applies what was staged, stamps the cooldown of the
+-- contributors attempted (the agent names them: those it did not reach, when its budget
+-- ran out, stay due), and returns what the run did.
+CREATE FUNCTION aveloxis.complete_identity_batch(lease_token uuid, attempted uuid[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    run aveloxis_ops.identity_runs := aveloxis_ops.held_identity_run(lease_token);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.identity:' || run.task, run.platform_id));
+    RETURN aveloxis_ops.identity_apply(run, attempted, 'complete');
+END
+$$;
+
+-- Per identity task and platform: what waits and what ran (queue_health shows the same).
+CREATE FUNCTION aveloxis.identity_health()
+RETURNS TABLE (task text, platform_id smallint, due bigint, leased bigint, cooling_down bigint,
+               oldest_due_age interval, runs_last_day bigint, expired_last_day bigint, last_result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT t.task, p.platform_id,
+           (SELECT count(*) FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now)),
+           (SELECT coalesce(sum(cardinality(r.contributors)), 0) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NULL),
+           CASE t.task
+               WHEN 'enrich' THEN (SELECT count(*) FROM aveloxis_data.contributors c
+                                   WHERE c.cntrb_company IS NULL AND c.cntrb_location IS NULL AND c.cntrb_deleted = 0
+                                     AND c.cntrb_last_enriched_at > at.now - aveloxis_ops.setting('enrich.cooldown')::interval
+                                     AND EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                                 WHERE i.cntrb_id = c.cntrb_id AND i.platform_id = p.platform_id))
+               ELSE (SELECT count(*) FROM aveloxis_data.contributors c
+                     WHERE p.platform_kind = 1 AND c.cntrb_email IS NOT NULL AND c.gh_user_id IS NULL
+                       AND c.gl_id IS NULL AND c.cntrb_deleted = 0
+                       AND c.cntrb_last_search_attempted_at > at.now - aveloxis_ops.setting('search.cooldown')::interval)
+           END,
+           (SELECT at.now - min(coalesce(c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval,
+                                         c.data_collection_date))
+            FROM aveloxis_ops.identity_candidates(t.task, p.platform_id, at.now) x
+            JOIN aveloxis_data.contributors c ON c.cntrb_id = x.cntrb_id WHERE t.task = 'enrich'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.started_at > at.now - interval '1 day'),
+           (SELECT count(*) FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.outcome = 'lease_expired'
+              AND r.finished_at > at.now - interval '1 day'),
+           (SELECT r.result FROM aveloxis_ops.identity_runs r
+            WHERE r.task = t.task AND r.platform_id = p.platform_id AND r.finished_at IS NOT NULL
+            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (VALUES ('enrich'), ('search')) AS t(task)
+    CROSS JOIN aveloxis_data.platforms p
+    CROSS JOIN at
+    WHERE p.platform_kind IN (1, 2) AND (t.task = 'enrich' OR p.platform_kind = 1)
+      AND (p.platform_id IN (1, 2) OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                                             WHERE i.platform_id = p.platform_id))
+    ORDER BY t.task, p.platform_id
+$$;
+
+-- Why a contributor is or is not enriched and searched: one row per task, in words.
+CREATE FUNCTION aveloxis.why_not_enriched(cntrb_id uuid)
+RETURNS TABLE (task text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    c aveloxis_data.contributors;
+    at timestamptz := aveloxis_ops.clock();
+    run aveloxis_ops.identity_runs;
+    person uuid;
+BEGIN
+    SELECT * INTO c FROM aveloxis_data.contributors x WHERE x.cntrb_id = why_not_enriched.cntrb_id;
+    IF c.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', why_not_enriched.cntrb_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF c.cntrb_deleted = 1 THEN
+        person := aveloxis.person_of(c.cntrb_id);
+        RETURN QUERY SELECT t, 'merged', format('merged into %s: that row is enriched and searched', person),
+                            NULL::timestamptz
+                     FROM unnest(ARRAY['enrich', 'search']) t;
+        RETURN;
+    END IF;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'enrich' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'enrich'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'not needed'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not possible'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in enrichment run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.cntrb_company IS NOT NULL OR c.cntrb_location IS NOT NULL THEN 'has a company or a location (not thin)'
+             WHEN NOT EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'no forge account known: search-resolve may find one'
+             WHEN c.cntrb_last_enriched_at > at - aveloxis_ops.setting('enrich.cooldown')::interval
+                 THEN format('attempted %s; enrich.cooldown is %s', c.cntrb_last_enriched_at, aveloxis_ops.setting('enrich.cooldown'))
+             ELSE 'waiting for an agent with this forge''s tokens to claim an enrichment batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_enriched_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_enriched_at + aveloxis_ops.setting('enrich.cooldown')::interval) END;
+    run := NULL;
+    SELECT * INTO run FROM aveloxis_ops.identity_runs r
+    WHERE r.task = 'search' AND r.finished_at IS NULL AND c.cntrb_id = ANY (r.contributors) LIMIT 1;
+    RETURN QUERY SELECT 'search'::text,
+        CASE WHEN run.run_id IS NOT NULL THEN 'leased'
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id) THEN 'not needed'
+             WHEN c.cntrb_email IS NULL OR aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL THEN 'not possible'
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval THEN 'cooling down'
+             ELSE 'due' END,
+        CASE WHEN run.run_id IS NOT NULL THEN format('in search-resolve run %s of %s, lease ends %s', run.run_id, run.agent, run.lease_expires_at)
+             WHEN c.gh_user_id IS NOT NULL OR c.gl_id IS NOT NULL
+                  OR EXISTS (SELECT FROM aveloxis_data.contributor_identities i WHERE i.cntrb_id = c.cntrb_id)
+                 THEN 'has a forge account'
+             WHEN c.cntrb_email IS NULL THEN 'no email to search for'
+             WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NOT NULL
+                 THEN 'the email is ' || aveloxis_ops.junk_email_reason(c.cntrb_email)
+             WHEN c.cntrb_last_search_attempted_at > at - aveloxis_ops.setting('search.cooldown')::interval
+                 THEN format('attempted %s; search.cooldown is %s', c.cntrb_last_search_attempted_at, aveloxis_ops.setting('search.cooldown'))
+             ELSE 'waiting for an agent with GitHub tokens to claim a search-resolve batch' END,
+        CASE WHEN run.run_id IS NOT NULL THEN run.lease_expires_at
+             WHEN c.cntrb_last_search_attempted_at IS NOT NULL
+                 THEN greatest(at, c.cntrb_last_search_attempted_at + aveloxis_ops.setting('search.cooldown')::interval) END;
+END
+$$;
+
+-- The identity platforms identity runs can serve (an agent runs those whose host it has
+-- tokens for): github.com, gitlab.com and every declared forge host.
+CREATE FUNCTION aveloxis.identity_platforms()
+RETURNS TABLE (platform_id smallint, platform_kind smallint, platform_host text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.platform_id, p.platform_kind, p.platform_host FROM aveloxis_data.platforms p
+    WHERE p.platform_kind IN (1, 2) AND p.platform_host IS NOT NULL
+    ORDER BY p.platform_id
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:134
 -- requires:
 --   contributors
@@ -12326,6 +11165,1173 @@ BEGIN
             ref.relname || '.' || ref.attname, ref.rel, ref.attname, ref.attname);
     END LOOP;
 END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:129
+-- requires:
+--   identity_tasks
+
+-- What an identity run's answers do (sql/identity_tasks.sql leases the runs): profiles
+-- through the drain's user resolution, search findings linked or merged, the chain's free
+-- steps settled without the API, cooldowns stamped, canonical emails filled.
+
+-- The free steps of the email chain for a search candidate: 'noreply' (the address names
+-- an account), 'database' (another person's row has this email: the same person, R5),
+-- else 'unknown'.
+CREATE FUNCTION aveloxis_ops.search_chain_step(candidate uuid, email text,
+                                               OUT step text, OUT other uuid, OUT platform_id smallint,
+                                               OUT user_id bigint, OUT login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        step := 'noreply';
+        platform_id := n.platform_id;
+        user_id := n.user_id;
+        login := n.login;
+        RETURN;
+    END IF;
+    SELECT x.cntrb_id INTO other FROM (
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL AS email_only, c.data_collection_date
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND c.cntrb_id <> candidate
+          AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        UNION ALL
+        SELECT c.cntrb_id, c.gh_user_id IS NULL AND c.gl_id IS NULL, c.data_collection_date
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE lower(a.alias_email) = address AND c.cntrb_id <> candidate
+    ) x
+    WHERE aveloxis.person_of(x.cntrb_id) <> aveloxis.person_of(candidate)
+    ORDER BY x.email_only, x.data_collection_date, x.cntrb_id
+    LIMIT 1;
+    step := CASE WHEN other IS NOT NULL THEN 'database' ELSE 'unknown' END;
+END
+$$;
+
+-- Applies a run: the staged answers, then the cooldown stamps of the contributors
+-- attempted (NULL: those with staged answers, and for search those the database settles),
+-- and closes the run. Returns what it did.
+CREATE FUNCTION aveloxis_ops.identity_apply(run aveloxis_ops.identity_runs, attempted uuid[], outcome text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    summary jsonb;
+    tried uuid[];
+BEGIN
+    IF run.task = 'enrich' THEN
+        summary := aveloxis_ops.apply_profiles(run);
+    ELSE
+        summary := aveloxis_ops.apply_searches(run);
+    END IF;
+    tried := ARRAY(SELECT DISTINCT c
+                   FROM unnest(coalesce(attempted, '{}')
+                               || ARRAY(SELECT s::uuid FROM jsonb_array_elements_text(summary -> 'settled') s)) c
+                   WHERE c = ANY (run.contributors));
+    IF run.task = 'enrich' THEN
+        UPDATE aveloxis_data.contributors c SET cntrb_last_enriched_at = now() WHERE c.cntrb_id = ANY (tried);
+    ELSE
+        UPDATE aveloxis_data.contributors c SET cntrb_last_search_attempted_at = now() WHERE c.cntrb_id = ANY (tried);
+    END IF;
+    PERFORM aveloxis_ops.fill_canonical(ARRAY(SELECT DISTINCT aveloxis.person_of(c) FROM unnest(tried) c));
+    summary := (summary - 'settled') || jsonb_build_object('batch', cardinality(run.contributors),
+                                                         'attempted', cardinality(tried));
+    UPDATE aveloxis_ops.identity_runs r SET finished_at = aveloxis_ops.clock(), outcome = identity_apply.outcome,
+                                            result = summary
+    WHERE r.run_id = run.run_id;
+    RETURN summary;
+END
+$$;
+
+-- The canonical email of active rows that have none (reference 003, "Why is
+-- cntrb_canonical empty?"): the row's own email when it is a person's address (not a
+-- noreply, bot or service one), else its first alias that is. Returns the rows filled.
+CREATE FUNCTION aveloxis_ops.fill_canonical(ids uuid[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH filled AS (
+        UPDATE aveloxis_data.contributors c
+        SET cntrb_canonical = coalesce(
+                CASE WHEN aveloxis_ops.junk_email_reason(c.cntrb_email) IS NULL
+                          AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(c.cntrb_email))
+                     THEN lower(btrim(c.cntrb_email)) END,
+                (SELECT min(lower(a.alias_email)) FROM aveloxis_data.contributors_aliases a
+                 WHERE a.cntrb_id = c.cntrb_id AND aveloxis_ops.junk_email_reason(a.alias_email) IS NULL
+                   AND NOT EXISTS (SELECT FROM aveloxis_ops.noreply_account(a.alias_email))))
+        WHERE c.cntrb_id = ANY (ids) AND c.cntrb_canonical IS NULL AND c.cntrb_deleted = 0
+          AND (c.cntrb_email IS NOT NULL
+               OR EXISTS (SELECT FROM aveloxis_data.contributors_aliases a WHERE a.cntrb_id = c.cntrb_id))
+        RETURNING 1
+    )
+    SELECT count(*) FROM filled
+$$;
+
+-- Enrichment answers: a 200 whose account is the one leased goes through the drain's user
+-- resolution (collect_users, resolve_users: R1-R4, renames); a 404 is a miss; anything
+-- else unusable is kept with its error. Every contributor with an answer counts as tried.
+CREATE FUNCTION aveloxis_ops.apply_profiles(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    doc jsonb;
+    problem text;
+    expected bigint;
+    profiles bigint := 0;
+    missing bigint := 0;
+    unusable bigint := 0;
+    renamed bigint;
+    resolved record;
+    before jsonb;
+BEGIN
+    PERFORM aveloxis_ops.drain_scratch();
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    FOR s IN SELECT * FROM aveloxis_ops.identity_staging x WHERE x.run_id = run.run_id AND x.applied_at IS NULL
+             ORDER BY x.item LOOP
+        problem := NULL;
+        doc := NULL;
+        SELECT i.platform_user_id INTO expected FROM aveloxis_data.contributor_identities i
+        WHERE i.cntrb_id = s.cntrb_id AND i.platform_id = run.platform_id
+        ORDER BY i.last_seen_at DESC, i.platform_user_id LIMIT 1;
+        IF s.http_status = 200 THEN
+            BEGIN
+                doc := s.payload::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                problem := 'the answer is not JSON: ' || SQLERRM;
+            END;
+            IF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS NULL THEN
+                problem := 'the answer is not a user object with a numeric id';
+            ELSIF problem IS NULL AND aveloxis_ops.user_id_of(doc) IS DISTINCT FROM expected THEN
+                problem := format('the answer is account %s, not the leased account %s', aveloxis_ops.user_id_of(doc), expected);
+            END IF;
+        ELSIF s.http_status IN (404, 410) THEN
+            missing := missing + 1;
+        ELSE
+            problem := format('HTTP %s', s.http_status);
+        END IF;
+        IF problem IS NOT NULL THEN
+            unusable := unusable + 1;
+        ELSIF doc IS NOT NULL THEN
+            INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u) VALUES (run.platform_id, s.item, doc);
+            profiles := profiles + 1;
+        END IF;
+        UPDATE aveloxis_ops.identity_staging x SET applied_at = now(), error = problem
+        WHERE x.run_id = s.run_id AND x.item = s.item;
+    END LOOP;
+    -- Logins before, to count renames.
+    SELECT coalesce(jsonb_object_agg(i.platform_user_id::text, i.login), '{}') INTO before
+    FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = run.platform_id
+      AND i.platform_user_id IN (SELECT aveloxis_ops.user_id_of(r.u) FROM pg_temp.drain_user_refs r);
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    SELECT count(*) INTO renamed FROM pg_temp.drain_users d
+    WHERE before ? d.user_id::text AND (before ->> d.user_id::text) IS DISTINCT FROM d.login;
+    RETURN jsonb_build_object(
+        'profiles', profiles, 'not_found', missing, 'unusable', unusable, 'renamed', renamed,
+        'contributors_updated', resolved.updated,
+        'settled', (SELECT coalesce(array_agg(DISTINCT x.cntrb_id), '{}') FROM aveloxis_ops.identity_staging x
+                    WHERE x.run_id = run.run_id));
+END
+$$;
+
+-- Settles one search-resolve finding: the account (platform, user id, login) is the
+-- candidate's. Unknown account: linked to the candidate (R11: cntrb_id and cntrb_login
+-- untouched). Held by another person's row: the two are merged (winner by R1, else the
+-- older row), logged with why. Returns 'linked', 'merged' or 'already'.
+CREATE FUNCTION aveloxis_ops.settle_search_hit(candidate uuid, platform smallint, user_id bigint, login text,
+                                               why text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me uuid := aveloxis.person_of(candidate);
+    holder uuid;
+    winner uuid;
+BEGIN
+    IF user_id IS NULL THEN
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND lower(i.login) = lower(settle_search_hit.login);
+        IF holder IS NULL THEN
+            RETURN 'unknown';
+        END IF;
+    ELSE
+        SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+        WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    END IF;
+    IF holder IS NULL THEN
+        PERFORM aveloxis.link_contributor(me, platform, user_id, login);
+        RETURN 'linked';
+    END IF;
+    holder := aveloxis.person_of(holder);
+    IF holder = me THEN
+        RETURN 'already';
+    END IF;
+    winner := aveloxis_ops.merge_winner(holder, me);
+    PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = holder THEN me ELSE holder END, why, 'search_resolve');
+    RETURN 'merged';
+END
+$$;
+
+-- Search-resolve answers and the chain's free steps, per contributor of the batch: the
+-- noreply account or the other row the database knows (settled without the API), else
+-- the first staged search answer naming an account (user search before commit search).
+CREATE FUNCTION aveloxis_ops.apply_searches(run aveloxis_ops.identity_runs)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    s record;
+    chain record;
+    doc jsonb;
+    account jsonb;
+    outcome text;
+    counts jsonb := '{"linked": 0, "merged": 0, "already": 0, "not_found": 0, "unusable": 0}';
+    settled uuid[] := '{}';
+    github smallint := run.platform_id;
+    me uuid;
+    them uuid;
+    winner uuid;
+BEGIN
+    FOR c IN SELECT k.cntrb_id, k.cntrb_email, k.cntrb_deleted
+             FROM unnest(run.contributors) AS b(id) JOIN aveloxis_data.contributors k ON k.cntrb_id = b.id LOOP
+        outcome := NULL;
+        chain := aveloxis_ops.search_chain_step(c.cntrb_id, c.cntrb_email);
+        IF chain.step = 'noreply' THEN
+            outcome := aveloxis_ops.settle_search_hit(c.cntrb_id, chain.platform_id, chain.user_id, chain.login,
+                                                      format('search-resolve: %s is a noreply address of %s', c.cntrb_email, chain.login));
+            outcome := CASE WHEN outcome = 'unknown' THEN 'not_found' ELSE outcome END;
+            settled := settled || c.cntrb_id;
+        ELSIF chain.step = 'database' THEN
+            them := aveloxis.person_of(chain.other);
+            me := aveloxis.person_of(c.cntrb_id);
+            winner := aveloxis_ops.merge_winner(them, me);
+            PERFORM aveloxis_ops.merge_rows(winner, CASE WHEN winner = them THEN me ELSE them END,
+                                            format('search-resolve: %s is also the email of %s', c.cntrb_email, chain.other),
+                                            'search_resolve');
+            outcome := 'merged';
+            settled := settled || c.cntrb_id;
+        ELSE
+            FOR s IN SELECT * FROM aveloxis_ops.identity_staging x
+                     WHERE x.run_id = run.run_id AND x.cntrb_id = c.cntrb_id AND x.applied_at IS NULL
+                     ORDER BY x.step = 'commit_search', x.item LOOP
+                settled := settled || c.cntrb_id;
+                account := NULL;
+                doc := NULL;
+                IF s.http_status = 200 THEN
+                    BEGIN
+                        doc := s.payload::jsonb;
+                    EXCEPTION WHEN OTHERS THEN
+                        doc := NULL;
+                    END;
+                END IF;
+                account := CASE s.step WHEN 'user_search' THEN doc -> 'items' -> 0
+                                       ELSE doc -> 'items' -> 0 -> 'author' END;
+                IF outcome IS NULL AND aveloxis_ops.user_id_of(account) IS NOT NULL
+                   AND jsonb_typeof(account -> 'login') = 'string' THEN
+                    outcome := aveloxis_ops.settle_search_hit(
+                        c.cntrb_id, github, aveloxis_ops.user_id_of(account), account ->> 'login',
+                        format('search-resolve: GitHub''s %s found %s as account %s (%s)',
+                               replace(s.step, '_', ' '), c.cntrb_email, account ->> 'id', account ->> 'login'));
+                END IF;
+                UPDATE aveloxis_ops.identity_staging x
+                SET applied_at = now(),
+                    error = CASE WHEN s.http_status = 200 AND doc IS NULL THEN 'the answer is not JSON'
+                                 WHEN s.http_status NOT IN (200, 404, 422) THEN format('HTTP %s', s.http_status) END
+                WHERE x.run_id = s.run_id AND x.item = s.item;
+                IF (s.http_status = 200 AND doc IS NULL) OR s.http_status NOT IN (200, 404, 422) THEN
+                    counts := jsonb_set(counts, '{unusable}', to_jsonb((counts ->> 'unusable')::bigint + 1));
+                END IF;
+            END LOOP;
+            IF outcome IS NULL AND c.cntrb_id = ANY (settled) THEN
+                outcome := 'not_found';
+            END IF;
+        END IF;
+        IF outcome IS NOT NULL THEN
+            counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts ->> outcome)::bigint, 0) + 1));
+        END IF;
+    END LOOP;
+    RETURN counts || jsonb_build_object('settled', settled);
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:223
+-- requires:
+--   facade
+--   drain
+
+-- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
+--
+-- Statement-level triggers on the base tables turn each statement's changed rows
+-- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
+-- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
+-- between view refreshes, whichever code path wrote the rows (drain, force-push
+-- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
+-- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
+-- with the same definitions (and must agree: tests/tests/analytics.rs).
+--
+-- Definitions (day = the UTC date):
+--   issues_opened/closed   issues by created_at / closed_at
+--   prs_opened/merged      pull requests by created_at / merged_at
+--   prs_closed             pull requests closed without merging, by closed_at
+--   commits                distinct commits by author time; lines_added/removed their numstat sums
+--   comments               issue, pull request and diff comments by msg_timestamp
+--   reviews                pull request reviews by submitted_at
+--   new_contributors       contributors whose first contribution (commit authored, issue
+--                          or pull request opened, comment, review) in the repository
+--                          falls on the day; repo_contributor_first keeps each one's first.
+
+CREATE TABLE aveloxis_data.repo_daily_activity (
+    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    day              date NOT NULL,
+    issues_opened    bigint NOT NULL DEFAULT 0,
+    issues_closed    bigint NOT NULL DEFAULT 0,
+    prs_opened       bigint NOT NULL DEFAULT 0,
+    prs_merged       bigint NOT NULL DEFAULT 0,
+    prs_closed       bigint NOT NULL DEFAULT 0,
+    commits          bigint NOT NULL DEFAULT 0,
+    lines_added      bigint NOT NULL DEFAULT 0,
+    lines_removed    bigint NOT NULL DEFAULT 0,
+    comments         bigint NOT NULL DEFAULT 0,
+    reviews          bigint NOT NULL DEFAULT 0,
+    new_contributors bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
+);
+COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
+
+CREATE TABLE aveloxis_data.repo_contributor_first (
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    cntrb_id      uuid NOT NULL,
+    first_at      timestamptz NOT NULL,
+    -- The first_at it replaced (how the trigger learns the old value from an upsert).
+    prev_first_at timestamptz,
+    PRIMARY KEY (repo_id, cntrb_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
+CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
+
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
+CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
+-- One contributor's closes and merges (aveloxis.contributor_activity).
+CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+
+-- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
+-- which rebuild both as the rows go in (after a restore with --disable-triggers:
+-- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
+
+-- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
+CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
+
+-- A contributor's first contribution to a repository, from the base tables.
+CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(
+        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
+         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
+        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
+        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
+        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
+         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
+        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+         WHERE v.cntrb_id = person AND v.repo_id = repo))
+$$;
+
+-- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
+-- were). What both hold cancels out.
+CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    repo   bigint;
+    pair   record;
+    before timestamptz;
+    after  timestamptz;
+BEGIN
+    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- Writers of one repository take turns here (a drain and an author linking, say):
+    -- first-contribution bookkeeping reads before it writes.
+    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
+    END LOOP;
+
+    -- Session-long scratch; one made by anyone but the extension's owner is refused.
+    IF to_regclass('pg_temp.activity_net') IS NULL THEN
+        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
+                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
+    END IF;
+    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
+    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
+    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
+    -- statement's facts at a time.
+    DELETE FROM pg_temp.activity_net;
+    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
+    IF coalesce(cardinality(minus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
+    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
+    ELSE
+        INSERT INTO pg_temp.activity_net
+        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
+        UNION ALL
+        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
+    END IF;
+
+    -- First contributions: an earlier one moves a contributor's first day.
+    WITH candidates AS (
+        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
+        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
+          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
+        GROUP BY 1, 2
+    ), moved AS (
+        -- Most candidates are known with an earlier first day: an index probe settles
+        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
+        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
+        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
+        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
+                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
+        ORDER BY 1, 2
+        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
+            WHERE EXCLUDED.first_at < f.first_at
+        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
+    )
+    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
+    UNION ALL
+    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
+
+    -- A removed contribution that may have been someone's first: recount that one person.
+    FOR pair IN
+        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
+        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
+        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
+        ORDER BY 1, 2
+    LOOP
+        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
+        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
+        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
+        CONTINUE WHEN after IS NOT DISTINCT FROM before;
+        IF after IS NULL THEN
+            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+        ELSE
+            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
+            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
+        END IF;
+        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
+    END LOOP;
+
+    INSERT INTO aveloxis_data.repo_daily_activity AS a
+        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
+         lines_removed, comments, reviews, new_contributors)
+    SELECT d.repo_id, d.day,
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
+    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
+          FROM pg_temp.activity_net n
+          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
+            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
+    GROUP BY d.repo_id, d.day
+    HAVING bool_or(d.v <> 0)
+    ORDER BY d.repo_id, d.day
+    ON CONFLICT (repo_id, day) DO UPDATE SET
+        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
+        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
+        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
+        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
+        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
+        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
+        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
+    -- A day whose every count went back to zero is no day of activity.
+    DELETE FROM aveloxis_data.repo_daily_activity a
+    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
+           WHERE n.sign = -1 AND n.at IS NOT NULL) z
+    WHERE a.repo_id = z.repo_id AND a.day = z.day
+      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
+           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    DELETE FROM pg_temp.activity_net;
+END
+$$;
+
+-- The facts of one row of each table.
+CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
+              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
+    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
+              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
+    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
+    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+$$;
+
+CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
+    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
+    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
+$$;
+
+-- One trigger function per table; transition tables are named new_rows and old_rows.
+CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+-- The start of a moment's UTC day: facts that count per day (lines, commits) are
+-- summed per day before activity_apply, one fact a day instead of one a row.
+CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
+
+-- Commits: one row per (commit, file). Lines count per row; a commit counts once,
+-- when its first row arrives and when its last row goes (whatever statements they
+-- come in); its author's contribution once per commit.
+-- Lines and commits are summed per UTC day in the statement (a batch of thousands of
+-- rows becomes a few facts a day); contributions stay per commit (first contributions
+-- need their time).
+CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(f) INTO plus FROM (
+            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
+                   sum(n.cmt_added)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
+                   sum(n.cmt_removed)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'INSERT' THEN
+            plus := plus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
+                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE (SELECT count(*) FROM aveloxis_data.commits c
+                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(f) INTO minus FROM (
+            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
+                   sum(o.cmt_added)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
+                   sum(o.cmt_removed)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'DELETE' THEN
+            minus := minus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
+                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
+                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+
+-- The daily activity of one repository (or all), computed from the base tables with
+-- the triggers' definitions.
+CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
+RETURNS SETOF aveloxis_data.repo_daily_activity
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH firsts AS (
+        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
+            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+              AND m.msg_source IN ('issue_comment', 'review_comment')
+            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
+    ), facts AS (
+        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
+        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
+        FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
+        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        GROUP BY c.repo_id, c.cmt_commit_hash
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
+        FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
+        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
+        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
+    )
+    SELECT f.repo_id, f.day,
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
+    FROM facts f
+    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
+    GROUP BY f.repo_id, f.day
+    HAVING bool_or(f.v <> 0)
+$$;
+
+-- Recomputes the daily activity (and first contributions) of one repository, or of
+-- all when repo is NULL. Returns the days written. For an upgrade from a version
+-- without triggers, or after a TRUNCATE (which the triggers do not see).
+CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    r bigint;
+BEGIN
+    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
+    END LOOP;
+    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
+    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
+    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
+        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:237
+-- requires:
+--   activity
+--   bots
+--   completeness
+--   matviews
+--   queue
+
+-- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
+-- and repo group, time series, contributors, bots, and the coverage every figure carries.
+-- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
+-- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
+
+-- Statistics and time series.
+
+-- Contributors the rules call bots (one pass over contributors; for exclude_bots).
+CREATE FUNCTION aveloxis_ops.bot_ids()
+RETURNS TABLE (cntrb_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
+              SELECT FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
+$$;
+
+-- Whether a commit author without a linked account looks like a bot by name or email.
+CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
+                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
+                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
+    END IF;
+    IF grain = 'day' AND until - since > 36600 THEN
+        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The series for a set of repositories (repo_activity and group_activity call it).
+-- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
+-- not counted, and every period is present, zero or not: coverage tells a real zero
+-- from missing data.
+CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
+END
+$$;
+
+-- A repository's activity over time: counts per period, response times (median, p90,
+-- hours), and the coverage of the data behind them.
+CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
+                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
+END
+$$;
+
+-- The same for every repository of a group (by name, as 8Knot's "org" is).
+CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
+                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    members bigint[];
+BEGIN
+    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
+    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+    WHERE lower(g.rg_name) = lower(repo_group);
+    IF members IS NULL THEN
+        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
+            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
+    END IF;
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
+END
+$$;
+
+-- Everything stored about one repository, per entity: how many, first and last
+-- activity, what the forge reported and the coverage, and when its phase last ran.
+CREATE FUNCTION aveloxis.repo_stats(repo bigint)
+RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
+               forge_reported bigint, coverage numeric, last_collected timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    collected timestamptz;
+    facaded   timestamptz;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
+    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
+               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
+        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
+        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
+                         max(c.cmt_author_timestamp), 'commits', facaded
+        FROM aveloxis_data.commits c WHERE c.repo_id = repo
+        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
+        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
+        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
+        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
+        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
+        FROM aveloxis_data.releases r WHERE r.repo_id = repo
+        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
+        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
+    )
+    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
+           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
+                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
+           c.at
+    FROM counts c
+    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
+END
+$$;
+
+-- The most active contributors of a repository in a range, by actions (explorer's
+-- definition: commits, issues and pull requests opened and closed, reviews, comments).
+CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
+                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
+RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
+               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT t.* FROM (
+        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
+               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+               count(*) FILTER (WHERE a.action = 'pull_request_open'),
+               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
+               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
+        FROM aveloxis_data.contributor_actions a
+        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
+          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
+    ) t
+    WHERE NOT exclude_bots OR t.rule IS NULL
+    ORDER BY 3 DESC, 2
+    LIMIT greatest(n, 0);
+END
+$$;
+
+-- Contributors whose first contribution to the repository falls in the range, with
+-- that first action.
+CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
+RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
+           (SELECT a.action FROM aveloxis_data.contributor_actions a
+            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
+            ORDER BY a.action LIMIT 1),
+           aveloxis.bot_rule(f.cntrb_id)
+    FROM aveloxis_data.repo_contributor_first f
+    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
+    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
+      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY f.first_at, 2;
+END
+$$;
+
+-- One contributor across the fleet: per repository, first and last action and counts.
+CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
+RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
+               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
+           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+           count(*) FILTER (WHERE a.action = 'pull_request_open'),
+           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
+    FROM aveloxis_data.contributor_actions a
+    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+    WHERE a.cntrb_id = cntrb
+    GROUP BY a.repo_id, r.repo_git
+    ORDER BY 5 DESC, 1
 $$;
 /* </end connected objects> */
 

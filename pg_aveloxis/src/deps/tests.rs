@@ -44,7 +44,9 @@ fn real_files_yield_what_they_state() {
             continue;
         }
         let fixture = cells[0];
-        listed.insert(fixture.rsplit('/').next().unwrap().to_owned());
+        if !fixture.contains('/') {
+            listed.insert(fixture.to_owned());
+        }
         let path = original_path(fixture);
         let content = std::fs::read_to_string(dir.join(fixture)).expect("fixture text");
         let (ecosystem, kind) = file_kind(&path).unwrap_or_else(|| panic!("{fixture}: {path} is no dependency file"));
