@@ -185,8 +185,8 @@ pub struct AnalysisOutcome {
     pub dependencies: Option<super::dependencies::Harvest>,
 }
 
-impl AnalysisOutcome {
-    pub fn summary(&self) -> String {
+impl super::Outcome for AnalysisOutcome {
+    fn summary(&self) -> String {
         if self.unchanged {
             format!(
                 "analysis: HEAD {} unchanged since the last analysis: nothing to do",
@@ -217,7 +217,7 @@ impl AnalysisOutcome {
         }
     }
 
-    pub fn report(&self) -> Value {
+    fn report(&self) -> Value {
         let dependencies = self.dependencies.as_ref().map(|h| {
             json!({"files": h.files, "blobs_staged": h.blobs_staged, "bytes_staged": h.bytes_staged,
                    "too_large": h.too_large})
@@ -257,8 +257,8 @@ impl std::fmt::Display for AnalysisError {
     }
 }
 
-impl AnalysisError {
-    pub fn class(&self) -> &'static str {
+impl super::Failure for AnalysisError {
+    fn class(&self) -> &'static str {
         match self {
             Self::NoClone(_) | Self::Database(_) | Self::Dependencies(_) => "transient",
             // A clone git cannot read (corrupt, empty history) is not fixed by retrying soon.
@@ -318,21 +318,6 @@ pub async fn analyze(db: &PgPool, job: &ClaimedJob, clone_dir: &Path) -> Result<
         skipped: json!({"unknown_language": labor.unknown_language, "binary": labor.binary,
                         "too_large": labor.too_large, "links_and_submodules": labor.not_files}),
     })
-}
-
-/// Reports an analysis job: `complete` applies the staged snapshot (or records the
-/// unchanged HEAD); a failure is `fail`ed with its class.
-pub async fn finish(
-    db: &PgPool,
-    agent: &str,
-    job: &ClaimedJob,
-    result: &Result<AnalysisOutcome, AnalysisError>,
-) -> Result<(), sqlx::Error> {
-    let report = match result {
-        Ok(outcome) => Ok(outcome.report()),
-        Err(e) => Err((e.to_string(), e.class())),
-    };
-    crate::queue::report(db, agent, job, false, report).await
 }
 
 #[cfg(test)]

@@ -17,3 +17,21 @@ pub mod identity;
 pub mod packages;
 pub mod scorecard;
 pub mod vulnerabilities;
+
+/// What a phase's job came to: the JSON `complete` records, and one line for the operator.
+pub trait Outcome {
+    fn report(&self) -> serde_json::Value;
+    fn summary(&self) -> String;
+}
+
+/// Why a phase's job failed, and the queue's class for it (`transient`, `skip`, ...).
+pub trait Failure: std::fmt::Display {
+    fn class(&self) -> &'static str;
+}
+
+/// A failure described in words: the network or the database, worth retrying.
+impl Failure for String {
+    fn class(&self) -> &'static str {
+        "transient"
+    }
+}

@@ -372,15 +372,15 @@ pub struct PackagesOutcome {
     pub requests: u64,
 }
 
-impl PackagesOutcome {
-    pub fn summary(&self) -> String {
+impl super::Outcome for PackagesOutcome {
+    fn summary(&self) -> String {
         format!(
             "packages: {} due in the cache, {} found, {} not in their registry, {} unsupported, {} unanswered; {} requests",
             self.due, self.found, self.missing, self.unsupported, self.unanswered, self.requests
         )
     }
 
-    pub fn report(&self) -> Value {
+    fn report(&self) -> Value {
         json!({"due": self.due, "found": self.found, "not_found": self.missing, "unsupported": self.unsupported,
                "unanswered": self.unanswered, "requests": self.requests, "complete": self.unanswered == 0})
     }
@@ -433,18 +433,4 @@ pub async fn fetch_packages(
     }
     outcome.requests = client.requests();
     Ok(outcome)
-}
-
-/// Reports a packages job: `complete` applies the cache and the libyear.
-pub async fn finish(
-    db: &PgPool,
-    agent: &str,
-    job: &ClaimedJob,
-    result: &Result<PackagesOutcome, String>,
-) -> Result<(), sqlx::Error> {
-    let report = match result {
-        Ok(outcome) => Ok(outcome.report()),
-        Err(e) => Err((e.clone(), "transient")),
-    };
-    crate::queue::report(db, agent, job, false, report).await
 }

@@ -19,8 +19,8 @@ pub struct ScorecardOutcome {
     pub checks: usize,
 }
 
-impl ScorecardOutcome {
-    pub fn summary(&self) -> String {
+impl super::Outcome for ScorecardOutcome {
+    fn summary(&self) -> String {
         if self.published {
             format!(
                 "OpenSSF Scorecard {} with {} checks",
@@ -32,7 +32,7 @@ impl ScorecardOutcome {
         }
     }
 
-    pub fn report(&self) -> Value {
+    fn report(&self) -> Value {
         json!({"published": self.published, "score": self.score, "checks": self.checks})
     }
 }
@@ -56,8 +56,8 @@ impl std::fmt::Display for ScorecardError {
     }
 }
 
-impl ScorecardError {
-    pub fn class(&self) -> &'static str {
+impl super::Failure for ScorecardError {
+    fn class(&self) -> &'static str {
         match self {
             Self::Api(RegistryError::Transient(_)) | Self::Database(_) => "transient",
             Self::NotGithub(_) | Self::Api(RegistryError::Rejected(_)) => "skip",
@@ -89,18 +89,4 @@ pub async fn read_scorecard(
             })
         }
     }
-}
-
-/// Reports a scorecard job: `complete` applies what was staged; a failure is `fail`ed.
-pub async fn finish(
-    db: &PgPool,
-    agent: &str,
-    job: &ClaimedJob,
-    result: &Result<ScorecardOutcome, ScorecardError>,
-) -> Result<(), sqlx::Error> {
-    let report = match result {
-        Ok(outcome) => Ok(outcome.report()),
-        Err(e) => Err((e.to_string(), e.class())),
-    };
-    crate::queue::report(db, agent, job, false, report).await
 }

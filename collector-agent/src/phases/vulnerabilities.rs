@@ -50,15 +50,15 @@ pub struct OsvOutcome {
     pub requests: u64,
 }
 
-impl OsvOutcome {
-    pub fn summary(&self) -> String {
+impl super::Outcome for OsvOutcome {
+    fn summary(&self) -> String {
         format!(
             "vulnerabilities: {} versions asked, {} answered, {} advisories listed, {} records fetched; {} requests",
             self.queries, self.answered, self.advisories, self.records_fetched, self.requests
         )
     }
 
-    pub fn report(&self) -> Value {
+    fn report(&self) -> Value {
         json!({"queries": self.queries, "answered": self.answered, "advisories": self.advisories,
                "records_fetched": self.records_fetched, "requests": self.requests,
                "complete": self.answered == self.queries})
@@ -200,18 +200,4 @@ pub async fn scan(db: &PgPool, job: &ClaimedJob, client: &PoliteClient, root: &U
     }
     outcome.requests = client.requests();
     Ok(outcome)
-}
-
-/// Reports a vulnerabilities job.
-pub async fn finish(
-    db: &PgPool,
-    agent: &str,
-    job: &ClaimedJob,
-    result: &Result<OsvOutcome, String>,
-) -> Result<(), sqlx::Error> {
-    let report = match result {
-        Ok(outcome) => Ok(outcome.report()),
-        Err(e) => Err((e.clone(), "transient")),
-    };
-    crate::queue::report(db, agent, job, false, report).await
 }
