@@ -31,6 +31,7 @@ const GEMFILE_LOCK: &[u8] =
 const PACKAGES_CONFIG: &[u8] =
     b"<?xml version=\"1.0\"?>\n<packages>\n  <package id=\"Newtonsoft.Json\" version=\"13.0.1\" />\n</packages>\n";
 const REQUIREMENTS: &[u8] = b"requests>=2.28\n";
+const CABAL: &[u8] = b"name: tool\nversion: 0.1\n\nlibrary\n  build-depends: aeson ==2.1.0.0\n";
 
 fn commit(changes: Vec<Change<'_>>) -> Commit<'_> {
     Commit {
@@ -160,6 +161,25 @@ async fn registries() -> MockServer {
     )
     .mount(&server)
     .await;
+    // Hackage: preferred versions as JSON, upload times as plain text, one call each.
+    get(
+        "/hackage.haskell.org/package/aeson/preferred",
+        json!({"normal-version": ["2.2.3.0", "2.1.0.0"], "deprecated-version": ["2.0.0.0"]}),
+    )
+    .mount(&server)
+    .await;
+    for (version, at) in [
+        ("2.1.0.0", "Thu Jun 23 10:00:00 UTC 2022"),
+        ("2.2.3.0", "Fri Jun 14 10:00:00 UTC 2024"),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/hackage.haskell.org/package/aeson-{version}/upload-time"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_string(at))
+            .mount(&server)
+            .await;
+    }
     // Everything else (not-published, deps.dev's crate lookup): 404.
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(404))
@@ -246,11 +266,12 @@ async fn libyear_from_the_shared_cache_with_the_go_systems_defects_pinned() {
         Change::Write("Gemfile.lock", GEMFILE_LOCK),
         Change::Write("packages.config", PACKAGES_CONFIG),
         Change::Write("requirements.txt", REQUIREMENTS),
+        Change::Write("tool.cabal", CABAL),
     ])]);
     let clones = db.scratch_dir("clones");
     let out = run(&db, &repo, &clones, &server, "facade,analysis,packages");
     assert!(
-        out.contains("packages: 8 due in the cache, 7 found, 1 not in their registry"),
+        out.contains("packages: 9 due in the cache, 8 found, 1 not in their registry"),
         "{out}"
     );
     let repo_id: i64 = sqlx::query_scalar("SELECT aveloxis.resolve_repo($1)")
@@ -310,6 +331,13 @@ async fn libyear_from_the_shared_cache_with_the_go_systems_defects_pinned() {
     assert!(close(serde.3, years("2024-01-01T21:46:28Z", "2024-11-11T02:45:58Z")));
     // RubyGems: the beta is not latest.
     assert_eq!(row("rails").2.as_deref(), Some("7.1.5"));
+    // Hackage: upload times in Hackage's own text format.
+    let aeson = row("aeson");
+    assert_eq!(aeson.2.as_deref(), Some("2.2.3.0"));
+    assert!(
+        close(aeson.3, years("2022-06-23T10:00:00Z", "2024-06-14T10:00:00Z")),
+        "{aeson:?}"
+    );
 
     // 8Knot's package_version_query: the latest scan's rows exactly, libyear >= 0.
     let dep_age: Vec<(String, String)> = sqlx::query_as(

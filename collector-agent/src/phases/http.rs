@@ -110,6 +110,15 @@ impl PoliteClient {
         }
     }
 
+    /// A text document (`Ok(None)`: 404; another refusal is an `Unanswered` with its status).
+    pub async fn get_text(&self, url: Url) -> Result<Option<String>, Unanswered> {
+        match self.exchange(|c| c.get(url.clone()), &url).await? {
+            (404, _) => Ok(None),
+            (200..=299, body) => Ok(Some(String::from_utf8_lossy(&body).into_owned())),
+            (status, _) => Err(Unanswered(format!("{url}: HTTP {status}"))),
+        }
+    }
+
     pub async fn get_json(&self, url: Url, accept: Option<&str>) -> Result<Answer, Unanswered> {
         self.send(
             |c| {
@@ -142,6 +151,26 @@ impl PoliteClient {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         url: &Url,
     ) -> Result<Answer, Unanswered> {
+        let (status, body) = self.exchange(build, url).await?;
+        if status == 404 {
+            return Ok(Answer::NotFound);
+        }
+        if !(200..300).contains(&status) {
+            let text = String::from_utf8_lossy(&body);
+            return Ok(Answer::Refused(status, text.chars().take(200).collect()));
+        }
+        serde_json::from_slice(&body)
+            .map(Answer::Json)
+            .or_else(|e| Ok(Answer::Refused(status, format!("not JSON: {e}"))))
+    }
+
+    /// One request with its retries: the final status and body (429 and 5xx retried,
+    /// `Retry-After` waited out up to a minute).
+    async fn exchange(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<(u16, Vec<u8>), Unanswered> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             self.wait_turn(url).await;
@@ -172,17 +201,8 @@ impl PoliteClient {
                 }
                 continue;
             }
-            if status == StatusCode::NOT_FOUND {
-                return Ok(Answer::NotFound);
-            }
             let body = response.bytes().await.map_err(|e| Unanswered(format!("{url}: {e}")))?;
-            if !status.is_success() {
-                let text = String::from_utf8_lossy(&body);
-                return Ok(Answer::Refused(status.as_u16(), text.chars().take(200).collect()));
-            }
-            return serde_json::from_slice(&body)
-                .map(Answer::Json)
-                .or_else(|e| Ok(Answer::Refused(status.as_u16(), format!("not JSON: {e}"))));
+            return Ok((status.as_u16(), body.to_vec()));
         }
         Err(Unanswered(last))
     }

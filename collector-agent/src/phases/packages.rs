@@ -4,7 +4,7 @@
 //! repository's libyear in SQL. deps.dev answers for its six systems (one GetPackage
 //! call per package: every version with its publish date and the default; one GetVersion
 //! per version in use for its licences); the native registries for RubyGems, Packagist,
-//! Hex and Pub, and crates.io's own API when deps.dev does not know a crate. Each package
+//! Hex, Pub and Hackage, and crates.io's own API when deps.dev does not know a crate. Each package
 //! is staged field-picked (`package_versions`), whatever the registry said (found, not
 //! found, refused), so nothing is asked again before its TTL.
 
@@ -332,6 +332,66 @@ async fn pub_dev(client: &PoliteClient, sources: &PackageSources, name: &str) ->
     })
 }
 
+/// Hackage: the preferred versions (deprecated ones are yanked), and the upload time of the
+/// versions in use and of the newest (one plain-text call each: Hackage has no dates in bulk).
+async fn hackage(
+    client: &PoliteClient,
+    sources: &PackageSources,
+    name: &str,
+    in_use: &[String],
+) -> Result<PackageAnswer, Unanswered> {
+    let url = sources.native("hackage.haskell.org", &["package", name, "preferred"]);
+    let doc = match client.get_json(url, Some("application/json")).await? {
+        Answer::NotFound => return Ok(not_found("hackage.haskell.org")),
+        Answer::Refused(code, detail) => return Ok(refused("hackage.haskell.org", code, detail)),
+        Answer::Json(doc) => doc,
+    };
+    let listed = |key: &str| -> Vec<String> {
+        doc.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let (normal, deprecated) = (listed("normal-version"), listed("deprecated-version"));
+    let numeric = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let newest = normal.iter().max_by_key(|v| numeric(v)).cloned();
+    let mut wanted: Vec<String> = in_use.to_vec();
+    wanted.extend(newest.clone());
+    wanted.sort();
+    wanted.dedup();
+    let mut versions = Vec::new();
+    for version in &normal {
+        versions.push(json!({"version": version}));
+    }
+    for version in &deprecated {
+        versions.push(json!({"version": version, "yanked": true}));
+    }
+    for version in wanted {
+        let id = format!("{name}-{version}");
+        // "Tue Jun 27 12:58:58 UTC 2023": PostgreSQL reads it as it is.
+        if let Some(at) = client
+            .get_text(sources.native("hackage.haskell.org", &["package", &id, "upload-time"]))
+            .await?
+        {
+            match versions.iter_mut().find(|v| v["version"] == version.as_str()) {
+                Some(entry) => entry["published_at"] = json!(at.trim()),
+                None => versions.push(json!({"version": version, "published_at": at.trim()})),
+            }
+        }
+    }
+    Ok(PackageAnswer {
+        status: "found",
+        source: "hackage.haskell.org",
+        http_status: Some(200),
+        default_version: newest,
+        versions,
+        ..Default::default()
+    })
+}
+
 /// What the registries say about one package.
 pub async fn fetch_package(
     client: &PoliteClient,
@@ -353,6 +413,7 @@ pub async fn fetch_package(
         "Packagist" => packagist(client, sources, name).await,
         "Hex" => hex(client, sources, name).await,
         "Pub" => pub_dev(client, sources, name).await,
+        "Hackage" => hackage(client, sources, name, in_use).await,
         _ => Ok(PackageAnswer {
             status: "unsupported",
             detail: Some(format!("no registry source for {ecosystem} packages yet")),
