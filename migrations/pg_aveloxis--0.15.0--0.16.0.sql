@@ -339,6 +339,12 @@ BEGIN
     IF j.phase = 'vulnerabilities' THEN
         PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
     END IF;
+    -- A packages or vulnerabilities run covers at most a batch (packages.batch, osv.batch):
+    -- with more of the repository's work still due, the job is due again at once.
+    IF whole AND j.phase IN ('packages', 'vulnerabilities') AND aveloxis_ops.work_left(j.repo_id, j.phase) THEN
+        whole := false;
+        next_due := at;
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -1368,6 +1374,36 @@ AS $$
     ORDER BY f.resolved_at IS NOT NULL,
              array_position(ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'], v.severity) NULLS LAST,
              f.ecosystem, f.name, f.version, f.vuln_id
+$$;
+
+-- Whether a packages or vulnerabilities job left part of its repository's work for later
+-- (its batch was full): packages the cache still lacks or holds stale, versions still
+-- without a fresh OSV answer.
+CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    IF job_phase = 'packages' THEN
+        RETURN EXISTS (
+            SELECT FROM aveloxis_data.repo_dependency_decls d
+            LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+            WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+              AND (p.fetched_at IS NULL
+                   OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
+                                                                    ELSE 'packages.miss_ttl' END)::interval));
+    END IF;
+    IF job_phase = 'vulnerabilities' THEN
+        RETURN EXISTS (
+            SELECT FROM aveloxis_ops.versions_in_use(repo) u
+            LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+            WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval);
+    END IF;
+    RETURN false;
+END
 $$;
 
 -- sql/sbom.sql

@@ -64,84 +64,167 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+-- pg_aveloxis/src/lib.rs:35
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
+-- pg_aveloxis/src/lib.rs:40
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+AS 'MODULE_PATHNAME', 'version_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
+-- pg_aveloxis/src/deps.rs:516
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:92
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:105
--- pg_aveloxis::sbom::aveloxis_ops::spdx_licence
-CREATE  FUNCTION aveloxis_ops."spdx_licence"(
-	"raw" TEXT /* & str */
+-- pg_aveloxis/src/deps.rs:530
+-- pg_aveloxis::deps::aveloxis::dependency_file_kind
+CREATE  FUNCTION aveloxis."dependency_file_kind"(
+	"path" TEXT /* & str */
 ) RETURNS TABLE (
-	"kind" TEXT,  /* String */
-	"value" TEXT  /* String */
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT  /* String */
 )
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
+AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:98
--- pg_aveloxis::sbom::aveloxis_ops::purl
-CREATE  FUNCTION aveloxis_ops."purl"(
-	"ecosystem" TEXT, /* Option < & str > */
-	"name" TEXT, /* Option < & str > */
-	"version" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
+-- pg_aveloxis/src/deps.rs:523
+-- pg_aveloxis::deps::aveloxis::dependency_file_patterns
+CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
+	"applies_to" TEXT,  /* String */
+	"glob" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'purl_wrapper';
+AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:538
+-- pg_aveloxis::deps::aveloxis::parse_dependency_file
+CREATE  FUNCTION aveloxis."parse_dependency_file"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"name" TEXT,  /* String */
+	"requirement" TEXT,  /* Option < String > */
+	"version" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* String */
+	"direct" bool,  /* Option < bool > */
+	"non_registry" bool  /* bool */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:583
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:590
+-- pg_aveloxis::deps::aveloxis_ops::package_key
+CREATE  FUNCTION aveloxis_ops."package_key"(
+	"ecosystem" TEXT, /* & str */
+	"name" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'package_key_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:605
+-- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
+CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
+	"paths" TEXT[], /* Vec < Option < String > > */
+	"contents" TEXT[] /* Vec < Option < String > > */
+) RETURNS TABLE (
+	"manifest_path" TEXT,  /* String */
+	"lockfile_path" TEXT,  /* Option < String > */
+	"ecosystem" TEXT,  /* Option < String > */
+	"name" TEXT,  /* Option < String > */
+	"requirement" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* Option < String > */
+	"direct" bool,  /* Option < bool > */
+	"version" TEXT,  /* Option < String > */
+	"resolution" TEXT,  /* Option < String > */
+	"parse_error" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:597
+-- pg_aveloxis::deps::aveloxis_ops::is_prerelease
+CREATE  FUNCTION aveloxis_ops."is_prerelease"(
+	"ecosystem" TEXT, /* & str */
+	"version" TEXT /* & str */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -159,6 +242,43 @@ CREATE  FUNCTION aveloxis_ops."contents_text"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:24
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/vulns.rs:30
+-- pg_aveloxis::vulns::aveloxis_ops::cvss_score
+CREATE  FUNCTION aveloxis_ops."cvss_score"(
+	"vector" TEXT /* & str */
+) RETURNS TABLE (
+	"score" double precision,  /* f64 */
+	"severity" TEXT,  /* String */
+	"cvss_version" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:86
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/identity.rs:91
+-- pg_aveloxis::identity::aveloxis::platform_uuid
+CREATE  FUNCTION aveloxis."platform_uuid"(
+	"platform" smallint, /* i16 */
+	"user_id" bigint /* i64 */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -779,6 +899,876 @@ CREATE TYPE aveloxis_ops.drain_counts AS (
     skipped   bigint,
     pending   bigint
 );
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:53
+-- requires:
+--   bootstrap
+--   staging
+
+-- Contributors and their forge identities (identity contract: docs/identity.md,
+-- rules R1-R13 of the reference). cntrb_id never changes once written (R2).
+
+CREATE TABLE aveloxis_data.contributors (
+    cntrb_id                       uuid PRIMARY KEY,
+    cntrb_login                    text,
+    cntrb_email                    text,
+    cntrb_full_name                text,
+    cntrb_company                  text,
+    cntrb_location                 text,
+    cntrb_canonical                text,
+    cntrb_created_at               timestamptz,
+    -- 1 = the loser of a logical merge (R3): kept for FK history, hidden from lookups.
+    cntrb_deleted                  smallint NOT NULL DEFAULT 0 CHECK (cntrb_deleted IN (0, 1)),
+    cntrb_last_enriched_at         timestamptz,
+    cntrb_last_search_attempted_at timestamptz,
+    gh_user_id                     bigint,
+    gh_login                       text,
+    gh_url                         text,
+    gh_html_url                    text,
+    gh_node_id                     text,
+    gh_avatar_url                  text,
+    gh_gravatar_id                 text,
+    gh_type                        text,
+    gh_site_admin                  text,
+    gh_state                       text,
+    gl_id                          bigint,
+    gl_username                    text,
+    gl_web_url                     text,
+    gl_avatar_url                  text,
+    gl_state                       text,
+    gl_full_name                   text,
+    tool_source                    text,
+    tool_version                   text,
+    data_source                    text,
+    data_collection_date           timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.contributors IS 'One row per person or bot; cntrb_id = aveloxis.platform_uuid(platform, user id) when known';
+-- Not unique: GitHub's "alice" and GitLab's "alice" are different people. Login
+-- uniqueness is per platform, on contributor_identities.
+CREATE INDEX contributors_login_idx ON aveloxis_data.contributors (cntrb_login);
+CREATE INDEX contributors_gh_user_id_idx ON aveloxis_data.contributors (gh_user_id) WHERE gh_user_id IS NOT NULL;
+CREATE INDEX contributors_gl_id_idx ON aveloxis_data.contributors (gl_id) WHERE gl_id IS NOT NULL;
+-- Contributors known by login only (no account id yet), found by login when the account shows up.
+CREATE INDEX contributors_gh_login_only_idx ON aveloxis_data.contributors (lower(gh_login)) WHERE gh_user_id IS NULL;
+CREATE INDEX contributors_gl_login_only_idx ON aveloxis_data.contributors (lower(gl_username)) WHERE gl_id IS NULL;
+
+CREATE TABLE aveloxis_data.contributor_identities (
+    platform_id      smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    platform_user_id bigint NOT NULL CHECK (platform_user_id > 0),
+    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    login            text,
+    name             text,
+    email            text,
+    avatar_url       text,
+    profile_url      text,
+    user_type        text,
+    node_id          text,
+    first_seen_at    timestamptz NOT NULL DEFAULT now(),
+    last_seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (platform_id, platform_user_id)
+);
+COMMENT ON TABLE aveloxis_data.contributor_identities IS 'One row per forge account (R4): the truth the gh_*/gl_* columns copy';
+CREATE INDEX contributor_identities_cntrb_idx ON aveloxis_data.contributor_identities (cntrb_id);
+-- A login names one account per platform at a time (forges ignore letter case). When
+-- an account takes a login another account held, the drain frees it first (R3).
+CREATE UNIQUE INDEX contributor_identities_login_key
+    ON aveloxis_data.contributor_identities (platform_id, lower(login)) WHERE login IS NOT NULL;
+
+CREATE TABLE aveloxis_data.contributor_login_history (
+    platform_id      smallint NOT NULL,
+    platform_user_id bigint NOT NULL,
+    login            text NOT NULL,
+    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    first_seen_at    timestamptz NOT NULL DEFAULT now(),
+    -- When the account was seen under another login, or the login seen on another account.
+    replaced_at      timestamptz,
+    PRIMARY KEY (platform_id, platform_user_id, login),
+    FOREIGN KEY (platform_id, platform_user_id) REFERENCES aveloxis_data.contributor_identities
+);
+COMMENT ON TABLE aveloxis_data.contributor_login_history IS 'Every login an account has had; renames append here';
+-- Merges move a row's history by cntrb_id (sql/merges.sql).
+CREATE INDEX contributor_login_history_cntrb_idx ON aveloxis_data.contributor_login_history (cntrb_id);
+
+CREATE TABLE aveloxis_data.contributors_aliases (
+    alias_email          text PRIMARY KEY,
+    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    canonical_email      text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.contributors_aliases IS 'Commit-author emails of a contributor (R5)';
+CREATE INDEX contributors_aliases_cntrb_idx ON aveloxis_data.contributors_aliases (cntrb_id);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_identities', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_login_history', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors_aliases', '');
+
+-- Email lookups (resolve_email): contributors' own and canonical emails, and aliases.
+CREATE INDEX contributors_email_idx ON aveloxis_data.contributors (lower(cntrb_email)) WHERE cntrb_email IS NOT NULL;
+CREATE INDEX contributors_canonical_idx ON aveloxis_data.contributors (lower(cntrb_canonical))
+    WHERE cntrb_canonical IS NOT NULL;
+CREATE INDEX contributors_aliases_lower_idx ON aveloxis_data.contributors_aliases (lower(alias_email));
+
+-- The identity platform whose noreply domain (`users.noreply.<host>`) an address is at,
+-- among the platforms of that kind (1 GitHub, 2 GitLab); NULL for any other address.
+CREATE FUNCTION aveloxis_ops.noreply_platform(address text, kind smallint)
+RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.platform_id FROM aveloxis_data.platforms p
+    WHERE p.platform_kind = kind
+      AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
+$$;
+
+-- The free steps of the shared email chain (reference 003, "Shared email->identity
+-- resolution"), in one place: commit-author resolution and search-resolve both call
+-- aveloxis.email_chain, and no agent parses addresses itself.
+--
+-- The account a noreply address names: GitHub's [id+]login@users.noreply.github.com;
+-- GitLab's id-login@users.noreply.<host>, the host being gitlab.com or a declared
+-- self-managed one (its identity platform). No row for any other address.
+CREATE FUNCTION aveloxis_ops.noreply_account(email text)
+RETURNS TABLE (platform_id smallint, platform_kind smallint, user_id bigint, login text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    m text[];
+    platform smallint;
+BEGIN
+    m := regexp_match(address, '^(?:([0-9]{1,18})\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
+    IF m IS NOT NULL THEN
+        IF m[1] IS NOT NULL AND m[1]::bigint <= 0 THEN
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT 1::smallint, 1::smallint, m[1]::bigint, m[2];
+        RETURN;
+    END IF;
+    m := regexp_match(address, '^([0-9]{1,18})-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
+    IF m IS NULL OR m[1]::bigint <= 0 THEN
+        RETURN;
+    END IF;
+    platform := aveloxis_ops.noreply_platform(address, 2::smallint);
+    IF platform IS NOT NULL THEN
+        RETURN QUERY SELECT platform, 2::smallint, m[1]::bigint, m[2];
+    END IF;
+END
+$$;
+
+-- Why an address is never looked up (bots, services, no address at all), or NULL.
+CREATE FUNCTION aveloxis_ops.junk_email_reason(email text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN e = '' THEN 'empty email'
+                WHEN strpos(e, '@') = 0 THEN 'not an email address'
+                WHEN strpos(e, '[bot]') > 0 THEN 'a bot account'
+                WHEN strpos(e, 'noreply') > 0 AND strpos(e, 'users.noreply.') = 0 THEN 'a service''s noreply address'
+                WHEN e LIKE '%@github.com' OR e LIKE '%@localhost' OR e LIKE '%.localdomain'
+                    THEN 'a service or machine address' END
+    FROM (SELECT lower(btrim(coalesce(email, ''))) AS e) x
+$$;
+
+-- Who an email belongs to, as far as the database knows (R12's database step; later
+-- phases call it before spending API quota). At most one row:
+--   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
+--   account (cntrb_id NULL when that account is not known yet, login still given);
+--   'email': a contributor's own or canonical email; 'alias': a commit-author alias.
+CREATE FUNCTION aveloxis.resolve_email(email text)
+RETURNS TABLE (cntrb_id uuid, login text, source text)
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    address text := lower(btrim(email));
+    n record;
+BEGIN
+    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
+    IF FOUND THEN
+        RETURN QUERY
+            SELECT coalesce(
+                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
+                        WHERE i.platform_id = n.platform_id AND i.platform_user_id = n.user_id),
+                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
+                        WHERE n.user_id IS NULL AND i.platform_id = n.platform_id AND lower(i.login) = n.login)),
+                   n.login,
+                   CASE WHEN n.user_id IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+        SELECT c.cntrb_id, c.cntrb_login, 'email'::text FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0 AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
+        ORDER BY c.gh_user_id IS NULL, c.gl_id IS NULL, c.data_collection_date
+        LIMIT 1;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT c.cntrb_id, c.cntrb_login, 'alias'::text
+        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c USING (cntrb_id)
+        WHERE lower(a.alias_email) = address
+        LIMIT 1;
+END
+$$;
+
+-- The shared email chain's free steps for many emails, one row per distinct address
+-- given (lower-cased, trimmed), in order: 'noreply' (the account the address names;
+-- cntrb_id when the database knows it), 'skipped' (a bot, service or malformed
+-- address, with the reason: never looked up), 'database' (a contributor's email, canonical
+-- email or alias), else 'unknown': only these are worth the API tail (user search, then
+-- commit search). platform_kind 1 GitHub, 2 GitLab.
+CREATE FUNCTION aveloxis.email_chain(emails text[])
+RETURNS TABLE (email text, step text, reason text, cntrb_id uuid, platform_id smallint, platform_kind smallint,
+               user_id bigint, login text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address,
+           CASE WHEN n.login IS NOT NULL THEN 'noreply' WHEN j.reason IS NOT NULL THEN 'skipped'
+                WHEN d.cntrb_id IS NOT NULL THEN 'database' ELSE 'unknown' END,
+           CASE WHEN n.login IS NULL THEN j.reason END,
+           CASE WHEN n.login IS NOT NULL OR j.reason IS NULL THEN d.cntrb_id END,
+           n.platform_id, n.platform_kind, n.user_id, n.login
+    FROM (SELECT DISTINCT ON (lower(btrim(x.e))) lower(btrim(x.e)) AS address, x.i
+          FROM unnest(emails) WITH ORDINALITY AS x(e, i)
+          WHERE x.e IS NOT NULL
+          ORDER BY lower(btrim(x.e)), x.i) e
+    LEFT JOIN LATERAL aveloxis_ops.noreply_account(e.address) n ON true
+    LEFT JOIN LATERAL (SELECT aveloxis_ops.junk_email_reason(e.address) AS reason) j ON true
+    LEFT JOIN LATERAL (SELECT r.cntrb_id FROM aveloxis.resolve_email(e.address) r
+                       WHERE n.login IS NOT NULL OR j.reason IS NULL) d ON true
+    ORDER BY e.i
+$$;
+
+-- resolve_email for many emails in one call, each with its answer (NULLs when the
+-- database knows nothing of it): the agent asks once per round of commit authors
+-- instead of once per email (a round trip each, 2.1 s of 700 emails).
+CREATE FUNCTION aveloxis.resolve_emails(emails text[])
+RETURNS TABLE (email text, cntrb_id uuid, login text, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT e.address, r.cntrb_id, r.login, r.source
+    FROM pg_catalog.unnest(emails) WITH ORDINALITY AS e(address, n)
+    LEFT JOIN LATERAL aveloxis.resolve_email(e.address) r ON true
+    WHERE e.address IS NOT NULL
+    ORDER BY e.n
+$$;
+
+-- Records that a contributor has an account on a platform (R11: search-resolve and
+-- commit resolution call this). Adds the identity and fills gh_*/gl_* columns that
+-- are empty; never changes cntrb_id or cntrb_login.
+CREATE FUNCTION aveloxis.link_contributor(cntrb_id uuid, platform smallint, user_id bigint, login text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target uuid := link_contributor.cntrb_id;
+    holder uuid;
+    -- 1 GitHub or 2 GitLab: which gh_*/gl_* columns the account fills.
+    kind smallint := (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform);
+BEGIN
+    IF target IS NULL OR platform IS NULL OR user_id IS NULL THEN
+        RAISE EXCEPTION 'link_contributor needs a cntrb_id, a platform and a user id'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'login may be NULL; the others may not.';
+    END IF;
+    IF kind IS NULL OR kind NOT IN (1, 2) OR user_id <= 0 THEN
+        RAISE EXCEPTION 'platform % / user id % is not a forge account', platform, user_id
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an identity platform of aveloxis_data.platforms (1 github.com, 2 gitlab.com, 16+ declared hosts) and the forge''s numeric user id.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = target AND c.cntrb_deleted = 0) THEN
+        RAISE EXCEPTION 'contributor % does not exist or was merged away', target
+            USING ERRCODE = 'no_data_found', HINT = 'Merged contributors point to their winner; link that one.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.contributors', platform));
+    SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
+    WHERE i.platform_id = platform AND i.platform_user_id = user_id;
+    IF FOUND AND holder <> target THEN
+        RAISE EXCEPTION 'account % on platform % already belongs to contributor %', user_id, platform, holder
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'If both contributors are the same person, aveloxis.merge_contributors(winner, loser) joins them.';
+    END IF;
+    -- A login now shown for this account is no longer another account's (R3).
+    UPDATE aveloxis_data.contributor_identities i SET login = NULL
+    WHERE i.platform_id = platform AND lower(i.login) = lower(link_contributor.login) AND i.platform_user_id <> user_id;
+    INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
+    VALUES (platform, user_id, target, link_contributor.login)
+    ON CONFLICT (platform_id, platform_user_id) DO UPDATE
+        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = EXCLUDED.last_seen_at;
+    IF link_contributor.login IS NOT NULL THEN
+        INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
+        VALUES (platform, user_id, link_contributor.login, target)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    UPDATE aveloxis_data.contributors c
+    SET gh_user_id = CASE WHEN kind = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
+        gh_login = CASE WHEN kind = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
+        gl_id = CASE WHEN kind = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
+        gl_username = CASE WHEN kind = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
+    WHERE c.cntrb_id = target;
+END
+$$;
+
+-- A user object from a payload, or NULL when there is none: JSON null, {} and objects
+-- without a positive numeric id are "no user", never a made-up person.
+CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
+                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
+                THEN (u ->> 'id')::bigint END
+$$;
+
+-- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
+CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint;
+    no_user bigint;
+    resolved record;
+BEGIN
+    DELETE FROM pg_temp.drain_user_refs;
+    DELETE FROM pg_temp.drain_users;
+    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
+    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    GET DIAGNOSTICS total = ROW_COUNT;
+    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
+    PERFORM aveloxis_ops.collect_users();
+    resolved := aveloxis_ops.resolve_users();
+    RETURN ROW(resolved.inserted, resolved.updated,
+               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:114
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
+)
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
+
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
+
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
+
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
+
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
+
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
+
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:229
+-- requires:
+--   contributors
+
+-- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
+-- operator's overrides, each match saying which rule matched. The analyst API leaves
+-- bots out on request (exclude_bots).
+
+CREATE TABLE aveloxis_ops.bot_patterns (
+    pattern     text PRIMARY KEY CHECK (pattern <> ''),
+    description text,
+    shipped     boolean NOT NULL DEFAULT false,
+    added_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
+INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
+    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
+    ('^dependabot', 'Dependabot', true),
+    ('^renovate', 'Renovate', true),
+    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
+    ('[-_]bot$', 'logins ending in -bot or _bot', true),
+    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
+    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
+    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
+    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+
+CREATE TABLE aveloxis_ops.bot_overrides (
+    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
+    is_bot   boolean NOT NULL,
+    reason   text NOT NULL,
+    set_by   text NOT NULL DEFAULT session_user,
+    set_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+
+-- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
+-- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
+CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT CASE
+        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
+        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
+        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
+    END
+    FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE c.cntrb_id = cntrb
+$$;
+
+CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+$$;
+
+-- Every contributor the rules call a bot, with the rule.
+CREATE FUNCTION aveloxis.bots()
+RETURNS TABLE (cntrb_id uuid, login text, rule text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.cntrb_id, b.login, b.rule FROM (
+        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
+               aveloxis.bot_rule(c.cntrb_id) AS rule
+        FROM aveloxis_data.contributors c) b
+    WHERE b.rule IS NOT NULL
+    ORDER BY b.login
+$$;
+
+CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
+        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
+    END IF;
+    IF is_bot IS NULL THEN
+        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
+        RETURN;
+    END IF;
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
+    END IF;
+    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
+    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
+                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+END
+$$;
+
+CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    BEGIN
+        PERFORM '' ~* pattern;
+    EXCEPTION WHEN invalid_regular_expression THEN
+        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
+    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
+END
+$$;
+
+CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
+    SELECT EXISTS (SELECT FROM gone)
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1460,6 +2450,12 @@ BEGIN
     IF j.phase = 'vulnerabilities' THEN
         PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
     END IF;
+    -- A packages or vulnerabilities run covers at most a batch (packages.batch, osv.batch):
+    -- with more of the repository's work still due, the job is due again at once.
+    IF whole AND j.phase IN ('packages', 'vulnerabilities') AND aveloxis_ops.work_left(j.repo_id, j.phase) THEN
+        whole := false;
+        next_due := at;
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
@@ -2025,484 +3021,345 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:53
+-- pg_aveloxis/src/lib.rs:147
 -- requires:
---   bootstrap
---   staging
+--   registry
 
--- Contributors and their forge identities (identity contract: docs/identity.md,
--- rules R1-R13 of the reference). cntrb_id never changes once written (R2).
+-- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
+-- Augur's names and columns. The phases that fill them come later (issue 17); the
+-- tables exist now so the views and 8Knot's queries over them answer, empty.
+-- Every scan writes its rows with one data_collection_date: readers take the rows of
+-- the latest date per repository.
 
-CREATE TABLE aveloxis_data.contributors (
-    cntrb_id                       uuid PRIMARY KEY,
-    cntrb_login                    text,
-    cntrb_email                    text,
-    cntrb_full_name                text,
-    cntrb_company                  text,
-    cntrb_location                 text,
-    cntrb_canonical                text,
-    cntrb_created_at               timestamptz,
-    -- 1 = the loser of a logical merge (R3): kept for FK history, hidden from lookups.
-    cntrb_deleted                  smallint NOT NULL DEFAULT 0 CHECK (cntrb_deleted IN (0, 1)),
-    cntrb_last_enriched_at         timestamptz,
-    cntrb_last_search_attempted_at timestamptz,
-    gh_user_id                     bigint,
-    gh_login                       text,
-    gh_url                         text,
-    gh_html_url                    text,
-    gh_node_id                     text,
-    gh_avatar_url                  text,
-    gh_gravatar_id                 text,
-    gh_type                        text,
-    gh_site_admin                  text,
-    gh_state                       text,
-    gl_id                          bigint,
-    gl_username                    text,
-    gl_web_url                     text,
-    gl_avatar_url                  text,
-    gl_state                       text,
-    gl_full_name                   text,
-    tool_source                    text,
-    tool_version                   text,
-    data_source                    text,
-    data_collection_date           timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.contributors IS 'One row per person or bot; cntrb_id = aveloxis.platform_uuid(platform, user id) when known';
--- Not unique: GitHub's "alice" and GitLab's "alice" are different people. Login
--- uniqueness is per platform, on contributor_identities.
-CREATE INDEX contributors_login_idx ON aveloxis_data.contributors (cntrb_login);
-CREATE INDEX contributors_gh_user_id_idx ON aveloxis_data.contributors (gh_user_id) WHERE gh_user_id IS NOT NULL;
-CREATE INDEX contributors_gl_id_idx ON aveloxis_data.contributors (gl_id) WHERE gl_id IS NOT NULL;
--- Contributors known by login only (no account id yet), found by login when the account shows up.
-CREATE INDEX contributors_gh_login_only_idx ON aveloxis_data.contributors (lower(gh_login)) WHERE gh_user_id IS NULL;
-CREATE INDEX contributors_gl_login_only_idx ON aveloxis_data.contributors (lower(gl_username)) WHERE gl_id IS NULL;
-
-CREATE TABLE aveloxis_data.contributor_identities (
-    platform_id      smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    platform_user_id bigint NOT NULL CHECK (platform_user_id > 0),
-    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    login            text,
-    name             text,
-    email            text,
-    avatar_url       text,
-    profile_url      text,
-    user_type        text,
-    node_id          text,
-    first_seen_at    timestamptz NOT NULL DEFAULT now(),
-    last_seen_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (platform_id, platform_user_id)
-);
-COMMENT ON TABLE aveloxis_data.contributor_identities IS 'One row per forge account (R4): the truth the gh_*/gl_* columns copy';
-CREATE INDEX contributor_identities_cntrb_idx ON aveloxis_data.contributor_identities (cntrb_id);
--- A login names one account per platform at a time (forges ignore letter case). When
--- an account takes a login another account held, the drain frees it first (R3).
-CREATE UNIQUE INDEX contributor_identities_login_key
-    ON aveloxis_data.contributor_identities (platform_id, lower(login)) WHERE login IS NOT NULL;
-
-CREATE TABLE aveloxis_data.contributor_login_history (
-    platform_id      smallint NOT NULL,
-    platform_user_id bigint NOT NULL,
-    login            text NOT NULL,
-    cntrb_id         uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    first_seen_at    timestamptz NOT NULL DEFAULT now(),
-    -- When the account was seen under another login, or the login seen on another account.
-    replaced_at      timestamptz,
-    PRIMARY KEY (platform_id, platform_user_id, login),
-    FOREIGN KEY (platform_id, platform_user_id) REFERENCES aveloxis_data.contributor_identities
-);
-COMMENT ON TABLE aveloxis_data.contributor_login_history IS 'Every login an account has had; renames append here';
--- Merges move a row's history by cntrb_id (sql/merges.sql).
-CREATE INDEX contributor_login_history_cntrb_idx ON aveloxis_data.contributor_login_history (cntrb_id);
-
-CREATE TABLE aveloxis_data.contributors_aliases (
-    alias_email          text PRIMARY KEY,
-    cntrb_id             uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    canonical_email      text,
+CREATE TABLE aveloxis_data.repo_labor (
+    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    repo_clone_date      timestamptz,
+    rl_analysis_date     timestamptz,
+    programming_language text,
+    file_path            text,
+    file_name            text,
+    total_lines          integer,
+    code_lines           integer,
+    comment_lines        integer,
+    blank_lines          integer,
+    code_complexity      integer,
+    repo_url             text,
     tool_source          text,
     tool_version         text,
     data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_labor_id)
 );
-COMMENT ON TABLE aveloxis_data.contributors_aliases IS 'Commit-author emails of a contributor (R5)';
-CREATE INDEX contributors_aliases_cntrb_idx ON aveloxis_data.contributors_aliases (cntrb_id);
+COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
 
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_identities', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_login_history', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributors_aliases', '');
+CREATE TABLE aveloxis_data.repo_deps_libyear (
+    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                 text,
+    requirement          text,
+    type                 text,
+    package_manager      text,
+    -- Augur's spelling.
+    current_verion       text,
+    latest_version       text,
+    current_release_date text,
+    latest_release_date  text,
+    -- NULL when unknown, never 0.
+    libyear              double precision,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_libyear_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
 
--- Email lookups (resolve_email): contributors' own and canonical emails, and aliases.
-CREATE INDEX contributors_email_idx ON aveloxis_data.contributors (lower(cntrb_email)) WHERE cntrb_email IS NOT NULL;
-CREATE INDEX contributors_canonical_idx ON aveloxis_data.contributors (lower(cntrb_canonical))
-    WHERE cntrb_canonical IS NOT NULL;
-CREATE INDEX contributors_aliases_lower_idx ON aveloxis_data.contributors_aliases (lower(alias_email));
+CREATE TABLE aveloxis_data.repo_deps_scorecard (
+    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    name                    text,
+    -- Numeric text or NULL, never '' (8Knot casts it to float4).
+    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
+    scorecard_check_details jsonb,
+    tool_source             text,
+    tool_version            text,
+    data_source             text,
+    data_collection_date    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
+CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
 
--- The identity platform whose noreply domain (`users.noreply.<host>`) an address is at,
--- among the platforms of that kind (1 GitHub, 2 GitLab); NULL for any other address.
-CREATE FUNCTION aveloxis_ops.noreply_platform(address text, kind smallint)
-RETURNS smallint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:153
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
+
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-    SELECT p.platform_id FROM aveloxis_data.platforms p
-    WHERE p.platform_kind = kind
-      AND p.platform_host = substring(lower(address) FROM '@users\.noreply\.([a-z0-9.-]+)$')
+    SELECT aveloxis_ops.setting('scorecard.url')
 $$;
 
--- The free steps of the shared email chain (reference 003, "Shared email->identity
--- resolution"), in one place: commit-author resolution and search-resolve both call
--- aveloxis.email_chain, and no agent parses addresses itself.
---
--- The account a noreply address names: GitHub's [id+]login@users.noreply.github.com;
--- GitLab's id-login@users.noreply.<host>, the host being gitlab.com or a declared
--- self-managed one (its identity platform). No row for any other address.
-CREATE FUNCTION aveloxis_ops.noreply_account(email text)
-RETURNS TABLE (platform_id smallint, platform_kind smallint, user_id bigint, login text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    m text[];
-    platform smallint;
-BEGIN
-    m := regexp_match(address, '^(?:([0-9]{1,18})\+)?([a-z0-9][a-z0-9._-]*)@users\.noreply\.github\.com$');
-    IF m IS NOT NULL THEN
-        IF m[1] IS NOT NULL AND m[1]::bigint <= 0 THEN
-            RETURN;
-        END IF;
-        RETURN QUERY SELECT 1::smallint, 1::smallint, m[1]::bigint, m[2];
-        RETURN;
-    END IF;
-    m := regexp_match(address, '^([0-9]{1,18})-([a-z0-9][a-z0-9._-]*)@users\.noreply\.[a-z0-9.-]+$');
-    IF m IS NULL OR m[1]::bigint <= 0 THEN
-        RETURN;
-    END IF;
-    platform := aveloxis_ops.noreply_platform(address, 2::smallint);
-    IF platform IS NOT NULL THEN
-        RETURN QUERY SELECT platform, 2::smallint, m[1]::bigint, m[2];
-    END IF;
-END
-$$;
-
--- Why an address is never looked up (bots, services, no address at all), or NULL.
-CREATE FUNCTION aveloxis_ops.junk_email_reason(email text)
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN e = '' THEN 'empty email'
-                WHEN strpos(e, '@') = 0 THEN 'not an email address'
-                WHEN strpos(e, '[bot]') > 0 THEN 'a bot account'
-                WHEN strpos(e, 'noreply') > 0 AND strpos(e, 'users.noreply.') = 0 THEN 'a service''s noreply address'
-                WHEN e LIKE '%@github.com' OR e LIKE '%@localhost' OR e LIKE '%.localdomain'
-                    THEN 'a service or machine address' END
-    FROM (SELECT lower(btrim(coalesce(email, ''))) AS e) x
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
 $$;
 
--- Who an email belongs to, as far as the database knows (R12's database step; later
--- phases call it before spending API quota). At most one row:
---   source 'noreply_id' / 'noreply_login': a GitHub or GitLab noreply address naming an
---   account (cntrb_id NULL when that account is not known yet, login still given);
---   'email': a contributor's own or canonical email; 'alias': a commit-author alias.
-CREATE FUNCTION aveloxis.resolve_email(email text)
-RETURNS TABLE (cntrb_id uuid, login text, source text)
-LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    address text := lower(btrim(email));
-    n record;
-BEGIN
-    SELECT * INTO n FROM aveloxis_ops.noreply_account(address);
-    IF FOUND THEN
-        RETURN QUERY
-            SELECT coalesce(
-                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
-                        WHERE i.platform_id = n.platform_id AND i.platform_user_id = n.user_id),
-                       (SELECT i.cntrb_id FROM aveloxis_data.contributor_identities i
-                        WHERE n.user_id IS NULL AND i.platform_id = n.platform_id AND lower(i.login) = n.login)),
-                   n.login,
-                   CASE WHEN n.user_id IS NULL THEN 'noreply_login' ELSE 'noreply_id' END;
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-        SELECT c.cntrb_id, c.cntrb_login, 'email'::text FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0 AND (lower(c.cntrb_email) = address OR lower(c.cntrb_canonical) = address)
-        ORDER BY c.gh_user_id IS NULL, c.gl_id IS NULL, c.data_collection_date
-        LIMIT 1;
-    IF FOUND THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-        SELECT c.cntrb_id, c.cntrb_login, 'alias'::text
-        FROM aveloxis_data.contributors_aliases a JOIN aveloxis_data.contributors c USING (cntrb_id)
-        WHERE lower(a.alias_email) = address
-        LIMIT 1;
-END
-$$;
-
--- The shared email chain's free steps for many emails, one row per distinct address
--- given (lower-cased, trimmed), in order: 'noreply' (the account the address names;
--- cntrb_id when the database knows it), 'skipped' (a bot, service or malformed
--- address, with the reason: never looked up), 'database' (a contributor's email, canonical
--- email or alias), else 'unknown': only these are worth the API tail (user search, then
--- commit search). platform_kind 1 GitHub, 2 GitLab.
-CREATE FUNCTION aveloxis.email_chain(emails text[])
-RETURNS TABLE (email text, step text, reason text, cntrb_id uuid, platform_id smallint, platform_kind smallint,
-               user_id bigint, login text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT e.address,
-           CASE WHEN n.login IS NOT NULL THEN 'noreply' WHEN j.reason IS NOT NULL THEN 'skipped'
-                WHEN d.cntrb_id IS NOT NULL THEN 'database' ELSE 'unknown' END,
-           CASE WHEN n.login IS NULL THEN j.reason END,
-           CASE WHEN n.login IS NOT NULL OR j.reason IS NULL THEN d.cntrb_id END,
-           n.platform_id, n.platform_kind, n.user_id, n.login
-    FROM (SELECT DISTINCT ON (lower(btrim(x.e))) lower(btrim(x.e)) AS address, x.i
-          FROM unnest(emails) WITH ORDINALITY AS x(e, i)
-          WHERE x.e IS NOT NULL
-          ORDER BY lower(btrim(x.e)), x.i) e
-    LEFT JOIN LATERAL aveloxis_ops.noreply_account(e.address) n ON true
-    LEFT JOIN LATERAL (SELECT aveloxis_ops.junk_email_reason(e.address) AS reason) j ON true
-    LEFT JOIN LATERAL (SELECT r.cntrb_id FROM aveloxis.resolve_email(e.address) r
-                       WHERE n.login IS NOT NULL OR j.reason IS NULL) d ON true
-    ORDER BY e.i
-$$;
-
--- resolve_email for many emails in one call, each with its answer (NULLs when the
--- database knows nothing of it): the agent asks once per round of commit authors
--- instead of once per email (a round trip each, 2.1 s of 700 emails).
-CREATE FUNCTION aveloxis.resolve_emails(emails text[])
-RETURNS TABLE (email text, cntrb_id uuid, login text, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT e.address, r.cntrb_id, r.login, r.source
-    FROM pg_catalog.unnest(emails) WITH ORDINALITY AS e(address, n)
-    LEFT JOIN LATERAL aveloxis.resolve_email(e.address) r ON true
-    WHERE e.address IS NOT NULL
-    ORDER BY e.n
-$$;
-
--- Records that a contributor has an account on a platform (R11: search-resolve and
--- commit resolution call this). Adds the identity and fills gh_*/gl_* columns that
--- are empty; never changes cntrb_id or cntrb_login.
-CREATE FUNCTION aveloxis.link_contributor(cntrb_id uuid, platform smallint, user_id bigint, login text)
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target uuid := link_contributor.cntrb_id;
-    holder uuid;
-    -- 1 GitHub or 2 GitLab: which gh_*/gl_* columns the account fills.
-    kind smallint := (SELECT p.platform_kind FROM aveloxis_data.platforms p WHERE p.platform_id = platform);
-BEGIN
-    IF target IS NULL OR platform IS NULL OR user_id IS NULL THEN
-        RAISE EXCEPTION 'link_contributor needs a cntrb_id, a platform and a user id'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'login may be NULL; the others may not.';
-    END IF;
-    IF kind IS NULL OR kind NOT IN (1, 2) OR user_id <= 0 THEN
-        RAISE EXCEPTION 'platform % / user id % is not a forge account', platform, user_id
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an identity platform of aveloxis_data.platforms (1 github.com, 2 gitlab.com, 16+ declared hosts) and the forge''s numeric user id.';
-    END IF;
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = target AND c.cntrb_deleted = 0) THEN
-        RAISE EXCEPTION 'contributor % does not exist or was merged away', target
-            USING ERRCODE = 'no_data_found', HINT = 'Merged contributors point to their winner; link that one.';
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.contributors', platform));
-    SELECT i.cntrb_id INTO holder FROM aveloxis_data.contributor_identities i
-    WHERE i.platform_id = platform AND i.platform_user_id = user_id;
-    IF FOUND AND holder <> target THEN
-        RAISE EXCEPTION 'account % on platform % already belongs to contributor %', user_id, platform, holder
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'If both contributors are the same person, aveloxis.merge_contributors(winner, loser) joins them.';
-    END IF;
-    -- A login now shown for this account is no longer another account's (R3).
-    UPDATE aveloxis_data.contributor_identities i SET login = NULL
-    WHERE i.platform_id = platform AND lower(i.login) = lower(link_contributor.login) AND i.platform_user_id <> user_id;
-    INSERT INTO aveloxis_data.contributor_identities AS i (platform_id, platform_user_id, cntrb_id, login)
-    VALUES (platform, user_id, target, link_contributor.login)
-    ON CONFLICT (platform_id, platform_user_id) DO UPDATE
-        SET login = coalesce(EXCLUDED.login, i.login), last_seen_at = EXCLUDED.last_seen_at;
-    IF link_contributor.login IS NOT NULL THEN
-        INSERT INTO aveloxis_data.contributor_login_history (platform_id, platform_user_id, login, cntrb_id)
-        VALUES (platform, user_id, link_contributor.login, target)
-        ON CONFLICT DO NOTHING;
-    END IF;
-    UPDATE aveloxis_data.contributors c
-    SET gh_user_id = CASE WHEN kind = 1 THEN coalesce(c.gh_user_id, user_id) ELSE c.gh_user_id END,
-        gh_login = CASE WHEN kind = 1 THEN coalesce(c.gh_login, link_contributor.login) ELSE c.gh_login END,
-        gl_id = CASE WHEN kind = 2 THEN coalesce(c.gl_id, user_id) ELSE c.gl_id END,
-        gl_username = CASE WHEN kind = 2 THEN coalesce(c.gl_username, link_contributor.login) ELSE c.gl_username END
-    WHERE c.cntrb_id = target;
-END
-$$;
-
--- A user object from a payload, or NULL when there is none: JSON null, {} and objects
--- without a positive numeric id are "no user", never a made-up person.
-CREATE FUNCTION aveloxis_ops.user_id_of(u jsonb)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN jsonb_typeof(u) = 'object' AND jsonb_typeof(u -> 'id') = 'number'
-                     AND (u ->> 'id') ~ '^[0-9]{1,18}$' AND (u ->> 'id')::bigint > 0
-                THEN (u ->> 'id')::bigint END
-$$;
-
--- 'contributor' payloads: GitHub/GitLab user objects (e.g. /repos/{o}/{r}/contributors).
-CREATE FUNCTION aveloxis_ops.drain_contributors(only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    total bigint;
-    no_user bigint;
-    resolved record;
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
 BEGIN
-    DELETE FROM pg_temp.drain_user_refs;
-    DELETE FROM pg_temp.drain_users;
-    INSERT INTO pg_temp.drain_user_refs (platform_id, staging_id, u)
-    SELECT r.platform_id, r.staging_id, r.doc FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    GET DIAGNOSTICS total = ROW_COUNT;
-    SELECT count(*) INTO no_user FROM pg_temp.drain_user_refs WHERE aveloxis_ops.user_id_of(u) IS NULL;
-    PERFORM aveloxis_ops.collect_users();
-    resolved := aveloxis_ops.resolve_users();
-    RETURN ROW(resolved.inserted, resolved.updated,
-               greatest(total - no_user - resolved.inserted - resolved.updated, 0), no_user, 0)::aveloxis_ops.drain_counts;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
 END
 $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:229
+-- pg_aveloxis/src/lib.rs:148
 -- requires:
---   contributors
+--   analysis
+--   queue
+--   staging
 
--- Bots are data (docs/analytics.md): the forge's account type, a pattern list, and an
--- operator's overrides, each match saying which rule matched. The analyst API leaves
--- bots out on request (exclude_bots).
+-- The analysis phase's labor (docs/analysis.md): lines of code, comments and blanks of
+-- every file of the HEAD tree in a known language, counted by the agent from the bare
+-- clone's blobs (tokei) and staged as one snapshot (`labor_snapshot` envelopes). complete()
+-- applies a snapshot in one transaction: the repository's current rows move to
+-- repo_labor_history and the new ones take one data_collection_date. An unchanged HEAD
+-- writes nothing (aveloxis.analysis_state tells the agent which HEAD was analysed last).
 
-CREATE TABLE aveloxis_ops.bot_patterns (
-    pattern     text PRIMARY KEY CHECK (pattern <> ''),
-    description text,
-    shipped     boolean NOT NULL DEFAULT false,
-    added_at    timestamptz NOT NULL DEFAULT now()
+CREATE TABLE aveloxis_data.repo_labor_history (LIKE aveloxis_data.repo_labor INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_labor_history ADD PRIMARY KEY (repo_id, repo_labor_id);
+ALTER TABLE aveloxis_data.repo_labor_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_labor_history IS 'Earlier labor snapshots, moved here when a new HEAD is analysed';
+CREATE INDEX repo_labor_history_scan_idx ON aveloxis_data.repo_labor_history (repo_id, data_collection_date);
+
+-- One row per analysis that counted a HEAD: which commit, when, what it found.
+CREATE TABLE aveloxis_data.repo_analysis_scans (
+    scan_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head_sha     text NOT NULL CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+    analyzed_at  timestamptz NOT NULL,
+    files        integer NOT NULL,
+    languages    integer NOT NULL,
+    code_lines   bigint NOT NULL,
+    -- What the agent left out and why (unknown language, binary, too large, links).
+    skipped      jsonb,
+    job_run_id   bigint,
+    PRIMARY KEY (repo_id, scan_id)
 );
-COMMENT ON TABLE aveloxis_ops.bot_patterns IS 'Case-insensitive regular expressions over logins (and commit emails) that mark bots';
-INSERT INTO aveloxis_ops.bot_patterns (pattern, description, shipped) VALUES
-    ('\[bot\]$', 'GitHub App accounts (dependabot[bot], github-actions[bot], ...)', true),
-    ('^dependabot', 'Dependabot', true),
-    ('^renovate', 'Renovate', true),
-    ('^(github-actions|actions-user)$', 'GitHub Actions', true),
-    ('[-_]bot$', 'logins ending in -bot or _bot', true),
-    ('^(codecov|coveralls|greenkeeper|snyk-bot|mergify|pre-commit-ci|allcontributors|imgbot|stale)', 'well-known service accounts', true),
-    ('^project_[0-9]+_bot', 'GitLab project access tokens', true),
-    ('^group_[0-9]+_bot', 'GitLab group access tokens', true),
-    ('^ghost$', 'GitHub''s placeholder for deleted accounts is not a person either', true);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_patterns', 'WHERE NOT shipped');
+COMMENT ON TABLE aveloxis_data.repo_analysis_scans IS 'Each HEAD the analysis phase counted, newest last';
 
-CREATE TABLE aveloxis_ops.bot_overrides (
-    cntrb_id uuid PRIMARY KEY REFERENCES aveloxis_data.contributors ON DELETE CASCADE,
-    is_bot   boolean NOT NULL,
-    reason   text NOT NULL,
-    set_by   text NOT NULL DEFAULT session_user,
-    set_at   timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_ops.bot_overrides IS 'An operator''s word on one contributor: bot or not, whatever the rules say';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.bot_overrides', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor_history', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
 
--- Which rule makes a contributor a bot: 'override: <reason>', 'gh_type = Bot',
--- 'pattern: <regex>', or NULL for a person (an override saying "not a bot" wins too).
-CREATE FUNCTION aveloxis.bot_rule(cntrb uuid)
-RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER
+-- The HEAD the repository's last analysis counted and whose dependency files it parsed
+-- (no row: never analysed, or analysed before dependencies were: analysed again), for the
+-- agent holding its analysis lease.
+CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
+RETURNS TABLE (head_sha text, analyzed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-    SELECT CASE
-        WHEN o.is_bot IS NOT NULL THEN CASE WHEN o.is_bot THEN 'override: ' || o.reason END
-        WHEN c.gh_type = 'Bot' THEN 'gh_type = Bot'
-        ELSE (SELECT 'pattern: ' || p.pattern FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern ORDER BY p.pattern LIMIT 1)
-    END
-    FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE c.cntrb_id = cntrb
+#variable_conflict use_column
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
+BEGIN
+    RETURN QUERY
+    SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
+    WHERE s.repo_id = repo
+      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
+                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
+    ORDER BY s.scan_id DESC LIMIT 1;
+END
 $$;
 
-CREATE FUNCTION aveloxis.is_bot(cntrb uuid)
-RETURNS boolean
-LANGUAGE sql STABLE
+-- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
+-- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
+-- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
+-- is refused (the lease and the staged rows stay; the agent fails the job instead); a
+-- completion naming a head_sha with nothing staged is refused too.
+CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT aveloxis.bot_rule(cntrb) IS NOT NULL
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    docs     jsonb;
+    heads    text[];
+    parts    integer;
+    got      integer;
+    repo_url text;
+    version  text := aveloxis.version();
+    files    integer;
+BEGIN
+    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
+    -- Snapshots staged by earlier runs that never completed: this one supersedes them.
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
+    SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
+    FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
+          FROM aveloxis_ops.staging s
+          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
+    IF jsonb_array_length(docs) = 0 THEN
+        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
+        -- the way; one that says nothing (an agent of no analysis) applies nothing.
+        IF outcome ? 'head_sha' THEN
+            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
+        END IF;
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
+    INTO heads, parts, got
+    FROM jsonb_array_elements(docs) d;
+    IF cardinality(heads) <> 1 OR heads[1] IS NULL OR heads[1] !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
+        RAISE EXCEPTION 'a labor snapshot is of one HEAD (a 40- or 64-hex head_sha); this one names %', heads
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF parts IS NULL OR got <> parts OR EXISTS (SELECT FROM jsonb_array_elements(docs) d
+                                                WHERE (d ->> 'part')::integer NOT BETWEEN 1 AND parts) THEN
+        RAISE EXCEPTION 'the labor snapshot of % has % of its % parts', heads[1], got, parts
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage every part ({"part": i, "parts": n}) before completing.';
+    END IF;
+    SELECT r.repo_git INTO repo_url FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+
+    -- The current snapshot becomes history, the new one current, with one timestamp.
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo RETURNING l.*
+    )
+    INSERT INTO aveloxis_data.repo_labor_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_labor
+        (repo_id, repo_clone_date, rl_analysis_date, programming_language, file_path, file_name, total_lines,
+         code_lines, comment_lines, blank_lines, code_complexity, repo_url, tool_source, tool_version, data_source,
+         data_collection_date)
+    SELECT repo, observed, observed, f.language, f.path, regexp_replace(f.path, '^.*/', ''),
+           f.code + f.comments + f.blanks, f.code, f.comments, f.blanks, NULL, repo_url, 'aveloxis-agent (tokei)',
+           version, 'git', observed
+    FROM jsonb_array_elements(docs) d,
+         jsonb_to_recordset(d -> 'files') AS f(path text, language text, code integer, comments integer,
+                                               blanks integer, bytes bigint)
+    WHERE f.path IS NOT NULL AND f.language IS NOT NULL
+      AND f.code >= 0 AND f.comments >= 0 AND f.blanks >= 0;
+    GET DIAGNOSTICS files = ROW_COUNT;
+    INSERT INTO aveloxis_data.repo_analysis_scans (repo_id, head_sha, analyzed_at, files, languages, code_lines,
+                                                   skipped, job_run_id)
+    SELECT repo, heads[1], observed, files, count(DISTINCT l.programming_language), coalesce(sum(l.code_lines), 0),
+           outcome -> 'skipped', run
+    FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot';
+END
 $$;
 
--- Every contributor the rules call a bot, with the rule.
-CREATE FUNCTION aveloxis.bots()
-RETURNS TABLE (cntrb_id uuid, login text, rule text)
+-- A repository's languages now: files, lines of code, comments and blanks per language of
+-- its latest labor snapshot, with the HEAD and time it was counted.
+CREATE FUNCTION aveloxis.repo_languages(repo bigint)
+RETURNS TABLE (programming_language text, files bigint, code_lines bigint, comment_lines bigint,
+               blank_lines bigint, pct_of_code numeric, head_sha text, analyzed_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-    SELECT b.cntrb_id, b.login, b.rule FROM (
-        SELECT c.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login) AS login,
-               aveloxis.bot_rule(c.cntrb_id) AS rule
-        FROM aveloxis_data.contributors c) b
-    WHERE b.rule IS NOT NULL
-    ORDER BY b.login
-$$;
-
-CREATE FUNCTION aveloxis.set_bot(cntrb uuid, is_bot boolean, reason text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.contributors c WHERE c.cntrb_id = cntrb) THEN
-        RAISE EXCEPTION 'no contributor %', cntrb USING ERRCODE = 'no_data_found';
-    END IF;
-    IF is_bot IS NULL THEN
-        DELETE FROM aveloxis_ops.bot_overrides o WHERE o.cntrb_id = cntrb;
-        RETURN;
-    END IF;
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an override needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Say why, e.g. ''release automation account''. Pass is_bot NULL to remove the override.';
-    END IF;
-    INSERT INTO aveloxis_ops.bot_overrides AS o (cntrb_id, is_bot, reason) VALUES (cntrb, is_bot, reason)
-    ON CONFLICT (cntrb_id) DO UPDATE SET is_bot = EXCLUDED.is_bot, reason = EXCLUDED.reason,
-                                         set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
-END
-$$;
-
-CREATE FUNCTION aveloxis.add_bot_pattern(pattern text, description text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    BEGIN
-        PERFORM '' ~* pattern;
-    EXCEPTION WHEN invalid_regular_expression THEN
-        RAISE EXCEPTION 'not a regular expression: %', pattern USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.bot_patterns AS p (pattern, description) VALUES (pattern, description)
-    ON CONFLICT ON CONSTRAINT bot_patterns_pkey DO UPDATE SET description = coalesce(EXCLUDED.description, p.description);
-END
-$$;
-
-CREATE FUNCTION aveloxis.remove_bot_pattern(pattern text)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH gone AS (DELETE FROM aveloxis_ops.bot_patterns p WHERE p.pattern = remove_bot_pattern.pattern RETURNING 1)
-    SELECT EXISTS (SELECT FROM gone)
+    SELECT l.programming_language, count(*), sum(l.code_lines), sum(l.comment_lines), sum(l.blank_lines),
+           round(100.0 * sum(l.code_lines) / nullif(sum(sum(l.code_lines)) OVER (), 0), 1),
+           s.head_sha, s.analyzed_at
+    FROM aveloxis_data.repo_labor l
+    LEFT JOIN LATERAL (SELECT x.head_sha, x.analyzed_at FROM aveloxis_data.repo_analysis_scans x
+                       WHERE x.repo_id = l.repo_id ORDER BY x.scan_id DESC LIMIT 1) s ON true
+    WHERE l.repo_id = repo
+    GROUP BY l.programming_language, s.head_sha, s.analyzed_at
+    ORDER BY 3 DESC, 1
 $$;
 /* </end connected objects> */
 
@@ -4676,935 +5533,84 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:147
--- requires:
---   registry
-
--- Results of the analysis phases (labor by language, libyear, OpenSSF Scorecard), with
--- Augur's names and columns. The phases that fill them come later (issue 17); the
--- tables exist now so the views and 8Knot's queries over them answer, empty.
--- Every scan writes its rows with one data_collection_date: readers take the rows of
--- the latest date per repository.
-
-CREATE TABLE aveloxis_data.repo_labor (
-    repo_labor_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    repo_clone_date      timestamptz,
-    rl_analysis_date     timestamptz,
-    programming_language text,
-    file_path            text,
-    file_name            text,
-    total_lines          integer,
-    code_lines           integer,
-    comment_lines        integer,
-    blank_lines          integer,
-    code_complexity      integer,
-    repo_url             text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_labor_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_labor IS 'Lines of code per file of the HEAD tree, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_labor_scan_idx ON aveloxis_data.repo_labor (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_libyear (
-    repo_deps_libyear_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                 text,
-    requirement          text,
-    type                 text,
-    package_manager      text,
-    -- Augur's spelling.
-    current_verion       text,
-    latest_version       text,
-    current_release_date text,
-    latest_release_date  text,
-    -- NULL when unknown, never 0.
-    libyear              double precision,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_libyear_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_libyear IS 'Libyear of each dependency, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_libyear_scan_idx ON aveloxis_data.repo_deps_libyear (repo_id, data_collection_date);
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard (
-    repo_deps_scorecard_id  bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id                 bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    name                    text,
-    -- Numeric text or NULL, never '' (8Knot casts it to float4).
-    score                   text CHECK (score IS NULL OR score ~ '^-?[0-9]+(\.[0-9]+)?$'),
-    scorecard_check_details jsonb,
-    tool_source             text,
-    tool_version            text,
-    data_source             text,
-    data_collection_date    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_deps_scorecard_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard IS 'OpenSSF Scorecard checks, one snapshot per scan (analysis phase)';
-CREATE INDEX repo_deps_scorecard_scan_idx ON aveloxis_data.repo_deps_scorecard (repo_id, data_collection_date);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_labor', 'repo_labor_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
+-- pg_aveloxis/src/sbom.rs:92
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:153
--- requires:
---   analysis
---   queue
---   staging
-
--- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
--- repository. The agent reads the public Scorecard API (no binary, no partial local run)
--- and stages its answer raw (`scorecard` entity); complete() applies it in one
--- transaction: the repository's current checks move to repo_deps_scorecard_history, and
--- the new ones take one data_collection_date: one row per check (score as the source gives
--- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
--- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
--- `repo` object). A repository the API does not publish (404) keeps what it had.
--- GitLab repositories have no public Scorecard source: they get no scorecard job.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
-     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
-CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
-
--- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
-CREATE FUNCTION aveloxis.scorecard_settings()
-RETURNS TABLE (scorecard_url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('scorecard.url')
-$$;
-
--- A score as the source gives it: an integer or decimal number as text; anything else NULL.
-CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
-$$;
-
--- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
--- outcome.published false (the API does not publish this repository): nothing changes.
-CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    doc      jsonb;
-    version  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
-    ORDER BY s.staging_id DESC LIMIT 1;
-    IF doc IS NULL THEN
-        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
-            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
-        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
-    END IF;
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
-                                                   tool_version, data_source, data_collection_date)
-    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
-           'OpenSSF Scorecard API', observed
-    FROM jsonb_array_elements(doc -> 'checks') c
-    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
-    UNION ALL
-    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
-           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
-           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:148
--- requires:
---   analysis
---   queue
---   staging
-
--- The analysis phase's labor (docs/analysis.md): lines of code, comments and blanks of
--- every file of the HEAD tree in a known language, counted by the agent from the bare
--- clone's blobs (tokei) and staged as one snapshot (`labor_snapshot` envelopes). complete()
--- applies a snapshot in one transaction: the repository's current rows move to
--- repo_labor_history and the new ones take one data_collection_date. An unchanged HEAD
--- writes nothing (aveloxis.analysis_state tells the agent which HEAD was analysed last).
-
-CREATE TABLE aveloxis_data.repo_labor_history (LIKE aveloxis_data.repo_labor INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_labor_history ADD PRIMARY KEY (repo_id, repo_labor_id);
-ALTER TABLE aveloxis_data.repo_labor_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_labor_history IS 'Earlier labor snapshots, moved here when a new HEAD is analysed';
-CREATE INDEX repo_labor_history_scan_idx ON aveloxis_data.repo_labor_history (repo_id, data_collection_date);
-
--- One row per analysis that counted a HEAD: which commit, when, what it found.
-CREATE TABLE aveloxis_data.repo_analysis_scans (
-    scan_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head_sha     text NOT NULL CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
-    analyzed_at  timestamptz NOT NULL,
-    files        integer NOT NULL,
-    languages    integer NOT NULL,
-    code_lines   bigint NOT NULL,
-    -- What the agent left out and why (unknown language, binary, too large, links).
-    skipped      jsonb,
-    job_run_id   bigint,
-    PRIMARY KEY (repo_id, scan_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_analysis_scans IS 'Each HEAD the analysis phase counted, newest last';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor_history', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
-
--- The HEAD the repository's last analysis counted and whose dependency files it parsed
--- (no row: never analysed, or analysed before dependencies were: analysed again), for the
--- agent holding its analysis lease.
-CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
-RETURNS TABLE (head_sha text, analyzed_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
-BEGIN
-    RETURN QUERY
-    SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
-    WHERE s.repo_id = repo
-      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
-                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
-    ORDER BY s.scan_id DESC LIMIT 1;
-END
-$$;
-
--- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
--- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
--- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
--- is refused (the lease and the staged rows stay; the agent fails the job instead); a
--- completion naming a head_sha with nothing staged is refused too.
-CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    docs     jsonb;
-    heads    text[];
-    parts    integer;
-    got      integer;
-    repo_url text;
-    version  text := aveloxis.version();
-    files    integer;
-BEGIN
-    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
-        RETURN;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
-    -- Snapshots staged by earlier runs that never completed: this one supersedes them.
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
-    SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
-    FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
-          FROM aveloxis_ops.staging s
-          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
-    IF jsonb_array_length(docs) = 0 THEN
-        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
-        -- the way; one that says nothing (an agent of no analysis) applies nothing.
-        IF outcome ? 'head_sha' THEN
-            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
-        END IF;
-        RETURN;
-    END IF;
-    SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
-    INTO heads, parts, got
-    FROM jsonb_array_elements(docs) d;
-    IF cardinality(heads) <> 1 OR heads[1] IS NULL OR heads[1] !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
-        RAISE EXCEPTION 'a labor snapshot is of one HEAD (a 40- or 64-hex head_sha); this one names %', heads
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF parts IS NULL OR got <> parts OR EXISTS (SELECT FROM jsonb_array_elements(docs) d
-                                                WHERE (d ->> 'part')::integer NOT BETWEEN 1 AND parts) THEN
-        RAISE EXCEPTION 'the labor snapshot of % has % of its % parts', heads[1], got, parts
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage every part ({"part": i, "parts": n}) before completing.';
-    END IF;
-    SELECT r.repo_git INTO repo_url FROM aveloxis_data.repos r WHERE r.repo_id = repo;
-
-    -- The current snapshot becomes history, the new one current, with one timestamp.
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo RETURNING l.*
-    )
-    INSERT INTO aveloxis_data.repo_labor_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_labor
-        (repo_id, repo_clone_date, rl_analysis_date, programming_language, file_path, file_name, total_lines,
-         code_lines, comment_lines, blank_lines, code_complexity, repo_url, tool_source, tool_version, data_source,
-         data_collection_date)
-    SELECT repo, observed, observed, f.language, f.path, regexp_replace(f.path, '^.*/', ''),
-           f.code + f.comments + f.blanks, f.code, f.comments, f.blanks, NULL, repo_url, 'aveloxis-agent (tokei)',
-           version, 'git', observed
-    FROM jsonb_array_elements(docs) d,
-         jsonb_to_recordset(d -> 'files') AS f(path text, language text, code integer, comments integer,
-                                               blanks integer, bytes bigint)
-    WHERE f.path IS NOT NULL AND f.language IS NOT NULL
-      AND f.code >= 0 AND f.comments >= 0 AND f.blanks >= 0;
-    GET DIAGNOSTICS files = ROW_COUNT;
-    INSERT INTO aveloxis_data.repo_analysis_scans (repo_id, head_sha, analyzed_at, files, languages, code_lines,
-                                                   skipped, job_run_id)
-    SELECT repo, heads[1], observed, files, count(DISTINCT l.programming_language), coalesce(sum(l.code_lines), 0),
-           outcome -> 'skipped', run
-    FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot';
-END
-$$;
-
--- A repository's languages now: files, lines of code, comments and blanks per language of
--- its latest labor snapshot, with the HEAD and time it was counted.
-CREATE FUNCTION aveloxis.repo_languages(repo bigint)
-RETURNS TABLE (programming_language text, files bigint, code_lines bigint, comment_lines bigint,
-               blank_lines bigint, pct_of_code numeric, head_sha text, analyzed_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT l.programming_language, count(*), sum(l.code_lines), sum(l.comment_lines), sum(l.blank_lines),
-           round(100.0 * sum(l.code_lines) / nullif(sum(sum(l.code_lines)) OVER (), 0), 1),
-           s.head_sha, s.analyzed_at
-    FROM aveloxis_data.repo_labor l
-    LEFT JOIN LATERAL (SELECT x.head_sha, x.analyzed_at FROM aveloxis_data.repo_analysis_scans x
-                       WHERE x.repo_id = l.repo_id ORDER BY x.scan_id DESC LIMIT 1) s ON true
-    WHERE l.repo_id = repo
-    GROUP BY l.programming_language, s.head_sha, s.analyzed_at
-    ORDER BY 3 DESC, 1
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:583
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::deps::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:597
--- pg_aveloxis::deps::aveloxis_ops::is_prerelease
-CREATE  FUNCTION aveloxis_ops."is_prerelease"(
-	"ecosystem" TEXT, /* & str */
-	"version" TEXT /* & str */
-) RETURNS bool /* bool */
+-- pg_aveloxis/src/sbom.rs:105
+-- pg_aveloxis::sbom::aveloxis_ops::spdx_licence
+CREATE  FUNCTION aveloxis_ops."spdx_licence"(
+	"raw" TEXT /* & str */
+) RETURNS TABLE (
+	"kind" TEXT,  /* String */
+	"value" TEXT  /* String */
+)
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
+AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:590
--- pg_aveloxis::deps::aveloxis_ops::package_key
-CREATE  FUNCTION aveloxis_ops."package_key"(
-	"ecosystem" TEXT, /* & str */
-	"name" TEXT /* & str */
+-- pg_aveloxis/src/sbom.rs:98
+-- pg_aveloxis::sbom::aveloxis_ops::purl
+CREATE  FUNCTION aveloxis_ops."purl"(
+	"ecosystem" TEXT, /* Option < & str > */
+	"name" TEXT, /* Option < & str > */
+	"version" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'purl_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
 ) RETURNS TEXT /* String */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'package_key_wrapper';
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:605
--- pg_aveloxis::deps::aveloxis_ops::resolve_dependencies
-CREATE  FUNCTION aveloxis_ops."resolve_dependencies"(
-	"paths" TEXT[], /* Vec < Option < String > > */
-	"contents" TEXT[] /* Vec < Option < String > > */
-) RETURNS TABLE (
-	"manifest_path" TEXT,  /* String */
-	"lockfile_path" TEXT,  /* Option < String > */
-	"ecosystem" TEXT,  /* Option < String > */
-	"name" TEXT,  /* Option < String > */
-	"requirement" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* Option < String > */
-	"direct" bool,  /* Option < bool > */
-	"version" TEXT,  /* Option < String > */
-	"resolution" TEXT,  /* Option < String > */
-	"parse_error" TEXT  /* Option < String > */
-)
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:86
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::identity::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/identity.rs:91
--- pg_aveloxis::identity::aveloxis::platform_uuid
-CREATE  FUNCTION aveloxis."platform_uuid"(
-	"platform" smallint, /* i16 */
-	"user_id" bigint /* i64 */
-) RETURNS uuid /* pgrx :: Uuid */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'platform_uuid_wrapper';
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:24
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::vulns::aveloxis_ops */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/vulns.rs:30
--- pg_aveloxis::vulns::aveloxis_ops::cvss_score
-CREATE  FUNCTION aveloxis_ops."cvss_score"(
-	"vector" TEXT /* & str */
-) RETURNS TABLE (
-	"score" double precision,  /* f64 */
-	"severity" TEXT,  /* String */
-	"cvss_version" TEXT  /* String */
-)
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'cvss_score_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:516
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:530
--- pg_aveloxis::deps::aveloxis::dependency_file_kind
-CREATE  FUNCTION aveloxis."dependency_file_kind"(
-	"path" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:523
--- pg_aveloxis::deps::aveloxis::dependency_file_patterns
-CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
-	"applies_to" TEXT,  /* String */
-	"glob" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:538
--- pg_aveloxis::deps::aveloxis::parse_dependency_file
-CREATE  FUNCTION aveloxis."parse_dependency_file"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"name" TEXT,  /* String */
-	"requirement" TEXT,  /* Option < String > */
-	"version" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* String */
-	"direct" bool,  /* Option < bool > */
-	"non_registry" bool  /* bool */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:35
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:40
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:114
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
-    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
-    FROM rows r,
-         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
-    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
-$$;
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -6696,648 +6702,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:243
--- requires:
---   queue
---   drain
---   manifest::aveloxis::parse_manifest_text
---   manifest::aveloxis::parse_manifest_bytes
---   manifest::aveloxis::manifest_kind
---   manifest::aveloxis_ops::contents_text
-
--- Distribution: where each repository is published and which manifests declare it
--- (reference 002_*; docs/distribution.md).
---
---   aveloxis.parse_manifest(path, content)   manifest kind and declared name (Rust, IMMUTABLE)
---   aveloxis.reparse_manifests()             re-reads stored manifests after a parser fix
---   aveloxis.distribution_stats()            fleet roll-up
---   aveloxis.distribution_orphans()          manifests declaring a package no registry shows
---   aveloxis.distribution_repo(url)          one repository's evidence
---
--- Current tables hold the latest scan's rows (natural-key uniques); the _history tables
--- every earlier snapshot, without those uniques (rotating the same package twice must
--- never trip 23505, the reference's v0.25.1 defect).
-
--- Registry evidence: one row per (ecosystem, package, source) of the latest scan.
-CREATE TABLE aveloxis_data.repo_distribution (
-    distribution_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    -- Lower-case registry names: deps.dev systems (npm, pypi, maven, cargo, go, rubygems,
-    -- nuget), ecosyste.ms ecosystems (conda, cran, bioconductor, packagist, hex, ...),
-    -- release-asset kinds (deb, rpm, apk, ...), GitHub Packages types (container, docker).
-    ecosystem            text NOT NULL CHECK (ecosystem = lower(ecosystem) AND ecosystem <> ''),
-    package_name         text NOT NULL CHECK (package_name <> ''),
-    -- Which source saw it; two sources seeing one package are two rows, each auditable.
-    source               text NOT NULL CHECK (source IN ('deps.dev', 'ecosyste.ms', 'github_release_asset',
-                                                         'github_packages')),
-    -- Distinct versions the source listed (deps.dev lists at most 1,500: a lower bound).
-    version_count        integer,
-    first_published_at   timestamptz,
-    latest_published_at  timestamptz,
-    latest_version       text,
-    registry_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    -- The scan's one observation time, shared by every row it wrote.
-    data_collection_date timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, distribution_id),
-    UNIQUE (repo_id, ecosystem, package_name, source)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution IS
-    'Registry evidence of where each repository is published (latest distribution scan)';
-
-CREATE TABLE aveloxis_data.repo_distribution_history (
-    history_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    distribution_id      bigint NOT NULL,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    ecosystem            text NOT NULL,
-    package_name         text NOT NULL,
-    source               text NOT NULL,
-    version_count        integer,
-    first_published_at   timestamptz,
-    latest_published_at  timestamptz,
-    latest_version       text,
-    registry_url         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL,
-    -- When a later scan replaced it.
-    rotated_at           timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, history_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_history IS 'Earlier distribution scans'' registry evidence';
-CREATE INDEX repo_distribution_history_pkg_idx
-    ON aveloxis_data.repo_distribution_history (repo_id, ecosystem, package_name);
-
--- In-repo manifests: one row per manifest file of the latest scan, with its content so a
--- parser fix re-parses it (reparse_manifests) without collecting again.
-CREATE TABLE aveloxis_data.repo_distribution_manifest (
-    manifest_id           bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path         text NOT NULL,
-    manifest_type         text NOT NULL,
-    -- What the file itself declares; NULL when it declares none (a Gemfile, a virtual
-    -- workspace) or only through something it does not define.
-    package_name_declared text,
-    blob_sha              text,
-    content_bytes         integer,
-    content               text COMPRESSION lz4,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, manifest_id),
-    UNIQUE (repo_id, manifest_path)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_manifest IS
-    'Packaging manifests found in each repository and the package name each declares (latest scan)';
-
-CREATE TABLE aveloxis_data.repo_distribution_manifest_history (
-    history_id            bigint GENERATED BY DEFAULT AS IDENTITY,
-    manifest_id           bigint NOT NULL,
-    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path         text NOT NULL,
-    manifest_type         text NOT NULL,
-    package_name_declared text,
-    blob_sha              text,
-    content_bytes         integer,
-    tool_source           text,
-    tool_version          text,
-    data_source           text,
-    data_collection_date  timestamptz NOT NULL,
-    rotated_at            timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, history_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_manifest_history IS 'Earlier distribution scans'' manifests';
-
--- The latest scan of each repository: when, and whether every source answered (a
--- partial scan is claimed again ahead of its cadence, and its orphans are flagged).
-CREATE TABLE aveloxis_data.repo_distribution_scans (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    scanned_at           timestamptz NOT NULL,
-    scan_complete        boolean NOT NULL,
-    -- Per source: "ok", "none" (answered, nothing found) or the error class.
-    sources              jsonb NOT NULL DEFAULT '{}',
-    registry_rows        integer NOT NULL DEFAULT 0,
-    manifest_rows        integer NOT NULL DEFAULT 0,
-    -- Staged rows the scan did not use: of sources that did not answer, files that are no
-    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
-    -- staging_rejects instead).
-    unused_rows          integer NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
-
--- Which registry ecosystems satisfy a manifest kind's intent: composer publishes to
--- packagist, an R package to CRAN or Bioconductor. Editable: rows a DBA adds
--- (builtin = false) are kept by pg_dump.
-CREATE TABLE aveloxis_ops.distribution_ecosystems (
-    manifest_type text NOT NULL,
-    ecosystem     text NOT NULL CHECK (ecosystem = lower(ecosystem)),
-    builtin       boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (manifest_type, ecosystem)
-);
-COMMENT ON TABLE aveloxis_ops.distribution_ecosystems IS
-    'Registry ecosystems whose evidence satisfies a manifest kind (distribution_orphans)';
-INSERT INTO aveloxis_ops.distribution_ecosystems (manifest_type, ecosystem, builtin) VALUES
-    ('npm', 'npm', true), ('cargo', 'cargo', true), ('pypi', 'pypi', true), ('maven', 'maven', true),
-    ('rubygems', 'rubygems', true), ('composer', 'packagist', true), ('composer', 'composer', true),
-    ('hex', 'hex', true), ('swiftpm', 'swiftpm', true), ('pub', 'pub', true), ('nuget', 'nuget', true),
-    ('hackage', 'hackage', true), ('conan', 'conan', true), ('cocoapods', 'cocoapods', true),
-    ('julia', 'julia', true), ('cran', 'cran', true), ('cran', 'bioconductor', true), ('conda', 'conda', true);
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution', 'distribution_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_history', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_history', 'history_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest', 'manifest_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest_history', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest_history', 'history_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_scans', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.distribution_ecosystems', 'WHERE NOT builtin');
-
--- Re-reads every stored manifest (or one repository's) with the installed parser;
--- returns how many rows changed kind or declared name. A parser fix reaches stored
--- data with this call, no collection needed.
-CREATE FUNCTION aveloxis.reparse_manifests(repo_id bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH parsed AS (
-        SELECT m.repo_id, m.manifest_id, p.manifest_type, p.package_name
-        FROM aveloxis_data.repo_distribution_manifest m,
-             aveloxis.parse_manifest(m.manifest_path, m.content) p
-        WHERE m.content IS NOT NULL AND (reparse_manifests.repo_id IS NULL OR m.repo_id = reparse_manifests.repo_id)
-    ), changed AS (
-        UPDATE aveloxis_data.repo_distribution_manifest m
-        SET manifest_type = coalesce(p.manifest_type, m.manifest_type), package_name_declared = p.package_name,
-            tool_version = aveloxis.version()
-        FROM parsed p
-        WHERE m.repo_id = p.repo_id AND m.manifest_id = p.manifest_id
-          AND (coalesce(p.manifest_type, m.manifest_type), p.package_name)
-              IS DISTINCT FROM (m.manifest_type, m.package_name_declared)
-        RETURNING 1
-    )
-    SELECT count(*) FROM changed
-$$;
-
--- Manifests that declare a package while no registry evidence of a matching ecosystem
--- exists for the repository (the reference's headline query, through the ecosystem
--- mapping so composer/packagist or cran/bioconductor do not over-report). A manifest
--- declaring no name (a Gemfile) is not an intent to publish. partial_scan: a source did
--- not answer in the latest scan, so the evidence may be missing rather than absent.
-CREATE FUNCTION aveloxis.distribution_orphans()
-RETURNS TABLE (repo_id bigint, repo text, manifest_path text, manifest_type text, package_name text,
-               registries_found text[], partial_scan boolean, observed_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT m.repo_id, r.repo_git, m.manifest_path, m.manifest_type, m.package_name_declared,
-           (SELECT coalesce(array_agg(DISTINCT d.ecosystem ORDER BY d.ecosystem), '{}')
-            FROM aveloxis_data.repo_distribution d WHERE d.repo_id = m.repo_id),
-           NOT coalesce(s.scan_complete, true), m.data_collection_date
-    FROM aveloxis_data.repo_distribution_manifest m
-    JOIN aveloxis_data.repos r ON r.repo_id = m.repo_id
-    LEFT JOIN aveloxis_data.repo_distribution_scans s ON s.repo_id = m.repo_id
-    WHERE m.package_name_declared IS NOT NULL
-      AND NOT EXISTS (
-          SELECT FROM aveloxis_data.repo_distribution d
-          WHERE d.repo_id = m.repo_id
-            AND (d.ecosystem = m.manifest_type
-                 OR d.ecosystem IN (SELECT e.ecosystem FROM aveloxis_ops.distribution_ecosystems e
-                                    WHERE e.manifest_type = m.manifest_type)))
-    ORDER BY r.repo_git, m.manifest_path
-$$;
-
--- The fleet at a glance: repositories with a distribution job, scanned, with registry
--- evidence, with manifests declaring a package, and those whose manifests no registry
--- shows (repositories with at least one orphan).
-CREATE FUNCTION aveloxis.distribution_stats()
-RETURNS TABLE (repos bigint, eligible bigint, scanned bigint, partial_scans bigint, with_registry bigint,
-               with_manifest bigint, manifest_without_registry bigint, registry_rows bigint, manifest_rows bigint,
-               last_scan_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT (SELECT count(*) FROM aveloxis_data.repos),
-           (SELECT count(*) FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-            WHERE j.phase = 'distribution' AND NOT coalesce(r.repo_archived, false)),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans WHERE NOT scan_complete),
-           (SELECT count(DISTINCT d.repo_id) FROM aveloxis_data.repo_distribution d),
-           (SELECT count(DISTINCT m.repo_id) FROM aveloxis_data.repo_distribution_manifest m
-            WHERE m.package_name_declared IS NOT NULL),
-           (SELECT count(DISTINCT o.repo_id) FROM aveloxis.distribution_orphans() o),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution),
-           (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest),
-           (SELECT max(scanned_at) FROM aveloxis_data.repo_distribution_scans)
-$$;
-
--- One repository's evidence: registry rows and manifests of its latest scan.
-CREATE FUNCTION aveloxis.distribution_repo(url text)
-RETURNS TABLE (kind text, ecosystem text, package_name text, source text, version_count integer,
-               first_published_at timestamptz, latest_published_at timestamptz, observed_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    repo bigint := aveloxis.resolve_repo(url);
-BEGIN
-    IF repo IS NULL THEN
-        RAISE EXCEPTION 'no repository is registered at %', url USING ERRCODE = 'no_data_found',
-            HINT = 'aveloxis.add_repo(<url>) registers it; aveloxis.registry_counts() lists what is there.';
-    END IF;
-    RETURN QUERY
-    SELECT 'registry', d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
-           d.latest_published_at, d.data_collection_date
-    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo
-    UNION ALL
-    SELECT 'manifest', m.manifest_type, m.package_name_declared, m.manifest_path, NULL, NULL, NULL,
-           m.data_collection_date
-    FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo
-    ORDER BY 1 DESC, 2, 3, 4;
-END
-$$;
-
--- ---------------------------------------------------------------------------------
--- A scan's observations. The agent stages what each source returned, as returned,
--- under its distribution lease (staging contract v1, docs/distribution.md):
---   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
---   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
---   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
---   distribution_releases         a page of GitHub releases (their assets' names)
---   distribution_packages         a page of GitHub Packages of one package_type
---   distribution_manifest         a Contents API file object (path, content, encoding, sha)
--- and `complete` applies them (distribution_apply) in its own transaction: one
--- observation time for every row, current rows of the sources that answered rotated to
--- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
--- that fails leaves the last complete evidence in place.
-
--- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
-CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
-        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
-        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
-        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
-$$;
-
--- The sources a scan can report on (outcome.sources keys), and the staged entities.
-CREATE FUNCTION aveloxis_ops.distribution_sources()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
-
--- The run's staged observations, parsed once, as JSON rows for distribution_rows():
--- each with the source it came from, the decoded text of a manifest, and err saying why
--- it cannot be used.
-CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
-RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
-               'source', CASE s.entity
-                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
-                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
-                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
-               'content', c.content,
-               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
-                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
-                        AND jsonb_typeof(p.doc) <> 'array'
-                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
-                        AND jsonb_typeof(p.doc) <> 'object'
-                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
-                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
-                       THEN 'a manifest payload needs the file''s "path"'
-                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
-                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
-                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
-                       THEN 'a packages payload needs its package_type in the context' END)
-           ORDER BY s.staging_id), '[]')
-    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
-         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
-                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
-                         END AS content) c
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
-$$;
-
--- The rows of distribution_docs().
-CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
-RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
-    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
-                                       content text, err text)
-$$;
-
--- Applies a completed scan (called by aveloxis.complete for a distribution lease).
--- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
--- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
--- used. Without sources, a whole scan counts every source as answered; a partial one
--- without sources rotates nothing but what it staged for.
-CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed   timestamptz := aveloxis_ops.clock();
-    answered   text[];
-    bad        record;
-    docs       jsonb;
-    owner_name text;
-    repo_name  text;
-    superseded bigint;
-    version    text := aveloxis.version();
-BEGIN
-    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
-        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
-    -- One distribution apply per repository at a time (a late complete of an expired
-    -- lease cannot reach here: its token no longer holds).
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
-
-    -- Rows staged by earlier runs that never completed: this scan supersedes them.
-    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
-
-    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
-    -- the rest of the scan applies.
-    docs := aveloxis_ops.distribution_docs(repo, run);
-    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
-               WHERE d.err IS NOT NULL LOOP
-        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
-    END LOOP;
-
-    answered := CASE
-        WHEN sources IS NOT NULL THEN
-            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
-                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
-        WHEN whole THEN aveloxis_ops.distribution_sources()
-        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
-
-    INSERT INTO aveloxis_data.repo_distribution_history
-        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
-         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
-         data_collection_date, rotated_at)
-    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
-           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
-           d.data_collection_date, observed
-    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
-    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
-
-    WITH usable AS MATERIALIZED (
-        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
-    ), depsdev AS (
-        -- Versions whose repository is only the issue tracker are not this repository's
-        -- packages; a version listed twice (source and tracker) counts once.
-        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
-               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
-        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
-                                               THEN d.doc -> 'versions' ELSE '[]' END) v
-        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
-          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
-        GROUP BY 1, 2
-    ), depsdev_detail AS (
-        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
-               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
-               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
-               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
-        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
-                                               THEN d.doc -> 'versions' ELSE '[]' END) v
-        WHERE d.entity = 'distribution_depsdev_package'
-        GROUP BY 1, 2
-    ), fresh AS (
-        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
-               x.latest_published_at, x.latest_version, NULL::text AS registry_url
-        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
-        UNION ALL
-        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
-               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
-               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
-               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
-               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
-        FROM usable d, jsonb_array_elements(d.doc) p
-        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
-          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
-        GROUP BY 2, 3
-        UNION ALL
-        -- Assets of the repository's releases: the package is the repository's.
-        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
-               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
-               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
-               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
-               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
-               NULL
-        FROM usable d, jsonb_array_elements(d.doc) r,
-             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
-        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
-        GROUP BY 2
-        UNION ALL
-        -- The owner's packages that name this repository (a package without one is not it).
-        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
-                                                                         ELSE lower(d.context ->> 'package_type') END,
-               p ->> 'name',
-               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
-               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
-               NULL, max(p ->> 'html_url')
-        FROM usable d, jsonb_array_elements(d.doc) p
-        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
-          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
-        GROUP BY 2, 3
-    )
-    INSERT INTO aveloxis_data.repo_distribution AS t
-        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
-         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
-    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
-           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
-    FROM fresh f
-    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
-    ORDER BY f.ecosystem, f.package_name, f.source
-    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
-        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
-
-    IF 'contents' = ANY (answered) THEN
-        INSERT INTO aveloxis_data.repo_distribution_manifest_history
-            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
-             tool_source, tool_version, data_source, data_collection_date, rotated_at)
-        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
-               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
-        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
-        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
-        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
-        INSERT INTO aveloxis_data.repo_distribution_manifest
-            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
-             tool_source, tool_version, data_source, data_collection_date)
-        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
-               x.content, 'pg_aveloxis', version, 'contents', observed
-        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
-              FROM aveloxis_ops.distribution_rows(docs) d
-              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
-             aveloxis.parse_manifest(x.path, x.content) p
-        WHERE p.manifest_type IS NOT NULL
-        ORDER BY x.path, x.staging_id DESC;
-    END IF;
-
-    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
-           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
-    INTO superseded
-    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
-    IF superseded > 0 THEN
-        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
-            repo, superseded;
-    END IF;
-
-    INSERT INTO aveloxis_data.repo_distribution_scans AS s
-        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
-    VALUES (repo, observed, whole, coalesce(sources, '{}'),
-            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
-            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
-            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
-            unused_rows = EXCLUDED.unused_rows;
-
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
-END
-$$;
-
--- ---------------------------------------------------------------------------------
--- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
--- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
--- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
--- out no distribution scan (they would all be partial), and an agent skips the source in
--- a scan already running, which is then partial and comes back as soon as it closes.
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('distribution.enabled', 'true', 'boolean',
-     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
-    ('distribution.start_interval', '0 seconds', 'interval',
-     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
-    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
-    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
-    ('distribution.contact', '', 'email',
-     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
-    ('distribution.breaker_failures', '10', 'integer',
-     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
-    ('distribution.breaker_pause', '1 hour', 'interval',
-     'How long an open circuit breaker pauses new distribution scans');
-
-CREATE TABLE aveloxis_ops.source_breakers (
-    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    opened_until         timestamptz,
-    last_error           text,
-    updated_at           timestamptz NOT NULL
-);
-COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
-
--- Whether new distribution scans are paused now, and why (NULL: not paused): switched
--- off, or a source's circuit breaker open.
-CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
-RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
-                THEN 'switched off (distribution.enabled is false)'
-                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
-                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
-                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
-$$;
-
--- Whether a distribution scan started less than distribution.start_interval ago (the
--- job_runs start index: only the last interval's runs are read).
-CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
-                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
-                     AND r.phase = 'distribution')
-$$;
-
--- What agents need of the distribution settings (they never read the settings table).
-CREATE FUNCTION aveloxis.distribution_settings()
-RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
-           nullif(aveloxis_ops.setting('distribution.contact'), '')
-$$;
-
--- An agent reports each call to an external source under its distribution lease: ok, or
--- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
--- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
--- while open the agent skips the source.
-CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
-    at     timestamptz := aveloxis_ops.clock();
-    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
-    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
-    b      aveloxis_ops.source_breakers;
-BEGIN
-    IF (lease.j).phase <> 'distribution' THEN
-        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
-        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
-    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
-    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
-        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
-            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
-            updated_at = EXCLUDED.updated_at
-    RETURNING * INTO b;
-    IF b.consecutive_failures >= limit_n THEN
-        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
-        WHERE s.source = b.source RETURNING * INTO b;
-        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
-            b.opened_until;
-    END IF;
-    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
-END
-$$;
-
--- The breakers, for operators.
-CREATE FUNCTION aveloxis.source_breakers()
-RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
-               updated_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
-           b.last_error, b.updated_at
-    FROM aveloxis_ops.source_breakers b ORDER BY b.source
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:106
 -- requires:
 --   drain
@@ -8373,137 +7737,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:231
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:202
 -- requires:
 --   facade
@@ -8852,6 +8085,550 @@ SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varch
        m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
        NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
 FROM aveloxis_data.pull_request_meta m;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:215
+-- requires:
+--   augur_compat
+
+-- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
+-- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
+-- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
+-- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
+-- these views do it right; docs/analytics.md lists each difference.
+--
+-- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
+-- never a ::timestamp cast that reads the session's TimeZone); commit times and
+-- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
+-- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
+-- deleted account) are left out of the per-contributor views: they cannot be ranked.
+
+-- Every action of every known contributor, one row each, live over the base tables:
+-- the source of explorer_contributor_actions (and its three dependents) and of the
+-- analyst API (sql/analyst_api.sql).
+CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
+-- One row per commit (commits holds one row per changed file).
+SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
+       'commit'::text AS action, min(cm.cmt_id) AS source_id
+FROM aveloxis_data.commits cm
+WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
+GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
+UNION ALL
+SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
+FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
+FROM aveloxis_data.issue_events e
+WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
+FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
+FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
+FROM aveloxis_data.pull_request_events e
+WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
+FROM aveloxis_data.pull_request_reviews v
+WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
+UNION ALL
+-- Conversation comments and diff (review) comments: both are comments on the PR. One
+-- semi-join on the union of both reference tables (two EXISTS joined by OR were
+-- per-message subplans, a scan of the references per message once they outgrew
+-- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
+  AND m.msg_timestamp IS NOT NULL
+  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
+                                UNION ALL
+                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
+UNION ALL
+-- Credited to the comment's author (Augur credits the issue's reporter), on open
+-- issues too (Augur's closed_at <> msg_timestamp drops them).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
+COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
+
+-- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
+-- contribution" charts read rank = 1; Augur ranks newest first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
+       c.cntrb_login::varchar AS login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
+FROM aveloxis_data.contributor_actions a
+JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
+CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
+SELECT p.repo_id, count(*) AS pull_requests_all_time
+FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
+CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
+SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
+FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
+
+-- aveloxis_data.issues holds no pull requests.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
+SELECT i.repo_id, count(*) AS issues_all_time
+FROM aveloxis_data.issues i GROUP BY i.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
+SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
+FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
+CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
+
+-- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
+-- committers. Augur counts (commit, file) rows as commits; these are commits.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
+       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
+       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
+FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
+WHERE cm.cmt_committer_date IS NOT NULL
+GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
+CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
+    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
+
+-- Libyear: each repository's own rows (Augur and the Go system cross-join every
+-- repository with every libyear row), by the month of the scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
+
+-- The latest scan's dependencies of each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
+       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
+       l.current_release_date::varchar AS current_release_date, l.libyear,
+       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
+
+-- A contributor's first seven actions in each repository (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
+SELECT a.cntrb_id, a.created_at,
+       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
+       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
+       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+WHERE a.rank <= 7;
+CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
+    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
+
+-- The action that made each contributor new to each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.rank = 1;
+CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
+    (cntrb_id, created_at, repo_id, repo_name, login, rank);
+
+-- Every pull request, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
+SELECT p.pull_request_id, p.repo_id AS id,
+       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.pull_requests p
+LEFT JOIN aveloxis_data.pull_request_events e
+       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
+-- 8Knot reads these views by repository (WHERE id IN (...)).
+CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
+
+-- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
+-- pull request with each message on it (conversation, review bodies and diff
+-- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
+SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
+       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
+       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
+FROM aveloxis_data.pull_requests p
+LEFT JOIN (
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    UNION
+    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.pull_request_review_message_ref x
+    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
+    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
+    UNION
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
+) m ON m.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
+    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
+CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
+
+-- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
+-- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
+-- client that names it gets no error.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
+SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
+WHERE false;
+CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
+
+-- Per pull request: timings and event counts. Event and message counts come from
+-- separate aggregates (Augur joins events to messages, multiplying both counts).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
+SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
+       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
+       p.pr_state::varchar AS pr_src_state,
+       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
+       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
+       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
+       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
+       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
+       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
+       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
+       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
+       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
+       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
+       mt.average_time_between_responses,
+       coalesce(ev.assigned_count, 0) AS assigned_count,
+       coalesce(ev.review_requested_count, 0) AS review_requested_count,
+       coalesce(ev.labeled_count, 0) AS labeled_count,
+       coalesce(ev.subscribed_count, 0) AS subscribed_count,
+       coalesce(ev.mentioned_count, 0) AS mentioned_count,
+       coalesce(ev.referenced_count, 0) AS referenced_count,
+       coalesce(ev.closed_count, 0) AS closed_count,
+       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
+       coalesce(ev.merged_count, 0) AS merged_count,
+       coalesce(ev.milestoned_count, 0) AS milestoned_count,
+       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
+       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
+       coalesce(mt.comment_count, 0) AS comment_count,
+       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
+       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
+       p.pr_changed_files::bigint AS file_count
+FROM aveloxis_data.pull_requests p
+JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
+JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
+LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
+LEFT JOIN (
+    SELECT e.pull_request_id,
+           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
+           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
+           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
+           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
+           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
+           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
+           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
+           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
+           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
+           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
+    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
+) ev ON ev.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
+           count(*) AS comment_count,
+           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    GROUP BY x.pull_request_id
+) mt ON mt.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
+    GROUP BY c.pull_request_id
+) pc ON pc.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
+    (repo_id, pr_src_id, pr_src_meta_label);
+
+-- Every issue, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
+SELECT i.issue_id, i.repo_id AS id,
+       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.issues i
+LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
+CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
+
+-- Lines and files per language, from each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
+SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
+       l.programming_language::varchar AS programming_language,
+       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id)
+GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
+CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
+    (repo_id, programming_language);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
+SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
+FROM aveloxis_data.issues i;
+CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
+
+-- Actions of the last 13 months, ranked within them (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.created_at >= now() - interval '13 months';
+CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
+SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
+FROM aveloxis_data.pull_request_files f;
+CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
+
+-- Per file path: the authors of pull requests that changed it and their reviewers.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
+SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
+       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
+       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
+FROM aveloxis_data.pull_request_files f
+JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
+GROUP BY f.repo_id, f.pr_file_path;
+CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
+
+-- The files of each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
+SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
+       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
+       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:217
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -9793,6 +9570,36 @@ AS $$
              array_position(ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'], v.severity) NULLS LAST,
              f.ecosystem, f.name, f.version, f.vuln_id
 $$;
+
+-- Whether a packages or vulnerabilities job left part of its repository's work for later
+-- (its batch was full): packages the cache still lacks or holds stale, versions still
+-- without a fresh OSV answer.
+CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    IF job_phase = 'packages' THEN
+        RETURN EXISTS (
+            SELECT FROM aveloxis_data.repo_dependency_decls d
+            LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+            WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+              AND (p.fetched_at IS NULL
+                   OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
+                                                                    ELSE 'packages.miss_ttl' END)::interval));
+    END IF;
+    IF job_phase = 'vulnerabilities' THEN
+        RETURN EXISTS (
+            SELECT FROM aveloxis_ops.versions_in_use(repo) u
+            LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+            WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval);
+    END IF;
+    RETURN false;
+END
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -10033,546 +9840,996 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:215
+-- pg_aveloxis/src/lib.rs:223
 -- requires:
---   augur_compat
+--   facade
+--   drain
 
--- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
--- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
--- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
--- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
--- these views do it right; docs/analytics.md lists each difference.
+-- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
 --
--- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
--- never a ::timestamp cast that reads the session's TimeZone); commit times and
--- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
--- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
--- deleted account) are left out of the per-contributor views: they cannot be ranked.
-
--- Every action of every known contributor, one row each, live over the base tables:
--- the source of explorer_contributor_actions (and its three dependents) and of the
--- analyst API (sql/analyst_api.sql).
-CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
--- One row per commit (commits holds one row per changed file).
-SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
-       'commit'::text AS action, min(cm.cmt_id) AS source_id
-FROM aveloxis_data.commits cm
-WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
-GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
-UNION ALL
-SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
-FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
-FROM aveloxis_data.issue_events e
-WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
-FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
-FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
-FROM aveloxis_data.pull_request_events e
-WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
-FROM aveloxis_data.pull_request_reviews v
-WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
-UNION ALL
--- Conversation comments and diff (review) comments: both are comments on the PR. One
--- semi-join on the union of both reference tables (two EXISTS joined by OR were
--- per-message subplans, a scan of the references per message once they outgrew
--- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
-  AND m.msg_timestamp IS NOT NULL
-  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
-                                UNION ALL
-                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
-UNION ALL
--- Credited to the comment's author (Augur credits the issue's reporter), on open
--- issues too (Augur's closed_at <> msg_timestamp drops them).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
-COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
-
--- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
--- contribution" charts read rank = 1; Augur ranks newest first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
-       c.cntrb_login::varchar AS login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
-FROM aveloxis_data.contributor_actions a
-JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
-CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
-SELECT p.repo_id, count(*) AS pull_requests_all_time
-FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
-CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
-SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
-FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
-
--- aveloxis_data.issues holds no pull requests.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
-SELECT i.repo_id, count(*) AS issues_all_time
-FROM aveloxis_data.issues i GROUP BY i.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
-SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
-FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
-CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
-
--- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
--- committers. Augur counts (commit, file) rows as commits; these are commits.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
-       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
-       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
-FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
-WHERE cm.cmt_committer_date IS NOT NULL
-GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
-CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
-    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
-
--- Libyear: each repository's own rows (Augur and the Go system cross-join every
--- repository with every libyear row), by the month of the scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
-
--- The latest scan's dependencies of each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
-       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
-       l.current_release_date::varchar AS current_release_date, l.libyear,
-       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
-
--- A contributor's first seven actions in each repository (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
-SELECT a.cntrb_id, a.created_at,
-       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
-       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
-       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-WHERE a.rank <= 7;
-CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
-    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
-
--- The action that made each contributor new to each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.rank = 1;
-CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
-    (cntrb_id, created_at, repo_id, repo_name, login, rank);
-
--- Every pull request, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
-SELECT p.pull_request_id, p.repo_id AS id,
-       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.pull_requests p
-LEFT JOIN aveloxis_data.pull_request_events e
-       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
--- 8Knot reads these views by repository (WHERE id IN (...)).
-CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
-
--- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
--- pull request with each message on it (conversation, review bodies and diff
--- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
-SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
-       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
-       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
-FROM aveloxis_data.pull_requests p
-LEFT JOIN (
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    UNION
-    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.pull_request_review_message_ref x
-    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
-    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
-    UNION
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
-) m ON m.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
-    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
-CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
-
--- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
--- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
--- client that names it gets no error.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
-SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
-WHERE false;
-CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
-
--- Per pull request: timings and event counts. Event and message counts come from
--- separate aggregates (Augur joins events to messages, multiplying both counts).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
-SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
-       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
-       p.pr_state::varchar AS pr_src_state,
-       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
-       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
-       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
-       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
-       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
-       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
-       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
-       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
-       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
-       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
-       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
-       mt.average_time_between_responses,
-       coalesce(ev.assigned_count, 0) AS assigned_count,
-       coalesce(ev.review_requested_count, 0) AS review_requested_count,
-       coalesce(ev.labeled_count, 0) AS labeled_count,
-       coalesce(ev.subscribed_count, 0) AS subscribed_count,
-       coalesce(ev.mentioned_count, 0) AS mentioned_count,
-       coalesce(ev.referenced_count, 0) AS referenced_count,
-       coalesce(ev.closed_count, 0) AS closed_count,
-       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
-       coalesce(ev.merged_count, 0) AS merged_count,
-       coalesce(ev.milestoned_count, 0) AS milestoned_count,
-       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
-       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
-       coalesce(mt.comment_count, 0) AS comment_count,
-       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
-       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
-       p.pr_changed_files::bigint AS file_count
-FROM aveloxis_data.pull_requests p
-JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
-JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
-LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
-LEFT JOIN (
-    SELECT e.pull_request_id,
-           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
-           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
-           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
-           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
-           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
-           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
-           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
-           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
-           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
-           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
-    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
-) ev ON ev.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
-           count(*) AS comment_count,
-           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    GROUP BY x.pull_request_id
-) mt ON mt.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
-    GROUP BY c.pull_request_id
-) pc ON pc.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
-    (repo_id, pr_src_id, pr_src_meta_label);
-
--- Every issue, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
-SELECT i.issue_id, i.repo_id AS id,
-       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.issues i
-LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
-CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
-
--- Lines and files per language, from each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
-SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
-       l.programming_language::varchar AS programming_language,
-       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id)
-GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
-CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
-    (repo_id, programming_language);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
-SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
-FROM aveloxis_data.issues i;
-CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
-
--- Actions of the last 13 months, ranked within them (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.created_at >= now() - interval '13 months';
-CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
-SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
-FROM aveloxis_data.pull_request_files f;
-CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
-
--- Per file path: the authors of pull requests that changed it and their reviewers.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
-SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
-       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
-       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
-FROM aveloxis_data.pull_request_files f
-JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
-GROUP BY f.repo_id, f.pr_file_path;
-CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
-
--- The files of each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
-SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
-       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
-       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:217
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
+-- Statement-level triggers on the base tables turn each statement's changed rows
+-- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
+-- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
+-- between view refreshes, whichever code path wrote the rows (drain, force-push
+-- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
+-- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
+-- with the same definitions (and must agree: tests/tests/analytics.rs).
 --
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
+-- Definitions (day = the UTC date):
+--   issues_opened/closed   issues by created_at / closed_at
+--   prs_opened/merged      pull requests by created_at / merged_at
+--   prs_closed             pull requests closed without merging, by closed_at
+--   commits                distinct commits by author time; lines_added/removed their numstat sums
+--   comments               issue, pull request and diff comments by msg_timestamp
+--   reviews                pull request reviews by submitted_at
+--   new_contributors       contributors whose first contribution (commit authored, issue
+--                          or pull request opened, comment, review) in the repository
+--                          falls on the day; repo_contributor_first keeps each one's first.
 
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
+CREATE TABLE aveloxis_data.repo_daily_activity (
+    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    day              date NOT NULL,
+    issues_opened    bigint NOT NULL DEFAULT 0,
+    issues_closed    bigint NOT NULL DEFAULT 0,
+    prs_opened       bigint NOT NULL DEFAULT 0,
+    prs_merged       bigint NOT NULL DEFAULT 0,
+    prs_closed       bigint NOT NULL DEFAULT 0,
+    commits          bigint NOT NULL DEFAULT 0,
+    lines_added      bigint NOT NULL DEFAULT 0,
+    lines_removed    bigint NOT NULL DEFAULT 0,
+    comments         bigint NOT NULL DEFAULT 0,
+    reviews          bigint NOT NULL DEFAULT 0,
+    new_contributors bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
 );
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
 
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
+CREATE TABLE aveloxis_data.repo_contributor_first (
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    cntrb_id      uuid NOT NULL,
+    first_at      timestamptz NOT NULL,
+    -- The first_at it replaced (how the trigger learns the old value from an upsert).
+    prev_first_at timestamptz,
+    PRIMARY KEY (repo_id, cntrb_id)
 );
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
+CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
 
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
+CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
+-- One contributor's closes and merges (aveloxis.contributor_activity).
+CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+
+-- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
+-- which rebuild both as the rows go in (after a restore with --disable-triggers:
+-- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
+
+-- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
+CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
+
+-- A contributor's first contribution to a repository, from the base tables.
+CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+    SELECT least(
+        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
+         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
+        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
+        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
+        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
+         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
+        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+         WHERE v.cntrb_id = person AND v.repo_id = repo))
 $$;
 
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+-- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
+-- were). What both hold cancels out.
+CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    repo   bigint;
+    pair   record;
+    before timestamptz;
+    after  timestamptz;
+BEGIN
+    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- Writers of one repository take turns here (a drain and an author linking, say):
+    -- first-contribution bookkeeping reads before it writes.
+    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
+    END LOOP;
+
+    -- Session-long scratch; one made by anyone but the extension's owner is refused.
+    IF to_regclass('pg_temp.activity_net') IS NULL THEN
+        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
+                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
+    END IF;
+    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
+    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
+    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
+    -- statement's facts at a time.
+    DELETE FROM pg_temp.activity_net;
+    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
+    IF coalesce(cardinality(minus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
+    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
+    ELSE
+        INSERT INTO pg_temp.activity_net
+        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
+        UNION ALL
+        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
+    END IF;
+
+    -- First contributions: an earlier one moves a contributor's first day.
+    WITH candidates AS (
+        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
+        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
+          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
+        GROUP BY 1, 2
+    ), moved AS (
+        -- Most candidates are known with an earlier first day: an index probe settles
+        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
+        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
+        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
+        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
+                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
+        ORDER BY 1, 2
+        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
+            WHERE EXCLUDED.first_at < f.first_at
+        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
+    )
+    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
+    UNION ALL
+    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
+
+    -- A removed contribution that may have been someone's first: recount that one person.
+    FOR pair IN
+        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
+        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
+        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
+        ORDER BY 1, 2
+    LOOP
+        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
+        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
+        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
+        CONTINUE WHEN after IS NOT DISTINCT FROM before;
+        IF after IS NULL THEN
+            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+        ELSE
+            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
+            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
+        END IF;
+        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
+    END LOOP;
+
+    INSERT INTO aveloxis_data.repo_daily_activity AS a
+        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
+         lines_removed, comments, reviews, new_contributors)
+    SELECT d.repo_id, d.day,
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
+    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
+          FROM pg_temp.activity_net n
+          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
+            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
+    GROUP BY d.repo_id, d.day
+    HAVING bool_or(d.v <> 0)
+    ORDER BY d.repo_id, d.day
+    ON CONFLICT (repo_id, day) DO UPDATE SET
+        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
+        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
+        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
+        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
+        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
+        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
+        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
+    -- A day whose every count went back to zero is no day of activity.
+    DELETE FROM aveloxis_data.repo_daily_activity a
+    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
+           WHERE n.sign = -1 AND n.at IS NOT NULL) z
+    WHERE a.repo_id = z.repo_id AND a.day = z.day
+      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
+           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    DELETE FROM pg_temp.activity_net;
+END
+$$;
+
+-- The facts of one row of each table.
+CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
+              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
+    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
+              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
+    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
+    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+$$;
+
+CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
+    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
+    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
+$$;
+
+-- One trigger function per table; transition tables are named new_rows and old_rows.
+CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+-- The start of a moment's UTC day: facts that count per day (lines, commits) are
+-- summed per day before activity_apply, one fact a day instead of one a row.
+CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
+
+-- Commits: one row per (commit, file). Lines count per row; a commit counts once,
+-- when its first row arrives and when its last row goes (whatever statements they
+-- come in); its author's contribution once per commit.
+-- Lines and commits are summed per UTC day in the statement (a batch of thousands of
+-- rows becomes a few facts a day); contributions stay per commit (first contributions
+-- need their time).
+CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(f) INTO plus FROM (
+            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
+                   sum(n.cmt_added)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
+                   sum(n.cmt_removed)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'INSERT' THEN
+            plus := plus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
+                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE (SELECT count(*) FROM aveloxis_data.commits c
+                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(f) INTO minus FROM (
+            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
+                   sum(o.cmt_added)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
+                   sum(o.cmt_removed)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'DELETE' THEN
+            minus := minus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
+                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
+                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+
+-- The daily activity of one repository (or all), computed from the base tables with
+-- the triggers' definitions.
+CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
+RETURNS SETOF aveloxis_data.repo_daily_activity
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH firsts AS (
+        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
+            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+              AND m.msg_source IN ('issue_comment', 'review_comment')
+            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
+    ), facts AS (
+        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
+        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
+        FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
+        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        GROUP BY c.repo_id, c.cmt_commit_hash
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
+        FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
+        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
+        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
+    )
+    SELECT f.repo_id, f.day,
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
+    FROM facts f
+    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
+    GROUP BY f.repo_id, f.day
+    HAVING bool_or(f.v <> 0)
+$$;
+
+-- Recomputes the daily activity (and first contributions) of one repository, or of
+-- all when repo is NULL. Returns the days written. For an upgrade from a version
+-- without triggers, or after a TRUNCATE (which the triggers do not see).
+CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 DECLARE
-    last_start timestamptz;
-    run bigint;
+    written bigint;
+    r bigint;
 BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
+    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
     END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
+    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
+    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
+        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:231
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
 END
 $$;
 
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:237
+-- requires:
+--   activity
+--   bots
+--   completeness
+--   matviews
+--   queue
+
+-- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
+-- and repo group, time series, contributors, bots, and the coverage every figure carries.
+-- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
+-- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
+
+-- Statistics and time series.
+
+-- Contributors the rules call bots (one pass over contributors; for exclude_bots).
+CREATE FUNCTION aveloxis_ops.bot_ids()
+RETURNS TABLE (cntrb_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
+              SELECT FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
+$$;
+
+-- Whether a commit author without a linked account looks like a bot by name or email.
+CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
+                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
+                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
+    END IF;
+    IF grain = 'day' AND until - since > 36600 THEN
+        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The series for a set of repositories (repo_activity and group_activity call it).
+-- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
+-- not counted, and every period is present, zero or not: coverage tells a real zero
+-- from missing data.
+CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
+END
+$$;
+
+-- A repository's activity over time: counts per period, response times (median, p90,
+-- hours), and the coverage of the data behind them.
+CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
+                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
+END
+$$;
+
+-- The same for every repository of a group (by name, as 8Knot's "org" is).
+CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
+                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    members bigint[];
+BEGIN
+    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
+    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+    WHERE lower(g.rg_name) = lower(repo_group);
+    IF members IS NULL THEN
+        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
+            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
+    END IF;
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
+END
+$$;
+
+-- Everything stored about one repository, per entity: how many, first and last
+-- activity, what the forge reported and the coverage, and when its phase last ran.
+CREATE FUNCTION aveloxis.repo_stats(repo bigint)
+RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
+               forge_reported bigint, coverage numeric, last_collected timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    collected timestamptz;
+    facaded   timestamptz;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
+    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
+               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
+        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
+        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
+                         max(c.cmt_author_timestamp), 'commits', facaded
+        FROM aveloxis_data.commits c WHERE c.repo_id = repo
+        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
+        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
+        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
+        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
+        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
+        FROM aveloxis_data.releases r WHERE r.repo_id = repo
+        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
+        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
+    )
+    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
+           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
+                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
+           c.at
+    FROM counts c
+    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
+END
+$$;
+
+-- The most active contributors of a repository in a range, by actions (explorer's
+-- definition: commits, issues and pull requests opened and closed, reviews, comments).
+CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
+                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
+RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
+               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT t.* FROM (
+        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
+               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+               count(*) FILTER (WHERE a.action = 'pull_request_open'),
+               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
+               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
+        FROM aveloxis_data.contributor_actions a
+        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
+          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
+    ) t
+    WHERE NOT exclude_bots OR t.rule IS NULL
+    ORDER BY 3 DESC, 2
+    LIMIT greatest(n, 0);
+END
+$$;
+
+-- Contributors whose first contribution to the repository falls in the range, with
+-- that first action.
+CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
+RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
+           (SELECT a.action FROM aveloxis_data.contributor_actions a
+            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
+            ORDER BY a.action LIMIT 1),
+           aveloxis.bot_rule(f.cntrb_id)
+    FROM aveloxis_data.repo_contributor_first f
+    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
+    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
+      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY f.first_at, 2;
+END
+$$;
+
+-- One contributor across the fleet: per repository, first and last action and counts.
+CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
+RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
+               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
+           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+           count(*) FILTER (WHERE a.action = 'pull_request_open'),
+           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
+    FROM aveloxis_data.contributor_actions a
+    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+    WHERE a.cntrb_id = cntrb
+    GROUP BY a.repo_id, r.repo_git
+    ORDER BY 5 DESC, 1
 $$;
 /* </end connected objects> */
 
@@ -11473,865 +11730,644 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:223
+-- pg_aveloxis/src/lib.rs:243
 -- requires:
---   facade
+--   queue
 --   drain
+--   manifest::aveloxis::parse_manifest_text
+--   manifest::aveloxis::parse_manifest_bytes
+--   manifest::aveloxis::manifest_kind
+--   manifest::aveloxis_ops::contents_text
 
--- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
+-- Distribution: where each repository is published and which manifests declare it
+-- (reference 002_*; docs/distribution.md).
 --
--- Statement-level triggers on the base tables turn each statement's changed rows
--- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
--- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
--- between view refreshes, whichever code path wrote the rows (drain, force-push
--- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
--- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
--- with the same definitions (and must agree: tests/tests/analytics.rs).
+--   aveloxis.parse_manifest(path, content)   manifest kind and declared name (Rust, IMMUTABLE)
+--   aveloxis.reparse_manifests()             re-reads stored manifests after a parser fix
+--   aveloxis.distribution_stats()            fleet roll-up
+--   aveloxis.distribution_orphans()          manifests declaring a package no registry shows
+--   aveloxis.distribution_repo(url)          one repository's evidence
 --
--- Definitions (day = the UTC date):
---   issues_opened/closed   issues by created_at / closed_at
---   prs_opened/merged      pull requests by created_at / merged_at
---   prs_closed             pull requests closed without merging, by closed_at
---   commits                distinct commits by author time; lines_added/removed their numstat sums
---   comments               issue, pull request and diff comments by msg_timestamp
---   reviews                pull request reviews by submitted_at
---   new_contributors       contributors whose first contribution (commit authored, issue
---                          or pull request opened, comment, review) in the repository
---                          falls on the day; repo_contributor_first keeps each one's first.
+-- Current tables hold the latest scan's rows (natural-key uniques); the _history tables
+-- every earlier snapshot, without those uniques (rotating the same package twice must
+-- never trip 23505, the reference's v0.25.1 defect).
 
-CREATE TABLE aveloxis_data.repo_daily_activity (
-    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    day              date NOT NULL,
-    issues_opened    bigint NOT NULL DEFAULT 0,
-    issues_closed    bigint NOT NULL DEFAULT 0,
-    prs_opened       bigint NOT NULL DEFAULT 0,
-    prs_merged       bigint NOT NULL DEFAULT 0,
-    prs_closed       bigint NOT NULL DEFAULT 0,
-    commits          bigint NOT NULL DEFAULT 0,
-    lines_added      bigint NOT NULL DEFAULT 0,
-    lines_removed    bigint NOT NULL DEFAULT 0,
-    comments         bigint NOT NULL DEFAULT 0,
-    reviews          bigint NOT NULL DEFAULT 0,
-    new_contributors bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (repo_id, day)
+-- Registry evidence: one row per (ecosystem, package, source) of the latest scan.
+CREATE TABLE aveloxis_data.repo_distribution (
+    distribution_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    -- Lower-case registry names: deps.dev systems (npm, pypi, maven, cargo, go, rubygems,
+    -- nuget), ecosyste.ms ecosystems (conda, cran, bioconductor, packagist, hex, ...),
+    -- release-asset kinds (deb, rpm, apk, ...), GitHub Packages types (container, docker).
+    ecosystem            text NOT NULL CHECK (ecosystem = lower(ecosystem) AND ecosystem <> ''),
+    package_name         text NOT NULL CHECK (package_name <> ''),
+    -- Which source saw it; two sources seeing one package are two rows, each auditable.
+    source               text NOT NULL CHECK (source IN ('deps.dev', 'ecosyste.ms', 'github_release_asset',
+                                                         'github_packages')),
+    -- Distinct versions the source listed (deps.dev lists at most 1,500: a lower bound).
+    version_count        integer,
+    first_published_at   timestamptz,
+    latest_published_at  timestamptz,
+    latest_version       text,
+    registry_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    -- The scan's one observation time, shared by every row it wrote.
+    data_collection_date timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, distribution_id),
+    UNIQUE (repo_id, ecosystem, package_name, source)
 );
-COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
+COMMENT ON TABLE aveloxis_data.repo_distribution IS
+    'Registry evidence of where each repository is published (latest distribution scan)';
 
-CREATE TABLE aveloxis_data.repo_contributor_first (
-    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    cntrb_id      uuid NOT NULL,
-    first_at      timestamptz NOT NULL,
-    -- The first_at it replaced (how the trigger learns the old value from an upsert).
-    prev_first_at timestamptz,
-    PRIMARY KEY (repo_id, cntrb_id)
+CREATE TABLE aveloxis_data.repo_distribution_history (
+    history_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    distribution_id      bigint NOT NULL,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    ecosystem            text NOT NULL,
+    package_name         text NOT NULL,
+    source               text NOT NULL,
+    version_count        integer,
+    first_published_at   timestamptz,
+    latest_published_at  timestamptz,
+    latest_version       text,
+    registry_url         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL,
+    -- When a later scan replaced it.
+    rotated_at           timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, history_id)
 );
-COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
-CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
+COMMENT ON TABLE aveloxis_data.repo_distribution_history IS 'Earlier distribution scans'' registry evidence';
+CREATE INDEX repo_distribution_history_pkg_idx
+    ON aveloxis_data.repo_distribution_history (repo_id, ecosystem, package_name);
 
--- Lookups of one contributor's contributions to one repository (a removed first
--- action), and of a repository's reviews by time (the analyst API).
-CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
-CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
--- One contributor's closes and merges (aveloxis.contributor_activity).
-CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+-- In-repo manifests: one row per manifest file of the latest scan, with its content so a
+-- parser fix re-parses it (reparse_manifests) without collecting again.
+CREATE TABLE aveloxis_data.repo_distribution_manifest (
+    manifest_id           bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path         text NOT NULL,
+    manifest_type         text NOT NULL,
+    -- What the file itself declares; NULL when it declares none (a Gemfile, a virtual
+    -- workspace) or only through something it does not define.
+    package_name_declared text,
+    blob_sha              text,
+    content_bytes         integer,
+    content               text COMPRESSION lz4,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, manifest_id),
+    UNIQUE (repo_id, manifest_path)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_manifest IS
+    'Packaging manifests found in each repository and the package name each declares (latest scan)';
 
--- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
--- which rebuild both as the rows go in (after a restore with --disable-triggers:
--- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
+CREATE TABLE aveloxis_data.repo_distribution_manifest_history (
+    history_id            bigint GENERATED BY DEFAULT AS IDENTITY,
+    manifest_id           bigint NOT NULL,
+    repo_id               bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path         text NOT NULL,
+    manifest_type         text NOT NULL,
+    package_name_declared text,
+    blob_sha              text,
+    content_bytes         integer,
+    tool_source           text,
+    tool_version          text,
+    data_source           text,
+    data_collection_date  timestamptz NOT NULL,
+    rotated_at            timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, history_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_manifest_history IS 'Earlier distribution scans'' manifests';
 
--- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
-CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
+-- The latest scan of each repository: when, and whether every source answered (a
+-- partial scan is claimed again ahead of its cadence, and its orphans are flagged).
+CREATE TABLE aveloxis_data.repo_distribution_scans (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    scanned_at           timestamptz NOT NULL,
+    scan_complete        boolean NOT NULL,
+    -- Per source: "ok", "none" (answered, nothing found) or the error class.
+    sources              jsonb NOT NULL DEFAULT '{}',
+    registry_rows        integer NOT NULL DEFAULT 0,
+    manifest_rows        integer NOT NULL DEFAULT 0,
+    -- Staged rows the scan did not use: of sources that did not answer, files that are no
+    -- manifest, leftovers of earlier scans that never completed (rejected rows are in
+    -- staging_rejects instead).
+    unused_rows          integer NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE aveloxis_data.repo_distribution_scans IS 'When each repository''s distribution was last scanned, and whether fully';
 
--- A contributor's first contribution to a repository, from the base tables.
-CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
-RETURNS timestamptz
+-- Which registry ecosystems satisfy a manifest kind's intent: composer publishes to
+-- packagist, an R package to CRAN or Bioconductor. Editable: rows a DBA adds
+-- (builtin = false) are kept by pg_dump.
+CREATE TABLE aveloxis_ops.distribution_ecosystems (
+    manifest_type text NOT NULL,
+    ecosystem     text NOT NULL CHECK (ecosystem = lower(ecosystem)),
+    builtin       boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (manifest_type, ecosystem)
+);
+COMMENT ON TABLE aveloxis_ops.distribution_ecosystems IS
+    'Registry ecosystems whose evidence satisfies a manifest kind (distribution_orphans)';
+INSERT INTO aveloxis_ops.distribution_ecosystems (manifest_type, ecosystem, builtin) VALUES
+    ('npm', 'npm', true), ('cargo', 'cargo', true), ('pypi', 'pypi', true), ('maven', 'maven', true),
+    ('rubygems', 'rubygems', true), ('composer', 'packagist', true), ('composer', 'composer', true),
+    ('hex', 'hex', true), ('swiftpm', 'swiftpm', true), ('pub', 'pub', true), ('nuget', 'nuget', true),
+    ('hackage', 'hackage', true), ('conan', 'conan', true), ('cocoapods', 'cocoapods', true),
+    ('julia', 'julia', true), ('cran', 'cran', true), ('cran', 'bioconductor', true), ('conda', 'conda', true);
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution', 'distribution_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_history', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_history', 'history_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest', 'manifest_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_manifest_history', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_distribution_manifest_history', 'history_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_distribution_scans', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.distribution_ecosystems', 'WHERE NOT builtin');
+
+-- Re-reads every stored manifest (or one repository's) with the installed parser;
+-- returns how many rows changed kind or declared name. A parser fix reaches stored
+-- data with this call, no collection needed.
+CREATE FUNCTION aveloxis.reparse_manifests(repo_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH parsed AS (
+        SELECT m.repo_id, m.manifest_id, p.manifest_type, p.package_name
+        FROM aveloxis_data.repo_distribution_manifest m,
+             aveloxis.parse_manifest(m.manifest_path, m.content) p
+        WHERE m.content IS NOT NULL AND (reparse_manifests.repo_id IS NULL OR m.repo_id = reparse_manifests.repo_id)
+    ), changed AS (
+        UPDATE aveloxis_data.repo_distribution_manifest m
+        SET manifest_type = coalesce(p.manifest_type, m.manifest_type), package_name_declared = p.package_name,
+            tool_version = aveloxis.version()
+        FROM parsed p
+        WHERE m.repo_id = p.repo_id AND m.manifest_id = p.manifest_id
+          AND (coalesce(p.manifest_type, m.manifest_type), p.package_name)
+              IS DISTINCT FROM (m.manifest_type, m.package_name_declared)
+        RETURNING 1
+    )
+    SELECT count(*) FROM changed
+$$;
+
+-- Manifests that declare a package while no registry evidence of a matching ecosystem
+-- exists for the repository (the reference's headline query, through the ecosystem
+-- mapping so composer/packagist or cran/bioconductor do not over-report). A manifest
+-- declaring no name (a Gemfile) is not an intent to publish. partial_scan: a source did
+-- not answer in the latest scan, so the evidence may be missing rather than absent.
+CREATE FUNCTION aveloxis.distribution_orphans()
+RETURNS TABLE (repo_id bigint, repo text, manifest_path text, manifest_type text, package_name text,
+               registries_found text[], partial_scan boolean, observed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT m.repo_id, r.repo_git, m.manifest_path, m.manifest_type, m.package_name_declared,
+           (SELECT coalesce(array_agg(DISTINCT d.ecosystem ORDER BY d.ecosystem), '{}')
+            FROM aveloxis_data.repo_distribution d WHERE d.repo_id = m.repo_id),
+           NOT coalesce(s.scan_complete, true), m.data_collection_date
+    FROM aveloxis_data.repo_distribution_manifest m
+    JOIN aveloxis_data.repos r ON r.repo_id = m.repo_id
+    LEFT JOIN aveloxis_data.repo_distribution_scans s ON s.repo_id = m.repo_id
+    WHERE m.package_name_declared IS NOT NULL
+      AND NOT EXISTS (
+          SELECT FROM aveloxis_data.repo_distribution d
+          WHERE d.repo_id = m.repo_id
+            AND (d.ecosystem = m.manifest_type
+                 OR d.ecosystem IN (SELECT e.ecosystem FROM aveloxis_ops.distribution_ecosystems e
+                                    WHERE e.manifest_type = m.manifest_type)))
+    ORDER BY r.repo_git, m.manifest_path
+$$;
+
+-- The fleet at a glance: repositories with a distribution job, scanned, with registry
+-- evidence, with manifests declaring a package, and those whose manifests no registry
+-- shows (repositories with at least one orphan).
+CREATE FUNCTION aveloxis.distribution_stats()
+RETURNS TABLE (repos bigint, eligible bigint, scanned bigint, partial_scans bigint, with_registry bigint,
+               with_manifest bigint, manifest_without_registry bigint, registry_rows bigint, manifest_rows bigint,
+               last_scan_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT (SELECT count(*) FROM aveloxis_data.repos),
+           (SELECT count(*) FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+            WHERE j.phase = 'distribution' AND NOT coalesce(r.repo_archived, false)),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_scans WHERE NOT scan_complete),
+           (SELECT count(DISTINCT d.repo_id) FROM aveloxis_data.repo_distribution d),
+           (SELECT count(DISTINCT m.repo_id) FROM aveloxis_data.repo_distribution_manifest m
+            WHERE m.package_name_declared IS NOT NULL),
+           (SELECT count(DISTINCT o.repo_id) FROM aveloxis.distribution_orphans() o),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution),
+           (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest),
+           (SELECT max(scanned_at) FROM aveloxis_data.repo_distribution_scans)
+$$;
+
+-- One repository's evidence: registry rows and manifests of its latest scan.
+CREATE FUNCTION aveloxis.distribution_repo(url text)
+RETURNS TABLE (kind text, ecosystem text, package_name text, source text, version_count integer,
+               first_published_at timestamptz, latest_published_at timestamptz, observed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    repo bigint := aveloxis.resolve_repo(url);
+BEGIN
+    IF repo IS NULL THEN
+        RAISE EXCEPTION 'no repository is registered at %', url USING ERRCODE = 'no_data_found',
+            HINT = 'aveloxis.add_repo(<url>) registers it; aveloxis.registry_counts() lists what is there.';
+    END IF;
+    RETURN QUERY
+    SELECT 'registry', d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.data_collection_date
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo
+    UNION ALL
+    SELECT 'manifest', m.manifest_type, m.package_name_declared, m.manifest_path, NULL, NULL, NULL,
+           m.data_collection_date
+    FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo
+    ORDER BY 1 DESC, 2, 3, 4;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------
+-- A scan's observations. The agent stages what each source returned, as returned,
+-- under its distribution lease (staging contract v1, docs/distribution.md):
+--   distribution_depsdev          deps.dev GetProjectPackageVersions body ({"versions": [...]})
+--   distribution_depsdev_package  deps.dev GetPackage body, one per package (publish dates)
+--   distribution_ecosystems       the ecosyste.ms lookup array (one page each)
+--   distribution_releases         a page of GitHub releases (their assets' names)
+--   distribution_packages         a page of GitHub Packages of one package_type
+--   distribution_manifest         a Contents API file object (path, content, encoding, sha)
+-- and `complete` applies them (distribution_apply) in its own transaction: one
+-- observation time for every row, current rows of the sources that answered rotated to
+-- history, fresh rows inserted. Nothing is written before the scan completes, so a scan
+-- that fails leaves the last complete evidence in place.
+
+-- The registry ecosystem a release asset's file name stands for (reference 002 §3.3).
+CREATE FUNCTION aveloxis_ops.release_asset_ecosystem(asset_name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE pg_catalog.lower(pg_catalog.substring(asset_name, '\.([A-Za-z0-9]+)$'))
+        WHEN 'whl' THEN 'pypi' WHEN 'gem' THEN 'rubygems' WHEN 'jar' THEN 'maven' WHEN 'war' THEN 'maven'
+        WHEN 'ear' THEN 'maven' WHEN 'nupkg' THEN 'nuget' WHEN 'crate' THEN 'cargo' WHEN 'deb' THEN 'deb'
+        WHEN 'rpm' THEN 'rpm' WHEN 'apk' THEN 'apk' END
+$$;
+
+-- The sources a scan can report on (outcome.sources keys), and the staged entities.
+CREATE FUNCTION aveloxis_ops.distribution_sources()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY['deps.dev', 'ecosyste.ms', 'github_release_asset', 'github_packages', 'contents'] $$;
+
+-- The run's staged observations, parsed once, as JSON rows for distribution_rows():
+-- each with the source it came from, the decoded text of a manifest, and err saying why
+-- it cannot be used.
+CREATE FUNCTION aveloxis_ops.distribution_docs(repo bigint, run bigint)
+RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT least(
-        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
-         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
-        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
-        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
-        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
-         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
-        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-         WHERE v.cntrb_id = person AND v.repo_id = repo))
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'staging_id', s.staging_id, 'entity', s.entity, 'context', s.context, 'doc', p.doc,
+               'source', CASE s.entity
+                   WHEN 'distribution_depsdev' THEN 'deps.dev' WHEN 'distribution_depsdev_package' THEN 'deps.dev'
+                   WHEN 'distribution_ecosystems' THEN 'ecosyste.ms' WHEN 'distribution_releases' THEN 'github_release_asset'
+                   WHEN 'distribution_packages' THEN 'github_packages' ELSE 'contents' END,
+               'content', c.content,
+               'err', CASE WHEN p.err IS NOT NULL THEN 'payload is not valid JSON: ' || p.err
+                   WHEN s.entity IN ('distribution_ecosystems', 'distribution_releases', 'distribution_packages')
+                        AND jsonb_typeof(p.doc) <> 'array'
+                       THEN format('a %s payload is the JSON array the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity IN ('distribution_depsdev', 'distribution_depsdev_package', 'distribution_manifest')
+                        AND jsonb_typeof(p.doc) <> 'object'
+                       THEN format('a %s payload is the JSON object the API returns, not a %s', s.entity, jsonb_typeof(p.doc))
+                   WHEN s.entity = 'distribution_manifest' AND nullif(p.doc ->> 'path', '') IS NULL
+                       THEN 'a manifest payload needs the file''s "path"'
+                   WHEN s.entity = 'distribution_manifest' AND c.content IS NULL
+                       THEN format('the content of %s is not valid %s', p.doc ->> 'path', p.doc ->> 'encoding')
+                   WHEN s.entity = 'distribution_packages' AND nullif(s.context ->> 'package_type', '') IS NULL
+                       THEN 'a packages payload needs its package_type in the context' END)
+           ORDER BY s.staging_id), '[]')
+    FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.parse_payload(s.payload) p,
+         LATERAL (SELECT CASE WHEN s.entity = 'distribution_manifest' AND jsonb_typeof(p.doc) = 'object'
+                              THEN aveloxis_ops.contents_text(coalesce(p.doc ->> 'content', ''), p.doc ->> 'encoding')
+                         END AS content) c
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'))
 $$;
 
--- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
--- were). What both hold cancels out.
-CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
+-- The rows of distribution_docs().
+CREATE FUNCTION aveloxis_ops.distribution_rows(docs jsonb)
+RETURNS TABLE (staging_id bigint, entity text, source text, context jsonb, doc jsonb, content text, err text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.staging_id, d.entity, d.source, d.context, d.doc, d.content, d.err
+    FROM jsonb_to_recordset(docs) AS d(staging_id bigint, entity text, source text, context jsonb, doc jsonb,
+                                       content text, err text)
+$$;
+
+-- Applies a completed scan (called by aveloxis.complete for a distribution lease).
+-- sources: {"deps.dev": "ok" | "none" | <error class>, ...}; a source that did not
+-- answer keeps its current rows (not rotated, not replaced) and its staged rows are not
+-- used. Without sources, a whole scan counts every source as answered; a partial one
+-- without sources rotates nothing but what it staged for.
+CREATE FUNCTION aveloxis_ops.distribution_apply(repo bigint, run bigint, whole boolean, sources jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    repo   bigint;
-    pair   record;
-    before timestamptz;
-    after  timestamptz;
+    observed   timestamptz := aveloxis_ops.clock();
+    answered   text[];
+    bad        record;
+    docs       jsonb;
+    owner_name text;
+    repo_name  text;
+    superseded bigint;
+    version    text := aveloxis.version();
 BEGIN
-    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
-        RETURN;
+    IF sources IS NOT NULL AND jsonb_typeof(sources) <> 'object' THEN
+        RAISE EXCEPTION 'outcome.sources must be an object like {"deps.dev": "ok", "ecosyste.ms": "transient"}'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- Writers of one repository take turns here (a drain and an author linking, say):
-    -- first-contribution bookkeeping reads before it writes.
-    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
+    SELECT r.repo_owner, r.repo_name INTO owner_name, repo_name FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+    -- One distribution apply per repository at a time (a late complete of an expired
+    -- lease cannot reach here: its token no longer holds).
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.distribution', repo));
+
+    -- Rows staged by earlier runs that never completed: this scan supersedes them.
+    superseded := aveloxis_ops.supersede_staged(repo, run, 'distribution', observed);
+
+    -- The run's observations, parsed once. Unusable rows are rejected with their reason;
+    -- the rest of the scan applies.
+    docs := aveloxis_ops.distribution_docs(repo, run);
+    FOR bad IN SELECT d.staging_id, d.entity, d.err FROM aveloxis_ops.distribution_rows(docs) d
+               WHERE d.err IS NOT NULL LOOP
+        PERFORM aveloxis_ops.reject(repo, ARRAY[bad.staging_id], bad.entity || ': ' || bad.err, '22P02');
     END LOOP;
 
-    -- Session-long scratch; one made by anyone but the extension's owner is refused.
-    IF to_regclass('pg_temp.activity_net') IS NULL THEN
-        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
-                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
-    END IF;
-    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
-    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
-    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
-    -- statement's facts at a time.
-    DELETE FROM pg_temp.activity_net;
-    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
-    IF coalesce(cardinality(minus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
-    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
-    ELSE
-        INSERT INTO pg_temp.activity_net
-        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
-        UNION ALL
-        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
-    END IF;
+    answered := CASE
+        WHEN sources IS NOT NULL THEN
+            ARRAY(SELECT k FROM jsonb_each_text(sources) e(k, v) WHERE v IN ('ok', 'none')
+                                                                    AND k = ANY (aveloxis_ops.distribution_sources()))
+        WHEN whole THEN aveloxis_ops.distribution_sources()
+        ELSE ARRAY(SELECT DISTINCT d.source FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL) END;
 
-    -- First contributions: an earlier one moves a contributor's first day.
-    WITH candidates AS (
-        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
-        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
-          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
+    INSERT INTO aveloxis_data.repo_distribution_history
+        (distribution_id, repo_id, ecosystem, package_name, source, version_count, first_published_at,
+         latest_published_at, latest_version, registry_url, tool_source, tool_version, data_source,
+         data_collection_date, rotated_at)
+    SELECT d.distribution_id, d.repo_id, d.ecosystem, d.package_name, d.source, d.version_count, d.first_published_at,
+           d.latest_published_at, d.latest_version, d.registry_url, d.tool_source, d.tool_version, d.data_source,
+           d.data_collection_date, observed
+    FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+    DELETE FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo AND d.source = ANY (answered);
+
+    WITH usable AS MATERIALIZED (
+        SELECT d.entity, d.context, d.doc FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL
+    ), depsdev AS (
+        -- Versions whose repository is only the issue tracker are not this repository's
+        -- packages; a version listed twice (source and tracker) counts once.
+        SELECT lower(v #>> '{versionKey,system}') AS ecosystem, v #>> '{versionKey,name}' AS package_name,
+               count(DISTINCT v #>> '{versionKey,version}')::integer AS version_count
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev' AND coalesce(v ->> 'relationType', '') <> 'ISSUE_TRACKER'
+          AND nullif(v #>> '{versionKey,system}', '') IS NOT NULL AND nullif(v #>> '{versionKey,name}', '') IS NOT NULL
         GROUP BY 1, 2
-    ), moved AS (
-        -- Most candidates are known with an earlier first day: an index probe settles
-        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
-        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
-        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
-        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
-                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
-        ORDER BY 1, 2
-        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
-            WHERE EXCLUDED.first_at < f.first_at
-        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
+    ), depsdev_detail AS (
+        SELECT lower(d.doc #>> '{packageKey,system}') AS ecosystem, d.doc #>> '{packageKey,name}' AS package_name,
+               min(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS first_published_at,
+               max(aveloxis_ops.forge_timestamp(v ->> 'publishedAt')) AS latest_published_at,
+               (array_agg(v #>> '{versionKey,version}') FILTER (WHERE v ->> 'isDefault' = 'true'))[1] AS latest_version
+        FROM usable d, jsonb_array_elements(CASE WHEN jsonb_typeof(d.doc -> 'versions') = 'array'
+                                               THEN d.doc -> 'versions' ELSE '[]' END) v
+        WHERE d.entity = 'distribution_depsdev_package'
+        GROUP BY 1, 2
+    ), fresh AS (
+        SELECT 'deps.dev' AS source, p.ecosystem, p.package_name, p.version_count, x.first_published_at,
+               x.latest_published_at, x.latest_version, NULL::text AS registry_url
+        FROM depsdev p LEFT JOIN depsdev_detail x USING (ecosystem, package_name)
+        UNION ALL
+        SELECT 'ecosyste.ms', lower(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}')), p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'versions_count') = 'number' THEN (p ->> 'versions_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'first_release_published_at')),
+               max(aveloxis_ops.forge_timestamp(p ->> 'latest_release_published_at')),
+               max(p ->> 'latest_release_number'), max(p ->> 'registry_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_ecosystems' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND nullif(coalesce(nullif(p ->> 'ecosystem', ''), p #>> '{registry,ecosystem}'), '') IS NOT NULL
+        GROUP BY 2, 3
+        UNION ALL
+        -- Assets of the repository's releases: the package is the repository's.
+        SELECT 'github_release_asset', aveloxis_ops.release_asset_ecosystem(a ->> 'name'), repo_name,
+               count(DISTINCT coalesce(r ->> 'id', r ->> 'tag_name'))::integer,
+               min(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               max(aveloxis_ops.forge_timestamp(r ->> 'published_at')),
+               (array_agg(r ->> 'tag_name' ORDER BY aveloxis_ops.forge_timestamp(r ->> 'published_at') DESC NULLS LAST))[1],
+               NULL
+        FROM usable d, jsonb_array_elements(d.doc) r,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(r -> 'assets') = 'array' THEN r -> 'assets' ELSE '[]' END) a
+        WHERE d.entity = 'distribution_releases' AND aveloxis_ops.release_asset_ecosystem(a ->> 'name') IS NOT NULL
+        GROUP BY 2
+        UNION ALL
+        -- The owner's packages that name this repository (a package without one is not it).
+        SELECT 'github_packages', CASE lower(d.context ->> 'package_type') WHEN 'docker' THEN 'container'
+                                                                         ELSE lower(d.context ->> 'package_type') END,
+               p ->> 'name',
+               max(CASE WHEN jsonb_typeof(p -> 'version_count') = 'number' THEN (p ->> 'version_count')::numeric END)::integer,
+               min(aveloxis_ops.forge_timestamp(p ->> 'created_at')), max(aveloxis_ops.forge_timestamp(p ->> 'updated_at')),
+               NULL, max(p ->> 'html_url')
+        FROM usable d, jsonb_array_elements(d.doc) p
+        WHERE d.entity = 'distribution_packages' AND jsonb_typeof(p) = 'object' AND nullif(p ->> 'name', '') IS NOT NULL
+          AND lower(p #>> '{repository,full_name}') = lower(owner_name || '/' || repo_name)
+        GROUP BY 2, 3
     )
-    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
-    UNION ALL
-    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
+    INSERT INTO aveloxis_data.repo_distribution AS t
+        (repo_id, ecosystem, package_name, source, version_count, first_published_at, latest_published_at,
+         latest_version, registry_url, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, f.ecosystem, f.package_name, f.source, f.version_count, f.first_published_at, f.latest_published_at,
+           f.latest_version, f.registry_url, 'pg_aveloxis', version, f.source, observed
+    FROM fresh f
+    WHERE f.source = ANY (answered) AND f.ecosystem <> '' AND f.package_name <> ''
+    ORDER BY f.ecosystem, f.package_name, f.source
+    ON CONFLICT (repo_id, ecosystem, package_name, source) DO UPDATE
+        SET version_count = greatest(t.version_count, EXCLUDED.version_count);
 
-    -- A removed contribution that may have been someone's first: recount that one person.
-    FOR pair IN
-        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
-        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
-        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
-        ORDER BY 1, 2
-    LOOP
-        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
-        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
-        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
-        CONTINUE WHEN after IS NOT DISTINCT FROM before;
-        IF after IS NULL THEN
-            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-        ELSE
-            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
-            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
-        END IF;
-        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
-    END LOOP;
+    IF 'contents' = ANY (answered) THEN
+        INSERT INTO aveloxis_data.repo_distribution_manifest_history
+            (manifest_id, repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes,
+             tool_source, tool_version, data_source, data_collection_date, rotated_at)
+        SELECT m.manifest_id, m.repo_id, m.manifest_path, m.manifest_type, m.package_name_declared, m.blob_sha,
+               m.content_bytes, m.tool_source, m.tool_version, m.data_source, m.data_collection_date, observed
+        FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        DELETE FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo;
+        -- A file staged twice keeps its last copy; a file that is no manifest is not one.
+        INSERT INTO aveloxis_data.repo_distribution_manifest
+            (repo_id, manifest_path, manifest_type, package_name_declared, blob_sha, content_bytes, content,
+             tool_source, tool_version, data_source, data_collection_date)
+        SELECT DISTINCT ON (x.path) repo, x.path, p.manifest_type, p.package_name, x.sha, octet_length(x.content),
+               x.content, 'pg_aveloxis', version, 'contents', observed
+        FROM (SELECT d.staging_id, ltrim(d.doc ->> 'path', '/') AS path, d.doc ->> 'sha' AS sha, d.content
+              FROM aveloxis_ops.distribution_rows(docs) d
+              WHERE d.err IS NULL AND d.entity = 'distribution_manifest') x,
+             aveloxis.parse_manifest(x.path, x.content) p
+        WHERE p.manifest_type IS NOT NULL
+        ORDER BY x.path, x.staging_id DESC;
+    END IF;
 
-    INSERT INTO aveloxis_data.repo_daily_activity AS a
-        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
-         lines_removed, comments, reviews, new_contributors)
-    SELECT d.repo_id, d.day,
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
-    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
-          FROM pg_temp.activity_net n
-          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
-            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
-    GROUP BY d.repo_id, d.day
-    HAVING bool_or(d.v <> 0)
-    ORDER BY d.repo_id, d.day
-    ON CONFLICT (repo_id, day) DO UPDATE SET
-        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
-        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
-        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
-        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
-        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
-        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
-        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
-    -- A day whose every count went back to zero is no day of activity.
-    DELETE FROM aveloxis_data.repo_daily_activity a
-    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
-           WHERE n.sign = -1 AND n.at IS NOT NULL) z
-    WHERE a.repo_id = z.repo_id AND a.day = z.day
-      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
-           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    DELETE FROM pg_temp.activity_net;
+    SELECT superseded + count(*) FILTER (WHERE d.source <> ALL (answered)
+           OR (d.entity = 'distribution_manifest' AND aveloxis.manifest_kind(d.doc ->> 'path') IS NULL))
+    INTO superseded
+    FROM aveloxis_ops.distribution_rows(docs) d WHERE d.err IS NULL;
+    IF superseded > 0 THEN
+        RAISE LOG 'distribution of repo %: % staged rows not used (sources that did not answer, files that are no manifest, earlier scans)',
+            repo, superseded;
+    END IF;
+
+    INSERT INTO aveloxis_data.repo_distribution_scans AS s
+        (repo_id, scanned_at, scan_complete, sources, registry_rows, manifest_rows, unused_rows)
+    VALUES (repo, observed, whole, coalesce(sources, '{}'),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution d WHERE d.repo_id = repo),
+            (SELECT count(*) FROM aveloxis_data.repo_distribution_manifest m WHERE m.repo_id = repo), superseded)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET scanned_at = EXCLUDED.scanned_at, scan_complete = EXCLUDED.scan_complete, sources = EXCLUDED.sources,
+            registry_rows = EXCLUDED.registry_rows, manifest_rows = EXCLUDED.manifest_rows,
+            unused_rows = EXCLUDED.unused_rows;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity = ANY (aveloxis_ops.phase_entities('distribution'));
 END
 $$;
 
--- The facts of one row of each table.
-CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
-              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-$$;
+-- ---------------------------------------------------------------------------------
+-- The distribution settings (docs/distribution.md, Settings), and the circuit breakers
+-- of the external sources (deps.dev, ecosyste.ms), shared by every agent: a source that fails transiently distribution.breaker_failures times in a row
+-- (10) opens for distribution.breaker_pause (an hour). While one is open the claim hands
+-- out no distribution scan (they would all be partial), and an agent skips the source in
+-- a scan already running, which is then partial and comes back as soon as it closes.
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('distribution.enabled', 'true', 'boolean',
+     'Whether distribution scans are handed out at all (false: their jobs wait, why_not_collected says so)'),
+    ('distribution.start_interval', '0 seconds', 'interval',
+     'Least time between two distribution scan starts, fleet-wide (the reference paced 4 workers at 30 s: 7.5 seconds)'),
+    ('distribution.depsdev_url', 'https://api.deps.dev/', 'url', 'deps.dev''s API root, as agents call it'),
+    ('distribution.ecosystems_url', 'https://packages.ecosyste.ms/', 'url', 'ecosyste.ms packages'' API root, as agents call it'),
+    ('distribution.contact', '', 'email',
+     'An email the agents send to the public registries (User-Agent, ecosyste.ms'' polite pool); empty: none'),
+    ('distribution.breaker_failures', '10', 'integer',
+     'Consecutive transient failures of an external distribution source that open its circuit breaker'),
+    ('distribution.breaker_pause', '1 hour', 'interval',
+     'How long an open circuit breaker pauses new distribution scans');
 
-CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
-    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
-              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-$$;
+CREATE TABLE aveloxis_ops.source_breakers (
+    source               text PRIMARY KEY CHECK (source IN ('deps.dev', 'ecosyste.ms')),
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    opened_until         timestamptz,
+    last_error           text,
+    updated_at           timestamptz NOT NULL
+);
+COMMENT ON TABLE aveloxis_ops.source_breakers IS 'Circuit breakers of the external distribution sources; aveloxis.report_source() keeps them';
 
-CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
-    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
-    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-$$;
-
-CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
-    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
-$$;
-
--- One trigger function per table; transition tables are named new_rows and old_rows.
-CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
--- The start of a moment's UTC day: facts that count per day (lines, commits) are
--- summed per day before activity_apply, one fact a day instead of one a row.
-CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
-
--- Commits: one row per (commit, file). Lines count per row; a commit counts once,
--- when its first row arrives and when its last row goes (whatever statements they
--- come in); its author's contribution once per commit.
--- Lines and commits are summed per UTC day in the statement (a batch of thousands of
--- rows becomes a few facts a day); contributions stay per commit (first contributions
--- need their time).
-CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        SELECT array_agg(f) INTO plus FROM (
-            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
-                   sum(n.cmt_added)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
-                   sum(n.cmt_removed)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'INSERT' THEN
-            plus := plus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
-                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE (SELECT count(*) FROM aveloxis_data.commits c
-                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        SELECT array_agg(f) INTO minus FROM (
-            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
-                   sum(o.cmt_added)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
-                   sum(o.cmt_removed)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'DELETE' THEN
-            minus := minus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
-                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
-                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-
--- The daily activity of one repository (or all), computed from the base tables with
--- the triggers' definitions.
-CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
-RETURNS SETOF aveloxis_data.repo_daily_activity
+-- Whether new distribution scans are paused now, and why (NULL: not paused): switched
+-- off, or a source's circuit breaker open.
+CREATE FUNCTION aveloxis_ops.distribution_paused(at timestamptz)
+RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH firsts AS (
-        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
-            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-              AND m.msg_source IN ('issue_comment', 'review_comment')
-            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
-    ), facts AS (
-        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
-        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
-        FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
-        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        GROUP BY c.repo_id, c.cmt_commit_hash
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
-        FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
-        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
-        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
-    )
-    SELECT f.repo_id, f.day,
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
-    FROM facts f
-    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
-    GROUP BY f.repo_id, f.day
-    HAVING bool_or(f.v <> 0)
+    SELECT CASE WHEN aveloxis_ops.setting('distribution.enabled') <> 'true'
+                THEN 'switched off (distribution.enabled is false)'
+                ELSE (SELECT string_agg(format('the %s circuit breaker is open until %s (last error: %s)', b.source,
+                                               b.opened_until, coalesce(b.last_error, 'not given')), '; ' ORDER BY b.source)
+                      FROM aveloxis_ops.source_breakers b WHERE b.opened_until > at) END
 $$;
 
--- Recomputes the daily activity (and first contributions) of one repository, or of
--- all when repo is NULL. Returns the days written. For an upgrade from a version
--- without triggers, or after a TRUNCATE (which the triggers do not see).
-CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    written bigint;
-    r bigint;
-BEGIN
-    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
-    END LOOP;
-    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
-    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
-    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
-        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
-    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    RETURN written;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:237
--- requires:
---   activity
---   bots
---   completeness
---   matviews
---   queue
-
--- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
--- and repo group, time series, contributors, bots, and the coverage every figure carries.
--- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
--- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
-
--- Statistics and time series.
-
--- Contributors the rules call bots (one pass over contributors; for exclude_bots).
-CREATE FUNCTION aveloxis_ops.bot_ids()
-RETURNS TABLE (cntrb_id uuid)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
-              SELECT FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
-$$;
-
--- Whether a commit author without a linked account looks like a bot by name or email.
-CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+-- Whether a distribution scan started less than distribution.start_interval ago (the
+-- job_runs start index: only the last interval's runs are read).
+CREATE FUNCTION aveloxis_ops.distribution_started_within(at timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
-                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
-                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+    SELECT EXISTS (SELECT FROM aveloxis_ops.job_runs r
+                   WHERE r.started_at > at - aveloxis_ops.setting('distribution.start_interval')::interval
+                     AND r.phase = 'distribution')
 $$;
 
-CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
-        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF since IS NULL OR until IS NULL OR since > until THEN
-        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
-    END IF;
-    IF grain = 'day' AND until - since > 36600 THEN
-        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-END
-$$;
-
--- The series for a set of repositories (repo_activity and group_activity call it).
--- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
--- not counted, and every period is present, zero or not: coverage tells a real zero
--- from missing data.
-CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
-BEGIN
-    PERFORM aveloxis_ops.check_series_args(since, until, grain);
-    RETURN QUERY
-    WITH bots AS MATERIALIZED (
-        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
-    ), periods AS (
-        SELECT p::date AS period_start
-        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
-    ), kept AS (
-        -- Everyone: the daily activity the triggers keep.
-        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
-               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
-               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
-               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
-               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
-        FROM aveloxis_data.repo_daily_activity a
-        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
-        GROUP BY 1
-    ), facts AS (
-        -- Without bots: the same definitions over the base tables, bots' items left out.
-        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT c.at, x.m, x.v FROM (
-            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
-            FROM aveloxis_data.commits cm
-            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
-              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
-              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
-            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
-        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
-        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
-        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
-        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
-        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
-        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
-        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
-    ), counted AS (
-        SELECT k.* FROM kept k
-        UNION ALL
-        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
-               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
-               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
-               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
-               sum(f.v) FILTER (WHERE f.m = 'reviews')
-        FROM facts f GROUP BY 1
-    ), responses AS (
-        -- Per pull request opened in the range: hours to the first response by someone
-        -- other than its author (comment, review, diff comment), and to the first review.
-        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
-               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
-               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
-        FROM aveloxis_data.pull_requests p
-        CROSS JOIN LATERAL (
-            SELECT (SELECT min(m.msg_timestamp) FROM (
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
-                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
-                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
-                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
-                      AND v.cntrb_id IS DISTINCT FROM p.author_id
-                      AND v.submitted_at >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
-        ) r
-        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-    ), response_stats AS (
-        SELECT s.period_start,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
-        FROM responses s GROUP BY 1
-    )
-    SELECT p.period_start,
-           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
-           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
-           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
-           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
-           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
-           coalesce(sum(c.reviews), 0)::bigint,
-           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
-           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
-           aveloxis_ops.coverage(repos, ARRAY['commits'])
-    FROM periods p
-    LEFT JOIN counted c ON c.period_start = p.period_start
-    LEFT JOIN response_stats r ON r.period_start = p.period_start
-    GROUP BY p.period_start
-    ORDER BY p.period_start;
-END
-$$;
-
--- A repository's activity over time: counts per period, response times (median, p90,
--- hours), and the coverage of the data behind them.
-CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
-                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
-END
-$$;
-
--- The same for every repository of a group (by name, as 8Knot's "org" is).
-CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
-                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    members bigint[];
-BEGIN
-    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
-    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
-    WHERE lower(g.rg_name) = lower(repo_group);
-    IF members IS NULL THEN
-        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
-            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
-    END IF;
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
-END
-$$;
-
--- Everything stored about one repository, per entity: how many, first and last
--- activity, what the forge reported and the coverage, and when its phase last ran.
-CREATE FUNCTION aveloxis.repo_stats(repo bigint)
-RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
-               forge_reported bigint, coverage numeric, last_collected timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    collected timestamptz;
-    facaded   timestamptz;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
-    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
-    RETURN QUERY
-    WITH counts AS (
-        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
-               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
-        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
-        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
-                         max(c.cmt_author_timestamp), 'commits', facaded
-        FROM aveloxis_data.commits c WHERE c.repo_id = repo
-        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
-        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
-        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
-        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
-        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
-        FROM aveloxis_data.releases r WHERE r.repo_id = repo
-        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
-        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
-    )
-    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
-           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
-                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
-           c.at
-    FROM counts c
-    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
-END
-$$;
-
--- The most active contributors of a repository in a range, by actions (explorer's
--- definition: commits, issues and pull requests opened and closed, reviews, comments).
-CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
-                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
-RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
-               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT t.* FROM (
-        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
-               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-               count(*) FILTER (WHERE a.action = 'pull_request_open'),
-               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
-               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
-        FROM aveloxis_data.contributor_actions a
-        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
-          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
-    ) t
-    WHERE NOT exclude_bots OR t.rule IS NULL
-    ORDER BY 3 DESC, 2
-    LIMIT greatest(n, 0);
-END
-$$;
-
--- Contributors whose first contribution to the repository falls in the range, with
--- that first action.
-CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
-RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
-           (SELECT a.action FROM aveloxis_data.contributor_actions a
-            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
-            ORDER BY a.action LIMIT 1),
-           aveloxis.bot_rule(f.cntrb_id)
-    FROM aveloxis_data.repo_contributor_first f
-    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
-    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
-      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-    ORDER BY f.first_at, 2;
-END
-$$;
-
--- One contributor across the fleet: per repository, first and last action and counts.
-CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
-RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
-               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+-- What agents need of the distribution settings (they never read the settings table).
+CREATE FUNCTION aveloxis.distribution_settings()
+RETURNS TABLE (depsdev_url text, ecosystems_url text, contact text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
-    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
-           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-           count(*) FILTER (WHERE a.action = 'pull_request_open'),
-           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
-    FROM aveloxis_data.contributor_actions a
-    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-    WHERE a.cntrb_id = cntrb
-    GROUP BY a.repo_id, r.repo_git
-    ORDER BY 5 DESC, 1
+    SELECT aveloxis_ops.setting('distribution.depsdev_url'), aveloxis_ops.setting('distribution.ecosystems_url'),
+           nullif(aveloxis_ops.setting('distribution.contact'), '')
+$$;
+
+-- An agent reports each call to an external source under its distribution lease: ok, or
+-- a transient failure (5xx, timeouts, connection errors after its retries; a 404 or an
+-- empty answer is ok). Returns until when the source's breaker is open, NULL if closed:
+-- while open the agent skips the source.
+CREATE FUNCTION aveloxis.report_source(lease_token uuid, source text, ok boolean, error text DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    lease  record := aveloxis_ops.held_lease(lease_token, NULL);
+    at     timestamptz := aveloxis_ops.clock();
+    limit_n integer := greatest(1, aveloxis_ops.setting('distribution.breaker_failures')::integer);
+    pause  interval := aveloxis_ops.setting('distribution.breaker_pause')::interval;
+    b      aveloxis_ops.source_breakers;
+BEGIN
+    IF (lease.j).phase <> 'distribution' THEN
+        RAISE EXCEPTION 'report_source takes a distribution lease, not a % one', (lease.j).phase
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source IS NULL OR source NOT IN ('deps.dev', 'ecosyste.ms') OR ok IS NULL THEN
+        RAISE EXCEPTION 'report_source(token, source, ok): source is deps.dev or ecosyste.ms, ok true or false'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO aveloxis_ops.source_breakers AS s (source, consecutive_failures, last_error, updated_at)
+    VALUES (report_source.source, CASE WHEN ok THEN 0 ELSE 1 END, CASE WHEN NOT ok THEN error END, at)
+    ON CONFLICT ON CONSTRAINT source_breakers_pkey DO UPDATE
+        SET consecutive_failures = CASE WHEN ok THEN 0 ELSE s.consecutive_failures + 1 END,
+            last_error = CASE WHEN ok THEN s.last_error ELSE EXCLUDED.last_error END,
+            updated_at = EXCLUDED.updated_at
+    RETURNING * INTO b;
+    IF b.consecutive_failures >= limit_n THEN
+        UPDATE aveloxis_ops.source_breakers s SET opened_until = at + pause, consecutive_failures = 0
+        WHERE s.source = b.source RETURNING * INTO b;
+        RAISE LOG 'distribution source % failed % times in a row: new scans paused until %', b.source, limit_n,
+            b.opened_until;
+    END IF;
+    RETURN CASE WHEN b.opened_until > at THEN b.opened_until END;
+END
+$$;
+
+-- The breakers, for operators.
+CREATE FUNCTION aveloxis.source_breakers()
+RETURNS TABLE (source text, open boolean, opened_until timestamptz, consecutive_failures integer, last_error text,
+               updated_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT b.source, coalesce(b.opened_until > aveloxis_ops.clock(), false), b.opened_until, b.consecutive_failures,
+           b.last_error, b.updated_at
+    FROM aveloxis_ops.source_breakers b ORDER BY b.source
 $$;
 /* </end connected objects> */
 

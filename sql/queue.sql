@@ -671,6 +671,12 @@ BEGIN
     IF j.phase = 'vulnerabilities' THEN
         PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
     END IF;
+    -- A packages or vulnerabilities run covers at most a batch (packages.batch, osv.batch):
+    -- with more of the repository's work still due, the job is due again at once.
+    IF whole AND j.phase IN ('packages', 'vulnerabilities') AND aveloxis_ops.work_left(j.repo_id, j.phase) THEN
+        whole := false;
+        next_due := at;
+    END IF;
     UPDATE aveloxis_ops.jobs SET
         lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
         priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,

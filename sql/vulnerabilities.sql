@@ -281,3 +281,33 @@ AS $$
              array_position(ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'], v.severity) NULLS LAST,
              f.ecosystem, f.name, f.version, f.vuln_id
 $$;
+
+-- Whether a packages or vulnerabilities job left part of its repository's work for later
+-- (its batch was full): packages the cache still lacks or holds stale, versions still
+-- without a fresh OSV answer.
+CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    IF job_phase = 'packages' THEN
+        RETURN EXISTS (
+            SELECT FROM aveloxis_data.repo_dependency_decls d
+            LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+            WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+              AND (p.fetched_at IS NULL
+                   OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
+                                                                    ELSE 'packages.miss_ttl' END)::interval));
+    END IF;
+    IF job_phase = 'vulnerabilities' THEN
+        RETURN EXISTS (
+            SELECT FROM aveloxis_ops.versions_in_use(repo) u
+            LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+            WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval);
+    END IF;
+    RETURN false;
+END
+$$;

@@ -441,3 +441,42 @@ async fn libyear_from_the_shared_cache_with_the_go_systems_defects_pinned() {
     .unwrap();
     assert!(close(express_then, 0.0), "{express_then:?}");
 }
+
+/// A packages job whose batch (packages.batch) does not cover its repository's due
+/// packages stays due at once; the next run takes the rest and the job waits its cadence.
+#[tokio::test]
+async fn a_batch_that_leaves_packages_due_keeps_the_job_due() {
+    let db = TestDb::with_extension("packages_batch").await;
+    let pool = db.pool(2).await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    sqlx::query("SELECT aveloxis.set_setting('packages.batch', '3')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let repo = ScriptedRepo::new("batch");
+    repo.import(&[commit(vec![Change::Write(
+        "package.json",
+        br#"{"dependencies": {"a": "1.0.0", "b": "1.0.0", "c": "1.0.0", "d": "1.0.0", "e": "1.0.0"}}"#,
+    )])]);
+    let clones = db.scratch_dir("clones");
+    let due_again = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT due_at <= now() FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r USING (repo_id)
+             WHERE r.repo_git = $1 AND j.phase = 'packages'",
+        )
+        .bind(repo.path_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let out = run(&db, &repo, &clones, &server, "facade,analysis,packages");
+    assert!(out.contains("packages: 3 due in the cache"), "{out}");
+    assert!(due_again().await, "two packages are left: due again at once");
+    let out = run(&db, &repo, &clones, &server, "packages");
+    assert!(out.contains("packages: 2 due in the cache"), "{out}");
+    assert!(!due_again().await, "nothing left: due after its cadence");
+}

@@ -217,12 +217,43 @@ async fn findings_are_scored_followed_over_pages_and_resolved_only_by_a_complete
     fixed.store(true, Ordering::SeqCst);
     down.store(true, Ordering::SeqCst);
     age_osv_answers(&pool).await;
-    let out = scan(&db, &repo, &clones, &server, "vulnerabilities");
-    assert!(out.contains("3 versions asked, 0 answered"), "{out}");
+    let out = db.agent(&[
+        "collect",
+        repo.path_str(),
+        "--phases",
+        "vulnerabilities",
+        "--clone-dir",
+        clones.to_str().unwrap(),
+        "--osv-url",
+        &server.uri(),
+    ]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(
+        stdout.contains("OSV answered none of the 3 queries") || stderr.contains("OSV answered none of the 3 queries"),
+        "a scan OSV did not answer fails (and backs off):\n{stdout}\n{stderr}"
+    );
     assert!(
         findings(&pool, repo_id).await.iter().all(|f| !f.5),
         "nothing resolved by a partial scan"
     );
+    let (class, backing_off): (Option<String>, Option<bool>) = sqlx::query_as(
+        "SELECT last_error_class, backoff_until > now() FROM aveloxis_ops.jobs
+         WHERE repo_id = $1 AND phase = 'vulnerabilities'",
+    )
+    .bind(repo_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((class.as_deref(), backing_off), (Some("transient"), Some(true)));
+    // The backoff's end (here: now) lets it run again.
+    sqlx::query(
+        "UPDATE aveloxis_ops.jobs SET backoff_until = NULL, due_at = now()
+         WHERE repo_id = $1 AND phase = 'vulnerabilities'",
+    )
+    .bind(repo_id)
+    .execute(&pool)
+    .await
+    .unwrap();
 
     // OSV back: the complete scan resolves lodash's two; the Go one stays open. The
     // records already cached (same modified) are not fetched again.

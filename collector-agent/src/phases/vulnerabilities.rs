@@ -175,6 +175,14 @@ pub async fn scan(db: &PgPool, job: &ClaimedJob, client: &PoliteClient, root: &U
                 .map_err(|e| format!("staging OSV answers: {e}"))?;
         }
     }
+    // OSV answered nothing (down, or refusing): a failure the queue backs off from, not a
+    // partial scan to retry at once.
+    if outcome.queries > 0 && outcome.answered == 0 {
+        return Err(format!(
+            "OSV answered none of the {} queries (see the log for why)",
+            outcome.queries
+        ));
+    }
     outcome.advisories = listed.len();
     let (ids, modified): (Vec<String>, Vec<Option<String>>) = listed.into_iter().unzip();
     let needed: Vec<String> = sqlx::query_scalar("SELECT aveloxis.osv_vulns_needed($1, $2, $3::timestamptz[])")
