@@ -894,8 +894,24 @@ CREATE INDEX repo_deps_libyear_history_scan_idx
     ON aveloxis_data.repo_deps_libyear_history (repo_id, data_collection_date);
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_history', '');
 
--- The packages of the lease's repository that the cache lacks or holds past their TTL
--- (packages.ttl; packages.miss_ttl for what was not found or failed), at most
+-- The packages of a repository that the cache lacks or holds past their TTL (packages.ttl;
+-- packages.miss_ttl for what was not found or failed), as of `at`. What packages_due hands
+-- out and what work_left looks for.
+CREATE FUNCTION aveloxis_ops.stale_packages(repo bigint, at timestamptz)
+RETURNS TABLE (ecosystem text, name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT d.ecosystem, d.package
+    FROM aveloxis_data.repo_dependency_decls d
+    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+      AND (p.fetched_at IS NULL
+           OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
+                                                            ELSE 'packages.miss_ttl' END)::interval)
+$$;
+
+-- The stale packages of the lease's repository (aveloxis_ops.stale_packages), at most
 -- packages.batch, each with the versions the repository uses whose licence the cache does
 -- not hold yet (a release's licence does not change: asked once). For the agent holding
 -- the repository's packages lease.
@@ -907,24 +923,19 @@ AS $$
 #variable_conflict use_column
 DECLARE
     repo bigint := aveloxis_ops.lease_repo(lease_token, 'packages');
-    at   timestamptz := aveloxis_ops.clock();
-    ttl  interval := aveloxis_ops.setting('packages.ttl')::interval;
-    miss interval := aveloxis_ops.setting('packages.miss_ttl')::interval;
 BEGIN
     RETURN QUERY
-    SELECT d.ecosystem, d.package,
+    SELECT s.ecosystem, s.name,
            array_agg(DISTINCT d.version ORDER BY d.version)
                FILTER (WHERE d.version IS NOT NULL
                          AND NOT EXISTS (SELECT FROM aveloxis_data.package_versions v
                                          WHERE v.ecosystem = d.ecosystem AND v.name = d.package
                                            AND v.version = d.version AND v.licence IS NOT NULL))
-    FROM aveloxis_data.repo_dependency_decls d
-    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-      AND (p.fetched_at IS NULL
-           OR p.fetched_at < at - CASE WHEN p.status = 'found' THEN ttl ELSE miss END)
-    GROUP BY d.ecosystem, d.package
-    ORDER BY d.ecosystem, d.package
+    FROM aveloxis_ops.stale_packages(repo, aveloxis_ops.clock()) s
+    JOIN aveloxis_data.repo_dependency_decls d
+      ON d.repo_id = repo AND d.ecosystem = s.ecosystem AND d.package = s.name AND d.resolution <> 'non-registry'
+    GROUP BY s.ecosystem, s.name
+    ORDER BY s.ecosystem, s.name
     LIMIT aveloxis_ops.setting('packages.batch')::integer;
 END
 $$;
@@ -1191,6 +1202,19 @@ AS $$
       AND aveloxis_ops.osv_ecosystem(d.ecosystem)
 $$;
 
+-- The versions a repository uses without an OSV answer younger than osv.ttl, as of `at`:
+-- what osv_due hands out, what keeps a scan from resolving findings, what work_left looks for.
+CREATE FUNCTION aveloxis_ops.versions_without_answer(repo bigint, at timestamptz)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.ecosystem, u.name, u.version
+    FROM aveloxis_ops.versions_in_use(repo) u
+    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval
+$$;
+
 -- The OSV settings the agent needs.
 CREATE FUNCTION aveloxis.osv_settings()
 RETURNS TABLE (url text)
@@ -1200,8 +1224,9 @@ AS $$
     SELECT aveloxis_ops.setting('osv.url')
 $$;
 
--- The package versions of the lease's repository without a fresh OSV answer (osv.ttl),
--- at most osv.batch. For the agent holding the repository's vulnerabilities lease.
+-- The package versions of the lease's repository without a fresh OSV answer
+-- (aveloxis_ops.versions_without_answer), at most osv.batch. For the agent holding the
+-- repository's vulnerabilities lease.
 CREATE FUNCTION aveloxis.osv_due(lease_token uuid)
 RETURNS TABLE (ecosystem text, name text, version text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1209,14 +1234,11 @@ SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    repo   bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
-    cutoff timestamptz := aveloxis_ops.clock() - aveloxis_ops.setting('osv.ttl')::interval;
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
 BEGIN
     RETURN QUERY
-    SELECT u.ecosystem, u.name, u.version
-    FROM aveloxis_ops.versions_in_use(repo) u
-    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    WHERE q.checked_at IS NULL OR q.checked_at < cutoff
+    SELECT w.ecosystem, w.name, w.version
+    FROM aveloxis_ops.versions_without_answer(repo, aveloxis_ops.clock()) w
     ORDER BY 1, 2, 3
     LIMIT aveloxis_ops.setting('osv.batch')::integer;
 END
@@ -1255,7 +1277,6 @@ SET jit = off
 AS $$
 DECLARE
     observed   timestamptz := aveloxis_ops.clock();
-    cutoff     timestamptz := observed - aveloxis_ops.setting('osv.ttl')::interval;
     unanswered bigint;
     resolved   bigint;
 BEGIN
@@ -1339,10 +1360,7 @@ BEGIN
     ON CONFLICT (repo_id, ecosystem, name, version, vuln_id) DO UPDATE SET
         last_seen_at = excluded.last_seen_at, resolved_at = NULL;
 
-    SELECT count(*) INTO unanswered
-    FROM aveloxis_ops.versions_in_use(repo) u
-    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    WHERE q.checked_at IS NULL OR q.checked_at < cutoff;
+    SELECT count(*) INTO unanswered FROM aveloxis_ops.versions_without_answer(repo, observed);
     IF unanswered > 0 THEN
         RAISE LOG 'vulnerabilities of repo %: % versions in use without a fresh OSV answer: no finding resolved',
             repo, unanswered;
@@ -1381,29 +1399,13 @@ $$;
 -- without a fresh OSV answer.
 CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
 RETURNS boolean
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    IF job_phase = 'packages' THEN
-        RETURN EXISTS (
-            SELECT FROM aveloxis_data.repo_dependency_decls d
-            LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-            WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-              AND (p.fetched_at IS NULL
-                   OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
-                                                                    ELSE 'packages.miss_ttl' END)::interval));
-    END IF;
-    IF job_phase = 'vulnerabilities' THEN
-        RETURN EXISTS (
-            SELECT FROM aveloxis_ops.versions_in_use(repo) u
-            LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-            WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval);
-    END IF;
-    RETURN false;
-END
+    SELECT CASE job_phase
+        WHEN 'packages' THEN EXISTS (SELECT FROM aveloxis_ops.stale_packages(repo, aveloxis_ops.clock()))
+        WHEN 'vulnerabilities' THEN EXISTS (SELECT FROM aveloxis_ops.versions_without_answer(repo, aveloxis_ops.clock()))
+        ELSE false END
 $$;
 
 -- sql/sbom.sql

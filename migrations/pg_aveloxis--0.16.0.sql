@@ -64,69 +64,20 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.platforms', 'WHERE pla
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:35
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+-- pg_aveloxis/src/manifest.rs:407
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:40
--- pg_aveloxis::aveloxis::version
-CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
-IMMUTABLE STRICT PARALLEL SAFE
+-- pg_aveloxis/src/manifest.rs:413
+-- pg_aveloxis::manifest::aveloxis_ops::contents_text
+CREATE  FUNCTION aveloxis_ops."contents_text"(
+	"content" TEXT, /* Option < & str > */
+	"encoding" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'version_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:516
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:530
--- pg_aveloxis::deps::aveloxis::dependency_file_kind
-CREATE  FUNCTION aveloxis."dependency_file_kind"(
-	"path" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:523
--- pg_aveloxis::deps::aveloxis::dependency_file_patterns
-CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
-	"applies_to" TEXT,  /* String */
-	"glob" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:538
--- pg_aveloxis::deps::aveloxis::parse_dependency_file
-CREATE  FUNCTION aveloxis."parse_dependency_file"(
-	"path" TEXT, /* & str */
-	"content" TEXT /* & str */
-) RETURNS TABLE (
-	"ecosystem" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"name" TEXT,  /* String */
-	"requirement" TEXT,  /* Option < String > */
-	"version" TEXT,  /* Option < String > */
-	"scope" TEXT,  /* String */
-	"direct" bool,  /* Option < bool > */
-	"non_registry" bool  /* bool */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
+AS 'MODULE_PATHNAME', 'contents_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -144,6 +95,18 @@ CREATE  FUNCTION aveloxis_ops."package_key"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'package_key_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/deps.rs:597
+-- pg_aveloxis::deps::aveloxis_ops::is_prerelease
+CREATE  FUNCTION aveloxis_ops."is_prerelease"(
+	"ecosystem" TEXT, /* & str */
+	"version" TEXT /* & str */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -170,78 +133,136 @@ AS 'MODULE_PATHNAME', 'resolve_dependencies_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/deps.rs:597
--- pg_aveloxis::deps::aveloxis_ops::is_prerelease
-CREATE  FUNCTION aveloxis_ops."is_prerelease"(
-	"ecosystem" TEXT, /* & str */
-	"version" TEXT /* & str */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'is_prerelease_wrapper';
+-- pg_aveloxis/src/deps.rs:516
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::deps::aveloxis */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:419
-CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:447
--- pg_aveloxis::manifest::aveloxis::manifest_kind
-CREATE  FUNCTION aveloxis."manifest_kind"(
-	"path" TEXT /* & str */
-) RETURNS TEXT /* Option < & '_ str > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:453
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
-	"path" TEXT, /* & str */
-	"content" bytea /* & [u8] */
-) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
-)
-IMMUTABLE STRICT PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:426
--- pg_aveloxis::manifest::aveloxis::parse_manifest
-CREATE  FUNCTION aveloxis."parse_manifest"(
+-- pg_aveloxis/src/deps.rs:538
+-- pg_aveloxis::deps::aveloxis::parse_dependency_file
+CREATE  FUNCTION aveloxis."parse_dependency_file"(
 	"path" TEXT, /* & str */
 	"content" TEXT /* & str */
 ) RETURNS TABLE (
-	"manifest_type" TEXT,  /* Option < String > */
-	"package_name" TEXT  /* Option < String > */
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"name" TEXT,  /* String */
+	"requirement" TEXT,  /* Option < String > */
+	"version" TEXT,  /* Option < String > */
+	"scope" TEXT,  /* String */
+	"direct" bool,  /* Option < bool > */
+	"non_registry" bool  /* bool */
 )
-IMMUTABLE STRICT PARALLEL SAFE 
+IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
+AS 'MODULE_PATHNAME', 'parse_dependency_file_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:407
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::manifest::aveloxis_ops */
+-- pg_aveloxis/src/deps.rs:523
+-- pg_aveloxis::deps::aveloxis::dependency_file_patterns
+CREATE  FUNCTION aveloxis."dependency_file_patterns"() RETURNS TABLE (
+	"applies_to" TEXT,  /* String */
+	"glob" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_patterns_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/manifest.rs:413
--- pg_aveloxis::manifest::aveloxis_ops::contents_text
-CREATE  FUNCTION aveloxis_ops."contents_text"(
-	"content" TEXT, /* Option < & str > */
-	"encoding" TEXT /* Option < & str > */
+-- pg_aveloxis/src/deps.rs:530
+-- pg_aveloxis::deps::aveloxis::dependency_file_kind
+CREATE  FUNCTION aveloxis."dependency_file_kind"(
+	"path" TEXT /* & str */
+) RETURNS TABLE (
+	"ecosystem" TEXT,  /* String */
+	"kind" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'dependency_file_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sbom.rs:92
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sbom.rs:98
+-- pg_aveloxis::sbom::aveloxis_ops::purl
+CREATE  FUNCTION aveloxis_ops."purl"(
+	"ecosystem" TEXT, /* Option < & str > */
+	"name" TEXT, /* Option < & str > */
+	"version" TEXT /* Option < & str > */
 ) RETURNS TEXT /* Option < String > */
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'contents_text_wrapper';
+AS 'MODULE_PATHNAME', 'purl_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sbom.rs:105
+-- pg_aveloxis::sbom::aveloxis_ops::spdx_licence
+CREATE  FUNCTION aveloxis_ops."spdx_licence"(
+	"raw" TEXT /* & str */
+) RETURNS TABLE (
+	"kind" TEXT,  /* String */
+	"value" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:340
+CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:373
+-- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
+CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:379
+-- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
+CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
+	"value" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:345
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
+CREATE  FUNCTION aveloxis_ops."sanitize_json"(
+	"payload" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/sanitize.rs:354
+-- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
+CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
+	"payload" TEXT /* & str */
+) RETURNS jsonb /* super :: ParsedJsonb */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1257,394 +1278,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:114
--- requires:
---   contributors
---   identity::aveloxis::platform_uuid
---   aveloxis::version
-
--- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
--- found to be one person are merged logically: the loser keeps its cntrb_id and every row
--- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
--- aliases and enrollments move to the winner. Every merge and every undo is a row of an
--- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
--- state before, and the person a row belongs to is computed from the log (person_of).
-
-CREATE TABLE aveloxis_data.contributor_merges (
-    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
-    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    -- An unmerge names the merge it undoes (at most once).
-    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
-    reason     text NOT NULL,
-    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
-    source     text NOT NULL,
-    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
-    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
-    -- "enrollments": [id]}.
-    changes    jsonb NOT NULL DEFAULT '{}',
-    decided_by text NOT NULL DEFAULT current_user,
-    decided_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (winner <> loser),
-    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
-);
-COMMENT ON TABLE aveloxis_data.contributor_merges IS
-    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
-CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
-CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
-
--- Pairs a person looked at and said are two people: never suggested again.
-CREATE TABLE aveloxis_data.contributor_merge_rejections (
-    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
-    note        text,
-    rejected_by text NOT NULL DEFAULT current_user,
-    rejected_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (cntrb_a, cntrb_b),
-    CHECK (cntrb_a < cntrb_b)
-);
-COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
-
--- The log is append-only: a merge is undone by an unmerge row, never by editing history.
--- Only the extension's functions write it (analysts read it; agents cannot reach it); no
--- trigger guards it, as Citus reference tables take none (docs/scaling.md).
-
--- Merges in force: not undone.
-CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
-SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
-FROM aveloxis_data.contributor_merges m
-WHERE m.action = 'merge'
-  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
-
--- The person a contributor row belongs to: the row itself, or, when it was merged away,
--- the row its chain of merges in force ends at.
-CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE up(id, depth) AS (
-        SELECT person_of.cntrb_id, 0
-        UNION ALL
-        SELECT m.winner, up.depth + 1
-        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
-        WHERE up.depth < 1000
-    )
-    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
-$$;
-
--- Every contributor row with the person it belongs to (analysts join through this to
--- count people rather than rows). Only merged rows are walked: the chains start at
--- merges in force, whatever the number of contributors.
-CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
-WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
-    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
-    UNION ALL
-    SELECT chain.cntrb_id, m.winner, chain.depth + 1
-    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
-    WHERE chain.depth < 1000
-), ends AS (
-    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
-    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
-)
-SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
-FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
-
--- Every row of a person: the row and, through merges in force, all rows merged into it.
-CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE down(id, depth) AS (
-        SELECT person, 0
-        UNION ALL
-        SELECT m.loser, down.depth + 1
-        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
-        WHERE down.depth < 1000
-    )
-    SELECT DISTINCT down.id FROM down
-$$;
-
--- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
--- id of one of its accounts (R1), else the older row, else the smaller id.
-CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
-RETURNS uuid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    WHERE c.cntrb_id IN (a, b)
-    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
-                     WHERE i.cntrb_id = c.cntrb_id
-                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
-             c.data_collection_date, c.cntrb_id
-    LIMIT 1
-$$;
-
--- The merge itself (callers check who may merge what): returns the merge_id.
-CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    w aveloxis_data.contributors;
-    l aveloxis_data.contributors;
-    filled jsonb;
-    moved_identities jsonb;
-    moved_history jsonb;
-    moved_aliases jsonb;
-    added_aliases jsonb;
-    moved_enrollments jsonb;
-    id bigint;
-BEGIN
-    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
-        RAISE EXCEPTION 'a merge needs two different contributors'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
-    END IF;
-    -- Both rows locked in a fixed order, so two merges cannot deadlock.
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
-    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
-    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
-    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
-        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
-        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
-    END IF;
-
-    -- The winner's empty fields take the loser's values; which ones, and with what, is
-    -- recorded so an unmerge empties exactly those.
-    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
-    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
-    FROM rows r,
-         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
-                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
-                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
-    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
-        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
-        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
-        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
-        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
-        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
-        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
-        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
-        gh_type = coalesce(c.gh_type, l.gh_type),
-        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
-        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
-    WHERE c.cntrb_id = winner AND filled <> '{}';
-
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
-        RETURNING i.platform_id, i.platform_user_id
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
-        RETURNING h.platform_id, h.platform_user_id, h.login
-    )
-    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
-    FROM moved m;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
-        RETURNING a.alias_email
-    )
-    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
-    -- The loser's own emails resolve to the winner from now on (R5); an address that is
-    -- already someone's alias stays theirs.
-    WITH added AS (
-        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
-                                                       tool_version, data_source)
-        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
-               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
-        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
-        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
-        ON CONFLICT (alias_email) DO NOTHING
-        RETURNING alias_email
-    )
-    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
-    WITH moved AS (
-        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
-        RETURNING e.enrollment_id
-    )
-    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
-
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
-    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
-            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
-                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
-                               'enrollments', moved_enrollments))
-    RETURNING merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Logical merge of two rows that are one person (R3), decided by an administrator: the
--- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
--- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
--- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
-CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
-$$;
-
--- Undoes a merge in force: the loser is active again with exactly the accounts, login
--- history, aliases and enrollments it had, the winner's fields the merge filled are
--- emptied again (unless changed since), and the undo is logged. Merges are undone newest
--- first when one row took part in several: a later merge's changes are its own to undo.
-CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    m aveloxis_data.contributor_merges;
-    f jsonb;
-    later bigint;
-    id bigint;
-BEGIN
-    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
-    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
-        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
-    END IF;
-    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
-    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
-        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- A later merge in force that took the winner away, or took more into the loser's
-    -- winner since, has its own changes on these rows: undo it first.
-    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
-    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
-    ORDER BY x.merge_id DESC LIMIT 1;
-    IF later IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
-    END IF;
-    f := m.changes -> 'filled';
-    UPDATE aveloxis_data.contributors c SET
-        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
-        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
-        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
-        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
-        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
-        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
-        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
-        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
-        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
-        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
-        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
-        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
-        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
-        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
-        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
-        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
-    WHERE c.cntrb_id = m.winner AND f <> '{}';
-    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'identities') k
-    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
-    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
-    FROM jsonb_array_elements(m.changes -> 'history') k
-    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
-    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
-    DELETE FROM aveloxis_data.contributors_aliases a
-    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
-    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
-    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
-    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
-    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
-    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
-    RETURNING contributor_merges.merge_id INTO id;
-    RETURN id;
-END
-$$;
-
--- Pairs of active rows that may be one person, for a person to accept or reject (never
--- merged automatically): the same full name with the same email domain, or the same
--- login on a GitHub and a GitLab platform. Rejected pairs are left out.
-CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
-RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
-               suggested_winner uuid)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    WITH active AS (
-        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
-               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
-               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
-        FROM aveloxis_data.contributors c
-        WHERE c.cntrb_deleted = 0
-    ), pairs AS (
-        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
-        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
-        -- A name of one word ("admin", "root") says too little.
-        WHERE a.name LIKE '% %' AND a.domain <> ''
-        UNION
-        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
-        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
-    )
-    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
-           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
-    FROM pairs p
-    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
-    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
-    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
-    ORDER BY p.x, p.y
-    LIMIT max_rows
-$$;
-
--- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
-CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
-    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
-BEGIN
-    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
-        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'aveloxis.merge_suggestions() lists them.';
-    END IF;
-    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
-                                   'suggestion');
-END
-$$;
-
--- A person rejects a suggestion: the pair is not suggested again.
-CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
-    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
-    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:229
 -- requires:
 --   contributors
@@ -1772,1255 +1405,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:98
--- requires:
---   registry
---   staging
-
--- The work queue: one job per (repository, phase), claimed as a lease.
---
---   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
---   aveloxis.heartbeat(job_ids, agent)              renews leases
---   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
---   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
---   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
---   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
---   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
---
--- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
--- that is not renewed expires, and the job returns to the queue with its attempt counted.
-
--- Settings: the defaults ship with the extension; what an operator changes is kept in
--- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
-CREATE TABLE aveloxis_ops.setting_defaults (
-    name          text PRIMARY KEY,
-    default_value text NOT NULL,
-    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
-                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
-    description   text NOT NULL
-);
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
-    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
-    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
-    ('analysis.cadence', '1 day', 'interval',
-     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
-    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
-    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
-    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
-    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
-    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
-    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
-    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
-    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
-    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
-    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
-    ('registry.local_path_roots', '', 'paths',
-     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
-
-CREATE TABLE aveloxis_ops.setting_overrides (
-    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
-    value text NOT NULL
-);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
-CREATE VIEW aveloxis_ops.settings AS
-    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
-    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
-COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
-
--- A setting's value; a clear error for an unknown name.
-CREATE FUNCTION aveloxis_ops.setting(setting_name text)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    setting_value text;
-BEGIN
-    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    RETURN setting_value;
-END
-$$;
-
-CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    setting_kind text;
-BEGIN
-    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', setting_name
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
-    END IF;
-    BEGIN
-        IF setting_kind = 'interval' THEN
-            PERFORM new_value::interval;
-        ELSIF setting_kind = 'paths' THEN
-            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
-                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
-                RAISE EXCEPTION 'not absolute';
-            END IF;
-        ELSIF setting_kind = 'boolean' THEN
-            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
-                RAISE EXCEPTION 'not a boolean';
-            END IF;
-        ELSIF setting_kind = 'url' THEN
-            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
-                RAISE EXCEPTION 'not a URL';
-            END IF;
-        ELSIF setting_kind = 'email' THEN
-            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
-                RAISE EXCEPTION 'not an email';
-            END IF;
-        ELSIF new_value::integer < 0 THEN
-            RAISE EXCEPTION 'negative';
-        END IF;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
-            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
-                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
-                              WHEN 'boolean' THEN 'true or false'
-                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
-                              WHEN 'email' THEN 'email address (or '''' for none)'
-                              ELSE 'non-negative integer' END, new_value
-            USING ERRCODE = 'invalid_parameter_value';
-    END;
-    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
-    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- Back to the default value.
-CREATE FUNCTION aveloxis.reset_setting(setting_name text)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.setting(setting_name);
-    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
-    IF setting_name LIKE '%.cadence' THEN
-        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
-    END IF;
-END
-$$;
-
--- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
--- SQL function with SET options is planned again at every call.)
-CREATE FUNCTION aveloxis_ops.clock()
-RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
-                            '0')::interval;
-END
-$$;
-
-CREATE TABLE aveloxis_ops.jobs (
-    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    phase                text NOT NULL CONSTRAINT jobs_phase_check
-                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
-                                          'packages', 'vulnerabilities')),
-    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
-    priority             integer NOT NULL DEFAULT 100,
-    due_at               timestamptz NOT NULL DEFAULT now(),
-    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
-    due_from_cadence     boolean NOT NULL DEFAULT false,
-    lease_owner          text,
-    leased_at            timestamptz,
-    lease_expires_at     timestamptz,
-    lease_length         interval,
-    lease_run_id         bigint,
-    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
-    attempts             integer NOT NULL DEFAULT 0,
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    backoff_until        timestamptz,
-    -- Served before other due jobs: the last run was partial or failed transiently.
-    retry_first          boolean NOT NULL DEFAULT false,
-    sidelined_until      timestamptz,
-    sideline_reason      text,
-    force_full           boolean NOT NULL DEFAULT false,
-    last_attempted_at    timestamptz,
-    last_success_at      timestamptz,
-    -- When the last successful run was claimed: incremental runs collect from there.
-    last_success_started_at timestamptz,
-    last_error           text,
-    last_error_class     text,
-    last_outcome         jsonb,
-    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
-    agent_state          jsonb NOT NULL DEFAULT '{}',
-    UNIQUE (repo_id, phase),
-    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
-);
-COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
--- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
--- for several phases walks it once; phase is a filter). Due jobs come first in each
--- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
--- than it asked for.
-CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
-    WHERE lease_owner IS NULL;
-CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
-
-CREATE TABLE aveloxis_ops.job_runs (
-    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
-    repo_id     bigint NOT NULL,
-    phase       text NOT NULL,
-    agent       text NOT NULL,
-    attempt     integer NOT NULL,
-    started_at  timestamptz NOT NULL,
-    finished_at timestamptz,
-    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
-                                        'lease_expired')),
-    error       text,
-    result      jsonb,
-    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
-    -- never stored, so reading this table does not let anyone act as the lease holder.
-    lease_token_digest bytea
-);
-COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
-CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
-CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
-    WHERE lease_token_digest IS NOT NULL;
-CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
--- queue_health()'s failures of the last day, without reading the whole history.
-CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
-    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
-
--- Every phase, in the order the queue's reports list them.
-CREATE FUNCTION aveloxis_ops.all_phases()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
-$$;
-
--- The phases a repository gets: forge data for forges, git and its analysis (labor,
--- dependencies, their packages' libyear and vulnerabilities) for all, distribution
--- evidence and Scorecard for GitHub (reference 002, section 7).
-CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT CASE platform
-        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
-        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
-        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
-$$;
-
--- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
-CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
-    SELECT r.repo_id, p, aveloxis_ops.clock()
-    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
-    WHERE r.repo_id = repo
-    ON CONFLICT (repo_id, phase) DO NOTHING
-$$;
-
--- Jobs whose due date came from their phase's cadence are due one (new) cadence after
--- their last success: set_setting() and reset_setting() call this when a cadence
--- changes, once, rather than tick() scanning every job every minute (at 100,000
--- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
--- changes a cadence's default calls it too.
-CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
-    moved AS (
-        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
-        FROM cadence c
-        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
-          AND j.due_at <> j.last_success_at + c.every
-        RETURNING 1
-    )
-    SELECT count(*) FROM moved
-$$;
-
-CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
-RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
-        RAISE EXCEPTION 'repo % does not exist', repo
-            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
-    END IF;
-END
-$$;
-
--- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
--- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
-CREATE FUNCTION aveloxis_ops.expire_leases()
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    released bigint;
-BEGIN
-    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
-        RETURN 0;
-    END IF;
-    WITH expired AS (
-        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
-        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
-        FOR UPDATE SKIP LOCKED
-    ), back AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-            retry_first = true
-        FROM expired e WHERE j.job_id = e.job_id
-        RETURNING j.job_id
-    ), closed AS (
-        UPDATE aveloxis_ops.job_runs r
-        SET finished_at = at, outcome = 'lease_expired',
-            error = 'the lease expired without a heartbeat; the job went back to the queue'
-        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
-        RETURNING 1
-    )
-    SELECT count(*) INTO released FROM back;
-    RETURN released;
-END
-$$;
-
--- complete, fail and their helpers run generic plans (their statements look rows up by
--- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
--- claim does not: its candidates' best plan depends on how many jobs are due, leased,
--- backing off or sidelined; forced generic, it made 36 claims a second on the
--- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
---
--- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
--- last run was partial or failed transiently, then priority, then due time, then repo.
--- Sidelined and backing-off jobs are never handed out.
-CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
-                               lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    limits  jsonb;
-    ph      text;
-    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
-    -- open, or too soon after the last start (sql/distribution.sql).
-    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
-    paced   boolean := false;
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' THEN
-        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
-    END IF;
-    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF phases IS NULL OR cardinality(phases) = 0
-       OR EXISTS (SELECT FROM unnest(phases) p
-                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
-        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
-            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
-    END IF;
-    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
-    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
-    FROM aveloxis_ops.settings s
-    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
-    FOREACH ph IN ARRAY phases LOOP
-        IF limits ? ph THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
-        END IF;
-    END LOOP;
-    -- Paced scan starts: one claimer at a time decides, after the last start committed.
-    IF 'distribution' = ANY (phases) AND NOT paused
-       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
-        paused := aveloxis_ops.distribution_started_within(at);
-        IF NOT paused THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
-            paused := aveloxis_ops.distribution_started_within(at);
-            paced := true;
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.expire_leases();
-
-    RETURN QUERY
-    WITH room AS (
-        SELECT p AS phase,
-               CASE WHEN p = 'distribution' AND paced THEN 1
-                    WHEN NOT limits ? p THEN max_jobs
-                    ELSE greatest(0, (limits ->> p)::integer
-                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
-                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
-        FROM unnest(phases) p
-    ), candidates AS MATERIALIZED (
-        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
-        FROM aveloxis_ops.jobs j
-        WHERE j.phase = ANY (phases)
-          AND j.lease_owner IS NULL
-          AND j.due_at <= at
-          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
-          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
-          -- An archived repository's packaging cannot change: its distribution waits.
-          AND (j.phase <> 'distribution'
-               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
-        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.job_id
-        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
-                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
-              FROM candidates c) c
-        JOIN room l ON l.phase = c.phase
-        WHERE c.n <= l.room
-    ), tokens AS MATERIALIZED (
-        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
-    ), runs AS (
-        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
-        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
-        RETURNING job_runs.job_id, job_runs.run_id
-    ), leased AS (
-        UPDATE aveloxis_ops.jobs j
-        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
-        FROM runs r WHERE r.job_id = j.job_id
-        RETURNING j.*
-    )
-    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
-           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
-                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
-                ELSE l.last_success_started_at END,
-           l.force_full OR l.last_success_started_at IS NULL,
-           l.attempts, l.lease_expires_at, l.agent_state, t.token
-    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
-    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
-END
-$$;
-
--- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
--- Refused, saying why, when another agent holds it or the repository is sidelined.
-CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
-                                    lease interval DEFAULT '15 minutes')
-RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
-               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
-               agent_state jsonb, lease_token uuid)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
-    j       aveloxis_ops.jobs;
-    run     bigint;
-    token   uuid := gen_random_uuid();
-BEGIN
-    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
-        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.expire_leases();
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
-            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
-    END IF;
-    IF j.lease_owner IS NOT NULL THEN
-        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
-            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
-    END IF;
-    IF j.sidelined_until > at THEN
-        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
-    END IF;
-    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
-    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
-    RETURNING job_runs.run_id INTO run;
-    UPDATE aveloxis_ops.jobs x
-    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
-        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
-    WHERE x.job_id = j.job_id
-    RETURNING * INTO j;
-    RETURN QUERY
-    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
-           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
-                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
-                ELSE j.last_success_started_at END,
-           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
-    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
-END
-$$;
-
--- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
-CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
-RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
-
--- Renews the leases whose tokens are given by their lease length; returns the jobs still
--- leased under them (a job missing from the answer was lost: its lease expired and the
--- job went back to the queue, or was claimed again).
-CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
-RETURNS SETOF bigint
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
-    FROM aveloxis_ops.job_runs r
-    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
-      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
-    RETURNING j.job_id
-$$;
-
--- The lease a token proves, locked: the job and the run the token was handed out with.
--- Accepted while the lease is held (even past its expiry, until someone else claims the
--- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
--- the reason: the holder of a stale token learns that its result was not taken.
-CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    r      aveloxis_ops.job_runs;
-    latest bigint;
-BEGIN
-    IF lease_token IS NULL THEN
-        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
-            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
-    END IF;
-    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
-    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
-        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
-    END IF;
-    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    run := r.run_id;
-    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
-        RETURN;
-    END IF;
-    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
-    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
-        RETURN;
-    END IF;
-    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
-        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
-            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
-    END IF;
-    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
-        j.job_id, r.run_id
-        USING ERRCODE = 'lock_not_available',
-              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
-END
-$$;
-
--- The repository of the lease a token proves, for calls that write one repository's
--- data outside staging (record_rename, commit-author links): only for a lease of the
--- given phase.
-CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lease record := aveloxis_ops.held_lease(lease_token, NULL);
-    j     aveloxis_ops.jobs := lease.j;
-BEGIN
-    IF j.phase <> lease_phase THEN
-        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN j.repo_id;
-END
-$$;
-
--- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
--- gets its real outcome instead of lease_expired). The caller ends the lease in the
--- update that sets the job's next state: one new version of the job's row per run's end
--- (each version is an entry the claim's index scans pass over until vacuum).
-CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-BEGIN
-    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
-                                       error = finish_run.error, result = finish_run.result
-    WHERE r.run_id = finish_run.run;
-END
-$$;
-
--- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
--- partial run (complete = false) is served again first, soon; a complete one is next due
--- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
-CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    lease    record := aveloxis_ops.held_lease(lease_token, job);
-    j        aveloxis_ops.jobs := lease.j;
-    at       timestamptz := aveloxis_ops.clock();
-    whole    boolean;
-    next_due timestamptz;
-BEGIN
-    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
-        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
-        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    whole := coalesce((outcome ->> 'complete')::boolean, true);
-    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
-    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
-                                    outcome - 'state');
-    -- What the forge reported, against what the drain (run before complete) stored.
-    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
-    -- A distribution scan's observations become the current evidence with this completion,
-    -- in this transaction (sql/distribution.sql).
-    IF j.phase = 'distribution' THEN
-        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
-    END IF;
-    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
-    -- so do its dependency files (sql/dependencies.sql).
-    IF j.phase = 'analysis' THEN
-        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
-        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
-    IF j.phase = 'scorecard' THEN
-        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
-    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
-    -- (sql/vulnerabilities.sql).
-    IF j.phase = 'packages' THEN
-        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    IF j.phase = 'vulnerabilities' THEN
-        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
-    END IF;
-    -- A packages or vulnerabilities run covers at most a batch (packages.batch, osv.batch):
-    -- with more of the repository's work still due, the job is due again at once.
-    IF whole AND j.phase IN ('packages', 'vulnerabilities') AND aveloxis_ops.work_left(j.repo_id, j.phase) THEN
-        whole := false;
-        next_due := at;
-    END IF;
-    UPDATE aveloxis_ops.jobs SET
-        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
-        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
-        backoff_until = NULL, retry_first = NOT whole,
-        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
-        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
-        force_full = force_full AND NOT whole,
-        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
-        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
-        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- A failed run, by class (reference 001 and 002 section 6.4):
---   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
---              (10th) sidelines the job for one cadence, and the count starts over
---   skip       the phase does not apply now; not a failure: next due after the cadence
---   gone       404/410: every phase of the repository is sidelined; its data is kept
---   auth       credentials, not the job: back after one backoff base, not counted
---   fatal      will not succeed by retrying: next due after the cadence, counted
-CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
-RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    j        aveloxis_ops.jobs;
-    lease    record;
-    at       timestamptz := aveloxis_ops.clock();
-    base     interval;
-    cadence  interval;
-    limit_n  integer;
-    n        integer;
-    next_due timestamptz;
-BEGIN
-    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
-        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Classes are transient, skip, gone, auth and fatal.';
-    END IF;
-    lease := aveloxis_ops.held_lease(lease_token, job);
-    j := lease.j;
-    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
-    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
-    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
-    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
-
-    IF class = 'transient' THEN
-        n := j.consecutive_failures + 1;
-        IF n % limit_n = 0 THEN
-            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
-                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
-            WHERE job_id = j.job_id;
-            next_due := at + cadence;
-        ELSE
-            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
-            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
-        END IF;
-        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
-    ELSIF class = 'skip' THEN
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
-            backoff_until = NULL, priority = 100
-        WHERE job_id = j.job_id;
-    ELSIF class = 'gone' THEN
-        next_due := 'infinity';
-        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
-            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
-        WHERE repo_id = j.repo_id;
-    ELSIF class = 'auth' THEN
-        next_due := at + base;
-        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
-    ELSE
-        next_due := at + cadence;
-        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
-            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
-        WHERE job_id = j.job_id;
-    END IF;
-    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
-                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
-    WHERE job_id = j.job_id;
-    RETURN next_due;
-END
-$$;
-
--- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
-CREATE FUNCTION aveloxis.prioritize(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
-                                 backoff_until = NULL
-    WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- The next collection of the repository is a full one (the flag clears on success).
-CREATE FUNCTION aveloxis.force_recollect(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
-                                 due_from_cadence = false
-    WHERE repo_id = repo AND phase IN ('collect', 'facade');
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    IF reason IS NULL OR btrim(reason) = '' THEN
-        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'It is shown to whoever asks why_not_collected().';
-    END IF;
-    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
-CREATE FUNCTION aveloxis.unsideline(repo bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    touched bigint;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
-                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
-    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
-    GET DIAGNOSTICS touched = ROW_COUNT;
-    RETURN touched;
-END
-$$;
-
--- Housekeeping, every minute under pg_cron or the background worker: expired leases
--- back to the queue, drained staging and old run history deleted. Every step reads an
--- index of what it removes, so its cost follows the work, not the fleet's size. A second
--- concurrent tick returns at once.
-CREATE PROCEDURE aveloxis.tick()
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    at       timestamptz := aveloxis_ops.clock();
-    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
-    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
-    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
-    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
-    expired  bigint;
-    purged   bigint;
-    pruned   bigint;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
-        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
-        RETURN;
-    END IF;
-    expired := aveloxis_ops.expire_leases();
-    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
-    GET DIAGNOSTICS purged = ROW_COUNT;
-    -- A run that finished before the cutoff started before it: the started_at index finds
-    -- the old runs without reading the whole history.
-    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    GET DIAGNOSTICS pruned = ROW_COUNT;
-    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
-    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
-    -- staged; old runs and their raw answers go with the job runs' retention.
-    expired := expired + aveloxis_ops.expire_identity_runs(at);
-    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
-    IF expired + purged + pruned > 0 THEN
-        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
-            expired, purged, pruned;
-    END IF;
-END
-$$;
-
--- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
-CREATE FUNCTION aveloxis.schedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
-                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
-                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
-    END IF;
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
-    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
-    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
-        'CALL aveloxis.refresh_views(true)';
-    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
-           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
-END
-$$;
-
-CREATE FUNCTION aveloxis.unschedule()
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    removed bigint := 0;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RETURN 'pg_cron is not installed: nothing was scheduled';
-    END IF;
-    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
-        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
-    RETURN format('removed %s scheduled job(s)', removed);
-END
-$$;
-
--- Per phase: how the queue stands.
-CREATE FUNCTION aveloxis.queue_health()
-RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
-               oldest_due_age interval, failures_last_day bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
-    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
-    SELECT p.phase,
-           count(j.job_id),
-           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
-                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
-           count(*) FILTER (WHERE j.backoff_until > at.now),
-           count(*) FILTER (WHERE j.sidelined_until > at.now),
-           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
-                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
-           (SELECT count(*) FROM aveloxis_ops.job_runs r
-            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
-              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
-    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
-    CROSS JOIN at
-    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
-    GROUP BY p.phase, at.now
-    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
-$$;
-
--- One row per phase of the repository, saying in words what it waits for.
-CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
-RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY
-    SELECT j.phase,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
-                WHEN j.sidelined_until > at THEN 'sidelined'
-                WHEN j.backoff_until > at THEN 'backing off'
-                WHEN j.due_at > at THEN 'waiting'
-                ELSE 'due' END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
-                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
-                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
-                WHEN j.sidelined_until = 'infinity'
-                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
-                WHEN j.sidelined_until > at
-                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
-                WHEN j.backoff_until > at
-                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
-                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
-                WHEN j.due_at > at
-                    THEN format('due at %s (%s)', j.due_at,
-                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
-                                     ELSE format('cadence %s after the last success at %s',
-                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
-                WHEN j.phase = 'distribution' AND r.repo_archived
-                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
-                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
-                                aveloxis_ops.distribution_paused(at))
-                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
-                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
-                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
-                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
-           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
-                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
-                END
-    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
-    WHERE j.repo_id = repo
-    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
-END
-$$;
-
--- The repository's runs, newest first.
-CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
-RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
-               finished_at timestamptz, outcome text, error text, result jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
-    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
-    ORDER BY r.run_id DESC LIMIT max_rows
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:104
--- requires:
---   queue
-
--- Shared token budgets: several agents using one forge token never jointly spend past
--- what the forge last reported.
---
---   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
---   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
---   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
---   aveloxis.token_invalidate(fingerprint, reason)       after a 401
---   aveloxis.token_status()                              the budgets, for operators
---
--- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
--- at least 16 digits). A grant is outstanding until its response is settled; the budget
--- available is what the forge reported, minus outstanding grants, minus the reserve.
--- A token whose budget is unknown (never reported, or its window has reset) gets one
--- probe request at a time, whose response reports the real budget.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
-    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
-
-CREATE TABLE aveloxis_ops.token_budgets (
-    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
-    fingerprint        text NOT NULL,
-    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
-    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
-    reported_remaining integer,
-    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
-    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
-    -- Grants whose responses have not been settled yet.
-    outstanding        integer NOT NULL DEFAULT 0,
-    granted_total      bigint NOT NULL DEFAULT 0,
-    reported_at        timestamptz,
-    invalid_at         timestamptz,
-    invalid_reason     text,
-    PRIMARY KEY (platform_id, fingerprint, bucket)
-);
-COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
-
-CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
-        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
-        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
-    END IF;
-END
-$$;
-
--- Picks the token with the most budget available for `cost` requests and counts them as
--- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
--- fingerprint is NULL when no token can be used now.
-CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1,
-                                       OUT fingerprint text, OUT wait interval, OUT available integer)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    at      timestamptz := aveloxis_ops.clock();
-    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
-    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
-    fp      text;
-BEGIN
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
-        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOREACH fp IN ARRAY fingerprints LOOP
-        PERFORM aveloxis_ops.check_fingerprint(fp);
-    END LOOP;
-    IF cost IS NULL OR cost < 1 THEN
-        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, f, bucket FROM unnest(fingerprints) f
-    ON CONFLICT DO NOTHING;
-    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
-    -- that has reset makes the budget unknown again.
-    PERFORM FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-    ORDER BY t.fingerprint FOR UPDATE;
-    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
-
-    -- Known budgets first (most available first); else a probe of an unknown one.
-    SELECT t.fingerprint,
-           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
-    INTO fingerprint, available
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL
-      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
-               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
-    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
-    LIMIT 1;
-
-    IF fingerprint IS NOT NULL THEN
-        UPDATE aveloxis_ops.token_budgets t
-        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
-            -- A probe that is never settled frees the token after the probe window.
-            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
-        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
-        wait := '0'::interval;
-        available := available - cost;
-        RETURN;
-    END IF;
-    -- None now: the earliest moment one of the valid tokens can be used again.
-    SELECT min(greatest(t.reset_at, at)) - at INTO wait
-    FROM aveloxis_ops.token_budgets t
-    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
-      AND t.invalid_at IS NULL;
-    IF wait IS NULL THEN
-        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
-            USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
-    END IF;
-    -- (A budget that is back now but too small for this cost: ask again in a second.)
-    wait := greatest(wait, '1 second'::interval);
-    available := 0;
-END
-$$;
-
--- Records what a response's headers said about its token's budget, and ends the
--- response's grant. Responses settled out of order never raise the budget within one
--- window. A successful response also revives a token invalidated by mistake.
-CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
-                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
-        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
-    END IF;
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
-                                                 reported_at)
-    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
-    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
-    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
-                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
-                                  ELSE EXCLUDED.reported_remaining END,
-        reset_at = EXCLUDED.reset_at,
-        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_at = EXCLUDED.reported_at,
-        invalid_at = NULL, invalid_reason = NULL;
-END
-$$;
-
--- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
--- response at all). The request is taken as spent: a known budget goes down by its cost.
-CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
-                                       platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    PERFORM aveloxis_ops.check_bucket(bucket);
-    UPDATE aveloxis_ops.token_budgets t
-    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
-        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
-                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
-    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
-END
-$$;
-
--- A 401: the token is not used again (all its buckets) until a response settles it.
-CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
-                                          platform smallint DEFAULT 1)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_variable
-BEGIN
-    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
-    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
-    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
-    ON CONFLICT DO NOTHING;
-    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
-    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
-END
-$$;
-
-CREATE FUNCTION aveloxis.token_status()
-RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
-               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
-               invalid_at timestamptz, invalid_reason text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
-           t.reported_at, t.invalid_at, t.invalid_reason
-    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:147
 -- requires:
 --   registry
@@ -3099,268 +1483,6 @@ SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear', ''
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_libyear', 'repo_deps_libyear_id'), '');
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_scorecard', 'repo_deps_scorecard_id'), '');
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:153
--- requires:
---   analysis
---   queue
---   staging
-
--- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
--- repository. The agent reads the public Scorecard API (no binary, no partial local run)
--- and stages its answer raw (`scorecard` entity); complete() applies it in one
--- transaction: the repository's current checks move to repo_deps_scorecard_history, and
--- the new ones take one data_collection_date: one row per check (score as the source gives
--- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
--- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
--- `repo` object). A repository the API does not publish (404) keeps what it had.
--- GitLab repositories have no public Scorecard source: they get no scorecard job.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
-     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
-
-CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
-ALTER TABLE aveloxis_data.repo_deps_scorecard_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
-CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
-
--- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
-CREATE FUNCTION aveloxis.scorecard_settings()
-RETURNS TABLE (scorecard_url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('scorecard.url')
-$$;
-
--- A score as the source gives it: an integer or decimal number as text; anything else NULL.
-CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
-$$;
-
--- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
--- outcome.published false (the API does not publish this repository): nothing changes.
-CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    doc      jsonb;
-    version  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
-    ORDER BY s.staging_id DESC LIMIT 1;
-    IF doc IS NULL THEN
-        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
-            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
-                USING ERRCODE = 'object_not_in_prerequisite_state';
-        END IF;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
-        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
-    END IF;
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
-                                                   tool_version, data_source, data_collection_date)
-    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
-           'OpenSSF Scorecard API', observed
-    FROM jsonb_array_elements(doc -> 'checks') c
-    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
-    UNION ALL
-    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
-           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
-           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:148
--- requires:
---   analysis
---   queue
---   staging
-
--- The analysis phase's labor (docs/analysis.md): lines of code, comments and blanks of
--- every file of the HEAD tree in a known language, counted by the agent from the bare
--- clone's blobs (tokei) and staged as one snapshot (`labor_snapshot` envelopes). complete()
--- applies a snapshot in one transaction: the repository's current rows move to
--- repo_labor_history and the new ones take one data_collection_date. An unchanged HEAD
--- writes nothing (aveloxis.analysis_state tells the agent which HEAD was analysed last).
-
-CREATE TABLE aveloxis_data.repo_labor_history (LIKE aveloxis_data.repo_labor INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_labor_history ADD PRIMARY KEY (repo_id, repo_labor_id);
-ALTER TABLE aveloxis_data.repo_labor_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_labor_history IS 'Earlier labor snapshots, moved here when a new HEAD is analysed';
-CREATE INDEX repo_labor_history_scan_idx ON aveloxis_data.repo_labor_history (repo_id, data_collection_date);
-
--- One row per analysis that counted a HEAD: which commit, when, what it found.
-CREATE TABLE aveloxis_data.repo_analysis_scans (
-    scan_id      bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head_sha     text NOT NULL CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
-    analyzed_at  timestamptz NOT NULL,
-    files        integer NOT NULL,
-    languages    integer NOT NULL,
-    code_lines   bigint NOT NULL,
-    -- What the agent left out and why (unknown language, binary, too large, links).
-    skipped      jsonb,
-    job_run_id   bigint,
-    PRIMARY KEY (repo_id, scan_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_analysis_scans IS 'Each HEAD the analysis phase counted, newest last';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor_history', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
-
--- The HEAD the repository's last analysis counted and whose dependency files it parsed
--- (no row: never analysed, or analysed before dependencies were: analysed again), for the
--- agent holding its analysis lease.
-CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
-RETURNS TABLE (head_sha text, analyzed_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
-BEGIN
-    RETURN QUERY
-    SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
-    WHERE s.repo_id = repo
-      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
-                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
-    ORDER BY s.scan_id DESC LIMIT 1;
-END
-$$;
-
--- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
--- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
--- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
--- is refused (the lease and the staged rows stay; the agent fails the job instead); a
--- completion naming a head_sha with nothing staged is refused too.
-CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    docs     jsonb;
-    heads    text[];
-    parts    integer;
-    got      integer;
-    repo_url text;
-    version  text := aveloxis.version();
-    files    integer;
-BEGIN
-    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
-        RETURN;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
-    -- Snapshots staged by earlier runs that never completed: this one supersedes them.
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
-    SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
-    FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
-          FROM aveloxis_ops.staging s
-          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
-    IF jsonb_array_length(docs) = 0 THEN
-        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
-        -- the way; one that says nothing (an agent of no analysis) applies nothing.
-        IF outcome ? 'head_sha' THEN
-            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
-        END IF;
-        RETURN;
-    END IF;
-    SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
-    INTO heads, parts, got
-    FROM jsonb_array_elements(docs) d;
-    IF cardinality(heads) <> 1 OR heads[1] IS NULL OR heads[1] !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
-        RAISE EXCEPTION 'a labor snapshot is of one HEAD (a 40- or 64-hex head_sha); this one names %', heads
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF parts IS NULL OR got <> parts OR EXISTS (SELECT FROM jsonb_array_elements(docs) d
-                                                WHERE (d ->> 'part')::integer NOT BETWEEN 1 AND parts) THEN
-        RAISE EXCEPTION 'the labor snapshot of % has % of its % parts', heads[1], got, parts
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage every part ({"part": i, "parts": n}) before completing.';
-    END IF;
-    SELECT r.repo_git INTO repo_url FROM aveloxis_data.repos r WHERE r.repo_id = repo;
-
-    -- The current snapshot becomes history, the new one current, with one timestamp.
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo RETURNING l.*
-    )
-    INSERT INTO aveloxis_data.repo_labor_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_labor
-        (repo_id, repo_clone_date, rl_analysis_date, programming_language, file_path, file_name, total_lines,
-         code_lines, comment_lines, blank_lines, code_complexity, repo_url, tool_source, tool_version, data_source,
-         data_collection_date)
-    SELECT repo, observed, observed, f.language, f.path, regexp_replace(f.path, '^.*/', ''),
-           f.code + f.comments + f.blanks, f.code, f.comments, f.blanks, NULL, repo_url, 'aveloxis-agent (tokei)',
-           version, 'git', observed
-    FROM jsonb_array_elements(docs) d,
-         jsonb_to_recordset(d -> 'files') AS f(path text, language text, code integer, comments integer,
-                                               blanks integer, bytes bigint)
-    WHERE f.path IS NOT NULL AND f.language IS NOT NULL
-      AND f.code >= 0 AND f.comments >= 0 AND f.blanks >= 0;
-    GET DIAGNOSTICS files = ROW_COUNT;
-    INSERT INTO aveloxis_data.repo_analysis_scans (repo_id, head_sha, analyzed_at, files, languages, code_lines,
-                                                   skipped, job_run_id)
-    SELECT repo, heads[1], observed, files, count(DISTINCT l.programming_language), coalesce(sum(l.code_lines), 0),
-           outcome -> 'skipped', run
-    FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo;
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot';
-END
-$$;
-
--- A repository's languages now: files, lines of code, comments and blanks per language of
--- its latest labor snapshot, with the HEAD and time it was counted.
-CREATE FUNCTION aveloxis.repo_languages(repo bigint)
-RETURNS TABLE (programming_language text, files bigint, code_lines bigint, comment_lines bigint,
-               blank_lines bigint, pct_of_code numeric, head_sha text, analyzed_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT l.programming_language, count(*), sum(l.code_lines), sum(l.comment_lines), sum(l.blank_lines),
-           round(100.0 * sum(l.code_lines) / nullif(sum(sum(l.code_lines)) OVER (), 0), 1),
-           s.head_sha, s.analyzed_at
-    FROM aveloxis_data.repo_labor l
-    LEFT JOIN LATERAL (SELECT x.head_sha, x.analyzed_at FROM aveloxis_data.repo_analysis_scans x
-                       WHERE x.repo_id = l.repo_id ORDER BY x.scan_id DESC LIMIT 1) s ON true
-    WHERE l.repo_id = repo
-    GROUP BY l.programming_language, s.head_sha, s.analyzed_at
-    ORDER BY 3 DESC, 1
-$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -5533,84 +3655,1916 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:92
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sbom::aveloxis_ops */
+-- pg_aveloxis/src/lib.rs:98
+-- requires:
+--   registry
+--   staging
+
+-- The work queue: one job per (repository, phase), claimed as a lease.
+--
+--   aveloxis.claim(agent, phases, max_jobs, lease)  leases due jobs (FOR UPDATE SKIP LOCKED)
+--   aveloxis.heartbeat(job_ids, agent)              renews leases
+--   aveloxis.complete(job, outcome, agent)          success: next due from the phase cadence
+--   aveloxis.fail(job, error, class, agent)         transient | skip | gone | auth | fatal
+--   aveloxis.prioritize / force_recollect / sideline / unsideline (repo)
+--   CALL aveloxis.tick()                            housekeeping, safe to run concurrently
+--   aveloxis.queue_health() / why_not_collected(repo) / job_history(repo)
+--
+-- Agents never touch the tables. Nothing here depends on PIDs or host names: a lease
+-- that is not renewed expires, and the job returns to the queue with its attempt counted.
+
+-- Settings: the defaults ship with the extension; what an operator changes is kept in
+-- setting_overrides (the only part a dump carries). aveloxis_ops.settings shows both.
+CREATE TABLE aveloxis_ops.setting_defaults (
+    name          text PRIMARY KEY,
+    default_value text NOT NULL,
+    kind          text NOT NULL CONSTRAINT setting_defaults_kind_check
+                  CHECK (kind IN ('interval', 'integer', 'paths', 'boolean', 'url', 'email')),
+    description   text NOT NULL
+);
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('collect.cadence', '1 day', 'interval', 'How often a repository''s forge data is collected'),
+    ('facade.cadence', '1 day', 'interval', 'How often a repository''s git history is collected'),
+    ('distribution.cadence', '180 days', 'interval', 'How often a repository''s distribution evidence is scanned'),
+    ('analysis.cadence', '1 day', 'interval',
+     'How often a repository''s HEAD is checked for analysis (an unchanged HEAD is not analysed again)'),
+    ('collect.max_leased', '0', 'integer', 'Most collect jobs leased at once (0: no limit)'),
+    ('facade.max_leased', '0', 'integer', 'Most facade jobs leased at once (0: no limit)'),
+    ('distribution.max_leased', '0', 'integer', 'Most distribution jobs leased at once (0: no limit)'),
+    ('analysis.max_leased', '0', 'integer', 'Most analysis jobs leased at once (0: no limit)'),
+    ('scorecard.cadence', '7 days', 'interval', 'How often a GitHub repository''s OpenSSF Scorecard is read (published weekly)'),
+    ('scorecard.max_leased', '0', 'integer', 'Most scorecard jobs leased at once (0: no limit)'),
+    ('scorecard.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('scorecard.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('facade.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('distribution.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('analysis.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('collect.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('facade.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('distribution.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('analysis.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('collect.since_overlap', '1 hour', 'interval', 'Incremental collections start this long before the last successful one began'),
+    ('staging.retention', '7 days', 'interval', 'tick() deletes drained staging rows older than this'),
+    ('job_runs.retention', '30 days', 'interval', 'tick() deletes job run history older than this'),
+    ('clock.offset', '0', 'interval', 'Added to now() by the scheduler: for tests of time-dependent behaviour only'),
+    ('registry.local_path_roots', '', 'paths',
+     'Directories (absolute, comma-separated) under which local git repositories may be registered; empty: none');
+
+CREATE TABLE aveloxis_ops.setting_overrides (
+    name  text PRIMARY KEY REFERENCES aveloxis_ops.setting_defaults,
+    value text NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.setting_overrides', '');
+CREATE VIEW aveloxis_ops.settings AS
+    SELECT d.name, coalesce(o.value, d.default_value) AS value, d.default_value, d.kind, d.description
+    FROM aveloxis_ops.setting_defaults d LEFT JOIN aveloxis_ops.setting_overrides o USING (name);
+COMMENT ON VIEW aveloxis_ops.settings IS 'Scheduler settings; change them with aveloxis.set_setting(name, value)';
+
+-- A setting's value; a clear error for an unknown name.
+CREATE FUNCTION aveloxis_ops.setting(setting_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    setting_value text;
+BEGIN
+    SELECT s.value INTO setting_value FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    RETURN setting_value;
+END
+$$;
+
+CREATE FUNCTION aveloxis.set_setting(setting_name text, new_value text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    setting_kind text;
+BEGIN
+    SELECT s.kind INTO setting_kind FROM aveloxis_ops.settings s WHERE s.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown setting "%"', setting_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM aveloxis_ops.settings lists them.';
+    END IF;
+    BEGIN
+        IF setting_kind = 'interval' THEN
+            PERFORM new_value::interval;
+        ELSIF setting_kind = 'paths' THEN
+            IF EXISTS (SELECT FROM unnest(string_to_array(new_value, ',')) p
+                       WHERE btrim(p) <> '' AND (btrim(p) !~ '^/' OR btrim(p) ~ '(^|/)\.\.?(/|$)')) THEN
+                RAISE EXCEPTION 'not absolute';
+            END IF;
+        ELSIF setting_kind = 'boolean' THEN
+            IF new_value IS NULL OR new_value NOT IN ('true', 'false') THEN
+                RAISE EXCEPTION 'not a boolean';
+            END IF;
+        ELSIF setting_kind = 'url' THEN
+            IF new_value IS NULL OR new_value !~ '^https?://[^/\s?#]+(/[^\s?#]*)?$' THEN
+                RAISE EXCEPTION 'not a URL';
+            END IF;
+        ELSIF setting_kind = 'email' THEN
+            IF new_value IS NULL OR (new_value <> '' AND new_value !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') THEN
+                RAISE EXCEPTION 'not an email';
+            END IF;
+        ELSIF new_value::integer < 0 THEN
+            RAISE EXCEPTION 'negative';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'setting "%" takes % values; "%" is not one', setting_name,
+            CASE setting_kind WHEN 'interval' THEN 'interval (e.g. ''1 day'')'
+                              WHEN 'paths' THEN 'comma-separated absolute directory paths without . or .. (e.g. ''/srv/git,/data/repos'')'
+                              WHEN 'boolean' THEN 'true or false'
+                              WHEN 'url' THEN 'http(s) URL (e.g. ''https://api.deps.dev/'')'
+                              WHEN 'email' THEN 'email address (or '''' for none)'
+                              ELSE 'non-negative integer' END, new_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    INSERT INTO aveloxis_ops.setting_overrides AS o (name, value) VALUES (setting_name, new_value)
+    ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- Back to the default value.
+CREATE FUNCTION aveloxis.reset_setting(setting_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.setting(setting_name);
+    DELETE FROM aveloxis_ops.setting_overrides o WHERE o.name = setting_name;
+    IF setting_name LIKE '%.cadence' THEN
+        PERFORM aveloxis_ops.realign_due_dates(split_part(setting_name, '.', 1));
+    END IF;
+END
+$$;
+
+-- The scheduler's clock: now() plus the test offset. (plpgsql: its plan is cached; a
+-- SQL function with SET options is planned again at every call.)
+CREATE FUNCTION aveloxis_ops.clock()
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN now() + coalesce((SELECT o.value FROM aveloxis_ops.setting_overrides o WHERE o.name = 'clock.offset'),
+                            '0')::interval;
+END
+$$;
+
+CREATE TABLE aveloxis_ops.jobs (
+    job_id               bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    phase                text NOT NULL CONSTRAINT jobs_phase_check
+                         CHECK (phase IN ('collect', 'facade', 'distribution', 'analysis', 'scorecard',
+                                          'packages', 'vulnerabilities')),
+    -- Lower is served first; prioritize() sets 0, a completed run returns to 100.
+    priority             integer NOT NULL DEFAULT 100,
+    due_at               timestamptz NOT NULL DEFAULT now(),
+    -- due_at came from the cadence (re-aligned when the cadence changes: realign_due_dates).
+    due_from_cadence     boolean NOT NULL DEFAULT false,
+    lease_owner          text,
+    leased_at            timestamptz,
+    lease_expires_at     timestamptz,
+    lease_length         interval,
+    lease_run_id         bigint,
+    -- Attempts of the current run (a claim counts one, whether it ends well or expires).
+    attempts             integer NOT NULL DEFAULT 0,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    backoff_until        timestamptz,
+    -- Served before other due jobs: the last run was partial or failed transiently.
+    retry_first          boolean NOT NULL DEFAULT false,
+    sidelined_until      timestamptz,
+    sideline_reason      text,
+    force_full           boolean NOT NULL DEFAULT false,
+    last_attempted_at    timestamptz,
+    last_success_at      timestamptz,
+    -- When the last successful run was claimed: incremental runs collect from there.
+    last_success_started_at timestamptz,
+    last_error           text,
+    last_error_class     text,
+    last_outcome         jsonb,
+    -- What the agent keeps between runs (ETags, cursors): handed back with every claim.
+    agent_state          jsonb NOT NULL DEFAULT '{}',
+    UNIQUE (repo_id, phase),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+COMMENT ON TABLE aveloxis_ops.jobs IS 'One row per (repository, phase): the work queue; use aveloxis.claim() and friends';
+-- The claim's scan: unleased jobs in claim order, every phase in one order (a claim
+-- for several phases walks it once; phase is a filter). Due jobs come first in each
+-- (retry_first, priority) group, so a claim stops early unless fewer jobs are due
+-- than it asked for.
+CREATE INDEX jobs_claim_idx ON aveloxis_ops.jobs (retry_first DESC, priority, due_at, repo_id)
+    WHERE lease_owner IS NULL;
+CREATE INDEX jobs_lease_expiry_idx ON aveloxis_ops.jobs (lease_expires_at) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE aveloxis_ops.job_runs (
+    run_id      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES aveloxis_ops.jobs ON DELETE CASCADE,
+    repo_id     bigint NOT NULL,
+    phase       text NOT NULL,
+    agent       text NOT NULL,
+    attempt     integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome     text CHECK (outcome IN ('complete', 'partial', 'transient', 'skip', 'gone', 'auth', 'fatal',
+                                        'lease_expired')),
+    error       text,
+    result      jsonb,
+    -- sha256 of the run's lease token (the receipt claim hands out): the token itself is
+    -- never stored, so reading this table does not let anyone act as the lease holder.
+    lease_token_digest bytea
+);
+COMMENT ON TABLE aveloxis_ops.job_runs IS 'Every claimed run of a job and how it ended; pruned by tick()';
+CREATE INDEX job_runs_job_idx ON aveloxis_ops.job_runs (job_id, run_id);
+CREATE UNIQUE INDEX job_runs_lease_token_idx ON aveloxis_ops.job_runs (lease_token_digest)
+    WHERE lease_token_digest IS NOT NULL;
+CREATE INDEX job_runs_started_idx ON aveloxis_ops.job_runs (started_at);
+-- queue_health()'s failures of the last day, without reading the whole history.
+CREATE INDEX job_runs_failures_idx ON aveloxis_ops.job_runs (phase, finished_at)
+    WHERE outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired');
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.jobs', 'job_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.job_runs', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('aveloxis_ops.job_runs', 'run_id'), '');
+
+-- Every phase, in the order the queue's reports list them.
+CREATE FUNCTION aveloxis_ops.all_phases()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+$$;
+
+-- The phases a repository gets: forge data for forges, git and its analysis (labor,
+-- dependencies, their packages' libyear and vulnerabilities) for all, distribution
+-- evidence and Scorecard for GitHub (reference 002, section 7).
+CREATE FUNCTION aveloxis_ops.phases_of(platform smallint)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE platform
+        WHEN 1 THEN ARRAY['collect', 'facade', 'distribution', 'analysis', 'scorecard', 'packages', 'vulnerabilities']
+        WHEN 2 THEN ARRAY['collect', 'facade', 'analysis', 'packages', 'vulnerabilities']
+        ELSE ARRAY['facade', 'analysis', 'packages', 'vulnerabilities'] END
+$$;
+
+-- A repository's jobs, one per phase (aveloxis.add_repo calls this). Idempotent.
+CREATE FUNCTION aveloxis_ops.enqueue_repo(repo bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO aveloxis_ops.jobs (repo_id, phase, due_at)
+    SELECT r.repo_id, p, aveloxis_ops.clock()
+    FROM aveloxis_data.repos r, unnest(aveloxis_ops.phases_of(r.platform_id)) p
+    WHERE r.repo_id = repo
+    ON CONFLICT (repo_id, phase) DO NOTHING
+$$;
+
+-- Jobs whose due date came from their phase's cadence are due one (new) cadence after
+-- their last success: set_setting() and reset_setting() call this when a cadence
+-- changes, once, rather than tick() scanning every job every minute (at 100,000
+-- repositories that scan cost tick() 9 s: docs/benchmarks.md, fleet). An upgrade that
+-- changes a cadence's default calls it too.
+CREATE FUNCTION aveloxis_ops.realign_due_dates(job_phase text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cadence AS MATERIALIZED (SELECT aveloxis_ops.setting(job_phase || '.cadence')::interval AS every),
+    moved AS (
+        UPDATE aveloxis_ops.jobs j SET due_at = j.last_success_at + c.every
+        FROM cadence c
+        WHERE j.phase = job_phase AND j.due_from_cadence AND j.lease_owner IS NULL AND j.last_success_at IS NOT NULL
+          AND j.due_at <> j.last_success_at + c.every
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved
+$$;
+
+CREATE FUNCTION aveloxis_ops.require_repo(repo bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = repo) THEN
+        RAISE EXCEPTION 'repo % does not exist', repo
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis.resolve_repo(<url>) finds a repository''s id.';
+    END IF;
+END
+$$;
+
+-- Ends the runs of leases that expired unrenewed; their jobs return to the queue, the
+-- attempt counted. SKIP LOCKED: concurrent claimers never wait on each other here.
+CREATE FUNCTION aveloxis_ops.expire_leases()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    released bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM aveloxis_ops.jobs j WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at) THEN
+        RETURN 0;
+    END IF;
+    WITH expired AS (
+        SELECT j.job_id, j.lease_run_id FROM aveloxis_ops.jobs j
+        WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at <= at
+        FOR UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+            retry_first = true
+        FROM expired e WHERE j.job_id = e.job_id
+        RETURNING j.job_id
+    ), closed AS (
+        UPDATE aveloxis_ops.job_runs r
+        SET finished_at = at, outcome = 'lease_expired',
+            error = 'the lease expired without a heartbeat; the job went back to the queue'
+        FROM expired e WHERE r.run_id = e.lease_run_id AND r.finished_at IS NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO released FROM back;
+    RETURN released;
+END
+$$;
+
+-- complete, fail and their helpers run generic plans (their statements look rows up by
+-- key, which any plan does well): PL/pgSQL otherwise plans them anew at every call.
+-- claim does not: its candidates' best plan depends on how many jobs are due, leased,
+-- backing off or sidelined; forced generic, it made 36 claims a second on the
+-- 100,000-repository fleet benchmark against 739 planned per call (docs/benchmarks.md).
+--
+-- Leases up to max_jobs due jobs of the given phases to an agent. Order: jobs whose
+-- last run was partial or failed transiently, then priority, then due time, then repo.
+-- Sidelined and backing-off jobs are never handed out.
+CREATE FUNCTION aveloxis.claim(agent text, phases text[], max_jobs integer DEFAULT 1,
+                               lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    limits  jsonb;
+    ph      text;
+    -- Whether no distribution scan may start now: switched off, a source's circuit breaker
+    -- open, or too soon after the last start (sql/distribution.sql).
+    paused  boolean := 'distribution' = ANY (phases) AND aveloxis_ops.distribution_paused(at) IS NOT NULL;
+    paced   boolean := false;
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' THEN
+        RAISE EXCEPTION 'claim needs an agent name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Any stable name of the agent process, e.g. host-and-worker; it is shown in why_not_collected().';
+    END IF;
+    IF max_jobs IS NULL OR max_jobs < 1 OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim needs max_jobs >= 1 and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF phases IS NULL OR cardinality(phases) = 0
+       OR EXISTS (SELECT FROM unnest(phases) p
+                  WHERE NOT p = ANY (aveloxis_ops.all_phases())) THEN
+        RAISE EXCEPTION 'unknown phase in %', phases USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('Phases are %s.', array_to_string(aveloxis_ops.all_phases(), ', '));
+    END IF;
+    -- A phase with a concurrency limit is claimed one claimer at a time, so the limit holds.
+    SELECT coalesce(jsonb_object_agg(split_part(s.name, '.', 1), s.value::integer), '{}') INTO limits
+    FROM aveloxis_ops.settings s
+    WHERE CASE WHEN s.name IN (SELECT p || '.max_leased' FROM unnest(phases) p) THEN s.value::integer > 0 END;
+    FOREACH ph IN ARRAY phases LOOP
+        IF limits ? ph THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:' || ph, 0));
+        END IF;
+    END LOOP;
+    -- Paced scan starts: one claimer at a time decides, after the last start committed.
+    IF 'distribution' = ANY (phases) AND NOT paused
+       AND aveloxis_ops.setting('distribution.start_interval')::interval > '0'::interval THEN
+        paused := aveloxis_ops.distribution_started_within(at);
+        IF NOT paused THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.claim:distribution-start', 0));
+            paused := aveloxis_ops.distribution_started_within(at);
+            paced := true;
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.expire_leases();
+
+    RETURN QUERY
+    WITH room AS (
+        SELECT p AS phase,
+               CASE WHEN p = 'distribution' AND paced THEN 1
+                    WHEN NOT limits ? p THEN max_jobs
+                    ELSE greatest(0, (limits ->> p)::integer
+                                     - (SELECT count(*) FROM aveloxis_ops.jobs l
+                                        WHERE l.phase = p AND l.lease_owner IS NOT NULL))::integer END AS room
+        FROM unnest(phases) p
+    ), candidates AS MATERIALIZED (
+        SELECT j.job_id, j.phase, j.retry_first, j.priority, j.due_at, j.repo_id
+        FROM aveloxis_ops.jobs j
+        WHERE j.phase = ANY (phases)
+          AND j.lease_owner IS NULL
+          AND j.due_at <= at
+          AND (j.backoff_until IS NULL OR j.backoff_until <= at)
+          AND (j.sidelined_until IS NULL OR j.sidelined_until <= at)
+          -- An archived repository's packaging cannot change: its distribution waits.
+          AND (j.phase <> 'distribution'
+               OR NOT (paused OR (SELECT r.repo_archived FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id)))
+        ORDER BY j.retry_first DESC, j.priority, j.due_at, j.repo_id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.job_id
+        FROM (SELECT c.*, row_number() OVER (PARTITION BY c.phase
+                                            ORDER BY c.retry_first DESC, c.priority, c.due_at, c.repo_id) AS n
+              FROM candidates c) c
+        JOIN room l ON l.phase = c.phase
+        WHERE c.n <= l.room
+    ), tokens AS MATERIALIZED (
+        SELECT p.job_id, gen_random_uuid() AS token FROM picked p
+    ), runs AS (
+        INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+        SELECT j.job_id, j.repo_id, j.phase, claim.agent, j.attempts + 1, at, aveloxis_ops.token_digest(t.token)
+        FROM aveloxis_ops.jobs j JOIN tokens t ON t.job_id = j.job_id
+        RETURNING job_runs.job_id, job_runs.run_id
+    ), leased AS (
+        UPDATE aveloxis_ops.jobs j
+        SET lease_owner = claim.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+            lease_run_id = r.run_id, attempts = j.attempts + 1, last_attempted_at = at
+        FROM runs r WHERE r.job_id = j.job_id
+        RETURNING j.*
+    )
+    SELECT l.job_id, l.repo_id, l.phase, r.repo_git, r.platform_id,
+           CASE WHEN l.force_full OR l.last_success_started_at IS NULL THEN NULL
+                WHEN l.phase = 'collect' THEN l.last_success_started_at - overlap
+                ELSE l.last_success_started_at END,
+           l.force_full OR l.last_success_started_at IS NULL,
+           l.attempts, l.lease_expires_at, l.agent_state, t.token
+    FROM leased l JOIN aveloxis_data.repos r ON r.repo_id = l.repo_id JOIN tokens t ON t.job_id = l.job_id
+    ORDER BY l.retry_first DESC, l.priority, l.due_at, l.repo_id;
+END
+$$;
+
+-- Leases one repository's job now, due or not: the one-shot `aveloxis-agent collect`.
+-- Refused, saying why, when another agent holds it or the repository is sidelined.
+CREATE FUNCTION aveloxis.claim_repo(agent text, repo bigint, job_phase text DEFAULT 'collect',
+                                    lease interval DEFAULT '15 minutes')
+RETURNS TABLE (job_id bigint, repo_id bigint, phase text, repo_git text, platform_id smallint,
+               since timestamptz, full_run boolean, attempt integer, lease_expires_at timestamptz,
+               agent_state jsonb, lease_token uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    overlap interval := aveloxis_ops.setting('collect.since_overlap')::interval;
+    j       aveloxis_ops.jobs;
+    run     bigint;
+    token   uuid := gen_random_uuid();
+BEGIN
+    IF agent IS NULL OR btrim(agent) = '' OR lease IS NULL OR lease <= '0'::interval THEN
+        RAISE EXCEPTION 'claim_repo needs an agent name and a positive lease' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.expire_leases();
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.repo_id = claim_repo.repo AND x.phase = claim_repo.job_phase FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'repo % has no % job', repo, claim_repo.job_phase USING ERRCODE = 'no_data_found',
+            HINT = 'Forge repositories have collect, facade (and on GitHub distribution) jobs; plain git ones facade only.';
+    END IF;
+    IF j.lease_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'repo %''s % job is leased by % until %', repo, claim_repo.job_phase, j.lease_owner, j.lease_expires_at
+            USING ERRCODE = 'lock_not_available', HINT = 'Wait for that run, or for its lease to expire.';
+    END IF;
+    IF j.sidelined_until > at THEN
+        RAISE EXCEPTION 'repo % is sidelined: %', repo, j.sideline_reason
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'aveloxis.unsideline(repo) resumes it.';
+    END IF;
+    INSERT INTO aveloxis_ops.job_runs (job_id, repo_id, phase, agent, attempt, started_at, lease_token_digest)
+    VALUES (j.job_id, j.repo_id, j.phase, claim_repo.agent, j.attempts + 1, at, aveloxis_ops.token_digest(token))
+    RETURNING job_runs.run_id INTO run;
+    UPDATE aveloxis_ops.jobs x
+    SET lease_owner = claim_repo.agent, leased_at = at, lease_expires_at = at + lease, lease_length = lease,
+        lease_run_id = run, attempts = x.attempts + 1, last_attempted_at = at
+    WHERE x.job_id = j.job_id
+    RETURNING * INTO j;
+    RETURN QUERY
+    SELECT j.job_id, j.repo_id, j.phase, r.repo_git, r.platform_id,
+           CASE WHEN j.force_full OR j.last_success_started_at IS NULL THEN NULL
+                WHEN j.phase = 'collect' THEN j.last_success_started_at - overlap
+                ELSE j.last_success_started_at END,
+           j.force_full OR j.last_success_started_at IS NULL, j.attempts, j.lease_expires_at, j.agent_state, token
+    FROM aveloxis_data.repos r WHERE r.repo_id = j.repo_id;
+END
+$$;
+
+-- The digest a lease token is stored and looked up by (job_runs.lease_token_digest).
+CREATE FUNCTION aveloxis_ops.token_digest(token uuid)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.sha256(pg_catalog.uuid_send(token)) $$;
+
+-- Renews the leases whose tokens are given by their lease length; returns the jobs still
+-- leased under them (a job missing from the answer was lost: its lease expired and the
+-- job went back to the queue, or was claimed again).
+CREATE FUNCTION aveloxis.heartbeat(lease_tokens uuid[])
+RETURNS SETOF bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    UPDATE aveloxis_ops.jobs j SET lease_expires_at = aveloxis_ops.clock() + j.lease_length
+    FROM aveloxis_ops.job_runs r
+    WHERE r.lease_token_digest = ANY (ARRAY(SELECT aveloxis_ops.token_digest(t) FROM unnest(lease_tokens) t))
+      AND j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL
+    RETURNING j.job_id
+$$;
+
+-- The lease a token proves, locked: the job and the run the token was handed out with.
+-- Accepted while the lease is held (even past its expiry, until someone else claims the
+-- job), or when it lapsed and nobody has claimed the job since. Refused otherwise, with
+-- the reason: the holder of a stale token learns that its result was not taken.
+CREATE FUNCTION aveloxis_ops.held_lease(lease_token uuid, job bigint, OUT j aveloxis_ops.jobs, OUT run bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    r      aveloxis_ops.job_runs;
+    latest bigint;
+BEGIN
+    IF lease_token IS NULL THEN
+        RAISE EXCEPTION 'a lease token is required' USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'aveloxis.claim() and aveloxis.claim_repo() return it with every job (column lease_token).';
+    END IF;
+    SELECT * INTO r FROM aveloxis_ops.job_runs x WHERE x.lease_token_digest = aveloxis_ops.token_digest(lease_token);
+    IF NOT FOUND OR (job IS NOT NULL AND r.job_id <> job) THEN
+        RAISE EXCEPTION 'this lease token is not one of job %''s leases', coalesce(job::text, '(any)')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Only the agent that claimed a job may heartbeat, stage for, complete or fail it, with the token the claim returned.';
+    END IF;
+    SELECT * INTO j FROM aveloxis_ops.jobs x WHERE x.job_id = r.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist any more (its repository was removed)', r.job_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    run := r.run_id;
+    IF j.lease_run_id = r.run_id AND j.lease_owner IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT max(x.run_id) INTO latest FROM aveloxis_ops.job_runs x WHERE x.job_id = j.job_id;
+    IF j.lease_owner IS NULL AND latest = r.run_id AND r.outcome = 'lease_expired' THEN
+        RETURN;
+    END IF;
+    IF r.finished_at IS NOT NULL AND r.outcome IS DISTINCT FROM 'lease_expired' THEN
+        RAISE EXCEPTION 'job %''s run % already ended (%); its lease token is spent', j.job_id, r.run_id, r.outcome
+            USING ERRCODE = 'lock_not_available', HINT = 'Claim the job again for another run.';
+    END IF;
+    RAISE EXCEPTION 'the lease of job % (run %) expired and the job was claimed again; this run''s result is refused',
+        j.job_id, r.run_id
+        USING ERRCODE = 'lock_not_available',
+              HINT = 'What this run staged before is kept and drained; drop the rest of its result.';
+END
+$$;
+
+-- The repository of the lease a token proves, for calls that write one repository's
+-- data outside staging (record_rename, commit-author links): only for a lease of the
+-- given phase.
+CREATE FUNCTION aveloxis_ops.lease_repo(lease_token uuid, lease_phase text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lease record := aveloxis_ops.held_lease(lease_token, NULL);
+    j     aveloxis_ops.jobs := lease.j;
+BEGIN
+    IF j.phase <> lease_phase THEN
+        RAISE EXCEPTION 'this call needs a % lease; the token is job %''s % lease', lease_phase, j.job_id, j.phase
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN j.repo_id;
+END
+$$;
+
+-- Records the end of a run in job_runs (the lease's run; a run whose lease had lapsed
+-- gets its real outcome instead of lease_expired). The caller ends the lease in the
+-- update that sets the job's next state: one new version of the job's row per run's end
+-- (each version is an entry the claim's index scans pass over until vacuum).
+CREATE FUNCTION aveloxis_ops.finish_run(run bigint, outcome text, error text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    UPDATE aveloxis_ops.job_runs r SET finished_at = aveloxis_ops.clock(), outcome = finish_run.outcome,
+                                       error = finish_run.error, result = finish_run.result
+    WHERE r.run_id = finish_run.run;
+END
+$$;
+
+-- A successful run. outcome: {"complete": true|false, "counts": {...}, "state": {...}}; a
+-- partial run (complete = false) is served again first, soon; a complete one is next due
+-- after the phase's cadence and clears force_recollect. "state" replaces agent_state.
+CREATE FUNCTION aveloxis.complete(job bigint, lease_token uuid, outcome jsonb DEFAULT '{}')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    lease    record := aveloxis_ops.held_lease(lease_token, job);
+    j        aveloxis_ops.jobs := lease.j;
+    at       timestamptz := aveloxis_ops.clock();
+    whole    boolean;
+    next_due timestamptz;
+BEGIN
+    IF outcome IS NULL OR jsonb_typeof(outcome) <> 'object' THEN
+        RAISE EXCEPTION 'outcome must be a JSON object, e.g. {"complete": true, "counts": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'complete' AND jsonb_typeof(outcome -> 'complete') <> 'boolean' THEN
+        RAISE EXCEPTION 'outcome.complete must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    whole := coalesce((outcome ->> 'complete')::boolean, true);
+    next_due := CASE WHEN whole THEN at + aveloxis_ops.setting(j.phase || '.cadence')::interval ELSE at END;
+    PERFORM aveloxis_ops.finish_run(lease.run, CASE WHEN whole THEN 'complete' ELSE 'partial' END, NULL,
+                                    outcome - 'state');
+    -- What the forge reported, against what the drain (run before complete) stored.
+    PERFORM aveloxis_ops.record_completeness(j.repo_id, j.phase, outcome -> 'completeness');
+    -- A distribution scan's observations become the current evidence with this completion,
+    -- in this transaction (sql/distribution.sql).
+    IF j.phase = 'distribution' THEN
+        PERFORM aveloxis_ops.distribution_apply(j.repo_id, lease.run, whole, outcome -> 'sources');
+    END IF;
+    -- An analysis's labor snapshot replaces the current one, likewise (sql/labor.sql), and
+    -- so do its dependency files (sql/dependencies.sql).
+    IF j.phase = 'analysis' THEN
+        PERFORM aveloxis_ops.labor_apply(j.repo_id, lease.run, outcome);
+        PERFORM aveloxis_ops.dependencies_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- A scorecard read replaces the repository's checks, likewise (sql/scorecard.sql).
+    IF j.phase = 'scorecard' THEN
+        PERFORM aveloxis_ops.scorecard_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- Fetched packages go to the fleet-wide cache and the libyear is recomputed
+    -- (sql/packages.sql); OSV answers to the vulnerability cache and the findings
+    -- (sql/vulnerabilities.sql).
+    IF j.phase = 'packages' THEN
+        PERFORM aveloxis_ops.packages_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    IF j.phase = 'vulnerabilities' THEN
+        PERFORM aveloxis_ops.vulnerabilities_apply(j.repo_id, lease.run, outcome);
+    END IF;
+    -- A packages or vulnerabilities run covers at most a batch (packages.batch, osv.batch):
+    -- with more of the repository's work still due, the job is due again at once.
+    IF whole AND j.phase IN ('packages', 'vulnerabilities') AND aveloxis_ops.work_left(j.repo_id, j.phase) THEN
+        whole := false;
+        next_due := at;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET
+        lease_owner = NULL, leased_at = NULL, lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL,
+        priority = 100, due_at = next_due, due_from_cadence = whole, attempts = 0, consecutive_failures = 0,
+        backoff_until = NULL, retry_first = NOT whole,
+        sidelined_until = CASE WHEN sidelined_until = 'infinity' THEN sidelined_until END,
+        sideline_reason = CASE WHEN sidelined_until = 'infinity' THEN sideline_reason END,
+        force_full = force_full AND NOT whole,
+        last_success_at = at, last_success_started_at = coalesce(j.leased_at, at),
+        last_error = NULL, last_error_class = NULL, last_outcome = outcome - 'state',
+        agent_state = CASE WHEN outcome ? 'state' THEN outcome -> 'state' ELSE agent_state END
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- A failed run, by class (reference 001 and 002 section 6.4):
+--   transient  backoff base x n^2 after the n-th consecutive failure; the sideline_after-th
+--              (10th) sidelines the job for one cadence, and the count starts over
+--   skip       the phase does not apply now; not a failure: next due after the cadence
+--   gone       404/410: every phase of the repository is sidelined; its data is kept
+--   auth       credentials, not the job: back after one backoff base, not counted
+--   fatal      will not succeed by retrying: next due after the cadence, counted
+CREATE FUNCTION aveloxis.fail(job bigint, lease_token uuid, error text, class text)
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    j        aveloxis_ops.jobs;
+    lease    record;
+    at       timestamptz := aveloxis_ops.clock();
+    base     interval;
+    cadence  interval;
+    limit_n  integer;
+    n        integer;
+    next_due timestamptz;
+BEGIN
+    IF class IS NULL OR class NOT IN ('transient', 'skip', 'gone', 'auth', 'fatal') THEN
+        RAISE EXCEPTION 'unknown failure class "%"', class USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Classes are transient, skip, gone, auth and fatal.';
+    END IF;
+    lease := aveloxis_ops.held_lease(lease_token, job);
+    j := lease.j;
+    base := aveloxis_ops.setting(j.phase || '.backoff_base')::interval;
+    cadence := aveloxis_ops.setting(j.phase || '.cadence')::interval;
+    limit_n := greatest(1, aveloxis_ops.setting(j.phase || '.sideline_after')::integer);
+    PERFORM aveloxis_ops.finish_run(lease.run, class, error, NULL);
+
+    IF class = 'transient' THEN
+        n := j.consecutive_failures + 1;
+        IF n % limit_n = 0 THEN
+            UPDATE aveloxis_ops.jobs SET sidelined_until = at + cadence, backoff_until = NULL,
+                sideline_reason = format('%s consecutive transient failures; last: %s', n, error)
+            WHERE job_id = j.job_id;
+            next_due := at + cadence;
+        ELSE
+            next_due := at + base * power(((n - 1) % limit_n) + 1, 2);
+            UPDATE aveloxis_ops.jobs SET backoff_until = next_due WHERE job_id = j.job_id;
+        END IF;
+        UPDATE aveloxis_ops.jobs SET consecutive_failures = n, retry_first = true WHERE job_id = j.job_id;
+    ELSIF class = 'skip' THEN
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = true, attempts = 0, retry_first = false,
+            backoff_until = NULL, priority = 100
+        WHERE job_id = j.job_id;
+    ELSIF class = 'gone' THEN
+        next_due := 'infinity';
+        UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', backoff_until = NULL,
+            sideline_reason = format('gone: %s (reported by the %s phase)', error, j.phase)
+        WHERE repo_id = j.repo_id;
+    ELSIF class = 'auth' THEN
+        next_due := at + base;
+        UPDATE aveloxis_ops.jobs SET backoff_until = next_due, retry_first = true WHERE job_id = j.job_id;
+    ELSE
+        next_due := at + cadence;
+        UPDATE aveloxis_ops.jobs SET due_at = next_due, due_from_cadence = false, attempts = 0,
+            consecutive_failures = consecutive_failures + 1, retry_first = false, backoff_until = NULL
+        WHERE job_id = j.job_id;
+    END IF;
+    UPDATE aveloxis_ops.jobs SET last_error = error, last_error_class = class, lease_owner = NULL, leased_at = NULL,
+                                 lease_expires_at = NULL, lease_length = NULL, lease_run_id = NULL
+    WHERE job_id = j.job_id;
+    RETURN next_due;
+END
+$$;
+
+-- Serve a repository next: priority 0, due now (sidelined jobs stay sidelined).
+CREATE FUNCTION aveloxis.prioritize(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET priority = 0, due_at = least(due_at, aveloxis_ops.clock()), due_from_cadence = false,
+                                 backoff_until = NULL
+    WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- The next collection of the repository is a full one (the flag clears on success).
+CREATE FUNCTION aveloxis.force_recollect(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET force_full = true, due_at = least(due_at, aveloxis_ops.clock()),
+                                 due_from_cadence = false
+    WHERE repo_id = repo AND phase IN ('collect', 'facade');
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.sideline(repo bigint, reason text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'sideline needs a reason' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It is shown to whoever asks why_not_collected().';
+    END IF;
+    UPDATE aveloxis_ops.jobs SET sidelined_until = 'infinity', sideline_reason = reason WHERE repo_id = repo;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+CREATE FUNCTION aveloxis.unsideline(repo bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    touched bigint;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    UPDATE aveloxis_ops.jobs SET sidelined_until = NULL, sideline_reason = NULL, consecutive_failures = 0,
+                                 backoff_until = NULL, due_at = least(due_at, aveloxis_ops.clock())
+    WHERE repo_id = repo AND sidelined_until IS NOT NULL;
+    GET DIAGNOSTICS touched = ROW_COUNT;
+    RETURN touched;
+END
+$$;
+
+-- Housekeeping, every minute under pg_cron or the background worker: expired leases
+-- back to the queue, drained staging and old run history deleted. Every step reads an
+-- index of what it removes, so its cost follows the work, not the fleet's size. A second
+-- concurrent tick returns at once.
+CREATE PROCEDURE aveloxis.tick()
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := aveloxis_ops.clock();
+    -- Cutoffs as values, so the planner sees them and reads the indexes of what goes.
+    staged_before timestamptz := at - aveloxis_ops.setting('staging.retention')::interval;
+    runs_before   timestamptz := at - aveloxis_ops.setting('job_runs.retention')::interval;
+    views_before  timestamptz := at - aveloxis_ops.setting('views.refresh_history')::interval;
+    expired  bigint;
+    purged   bigint;
+    pruned   bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended('aveloxis.tick', 0)) THEN
+        RAISE NOTICE 'another aveloxis.tick() is running; this one returns';
+        RETURN;
+    END IF;
+    expired := aveloxis_ops.expire_leases();
+    DELETE FROM aveloxis_ops.staging s WHERE s.drained_at < staged_before;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    -- A run that finished before the cutoff started before it: the started_at index finds
+    -- the old runs without reading the whole history.
+    DELETE FROM aveloxis_ops.job_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    DELETE FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at < views_before;
+    -- Identity runs (sql/identity_tasks.sql): expired leases applied as far as they were
+    -- staged; old runs and their raw answers go with the job runs' retention.
+    expired := expired + aveloxis_ops.expire_identity_runs(at);
+    DELETE FROM aveloxis_ops.identity_runs r WHERE r.started_at < runs_before AND r.finished_at < runs_before;
+    IF expired + purged + pruned > 0 THEN
+        RAISE LOG 'aveloxis.tick: % expired leases returned, % drained staging rows and % old runs deleted',
+            expired, purged, pruned;
+    END IF;
+END
+$$;
+
+-- Registers the pg_cron job that runs tick() every minute (fixed name 'aveloxis-tick').
+CREATE FUNCTION aveloxis.schedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and '
+                         'CREATE EXTENSION pg_cron; or run CALL aveloxis.tick() every minute some other way '
+                         '(the pg_aveloxis background worker: pg_aveloxis.scheduler = on).';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-tick', '* * * * *', 'CALL aveloxis.tick()';
+    -- Hourly, the views are refreshed when views.refresh_cadence (weekly) has passed.
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)' USING 'aveloxis-refresh-views', '17 * * * *',
+        'CALL aveloxis.refresh_views(true)';
+    RETURN 'scheduled aveloxis-tick (every minute): CALL aveloxis.tick(); '
+           'aveloxis-refresh-views (hourly): CALL aveloxis.refresh_views(true)';
+END
+$$;
+
+CREATE FUNCTION aveloxis.unschedule()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    removed bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'pg_cron is not installed: nothing was scheduled';
+    END IF;
+    EXECUTE 'SELECT count(cron.unschedule(jobname)) FROM cron.job WHERE jobname = ANY ($1)' INTO removed
+        USING ARRAY['aveloxis-tick', 'aveloxis-refresh-views'];
+    RETURN format('removed %s scheduled job(s)', removed);
+END
+$$;
+
+-- Per phase: how the queue stands.
+CREATE FUNCTION aveloxis.queue_health()
+RETURNS TABLE (phase text, jobs bigint, due bigint, leased bigint, backing_off bigint, sidelined bigint,
+               oldest_due_age interval, failures_last_day bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    -- MATERIALIZED: the clock is read once, not once per job (2.6 s at 100,000 repositories).
+    WITH at AS MATERIALIZED (SELECT aveloxis_ops.clock() AS now)
+    SELECT p.phase,
+           count(j.job_id),
+           count(*) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                              AND (j.backoff_until IS NULL OR j.backoff_until <= at.now)
+                              AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           count(*) FILTER (WHERE j.lease_owner IS NOT NULL AND j.lease_expires_at > at.now),
+           count(*) FILTER (WHERE j.backoff_until > at.now),
+           count(*) FILTER (WHERE j.sidelined_until > at.now),
+           max(at.now - j.due_at) FILTER (WHERE j.lease_owner IS NULL AND j.due_at <= at.now
+                                            AND (j.sidelined_until IS NULL OR j.sidelined_until <= at.now)),
+           (SELECT count(*) FROM aveloxis_ops.job_runs r
+            WHERE r.phase = p.phase AND r.finished_at > at.now - interval '1 day'
+              AND r.outcome IN ('transient', 'gone', 'auth', 'fatal', 'lease_expired'))
+    FROM unnest(aveloxis_ops.all_phases()) AS p(phase)
+    CROSS JOIN at
+    LEFT JOIN aveloxis_ops.jobs j ON j.phase = p.phase
+    GROUP BY p.phase, at.now
+    ORDER BY array_position(aveloxis_ops.all_phases(), p.phase)
+$$;
+
+-- One row per phase of the repository, saying in words what it waits for.
+CREATE FUNCTION aveloxis.why_not_collected(repo bigint)
+RETURNS TABLE (phase text, status text, reason text, next_possible_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at timestamptz := aveloxis_ops.clock();
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY
+    SELECT j.phase,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN 'leased'
+                WHEN j.sidelined_until > at THEN 'sidelined'
+                WHEN j.backoff_until > at THEN 'backing off'
+                WHEN j.due_at > at THEN 'waiting'
+                ELSE 'due' END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at
+                    THEN format('leased by %s since %s (attempt %s), lease ends %s unless renewed',
+                                j.lease_owner, j.leased_at, j.attempts, j.lease_expires_at)
+                WHEN j.sidelined_until = 'infinity'
+                    THEN format('sidelined because %s; aveloxis.unsideline(%s) resumes it', j.sideline_reason, j.repo_id)
+                WHEN j.sidelined_until > at
+                    THEN format('sidelined until %s because %s', j.sidelined_until, j.sideline_reason)
+                WHEN j.backoff_until > at
+                    THEN format('backing off until %s after %s consecutive failure(s); last (%s): %s',
+                                j.backoff_until, j.consecutive_failures, j.last_error_class, j.last_error)
+                WHEN j.due_at > at
+                    THEN format('due at %s (%s)', j.due_at,
+                                CASE WHEN j.last_success_at IS NULL THEN 'scheduled'
+                                     ELSE format('cadence %s after the last success at %s',
+                                                 aveloxis_ops.setting(j.phase || '.cadence'), j.last_success_at) END)
+                WHEN j.phase = 'distribution' AND r.repo_archived
+                    THEN 'due, but not claimed: the repository is archived, so its packaging cannot change'
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_paused(at) IS NOT NULL
+                    THEN format('due since %s, but new distribution scans are paused: %s', j.due_at,
+                                aveloxis_ops.distribution_paused(at))
+                WHEN j.phase = 'distribution' AND aveloxis_ops.distribution_started_within(at)
+                    THEN format('due since %s; distribution scans start at most one per %s (distribution.start_interval)',
+                                j.due_at, aveloxis_ops.setting('distribution.start_interval'))
+                ELSE format('due since %s; waiting for an agent to claim %s jobs', j.due_at, j.phase) END,
+           CASE WHEN j.lease_owner IS NOT NULL AND j.lease_expires_at > at THEN j.lease_expires_at
+                ELSE greatest(j.due_at, coalesce(j.backoff_until, '-infinity'), coalesce(j.sidelined_until, '-infinity'))
+                END
+    FROM aveloxis_ops.jobs j JOIN aveloxis_data.repos r ON r.repo_id = j.repo_id
+    WHERE j.repo_id = repo
+    ORDER BY array_position(aveloxis_ops.all_phases(), j.phase);
+END
+$$;
+
+-- The repository's runs, newest first.
+CREATE FUNCTION aveloxis.job_history(repo bigint, max_rows integer DEFAULT 100)
+RETURNS TABLE (run_id bigint, phase text, agent text, attempt integer, started_at timestamptz,
+               finished_at timestamptz, outcome text, error text, result jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT r.run_id, r.phase, r.agent, r.attempt, r.started_at, r.finished_at, r.outcome, r.error, r.result
+    FROM aveloxis_ops.job_runs r WHERE r.repo_id = repo
+    ORDER BY r.run_id DESC LIMIT max_rows
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:105
--- pg_aveloxis::sbom::aveloxis_ops::spdx_licence
-CREATE  FUNCTION aveloxis_ops."spdx_licence"(
-	"raw" TEXT /* & str */
-) RETURNS TABLE (
-	"kind" TEXT,  /* String */
-	"value" TEXT  /* String */
+-- pg_aveloxis/src/lib.rs:148
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- The analysis phase's labor (docs/analysis.md): lines of code, comments and blanks of
+-- every file of the HEAD tree in a known language, counted by the agent from the bare
+-- clone's blobs (tokei) and staged as one snapshot (`labor_snapshot` envelopes). complete()
+-- applies a snapshot in one transaction: the repository's current rows move to
+-- repo_labor_history and the new ones take one data_collection_date. An unchanged HEAD
+-- writes nothing (aveloxis.analysis_state tells the agent which HEAD was analysed last).
+
+CREATE TABLE aveloxis_data.repo_labor_history (LIKE aveloxis_data.repo_labor INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_labor_history ADD PRIMARY KEY (repo_id, repo_labor_id);
+ALTER TABLE aveloxis_data.repo_labor_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_labor_history IS 'Earlier labor snapshots, moved here when a new HEAD is analysed';
+CREATE INDEX repo_labor_history_scan_idx ON aveloxis_data.repo_labor_history (repo_id, data_collection_date);
+
+-- One row per analysis that counted a HEAD: which commit, when, what it found.
+CREATE TABLE aveloxis_data.repo_analysis_scans (
+    scan_id      bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head_sha     text NOT NULL CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+    analyzed_at  timestamptz NOT NULL,
+    files        integer NOT NULL,
+    languages    integer NOT NULL,
+    code_lines   bigint NOT NULL,
+    -- What the agent left out and why (unknown language, binary, too large, links).
+    skipped      jsonb,
+    job_run_id   bigint,
+    PRIMARY KEY (repo_id, scan_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_analysis_scans IS 'Each HEAD the analysis phase counted, newest last';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_labor_history', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_analysis_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_analysis_scans', 'scan_id'), '');
+
+-- The HEAD the repository's last analysis counted and whose dependency files it parsed
+-- (no row: never analysed, or analysed before dependencies were: analysed again), for the
+-- agent holding its analysis lease.
+CREATE FUNCTION aveloxis.analysis_state(lease_token uuid)
+RETURNS TABLE (head_sha text, analyzed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
+BEGIN
+    RETURN QUERY
+    SELECT s.head_sha, s.analyzed_at FROM aveloxis_data.repo_analysis_scans s
+    WHERE s.repo_id = repo
+      AND EXISTS (SELECT FROM aveloxis_data.repo_dependency_scans d
+                  WHERE d.repo_id = repo AND d.head_sha = s.head_sha)
+    ORDER BY s.scan_id DESC LIMIT 1;
+END
+$$;
+
+-- Applies the labor snapshot a run staged (called by complete for analysis leases, in its
+-- transaction). outcome.unchanged: the agent found the analysed HEAD again: nothing is
+-- written. Otherwise every part of one HEAD's snapshot must be there, or the completion
+-- is refused (the lease and the staged rows stay; the agent fails the job instead); a
+-- completion naming a head_sha with nothing staged is refused too.
+CREATE FUNCTION aveloxis_ops.labor_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    docs     jsonb;
+    heads    text[];
+    parts    integer;
+    got      integer;
+    repo_url text;
+    version  text := aveloxis.version();
+    files    integer;
+BEGIN
+    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.analysis', repo));
+    -- Snapshots staged by earlier runs that never completed: this one supersedes them.
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'analysis', observed);
+    SELECT coalesce(jsonb_agg(d.doc ORDER BY d.staging_id), '[]') INTO docs
+    FROM (SELECT s.staging_id, aveloxis_ops.sanitized_jsonb(s.payload) AS doc
+          FROM aveloxis_ops.staging s
+          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot') d;
+    IF jsonb_array_length(docs) = 0 THEN
+        -- Nothing staged: a completion that says it counted a HEAD lost its snapshot on
+        -- the way; one that says nothing (an agent of no analysis) applies nothing.
+        IF outcome ? 'head_sha' THEN
+            RAISE EXCEPTION 'an analysis that counted a HEAD completes after staging its labor_snapshot'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Stage the snapshot under this lease, or complete with {"unchanged": true} for an analysed HEAD.';
+        END IF;
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT d ->> 'head_sha'), max((d ->> 'parts')::integer), count(DISTINCT (d ->> 'part')::integer)
+    INTO heads, parts, got
+    FROM jsonb_array_elements(docs) d;
+    IF cardinality(heads) <> 1 OR heads[1] IS NULL OR heads[1] !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
+        RAISE EXCEPTION 'a labor snapshot is of one HEAD (a 40- or 64-hex head_sha); this one names %', heads
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF parts IS NULL OR got <> parts OR EXISTS (SELECT FROM jsonb_array_elements(docs) d
+                                                WHERE (d ->> 'part')::integer NOT BETWEEN 1 AND parts) THEN
+        RAISE EXCEPTION 'the labor snapshot of % has % of its % parts', heads[1], got, parts
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Stage every part ({"part": i, "parts": n}) before completing.';
+    END IF;
+    SELECT r.repo_git INTO repo_url FROM aveloxis_data.repos r WHERE r.repo_id = repo;
+
+    -- The current snapshot becomes history, the new one current, with one timestamp.
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo RETURNING l.*
+    )
+    INSERT INTO aveloxis_data.repo_labor_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_labor
+        (repo_id, repo_clone_date, rl_analysis_date, programming_language, file_path, file_name, total_lines,
+         code_lines, comment_lines, blank_lines, code_complexity, repo_url, tool_source, tool_version, data_source,
+         data_collection_date)
+    SELECT repo, observed, observed, f.language, f.path, regexp_replace(f.path, '^.*/', ''),
+           f.code + f.comments + f.blanks, f.code, f.comments, f.blanks, NULL, repo_url, 'aveloxis-agent (tokei)',
+           version, 'git', observed
+    FROM jsonb_array_elements(docs) d,
+         jsonb_to_recordset(d -> 'files') AS f(path text, language text, code integer, comments integer,
+                                               blanks integer, bytes bigint)
+    WHERE f.path IS NOT NULL AND f.language IS NOT NULL
+      AND f.code >= 0 AND f.comments >= 0 AND f.blanks >= 0;
+    GET DIAGNOSTICS files = ROW_COUNT;
+    INSERT INTO aveloxis_data.repo_analysis_scans (repo_id, head_sha, analyzed_at, files, languages, code_lines,
+                                                   skipped, job_run_id)
+    SELECT repo, heads[1], observed, files, count(DISTINCT l.programming_language), coalesce(sum(l.code_lines), 0),
+           outcome -> 'skipped', run
+    FROM aveloxis_data.repo_labor l WHERE l.repo_id = repo;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'labor_snapshot';
+END
+$$;
+
+-- A repository's languages now: files, lines of code, comments and blanks per language of
+-- its latest labor snapshot, with the HEAD and time it was counted.
+CREATE FUNCTION aveloxis.repo_languages(repo bigint)
+RETURNS TABLE (programming_language text, files bigint, code_lines bigint, comment_lines bigint,
+               blank_lines bigint, pct_of_code numeric, head_sha text, analyzed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT l.programming_language, count(*), sum(l.code_lines), sum(l.comment_lines), sum(l.blank_lines),
+           round(100.0 * sum(l.code_lines) / nullif(sum(sum(l.code_lines)) OVER (), 0), 1),
+           s.head_sha, s.analyzed_at
+    FROM aveloxis_data.repo_labor l
+    LEFT JOIN LATERAL (SELECT x.head_sha, x.analyzed_at FROM aveloxis_data.repo_analysis_scans x
+                       WHERE x.repo_id = l.repo_id ORDER BY x.scan_id DESC LIMIT 1) s ON true
+    WHERE l.repo_id = repo
+    GROUP BY l.programming_language, s.head_sha, s.analyzed_at
+    ORDER BY 3 DESC, 1
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:153
+-- requires:
+--   analysis
+--   queue
+--   staging
+
+-- OpenSSF Scorecard (docs/analysis.md, "Scorecard"): a weekly `scorecard` job per GitHub
+-- repository. The agent reads the public Scorecard API (no binary, no partial local run)
+-- and stages its answer raw (`scorecard` entity); complete() applies it in one
+-- transaction: the repository's current checks move to repo_deps_scorecard_history, and
+-- the new ones take one data_collection_date: one row per check (score as the source gives
+-- it, -1 for an inconclusive check; NULL when it gives none, never '') plus Augur's
+-- aggregate row OSSF_SCORECARD_AGGREGATE_SCORE (score = the aggregate, details = the
+-- `repo` object). A repository the API does not publish (404) keeps what it had.
+-- GitLab repositories have no public Scorecard source: they get no scorecard job.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('scorecard.url', 'https://api.securityscorecards.dev/', 'url',
+     'The OpenSSF Scorecard API root agents read (GET projects/github.com/{owner}/{repo})');
+
+CREATE TABLE aveloxis_data.repo_deps_scorecard_history (LIKE aveloxis_data.repo_deps_scorecard INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history ADD PRIMARY KEY (repo_id, repo_deps_scorecard_id);
+ALTER TABLE aveloxis_data.repo_deps_scorecard_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_scorecard_history IS 'Earlier Scorecard reads, moved here by a newer one';
+CREATE INDEX repo_deps_scorecard_history_scan_idx ON aveloxis_data.repo_deps_scorecard_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_scorecard_history', '');
+
+-- The Scorecard API root agents read (setting scorecard.url; an agent's flag overrides it).
+CREATE FUNCTION aveloxis.scorecard_settings()
+RETURNS TABLE (scorecard_url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('scorecard.url')
+$$;
+
+-- A score as the source gives it: an integer or decimal number as text; anything else NULL.
+CREATE FUNCTION aveloxis_ops.scorecard_score(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]+(\.[0-9]+)?$' THEN v #>> '{}' END
+$$;
+
+-- Applies the Scorecard answer a run staged (called by complete for scorecard leases).
+-- outcome.published false (the API does not publish this repository): nothing changes.
+CREATE FUNCTION aveloxis_ops.scorecard_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    doc      jsonb;
+    version  text := aveloxis.version();
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.scorecard', repo));
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'scorecard', observed);
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload) INTO doc
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard'
+    ORDER BY s.staging_id DESC LIMIT 1;
+    IF doc IS NULL THEN
+        IF coalesce(outcome ->> 'published', 'true') = 'true' AND outcome ? 'published' THEN
+            RAISE EXCEPTION 'a scorecard run that read a published scorecard completes after staging it'
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(doc -> 'checks') <> 'array' THEN
+        RAISE EXCEPTION 'a Scorecard answer has a "checks" array; this one has %', coalesce(jsonb_typeof(doc -> 'checks'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Stage the body of GET projects/github.com/{owner}/{repo} as the API returned it.';
+    END IF;
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_scorecard c WHERE c.repo_id = repo RETURNING c.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_scorecard_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_scorecard (repo_id, name, score, scorecard_check_details, tool_source,
+                                                   tool_version, data_source, data_collection_date)
+    SELECT repo, c ->> 'name', aveloxis_ops.scorecard_score(c -> 'score'), c, 'aveloxis-agent', version,
+           'OpenSSF Scorecard API', observed
+    FROM jsonb_array_elements(doc -> 'checks') c
+    WHERE jsonb_typeof(c) = 'object' AND c ->> 'name' IS NOT NULL
+    UNION ALL
+    SELECT repo, 'OSSF_SCORECARD_AGGREGATE_SCORE', aveloxis_ops.scorecard_score(doc -> 'score'),
+           coalesce(doc -> 'repo', '{}') || jsonb_build_object('date', doc -> 'date', 'scorecard', doc -> 'scorecard'),
+           'aveloxis-agent', version, 'OpenSSF Scorecard API', observed;
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'scorecard';
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:104
+-- requires:
+--   queue
+
+-- Shared token budgets: several agents using one forge token never jointly spend past
+-- what the forge last reported.
+--
+--   aveloxis.token_acquire(fingerprints, bucket, cost)   which token to use now, or how long to wait
+--   aveloxis.token_settle(fingerprint, bucket, remaining, reset_at)   from the response headers
+--   aveloxis.token_release(fingerprint, bucket)          a response without rate-limit headers
+--   aveloxis.token_invalidate(fingerprint, reason)       after a 401
+--   aveloxis.token_status()                              the budgets, for operators
+--
+-- Tokens are never stored: agents name them by a fingerprint (hex of a hash of the token,
+-- at least 16 digits). A grant is outstanding until its response is settled; the budget
+-- available is what the forge reported, minus outstanding grants, minus the reserve.
+-- A token whose budget is unknown (never reported, or its window has reset) gets one
+-- probe request at a time, whose response reports the real budget.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('tokens.reserve', '50', 'integer', 'Requests of each token''s reported budget that agents leave unspent'),
+    ('tokens.probe_window', '1 minute', 'interval', 'How long a probe of a token with an unknown budget may stay unsettled');
+
+CREATE TABLE aveloxis_ops.token_budgets (
+    platform_id        smallint NOT NULL REFERENCES aveloxis_data.platforms,
+    fingerprint        text NOT NULL,
+    bucket             text NOT NULL CHECK (bucket IN ('core', 'search', 'graphql')),
+    -- As the forge last reported it (X-RateLimit-Remaining); NULL: unknown.
+    reported_remaining integer,
+    -- When the forge's window resets (X-RateLimit-Reset); past: the budget is unknown again.
+    reset_at           timestamptz NOT NULL DEFAULT '-infinity',
+    -- Grants whose responses have not been settled yet.
+    outstanding        integer NOT NULL DEFAULT 0,
+    granted_total      bigint NOT NULL DEFAULT 0,
+    reported_at        timestamptz,
+    invalid_at         timestamptz,
+    invalid_reason     text,
+    PRIMARY KEY (platform_id, fingerprint, bucket)
+);
+COMMENT ON TABLE aveloxis_ops.token_budgets IS 'Rate-limit budgets per token fingerprint and bucket; never the token itself';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_ops.token_budgets', '');
+
+CREATE FUNCTION aveloxis_ops.check_fingerprint(fingerprint text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF fingerprint IS NULL OR fingerprint !~ '^[0-9a-f]{16,128}$' THEN
+        RAISE EXCEPTION 'token fingerprint must be 16 to 128 lower-case hex digits'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a hash of the token (e.g. the first 32 hex digits of its SHA-256), never the token itself.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_bucket(bucket text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bucket IS NULL OR bucket NOT IN ('core', 'search', 'graphql') THEN
+        RAISE EXCEPTION 'unknown rate-limit bucket "%"', bucket
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Buckets are core, search and graphql (GitHub''s X-RateLimit-Resource).';
+    END IF;
+END
+$$;
+
+-- Picks the token with the most budget available for `cost` requests and counts them as
+-- outstanding; or says how long to wait. One row: (fingerprint, wait, available) where
+-- fingerprint is NULL when no token can be used now.
+CREATE FUNCTION aveloxis.token_acquire(fingerprints text[], bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1,
+                                       OUT fingerprint text, OUT wait interval, OUT available integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    at      timestamptz := aveloxis_ops.clock();
+    reserve integer := aveloxis_ops.setting('tokens.reserve')::integer;
+    probe   interval := aveloxis_ops.setting('tokens.probe_window')::interval;
+    fp      text;
+BEGIN
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF fingerprints IS NULL OR cardinality(fingerprints) = 0 THEN
+        RAISE EXCEPTION 'token_acquire needs at least one token fingerprint' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH fp IN ARRAY fingerprints LOOP
+        PERFORM aveloxis_ops.check_fingerprint(fp);
+    END LOOP;
+    IF cost IS NULL OR cost < 1 THEN
+        RAISE EXCEPTION 'cost must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, f, bucket FROM unnest(fingerprints) f
+    ON CONFLICT DO NOTHING;
+    -- Every acquirer of these tokens queues here (in one order: no deadlocks); a window
+    -- that has reset makes the budget unknown again.
+    PERFORM FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+    ORDER BY t.fingerprint FOR UPDATE;
+    UPDATE aveloxis_ops.token_budgets t SET reported_remaining = NULL, outstanding = 0
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.reset_at <= at AND (t.reported_remaining IS NOT NULL OR t.outstanding > 0);
+
+    -- Known budgets first (most available first); else a probe of an unknown one.
+    SELECT t.fingerprint,
+           CASE WHEN t.reported_remaining IS NULL THEN cost ELSE t.reported_remaining - t.outstanding - reserve END
+    INTO fingerprint, available
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL
+      AND CASE WHEN t.reported_remaining IS NULL THEN t.outstanding = 0
+               ELSE t.reported_remaining - t.outstanding - reserve >= cost END
+    ORDER BY t.reported_remaining IS NULL, 2 DESC, t.fingerprint
+    LIMIT 1;
+
+    IF fingerprint IS NOT NULL THEN
+        UPDATE aveloxis_ops.token_budgets t
+        SET outstanding = t.outstanding + cost, granted_total = t.granted_total + cost,
+            -- A probe that is never settled frees the token after the probe window.
+            reset_at = CASE WHEN t.reported_remaining IS NULL THEN at + probe ELSE t.reset_at END
+        WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = token_acquire.fingerprint;
+        wait := '0'::interval;
+        available := available - cost;
+        RETURN;
+    END IF;
+    -- None now: the earliest moment one of the valid tokens can be used again.
+    SELECT min(greatest(t.reset_at, at)) - at INTO wait
+    FROM aveloxis_ops.token_budgets t
+    WHERE t.platform_id = platform AND t.bucket = token_acquire.bucket AND t.fingerprint = ANY (fingerprints)
+      AND t.invalid_at IS NULL;
+    IF wait IS NULL THEN
+        RAISE EXCEPTION 'every token offered is invalid (%)', array_to_string(fingerprints, ', ')
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Replace the tokens; a successful response settled with token_settle() revives one.';
+    END IF;
+    -- (A budget that is back now but too small for this cost: ask again in a second.)
+    wait := greatest(wait, '1 second'::interval);
+    available := 0;
+END
+$$;
+
+-- Records what a response's headers said about its token's budget, and ends the
+-- response's grant. Responses settled out of order never raise the budget within one
+-- window. A successful response also revives a token invalidated by mistake.
+CREATE FUNCTION aveloxis.token_settle(fingerprint text, bucket text, remaining integer, reset_at timestamptz,
+                                      cost integer DEFAULT 1, platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    IF remaining IS NULL OR remaining < 0 OR reset_at IS NULL THEN
+        RAISE EXCEPTION 'token_settle needs the remaining count (>= 0) and the reset time from the response'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'GitHub: X-RateLimit-Remaining and X-RateLimit-Reset (epoch seconds).';
+    END IF;
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket, reported_remaining, reset_at,
+                                                 reported_at)
+    VALUES (platform, fingerprint, bucket, remaining, reset_at, aveloxis_ops.clock())
+    ON CONFLICT ON CONSTRAINT token_budgets_pkey DO UPDATE
+    SET reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL AND t.reset_at = EXCLUDED.reset_at
+                                  THEN least(t.reported_remaining, EXCLUDED.reported_remaining)
+                                  ELSE EXCLUDED.reported_remaining END,
+        reset_at = EXCLUDED.reset_at,
+        outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_at = EXCLUDED.reported_at,
+        invalid_at = NULL, invalid_reason = NULL;
+END
+$$;
+
+-- Ends a grant whose response reported no budget (no X-RateLimit headers, or no
+-- response at all). The request is taken as spent: a known budget goes down by its cost.
+CREATE FUNCTION aveloxis.token_release(fingerprint text, bucket text, cost integer DEFAULT 1,
+                                       platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    PERFORM aveloxis_ops.check_bucket(bucket);
+    UPDATE aveloxis_ops.token_budgets t
+    SET outstanding = greatest(t.outstanding - coalesce(cost, 1), 0),
+        reported_remaining = CASE WHEN t.reported_remaining IS NOT NULL
+                                  THEN greatest(t.reported_remaining - coalesce(cost, 1), 0) END
+    WHERE t.platform_id = platform AND t.fingerprint = token_release.fingerprint AND t.bucket = token_release.bucket;
+END
+$$;
+
+-- A 401: the token is not used again (all its buckets) until a response settles it.
+CREATE FUNCTION aveloxis.token_invalidate(fingerprint text, reason text DEFAULT '401 Unauthorized',
+                                          platform smallint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM aveloxis_ops.check_fingerprint(fingerprint);
+    INSERT INTO aveloxis_ops.token_budgets AS t (platform_id, fingerprint, bucket)
+    SELECT platform, fingerprint, b FROM unnest(ARRAY['core', 'search', 'graphql']) b
+    ON CONFLICT DO NOTHING;
+    UPDATE aveloxis_ops.token_budgets t SET invalid_at = aveloxis_ops.clock(), invalid_reason = reason, outstanding = 0
+    WHERE t.platform_id = platform AND t.fingerprint = token_invalidate.fingerprint;
+END
+$$;
+
+CREATE FUNCTION aveloxis.token_status()
+RETURNS TABLE (platform_id smallint, fingerprint text, bucket text, reported_remaining integer,
+               reset_at timestamptz, outstanding integer, granted_total bigint, reported_at timestamptz,
+               invalid_at timestamptz, invalid_reason text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT t.platform_id, t.fingerprint, t.bucket, t.reported_remaining, t.reset_at, t.outstanding, t.granted_total,
+           t.reported_at, t.invalid_at, t.invalid_reason
+    FROM aveloxis_ops.token_budgets t ORDER BY 1, 2, 3
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:35
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:40
+-- pg_aveloxis::aveloxis::version
+CREATE  FUNCTION aveloxis."version"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'version_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:114
+-- requires:
+--   contributors
+--   identity::aveloxis::platform_uuid
+--   aveloxis::version
+
+-- Reversible logical merges of contributors (R3; docs/identity.md, "Merges"). Two rows
+-- found to be one person are merged logically: the loser keeps its cntrb_id and every row
+-- pointing at it (R2, R10) and is marked cntrb_deleted = 1; its accounts, login history,
+-- aliases and enrollments move to the winner. Every merge and every undo is a row of an
+-- append-only log that says exactly what it changed, so aveloxis.unmerge() restores the
+-- state before, and the person a row belongs to is computed from the log (person_of).
+
+CREATE TABLE aveloxis_data.contributor_merges (
+    merge_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    action     text NOT NULL CHECK (action IN ('merge', 'unmerge')),
+    winner     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    loser      uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    -- An unmerge names the merge it undoes (at most once).
+    undoes     bigint UNIQUE REFERENCES aveloxis_data.contributor_merges,
+    reason     text NOT NULL,
+    -- Who decided: 'search_resolve' (automatic, R3), 'admin', 'suggestion' (accepted).
+    source     text NOT NULL,
+    -- What the merge changed: {"filled": {column: value}, "identities": [[platform, user]],
+    -- "history": [[platform, user, login]], "aliases_moved": [email], "aliases_added": [email],
+    -- "enrollments": [id]}.
+    changes    jsonb NOT NULL DEFAULT '{}',
+    decided_by text NOT NULL DEFAULT current_user,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (winner <> loser),
+    CHECK ((action = 'unmerge') = (undoes IS NOT NULL))
+);
+COMMENT ON TABLE aveloxis_data.contributor_merges IS
+    'Append-only log of contributor merges and their undos; aveloxis.person_of() reads it';
+CREATE INDEX contributor_merges_loser_idx ON aveloxis_data.contributor_merges (loser) WHERE action = 'merge';
+CREATE INDEX contributor_merges_winner_idx ON aveloxis_data.contributor_merges (winner) WHERE action = 'merge';
+
+-- Pairs a person looked at and said are two people: never suggested again.
+CREATE TABLE aveloxis_data.contributor_merge_rejections (
+    cntrb_a     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    cntrb_b     uuid NOT NULL REFERENCES aveloxis_data.contributors,
+    note        text,
+    rejected_by text NOT NULL DEFAULT current_user,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cntrb_a, cntrb_b),
+    CHECK (cntrb_a < cntrb_b)
+);
+COMMENT ON TABLE aveloxis_data.contributor_merge_rejections IS 'Suggested merges a person rejected';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.contributor_merges', 'merge_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.contributor_merge_rejections', '');
+
+-- The log is append-only: a merge is undone by an unmerge row, never by editing history.
+-- Only the extension's functions write it (analysts read it; agents cannot reach it); no
+-- trigger guards it, as Citus reference tables take none (docs/scaling.md).
+
+-- Merges in force: not undone.
+CREATE VIEW aveloxis_data.contributor_merges_in_force WITH (security_invoker = true) AS
+SELECT m.merge_id, m.winner, m.loser, m.reason, m.source, m.decided_by, m.decided_at
+FROM aveloxis_data.contributor_merges m
+WHERE m.action = 'merge'
+  AND NOT EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id);
+
+-- The person a contributor row belongs to: the row itself, or, when it was merged away,
+-- the row its chain of merges in force ends at.
+CREATE FUNCTION aveloxis.person_of(cntrb_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(id, depth) AS (
+        SELECT person_of.cntrb_id, 0
+        UNION ALL
+        SELECT m.winner, up.depth + 1
+        FROM up JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = up.id
+        WHERE up.depth < 1000
+    )
+    SELECT up.id FROM up WHERE up.id IS NOT NULL ORDER BY up.depth DESC LIMIT 1
+$$;
+
+-- Every contributor row with the person it belongs to (analysts join through this to
+-- count people rather than rows). Only merged rows are walked: the chains start at
+-- merges in force, whatever the number of contributors.
+CREATE VIEW aveloxis_data.contributor_persons WITH (security_invoker = true) AS
+WITH RECURSIVE chain(cntrb_id, person_id, depth) AS (
+    SELECT m.loser, m.winner, 1 FROM aveloxis_data.contributor_merges_in_force m
+    UNION ALL
+    SELECT chain.cntrb_id, m.winner, chain.depth + 1
+    FROM chain JOIN aveloxis_data.contributor_merges_in_force m ON m.loser = chain.person_id
+    WHERE chain.depth < 1000
+), ends AS (
+    SELECT DISTINCT ON (chain.cntrb_id) chain.cntrb_id, chain.person_id
+    FROM chain ORDER BY chain.cntrb_id, chain.depth DESC
 )
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'spdx_licence_wrapper';
-/* </end connected objects> */
+SELECT c.cntrb_id, coalesce(e.person_id, c.cntrb_id) AS person_id
+FROM aveloxis_data.contributors c LEFT JOIN ends e ON e.cntrb_id = c.cntrb_id;
 
-/* <begin connected objects> */
--- pg_aveloxis/src/sbom.rs:98
--- pg_aveloxis::sbom::aveloxis_ops::purl
-CREATE  FUNCTION aveloxis_ops."purl"(
-	"ecosystem" TEXT, /* Option < & str > */
-	"name" TEXT, /* Option < & str > */
-	"version" TEXT /* Option < & str > */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'purl_wrapper';
-/* </end connected objects> */
+-- Every row of a person: the row and, through merges in force, all rows merged into it.
+CREATE FUNCTION aveloxis_ops.rows_of_person(person uuid)
+RETURNS SETOF uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id, depth) AS (
+        SELECT person, 0
+        UNION ALL
+        SELECT m.loser, down.depth + 1
+        FROM down JOIN aveloxis_data.contributor_merges_in_force m ON m.winner = down.id
+        WHERE down.depth < 1000
+    )
+    SELECT DISTINCT down.id FROM down
+$$;
 
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:340
-CREATE SCHEMA IF NOT EXISTS aveloxis_ops; /* pg_aveloxis::sanitize::aveloxis_ops */
-/* </end connected objects> */
+-- Which of two rows of one person survives: the one whose cntrb_id is the deterministic
+-- id of one of its accounts (R1), else the older row, else the smaller id.
+CREATE FUNCTION aveloxis_ops.merge_winner(a uuid, b uuid)
+RETURNS uuid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    WHERE c.cntrb_id IN (a, b)
+    ORDER BY EXISTS (SELECT FROM aveloxis_data.contributor_identities i
+                     WHERE i.cntrb_id = c.cntrb_id
+                       AND aveloxis.platform_uuid(i.platform_id, i.platform_user_id) = c.cntrb_id) DESC,
+             c.data_collection_date, c.cntrb_id
+    LIMIT 1
+$$;
 
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:345
--- pg_aveloxis::sanitize::aveloxis_ops::sanitize_json
-CREATE  FUNCTION aveloxis_ops."sanitize_json"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* String */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitize_json_wrapper';
-/* </end connected objects> */
+-- The merge itself (callers check who may merge what): returns the merge_id.
+CREATE FUNCTION aveloxis_ops.merge_rows(winner uuid, loser uuid, reason text, source text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w aveloxis_data.contributors;
+    l aveloxis_data.contributors;
+    filled jsonb;
+    moved_identities jsonb;
+    moved_history jsonb;
+    moved_aliases jsonb;
+    added_aliases jsonb;
+    moved_enrollments jsonb;
+    id bigint;
+BEGIN
+    IF winner IS NULL OR loser IS NULL OR winner = loser THEN
+        RAISE EXCEPTION 'a merge needs two different contributors'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the row to keep first, then the duplicate.';
+    END IF;
+    -- Both rows locked in a fixed order, so two merges cannot deadlock.
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (winner, loser) ORDER BY c.cntrb_id FOR UPDATE;
+    SELECT * INTO w FROM aveloxis_data.contributors c WHERE c.cntrb_id = winner;
+    SELECT * INTO l FROM aveloxis_data.contributors c WHERE c.cntrb_id = loser;
+    IF w.cntrb_id IS NULL OR l.cntrb_id IS NULL THEN
+        RAISE EXCEPTION 'contributor % does not exist', CASE WHEN w.cntrb_id IS NULL THEN winner ELSE loser END
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF w.cntrb_deleted = 1 OR l.cntrb_deleted = 1 THEN
+        RAISE EXCEPTION 'contributor % was already merged away', CASE WHEN w.cntrb_deleted = 1 THEN winner ELSE loser END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Merge into the row it was merged into: aveloxis.person_of(cntrb_id) names it.';
+    END IF;
 
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:373
--- pg_aveloxis::sanitize::aveloxis_ops::json_syntax_error
-CREATE  FUNCTION aveloxis_ops."json_syntax_error"(
-	"payload" TEXT /* & str */
-) RETURNS TEXT /* Option < String > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'json_syntax_error_wrapper';
-/* </end connected objects> */
+    -- The winner's empty fields take the loser's values; which ones, and with what, is
+    -- recorded so an unmerge empties exactly those.
+    WITH rows AS MATERIALIZED (SELECT to_jsonb(w) AS w, to_jsonb(l) AS l)
+    SELECT coalesce(jsonb_object_agg(k, r.l -> k), '{}') INTO filled
+    FROM rows r,
+         unnest(ARRAY['cntrb_email', 'cntrb_full_name', 'cntrb_company', 'cntrb_location', 'cntrb_canonical',
+                      'gh_user_id', 'gh_login', 'gh_url', 'gh_html_url', 'gh_node_id', 'gh_avatar_url',
+                      'gh_type', 'gl_id', 'gl_username', 'gl_web_url', 'gl_avatar_url']) k
+    WHERE r.l -> k <> 'null'::jsonb AND r.w -> k = 'null'::jsonb;
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = coalesce(c.cntrb_email, l.cntrb_email),
+        cntrb_full_name = coalesce(c.cntrb_full_name, l.cntrb_full_name),
+        cntrb_company = coalesce(c.cntrb_company, l.cntrb_company),
+        cntrb_location = coalesce(c.cntrb_location, l.cntrb_location),
+        cntrb_canonical = coalesce(c.cntrb_canonical, l.cntrb_canonical),
+        gh_user_id = coalesce(c.gh_user_id, l.gh_user_id), gh_login = coalesce(c.gh_login, l.gh_login),
+        gh_url = coalesce(c.gh_url, l.gh_url), gh_html_url = coalesce(c.gh_html_url, l.gh_html_url),
+        gh_node_id = coalesce(c.gh_node_id, l.gh_node_id), gh_avatar_url = coalesce(c.gh_avatar_url, l.gh_avatar_url),
+        gh_type = coalesce(c.gh_type, l.gh_type),
+        gl_id = coalesce(c.gl_id, l.gl_id), gl_username = coalesce(c.gl_username, l.gl_username),
+        gl_web_url = coalesce(c.gl_web_url, l.gl_web_url), gl_avatar_url = coalesce(c.gl_avatar_url, l.gl_avatar_url)
+    WHERE c.cntrb_id = winner AND filled <> '{}';
 
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:354
--- pg_aveloxis::sanitize::aveloxis_ops::sanitized_jsonb
-CREATE  FUNCTION aveloxis_ops."sanitized_jsonb"(
-	"payload" TEXT /* & str */
-) RETURNS jsonb /* super :: ParsedJsonb */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'sanitized_jsonb_wrapper';
-/* </end connected objects> */
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_identities i SET cntrb_id = winner WHERE i.cntrb_id = loser
+        RETURNING i.platform_id, i.platform_user_id
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id)), '[]') INTO moved_identities
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = winner WHERE h.cntrb_id = loser
+        RETURNING h.platform_id, h.platform_user_id, h.login
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_array(m.platform_id, m.platform_user_id, m.login)), '[]') INTO moved_history
+    FROM moved m;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = winner WHERE a.cntrb_id = loser
+        RETURNING a.alias_email
+    )
+    SELECT coalesce(jsonb_agg(m.alias_email), '[]') INTO moved_aliases FROM moved m;
+    -- The loser's own emails resolve to the winner from now on (R5); an address that is
+    -- already someone's alias stays theirs.
+    WITH added AS (
+        INSERT INTO aveloxis_data.contributors_aliases (alias_email, cntrb_id, canonical_email, tool_source,
+                                                       tool_version, data_source)
+        SELECT DISTINCT e, winner, coalesce(w.cntrb_canonical, w.cntrb_email, l.cntrb_canonical, l.cntrb_email),
+               'pg_aveloxis', aveloxis.version(), 'aveloxis merge'
+        FROM unnest(ARRAY[lower(l.cntrb_email), lower(l.cntrb_canonical)]) AS e
+        WHERE e IS NOT NULL AND aveloxis_ops.junk_email_reason(e) IS NULL
+        ON CONFLICT (alias_email) DO NOTHING
+        RETURNING alias_email
+    )
+    SELECT coalesce(jsonb_agg(a.alias_email), '[]') INTO added_aliases FROM added a;
+    WITH moved AS (
+        UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = winner WHERE e.cntrb_id = loser
+        RETURNING e.enrollment_id
+    )
+    SELECT coalesce(jsonb_agg(m.enrollment_id), '[]') INTO moved_enrollments FROM moved m;
 
-/* <begin connected objects> */
--- pg_aveloxis/src/sanitize.rs:379
--- pg_aveloxis::sanitize::aveloxis_ops::forge_timestamp
-CREATE  FUNCTION aveloxis_ops."forge_timestamp"(
-	"value" TEXT /* & str */
-) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'forge_timestamp_wrapper';
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 1 WHERE c.cntrb_id = loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, reason, source, changes)
+    VALUES ('merge', winner, loser, coalesce(reason, 'merged'), source,
+            jsonb_build_object('filled', filled, 'identities', moved_identities, 'history', moved_history,
+                               'aliases_moved', moved_aliases, 'aliases_added', added_aliases,
+                               'enrollments', moved_enrollments))
+    RETURNING merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Logical merge of two rows that are one person (R3), decided by an administrator: the
+-- winner takes the loser's accounts, aliases and enrollments and fills its empty fields
+-- from the loser; the loser is marked cntrb_deleted = 1 and kept, so rows that point at it
+-- keep their history (R2, R10). Returns the merge's id (aveloxis.unmerge undoes it).
+CREATE FUNCTION aveloxis.merge_contributors(winner uuid, loser uuid, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.merge_rows(winner, loser, coalesce(reason, 'merged by ' || session_user), 'admin')
+$$;
+
+-- Undoes a merge in force: the loser is active again with exactly the accounts, login
+-- history, aliases and enrollments it had, the winner's fields the merge filled are
+-- emptied again (unless changed since), and the undo is logged. Merges are undone newest
+-- first when one row took part in several: a later merge's changes are its own to undo.
+CREATE FUNCTION aveloxis.unmerge(merge_id bigint, reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    m aveloxis_data.contributor_merges;
+    f jsonb;
+    later bigint;
+    id bigint;
+BEGIN
+    SELECT * INTO m FROM aveloxis_data.contributor_merges x WHERE x.merge_id = unmerge.merge_id;
+    IF m.merge_id IS NULL OR m.action <> 'merge' THEN
+        RAISE EXCEPTION 'merge % does not exist', unmerge.merge_id
+            USING ERRCODE = 'no_data_found', HINT = 'aveloxis_data.contributor_merges lists merges (action ''merge'').';
+    END IF;
+    PERFORM 1 FROM aveloxis_data.contributors c WHERE c.cntrb_id IN (m.winner, m.loser) ORDER BY c.cntrb_id FOR UPDATE;
+    IF EXISTS (SELECT FROM aveloxis_data.contributor_merges u WHERE u.undoes = m.merge_id) THEN
+        RAISE EXCEPTION 'merge % was already undone', m.merge_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A later merge in force that took the winner away, or took more into the loser's
+    -- winner since, has its own changes on these rows: undo it first.
+    SELECT x.merge_id INTO later FROM aveloxis_data.contributor_merges_in_force x
+    WHERE x.merge_id > m.merge_id AND (x.loser = m.winner OR x.winner = m.loser)
+    ORDER BY x.merge_id DESC LIMIT 1;
+    IF later IS NOT NULL THEN
+        RAISE EXCEPTION 'merge % has to be undone before merge %', later, m.merge_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('SELECT aveloxis.unmerge(%s); then this one.', later);
+    END IF;
+    f := m.changes -> 'filled';
+    UPDATE aveloxis_data.contributors c SET
+        cntrb_email = CASE WHEN f ? 'cntrb_email' AND c.cntrb_email IS NOT DISTINCT FROM f ->> 'cntrb_email' THEN NULL ELSE c.cntrb_email END,
+        cntrb_full_name = CASE WHEN f ? 'cntrb_full_name' AND c.cntrb_full_name IS NOT DISTINCT FROM f ->> 'cntrb_full_name' THEN NULL ELSE c.cntrb_full_name END,
+        cntrb_company = CASE WHEN f ? 'cntrb_company' AND c.cntrb_company IS NOT DISTINCT FROM f ->> 'cntrb_company' THEN NULL ELSE c.cntrb_company END,
+        cntrb_location = CASE WHEN f ? 'cntrb_location' AND c.cntrb_location IS NOT DISTINCT FROM f ->> 'cntrb_location' THEN NULL ELSE c.cntrb_location END,
+        cntrb_canonical = CASE WHEN f ? 'cntrb_canonical' AND c.cntrb_canonical IS NOT DISTINCT FROM f ->> 'cntrb_canonical' THEN NULL ELSE c.cntrb_canonical END,
+        gh_user_id = CASE WHEN f ? 'gh_user_id' AND c.gh_user_id::text IS NOT DISTINCT FROM f ->> 'gh_user_id' THEN NULL ELSE c.gh_user_id END,
+        gh_login = CASE WHEN f ? 'gh_login' AND c.gh_login IS NOT DISTINCT FROM f ->> 'gh_login' THEN NULL ELSE c.gh_login END,
+        gh_url = CASE WHEN f ? 'gh_url' AND c.gh_url IS NOT DISTINCT FROM f ->> 'gh_url' THEN NULL ELSE c.gh_url END,
+        gh_html_url = CASE WHEN f ? 'gh_html_url' AND c.gh_html_url IS NOT DISTINCT FROM f ->> 'gh_html_url' THEN NULL ELSE c.gh_html_url END,
+        gh_node_id = CASE WHEN f ? 'gh_node_id' AND c.gh_node_id IS NOT DISTINCT FROM f ->> 'gh_node_id' THEN NULL ELSE c.gh_node_id END,
+        gh_avatar_url = CASE WHEN f ? 'gh_avatar_url' AND c.gh_avatar_url IS NOT DISTINCT FROM f ->> 'gh_avatar_url' THEN NULL ELSE c.gh_avatar_url END,
+        gh_type = CASE WHEN f ? 'gh_type' AND c.gh_type IS NOT DISTINCT FROM f ->> 'gh_type' THEN NULL ELSE c.gh_type END,
+        gl_id = CASE WHEN f ? 'gl_id' AND c.gl_id::text IS NOT DISTINCT FROM f ->> 'gl_id' THEN NULL ELSE c.gl_id END,
+        gl_username = CASE WHEN f ? 'gl_username' AND c.gl_username IS NOT DISTINCT FROM f ->> 'gl_username' THEN NULL ELSE c.gl_username END,
+        gl_web_url = CASE WHEN f ? 'gl_web_url' AND c.gl_web_url IS NOT DISTINCT FROM f ->> 'gl_web_url' THEN NULL ELSE c.gl_web_url END,
+        gl_avatar_url = CASE WHEN f ? 'gl_avatar_url' AND c.gl_avatar_url IS NOT DISTINCT FROM f ->> 'gl_avatar_url' THEN NULL ELSE c.gl_avatar_url END
+    WHERE c.cntrb_id = m.winner AND f <> '{}';
+    UPDATE aveloxis_data.contributor_identities i SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'identities') k
+    WHERE i.platform_id = (k ->> 0)::smallint AND i.platform_user_id = (k ->> 1)::bigint;
+    UPDATE aveloxis_data.contributor_login_history h SET cntrb_id = m.loser
+    FROM jsonb_array_elements(m.changes -> 'history') k
+    WHERE h.platform_id = (k ->> 0)::smallint AND h.platform_user_id = (k ->> 1)::bigint AND h.login = k ->> 2;
+    UPDATE aveloxis_data.contributors_aliases a SET cntrb_id = m.loser
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_moved'));
+    DELETE FROM aveloxis_data.contributors_aliases a
+    WHERE a.alias_email IN (SELECT jsonb_array_elements_text(m.changes -> 'aliases_added')) AND a.cntrb_id = m.winner;
+    UPDATE aveloxis_data.contributor_enrollments e SET cntrb_id = m.loser
+    WHERE e.enrollment_id IN (SELECT (jsonb_array_elements_text(m.changes -> 'enrollments'))::bigint);
+    UPDATE aveloxis_data.contributors c SET cntrb_deleted = 0 WHERE c.cntrb_id = m.loser;
+    INSERT INTO aveloxis_data.contributor_merges (action, winner, loser, undoes, reason, source)
+    VALUES ('unmerge', m.winner, m.loser, m.merge_id, coalesce(reason, 'undone by ' || session_user), 'admin')
+    RETURNING contributor_merges.merge_id INTO id;
+    RETURN id;
+END
+$$;
+
+-- Pairs of active rows that may be one person, for a person to accept or reject (never
+-- merged automatically): the same full name with the same email domain, or the same
+-- login on a GitHub and a GitLab platform. Rejected pairs are left out.
+CREATE FUNCTION aveloxis.merge_suggestions(max_rows integer DEFAULT 100)
+RETURNS TABLE (cntrb_a uuid, cntrb_b uuid, reason text, login_a text, login_b text, email_a text, email_b text,
+               suggested_winner uuid)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    WITH active AS (
+        SELECT c.cntrb_id, c.cntrb_login, c.cntrb_email, lower(btrim(c.cntrb_full_name)) AS name,
+               lower(split_part(coalesce(c.cntrb_canonical, c.cntrb_email), '@', 2)) AS domain,
+               lower(c.gh_login) AS gh, lower(c.gl_username) AS gl
+        FROM aveloxis_data.contributors c
+        WHERE c.cntrb_deleted = 0
+    ), pairs AS (
+        SELECT a.cntrb_id AS x, b.cntrb_id AS y, 'same name and email domain'::text AS why
+        FROM active a JOIN active b ON b.name = a.name AND b.domain = a.domain AND a.cntrb_id < b.cntrb_id
+        -- A name of one word ("admin", "root") says too little.
+        WHERE a.name LIKE '% %' AND a.domain <> ''
+        UNION
+        SELECT least(a.cntrb_id, b.cntrb_id), greatest(a.cntrb_id, b.cntrb_id), 'same login on GitHub and GitLab'
+        FROM active a JOIN active b ON b.gl = a.gh AND a.cntrb_id <> b.cntrb_id
+    )
+    SELECT p.x, p.y, string_agg(p.why, '; ' ORDER BY p.why), a.cntrb_login, b.cntrb_login, a.cntrb_email,
+           b.cntrb_email, aveloxis_ops.merge_winner(p.x, p.y)
+    FROM pairs p
+    JOIN aveloxis_data.contributors a ON a.cntrb_id = p.x
+    JOIN aveloxis_data.contributors b ON b.cntrb_id = p.y
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.contributor_merge_rejections r WHERE r.cntrb_a = p.x AND r.cntrb_b = p.y)
+    GROUP BY p.x, p.y, a.cntrb_login, b.cntrb_login, a.cntrb_email, b.cntrb_email
+    ORDER BY p.x, p.y
+    LIMIT max_rows
+$$;
+
+-- A person accepts a suggestion: the two rows are merged (winner by R1, else the older row).
+CREATE FUNCTION aveloxis.accept_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    winner uuid := aveloxis_ops.merge_winner(cntrb_a, cntrb_b);
+    loser uuid := CASE WHEN winner = cntrb_a THEN cntrb_b ELSE cntrb_a END;
+BEGIN
+    IF winner IS NULL OR cntrb_a IS NOT DISTINCT FROM cntrb_b THEN
+        RAISE EXCEPTION 'a suggestion names two existing contributors' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'aveloxis.merge_suggestions() lists them.';
+    END IF;
+    RETURN aveloxis_ops.merge_rows(winner, loser, coalesce(note, 'suggestion accepted by ' || session_user),
+                                   'suggestion');
+END
+$$;
+
+-- A person rejects a suggestion: the pair is not suggested again.
+CREATE FUNCTION aveloxis.reject_merge_suggestion(cntrb_a uuid, cntrb_b uuid, note text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    INSERT INTO aveloxis_data.contributor_merge_rejections (cntrb_a, cntrb_b, note)
+    VALUES (least(cntrb_a, cntrb_b), greatest(cntrb_a, cntrb_b), note)
+    ON CONFLICT (cntrb_a, cntrb_b) DO UPDATE SET note = EXCLUDED.note
+$$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -6595,113 +6549,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:196
--- requires:
---   drain
---   registry
-
--- Community health files (code of conduct, security policy, security audits, and
--- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
--- request, every forge and plain git alike. The agent stages the names of the top
--- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
--- is decided here, so a better pattern needs no agent release. NULL means "not found".
-
-CREATE TABLE aveloxis_data.repo_community_files (
-    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head                 text NOT NULL,
-    code_of_conduct_file text,
-    security_issue_file  text,
-    security_audit_file  text,
-    contributing_file    text,
-    changelog_file       text,
-    license_file         text,
-    data_collection_date timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
-
--- The path of a kind of community file among a tree's paths, or NULL. Where forges
--- look first wins (.github/, then the top level, then docs/); the name is matched
--- without regard to case, with any extension.
-CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
-    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
-        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
-        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
-        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
-        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
-        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
-        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
-      END
-      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
-    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
-    LIMIT 1
-$$;
-
--- 'repo_files' payloads: the newest one replaces what the repository had.
-CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
-RETURNS aveloxis_ops.drain_counts
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    total  bigint;
-    newest record;
-    paths  text[];
-    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
-    files  record;
-BEGIN
-    SELECT count(*) INTO total FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
-    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
-    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
-    ORDER BY r.staging_id DESC LIMIT 1;
-    IF newest IS NULL THEN
-        RETURN result;
-    END IF;
-    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
-       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(e.value ORDER BY e.n) INTO paths
-    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
-    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
-           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
-           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
-           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
-           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
-           aveloxis_ops.community_file(paths, 'license') AS license_file
-    INTO files;
-    INSERT INTO aveloxis_data.repo_community_files AS f
-        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
-         changelog_file, license_file)
-    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
-            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
-    ON CONFLICT (repo_id) DO UPDATE
-        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
-            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
-            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
-            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
-        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
-               f.changelog_file, f.license_file)
-              IS DISTINCT FROM
-              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
-               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
-               EXCLUDED.license_file);
-    IF FOUND THEN
-        result.updated := 1;
-    END IF;
-    result.unchanged := total - result.updated;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:106
 -- requires:
 --   drain
@@ -7461,6 +7308,137 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:231
+-- requires:
+--   facade
+--   events_releases
+
+-- The completeness ledger (docs/analytics.md): per repository and entity, what the
+-- forge reports against what was gathered, so that every figure of the analyst API says
+-- how complete it is. Recorded when a job completes (aveloxis.complete() calls
+-- record_completeness, after the agent's drain).
+--
+--   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
+--                              number both in one sequence per project: everything ever
+--                              opened, deleted and transferred ones included, so coverage
+--                              is a lower bound); gathered: issues + pull requests stored
+--   open_issues_and_pull_requests  reported: the repository object's open count
+--   commits                    reported: commits reachable from the default branch (the
+--                              facade's walk); gathered: distinct commits stored
+--   <list>                     on a full collection, items the forge listed (issues,
+--                              pull_requests, issue_comments, releases, ...) vs rows stored
+
+CREATE TABLE aveloxis_data.collection_completeness (
+    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    entity      text NOT NULL,
+    reported    bigint NOT NULL CHECK (reported >= 0),
+    gathered    bigint NOT NULL CHECK (gathered >= 0),
+    observed_at timestamptz NOT NULL,
+    source      text NOT NULL,
+    PRIMARY KEY (repo_id, entity)
+);
+COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
+
+-- What is stored now of each ledger entity.
+CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE entity
+        WHEN 'issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'open_issues_and_pull_requests' THEN
+            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
+            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
+        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
+        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
+        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
+        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
+        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
+                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
+        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
+        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
+                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
+    END
+$$;
+
+-- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
+-- gathered side is counted here, after the drain. Unknown entities and values that are
+-- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
+CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item     record;
+    reported bigint;
+    gathered bigint;
+    written  integer := 0;
+BEGIN
+    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
+        RETURN 0;
+    END IF;
+    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
+        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
+                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
+                         THEN (item.value ->> 'reported')::bigint END;
+        gathered := aveloxis_ops.gathered(repo, item.key);
+        IF reported IS NULL OR gathered IS NULL THEN
+            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
+                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
+            CONTINUE;
+        END IF;
+        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
+        VALUES (repo, item.key, reported, gathered, now(), phase)
+        ON CONFLICT (repo_id, entity) DO UPDATE
+            -- Issue numbers never go down: an incremental run sees only recent ones.
+            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
+                                ELSE EXCLUDED.reported END,
+                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
+        written := written + 1;
+    END LOOP;
+    RETURN written;
+END
+$$;
+
+-- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
+-- repositories: NULL when any of them has no record (unknown, not zero).
+CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
+                WHEN sum(c.reported) = 0 THEN 1
+                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
+    FROM unnest(repos) AS r(repo_id)
+    LEFT JOIN LATERAL (
+        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
+        FROM aveloxis_data.collection_completeness x
+        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
+        GROUP BY x.repo_id
+    ) c ON true
+$$;
+
+-- Per repository and ledger entity: reported, gathered, coverage, when.
+CREATE FUNCTION aveloxis.completeness(repo bigint)
+RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT c.entity, c.reported, c.gathered,
+           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
+           c.observed_at, c.source
+    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- pg_aveloxis/src/lib.rs:119
 -- requires:
 --   merges
@@ -7733,3103 +7711,6 @@ BEGIN
     PERFORM aveloxis_ops.require_repo(repo);
     RETURN aveloxis_ops.refresh_commit_aggregates(repo);
 END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:202
--- requires:
---   facade
---   analysis
---   events_releases
---   repo_info
---   community_files
---   affiliation
-
--- aveloxis_augur_data: Augur's relations under Augur's names, columns (in Augur's
--- order) and types, over aveloxis_data. 8Knot runs against it unchanged with
--- AUGUR_SCHEMA=aveloxis_augur_data,aveloxis_data (docs/analytics.md).
---
--- Augur's naive `timestamp` columns are UTC wall times, computed with AT TIME ZONE
--- 'UTC' so that no session TimeZone changes them. Columns Augur has and we do not
--- collect are NULL of Augur's type. Views are security_invoker: a reader needs the
--- SELECT on aveloxis_data that aveloxis_analyst has.
--- The 22 materialized views live here too (sql/matviews.sql).
-
-CREATE SCHEMA aveloxis_augur_data;
-COMMENT ON SCHEMA aveloxis_augur_data IS 'Augur-compatible names over aveloxis_data, and the materialized views (8Knot reads here)';
-
-CREATE VIEW aveloxis_augur_data.repo_groups WITH (security_invoker = true) AS
-SELECT g.repo_group_id, g.rg_name::varchar AS rg_name, g.rg_description::varchar AS rg_description,
-       g.rg_website::varchar AS rg_website, NULL::smallint AS rg_recache,
-       g.rg_last_modified AT TIME ZONE 'UTC' AS rg_last_modified, g.rg_type::varchar AS rg_type,
-       g.tool_source::varchar AS tool_source, g.tool_version::varchar AS tool_version,
-       g.data_source::varchar AS data_source, g.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_groups g;
-
-CREATE VIEW aveloxis_augur_data.repo WITH (security_invoker = true) AS
-SELECT r.repo_id, r.repo_group_id, r.repo_git::varchar AS repo_git, NULL::varchar AS repo_path,
-       r.repo_name::varchar AS repo_name, r.repo_added AT TIME ZONE 'UTC' AS repo_added,
-       p.platform_name::varchar AS repo_type,
-       (r.repo_host || '/' || r.repo_owner || '/' || r.repo_name)::varchar AS url, NULL::integer AS owner_id,
-       i.description::varchar AS description, i.primary_language::varchar AS primary_language,
-       to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')::varchar AS created_at,
-       NULL::varchar AS forked_from, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
-       CASE WHEN r.repo_archived THEN i.data_collection_date END AS repo_archived_date_collected,
-       r.repo_archived::integer AS repo_archived,
-       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
-       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date,
-       r.repo_src_id
-FROM aveloxis_data.repos r
-JOIN aveloxis_data.platforms p USING (platform_id)
-LEFT JOIN aveloxis_data.repo_info i USING (repo_id);
-
--- One row per repository (the current one; earlier versions are in
--- aveloxis_data.repo_info_history). The counts are computed when asked for.
-CREATE VIEW aveloxis_augur_data.repo_info WITH (security_invoker = true) AS
-SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_updated,
-       i.issues_enabled::varchar AS issues_enabled, i.open_issues, NULL::varchar AS pull_requests_enabled,
-       i.wiki_enabled::varchar AS wiki_enabled, i.pages_enabled::varchar AS pages_enabled, i.fork_count,
-       i.default_branch::varchar AS default_branch, i.watchers_count, NULL::integer AS "UUID",
-       i.license::varchar AS license, i.stars_count, NULL::integer AS committers_count,
-       NULL::varchar AS issue_contributors_count, f.changelog_file::varchar AS changelog_file,
-       f.contributing_file::varchar AS contributing_file, f.license_file::varchar AS license_file,
-       coalesce(f.code_of_conduct_file, i.code_of_conduct_file)::varchar AS code_of_conduct_file,
-       coalesce(f.security_issue_file, i.security_issue_file)::varchar AS security_issue_file,
-       coalesce(f.security_audit_file, i.security_audit_file)::varchar AS security_audit_file,
-       NULL::varchar AS status, NULL::varchar AS keywords,
-       (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = i.repo_id) AS commit_count,
-       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id) AS issues_count,
-       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL) AS issues_closed,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id) AS pull_request_count,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.closed_at IS NULL) AS pull_requests_open,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x
-        WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL AND x.merged_at IS NULL) AS pull_requests_closed,
-       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.merged_at IS NOT NULL) AS pull_requests_merged,
-       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
-       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_info i
-LEFT JOIN aveloxis_data.repo_community_files f ON f.repo_id = i.repo_id;
-
-CREATE VIEW aveloxis_augur_data.contributors WITH (security_invoker = true) AS
-SELECT c.cntrb_id, c.cntrb_login::varchar AS cntrb_login, c.cntrb_email::varchar AS cntrb_email,
-       c.cntrb_full_name::varchar AS cntrb_full_name, c.cntrb_company::varchar AS cntrb_company,
-       c.cntrb_created_at AT TIME ZONE 'UTC' AS cntrb_created_at, c.gh_type::varchar AS cntrb_type,
-       0::smallint AS cntrb_fake, c.cntrb_deleted, NULL::numeric(11, 8) AS cntrb_long,
-       NULL::numeric(10, 8) AS cntrb_lat, NULL::char(3) AS cntrb_country_code, NULL::varchar AS cntrb_state,
-       NULL::varchar AS cntrb_city, c.cntrb_location::varchar AS cntrb_location,
-       c.cntrb_canonical::varchar AS cntrb_canonical, NULL::timestamptz AS cntrb_last_used,
-       c.gh_user_id, c.gh_login::varchar AS gh_login, c.gh_url::varchar AS gh_url,
-       c.gh_html_url::varchar AS gh_html_url, c.gh_node_id::varchar AS gh_node_id,
-       c.gh_avatar_url::varchar AS gh_avatar_url, c.gh_gravatar_id::varchar AS gh_gravatar_id,
-       NULL::varchar AS gh_followers_url, NULL::varchar AS gh_following_url, NULL::varchar AS gh_gists_url,
-       NULL::varchar AS gh_starred_url, NULL::varchar AS gh_subscriptions_url,
-       NULL::varchar AS gh_organizations_url, NULL::varchar AS gh_repos_url, NULL::varchar AS gh_events_url,
-       NULL::varchar AS gh_received_events_url, c.gh_type::varchar AS gh_type,
-       c.gh_site_admin::varchar AS gh_site_admin, c.gl_web_url::varchar AS gl_web_url,
-       c.gl_avatar_url::varchar AS gl_avatar_url, c.gl_state::varchar AS gl_state,
-       c.gl_username::varchar AS gl_username, c.gl_full_name::varchar AS gl_full_name, c.gl_id,
-       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
-       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.contributors c;
-
--- Augur numbers aliases; ours are keyed by the email, so the id is a stable hash of it.
-CREATE VIEW aveloxis_augur_data.contributors_aliases WITH (security_invoker = true) AS
-SELECT hashtextextended(a.alias_email, 0) AS cntrb_alias_id, a.cntrb_id,
-       coalesce(a.canonical_email, a.alias_email)::varchar AS canonical_email, a.alias_email::varchar AS alias_email,
-       1::smallint AS cntrb_active, a.data_collection_date AT TIME ZONE 'UTC' AS cntrb_last_modified,
-       a.tool_source::varchar AS tool_source, a.tool_version::varchar AS tool_version,
-       a.data_source::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.contributors_aliases a;
-
-CREATE VIEW aveloxis_augur_data.commits WITH (security_invoker = true) AS
-SELECT c.cmt_id, c.repo_id, c.cmt_commit_hash::varchar(80) AS cmt_commit_hash,
-       c.cmt_author_name::varchar AS cmt_author_name, c.cmt_author_raw_email::varchar AS cmt_author_raw_email,
-       c.cmt_author_email::varchar AS cmt_author_email, c.cmt_author_date::varchar(10) AS cmt_author_date,
-       -- Read through the dated affiliations (sql/affiliation.sql), never a stored copy.
-       aveloxis.commit_affiliation(c.cmt_ght_author_id, c.cmt_author_email, c.cmt_author_timestamp)::varchar
-           AS cmt_author_affiliation,
-       c.cmt_committer_name::varchar AS cmt_committer_name,
-       c.cmt_committer_raw_email::varchar AS cmt_committer_raw_email,
-       c.cmt_committer_email::varchar AS cmt_committer_email, c.cmt_committer_date::varchar AS cmt_committer_date,
-       aveloxis.email_affiliation(c.cmt_committer_email, c.cmt_committer_timestamp)::varchar
-           AS cmt_committer_affiliation, c.cmt_added, c.cmt_removed,
-       c.cmt_whitespace, c.cmt_filename::varchar AS cmt_filename,
-       c.cmt_date_attempted AT TIME ZONE 'UTC' AS cmt_date_attempted, c.cmt_ght_author_id,
-       NULL::integer AS cmt_ght_committer_id, c.cmt_ght_committed_at AT TIME ZONE 'UTC' AS cmt_ght_committed_at,
-       c.cmt_committer_timestamp, c.cmt_author_timestamp,
-       c.cmt_author_platform_username::varchar AS cmt_author_platform_username,
-       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
-       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.commits c;
-
--- Issues only (Augur's issues table holds no pull requests either: pull_request and
--- pull_request_id are NULL). cntrb_id is who closed it: the issue's closed_by, else the
--- actor of its last 'closed' event (the issues list carries no closed_by).
-CREATE VIEW aveloxis_augur_data.issues WITH (security_invoker = true) AS
-SELECT i.issue_id, i.repo_id, i.reporter_id, NULL::bigint AS pull_request, NULL::bigint AS pull_request_id,
-       i.created_at AT TIME ZONE 'UTC' AS created_at, i.issue_title::varchar AS issue_title,
-       i.issue_body::varchar AS issue_body,
-       coalesce(i.closed_by_id,
-                CASE WHEN i.closed_at IS NOT NULL THEN
-                    (SELECT e.cntrb_id FROM aveloxis_data.issue_events e
-                     WHERE e.repo_id = i.repo_id AND e.issue_id = i.issue_id AND e.action = 'closed'
-                     ORDER BY e.created_at DESC, e.event_id DESC LIMIT 1) END) AS cntrb_id,
-       i.comment_count::bigint AS comment_count, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
-       i.closed_at AT TIME ZONE 'UTC' AS closed_at, NULL::timestamp AS due_on, NULL::varchar AS repository_url,
-       i.issue_url::varchar AS issue_url, NULL::varchar AS labels_url, NULL::varchar AS comments_url,
-       NULL::varchar AS events_url, i.html_url::varchar AS html_url, i.issue_state::varchar AS issue_state,
-       i.node_id::varchar AS issue_node_id, i.issue_number::bigint AS gh_issue_number,
-       i.platform_issue_id AS gh_issue_id,
-       (SELECT c.gh_user_id FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id) AS gh_user_id,
-       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
-       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issues i;
-
--- pr_src_state is GitHub's state ('open' or 'closed'; a merged pull request is closed).
-CREATE VIEW aveloxis_augur_data.pull_requests WITH (security_invoker = true) AS
-SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_id AS pr_src_id,
-       p.node_id::varchar AS pr_src_node_id, p.pr_html_url::varchar AS pr_html_url,
-       p.pr_diff_url::varchar AS pr_diff_url, NULL::varchar AS pr_patch_url, NULL::varchar AS pr_issue_url,
-       NULL::bigint AS pr_augur_issue_id, p.pr_number::bigint AS pr_src_number,
-       (CASE p.pr_state WHEN 'merged' THEN 'closed' ELSE p.pr_state END)::varchar AS pr_src_state,
-       p.pr_locked AS pr_src_locked, p.pr_title::varchar AS pr_src_title, p.author_id AS pr_augur_contributor_id,
-       p.pr_body, p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.updated_at AT TIME ZONE 'UTC' AS pr_updated_at,
-       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at, p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at,
-       p.merge_commit_sha::varchar AS pr_merge_commit_sha, NULL::bigint AS pr_teams, NULL::varchar AS pr_milestone,
-       NULL::varchar AS pr_commits_url, NULL::varchar AS pr_review_comments_url,
-       NULL::varchar AS pr_review_comment_url, NULL::varchar AS pr_comments_url, NULL::varchar AS pr_statuses_url,
-       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
-        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
-          AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
-       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
-        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
-          AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
-       NULL::varchar AS pr_src_issue_url, NULL::varchar AS pr_src_comments_url,
-       NULL::varchar AS pr_src_review_comments_url, NULL::varchar AS pr_src_commits_url,
-       NULL::varchar AS pr_src_statuses_url, p.pr_author_association::varchar AS pr_src_author_association,
-       p.tool_source::varchar AS tool_source, p.tool_version::varchar AS tool_version,
-       p.data_source::varchar AS data_source, p.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_requests p;
-
-CREATE VIEW aveloxis_augur_data.releases WITH (security_invoker = true) AS
-SELECT r.release_id::char(256) AS release_id, r.repo_id, r.release_name::varchar AS release_name,
-       r.release_description::varchar AS release_description, r.release_author::varchar AS release_author,
-       r.release_created_at AT TIME ZONE 'UTC' AS release_created_at,
-       r.release_published_at AT TIME ZONE 'UTC' AS release_published_at,
-       r.release_updated_at AT TIME ZONE 'UTC' AS release_updated_at, r.release_is_draft, r.release_is_prerelease,
-       r.release_tag_name::varchar AS release_tag_name, r.release_url::varchar AS release_url, false AS tag_only,
-       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
-       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.releases r;
-
-CREATE VIEW aveloxis_augur_data.message WITH (security_invoker = true) AS
-SELECT m.msg_id, NULL::bigint AS rgls_id, m.platform_msg_id, m.node_id::varchar AS platform_node_id, m.repo_id,
-       m.cntrb_id, m.msg_text::varchar AS msg_text, m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp,
-       NULL::varchar AS msg_sender_email, NULL::varchar AS msg_header, m.platform_id::bigint AS pltfrm_id,
-       m.tool_source::varchar AS tool_source, m.tool_version::varchar AS tool_version,
-       m.data_source::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.messages m;
-
-CREATE VIEW aveloxis_augur_data.repo_labor WITH (security_invoker = true) AS
-SELECT l.repo_labor_id, l.repo_id, l.repo_clone_date AT TIME ZONE 'UTC' AS repo_clone_date,
-       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
-       l.programming_language::varchar AS programming_language, l.file_path::varchar AS file_path,
-       l.file_name::varchar AS file_name, l.total_lines, l.code_lines, l.comment_lines, l.blank_lines,
-       l.code_complexity, l.repo_url::varchar AS repo_url, l.tool_source::varchar AS tool_source,
-       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
-       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_labor l;
-
-CREATE VIEW aveloxis_augur_data.repo_deps_libyear WITH (security_invoker = true) AS
-SELECT l.repo_deps_libyear_id, l.repo_id, l.name::varchar AS name, l.requirement::varchar AS requirement,
-       l.type::varchar AS type, l.package_manager::varchar AS package_manager,
-       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
-       l.current_release_date::varchar AS current_release_date,
-       l.latest_release_date::varchar AS latest_release_date, l.libyear,
-       l.tool_source::varchar AS tool_source, l.tool_version::varchar AS tool_version,
-       l.data_source::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_deps_libyear l;
-
-CREATE VIEW aveloxis_augur_data.repo_deps_scorecard WITH (security_invoker = true) AS
-SELECT s.repo_deps_scorecard_id, s.repo_id, s.name::varchar AS name, s.scorecard_check_details,
-       s.score::varchar AS score, s.tool_source::varchar AS tool_source, s.tool_version::varchar AS tool_version,
-       s.data_source::varchar AS data_source, s.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_deps_scorecard s;
-
--- The children 8Knot's views are built from, and that Augur users query, under Augur's
--- names and columns. Columns we do not keep (tool_source on some children, URLs Augur
--- copies from the API) are NULL of Augur's type.
-CREATE VIEW aveloxis_augur_data.issue_events WITH (security_invoker = true) AS
-SELECT e.event_id, e.issue_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
-       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
-       e.node_id::varchar AS node_id, NULL::varchar AS node_url, e.platform_id::bigint AS platform_id,
-       e.platform_event_id AS issue_event_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_events e;
-
-CREATE VIEW aveloxis_augur_data.pull_request_events WITH (security_invoker = true) AS
-SELECT e.pr_event_id, e.pull_request_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
-       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
-       e.platform_event_id AS issue_event_src_id, e.node_id::varchar AS node_id, NULL::varchar AS node_url,
-       e.platform_id::bigint AS platform_id, e.platform_event_id AS pr_platform_event_id,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_events e;
-
-CREATE VIEW aveloxis_augur_data.pull_request_reviews WITH (security_invoker = true) AS
-SELECT v.pr_review_id, v.pull_request_id, v.repo_id, v.cntrb_id,
-       v.author_association::varchar AS pr_review_author_association, v.review_state::varchar AS pr_review_state,
-       v.review_body::varchar AS pr_review_body, v.submitted_at AT TIME ZONE 'UTC' AS pr_review_submitted_at,
-       v.platform_review_id AS pr_review_src_id, v.node_id::varchar AS pr_review_node_id,
-       v.html_url::varchar AS pr_review_html_url, NULL::varchar AS pr_review_pull_request_url,
-       v.commit_id::varchar AS pr_review_commit_id,
-       (SELECT r.platform_id::bigint FROM aveloxis_data.repos r WHERE r.repo_id = v.repo_id) AS platform_id,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       v.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_reviews v;
-
-CREATE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
-SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
-       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
-           AS issue_msg_ref_src_node_id,
-       x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
-       x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
-       x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_message_ref x;
-
-CREATE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
-SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
-       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
-           AS pr_message_ref_src_node_id,
-       NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_message_ref x;
-
--- Augur's review messages are the diff comments (review_comments here); a review's own
--- body is pull_request_reviews.pr_review_body.
-CREATE VIEW aveloxis_augur_data.pull_request_review_message_ref WITH (security_invoker = true) AS
-SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c.msg_id,
-       NULL::varchar AS pr_review_msg_url, c.platform_review_id AS pr_review_src_id,
-       c.platform_src_id AS pr_review_msg_src_id, m.node_id::varchar AS pr_review_msg_node_id,
-       c.diff_hunk::varchar AS pr_review_msg_diff_hunk, c.path::varchar AS pr_review_msg_path,
-       c."position"::bigint AS pr_review_msg_position, c.original_position::bigint AS pr_review_msg_original_position,
-       c.commit_id::varchar AS pr_review_msg_commit_id, c.original_commit_id::varchar AS pr_review_msg_original_commit_id,
-       m.msg_updated_at AT TIME ZONE 'UTC' AS pr_review_msg_updated_at, m.msg_html_url::varchar AS pr_review_msg_html_url,
-       NULL::varchar AS pr_url, c.author_association::varchar AS pr_review_msg_author_association,
-       NULL::bigint AS pr_review_msg_start_line, NULL::bigint AS pr_review_msg_original_start_line,
-       NULL::varchar AS pr_review_msg_start_side, c.line::bigint AS pr_review_msg_line,
-       c.original_line::bigint AS pr_review_msg_original_line, c.side::varchar AS pr_review_msg_side,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.review_comments c
-JOIN aveloxis_data.messages m ON m.repo_id = c.repo_id AND m.msg_id = c.msg_id;
-
-CREATE VIEW aveloxis_augur_data.issue_labels WITH (security_invoker = true) AS
-SELECT l.issue_label_id, l.issue_id, l.repo_id, l.label_text::varchar AS label_text,
-       l.label_description::varchar AS label_description, l.label_color::varchar AS label_color,
-       l.platform_label_id AS label_src_id, NULL::varchar AS label_src_node_id, l.tool_source::varchar AS tool_source,
-       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
-       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_labels l;
-
-CREATE VIEW aveloxis_augur_data.pull_request_labels WITH (security_invoker = true) AS
-SELECT l.pr_label_id, l.pull_request_id, l.repo_id, l.platform_label_id AS pr_src_id, NULL::varchar AS pr_src_node_id,
-       NULL::varchar AS pr_src_url, l.label_name::varchar AS pr_src_description, l.label_color::varchar AS pr_src_color,
-       NULL::boolean AS pr_src_default_bool, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_labels l;
-
-CREATE VIEW aveloxis_augur_data.issue_assignees WITH (security_invoker = true) AS
-SELECT a.issue_assignee_id, a.issue_id, a.repo_id, a.cntrb_id, a.platform_assignee_id AS issue_assignee_src_id,
-       NULL::varchar AS issue_assignee_src_node, a.tool_source::varchar AS tool_source,
-       a.tool_version::varchar AS tool_version, a.data_source::varchar AS data_source,
-       a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.issue_assignees a;
-
-CREATE VIEW aveloxis_augur_data.pull_request_assignees WITH (security_invoker = true) AS
-SELECT a.pr_assignee_id AS pr_assignee_map_id, a.pull_request_id, a.repo_id, a.cntrb_id AS contrib_id,
-       a.platform_assignee_id AS pr_assignee_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_assignees a;
-
-CREATE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
-SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
-       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p
-        WHERE p.repo_id = r.repo_id AND p.pull_request_id = r.pull_request_id)
-           AS pr_source_id,
-       r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
-       NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_reviewers r;
-
-CREATE VIEW aveloxis_augur_data.pull_request_commits WITH (security_invoker = true) AS
-SELECT c.pr_cmt_id, c.pull_request_id, c.repo_id, c.pr_cmt_sha::varchar AS pr_cmt_sha,
-       c.pr_cmt_node_id::varchar AS pr_cmt_node_id, c.pr_cmt_message::varchar AS pr_cmt_message,
-       NULL::varchar AS pr_cmt_comments_url, c.pr_cmt_author_cntrb_id,
-       c.pr_cmt_timestamp AT TIME ZONE 'UTC' AS pr_cmt_timestamp, c.pr_cmt_author_email::varchar AS pr_cmt_author_email,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_commits c;
-
-CREATE VIEW aveloxis_augur_data.pull_request_files WITH (security_invoker = true) AS
-SELECT f.pr_file_id, f.pull_request_id, f.repo_id, f.pr_file_additions::bigint AS pr_file_additions,
-       f.pr_file_deletions::bigint AS pr_file_deletions, f.pr_file_path::varchar AS pr_file_path,
-       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
-       f.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_files f;
-
-CREATE VIEW aveloxis_augur_data.pull_request_meta WITH (security_invoker = true) AS
-SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varchar AS pr_head_or_base,
-       m.pr_src_meta_label::varchar AS pr_src_meta_label, m.pr_src_meta_ref::varchar AS pr_src_meta_ref,
-       m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
-       NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.pull_request_meta m;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:215
--- requires:
---   augur_compat
-
--- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
--- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
--- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
--- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
--- these views do it right; docs/analytics.md lists each difference.
---
--- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
--- never a ::timestamp cast that reads the session's TimeZone); commit times and
--- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
--- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
--- deleted account) are left out of the per-contributor views: they cannot be ranked.
-
--- Every action of every known contributor, one row each, live over the base tables:
--- the source of explorer_contributor_actions (and its three dependents) and of the
--- analyst API (sql/analyst_api.sql).
-CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
--- One row per commit (commits holds one row per changed file).
-SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
-       'commit'::text AS action, min(cm.cmt_id) AS source_id
-FROM aveloxis_data.commits cm
-WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
-GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
-UNION ALL
-SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
-FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
-FROM aveloxis_data.issue_events e
-WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
-FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
-FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
-FROM aveloxis_data.pull_request_events e
-WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
-UNION ALL
-SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
-FROM aveloxis_data.pull_request_reviews v
-WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
-UNION ALL
--- Conversation comments and diff (review) comments: both are comments on the PR. One
--- semi-join on the union of both reference tables (two EXISTS joined by OR were
--- per-message subplans, a scan of the references per message once they outgrew
--- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
-  AND m.msg_timestamp IS NOT NULL
-  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
-                                UNION ALL
-                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
-UNION ALL
--- Credited to the comment's author (Augur credits the issue's reporter), on open
--- issues too (Augur's closed_at <> msg_timestamp drops them).
-SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
-FROM aveloxis_data.messages m
-WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
-  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
-COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
-
--- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
--- contribution" charts read rank = 1; Augur ranks newest first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
-       c.cntrb_login::varchar AS login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
-FROM aveloxis_data.contributor_actions a
-JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
-CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
-SELECT p.repo_id, count(*) AS pull_requests_all_time
-FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
-CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
-SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
-FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
-
--- aveloxis_data.issues holds no pull requests.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
-SELECT i.repo_id, count(*) AS issues_all_time
-FROM aveloxis_data.issues i GROUP BY i.repo_id;
-CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
-SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
-FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
-CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
-
--- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
--- committers. Augur counts (commit, file) rows as commits; these are commits.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
-       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
-       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
-FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
-WHERE cm.cmt_committer_date IS NOT NULL
-GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
-CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
-    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
-
--- Libyear: each repository's own rows (Augur and the Go system cross-join every
--- repository with every libyear row), by the month of the scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
-       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
-       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-GROUP BY r.repo_id, r.repo_name, 4, 5;
-CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
-
--- The latest scan's dependencies of each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
-SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
-       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
-       l.current_release_date::varchar AS current_release_date, l.libyear,
-       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
-FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
-
--- A contributor's first seven actions in each repository (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
-SELECT a.cntrb_id, a.created_at,
-       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
-       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
-       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-WHERE a.rank <= 7;
-CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
-    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
-
--- The action that made each contributor new to each repository.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.rank = 1;
-CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
-    (cntrb_id, created_at, repo_id, repo_name, login, rank);
-
--- Every pull request, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
-SELECT p.pull_request_id, p.repo_id AS id,
-       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.pull_requests p
-LEFT JOIN aveloxis_data.pull_request_events e
-       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
--- 8Knot reads these views by repository (WHERE id IN (...)).
-CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
-
--- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
--- pull request with each message on it (conversation, review bodies and diff
--- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
-SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
-       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
-       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
-FROM aveloxis_data.pull_requests p
-LEFT JOIN (
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    UNION
-    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.pull_request_review_message_ref x
-    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
-    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
-    UNION
-    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
-    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
-) m ON m.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
-    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
-CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
-
--- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
--- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
--- client that names it gets no error.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
-SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
-WHERE false;
-CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
-
--- Per pull request: timings and event counts. Event and message counts come from
--- separate aggregates (Augur joins events to messages, multiplying both counts).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
-SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
-       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
-       p.pr_state::varchar AS pr_src_state,
-       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
-       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
-       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
-       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
-       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
-       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
-       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
-       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
-       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
-       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
-       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
-       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
-       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
-       mt.average_time_between_responses,
-       coalesce(ev.assigned_count, 0) AS assigned_count,
-       coalesce(ev.review_requested_count, 0) AS review_requested_count,
-       coalesce(ev.labeled_count, 0) AS labeled_count,
-       coalesce(ev.subscribed_count, 0) AS subscribed_count,
-       coalesce(ev.mentioned_count, 0) AS mentioned_count,
-       coalesce(ev.referenced_count, 0) AS referenced_count,
-       coalesce(ev.closed_count, 0) AS closed_count,
-       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
-       coalesce(ev.merged_count, 0) AS merged_count,
-       coalesce(ev.milestoned_count, 0) AS milestoned_count,
-       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
-       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
-       coalesce(mt.comment_count, 0) AS comment_count,
-       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
-       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
-       p.pr_changed_files::bigint AS file_count
-FROM aveloxis_data.pull_requests p
-JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
-JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
-LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
-LEFT JOIN (
-    SELECT e.pull_request_id,
-           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
-           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
-           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
-           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
-           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
-           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
-           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
-           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
-           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
-           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
-           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
-    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
-) ev ON ev.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
-           count(*) AS comment_count,
-           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
-    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
-    GROUP BY x.pull_request_id
-) mt ON mt.pull_request_id = p.pull_request_id
-LEFT JOIN (
-    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
-    GROUP BY c.pull_request_id
-) pc ON pc.pull_request_id = p.pull_request_id;
-CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
-    (repo_id, pr_src_id, pr_src_meta_label);
-
--- Every issue, with its assignment events (one row with NULLs when none).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
-SELECT i.issue_id, i.repo_id AS id,
-       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
-       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
-       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
-       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
-FROM aveloxis_data.issues i
-LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
-CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
-CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
-
--- Lines and files per language, from each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
-SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
-       l.programming_language::varchar AS programming_language,
-       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id)
-GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
-CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
-    (repo_id, programming_language);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
-SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
-FROM aveloxis_data.issues i;
-CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
-
--- Actions of the last 13 months, ranked within them (rank 1 = the first).
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
-SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
-       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
-FROM aveloxis_augur_data.explorer_contributor_actions a
-WHERE a.created_at >= now() - interval '13 months';
-CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
-    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
-
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
-SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
-FROM aveloxis_data.pull_request_files f;
-CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
-
--- Per file path: the authors of pull requests that changed it and their reviewers.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
-SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
-       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
-       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
-FROM aveloxis_data.pull_request_files f
-JOIN aveloxis_data.pull_requests p USING (pull_request_id)
-LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
-GROUP BY f.repo_id, f.pr_file_path;
-CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
-
--- The files of each repository's latest labor scan.
-CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
-SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
-       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
-       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
-FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
-WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
-                                WHERE x.repo_id = l.repo_id);
-CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:217
--- requires:
---   matviews
---   queue
-
--- Refreshing the materialized views (sql/matviews.sql).
---
---   CALL aveloxis.refresh_views();          every view, now
---   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
---                                           (what pg_cron runs hourly: aveloxis.schedule())
---
--- Views refresh one by one in dependency order, each in its own transaction (the
--- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
--- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
--- others go on. A second caller returns at once (session advisory lock).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('views.refresh_cadence', '7 days', 'interval',
-     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
-    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
-
-CREATE TABLE aveloxis_ops.view_refresh_runs (
-    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    requested_by text NOT NULL DEFAULT session_user,
-    views        integer,
-    failed       integer
-);
-COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
-
-CREATE TABLE aveloxis_ops.view_refreshes (
-    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
-    view_name    text NOT NULL,
-    view_position integer NOT NULL,
-    concurrent   boolean NOT NULL,
-    started_at   timestamptz NOT NULL,
-    duration     interval NOT NULL,
-    -- Rows after the refresh; NULL when it failed.
-    row_count    bigint,
-    error        text,
-    PRIMARY KEY (refresh_id, view_name)
-);
-COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
-
--- The views in refresh order: a view after every view it reads.
-CREATE FUNCTION aveloxis_ops.refresh_order()
-RETURNS TABLE (view_position integer, view_name text)
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT o.n::integer, o.v FROM unnest(ARRAY[
-        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
-        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
-        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
-        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
-        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
-        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
-        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
-$$;
-
--- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
-CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    last_start timestamptz;
-    run bigint;
-BEGIN
-    IF only_if_due THEN
-        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
-        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
-    RETURN run;
-END
-$$;
-
--- Refreshes one view of the list (never any other relation) and records how it went.
--- Errors are caught here: the caller goes on with the next view.
-CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
-RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    target      text;
-    populated   boolean;
-    began       timestamptz := clock_timestamp();
-    counted     bigint;
-    message     text;
-BEGIN
-    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
-    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
-    BEGIN
-        IF populated IS NULL THEN
-            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
-                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
-        END IF;
-        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
-                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
-        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
-        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
-    END;
-    INSERT INTO aveloxis_ops.view_refreshes
-        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
-    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
-            CASE WHEN message IS NULL THEN counted END, message);
-    RETURN message IS NULL;
-END
-$$;
-
-CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
-RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    done integer;
-    bad  integer;
-BEGIN
-    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
-    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
-    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
-    WHERE r.refresh_id = run;
-    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
-END
-$$;
-
--- The procedure itself runs with its caller's rights and commits between views (a
--- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
--- trusts nothing but the fixed list. Every name is schema-qualified.
-CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    run  bigint;
-    step record;
-BEGIN
-    -- Fails here, before any lock is taken, when called inside a transaction block (the
-    -- refresh commits between views).
-    COMMIT;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
-        RAISE NOTICE 'a refresh of the views is already running; this call returns';
-        RETURN;
-    END IF;
-    BEGIN
-        run := aveloxis_ops.refresh_begin(only_if_due);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE;
-    END;
-    IF run IS NULL THEN
-        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
-        RETURN;
-    END IF;
-    COMMIT;
-    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
-        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
-        COMMIT;
-    END LOOP;
-    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
-END
-$$;
-
--- The refreshes, newest first: per view, how long it took, its rows, its error.
-CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
-RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
-               duration interval, row_count bigint, error text, run_finished_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
-           r.finished_at
-    FROM aveloxis_ops.view_refreshes v
-    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
-    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
-                           ORDER BY x.refresh_id DESC LIMIT max_runs)
-    ORDER BY v.refresh_id DESC, v.view_position
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:159
--- requires:
---   labor
---   augur_compat
---   deps::aveloxis_ops::resolve_dependencies
---   manifest::aveloxis_ops::contents_text
-
--- The analysis phase's dependencies (docs/dependencies.md): the manifests and lockfiles
--- of a repository's HEAD tree, parsed here by the extension (pg_aveloxis/src/deps/), not
--- by the agent. The agent stages the files its tree holds (`dependency_files`: every path
--- and blob) and the content of the blobs the database does not have yet
--- (`dependency_blob`); complete() stores them and parses the repository's whole set in
--- one transaction. The blobs stay, so a parser fix re-parses them without re-collection
--- (aveloxis.reparse_dependencies).
-
--- A repository's dependency files at the HEAD last analysed: path and blob.
-CREATE TABLE aveloxis_data.repo_dependency_files (
-    repo_id   bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    path      text NOT NULL,
-    blob_sha  text NOT NULL CHECK (blob_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
-    bytes     bigint,
-    -- Over the agent's size cap: listed, its content not stored or parsed.
-    too_large boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (repo_id, path)
-);
-COMMENT ON TABLE aveloxis_data.repo_dependency_files IS 'The manifests and lockfiles of each repository''s analysed HEAD';
-
--- Their content, once per blob of a repository (re-parsed after a parser fix).
-CREATE TABLE aveloxis_data.repo_dependency_blobs (
-    repo_id   bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    blob_sha  text NOT NULL CHECK (blob_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
-    content   text NOT NULL,
-    stored_at timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, blob_sha)
-);
-COMMENT ON TABLE aveloxis_data.repo_dependency_blobs IS 'Content of the dependency files, kept for re-parsing';
-
--- Every dependency as parsed: per manifest (or lockfile, for what only a lockfile names),
--- the requirement as written, and the version in use with how it is known:
--- locked (a lockfile installed it), exact (the manifest pins it), range and unpinned (no
--- version is claimed), non-registry (a path, git or URL source).
-CREATE TABLE aveloxis_data.repo_dependency_decls (
-    decl_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id        bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    manifest_path  text NOT NULL,
-    lockfile_path  text,
-    ecosystem      text NOT NULL,
-    name           text NOT NULL,
-    -- The name as the ecosystem compares it: the key of the package cache.
-    package        text NOT NULL,
-    requirement    text,
-    scope          text NOT NULL,
-    direct         boolean NOT NULL,
-    version        text,
-    resolution     text NOT NULL CHECK (resolution IN ('locked', 'exact', 'range', 'unpinned', 'non-registry')),
-    parsed_at      timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, decl_id),
-    CHECK ((version IS NOT NULL) = (resolution IN ('locked', 'exact')))
-);
-COMMENT ON TABLE aveloxis_data.repo_dependency_decls IS
-    'Dependencies of each repository''s analysed HEAD: declared requirement, version in use and how it is known';
-CREATE INDEX repo_dependency_decls_package_idx ON aveloxis_data.repo_dependency_decls (ecosystem, package, version);
-
--- Each parse of a repository's dependency files.
-CREATE TABLE aveloxis_data.repo_dependency_scans (
-    scan_id        bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id        bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    head_sha       text CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
-    parsed_at      timestamptz NOT NULL,
-    parser_version text NOT NULL,
-    files          integer NOT NULL,
-    dependencies   integer NOT NULL,
-    direct         integer NOT NULL,
-    -- Files that could not be parsed ({path: error}) and files over the size cap.
-    parse_errors   jsonb NOT NULL DEFAULT '{}',
-    too_large      text[] NOT NULL DEFAULT '{}',
-    -- Hash of the dependency set (ecosystem, name, version, scope, direct): what SBOMs key on.
-    set_hash       text NOT NULL,
-    -- 'analysis' (a new HEAD) or 'reparse' (stored files, a newer parser).
-    reason         text NOT NULL,
-    job_run_id     bigint,
-    PRIMARY KEY (repo_id, scan_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_dependency_scans IS 'Each parse of a repository''s dependency files, newest last';
-
--- Augur's table: one row per direct dependency (ecosystem and name) with the number of
--- manifests declaring it (dep_count: the Go system's meaning, not Augur's import count).
-CREATE TABLE aveloxis_data.repo_dependencies (
-    repo_dependencies_id bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    dep_name             text,
-    dep_count            integer,
-    dep_language         text,
-    tool_source          text,
-    tool_version         text,
-    data_source          text,
-    data_collection_date timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (repo_id, repo_dependencies_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_dependencies IS 'Direct dependencies per repository (Augur layout), latest parse';
-CREATE TABLE aveloxis_data.repo_dependencies_history (LIKE aveloxis_data.repo_dependencies INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_dependencies_history ADD PRIMARY KEY (repo_id, repo_dependencies_id);
-ALTER TABLE aveloxis_data.repo_dependencies_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_dependencies_history IS 'Earlier parses of repo_dependencies';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_files', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_blobs', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_decls', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_dependency_decls', 'decl_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_scans', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_dependency_scans', 'scan_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependencies', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_dependencies', 'repo_dependencies_id'), '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependencies_history', '');
-
-CREATE VIEW aveloxis_augur_data.repo_dependencies WITH (security_invoker = true) AS
-SELECT d.repo_dependencies_id, d.repo_id, d.dep_name::varchar AS dep_name, d.dep_count,
-       d.dep_language::varchar AS dep_language, d.tool_source::varchar AS tool_source,
-       d.tool_version::varchar AS tool_version, d.data_source::varchar AS data_source,
-       d.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
-FROM aveloxis_data.repo_dependencies d;
-
--- The language Augur's dep_language names for an ecosystem.
-CREATE FUNCTION aveloxis_ops.ecosystem_language(ecosystem text)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE ecosystem
-        WHEN 'npm' THEN 'JavaScript' WHEN 'PyPI' THEN 'Python' WHEN 'crates.io' THEN 'Rust' WHEN 'Go' THEN 'Go'
-        WHEN 'Maven' THEN 'Java' WHEN 'RubyGems' THEN 'Ruby' WHEN 'Packagist' THEN 'PHP' WHEN 'NuGet' THEN '.NET'
-        WHEN 'Hex' THEN 'Elixir' WHEN 'Pub' THEN 'Dart' WHEN 'Hackage' THEN 'Haskell' WHEN 'SwiftURL' THEN 'Swift'
-        WHEN 'CocoaPods' THEN 'Objective-C' WHEN 'ConanCenter' THEN 'C/C++' WHEN 'CRAN' THEN 'R'
-        WHEN 'GitHub Actions' THEN 'GitHub Actions' ELSE ecosystem END
-$$;
-
--- The blobs of a repository's dependency files the database holds, for the agent with the
--- repository's analysis lease: it stages only the others.
-CREATE FUNCTION aveloxis.known_dependency_blobs(lease_token uuid)
-RETURNS SETOF text
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
-BEGIN
-    RETURN QUERY SELECT b.blob_sha FROM aveloxis_data.repo_dependency_blobs b WHERE b.repo_id = repo ORDER BY 1;
-END
-$$;
-
--- Parses a repository's stored dependency files and makes the result current, in the
--- caller's transaction: decls replaced, repo_dependencies rotated to history with one
--- data_collection_date, one scan row. Returns the scan.
-CREATE FUNCTION aveloxis_ops.parse_repo_dependencies(repo bigint, head text, run bigint, why text, observed timestamptz)
-RETURNS aveloxis_data.repo_dependency_scans
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
--- Set-returning functions' default row estimates make plans look costly enough for JIT,
--- whose compilation costs more than these statements (0.5 s a call measured).
-SET jit = off
-AS $$
-DECLARE
-    scan    aveloxis_data.repo_dependency_scans;
-    errors  jsonb;
-    parser  text := aveloxis.version();
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
-    IF to_regclass('pg_temp.aveloxis_resolved') IS NULL THEN
-        CREATE TEMP TABLE pg_temp.aveloxis_resolved (
-        manifest_path text, lockfile_path text, ecosystem text, name text, requirement text, scope text,
-        direct boolean, version text, resolution text, parse_error text) ON COMMIT DROP;
-    END IF;
-    -- A caller-made table of that name would be used below: refuse anything but ours.
-    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_resolved'::regclass)
-       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
-           WHERE p.oid = 'aveloxis_ops.parse_repo_dependencies(bigint, text, bigint, text, timestamptz)'::regprocedure) THEN
-        RAISE EXCEPTION 'pg_temp.aveloxis_resolved belongs to another role' USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    TRUNCATE pg_temp.aveloxis_resolved;
-    INSERT INTO pg_temp.aveloxis_resolved
-    SELECT r.* FROM aveloxis_ops.resolve_dependencies(
-        ARRAY(SELECT f.path FROM aveloxis_data.repo_dependency_files f
-              JOIN aveloxis_data.repo_dependency_blobs b ON b.repo_id = f.repo_id AND b.blob_sha = f.blob_sha
-              WHERE f.repo_id = repo AND NOT f.too_large ORDER BY f.path),
-        ARRAY(SELECT b.content FROM aveloxis_data.repo_dependency_files f
-              JOIN aveloxis_data.repo_dependency_blobs b ON b.repo_id = f.repo_id AND b.blob_sha = f.blob_sha
-              WHERE f.repo_id = repo AND NOT f.too_large ORDER BY f.path)) r;
-    SELECT coalesce(jsonb_object_agg(r.manifest_path, r.parse_error), '{}') INTO errors
-    FROM pg_temp.aveloxis_resolved r WHERE r.parse_error IS NOT NULL;
-    IF errors <> '{}' THEN
-        RAISE LOG 'dependencies of repo %: % files could not be parsed: %', repo,
-            (SELECT count(*) FROM jsonb_object_keys(errors)), errors;
-    END IF;
-
-    DELETE FROM aveloxis_data.repo_dependency_decls d WHERE d.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_dependency_decls
-        (repo_id, manifest_path, lockfile_path, ecosystem, name, package, requirement, scope, direct, version,
-         resolution, parsed_at)
-    SELECT repo, r.manifest_path, r.lockfile_path, r.ecosystem, r.name, aveloxis_ops.package_key(r.ecosystem, r.name),
-           r.requirement, r.scope, r.direct, r.version, r.resolution, observed
-    FROM pg_temp.aveloxis_resolved r WHERE r.parse_error IS NULL;
-
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_dependencies d WHERE d.repo_id = repo RETURNING d.*
-    )
-    INSERT INTO aveloxis_data.repo_dependencies_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_dependencies
-        (repo_id, dep_name, dep_count, dep_language, tool_source, tool_version, data_source, data_collection_date)
-    SELECT repo, d.name, count(DISTINCT d.manifest_path), aveloxis_ops.ecosystem_language(d.ecosystem),
-           'aveloxis (dependency files)', parser, 'git', observed
-    FROM aveloxis_data.repo_dependency_decls d
-    WHERE d.repo_id = repo AND d.direct
-    GROUP BY d.ecosystem, d.name
-    ORDER BY d.ecosystem, d.name;
-
-    INSERT INTO aveloxis_data.repo_dependency_scans
-        (repo_id, head_sha, parsed_at, parser_version, files, dependencies, direct, parse_errors, too_large, set_hash,
-         reason, job_run_id)
-    SELECT repo, head, observed, parser,
-           (SELECT count(*) FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo),
-           count(*), count(*) FILTER (WHERE d.direct), errors,
-           ARRAY(SELECT f.path FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo AND f.too_large
-                 ORDER BY 1),
-           md5(coalesce(string_agg(concat_ws(' ', d.ecosystem, d.name, d.version, d.scope, d.direct::text), E'\n'
-                                   ORDER BY d.ecosystem, d.name, d.version, d.scope, d.direct), '')),
-           why, run
-    FROM (SELECT DISTINCT x.ecosystem, x.name, x.version, x.scope, x.direct
-          FROM aveloxis_data.repo_dependency_decls x WHERE x.repo_id = repo) d
-    RETURNING * INTO scan;
-    RETURN scan;
-END
-$$;
-
--- Applies what an analysis run staged about dependency files (called by complete for
--- analysis leases, after the labor snapshot): the new blobs are stored, the file set
--- replaces the repository's, blobs no file names any more are dropped, and the set is
--- parsed. An agent that staged no `dependency_files` (older than 0.16.0, or an unchanged
--- HEAD) changes nothing. A file set naming a blob neither stored nor staged is refused:
--- the lease and the staged rows stay.
-CREATE FUNCTION aveloxis_ops.dependencies_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
--- Set-returning functions' default row estimates make plans look costly enough for JIT,
--- whose compilation costs more than these statements (0.5 s a call measured).
-SET jit = off
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    sets     jsonb;
-    doc      jsonb;
-    missing  text[];
-BEGIN
-    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
-        RETURN;
-    END IF;
-    SELECT coalesce(jsonb_agg(aveloxis_ops.sanitized_jsonb(s.payload) ORDER BY s.staging_id), '[]') INTO sets
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'dependency_files';
-    IF jsonb_array_length(sets) = 0 THEN
-        RETURN;
-    END IF;
-    IF jsonb_array_length(sets) > 1 THEN
-        RAISE EXCEPTION 'an analysis stages one dependency_files set; this run staged %', jsonb_array_length(sets)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    doc := sets -> 0;
-    IF jsonb_typeof(doc -> 'files') IS DISTINCT FROM 'array' OR coalesce(doc ->> 'head_sha', '') !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
-        RAISE EXCEPTION 'a dependency_files set is {"head_sha": <40 or 64 hex>, "files": [{"path", "blob_sha", "bytes"}]}'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF outcome ? 'head_sha' AND outcome ->> 'head_sha' <> doc ->> 'head_sha' THEN
-        RAISE EXCEPTION 'the dependency files are of HEAD %, the completion of %', doc ->> 'head_sha', outcome ->> 'head_sha'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
-
-    -- New blobs (content as text, or base64 of other encodings, read as contents_text does).
-    INSERT INTO aveloxis_data.repo_dependency_blobs (repo_id, blob_sha, content, stored_at)
-    SELECT DISTINCT ON (b.blob_sha) repo, b.blob_sha, b.content, observed
-    FROM (SELECT d ->> 'blob_sha' AS blob_sha,
-                 aveloxis_ops.contents_text(d ->> 'content', d ->> 'encoding') AS content
-          FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.sanitized_jsonb(s.payload) d
-          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'dependency_blob') b
-    WHERE b.blob_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$' AND b.content IS NOT NULL
-    ON CONFLICT (repo_id, blob_sha) DO NOTHING;
-
-    SELECT array_agg(f.blob_sha || ' (' || f.path || ')' ORDER BY f.path) INTO missing
-    FROM jsonb_to_recordset(doc -> 'files') AS f(path text, blob_sha text, too_large boolean)
-    WHERE NOT coalesce(f.too_large, false)
-      AND NOT EXISTS (SELECT FROM aveloxis_data.repo_dependency_blobs b WHERE b.repo_id = repo AND b.blob_sha = f.blob_sha);
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'the dependency files name % blobs that are neither stored nor staged (readable text): %',
-            cardinality(missing), array_to_string(missing[1:5], ', ')
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Stage a dependency_blob for each blob known_dependency_blobs() does not list.';
-    END IF;
-
-    DELETE FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_dependency_files (repo_id, path, blob_sha, bytes, too_large)
-    SELECT DISTINCT ON (f.path) repo, f.path, f.blob_sha, f.bytes, coalesce(f.too_large, false)
-    FROM jsonb_to_recordset(doc -> 'files') AS f(path text, blob_sha text, bytes bigint, too_large boolean)
-    WHERE f.path IS NOT NULL AND f.path <> '';
-    DELETE FROM aveloxis_data.repo_dependency_blobs b
-    WHERE b.repo_id = repo
-      AND NOT EXISTS (SELECT FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo AND f.blob_sha = b.blob_sha);
-
-    PERFORM aveloxis_ops.parse_repo_dependencies(repo, doc ->> 'head_sha', run, 'analysis', observed);
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
-      AND s.entity IN ('dependency_files', 'dependency_blob');
-END
-$$;
-
--- Parses the stored dependency files again with this extension's parsers, for one
--- repository, or (repo NULL) for every repository last parsed by another version: what a
--- parser fix needs, with no re-collection. One transaction per call.
-CREATE FUNCTION aveloxis.reparse_dependencies(repo bigint DEFAULT NULL)
-RETURNS TABLE (repo_id bigint, dependencies integer, direct integer, parse_errors jsonb)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    r    record;
-    scan aveloxis_data.repo_dependency_scans;
-BEGIN
-    FOR r IN
-        SELECT DISTINCT ON (s.repo_id) s.repo_id, s.head_sha, s.parser_version
-        FROM aveloxis_data.repo_dependency_scans s
-        WHERE reparse_dependencies.repo IS NULL OR s.repo_id = reparse_dependencies.repo
-        ORDER BY s.repo_id, s.scan_id DESC
-    LOOP
-        CONTINUE WHEN reparse_dependencies.repo IS NULL AND r.parser_version = aveloxis.version();
-        scan := aveloxis_ops.parse_repo_dependencies(r.repo_id, r.head_sha, NULL, 'reparse', aveloxis_ops.clock());
-        repo_id := scan.repo_id;
-        dependencies := scan.dependencies;
-        direct := scan.direct;
-        parse_errors := scan.parse_errors;
-        RETURN NEXT;
-    END LOOP;
-    IF reparse_dependencies.repo IS NOT NULL AND NOT FOUND THEN
-        RAISE EXCEPTION 'repository % has no analysed dependency files', reparse_dependencies.repo
-            USING ERRCODE = 'no_data_found', HINT = 'Its analysis job stores them: aveloxis.why_not_collected(repo).';
-    END IF;
-END
-$$;
-
--- A repository's dependencies now, for analysts: what is in use, at which version and how
--- that is known, from which file.
-CREATE FUNCTION aveloxis.dependencies(repo bigint, direct_only boolean DEFAULT false)
-RETURNS TABLE (ecosystem text, name text, scope text, direct boolean, version text, resolution text,
-               requirement text, manifest_path text, lockfile_path text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT d.ecosystem, d.name, d.scope, d.direct, d.version, d.resolution, d.requirement, d.manifest_path,
-           d.lockfile_path
-    FROM aveloxis_data.repo_dependency_decls d
-    WHERE d.repo_id = repo AND (d.direct OR NOT direct_only)
-    ORDER BY d.ecosystem, d.name, d.manifest_path, d.version
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:170
--- requires:
---   dependencies
---   deps::aveloxis_ops::package_key
---   deps::aveloxis_ops::is_prerelease
-
--- Libyear from a fleet-wide package cache (docs/dependencies.md, "Libyear"). A daily
--- `packages` job per repository asks which of its dependencies' packages the cache lacks
--- or holds past their TTL (aveloxis.packages_due), and the agent fetches only those
--- (deps.dev for its six systems, the native registries for others), staging each
--- package's versions and dates field-picked (`package_versions`). complete() upserts the
--- cache, shared by every repository, and recomputes the repository's libyear in SQL
--- (aveloxis.refresh_libyear: no network, one timestamp per scan). A package is fetched
--- once per TTL for the whole fleet, never per repository.
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('packages.cadence', '1 day', 'interval',
-     'How often a repository''s libyear is recomputed (and its stale packages fetched)'),
-    ('packages.max_leased', '0', 'integer', 'Most packages jobs leased at once (0: no limit)'),
-    ('packages.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('packages.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
-    ('packages.ttl', '7 days', 'interval', 'How long a package''s cached versions are used before it is fetched again'),
-    ('packages.miss_ttl', '1 day', 'interval',
-     'How long a package the registry did not have (or did not answer for) waits before it is asked again'),
-    ('packages.batch', '500', 'integer', 'Most packages one packages job fetches (the rest: the next run, at once)');
-
--- One row per package of any repository: what its registry said and when.
-CREATE TABLE aveloxis_data.packages (
-    ecosystem       text NOT NULL,
-    -- aveloxis_ops.package_key(ecosystem, name): as the ecosystem compares names.
-    name            text NOT NULL,
-    -- The registry's default (latest stable) version, when it names one.
-    default_version text,
-    licence         text,
-    -- found, not_found (the registry has no such package), unsupported (no source for the
-    -- ecosystem), error (the registry refused or failed).
-    status          text NOT NULL CHECK (status IN ('found', 'not_found', 'unsupported', 'error')),
-    source          text,
-    http_status     integer,
-    detail          text,
-    fetched_at      timestamptz NOT NULL,
-    PRIMARY KEY (ecosystem, name)
-);
-COMMENT ON TABLE aveloxis_data.packages IS 'Fleet-wide package cache: one row per package, fetched once per TTL';
-
--- One row per version of a cached package: when it was published, whether it is a
--- pre-release or yanked (both never "latest"), its licence where the source says.
-CREATE TABLE aveloxis_data.package_versions (
-    ecosystem    text NOT NULL,
-    name         text NOT NULL,
-    version      text NOT NULL,
-    -- NULL when unknown (NuGet's unlisted placeholder date, 1900-01-01, included).
-    published_at timestamptz,
-    prerelease   boolean NOT NULL,
-    yanked       boolean NOT NULL DEFAULT false,
-    licence      text,
-    PRIMARY KEY (ecosystem, name, version),
-    FOREIGN KEY (ecosystem, name) REFERENCES aveloxis_data.packages ON DELETE CASCADE
-);
-COMMENT ON TABLE aveloxis_data.package_versions IS 'Fleet-wide package cache: versions with their publish dates';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.packages', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.package_versions', '');
-
--- The libyear table's typed companions of Augur's text columns, and the scan's history.
-ALTER TABLE aveloxis_data.repo_deps_libyear
-    ADD COLUMN ecosystem text,
-    ADD COLUMN resolution text,
-    ADD COLUMN license text,
-    ADD COLUMN current_release_at timestamptz,
-    ADD COLUMN latest_release_at timestamptz,
-    -- Days from the version in use to the latest release (never negative); NULL unknown.
-    ADD COLUMN libdays double precision;
-CREATE TABLE aveloxis_data.repo_deps_libyear_history (LIKE aveloxis_data.repo_deps_libyear INCLUDING DEFAULTS);
-ALTER TABLE aveloxis_data.repo_deps_libyear_history ADD PRIMARY KEY (repo_id, repo_deps_libyear_id);
-ALTER TABLE aveloxis_data.repo_deps_libyear_history
-    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
-COMMENT ON TABLE aveloxis_data.repo_deps_libyear_history IS 'Earlier libyear scans, moved here by each new one';
-CREATE INDEX repo_deps_libyear_history_scan_idx
-    ON aveloxis_data.repo_deps_libyear_history (repo_id, data_collection_date);
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_history', '');
-
--- The packages of the lease's repository that the cache lacks or holds past their TTL
--- (packages.ttl; packages.miss_ttl for what was not found or failed), at most
--- packages.batch, each with the versions the repository uses whose licence the cache does
--- not hold yet (a release's licence does not change: asked once). For the agent holding
--- the repository's packages lease.
-CREATE FUNCTION aveloxis.packages_due(lease_token uuid)
-RETURNS TABLE (ecosystem text, name text, versions text[])
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    repo bigint := aveloxis_ops.lease_repo(lease_token, 'packages');
-    at   timestamptz := aveloxis_ops.clock();
-    ttl  interval := aveloxis_ops.setting('packages.ttl')::interval;
-    miss interval := aveloxis_ops.setting('packages.miss_ttl')::interval;
-BEGIN
-    RETURN QUERY
-    SELECT d.ecosystem, d.package,
-           array_agg(DISTINCT d.version ORDER BY d.version)
-               FILTER (WHERE d.version IS NOT NULL
-                         AND NOT EXISTS (SELECT FROM aveloxis_data.package_versions v
-                                         WHERE v.ecosystem = d.ecosystem AND v.name = d.package
-                                           AND v.version = d.version AND v.licence IS NOT NULL))
-    FROM aveloxis_data.repo_dependency_decls d
-    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-      AND (p.fetched_at IS NULL
-           OR p.fetched_at < at - CASE WHEN p.status = 'found' THEN ttl ELSE miss END)
-    GROUP BY d.ecosystem, d.package
-    ORDER BY d.ecosystem, d.package
-    LIMIT aveloxis_ops.setting('packages.batch')::integer;
-END
-$$;
-
--- Applies the packages a run staged (called by complete for packages leases): the
--- fleet-wide cache upserted, then the repository's libyear recomputed. A package entry
--- without ecosystem, name or a known status is refused with the lease kept.
-CREATE FUNCTION aveloxis_ops.packages_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
--- Set-returning functions' default row estimates make plans look costly enough for JIT,
--- whose compilation costs more than these statements (0.5 s a call measured).
-SET jit = off
-AS $$
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    bad      text;
-BEGIN
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'packages', observed);
-    IF to_regclass('pg_temp.aveloxis_packages') IS NULL THEN
-        CREATE TEMP TABLE pg_temp.aveloxis_packages (doc jsonb) ON COMMIT DROP;
-    END IF;
-    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_packages'::regclass)
-       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
-           WHERE p.oid = 'aveloxis_ops.packages_apply(bigint, bigint, jsonb)'::regprocedure) THEN
-        RAISE EXCEPTION 'pg_temp.aveloxis_packages belongs to another role' USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    TRUNCATE pg_temp.aveloxis_packages;
-    INSERT INTO pg_temp.aveloxis_packages
-    SELECT aveloxis_ops.sanitized_jsonb(s.payload)
-    FROM aveloxis_ops.staging s
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions'
-    ORDER BY s.staging_id;
-    SELECT format('%s/%s (status %s)', d.doc ->> 'ecosystem', d.doc ->> 'name', d.doc ->> 'status') INTO bad
-    FROM pg_temp.aveloxis_packages d
-    WHERE coalesce(d.doc ->> 'ecosystem', '') = '' OR coalesce(d.doc ->> 'name', '') = ''
-       OR coalesce(d.doc ->> 'status', '') NOT IN ('found', 'not_found', 'unsupported', 'error')
-    LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'a package_versions entry needs ecosystem, name and a status of found, not_found, unsupported or error: %', bad
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    -- The last answer per package wins within a run.
-    INSERT INTO aveloxis_data.packages AS p (ecosystem, name, default_version, licence, status, source, http_status,
-                                             detail, fetched_at)
-    SELECT DISTINCT ON (1, 2) d.doc ->> 'ecosystem', aveloxis_ops.package_key(d.doc ->> 'ecosystem', d.doc ->> 'name'),
-           nullif(d.doc ->> 'default_version', ''), nullif(d.doc ->> 'licence', ''), d.doc ->> 'status',
-           d.doc ->> 'source', (d.doc ->> 'http_status')::integer, left(d.doc ->> 'detail', 500), observed
-    FROM pg_temp.aveloxis_packages d
-    ORDER BY 1, 2
-    ON CONFLICT (ecosystem, name) DO UPDATE SET
-        -- A failed or unsupported fetch keeps what an earlier one found.
-        default_version = CASE WHEN excluded.status = 'found' THEN excluded.default_version ELSE p.default_version END,
-        licence = CASE WHEN excluded.status = 'found' THEN coalesce(excluded.licence, p.licence) ELSE p.licence END,
-        status = CASE WHEN excluded.status IN ('error', 'unsupported') AND p.status = 'found' THEN p.status
-                      ELSE excluded.status END,
-        source = excluded.source, http_status = excluded.http_status, detail = excluded.detail,
-        fetched_at = excluded.fetched_at;
-
-    INSERT INTO aveloxis_data.package_versions AS v (ecosystem, name, version, published_at, prerelease, yanked, licence)
-    SELECT DISTINCT ON (1, 2, 3) d.doc ->> 'ecosystem', aveloxis_ops.package_key(d.doc ->> 'ecosystem', d.doc ->> 'name'),
-           x.version,
-           -- Placeholder dates (NuGet's unlisted 1900-01-01) are no publication dates.
-           CASE WHEN x.published_at >= '1990-01-01' THEN x.published_at END,
-           coalesce(x.prerelease, false) OR aveloxis_ops.is_prerelease(d.doc ->> 'ecosystem', x.version),
-           coalesce(x.yanked, false), nullif(x.licence, '')
-    FROM pg_temp.aveloxis_packages d,
-         jsonb_to_recordset(coalesce(d.doc -> 'versions', '[]')) AS x(version text, published_at timestamptz,
-                                                                      prerelease boolean, yanked boolean, licence text)
-    WHERE d.doc ->> 'status' = 'found' AND coalesce(x.version, '') <> ''
-    ORDER BY 1, 2, 3
-    ON CONFLICT (ecosystem, name, version) DO UPDATE SET
-        published_at = coalesce(excluded.published_at, v.published_at),
-        prerelease = excluded.prerelease, yanked = excluded.yanked,
-        licence = coalesce(excluded.licence, v.licence);
-
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions';
-    PERFORM aveloxis.refresh_libyear(repo);
-    -- An SBOM is kept each time the dependency set changed (sql/sbom.sql).
-    PERFORM aveloxis_ops.store_sbom_if_changed(repo);
-END
-$$;
-
--- Recomputes a repository's libyear from the cache, in SQL, with no network: for each
--- direct dependency from a registry, the version in use (locked or exact) against the
--- latest release, libyear = days between their publications / 365.25 (never negative),
--- NULL when either is unknown (a range, an unknown version, a package not cached). One
--- transaction, one data_collection_date; the previous scan moves to history. as_of
--- (tests, backfills) hides releases published after it.
-CREATE FUNCTION aveloxis.refresh_libyear(repo bigint, as_of timestamptz DEFAULT NULL)
-RETURNS TABLE (dependencies bigint, with_libyear bigint, avg_libyear double precision)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
--- Set-returning functions' default row estimates make plans look costly enough for JIT,
--- whose compilation costs more than these statements (0.5 s a call measured).
-SET jit = off
-AS $$
-#variable_conflict use_column
-DECLARE
-    observed timestamptz := aveloxis_ops.clock();
-    cutoff   timestamptz := coalesce(as_of, 'infinity');
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.libyear', repo));
-    WITH moved AS (
-        DELETE FROM aveloxis_data.repo_deps_libyear l WHERE l.repo_id = repo RETURNING l.*
-    )
-    INSERT INTO aveloxis_data.repo_deps_libyear_history SELECT * FROM moved;
-    INSERT INTO aveloxis_data.repo_deps_libyear
-        (repo_id, name, requirement, type, package_manager, current_verion, latest_version, current_release_date,
-         latest_release_date, libyear, tool_source, tool_version, data_source, data_collection_date, ecosystem,
-         resolution, license, current_release_at, latest_release_at, libdays)
-    SELECT repo, d.name, d.requirement, d.scope, upper(d.ecosystem), d.version, latest.version,
-           to_char(cur.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-           to_char(latest.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-           -- greatest() skips NULLs: an unknown side would read 0, "up to date". NULL it stays.
-           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
-                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25 END,
-           'aveloxis (package cache)', aveloxis.version(), 'registries', observed, d.ecosystem, d.resolution,
-           coalesce(cur.licence, p.licence), cur.published_at, latest.published_at,
-           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
-                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) END
-    FROM (SELECT DISTINCT ON (x.ecosystem, x.package, x.version, x.scope)
-                 x.ecosystem, x.package, x.name, x.version, x.scope, x.requirement, x.resolution
-          FROM aveloxis_data.repo_dependency_decls x
-          WHERE x.repo_id = repo AND x.direct AND x.resolution <> 'non-registry'
-          ORDER BY x.ecosystem, x.package, x.version, x.scope, x.manifest_path) d
-    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-    LEFT JOIN aveloxis_data.package_versions cur
-           ON cur.ecosystem = d.ecosystem AND cur.name = d.package AND cur.version = d.version
-          AND cur.published_at <= cutoff
-    LEFT JOIN LATERAL (
-        SELECT v.version, v.published_at FROM aveloxis_data.package_versions v
-        WHERE v.ecosystem = d.ecosystem AND v.name = d.package AND NOT v.prerelease AND NOT v.yanked
-          AND v.published_at <= cutoff AND p.status = 'found'
-        ORDER BY (v.version = p.default_version AND as_of IS NULL) DESC, v.published_at DESC, v.version DESC
-        LIMIT 1) latest ON true
-    ORDER BY d.ecosystem, d.package, d.version;
-    RETURN QUERY
-    SELECT count(*), count(l.libyear), avg(l.libyear)
-    FROM aveloxis_data.repo_deps_libyear l WHERE l.repo_id = repo;
-END
-$$;
-
--- The package cache for operators: packages and versions held, by status, and how many
--- are past their TTL.
-CREATE FUNCTION aveloxis.package_cache_stats()
-RETURNS TABLE (ecosystem text, status text, packages bigint, versions bigint, stale bigint, oldest_fetch timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT p.ecosystem, p.status, count(*), coalesce(sum(vc.n), 0)::bigint,
-           count(*) FILTER (WHERE p.fetched_at < aveloxis_ops.clock()
-                            - CASE WHEN p.status = 'found' THEN aveloxis_ops.setting('packages.ttl')::interval
-                                   ELSE aveloxis_ops.setting('packages.miss_ttl')::interval END),
-           min(p.fetched_at)
-    FROM aveloxis_data.packages p
-    LEFT JOIN LATERAL (SELECT count(*) AS n FROM aveloxis_data.package_versions v
-                       WHERE v.ecosystem = p.ecosystem AND v.name = p.name) vc ON true
-    GROUP BY p.ecosystem, p.status
-    ORDER BY 1, 2
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:180
--- requires:
---   packages
---   vulns::aveloxis_ops::cvss_score
-
--- Vulnerabilities from OSV (docs/dependencies.md, "Vulnerabilities"). A daily
--- `vulnerabilities` job per repository asks which package versions it uses have no OSV
--- answer younger than osv.ttl (aveloxis.osv_due, fleet-wide: a version another repository
--- asked about today is not asked again); the agent sends them to OSV's querybatch (at most
--- 1,000 a call, following each query's next_page_token) and stages the answers
--- (`osv_results`), then fetches /v1/vulns/{id} only for records newer than the cached copy
--- (aveloxis.osv_vulns_needed) and stages them raw (`osv_vuln`). complete() fills the
--- caches, scores CVSS vectors with the cvss crate (v2, v3.x, v4.0; none invented) and
--- updates the repository's findings: first seen, last seen, and resolved only when every
--- query of the repository was answered (a partial scan resolves nothing).
-
-INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
-    ('vulnerabilities.cadence', '1 day', 'interval', 'How often a repository''s dependencies are checked against OSV'),
-    ('vulnerabilities.max_leased', '0', 'integer', 'Most vulnerabilities jobs leased at once (0: no limit)'),
-    ('vulnerabilities.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
-    ('vulnerabilities.sideline_after', '10', 'integer',
-     'Consecutive transient failures that sideline a job for one cadence'),
-    ('osv.ttl', '1 day', 'interval', 'How long OSV''s answer for a package version is used before it is asked again'),
-    ('osv.batch', '5000', 'integer', 'Most package versions one vulnerabilities job asks OSV about (the rest: next run)'),
-    ('osv.url', 'https://api.osv.dev/', 'url', 'The OSV API (querybatch and vulns)');
-
--- OSV's answer per package version: the advisories it lists and when it was asked.
-CREATE TABLE aveloxis_data.osv_queries (
-    ecosystem  text NOT NULL,
-    name       text NOT NULL,
-    version    text NOT NULL,
-    vuln_ids   text[] NOT NULL,
-    checked_at timestamptz NOT NULL,
-    PRIMARY KEY (ecosystem, name, version)
-);
-COMMENT ON TABLE aveloxis_data.osv_queries IS 'Fleet-wide: what OSV answered for each package version in use, and when';
-
--- OSV records, fetched when OSV's modified is newer than the copy here.
-CREATE TABLE aveloxis_data.osv_vulns (
-    vuln_id        text PRIMARY KEY,
-    modified       timestamptz,
-    published      timestamptz,
-    withdrawn      timestamptz,
-    summary        text,
-    aliases        text[] NOT NULL DEFAULT '{}',
-    -- LOW, MEDIUM, HIGH, CRITICAL: the database's own label (GHSA's MODERATE is MEDIUM),
-    -- else the CVSS score's rating; NULL when neither exists.
-    severity       text,
-    cvss_v3_vector text,
-    cvss_v3_score  numeric(3, 1),
-    cvss_v4_vector text,
-    cvss_v4_score  numeric(3, 1),
-    record         jsonb,
-    -- A listed id whose record could not be fetched yet: no details, never a made-up score.
-    fetched_at     timestamptz
-);
-COMMENT ON TABLE aveloxis_data.osv_vulns IS 'Fleet-wide cache of OSV records with their CVSS scores';
-
--- A repository's findings: one per package version in use and advisory.
-CREATE TABLE aveloxis_data.repo_deps_vulnerabilities (
-    finding_id    bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    ecosystem     text NOT NULL,
-    name          text NOT NULL,
-    version       text NOT NULL,
-    vuln_id       text NOT NULL,
-    first_seen_at timestamptz NOT NULL,
-    last_seen_at  timestamptz NOT NULL,
-    -- Stamped when a complete scan no longer finds it; NULL while open.
-    resolved_at   timestamptz,
-    PRIMARY KEY (repo_id, finding_id),
-    UNIQUE (repo_id, ecosystem, name, version, vuln_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_deps_vulnerabilities IS
-    'Vulnerabilities of each repository''s dependencies, first seen, last seen and resolved';
-
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.osv_queries', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.osv_vulns', '');
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_vulnerabilities', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_vulnerabilities', 'finding_id'), '');
-
--- The ecosystems OSV knows, by the names it uses (ours are OSV's).
-CREATE FUNCTION aveloxis_ops.osv_ecosystem(ecosystem text)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ecosystem IN ('npm', 'PyPI', 'crates.io', 'Go', 'Maven', 'RubyGems', 'Packagist', 'NuGet', 'Hex', 'Pub',
-                         'Hackage', 'SwiftURL', 'CRAN', 'ConanCenter', 'GitHub Actions')
-$$;
-
--- The package versions a repository uses, each once: what its vulnerability scan asks about.
-CREATE FUNCTION aveloxis_ops.versions_in_use(repo bigint)
-RETURNS TABLE (ecosystem text, name text, version text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT DISTINCT d.ecosystem, d.package, d.version
-    FROM aveloxis_data.repo_dependency_decls d
-    WHERE d.repo_id = repo AND d.version IS NOT NULL AND d.resolution IN ('locked', 'exact')
-      AND aveloxis_ops.osv_ecosystem(d.ecosystem)
-$$;
-
--- The OSV settings the agent needs.
-CREATE FUNCTION aveloxis.osv_settings()
-RETURNS TABLE (url text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT aveloxis_ops.setting('osv.url')
-$$;
-
--- The package versions of the lease's repository without a fresh OSV answer (osv.ttl),
--- at most osv.batch. For the agent holding the repository's vulnerabilities lease.
-CREATE FUNCTION aveloxis.osv_due(lease_token uuid)
-RETURNS TABLE (ecosystem text, name text, version text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    repo   bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
-    cutoff timestamptz := aveloxis_ops.clock() - aveloxis_ops.setting('osv.ttl')::interval;
-BEGIN
-    RETURN QUERY
-    SELECT u.ecosystem, u.name, u.version
-    FROM aveloxis_ops.versions_in_use(repo) u
-    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    WHERE q.checked_at IS NULL OR q.checked_at < cutoff
-    ORDER BY 1, 2, 3
-    LIMIT aveloxis_ops.setting('osv.batch')::integer;
-END
-$$;
-
--- Of the advisories OSV listed (id, modified), those whose record is not cached or is
--- older: the agent fetches only these.
-CREATE FUNCTION aveloxis.osv_vulns_needed(lease_token uuid, ids text[], modified timestamptz[])
-RETURNS SETOF text
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
-    RETURN QUERY
-    SELECT DISTINCT n.id
-    FROM unnest(ids, modified) AS n(id, modified)
-    LEFT JOIN aveloxis_data.osv_vulns v ON v.vuln_id = n.id
-    WHERE n.id IS NOT NULL
-      AND (v.fetched_at IS NULL OR v.modified IS NULL OR n.modified IS NULL OR n.modified > v.modified)
-    ORDER BY 1;
-END
-$$;
-
--- Applies what a vulnerabilities run staged (called by complete): OSV's answers to the
--- query cache, records to the vulnerability cache (scored), then the repository's
--- findings. Resolutions only when every version the repository uses has an answer
--- within osv.ttl.
-CREATE FUNCTION aveloxis_ops.vulnerabilities_apply(repo bigint, run bigint, outcome jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
--- Set-returning functions' default row estimates make plans look costly enough for JIT,
--- whose compilation costs more than these statements (0.5 s a call measured).
-SET jit = off
-AS $$
-DECLARE
-    observed   timestamptz := aveloxis_ops.clock();
-    cutoff     timestamptz := observed - aveloxis_ops.setting('osv.ttl')::interval;
-    unanswered bigint;
-    resolved   bigint;
-BEGIN
-    PERFORM aveloxis_ops.supersede_staged(repo, run, 'vulnerabilities', observed);
-    -- Each answered query: {ecosystem, name, version, vulns: [{id, modified}]} (all pages).
-    INSERT INTO aveloxis_data.osv_queries AS q (ecosystem, name, version, vuln_ids, checked_at)
-    SELECT DISTINCT ON (1, 2, 3) a.ecosystem, aveloxis_ops.package_key(a.ecosystem, a.name), a.version,
-           ARRAY(SELECT DISTINCT v ->> 'id' FROM jsonb_array_elements(coalesce(a.vulns, '[]')) v
-                 WHERE v ->> 'id' IS NOT NULL ORDER BY 1),
-           observed
-    FROM aveloxis_ops.staging s,
-         LATERAL jsonb_to_recordset(aveloxis_ops.sanitized_jsonb(s.payload) -> 'answers')
-             AS a(ecosystem text, name text, version text, vulns jsonb)
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'osv_results'
-      AND a.ecosystem IS NOT NULL AND a.name IS NOT NULL AND a.version IS NOT NULL
-    ORDER BY 1, 2, 3, s.staging_id DESC
-    ON CONFLICT (ecosystem, name, version) DO UPDATE SET vuln_ids = excluded.vuln_ids, checked_at = excluded.checked_at;
-
-    -- Records: the newest staged copy of each id.
-    WITH recs AS (
-        SELECT DISTINCT ON (r ->> 'id') r
-        FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.sanitized_jsonb(s.payload) r
-        WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'osv_vuln'
-          AND r ->> 'id' IS NOT NULL
-        ORDER BY r ->> 'id', s.staging_id DESC
-    ), vectors AS (
-        SELECT r, (SELECT v ->> 'score' FROM jsonb_array_elements(coalesce(r -> 'severity', r #> '{affected,0,severity}', '[]')) v
-                   WHERE v ->> 'type' = 'CVSS_V3' LIMIT 1) AS v3,
-                  (SELECT v ->> 'score' FROM jsonb_array_elements(coalesce(r -> 'severity', r #> '{affected,0,severity}', '[]')) v
-                   WHERE v ->> 'type' = 'CVSS_V4' LIMIT 1) AS v4
-        FROM recs
-    )
-    INSERT INTO aveloxis_data.osv_vulns AS o (vuln_id, modified, published, withdrawn, summary, aliases, severity,
-                                              cvss_v3_vector, cvss_v3_score, cvss_v4_vector, cvss_v4_score, record,
-                                              fetched_at)
-    SELECT x.r ->> 'id', (x.r ->> 'modified')::timestamptz, (x.r ->> 'published')::timestamptz,
-           (x.r ->> 'withdrawn')::timestamptz, left(x.r ->> 'summary', 1000),
-           ARRAY(SELECT jsonb_array_elements_text(coalesce(x.r -> 'aliases', '[]'))),
-           coalesce(CASE upper(x.r #>> '{database_specific,severity}')
-                        WHEN 'MODERATE' THEN 'MEDIUM' WHEN 'LOW' THEN 'LOW' WHEN 'MEDIUM' THEN 'MEDIUM'
-                        WHEN 'HIGH' THEN 'HIGH' WHEN 'CRITICAL' THEN 'CRITICAL' END,
-                    upper(nullif(coalesce(s4.severity, s3.severity), 'none'))),
-           x.v3, s3.score, x.v4, s4.score, x.r, observed
-    FROM vectors x
-    LEFT JOIN LATERAL aveloxis_ops.cvss_score(x.v3) s3 ON true
-    LEFT JOIN LATERAL aveloxis_ops.cvss_score(x.v4) s4 ON true
-    ON CONFLICT (vuln_id) DO UPDATE SET
-        modified = excluded.modified, published = excluded.published, withdrawn = excluded.withdrawn,
-        summary = excluded.summary, aliases = excluded.aliases, severity = excluded.severity,
-        cvss_v3_vector = excluded.cvss_v3_vector, cvss_v3_score = excluded.cvss_v3_score,
-        cvss_v4_vector = excluded.cvss_v4_vector, cvss_v4_score = excluded.cvss_v4_score,
-        record = excluded.record, fetched_at = excluded.fetched_at;
-    -- Ids listed by OSV whose record is not fetched yet: known, without details.
-    INSERT INTO aveloxis_data.osv_vulns (vuln_id)
-    SELECT DISTINCT unnest(q.vuln_ids) FROM aveloxis_ops.versions_in_use(repo) u
-    JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    ON CONFLICT (vuln_id) DO NOTHING;
-
-    UPDATE aveloxis_ops.staging s SET drained_at = observed
-    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity IN ('osv_results', 'osv_vuln');
-
-    -- Findings now: every advisory OSV lists for a version in use (withdrawn ones aside).
-    IF to_regclass('pg_temp.aveloxis_findings') IS NULL THEN
-        CREATE TEMP TABLE pg_temp.aveloxis_findings (ecosystem text, name text, version text, vuln_id text) ON COMMIT DROP;
-    END IF;
-    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_findings'::regclass)
-       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
-           WHERE p.oid = 'aveloxis_ops.vulnerabilities_apply(bigint, bigint, jsonb)'::regprocedure) THEN
-        RAISE EXCEPTION 'pg_temp.aveloxis_findings belongs to another role' USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    TRUNCATE pg_temp.aveloxis_findings;
-    INSERT INTO pg_temp.aveloxis_findings
-    SELECT u.ecosystem, u.name, u.version, id
-    FROM aveloxis_ops.versions_in_use(repo) u
-    JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version,
-         unnest(q.vuln_ids) id
-    WHERE NOT EXISTS (SELECT FROM aveloxis_data.osv_vulns v WHERE v.vuln_id = id AND v.withdrawn IS NOT NULL);
-    INSERT INTO aveloxis_data.repo_deps_vulnerabilities AS f
-        (repo_id, ecosystem, name, version, vuln_id, first_seen_at, last_seen_at)
-    SELECT repo, n.ecosystem, n.name, n.version, n.vuln_id, observed, observed FROM pg_temp.aveloxis_findings n
-    ON CONFLICT (repo_id, ecosystem, name, version, vuln_id) DO UPDATE SET
-        last_seen_at = excluded.last_seen_at, resolved_at = NULL;
-
-    SELECT count(*) INTO unanswered
-    FROM aveloxis_ops.versions_in_use(repo) u
-    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    WHERE q.checked_at IS NULL OR q.checked_at < cutoff;
-    IF unanswered > 0 THEN
-        RAISE LOG 'vulnerabilities of repo %: % versions in use without a fresh OSV answer: no finding resolved',
-            repo, unanswered;
-        RETURN;
-    END IF;
-    UPDATE aveloxis_data.repo_deps_vulnerabilities f SET resolved_at = observed
-    WHERE f.repo_id = repo AND f.resolved_at IS NULL
-      AND NOT EXISTS (SELECT FROM pg_temp.aveloxis_findings n
-                      WHERE (n.ecosystem, n.name, n.version, n.vuln_id) = (f.ecosystem, f.name, f.version, f.vuln_id));
-    GET DIAGNOSTICS resolved = ROW_COUNT;
-    IF resolved > 0 THEN
-        RAISE LOG 'vulnerabilities of repo %: % findings resolved', repo, resolved;
-    END IF;
-END
-$$;
-
--- A repository's vulnerabilities for analysts: open ones first, worst first.
-CREATE FUNCTION aveloxis.vulnerabilities(repo bigint, include_resolved boolean DEFAULT false)
-RETURNS TABLE (ecosystem text, name text, version text, vuln_id text, aliases text[], summary text, severity text,
-               cvss_v3_score numeric, cvss_v4_score numeric, first_seen_at timestamptz, resolved_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT f.ecosystem, f.name, f.version, f.vuln_id, v.aliases, v.summary, v.severity, v.cvss_v3_score,
-           v.cvss_v4_score, f.first_seen_at, f.resolved_at
-    FROM aveloxis_data.repo_deps_vulnerabilities f
-    LEFT JOIN aveloxis_data.osv_vulns v ON v.vuln_id = f.vuln_id
-    WHERE f.repo_id = repo AND (include_resolved OR f.resolved_at IS NULL)
-    ORDER BY f.resolved_at IS NOT NULL,
-             array_position(ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'], v.severity) NULLS LAST,
-             f.ecosystem, f.name, f.version, f.vuln_id
-$$;
-
--- Whether a packages or vulnerabilities job left part of its repository's work for later
--- (its batch was full): packages the cache still lacks or holds stale, versions still
--- without a fresh OSV answer.
-CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
-RETURNS boolean
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    IF job_phase = 'packages' THEN
-        RETURN EXISTS (
-            SELECT FROM aveloxis_data.repo_dependency_decls d
-            LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-            WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-              AND (p.fetched_at IS NULL
-                   OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
-                                                                    ELSE 'packages.miss_ttl' END)::interval));
-    END IF;
-    IF job_phase = 'vulnerabilities' THEN
-        RETURN EXISTS (
-            SELECT FROM aveloxis_ops.versions_in_use(repo) u
-            LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-            WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval);
-    END IF;
-    RETURN false;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:186
--- requires:
---   vulnerabilities
---   sbom::aveloxis_ops::purl
---   sbom::aveloxis_ops::spdx_licence
-
--- SBOMs (docs/dependencies.md, "SBOM"): a repository's dependencies as CycloneDX (1.5 or
--- 1.6) or SPDX 2.3 JSON, built here from the parsed dependencies and the package cache:
--- one component per package version (purl as bom-ref, so duplicates collapse), licences
--- normalised to SPDX identifiers or expressions, the direct ones the repository's own
--- dependencies, optionally the open vulnerabilities. The same data gives the same
--- document (timestamp of the dependency parse, serial number from the content).
--- repo_sbom_scans keeps a CycloneDX document each time the dependency set changes.
-
-CREATE TABLE aveloxis_data.repo_sbom_scans (
-    rsb_id       bigint GENERATED BY DEFAULT AS IDENTITY,
-    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    sbom_scan    jsonb NOT NULL,
-    sbom_format  text NOT NULL,
-    sbom_version text NOT NULL,
-    -- The dependency set it describes (repo_dependency_scans.set_hash).
-    set_hash     text NOT NULL,
-    created_at   timestamptz NOT NULL,
-    PRIMARY KEY (repo_id, rsb_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_sbom_scans IS 'An SBOM of each dependency set a repository had (stored when it changes)';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_sbom_scans', '');
-SELECT pg_catalog.pg_extension_config_dump(
-    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_sbom_scans', 'rsb_id'), '');
-
--- The components of a repository's SBOM: one per package version from a registry, the
--- scope the most needed of its declarations (runtime over optional over development).
-CREATE FUNCTION aveloxis_ops.sbom_components(repo bigint, runtime_only boolean)
-RETURNS TABLE (n bigint, ecosystem text, name text, version text, purl text, direct boolean, scope text,
-               licence_kind text, licence text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH c AS (
-        SELECT d.ecosystem, d.package, min(d.name) AS name, d.version, bool_or(d.direct) AS direct,
-               CASE WHEN bool_or(d.scope IN ('runtime', 'peer')) THEN 'required'
-                    WHEN bool_or(d.scope = 'optional') THEN 'optional' ELSE 'excluded' END AS scope
-        FROM aveloxis_data.repo_dependency_decls d
-        WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-          AND (NOT runtime_only OR d.scope IN ('runtime', 'peer', 'optional'))
-        GROUP BY d.ecosystem, d.package, d.version
-    )
-    SELECT row_number() OVER (ORDER BY x.purl), x.ecosystem, x.name, x.version, x.purl, x.direct, x.scope,
-           l.kind, l.value
-    FROM (SELECT DISTINCT ON (p.purl) c.*, p.purl
-          FROM c CROSS JOIN LATERAL (SELECT aveloxis_ops.purl(c.ecosystem, c.name, c.version) AS purl) p
-          WHERE p.purl IS NOT NULL
-          ORDER BY p.purl, c.direct DESC, c.scope) x
-    LEFT JOIN aveloxis_data.package_versions v
-           ON v.ecosystem = x.ecosystem AND v.name = x.package AND v.version = x.version
-    LEFT JOIN LATERAL aveloxis_ops.spdx_licence(v.licence) l ON true
-    ORDER BY x.purl
-$$;
-
--- A repository's SBOM. format: cyclonedx (spec 1.5 or 1.6, the default) or spdx (2.3);
--- scope: all, or runtime (no development, test or build dependencies); vulnerabilities:
--- the open findings (CycloneDX vulnerabilities; SPDX security references).
-CREATE FUNCTION aveloxis.sbom(repo bigint, format text DEFAULT 'cyclonedx', spec text DEFAULT NULL,
-                              scope text DEFAULT 'all', vulnerabilities boolean DEFAULT false)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
--- Set-returning functions' default row estimates make plans look costly enough for JIT,
--- whose compilation costs more than these statements (0.5 s a call measured).
-SET jit = off
-AS $$
-DECLARE
-    r          aveloxis_data.repos;
-    scan       aveloxis_data.repo_dependency_scans;
-    runtime    boolean;
-    created    text;
-    root_ref   text;
-    doc        jsonb;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    IF format NOT IN ('cyclonedx', 'spdx') THEN
-        RAISE EXCEPTION 'format must be cyclonedx or spdx, not %', format USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF scope NOT IN ('all', 'runtime') THEN
-        RAISE EXCEPTION 'scope must be all or runtime, not %', scope USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    spec := coalesce(spec, CASE format WHEN 'cyclonedx' THEN '1.6' ELSE '2.3' END);
-    IF (format = 'cyclonedx' AND spec NOT IN ('1.5', '1.6')) OR (format = 'spdx' AND spec <> '2.3') THEN
-        RAISE EXCEPTION '% % is not produced', format, spec USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'CycloneDX 1.5 or 1.6; SPDX 2.3.';
-    END IF;
-    runtime := scope = 'runtime';
-    SELECT * INTO r FROM aveloxis_data.repos x WHERE x.repo_id = repo;
-    SELECT * INTO scan FROM aveloxis_data.repo_dependency_scans s WHERE s.repo_id = repo ORDER BY s.scan_id DESC LIMIT 1;
-    IF scan.scan_id IS NULL THEN
-        RAISE EXCEPTION 'repository % has no parsed dependencies yet', repo USING ERRCODE = 'no_data_found',
-            HINT = 'Its analysis job parses them: aveloxis.why_not_collected(repo).';
-    END IF;
-    created := to_char(scan.parsed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
-    root_ref := 'repo:' || repo;
-
-    IF format = 'cyclonedx' THEN
-        doc := jsonb_build_object(
-            'bomFormat', 'CycloneDX', 'specVersion', spec, 'version', 1,
-            'metadata', jsonb_build_object(
-                'timestamp', created,
-                'tools', jsonb_build_object('components', jsonb_build_array(jsonb_build_object(
-                    'type', 'application', 'name', 'pg_aveloxis', 'version', aveloxis.version()))),
-                'component', jsonb_build_object(
-                    'type', 'application', 'bom-ref', root_ref, 'name', coalesce(r.repo_name, r.repo_git),
-                    'externalReferences', jsonb_build_array(jsonb_build_object('type', 'vcs', 'url', r.repo_git)))),
-            'components', coalesce((
-                SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                    'type', CASE WHEN c.ecosystem = 'GitHub Actions' THEN 'application' ELSE 'library' END,
-                    'bom-ref', c.purl, 'name', c.name, 'version', c.version, 'purl', c.purl, 'scope', c.scope,
-                    'licenses', CASE c.licence_kind
-                        WHEN 'expression' THEN jsonb_build_array(jsonb_build_object('expression', c.licence))
-                        WHEN 'id' THEN jsonb_build_array(jsonb_build_object('license', jsonb_build_object('id', c.licence)))
-                        WHEN 'name' THEN jsonb_build_array(jsonb_build_object('license', jsonb_build_object('name', c.licence)))
-                        END)) ORDER BY c.n)
-                FROM aveloxis_ops.sbom_components(repo, runtime) c), '[]'),
-            'dependencies', jsonb_build_array(jsonb_build_object(
-                'ref', root_ref,
-                'dependsOn', coalesce((SELECT jsonb_agg(c.purl ORDER BY c.n)
-                                       FROM aveloxis_ops.sbom_components(repo, runtime) c WHERE c.direct), '[]'))));
-        IF vulnerabilities THEN
-            doc := doc || jsonb_build_object('vulnerabilities', coalesce((
-                SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                    'bom-ref', 'vuln:' || v.vuln_id || ':' || v.purls[1],
-                    'id', v.vuln_id,
-                    'source', jsonb_build_object('name', 'OSV', 'url', 'https://osv.dev/vulnerability/' || v.vuln_id),
-                    'ratings', (SELECT jsonb_agg(x.rating ORDER BY x.ord) FROM (VALUES
-                        (1, CASE WHEN o.cvss_v3_score IS NOT NULL THEN jsonb_build_object(
-                            'score', o.cvss_v3_score, 'severity', lower(s3.severity),
-                            'method', CASE WHEN o.cvss_v3_vector LIKE 'CVSS:3.1/%' THEN 'CVSSv31' ELSE 'CVSSv3' END,
-                            'vector', o.cvss_v3_vector) END),
-                        (2, CASE WHEN o.cvss_v4_score IS NOT NULL THEN jsonb_build_object(
-                            'score', o.cvss_v4_score, 'severity', lower(s4.severity), 'method', 'CVSSv4',
-                            'vector', o.cvss_v4_vector) END)) AS x(ord, rating)
-                        WHERE x.rating IS NOT NULL),
-                    'description', o.summary,
-                    'affects', (SELECT jsonb_agg(jsonb_build_object('ref', p) ORDER BY p) FROM unnest(v.purls) p)))
-                    ORDER BY v.vuln_id)
-                FROM (SELECT f.vuln_id, array_agg(DISTINCT c.purl ORDER BY c.purl) AS purls
-                      FROM aveloxis_data.repo_deps_vulnerabilities f
-                      JOIN aveloxis_ops.sbom_components(repo, runtime) c
-                        ON c.ecosystem = f.ecosystem AND aveloxis_ops.package_key(c.ecosystem, c.name) = f.name
-                       AND c.version = f.version
-                      WHERE f.repo_id = repo AND f.resolved_at IS NULL
-                      GROUP BY f.vuln_id) v
-                LEFT JOIN aveloxis_data.osv_vulns o ON o.vuln_id = v.vuln_id
-                LEFT JOIN LATERAL aveloxis_ops.cvss_score(o.cvss_v3_vector) s3 ON true
-                LEFT JOIN LATERAL aveloxis_ops.cvss_score(o.cvss_v4_vector) s4 ON true), '[]'));
-        END IF;
-        RETURN jsonb_build_object('serialNumber', 'urn:uuid:' || aveloxis_ops.content_uuid(doc)) || doc;
-    END IF;
-
-    doc := jsonb_build_object(
-        'spdxVersion', 'SPDX-2.3', 'dataLicense', 'CC0-1.0', 'SPDXID', 'SPDXRef-DOCUMENT',
-        'name', coalesce(r.repo_name, r.repo_git) || ' dependencies',
-        'creationInfo', jsonb_build_object('created', created, 'creators',
-                                           jsonb_build_array('Tool: pg_aveloxis-' || aveloxis.version())),
-        'packages', jsonb_build_array(jsonb_build_object(
-                'SPDXID', 'SPDXRef-Repository', 'name', coalesce(r.repo_name, r.repo_git),
-                'downloadLocation', CASE WHEN r.repo_git ~ '^https?://' THEN 'git+' || r.repo_git ELSE 'NOASSERTION' END,
-                'filesAnalyzed', false, 'licenseConcluded', 'NOASSERTION', 'licenseDeclared', 'NOASSERTION',
-                'copyrightText', 'NOASSERTION'))
-            || coalesce((
-                SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                    'SPDXID', 'SPDXRef-Package-' || c.n, 'name', c.name, 'versionInfo', c.version,
-                    'downloadLocation', 'NOASSERTION', 'filesAnalyzed', false,
-                    'licenseConcluded', 'NOASSERTION',
-                    'licenseDeclared', CASE WHEN c.licence_kind IN ('id', 'expression') THEN c.licence ELSE 'NOASSERTION' END,
-                    'copyrightText', 'NOASSERTION',
-                    'externalRefs', jsonb_build_array(jsonb_build_object(
-                        'referenceCategory', 'PACKAGE-MANAGER', 'referenceType', 'purl', 'referenceLocator', c.purl))
-                        || CASE WHEN vulnerabilities THEN coalesce((
-                            SELECT jsonb_agg(jsonb_build_object(
-                                'referenceCategory', 'SECURITY', 'referenceType', 'advisory',
-                                'referenceLocator', 'https://osv.dev/vulnerability/' || f.vuln_id) ORDER BY f.vuln_id)
-                            FROM aveloxis_data.repo_deps_vulnerabilities f
-                            WHERE f.repo_id = repo AND f.resolved_at IS NULL AND f.ecosystem = c.ecosystem
-                              AND f.name = aveloxis_ops.package_key(c.ecosystem, c.name) AND f.version = c.version), '[]')
-                           ELSE '[]' END)) ORDER BY c.n)
-                FROM aveloxis_ops.sbom_components(repo, runtime) c), '[]'),
-        'relationships', jsonb_build_array(jsonb_build_object(
-                'spdxElementId', 'SPDXRef-DOCUMENT', 'relationshipType', 'DESCRIBES',
-                'relatedSpdxElement', 'SPDXRef-Repository'))
-            || coalesce((
-                SELECT jsonb_agg(CASE WHEN c.scope = 'excluded' THEN jsonb_build_object(
-                        'spdxElementId', 'SPDXRef-Package-' || c.n, 'relationshipType', 'DEV_DEPENDENCY_OF',
-                        'relatedSpdxElement', 'SPDXRef-Repository')
-                    ELSE jsonb_build_object(
-                        'spdxElementId', 'SPDXRef-Repository', 'relationshipType', 'DEPENDS_ON',
-                        'relatedSpdxElement', 'SPDXRef-Package-' || c.n) END ORDER BY c.n)
-                FROM aveloxis_ops.sbom_components(repo, runtime) c WHERE c.direct), '[]'));
-    RETURN doc || jsonb_build_object('documentNamespace',
-        format('https://aveloxis.invalid/spdx/repo-%s-%s', repo, aveloxis_ops.content_uuid(doc)));
-END
-$$;
-
--- A UUID (version 4 layout, from an MD5 of the content): the same document, the same id.
-CREATE FUNCTION aveloxis_ops.content_uuid(doc jsonb)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT regexp_replace(
-        overlay(overlay(md5(doc::text) placing '4' from 13 for 1)
-                placing substr('89ab', (get_byte(decode(md5(doc::text), 'hex'), 8) & 3) + 1, 1) from 17 for 1),
-        '^(.{8})(.{4})(.{4})(.{4})(.{12})$', '\1-\2-\3-\4-\5')
-$$;
-
--- Stores a CycloneDX SBOM of the repository when its dependency set differs from the one
--- the last stored SBOM described (called after each libyear refresh of a packages job).
-CREATE FUNCTION aveloxis_ops.store_sbom_if_changed(repo bigint)
-RETURNS boolean
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    current_hash text;
-BEGIN
-    SELECT s.set_hash INTO current_hash FROM aveloxis_data.repo_dependency_scans s
-    WHERE s.repo_id = repo ORDER BY s.scan_id DESC LIMIT 1;
-    IF current_hash IS NULL OR current_hash = (SELECT x.set_hash FROM aveloxis_data.repo_sbom_scans x
-                                               WHERE x.repo_id = repo ORDER BY x.rsb_id DESC LIMIT 1) THEN
-        RETURN false;
-    END IF;
-    INSERT INTO aveloxis_data.repo_sbom_scans (repo_id, sbom_scan, sbom_format, sbom_version, set_hash, created_at)
-    VALUES (repo, aveloxis.sbom(repo, 'cyclonedx', '1.6'), 'CycloneDX', '1.6', current_hash, aveloxis_ops.clock());
-    RETURN true;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:223
--- requires:
---   facade
---   drain
-
--- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
---
--- Statement-level triggers on the base tables turn each statement's changed rows
--- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
--- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
--- between view refreshes, whichever code path wrote the rows (drain, force-push
--- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
--- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
--- with the same definitions (and must agree: tests/tests/analytics.rs).
---
--- Definitions (day = the UTC date):
---   issues_opened/closed   issues by created_at / closed_at
---   prs_opened/merged      pull requests by created_at / merged_at
---   prs_closed             pull requests closed without merging, by closed_at
---   commits                distinct commits by author time; lines_added/removed their numstat sums
---   comments               issue, pull request and diff comments by msg_timestamp
---   reviews                pull request reviews by submitted_at
---   new_contributors       contributors whose first contribution (commit authored, issue
---                          or pull request opened, comment, review) in the repository
---                          falls on the day; repo_contributor_first keeps each one's first.
-
-CREATE TABLE aveloxis_data.repo_daily_activity (
-    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    day              date NOT NULL,
-    issues_opened    bigint NOT NULL DEFAULT 0,
-    issues_closed    bigint NOT NULL DEFAULT 0,
-    prs_opened       bigint NOT NULL DEFAULT 0,
-    prs_merged       bigint NOT NULL DEFAULT 0,
-    prs_closed       bigint NOT NULL DEFAULT 0,
-    commits          bigint NOT NULL DEFAULT 0,
-    lines_added      bigint NOT NULL DEFAULT 0,
-    lines_removed    bigint NOT NULL DEFAULT 0,
-    comments         bigint NOT NULL DEFAULT 0,
-    reviews          bigint NOT NULL DEFAULT 0,
-    new_contributors bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (repo_id, day)
-);
-COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
-
-CREATE TABLE aveloxis_data.repo_contributor_first (
-    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    cntrb_id      uuid NOT NULL,
-    first_at      timestamptz NOT NULL,
-    -- The first_at it replaced (how the trigger learns the old value from an upsert).
-    prev_first_at timestamptz,
-    PRIMARY KEY (repo_id, cntrb_id)
-);
-COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
-CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
-
--- Lookups of one contributor's contributions to one repository (a removed first
--- action), and of a repository's reviews by time (the analyst API).
-CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
-CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
--- One contributor's closes and merges (aveloxis.contributor_activity).
-CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
-
--- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
--- which rebuild both as the rows go in (after a restore with --disable-triggers:
--- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
-
--- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
-CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
-
--- A contributor's first contribution to a repository, from the base tables.
-CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least(
-        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
-         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
-        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
-        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
-        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
-         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
-        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-         WHERE v.cntrb_id = person AND v.repo_id = repo))
-$$;
-
--- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
--- were). What both hold cancels out.
-CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    repo   bigint;
-    pair   record;
-    before timestamptz;
-    after  timestamptz;
-BEGIN
-    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
-        RETURN;
-    END IF;
-    -- Writers of one repository take turns here (a drain and an author linking, say):
-    -- first-contribution bookkeeping reads before it writes.
-    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
-    END LOOP;
-
-    -- Session-long scratch; one made by anyone but the extension's owner is refused.
-    IF to_regclass('pg_temp.activity_net') IS NULL THEN
-        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
-                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
-    END IF;
-    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
-    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
-    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
-    -- statement's facts at a time.
-    DELETE FROM pg_temp.activity_net;
-    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
-    IF coalesce(cardinality(minus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
-    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
-        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
-    ELSE
-        INSERT INTO pg_temp.activity_net
-        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
-        UNION ALL
-        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
-    END IF;
-
-    -- First contributions: an earlier one moves a contributor's first day.
-    WITH candidates AS (
-        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
-        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
-          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
-        GROUP BY 1, 2
-    ), moved AS (
-        -- Most candidates are known with an earlier first day: an index probe settles
-        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
-        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
-        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
-        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
-                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
-        ORDER BY 1, 2
-        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
-            WHERE EXCLUDED.first_at < f.first_at
-        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
-    )
-    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
-    UNION ALL
-    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
-
-    -- A removed contribution that may have been someone's first: recount that one person.
-    FOR pair IN
-        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
-        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
-        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
-        ORDER BY 1, 2
-    LOOP
-        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
-        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
-        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
-        CONTINUE WHEN after IS NOT DISTINCT FROM before;
-        IF after IS NULL THEN
-            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-        ELSE
-            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
-            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
-            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
-        END IF;
-        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
-        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
-    END LOOP;
-
-    INSERT INTO aveloxis_data.repo_daily_activity AS a
-        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
-         lines_removed, comments, reviews, new_contributors)
-    SELECT d.repo_id, d.day,
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
-           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
-    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
-          FROM pg_temp.activity_net n
-          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
-            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
-    GROUP BY d.repo_id, d.day
-    HAVING bool_or(d.v <> 0)
-    ORDER BY d.repo_id, d.day
-    ON CONFLICT (repo_id, day) DO UPDATE SET
-        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
-        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
-        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
-        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
-        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
-        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
-        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
-    -- A day whose every count went back to zero is no day of activity.
-    DELETE FROM aveloxis_data.repo_daily_activity a
-    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
-           WHERE n.sign = -1 AND n.at IS NOT NULL) z
-    WHERE a.repo_id = z.repo_id AND a.day = z.day
-      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
-           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    DELETE FROM pg_temp.activity_net;
-END
-$$;
-
--- The facts of one row of each table.
-CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
-    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
-              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
-    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
-    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
-              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
-$$;
-
-CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
-    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
-    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
-$$;
-
-CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
-RETURNS SETOF aveloxis_ops.activity_fact
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
-    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
-    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
-$$;
-
--- One trigger function per table; transition tables are named new_rows and old_rows.
-CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
-    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
--- The start of a moment's UTC day: facts that count per day (lines, commits) are
--- summed per day before activity_apply, one fact a day instead of one a row.
-CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
-
--- Commits: one row per (commit, file). Lines count per row; a commit counts once,
--- when its first row arrives and when its last row goes (whatever statements they
--- come in); its author's contribution once per commit.
--- Lines and commits are summed per UTC day in the statement (a batch of thousands of
--- rows becomes a few facts a day); contributions stay per commit (first contributions
--- need their time).
-CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        SELECT array_agg(f) INTO plus FROM (
-            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
-                   sum(n.cmt_added)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
-                   sum(n.cmt_removed)::bigint
-            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'INSERT' THEN
-            plus := plus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
-                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE (SELECT count(*) FROM aveloxis_data.commits c
-                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    IF TG_OP <> 'INSERT' THEN
-        SELECT array_agg(f) INTO minus FROM (
-            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
-                   sum(o.cmt_added)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
-                   sum(o.cmt_removed)::bigint
-            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
-            UNION ALL
-            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
-            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
-        ) f;
-        IF TG_OP = 'DELETE' THEN
-            minus := minus || ARRAY(
-                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
-                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
-                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
-                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
-                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
-                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
-        END IF;
-    END IF;
-    PERFORM aveloxis_ops.activity_apply(plus, minus);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
-CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
-CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
-CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
-CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
-
--- The daily activity of one repository (or all), computed from the base tables with
--- the triggers' definitions.
-CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
-RETURNS SETOF aveloxis_data.repo_daily_activity
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH firsts AS (
-        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
-            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-              AND m.msg_source IN ('issue_comment', 'review_comment')
-            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
-    ), facts AS (
-        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
-        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
-        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
-        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
-        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
-        FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
-        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        GROUP BY c.repo_id, c.cmt_commit_hash
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
-        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
-        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
-        FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
-        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
-        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
-    )
-    SELECT f.repo_id, f.day,
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
-           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
-    FROM facts f
-    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
-    GROUP BY f.repo_id, f.day
-    HAVING bool_or(f.v <> 0)
-$$;
-
--- Recomputes the daily activity (and first contributions) of one repository, or of
--- all when repo is NULL. Returns the days written. For an upgrade from a version
--- without triggers, or after a TRUNCATE (which the triggers do not see).
-CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    written bigint;
-    r bigint;
-BEGIN
-    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
-    END LOOP;
-    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
-    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
-    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
-    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
-        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
-        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
-        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
-        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
-        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
-        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
-        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
-        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
-        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
-    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
-    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    RETURN written;
-END
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:231
--- requires:
---   facade
---   events_releases
-
--- The completeness ledger (docs/analytics.md): per repository and entity, what the
--- forge reports against what was gathered, so that every figure of the analyst API says
--- how complete it is. Recorded when a job completes (aveloxis.complete() calls
--- record_completeness, after the agent's drain).
---
---   issues_and_pull_requests   reported: the highest issue/PR number (GitHub and GitLab
---                              number both in one sequence per project: everything ever
---                              opened, deleted and transferred ones included, so coverage
---                              is a lower bound); gathered: issues + pull requests stored
---   open_issues_and_pull_requests  reported: the repository object's open count
---   commits                    reported: commits reachable from the default branch (the
---                              facade's walk); gathered: distinct commits stored
---   <list>                     on a full collection, items the forge listed (issues,
---                              pull_requests, issue_comments, releases, ...) vs rows stored
-
-CREATE TABLE aveloxis_data.collection_completeness (
-    repo_id     bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
-    entity      text NOT NULL,
-    reported    bigint NOT NULL CHECK (reported >= 0),
-    gathered    bigint NOT NULL CHECK (gathered >= 0),
-    observed_at timestamptz NOT NULL,
-    source      text NOT NULL,
-    PRIMARY KEY (repo_id, entity)
-);
-COMMENT ON TABLE aveloxis_data.collection_completeness IS 'Per repository and entity: what the forge reported against what was gathered';
-SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.collection_completeness', '');
-
--- What is stored now of each ledger entity.
-CREATE FUNCTION aveloxis_ops.gathered(repo bigint, entity text)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE entity
-        WHEN 'issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'open_issues_and_pull_requests' THEN
-            (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo AND i.closed_at IS NULL)
-            + (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo AND p.closed_at IS NULL)
-        WHEN 'issues' THEN (SELECT count(*) FROM aveloxis_data.issues i WHERE i.repo_id = repo)
-        WHEN 'pull_requests' THEN (SELECT count(*) FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo)
-        WHEN 'commits' THEN (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = repo)
-        WHEN 'issue_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                    WHERE m.repo_id = repo AND m.msg_source = 'issue_comment')
-        WHEN 'review_comments' THEN (SELECT count(*) FROM aveloxis_data.messages m
-                                     WHERE m.repo_id = repo AND m.msg_source = 'review_comment')
-        WHEN 'releases' THEN (SELECT count(*) FROM aveloxis_data.releases r WHERE r.repo_id = repo)
-        WHEN 'issue_events' THEN (SELECT count(*) FROM aveloxis_data.issue_events e WHERE e.repo_id = repo)
-                                 + (SELECT count(*) FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo)
-    END
-$$;
-
--- Records an outcome's "completeness" object: {"<entity>": {"reported": n}, ...}. The
--- gathered side is counted here, after the drain. Unknown entities and values that are
--- not counts are skipped, each with a WARNING naming it: nothing is silently dropped.
-CREATE FUNCTION aveloxis_ops.record_completeness(repo bigint, phase text, completeness jsonb)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item     record;
-    reported bigint;
-    gathered bigint;
-    written  integer := 0;
-BEGIN
-    IF jsonb_typeof(completeness) IS DISTINCT FROM 'object' THEN
-        RETURN 0;
-    END IF;
-    FOR item IN SELECT e.key, e.value FROM jsonb_each(completeness) e LOOP
-        reported := CASE WHEN jsonb_typeof(item.value -> 'reported') = 'number'
-                              AND (item.value ->> 'reported') ~ '^[0-9]{1,15}$'
-                         THEN (item.value ->> 'reported')::bigint END;
-        gathered := aveloxis_ops.gathered(repo, item.key);
-        IF reported IS NULL OR gathered IS NULL THEN
-            RAISE WARNING 'completeness of repo % (%): "%" skipped: % ', repo, phase, item.key,
-                CASE WHEN reported IS NULL THEN 'no count in ' || item.value::text ELSE 'not a ledger entity' END;
-            CONTINUE;
-        END IF;
-        INSERT INTO aveloxis_data.collection_completeness AS c (repo_id, entity, reported, gathered, observed_at, source)
-        VALUES (repo, item.key, reported, gathered, now(), phase)
-        ON CONFLICT (repo_id, entity) DO UPDATE
-            -- Issue numbers never go down: an incremental run sees only recent ones.
-            SET reported = CASE WHEN c.entity = 'issues_and_pull_requests' THEN greatest(c.reported, EXCLUDED.reported)
-                                ELSE EXCLUDED.reported END,
-                gathered = EXCLUDED.gathered, observed_at = EXCLUDED.observed_at, source = EXCLUDED.source;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END
-$$;
-
--- Coverage (gathered / reported, at most 1) of the ledger entities for a set of
--- repositories: NULL when any of them has no record (unknown, not zero).
-CREATE FUNCTION aveloxis_ops.coverage(repos bigint[], entities text[])
-RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN count(c.repo_id) < cardinality(repos) THEN NULL
-                WHEN sum(c.reported) = 0 THEN 1
-                ELSE least(1, round(sum(c.gathered)::numeric / sum(c.reported), 4)) END
-    FROM unnest(repos) AS r(repo_id)
-    LEFT JOIN LATERAL (
-        SELECT x.repo_id, sum(x.reported) AS reported, sum(x.gathered) AS gathered
-        FROM aveloxis_data.collection_completeness x
-        WHERE x.repo_id = r.repo_id AND x.entity = ANY (entities)
-        GROUP BY x.repo_id
-    ) c ON true
-$$;
-
--- Per repository and ledger entity: reported, gathered, coverage, when.
-CREATE FUNCTION aveloxis.completeness(repo bigint)
-RETURNS TABLE (entity text, reported bigint, gathered bigint, coverage numeric, observed_at timestamptz, source text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT c.entity, c.reported, c.gathered,
-           CASE WHEN c.reported = 0 THEN 1 ELSE least(1, round(c.gathered::numeric / c.reported, 4)) END,
-           c.observed_at, c.source
-    FROM aveloxis_data.collection_completeness c WHERE c.repo_id = repo ORDER BY c.entity
-$$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- pg_aveloxis/src/lib.rs:237
--- requires:
---   activity
---   bots
---   completeness
---   matviews
---   queue
-
--- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
--- and repo group, time series, contributors, bots, and the coverage every figure carries.
--- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
--- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
-
--- Statistics and time series.
-
--- Contributors the rules call bots (one pass over contributors; for exclude_bots).
-CREATE FUNCTION aveloxis_ops.bot_ids()
-RETURNS TABLE (cntrb_id uuid)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT c.cntrb_id FROM aveloxis_data.contributors c
-    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
-    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
-              SELECT FROM aveloxis_ops.bot_patterns p
-              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
-$$;
-
--- Whether a commit author without a linked account looks like a bot by name or email.
-CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
-                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
-                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
-$$;
-
-CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
-        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF since IS NULL OR until IS NULL OR since > until THEN
-        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
-    END IF;
-    IF grain = 'day' AND until - since > 36600 THEN
-        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-END
-$$;
-
--- The series for a set of repositories (repo_activity and group_activity call it).
--- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
--- not counted, and every period is present, zero or not: coverage tells a real zero
--- from missing data.
-CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
-BEGIN
-    PERFORM aveloxis_ops.check_series_args(since, until, grain);
-    RETURN QUERY
-    WITH bots AS MATERIALIZED (
-        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
-    ), periods AS (
-        SELECT p::date AS period_start
-        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
-    ), kept AS (
-        -- Everyone: the daily activity the triggers keep.
-        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
-               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
-               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
-               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
-               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
-        FROM aveloxis_data.repo_daily_activity a
-        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
-        GROUP BY 1
-    ), facts AS (
-        -- Without bots: the same definitions over the base tables, bots' items left out.
-        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
-        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
-        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
-        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-        UNION ALL SELECT c.at, x.m, x.v FROM (
-            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
-            FROM aveloxis_data.commits cm
-            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
-              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
-              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
-            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
-        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
-        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
-        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
-          AND m.msg_source IN ('issue_comment', 'review_comment')
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
-        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
-        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
-        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
-        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
-    ), counted AS (
-        SELECT k.* FROM kept k
-        UNION ALL
-        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
-               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
-               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
-               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
-               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
-               sum(f.v) FILTER (WHERE f.m = 'reviews')
-        FROM facts f GROUP BY 1
-    ), responses AS (
-        -- Per pull request opened in the range: hours to the first response by someone
-        -- other than its author (comment, review, diff comment), and to the first review.
-        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
-               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
-               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
-        FROM aveloxis_data.pull_requests p
-        CROSS JOIN LATERAL (
-            SELECT (SELECT min(m.msg_timestamp) FROM (
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
-                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
-                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
-                        UNION ALL
-                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
-                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
-                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
-                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
-                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
-                      AND v.cntrb_id IS DISTINCT FROM p.author_id
-                      AND v.submitted_at >= p.created_at
-                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
-        ) r
-        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
-          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
-    ), response_stats AS (
-        SELECT s.period_start,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
-        FROM responses s GROUP BY 1
-    )
-    SELECT p.period_start,
-           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
-           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
-           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
-           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
-           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
-           coalesce(sum(c.reviews), 0)::bigint,
-           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
-           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
-           aveloxis_ops.coverage(repos, ARRAY['commits'])
-    FROM periods p
-    LEFT JOIN counted c ON c.period_start = p.period_start
-    LEFT JOIN response_stats r ON r.period_start = p.period_start
-    GROUP BY p.period_start
-    ORDER BY p.period_start;
-END
-$$;
-
--- A repository's activity over time: counts per period, response times (median, p90,
--- hours), and the coverage of the data behind them.
-CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
-                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
-END
-$$;
-
--- The same for every repository of a group (by name, as 8Knot's "org" is).
-CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
-                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
-RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
-               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
-               comments bigint, reviews bigint, first_response_hours_median double precision,
-               first_response_hours_p90 double precision, review_response_hours_median double precision,
-               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    members bigint[];
-BEGIN
-    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
-    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
-    WHERE lower(g.rg_name) = lower(repo_group);
-    IF members IS NULL THEN
-        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
-            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
-    END IF;
-    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
-END
-$$;
-
--- Everything stored about one repository, per entity: how many, first and last
--- activity, what the forge reported and the coverage, and when its phase last ran.
-CREATE FUNCTION aveloxis.repo_stats(repo bigint)
-RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
-               forge_reported bigint, coverage numeric, last_collected timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-DECLARE
-    collected timestamptz;
-    facaded   timestamptz;
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
-    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
-    RETURN QUERY
-    WITH counts AS (
-        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
-               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
-        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
-        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
-        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
-                         max(c.cmt_author_timestamp), 'commits', facaded
-        FROM aveloxis_data.commits c WHERE c.repo_id = repo
-        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
-        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
-        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
-        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
-        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
-        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
-        FROM aveloxis_data.releases r WHERE r.repo_id = repo
-        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
-        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
-        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
-        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
-    )
-    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
-           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
-                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
-           c.at
-    FROM counts c
-    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
-END
-$$;
-
--- The most active contributors of a repository in a range, by actions (explorer's
--- definition: commits, issues and pull requests opened and closed, reviews, comments).
-CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
-                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
-RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
-               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT t.* FROM (
-        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
-               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-               count(*) FILTER (WHERE a.action = 'pull_request_open'),
-               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
-               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
-        FROM aveloxis_data.contributor_actions a
-        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
-        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
-          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
-    ) t
-    WHERE NOT exclude_bots OR t.rule IS NULL
-    ORDER BY 3 DESC, 2
-    LIMIT greatest(n, 0);
-END
-$$;
-
--- Contributors whose first contribution to the repository falls in the range, with
--- that first action.
-CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
-RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-BEGIN
-    PERFORM aveloxis_ops.require_repo(repo);
-    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
-    RETURN QUERY
-    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
-           (SELECT a.action FROM aveloxis_data.contributor_actions a
-            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
-            ORDER BY a.action LIMIT 1),
-           aveloxis.bot_rule(f.cntrb_id)
-    FROM aveloxis_data.repo_contributor_first f
-    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
-    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
-      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
-    ORDER BY f.first_at, 2;
-END
-$$;
-
--- One contributor across the fleet: per repository, first and last action and counts.
-CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
-RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
-               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, aveloxis, pg_temp
-AS $$
-    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
-           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
-           count(*) FILTER (WHERE a.action = 'pull_request_open'),
-           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
-           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
-    FROM aveloxis_data.contributor_actions a
-    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
-    WHERE a.cntrb_id = cntrb
-    GROUP BY a.repo_id, r.repo_git
-    ORDER BY 5 DESC, 1
 $$;
 /* </end connected objects> */
 
@@ -11727,6 +8608,3127 @@ BEGIN
     RETURN counts || jsonb_build_object('settled', settled);
 END
 $$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:223
+-- requires:
+--   facade
+--   drain
+
+-- Per-repository daily activity, kept current as data arrives (docs/analytics.md).
+--
+-- Statement-level triggers on the base tables turn each statement's changed rows
+-- (transition tables) into signed facts, and aveloxis_ops.activity_apply() adds them
+-- to repo_daily_activity in the same transaction: a dashboard reads today's numbers
+-- between view refreshes, whichever code path wrote the rows (drain, force-push
+-- deletions, author linking, an admin's DELETE). An UPDATE that changes nothing the
+-- aggregates read nets to nothing. aveloxis.rebuild_activity() recomputes from scratch
+-- with the same definitions (and must agree: tests/tests/analytics.rs).
+--
+-- Definitions (day = the UTC date):
+--   issues_opened/closed   issues by created_at / closed_at
+--   prs_opened/merged      pull requests by created_at / merged_at
+--   prs_closed             pull requests closed without merging, by closed_at
+--   commits                distinct commits by author time; lines_added/removed their numstat sums
+--   comments               issue, pull request and diff comments by msg_timestamp
+--   reviews                pull request reviews by submitted_at
+--   new_contributors       contributors whose first contribution (commit authored, issue
+--                          or pull request opened, comment, review) in the repository
+--                          falls on the day; repo_contributor_first keeps each one's first.
+
+CREATE TABLE aveloxis_data.repo_daily_activity (
+    repo_id          bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    day              date NOT NULL,
+    issues_opened    bigint NOT NULL DEFAULT 0,
+    issues_closed    bigint NOT NULL DEFAULT 0,
+    prs_opened       bigint NOT NULL DEFAULT 0,
+    prs_merged       bigint NOT NULL DEFAULT 0,
+    prs_closed       bigint NOT NULL DEFAULT 0,
+    commits          bigint NOT NULL DEFAULT 0,
+    lines_added      bigint NOT NULL DEFAULT 0,
+    lines_removed    bigint NOT NULL DEFAULT 0,
+    comments         bigint NOT NULL DEFAULT 0,
+    reviews          bigint NOT NULL DEFAULT 0,
+    new_contributors bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo_id, day)
+);
+COMMENT ON TABLE aveloxis_data.repo_daily_activity IS 'Daily activity per repository, maintained by triggers as rows are written';
+
+CREATE TABLE aveloxis_data.repo_contributor_first (
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    cntrb_id      uuid NOT NULL,
+    first_at      timestamptz NOT NULL,
+    -- The first_at it replaced (how the trigger learns the old value from an upsert).
+    prev_first_at timestamptz,
+    PRIMARY KEY (repo_id, cntrb_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_contributor_first IS 'Each contributor''s first contribution to each repository';
+CREATE INDEX repo_contributor_first_day_idx ON aveloxis_data.repo_contributor_first (repo_id, first_at);
+
+-- Lookups of one contributor's contributions to one repository (a removed first
+-- action), and of a repository's reviews by time (the analyst API).
+CREATE INDEX pull_request_reviews_cntrb_idx ON aveloxis_data.pull_request_reviews (cntrb_id);
+CREATE INDEX pull_request_reviews_repo_time_idx ON aveloxis_data.pull_request_reviews (repo_id, submitted_at);
+-- One contributor's closes and merges (aveloxis.contributor_activity).
+CREATE INDEX issue_events_cntrb_idx ON aveloxis_data.issue_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+CREATE INDEX pull_request_events_cntrb_idx ON aveloxis_data.pull_request_events (cntrb_id) WHERE cntrb_id IS NOT NULL;
+
+-- Not in pg_dump: derived data. A restore loads the base tables with the triggers on,
+-- which rebuild both as the rows go in (after a restore with --disable-triggers:
+-- SELECT aveloxis.rebuild_activity()). Dumped, they would be counted twice.
+
+-- measure: a repo_daily_activity column, or 'contribution' (cntrb_id did something at `at`).
+CREATE TYPE aveloxis_ops.activity_fact AS (repo_id bigint, cntrb_id uuid, at timestamptz, measure text, amount bigint);
+
+-- A contributor's first contribution to a repository, from the base tables.
+CREATE FUNCTION aveloxis_ops.first_contribution(repo bigint, person uuid)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least(
+        (SELECT min(c.cmt_author_timestamp) FROM aveloxis_data.commits c
+         WHERE c.cmt_ght_author_id = person AND c.repo_id = repo),
+        (SELECT min(i.created_at) FROM aveloxis_data.issues i WHERE i.reporter_id = person AND i.repo_id = repo),
+        (SELECT min(p.created_at) FROM aveloxis_data.pull_requests p WHERE p.author_id = person AND p.repo_id = repo),
+        (SELECT min(m.msg_timestamp) FROM aveloxis_data.messages m
+         WHERE m.cntrb_id = person AND m.repo_id = repo AND m.msg_source IN ('issue_comment', 'review_comment')),
+        (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+         WHERE v.cntrb_id = person AND v.repo_id = repo))
+$$;
+
+-- Adds the facts of one statement: plus (rows as they are now) minus (rows as they
+-- were). What both hold cancels out.
+CREATE FUNCTION aveloxis_ops.activity_apply(plus aveloxis_ops.activity_fact[], minus aveloxis_ops.activity_fact[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    repo   bigint;
+    pair   record;
+    before timestamptz;
+    after  timestamptz;
+BEGIN
+    IF coalesce(cardinality(plus), 0) + coalesce(cardinality(minus), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- Writers of one repository take turns here (a drain and an author linking, say):
+    -- first-contribution bookkeeping reads before it writes.
+    FOR repo IN SELECT DISTINCT f.repo_id FROM unnest(coalesce(plus, '{}') || coalesce(minus, '{}')) f ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', repo));
+    END LOOP;
+
+    -- Session-long scratch; one made by anyone but the extension's owner is refused.
+    IF to_regclass('pg_temp.activity_net') IS NULL THEN
+        CREATE TEMP TABLE activity_net (repo_id bigint, cntrb_id uuid, at timestamptz, measure text,
+                                        amount bigint, sign integer) ON COMMIT DELETE ROWS;
+    END IF;
+    PERFORM aveloxis_ops.check_scratch_owner('activity_net');
+    -- DELETE, not TRUNCATE: a TRUNCATE makes a new file for the table each time, which
+    -- cost a single-row statement 2.9 ms (0.5 ms with DELETE); the table holds one
+    -- statement's facts at a time.
+    DELETE FROM pg_temp.activity_net;
+    -- An INSERT (or DELETE) has one side only: nothing to cancel, no sort to pay.
+    IF coalesce(cardinality(minus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, 1 FROM unnest(plus) n;
+    ELSIF coalesce(cardinality(plus), 0) = 0 THEN
+        INSERT INTO pg_temp.activity_net SELECT n.*, -1 FROM unnest(minus) n;
+    ELSE
+        INSERT INTO pg_temp.activity_net
+        SELECT n.*, 1 FROM (SELECT * FROM unnest(plus) EXCEPT ALL SELECT * FROM unnest(minus)) n
+        UNION ALL
+        SELECT n.*, -1 FROM (SELECT * FROM unnest(minus) EXCEPT ALL SELECT * FROM unnest(plus)) n;
+    END IF;
+
+    -- First contributions: an earlier one moves a contributor's first day.
+    WITH candidates AS (
+        SELECT n.repo_id, n.cntrb_id, min(n.at) AS at FROM pg_temp.activity_net n
+        WHERE n.measure = 'contribution' AND n.sign = 1 AND n.cntrb_id IS NOT NULL AND n.at IS NOT NULL
+          AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)
+        GROUP BY 1, 2
+    ), moved AS (
+        -- Most candidates are known with an earlier first day: an index probe settles
+        -- them without the row lock ON CONFLICT DO UPDATE takes before its WHERE.
+        INSERT INTO aveloxis_data.repo_contributor_first AS f (repo_id, cntrb_id, first_at)
+        SELECT c.repo_id, c.cntrb_id, c.at FROM candidates c
+        WHERE NOT EXISTS (SELECT FROM aveloxis_data.repo_contributor_first k
+                          WHERE k.repo_id = c.repo_id AND k.cntrb_id = c.cntrb_id AND k.first_at <= c.at)
+        ORDER BY 1, 2
+        ON CONFLICT (repo_id, cntrb_id) DO UPDATE SET prev_first_at = f.first_at, first_at = EXCLUDED.first_at
+            WHERE EXCLUDED.first_at < f.first_at
+        RETURNING f.repo_id, f.first_at, f.prev_first_at, (f.xmax = 0) AS fresh
+    )
+    INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+    SELECT m.repo_id, m.first_at, 'new_contributors', 1, 1 FROM moved m
+    UNION ALL
+    SELECT m.repo_id, m.prev_first_at, 'new_contributors', 1, -1 FROM moved m WHERE NOT m.fresh;
+
+    -- A removed contribution that may have been someone's first: recount that one person.
+    FOR pair IN
+        SELECT DISTINCT n.repo_id, n.cntrb_id FROM pg_temp.activity_net n
+        JOIN aveloxis_data.repo_contributor_first f USING (repo_id, cntrb_id)
+        WHERE n.measure = 'contribution' AND n.sign = -1 AND n.at <= f.first_at
+        ORDER BY 1, 2
+    LOOP
+        SELECT f.first_at INTO before FROM aveloxis_data.repo_contributor_first f
+        WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id FOR UPDATE;
+        after := aveloxis_ops.first_contribution(pair.repo_id, pair.cntrb_id);
+        CONTINUE WHEN after IS NOT DISTINCT FROM before;
+        IF after IS NULL THEN
+            DELETE FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+        ELSE
+            UPDATE aveloxis_data.repo_contributor_first f SET prev_first_at = f.first_at, first_at = after
+            WHERE f.repo_id = pair.repo_id AND f.cntrb_id = pair.cntrb_id;
+            INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+            VALUES (pair.repo_id, after, 'new_contributors', 1, 1);
+        END IF;
+        INSERT INTO pg_temp.activity_net (repo_id, at, measure, amount, sign)
+        VALUES (pair.repo_id, before, 'new_contributors', 1, -1);
+    END LOOP;
+
+    INSERT INTO aveloxis_data.repo_daily_activity AS a
+        (repo_id, day, issues_opened, issues_closed, prs_opened, prs_merged, prs_closed, commits, lines_added,
+         lines_removed, comments, reviews, new_contributors)
+    SELECT d.repo_id, d.day,
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'issues_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_opened'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_merged'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'prs_closed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'commits'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_added'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'lines_removed'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'comments'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'reviews'), 0),
+           coalesce(sum(d.v) FILTER (WHERE d.measure = 'new_contributors'), 0)
+    FROM (SELECT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day, n.measure, n.amount * n.sign AS v
+          FROM pg_temp.activity_net n
+          WHERE n.measure <> 'contribution' AND n.at IS NOT NULL
+            AND EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = n.repo_id)) d
+    GROUP BY d.repo_id, d.day
+    HAVING bool_or(d.v <> 0)
+    ORDER BY d.repo_id, d.day
+    ON CONFLICT (repo_id, day) DO UPDATE SET
+        issues_opened = a.issues_opened + EXCLUDED.issues_opened,
+        issues_closed = a.issues_closed + EXCLUDED.issues_closed,
+        prs_opened = a.prs_opened + EXCLUDED.prs_opened, prs_merged = a.prs_merged + EXCLUDED.prs_merged,
+        prs_closed = a.prs_closed + EXCLUDED.prs_closed, commits = a.commits + EXCLUDED.commits,
+        lines_added = a.lines_added + EXCLUDED.lines_added, lines_removed = a.lines_removed + EXCLUDED.lines_removed,
+        comments = a.comments + EXCLUDED.comments, reviews = a.reviews + EXCLUDED.reviews,
+        new_contributors = a.new_contributors + EXCLUDED.new_contributors;
+    -- A day whose every count went back to zero is no day of activity.
+    DELETE FROM aveloxis_data.repo_daily_activity a
+    USING (SELECT DISTINCT n.repo_id, (n.at AT TIME ZONE 'UTC')::date AS day FROM pg_temp.activity_net n
+           WHERE n.sign = -1 AND n.at IS NOT NULL) z
+    WHERE a.repo_id = z.repo_id AND a.day = z.day
+      AND (a.issues_opened, a.issues_closed, a.prs_opened, a.prs_merged, a.prs_closed, a.commits, a.lines_added,
+           a.lines_removed, a.comments, a.reviews, a.new_contributors) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    DELETE FROM pg_temp.activity_net;
+END
+$$;
+
+-- The facts of one row of each table.
+CREATE FUNCTION aveloxis_ops.issue_facts(i aveloxis_data.issues)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT i.repo_id, NULL::uuid, i.created_at, 'issues_opened', 1::bigint WHERE i.created_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, NULL, i.closed_at, 'issues_closed', 1 WHERE i.closed_at IS NOT NULL
+    UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at, 'contribution', 1
+              WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.pull_request_facts(p aveloxis_data.pull_requests)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT p.repo_id, NULL::uuid, p.created_at, 'prs_opened', 1::bigint WHERE p.created_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.merged_at, 'prs_merged', 1 WHERE p.merged_at IS NOT NULL
+    UNION ALL SELECT p.repo_id, NULL, p.closed_at, 'prs_closed', 1 WHERE p.closed_at IS NOT NULL AND p.merged_at IS NULL
+    UNION ALL SELECT p.repo_id, p.author_id, p.created_at, 'contribution', 1
+              WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+$$;
+
+CREATE FUNCTION aveloxis_ops.message_facts(m aveloxis_data.messages)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT m.repo_id, NULL::uuid, m.msg_timestamp, 'comments', 1::bigint
+    WHERE m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+    UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp, 'contribution', 1
+    WHERE m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL AND m.msg_source IN ('issue_comment', 'review_comment')
+$$;
+
+CREATE FUNCTION aveloxis_ops.review_facts(v aveloxis_data.pull_request_reviews)
+RETURNS SETOF aveloxis_ops.activity_fact
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT v.repo_id, NULL::uuid, v.submitted_at, 'reviews', 1::bigint WHERE v.submitted_at IS NOT NULL
+    UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at, 'contribution', 1
+    WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL
+$$;
+
+-- One trigger function per table; transition tables are named new_rows and old_rows.
+CREATE FUNCTION aveloxis_ops.issues_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.issue_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.issue_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.pull_requests_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.pull_request_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.pull_request_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.messages_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.message_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.message_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION aveloxis_ops.reviews_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN SELECT array_agg(f) INTO plus FROM new_rows n, aveloxis_ops.review_facts(n) f; END IF;
+    IF TG_OP <> 'INSERT' THEN SELECT array_agg(f) INTO minus FROM old_rows o, aveloxis_ops.review_facts(o) f; END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+-- The start of a moment's UTC day: facts that count per day (lines, commits) are
+-- summed per day before activity_apply, one fact a day instead of one a row.
+CREATE FUNCTION aveloxis_ops.utc_day_start(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.date_trunc('day', pg_catalog.timezone('UTC', at))) $$;
+
+-- Commits: one row per (commit, file). Lines count per row; a commit counts once,
+-- when its first row arrives and when its last row goes (whatever statements they
+-- come in); its author's contribution once per commit.
+-- Lines and commits are summed per UTC day in the statement (a batch of thousands of
+-- rows becomes a few facts a day); contributions stay per commit (first contributions
+-- need their time).
+CREATE FUNCTION aveloxis_ops.commits_activity() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE plus aveloxis_ops.activity_fact[]; minus aveloxis_ops.activity_fact[];
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(f) INTO plus FROM (
+            SELECT n.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_added',
+                   sum(n.cmt_added)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT n.repo_id, NULL, aveloxis_ops.utc_day_start(n.cmt_author_timestamp), 'lines_removed',
+                   sum(n.cmt_removed)::bigint
+            FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL AND n.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT n.repo_id, n.cmt_ght_author_id, n.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM new_rows n WHERE n.cmt_ght_author_id IS NOT NULL AND n.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'INSERT' THEN
+            plus := plus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT n.repo_id, n.cmt_commit_hash, min(n.cmt_author_timestamp) AS at, count(*) AS rows_now
+                      FROM new_rows n WHERE n.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE (SELECT count(*) FROM aveloxis_data.commits c
+                       WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash) = h.rows_now
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(f) INTO minus FROM (
+            SELECT o.repo_id, NULL::uuid, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_added',
+                   sum(o.cmt_added)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_added <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT o.repo_id, NULL, aveloxis_ops.utc_day_start(o.cmt_author_timestamp), 'lines_removed',
+                   sum(o.cmt_removed)::bigint
+            FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL AND o.cmt_removed <> 0 GROUP BY 1, 3
+            UNION ALL
+            SELECT DISTINCT o.repo_id, o.cmt_ght_author_id, o.cmt_author_timestamp, 'contribution', 1::bigint
+            FROM old_rows o WHERE o.cmt_ght_author_id IS NOT NULL AND o.cmt_author_timestamp IS NOT NULL
+        ) f;
+        IF TG_OP = 'DELETE' THEN
+            minus := minus || ARRAY(
+                SELECT ROW(h.repo_id, NULL, aveloxis_ops.utc_day_start(h.at), 'commits', count(*))::aveloxis_ops.activity_fact
+                FROM (SELECT o.repo_id, o.cmt_commit_hash, min(o.cmt_author_timestamp) AS at
+                      FROM old_rows o WHERE o.cmt_author_timestamp IS NOT NULL GROUP BY 1, 2) h
+                WHERE NOT EXISTS (SELECT FROM aveloxis_data.commits c
+                                  WHERE c.repo_id = h.repo_id AND c.cmt_commit_hash = h.cmt_commit_hash)
+                GROUP BY h.repo_id, aveloxis_ops.utc_day_start(h.at));
+        END IF;
+    END IF;
+    PERFORM aveloxis_ops.activity_apply(plus, minus);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER issues_activity_ins AFTER INSERT ON aveloxis_data.issues REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_upd AFTER UPDATE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER issues_activity_del AFTER DELETE ON aveloxis_data.issues REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.issues_activity();
+CREATE TRIGGER pull_requests_activity_ins AFTER INSERT ON aveloxis_data.pull_requests REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_upd AFTER UPDATE ON aveloxis_data.pull_requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER pull_requests_activity_del AFTER DELETE ON aveloxis_data.pull_requests REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.pull_requests_activity();
+CREATE TRIGGER messages_activity_ins AFTER INSERT ON aveloxis_data.messages REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_upd AFTER UPDATE ON aveloxis_data.messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER messages_activity_del AFTER DELETE ON aveloxis_data.messages REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.messages_activity();
+CREATE TRIGGER reviews_activity_ins AFTER INSERT ON aveloxis_data.pull_request_reviews REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_upd AFTER UPDATE ON aveloxis_data.pull_request_reviews
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER reviews_activity_del AFTER DELETE ON aveloxis_data.pull_request_reviews REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.reviews_activity();
+CREATE TRIGGER commits_activity_ins AFTER INSERT ON aveloxis_data.commits REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_upd AFTER UPDATE ON aveloxis_data.commits
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+CREATE TRIGGER commits_activity_del AFTER DELETE ON aveloxis_data.commits REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION aveloxis_ops.commits_activity();
+
+-- The daily activity of one repository (or all), computed from the base tables with
+-- the triggers' definitions.
+CREATE FUNCTION aveloxis_ops.activity_from_scratch(repo bigint)
+RETURNS SETOF aveloxis_data.repo_daily_activity
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH firsts AS (
+        SELECT a.repo_id, a.cntrb_id, min(a.at) AS first_at FROM (
+            SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+            WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+            UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+            WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+            UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+            WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+            UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+            WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+              AND m.msg_source IN ('issue_comment', 'review_comment')
+            UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+            WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+        ) a WHERE a.at IS NOT NULL GROUP BY 1, 2
+    ), facts AS (
+        SELECT i.repo_id, (i.created_at AT TIME ZONE 'UTC')::date AS day, 'issues_opened' AS measure, 1::bigint AS v
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.created_at IS NOT NULL
+        UNION ALL SELECT i.repo_id, (i.closed_at AT TIME ZONE 'UTC')::date, 'issues_closed', 1
+        FROM aveloxis_data.issues i WHERE (repo IS NULL OR i.repo_id = repo) AND i.closed_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.created_at AT TIME ZONE 'UTC')::date, 'prs_opened', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.created_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.merged_at AT TIME ZONE 'UTC')::date, 'prs_merged', 1
+        FROM aveloxis_data.pull_requests p WHERE (repo IS NULL OR p.repo_id = repo) AND p.merged_at IS NOT NULL
+        UNION ALL SELECT p.repo_id, (p.closed_at AT TIME ZONE 'UTC')::date, 'prs_closed', 1
+        FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.closed_at IS NOT NULL AND p.merged_at IS NULL
+        UNION ALL SELECT c.repo_id, (min(c.cmt_author_timestamp) AT TIME ZONE 'UTC')::date, 'commits', 1
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        GROUP BY c.repo_id, c.cmt_commit_hash
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_added', c.cmt_added
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT c.repo_id, (c.cmt_author_timestamp AT TIME ZONE 'UTC')::date, 'lines_removed', c.cmt_removed
+        FROM aveloxis_data.commits c WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_author_timestamp IS NOT NULL
+        UNION ALL SELECT m.repo_id, (m.msg_timestamp AT TIME ZONE 'UTC')::date, 'comments', 1
+        FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.msg_timestamp IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, (v.submitted_at AT TIME ZONE 'UTC')::date, 'reviews', 1
+        FROM aveloxis_data.pull_request_reviews v WHERE (repo IS NULL OR v.repo_id = repo) AND v.submitted_at IS NOT NULL
+        UNION ALL SELECT f.repo_id, (f.first_at AT TIME ZONE 'UTC')::date, 'new_contributors', 1 FROM firsts f
+    )
+    SELECT f.repo_id, f.day,
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'issues_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_opened'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_merged'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'prs_closed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'commits'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_added'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'lines_removed'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'comments'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'reviews'), 0),
+           coalesce(sum(f.v) FILTER (WHERE f.measure = 'new_contributors'), 0)
+    FROM facts f
+    WHERE EXISTS (SELECT FROM aveloxis_data.repos r WHERE r.repo_id = f.repo_id)
+    GROUP BY f.repo_id, f.day
+    HAVING bool_or(f.v <> 0)
+$$;
+
+-- Recomputes the daily activity (and first contributions) of one repository, or of
+-- all when repo is NULL. Returns the days written. For an upgrade from a version
+-- without triggers, or after a TRUNCATE (which the triggers do not see).
+CREATE FUNCTION aveloxis.rebuild_activity(repo bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    r bigint;
+BEGIN
+    FOR r IN SELECT x.repo_id FROM aveloxis_data.repos x WHERE repo IS NULL OR x.repo_id = repo ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.activity', r));
+    END LOOP;
+    DELETE FROM aveloxis_data.repo_daily_activity a WHERE repo IS NULL OR a.repo_id = repo;
+    DELETE FROM aveloxis_data.repo_contributor_first f WHERE repo IS NULL OR f.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_contributor_first (repo_id, cntrb_id, first_at)
+    SELECT a.repo_id, a.cntrb_id, min(a.at) FROM (
+        SELECT c.repo_id, c.cmt_ght_author_id AS cntrb_id, c.cmt_author_timestamp AS at FROM aveloxis_data.commits c
+        WHERE (repo IS NULL OR c.repo_id = repo) AND c.cmt_ght_author_id IS NOT NULL
+        UNION ALL SELECT i.repo_id, i.reporter_id, i.created_at FROM aveloxis_data.issues i
+        WHERE (repo IS NULL OR i.repo_id = repo) AND i.reporter_id IS NOT NULL
+        UNION ALL SELECT p.repo_id, p.author_id, p.created_at FROM aveloxis_data.pull_requests p
+        WHERE (repo IS NULL OR p.repo_id = repo) AND p.author_id IS NOT NULL
+        UNION ALL SELECT m.repo_id, m.cntrb_id, m.msg_timestamp FROM aveloxis_data.messages m
+        WHERE (repo IS NULL OR m.repo_id = repo) AND m.cntrb_id IS NOT NULL
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+        UNION ALL SELECT v.repo_id, v.cntrb_id, v.submitted_at FROM aveloxis_data.pull_request_reviews v
+        WHERE (repo IS NULL OR v.repo_id = repo) AND v.cntrb_id IS NOT NULL
+    ) a WHERE a.at IS NOT NULL GROUP BY 1, 2;
+    INSERT INTO aveloxis_data.repo_daily_activity SELECT * FROM aveloxis_ops.activity_from_scratch(repo);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:196
+-- requires:
+--   drain
+--   registry
+
+-- Community health files (code of conduct, security policy, security audits, and
+-- contributing guide, changelog, licence), found in HEAD's tree by the facade: no API
+-- request, every forge and plain git alike. The agent stages the names of the top
+-- level, .github/ and docs/ ('repo_files': {"head", "paths"}); which path is which file
+-- is decided here, so a better pattern needs no agent release. NULL means "not found".
+
+CREATE TABLE aveloxis_data.repo_community_files (
+    repo_id              bigint PRIMARY KEY REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head                 text NOT NULL,
+    code_of_conduct_file text,
+    security_issue_file  text,
+    security_audit_file  text,
+    contributing_file    text,
+    changelog_file       text,
+    license_file         text,
+    data_collection_date timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE aveloxis_data.repo_community_files IS 'Community health files of each repository''s default branch (NULL: not found)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_community_files', '');
+
+-- The path of a kind of community file among a tree's paths, or NULL. Where forges
+-- look first wins (.github/, then the top level, then docs/); the name is matched
+-- without regard to case, with any extension.
+CREATE FUNCTION aveloxis_ops.community_file(paths text[], kind text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p.path FROM unnest(paths) WITH ORDINALITY AS p(path, n)
+    WHERE regexp_replace(p.path, '^.*/', '') ~* CASE kind
+        WHEN 'code_of_conduct' THEN '^code[-_ ]?of[-_ ]?conduct(\.[a-z0-9]+)?$'
+        WHEN 'security_policy' THEN '^security(\.[a-z0-9]+)?$'
+        WHEN 'security_audit' THEN '^(security[-_ ]?)?audits?([-_ ][^/]*)?(\.[a-z0-9]+)?$'
+        WHEN 'contributing' THEN '^contributing(\.[a-z0-9]+)?$'
+        WHEN 'changelog' THEN '^(changelog|changes|history|news)(\.[a-z0-9]+)?$'
+        WHEN 'license' THEN '^(licen[cs]e|copying)([-_.][^/]*)?$'
+      END
+      AND p.path ~ '^(\.github/|docs/)?[^/]+$'
+    ORDER BY CASE WHEN p.path LIKE '.github/%' THEN 0 WHEN p.path LIKE 'docs/%' THEN 2 ELSE 1 END, p.path
+    LIMIT 1
+$$;
+
+-- 'repo_files' payloads: the newest one replaces what the repository had.
+CREATE FUNCTION aveloxis_ops.drain_repo_files(repo bigint, only_staging_id bigint)
+RETURNS aveloxis_ops.drain_counts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total  bigint;
+    newest record;
+    paths  text[];
+    result aveloxis_ops.drain_counts := ROW(0, 0, 0, 0, 0)::aveloxis_ops.drain_counts;
+    files  record;
+BEGIN
+    SELECT count(*) INTO total FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id);
+    SELECT r.doc, r.staging_id INTO newest FROM pg_temp.drain_rows r
+    WHERE r.doc IS NOT NULL AND NOT r.pending AND (only_staging_id IS NULL OR r.staging_id = only_staging_id)
+    ORDER BY r.staging_id DESC LIMIT 1;
+    IF newest IS NULL THEN
+        RETURN result;
+    END IF;
+    IF jsonb_typeof(newest.doc -> 'head') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(newest.doc -> 'paths') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'repo_files: payload needs "head" (a string) and "paths" (an array of strings)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(e.value ORDER BY e.n) INTO paths
+    FROM jsonb_array_elements_text(newest.doc -> 'paths') WITH ORDINALITY AS e(value, n);
+    SELECT aveloxis_ops.community_file(paths, 'code_of_conduct') AS code_of_conduct_file,
+           aveloxis_ops.community_file(paths, 'security_policy') AS security_issue_file,
+           aveloxis_ops.community_file(paths, 'security_audit') AS security_audit_file,
+           aveloxis_ops.community_file(paths, 'contributing') AS contributing_file,
+           aveloxis_ops.community_file(paths, 'changelog') AS changelog_file,
+           aveloxis_ops.community_file(paths, 'license') AS license_file
+    INTO files;
+    INSERT INTO aveloxis_data.repo_community_files AS f
+        (repo_id, head, code_of_conduct_file, security_issue_file, security_audit_file, contributing_file,
+         changelog_file, license_file)
+    VALUES (repo, newest.doc ->> 'head', files.code_of_conduct_file, files.security_issue_file,
+            files.security_audit_file, files.contributing_file, files.changelog_file, files.license_file)
+    ON CONFLICT (repo_id) DO UPDATE
+        SET head = EXCLUDED.head, code_of_conduct_file = EXCLUDED.code_of_conduct_file,
+            security_issue_file = EXCLUDED.security_issue_file, security_audit_file = EXCLUDED.security_audit_file,
+            contributing_file = EXCLUDED.contributing_file, changelog_file = EXCLUDED.changelog_file,
+            license_file = EXCLUDED.license_file, data_collection_date = EXCLUDED.data_collection_date
+        WHERE (f.head, f.code_of_conduct_file, f.security_issue_file, f.security_audit_file, f.contributing_file,
+               f.changelog_file, f.license_file)
+              IS DISTINCT FROM
+              (EXCLUDED.head, EXCLUDED.code_of_conduct_file, EXCLUDED.security_issue_file,
+               EXCLUDED.security_audit_file, EXCLUDED.contributing_file, EXCLUDED.changelog_file,
+               EXCLUDED.license_file);
+    IF FOUND THEN
+        result.updated := 1;
+    END IF;
+    result.unchanged := total - result.updated;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:202
+-- requires:
+--   facade
+--   analysis
+--   events_releases
+--   repo_info
+--   community_files
+--   affiliation
+
+-- aveloxis_augur_data: Augur's relations under Augur's names, columns (in Augur's
+-- order) and types, over aveloxis_data. 8Knot runs against it unchanged with
+-- AUGUR_SCHEMA=aveloxis_augur_data,aveloxis_data (docs/analytics.md).
+--
+-- Augur's naive `timestamp` columns are UTC wall times, computed with AT TIME ZONE
+-- 'UTC' so that no session TimeZone changes them. Columns Augur has and we do not
+-- collect are NULL of Augur's type. Views are security_invoker: a reader needs the
+-- SELECT on aveloxis_data that aveloxis_analyst has.
+-- The 22 materialized views live here too (sql/matviews.sql).
+
+CREATE SCHEMA aveloxis_augur_data;
+COMMENT ON SCHEMA aveloxis_augur_data IS 'Augur-compatible names over aveloxis_data, and the materialized views (8Knot reads here)';
+
+CREATE VIEW aveloxis_augur_data.repo_groups WITH (security_invoker = true) AS
+SELECT g.repo_group_id, g.rg_name::varchar AS rg_name, g.rg_description::varchar AS rg_description,
+       g.rg_website::varchar AS rg_website, NULL::smallint AS rg_recache,
+       g.rg_last_modified AT TIME ZONE 'UTC' AS rg_last_modified, g.rg_type::varchar AS rg_type,
+       g.tool_source::varchar AS tool_source, g.tool_version::varchar AS tool_version,
+       g.data_source::varchar AS data_source, g.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_groups g;
+
+CREATE VIEW aveloxis_augur_data.repo WITH (security_invoker = true) AS
+SELECT r.repo_id, r.repo_group_id, r.repo_git::varchar AS repo_git, NULL::varchar AS repo_path,
+       r.repo_name::varchar AS repo_name, r.repo_added AT TIME ZONE 'UTC' AS repo_added,
+       p.platform_name::varchar AS repo_type,
+       (r.repo_host || '/' || r.repo_owner || '/' || r.repo_name)::varchar AS url, NULL::integer AS owner_id,
+       i.description::varchar AS description, i.primary_language::varchar AS primary_language,
+       to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')::varchar AS created_at,
+       NULL::varchar AS forked_from, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
+       CASE WHEN r.repo_archived THEN i.data_collection_date END AS repo_archived_date_collected,
+       r.repo_archived::integer AS repo_archived,
+       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
+       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date,
+       r.repo_src_id
+FROM aveloxis_data.repos r
+JOIN aveloxis_data.platforms p USING (platform_id)
+LEFT JOIN aveloxis_data.repo_info i USING (repo_id);
+
+-- One row per repository (the current one; earlier versions are in
+-- aveloxis_data.repo_info_history). The counts are computed when asked for.
+CREATE VIEW aveloxis_augur_data.repo_info WITH (security_invoker = true) AS
+SELECT i.repo_info_id, i.repo_id, i.updated_at AT TIME ZONE 'UTC' AS last_updated,
+       i.issues_enabled::varchar AS issues_enabled, i.open_issues, NULL::varchar AS pull_requests_enabled,
+       i.wiki_enabled::varchar AS wiki_enabled, i.pages_enabled::varchar AS pages_enabled, i.fork_count,
+       i.default_branch::varchar AS default_branch, i.watchers_count, NULL::integer AS "UUID",
+       i.license::varchar AS license, i.stars_count, NULL::integer AS committers_count,
+       NULL::varchar AS issue_contributors_count, f.changelog_file::varchar AS changelog_file,
+       f.contributing_file::varchar AS contributing_file, f.license_file::varchar AS license_file,
+       coalesce(f.code_of_conduct_file, i.code_of_conduct_file)::varchar AS code_of_conduct_file,
+       coalesce(f.security_issue_file, i.security_issue_file)::varchar AS security_issue_file,
+       coalesce(f.security_audit_file, i.security_audit_file)::varchar AS security_audit_file,
+       NULL::varchar AS status, NULL::varchar AS keywords,
+       (SELECT count(DISTINCT c.cmt_commit_hash) FROM aveloxis_data.commits c WHERE c.repo_id = i.repo_id) AS commit_count,
+       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id) AS issues_count,
+       (SELECT count(*) FROM aveloxis_data.issues x WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL) AS issues_closed,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id) AS pull_request_count,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.closed_at IS NULL) AS pull_requests_open,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x
+        WHERE x.repo_id = i.repo_id AND x.closed_at IS NOT NULL AND x.merged_at IS NULL) AS pull_requests_closed,
+       (SELECT count(*) FROM aveloxis_data.pull_requests x WHERE x.repo_id = i.repo_id AND x.merged_at IS NOT NULL) AS pull_requests_merged,
+       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
+       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_info i
+LEFT JOIN aveloxis_data.repo_community_files f ON f.repo_id = i.repo_id;
+
+CREATE VIEW aveloxis_augur_data.contributors WITH (security_invoker = true) AS
+SELECT c.cntrb_id, c.cntrb_login::varchar AS cntrb_login, c.cntrb_email::varchar AS cntrb_email,
+       c.cntrb_full_name::varchar AS cntrb_full_name, c.cntrb_company::varchar AS cntrb_company,
+       c.cntrb_created_at AT TIME ZONE 'UTC' AS cntrb_created_at, c.gh_type::varchar AS cntrb_type,
+       0::smallint AS cntrb_fake, c.cntrb_deleted, NULL::numeric(11, 8) AS cntrb_long,
+       NULL::numeric(10, 8) AS cntrb_lat, NULL::char(3) AS cntrb_country_code, NULL::varchar AS cntrb_state,
+       NULL::varchar AS cntrb_city, c.cntrb_location::varchar AS cntrb_location,
+       c.cntrb_canonical::varchar AS cntrb_canonical, NULL::timestamptz AS cntrb_last_used,
+       c.gh_user_id, c.gh_login::varchar AS gh_login, c.gh_url::varchar AS gh_url,
+       c.gh_html_url::varchar AS gh_html_url, c.gh_node_id::varchar AS gh_node_id,
+       c.gh_avatar_url::varchar AS gh_avatar_url, c.gh_gravatar_id::varchar AS gh_gravatar_id,
+       NULL::varchar AS gh_followers_url, NULL::varchar AS gh_following_url, NULL::varchar AS gh_gists_url,
+       NULL::varchar AS gh_starred_url, NULL::varchar AS gh_subscriptions_url,
+       NULL::varchar AS gh_organizations_url, NULL::varchar AS gh_repos_url, NULL::varchar AS gh_events_url,
+       NULL::varchar AS gh_received_events_url, c.gh_type::varchar AS gh_type,
+       c.gh_site_admin::varchar AS gh_site_admin, c.gl_web_url::varchar AS gl_web_url,
+       c.gl_avatar_url::varchar AS gl_avatar_url, c.gl_state::varchar AS gl_state,
+       c.gl_username::varchar AS gl_username, c.gl_full_name::varchar AS gl_full_name, c.gl_id,
+       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
+       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.contributors c;
+
+-- Augur numbers aliases; ours are keyed by the email, so the id is a stable hash of it.
+CREATE VIEW aveloxis_augur_data.contributors_aliases WITH (security_invoker = true) AS
+SELECT hashtextextended(a.alias_email, 0) AS cntrb_alias_id, a.cntrb_id,
+       coalesce(a.canonical_email, a.alias_email)::varchar AS canonical_email, a.alias_email::varchar AS alias_email,
+       1::smallint AS cntrb_active, a.data_collection_date AT TIME ZONE 'UTC' AS cntrb_last_modified,
+       a.tool_source::varchar AS tool_source, a.tool_version::varchar AS tool_version,
+       a.data_source::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.contributors_aliases a;
+
+CREATE VIEW aveloxis_augur_data.commits WITH (security_invoker = true) AS
+SELECT c.cmt_id, c.repo_id, c.cmt_commit_hash::varchar(80) AS cmt_commit_hash,
+       c.cmt_author_name::varchar AS cmt_author_name, c.cmt_author_raw_email::varchar AS cmt_author_raw_email,
+       c.cmt_author_email::varchar AS cmt_author_email, c.cmt_author_date::varchar(10) AS cmt_author_date,
+       -- Read through the dated affiliations (sql/affiliation.sql), never a stored copy.
+       aveloxis.commit_affiliation(c.cmt_ght_author_id, c.cmt_author_email, c.cmt_author_timestamp)::varchar
+           AS cmt_author_affiliation,
+       c.cmt_committer_name::varchar AS cmt_committer_name,
+       c.cmt_committer_raw_email::varchar AS cmt_committer_raw_email,
+       c.cmt_committer_email::varchar AS cmt_committer_email, c.cmt_committer_date::varchar AS cmt_committer_date,
+       aveloxis.email_affiliation(c.cmt_committer_email, c.cmt_committer_timestamp)::varchar
+           AS cmt_committer_affiliation, c.cmt_added, c.cmt_removed,
+       c.cmt_whitespace, c.cmt_filename::varchar AS cmt_filename,
+       c.cmt_date_attempted AT TIME ZONE 'UTC' AS cmt_date_attempted, c.cmt_ght_author_id,
+       NULL::integer AS cmt_ght_committer_id, c.cmt_ght_committed_at AT TIME ZONE 'UTC' AS cmt_ght_committed_at,
+       c.cmt_committer_timestamp, c.cmt_author_timestamp,
+       c.cmt_author_platform_username::varchar AS cmt_author_platform_username,
+       c.tool_source::varchar AS tool_source, c.tool_version::varchar AS tool_version,
+       c.data_source::varchar AS data_source, c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.commits c;
+
+-- Issues only (Augur's issues table holds no pull requests either: pull_request and
+-- pull_request_id are NULL). cntrb_id is who closed it: the issue's closed_by, else the
+-- actor of its last 'closed' event (the issues list carries no closed_by).
+CREATE VIEW aveloxis_augur_data.issues WITH (security_invoker = true) AS
+SELECT i.issue_id, i.repo_id, i.reporter_id, NULL::bigint AS pull_request, NULL::bigint AS pull_request_id,
+       i.created_at AT TIME ZONE 'UTC' AS created_at, i.issue_title::varchar AS issue_title,
+       i.issue_body::varchar AS issue_body,
+       coalesce(i.closed_by_id,
+                CASE WHEN i.closed_at IS NOT NULL THEN
+                    (SELECT e.cntrb_id FROM aveloxis_data.issue_events e
+                     WHERE e.repo_id = i.repo_id AND e.issue_id = i.issue_id AND e.action = 'closed'
+                     ORDER BY e.created_at DESC, e.event_id DESC LIMIT 1) END) AS cntrb_id,
+       i.comment_count::bigint AS comment_count, i.updated_at AT TIME ZONE 'UTC' AS updated_at,
+       i.closed_at AT TIME ZONE 'UTC' AS closed_at, NULL::timestamp AS due_on, NULL::varchar AS repository_url,
+       i.issue_url::varchar AS issue_url, NULL::varchar AS labels_url, NULL::varchar AS comments_url,
+       NULL::varchar AS events_url, i.html_url::varchar AS html_url, i.issue_state::varchar AS issue_state,
+       i.node_id::varchar AS issue_node_id, i.issue_number::bigint AS gh_issue_number,
+       i.platform_issue_id AS gh_issue_id,
+       (SELECT c.gh_user_id FROM aveloxis_data.contributors c WHERE c.cntrb_id = i.reporter_id) AS gh_user_id,
+       i.tool_source::varchar AS tool_source, i.tool_version::varchar AS tool_version,
+       i.data_source::varchar AS data_source, i.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issues i;
+
+-- pr_src_state is GitHub's state ('open' or 'closed'; a merged pull request is closed).
+CREATE VIEW aveloxis_augur_data.pull_requests WITH (security_invoker = true) AS
+SELECT p.pull_request_id, p.repo_id, p.pr_url::varchar AS pr_url, p.platform_pr_id AS pr_src_id,
+       p.node_id::varchar AS pr_src_node_id, p.pr_html_url::varchar AS pr_html_url,
+       p.pr_diff_url::varchar AS pr_diff_url, NULL::varchar AS pr_patch_url, NULL::varchar AS pr_issue_url,
+       NULL::bigint AS pr_augur_issue_id, p.pr_number::bigint AS pr_src_number,
+       (CASE p.pr_state WHEN 'merged' THEN 'closed' ELSE p.pr_state END)::varchar AS pr_src_state,
+       p.pr_locked AS pr_src_locked, p.pr_title::varchar AS pr_src_title, p.author_id AS pr_augur_contributor_id,
+       p.pr_body, p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.updated_at AT TIME ZONE 'UTC' AS pr_updated_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at, p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at,
+       p.merge_commit_sha::varchar AS pr_merge_commit_sha, NULL::bigint AS pr_teams, NULL::varchar AS pr_milestone,
+       NULL::varchar AS pr_commits_url, NULL::varchar AS pr_review_comments_url,
+       NULL::varchar AS pr_review_comment_url, NULL::varchar AS pr_comments_url, NULL::varchar AS pr_statuses_url,
+       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'head')::varchar AS pr_meta_head_id,
+       (SELECT m.pr_src_meta_label FROM aveloxis_data.pull_request_meta m
+        WHERE m.repo_id = p.repo_id AND m.pull_request_id = p.pull_request_id
+          AND m.pr_head_or_base = 'base')::varchar AS pr_meta_base_id,
+       NULL::varchar AS pr_src_issue_url, NULL::varchar AS pr_src_comments_url,
+       NULL::varchar AS pr_src_review_comments_url, NULL::varchar AS pr_src_commits_url,
+       NULL::varchar AS pr_src_statuses_url, p.pr_author_association::varchar AS pr_src_author_association,
+       p.tool_source::varchar AS tool_source, p.tool_version::varchar AS tool_version,
+       p.data_source::varchar AS data_source, p.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_requests p;
+
+CREATE VIEW aveloxis_augur_data.releases WITH (security_invoker = true) AS
+SELECT r.release_id::char(256) AS release_id, r.repo_id, r.release_name::varchar AS release_name,
+       r.release_description::varchar AS release_description, r.release_author::varchar AS release_author,
+       r.release_created_at AT TIME ZONE 'UTC' AS release_created_at,
+       r.release_published_at AT TIME ZONE 'UTC' AS release_published_at,
+       r.release_updated_at AT TIME ZONE 'UTC' AS release_updated_at, r.release_is_draft, r.release_is_prerelease,
+       r.release_tag_name::varchar AS release_tag_name, r.release_url::varchar AS release_url, false AS tag_only,
+       r.tool_source::varchar AS tool_source, r.tool_version::varchar AS tool_version,
+       r.data_source::varchar AS data_source, r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.releases r;
+
+CREATE VIEW aveloxis_augur_data.message WITH (security_invoker = true) AS
+SELECT m.msg_id, NULL::bigint AS rgls_id, m.platform_msg_id, m.node_id::varchar AS platform_node_id, m.repo_id,
+       m.cntrb_id, m.msg_text::varchar AS msg_text, m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp,
+       NULL::varchar AS msg_sender_email, NULL::varchar AS msg_header, m.platform_id::bigint AS pltfrm_id,
+       m.tool_source::varchar AS tool_source, m.tool_version::varchar AS tool_version,
+       m.data_source::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.messages m;
+
+CREATE VIEW aveloxis_augur_data.repo_labor WITH (security_invoker = true) AS
+SELECT l.repo_labor_id, l.repo_id, l.repo_clone_date AT TIME ZONE 'UTC' AS repo_clone_date,
+       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
+       l.programming_language::varchar AS programming_language, l.file_path::varchar AS file_path,
+       l.file_name::varchar AS file_name, l.total_lines, l.code_lines, l.comment_lines, l.blank_lines,
+       l.code_complexity, l.repo_url::varchar AS repo_url, l.tool_source::varchar AS tool_source,
+       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
+       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_labor l;
+
+CREATE VIEW aveloxis_augur_data.repo_deps_libyear WITH (security_invoker = true) AS
+SELECT l.repo_deps_libyear_id, l.repo_id, l.name::varchar AS name, l.requirement::varchar AS requirement,
+       l.type::varchar AS type, l.package_manager::varchar AS package_manager,
+       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
+       l.current_release_date::varchar AS current_release_date,
+       l.latest_release_date::varchar AS latest_release_date, l.libyear,
+       l.tool_source::varchar AS tool_source, l.tool_version::varchar AS tool_version,
+       l.data_source::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_deps_libyear l;
+
+CREATE VIEW aveloxis_augur_data.repo_deps_scorecard WITH (security_invoker = true) AS
+SELECT s.repo_deps_scorecard_id, s.repo_id, s.name::varchar AS name, s.scorecard_check_details,
+       s.score::varchar AS score, s.tool_source::varchar AS tool_source, s.tool_version::varchar AS tool_version,
+       s.data_source::varchar AS data_source, s.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_deps_scorecard s;
+
+-- The children 8Knot's views are built from, and that Augur users query, under Augur's
+-- names and columns. Columns we do not keep (tool_source on some children, URLs Augur
+-- copies from the API) are NULL of Augur's type.
+CREATE VIEW aveloxis_augur_data.issue_events WITH (security_invoker = true) AS
+SELECT e.event_id, e.issue_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
+       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
+       e.node_id::varchar AS node_id, NULL::varchar AS node_url, e.platform_id::bigint AS platform_id,
+       e.platform_event_id AS issue_event_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_events e;
+
+CREATE VIEW aveloxis_augur_data.pull_request_events WITH (security_invoker = true) AS
+SELECT e.pr_event_id, e.pull_request_id, e.repo_id, e.cntrb_id, e.action::varchar AS action,
+       e.action_commit_hash::varchar AS action_commit_hash, e.created_at AT TIME ZONE 'UTC' AS created_at,
+       e.platform_event_id AS issue_event_src_id, e.node_id::varchar AS node_id, NULL::varchar AS node_url,
+       e.platform_id::bigint AS platform_id, e.platform_event_id AS pr_platform_event_id,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       e.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_events e;
+
+CREATE VIEW aveloxis_augur_data.pull_request_reviews WITH (security_invoker = true) AS
+SELECT v.pr_review_id, v.pull_request_id, v.repo_id, v.cntrb_id,
+       v.author_association::varchar AS pr_review_author_association, v.review_state::varchar AS pr_review_state,
+       v.review_body::varchar AS pr_review_body, v.submitted_at AT TIME ZONE 'UTC' AS pr_review_submitted_at,
+       v.platform_review_id AS pr_review_src_id, v.node_id::varchar AS pr_review_node_id,
+       v.html_url::varchar AS pr_review_html_url, NULL::varchar AS pr_review_pull_request_url,
+       v.commit_id::varchar AS pr_review_commit_id,
+       (SELECT r.platform_id::bigint FROM aveloxis_data.repos r WHERE r.repo_id = v.repo_id) AS platform_id,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       v.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviews v;
+
+CREATE VIEW aveloxis_augur_data.issue_message_ref WITH (security_invoker = true) AS
+SELECT x.issue_msg_ref_id, x.issue_id, x.repo_id, x.msg_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS issue_msg_ref_src_node_id,
+       x.platform_src_id AS issue_msg_ref_src_comment_id, x.tool_source::varchar AS tool_source,
+       x.tool_version::varchar AS tool_version, x.data_source::varchar AS data_source,
+       x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_message_ref x;
+
+CREATE VIEW aveloxis_augur_data.pull_request_message_ref WITH (security_invoker = true) AS
+SELECT x.pr_msg_ref_id, x.pull_request_id, x.repo_id, x.msg_id, x.platform_src_id AS pr_message_ref_src_comment_id,
+       (SELECT m.node_id FROM aveloxis_data.messages m WHERE m.repo_id = x.repo_id AND m.msg_id = x.msg_id)::varchar
+           AS pr_message_ref_src_node_id,
+       NULL::varchar AS pr_issue_url, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, x.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_message_ref x;
+
+-- Augur's review messages are the diff comments (review_comments here); a review's own
+-- body is pull_request_reviews.pr_review_body.
+CREATE VIEW aveloxis_augur_data.pull_request_review_message_ref WITH (security_invoker = true) AS
+SELECT c.review_comment_id AS pr_review_msg_ref_id, c.pr_review_id, c.repo_id, c.msg_id,
+       NULL::varchar AS pr_review_msg_url, c.platform_review_id AS pr_review_src_id,
+       c.platform_src_id AS pr_review_msg_src_id, m.node_id::varchar AS pr_review_msg_node_id,
+       c.diff_hunk::varchar AS pr_review_msg_diff_hunk, c.path::varchar AS pr_review_msg_path,
+       c."position"::bigint AS pr_review_msg_position, c.original_position::bigint AS pr_review_msg_original_position,
+       c.commit_id::varchar AS pr_review_msg_commit_id, c.original_commit_id::varchar AS pr_review_msg_original_commit_id,
+       m.msg_updated_at AT TIME ZONE 'UTC' AS pr_review_msg_updated_at, m.msg_html_url::varchar AS pr_review_msg_html_url,
+       NULL::varchar AS pr_url, c.author_association::varchar AS pr_review_msg_author_association,
+       NULL::bigint AS pr_review_msg_start_line, NULL::bigint AS pr_review_msg_original_start_line,
+       NULL::varchar AS pr_review_msg_start_side, c.line::bigint AS pr_review_msg_line,
+       c.original_line::bigint AS pr_review_msg_original_line, c.side::varchar AS pr_review_msg_side,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.review_comments c
+JOIN aveloxis_data.messages m ON m.repo_id = c.repo_id AND m.msg_id = c.msg_id;
+
+CREATE VIEW aveloxis_augur_data.issue_labels WITH (security_invoker = true) AS
+SELECT l.issue_label_id, l.issue_id, l.repo_id, l.label_text::varchar AS label_text,
+       l.label_description::varchar AS label_description, l.label_color::varchar AS label_color,
+       l.platform_label_id AS label_src_id, NULL::varchar AS label_src_node_id, l.tool_source::varchar AS tool_source,
+       l.tool_version::varchar AS tool_version, l.data_source::varchar AS data_source,
+       l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_labels l;
+
+CREATE VIEW aveloxis_augur_data.pull_request_labels WITH (security_invoker = true) AS
+SELECT l.pr_label_id, l.pull_request_id, l.repo_id, l.platform_label_id AS pr_src_id, NULL::varchar AS pr_src_node_id,
+       NULL::varchar AS pr_src_url, l.label_name::varchar AS pr_src_description, l.label_color::varchar AS pr_src_color,
+       NULL::boolean AS pr_src_default_bool, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, l.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_labels l;
+
+CREATE VIEW aveloxis_augur_data.issue_assignees WITH (security_invoker = true) AS
+SELECT a.issue_assignee_id, a.issue_id, a.repo_id, a.cntrb_id, a.platform_assignee_id AS issue_assignee_src_id,
+       NULL::varchar AS issue_assignee_src_node, a.tool_source::varchar AS tool_source,
+       a.tool_version::varchar AS tool_version, a.data_source::varchar AS data_source,
+       a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.issue_assignees a;
+
+CREATE VIEW aveloxis_augur_data.pull_request_assignees WITH (security_invoker = true) AS
+SELECT a.pr_assignee_id AS pr_assignee_map_id, a.pull_request_id, a.repo_id, a.cntrb_id AS contrib_id,
+       a.platform_assignee_id AS pr_assignee_src_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, a.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_assignees a;
+
+CREATE VIEW aveloxis_augur_data.pull_request_reviewers WITH (security_invoker = true) AS
+SELECT r.pr_reviewer_id AS pr_reviewer_map_id, r.pull_request_id,
+       (SELECT p.platform_pr_id FROM aveloxis_data.pull_requests p
+        WHERE p.repo_id = r.repo_id AND p.pull_request_id = r.pull_request_id)
+           AS pr_source_id,
+       r.repo_id, r.cntrb_id, r.platform_reviewer_id AS pr_reviewer_src_id, NULL::varchar AS tool_source,
+       NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       r.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_reviewers r;
+
+CREATE VIEW aveloxis_augur_data.pull_request_commits WITH (security_invoker = true) AS
+SELECT c.pr_cmt_id, c.pull_request_id, c.repo_id, c.pr_cmt_sha::varchar AS pr_cmt_sha,
+       c.pr_cmt_node_id::varchar AS pr_cmt_node_id, c.pr_cmt_message::varchar AS pr_cmt_message,
+       NULL::varchar AS pr_cmt_comments_url, c.pr_cmt_author_cntrb_id,
+       c.pr_cmt_timestamp AT TIME ZONE 'UTC' AS pr_cmt_timestamp, c.pr_cmt_author_email::varchar AS pr_cmt_author_email,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       c.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_commits c;
+
+CREATE VIEW aveloxis_augur_data.pull_request_files WITH (security_invoker = true) AS
+SELECT f.pr_file_id, f.pull_request_id, f.repo_id, f.pr_file_additions::bigint AS pr_file_additions,
+       f.pr_file_deletions::bigint AS pr_file_deletions, f.pr_file_path::varchar AS pr_file_path,
+       NULL::varchar AS tool_source, NULL::varchar AS tool_version, NULL::varchar AS data_source,
+       f.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_files f;
+
+CREATE VIEW aveloxis_augur_data.pull_request_meta WITH (security_invoker = true) AS
+SELECT m.pr_repo_meta_id, m.pull_request_id, m.repo_id, m.pr_head_or_base::varchar AS pr_head_or_base,
+       m.pr_src_meta_label::varchar AS pr_src_meta_label, m.pr_src_meta_ref::varchar AS pr_src_meta_ref,
+       m.pr_sha::varchar AS pr_sha, m.cntrb_id, NULL::varchar AS tool_source, NULL::varchar AS tool_version,
+       NULL::varchar AS data_source, m.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.pull_request_meta m;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:159
+-- requires:
+--   labor
+--   augur_compat
+--   deps::aveloxis_ops::resolve_dependencies
+--   manifest::aveloxis_ops::contents_text
+
+-- The analysis phase's dependencies (docs/dependencies.md): the manifests and lockfiles
+-- of a repository's HEAD tree, parsed here by the extension (pg_aveloxis/src/deps/), not
+-- by the agent. The agent stages the files its tree holds (`dependency_files`: every path
+-- and blob) and the content of the blobs the database does not have yet
+-- (`dependency_blob`); complete() stores them and parses the repository's whole set in
+-- one transaction. The blobs stay, so a parser fix re-parses them without re-collection
+-- (aveloxis.reparse_dependencies).
+
+-- A repository's dependency files at the HEAD last analysed: path and blob.
+CREATE TABLE aveloxis_data.repo_dependency_files (
+    repo_id   bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    path      text NOT NULL,
+    blob_sha  text NOT NULL CHECK (blob_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+    bytes     bigint,
+    -- Over the agent's size cap: listed, its content not stored or parsed.
+    too_large boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (repo_id, path)
+);
+COMMENT ON TABLE aveloxis_data.repo_dependency_files IS 'The manifests and lockfiles of each repository''s analysed HEAD';
+
+-- Their content, once per blob of a repository (re-parsed after a parser fix).
+CREATE TABLE aveloxis_data.repo_dependency_blobs (
+    repo_id   bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    blob_sha  text NOT NULL CHECK (blob_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+    content   text NOT NULL,
+    stored_at timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, blob_sha)
+);
+COMMENT ON TABLE aveloxis_data.repo_dependency_blobs IS 'Content of the dependency files, kept for re-parsing';
+
+-- Every dependency as parsed: per manifest (or lockfile, for what only a lockfile names),
+-- the requirement as written, and the version in use with how it is known:
+-- locked (a lockfile installed it), exact (the manifest pins it), range and unpinned (no
+-- version is claimed), non-registry (a path, git or URL source).
+CREATE TABLE aveloxis_data.repo_dependency_decls (
+    decl_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id        bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    manifest_path  text NOT NULL,
+    lockfile_path  text,
+    ecosystem      text NOT NULL,
+    name           text NOT NULL,
+    -- The name as the ecosystem compares it: the key of the package cache.
+    package        text NOT NULL,
+    requirement    text,
+    scope          text NOT NULL,
+    direct         boolean NOT NULL,
+    version        text,
+    resolution     text NOT NULL CHECK (resolution IN ('locked', 'exact', 'range', 'unpinned', 'non-registry')),
+    parsed_at      timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, decl_id),
+    CHECK ((version IS NOT NULL) = (resolution IN ('locked', 'exact')))
+);
+COMMENT ON TABLE aveloxis_data.repo_dependency_decls IS
+    'Dependencies of each repository''s analysed HEAD: declared requirement, version in use and how it is known';
+CREATE INDEX repo_dependency_decls_package_idx ON aveloxis_data.repo_dependency_decls (ecosystem, package, version);
+
+-- Each parse of a repository's dependency files.
+CREATE TABLE aveloxis_data.repo_dependency_scans (
+    scan_id        bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id        bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    head_sha       text CHECK (head_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$'),
+    parsed_at      timestamptz NOT NULL,
+    parser_version text NOT NULL,
+    files          integer NOT NULL,
+    dependencies   integer NOT NULL,
+    direct         integer NOT NULL,
+    -- Files that could not be parsed ({path: error}) and files over the size cap.
+    parse_errors   jsonb NOT NULL DEFAULT '{}',
+    too_large      text[] NOT NULL DEFAULT '{}',
+    -- Hash of the dependency set (ecosystem, name, version, scope, direct): what SBOMs key on.
+    set_hash       text NOT NULL,
+    -- 'analysis' (a new HEAD) or 'reparse' (stored files, a newer parser).
+    reason         text NOT NULL,
+    job_run_id     bigint,
+    PRIMARY KEY (repo_id, scan_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_dependency_scans IS 'Each parse of a repository''s dependency files, newest last';
+
+-- Augur's table: one row per direct dependency (ecosystem and name) with the number of
+-- manifests declaring it (dep_count: the Go system's meaning, not Augur's import count).
+CREATE TABLE aveloxis_data.repo_dependencies (
+    repo_dependencies_id bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id              bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    dep_name             text,
+    dep_count            integer,
+    dep_language         text,
+    tool_source          text,
+    tool_version         text,
+    data_source          text,
+    data_collection_date timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, repo_dependencies_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_dependencies IS 'Direct dependencies per repository (Augur layout), latest parse';
+CREATE TABLE aveloxis_data.repo_dependencies_history (LIKE aveloxis_data.repo_dependencies INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_dependencies_history ADD PRIMARY KEY (repo_id, repo_dependencies_id);
+ALTER TABLE aveloxis_data.repo_dependencies_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_dependencies_history IS 'Earlier parses of repo_dependencies';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_files', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_blobs', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_decls', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_dependency_decls', 'decl_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependency_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_dependency_scans', 'scan_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependencies', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_dependencies', 'repo_dependencies_id'), '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_dependencies_history', '');
+
+CREATE VIEW aveloxis_augur_data.repo_dependencies WITH (security_invoker = true) AS
+SELECT d.repo_dependencies_id, d.repo_id, d.dep_name::varchar AS dep_name, d.dep_count,
+       d.dep_language::varchar AS dep_language, d.tool_source::varchar AS tool_source,
+       d.tool_version::varchar AS tool_version, d.data_source::varchar AS data_source,
+       d.data_collection_date AT TIME ZONE 'UTC' AS data_collection_date
+FROM aveloxis_data.repo_dependencies d;
+
+-- The language Augur's dep_language names for an ecosystem.
+CREATE FUNCTION aveloxis_ops.ecosystem_language(ecosystem text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE ecosystem
+        WHEN 'npm' THEN 'JavaScript' WHEN 'PyPI' THEN 'Python' WHEN 'crates.io' THEN 'Rust' WHEN 'Go' THEN 'Go'
+        WHEN 'Maven' THEN 'Java' WHEN 'RubyGems' THEN 'Ruby' WHEN 'Packagist' THEN 'PHP' WHEN 'NuGet' THEN '.NET'
+        WHEN 'Hex' THEN 'Elixir' WHEN 'Pub' THEN 'Dart' WHEN 'Hackage' THEN 'Haskell' WHEN 'SwiftURL' THEN 'Swift'
+        WHEN 'CocoaPods' THEN 'Objective-C' WHEN 'ConanCenter' THEN 'C/C++' WHEN 'CRAN' THEN 'R'
+        WHEN 'GitHub Actions' THEN 'GitHub Actions' ELSE ecosystem END
+$$;
+
+-- The blobs of a repository's dependency files the database holds, for the agent with the
+-- repository's analysis lease: it stages only the others.
+CREATE FUNCTION aveloxis.known_dependency_blobs(lease_token uuid)
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'analysis');
+BEGIN
+    RETURN QUERY SELECT b.blob_sha FROM aveloxis_data.repo_dependency_blobs b WHERE b.repo_id = repo ORDER BY 1;
+END
+$$;
+
+-- Parses a repository's stored dependency files and makes the result current, in the
+-- caller's transaction: decls replaced, repo_dependencies rotated to history with one
+-- data_collection_date, one scan row. Returns the scan.
+CREATE FUNCTION aveloxis_ops.parse_repo_dependencies(repo bigint, head text, run bigint, why text, observed timestamptz)
+RETURNS aveloxis_data.repo_dependency_scans
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
+AS $$
+DECLARE
+    scan    aveloxis_data.repo_dependency_scans;
+    errors  jsonb;
+    parser  text := aveloxis.version();
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
+    IF to_regclass('pg_temp.aveloxis_resolved') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_resolved (
+        manifest_path text, lockfile_path text, ecosystem text, name text, requirement text, scope text,
+        direct boolean, version text, resolution text, parse_error text) ON COMMIT DROP;
+    END IF;
+    -- A caller-made table of that name would be used below: refuse anything but ours.
+    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_resolved'::regclass)
+       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
+           WHERE p.oid = 'aveloxis_ops.parse_repo_dependencies(bigint, text, bigint, text, timestamptz)'::regprocedure) THEN
+        RAISE EXCEPTION 'pg_temp.aveloxis_resolved belongs to another role' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    TRUNCATE pg_temp.aveloxis_resolved;
+    INSERT INTO pg_temp.aveloxis_resolved
+    SELECT r.* FROM aveloxis_ops.resolve_dependencies(
+        ARRAY(SELECT f.path FROM aveloxis_data.repo_dependency_files f
+              JOIN aveloxis_data.repo_dependency_blobs b ON b.repo_id = f.repo_id AND b.blob_sha = f.blob_sha
+              WHERE f.repo_id = repo AND NOT f.too_large ORDER BY f.path),
+        ARRAY(SELECT b.content FROM aveloxis_data.repo_dependency_files f
+              JOIN aveloxis_data.repo_dependency_blobs b ON b.repo_id = f.repo_id AND b.blob_sha = f.blob_sha
+              WHERE f.repo_id = repo AND NOT f.too_large ORDER BY f.path)) r;
+    SELECT coalesce(jsonb_object_agg(r.manifest_path, r.parse_error), '{}') INTO errors
+    FROM pg_temp.aveloxis_resolved r WHERE r.parse_error IS NOT NULL;
+    IF errors <> '{}' THEN
+        RAISE LOG 'dependencies of repo %: % files could not be parsed: %', repo,
+            (SELECT count(*) FROM jsonb_object_keys(errors)), errors;
+    END IF;
+
+    DELETE FROM aveloxis_data.repo_dependency_decls d WHERE d.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_dependency_decls
+        (repo_id, manifest_path, lockfile_path, ecosystem, name, package, requirement, scope, direct, version,
+         resolution, parsed_at)
+    SELECT repo, r.manifest_path, r.lockfile_path, r.ecosystem, r.name, aveloxis_ops.package_key(r.ecosystem, r.name),
+           r.requirement, r.scope, r.direct, r.version, r.resolution, observed
+    FROM pg_temp.aveloxis_resolved r WHERE r.parse_error IS NULL;
+
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_dependencies d WHERE d.repo_id = repo RETURNING d.*
+    )
+    INSERT INTO aveloxis_data.repo_dependencies_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_dependencies
+        (repo_id, dep_name, dep_count, dep_language, tool_source, tool_version, data_source, data_collection_date)
+    SELECT repo, d.name, count(DISTINCT d.manifest_path), aveloxis_ops.ecosystem_language(d.ecosystem),
+           'aveloxis (dependency files)', parser, 'git', observed
+    FROM aveloxis_data.repo_dependency_decls d
+    WHERE d.repo_id = repo AND d.direct
+    GROUP BY d.ecosystem, d.name
+    ORDER BY d.ecosystem, d.name;
+
+    INSERT INTO aveloxis_data.repo_dependency_scans
+        (repo_id, head_sha, parsed_at, parser_version, files, dependencies, direct, parse_errors, too_large, set_hash,
+         reason, job_run_id)
+    SELECT repo, head, observed, parser,
+           (SELECT count(*) FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo),
+           count(*), count(*) FILTER (WHERE d.direct), errors,
+           ARRAY(SELECT f.path FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo AND f.too_large
+                 ORDER BY 1),
+           md5(coalesce(string_agg(concat_ws(' ', d.ecosystem, d.name, d.version, d.scope, d.direct::text), E'\n'
+                                   ORDER BY d.ecosystem, d.name, d.version, d.scope, d.direct), '')),
+           why, run
+    FROM (SELECT DISTINCT x.ecosystem, x.name, x.version, x.scope, x.direct
+          FROM aveloxis_data.repo_dependency_decls x WHERE x.repo_id = repo) d
+    RETURNING * INTO scan;
+    RETURN scan;
+END
+$$;
+
+-- Applies what an analysis run staged about dependency files (called by complete for
+-- analysis leases, after the labor snapshot): the new blobs are stored, the file set
+-- replaces the repository's, blobs no file names any more are dropped, and the set is
+-- parsed. An agent that staged no `dependency_files` (older than 0.16.0, or an unchanged
+-- HEAD) changes nothing. A file set naming a blob neither stored nor staged is refused:
+-- the lease and the staged rows stay.
+CREATE FUNCTION aveloxis_ops.dependencies_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    sets     jsonb;
+    doc      jsonb;
+    missing  text[];
+BEGIN
+    IF coalesce(outcome ->> 'unchanged', 'false') = 'true' THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(jsonb_agg(aveloxis_ops.sanitized_jsonb(s.payload) ORDER BY s.staging_id), '[]') INTO sets
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'dependency_files';
+    IF jsonb_array_length(sets) = 0 THEN
+        RETURN;
+    END IF;
+    IF jsonb_array_length(sets) > 1 THEN
+        RAISE EXCEPTION 'an analysis stages one dependency_files set; this run staged %', jsonb_array_length(sets)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    doc := sets -> 0;
+    IF jsonb_typeof(doc -> 'files') IS DISTINCT FROM 'array' OR coalesce(doc ->> 'head_sha', '') !~ '^[0-9a-f]{40}([0-9a-f]{24})?$' THEN
+        RAISE EXCEPTION 'a dependency_files set is {"head_sha": <40 or 64 hex>, "files": [{"path", "blob_sha", "bytes"}]}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF outcome ? 'head_sha' AND outcome ->> 'head_sha' <> doc ->> 'head_sha' THEN
+        RAISE EXCEPTION 'the dependency files are of HEAD %, the completion of %', doc ->> 'head_sha', outcome ->> 'head_sha'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.dependencies', repo));
+
+    -- New blobs (content as text, or base64 of other encodings, read as contents_text does).
+    INSERT INTO aveloxis_data.repo_dependency_blobs (repo_id, blob_sha, content, stored_at)
+    SELECT DISTINCT ON (b.blob_sha) repo, b.blob_sha, b.content, observed
+    FROM (SELECT d ->> 'blob_sha' AS blob_sha,
+                 aveloxis_ops.contents_text(d ->> 'content', d ->> 'encoding') AS content
+          FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.sanitized_jsonb(s.payload) d
+          WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'dependency_blob') b
+    WHERE b.blob_sha ~ '^[0-9a-f]{40}([0-9a-f]{24})?$' AND b.content IS NOT NULL
+    ON CONFLICT (repo_id, blob_sha) DO NOTHING;
+
+    SELECT array_agg(f.blob_sha || ' (' || f.path || ')' ORDER BY f.path) INTO missing
+    FROM jsonb_to_recordset(doc -> 'files') AS f(path text, blob_sha text, too_large boolean)
+    WHERE NOT coalesce(f.too_large, false)
+      AND NOT EXISTS (SELECT FROM aveloxis_data.repo_dependency_blobs b WHERE b.repo_id = repo AND b.blob_sha = f.blob_sha);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'the dependency files name % blobs that are neither stored nor staged (readable text): %',
+            cardinality(missing), array_to_string(missing[1:5], ', ')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Stage a dependency_blob for each blob known_dependency_blobs() does not list.';
+    END IF;
+
+    DELETE FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo;
+    INSERT INTO aveloxis_data.repo_dependency_files (repo_id, path, blob_sha, bytes, too_large)
+    SELECT DISTINCT ON (f.path) repo, f.path, f.blob_sha, f.bytes, coalesce(f.too_large, false)
+    FROM jsonb_to_recordset(doc -> 'files') AS f(path text, blob_sha text, bytes bigint, too_large boolean)
+    WHERE f.path IS NOT NULL AND f.path <> '';
+    DELETE FROM aveloxis_data.repo_dependency_blobs b
+    WHERE b.repo_id = repo
+      AND NOT EXISTS (SELECT FROM aveloxis_data.repo_dependency_files f WHERE f.repo_id = repo AND f.blob_sha = b.blob_sha);
+
+    PERFORM aveloxis_ops.parse_repo_dependencies(repo, doc ->> 'head_sha', run, 'analysis', observed);
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL
+      AND s.entity IN ('dependency_files', 'dependency_blob');
+END
+$$;
+
+-- Parses the stored dependency files again with this extension's parsers, for one
+-- repository, or (repo NULL) for every repository last parsed by another version: what a
+-- parser fix needs, with no re-collection. One transaction per call.
+CREATE FUNCTION aveloxis.reparse_dependencies(repo bigint DEFAULT NULL)
+RETURNS TABLE (repo_id bigint, dependencies integer, direct integer, parse_errors jsonb)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r    record;
+    scan aveloxis_data.repo_dependency_scans;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT ON (s.repo_id) s.repo_id, s.head_sha, s.parser_version
+        FROM aveloxis_data.repo_dependency_scans s
+        WHERE reparse_dependencies.repo IS NULL OR s.repo_id = reparse_dependencies.repo
+        ORDER BY s.repo_id, s.scan_id DESC
+    LOOP
+        CONTINUE WHEN reparse_dependencies.repo IS NULL AND r.parser_version = aveloxis.version();
+        scan := aveloxis_ops.parse_repo_dependencies(r.repo_id, r.head_sha, NULL, 'reparse', aveloxis_ops.clock());
+        repo_id := scan.repo_id;
+        dependencies := scan.dependencies;
+        direct := scan.direct;
+        parse_errors := scan.parse_errors;
+        RETURN NEXT;
+    END LOOP;
+    IF reparse_dependencies.repo IS NOT NULL AND NOT FOUND THEN
+        RAISE EXCEPTION 'repository % has no analysed dependency files', reparse_dependencies.repo
+            USING ERRCODE = 'no_data_found', HINT = 'Its analysis job stores them: aveloxis.why_not_collected(repo).';
+    END IF;
+END
+$$;
+
+-- A repository's dependencies now, for analysts: what is in use, at which version and how
+-- that is known, from which file.
+CREATE FUNCTION aveloxis.dependencies(repo bigint, direct_only boolean DEFAULT false)
+RETURNS TABLE (ecosystem text, name text, scope text, direct boolean, version text, resolution text,
+               requirement text, manifest_path text, lockfile_path text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT d.ecosystem, d.name, d.scope, d.direct, d.version, d.resolution, d.requirement, d.manifest_path,
+           d.lockfile_path
+    FROM aveloxis_data.repo_dependency_decls d
+    WHERE d.repo_id = repo AND (d.direct OR NOT direct_only)
+    ORDER BY d.ecosystem, d.name, d.manifest_path, d.version
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:170
+-- requires:
+--   dependencies
+--   deps::aveloxis_ops::package_key
+--   deps::aveloxis_ops::is_prerelease
+
+-- Libyear from a fleet-wide package cache (docs/dependencies.md, "Libyear"). A daily
+-- `packages` job per repository asks which of its dependencies' packages the cache lacks
+-- or holds past their TTL (aveloxis.packages_due), and the agent fetches only those
+-- (deps.dev for its six systems, the native registries for others), staging each
+-- package's versions and dates field-picked (`package_versions`). complete() upserts the
+-- cache, shared by every repository, and recomputes the repository's libyear in SQL
+-- (aveloxis.refresh_libyear: no network, one timestamp per scan). A package is fetched
+-- once per TTL for the whole fleet, never per repository.
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('packages.cadence', '1 day', 'interval',
+     'How often a repository''s libyear is recomputed (and its stale packages fetched)'),
+    ('packages.max_leased', '0', 'integer', 'Most packages jobs leased at once (0: no limit)'),
+    ('packages.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('packages.sideline_after', '10', 'integer', 'Consecutive transient failures that sideline a job for one cadence'),
+    ('packages.ttl', '7 days', 'interval', 'How long a package''s cached versions are used before it is fetched again'),
+    ('packages.miss_ttl', '1 day', 'interval',
+     'How long a package the registry did not have (or did not answer for) waits before it is asked again'),
+    ('packages.batch', '500', 'integer', 'Most packages one packages job fetches (the rest: the next run, at once)');
+
+-- One row per package of any repository: what its registry said and when.
+CREATE TABLE aveloxis_data.packages (
+    ecosystem       text NOT NULL,
+    -- aveloxis_ops.package_key(ecosystem, name): as the ecosystem compares names.
+    name            text NOT NULL,
+    -- The registry's default (latest stable) version, when it names one.
+    default_version text,
+    licence         text,
+    -- found, not_found (the registry has no such package), unsupported (no source for the
+    -- ecosystem), error (the registry refused or failed).
+    status          text NOT NULL CHECK (status IN ('found', 'not_found', 'unsupported', 'error')),
+    source          text,
+    http_status     integer,
+    detail          text,
+    fetched_at      timestamptz NOT NULL,
+    PRIMARY KEY (ecosystem, name)
+);
+COMMENT ON TABLE aveloxis_data.packages IS 'Fleet-wide package cache: one row per package, fetched once per TTL';
+
+-- One row per version of a cached package: when it was published, whether it is a
+-- pre-release or yanked (both never "latest"), its licence where the source says.
+CREATE TABLE aveloxis_data.package_versions (
+    ecosystem    text NOT NULL,
+    name         text NOT NULL,
+    version      text NOT NULL,
+    -- NULL when unknown (NuGet's unlisted placeholder date, 1900-01-01, included).
+    published_at timestamptz,
+    prerelease   boolean NOT NULL,
+    yanked       boolean NOT NULL DEFAULT false,
+    licence      text,
+    PRIMARY KEY (ecosystem, name, version),
+    FOREIGN KEY (ecosystem, name) REFERENCES aveloxis_data.packages ON DELETE CASCADE
+);
+COMMENT ON TABLE aveloxis_data.package_versions IS 'Fleet-wide package cache: versions with their publish dates';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.packages', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.package_versions', '');
+
+-- The libyear table's typed companions of Augur's text columns, and the scan's history.
+ALTER TABLE aveloxis_data.repo_deps_libyear
+    ADD COLUMN ecosystem text,
+    ADD COLUMN resolution text,
+    ADD COLUMN license text,
+    ADD COLUMN current_release_at timestamptz,
+    ADD COLUMN latest_release_at timestamptz,
+    -- Days from the version in use to the latest release (never negative); NULL unknown.
+    ADD COLUMN libdays double precision;
+CREATE TABLE aveloxis_data.repo_deps_libyear_history (LIKE aveloxis_data.repo_deps_libyear INCLUDING DEFAULTS);
+ALTER TABLE aveloxis_data.repo_deps_libyear_history ADD PRIMARY KEY (repo_id, repo_deps_libyear_id);
+ALTER TABLE aveloxis_data.repo_deps_libyear_history
+    ADD FOREIGN KEY (repo_id) REFERENCES aveloxis_data.repos ON DELETE CASCADE;
+COMMENT ON TABLE aveloxis_data.repo_deps_libyear_history IS 'Earlier libyear scans, moved here by each new one';
+CREATE INDEX repo_deps_libyear_history_scan_idx
+    ON aveloxis_data.repo_deps_libyear_history (repo_id, data_collection_date);
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_history', '');
+
+-- The packages of a repository that the cache lacks or holds past their TTL (packages.ttl;
+-- packages.miss_ttl for what was not found or failed), as of `at`. What packages_due hands
+-- out and what work_left looks for.
+CREATE FUNCTION aveloxis_ops.stale_packages(repo bigint, at timestamptz)
+RETURNS TABLE (ecosystem text, name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT d.ecosystem, d.package
+    FROM aveloxis_data.repo_dependency_decls d
+    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+      AND (p.fetched_at IS NULL
+           OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
+                                                            ELSE 'packages.miss_ttl' END)::interval)
+$$;
+
+-- The stale packages of the lease's repository (aveloxis_ops.stale_packages), at most
+-- packages.batch, each with the versions the repository uses whose licence the cache does
+-- not hold yet (a release's licence does not change: asked once). For the agent holding
+-- the repository's packages lease.
+CREATE FUNCTION aveloxis.packages_due(lease_token uuid)
+RETURNS TABLE (ecosystem text, name text, versions text[])
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'packages');
+BEGIN
+    RETURN QUERY
+    SELECT s.ecosystem, s.name,
+           array_agg(DISTINCT d.version ORDER BY d.version)
+               FILTER (WHERE d.version IS NOT NULL
+                         AND NOT EXISTS (SELECT FROM aveloxis_data.package_versions v
+                                         WHERE v.ecosystem = d.ecosystem AND v.name = d.package
+                                           AND v.version = d.version AND v.licence IS NOT NULL))
+    FROM aveloxis_ops.stale_packages(repo, aveloxis_ops.clock()) s
+    JOIN aveloxis_data.repo_dependency_decls d
+      ON d.repo_id = repo AND d.ecosystem = s.ecosystem AND d.package = s.name AND d.resolution <> 'non-registry'
+    GROUP BY s.ecosystem, s.name
+    ORDER BY s.ecosystem, s.name
+    LIMIT aveloxis_ops.setting('packages.batch')::integer;
+END
+$$;
+
+-- Applies the packages a run staged (called by complete for packages leases): the
+-- fleet-wide cache upserted, then the repository's libyear recomputed. A package entry
+-- without ecosystem, name or a known status is refused with the lease kept.
+CREATE FUNCTION aveloxis_ops.packages_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
+AS $$
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    bad      text;
+BEGIN
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'packages', observed);
+    IF to_regclass('pg_temp.aveloxis_packages') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_packages (doc jsonb) ON COMMIT DROP;
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_packages'::regclass)
+       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
+           WHERE p.oid = 'aveloxis_ops.packages_apply(bigint, bigint, jsonb)'::regprocedure) THEN
+        RAISE EXCEPTION 'pg_temp.aveloxis_packages belongs to another role' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    TRUNCATE pg_temp.aveloxis_packages;
+    INSERT INTO pg_temp.aveloxis_packages
+    SELECT aveloxis_ops.sanitized_jsonb(s.payload)
+    FROM aveloxis_ops.staging s
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions'
+    ORDER BY s.staging_id;
+    SELECT format('%s/%s (status %s)', d.doc ->> 'ecosystem', d.doc ->> 'name', d.doc ->> 'status') INTO bad
+    FROM pg_temp.aveloxis_packages d
+    WHERE coalesce(d.doc ->> 'ecosystem', '') = '' OR coalesce(d.doc ->> 'name', '') = ''
+       OR coalesce(d.doc ->> 'status', '') NOT IN ('found', 'not_found', 'unsupported', 'error')
+    LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'a package_versions entry needs ecosystem, name and a status of found, not_found, unsupported or error: %', bad
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- The last answer per package wins within a run.
+    INSERT INTO aveloxis_data.packages AS p (ecosystem, name, default_version, licence, status, source, http_status,
+                                             detail, fetched_at)
+    SELECT DISTINCT ON (1, 2) d.doc ->> 'ecosystem', aveloxis_ops.package_key(d.doc ->> 'ecosystem', d.doc ->> 'name'),
+           nullif(d.doc ->> 'default_version', ''), nullif(d.doc ->> 'licence', ''), d.doc ->> 'status',
+           d.doc ->> 'source', (d.doc ->> 'http_status')::integer, left(d.doc ->> 'detail', 500), observed
+    FROM pg_temp.aveloxis_packages d
+    ORDER BY 1, 2
+    ON CONFLICT (ecosystem, name) DO UPDATE SET
+        -- A failed or unsupported fetch keeps what an earlier one found.
+        default_version = CASE WHEN excluded.status = 'found' THEN excluded.default_version ELSE p.default_version END,
+        licence = CASE WHEN excluded.status = 'found' THEN coalesce(excluded.licence, p.licence) ELSE p.licence END,
+        status = CASE WHEN excluded.status IN ('error', 'unsupported') AND p.status = 'found' THEN p.status
+                      ELSE excluded.status END,
+        source = excluded.source, http_status = excluded.http_status, detail = excluded.detail,
+        fetched_at = excluded.fetched_at;
+
+    INSERT INTO aveloxis_data.package_versions AS v (ecosystem, name, version, published_at, prerelease, yanked, licence)
+    SELECT DISTINCT ON (1, 2, 3) d.doc ->> 'ecosystem', aveloxis_ops.package_key(d.doc ->> 'ecosystem', d.doc ->> 'name'),
+           x.version,
+           -- Placeholder dates (NuGet's unlisted 1900-01-01) are no publication dates.
+           CASE WHEN x.published_at >= '1990-01-01' THEN x.published_at END,
+           coalesce(x.prerelease, false) OR aveloxis_ops.is_prerelease(d.doc ->> 'ecosystem', x.version),
+           coalesce(x.yanked, false), nullif(x.licence, '')
+    FROM pg_temp.aveloxis_packages d,
+         jsonb_to_recordset(coalesce(d.doc -> 'versions', '[]')) AS x(version text, published_at timestamptz,
+                                                                      prerelease boolean, yanked boolean, licence text)
+    WHERE d.doc ->> 'status' = 'found' AND coalesce(x.version, '') <> ''
+    ORDER BY 1, 2, 3
+    ON CONFLICT (ecosystem, name, version) DO UPDATE SET
+        published_at = coalesce(excluded.published_at, v.published_at),
+        prerelease = excluded.prerelease, yanked = excluded.yanked,
+        licence = coalesce(excluded.licence, v.licence);
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'package_versions';
+    PERFORM aveloxis.refresh_libyear(repo);
+    -- An SBOM is kept each time the dependency set changed (sql/sbom.sql).
+    PERFORM aveloxis_ops.store_sbom_if_changed(repo);
+END
+$$;
+
+-- Recomputes a repository's libyear from the cache, in SQL, with no network: for each
+-- direct dependency from a registry, the version in use (locked or exact) against the
+-- latest release, libyear = days between their publications / 365.25 (never negative),
+-- NULL when either is unknown (a range, an unknown version, a package not cached). One
+-- transaction, one data_collection_date; the previous scan moves to history. as_of
+-- (tests, backfills) hides releases published after it.
+CREATE FUNCTION aveloxis.refresh_libyear(repo bigint, as_of timestamptz DEFAULT NULL)
+RETURNS TABLE (dependencies bigint, with_libyear bigint, avg_libyear double precision)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    observed timestamptz := aveloxis_ops.clock();
+    cutoff   timestamptz := coalesce(as_of, 'infinity');
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM pg_advisory_xact_lock(hashtextextended('aveloxis.libyear', repo));
+    WITH moved AS (
+        DELETE FROM aveloxis_data.repo_deps_libyear l WHERE l.repo_id = repo RETURNING l.*
+    )
+    INSERT INTO aveloxis_data.repo_deps_libyear_history SELECT * FROM moved;
+    INSERT INTO aveloxis_data.repo_deps_libyear
+        (repo_id, name, requirement, type, package_manager, current_verion, latest_version, current_release_date,
+         latest_release_date, libyear, tool_source, tool_version, data_source, data_collection_date, ecosystem,
+         resolution, license, current_release_at, latest_release_at, libdays)
+    SELECT repo, d.name, d.requirement, d.scope, upper(d.ecosystem), d.version, latest.version,
+           to_char(cur.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           to_char(latest.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           -- greatest() skips NULLs: an unknown side would read 0, "up to date". NULL it stays.
+           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) / 365.25 END,
+           'aveloxis (package cache)', aveloxis.version(), 'registries', observed, d.ecosystem, d.resolution,
+           coalesce(cur.licence, p.licence), cur.published_at, latest.published_at,
+           CASE WHEN cur.published_at IS NOT NULL AND latest.published_at IS NOT NULL
+                THEN greatest(0, extract(epoch FROM latest.published_at - cur.published_at) / 86400) END
+    FROM (SELECT DISTINCT ON (x.ecosystem, x.package, x.version, x.scope)
+                 x.ecosystem, x.package, x.name, x.version, x.scope, x.requirement, x.resolution
+          FROM aveloxis_data.repo_dependency_decls x
+          WHERE x.repo_id = repo AND x.direct AND x.resolution <> 'non-registry'
+          ORDER BY x.ecosystem, x.package, x.version, x.scope, x.manifest_path) d
+    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+    LEFT JOIN aveloxis_data.package_versions cur
+           ON cur.ecosystem = d.ecosystem AND cur.name = d.package AND cur.version = d.version
+          AND cur.published_at <= cutoff
+    LEFT JOIN LATERAL (
+        SELECT v.version, v.published_at FROM aveloxis_data.package_versions v
+        WHERE v.ecosystem = d.ecosystem AND v.name = d.package AND NOT v.prerelease AND NOT v.yanked
+          AND v.published_at <= cutoff AND p.status = 'found'
+        ORDER BY (v.version = p.default_version AND as_of IS NULL) DESC, v.published_at DESC, v.version DESC
+        LIMIT 1) latest ON true
+    ORDER BY d.ecosystem, d.package, d.version;
+    RETURN QUERY
+    SELECT count(*), count(l.libyear), avg(l.libyear)
+    FROM aveloxis_data.repo_deps_libyear l WHERE l.repo_id = repo;
+END
+$$;
+
+-- The package cache for operators: packages and versions held, by status, and how many
+-- are past their TTL.
+CREATE FUNCTION aveloxis.package_cache_stats()
+RETURNS TABLE (ecosystem text, status text, packages bigint, versions bigint, stale bigint, oldest_fetch timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT p.ecosystem, p.status, count(*), coalesce(sum(vc.n), 0)::bigint,
+           count(*) FILTER (WHERE p.fetched_at < aveloxis_ops.clock()
+                            - CASE WHEN p.status = 'found' THEN aveloxis_ops.setting('packages.ttl')::interval
+                                   ELSE aveloxis_ops.setting('packages.miss_ttl')::interval END),
+           min(p.fetched_at)
+    FROM aveloxis_data.packages p
+    LEFT JOIN LATERAL (SELECT count(*) AS n FROM aveloxis_data.package_versions v
+                       WHERE v.ecosystem = p.ecosystem AND v.name = p.name) vc ON true
+    GROUP BY p.ecosystem, p.status
+    ORDER BY 1, 2
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:180
+-- requires:
+--   packages
+--   vulns::aveloxis_ops::cvss_score
+
+-- Vulnerabilities from OSV (docs/dependencies.md, "Vulnerabilities"). A daily
+-- `vulnerabilities` job per repository asks which package versions it uses have no OSV
+-- answer younger than osv.ttl (aveloxis.osv_due, fleet-wide: a version another repository
+-- asked about today is not asked again); the agent sends them to OSV's querybatch (at most
+-- 1,000 a call, following each query's next_page_token) and stages the answers
+-- (`osv_results`), then fetches /v1/vulns/{id} only for records newer than the cached copy
+-- (aveloxis.osv_vulns_needed) and stages them raw (`osv_vuln`). complete() fills the
+-- caches, scores CVSS vectors with the cvss crate (v2, v3.x, v4.0; none invented) and
+-- updates the repository's findings: first seen, last seen, and resolved only when every
+-- query of the repository was answered (a partial scan resolves nothing).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('vulnerabilities.cadence', '1 day', 'interval', 'How often a repository''s dependencies are checked against OSV'),
+    ('vulnerabilities.max_leased', '0', 'integer', 'Most vulnerabilities jobs leased at once (0: no limit)'),
+    ('vulnerabilities.backoff_base', '120 seconds', 'interval', 'Backoff after transient failure n: base x n^2'),
+    ('vulnerabilities.sideline_after', '10', 'integer',
+     'Consecutive transient failures that sideline a job for one cadence'),
+    ('osv.ttl', '1 day', 'interval', 'How long OSV''s answer for a package version is used before it is asked again'),
+    ('osv.batch', '5000', 'integer', 'Most package versions one vulnerabilities job asks OSV about (the rest: next run)'),
+    ('osv.url', 'https://api.osv.dev/', 'url', 'The OSV API (querybatch and vulns)');
+
+-- OSV's answer per package version: the advisories it lists and when it was asked.
+CREATE TABLE aveloxis_data.osv_queries (
+    ecosystem  text NOT NULL,
+    name       text NOT NULL,
+    version    text NOT NULL,
+    vuln_ids   text[] NOT NULL,
+    checked_at timestamptz NOT NULL,
+    PRIMARY KEY (ecosystem, name, version)
+);
+COMMENT ON TABLE aveloxis_data.osv_queries IS 'Fleet-wide: what OSV answered for each package version in use, and when';
+
+-- OSV records, fetched when OSV's modified is newer than the copy here.
+CREATE TABLE aveloxis_data.osv_vulns (
+    vuln_id        text PRIMARY KEY,
+    modified       timestamptz,
+    published      timestamptz,
+    withdrawn      timestamptz,
+    summary        text,
+    aliases        text[] NOT NULL DEFAULT '{}',
+    -- LOW, MEDIUM, HIGH, CRITICAL: the database's own label (GHSA's MODERATE is MEDIUM),
+    -- else the CVSS score's rating; NULL when neither exists.
+    severity       text,
+    cvss_v3_vector text,
+    cvss_v3_score  numeric(3, 1),
+    cvss_v4_vector text,
+    cvss_v4_score  numeric(3, 1),
+    record         jsonb,
+    -- A listed id whose record could not be fetched yet: no details, never a made-up score.
+    fetched_at     timestamptz
+);
+COMMENT ON TABLE aveloxis_data.osv_vulns IS 'Fleet-wide cache of OSV records with their CVSS scores';
+
+-- A repository's findings: one per package version in use and advisory.
+CREATE TABLE aveloxis_data.repo_deps_vulnerabilities (
+    finding_id    bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id       bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    ecosystem     text NOT NULL,
+    name          text NOT NULL,
+    version       text NOT NULL,
+    vuln_id       text NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    last_seen_at  timestamptz NOT NULL,
+    -- Stamped when a complete scan no longer finds it; NULL while open.
+    resolved_at   timestamptz,
+    PRIMARY KEY (repo_id, finding_id),
+    UNIQUE (repo_id, ecosystem, name, version, vuln_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_deps_vulnerabilities IS
+    'Vulnerabilities of each repository''s dependencies, first seen, last seen and resolved';
+
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.osv_queries', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.osv_vulns', '');
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_vulnerabilities', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_deps_vulnerabilities', 'finding_id'), '');
+
+-- The ecosystems OSV knows, by the names it uses (ours are OSV's).
+CREATE FUNCTION aveloxis_ops.osv_ecosystem(ecosystem text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ecosystem IN ('npm', 'PyPI', 'crates.io', 'Go', 'Maven', 'RubyGems', 'Packagist', 'NuGet', 'Hex', 'Pub',
+                         'Hackage', 'SwiftURL', 'CRAN', 'ConanCenter', 'GitHub Actions')
+$$;
+
+-- The package versions a repository uses, each once: what its vulnerability scan asks about.
+CREATE FUNCTION aveloxis_ops.versions_in_use(repo bigint)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT d.ecosystem, d.package, d.version
+    FROM aveloxis_data.repo_dependency_decls d
+    WHERE d.repo_id = repo AND d.version IS NOT NULL AND d.resolution IN ('locked', 'exact')
+      AND aveloxis_ops.osv_ecosystem(d.ecosystem)
+$$;
+
+-- The versions a repository uses without an OSV answer younger than osv.ttl, as of `at`:
+-- what osv_due hands out, what keeps a scan from resolving findings, what work_left looks for.
+CREATE FUNCTION aveloxis_ops.versions_without_answer(repo bigint, at timestamptz)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.ecosystem, u.name, u.version
+    FROM aveloxis_ops.versions_in_use(repo) u
+    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval
+$$;
+
+-- The OSV settings the agent needs.
+CREATE FUNCTION aveloxis.osv_settings()
+RETURNS TABLE (url text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT aveloxis_ops.setting('osv.url')
+$$;
+
+-- The package versions of the lease's repository without a fresh OSV answer
+-- (aveloxis_ops.versions_without_answer), at most osv.batch. For the agent holding the
+-- repository's vulnerabilities lease.
+CREATE FUNCTION aveloxis.osv_due(lease_token uuid)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
+BEGIN
+    RETURN QUERY
+    SELECT w.ecosystem, w.name, w.version
+    FROM aveloxis_ops.versions_without_answer(repo, aveloxis_ops.clock()) w
+    ORDER BY 1, 2, 3
+    LIMIT aveloxis_ops.setting('osv.batch')::integer;
+END
+$$;
+
+-- Of the advisories OSV listed (id, modified), those whose record is not cached or is
+-- older: the agent fetches only these.
+CREATE FUNCTION aveloxis.osv_vulns_needed(lease_token uuid, ids text[], modified timestamptz[])
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
+    RETURN QUERY
+    SELECT DISTINCT n.id
+    FROM unnest(ids, modified) AS n(id, modified)
+    LEFT JOIN aveloxis_data.osv_vulns v ON v.vuln_id = n.id
+    WHERE n.id IS NOT NULL
+      AND (v.fetched_at IS NULL OR v.modified IS NULL OR n.modified IS NULL OR n.modified > v.modified)
+    ORDER BY 1;
+END
+$$;
+
+-- Applies what a vulnerabilities run staged (called by complete): OSV's answers to the
+-- query cache, records to the vulnerability cache (scored), then the repository's
+-- findings. Resolutions only when every version the repository uses has an answer
+-- within osv.ttl.
+CREATE FUNCTION aveloxis_ops.vulnerabilities_apply(repo bigint, run bigint, outcome jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
+AS $$
+DECLARE
+    observed   timestamptz := aveloxis_ops.clock();
+    unanswered bigint;
+    resolved   bigint;
+BEGIN
+    PERFORM aveloxis_ops.supersede_staged(repo, run, 'vulnerabilities', observed);
+    -- Each answered query: {ecosystem, name, version, vulns: [{id, modified}]} (all pages).
+    INSERT INTO aveloxis_data.osv_queries AS q (ecosystem, name, version, vuln_ids, checked_at)
+    SELECT DISTINCT ON (1, 2, 3) a.ecosystem, aveloxis_ops.package_key(a.ecosystem, a.name), a.version,
+           ARRAY(SELECT DISTINCT v ->> 'id' FROM jsonb_array_elements(coalesce(a.vulns, '[]')) v
+                 WHERE v ->> 'id' IS NOT NULL ORDER BY 1),
+           observed
+    FROM aveloxis_ops.staging s,
+         LATERAL jsonb_to_recordset(aveloxis_ops.sanitized_jsonb(s.payload) -> 'answers')
+             AS a(ecosystem text, name text, version text, vulns jsonb)
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'osv_results'
+      AND a.ecosystem IS NOT NULL AND a.name IS NOT NULL AND a.version IS NOT NULL
+    ORDER BY 1, 2, 3, s.staging_id DESC
+    ON CONFLICT (ecosystem, name, version) DO UPDATE SET vuln_ids = excluded.vuln_ids, checked_at = excluded.checked_at;
+
+    -- Records: the newest staged copy of each id.
+    WITH recs AS (
+        SELECT DISTINCT ON (r ->> 'id') r
+        FROM aveloxis_ops.staging s, LATERAL aveloxis_ops.sanitized_jsonb(s.payload) r
+        WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity = 'osv_vuln'
+          AND r ->> 'id' IS NOT NULL
+        ORDER BY r ->> 'id', s.staging_id DESC
+    ), vectors AS (
+        SELECT r, (SELECT v ->> 'score' FROM jsonb_array_elements(coalesce(r -> 'severity', r #> '{affected,0,severity}', '[]')) v
+                   WHERE v ->> 'type' = 'CVSS_V3' LIMIT 1) AS v3,
+                  (SELECT v ->> 'score' FROM jsonb_array_elements(coalesce(r -> 'severity', r #> '{affected,0,severity}', '[]')) v
+                   WHERE v ->> 'type' = 'CVSS_V4' LIMIT 1) AS v4
+        FROM recs
+    )
+    INSERT INTO aveloxis_data.osv_vulns AS o (vuln_id, modified, published, withdrawn, summary, aliases, severity,
+                                              cvss_v3_vector, cvss_v3_score, cvss_v4_vector, cvss_v4_score, record,
+                                              fetched_at)
+    SELECT x.r ->> 'id', (x.r ->> 'modified')::timestamptz, (x.r ->> 'published')::timestamptz,
+           (x.r ->> 'withdrawn')::timestamptz, left(x.r ->> 'summary', 1000),
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(x.r -> 'aliases', '[]'))),
+           coalesce(CASE upper(x.r #>> '{database_specific,severity}')
+                        WHEN 'MODERATE' THEN 'MEDIUM' WHEN 'LOW' THEN 'LOW' WHEN 'MEDIUM' THEN 'MEDIUM'
+                        WHEN 'HIGH' THEN 'HIGH' WHEN 'CRITICAL' THEN 'CRITICAL' END,
+                    upper(nullif(coalesce(s4.severity, s3.severity), 'none'))),
+           x.v3, s3.score, x.v4, s4.score, x.r, observed
+    FROM vectors x
+    LEFT JOIN LATERAL aveloxis_ops.cvss_score(x.v3) s3 ON true
+    LEFT JOIN LATERAL aveloxis_ops.cvss_score(x.v4) s4 ON true
+    ON CONFLICT (vuln_id) DO UPDATE SET
+        modified = excluded.modified, published = excluded.published, withdrawn = excluded.withdrawn,
+        summary = excluded.summary, aliases = excluded.aliases, severity = excluded.severity,
+        cvss_v3_vector = excluded.cvss_v3_vector, cvss_v3_score = excluded.cvss_v3_score,
+        cvss_v4_vector = excluded.cvss_v4_vector, cvss_v4_score = excluded.cvss_v4_score,
+        record = excluded.record, fetched_at = excluded.fetched_at;
+    -- Ids listed by OSV whose record is not fetched yet: known, without details.
+    INSERT INTO aveloxis_data.osv_vulns (vuln_id)
+    SELECT DISTINCT unnest(q.vuln_ids) FROM aveloxis_ops.versions_in_use(repo) u
+    JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    ON CONFLICT (vuln_id) DO NOTHING;
+
+    UPDATE aveloxis_ops.staging s SET drained_at = observed
+    WHERE s.repo_id = repo AND s.job_run_id = run AND s.drained_at IS NULL AND s.entity IN ('osv_results', 'osv_vuln');
+
+    -- Findings now: every advisory OSV lists for a version in use (withdrawn ones aside).
+    IF to_regclass('pg_temp.aveloxis_findings') IS NULL THEN
+        CREATE TEMP TABLE pg_temp.aveloxis_findings (ecosystem text, name text, version text, vuln_id text) ON COMMIT DROP;
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'pg_temp.aveloxis_findings'::regclass)
+       <> (SELECT p.proowner FROM pg_catalog.pg_proc p
+           WHERE p.oid = 'aveloxis_ops.vulnerabilities_apply(bigint, bigint, jsonb)'::regprocedure) THEN
+        RAISE EXCEPTION 'pg_temp.aveloxis_findings belongs to another role' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    TRUNCATE pg_temp.aveloxis_findings;
+    INSERT INTO pg_temp.aveloxis_findings
+    SELECT u.ecosystem, u.name, u.version, id
+    FROM aveloxis_ops.versions_in_use(repo) u
+    JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version,
+         unnest(q.vuln_ids) id
+    WHERE NOT EXISTS (SELECT FROM aveloxis_data.osv_vulns v WHERE v.vuln_id = id AND v.withdrawn IS NOT NULL);
+    INSERT INTO aveloxis_data.repo_deps_vulnerabilities AS f
+        (repo_id, ecosystem, name, version, vuln_id, first_seen_at, last_seen_at)
+    SELECT repo, n.ecosystem, n.name, n.version, n.vuln_id, observed, observed FROM pg_temp.aveloxis_findings n
+    ON CONFLICT (repo_id, ecosystem, name, version, vuln_id) DO UPDATE SET
+        last_seen_at = excluded.last_seen_at, resolved_at = NULL;
+
+    SELECT count(*) INTO unanswered FROM aveloxis_ops.versions_without_answer(repo, observed);
+    IF unanswered > 0 THEN
+        RAISE LOG 'vulnerabilities of repo %: % versions in use without a fresh OSV answer: no finding resolved',
+            repo, unanswered;
+        RETURN;
+    END IF;
+    UPDATE aveloxis_data.repo_deps_vulnerabilities f SET resolved_at = observed
+    WHERE f.repo_id = repo AND f.resolved_at IS NULL
+      AND NOT EXISTS (SELECT FROM pg_temp.aveloxis_findings n
+                      WHERE (n.ecosystem, n.name, n.version, n.vuln_id) = (f.ecosystem, f.name, f.version, f.vuln_id));
+    GET DIAGNOSTICS resolved = ROW_COUNT;
+    IF resolved > 0 THEN
+        RAISE LOG 'vulnerabilities of repo %: % findings resolved', repo, resolved;
+    END IF;
+END
+$$;
+
+-- A repository's vulnerabilities for analysts: open ones first, worst first.
+CREATE FUNCTION aveloxis.vulnerabilities(repo bigint, include_resolved boolean DEFAULT false)
+RETURNS TABLE (ecosystem text, name text, version text, vuln_id text, aliases text[], summary text, severity text,
+               cvss_v3_score numeric, cvss_v4_score numeric, first_seen_at timestamptz, resolved_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT f.ecosystem, f.name, f.version, f.vuln_id, v.aliases, v.summary, v.severity, v.cvss_v3_score,
+           v.cvss_v4_score, f.first_seen_at, f.resolved_at
+    FROM aveloxis_data.repo_deps_vulnerabilities f
+    LEFT JOIN aveloxis_data.osv_vulns v ON v.vuln_id = f.vuln_id
+    WHERE f.repo_id = repo AND (include_resolved OR f.resolved_at IS NULL)
+    ORDER BY f.resolved_at IS NOT NULL,
+             array_position(ARRAY['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'], v.severity) NULLS LAST,
+             f.ecosystem, f.name, f.version, f.vuln_id
+$$;
+
+-- Whether a packages or vulnerabilities job left part of its repository's work for later
+-- (its batch was full): packages the cache still lacks or holds stale, versions still
+-- without a fresh OSV answer.
+CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE job_phase
+        WHEN 'packages' THEN EXISTS (SELECT FROM aveloxis_ops.stale_packages(repo, aveloxis_ops.clock()))
+        WHEN 'vulnerabilities' THEN EXISTS (SELECT FROM aveloxis_ops.versions_without_answer(repo, aveloxis_ops.clock()))
+        ELSE false END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:186
+-- requires:
+--   vulnerabilities
+--   sbom::aveloxis_ops::purl
+--   sbom::aveloxis_ops::spdx_licence
+
+-- SBOMs (docs/dependencies.md, "SBOM"): a repository's dependencies as CycloneDX (1.5 or
+-- 1.6) or SPDX 2.3 JSON, built here from the parsed dependencies and the package cache:
+-- one component per package version (purl as bom-ref, so duplicates collapse), licences
+-- normalised to SPDX identifiers or expressions, the direct ones the repository's own
+-- dependencies, optionally the open vulnerabilities. The same data gives the same
+-- document (timestamp of the dependency parse, serial number from the content).
+-- repo_sbom_scans keeps a CycloneDX document each time the dependency set changes.
+
+CREATE TABLE aveloxis_data.repo_sbom_scans (
+    rsb_id       bigint GENERATED BY DEFAULT AS IDENTITY,
+    repo_id      bigint NOT NULL REFERENCES aveloxis_data.repos ON DELETE CASCADE,
+    sbom_scan    jsonb NOT NULL,
+    sbom_format  text NOT NULL,
+    sbom_version text NOT NULL,
+    -- The dependency set it describes (repo_dependency_scans.set_hash).
+    set_hash     text NOT NULL,
+    created_at   timestamptz NOT NULL,
+    PRIMARY KEY (repo_id, rsb_id)
+);
+COMMENT ON TABLE aveloxis_data.repo_sbom_scans IS 'An SBOM of each dependency set a repository had (stored when it changes)';
+SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_sbom_scans', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('aveloxis_data.repo_sbom_scans', 'rsb_id'), '');
+
+-- The components of a repository's SBOM: one per package version from a registry, the
+-- scope the most needed of its declarations (runtime over optional over development).
+CREATE FUNCTION aveloxis_ops.sbom_components(repo bigint, runtime_only boolean)
+RETURNS TABLE (n bigint, ecosystem text, name text, version text, purl text, direct boolean, scope text,
+               licence_kind text, licence text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH c AS (
+        SELECT d.ecosystem, d.package, min(d.name) AS name, d.version, bool_or(d.direct) AS direct,
+               CASE WHEN bool_or(d.scope IN ('runtime', 'peer')) THEN 'required'
+                    WHEN bool_or(d.scope = 'optional') THEN 'optional' ELSE 'excluded' END AS scope
+        FROM aveloxis_data.repo_dependency_decls d
+        WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+          AND (NOT runtime_only OR d.scope IN ('runtime', 'peer', 'optional'))
+        GROUP BY d.ecosystem, d.package, d.version
+    )
+    SELECT row_number() OVER (ORDER BY x.purl), x.ecosystem, x.name, x.version, x.purl, x.direct, x.scope,
+           l.kind, l.value
+    FROM (SELECT DISTINCT ON (p.purl) c.*, p.purl
+          FROM c CROSS JOIN LATERAL (SELECT aveloxis_ops.purl(c.ecosystem, c.name, c.version) AS purl) p
+          WHERE p.purl IS NOT NULL
+          ORDER BY p.purl, c.direct DESC, c.scope) x
+    LEFT JOIN aveloxis_data.package_versions v
+           ON v.ecosystem = x.ecosystem AND v.name = x.package AND v.version = x.version
+    LEFT JOIN LATERAL aveloxis_ops.spdx_licence(v.licence) l ON true
+    ORDER BY x.purl
+$$;
+
+-- A repository's SBOM. format: cyclonedx (spec 1.5 or 1.6, the default) or spdx (2.3);
+-- scope: all, or runtime (no development, test or build dependencies); vulnerabilities:
+-- the open findings (CycloneDX vulnerabilities; SPDX security references).
+CREATE FUNCTION aveloxis.sbom(repo bigint, format text DEFAULT 'cyclonedx', spec text DEFAULT NULL,
+                              scope text DEFAULT 'all', vulnerabilities boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+-- Set-returning functions' default row estimates make plans look costly enough for JIT,
+-- whose compilation costs more than these statements (0.5 s a call measured).
+SET jit = off
+AS $$
+DECLARE
+    r          aveloxis_data.repos;
+    scan       aveloxis_data.repo_dependency_scans;
+    runtime    boolean;
+    created    text;
+    root_ref   text;
+    doc        jsonb;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    IF format NOT IN ('cyclonedx', 'spdx') THEN
+        RAISE EXCEPTION 'format must be cyclonedx or spdx, not %', format USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF scope NOT IN ('all', 'runtime') THEN
+        RAISE EXCEPTION 'scope must be all or runtime, not %', scope USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    spec := coalesce(spec, CASE format WHEN 'cyclonedx' THEN '1.6' ELSE '2.3' END);
+    IF (format = 'cyclonedx' AND spec NOT IN ('1.5', '1.6')) OR (format = 'spdx' AND spec <> '2.3') THEN
+        RAISE EXCEPTION '% % is not produced', format, spec USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'CycloneDX 1.5 or 1.6; SPDX 2.3.';
+    END IF;
+    runtime := scope = 'runtime';
+    SELECT * INTO r FROM aveloxis_data.repos x WHERE x.repo_id = repo;
+    SELECT * INTO scan FROM aveloxis_data.repo_dependency_scans s WHERE s.repo_id = repo ORDER BY s.scan_id DESC LIMIT 1;
+    IF scan.scan_id IS NULL THEN
+        RAISE EXCEPTION 'repository % has no parsed dependencies yet', repo USING ERRCODE = 'no_data_found',
+            HINT = 'Its analysis job parses them: aveloxis.why_not_collected(repo).';
+    END IF;
+    created := to_char(scan.parsed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+    root_ref := 'repo:' || repo;
+
+    IF format = 'cyclonedx' THEN
+        doc := jsonb_build_object(
+            'bomFormat', 'CycloneDX', 'specVersion', spec, 'version', 1,
+            'metadata', jsonb_build_object(
+                'timestamp', created,
+                'tools', jsonb_build_object('components', jsonb_build_array(jsonb_build_object(
+                    'type', 'application', 'name', 'pg_aveloxis', 'version', aveloxis.version()))),
+                'component', jsonb_build_object(
+                    'type', 'application', 'bom-ref', root_ref, 'name', coalesce(r.repo_name, r.repo_git),
+                    'externalReferences', jsonb_build_array(jsonb_build_object('type', 'vcs', 'url', r.repo_git)))),
+            'components', coalesce((
+                SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                    'type', CASE WHEN c.ecosystem = 'GitHub Actions' THEN 'application' ELSE 'library' END,
+                    'bom-ref', c.purl, 'name', c.name, 'version', c.version, 'purl', c.purl, 'scope', c.scope,
+                    'licenses', CASE c.licence_kind
+                        WHEN 'expression' THEN jsonb_build_array(jsonb_build_object('expression', c.licence))
+                        WHEN 'id' THEN jsonb_build_array(jsonb_build_object('license', jsonb_build_object('id', c.licence)))
+                        WHEN 'name' THEN jsonb_build_array(jsonb_build_object('license', jsonb_build_object('name', c.licence)))
+                        END)) ORDER BY c.n)
+                FROM aveloxis_ops.sbom_components(repo, runtime) c), '[]'),
+            'dependencies', jsonb_build_array(jsonb_build_object(
+                'ref', root_ref,
+                'dependsOn', coalesce((SELECT jsonb_agg(c.purl ORDER BY c.n)
+                                       FROM aveloxis_ops.sbom_components(repo, runtime) c WHERE c.direct), '[]'))));
+        IF vulnerabilities THEN
+            doc := doc || jsonb_build_object('vulnerabilities', coalesce((
+                SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                    'bom-ref', 'vuln:' || v.vuln_id || ':' || v.purls[1],
+                    'id', v.vuln_id,
+                    'source', jsonb_build_object('name', 'OSV', 'url', 'https://osv.dev/vulnerability/' || v.vuln_id),
+                    'ratings', (SELECT jsonb_agg(x.rating ORDER BY x.ord) FROM (VALUES
+                        (1, CASE WHEN o.cvss_v3_score IS NOT NULL THEN jsonb_build_object(
+                            'score', o.cvss_v3_score, 'severity', lower(s3.severity),
+                            'method', CASE WHEN o.cvss_v3_vector LIKE 'CVSS:3.1/%' THEN 'CVSSv31' ELSE 'CVSSv3' END,
+                            'vector', o.cvss_v3_vector) END),
+                        (2, CASE WHEN o.cvss_v4_score IS NOT NULL THEN jsonb_build_object(
+                            'score', o.cvss_v4_score, 'severity', lower(s4.severity), 'method', 'CVSSv4',
+                            'vector', o.cvss_v4_vector) END)) AS x(ord, rating)
+                        WHERE x.rating IS NOT NULL),
+                    'description', o.summary,
+                    'affects', (SELECT jsonb_agg(jsonb_build_object('ref', p) ORDER BY p) FROM unnest(v.purls) p)))
+                    ORDER BY v.vuln_id)
+                FROM (SELECT f.vuln_id, array_agg(DISTINCT c.purl ORDER BY c.purl) AS purls
+                      FROM aveloxis_data.repo_deps_vulnerabilities f
+                      JOIN aveloxis_ops.sbom_components(repo, runtime) c
+                        ON c.ecosystem = f.ecosystem AND aveloxis_ops.package_key(c.ecosystem, c.name) = f.name
+                       AND c.version = f.version
+                      WHERE f.repo_id = repo AND f.resolved_at IS NULL
+                      GROUP BY f.vuln_id) v
+                LEFT JOIN aveloxis_data.osv_vulns o ON o.vuln_id = v.vuln_id
+                LEFT JOIN LATERAL aveloxis_ops.cvss_score(o.cvss_v3_vector) s3 ON true
+                LEFT JOIN LATERAL aveloxis_ops.cvss_score(o.cvss_v4_vector) s4 ON true), '[]'));
+        END IF;
+        RETURN jsonb_build_object('serialNumber', 'urn:uuid:' || aveloxis_ops.content_uuid(doc)) || doc;
+    END IF;
+
+    doc := jsonb_build_object(
+        'spdxVersion', 'SPDX-2.3', 'dataLicense', 'CC0-1.0', 'SPDXID', 'SPDXRef-DOCUMENT',
+        'name', coalesce(r.repo_name, r.repo_git) || ' dependencies',
+        'creationInfo', jsonb_build_object('created', created, 'creators',
+                                           jsonb_build_array('Tool: pg_aveloxis-' || aveloxis.version())),
+        'packages', jsonb_build_array(jsonb_build_object(
+                'SPDXID', 'SPDXRef-Repository', 'name', coalesce(r.repo_name, r.repo_git),
+                'downloadLocation', CASE WHEN r.repo_git ~ '^https?://' THEN 'git+' || r.repo_git ELSE 'NOASSERTION' END,
+                'filesAnalyzed', false, 'licenseConcluded', 'NOASSERTION', 'licenseDeclared', 'NOASSERTION',
+                'copyrightText', 'NOASSERTION'))
+            || coalesce((
+                SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                    'SPDXID', 'SPDXRef-Package-' || c.n, 'name', c.name, 'versionInfo', c.version,
+                    'downloadLocation', 'NOASSERTION', 'filesAnalyzed', false,
+                    'licenseConcluded', 'NOASSERTION',
+                    'licenseDeclared', CASE WHEN c.licence_kind IN ('id', 'expression') THEN c.licence ELSE 'NOASSERTION' END,
+                    'copyrightText', 'NOASSERTION',
+                    'externalRefs', jsonb_build_array(jsonb_build_object(
+                        'referenceCategory', 'PACKAGE-MANAGER', 'referenceType', 'purl', 'referenceLocator', c.purl))
+                        || CASE WHEN vulnerabilities THEN coalesce((
+                            SELECT jsonb_agg(jsonb_build_object(
+                                'referenceCategory', 'SECURITY', 'referenceType', 'advisory',
+                                'referenceLocator', 'https://osv.dev/vulnerability/' || f.vuln_id) ORDER BY f.vuln_id)
+                            FROM aveloxis_data.repo_deps_vulnerabilities f
+                            WHERE f.repo_id = repo AND f.resolved_at IS NULL AND f.ecosystem = c.ecosystem
+                              AND f.name = aveloxis_ops.package_key(c.ecosystem, c.name) AND f.version = c.version), '[]')
+                           ELSE '[]' END)) ORDER BY c.n)
+                FROM aveloxis_ops.sbom_components(repo, runtime) c), '[]'),
+        'relationships', jsonb_build_array(jsonb_build_object(
+                'spdxElementId', 'SPDXRef-DOCUMENT', 'relationshipType', 'DESCRIBES',
+                'relatedSpdxElement', 'SPDXRef-Repository'))
+            || coalesce((
+                SELECT jsonb_agg(CASE WHEN c.scope = 'excluded' THEN jsonb_build_object(
+                        'spdxElementId', 'SPDXRef-Package-' || c.n, 'relationshipType', 'DEV_DEPENDENCY_OF',
+                        'relatedSpdxElement', 'SPDXRef-Repository')
+                    ELSE jsonb_build_object(
+                        'spdxElementId', 'SPDXRef-Repository', 'relationshipType', 'DEPENDS_ON',
+                        'relatedSpdxElement', 'SPDXRef-Package-' || c.n) END ORDER BY c.n)
+                FROM aveloxis_ops.sbom_components(repo, runtime) c WHERE c.direct), '[]'));
+    RETURN doc || jsonb_build_object('documentNamespace',
+        format('https://aveloxis.invalid/spdx/repo-%s-%s', repo, aveloxis_ops.content_uuid(doc)));
+END
+$$;
+
+-- A UUID (version 4 layout, from an MD5 of the content): the same document, the same id.
+CREATE FUNCTION aveloxis_ops.content_uuid(doc jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT regexp_replace(
+        overlay(overlay(md5(doc::text) placing '4' from 13 for 1)
+                placing substr('89ab', (get_byte(decode(md5(doc::text), 'hex'), 8) & 3) + 1, 1) from 17 for 1),
+        '^(.{8})(.{4})(.{4})(.{4})(.{12})$', '\1-\2-\3-\4-\5')
+$$;
+
+-- Stores a CycloneDX SBOM of the repository when its dependency set differs from the one
+-- the last stored SBOM described (called after each libyear refresh of a packages job).
+CREATE FUNCTION aveloxis_ops.store_sbom_if_changed(repo bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_hash text;
+BEGIN
+    SELECT s.set_hash INTO current_hash FROM aveloxis_data.repo_dependency_scans s
+    WHERE s.repo_id = repo ORDER BY s.scan_id DESC LIMIT 1;
+    IF current_hash IS NULL OR current_hash = (SELECT x.set_hash FROM aveloxis_data.repo_sbom_scans x
+                                               WHERE x.repo_id = repo ORDER BY x.rsb_id DESC LIMIT 1) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO aveloxis_data.repo_sbom_scans (repo_id, sbom_scan, sbom_format, sbom_version, set_hash, created_at)
+    VALUES (repo, aveloxis.sbom(repo, 'cyclonedx', '1.6'), 'CycloneDX', '1.6', current_hash, aveloxis_ops.clock());
+    RETURN true;
+END
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:215
+-- requires:
+--   augur_compat
+
+-- The 22 materialized views of Augur (and the Go system), in aveloxis_augur_data under
+-- Augur's names and columns, built over aveloxis_data. Each has a unique index so that
+-- aveloxis.refresh_views() (sql/refresh.sql) refreshes it CONCURRENTLY: 8Knot's readers
+-- are never blocked. Where Augur's semantics are wrong for what 8Knot's charts assume,
+-- these views do it right; docs/analytics.md lists each difference.
+--
+-- Times: Augur's naive `timestamp` columns are the UTC wall time (AT TIME ZONE 'UTC',
+-- never a ::timestamp cast that reads the session's TimeZone); commit times and
+-- explorer_contributor_actions.created_at stay timestamptz, as in Augur.
+-- Rows about an unknown contributor (NULL id: a commit author not resolved yet, a
+-- deleted account) are left out of the per-contributor views: they cannot be ranked.
+
+-- Every action of every known contributor, one row each, live over the base tables:
+-- the source of explorer_contributor_actions (and its three dependents) and of the
+-- analyst API (sql/analyst_api.sql).
+CREATE VIEW aveloxis_data.contributor_actions WITH (security_invoker = true) AS
+-- One row per commit (commits holds one row per changed file).
+SELECT cm.cmt_ght_author_id AS cntrb_id, min(cm.cmt_author_timestamp) AS created_at, cm.repo_id,
+       'commit'::text AS action, min(cm.cmt_id) AS source_id
+FROM aveloxis_data.commits cm
+WHERE cm.cmt_ght_author_id IS NOT NULL AND cm.cmt_author_timestamp IS NOT NULL
+GROUP BY cm.repo_id, cm.cmt_commit_hash, cm.cmt_ght_author_id
+UNION ALL
+SELECT i.reporter_id, i.created_at, i.repo_id, 'issue_opened', i.issue_id
+FROM aveloxis_data.issues i WHERE i.reporter_id IS NOT NULL AND i.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'issue_closed', e.event_id
+FROM aveloxis_data.issue_events e
+WHERE e.action = 'closed' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT p.author_id, p.created_at, p.repo_id, 'pull_request_open', p.pull_request_id
+FROM aveloxis_data.pull_requests p WHERE p.author_id IS NOT NULL AND p.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_closed', e.pr_event_id
+FROM aveloxis_data.pull_request_events e JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+WHERE e.action = 'closed' AND p.merged_at IS NULL AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT e.cntrb_id, e.created_at, e.repo_id, 'pull_request_merged', e.pr_event_id
+FROM aveloxis_data.pull_request_events e
+WHERE e.action = 'merged' AND e.cntrb_id IS NOT NULL AND e.created_at IS NOT NULL
+UNION ALL
+SELECT v.cntrb_id, v.submitted_at, v.repo_id, 'pull_request_review_' || v.review_state, v.pr_review_id
+FROM aveloxis_data.pull_request_reviews v
+WHERE v.cntrb_id IS NOT NULL AND v.submitted_at IS NOT NULL AND v.review_state IS NOT NULL
+UNION ALL
+-- Conversation comments and diff (review) comments: both are comments on the PR. One
+-- semi-join on the union of both reference tables (two EXISTS joined by OR were
+-- per-message subplans, a scan of the references per message once they outgrew
+-- work_mem: the fleet benchmark's 100,000-repository refresh did not finish).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'pull_request_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source IN ('issue_comment', 'review_comment') AND m.cntrb_id IS NOT NULL
+  AND m.msg_timestamp IS NOT NULL
+  AND (m.repo_id, m.msg_id) IN (SELECT x.repo_id, x.msg_id FROM aveloxis_data.pull_request_message_ref x
+                                UNION ALL
+                                SELECT x.repo_id, x.msg_id FROM aveloxis_data.review_comments x)
+UNION ALL
+-- Credited to the comment's author (Augur credits the issue's reporter), on open
+-- issues too (Augur's closed_at <> msg_timestamp drops them).
+SELECT m.cntrb_id, m.msg_timestamp, m.repo_id, 'issue_comment', m.msg_id
+FROM aveloxis_data.messages m
+WHERE m.msg_source = 'issue_comment' AND m.cntrb_id IS NOT NULL AND m.msg_timestamp IS NOT NULL
+  AND EXISTS (SELECT FROM aveloxis_data.issue_message_ref x WHERE x.repo_id = m.repo_id AND x.msg_id = m.msg_id);
+COMMENT ON VIEW aveloxis_data.contributor_actions IS 'Every action of every known contributor (live; explorer_contributor_actions is its ranked snapshot)';
+
+-- rank 1 is the contributor's FIRST action in the repository (8Knot's "first
+-- contribution" charts read rank = 1; Augur ranks newest first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, r.repo_name::varchar AS repo_name,
+       c.cntrb_login::varchar AS login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.source_id) AS rank
+FROM aveloxis_data.contributor_actions a
+JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id;
+CREATE UNIQUE INDEX explorer_contributor_actions_key ON aveloxis_augur_data.explorer_contributor_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+CREATE INDEX explorer_contributor_actions_repo_idx ON aveloxis_augur_data.explorer_contributor_actions (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repo_prs AS
+SELECT p.repo_id, count(*) AS pull_requests_all_time
+FROM aveloxis_data.pull_requests p GROUP BY p.repo_id;
+CREATE UNIQUE INDEX api_get_all_repo_prs_key ON aveloxis_augur_data.api_get_all_repo_prs (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_commits AS
+SELECT cm.repo_id, count(DISTINCT cm.cmt_commit_hash) AS commits_all_time
+FROM aveloxis_data.commits cm GROUP BY cm.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_commits_key ON aveloxis_augur_data.api_get_all_repos_commits (repo_id);
+
+-- aveloxis_data.issues holds no pull requests.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.api_get_all_repos_issues AS
+SELECT i.repo_id, count(*) AS issues_all_time
+FROM aveloxis_data.issues i GROUP BY i.repo_id;
+CREATE UNIQUE INDEX api_get_all_repos_issues_key ON aveloxis_augur_data.api_get_all_repos_issues (repo_id);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_entry_list AS
+SELECT r.repo_git::varchar AS repo_git, r.repo_id, r.repo_name::varchar AS repo_name, g.rg_name::varchar AS rg_name
+FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id);
+CREATE UNIQUE INDEX explorer_entry_list_key ON aveloxis_augur_data.explorer_entry_list (repo_id);
+
+-- Per committer date (git's local 'YYYY-MM-DD', as Augur): commits, and distinct
+-- committers. Augur counts (commit, file) rows as commits; these are commits.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_commits_and_committers_daily_count AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, cm.cmt_committer_date::varchar AS cmt_committer_date,
+       count(DISTINCT cm.cmt_commit_hash) AS num_of_commits,
+       count(DISTINCT cm.cmt_committer_raw_email) AS num_of_unique_committers
+FROM aveloxis_data.commits cm JOIN aveloxis_data.repos r USING (repo_id)
+WHERE cm.cmt_committer_date IS NOT NULL
+GROUP BY r.repo_id, r.repo_name, cm.cmt_committer_date;
+CREATE UNIQUE INDEX explorer_commits_and_committers_daily_count_key
+    ON aveloxis_augur_data.explorer_commits_and_committers_daily_count (repo_id, cmt_committer_date);
+
+-- Libyear: each repository's own rows (Augur and the Go system cross-join every
+-- repository with every libyear row), by the month of the scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_all AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_all_key ON aveloxis_augur_data.explorer_libyear_all (repo_id, year, month);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_summary AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, avg(l.libyear) AS avg_libyear,
+       date_part('month', l.data_collection_date AT TIME ZONE 'UTC') AS month,
+       date_part('year', l.data_collection_date AT TIME ZONE 'UTC') AS year
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+GROUP BY r.repo_id, r.repo_name, 4, 5;
+CREATE UNIQUE INDEX explorer_libyear_summary_key ON aveloxis_augur_data.explorer_libyear_summary (repo_id, year, month);
+
+-- The latest scan's dependencies of each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_libyear_detail AS
+SELECT r.repo_id, r.repo_name::varchar AS repo_name, l.name::varchar AS name, l.requirement::varchar AS requirement,
+       l.current_verion::varchar AS current_verion, l.latest_version::varchar AS latest_version,
+       l.current_release_date::varchar AS current_release_date, l.libyear,
+       l.data_collection_date AT TIME ZONE 'UTC' AS max, l.repo_deps_libyear_id
+FROM aveloxis_data.repo_deps_libyear l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_deps_libyear x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_libyear_detail_key ON aveloxis_augur_data.explorer_libyear_detail (repo_id, repo_deps_libyear_id);
+
+-- A contributor's first seven actions in each repository (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_new_contributors AS
+SELECT a.cntrb_id, a.created_at,
+       date_part('month', a.created_at AT TIME ZONE 'UTC') AS month,
+       date_part('year', a.created_at AT TIME ZONE 'UTC') AS year,
+       a.repo_id, a.repo_name, c.cntrb_full_name::varchar AS full_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+WHERE a.rank <= 7;
+CREATE UNIQUE INDEX explorer_new_contributors_key ON aveloxis_augur_data.explorer_new_contributors
+    (cntrb_id, created_at, month, year, repo_id, full_name, repo_name, login, rank);
+
+-- The action that made each contributor new to each repository.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.augur_new_contributors AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login, a.rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.rank = 1;
+CREATE UNIQUE INDEX augur_new_contributors_key ON aveloxis_augur_data.augur_new_contributors
+    (cntrb_id, created_at, repo_id, repo_name, login, rank);
+
+-- Every pull request, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_assignments AS
+SELECT p.pull_request_id, p.repo_id AS id,
+       p.created_at AT TIME ZONE 'UTC' AS created, p.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.pull_requests p
+LEFT JOIN aveloxis_data.pull_request_events e
+       ON e.pull_request_id = p.pull_request_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_pr_assignments_key ON aveloxis_augur_data.explorer_pr_assignments (pull_request_id, id, node_id);
+-- 8Knot reads these views by repository (WHERE id IN (...)).
+CREATE INDEX explorer_pr_assignments_repo_idx ON aveloxis_augur_data.explorer_pr_assignments (id);
+
+-- Exactly Augur's seven columns (8Knot copies SELECT * into a 7-column table): every
+-- pull request with each message on it (conversation, review bodies and diff
+-- comments), one row with NULLs when it has none. UNION de-duplicates, as Augur.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response AS
+SELECT p.pull_request_id, p.repo_id AS id, p.author_id AS cntrb_id,
+       m.msg_timestamp AT TIME ZONE 'UTC' AS msg_timestamp, m.msg_cntrb_id,
+       p.created_at AT TIME ZONE 'UTC' AS pr_created_at, p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at
+FROM aveloxis_data.pull_requests p
+LEFT JOIN (
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id AS msg_cntrb_id
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    UNION
+    SELECT v.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.pull_request_review_message_ref x
+    JOIN aveloxis_data.pull_request_reviews v USING (pr_review_id)
+    JOIN aveloxis_data.messages m ON m.msg_id = x.msg_id
+    UNION
+    SELECT x.pull_request_id, m.msg_timestamp, m.cntrb_id
+    FROM aveloxis_data.review_comments x JOIN aveloxis_data.messages m USING (msg_id)
+) m ON m.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_key ON aveloxis_augur_data.explorer_pr_response
+    (pull_request_id, id, cntrb_id, msg_cntrb_id, msg_timestamp);
+CREATE INDEX explorer_pr_response_repo_idx ON aveloxis_augur_data.explorer_pr_response (id);
+
+-- Augur's web users and their repository groups. pg_aveloxis has no web users (8Knot
+-- reads user groups from Augur's REST API, not SQL): the view exists, empty, so a
+-- client that names it gets no error.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_user_repos AS
+SELECT NULL::varchar AS login_name, NULL::bigint AS user_id, NULL::bigint AS group_id, NULL::bigint AS repo_id
+WHERE false;
+CREATE UNIQUE INDEX explorer_user_repos_key ON aveloxis_augur_data.explorer_user_repos (login_name, user_id, group_id, repo_id);
+
+-- Per pull request: timings and event counts. Event and message counts come from
+-- separate aggregates (Augur joins events to messages, multiplying both counts).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_response_times AS
+SELECT r.repo_id, p.platform_pr_id AS pr_src_id, r.repo_name::varchar AS repo_name,
+       p.pr_author_association::varchar AS pr_src_author_association, g.rg_name::varchar AS repo_group,
+       p.pr_state::varchar AS pr_src_state,
+       p.merged_at AT TIME ZONE 'UTC' AS pr_merged_at, p.created_at AT TIME ZONE 'UTC' AS pr_created_at,
+       p.closed_at AT TIME ZONE 'UTC' AS pr_closed_at,
+       date_part('year', p.created_at AT TIME ZONE 'UTC') AS created_year,
+       date_part('month', p.created_at AT TIME ZONE 'UTC') AS created_month,
+       date_part('year', p.closed_at AT TIME ZONE 'UTC') AS closed_year,
+       date_part('month', p.closed_at AT TIME ZONE 'UTC') AS closed_month,
+       b.pr_src_meta_label::varchar AS pr_src_meta_label, b.pr_head_or_base::varchar AS pr_head_or_base,
+       extract(epoch FROM p.closed_at - p.created_at) / 3600 AS hours_to_close,
+       extract(epoch FROM p.closed_at - p.created_at) / 86400 AS days_to_close,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 3600 AS hours_to_first_response,
+       extract(epoch FROM mt.first_response_time - p.created_at) / 86400 AS days_to_first_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 3600 AS hours_to_last_response,
+       extract(epoch FROM mt.last_response_time - p.created_at) / 86400 AS days_to_last_response,
+       mt.first_response_time AT TIME ZONE 'UTC' AS first_response_time,
+       mt.last_response_time AT TIME ZONE 'UTC' AS last_response_time,
+       mt.average_time_between_responses,
+       coalesce(ev.assigned_count, 0) AS assigned_count,
+       coalesce(ev.review_requested_count, 0) AS review_requested_count,
+       coalesce(ev.labeled_count, 0) AS labeled_count,
+       coalesce(ev.subscribed_count, 0) AS subscribed_count,
+       coalesce(ev.mentioned_count, 0) AS mentioned_count,
+       coalesce(ev.referenced_count, 0) AS referenced_count,
+       coalesce(ev.closed_count, 0) AS closed_count,
+       coalesce(ev.head_ref_force_pushed_count, 0) AS head_ref_force_pushed_count,
+       coalesce(ev.merged_count, 0) AS merged_count,
+       coalesce(ev.milestoned_count, 0) AS milestoned_count,
+       coalesce(ev.unlabeled_count, 0) AS unlabeled_count,
+       coalesce(ev.head_ref_deleted_count, 0) AS head_ref_deleted_count,
+       coalesce(mt.comment_count, 0) AS comment_count,
+       p.pr_additions::bigint AS lines_added, p.pr_deletions::bigint AS lines_removed,
+       coalesce(pc.commit_count, p.pr_commit_count) AS commit_count,
+       p.pr_changed_files::bigint AS file_count
+FROM aveloxis_data.pull_requests p
+JOIN aveloxis_data.repos r ON r.repo_id = p.repo_id
+JOIN aveloxis_data.repo_groups g ON g.repo_group_id = r.repo_group_id
+LEFT JOIN aveloxis_data.pull_request_meta b ON b.pull_request_id = p.pull_request_id AND b.pr_head_or_base = 'base'
+LEFT JOIN (
+    SELECT e.pull_request_id,
+           count(*) FILTER (WHERE e.action = 'assigned') AS assigned_count,
+           count(*) FILTER (WHERE e.action = 'review_requested') AS review_requested_count,
+           count(*) FILTER (WHERE e.action = 'labeled') AS labeled_count,
+           count(*) FILTER (WHERE e.action = 'unlabeled') AS unlabeled_count,
+           count(*) FILTER (WHERE e.action = 'subscribed') AS subscribed_count,
+           count(*) FILTER (WHERE e.action = 'mentioned') AS mentioned_count,
+           count(*) FILTER (WHERE e.action = 'referenced') AS referenced_count,
+           count(*) FILTER (WHERE e.action = 'closed') AS closed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_force_pushed') AS head_ref_force_pushed_count,
+           count(*) FILTER (WHERE e.action = 'head_ref_deleted') AS head_ref_deleted_count,
+           count(*) FILTER (WHERE e.action = 'milestoned') AS milestoned_count,
+           count(*) FILTER (WHERE e.action = 'merged') AS merged_count
+    FROM aveloxis_data.pull_request_events e GROUP BY e.pull_request_id
+) ev ON ev.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT x.pull_request_id, min(m.msg_timestamp) AS first_response_time, max(m.msg_timestamp) AS last_response_time,
+           count(*) AS comment_count,
+           (max(m.msg_timestamp) - min(m.msg_timestamp)) / count(*) AS average_time_between_responses
+    FROM aveloxis_data.pull_request_message_ref x JOIN aveloxis_data.messages m USING (msg_id)
+    GROUP BY x.pull_request_id
+) mt ON mt.pull_request_id = p.pull_request_id
+LEFT JOIN (
+    SELECT c.pull_request_id, count(*) AS commit_count FROM aveloxis_data.pull_request_commits c
+    GROUP BY c.pull_request_id
+) pc ON pc.pull_request_id = p.pull_request_id;
+CREATE UNIQUE INDEX explorer_pr_response_times_key ON aveloxis_augur_data.explorer_pr_response_times
+    (repo_id, pr_src_id, pr_src_meta_label);
+
+-- Every issue, with its assignment events (one row with NULLs when none).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_issue_assignments AS
+SELECT i.issue_id, i.repo_id AS id,
+       i.created_at AT TIME ZONE 'UTC' AS created, i.closed_at AT TIME ZONE 'UTC' AS closed,
+       e.created_at AT TIME ZONE 'UTC' AS assign_date, e.action::varchar AS assignment_action,
+       coalesce(e.assignee_id, e.cntrb_id) AS assignee,
+       coalesce(e.node_id, 'event:' || e.platform_event_id)::varchar AS node_id
+FROM aveloxis_data.issues i
+LEFT JOIN aveloxis_data.issue_events e ON e.issue_id = i.issue_id AND e.action IN ('assigned', 'unassigned');
+CREATE UNIQUE INDEX explorer_issue_assignments_key ON aveloxis_augur_data.explorer_issue_assignments (issue_id, id, node_id);
+CREATE INDEX explorer_issue_assignments_repo_idx ON aveloxis_augur_data.explorer_issue_assignments (id);
+
+-- Lines and files per language, from each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_languages AS
+SELECT l.repo_id, r.repo_git::varchar AS repo_git, r.repo_name::varchar AS repo_name,
+       l.programming_language::varchar AS programming_language,
+       sum(l.code_lines)::bigint AS code_lines, count(*)::integer AS files
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id)
+GROUP BY l.repo_id, r.repo_git, r.repo_name, l.programming_language;
+CREATE UNIQUE INDEX explorer_repo_languages_key ON aveloxis_augur_data.explorer_repo_languages
+    (repo_id, programming_language);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.issue_reporter_created_at AS
+SELECT i.reporter_id, i.created_at AT TIME ZONE 'UTC' AS created_at, i.repo_id, i.issue_id
+FROM aveloxis_data.issues i;
+CREATE UNIQUE INDEX issue_reporter_created_at_key ON aveloxis_augur_data.issue_reporter_created_at (issue_id);
+
+-- Actions of the last 13 months, ranked within them (rank 1 = the first).
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_contributor_recent_actions AS
+SELECT a.cntrb_id, a.created_at, a.repo_id, a.action, a.repo_name, a.login,
+       row_number() OVER (PARTITION BY a.cntrb_id, a.repo_id ORDER BY a.created_at, a.action, a.rank) AS rank
+FROM aveloxis_augur_data.explorer_contributor_actions a
+WHERE a.created_at >= now() - interval '13 months';
+CREATE UNIQUE INDEX explorer_contributor_recent_actions_key ON aveloxis_augur_data.explorer_contributor_recent_actions
+    (cntrb_id, created_at, repo_id, action, repo_name, login, rank);
+
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_pr_files AS
+SELECT f.pr_file_path::varchar AS file_path, f.pull_request_id, f.repo_id
+FROM aveloxis_data.pull_request_files f;
+CREATE UNIQUE INDEX explorer_pr_files_key ON aveloxis_augur_data.explorer_pr_files (file_path, pull_request_id, repo_id);
+
+-- Per file path: the authors of pull requests that changed it and their reviewers.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_cntrb_per_file AS
+SELECT f.repo_id, f.pr_file_path::varchar AS file_path,
+       coalesce(string_agg(DISTINCT p.author_id::text, ','), '')::varchar AS cntrb_ids,
+       coalesce(string_agg(DISTINCT v.cntrb_id::text, ','), '')::varchar AS reviewer_ids
+FROM aveloxis_data.pull_request_files f
+JOIN aveloxis_data.pull_requests p USING (pull_request_id)
+LEFT JOIN aveloxis_data.pull_request_reviews v ON v.pull_request_id = f.pull_request_id
+GROUP BY f.repo_id, f.pr_file_path;
+CREATE UNIQUE INDEX explorer_cntrb_per_file_key ON aveloxis_augur_data.explorer_cntrb_per_file (repo_id, file_path);
+
+-- The files of each repository's latest labor scan.
+CREATE MATERIALIZED VIEW aveloxis_augur_data.explorer_repo_files AS
+SELECT l.repo_id AS id, r.repo_name::varchar AS repo_name, r.repo_git::varchar AS repo_path,
+       l.rl_analysis_date AT TIME ZONE 'UTC' AS rl_analysis_date,
+       l.file_path::varchar AS file_path, l.file_name::varchar AS file_name, l.repo_labor_id
+FROM aveloxis_data.repo_labor l JOIN aveloxis_data.repos r USING (repo_id)
+WHERE l.data_collection_date = (SELECT max(x.data_collection_date) FROM aveloxis_data.repo_labor x
+                                WHERE x.repo_id = l.repo_id);
+CREATE UNIQUE INDEX explorer_repo_files_key ON aveloxis_augur_data.explorer_repo_files (id, repo_labor_id);
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:237
+-- requires:
+--   activity
+--   bots
+--   completeness
+--   matviews
+--   queue
+
+-- The analyst SQL API (docs/analytics.md, docs/sql-api.md): statistics per repository
+-- and repo group, time series, contributors, bots, and the coverage every figure carries.
+-- Read-only, granted to aveloxis_analyst. Series read the daily activity the triggers
+-- keep (sql/activity.sql) unless bots are excluded, which reads the base tables.
+
+-- Statistics and time series.
+
+-- Contributors the rules call bots (one pass over contributors; for exclude_bots).
+CREATE FUNCTION aveloxis_ops.bot_ids()
+RETURNS TABLE (cntrb_id uuid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.cntrb_id FROM aveloxis_data.contributors c
+    LEFT JOIN aveloxis_ops.bot_overrides o ON o.cntrb_id = c.cntrb_id
+    WHERE coalesce(o.is_bot, c.gh_type = 'Bot' OR EXISTS (
+              SELECT FROM aveloxis_ops.bot_patterns p
+              WHERE coalesce(c.gh_login, c.gl_username, c.cntrb_login) ~* p.pattern), false)
+$$;
+
+-- Whether a commit author without a linked account looks like a bot by name or email.
+CREATE FUNCTION aveloxis_ops.author_looks_bot(name text, email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM aveloxis_ops.bot_patterns p
+                   WHERE name ~* p.pattern OR split_part(email, '@', 1) ~* p.pattern
+                      OR split_part(split_part(email, '@', 1), '+', 2) ~* p.pattern)
+$$;
+
+CREATE FUNCTION aveloxis_ops.check_series_args(since date, until date, grain text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF grain IS NULL OR grain NOT IN ('day', 'week', 'month', 'year') THEN
+        RAISE EXCEPTION 'grain must be day, week, month or year, not %', coalesce(grain, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'the range % .. % is empty or unbounded', since, until USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass since <= until, e.g. (current_date - 365, current_date).';
+    END IF;
+    IF grain = 'day' AND until - since > 36600 THEN
+        RAISE EXCEPTION 'more than 100 years of days; use a coarser grain' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The series for a set of repositories (repo_activity and group_activity call it).
+-- Periods are calendar-aligned (weeks start on Monday); days outside since..until are
+-- not counted, and every period is present, zero or not: coverage tells a real zero
+-- from missing data.
+CREATE FUNCTION aveloxis_ops.activity_series(repos bigint[], since date, until date, grain text, exclude_bots boolean)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lo timestamptz := since::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (until + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM aveloxis_ops.check_series_args(since, until, grain);
+    RETURN QUERY
+    WITH bots AS MATERIALIZED (
+        SELECT b.cntrb_id FROM aveloxis_ops.bot_ids() b WHERE exclude_bots
+    ), periods AS (
+        SELECT p::date AS period_start
+        FROM generate_series(date_trunc(grain, since::timestamp), until::timestamp, ('1 ' || grain)::interval) p
+    ), kept AS (
+        -- Everyone: the daily activity the triggers keep.
+        SELECT date_trunc(grain, a.day::timestamp)::date AS period_start,
+               sum(a.issues_opened) AS issues_opened, sum(a.issues_closed) AS issues_closed,
+               sum(a.prs_opened) AS prs_opened, sum(a.prs_merged) AS prs_merged, sum(a.prs_closed) AS prs_closed,
+               sum(a.commits) AS commits, sum(a.lines_added) AS lines_added, sum(a.lines_removed) AS lines_removed,
+               sum(a.new_contributors) AS new_contributors, sum(a.comments) AS comments, sum(a.reviews) AS reviews
+        FROM aveloxis_data.repo_daily_activity a
+        WHERE NOT exclude_bots AND a.repo_id = ANY (repos) AND a.day BETWEEN since AND until
+        GROUP BY 1
+    ), facts AS (
+        -- Without bots: the same definitions over the base tables, bots' items left out.
+        SELECT i.created_at AS at, 'issues_opened' AS m, 1::bigint AS v FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.created_at >= lo AND i.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT i.closed_at, 'issues_closed', 1 FROM aveloxis_data.issues i
+        WHERE exclude_bots AND i.repo_id = ANY (repos) AND i.closed_at >= lo AND i.closed_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = i.reporter_id)
+        UNION ALL SELECT p.created_at, 'prs_opened', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.merged_at, 'prs_merged', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.merged_at >= lo AND p.merged_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT p.closed_at, 'prs_closed', 1 FROM aveloxis_data.pull_requests p
+        WHERE exclude_bots AND p.repo_id = ANY (repos) AND p.closed_at >= lo AND p.closed_at < hi AND p.merged_at IS NULL
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+        UNION ALL SELECT c.at, x.m, x.v FROM (
+            SELECT min(cm.cmt_author_timestamp) AS at, sum(cm.cmt_added) AS added, sum(cm.cmt_removed) AS removed
+            FROM aveloxis_data.commits cm
+            WHERE exclude_bots AND cm.repo_id = ANY (repos) AND cm.cmt_author_timestamp >= lo AND cm.cmt_author_timestamp < hi
+              AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = cm.cmt_ght_author_id)
+              AND NOT aveloxis_ops.author_looks_bot(cm.cmt_author_name, cm.cmt_author_email)
+            GROUP BY cm.repo_id, cm.cmt_commit_hash) c
+        CROSS JOIN LATERAL (VALUES ('commits', 1::bigint), ('lines_added', c.added), ('lines_removed', c.removed)) x(m, v)
+        UNION ALL SELECT m.msg_timestamp, 'comments', 1 FROM aveloxis_data.messages m
+        WHERE exclude_bots AND m.repo_id = ANY (repos) AND m.msg_timestamp >= lo AND m.msg_timestamp < hi
+          AND m.msg_source IN ('issue_comment', 'review_comment')
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)
+        UNION ALL SELECT v.submitted_at, 'reviews', 1 FROM aveloxis_data.pull_request_reviews v
+        WHERE exclude_bots AND v.repo_id = ANY (repos) AND v.submitted_at >= lo AND v.submitted_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)
+        UNION ALL SELECT f.first_at, 'new_contributors', 1 FROM aveloxis_data.repo_contributor_first f
+        WHERE exclude_bots AND f.repo_id = ANY (repos) AND f.first_at >= lo AND f.first_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = f.cntrb_id)
+    ), counted AS (
+        SELECT k.* FROM kept k
+        UNION ALL
+        SELECT date_trunc(grain, (f.at AT TIME ZONE 'UTC'))::date,
+               sum(f.v) FILTER (WHERE f.m = 'issues_opened'), sum(f.v) FILTER (WHERE f.m = 'issues_closed'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_opened'), sum(f.v) FILTER (WHERE f.m = 'prs_merged'),
+               sum(f.v) FILTER (WHERE f.m = 'prs_closed'), sum(f.v) FILTER (WHERE f.m = 'commits'),
+               sum(f.v) FILTER (WHERE f.m = 'lines_added'), sum(f.v) FILTER (WHERE f.m = 'lines_removed'),
+               sum(f.v) FILTER (WHERE f.m = 'new_contributors'), sum(f.v) FILTER (WHERE f.m = 'comments'),
+               sum(f.v) FILTER (WHERE f.m = 'reviews')
+        FROM facts f GROUP BY 1
+    ), responses AS (
+        -- Per pull request opened in the range: hours to the first response by someone
+        -- other than its author (comment, review, diff comment), and to the first review.
+        SELECT date_trunc(grain, (p.created_at AT TIME ZONE 'UTC'))::date AS period_start,
+               extract(epoch FROM r.first_response - p.created_at) / 3600 AS first_hours,
+               extract(epoch FROM r.first_review - p.created_at) / 3600 AS review_hours
+        FROM aveloxis_data.pull_requests p
+        CROSS JOIN LATERAL (
+            SELECT (SELECT min(m.msg_timestamp) FROM (
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.pull_request_message_ref x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT m.msg_timestamp, m.cntrb_id FROM aveloxis_data.review_comments x
+                        JOIN aveloxis_data.messages m ON m.repo_id = x.repo_id AND m.msg_id = x.msg_id
+                        WHERE x.repo_id = p.repo_id AND x.pull_request_id = p.pull_request_id
+                        UNION ALL
+                        SELECT v.submitted_at, v.cntrb_id FROM aveloxis_data.pull_request_reviews v
+                        WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id) m
+                    WHERE m.cntrb_id IS DISTINCT FROM p.author_id AND m.msg_timestamp >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = m.cntrb_id)) AS first_response,
+                   (SELECT min(v.submitted_at) FROM aveloxis_data.pull_request_reviews v
+                    WHERE v.repo_id = p.repo_id AND v.pull_request_id = p.pull_request_id
+                      AND v.cntrb_id IS DISTINCT FROM p.author_id
+                      AND v.submitted_at >= p.created_at
+                      AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = v.cntrb_id)) AS first_review
+        ) r
+        WHERE p.repo_id = ANY (repos) AND p.created_at >= lo AND p.created_at < hi
+          AND NOT EXISTS (SELECT FROM bots b WHERE b.cntrb_id = p.author_id)
+    ), response_stats AS (
+        SELECT s.period_start,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.first_hours) AS fr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.first_hours) AS fr_p90,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY s.review_hours) AS rr_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY s.review_hours) AS rr_p90
+        FROM responses s GROUP BY 1
+    )
+    SELECT p.period_start,
+           coalesce(sum(c.issues_opened), 0)::bigint, coalesce(sum(c.issues_closed), 0)::bigint,
+           coalesce(sum(c.prs_opened), 0)::bigint, coalesce(sum(c.prs_merged), 0)::bigint,
+           coalesce(sum(c.prs_closed), 0)::bigint, coalesce(sum(c.commits), 0)::bigint,
+           coalesce(sum(c.lines_added), 0)::bigint, coalesce(sum(c.lines_removed), 0)::bigint,
+           coalesce(sum(c.new_contributors), 0)::bigint, coalesce(sum(c.comments), 0)::bigint,
+           coalesce(sum(c.reviews), 0)::bigint,
+           min(r.fr_median), min(r.fr_p90), min(r.rr_median), min(r.rr_p90),
+           aveloxis_ops.coverage(repos, ARRAY['issues_and_pull_requests']),
+           aveloxis_ops.coverage(repos, ARRAY['commits'])
+    FROM periods p
+    LEFT JOIN counted c ON c.period_start = p.period_start
+    LEFT JOIN response_stats r ON r.period_start = p.period_start
+    GROUP BY p.period_start
+    ORDER BY p.period_start;
+END
+$$;
+
+-- A repository's activity over time: counts per period, response times (median, p90,
+-- hours), and the coverage of the data behind them.
+CREATE FUNCTION aveloxis.repo_activity(repo bigint, since date, until date DEFAULT current_date,
+                                       grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(ARRAY[repo], since, until, grain, exclude_bots);
+END
+$$;
+
+-- The same for every repository of a group (by name, as 8Knot's "org" is).
+CREATE FUNCTION aveloxis.group_activity(repo_group text, since date, until date DEFAULT current_date,
+                                        grain text DEFAULT 'week', exclude_bots boolean DEFAULT false)
+RETURNS TABLE (period_start date, issues_opened bigint, issues_closed bigint, prs_opened bigint, prs_merged bigint,
+               prs_closed bigint, commits bigint, lines_added bigint, lines_removed bigint, new_contributors bigint,
+               comments bigint, reviews bigint, first_response_hours_median double precision,
+               first_response_hours_p90 double precision, review_response_hours_median double precision,
+               review_response_hours_p90 double precision, coverage_issues_prs numeric, coverage_commits numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    members bigint[];
+BEGIN
+    SELECT array_agg(r.repo_id ORDER BY r.repo_id) INTO members
+    FROM aveloxis_data.repos r JOIN aveloxis_data.repo_groups g USING (repo_group_id)
+    WHERE lower(g.rg_name) = lower(repo_group);
+    IF members IS NULL THEN
+        RAISE EXCEPTION 'no repo group named "%" (or it has no repositories)', repo_group USING ERRCODE = 'no_data_found',
+            HINT = 'SELECT rg_name FROM aveloxis_data.repo_groups lists them.';
+    END IF;
+    RETURN QUERY SELECT * FROM aveloxis_ops.activity_series(members, since, until, grain, exclude_bots);
+END
+$$;
+
+-- Everything stored about one repository, per entity: how many, first and last
+-- activity, what the forge reported and the coverage, and when its phase last ran.
+CREATE FUNCTION aveloxis.repo_stats(repo bigint)
+RETURNS TABLE (entity text, stored bigint, first_activity timestamptz, last_activity timestamptz,
+               forge_reported bigint, coverage numeric, last_collected timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    collected timestamptz;
+    facaded   timestamptz;
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    SELECT max(j.last_success_at) FILTER (WHERE j.phase = 'collect'), max(j.last_success_at) FILTER (WHERE j.phase = 'facade')
+    INTO collected, facaded FROM aveloxis_ops.jobs j WHERE j.repo_id = repo;
+    RETURN QUERY
+    WITH counts AS (
+        SELECT 'issues' AS entity, count(*) AS stored, min(i.created_at) AS first_at, max(i.created_at) AS last_at,
+               'issues' AS ledger, collected AS at FROM aveloxis_data.issues i WHERE i.repo_id = repo
+        UNION ALL SELECT 'pull_requests', count(*), min(p.created_at), max(p.created_at), 'pull_requests', collected
+        FROM aveloxis_data.pull_requests p WHERE p.repo_id = repo
+        UNION ALL SELECT 'commits', count(DISTINCT c.cmt_commit_hash), min(c.cmt_author_timestamp),
+                         max(c.cmt_author_timestamp), 'commits', facaded
+        FROM aveloxis_data.commits c WHERE c.repo_id = repo
+        UNION ALL SELECT 'issue_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'issue_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'issue_comment'
+        UNION ALL SELECT 'review_comments', count(*), min(m.msg_timestamp), max(m.msg_timestamp), 'review_comments', collected
+        FROM aveloxis_data.messages m WHERE m.repo_id = repo AND m.msg_source = 'review_comment'
+        UNION ALL SELECT 'reviews', count(*), min(v.submitted_at), max(v.submitted_at), NULL, collected
+        FROM aveloxis_data.pull_request_reviews v WHERE v.repo_id = repo
+        UNION ALL SELECT 'releases', count(*), min(r.release_published_at), max(r.release_published_at), 'releases', collected
+        FROM aveloxis_data.releases r WHERE r.repo_id = repo
+        UNION ALL SELECT 'issue_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.issue_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'pull_request_events', count(*), min(e.created_at), max(e.created_at), NULL, collected
+        FROM aveloxis_data.pull_request_events e WHERE e.repo_id = repo
+        UNION ALL SELECT 'contributors', count(*), min(f.first_at), max(f.first_at), NULL, NULL
+        FROM aveloxis_data.repo_contributor_first f WHERE f.repo_id = repo
+    )
+    SELECT c.entity, c.stored, c.first_at, c.last_at, l.reported,
+           CASE WHEN l.reported IS NULL THEN NULL WHEN l.reported = 0 THEN 1
+                ELSE least(1, round(c.stored::numeric / l.reported, 4)) END,
+           c.at
+    FROM counts c
+    LEFT JOIN aveloxis_data.collection_completeness l ON l.repo_id = repo AND l.entity = c.ledger;
+END
+$$;
+
+-- The most active contributors of a repository in a range, by actions (explorer's
+-- definition: commits, issues and pull requests opened and closed, reviews, comments).
+CREATE FUNCTION aveloxis.top_contributors(repo bigint, since date, until date DEFAULT current_date,
+                                          n integer DEFAULT 10, exclude_bots boolean DEFAULT false)
+RETURNS TABLE (cntrb_id uuid, login text, actions bigint, commits bigint, issues_opened bigint, prs_opened bigint,
+               reviews bigint, comments bigint, first_action timestamptz, last_action timestamptz, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT t.* FROM (
+        SELECT a.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), count(*),
+               count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+               count(*) FILTER (WHERE a.action = 'pull_request_open'),
+               count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+               count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment')),
+               min(a.created_at), max(a.created_at), aveloxis.bot_rule(a.cntrb_id) AS rule
+        FROM aveloxis_data.contributor_actions a
+        LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = a.cntrb_id
+        WHERE a.repo_id = repo AND a.created_at >= since::timestamp AT TIME ZONE 'UTC'
+          AND a.created_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+        GROUP BY a.cntrb_id, c.gh_login, c.gl_username, c.cntrb_login
+    ) t
+    WHERE NOT exclude_bots OR t.rule IS NULL
+    ORDER BY 3 DESC, 2
+    LIMIT greatest(n, 0);
+END
+$$;
+
+-- Contributors whose first contribution to the repository falls in the range, with
+-- that first action.
+CREATE FUNCTION aveloxis.new_contributors(repo bigint, since date, until date DEFAULT current_date)
+RETURNS TABLE (cntrb_id uuid, login text, first_at timestamptz, first_action text, bot_rule text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+BEGIN
+    PERFORM aveloxis_ops.require_repo(repo);
+    PERFORM aveloxis_ops.check_series_args(since, until, 'day');
+    RETURN QUERY
+    SELECT f.cntrb_id, coalesce(c.gh_login, c.gl_username, c.cntrb_login), f.first_at,
+           (SELECT a.action FROM aveloxis_data.contributor_actions a
+            WHERE a.repo_id = repo AND a.cntrb_id = f.cntrb_id AND a.created_at = f.first_at
+            ORDER BY a.action LIMIT 1),
+           aveloxis.bot_rule(f.cntrb_id)
+    FROM aveloxis_data.repo_contributor_first f
+    LEFT JOIN aveloxis_data.contributors c ON c.cntrb_id = f.cntrb_id
+    WHERE f.repo_id = repo AND f.first_at >= since::timestamp AT TIME ZONE 'UTC'
+      AND f.first_at < (until + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY f.first_at, 2;
+END
+$$;
+
+-- One contributor across the fleet: per repository, first and last action and counts.
+CREATE FUNCTION aveloxis.contributor_activity(cntrb uuid)
+RETURNS TABLE (repo_id bigint, repo_git text, first_action timestamptz, last_action timestamptz, actions bigint,
+               commits bigint, issues_opened bigint, prs_opened bigint, reviews bigint, comments bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT a.repo_id, r.repo_git, min(a.created_at), max(a.created_at), count(*),
+           count(*) FILTER (WHERE a.action = 'commit'), count(*) FILTER (WHERE a.action = 'issue_opened'),
+           count(*) FILTER (WHERE a.action = 'pull_request_open'),
+           count(*) FILTER (WHERE a.action LIKE 'pull_request_review_%'),
+           count(*) FILTER (WHERE a.action IN ('issue_comment', 'pull_request_comment'))
+    FROM aveloxis_data.contributor_actions a
+    JOIN aveloxis_data.repos r ON r.repo_id = a.repo_id
+    WHERE a.cntrb_id = cntrb
+    GROUP BY a.repo_id, r.repo_git
+    ORDER BY 5 DESC, 1
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/lib.rs:217
+-- requires:
+--   matviews
+--   queue
+
+-- Refreshing the materialized views (sql/matviews.sql).
+--
+--   CALL aveloxis.refresh_views();          every view, now
+--   CALL aveloxis.refresh_views(true);      only when views.refresh_cadence has passed
+--                                           (what pg_cron runs hourly: aveloxis.schedule())
+--
+-- Views refresh one by one in dependency order, each in its own transaction (the
+-- procedure commits between them, so no lock outlives its view), CONCURRENTLY once
+-- populated: 8Knot's readers are never blocked. A view that fails is recorded and the
+-- others go on. A second caller returns at once (session advisory lock).
+
+INSERT INTO aveloxis_ops.setting_defaults (name, default_value, kind, description) VALUES
+    ('views.refresh_cadence', '7 days', 'interval',
+     'How often refresh_views(true) (pg_cron, hourly) refreshes the materialized views'),
+    ('views.refresh_history', '90 days', 'interval', 'tick() deletes view refresh records older than this');
+
+CREATE TABLE aveloxis_ops.view_refresh_runs (
+    refresh_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    requested_by text NOT NULL DEFAULT session_user,
+    views        integer,
+    failed       integer
+);
+COMMENT ON TABLE aveloxis_ops.view_refresh_runs IS 'One row per refresh_views() call that ran';
+
+CREATE TABLE aveloxis_ops.view_refreshes (
+    refresh_id   bigint NOT NULL REFERENCES aveloxis_ops.view_refresh_runs ON DELETE CASCADE,
+    view_name    text NOT NULL,
+    view_position integer NOT NULL,
+    concurrent   boolean NOT NULL,
+    started_at   timestamptz NOT NULL,
+    duration     interval NOT NULL,
+    -- Rows after the refresh; NULL when it failed.
+    row_count    bigint,
+    error        text,
+    PRIMARY KEY (refresh_id, view_name)
+);
+COMMENT ON TABLE aveloxis_ops.view_refreshes IS 'Per view of each refresh: how long, how many rows, what went wrong';
+
+-- The views in refresh order: a view after every view it reads.
+CREATE FUNCTION aveloxis_ops.refresh_order()
+RETURNS TABLE (view_position integer, view_name text)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT o.n::integer, o.v FROM unnest(ARRAY[
+        'api_get_all_repo_prs', 'api_get_all_repos_commits', 'api_get_all_repos_issues', 'explorer_entry_list',
+        'explorer_commits_and_committers_daily_count', 'explorer_libyear_all', 'explorer_libyear_summary',
+        'explorer_libyear_detail', 'explorer_contributor_actions', 'explorer_new_contributors',
+        'augur_new_contributors', 'explorer_pr_assignments', 'explorer_pr_response', 'explorer_user_repos',
+        'explorer_pr_response_times', 'explorer_issue_assignments', 'explorer_repo_languages',
+        'issue_reporter_created_at', 'explorer_contributor_recent_actions', 'explorer_pr_files',
+        'explorer_cntrb_per_file', 'explorer_repo_files']) WITH ORDINALITY AS o(v, n)
+$$;
+
+-- Starts a refresh run; NULL when refresh_views(true) finds the views fresh enough.
+CREATE FUNCTION aveloxis_ops.refresh_begin(only_if_due boolean)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    last_start timestamptz;
+    run bigint;
+BEGIN
+    IF only_if_due THEN
+        SELECT max(r.started_at) INTO last_start FROM aveloxis_ops.view_refresh_runs r WHERE r.finished_at IS NOT NULL;
+        IF last_start > aveloxis_ops.clock() - aveloxis_ops.setting('views.refresh_cadence')::interval THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    INSERT INTO aveloxis_ops.view_refresh_runs DEFAULT VALUES RETURNING refresh_id INTO run;
+    RETURN run;
+END
+$$;
+
+-- Refreshes one view of the list (never any other relation) and records how it went.
+-- Errors are caught here: the caller goes on with the next view.
+CREATE FUNCTION aveloxis_ops.refresh_one(run bigint, pos integer)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    target      text;
+    populated   boolean;
+    began       timestamptz := clock_timestamp();
+    counted     bigint;
+    message     text;
+BEGIN
+    SELECT o.view_name INTO target FROM aveloxis_ops.refresh_order() o WHERE o.view_position = pos;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'no materialized view at position %', pos USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relispopulated INTO populated FROM pg_catalog.pg_class c
+    WHERE c.oid = pg_catalog.to_regclass('aveloxis_augur_data.' || quote_ident(target)) AND c.relkind = 'm';
+    BEGIN
+        IF populated IS NULL THEN
+            RAISE EXCEPTION 'materialized view aveloxis_augur_data.% is missing', target
+                USING HINT = 'ALTER EXTENSION pg_aveloxis UPDATE, or reinstall the extension.';
+        END IF;
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s aveloxis_augur_data.%I',
+                       CASE WHEN populated THEN 'CONCURRENTLY' ELSE '' END, target);
+        EXECUTE format('SELECT count(*) FROM aveloxis_augur_data.%I', target) INTO counted;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        message := coalesce(message, 'unknown error') || ' (SQLSTATE ' || SQLSTATE || ')';
+        RAISE WARNING 'aveloxis.refresh_views: % failed: %', target, message;
+    END;
+    INSERT INTO aveloxis_ops.view_refreshes
+        (refresh_id, view_name, view_position, concurrent, started_at, duration, row_count, error)
+    VALUES (run, target, pos, coalesce(populated, false), began, clock_timestamp() - began,
+            CASE WHEN message IS NULL THEN counted END, message);
+    RETURN message IS NULL;
+END
+$$;
+
+CREATE FUNCTION aveloxis_ops.refresh_end(run bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+DECLARE
+    done integer;
+    bad  integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE v.error IS NOT NULL) INTO done, bad
+    FROM aveloxis_ops.view_refreshes v WHERE v.refresh_id = run;
+    UPDATE aveloxis_ops.view_refresh_runs r SET finished_at = clock_timestamp(), views = done, failed = bad
+    WHERE r.refresh_id = run;
+    RETURN format('refresh %s: %s views refreshed, %s failed', run, done - bad, bad);
+END
+$$;
+
+-- The procedure itself runs with its caller's rights and commits between views (a
+-- SECURITY DEFINER procedure may not); each step it calls is SECURITY DEFINER and
+-- trusts nothing but the fixed list. Every name is schema-qualified.
+CREATE PROCEDURE aveloxis.refresh_views(only_if_due boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run  bigint;
+    step record;
+BEGIN
+    -- Fails here, before any lock is taken, when called inside a transaction block (the
+    -- refresh commits between views).
+    COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0)) THEN
+        RAISE NOTICE 'a refresh of the views is already running; this call returns';
+        RETURN;
+    END IF;
+    BEGIN
+        run := aveloxis_ops.refresh_begin(only_if_due);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE;
+    END;
+    IF run IS NULL THEN
+        PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+        RAISE NOTICE 'the views were refreshed less than views.refresh_cadence ago; nothing to do';
+        RETURN;
+    END IF;
+    COMMIT;
+    FOR step IN SELECT o.view_position FROM aveloxis_ops.refresh_order() o ORDER BY o.view_position LOOP
+        PERFORM aveloxis_ops.refresh_one(run, step.view_position);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE '%', aveloxis_ops.refresh_end(run);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('aveloxis.refresh_views', 0));
+END
+$$;
+
+-- The refreshes, newest first: per view, how long it took, its rows, its error.
+CREATE FUNCTION aveloxis.view_refresh_history(max_runs integer DEFAULT 5)
+RETURNS TABLE (refresh_id bigint, view_name text, view_position integer, concurrent boolean, started_at timestamptz,
+               duration interval, row_count bigint, error text, run_finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, aveloxis, pg_temp
+AS $$
+    SELECT v.refresh_id, v.view_name, v.view_position, v.concurrent, v.started_at, v.duration, v.row_count, v.error,
+           r.finished_at
+    FROM aveloxis_ops.view_refreshes v
+    JOIN aveloxis_ops.view_refresh_runs r USING (refresh_id)
+    WHERE v.refresh_id IN (SELECT x.refresh_id FROM aveloxis_ops.view_refresh_runs x
+                           ORDER BY x.refresh_id DESC LIMIT max_runs)
+    ORDER BY v.refresh_id DESC, v.view_position
+$$;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:419
+CREATE SCHEMA IF NOT EXISTS aveloxis; /* pg_aveloxis::manifest::aveloxis */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:453
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" bytea /* & [u8] */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_bytes_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:447
+-- pg_aveloxis::manifest::aveloxis::manifest_kind
+CREATE  FUNCTION aveloxis."manifest_kind"(
+	"path" TEXT /* & str */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'manifest_kind_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- pg_aveloxis/src/manifest.rs:426
+-- pg_aveloxis::manifest::aveloxis::parse_manifest
+CREATE  FUNCTION aveloxis."parse_manifest"(
+	"path" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TABLE (
+	"manifest_type" TEXT,  /* Option < String > */
+	"package_name" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_manifest_text_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -74,8 +74,24 @@ CREATE INDEX repo_deps_libyear_history_scan_idx
     ON aveloxis_data.repo_deps_libyear_history (repo_id, data_collection_date);
 SELECT pg_catalog.pg_extension_config_dump('aveloxis_data.repo_deps_libyear_history', '');
 
--- The packages of the lease's repository that the cache lacks or holds past their TTL
--- (packages.ttl; packages.miss_ttl for what was not found or failed), at most
+-- The packages of a repository that the cache lacks or holds past their TTL (packages.ttl;
+-- packages.miss_ttl for what was not found or failed), as of `at`. What packages_due hands
+-- out and what work_left looks for.
+CREATE FUNCTION aveloxis_ops.stale_packages(repo bigint, at timestamptz)
+RETURNS TABLE (ecosystem text, name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT d.ecosystem, d.package
+    FROM aveloxis_data.repo_dependency_decls d
+    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
+    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
+      AND (p.fetched_at IS NULL
+           OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
+                                                            ELSE 'packages.miss_ttl' END)::interval)
+$$;
+
+-- The stale packages of the lease's repository (aveloxis_ops.stale_packages), at most
 -- packages.batch, each with the versions the repository uses whose licence the cache does
 -- not hold yet (a release's licence does not change: asked once). For the agent holding
 -- the repository's packages lease.
@@ -87,24 +103,19 @@ AS $$
 #variable_conflict use_column
 DECLARE
     repo bigint := aveloxis_ops.lease_repo(lease_token, 'packages');
-    at   timestamptz := aveloxis_ops.clock();
-    ttl  interval := aveloxis_ops.setting('packages.ttl')::interval;
-    miss interval := aveloxis_ops.setting('packages.miss_ttl')::interval;
 BEGIN
     RETURN QUERY
-    SELECT d.ecosystem, d.package,
+    SELECT s.ecosystem, s.name,
            array_agg(DISTINCT d.version ORDER BY d.version)
                FILTER (WHERE d.version IS NOT NULL
                          AND NOT EXISTS (SELECT FROM aveloxis_data.package_versions v
                                          WHERE v.ecosystem = d.ecosystem AND v.name = d.package
                                            AND v.version = d.version AND v.licence IS NOT NULL))
-    FROM aveloxis_data.repo_dependency_decls d
-    LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-    WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-      AND (p.fetched_at IS NULL
-           OR p.fetched_at < at - CASE WHEN p.status = 'found' THEN ttl ELSE miss END)
-    GROUP BY d.ecosystem, d.package
-    ORDER BY d.ecosystem, d.package
+    FROM aveloxis_ops.stale_packages(repo, aveloxis_ops.clock()) s
+    JOIN aveloxis_data.repo_dependency_decls d
+      ON d.repo_id = repo AND d.ecosystem = s.ecosystem AND d.package = s.name AND d.resolution <> 'non-registry'
+    GROUP BY s.ecosystem, s.name
+    ORDER BY s.ecosystem, s.name
     LIMIT aveloxis_ops.setting('packages.batch')::integer;
 END
 $$;

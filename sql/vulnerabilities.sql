@@ -97,6 +97,19 @@ AS $$
       AND aveloxis_ops.osv_ecosystem(d.ecosystem)
 $$;
 
+-- The versions a repository uses without an OSV answer younger than osv.ttl, as of `at`:
+-- what osv_due hands out, what keeps a scan from resolving findings, what work_left looks for.
+CREATE FUNCTION aveloxis_ops.versions_without_answer(repo bigint, at timestamptz)
+RETURNS TABLE (ecosystem text, name text, version text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.ecosystem, u.name, u.version
+    FROM aveloxis_ops.versions_in_use(repo) u
+    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
+    WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval
+$$;
+
 -- The OSV settings the agent needs.
 CREATE FUNCTION aveloxis.osv_settings()
 RETURNS TABLE (url text)
@@ -106,8 +119,9 @@ AS $$
     SELECT aveloxis_ops.setting('osv.url')
 $$;
 
--- The package versions of the lease's repository without a fresh OSV answer (osv.ttl),
--- at most osv.batch. For the agent holding the repository's vulnerabilities lease.
+-- The package versions of the lease's repository without a fresh OSV answer
+-- (aveloxis_ops.versions_without_answer), at most osv.batch. For the agent holding the
+-- repository's vulnerabilities lease.
 CREATE FUNCTION aveloxis.osv_due(lease_token uuid)
 RETURNS TABLE (ecosystem text, name text, version text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -115,14 +129,11 @@ SET search_path = pg_catalog, aveloxis, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    repo   bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
-    cutoff timestamptz := aveloxis_ops.clock() - aveloxis_ops.setting('osv.ttl')::interval;
+    repo bigint := aveloxis_ops.lease_repo(lease_token, 'vulnerabilities');
 BEGIN
     RETURN QUERY
-    SELECT u.ecosystem, u.name, u.version
-    FROM aveloxis_ops.versions_in_use(repo) u
-    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    WHERE q.checked_at IS NULL OR q.checked_at < cutoff
+    SELECT w.ecosystem, w.name, w.version
+    FROM aveloxis_ops.versions_without_answer(repo, aveloxis_ops.clock()) w
     ORDER BY 1, 2, 3
     LIMIT aveloxis_ops.setting('osv.batch')::integer;
 END
@@ -161,7 +172,6 @@ SET jit = off
 AS $$
 DECLARE
     observed   timestamptz := aveloxis_ops.clock();
-    cutoff     timestamptz := observed - aveloxis_ops.setting('osv.ttl')::interval;
     unanswered bigint;
     resolved   bigint;
 BEGIN
@@ -245,10 +255,7 @@ BEGIN
     ON CONFLICT (repo_id, ecosystem, name, version, vuln_id) DO UPDATE SET
         last_seen_at = excluded.last_seen_at, resolved_at = NULL;
 
-    SELECT count(*) INTO unanswered
-    FROM aveloxis_ops.versions_in_use(repo) u
-    LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-    WHERE q.checked_at IS NULL OR q.checked_at < cutoff;
+    SELECT count(*) INTO unanswered FROM aveloxis_ops.versions_without_answer(repo, observed);
     IF unanswered > 0 THEN
         RAISE LOG 'vulnerabilities of repo %: % versions in use without a fresh OSV answer: no finding resolved',
             repo, unanswered;
@@ -287,27 +294,11 @@ $$;
 -- without a fresh OSV answer.
 CREATE FUNCTION aveloxis_ops.work_left(repo bigint, job_phase text)
 RETURNS boolean
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    at timestamptz := aveloxis_ops.clock();
-BEGIN
-    IF job_phase = 'packages' THEN
-        RETURN EXISTS (
-            SELECT FROM aveloxis_data.repo_dependency_decls d
-            LEFT JOIN aveloxis_data.packages p ON p.ecosystem = d.ecosystem AND p.name = d.package
-            WHERE d.repo_id = repo AND d.resolution <> 'non-registry'
-              AND (p.fetched_at IS NULL
-                   OR p.fetched_at < at - aveloxis_ops.setting(CASE WHEN p.status = 'found' THEN 'packages.ttl'
-                                                                    ELSE 'packages.miss_ttl' END)::interval));
-    END IF;
-    IF job_phase = 'vulnerabilities' THEN
-        RETURN EXISTS (
-            SELECT FROM aveloxis_ops.versions_in_use(repo) u
-            LEFT JOIN aveloxis_data.osv_queries q ON q.ecosystem = u.ecosystem AND q.name = u.name AND q.version = u.version
-            WHERE q.checked_at IS NULL OR q.checked_at < at - aveloxis_ops.setting('osv.ttl')::interval);
-    END IF;
-    RETURN false;
-END
+    SELECT CASE job_phase
+        WHEN 'packages' THEN EXISTS (SELECT FROM aveloxis_ops.stale_packages(repo, aveloxis_ops.clock()))
+        WHEN 'vulnerabilities' THEN EXISTS (SELECT FROM aveloxis_ops.versions_without_answer(repo, aveloxis_ops.clock()))
+        ELSE false END
 $$;
